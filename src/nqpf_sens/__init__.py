@@ -1,0 +1,28 @@
+"""nqpf_sens: how far can a composite index be trusted?
+
+The engine (data -> impute -> transform -> normalise -> aggregate -> rank/tier) evaluates many
+scenarios of analyst choices at once; the uncertainty layer samples those choices and the
+analysis layer summarises rank and tier stability and Sobol sensitivity indices.
+"""
+
+from nqpf_sens.errors import UserError
+from nqpf_sens.spec import IndexSpec, load_spec, nqpf_spec
+from nqpf_sens.table import IndicatorTable, load_table
+from nqpf_sens.pipeline import Pipeline
+from nqpf_sens.engine import BatchResult, ScenarioBatch, evaluate, evaluate_batch
+
+__all__ = [
+    "BatchResult",
+    "IndexSpec",
+    "IndicatorTable",
+    "Pipeline",
+    "ScenarioBatch",
+    "UserError",
+    "evaluate",
+    "evaluate_batch",
+    "load_spec",
+    "load_table",
+    "nqpf_spec",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from nqpf_sens.cli import main
+
+raise SystemExit(main())

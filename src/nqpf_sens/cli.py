@@ -1,0 +1,37 @@
+"""Command line: ``python -m nqpf_sens run CONFIG.toml [--out DIR] [--jobs N] [--quiet]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nqpf_sens.errors import UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m nqpf_sens", description="How far can a composite index be trusted? Runs the index, Monte Carlo uncertainty and Sobol sensitivity analyses described by a TOML config.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run what a config describes and write results")
+    run.add_argument("config", type=Path, help="TOML config, e.g. configs/sobol.toml")
+    run.add_argument("--out", type=Path, default=None, help="output folder (default: results/<run name>)")
+    run.add_argument("--jobs", type=int, default=None, help="parallel workers (default: the config's, else 1)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar and no printed tables")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from nqpf_sens.runner import run_config
+
+    try:
+        if args.jobs is not None and args.jobs < 1:
+            raise UserError("--jobs must be at least 1")
+        run_config(args.config, out=args.out, jobs=args.jobs, quiet=args.quiet)
+    except UserError as error:
+        print(f"error: {error.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no results were written", file=sys.stderr)
+        return 130
+    return 0

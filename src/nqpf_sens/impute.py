@@ -1,0 +1,147 @@
+"""Imputation of missing cells (NaN) in arrays shaped (..., years, units, indicators).
+
+Time-series rules fill each unit's series along the years; cross-sectional rules fill from the other
+units of the same year. A cell that a time-series rule cannot reach (a series with no observation, or
+too few for the rule) is left for ``fallback`` (a cross-sectional rule) or stays NaN for the caller
+to report.
+
+- ``growth`` (the paper): a gap between two observed years is filled at the constant annual growth
+  rate between them; years after the last (before the first) observation are extrapolated at the
+  average annual growth rate over the whole observed span. Where an end point is not positive the
+  rate is undefined and the rule falls back to ``linear`` for that cell.
+- ``linear``: straight line between neighbours; extrapolation continues the line through the two
+  nearest observations.
+- ``locf``: last observation carried forward; leading gaps take the first observation.
+- ``loglinear_trend``: exponential trend fitted by least squares on log values of the whole series
+  (a linear trend where a value is not positive).
+- ``mean`` / ``median``: the cross-sectional mean / median of the same indicator and year.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TIME_SERIES_RULES = ("growth", "linear", "locf", "loglinear_trend")
+CROSS_SECTION_RULES = ("mean", "median")
+RULES = ("none", *TIME_SERIES_RULES, *CROSS_SECTION_RULES)
+
+
+def impute(values: np.ndarray, rule: str = "growth", fallback: str | None = None) -> np.ndarray:
+    """Return a copy of ``values`` with missing cells filled by ``rule`` (then ``fallback``)."""
+    if rule not in RULES:
+        raise ValueError(f"unknown imputation rule {rule!r}")
+    if fallback is not None and fallback not in CROSS_SECTION_RULES:
+        raise ValueError(f"fallback must be one of {CROSS_SECTION_RULES}")
+    filled = np.array(values, dtype=float)
+    if rule == "none" or not np.isnan(filled).any():
+        return filled
+    if rule in CROSS_SECTION_RULES:
+        return _cross_section(filled, rule)
+    series = np.moveaxis(filled, -3, -1)
+    shape = series.shape
+    series = _fill_series(series.reshape(-1, shape[-1]), rule).reshape(shape)
+    filled = np.moveaxis(series, -1, -3)
+    if fallback is not None and np.isnan(filled).any():
+        filled = _cross_section(filled, fallback)
+    return filled
+
+
+def _cross_section(values: np.ndarray, rule: str) -> np.ndarray:
+    missing = np.isnan(values)
+    with np.errstate(all="ignore"), _quiet_all_nan():
+        centre = np.nanmean(values, axis=-2, keepdims=True) if rule == "mean" else np.nanmedian(values, axis=-2, keepdims=True)
+    return np.where(missing, np.broadcast_to(centre, values.shape), values)
+
+
+class _quiet_all_nan:
+    """Silence numpy's 'mean of empty slice' warnings: an all-missing column stays NaN and is reported."""
+
+    def __enter__(self):
+        import warnings
+
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        self._catch.__exit__(*exc)
+
+
+def _neighbours(observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the last observation at or before t and of the first at or after t (-1 / T if none)."""
+    n_rows, n_years = observed.shape
+    steps = np.broadcast_to(np.arange(n_years), observed.shape)
+    previous = np.maximum.accumulate(np.where(observed, steps, -1), axis=1)
+    following = np.minimum.accumulate(np.where(observed, steps, n_years)[:, ::-1], axis=1)[:, ::-1]
+    return previous, following
+
+
+def _take(series: np.ndarray, index: np.ndarray) -> np.ndarray:
+    return np.take_along_axis(series, np.clip(index, 0, series.shape[1] - 1), axis=1)
+
+
+def _fill_series(series: np.ndarray, rule: str) -> np.ndarray:
+    """Fill rows of a (rows, years) array; rows without any observation stay NaN."""
+    observed = ~np.isnan(series)
+    n_years = series.shape[1]
+    t = np.broadcast_to(np.arange(n_years, dtype=float), series.shape)
+    previous, following = _neighbours(observed)
+    first = following[:, :1]
+    last = previous[:, -1:]
+    if rule == "loglinear_trend":
+        estimate = _trend(series, observed, t)
+    elif rule == "locf":
+        estimate = np.where(previous >= 0, _take(series, previous), _take(series, following))
+    else:
+        estimate = _linear(series, t, previous, following, first, last)
+        if rule == "growth":
+            geometric = _growth(series, t, previous, following, first, last)
+            estimate = np.where(np.isnan(geometric), estimate, geometric)
+    has_any = observed.any(axis=1, keepdims=True)
+    return np.where(observed, series, np.where(has_any, estimate, np.nan))
+
+
+def _linear(series, t, previous, following, first, last):
+    """Interpolate between neighbours; extrapolate through the two nearest observations."""
+    n_years = series.shape[1]
+    second_last = np.where(last >= 1, _take(previous, last - 1), -1)
+    second = np.where(first + 1 < n_years, _take(following, first + 1), n_years)
+    with np.errstate(all="ignore"):
+        inner = _take(series, previous) + (_take(series, following) - _take(series, previous)) * (t - previous) / (following - previous)
+        slope_end = np.where(second_last >= 0, (_take(series, last) - _take(series, second_last)) / (last - second_last), 0.0)
+        slope_start = np.where(second < n_years, (_take(series, second) - _take(series, first)) / (second - first), 0.0)
+    after = _take(series, last) + slope_end * (t - last)
+    before = _take(series, first) + slope_start * (t - first)
+    return np.where(t > last, after, np.where(t < first, before, inner))
+
+
+def _growth(series, t, previous, following, first, last):
+    """Constant growth between neighbours; average growth over the observed span outside it (NaN if undefined)."""
+    with np.errstate(all="ignore"):
+        y_prev, y_next = _take(series, previous), _take(series, following)
+        inner = y_prev * (y_next / y_prev) ** ((t - previous) / (following - previous))
+        inner = np.where((y_prev > 0) & (y_next > 0), inner, np.nan)
+        y_first, y_last = _take(series, first), _take(series, last)
+        span = last - first
+        rate = np.where(span > 0, (y_last / y_first) ** (1.0 / np.where(span > 0, span, 1)), 1.0)
+        positive = (y_first > 0) & (y_last > 0)
+        after = np.where(positive, y_last * rate ** (t - last), np.nan)
+        before = np.where(positive, y_first * rate ** (t - first), np.nan)
+    return np.where(t > last, after, np.where(t < first, before, inner))
+
+
+def _trend(series, observed, t):
+    """Least-squares trend per row: exponential where all observations are positive, linear otherwise."""
+    positive = np.all(np.where(observed, series > 0, True), axis=1, keepdims=True)
+    with np.errstate(all="ignore"):
+        target = np.where(positive, np.log(np.where(series > 0, series, 1.0)), series)
+    weight = observed.astype(float)
+    count = weight.sum(axis=1, keepdims=True)
+    safe = np.maximum(count, 1)
+    t_mean = (weight * t).sum(axis=1, keepdims=True) / safe
+    y_mean = (weight * np.nan_to_num(target)).sum(axis=1, keepdims=True) / safe
+    s_tt = (weight * (t - t_mean) ** 2).sum(axis=1, keepdims=True)
+    s_ty = (weight * (t - t_mean) * (np.nan_to_num(target) - y_mean)).sum(axis=1, keepdims=True)
+    slope = np.where(s_tt > 0, s_ty / np.where(s_tt > 0, s_tt, 1), 0.0)
+    fitted = y_mean + slope * (t - t_mean)
+    return np.where(positive, np.exp(fitted), fitted)

@@ -1,0 +1,33 @@
+"""The index spec and data tables a run config points at (defaults: the shipped NQPF index and data)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from nqpf_sens.config import RunConfig
+from nqpf_sens.errors import UserError
+from nqpf_sens.spec import IndexSpec, load_spec, nqpf_spec
+from nqpf_sens.table import IndicatorTable, load_table
+
+DEFAULT_VALUES = "nqpf_values.csv"
+
+
+def packaged(name: str) -> Path:
+    """Path of a data file shipped inside the package."""
+    return Path(str(resources.files("nqpf_sens") / "data" / name))
+
+
+def load_inputs(config: RunConfig) -> tuple[IndexSpec, IndicatorTable]:
+    """Spec and (optionally one year of) the data table of a run."""
+    for key, path in (("metadata", config.data.metadata), ("values", config.data.values)):
+        if path is not None and not path.is_file():
+            raise UserError(f"file not found: {path}", config.path, f"[data] {key}")
+    spec = nqpf_spec() if config.data.metadata is None else load_spec(config.data.metadata)
+    values = config.data.values or packaged(DEFAULT_VALUES)
+    table = load_table(values, spec)
+    if config.data.year is not None:
+        if config.data.year not in table.years:
+            raise UserError(f"year {config.data.year} is not in the data", config.path, "[data] year")
+        table = table.year(config.data.year)
+    return spec, table

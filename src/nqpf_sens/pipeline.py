@@ -1,0 +1,124 @@
+"""A pipeline is one combination of the analyst's discrete choices; its defaults are the paper's method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from nqpf_sens import aggregate, impute, normalise, transform, weights
+from nqpf_sens.errors import UserError
+from nqpf_sens.rank import TierRule
+from nqpf_sens.spec import IndexSpec
+from nqpf_sens.table import IndicatorTable
+
+TRANSFORM_TARGETS = ("flagged", "all")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Discrete choices of one scenario. ``aggregation`` has one method per level of the tree
+    (a single string applies to every level); ``dataset`` picks one of several alternative tables."""
+
+    imputation: str = "growth"
+    imputation_fallback: str | None = None
+    transformation: str = "none"
+    transform_target: str = "flagged"
+    winsor_limit: float = 0.05
+    normalisation: str = "minmax"
+    base_year: int | None = None
+    aggregation: str | tuple[str, ...] = "arithmetic"
+    weighting: str = "expert"
+    tiers: TierRule = field(default_factory=TierRule)
+    dataset: int = 0
+
+    def aggregation_at(self, level: int) -> str:
+        return self.aggregation if isinstance(self.aggregation, str) else self.aggregation[level]
+
+    @property
+    def data_key(self) -> tuple:
+        """The choices that determine the normalised matrix (scenarios sharing it share the work)."""
+        return (self.dataset, self.imputation, self.imputation_fallback, self.transformation, self.transform_target, self.winsor_limit, self.normalisation, self.base_year)
+
+    def with_(self, **changes) -> "Pipeline":
+        return replace(self, **changes)
+
+
+def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
+    """Why the options themselves are invalid (unknown names, wrong number of levels), or None."""
+    checks = (
+        ("imputation", pipeline.imputation, impute.RULES),
+        ("imputation_fallback", pipeline.imputation_fallback or "mean", impute.CROSS_SECTION_RULES),
+        ("transformation", pipeline.transformation, transform.METHODS),
+        ("transform_target", pipeline.transform_target, TRANSFORM_TARGETS),
+        ("normalisation", pipeline.normalisation, normalise.METHODS),
+        ("weighting", pipeline.weighting, weights.SCHEMES),
+    )
+    for key, value, allowed in checks:
+        if value not in allowed:
+            return f"{key}: unknown option {value!r} (choose from {', '.join(allowed)})"
+    n_levels = len(spec.levels) - 1
+    methods = [pipeline.aggregation] if isinstance(pipeline.aggregation, str) else list(pipeline.aggregation)
+    if not isinstance(pipeline.aggregation, str) and len(methods) != n_levels:
+        return f"aggregation: give one method or one per level ({n_levels} levels), not {len(methods)}"
+    for method in methods:
+        if method not in aggregate.METHODS:
+            return f"aggregation: unknown option {method!r} (choose from {', '.join(aggregate.METHODS)})"
+    if not 0 <= pipeline.winsor_limit < 0.5:
+        return "winsor_limit: must be in [0, 0.5)"
+    return None
+
+
+def _base_index(pipeline: Pipeline, table: IndicatorTable) -> int:
+    if pipeline.base_year is None:
+        return 0
+    if pipeline.base_year not in table.years:
+        raise UserError(f"base_year: {pipeline.base_year} is not in the data (years {table.years[0]}-{table.years[-1]})")
+    return table.years.index(pipeline.base_year)
+
+
+def transform_mask(pipeline: Pipeline, spec: IndexSpec) -> np.ndarray:
+    return spec.transform_flag if pipeline.transform_target == "flagged" else np.ones(len(spec.indicators), dtype=bool)
+
+
+def _first_missing(values: np.ndarray, table: IndicatorTable) -> str:
+    cell = np.argwhere(np.isnan(values))[0]
+    year, unit, indicator = cell[-3:]
+    when = "" if table.years[year] is None else f", year {table.years[year]}"
+    return f"unit '{table.units[unit]}', indicator '{table.indicators[indicator]}'{when}"
+
+
+def prepare(pipeline: Pipeline, table: IndicatorTable, spec: IndexSpec, raw: np.ndarray | None = None) -> np.ndarray:
+    """Impute, transform and normalise ``raw`` (default: the table's values), checking every domain first.
+
+    ``raw`` may carry leading scenario axes (noise, masked cells); the result has the same shape.
+    """
+    problem = option_problem(pipeline, spec)
+    if problem:
+        raise UserError(problem)
+    values = table.values if raw is None else raw
+    filled = impute.impute(values, pipeline.imputation, pipeline.imputation_fallback)
+    if np.isnan(filled).any():
+        reason = "no imputation rule applies" if pipeline.imputation == "none" else f"imputation '{pipeline.imputation}' cannot fill it"
+        if pipeline.imputation in impute.TIME_SERIES_RULES and len(table.years) == 1:
+            reason += " (a time-series rule needs several years; add imputation_fallback = \"mean\" or \"median\")"
+        raise UserError(f"missing value that {reason}", where=_first_missing(filled, table))
+    mask = transform_mask(pipeline, spec)
+    problem = transform.domain_problem(pipeline.transformation, filled[..., mask])
+    if problem:
+        raise UserError(f"transformation '{pipeline.transformation}': {problem}")
+    changed = transform.transform(filled, pipeline.transformation, mask, pipeline.winsor_limit)
+    base = _base_index(pipeline, table)
+    problem = normalise.domain_problem(pipeline.normalisation, changed, spec.direction, base)
+    if problem:
+        raise UserError(f"normalisation '{pipeline.normalisation}': {problem}")
+    return normalise.normalise(changed, pipeline.normalisation, spec.direction, base)
+
+
+def pipeline_weights(pipeline: Pipeline, table: IndicatorTable, spec: IndexSpec) -> tuple[np.ndarray, ...]:
+    """The weighting scheme's weights per level, data-driven schemes computed from the imputed data."""
+    if pipeline.weighting in ("expert", "equal"):
+        return weights.scheme_weights(spec, pipeline.weighting)
+    filled = impute.impute(table.values, pipeline.imputation, pipeline.imputation_fallback)
+    changed = transform.transform(filled, pipeline.transformation, transform_mask(pipeline, spec), pipeline.winsor_limit)
+    return weights.scheme_weights(spec, pipeline.weighting, changed * spec.direction)

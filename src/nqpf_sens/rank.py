@@ -1,0 +1,122 @@
+"""Ranks and tiers of units, computed for a whole batch at once (units on the last axis).
+
+Ranks: 1 is the best (highest) score. Tie rule ``min`` (the default, as R's ``rank(ties="min")``
+used by COINr and sports tables): equal scores share the best of their places, the next score skips
+places. ``ordinal``: equal scores take consecutive places in data order, so ranks are a permutation.
+
+Tiers: 1 is the top tier.
+- ``fixed_ranks`` with ``bounds`` [b1, b2, ...]: ranks 1..b1 are tier 1, b1+1..b2 tier 2, and so on.
+  The paper's tiers (Beijing and Guangdong first; Shanghai, Jiangsu, Zhejiang second) are
+  ``bounds = [2, 5]``.
+- ``score_thresholds`` with ``thresholds`` in decreasing order [t1, t2, ...]: score >= t1 is tier 1,
+  t2 <= score < t1 tier 2, and so on.
+- ``natural_breaks`` with ``classes`` k: Fisher-Jenks exact optimal classes (least within-class sum
+  of squares), computed by dynamic programming on each scenario's sorted scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+TIES = ("min", "ordinal")
+TIER_SCHEMES = ("fixed_ranks", "score_thresholds", "natural_breaks")
+
+
+def rank_scores(scores: np.ndarray, ties: str = "min") -> np.ndarray:
+    """Ranks (1 = highest score) along the last axis."""
+    if ties not in TIES:
+        raise ValueError(f"unknown tie rule {ties!r}")
+    order = np.argsort(-scores, axis=-1, kind="stable")
+    n = scores.shape[-1]
+    place = np.broadcast_to(np.arange(1, n + 1), scores.shape)
+    if ties == "min":
+        ordered = np.take_along_axis(scores, order, axis=-1)
+        new_value = np.ones(scores.shape, dtype=bool)
+        new_value[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
+        place = np.maximum.accumulate(np.where(new_value, place, 0), axis=-1)
+    ranks = np.empty(scores.shape, dtype=np.int64)
+    np.put_along_axis(ranks, order, place, axis=-1)
+    return ranks
+
+
+@dataclass(frozen=True)
+class TierRule:
+    """How a league table is cut into tiers."""
+
+    scheme: str = "fixed_ranks"
+    bounds: tuple[int, ...] = (2, 5)
+    thresholds: tuple[float, ...] = ()
+    classes: int = 3
+
+    @property
+    def n_tiers(self) -> int:
+        if self.scheme == "fixed_ranks":
+            return len(self.bounds) + 1
+        if self.scheme == "score_thresholds":
+            return len(self.thresholds) + 1
+        return self.classes
+
+    def problem(self, n_units: int) -> str | None:
+        """Why this rule cannot tier ``n_units`` units, or None."""
+        if self.scheme not in TIER_SCHEMES:
+            return f"unknown tier scheme {self.scheme!r} (choose from {', '.join(TIER_SCHEMES)})"
+        if self.scheme == "fixed_ranks" and (not self.bounds or list(self.bounds) != sorted(set(self.bounds)) or self.bounds[0] < 1):
+            return "rank bounds must be positive and increase strictly"
+        if self.scheme == "score_thresholds" and (not self.thresholds or list(self.thresholds) != sorted(set(self.thresholds), reverse=True)):
+            return "score thresholds must decrease strictly"
+        if self.scheme == "natural_breaks" and not 2 <= self.classes <= n_units:
+            return f"natural breaks need between 2 and {n_units} classes"
+        return None
+
+    def assign(self, scores: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+        """Tier (1 = top) of every unit, along the last axis."""
+        if self.scheme == "fixed_ranks":
+            return 1 + np.searchsorted(np.asarray(self.bounds), ranks, side="left")
+        if self.scheme == "score_thresholds":
+            return 1 + (scores[..., None] < np.asarray(self.thresholds, dtype=float)).sum(axis=-1)
+        return natural_breaks(scores, self.classes)
+
+
+def _class_costs(ordered: np.ndarray) -> np.ndarray:
+    """Within-class sum of squares of every run i..j of sorted values: (..., n, n), inf where i > j."""
+    n = ordered.shape[-1]
+    zero = np.zeros(ordered.shape[:-1] + (1,))
+    s1 = np.concatenate([zero, np.cumsum(ordered, axis=-1)], axis=-1)
+    s2 = np.concatenate([zero, np.cumsum(ordered**2, axis=-1)], axis=-1)
+    i = np.arange(n)[:, None]
+    j = np.arange(n)[None, :]
+    size = np.maximum(j - i + 1, 1)
+    total = s1[..., j + 1] - s1[..., i]
+    cost = s2[..., j + 1] - s2[..., i] - total**2 / size
+    return np.where(j >= i, np.maximum(cost, 0.0), np.inf)
+
+
+def natural_breaks(scores: np.ndarray, classes: int) -> np.ndarray:
+    """Fisher-Jenks classes along the last axis, numbered 1 (highest scores) to ``classes``."""
+    order = np.argsort(-scores, axis=-1, kind="stable")
+    ordered = np.take_along_axis(scores, order, axis=-1)[..., ::-1]
+    n = ordered.shape[-1]
+    cost = _class_costs(ordered)
+    best = cost[..., 0, :]
+    starts = []
+    for _ in range(1, classes):
+        shifted = np.concatenate([np.full(best.shape[:-1] + (1,), np.inf), best[..., :-1]], axis=-1)
+        candidates = shifted[..., :, None] + cost
+        starts.append(np.argmin(candidates, axis=-2))
+        best = np.min(candidates, axis=-2)
+    end = np.full(ordered.shape[:-1] + (1,), n - 1)
+    boundaries = []
+    for start in reversed(starts):
+        first = np.take_along_axis(start, end, axis=-1)
+        boundaries.append(first)
+        end = first - 1
+    position = np.arange(n)
+    class_ascending = np.ones(ordered.shape, dtype=np.int64)
+    for first in boundaries:
+        class_ascending += position >= first
+    tiers_sorted = (classes + 1 - class_ascending)[..., ::-1]
+    tiers = np.empty(scores.shape, dtype=np.int64)
+    np.put_along_axis(tiers, order, tiers_sorted, axis=-1)
+    return tiers

@@ -1,0 +1,264 @@
+"""The structure of a composite index: indicators, their direction and weight, and the aggregation tree.
+
+A metadata file has one row per indicator with at least ``code, dimension, weight, direction``
+(Table 1 of Ye & Xu 2024 is accepted as transcribed). COINr-style files (``iCode, Parent, Weight,
+Direction, Type``) are accepted too; their ``Aggregate`` rows give the upper levels of a deeper tree.
+Without aggregate rows each dimension weighs the sum of its indicators' weights (40/40/20 for NQPF)
+and the dimensions feed one index called ``total``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nqpf_sens.errors import UserError
+
+ROOT_CODE = "total"
+
+_ALIASES = {
+    "code": ("code", "iCode", "indicator"),
+    "parent": ("dimension", "parent", "Parent", "pillar"),
+    "weight": ("weight", "Weight"),
+    "direction": ("direction", "Direction"),
+    "type": ("type", "Type"),
+    "label": ("name", "iName", "label"),
+    "transform": ("transform",),
+}
+_DIRECTIONS = {"positive": 1.0, "negative": -1.0, "1": 1.0, "-1": -1.0, "+1": 1.0, "1.0": 1.0, "-1.0": -1.0}
+
+
+@dataclass(frozen=True, eq=False)
+class IndexSpec:
+    """An index tree: level 0 holds the indicators, the last level holds the single index node.
+
+    ``parents[k][i]`` is the position in ``levels[k + 1]`` of the parent of node ``levels[k][i]``;
+    ``weights[k][i]`` is that node's weight within its parent (only ratios between siblings matter).
+    ``transform_flag`` marks the indicators that a flagged transformation (the paper's square root) touches.
+    """
+
+    levels: tuple[tuple[str, ...], ...]
+    parents: tuple[np.ndarray, ...]
+    weights: tuple[np.ndarray, ...]
+    direction: np.ndarray
+    transform_flag: np.ndarray
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def indicators(self) -> tuple[str, ...]:
+        return self.levels[0]
+
+    @property
+    def index_code(self) -> str:
+        return self.levels[-1][0]
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        """The nodes just below the index (the paper's three dimensions)."""
+        return self.levels[-2]
+
+    @property
+    def aggregates(self) -> tuple[str, ...]:
+        """Every aggregate node, level by level from the bottom, the index last."""
+        return tuple(code for level in self.levels[1:] for code in level)
+
+    def membership(self, level: int) -> np.ndarray:
+        """0/1 matrix (children x parents) of level ``level`` into level ``level + 1``."""
+        n_children, n_parents = len(self.levels[level]), len(self.levels[level + 1])
+        matrix = np.zeros((n_children, n_parents))
+        matrix[np.arange(n_children), self.parents[level]] = 1.0
+        return matrix
+
+    def leaf_parent(self, level: int) -> np.ndarray:
+        """For each indicator, the position of its ancestor at ``level`` (level 0 is the indicator itself)."""
+        position = np.arange(len(self.indicators))
+        for k in range(level):
+            position = self.parents[k][position]
+        return position
+
+    def drop(self, codes: list[str] | tuple[str, ...]) -> "IndexSpec":
+        """The same tree without some indicators (leave-one-out), refusing to empty an aggregate."""
+        keep = np.array([c not in set(codes) for c in self.indicators])
+        parent0 = self.parents[0][keep]
+        if len(np.unique(parent0)) < len(self.levels[1]):
+            empty = sorted(set(self.levels[1]) - {self.levels[1][p] for p in parent0})
+            raise UserError(f"dropping {list(codes)} leaves {empty} without any indicator")
+        indicators = tuple(np.array(self.indicators)[keep])
+        return IndexSpec(
+            levels=(indicators, *self.levels[1:]),
+            parents=(parent0, *self.parents[1:]),
+            weights=(self.weights[0][keep], *self.weights[1:]),
+            direction=self.direction[keep],
+            transform_flag=self.transform_flag[keep],
+            labels=self.labels,
+        )
+
+
+def _pick(frame: pd.DataFrame, role: str, source: Path, required: bool = True) -> str | None:
+    for name in _ALIASES[role]:
+        if name in frame.columns:
+            return name
+    if required:
+        raise UserError(f"missing column '{_ALIASES[role][0]}' (accepted names: {', '.join(_ALIASES[role])})", source)
+    return None
+
+
+def _numeric(series: pd.Series, column: str, codes: pd.Series, source: Path) -> np.ndarray:
+    values = pd.to_numeric(series, errors="coerce")
+    bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise UserError(f"not a finite number: {series.iloc[row]!r}", source, f"row {row + 2} ({codes.iloc[row]}), column '{column}'")
+    return values.to_numpy(dtype=float)
+
+
+def _check_weights(weights: np.ndarray, codes: list[str], parents: np.ndarray, parent_codes: tuple[str, ...], column: str, source: Path) -> None:
+    for i in np.flatnonzero(weights < 0):
+        raise UserError(f"negative weight {weights[i]:g}", source, f"indicator '{codes[i]}', column '{column}'")
+    for p, code in enumerate(parent_codes):
+        if not np.any(weights[parents == p] > 0):
+            raise UserError("all weights are zero", source, f"'{code}', column '{column}'")
+
+
+def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
+    """Build and validate an :class:`IndexSpec` from a metadata table."""
+    if frame.empty:
+        raise UserError("no rows", source)
+    type_col = _pick(frame, "type", source, required=False)
+    if type_col is not None:
+        kinds = frame[type_col].fillna("Indicator").astype(str).str.lower()
+        aggregates = frame[kinds == "aggregate"]
+        frame = frame[kinds == "indicator"]
+    else:
+        aggregates = frame.iloc[0:0]
+    code_col = _pick(frame, "code", source)
+    parent_col = _pick(frame, "parent", source)
+    weight_col = _pick(frame, "weight", source)
+    direction_col = _pick(frame, "direction", source)
+    codes = frame[code_col].astype(str).str.strip()
+    for dup in codes[codes.duplicated()]:
+        raise UserError(f"indicator '{dup}' is listed twice", source, f"column '{code_col}'")
+    directions = []
+    for row, value in enumerate(frame[direction_col].astype(str).str.strip().str.lower()):
+        if value not in _DIRECTIONS:
+            raise UserError(f"unknown direction {value!r} (use positive/negative or 1/-1)", source, f"row {row + 2} ({codes.iloc[row]}), column '{direction_col}'")
+        directions.append(_DIRECTIONS[value])
+    weights = _numeric(frame[weight_col], weight_col, codes, source)
+    parent_names = frame[parent_col]
+    if parent_names.isna().any():
+        row = int(np.flatnonzero(parent_names.isna().to_numpy())[0])
+        raise UserError("empty dimension", source, f"row {row + 2} ({codes.iloc[row]}), column '{parent_col}'")
+    parent_names = parent_names.astype(str).str.strip()
+    transform_col = _pick(frame, "transform", source, required=False)
+    flags = np.zeros(len(frame), dtype=bool)
+    if transform_col is not None:
+        flags = frame[transform_col].fillna("").astype(str).str.strip().ne("").to_numpy()
+    label_col = _pick(frame, "label", source, required=False)
+    labels = {} if label_col is None else dict(zip(codes, frame[label_col].astype(str)))
+
+    node_parent, node_weight = _aggregate_nodes(aggregates, parent_names, codes, weights, source)
+    levels, parents, level_weights = _layer_tree(list(codes), parent_names.tolist(), weights, node_parent, node_weight, source)
+    for k in range(len(levels) - 1):
+        _check_weights(level_weights[k], list(levels[k]), parents[k], levels[k + 1], weight_col, source)
+    return IndexSpec(
+        levels=levels,
+        parents=parents,
+        weights=level_weights,
+        direction=np.array(directions),
+        transform_flag=flags,
+        labels=labels,
+    )
+
+
+def _aggregate_nodes(aggregates: pd.DataFrame, parent_names: pd.Series, codes: pd.Series, weights: np.ndarray, source: Path) -> tuple[dict[str, str | None], dict[str, float]]:
+    """Parent and weight of every aggregate node, explicit (aggregate rows) or implied (dimensions -> total)."""
+    if aggregates.empty:
+        dims = list(dict.fromkeys(parent_names))
+        node_parent: dict[str, str | None] = {d: ROOT_CODE for d in dims}
+        node_parent[ROOT_CODE] = None
+        node_weight = {d: float(weights[(parent_names == d).to_numpy()].sum()) for d in dims}
+        node_weight[ROOT_CODE] = 1.0
+        return node_parent, node_weight
+    code_col = _pick(aggregates, "code", source)
+    parent_col = _pick(aggregates, "parent", source)
+    weight_col = _pick(aggregates, "weight", source)
+    agg_codes = aggregates[code_col].astype(str).str.strip()
+    clash = set(agg_codes) & set(codes)
+    if clash:
+        raise UserError(f"code '{sorted(clash)[0]}' is both an indicator and an aggregate", source)
+    agg_weights = _numeric(aggregates[weight_col], weight_col, agg_codes, source)
+    node_parent = {c: (None if pd.isna(p) or not str(p).strip() else str(p).strip()) for c, p in zip(agg_codes, aggregates[parent_col])}
+    node_weight = dict(zip(agg_codes, agg_weights))
+    for name in parent_names:
+        if name not in node_parent:
+            raise UserError(f"dimension '{name}' has no aggregate row", source)
+    return node_parent, node_weight
+
+
+def _layer_tree(codes: list[str], parent_names: list[str], weights: np.ndarray, node_parent: dict[str, str | None], node_weight: dict[str, float], source: Path):
+    roots = [c for c, p in node_parent.items() if p is None]
+    if len(roots) != 1:
+        raise UserError(f"the tree needs exactly one root aggregate (without parent), found {roots or 'none'}", source)
+    depth: dict[str, int] = {}
+
+    def node_depth(code: str, seen: tuple[str, ...] = ()) -> int:
+        if code in seen:
+            raise UserError(f"cycle in the aggregation tree at '{code}'", source)
+        if code not in depth:
+            parent = node_parent.get(code, "")
+            if parent == "":
+                raise UserError(f"parent '{code}' is not defined", source)
+            depth[code] = 0 if parent is None else node_depth(parent, (*seen, code)) + 1
+        return depth[code]
+
+    leaf_depths = {node_depth(p) + 1 for p in parent_names}
+    if len(leaf_depths) != 1:
+        raise UserError("indicators sit at different depths of the tree; every branch must have the same number of levels", source)
+    n_levels = leaf_depths.pop() + 1
+    for code in node_parent:
+        node_depth(code)
+    levels: list[tuple[str, ...]] = [tuple(codes)]
+    for k in range(n_levels - 2, -1, -1):
+        levels.append(tuple(c for c in node_parent if depth[c] == k))
+    for k in range(1, n_levels - 1):
+        children = {node_parent[c] for c in levels[k - 1]} if k > 1 else set(parent_names)
+        for code in levels[k]:
+            if code not in children:
+                raise UserError(f"aggregate '{code}' has no indicator below it", source)
+    parents = [np.array([levels[1].index(p) for p in parent_names])]
+    level_weights = [np.asarray(weights, dtype=float)]
+    for k in range(1, n_levels - 1):
+        parents.append(np.array([levels[k + 1].index(node_parent[c]) for c in levels[k]]))
+        level_weights.append(np.array([node_weight[c] for c in levels[k]], dtype=float))
+    return tuple(levels), tuple(parents), tuple(level_weights)
+
+
+def read_csv(path: Path, **kwargs) -> pd.DataFrame:
+    """Read a CSV file, turning every way it can fail into one clear line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("file not found", path)
+    try:
+        return pd.read_csv(path, encoding="utf-8-sig", **kwargs)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", path) from None
+    except pd.errors.EmptyDataError:
+        raise UserError("the file is empty", path) from None
+    except pd.errors.ParserError as exc:
+        raise UserError(f"not a valid CSV table ({str(exc).splitlines()[0]})", path) from None
+
+
+def load_spec(path: str | Path) -> IndexSpec:
+    """Read and validate an index metadata file."""
+    path = Path(path)
+    return spec_from_frame(read_csv(path, dtype={"direction": str, "Direction": str}), path)
+
+
+def nqpf_spec() -> IndexSpec:
+    """The NQPF index of Table 1 (Ye & Xu 2024), shipped with the package."""
+    with resources.as_file(resources.files("nqpf_sens") / "data" / "nqpf_indicators.csv") as path:
+        return load_spec(path)

@@ -1,0 +1,127 @@
+"""Indicator tables: raw values shaped (years, units, indicators), read from tidy or wide CSV."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nqpf_sens.errors import UserError
+from nqpf_sens.spec import IndexSpec, read_csv
+
+UNIT_COLUMN = "unit"
+YEAR_COLUMN = "year"
+TIDY_COLUMNS = {"unit", "indicator", "value"}
+
+
+@dataclass(frozen=True, eq=False)
+class IndicatorTable:
+    """Raw indicator values with NaN for missing cells, indicators in the order of the index spec.
+
+    ``values`` has shape (years, units, indicators); a cross-section has a single year (which may be
+    ``None`` when the data carry no year). ``attributes`` holds text columns about the units (region, group).
+    """
+
+    values: np.ndarray
+    years: tuple[int | None, ...]
+    units: tuple[str, ...]
+    indicators: tuple[str, ...]
+    attributes: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def year(self, year: int) -> "IndicatorTable":
+        """The cross-section of one year."""
+        if year not in self.years:
+            raise UserError(f"year {year} is not in the data (years: {', '.join(map(str, self.years))})")
+        t = self.years.index(year)
+        return IndicatorTable(self.values[t : t + 1], (year,), self.units, self.indicators, self.attributes)
+
+    def to_frame(self, year_index: int = -1) -> pd.DataFrame:
+        """One year as a units x indicators DataFrame."""
+        return pd.DataFrame(self.values[year_index], index=pd.Index(self.units, name=UNIT_COLUMN), columns=list(self.indicators))
+
+
+def _tidy_to_wide(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
+    keys = [UNIT_COLUMN, "indicator"] + ([YEAR_COLUMN] if YEAR_COLUMN in frame.columns else [])
+    duplicated = frame.duplicated(keys, keep=False)
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated.to_numpy())[0])
+        cell = ", ".join(f"{k}={frame[k].iloc[row]}" for k in keys)
+        raise UserError("the same cell is given twice", source, f"row {row + 2} ({cell})")
+    index = [UNIT_COLUMN] + ([YEAR_COLUMN] if YEAR_COLUMN in frame.columns else [])
+    wide = frame.pivot(index=index, columns="indicator", values="value").reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def _check_numeric(frame: pd.DataFrame, column: str, source: Path, row_offset: int = 2) -> np.ndarray:
+    raw = frame[column]
+    numbers = pd.to_numeric(raw, errors="coerce")
+    bad = numbers.isna() & raw.notna() & raw.astype(str).str.strip().ne("")
+    infinite = np.isinf(numbers.to_numpy(dtype=float, na_value=np.nan))
+    problem = bad.to_numpy() | infinite
+    if problem.any():
+        row = int(np.flatnonzero(problem)[0])
+        unit = frame[UNIT_COLUMN].iloc[row] if UNIT_COLUMN in frame.columns else row
+        raise UserError(f"not a number: {raw.iloc[row]!r}", source, f"row {row + row_offset} (unit {unit}), column '{column}'")
+    return numbers.to_numpy(dtype=float)
+
+
+def table_from_frame(frame: pd.DataFrame, spec: IndexSpec, source: Path | str = "<data>") -> IndicatorTable:
+    """Validate a tidy or wide frame against ``spec`` and reshape it to (years, units, indicators)."""
+    source = Path(source)
+    if frame.empty:
+        raise UserError("no rows", source)
+    if UNIT_COLUMN not in frame.columns:
+        raise UserError(f"missing column '{UNIT_COLUMN}'", source)
+    if frame[UNIT_COLUMN].isna().any():
+        row = int(np.flatnonzero(frame[UNIT_COLUMN].isna().to_numpy())[0])
+        raise UserError("empty unit name", source, f"row {row + 2}, column '{UNIT_COLUMN}'")
+    frame = frame.assign(**{UNIT_COLUMN: frame[UNIT_COLUMN].astype(str).str.strip()})
+    if TIDY_COLUMNS <= set(frame.columns):
+        unknown = sorted(set(frame["indicator"].astype(str)) - set(spec.indicators))
+        if unknown:
+            row = int(np.flatnonzero(frame["indicator"].astype(str).eq(unknown[0]).to_numpy())[0])
+            raise UserError(f"unknown indicator '{unknown[0]}' (not in the index metadata)", source, f"row {row + 2}, column 'indicator'")
+        frame = frame.assign(value=_check_numeric(frame, "value", source))
+        frame = _tidy_to_wide(frame, source)
+    has_year = YEAR_COLUMN in frame.columns
+    if has_year:
+        years_raw = _check_numeric(frame, YEAR_COLUMN, source)
+        if np.isnan(years_raw).any() or np.any(years_raw != np.round(years_raw)):
+            raise UserError("years must be whole numbers", source, f"column '{YEAR_COLUMN}'")
+        frame = frame.assign(**{YEAR_COLUMN: years_raw.astype(int)})
+    keys = [UNIT_COLUMN] + ([YEAR_COLUMN] if has_year else [])
+    duplicated = frame.duplicated(keys)
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated.to_numpy())[0])
+        raise UserError(f"unit '{frame[UNIT_COLUMN].iloc[row]}' is listed twice", source, f"row {row + 2}, column '{UNIT_COLUMN}'")
+    other = [c for c in frame.columns if c not in keys]
+    missing = [c for c in spec.indicators if c not in frame.columns]
+    if missing:
+        raise UserError(f"no values for indicator '{missing[0]}'", source)
+    text_columns = []
+    for column in other:
+        if column in spec.indicators:
+            continue
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        if numbers.notna().sum() == frame[column].notna().sum() and frame[column].notna().any():
+            raise UserError(f"unknown indicator '{column}' (not in the index metadata)", source, f"column '{column}'")
+        text_columns.append(column)
+    numeric = {c: _check_numeric(frame, c, source) for c in spec.indicators}
+    units = tuple(dict.fromkeys(frame[UNIT_COLUMN]))
+    years: tuple[int | None, ...] = tuple(sorted(set(frame[YEAR_COLUMN]))) if has_year else (None,)
+    values = np.full((len(years), len(units)), np.nan)[..., None].repeat(len(spec.indicators), axis=2)
+    unit_pos = frame[UNIT_COLUMN].map({u: i for i, u in enumerate(units)}).to_numpy()
+    year_pos = frame[YEAR_COLUMN].map({y: i for i, y in enumerate(years)}).to_numpy() if has_year else np.zeros(len(frame), int)
+    for j, code in enumerate(spec.indicators):
+        values[year_pos, unit_pos, j] = numeric[code]
+    attributes = frame.drop_duplicates(UNIT_COLUMN).set_index(UNIT_COLUMN)[text_columns] if text_columns else pd.DataFrame(index=pd.Index(units, name=UNIT_COLUMN))
+    return IndicatorTable(values, years, units, tuple(spec.indicators), attributes)
+
+
+def load_table(path: str | Path, spec: IndexSpec) -> IndicatorTable:
+    """Read an indicator table (tidy ``unit, indicator, value[, year]`` or wide) and validate it."""
+    path = Path(path)
+    return table_from_frame(read_csv(path, dtype={UNIT_COLUMN: str}), spec, path)

@@ -1,0 +1,129 @@
+"""Metadata and indicator tables: what loads, and the one-line errors for what does not."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nqpf_sens import UserError, load_spec, load_table
+from nqpf_sens.spec import spec_from_frame
+
+META = """code,dimension,weight,direction
+a,d1,2,positive
+b,d1,1,negative
+c,d2,3,1
+"""
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_nqpf_structure_is_table_1(spec):
+    assert len(spec.indicators) == 15
+    assert spec.dimensions == ("tech", "factor", "industry")
+    np.testing.assert_allclose(spec.weights[1], [40, 40, 20])
+    assert spec.indicators[spec.transform_flag.nonzero()[0][0]] == "clusters_centres"
+    assert spec.transform_flag.sum() == 3
+
+
+def test_minimal_metadata(tmp_path):
+    spec = load_spec(write(tmp_path, "meta.csv", META))
+    assert spec.levels == (("a", "b", "c"), ("d1", "d2"), ("total",))
+    np.testing.assert_array_equal(spec.direction, [1, -1, 1])
+    np.testing.assert_allclose(spec.weights[1], [3, 3])
+
+
+def test_coinr_style_metadata_with_a_deeper_tree(tmp_path):
+    text = """iCode,Parent,Weight,Direction,Type
+a,P1,1,1,Indicator
+b,P1,1,-1,Indicator
+c,P2,1,1,Indicator
+P1,S,1,1,Aggregate
+P2,S,2,1,Aggregate
+S,Index,1,1,Aggregate
+Index,,1,1,Aggregate
+g,,,,Group
+"""
+    spec = load_spec(write(tmp_path, "meta.csv", text))
+    assert spec.levels == (("a", "b", "c"), ("P1", "P2"), ("S",), ("Index",))
+    np.testing.assert_allclose(spec.weights[1], [1, 2])
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (META.replace("positive\nb", "upward\nb"), "row 2 (a), column 'direction': unknown direction 'upward'"),
+        (META.replace("a,d1,2", "a,d1,-2"), "indicator 'a', column 'weight': negative weight -2"),
+        (META.replace("c,d2,3", "c,d2,0"), "'d2', column 'weight': all weights are zero"),
+        (META.replace("a,d1,2", "a,d1,two"), "row 2 (a), column 'weight': not a finite number: 'two'"),
+        (META.replace("b,d1", "a,d1"), "indicator 'a' is listed twice"),
+        ("code,weight,direction\na,1,1\n", "missing column 'dimension'"),
+        ("", "the file is empty"),
+    ],
+)
+def test_metadata_errors_name_file_row_and_column(tmp_path, text, expected):
+    path = write(tmp_path, "meta.csv", text)
+    with pytest.raises(UserError) as error:
+        load_spec(path)
+    assert str(path) in error.value.one_line() and expected in error.value.one_line()
+
+
+def test_aggregate_without_indicator_is_refused(tmp_path):
+    text = "iCode,Parent,Weight,Direction,Type\na,P1,1,1,Indicator\nP1,Index,1,1,Aggregate\nP2,Index,1,1,Aggregate\nIndex,,1,1,Aggregate\n"
+    with pytest.raises(UserError, match="aggregate 'P2' has no indicator below it"):
+        load_spec(write(tmp_path, "meta.csv", text))
+
+
+def test_tidy_and_wide_tables_agree(tmp_path):
+    spec = load_spec(write(tmp_path, "meta.csv", META))
+    wide = write(tmp_path, "wide.csv", "unit,region,a,b,c\nX,East,1,2,3\nY,West,4,,6\n")
+    tidy = write(tmp_path, "tidy.csv", "unit,indicator,value,source\nX,a,1,s\nX,b,2,s\nX,c,3,s\nY,a,4,s\nY,c,6,s\n")
+    from_wide, from_tidy = load_table(wide, spec), load_table(tidy, spec)
+    np.testing.assert_array_equal(from_wide.values, from_tidy.values)
+    assert np.isnan(from_wide.values[0, 1, 1])
+    assert from_wide.attributes.loc["Y", "region"] == "West"
+
+
+def test_panel_table(tmp_path):
+    spec = load_spec(write(tmp_path, "meta.csv", META))
+    rows = [f"China,{code},{year},{year - 2000}" for year in (2012, 2013) for code in "abc"]
+    table = load_table(write(tmp_path, "panel.csv", "unit,indicator,year,value\n" + "\n".join(rows)), spec)
+    assert table.years == (2012, 2013) and table.values.shape == (2, 1, 3)
+    assert table.year(2013).values[0, 0, 0] == 13
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("unit,a,b,c,d\nX,1,2,3,4\n", "column 'd': unknown indicator 'd'"),
+        ("unit,a,b,c\nX,1,2,3\nX,4,5,6\n", "row 3, column 'unit': unit 'X' is listed twice"),
+        ("unit,a,b,c\nX,1,2,3\nY,4,n/a?,6\n", "row 3 (unit Y), column 'b': not a number: 'n/a?'"),
+        ("unit,a,b\nX,1,2\n", "no values for indicator 'c'"),
+        ("unit,indicator,value\nX,a,1\nX,zz,2\n", "row 3, column 'indicator': unknown indicator 'zz'"),
+        ("unit,indicator,value\nX,a,1\nX,a,2\n", "the same cell is given twice"),
+        ("a,b,c\n1,2,3\n", "missing column 'unit'"),
+    ],
+)
+def test_table_errors_name_file_and_cell(tmp_path, text, expected):
+    spec = load_spec(write(tmp_path, "meta.csv", META))
+    path = write(tmp_path, "values.csv", text)
+    with pytest.raises(UserError) as error:
+        load_table(path, spec)
+    assert str(path) in error.value.one_line() and expected in error.value.one_line()
+
+
+def test_wrong_encoding_is_a_clear_error(tmp_path):
+    spec = load_spec(write(tmp_path, "meta.csv", META))
+    path = tmp_path / "values.csv"
+    path.write_bytes("unit,a,b,c\n北京,1,2,3\n".encode("gb18030"))
+    with pytest.raises(UserError, match="not UTF-8"):
+        load_table(path, spec)
+
+
+def test_leave_one_out_keeps_the_tree(spec):
+    dropped = spec.drop(["ns_papers"])
+    assert len(dropped.indicators) == 14 and dropped.dimensions == spec.dimensions
+    with pytest.raises(UserError, match="without any indicator"):
+        spec_from_frame(pd.DataFrame({"code": ["a"], "dimension": ["d"], "weight": [1], "direction": [1]}), "m.csv").drop(["a"])

@@ -1,0 +1,197 @@
+"""Each pipeline option against a small case computed by hand."""
+
+import numpy as np
+import pytest
+
+from nqpf_sens.aggregate import aggregate, positive_shift
+from nqpf_sens.impute import impute
+from nqpf_sens.normalise import normalise
+from nqpf_sens.rank import TierRule, natural_breaks, rank_scores
+from nqpf_sens.transform import transform
+from nqpf_sens.weights import critic_weights, entropy_weights
+
+NAN = np.nan
+
+
+def series(*values):
+    """A single unit's single indicator over years: shape (years, 1, 1)."""
+    return np.array(values, dtype=float)[:, None, None]
+
+
+@pytest.mark.parametrize(
+    "rule, expected",
+    [
+        ("growth", [1, 2, 4, 8, 16, 32]),  # 2 -> 8 over two years is x2 a year; extrapolated at the span's x2
+        ("linear", [-1, 2, 5, 8, 11, 14]),
+        ("locf", [2, 2, 2, 8, 8, 8]),
+        ("loglinear_trend", [1, 2, 4, 8, 16, 32]),
+    ],
+)
+def test_time_series_rules(rule, expected):
+    filled = impute(series(NAN, 2, NAN, 8, NAN, NAN), rule)
+    np.testing.assert_allclose(filled.ravel(), expected)
+
+
+def test_growth_uses_average_rate_over_the_whole_observed_span():
+    # 100 -> 130 -> 121 averages 10% a year over the span; the next years continue at 10%
+    filled = impute(series(100, 130, 121, NAN, NAN), "growth")
+    np.testing.assert_allclose(filled.ravel(), [100, 130, 121, 133.1, 146.41])
+
+
+def test_growth_falls_back_to_linear_where_a_value_is_not_positive():
+    filled = impute(series(0, NAN, 4), "growth")
+    np.testing.assert_allclose(filled.ravel(), [0, 2, 4])
+
+
+def test_cross_section_rules_and_fallback():
+    values = np.array([[[1.0, NAN], [3.0, 4.0], [8.0, 6.0]]])  # 1 year, 3 units, 2 indicators
+    np.testing.assert_allclose(impute(values, "mean")[0, :, 1], [5, 4, 6])
+    values[0, 1, 0] = NAN
+    np.testing.assert_allclose(impute(values, "median")[0, 1, 0], 4.5)
+    # a single year leaves a time-series rule nothing to work with: the fallback fills it
+    assert np.isnan(impute(values, "growth")).any()
+    np.testing.assert_allclose(impute(values, "growth", fallback="mean")[0, 1, 0], 4.5)
+
+
+def test_imputation_leaves_observed_cells_alone(table):
+    values = table.values.copy()
+    values[0, 3, 4] = NAN
+    filled = impute(values, "median")
+    observed = ~np.isnan(values)
+    np.testing.assert_array_equal(filled[observed], values[observed])
+
+
+def test_transformations():
+    values = np.array([[[0.0, 4.0], [9.0, 16.0], [1.0, 100.0]]])
+    flagged = np.array([True, False])
+    np.testing.assert_allclose(transform(values, "sqrt", flagged)[0, :, 0], [1, 3, 1])  # zero -> 1 -> 1
+    np.testing.assert_allclose(transform(values, "sqrt", flagged)[0, :, 1], [4, 16, 100])
+    np.testing.assert_allclose(transform(values, "log1p")[0, :, 1], np.log1p([4, 16, 100]))
+    x = np.arange(1.0, 21.0)[None, :, None]  # 20 units: the 10% / 90% quantiles are 2.9 and 18.1
+    clipped = transform(x, "winsorise", limit=0.1).ravel()
+    assert clipped.min() == pytest.approx(2.9) and clipped.max() == pytest.approx(18.1)
+    np.testing.assert_allclose(clipped[5:15], np.arange(6.0, 16.0))
+
+
+def test_normalisations_by_hand():
+    x = np.array([[[2.0], [4.0], [10.0]]])
+    up, down = np.array([1.0]), np.array([-1.0])
+    np.testing.assert_allclose(normalise(x, "minmax", up).ravel(), [0, 25, 100])
+    np.testing.assert_allclose(normalise(x, "minmax", down).ravel(), [100, 75, 0])
+    sd = np.sqrt(((np.array([2, 4, 10]) - 16 / 3) ** 2).mean())
+    np.testing.assert_allclose(normalise(x, "zscore", up).ravel(), (np.array([2, 4, 10]) - 16 / 3) / sd)
+    np.testing.assert_allclose(normalise(x, "rank", up).ravel(), [0, 50, 100])
+    np.testing.assert_allclose(normalise(x, "rank", down).ravel(), [100, 50, 0])
+    np.testing.assert_allclose(normalise(x, "distance_to_leader", up).ravel(), [20, 40, 100])
+    np.testing.assert_allclose(normalise(x, "distance_to_leader", down).ravel(), [100, 50, 20])
+    np.testing.assert_allclose(normalise(x, "distance_to_mean", up).ravel(), [37.5, 75, 187.5])
+    np.testing.assert_allclose(normalise(x, "distance_to_mean", down).ravel(), [162.5, 125, 12.5])
+
+
+def test_base_year_normalisation():
+    years = series(2.0, 3.0, 5.0)
+    np.testing.assert_allclose(normalise(years, "base_year", np.array([1.0])).ravel(), [100, 150, 250])
+    np.testing.assert_allclose(normalise(years, "base_year", np.array([1.0]), base_index=1).ravel(), [200 / 3, 100, 500 / 3])
+
+
+def test_rank_percentile_ties_share_the_average_place():
+    x = np.array([[[1.0], [1.0], [3.0]]])
+    np.testing.assert_allclose(normalise(x, "rank", np.array([1.0])).ravel(), [25, 25, 100])
+
+
+@pytest.mark.parametrize("method, midpoint", [("minmax", 50.0), ("zscore", 0.0), ("rank", 50.0)])
+def test_constant_indicator_gets_the_midpoint(method, midpoint):
+    x = np.full((1, 4, 1), 0.1)
+    np.testing.assert_array_equal(normalise(x, method, np.array([1.0])).ravel(), midpoint)
+
+
+def test_arithmetic_geometric_harmonic_by_hand():
+    scores = np.array([[20.0, 80.0], [50.0, 50.0]])  # two rows, two children of one parent
+    membership = np.ones((2, 1))
+    weights = np.array([1.0, 3.0])
+    np.testing.assert_allclose(aggregate(scores, weights, membership).ravel(), [65, 50])
+    np.testing.assert_allclose(aggregate(scores, weights, membership, "geometric").ravel(), [20**0.25 * 80**0.75, 50])
+    np.testing.assert_allclose(aggregate(scores, weights, membership, "harmonic").ravel(), [1 / (0.25 / 20 + 0.75 / 80), 50])
+
+
+def test_shift_keeps_zeros_from_collapsing_a_product():
+    scores = np.array([[0.0, 100.0], [100.0, 100.0], [50.0, 100.0]])
+    shifted = positive_shift(scores)
+    np.testing.assert_allclose(shifted[:, 0], [1, 101, 51])  # +1% of the 0-100 range
+    np.testing.assert_allclose(shifted[:, 1], 100)  # positive column unchanged
+    geometric = aggregate(scores, np.ones(2), np.ones((2, 1)), "geometric").ravel()
+    assert geometric[0] > 0 and np.argsort(geometric).tolist() == [0, 2, 1]
+
+
+def test_batched_weights_match_one_at_a_time():
+    rng = np.random.default_rng(1)
+    scores = rng.uniform(0, 100, size=(7, 5))
+    membership = np.zeros((5, 2))
+    membership[[0, 1, 2], 0] = 1
+    membership[[3, 4], 1] = 1
+    weights = rng.uniform(0.1, 1, size=(4, 5))
+    for method in ("arithmetic", "geometric", "harmonic"):
+        batch = aggregate(scores, weights, membership, method)
+        for s in range(4):
+            np.testing.assert_allclose(batch[s], aggregate(scores, weights[s], membership, method), rtol=1e-12)
+
+
+def test_ranks_and_tie_rules():
+    scores = np.array([3.0, 7.0, 7.0, 1.0, 5.0])
+    np.testing.assert_array_equal(rank_scores(scores, "min"), [4, 1, 1, 5, 3])
+    np.testing.assert_array_equal(rank_scores(scores, "ordinal"), [4, 1, 2, 5, 3])
+    batch = np.stack([scores, -scores])
+    np.testing.assert_array_equal(rank_scores(batch, "min")[1], [2, 4, 4, 1, 3])
+
+
+def test_tier_rules():
+    scores = np.array([69.8, 59.7, 54.5, 53.3, 43.9, 33.2, 31.0])
+    ranks = rank_scores(scores)
+    np.testing.assert_array_equal(TierRule("fixed_ranks", bounds=(2, 5)).assign(scores, ranks), [1, 1, 2, 2, 2, 3, 3])
+    np.testing.assert_array_equal(TierRule("score_thresholds", thresholds=(55.0, 40.0)).assign(scores, ranks), [1, 1, 2, 2, 2, 3, 3])
+
+
+def _brute_force_jenks(values, k):
+    from itertools import combinations
+
+    ordered = np.sort(values)
+    best, best_cuts = np.inf, None
+    for cuts in combinations(range(1, len(ordered)), k - 1):
+        parts = np.split(ordered, cuts)
+        cost = sum(((p - p.mean()) ** 2).sum() for p in parts)
+        if cost < best - 1e-12:
+            best, best_cuts = cost, cuts
+    thresholds = [ordered[c] for c in best_cuts]
+    return k - np.searchsorted(thresholds, values, side="right")
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_natural_breaks_is_the_exact_optimum(seed, k):
+    values = np.random.default_rng(seed).gamma(1.0, 10.0, size=9)
+    np.testing.assert_array_equal(natural_breaks(values, k), _brute_force_jenks(values, k))
+
+
+def test_natural_breaks_vectorised_over_scenarios():
+    values = np.random.default_rng(7).gamma(1.0, 10.0, size=(6, 10))
+    batch = natural_breaks(values, 3)
+    for row, expected in zip(values, batch):
+        np.testing.assert_array_equal(natural_breaks(row, 3), expected)
+
+
+def test_entropy_weights_by_hand():
+    values = np.array([[0.0, 1.0], [1.0, 2.0], [2.0, 2.0]])
+    # column 0 -> [0, .5, 1] shares [0, 1/3, 2/3]; column 1 -> [0, 1, 1] shares [0, .5, .5]
+    e0 = -(1 / 3 * np.log(1 / 3) + 2 / 3 * np.log(2 / 3)) / np.log(3)
+    e1 = -(np.log(0.5)) / np.log(3)
+    d = np.array([1 - e0, 1 - e1])
+    np.testing.assert_allclose(entropy_weights(values), d / d.sum())
+
+
+def test_critic_weights_by_hand():
+    values = np.array([[0.0, 0.0, 1.0], [1.0, 2.0, 0.0], [2.0, 2.0, 1.0]])
+    x = (values - values.min(0)) / np.ptp(values, 0)
+    sd = x.std(0, ddof=1)
+    r = np.corrcoef(x, rowvar=False)
+    c = sd * (1 - r).sum(0)
+    np.testing.assert_allclose(critic_weights(values), c / c.sum())
