@@ -17,6 +17,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=None, help="output folder (default: results/<run name>)")
     run.add_argument("--jobs", type=int, default=None, help="parallel workers (default: the config's, else 1)")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no printed tables")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run from the chunks it already computed")
     return parser
 
 
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.jobs is not None and args.jobs < 1:
             raise UserError("--jobs must be at least 1")
-        run_config(args.config, out=args.out, jobs=args.jobs, quiet=args.quiet)
+        run_config(args.config, out=args.out, jobs=args.jobs, quiet=args.quiet, resume=args.resume)
     except UserError as error:
         print(f"error: {error.one_line()}", file=sys.stderr)
         return 2

@@ -16,8 +16,8 @@ _NUMBER = (int, float)
 
 #: section -> key -> accepted Python types of the TOML value
 SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
-    "run": {"name": (str,), "kind": (str,), "seed": (int,), "jobs": (int,)},
-    "data": {"metadata": (str,), "values": (str,), "year": (int,), "paper_scores": (str,)},
+    "run": {"name": (str,), "kind": (str,), "seed": (int,), "jobs": (int,), "chunk_size": (int,), "backend": (str,), "scheduler": (str,)},
+    "data": {"metadata": (str,), "values": (str,), "year": (int,), "compare_with_paper": (bool,), "alternatives": (list,), "units": (str,)},
     "pipeline": {
         "imputation": (str,),
         "imputation_fallback": (str,),
@@ -31,8 +31,25 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "ties": (str,),
     },
     "tiers": {"scheme": (str,), "bounds": (list,), "thresholds": (list,), "classes": (int,)},
+    "sampling": {"n": (int,), "method": (str,), "bootstrap": (int,), "confidence": _NUMBER},
+    "outputs": {"interval": _NUMBER, "within": (int,), "top": (int,), "convergence_tolerance": _NUMBER},
 }
-KINDS = ("baseline",)
+FACTOR_KEYS: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "kind": (str,),
+    "key": (str,),
+    "options": (list,),
+    "probabilities": (list,),
+    "level": (int,),
+    "distribution": (str,),
+    "spread": _NUMBER,
+    "concentration": _NUMBER,
+    "cells": (int,),
+    "count": (int,),
+    "description": (str,),
+}
+KINDS = ("baseline", "montecarlo", "sobol")
+BACKENDS = ("loky", "threading", "dask")
 
 
 @dataclass(frozen=True)
@@ -40,7 +57,25 @@ class DataConfig:
     metadata: Path | None = None
     values: Path | None = None
     year: int | None = None
-    paper_scores: Path | None = None
+    compare_with_paper: bool = False
+    alternatives: tuple[Path, ...] = ()
+    units: Path | None = None
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    n: int = 1024
+    method: str = "random"
+    bootstrap: int = 200
+    confidence: float = 0.95
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    interval: float = 0.90
+    within: int = 3
+    top: int = 5
+    convergence_tolerance: float = 0.10
 
 
 @dataclass(frozen=True)
@@ -51,21 +86,50 @@ class RunConfig:
     kind: str = "baseline"
     seed: int = 0
     jobs: int = 1
+    chunk_size: int = 8192
+    backend: str = "loky"
+    scheduler: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     pipeline: Pipeline = field(default_factory=Pipeline)
     ties: str = "min"
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    outputs: OutputConfig = field(default_factory=OutputConfig)
+    factors: tuple[dict[str, Any], ...] = ()
+
+
+def _check_value(value: Any, types: tuple[type, ...], path: Path, where: str) -> None:
+    if isinstance(value, bool) != (bool in types) or not isinstance(value, types):
+        raise UserError(f"expected {_type_name(types)}, got {value!r}", path, where)
+
+
+def _check_factors(entries: Any, path: Path) -> None:
+    if not isinstance(entries, list):
+        raise UserError("factors are written as [[factors]] tables", path, "factors")
+    for k, entry in enumerate(entries, start=1):
+        for key, value in entry.items():
+            where = f"[[factors]] #{k} {key}"
+            if key not in FACTOR_KEYS:
+                hint = difflib.get_close_matches(key, FACTOR_KEYS, n=1)
+                raise UserError(f"unknown key{f' (did you mean {hint[0]!r}?)' if hint else ''}", path, where)
+            _check_value(value, FACTOR_KEYS[key], path, where)
+        for required in ("name", "kind"):
+            if required not in entry:
+                raise UserError(f"missing key '{required}'", path, f"[[factors]] #{k}")
 
 
 def _type_name(types: tuple[type, ...]) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}
+    names = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table", bool: "true or false"}
     return " or ".join(dict.fromkeys(names[t] for t in types))
 
 
 def _check_keys(raw: dict[str, Any], path: Path) -> None:
     for section, content in raw.items():
+        if section == "factors":
+            _check_factors(content, path)
+            continue
         if section not in SCHEMA:
-            hint = difflib.get_close_matches(section, SCHEMA, n=1)
-            raise UserError(f"unknown section{f' (did you mean [{hint[0]}]?)' if hint else ''}; known: {', '.join(SCHEMA)}", path, f"[{section}]")
+            hint = difflib.get_close_matches(section, [*SCHEMA, "factors"], n=1)
+            raise UserError(f"unknown section{f' (did you mean [{hint[0]}]?)' if hint else ''}; known: {', '.join(SCHEMA)}, [[factors]]", path, f"[{section}]")
         if not isinstance(content, dict):
             raise UserError("must be a table of keys", path, f"[{section}]")
         for key, value in content.items():
@@ -73,9 +137,7 @@ def _check_keys(raw: dict[str, Any], path: Path) -> None:
             if key not in allowed:
                 hint = difflib.get_close_matches(key, allowed, n=1)
                 raise UserError(f"unknown key{f' (did you mean {hint[0]!r}?)' if hint else ''}", path, f"[{section}] {key}")
-            types = allowed[key]
-            if isinstance(value, bool) or not isinstance(value, types):
-                raise UserError(f"expected {_type_name(types)}, got {value!r}", path, f"[{section}] {key}")
+            _check_value(value, allowed[key], path, f"[{section}] {key}")
 
 
 def _path(value: str | None, base: Path) -> Path | None:
@@ -104,6 +166,36 @@ def pipeline_from(section: dict[str, Any], tiers: TierRule) -> Pipeline:
     return Pipeline(**options, tiers=tiers)
 
 
+def _sampling(section: dict[str, Any], kind: str, path: Path) -> SamplingConfig:
+    method = section.get("method", "saltelli" if kind == "sobol" else "random")
+    n = section.get("n", 1024)
+    if kind == "sobol" and method != "saltelli":
+        raise UserError("a sobol run uses the 'saltelli' design", path, "[sampling] method")
+    if kind == "montecarlo" and method not in ("random", "sobol"):
+        raise UserError(f"unknown method {method!r} for a montecarlo run (choose random or sobol)", path, "[sampling] method")
+    if n < 2:
+        raise UserError("must be at least 2", path, "[sampling] n")
+    if kind == "sobol" and n & (n - 1):
+        raise UserError(f"must be a power of two for the Sobol design (nearest: {1 << (n.bit_length() - 1)} or {1 << n.bit_length()})", path, "[sampling] n")
+    confidence = float(section.get("confidence", 0.95))
+    if not 0 < confidence < 1:
+        raise UserError("must be between 0 and 1", path, "[sampling] confidence")
+    bootstrap = section.get("bootstrap", 200)
+    if bootstrap < 10:
+        raise UserError("must be at least 10", path, "[sampling] bootstrap")
+    return SamplingConfig(n=n, method=method, bootstrap=bootstrap, confidence=confidence)
+
+
+def _outputs(section: dict[str, Any], path: Path) -> OutputConfig:
+    interval = float(section.get("interval", 0.90))
+    if not 0 < interval < 1:
+        raise UserError("must be between 0 and 1", path, "[outputs] interval")
+    for key in ("within", "top"):
+        if section.get(key, 1) < 0:
+            raise UserError("must not be negative", path, f"[outputs] {key}")
+    return OutputConfig(interval=interval, within=section.get("within", 3), top=section.get("top", 5), convergence_tolerance=float(section.get("convergence_tolerance", 0.10)))
+
+
 def load_config(path: str | Path) -> RunConfig:
     """Read and check a run configuration; paths inside it are relative to the file."""
     path = Path(path)
@@ -125,8 +217,16 @@ def load_config(path: str | Path) -> RunConfig:
     ties = section.get("ties", "min")
     if ties not in TIES:
         raise UserError(f"unknown tie rule {ties!r} (choose from {', '.join(TIES)})", path, "[pipeline] ties")
-    if run.get("jobs", 1) < 1:
-        raise UserError("must be at least 1", path, "[run] jobs")
+    for key in ("jobs", "chunk_size"):
+        if run.get(key, 1) < 1:
+            raise UserError("must be at least 1", path, f"[run] {key}")
+    backend = run.get("backend", "loky")
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})", path, "[run] backend")
+    sampling = _sampling(raw.get("sampling", {}), kind, path)
+    outputs = _outputs(raw.get("outputs", {}), path)
+    if kind != "baseline" and not raw.get("factors"):
+        raise UserError(f"a {kind} run needs at least one [[factors]] table", path)
     base = path.resolve().parent
     return RunConfig(
         path=path,
@@ -135,11 +235,19 @@ def load_config(path: str | Path) -> RunConfig:
         kind=kind,
         seed=run.get("seed", 0),
         jobs=run.get("jobs", 1),
+        chunk_size=run.get("chunk_size", 8192),
+        backend=backend,
+        scheduler=run.get("scheduler"),
+        sampling=sampling,
+        outputs=outputs,
+        factors=tuple(raw.get("factors", ())),
         data=DataConfig(
             metadata=_path(data.get("metadata"), base),
             values=_path(data.get("values"), base),
             year=data.get("year"),
-            paper_scores=_path(data.get("paper_scores"), base),
+            compare_with_paper=data.get("compare_with_paper", False),
+            alternatives=tuple(_path(p, base) for p in data.get("alternatives", ())),
+            units=_path(data.get("units"), base),
         ),
         pipeline=pipeline_from(section, _tier_rule(raw.get("tiers", {}), path)),
         ties=ties,

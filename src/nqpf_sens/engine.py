@@ -71,8 +71,8 @@ class Engine:
         self.spec = spec
         self.tables = (tables,) if isinstance(tables, IndicatorTable) else tuple(tables)
         self.ties = ties
-        self._normalised: dict[tuple, np.ndarray] = {}
-        self._weights: dict[tuple, tuple[np.ndarray, ...]] = {}
+        self._matrix_cache: dict[tuple, np.ndarray] = {}
+        self._weight_cache: dict[tuple, tuple[np.ndarray, ...]] = {}
         self.memberships = tuple(spec.membership(k) for k in range(len(spec.levels) - 1))
 
     def table(self, pipeline: Pipeline) -> IndicatorTable:
@@ -83,15 +83,15 @@ class Engine:
     def normalised(self, pipeline: Pipeline) -> np.ndarray:
         """The pipeline's normalised (years, units, indicators) matrix, computed once."""
         key = pipeline.data_key
-        if key not in self._normalised:
-            self._normalised[key] = prepare(pipeline, self.table(pipeline), self.spec)
-        return self._normalised[key]
+        if key not in self._matrix_cache:
+            self._matrix_cache[key] = prepare(pipeline, self.table(pipeline), self.spec)
+        return self._matrix_cache[key]
 
     def scheme_weights(self, pipeline: Pipeline) -> tuple[np.ndarray, ...]:
         key = (pipeline.weighting, *pipeline.data_key)
-        if key not in self._weights:
-            self._weights[key] = pipeline_weights(pipeline, self.table(pipeline), self.spec)
-        return self._weights[key]
+        if key not in self._weight_cache:
+            self._weight_cache[key] = pipeline_weights(pipeline, self.table(pipeline), self.spec)
+        return self._weight_cache[key]
 
     def check(self, pipelines: Sequence[Pipeline]) -> None:
         """Raise a :class:`UserError` for the first pipeline that cannot run, before anything runs."""
@@ -107,42 +107,91 @@ class Engine:
         self.check(batch.pipelines)
         first = self.table(batch.pipelines[0])
         n_years, n_units = len(first.years), len(first.units)
-        n_aggregates = len(self.spec.aggregates)
-        scores = np.empty((batch.size, n_years, n_units, n_aggregates))
-        ranks = np.empty((batch.size, n_years, n_units), dtype=np.int64)
+        pipelines = batch.pipelines
+        normalised = self._normalised_rows(batch)
+        weights = self._weights(batch)
+        scores = np.empty((batch.size, n_years * n_units, len(self.spec.aggregates)))
+        aggregation = _ids([tuple(p.aggregation_at(k) for k in range(len(self.memberships))) for p in pipelines])
+        for methods, members in _groups(aggregation[0][batch.pipeline_index]):
+            current = normalised(members)
+            column = 0
+            for k, membership in enumerate(self.memberships):
+                current = aggregate(current, weights[k][members], membership, aggregation[1][methods][k])
+                scores[members, :, column : column + current.shape[-1]] = current
+                column += current.shape[-1]
+        scores = scores.reshape(batch.size, n_years, n_units, -1)
+        ranks = rank_scores(scores[..., -1], self.ties)
         tiers = np.empty_like(ranks)
-        for g, pipeline in enumerate(batch.pipelines):
-            members = np.flatnonzero(batch.pipeline_index == g)
-            if members.size == 0:
-                continue
-            group_scores = self._scores(pipeline, batch, members).reshape(members.size, n_years, n_units, n_aggregates)
-            group_ranks = rank_scores(group_scores[..., -1], self.ties)
-            scores[members] = group_scores
-            ranks[members] = group_ranks
-            tiers[members] = pipeline.tiers.assign(group_scores[..., -1], group_ranks)
+        tier_rules = _ids([p.tiers for p in pipelines])
+        for rule, members in _groups(tier_rules[0][batch.pipeline_index]):
+            tiers[members] = tier_rules[1][rule].assign(scores[members, ..., -1], ranks[members])
         return BatchResult(scores, ranks, tiers, self.spec.aggregates, first.units, first.years)
 
-    def _scores(self, pipeline: Pipeline, batch: ScenarioBatch, members: np.ndarray) -> np.ndarray:
-        """(members, rows, aggregates) where rows are (year, unit) pairs."""
+    def _normalised_rows(self, batch: ScenarioBatch):
+        """A function giving the normalised (members, rows, indicators) matrices of some scenarios.
+
+        Without per-scenario data each distinct (dataset, method) matrix is computed once and shared;
+        with noise or masks the raw data of each method group are processed together, vectorised.
+        """
+        pipelines = batch.pipelines
         if batch.value_factors is None and batch.masked is None:
-            current = self.normalised(pipeline)
-        else:
-            table = self.table(pipeline)
-            raw = np.broadcast_to(table.values, (members.size, *table.values.shape))
+            keys = _ids([p.data_key for p in pipelines])
+            stack = np.stack([self.normalised(pipelines[i]) for i in keys[2]])
+            stack = stack.reshape(stack.shape[0], -1, stack.shape[-1])
+            scenario_key = keys[0][batch.pipeline_index]
+            if stack.shape[0] == 1:
+                return lambda members: stack[0]
+            return lambda members: stack[scenario_key[members]]
+        raw_stack = np.stack([t.values for t in self.tables])
+        dataset = np.array([p.dataset for p in pipelines])[batch.pipeline_index]
+        methods = _ids([p.data_key[1:] for p in pipelines])
+        rows = None
+        for key, members in _groups(methods[0][batch.pipeline_index]):
+            pipeline = pipelines[methods[2][key]]
+            raw = raw_stack[dataset[members]]
             if batch.value_factors is not None:
                 raw = raw * batch.value_factors[members]
             if batch.masked is not None:
                 raw = np.where(batch.masked[members], np.nan, raw)
-            current = prepare(pipeline, table, self.spec, raw)
-        current = current.reshape(*current.shape[:-3], -1, current.shape[-1])
-        levels = []
-        for k, (base, membership) in enumerate(zip(self.scheme_weights(pipeline), self.memberships)):
-            weights = np.broadcast_to(base, (members.size, base.size))
-            if batch.weight_factors is not None:
-                weights = weights * batch.weight_factors[k][members]
-            current = aggregate(current, weights, membership, pipeline.aggregation_at(k))
-            levels.append(current)
-        return np.concatenate(levels, axis=-1)
+            prepared = prepare(pipeline, self.table(pipeline), self.spec, raw)
+            if rows is None:
+                rows = np.empty((batch.size, prepared.shape[-3] * prepared.shape[-2], prepared.shape[-1]))
+            rows[members] = prepared.reshape(members.size, -1, prepared.shape[-1])
+        return lambda members: rows[members]
+
+    def _weights(self, batch: ScenarioBatch) -> list[np.ndarray]:
+        """(scenarios, nodes) weights per level: the scheme's weights times the batch's factors."""
+        keys = _ids([(p.weighting, *p.data_key) for p in batch.pipelines])
+        representative = [batch.pipelines[i] for i in keys[2]]
+        tables = [np.stack([self.scheme_weights(p)[k] for p in representative]) for k in range(len(self.memberships))]
+        scenario_key = keys[0][batch.pipeline_index]
+        weights = [table[scenario_key] for table in tables]
+        if batch.weight_factors is not None:
+            weights = [w * f for w, f in zip(weights, batch.weight_factors)]
+        return weights
+
+
+def _ids(keys: list) -> tuple[np.ndarray, list, list[int]]:
+    """Integer id of each key (in order of first appearance), the distinct keys and where each first appears."""
+    distinct: dict = {}
+    first: list[int] = []
+    ids = np.empty(len(keys), dtype=np.int64)
+    for position, key in enumerate(keys):
+        if key not in distinct:
+            distinct[key] = len(distinct)
+            first.append(position)
+        ids[position] = distinct[key]
+    return ids, list(distinct), first
+
+
+def _groups(ids: np.ndarray):
+    """(id, members) for each distinct id, members in increasing order."""
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    bounds = np.flatnonzero(np.diff(sorted_ids)) + 1
+    for members in np.split(order, bounds):
+        if members.size:
+            yield int(ids[members[0]]), members
 
 
 def evaluate_batch(spec: IndexSpec, tables: IndicatorTable | Sequence[IndicatorTable], batch: ScenarioBatch, ties: str = "min") -> BatchResult:

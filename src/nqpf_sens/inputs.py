@@ -10,7 +10,7 @@ from nqpf_sens.errors import UserError
 from nqpf_sens.spec import IndexSpec, load_spec, nqpf_spec
 from nqpf_sens.table import IndicatorTable, load_table
 
-DEFAULT_VALUES = "nqpf_values.csv"
+DEFAULT_VALUES = "nqpf_provinces.csv"
 
 
 def packaged(name: str) -> Path:

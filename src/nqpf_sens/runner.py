@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import platform
+import shutil
 import time
 from importlib import metadata
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from nqpf_sens.baseline import score_frame
 from nqpf_sens.config import RunConfig, load_config
@@ -13,9 +17,8 @@ from nqpf_sens.engine import Engine, ScenarioBatch
 from nqpf_sens.errors import UserError
 from nqpf_sens.inputs import load_inputs
 from nqpf_sens.outputs import staged_directory, write_json, write_table
+from nqpf_sens.paper import compare_with_table3, paper_summary
 from nqpf_sens.pipeline import option_problem
-
-import numpy as np
 
 PACKAGES = ("nqpf_sens", "numpy", "scipy", "pandas", "SALib", "joblib")
 
@@ -30,36 +33,75 @@ def versions() -> dict[str, str]:
     return found
 
 
-def run_config(path: Path, out: Path | None = None, jobs: int | None = None, quiet: bool = False) -> Path:
+def run_config(path: Path, out: Path | None = None, jobs: int | None = None, quiet: bool = False, resume: bool = False) -> Path:
     """Run the config at ``path``; returns the output folder."""
     started = time.perf_counter()
     config = load_config(path)
     spec, table = load_inputs(config)
     problem = option_problem(config.pipeline, spec)
     if problem:
-        key = problem.split(":")[0]
-        raise UserError(problem.split(": ", 1)[1], config.path, f"[pipeline] {key}")
+        key, message = problem.split(": ", 1)
+        raise UserError(message, config.path, f"[pipeline] {key}")
+    jobs = jobs or config.jobs
+    destination = out if out is not None else Path("results") / config.name
     engine = Engine(spec, table, config.ties)
     nominal = engine.evaluate(ScenarioBatch((config.pipeline,), np.zeros(1, dtype=np.int64)))
     scores = score_frame(nominal)
-    destination = out if out is not None else Path("results") / config.name
+    tables: dict[str, pd.DataFrame] = {"baseline_scores": scores}
+    if config.data.compare_with_paper:
+        tables["paper_comparison"] = compare_with_table3(scores)
+    notes: list[str] = []
+    scenarios = 1
+    work = destination.parent / f".{destination.name}.work"
+    if config.kind != "baseline":
+        from nqpf_sens.audit import run_audit, tables_from
+
+        try:
+            work.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot write the output directory ({exc.strerror})", work.parent) from None
+        prepared, stats = run_audit(config, spec, table, work, jobs, resume, progress=not quiet)
+        tables.update(tables_from(prepared, stats, config))
+        notes = prepared.notes
+        scenarios = prepared.study.design.n_rows
     with staged_directory(destination) as folder:
-        write_table(scores, folder, "baseline_scores")
-        write_json(_manifest(config, jobs or config.jobs, 1, time.perf_counter() - started), folder / "manifest.json")
+        for name, frame in tables.items():
+            write_table(frame, folder, name)
+        write_json(_manifest(config, jobs, scenarios, time.perf_counter() - started, notes), folder / "manifest.json")
+    shutil.rmtree(work, ignore_errors=True)
     if not quiet:
-        print(scores.sort_values(["rank"]).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
-        print(f"\nwrote {destination}")
+        _print_summary(tables, notes)
+        print(f"\nwrote {destination} ({scenarios:,} scenarios, {time.perf_counter() - started:.1f} s)")
     return destination
 
 
-def _manifest(config: RunConfig, jobs: int, scenarios: int, seconds: float) -> dict:
+def _print_summary(tables: dict[str, pd.DataFrame], notes: list[str]) -> None:
+    number = lambda v: f"{v:.2f}"  # noqa: E731
+    if "rank_stability" in tables:
+        columns = [c for c in tables["rank_stability"].columns if c in ("year", "unit", "nominal_rank", "median_rank", "p05_rank", "p95_rank", "p_nominal_rank") or c.startswith("p_within")]
+        print("Rank stability (5th-95th percentile ranks):")
+        print(tables["rank_stability"][columns].sort_values(columns[1 if columns[0] == "year" else 1]).to_string(index=False, float_format=number))
+    else:
+        print(tables["baseline_scores"].sort_values("rank").to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    if "sobol_summary" in tables:
+        print("\nSobol indices (R_S = mean absolute rank shift; ST summarised over the units' ranks):")
+        print(tables["sobol_summary"].to_string(index=False, float_format=number))
+    if "paper_comparison" in tables:
+        print("\n" + paper_summary(tables["paper_comparison"]))
+    for note in notes:
+        print(f"note: {note}")
+
+
+def _manifest(config: RunConfig, jobs: int, scenarios: int, seconds: float, notes: list[str]) -> dict:
     return {
         "config_file": str(config.path),
         "config": config.raw,
         "kind": config.kind,
         "seed": config.seed,
         "jobs": jobs,
+        "backend": config.backend,
         "scenarios": scenarios,
         "wall_seconds": round(seconds, 3),
+        "notes": notes,
         "versions": versions(),
     }

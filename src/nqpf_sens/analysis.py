@@ -1,0 +1,167 @@
+"""From accumulated run statistics to the tables a reader uses: rank stability, tier bands, region
+bands and quadrants, rank shifts (Saisana et al.'s R_S), Sobol indices and convergence checks.
+
+Rank quantiles come from exact rank counts: the q-quantile is the smallest rank whose cumulative
+share reaches q (the inverse of the empirical distribution function).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from nqpf_sens.uncertainty import ChunkStats
+
+PAPER_REGION_ORDER = ("East", "Central", "West", "Northeast")
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Names that turn arrays back into tables."""
+
+    units: tuple[str, ...]
+    years: tuple[int | None, ...]
+    aggregates: tuple[str, ...]
+    regions: tuple[str, ...]
+
+
+def rank_quantile(counts: np.ndarray, q: float) -> np.ndarray:
+    """q-quantile of ranks (1-based) from counts over ranks on the last axis."""
+    cdf = np.cumsum(counts, axis=-1) / np.maximum(counts.sum(axis=-1, keepdims=True), 1)
+    return 1 + np.argmax(cdf >= q - 1e-12, axis=-1)
+
+
+def _frame(labels: Labels, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Rows (year, unit) from arrays shaped (years, units); the year column only for panels."""
+    n_years, n_units = len(labels.years), len(labels.units)
+    frame = pd.DataFrame({"unit": np.tile(labels.units, n_years)})
+    if labels.years != (None,):
+        frame.insert(0, "year", np.repeat(labels.years, n_units))
+    for name, values in columns.items():
+        frame[name] = np.asarray(values).reshape(-1)
+    return frame
+
+
+def rank_stability(stats: ChunkStats, nominal: np.ndarray, labels: Labels, interval: float, within: int, top: int) -> pd.DataFrame:
+    counts = stats.rank_counts
+    n = counts.sum(axis=-1)
+    places = np.arange(1, counts.shape[-1] + 1)
+    share = counts / np.maximum(n[..., None], 1)
+    low, high = (1 - interval) / 2, 1 - (1 - interval) / 2
+    distance = np.abs(places[None, None, :] - nominal[..., None])
+    return _frame(
+        labels,
+        {
+            "nominal_rank": nominal,
+            "median_rank": rank_quantile(counts, 0.5),
+            "mean_rank": (share * places).sum(axis=-1),
+            "p05_rank": rank_quantile(counts, 0.05),
+            "p95_rank": rank_quantile(counts, 0.95),
+            f"p{100 * low:g}_rank".replace(".", "_"): rank_quantile(counts, low),
+            f"p{100 * high:g}_rank".replace(".", "_"): rank_quantile(counts, high),
+            "iqr_rank": rank_quantile(counts, 0.75) - rank_quantile(counts, 0.25),
+            "p_nominal_rank": (share * (distance == 0)).sum(axis=-1),
+            f"p_within_{within}": (share * (distance <= within)).sum(axis=-1),
+            f"p_top_{top}": share[..., :top].sum(axis=-1),
+        },
+    ).loc[:, lambda f: ~f.columns.duplicated()]
+
+
+def tier_bands(stats: ChunkStats, nominal_tiers: np.ndarray, nominal_scores: np.ndarray, labels: Labels, interval: float) -> pd.DataFrame:
+    counts = stats.tier_counts
+    share = counts / np.maximum(counts.sum(axis=-1, keepdims=True), 1)
+    columns: dict[str, np.ndarray] = {"nominal_tier": nominal_tiers}
+    for k in range(share.shape[-1]):
+        columns[f"p_tier_{k + 1}"] = share[..., k]
+    columns["most_likely_tier"] = 1 + share.argmax(axis=-1)
+    columns["p_nominal_tier"] = np.take_along_axis(share, (nominal_tiers - 1)[..., None], axis=-1)[..., 0]
+    low, high = (1 - interval) / 2, 1 - (1 - interval) / 2
+    for a, code in enumerate(labels.aggregates):
+        name = "total" if a == len(labels.aggregates) - 1 else code
+        values = stats.scores[..., a].astype(np.float64)
+        columns[f"{name}_nominal"] = nominal_scores[..., a]
+        columns[f"{name}_median"] = np.median(values, axis=0)
+        columns[f"{name}_p05"] = np.quantile(values, 0.05, axis=0)
+        columns[f"{name}_p95"] = np.quantile(values, 0.95, axis=0)
+        if (low, high) != (0.05, 0.95):
+            columns[f"{name}_low"] = np.quantile(values, low, axis=0)
+            columns[f"{name}_high"] = np.quantile(values, high, axis=0)
+    return _frame(labels, columns)
+
+
+def region_bands(stats: ChunkStats, nominal_means: np.ndarray, labels: Labels) -> pd.DataFrame:
+    """Regional mean index scores per year, with bands and the probability of the paper's ordering."""
+    means = stats.region_means
+    rows = []
+    order = [labels.regions.index(r) for r in PAPER_REGION_ORDER if r in labels.regions]
+    paper_order = np.nan
+    for t, year in enumerate(labels.years):
+        if len(order) == len(PAPER_REGION_ORDER):
+            ordered = means[:, t, order]
+            paper_order = float(np.all(ordered[:, :-1] > ordered[:, 1:], axis=1).mean())
+        for r, region in enumerate(labels.regions):
+            values = means[:, t, r]
+            rows.append({"year": year, "region": region, "nominal_mean": nominal_means[t, r], "median": np.median(values), "p05": np.quantile(values, 0.05), "p95": np.quantile(values, 0.95), "p_paper_order": paper_order})
+    frame = pd.DataFrame(rows)
+    return frame.drop(columns="year") if labels.years == (None,) else frame
+
+
+def quadrants(stats: ChunkStats, labels: Labels) -> pd.DataFrame:
+    counts = stats.quadrant_counts
+    share = counts / np.maximum(counts.sum(axis=-1, keepdims=True), 1)
+    names = ("p_high_index_high_gdp", "p_high_index_low_gdp", "p_low_index_high_gdp", "p_low_index_low_gdp")
+    frame = _frame(labels, {name: share[..., k] for k, name in enumerate(names)})
+    known = counts.sum(axis=-1).reshape(-1) > 0
+    return frame[known].reset_index(drop=True)
+
+
+def rank_shift(stats: ChunkStats) -> pd.DataFrame:
+    """R_S (mean absolute rank shift against the nominal ranking) and shares of small moves."""
+    rs = stats.rank_shift
+    rows = [("rank_shift_mean", rs.mean()), ("rank_shift_median", np.median(rs)), ("rank_shift_p05", np.quantile(rs, 0.05)), ("rank_shift_p95", np.quantile(rs, 0.95))]
+    rows += [(f"share_moving_less_than_{k}", stats.moved[:, i].mean()) for i, k in enumerate((1, 3, 5))]
+    return pd.DataFrame(rows, columns=["statistic", "value"])
+
+
+def sobol_indices(outputs: np.ndarray, names: list[str], problem: dict, n_factors: int, bootstrap: int, confidence: float, seed: int) -> pd.DataFrame:
+    """First- and total-order indices (SALib: Saltelli 2010 S1, Jansen ST) with bootstrap intervals."""
+    from SALib.analyze import sobol
+
+    factor_names = list(dict.fromkeys(problem["groups"]))
+    rows = []
+    for k, name in enumerate(names):
+        y = outputs[:, k].astype(np.float64)
+        if np.ptp(y) == 0:
+            rows += [{"output": name, "factor": f, "S1": np.nan, "S1_conf": np.nan, "ST": np.nan, "ST_conf": np.nan} for f in factor_names]
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = sobol.analyze(problem, y, calc_second_order=False, num_resamples=bootstrap, conf_level=confidence, seed=seed, print_to_console=False)
+        for g, factor in enumerate(factor_names):
+            rows.append({"output": name, "factor": factor, "S1": result["S1"][g], "S1_conf": result["S1_conf"][g], "ST": result["ST"][g], "ST_conf": result["ST_conf"][g]})
+    return pd.DataFrame(rows)
+
+
+def sobol_summary(indices: pd.DataFrame) -> pd.DataFrame:
+    """Per factor: indices of R_S, and ST of the units' ranks summarised across units."""
+    ranks = indices[indices.output.str.startswith("rank:")]
+    shift = indices[indices.output == "rank_shift"].set_index("factor")
+    by_factor = ranks.groupby("factor", sort=False)
+    top = ranks.dropna(subset=["ST"]).loc[lambda f: f.groupby("output").ST.transform("max") == f.ST]
+    summary = pd.DataFrame(
+        {
+            "S1_rank_shift": shift["S1"],
+            "S1_rank_shift_conf": shift["S1_conf"],
+            "ST_rank_shift": shift["ST"],
+            "ST_rank_shift_conf": shift["ST_conf"],
+            "mean_ST_ranks": by_factor.ST.mean(),
+            "max_ST_ranks": by_factor.ST.max(),
+            "mean_S1_ranks": by_factor.S1.mean(),
+            "units_where_top": top.factor.value_counts(),
+        }
+    )
+    summary["units_where_top"] = summary["units_where_top"].fillna(0).astype(int)
+    return summary.rename_axis("factor").reset_index().sort_values("ST_rank_shift", ascending=False)

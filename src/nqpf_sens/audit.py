@@ -1,0 +1,168 @@
+"""Monte Carlo and Sobol runs: build the study from a config, check it, run it, write the tables."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nqpf_sens import analysis
+from nqpf_sens.config import RunConfig
+from nqpf_sens.datasets import alternative_tables
+from nqpf_sens.datasets import units as shipped_units
+from nqpf_sens.engine import BatchResult, Engine, ScenarioBatch
+from nqpf_sens.errors import UserError
+from nqpf_sens.factors import FactorSet, build_factor
+from nqpf_sens.impute import TIME_SERIES_RULES
+from nqpf_sens.pipeline import pipeline_weights
+from nqpf_sens.sampling import Design
+from nqpf_sens.spec import IndexSpec, read_csv
+from nqpf_sens.table import IndicatorTable, load_table
+from nqpf_sens.uncertainty import MAX_KEPT_SCORES, ChunkStats, Study, fingerprint, run_study
+
+DATA_KEYS = ("imputation", "transformation", "normalisation")
+
+
+@dataclass
+class Prepared:
+    study: Study
+    nominal: BatchResult
+    labels: analysis.Labels
+    notes: list[str]
+
+
+def _tables(config: RunConfig, spec: IndexSpec, table: IndicatorTable) -> tuple[IndicatorTable, ...]:
+    if config.data.alternatives:
+        others = []
+        for path in config.data.alternatives:
+            if not path.is_file():
+                raise UserError(f"file not found: {path}", config.path, "[data] alternatives")
+            other = load_table(path, spec)
+            if other.units != table.units or other.values.shape[-1] != table.values.shape[-1]:
+                raise UserError("an alternative table must have the same units and indicators as [data] values", path)
+            others.append(other.year(config.data.year) if config.data.year is not None else other)
+        return (table, *others)
+    if config.data.values is None and config.data.metadata is None:
+        return (table, *alternative_tables(spec, table))
+    return (table,)
+
+
+def _unit_attributes(config: RunConfig, table: IndicatorTable) -> pd.DataFrame:
+    """Region and GDP per capita of the units, from [data] units, the shipped file or the data's text columns."""
+    if config.data.units is not None:
+        frame = read_csv(config.data.units).set_index("unit")
+    elif config.data.values is None:
+        frame = shipped_units().set_index("unit")
+    else:
+        frame = table.attributes
+    return frame.reindex(list(table.units))
+
+
+def _check_combinations(engine: Engine, factors: FactorSet, config: RunConfig) -> None:
+    """Refuse, before anything runs, a combination of options the data cannot support."""
+    choices = [f for f in factors.choices if f.key in (*DATA_KEYS, "weighting", "aggregation")]
+    options = [[(f.key, tuple(o) if isinstance(o, list) else o) for o in f.options] for f in choices]
+    for combination in itertools.product(*options) if options else [()]:
+        pipeline = config.pipeline.with_(**dict(combination))
+        try:
+            engine.check([pipeline])
+        except UserError as error:
+            chosen = ", ".join(f"{k}={v}" for k, v in combination) or "the nominal pipeline"
+            raise UserError(f"{chosen}: {error.one_line()}", config.path, "[[factors]]") from None
+
+
+def _not_exercised(factors: FactorSet, table: IndicatorTable, spec: IndexSpec, config: RunConfig) -> list[str]:
+    """Factors the config names but the data cannot exercise (reported, not silently ignored)."""
+    notes = []
+    kinds = {f.kind for f in factors.factors}
+    for factor in factors.choices:
+        if factor.key == "imputation" and not np.isnan(table.values).any() and "mask" not in kinds:
+            notes.append(f"factor '{factor.name}': no cell is missing and no 'mask' factor blanks any, so the imputation rule cannot matter")
+        if factor.key == "transformation" and config.pipeline.transform_target == "flagged" and not spec.transform_flag.any():
+            notes.append(f"factor '{factor.name}': no indicator is flagged for transformation in the metadata")
+    return notes
+
+
+def prepare_study(config: RunConfig, spec: IndexSpec, table: IndicatorTable) -> Prepared:
+    tables = _tables(config, spec, table)
+    entries = [build_factor(entry, k, spec, config.pipeline, len(tables), config.path) for k, entry in enumerate(config.factors, start=1)]
+    engine = Engine(spec, tables, config.ties)
+    nominal = engine.evaluate(ScenarioBatch((config.pipeline,), np.zeros(1, dtype=np.int64)))
+    base_weights = list(pipeline_weights(config.pipeline, table, spec))
+    factors = FactorSet(entries, config.pipeline, [len(level) for level in spec.levels[:-1]], base_weights, table.values.shape, ~np.isnan(table.values))
+    _check_combinations(engine, factors, config)
+    mask = next((f for f in entries if f.kind == "mask"), None)
+    if mask is not None:
+        if mask.cells >= len(table.units):
+            raise UserError(f"a mask of {mask.cells} cells could blank a whole indicator of {len(table.units)} units", config.path, "[[factors]]")
+        rules = {o for f in factors.choices if f.key == "imputation" for o in f.options} | {config.pipeline.imputation}
+        if len(table.years) == 1 and config.pipeline.imputation_fallback is None and rules & set(TIME_SERIES_RULES):
+            raise UserError(f"imputation rules {sorted(rules & set(TIME_SERIES_RULES))} need several years to refill masked cells; the data have one year: set [pipeline] imputation_fallback", config.path, "[[factors]]")
+        if rules == {"none"}:
+            raise UserError("a 'mask' factor needs an imputation rule to refill the cells", config.path, "[[factors]]")
+    design = Design(config.sampling.method, config.sampling.n, factors.groups, config.seed)
+    attributes = _unit_attributes(config, table)
+    regions = tuple(sorted(attributes["region"].dropna().unique())) if "region" in attributes else ()
+    region_codes = attributes["region"].map({r: i for i, r in enumerate(regions)}).fillna(-1).to_numpy(dtype=np.int64) if regions else np.full(len(table.units), -1)
+    gdp = pd.to_numeric(attributes["gdp_per_capita"], errors="coerce").to_numpy(dtype=float) if "gdp_per_capita" in attributes else None
+    n_uncertain = 2 * config.sampling.n if design.method == "saltelli" else design.n_rows
+    half_row = design.n_rows // 2
+    from nqpf_sens import __version__
+
+    study = Study(
+        token=fingerprint(config.raw, __version__),
+        spec=spec,
+        tables=tables,
+        factors=factors,
+        design=design,
+        ties=config.ties,
+        nominal_ranks=nominal.ranks[0],
+        n_tiers=config.pipeline.tiers.n_tiers,
+        region_codes=region_codes,
+        n_regions=len(regions),
+        gdp=gdp,
+        keep_stride=max(1, -(-n_uncertain // MAX_KEPT_SCORES)),
+        half_row=half_row,
+    )
+    labels = analysis.Labels(table.units, table.years, spec.aggregates, regions)
+    return Prepared(study, nominal, labels, _not_exercised(factors, table, spec, config))
+
+
+def nominal_region_means(prepared: Prepared) -> np.ndarray:
+    index = prepared.nominal.index[0]
+    codes = prepared.study.region_codes
+    return np.stack([[index[t, codes == r].mean() for r in range(prepared.study.n_regions)] for t in range(index.shape[0])]) if prepared.study.n_regions else np.zeros((index.shape[0], 0))
+
+
+def output_names(units: tuple[str, ...]) -> list[str]:
+    return [f"rank:{u}" for u in units] + [f"score:{u}" for u in units] + ["rank_shift"]
+
+
+def tables_from(prepared: Prepared, stats: ChunkStats, config: RunConfig) -> dict[str, pd.DataFrame]:
+    """Every output table of a run, by file name."""
+    out = config.outputs
+    labels, nominal = prepared.labels, prepared.nominal
+    tables = {
+        "rank_stability": analysis.rank_stability(stats, nominal.ranks[0], labels, out.interval, out.within, out.top),
+        "tier_bands": analysis.tier_bands(stats, nominal.tiers[0], nominal.scores[0], labels, out.interval),
+        "rank_shift": analysis.rank_shift(stats),
+    }
+    if labels.regions:
+        tables["region_bands"] = analysis.region_bands(stats, nominal_region_means(prepared), labels)
+    if prepared.study.gdp is not None:
+        tables["quadrants"] = analysis.quadrants(stats, labels)
+    if config.kind == "sobol":
+        design = prepared.study.design
+        indices = analysis.sobol_indices(stats.outputs, output_names(labels.units), design.problem(), len(design.factor_names), config.sampling.bootstrap, config.sampling.confidence, config.seed)
+        tables["sobol_indices"] = indices
+        tables["sobol_summary"] = analysis.sobol_summary(indices)
+    return tables
+
+
+def run_audit(config: RunConfig, spec: IndexSpec, table: IndicatorTable, work: Path, jobs: int, resume: bool, progress: bool) -> tuple[Prepared, ChunkStats]:
+    prepared = prepare_study(config, spec, table)
+    stats = run_study(prepared.study, work, config.chunk_size, jobs, config.backend, config.scheduler, resume, progress)
+    return prepared, stats

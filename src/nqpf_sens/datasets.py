@@ -1,0 +1,56 @@
+"""The shipped NQPF data: provinces 2022, alternative reconstructions, the national panel, units.
+
+Every cell carries its provenance (``status``: official, paper, derived, reconstructed; ``source``);
+see DATA.md for how the dataset was built.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from nqpf_sens.inputs import packaged
+from nqpf_sens.spec import IndexSpec
+from nqpf_sens.table import IndicatorTable, load_table
+
+PROVINCES = "nqpf_provinces.csv"
+ALTERNATIVES = "nqpf_alternatives.csv.gz"
+NATIONAL = "nqpf_national.csv"
+UNITS = "nqpf_units.csv"
+
+
+def province_table(spec: IndexSpec) -> IndicatorTable:
+    """The 31 provinces in 2022, as the baseline uses them."""
+    return load_table(packaged(PROVINCES), spec)
+
+
+def national_table(spec: IndexSpec) -> IndicatorTable:
+    """China 2012-2022 with the cells no source gives left missing."""
+    return load_table(packaged(NATIONAL), spec)
+
+
+def units() -> pd.DataFrame:
+    """Chinese name, region and GDP per capita (with provenance) of every province."""
+    return pd.read_csv(packaged(UNITS))
+
+
+def alternative_tables(spec: IndexSpec, base: IndicatorTable | None = None) -> list[IndicatorTable]:
+    """The alternative reconstructions: the base table with its reconstructed cells redrawn."""
+    base = province_table(spec) if base is None else base
+    draws = pd.read_csv(packaged(ALTERNATIVES))
+    units_index = {u: i for i, u in enumerate(base.units)}
+    codes_index = {c: j for j, c in enumerate(base.indicators)}
+    rows = draws.unit.map(units_index).to_numpy()
+    columns = draws.indicator.map(codes_index).to_numpy()
+    tables = []
+    for name in (c for c in draws.columns if c.startswith("draw_")):
+        values = base.values.copy()
+        values[0, rows, columns] = draws[name].to_numpy(dtype=float)
+        tables.append(IndicatorTable(values, base.years, base.units, base.indicators, base.attributes))
+    return tables
+
+
+def provenance_shares(frame: pd.DataFrame) -> pd.Series:
+    """Share of cells in each status."""
+    return frame.status.value_counts(normalize=True).sort_index()
+
+

@@ -1,0 +1,232 @@
+"""Uncertain factors: each maps columns of the unit hypercube to one part of a scenario.
+
+A design row u in [0, 1)^D is decoded factor by factor, so any sampler (plain Monte Carlo, Sobol
+low-discrepancy points, Saltelli's design) drives the same code. Kinds:
+
+- ``choice``: a discrete engine option (``key`` = imputation, transformation, normalisation,
+  aggregation, weighting) over ``options``, equiprobable or with ``probabilities``; one column.
+- ``weights``: the weights of one tree level (``level``: 0 = indicators, 1 = dimensions, ...)
+  perturbed around the scheme's weights: ``uniform`` multiplicative noise w (1 + U[-spread, spread]),
+  or ``dirichlet`` with mean at the scheme's weights and ``concentration`` alpha (sampled through
+  the inverse gamma CDF of each column); only ratios matter, so renormalisation is implicit.
+- ``exclude``: leave one indicator out (weight 0) or none, equiprobable over ``options``.
+- ``dataset``: which of the alternative data tables (0 = the nominal one); one column.
+- ``noise``: multiplicative measurement noise U[1 - spread, 1 + spread] on every raw cell.
+- ``mask``: ``cells`` observed cells blanked at random and refilled by the scenario's imputation rule.
+
+``noise`` and ``mask`` use one column each: its value seeds a counter-based hash (splitmix64) that
+draws the whole realisation, a deterministic function of the coordinate as the Sobol estimators need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.stats import gamma
+
+from nqpf_sens.errors import UserError
+from nqpf_sens.pipeline import Pipeline
+
+CHOICE_KEYS = ("imputation", "transformation", "normalisation", "aggregation", "weighting")
+KINDS = ("choice", "weights", "exclude", "dataset", "noise", "mask")
+NONE = "none"
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One uncertain factor (a group of columns in Sobol analysis)."""
+
+    name: str
+    kind: str
+    key: str = ""
+    options: tuple = ()
+    probabilities: tuple[float, ...] = ()
+    level: int = 0
+    distribution: str = "uniform"
+    spread: float = 0.25
+    concentration: float = 50.0
+    cells: int = 1
+    n_columns: int = 1
+    nominal: object = None
+    description: str = field(default="", compare=False)
+
+    def option_index(self, u: np.ndarray) -> np.ndarray:
+        """Map a column of uniforms to option indices (equiprobable or weighted)."""
+        edges = np.cumsum(self.probabilities)[:-1] if self.probabilities else np.arange(1, len(self.options)) / len(self.options)
+        return np.searchsorted(edges, u, side="right")
+
+
+def splitmix_uniform(keys: np.ndarray, n: int) -> np.ndarray:
+    """(len(keys), n) uniforms in [0, 1), a deterministic hash of (key, position)."""
+    with np.errstate(over="ignore"):
+        x = keys.astype(np.uint64)[:, None] * np.uint64(0x9E3779B97F4A7C15) + np.arange(1, n + 1, dtype=np.uint64)[None, :] * np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _keys(u: np.ndarray) -> np.ndarray:
+    return np.floor(u * 2.0**53).astype(np.uint64)
+
+
+@dataclass
+class Decoded:
+    """Scenario components decoded from design rows."""
+
+    choice_index: np.ndarray  # (S, n_choice_factors + 1): choice options and dataset
+    weight_factors: list[np.ndarray]
+    value_factors: np.ndarray | None = None
+    masked: np.ndarray | None = None
+
+
+class FactorSet:
+    """The factors of a run, their column layout and decoding."""
+
+    def __init__(self, factors: list[Factor], nominal: Pipeline, level_sizes: list[int], base_weights: list[np.ndarray], data_shape: tuple[int, int, int], observed: np.ndarray):
+        names = [f.name for f in factors]
+        duplicated = {n for n in names if names.count(n) > 1}
+        if duplicated:
+            raise UserError(f"factor names must be unique: {sorted(duplicated)[0]!r} is used twice")
+        self.factors = factors
+        self.nominal = nominal
+        self.level_sizes = level_sizes
+        self.base_weights = base_weights
+        self.data_shape = data_shape
+        self.observed = observed
+        self.columns: list[slice] = []
+        start = 0
+        for factor in factors:
+            self.columns.append(slice(start, start + factor.n_columns))
+            start += factor.n_columns
+        self.n_columns = start
+        self.choices = [f for f in factors if f.kind == "choice"]
+
+    @property
+    def groups(self) -> list[str]:
+        """Factor name of every column (SALib's ``groups``)."""
+        return [f.name for f in self.factors for _ in range(f.n_columns)]
+
+    def decode(self, u: np.ndarray) -> Decoded:
+        n = len(u)
+        choice_index = np.zeros((n, len(self.choices) + 1), dtype=np.int64)
+        weight_factors = [np.ones((n, size)) for size in self.level_sizes]
+        value_factors = None
+        masked = None
+        for factor, columns in zip(self.factors, self.columns):
+            block = u[:, columns]
+            if factor.kind == "choice":
+                choice_index[:, self.choices.index(factor)] = factor.option_index(block[:, 0])
+            elif factor.kind == "dataset":
+                choice_index[:, -1] = factor.option_index(block[:, 0])
+            elif factor.kind == "weights":
+                weight_factors[factor.level] = weight_factors[factor.level] * self._weight_multipliers(factor, block)
+            elif factor.kind == "exclude":
+                chosen = np.asarray(factor.options, dtype=object)[factor.option_index(block[:, 0])]
+                for j, code in enumerate(factor.nominal):
+                    weight_factors[0][chosen == code, j] = 0.0
+            elif factor.kind == "noise":
+                size = int(np.prod(self.data_shape))
+                draws = splitmix_uniform(_keys(block[:, 0]), size).reshape(n, *self.data_shape)
+                noise = 1.0 + factor.spread * (2.0 * draws - 1.0)
+                value_factors = noise if value_factors is None else value_factors * noise
+            elif factor.kind == "mask":
+                masked = self._mask(factor, block[:, 0])
+        return Decoded(choice_index, weight_factors, value_factors, masked)
+
+    def _weight_multipliers(self, factor: Factor, block: np.ndarray) -> np.ndarray:
+        base = self.base_weights[factor.level]
+        if factor.distribution == "uniform":
+            return 1.0 + factor.spread * (2.0 * block - 1.0)
+        shares = base / base.sum()
+        alpha = np.maximum(factor.concentration * shares, 1e-6)
+        draws = gamma.ppf(np.clip(block, 1e-12, 1 - 1e-12), alpha)
+        dirichlet = draws / draws.sum(axis=1, keepdims=True)
+        return np.where(shares > 0, dirichlet / np.where(shares > 0, shares, 1.0), 0.0)
+
+    def _mask(self, factor: Factor, u: np.ndarray) -> np.ndarray:
+        observed = self.observed.reshape(-1)
+        candidates = np.flatnonzero(observed)
+        scores = splitmix_uniform(_keys(u), candidates.size)
+        picked = candidates[np.argpartition(scores, factor.cells - 1, axis=1)[:, : factor.cells]]
+        masked = np.zeros((len(u), observed.size), dtype=bool)
+        np.put_along_axis(masked, picked, True, axis=1)
+        return masked.reshape(len(u), *self.data_shape)
+
+    def pipeline(self, combination: np.ndarray) -> Pipeline:
+        """The pipeline of one row of ``choice_index``."""
+        changes = {factor.key: factor.options[int(i)] for factor, i in zip(self.choices, combination[:-1])}
+        if isinstance(changes.get("aggregation"), list):
+            changes["aggregation"] = tuple(changes["aggregation"])
+        return self.nominal.with_(**changes, dataset=int(combination[-1]))
+
+
+def build_factor(entry: dict, number: int, spec, nominal: Pipeline, n_datasets: int, source) -> Factor:
+    """A :class:`Factor` from one ``[[factors]]`` table, every value checked against the index and data."""
+    from nqpf_sens.pipeline import option_problem
+
+    where = f"[[factors]] #{number} ({entry['name']})"
+    kind = entry["kind"]
+    if kind not in KINDS:
+        raise UserError(f"unknown kind {kind!r} (choose from {', '.join(KINDS)})", source, where)
+    fields = {"name": entry["name"], "kind": kind, "description": entry.get("description", "")}
+    probabilities = tuple(float(p) for p in entry.get("probabilities", ()))
+    if kind == "choice":
+        key = entry.get("key")
+        if key not in CHOICE_KEYS:
+            raise UserError(f"key must be one of {', '.join(CHOICE_KEYS)}", source, where)
+        options = tuple(entry.get("options", ()))
+        if len(options) < 2:
+            raise UserError("a choice needs at least two options", source, where)
+        for option in options:
+            value = tuple(option) if isinstance(option, list) else option
+            problem = option_problem(nominal.with_(**{key: value}), spec)
+            if problem:
+                raise UserError(problem, source, where)
+        fields.update(key=key, options=options, nominal=getattr(nominal, key))
+    elif kind == "weights":
+        level = entry.get("level", 0)
+        if not 0 <= level < len(spec.levels) - 1:
+            raise UserError(f"level must be between 0 (indicators) and {len(spec.levels) - 2}", source, where)
+        distribution = entry.get("distribution", "uniform")
+        if distribution not in ("uniform", "dirichlet"):
+            raise UserError("distribution must be 'uniform' or 'dirichlet'", source, where)
+        spread = float(entry.get("spread", 0.25))
+        concentration = float(entry.get("concentration", 50.0))
+        if not 0 < spread < 1 or concentration <= 0:
+            raise UserError("spread must be in (0, 1) and concentration positive", source, where)
+        fields.update(level=level, distribution=distribution, spread=spread, concentration=concentration, n_columns=len(spec.levels[level]))
+    elif kind == "exclude":
+        options = tuple(entry.get("options", (NONE, *spec.indicators)))
+        unknown = [o for o in options if o != NONE and o not in spec.indicators]
+        if unknown:
+            raise UserError(f"unknown indicator {unknown[0]!r}", source, where)
+        for option in options:
+            if option != NONE:
+                spec.drop([option])
+        fields.update(options=options, nominal=spec.indicators)
+    elif kind == "dataset":
+        count = entry.get("count", n_datasets - 1)
+        if n_datasets < 2:
+            raise UserError("no alternative datasets: give [data] alternatives", source, where)
+        if not 1 <= count <= n_datasets - 1:
+            raise UserError(f"count must be between 1 and {n_datasets - 1}", source, where)
+        fields.update(options=tuple(range(count + 1)), nominal=0)
+    elif kind == "noise":
+        spread = float(entry.get("spread", 0.05))
+        if not 0 < spread < 1:
+            raise UserError("spread must be in (0, 1)", source, where)
+        fields.update(spread=spread)
+    else:
+        cells = entry.get("cells", 1)
+        if cells < 1:
+            raise UserError("cells must be at least 1", source, where)
+        fields.update(cells=cells)
+    if probabilities:
+        if len(probabilities) != len(fields.get("options", ())) or abs(sum(probabilities) - 1) > 1e-9 or min(probabilities) < 0:
+            raise UserError("probabilities need one non-negative value per option, summing to 1", source, where)
+        fields["probabilities"] = probabilities
+    return Factor(**fields)
