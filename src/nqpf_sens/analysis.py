@@ -60,20 +60,20 @@ def rank_stability(stats: ChunkStats, nominal: np.ndarray, labels: Labels, inter
             "mean_rank": (share * places).sum(axis=-1),
             "p05_rank": rank_quantile(counts, 0.05),
             "p95_rank": rank_quantile(counts, 0.95),
-            f"p{100 * low:g}_rank".replace(".", "_"): rank_quantile(counts, low),
-            f"p{100 * high:g}_rank".replace(".", "_"): rank_quantile(counts, high),
+            **({} if np.isclose(interval, 0.9) else {"interval_low_rank": rank_quantile(counts, low), "interval_high_rank": rank_quantile(counts, high)}),
             "iqr_rank": rank_quantile(counts, 0.75) - rank_quantile(counts, 0.25),
             "p_nominal_rank": (share * (distance == 0)).sum(axis=-1),
             f"p_within_{within}": (share * (distance <= within)).sum(axis=-1),
             f"p_top_{top}": share[..., :top].sum(axis=-1),
         },
-    ).loc[:, lambda f: ~f.columns.duplicated()]
+    )
 
 
-def tier_bands(stats: ChunkStats, nominal_tiers: np.ndarray, nominal_scores: np.ndarray, labels: Labels, interval: float) -> pd.DataFrame:
+def tier_bands(stats: ChunkStats, nominal_tiers: np.ndarray, nominal_ranks: np.ndarray, nominal_scores: np.ndarray, labels: Labels, interval: float) -> pd.DataFrame:
+    """Tier probabilities and score bands; scores are on the nominal scale (see ``on_nominal_scale``)."""
     counts = stats.tier_counts
     share = counts / np.maximum(counts.sum(axis=-1, keepdims=True), 1)
-    columns: dict[str, np.ndarray] = {"nominal_tier": nominal_tiers}
+    columns: dict[str, np.ndarray] = {"nominal_tier": nominal_tiers, "nominal_rank": nominal_ranks}
     for k in range(share.shape[-1]):
         columns[f"p_tier_{k + 1}"] = share[..., k]
     columns["most_likely_tier"] = 1 + share.argmax(axis=-1)
@@ -86,9 +86,9 @@ def tier_bands(stats: ChunkStats, nominal_tiers: np.ndarray, nominal_scores: np.
         columns[f"{name}_median"] = np.median(values, axis=0)
         columns[f"{name}_p05"] = np.quantile(values, 0.05, axis=0)
         columns[f"{name}_p95"] = np.quantile(values, 0.95, axis=0)
-        if (low, high) != (0.05, 0.95):
-            columns[f"{name}_low"] = np.quantile(values, low, axis=0)
-            columns[f"{name}_high"] = np.quantile(values, high, axis=0)
+        if not np.isclose(interval, 0.9):
+            columns[f"{name}_interval_low"] = np.quantile(values, low, axis=0)
+            columns[f"{name}_interval_high"] = np.quantile(values, high, axis=0)
     return _frame(labels, columns)
 
 

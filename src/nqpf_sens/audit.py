@@ -120,6 +120,7 @@ def prepare_study(config: RunConfig, spec: IndexSpec, table: IndicatorTable) -> 
         design=design,
         ties=config.ties,
         nominal_ranks=nominal.ranks[0],
+        nominal_scores=nominal.scores[0],
         n_tiers=config.pipeline.tiers.n_tiers,
         region_codes=region_codes,
         n_regions=len(regions),
@@ -146,8 +147,8 @@ def tables_from(prepared: Prepared, stats: ChunkStats, config: RunConfig) -> dic
     out = config.outputs
     labels, nominal = prepared.labels, prepared.nominal
     tables = {
-        "rank_stability": analysis.rank_stability(stats, nominal.ranks[0], labels, out.interval, out.within, out.top),
-        "tier_bands": analysis.tier_bands(stats, nominal.tiers[0], nominal.scores[0], labels, out.interval),
+        "rank_stability": _by_nominal_rank(analysis.rank_stability(stats, nominal.ranks[0], labels, out.interval, out.within, out.top)),
+        "tier_bands": _by_nominal_rank(analysis.tier_bands(stats, nominal.tiers[0], nominal.ranks[0], nominal.scores[0], labels, out.interval)),
         "rank_shift": analysis.rank_shift(stats),
     }
     if labels.regions:
@@ -160,6 +161,10 @@ def tables_from(prepared: Prepared, stats: ChunkStats, config: RunConfig) -> dic
         tables["sobol_indices"] = indices
         tables["sobol_summary"] = analysis.sobol_summary(indices)
     return tables
+
+
+def _by_nominal_rank(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values([c for c in ("year", "nominal_rank") if c in frame], kind="stable").reset_index(drop=True)
 
 
 def run_audit(config: RunConfig, spec: IndexSpec, table: IndicatorTable, work: Path, jobs: int, resume: bool, progress: bool) -> tuple[Prepared, ChunkStats]:

@@ -196,8 +196,8 @@ def build_factor(entry: dict, number: int, spec, nominal: Pipeline, n_datasets: 
             raise UserError("distribution must be 'uniform' or 'dirichlet'", source, where)
         spread = float(entry.get("spread", 0.25))
         concentration = float(entry.get("concentration", 50.0))
-        if not 0 < spread < 1 or concentration <= 0:
-            raise UserError("spread must be in (0, 1) and concentration positive", source, where)
+        if not 0 <= spread < 1 or concentration <= 0:
+            raise UserError("spread must be in [0, 1) and concentration positive", source, where)
         fields.update(level=level, distribution=distribution, spread=spread, concentration=concentration, n_columns=len(spec.levels[level]))
     elif kind == "exclude":
         options = tuple(entry.get("options", (NONE, *spec.indicators)))
@@ -217,8 +217,8 @@ def build_factor(entry: dict, number: int, spec, nominal: Pipeline, n_datasets: 
         fields.update(options=tuple(range(count + 1)), nominal=0)
     elif kind == "noise":
         spread = float(entry.get("spread", 0.05))
-        if not 0 < spread < 1:
-            raise UserError("spread must be in (0, 1)", source, where)
+        if not 0 <= spread < 1:
+            raise UserError("spread must be in [0, 1)", source, where)
         fields.update(spread=spread)
     else:
         cells = entry.get("cells", 1)

@@ -61,7 +61,8 @@ class Design:
             return self._matrix[start:stop]
         if self.method == "sobol":
             engine = qmc.Sobol(self.n_columns, scramble=True, seed=self.seed)
-            engine.fast_forward(start)
+            if start:
+                engine.fast_forward(start)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 return engine.random(stop - start)

@@ -40,6 +40,7 @@ class Study:
     design: Design
     ties: str
     nominal_ranks: np.ndarray  # (years, units)
+    nominal_scores: np.ndarray  # (years, units, aggregates)
     n_tiers: int
     region_codes: np.ndarray  # (units,) index into region names, -1 if none
     n_regions: int
@@ -106,8 +107,18 @@ def evaluate_rows(study: Study, start: int, stop: int) -> ChunkStats:
     return summarise(study, result, start, stop)
 
 
+def on_nominal_scale(scores: np.ndarray, nominal: np.ndarray) -> np.ndarray:
+    """Map each scenario's scores affinely so that their mean and standard deviation across units
+    equal the nominal ones (per year and aggregate): z-scores, percentile ranks and min-max scores
+    become comparable, and no unit is pinned to a fixed value."""
+    mean, sd = scores.mean(axis=-2, keepdims=True), scores.std(axis=-2, keepdims=True)
+    target_mean, target_sd = nominal.mean(axis=-2, keepdims=True), nominal.std(axis=-2, keepdims=True)
+    return target_mean + (scores - mean) / np.where(sd > 0, sd, 1.0) * target_sd
+
+
 def summarise(study: Study, result: BatchResult, start: int, stop: int) -> ChunkStats:
-    ranks, tiers, scores = result.ranks, result.tiers, result.scores
+    ranks, tiers = result.ranks, result.tiers
+    scores = on_nominal_scale(result.scores, study.nominal_scores)
     n_years, n_units = ranks.shape[1:]
     rows = np.arange(start, stop)
     uncertain = study.design.uncertainty_rows(start, stop)
@@ -115,7 +126,7 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
     cell = (np.arange(n_years)[:, None] * n_units + np.arange(n_units)[None, :])[None]
     shift = np.abs(ranks - study.nominal_ranks[None]).reshape(len(rows), -1)
     rank_shift = shift.mean(axis=1)
-    outputs = np.column_stack([ranks[:, -1, :], scores[:, -1, :, -1], rank_shift])
+    outputs = np.column_stack([ranks[:, -1, :], result.scores[:, -1, :, -1], rank_shift])
 
     u_ranks, u_tiers, u_index = ranks[uncertain], tiers[uncertain], scores[uncertain][..., -1]
     rank_counts = _bincount(cell * n_units + (u_ranks - 1), (n_years, n_units, n_units))

@@ -1,0 +1,192 @@
+"""Sobol estimation against analytic answers, and the uncertainty runner's guarantees."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nqpf_sens.analysis import sobol_indices
+from nqpf_sens.runner import run_config
+from nqpf_sens.sampling import Design
+
+from conftest import synthetic_frame
+
+
+def ishigami(u):
+    x = -np.pi + 2 * np.pi * u
+    return np.sin(x[:, 0]) + 7 * np.sin(x[:, 1]) ** 2 + 0.1 * x[:, 2] ** 4 * np.sin(x[:, 0])
+
+
+def estimate(function, groups, n=4096, seed=1):
+    design = Design("saltelli", n, groups, seed)
+    y = function(design.rows(0, design.n_rows))[:, None]
+    return sobol_indices(y, ["y"], design.problem(), len(design.factor_names), 200, 0.95, seed).set_index("factor")
+
+
+def assert_close(found, expected, slack=0.02):
+    for column in ("S1", "ST"):
+        error = np.abs(found[column].to_numpy() - np.asarray(expected[column]))
+        allowed = 2 * found[f"{column}_conf"].to_numpy() + slack
+        assert np.all(error <= allowed), (column, found[column].to_numpy(), expected[column])
+
+
+def test_ishigami_indices():
+    found = estimate(ishigami, ["x1", "x2", "x3"])
+    assert_close(found, {"S1": [0.3139, 0.4424, 0.0], "ST": [0.5576, 0.4424, 0.2437]})
+
+
+def test_grouped_factors_give_the_closed_index_of_the_group():
+    # x1 and x3 as one factor: S1 = S1 + S3 + S13 = ST = 1 - S2 = 0.5576
+    found = estimate(lambda u: ishigami(u[:, [0, 2, 1]]), ["g13", "g13", "x2"])
+    assert_close(found, {"S1": [0.5576, 0.4424], "ST": [0.5576, 0.4424]})
+
+
+def test_sobol_g_function():
+    a = np.array([0.0, 1.0, 4.5, 9.0, 99.0, 99.0])
+    g = lambda u: np.prod((np.abs(4 * u - 2) + a) / (1 + a), axis=1)  # noqa: E731
+    partial = 1 / (3 * (1 + a) ** 2)
+    total = np.prod(1 + partial) - 1
+    expected = {"S1": partial / total, "ST": partial * np.prod(1 + partial) / (1 + partial) / total}
+    assert_close(estimate(g, [f"x{i}" for i in range(6)], n=8192), expected)
+
+
+def test_designs_do_not_depend_on_chunking():
+    for method in ("random", "sobol", "saltelli"):
+        design = Design(method, 1024 if method != "saltelli" else 64, ["a", "b", "b"], 7)
+        whole = design.rows(0, design.n_rows)
+        pieces = np.concatenate([design.rows(a, min(a + 100, design.n_rows)) for a in range(0, design.n_rows, 100)])
+        np.testing.assert_array_equal(whole, pieces)
+
+
+META_NO_FLAGS = "code,dimension,weight,direction\n" + "\n".join(f"i{j},d{j % 3},1,positive" for j in range(6)) + "\n"
+
+
+@pytest.fixture
+def project(tmp_path, spec):
+    synthetic_frame(spec).to_csv(tmp_path / "values.csv", index=False)
+    rng = np.random.default_rng(3)
+    small = pd.DataFrame(rng.gamma(2.0, 5.0, size=(12, 6)), columns=[f"i{j}" for j in range(6)])
+    small.insert(0, "unit", [f"u{i}" for i in range(12)])
+    small.insert(1, "region", ["A", "B", "C"] * 4)
+    small.to_csv(tmp_path / "small.csv", index=False)
+    (tmp_path / "meta.csv").write_text(META_NO_FLAGS)
+    return tmp_path
+
+
+SOBOL = """
+[run]
+name = "s"
+kind = "sobol"
+seed = 5
+chunk_size = 500
+[data]
+values = "values.csv"
+[sampling]
+n = 128
+bootstrap = 50
+[[factors]]
+name = "norm"
+kind = "choice"
+key = "normalisation"
+options = ["minmax", "rank"]
+[[factors]]
+name = "w"
+kind = "weights"
+level = 0
+spread = 0.3
+[[factors]]
+name = "noise"
+kind = "noise"
+spread = 0.05
+"""
+
+
+def read_outputs(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.csv"))}
+
+
+def test_same_seed_same_results_with_one_or_two_workers(project):
+    (project / "s.toml").write_text(SOBOL)
+    one = run_config(project / "s.toml", out=project / "one", jobs=1, quiet=True)
+    two = run_config(project / "s.toml", out=project / "two", jobs=2, quiet=True)
+    assert read_outputs(one) == read_outputs(two)
+    assert {"rank_stability.csv", "tier_bands.csv", "rank_shift.csv", "sobol_indices.csv", "sobol_summary.csv"} <= set(read_outputs(one))
+
+
+def test_dask_backend_gives_identical_results(project):
+    pytest.importorskip("distributed")
+    (project / "s.toml").write_text(SOBOL)
+    (project / "d.toml").write_text(SOBOL.replace('chunk_size = 500', 'chunk_size = 300\nbackend = "dask"'))
+    loky = run_config(project / "s.toml", out=project / "loky", jobs=2, quiet=True)
+    dask = run_config(project / "d.toml", out=project / "dask", jobs=2, quiet=True)
+    assert read_outputs(loky) == read_outputs(dask)
+
+
+def test_factor_without_effect_has_zero_total_index_and_is_reported(project):
+    config = """
+[run]
+name = "z"
+kind = "sobol"
+[data]
+metadata = "meta.csv"
+values = "small.csv"
+[sampling]
+n = 64
+bootstrap = 20
+[[factors]]
+name = "transformation"
+kind = "choice"
+key = "transformation"
+options = ["none", "sqrt"]
+[[factors]]
+name = "w"
+kind = "weights"
+level = 0
+"""
+    (project / "z.toml").write_text(config)
+    out = run_config(project / "z.toml", out=project / "z", quiet=True)
+    indices = pd.read_csv(out / "sobol_indices.csv")
+    inert = indices[indices.factor == "transformation"].dropna(subset=["ST"])
+    assert len(inert) > 0 and np.allclose(inert.ST, 0.0)
+    import json
+
+    notes = json.loads((out / "manifest.json").read_text())["notes"]
+    assert any("transformation" in n for n in notes)
+    assert (pd.read_csv(out / "region_bands.csv").region.tolist()) == ["A", "B", "C"]
+
+
+def test_zero_width_uncertainty_reproduces_the_baseline(project):
+    config = """
+[run]
+name = "flat"
+kind = "montecarlo"
+[data]
+values = "values.csv"
+[sampling]
+n = 200
+[[factors]]
+name = "w"
+kind = "weights"
+level = 0
+spread = 0.0
+[[factors]]
+name = "noise"
+kind = "noise"
+spread = 0.0
+[[factors]]
+name = "norm"
+kind = "choice"
+key = "normalisation"
+options = ["minmax", "minmax"]
+"""
+    (project / "flat.toml").write_text(config)
+    out = run_config(project / "flat.toml", out=project / "flat", quiet=True)
+    stability = pd.read_csv(out / "rank_stability.csv")
+    assert (stability.median_rank == stability.nominal_rank).all()
+    assert (stability.p05_rank == stability.nominal_rank).all() and (stability.p95_rank == stability.nominal_rank).all()
+    assert (stability.p_nominal_rank == 1).all()
+    bands = pd.read_csv(out / "tier_bands.csv")
+    np.testing.assert_allclose(bands.total_p05, bands.total_nominal, rtol=1e-6)
+    np.testing.assert_allclose(bands.total_p95, bands.total_nominal, rtol=1e-6)
+    assert (bands.p_nominal_tier == 1).all()
+    baseline = pd.read_csv(out / "baseline_scores.csv").set_index("unit")
+    np.testing.assert_allclose(bands.set_index("unit").total_nominal, baseline.loc[bands.unit, "total"])
