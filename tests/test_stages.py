@@ -106,7 +106,7 @@ def test_constant_indicator_gets_the_midpoint(method, midpoint):
 
 
 def test_arithmetic_geometric_harmonic_by_hand():
-    scores = np.array([[20.0, 80.0], [50.0, 50.0]])  # two rows, two children of one parent
+    scores = np.array([[20.0, 80.0], [50.0, 50.0]]).T  # two children of one parent, two rows
     membership = np.ones((2, 1))
     weights = np.array([1.0, 3.0])
     np.testing.assert_allclose(aggregate(scores, weights, membership).ravel(), [65, 50])
@@ -115,17 +115,17 @@ def test_arithmetic_geometric_harmonic_by_hand():
 
 
 def test_shift_keeps_zeros_from_collapsing_a_product():
-    scores = np.array([[0.0, 100.0], [100.0, 100.0], [50.0, 100.0]])
+    scores = np.array([[0.0, 100.0], [100.0, 100.0], [50.0, 100.0]]).T  # children x rows
     shifted = positive_shift(scores)
-    np.testing.assert_allclose(shifted[:, 0], [1, 101, 51])  # +1% of the 0-100 range
-    np.testing.assert_allclose(shifted[:, 1], 100)  # positive column unchanged
+    np.testing.assert_allclose(shifted[0], [1, 101, 51])  # +1% of the 0-100 range
+    np.testing.assert_allclose(shifted[1], 100)  # positive child unchanged
     geometric = aggregate(scores, np.ones(2), np.ones((2, 1)), "geometric").ravel()
     assert geometric[0] > 0 and np.argsort(geometric).tolist() == [0, 2, 1]
 
 
 def test_batched_weights_match_one_at_a_time():
     rng = np.random.default_rng(1)
-    scores = rng.uniform(0, 100, size=(7, 5))
+    scores = rng.uniform(0, 100, size=(5, 7))  # children x rows
     membership = np.zeros((5, 2))
     membership[[0, 1, 2], 0] = 1
     membership[[3, 4], 1] = 1

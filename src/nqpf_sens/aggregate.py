@@ -1,7 +1,9 @@
 """Aggregation up the index tree: weighted arithmetic, geometric or harmonic means of the children.
 
-Scores enter as (..., rows, children) and weights as (..., children), where leading axes are
-scenarios; a level is one batched matrix product, so a whole batch of weight vectors costs one call.
+Scores are laid out children-first, (..., children, rows), and weights (..., children), where
+leading axes are scenarios and rows are (year, unit) pairs; the result is (..., parents, rows). A
+level for a whole batch of weight vectors is one matrix product: with scores shared by all
+scenarios it is a single (scenarios x parents, children) @ (children, rows) GEMM.
 
 Geometric and harmonic means need positive inputs. Documented rule: a child whose values are not all
 positive across the rows is shifted by ``-min + 1%`` of its range (``+1`` on the 0-100 min-max
@@ -18,37 +20,38 @@ SHIFT_FRACTION = 0.01
 
 
 def positive_shift(values: np.ndarray) -> np.ndarray:
-    """Apply the documented shift to children (last axis) that are not all positive over rows (axis -2)."""
-    low = values.min(axis=-2, keepdims=True)
-    spread = values.max(axis=-2, keepdims=True) - low
+    """Apply the documented shift to children (axis -2) that are not all positive over rows (last axis)."""
+    low = values.min(axis=-1, keepdims=True)
+    spread = values.max(axis=-1, keepdims=True) - low
     shift = np.where(spread > 0, SHIFT_FRACTION * spread, 1.0) - low
     return np.where(low > 0, values, values + shift)
 
 
-def weight_matrix(weights: np.ndarray, membership: np.ndarray) -> np.ndarray:
-    """(..., children, parents) matrix whose columns are each parent's normalised child weights."""
-    weighted = weights[..., :, None] * membership
-    totals = weighted.sum(axis=-2, keepdims=True)
-    return weighted / np.where(totals > 0, totals, 1.0)
-
-
 def aggregate(scores: np.ndarray, weights: np.ndarray, membership: np.ndarray, method: str = "arithmetic") -> np.ndarray:
-    """Scores of the parents, (..., rows, parents), from children scores (..., rows, children)."""
+    """Scores of the parents, (..., parents, rows), from children scores (..., children, rows)."""
     if method not in METHODS:
         raise ValueError(f"unknown aggregation {method!r}")
-    matrix = weight_matrix(np.asarray(weights, dtype=float), membership)
+    weights = np.asarray(weights, dtype=float)
     if method == "arithmetic":
-        return _product(scores, matrix)
+        return _weighted_means(weights, scores, membership)
     shifted = positive_shift(scores)
     if method == "geometric":
-        return np.exp(_product(np.log(shifted), matrix))
-    return 1.0 / _product(1.0 / shifted, matrix)
+        return np.exp(_weighted_means(weights, np.log(shifted), membership))
+    return 1.0 / _weighted_means(weights, 1.0 / shifted, membership)
 
 
-def _product(scores: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """scores @ matrix; scores shared by all scenarios make one (rows x children) @ (children x S*parents) GEMM."""
-    if scores.ndim == 2 and matrix.ndim == 3:
-        n_scenarios, n_children, n_parents = matrix.shape
-        flat = scores @ matrix.transpose(1, 0, 2).reshape(n_children, n_scenarios * n_parents)
-        return flat.reshape(scores.shape[0], n_scenarios, n_parents).transpose(1, 0, 2)
-    return np.matmul(scores, matrix)
+def _weighted_means(weights: np.ndarray, scores: np.ndarray, membership: np.ndarray) -> np.ndarray:
+    """Each parent's weighted mean of its children: one product per parent over its own children only."""
+    n_parents = membership.shape[1]
+    batch_shape = np.broadcast_shapes(weights.shape[:-1], scores.shape[:-2])
+    out = np.empty((*batch_shape, n_parents, scores.shape[-1]))
+    for p in range(n_parents):
+        children = np.flatnonzero(membership[:, p])
+        if children.size and np.array_equal(children, np.arange(children[0], children[-1] + 1)):
+            children = slice(children[0], children[-1] + 1)  # contiguous children: views, not copies
+        w = weights[..., children]
+        total = w.sum(axis=-1, keepdims=True)
+        w = w / np.where(total > 0, total, 1.0)
+        block = scores[..., children, :]
+        out[..., p, :] = w @ block if block.ndim == 2 else np.einsum("...c,...cr->...r", w, block)
+    return out

@@ -110,16 +110,16 @@ class Engine:
         pipelines = batch.pipelines
         normalised = self._normalised_rows(batch)
         weights = self._weights(batch)
-        scores = np.empty((batch.size, n_years * n_units, len(self.spec.aggregates)))
+        scores = np.empty((batch.size, len(self.spec.aggregates), n_years * n_units))
         aggregation = _ids([tuple(p.aggregation_at(k) for k in range(len(self.memberships))) for p in pipelines])
         for methods, members in _groups(aggregation[0][batch.pipeline_index]):
             current = normalised(members)
             column = 0
             for k, membership in enumerate(self.memberships):
                 current = aggregate(current, weights[k][members], membership, aggregation[1][methods][k])
-                scores[members, :, column : column + current.shape[-1]] = current
-                column += current.shape[-1]
-        scores = scores.reshape(batch.size, n_years, n_units, -1)
+                scores[members, column : column + current.shape[-2]] = current
+                column += current.shape[-2]
+        scores = scores.transpose(0, 2, 1).reshape(batch.size, n_years, n_units, -1)
         ranks = rank_scores(scores[..., -1], self.ties)
         tiers = np.empty_like(ranks)
         tier_rules = _ids([p.tiers for p in pipelines])
@@ -128,7 +128,7 @@ class Engine:
         return BatchResult(scores, ranks, tiers, self.spec.aggregates, first.units, first.years)
 
     def _normalised_rows(self, batch: ScenarioBatch):
-        """A function giving the normalised (members, rows, indicators) matrices of some scenarios.
+        """A function giving the normalised (members, indicators, rows) matrices of some scenarios.
 
         Without per-scenario data each distinct (dataset, method) matrix is computed once and shared;
         with noise or masks the raw data of each method group are processed together, vectorised.
@@ -137,7 +137,7 @@ class Engine:
         if batch.value_factors is None and batch.masked is None:
             keys = _ids([p.data_key for p in pipelines])
             stack = np.stack([self.normalised(pipelines[i]) for i in keys[2]])
-            stack = stack.reshape(stack.shape[0], -1, stack.shape[-1])
+            stack = np.ascontiguousarray(stack.reshape(stack.shape[0], -1, stack.shape[-1]).transpose(0, 2, 1))
             scenario_key = keys[0][batch.pipeline_index]
             if stack.shape[0] == 1:
                 return lambda members: stack[0]
@@ -155,8 +155,8 @@ class Engine:
                 raw = np.where(batch.masked[members], np.nan, raw)
             prepared = prepare(pipeline, self.table(pipeline), self.spec, raw)
             if rows is None:
-                rows = np.empty((batch.size, prepared.shape[-3] * prepared.shape[-2], prepared.shape[-1]))
-            rows[members] = prepared.reshape(members.size, -1, prepared.shape[-1])
+                rows = np.empty((batch.size, prepared.shape[-1], prepared.shape[-3] * prepared.shape[-2]))
+            rows[members] = prepared.reshape(prepared.shape[0], -1, prepared.shape[-1]).transpose(0, 2, 1)
         return lambda members: rows[members]
 
     def _weights(self, batch: ScenarioBatch) -> list[np.ndarray]:
@@ -185,7 +185,10 @@ def _ids(keys: list) -> tuple[np.ndarray, list, list[int]]:
 
 
 def _groups(ids: np.ndarray):
-    """(id, members) for each distinct id, members in increasing order."""
+    """(id, members) for each distinct id, members in increasing order (a full slice when all share one)."""
+    if ids.size and np.all(ids == ids[0]):
+        yield int(ids[0]), slice(None)
+        return
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     bounds = np.flatnonzero(np.diff(sorted_ids)) + 1

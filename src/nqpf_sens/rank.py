@@ -28,17 +28,19 @@ def rank_scores(scores: np.ndarray, ties: str = "min") -> np.ndarray:
     """Ranks (1 = highest score) along the last axis."""
     if ties not in TIES:
         raise ValueError(f"unknown tie rule {ties!r}")
-    order = np.argsort(-scores, axis=-1, kind="stable")
     n = scores.shape[-1]
-    place = np.broadcast_to(np.arange(1, n + 1), scores.shape)
+    flat = scores.reshape(-1, n)
+    order = np.argsort(-flat, axis=-1, kind="stable" if ties == "ordinal" else "quicksort")
+    offsets = (np.arange(flat.shape[0]) * n)[:, None]
+    place = np.broadcast_to(np.arange(1, n + 1), flat.shape)
     if ties == "min":
-        ordered = np.take_along_axis(scores, order, axis=-1)
-        new_value = np.ones(scores.shape, dtype=bool)
-        new_value[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
+        ordered = flat.ravel()[order + offsets]
+        new_value = np.ones(flat.shape, dtype=bool)
+        new_value[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
         place = np.maximum.accumulate(np.where(new_value, place, 0), axis=-1)
-    ranks = np.empty(scores.shape, dtype=np.int64)
-    np.put_along_axis(ranks, order, place, axis=-1)
-    return ranks
+    ranks = np.empty(flat.size, dtype=np.int64)
+    ranks[order + offsets] = place
+    return ranks.reshape(scores.shape)
 
 
 @dataclass(frozen=True)
