@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +12,14 @@ import pandas as pd
 from nqpf_sens import analysis
 from nqpf_sens.config import RunConfig
 from nqpf_sens.datasets import alternative_tables
-from nqpf_sens.datasets import units as shipped_units
 from nqpf_sens.engine import BatchResult, Engine, ScenarioBatch
 from nqpf_sens.errors import UserError
 from nqpf_sens.factors import FactorSet, build_factor
 from nqpf_sens.impute import TIME_SERIES_RULES
+from nqpf_sens.inputs import unit_attributes
 from nqpf_sens.pipeline import pipeline_weights
 from nqpf_sens.sampling import Design
-from nqpf_sens.spec import IndexSpec, read_csv
+from nqpf_sens.spec import IndexSpec
 from nqpf_sens.table import IndicatorTable, load_table
 from nqpf_sens.uncertainty import MAX_KEPT_SCORES, ChunkStats, Study, fingerprint, run_study
 
@@ -32,6 +32,8 @@ class Prepared:
     nominal: BatchResult
     labels: analysis.Labels
     notes: list[str]
+    warnings: list[str] = field(default_factory=list)
+    recommended_n: int = 0
 
 
 def _tables(config: RunConfig, spec: IndexSpec, table: IndicatorTable) -> tuple[IndicatorTable, ...]:
@@ -48,17 +50,6 @@ def _tables(config: RunConfig, spec: IndexSpec, table: IndicatorTable) -> tuple[
     if config.data.values is None and config.data.metadata is None:
         return (table, *alternative_tables(spec, table))
     return (table,)
-
-
-def _unit_attributes(config: RunConfig, table: IndicatorTable) -> pd.DataFrame:
-    """Region and GDP per capita of the units, from [data] units, the shipped file or the data's text columns."""
-    if config.data.units is not None:
-        frame = read_csv(config.data.units).set_index("unit")
-    elif config.data.values is None:
-        frame = shipped_units().set_index("unit")
-    else:
-        frame = table.attributes
-    return frame.reindex(list(table.units))
 
 
 def _check_combinations(engine: Engine, factors: FactorSet, config: RunConfig) -> None:
@@ -104,7 +95,7 @@ def prepare_study(config: RunConfig, spec: IndexSpec, table: IndicatorTable) -> 
         if rules == {"none"}:
             raise UserError("a 'mask' factor needs an imputation rule to refill the cells", config.path, "[[factors]]")
     design = Design(config.sampling.method, config.sampling.n, factors.groups, config.seed)
-    attributes = _unit_attributes(config, table)
+    attributes = unit_attributes(config, table)
     regions = tuple(sorted(attributes["region"].dropna().unique())) if "region" in attributes else ()
     region_codes = attributes["region"].map({r: i for i, r in enumerate(regions)}).fillna(-1).to_numpy(dtype=np.int64) if regions else np.full(len(table.units), -1)
     gdp = pd.to_numeric(attributes["gdp_per_capita"], errors="coerce").to_numpy(dtype=float) if "gdp_per_capita" in attributes else None
@@ -121,6 +112,7 @@ def prepare_study(config: RunConfig, spec: IndexSpec, table: IndicatorTable) -> 
         ties=config.ties,
         nominal_ranks=nominal.ranks[0],
         nominal_scores=nominal.scores[0],
+        rescale_scores=len(table.units) > 1 and any(f.key == "normalisation" for f in factors.choices),
         n_tiers=config.pipeline.tiers.n_tiers,
         region_codes=region_codes,
         n_regions=len(regions),
@@ -155,6 +147,7 @@ def tables_from(prepared: Prepared, stats: ChunkStats, config: RunConfig) -> dic
         tables["region_bands"] = analysis.region_bands(stats, nominal_region_means(prepared), labels)
     if prepared.study.gdp is not None:
         tables["quadrants"] = analysis.quadrants(stats, labels)
+    tables["convergence"], prepared.warnings, prepared.recommended_n = analysis.convergence(stats, prepared.study.design, labels.units, out.convergence_tolerance, config.seed)
     if config.kind == "sobol":
         design = prepared.study.design
         indices = analysis.sobol_indices(stats.outputs, output_names(labels.units), design.problem(), len(design.factor_names), config.sampling.bootstrap, config.sampling.confidence, config.seed)

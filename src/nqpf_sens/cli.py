@@ -18,14 +18,22 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=int, default=None, help="parallel workers (default: the config's, else 1)")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no printed tables")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run from the chunks it already computed")
+    report = commands.add_parser("report", help="rebuild the figures and report.html of a finished run from its saved files")
+    report.add_argument("folder", type=Path, help="a run's output folder, e.g. results/sobol")
+    report.add_argument("--chinese", action="store_true", help="label units with their Chinese names (needs a CJK font)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from nqpf_sens.runner import run_config
-
     try:
+        if args.command == "report":
+            from nqpf_sens.report import build_report
+
+            print(f"wrote {build_report(args.folder, args.chinese)}")
+            return 0
+        from nqpf_sens.runner import run_config
+
         if args.jobs is not None and args.jobs < 1:
             raise UserError("--jobs must be at least 1")
         run_config(args.config, out=args.out, jobs=args.jobs, quiet=args.quiet, resume=args.resume)

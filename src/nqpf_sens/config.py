@@ -32,7 +32,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     },
     "tiers": {"scheme": (str,), "bounds": (list,), "thresholds": (list,), "classes": (int,)},
     "sampling": {"n": (int,), "method": (str,), "bootstrap": (int,), "confidence": _NUMBER},
-    "outputs": {"interval": _NUMBER, "within": (int,), "top": (int,), "convergence_tolerance": _NUMBER},
+    "outputs": {"interval": _NUMBER, "within": (int,), "top": (int,), "convergence_tolerance": _NUMBER, "focus_unit": (str,), "labels": (str,), "figures": (bool,)},
 }
 FACTOR_KEYS: dict[str, tuple[type, ...]] = {
     "name": (str,),
@@ -76,6 +76,8 @@ class OutputConfig:
     within: int = 3
     top: int = 5
     convergence_tolerance: float = 0.10
+    chinese_labels: bool = False
+    figures: bool = True
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,10 @@ def _outputs(section: dict[str, Any], path: Path) -> OutputConfig:
     for key in ("within", "top"):
         if section.get(key, 1) < 0:
             raise UserError("must not be negative", path, f"[outputs] {key}")
-    return OutputConfig(interval=interval, within=section.get("within", 3), top=section.get("top", 5), convergence_tolerance=float(section.get("convergence_tolerance", 0.10)))
+    labels = section.get("labels", "en")
+    if labels not in ("en", "zh"):
+        raise UserError(f"unknown labels {labels!r} (choose en or zh)", path, "[outputs] labels")
+    return OutputConfig(interval=interval, within=section.get("within", 3), top=section.get("top", 5), convergence_tolerance=float(section.get("convergence_tolerance", 0.10)), chinese_labels=labels == "zh", figures=section.get("figures", True))
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -15,6 +15,11 @@ to report.
 - ``loglinear_trend``: exponential trend fitted by least squares on log values of the whole series
   (a linear trend where a value is not positive).
 - ``mean`` / ``median``: the cross-sectional mean / median of the same indicator and year.
+
+Fallbacks for what the rule leaves: ``mean`` / ``median`` (cross-sectional) or ``flat``, which holds
+a series with no observation at all constant (1), so that under base-year normalisation it stays
+at 100 and carries no trend: the neutral reading for the national series the paper uses but whose
+values it never states.
 """
 
 from __future__ import annotations
@@ -24,25 +29,27 @@ import numpy as np
 TIME_SERIES_RULES = ("growth", "linear", "locf", "loglinear_trend")
 CROSS_SECTION_RULES = ("mean", "median")
 RULES = ("none", *TIME_SERIES_RULES, *CROSS_SECTION_RULES)
+FALLBACKS = (*CROSS_SECTION_RULES, "flat")
 
 
 def impute(values: np.ndarray, rule: str = "growth", fallback: str | None = None) -> np.ndarray:
     """Return a copy of ``values`` with missing cells filled by ``rule`` (then ``fallback``)."""
     if rule not in RULES:
         raise ValueError(f"unknown imputation rule {rule!r}")
-    if fallback is not None and fallback not in CROSS_SECTION_RULES:
-        raise ValueError(f"fallback must be one of {CROSS_SECTION_RULES}")
+    if fallback is not None and fallback not in FALLBACKS:
+        raise ValueError(f"fallback must be one of {FALLBACKS}")
     filled = np.array(values, dtype=float)
     if rule == "none" or not np.isnan(filled).any():
         return filled
     if rule in CROSS_SECTION_RULES:
-        return _cross_section(filled, rule)
-    series = np.moveaxis(filled, -3, -1)
-    shape = series.shape
-    series = _fill_series(series.reshape(-1, shape[-1]), rule).reshape(shape)
-    filled = np.moveaxis(series, -1, -3)
+        filled = _cross_section(filled, rule)
+    else:
+        series = np.moveaxis(filled, -3, -1)
+        shape = series.shape
+        series = _fill_series(series.reshape(-1, shape[-1]), rule).reshape(shape)
+        filled = np.moveaxis(series, -1, -3)
     if fallback is not None and np.isnan(filled).any():
-        filled = _cross_section(filled, fallback)
+        filled = np.where(np.isnan(filled), 1.0, filled) if fallback == "flat" else _cross_section(filled, fallback)
     return filled
 
 
@@ -144,4 +151,4 @@ def _trend(series, observed, t):
     s_ty = (weight * (t - t_mean) * (np.nan_to_num(target) - y_mean)).sum(axis=1, keepdims=True)
     slope = np.where(s_tt > 0, s_ty / np.where(s_tt > 0, s_tt, 1), 0.0)
     fitted = y_mean + slope * (t - t_mean)
-    return np.where(positive, np.exp(fitted), fitted)
+    return np.where(positive, np.exp(np.where(positive, fitted, 0.0)), fitted)

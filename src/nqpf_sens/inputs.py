@@ -7,7 +7,9 @@ from pathlib import Path
 
 from nqpf_sens.config import RunConfig
 from nqpf_sens.errors import UserError
-from nqpf_sens.spec import IndexSpec, load_spec, nqpf_spec
+import pandas as pd
+
+from nqpf_sens.spec import IndexSpec, load_spec, nqpf_spec, read_csv
 from nqpf_sens.table import IndicatorTable, load_table
 
 DEFAULT_VALUES = "nqpf_provinces.csv"
@@ -31,3 +33,20 @@ def load_inputs(config: RunConfig) -> tuple[IndexSpec, IndicatorTable]:
             raise UserError(f"year {config.data.year} is not in the data", config.path, "[data] year")
         table = table.year(config.data.year)
     return spec, table
+
+
+def unit_attributes(config: RunConfig, table: IndicatorTable) -> pd.DataFrame:
+    """Region, Chinese name and GDP per capita of the units (indexed by unit), from ``[data] units``,
+    the shipped NQPF file (with the shipped data) or the data's own text columns."""
+    if config.data.units is not None:
+        if not config.data.units.is_file():
+            raise UserError(f"file not found: {config.data.units}", config.path, "[data] units")
+        frame = read_csv(config.data.units)
+        if "unit" not in frame:
+            raise UserError("missing column 'unit'", config.data.units)
+        frame = frame.set_index("unit")
+    elif config.data.values is None:
+        frame = read_csv(packaged("nqpf_units.csv")).set_index("unit")
+    else:
+        frame = table.attributes
+    return frame.reindex(list(table.units)).rename_axis("unit")

@@ -8,7 +8,8 @@ Cross-sectional methods compare units within a year; ``base_year`` compares a un
 - ``rank``: percentile rank, 100 (r - 1) / (n - 1) with average ranks for ties, in [0, 100].
 - ``distance_to_leader``: 100 x / max (negative direction: 100 min / x); needs positive values.
 - ``distance_to_mean``: 100 (1 + d (x - mean) / |mean|), so the mean unit scores 100.
-- ``base_year`` (the paper, national series): 100 x_t / x_base (negative direction: 100 x_base / x_t).
+- ``base_year`` (the paper, national series): 100 x_t / x_base (negative direction: 100 x_base / x_t);
+  as in the paper, a zero (a count before its first award year) is replaced by 1 first.
 
 A constant indicator carries no information: under ``minmax``, ``rank`` and ``zscore`` every unit
 gets the scale's midpoint (50, 50 and 0), so it shifts all scores alike and never divides by zero.
@@ -43,7 +44,7 @@ def domain_problem(method: str, values: np.ndarray, direction: np.ndarray, base_
             if np.any(np.nanmean(values, axis=UNIT_AXIS) == 0):
                 return "distance to the mean needs a non-zero mean for every indicator"
     if method == "base_year":
-        base = np.take(values, base_index, axis=YEAR_AXIS)
+        base = np.take(np.where(values == 0, 1.0, values), base_index, axis=YEAR_AXIS)
         if np.any(~(base > 0)):
             return "the base year needs a positive value for every unit and indicator"
         if np.any(direction < 0) and np.nanmin(values) <= 0:
@@ -59,6 +60,7 @@ def normalise(values: np.ndarray, method: str = "minmax", direction: np.ndarray 
     d = np.ones(values.shape[-1]) if direction is None else np.asarray(direction, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         if method == "base_year":
+            values = np.where(values == 0, 1.0, values)
             ratio = values / np.take(values, [base_index], axis=YEAR_AXIS)
             return 100.0 * np.where(d > 0, ratio, 1.0 / ratio)
         if method == "distance_to_leader":

@@ -17,6 +17,15 @@ import pandas as pd
 from nqpf_sens.errors import UserError
 
 
+def check_writable(destination: Path) -> None:
+    """Refuse, before anything runs, an output folder that could not be created (nothing is created here)."""
+    ancestor = Path(destination).absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
+        raise UserError("cannot write the output directory here (not a writable folder)", ancestor)
+
+
 @contextmanager
 def staged_directory(final: Path) -> Iterator[Path]:
     """Yield an empty staging folder beside ``final``; on success it becomes ``final``."""

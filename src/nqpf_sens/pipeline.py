@@ -48,7 +48,7 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
     """Why the options themselves are invalid (unknown names, wrong number of levels), or None."""
     checks = (
         ("imputation", pipeline.imputation, impute.RULES),
-        ("imputation_fallback", pipeline.imputation_fallback or "mean", impute.CROSS_SECTION_RULES),
+        ("imputation_fallback", pipeline.imputation_fallback or "mean", impute.FALLBACKS),
         ("transformation", pipeline.transformation, transform.METHODS),
         ("transform_target", pipeline.transform_target, TRANSFORM_TARGETS),
         ("normalisation", pipeline.normalisation, normalise.METHODS),
@@ -73,7 +73,7 @@ def _base_index(pipeline: Pipeline, table: IndicatorTable) -> int:
     if pipeline.base_year is None:
         return 0
     if pipeline.base_year not in table.years:
-        raise UserError(f"base_year: {pipeline.base_year} is not in the data (years {table.years[0]}-{table.years[-1]})")
+        raise UserError(f"base_year: {pipeline.base_year} is not in the data (years {table.years[0]}-{table.years[-1]})", table.source)
     return table.years.index(pipeline.base_year)
 
 
@@ -102,16 +102,18 @@ def prepare(pipeline: Pipeline, table: IndicatorTable, spec: IndexSpec, raw: np.
         reason = "no imputation rule applies" if pipeline.imputation == "none" else f"imputation '{pipeline.imputation}' cannot fill it"
         if pipeline.imputation in impute.TIME_SERIES_RULES and len(table.years) == 1:
             reason += " (a time-series rule needs several years; add imputation_fallback = \"mean\" or \"median\")"
-        raise UserError(f"missing value that {reason}", where=_first_missing(filled, table))
+        elif pipeline.imputation in impute.TIME_SERIES_RULES and pipeline.imputation_fallback is None:
+            reason += " (no observation in the series; imputation_fallback = \"flat\" holds it constant)"
+        raise UserError(f"missing value that {reason}", table.source, _first_missing(filled, table))
     mask = transform_mask(pipeline, spec)
     problem = transform.domain_problem(pipeline.transformation, filled[..., mask])
     if problem:
-        raise UserError(f"transformation '{pipeline.transformation}': {problem}")
+        raise UserError(f"transformation '{pipeline.transformation}': {problem}", table.source)
     changed = transform.transform(filled, pipeline.transformation, mask, pipeline.winsor_limit)
     base = _base_index(pipeline, table)
     problem = normalise.domain_problem(pipeline.normalisation, changed, spec.direction, base)
     if problem:
-        raise UserError(f"normalisation '{pipeline.normalisation}': {problem}")
+        raise UserError(f"normalisation '{pipeline.normalisation}': {problem}", table.source)
     return normalise.normalise(changed, pipeline.normalisation, spec.direction, base)
 
 

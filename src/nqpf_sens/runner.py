@@ -15,10 +15,11 @@ from nqpf_sens.baseline import score_frame
 from nqpf_sens.config import RunConfig, load_config
 from nqpf_sens.engine import Engine, ScenarioBatch
 from nqpf_sens.errors import UserError
-from nqpf_sens.inputs import load_inputs
-from nqpf_sens.outputs import staged_directory, write_json, write_table
+from nqpf_sens.inputs import load_inputs, unit_attributes
+from nqpf_sens.outputs import check_writable, staged_directory, write_json, write_table
 from nqpf_sens.paper import compare_with_table3, paper_summary
 from nqpf_sens.pipeline import option_problem
+from nqpf_sens.report import build_report
 
 PACKAGES = ("nqpf_sens", "numpy", "scipy", "pandas", "SALib", "joblib")
 
@@ -33,49 +34,62 @@ def versions() -> dict[str, str]:
     return found
 
 
-def run_config(path: Path, out: Path | None = None, jobs: int | None = None, quiet: bool = False, resume: bool = False) -> Path:
+def run_config(path: str | Path, out: str | Path | None = None, jobs: int | None = None, quiet: bool = False, resume: bool = False) -> Path:
     """Run the config at ``path``; returns the output folder."""
     started = time.perf_counter()
-    config = load_config(path)
+    config = load_config(Path(path))
+    try:
+        return _run(config, started, out, jobs, quiet, resume)
+    except UserError as error:
+        if error.source is None:  # a problem of the configured options: name the config file
+            raise UserError(error.message, config.path, error.where) from None
+        raise
+
+
+def _run(config: RunConfig, started: float, out: str | Path | None, jobs: int | None, quiet: bool, resume: bool) -> Path:
     spec, table = load_inputs(config)
     problem = option_problem(config.pipeline, spec)
     if problem:
         key, message = problem.split(": ", 1)
         raise UserError(message, config.path, f"[pipeline] {key}")
     jobs = jobs or config.jobs
-    destination = out if out is not None else Path("results") / config.name
+    destination = Path(out) if out is not None else Path("results") / config.name
     engine = Engine(spec, table, config.ties)
     nominal = engine.evaluate(ScenarioBatch((config.pipeline,), np.zeros(1, dtype=np.int64)))
     scores = score_frame(nominal)
     tables: dict[str, pd.DataFrame] = {"baseline_scores": scores}
     if config.data.compare_with_paper:
         tables["paper_comparison"] = compare_with_table3(scores)
+    attributes = unit_attributes(config, table)
+    if not attributes.empty and len(attributes.columns):
+        tables["unit_attributes"] = attributes.reset_index()
     notes: list[str] = []
+    convergence: dict = {}
     scenarios = 1
     work = destination.parent / f".{destination.name}.work"
+    check_writable(destination)
     if config.kind != "baseline":
         from nqpf_sens.audit import run_audit, tables_from
 
-        try:
-            work.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot write the output directory ({exc.strerror})", work.parent) from None
         prepared, stats = run_audit(config, spec, table, work, jobs, resume, progress=not quiet)
         tables.update(tables_from(prepared, stats, config))
         notes = prepared.notes
         scenarios = prepared.study.design.n_rows
+        convergence = {"warnings": prepared.warnings, "recommended_n": prepared.recommended_n, "n": config.sampling.n}
     with staged_directory(destination) as folder:
         for name, frame in tables.items():
             write_table(frame, folder, name)
-        write_json(_manifest(config, jobs, scenarios, time.perf_counter() - started, notes), folder / "manifest.json")
+        write_json(_manifest(config, jobs, scenarios, time.perf_counter() - started, notes, convergence), folder / "manifest.json")
+        if config.outputs.figures:
+            build_report(folder, config.outputs.chinese_labels)
     shutil.rmtree(work, ignore_errors=True)
     if not quiet:
-        _print_summary(tables, notes)
+        _print_summary(tables, notes, convergence)
         print(f"\nwrote {destination} ({scenarios:,} scenarios, {time.perf_counter() - started:.1f} s)")
     return destination
 
 
-def _print_summary(tables: dict[str, pd.DataFrame], notes: list[str]) -> None:
+def _print_summary(tables: dict[str, pd.DataFrame], notes: list[str], convergence: dict) -> None:
     number = lambda v: f"{v:.2f}"  # noqa: E731
     if "rank_stability" in tables:
         columns = [c for c in tables["rank_stability"].columns if c in ("year", "unit", "nominal_rank", "median_rank", "p05_rank", "p95_rank", "p_nominal_rank") or c.startswith("p_within")]
@@ -90,9 +104,13 @@ def _print_summary(tables: dict[str, pd.DataFrame], notes: list[str]) -> None:
         print("\n" + paper_summary(tables["paper_comparison"]))
     for note in notes:
         print(f"note: {note}")
+    for warning in convergence.get("warnings", []):
+        print(f"warning: {warning}")
+    if convergence.get("warnings"):
+        print(f"warning: N = {convergence['n']} may be too small; try n = {convergence['recommended_n']}")
 
 
-def _manifest(config: RunConfig, jobs: int, scenarios: int, seconds: float, notes: list[str]) -> dict:
+def _manifest(config: RunConfig, jobs: int, scenarios: int, seconds: float, notes: list[str], convergence: dict) -> dict:
     return {
         "config_file": str(config.path),
         "config": config.raw,
@@ -103,5 +121,6 @@ def _manifest(config: RunConfig, jobs: int, scenarios: int, seconds: float, note
         "scenarios": scenarios,
         "wall_seconds": round(seconds, 3),
         "notes": notes,
+        "convergence": convergence,
         "versions": versions(),
     }

@@ -29,13 +29,14 @@ class IndicatorTable:
     units: tuple[str, ...]
     indicators: tuple[str, ...]
     attributes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    source: str | None = None
 
     def year(self, year: int) -> "IndicatorTable":
         """The cross-section of one year."""
         if year not in self.years:
             raise UserError(f"year {year} is not in the data (years: {', '.join(map(str, self.years))})")
         t = self.years.index(year)
-        return IndicatorTable(self.values[t : t + 1], (year,), self.units, self.indicators, self.attributes)
+        return IndicatorTable(self.values[t : t + 1], (year,), self.units, self.indicators, self.attributes, self.source)
 
     def to_frame(self, year_index: int = -1) -> pd.DataFrame:
         """One year as a units x indicators DataFrame."""
@@ -118,7 +119,7 @@ def table_from_frame(frame: pd.DataFrame, spec: IndexSpec, source: Path | str = 
     for j, code in enumerate(spec.indicators):
         values[year_pos, unit_pos, j] = numeric[code]
     attributes = frame.drop_duplicates(UNIT_COLUMN).set_index(UNIT_COLUMN)[text_columns] if text_columns else pd.DataFrame(index=pd.Index(units, name=UNIT_COLUMN))
-    return IndicatorTable(values, years, units, tuple(spec.indicators), attributes)
+    return IndicatorTable(values, years, units, tuple(spec.indicators), attributes, str(source))
 
 
 def load_table(path: str | Path, spec: IndexSpec) -> IndicatorTable:

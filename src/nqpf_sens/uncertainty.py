@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nqpf_sens.engine import BatchResult, Engine, ScenarioBatch
+from nqpf_sens.errors import UserError
 from nqpf_sens.factors import FactorSet
 from nqpf_sens.sampling import Design
 from nqpf_sens.spec import IndexSpec
@@ -41,6 +42,7 @@ class Study:
     ties: str
     nominal_ranks: np.ndarray  # (years, units)
     nominal_scores: np.ndarray  # (years, units, aggregates)
+    rescale_scores: bool  # normalisations of different scales are mixed: compare on the nominal scale
     n_tiers: int
     region_codes: np.ndarray  # (units,) index into region names, -1 if none
     n_regions: int
@@ -68,7 +70,9 @@ class ChunkStats:
     rank_shift: np.ndarray  # (uncertainty rows,) R_S
     moved: np.ndarray  # (uncertainty rows, 3): share of units moving < 1, 3, 5 places
     region_means: np.ndarray  # (uncertainty rows, years, regions)
-    outputs: np.ndarray  # (rows, 2 units + 1): last-year ranks, index scores, R_S of every row
+    outputs: np.ndarray  # (rows, 2 units + 1): last-year ranks, index scores, R_S (every row of a
+    # Saltelli design; the kept rows of a Monte Carlo design, as float32)
+    outputs_half: np.ndarray  # (rows,) bool: row from the first half of the design
 
     @classmethod
     def merge(cls, parts: list["ChunkStats"]) -> "ChunkStats":
@@ -118,7 +122,7 @@ def on_nominal_scale(scores: np.ndarray, nominal: np.ndarray) -> np.ndarray:
 
 def summarise(study: Study, result: BatchResult, start: int, stop: int) -> ChunkStats:
     ranks, tiers = result.ranks, result.tiers
-    scores = on_nominal_scale(result.scores, study.nominal_scores)
+    scores = on_nominal_scale(result.scores, study.nominal_scores) if study.rescale_scores else result.scores
     n_years, n_units = ranks.shape[1:]
     rows = np.arange(start, stop)
     uncertain = study.design.uncertainty_rows(start, stop)
@@ -126,7 +130,7 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
     cell = (np.arange(n_years)[:, None] * n_units + np.arange(n_units)[None, :])[None]
     shift = np.abs(ranks - study.nominal_ranks[None]).reshape(len(rows), -1)
     rank_shift = shift.mean(axis=1)
-    outputs = np.column_stack([ranks[:, -1, :], result.scores[:, -1, :, -1], rank_shift])
+    outputs = np.column_stack([ranks[:, -1, :], result.scores[:, -1, :, -1], rank_shift]).astype(np.float32 if study.design.method != "saltelli" else np.float64)
 
     u_ranks, u_tiers, u_index = ranks[uncertain], tiers[uncertain], scores[uncertain][..., -1]
     rank_counts = _bincount(cell * n_units + (u_ranks - 1), (n_years, n_units, n_units))
@@ -159,7 +163,8 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
         rank_shift=rank_shift[uncertain],
         moved=moved,
         region_means=region_means,
-        outputs=outputs,
+        outputs=outputs if study.design.method == "saltelli" else outputs[uncertain][kept],
+        outputs_half=half if study.design.method == "saltelli" else half[uncertain][kept],
     )
 
 
@@ -188,7 +193,10 @@ def prepare_work(work: Path, token: str, resume: bool) -> set[int]:
         return {int(p.stem.split("_")[1]) for p in work.glob("chunk_*.npz") if not p.name.endswith(".tmp.npz")}
     if work.exists():
         shutil.rmtree(work)
-    work.mkdir(parents=True)
+    try:
+        work.mkdir(parents=True)
+    except OSError as exc:
+        raise UserError(f"cannot write the output directory ({exc.strerror})", work.parent) from None
     stamp.write_text(token)
     return set()
 

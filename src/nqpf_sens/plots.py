@@ -1,0 +1,186 @@
+"""Figures drawn from a run's saved tables (never from a re-run): PNG and SVG, readable in greyscale.
+
+Each function takes the tables it needs and a target path stem, writes ``stem.png`` and ``stem.svg``,
+and returns the PNG path. Units are labelled by name, or by Chinese name when asked for and a CJK font
+is installed (otherwise the English names are kept and a warning is returned by :func:`label_font`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "SimHei", "Source Han Sans SC", "AR PL UMing CN")
+GREYS = ("#000000", "#555555", "#999999", "#cccccc")
+plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 130, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none", "figure.constrained_layout.use": True})
+
+
+def label_font(chinese: bool) -> tuple[bool, str | None]:
+    """Whether Chinese labels can be drawn, and a warning when they were asked for but cannot."""
+    if not chinese:
+        return False, None
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    for name in CJK_FONTS:
+        if name in installed:
+            plt.rcParams["font.sans-serif"] = [name, *plt.rcParams["font.sans-serif"]]
+            return True, None
+    return False, "no CJK font is installed: figures use English unit names (install e.g. fonts-noto-cjk)"
+
+
+def _save(figure, stem: Path) -> Path:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(stem.with_suffix(".png"))
+    figure.savefig(stem.with_suffix(".svg"))
+    plt.close(figure)
+    return stem.with_suffix(".png")
+
+
+def rank_intervals(stability: pd.DataFrame, labels: dict[str, str], interval: str, stem: Path) -> Path:
+    """JRC-style chart: nominal rank, median rank and the 5th-95th percentile interval per unit."""
+    frame = stability.sort_values("nominal_rank")
+    y = np.arange(len(frame))
+    figure, axis = plt.subplots(figsize=(6.5, 0.22 * len(frame) + 1.2))
+    axis.hlines(y, frame.p05_rank, frame.p95_rank, color=GREYS[2], linewidth=3, label=f"{interval} interval")
+    axis.plot(frame.median_rank, y, "o", color=GREYS[0], markersize=5, label="median rank")
+    axis.plot(frame.nominal_rank, y, "D", markerfacecolor="white", markeredgecolor=GREYS[0], markersize=5, label="nominal rank")
+    axis.set_yticks(y, [labels.get(u, u) for u in frame.unit])
+    axis.invert_yaxis()
+    axis.set_xlabel("rank (1 = best)")
+    axis.set_xlim(0.5, max(frame.p95_rank.max(), frame.nominal_rank.max()) + 0.5)
+    axis.grid(axis="x", color=GREYS[3], linewidth=0.5)
+    axis.legend(loc="upper right", frameon=True, framealpha=0.9, edgecolor="white")
+    axis.set_title("Rank intervals under the uncertain choices")
+    return _save(figure, stem)
+
+
+def tier_probabilities(bands: pd.DataFrame, labels: dict[str, str], stem: Path) -> Path:
+    """Units x tiers heat map of tier probabilities; the nominal tier is outlined."""
+    frame = bands.sort_values("nominal_rank")
+    columns = [c for c in frame.columns if c.startswith("p_tier_")]
+    values = frame[columns].to_numpy()
+    figure, axis = plt.subplots(figsize=(1.0 * len(columns) + 2.5, 0.22 * len(frame) + 1.2))
+    image = axis.imshow(values, aspect="auto", cmap="Greys", vmin=0, vmax=1)
+    for i, tier in enumerate(frame.nominal_tier):
+        axis.add_patch(plt.Rectangle((tier - 1.5, i - 0.5), 1, 1, fill=False, edgecolor="#d62728", linewidth=1.5))
+    for (i, k), value in np.ndenumerate(values):
+        if value >= 0.005:
+            axis.text(k, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color="white" if value > 0.5 else "black")
+    axis.set_xticks(range(len(columns)), [f"tier {c.split('_')[-1]}" for c in columns])
+    axis.set_yticks(range(len(frame)), [labels.get(u, u) for u in frame.unit])
+    figure.colorbar(image, ax=axis, fraction=0.05, label="probability")
+    axis.set_title("Tier probabilities (outline: nominal tier)")
+    return _save(figure, stem)
+
+
+def score_bands(bands: pd.DataFrame, aggregates: list[str], labels: dict[str, str], stem: Path) -> Path:
+    """Median and 5th-95th percentile band of the index and each sub-index, per unit."""
+    frame = bands.sort_values("nominal_rank")
+    y = np.arange(len(frame))
+    figure, axes = plt.subplots(1, len(aggregates), figsize=(2.4 * len(aggregates) + 1.5, 0.22 * len(frame) + 1.2), sharey=True)
+    for axis, name in zip(np.atleast_1d(axes), aggregates):
+        axis.hlines(y, frame[f"{name}_p05"], frame[f"{name}_p95"], color=GREYS[2], linewidth=3)
+        axis.plot(frame[f"{name}_median"], y, "o", color=GREYS[0], markersize=4)
+        axis.plot(frame[f"{name}_nominal"], y, "D", markerfacecolor="white", markeredgecolor=GREYS[0], markersize=4)
+        axis.set_title(name)
+        axis.grid(axis="x", color=GREYS[3], linewidth=0.5)
+    first = np.atleast_1d(axes)[0]
+    first.set_yticks(y, [labels.get(u, u) for u in frame.unit])
+    first.invert_yaxis()
+    figure.suptitle("Scores: median (dot), nominal (diamond), 5th-95th percentile (bar)")
+    return _save(figure, stem)
+
+
+def sobol_bars(indices: pd.DataFrame, output: str, title: str, stem: Path) -> Path:
+    """First- (S1) and total-order (ST) indices with confidence intervals for one output."""
+    frame = indices[indices.output == output].sort_values("ST", ascending=True)
+    y = np.arange(len(frame))
+    figure, axis = plt.subplots(figsize=(6.0, 0.32 * len(frame) + 1.2))
+    axis.barh(y + 0.2, frame.ST, height=0.38, xerr=frame.ST_conf, color=GREYS[1], label="total order ST", capsize=2)
+    axis.barh(y - 0.2, frame.S1, height=0.38, xerr=frame.S1_conf, color="white", edgecolor=GREYS[0], hatch="///", label="first order S1", capsize=2)
+    axis.set_yticks(y, frame.factor)
+    axis.axvline(0, color=GREYS[0], linewidth=0.6)
+    axis.set_xlabel("Sobol index (bars: confidence interval)")
+    axis.legend(loc="lower right", frameon=False)
+    axis.set_title(title)
+    return _save(figure, stem)
+
+
+def sobol_heatmap(indices: pd.DataFrame, order: list[str], labels: dict[str, str], stem: Path) -> Path:
+    """Units x factors heat map of the total-order index of each unit's rank."""
+    ranks = indices[indices.output.str.startswith("rank:")].copy()
+    ranks["unit"] = ranks.output.str.removeprefix("rank:")
+    table = ranks.pivot(index="unit", columns="factor", values="ST").reindex(index=order)
+    table = table[table.mean().sort_values(ascending=False).index]
+    figure, axis = plt.subplots(figsize=(0.55 * table.shape[1] + 2.5, 0.22 * len(table) + 1.8))
+    image = axis.imshow(table.clip(lower=0).to_numpy(), aspect="auto", cmap="Greys", vmin=0, vmax=1)
+    axis.set_xticks(range(table.shape[1]), table.columns, rotation=45, ha="right")
+    axis.set_yticks(range(len(table)), [labels.get(u, u) for u in table.index])
+    figure.colorbar(image, ax=axis, fraction=0.05, label="ST of the unit's rank")
+    axis.set_title("Which choice moves which unit (total-order indices)")
+    return _save(figure, stem)
+
+
+def quadrant(bands: pd.DataFrame, gdp: pd.Series, labels: dict[str, str], stem: Path) -> Path:
+    """Index vs GDP per capita (the paper's Figure 3) with the index's 5th-95th percentile band."""
+    frame = bands.set_index("unit").join(gdp.rename("gdp"), how="inner").dropna(subset=["gdp"])
+    figure, axis = plt.subplots(figsize=(6.5, 5.0))
+    axis.errorbar(frame.gdp / 1e4, frame.total_nominal, yerr=[frame.total_nominal - frame.total_p05, frame.total_p95 - frame.total_nominal], fmt="o", color=GREYS[0], ecolor=GREYS[2], markersize=4, capsize=2)
+    axis.axvline(frame.gdp.mean() / 1e4, color=GREYS[1], linestyle="--", linewidth=0.8)
+    axis.axhline(frame.total_nominal.mean(), color=GREYS[1], linestyle="--", linewidth=0.8)
+    for unit, row in frame.iterrows():
+        axis.annotate(labels.get(unit, unit), (row.gdp / 1e4, row.total_nominal), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    axis.set_xlabel("GDP per capita 2022 (10,000 yuan)")
+    axis.set_ylabel("index (nominal, with 5th-95th percentile)")
+    axis.set_title("Index and GDP per capita (dashed: means)")
+    return _save(figure, stem)
+
+
+def trajectory(bands: pd.DataFrame, aggregates: list[str], stem: Path) -> Path:
+    """Fan chart of the index and sub-indices over the years (median, 5th-95th percentile, nominal)."""
+    figure, axes = plt.subplots(1, len(aggregates), figsize=(2.8 * len(aggregates), 2.8), sharex=True)
+    for axis, name in zip(np.atleast_1d(axes), aggregates):
+        frame = bands.groupby("year")[[f"{name}_p05", f"{name}_median", f"{name}_p95", f"{name}_nominal"]].mean()
+        axis.fill_between(frame.index, frame[f"{name}_p05"], frame[f"{name}_p95"], color=GREYS[3], label="5th-95th pct")
+        axis.plot(frame.index, frame[f"{name}_median"], color=GREYS[0], label="median")
+        axis.plot(frame.index, frame[f"{name}_nominal"], color=GREYS[1], linestyle="--", label="nominal")
+        axis.set_title(name)
+    np.atleast_1d(axes)[0].legend(frameon=False, fontsize=7)
+    figure.suptitle("Trajectory with its band")
+    return _save(figure, stem)
+
+
+def convergence(table: pd.DataFrame, stem: Path) -> Path:
+    """Main statistics against the number of scenarios: has N been enough?"""
+    figure, axes = plt.subplots(1, 2, figsize=(8.0, 3.0))
+    ranks = table[table.statistic.isin(["median_rank", "p05_rank", "p95_rank"])]
+    full = ranks[ranks.scenarios == ranks.scenarios.max()].set_index(["statistic", "item"]).value
+    change = ranks.assign(change=lambda f: (f.set_index(["statistic", "item"]).value - full).abs().to_numpy())
+    moved = change.groupby("scenarios").change.max()
+    axes[0].plot(moved.index, moved.to_numpy(), "o-", color=GREYS[0])
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("scenarios")
+    axes[0].set_ylabel("largest change of a rank quantile\n(vs. the whole sample, places)")
+    sobol = table[table.statistic == "ST_rank_shift"]
+    styles = ["-", "--", ":", "-."]
+    if not sobol.empty:
+        top = sobol[sobol.scenarios == sobol.scenarios.max()].sort_values("value", ascending=False).item[:4]
+        for style, factor in zip(styles, top):
+            line = sobol[sobol["item"] == factor]
+            axes[1].plot(line.scenarios, line.value, style, marker="o", color=GREYS[0], label=factor)
+        axes[1].set_ylabel("ST of the rank shift")
+        axes[1].legend(frameon=False, fontsize=7)
+    else:
+        shift = table[table.statistic == "rank_shift_mean"]
+        axes[1].plot(shift.scenarios, shift.value, "o-", color=GREYS[0])
+        axes[1].set_ylabel("mean rank shift R_S")
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("scenarios")
+    figure.suptitle("Convergence")
+    return _save(figure, stem)
