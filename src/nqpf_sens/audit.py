@@ -42,7 +42,7 @@ def _tables(config: RunConfig, spec: IndexSpec, table: IndicatorTable) -> tuple[
         for path in config.data.alternatives:
             if not path.is_file():
                 raise UserError(f"file not found: {path}", config.path, "[data] alternatives")
-            other = load_table(path, spec)
+            other = load_table(path, spec, config.data.unit_column, config.data.year_column)
             if other.units != table.units or other.values.shape[-1] != table.values.shape[-1]:
                 raise UserError("an alternative table must have the same units and indicators as [data] values", path)
             others.append(other.year(config.data.year) if config.data.year is not None else other)

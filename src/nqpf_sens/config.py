@@ -17,13 +17,18 @@ _NUMBER = (int, float)
 #: section -> key -> accepted Python types of the TOML value
 SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "run": {"name": (str,), "kind": (str,), "seed": (int,), "jobs": (int,), "chunk_size": (int,), "backend": (str,), "scheduler": (str,)},
-    "data": {"metadata": (str,), "values": (str,), "year": (int,), "compare_with_paper": (bool,), "alternatives": (list,), "units": (str,)},
+    "data": {"metadata": (str,), "values": (str,), "year": (int,), "compare_with_paper": (bool,), "alternatives": (list,), "units": (str,), "unit_column": (str,), "year_column": (str,)},
     "pipeline": {
         "imputation": (str,),
         "imputation_fallback": (str,),
+        "imputation_group": (str,),
+        "denominate": (bool,),
         "transformation": (str,),
         "transform_target": (str,),
         "winsor_limit": _NUMBER,
+        "winsor_max": (int,),
+        "skew_threshold": _NUMBER,
+        "kurtosis_threshold": _NUMBER,
         "normalisation": (str,),
         "base_year": (int,),
         "aggregation": (str, list),
@@ -60,6 +65,8 @@ class DataConfig:
     compare_with_paper: bool = False
     alternatives: tuple[Path, ...] = ()
     units: Path | None = None
+    unit_column: str = "unit"
+    year_column: str = "year"
 
 
 @dataclass(frozen=True)
@@ -253,6 +260,8 @@ def load_config(path: str | Path) -> RunConfig:
             compare_with_paper=data.get("compare_with_paper", False),
             alternatives=tuple(_path(p, base) for p in data.get("alternatives", ())),
             units=_path(data.get("units"), base),
+            unit_column=data.get("unit_column", "unit"),
+            year_column=data.get("year_column", "year"),
         ),
         pipeline=pipeline_from(section, _tier_rule(raw.get("tiers", {}), path)),
         ties=ties,

@@ -28,7 +28,7 @@ from scipy.stats import gamma
 from nqpf_sens.errors import UserError
 from nqpf_sens.pipeline import Pipeline
 
-CHOICE_KEYS = ("imputation", "transformation", "normalisation", "aggregation", "weighting")
+CHOICE_KEYS = ("imputation", "transformation", "normalisation", "aggregation", "weighting", "winsor_max", "winsor_limit", "imputation_group")
 KINDS = ("choice", "weights", "exclude", "dataset", "noise", "mask")
 NONE = "none"
 

@@ -14,7 +14,9 @@ to report.
 - ``locf``: last observation carried forward; leading gaps take the first observation.
 - ``loglinear_trend``: exponential trend fitted by least squares on log values of the whole series
   (a linear trend where a value is not positive).
-- ``mean`` / ``median``: the cross-sectional mean / median of the same indicator and year.
+- ``mean`` / ``median``: the cross-sectional mean / median of the same indicator and year; with
+  ``groups`` (a group label per unit, e.g. COINr's GDP-per-capita or region groups) the mean / median
+  of the unit's own group.
 
 Fallbacks for what the rule leaves: ``mean`` / ``median`` (cross-sectional) or ``flat``, which holds
 a series with no observation at all constant (1), so that under base-year normalisation it stays
@@ -32,7 +34,7 @@ RULES = ("none", *TIME_SERIES_RULES, *CROSS_SECTION_RULES)
 FALLBACKS = (*CROSS_SECTION_RULES, "flat")
 
 
-def impute(values: np.ndarray, rule: str = "growth", fallback: str | None = None) -> np.ndarray:
+def impute(values: np.ndarray, rule: str = "growth", fallback: str | None = None, groups: np.ndarray | None = None) -> np.ndarray:
     """Return a copy of ``values`` with missing cells filled by ``rule`` (then ``fallback``)."""
     if rule not in RULES:
         raise ValueError(f"unknown imputation rule {rule!r}")
@@ -42,7 +44,7 @@ def impute(values: np.ndarray, rule: str = "growth", fallback: str | None = None
     if rule == "none" or not np.isnan(filled).any():
         return filled
     if rule in CROSS_SECTION_RULES:
-        filled = _cross_section(filled, rule)
+        filled = _cross_section(filled, rule) if groups is None else _within_groups(filled, rule, groups)
     else:
         series = np.moveaxis(filled, -3, -1)
         shape = series.shape
@@ -58,6 +60,14 @@ def _cross_section(values: np.ndarray, rule: str) -> np.ndarray:
     with np.errstate(all="ignore"), _quiet_all_nan():
         centre = np.nanmean(values, axis=-2, keepdims=True) if rule == "mean" else np.nanmedian(values, axis=-2, keepdims=True)
     return np.where(missing, np.broadcast_to(centre, values.shape), values)
+
+
+def _within_groups(values: np.ndarray, rule: str, groups: np.ndarray) -> np.ndarray:
+    filled = values.copy()
+    for group in np.unique(groups):
+        members = np.flatnonzero(groups == group)
+        filled[..., members, :] = _cross_section(values[..., members, :], rule)
+    return filled
 
 
 class _quiet_all_nan:

@@ -27,7 +27,7 @@ def load_inputs(config: RunConfig) -> tuple[IndexSpec, IndicatorTable]:
             raise UserError(f"file not found: {path}", config.path, f"[data] {key}")
     spec = nqpf_spec() if config.data.metadata is None else load_spec(config.data.metadata)
     values = config.data.values or packaged(DEFAULT_VALUES)
-    table = load_table(values, spec)
+    table = load_table(values, spec, config.data.unit_column, config.data.year_column)
     if config.data.year is not None:
         if config.data.year not in table.years:
             raise UserError(f"year {config.data.year} is not in the data", config.path, "[data] year")

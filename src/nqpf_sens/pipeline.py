@@ -18,13 +18,21 @@ TRANSFORM_TARGETS = ("flagged", "all")
 @dataclass(frozen=True)
 class Pipeline:
     """Discrete choices of one scenario. ``aggregation`` has one method per level of the tree
-    (a single string applies to every level); ``dataset`` picks one of several alternative tables."""
+    (a single string applies to every level); ``dataset`` picks one of several alternative tables.
+    ``denominate`` divides indicators by the columns the metadata names (before imputation, as COINr);
+    ``imputation_group`` names a unit attribute within which mean / median imputation works;
+    ``winsor_max`` and the thresholds drive the ``treat`` transformation."""
 
     imputation: str = "growth"
     imputation_fallback: str | None = None
+    imputation_group: str | None = None
+    denominate: bool = True
     transformation: str = "none"
     transform_target: str = "flagged"
     winsor_limit: float = 0.05
+    winsor_max: int = 5
+    skew_threshold: float = 2.0
+    kurtosis_threshold: float = 3.5
     normalisation: str = "minmax"
     base_year: int | None = None
     aggregation: str | tuple[str, ...] = "arithmetic"
@@ -38,7 +46,7 @@ class Pipeline:
     @property
     def data_key(self) -> tuple:
         """The choices that determine the normalised matrix (scenarios sharing it share the work)."""
-        return (self.dataset, self.imputation, self.imputation_fallback, self.transformation, self.transform_target, self.winsor_limit, self.normalisation, self.base_year)
+        return (self.dataset, self.imputation, self.imputation_fallback, self.imputation_group, self.denominate, self.transformation, self.transform_target, self.winsor_limit, self.winsor_max, self.skew_threshold, self.kurtosis_threshold, self.normalisation, self.base_year)
 
     def with_(self, **changes) -> "Pipeline":
         return replace(self, **changes)
@@ -66,6 +74,10 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
             return f"aggregation: unknown option {method!r} (choose from {', '.join(aggregate.METHODS)})"
     if not 0 <= pipeline.winsor_limit < 0.5:
         return "winsor_limit: must be in [0, 0.5)"
+    if pipeline.winsor_max < 0:
+        return "winsor_max: must not be negative"
+    if pipeline.imputation_group is not None and pipeline.imputation not in impute.CROSS_SECTION_RULES:
+        return f"imputation_group: works with the cross-sectional rules {', '.join(impute.CROSS_SECTION_RULES)}, not {pipeline.imputation!r}"
     return None
 
 
@@ -96,8 +108,7 @@ def prepare(pipeline: Pipeline, table: IndicatorTable, spec: IndexSpec, raw: np.
     problem = option_problem(pipeline, spec)
     if problem:
         raise UserError(problem)
-    values = table.values if raw is None else raw
-    filled = impute.impute(values, pipeline.imputation, pipeline.imputation_fallback)
+    filled = impute.impute(denominated(pipeline, table, raw), pipeline.imputation, pipeline.imputation_fallback, unit_groups(pipeline, table))
     if np.isnan(filled).any():
         reason = "no imputation rule applies" if pipeline.imputation == "none" else f"imputation '{pipeline.imputation}' cannot fill it"
         if pipeline.imputation in impute.TIME_SERIES_RULES and len(table.years) == 1:
@@ -109,7 +120,7 @@ def prepare(pipeline: Pipeline, table: IndicatorTable, spec: IndexSpec, raw: np.
     problem = transform.domain_problem(pipeline.transformation, filled[..., mask])
     if problem:
         raise UserError(f"transformation '{pipeline.transformation}': {problem}", table.source)
-    changed = transform.transform(filled, pipeline.transformation, mask, pipeline.winsor_limit)
+    changed = _transform(pipeline, filled, mask)
     base = _base_index(pipeline, table)
     problem = normalise.domain_problem(pipeline.normalisation, changed, spec.direction, base)
     if problem:
@@ -117,10 +128,34 @@ def prepare(pipeline: Pipeline, table: IndicatorTable, spec: IndexSpec, raw: np.
     return normalise.normalise(changed, pipeline.normalisation, spec.direction, base)
 
 
+def denominated(pipeline: Pipeline, table: IndicatorTable, raw: np.ndarray | None = None) -> np.ndarray:
+    """Raw values, divided by their denominators where the metadata names one and the pipeline asks."""
+    values = table.values if raw is None else raw
+    if pipeline.denominate and table.denominators is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.where(table.denominators != 0, values / table.denominators, np.nan)
+    return values
+
+
+def unit_groups(pipeline: Pipeline, table: IndicatorTable) -> np.ndarray | None:
+    if pipeline.imputation_group is None:
+        return None
+    if pipeline.imputation_group not in table.attributes:
+        raise UserError(f"imputation_group: no unit column {pipeline.imputation_group!r} in the data", table.source)
+    groups = table.attributes[pipeline.imputation_group].reindex(list(table.units))
+    if groups.isna().any():
+        raise UserError(f"imputation_group: unit {groups[groups.isna()].index[0]!r} has no {pipeline.imputation_group}", table.source)
+    return groups.astype(str).to_numpy()
+
+
+def _transform(pipeline: Pipeline, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return transform.transform(values, pipeline.transformation, mask, pipeline.winsor_limit, pipeline.winsor_max, pipeline.skew_threshold, pipeline.kurtosis_threshold)
+
+
 def pipeline_weights(pipeline: Pipeline, table: IndicatorTable, spec: IndexSpec) -> tuple[np.ndarray, ...]:
     """The weighting scheme's weights per level, data-driven schemes computed from the imputed data."""
     if pipeline.weighting in ("expert", "equal"):
         return weights.scheme_weights(spec, pipeline.weighting)
-    filled = impute.impute(table.values, pipeline.imputation, pipeline.imputation_fallback)
-    changed = transform.transform(filled, pipeline.transformation, transform_mask(pipeline, spec), pipeline.winsor_limit)
+    filled = impute.impute(denominated(pipeline, table), pipeline.imputation, pipeline.imputation_fallback, unit_groups(pipeline, table))
+    changed = _transform(pipeline, filled, transform_mask(pipeline, spec))
     return weights.scheme_weights(spec, pipeline.weighting, changed * spec.direction)

@@ -95,15 +95,14 @@ def make_figures(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], 
     multi_year = bands is not None and "year" in bands and bands.year.nunique() > 1
     if stability is not None and not multi_year:
         drawn.append((plots.rank_intervals(stability, labels, "5th-95th percentile", target / "rank_intervals"), f"Rank intervals: nominal rank, median rank and 5th-95th percentile ({interval} configured) per unit, sorted by nominal rank."))
+    aggregates = ["total"] + [d for d in manifest.get("dimensions", []) if bands is not None and f"{d}_median" in bands]
     if bands is not None and not multi_year:
         drawn.append((plots.tier_probabilities(bands, labels, target / "tier_probabilities"), "Probability of each tier; the nominal tier is outlined."))
-        aggregates = ["total"] + [c.removesuffix("_median") for c in bands.columns if c.endswith("_median") and c != "total_median"]
         drawn.append((plots.score_bands(bands, aggregates, labels, target / "score_bands"), "Index and sub-index scores: nominal, median and 5th-95th percentile."))
         attributes = tables.get("unit_attributes")
         if attributes is not None and "gdp_per_capita" in attributes and attributes.gdp_per_capita.notna().any():
             drawn.append((plots.quadrant(bands, attributes.set_index("unit").gdp_per_capita, labels, target / "quadrant"), "The paper's Figure 3: index against GDP per capita with the index's 5th-95th percentile; units without GDP per capita are left out."))
     if multi_year:
-        aggregates = ["total"] + [c.removesuffix("_median") for c in bands.columns if c.endswith("_median") and c != "total_median"]
         drawn.append((plots.trajectory(bands, aggregates, target / "trajectory"), "Trajectory of the index and sub-indices with the 5th-95th percentile band."))
     indices = tables.get("sobol_indices")
     if indices is not None:

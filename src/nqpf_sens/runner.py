@@ -79,7 +79,7 @@ def _run(config: RunConfig, started: float, out: str | Path | None, jobs: int | 
     with staged_directory(destination) as folder:
         for name, frame in tables.items():
             write_table(frame, folder, name)
-        write_json(_manifest(config, jobs, scenarios, time.perf_counter() - started, notes, convergence), folder / "manifest.json")
+        write_json(_manifest(config, jobs, scenarios, time.perf_counter() - started, notes, convergence, list(spec.dimensions)), folder / "manifest.json")
         if config.outputs.figures:
             build_report(folder, config.outputs.chinese_labels)
     shutil.rmtree(work, ignore_errors=True)
@@ -110,7 +110,7 @@ def _print_summary(tables: dict[str, pd.DataFrame], notes: list[str], convergenc
         print(f"warning: N = {convergence['n']} may be too small; try n = {convergence['recommended_n']}")
 
 
-def _manifest(config: RunConfig, jobs: int, scenarios: int, seconds: float, notes: list[str], convergence: dict) -> dict:
+def _manifest(config: RunConfig, jobs: int, scenarios: int, seconds: float, notes: list[str], convergence: dict, dimensions: list[str]) -> dict:
     return {
         "config_file": str(config.path),
         "config": config.raw,
@@ -119,6 +119,7 @@ def _manifest(config: RunConfig, jobs: int, scenarios: int, seconds: float, note
         "jobs": jobs,
         "backend": config.backend,
         "scenarios": scenarios,
+        "dimensions": dimensions,
         "wall_seconds": round(seconds, 3),
         "notes": notes,
         "convergence": convergence,

@@ -28,6 +28,7 @@ _ALIASES = {
     "type": ("type", "Type"),
     "label": ("name", "iName", "label"),
     "transform": ("transform",),
+    "denominator": ("denominator", "Denominator"),
 }
 _DIRECTIONS = {"positive": 1.0, "negative": -1.0, "1": 1.0, "-1": -1.0, "+1": 1.0, "1.0": 1.0, "-1.0": -1.0}
 
@@ -39,6 +40,8 @@ class IndexSpec:
     ``parents[k][i]`` is the position in ``levels[k + 1]`` of the parent of node ``levels[k][i]``;
     ``weights[k][i]`` is that node's weight within its parent (only ratios between siblings matter).
     ``transform_flag`` marks the indicators that a flagged transformation (the paper's square root) touches.
+    ``denominators`` names, per indicator, the data column it is divided by (None: not denominated);
+    ``declared_columns`` are the denominator and group columns the metadata declares for the data.
     """
 
     levels: tuple[tuple[str, ...], ...]
@@ -47,6 +50,8 @@ class IndexSpec:
     direction: np.ndarray
     transform_flag: np.ndarray
     labels: dict[str, str] = field(default_factory=dict)
+    denominators: tuple[str | None, ...] = ()
+    declared_columns: tuple[str, ...] = ()
 
     @property
     def indicators(self) -> tuple[str, ...]:
@@ -95,6 +100,8 @@ class IndexSpec:
             direction=self.direction[keep],
             transform_flag=self.transform_flag[keep],
             labels=self.labels,
+            denominators=tuple(np.array(self.denominators, dtype=object)[keep]) if self.denominators else (),
+            declared_columns=self.declared_columns,
         )
 
 
@@ -129,9 +136,11 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
     if frame.empty:
         raise UserError("no rows", source)
     type_col = _pick(frame, "type", source, required=False)
+    declared: tuple[str, ...] = ()
     if type_col is not None:
         kinds = frame[type_col].fillna("Indicator").astype(str).str.lower()
         aggregates = frame[kinds == "aggregate"]
+        declared = tuple(frame.loc[kinds.isin(["group", "denominator"]), _pick(frame, "code", source)].astype(str))
         frame = frame[kinds == "indicator"]
     else:
         aggregates = frame.iloc[0:0]
@@ -159,6 +168,11 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
         flags = frame[transform_col].fillna("").astype(str).str.strip().ne("").to_numpy()
     label_col = _pick(frame, "label", source, required=False)
     labels = {} if label_col is None else dict(zip(codes, frame[label_col].astype(str)))
+    denominator_col = _pick(frame, "denominator", source, required=False)
+    denominators: tuple[str | None, ...] = ()
+    if denominator_col is not None:
+        denominators = tuple(None if pd.isna(d) or not str(d).strip() else str(d).strip() for d in frame[denominator_col])
+        declared = tuple(dict.fromkeys([*declared, *(d for d in denominators if d)]))
 
     node_parent, node_weight = _aggregate_nodes(aggregates, parent_names, codes, weights, source)
     levels, parents, level_weights = _layer_tree(list(codes), parent_names.tolist(), weights, node_parent, node_weight, source)
@@ -171,6 +185,8 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
         direction=np.array(directions),
         transform_flag=flags,
         labels=labels,
+        denominators=denominators,
+        declared_columns=declared,
     )
 
 

@@ -21,7 +21,9 @@ class IndicatorTable:
     """Raw indicator values with NaN for missing cells, indicators in the order of the index spec.
 
     ``values`` has shape (years, units, indicators); a cross-section has a single year (which may be
-    ``None`` when the data carry no year). ``attributes`` holds text columns about the units (region, group).
+    ``None`` when the data carry no year). ``attributes`` holds text columns about the units (region,
+    group). ``denominators`` (same shape as ``values``) holds, for indicators the metadata denominates,
+    the column each is divided by (1 elsewhere); None when nothing is denominated.
     """
 
     values: np.ndarray
@@ -30,13 +32,15 @@ class IndicatorTable:
     indicators: tuple[str, ...]
     attributes: pd.DataFrame = field(default_factory=pd.DataFrame)
     source: str | None = None
+    denominators: np.ndarray | None = None
 
     def year(self, year: int) -> "IndicatorTable":
         """The cross-section of one year."""
         if year not in self.years:
             raise UserError(f"year {year} is not in the data (years: {', '.join(map(str, self.years))})")
         t = self.years.index(year)
-        return IndicatorTable(self.values[t : t + 1], (year,), self.units, self.indicators, self.attributes, self.source)
+        denominators = None if self.denominators is None else self.denominators[t : t + 1]
+        return IndicatorTable(self.values[t : t + 1], (year,), self.units, self.indicators, self.attributes, self.source, denominators)
 
     def to_frame(self, year_index: int = -1) -> pd.DataFrame:
         """One year as a units x indicators DataFrame."""
@@ -69,11 +73,16 @@ def _check_numeric(frame: pd.DataFrame, column: str, source: Path, row_offset: i
     return numbers.to_numpy(dtype=float)
 
 
-def table_from_frame(frame: pd.DataFrame, spec: IndexSpec, source: Path | str = "<data>") -> IndicatorTable:
+def table_from_frame(frame: pd.DataFrame, spec: IndexSpec, source: Path | str = "<data>", unit_column: str = UNIT_COLUMN, year_column: str = YEAR_COLUMN) -> IndicatorTable:
     """Validate a tidy or wide frame against ``spec`` and reshape it to (years, units, indicators)."""
     source = Path(source)
     if frame.empty:
         raise UserError("no rows", source)
+    for given, standard in ((unit_column, UNIT_COLUMN), (year_column, YEAR_COLUMN)):
+        if given != standard:
+            if given not in frame.columns:
+                raise UserError(f"missing column '{given}'", source)
+            frame = frame.drop(columns=[standard], errors="ignore").rename(columns={given: standard})
     if UNIT_COLUMN not in frame.columns:
         raise UserError(f"missing column '{UNIT_COLUMN}'", source)
     if frame[UNIT_COLUMN].isna().any():
@@ -103,14 +112,21 @@ def table_from_frame(frame: pd.DataFrame, spec: IndexSpec, source: Path | str = 
     if missing:
         raise UserError(f"no values for indicator '{missing[0]}'", source)
     text_columns = []
+    declared = [c for c in spec.declared_columns if c in frame.columns]
     for column in other:
-        if column in spec.indicators:
+        if column in spec.indicators or column in declared:
             continue
         numbers = pd.to_numeric(frame[column], errors="coerce")
         if numbers.notna().sum() == frame[column].notna().sum() and frame[column].notna().any():
             raise UserError(f"unknown indicator '{column}' (not in the index metadata)", source, f"column '{column}'")
         text_columns.append(column)
     numeric = {c: _check_numeric(frame, c, source) for c in spec.indicators}
+    used = sorted({d for d in spec.denominators if d})
+    for name in used:
+        if name not in frame.columns:
+            raise UserError(f"no column '{name}' to denominate by (named in the metadata)", source)
+        numeric[name] = _check_numeric(frame, name, source)
+    text_columns += [c for c in declared if c not in used]
     units = tuple(dict.fromkeys(frame[UNIT_COLUMN]))
     years: tuple[int | None, ...] = tuple(sorted(set(frame[YEAR_COLUMN]))) if has_year else (None,)
     values = np.full((len(years), len(units)), np.nan)[..., None].repeat(len(spec.indicators), axis=2)
@@ -118,11 +134,18 @@ def table_from_frame(frame: pd.DataFrame, spec: IndexSpec, source: Path | str = 
     year_pos = frame[YEAR_COLUMN].map({y: i for i, y in enumerate(years)}).to_numpy() if has_year else np.zeros(len(frame), int)
     for j, code in enumerate(spec.indicators):
         values[year_pos, unit_pos, j] = numeric[code]
+    denominators = None
+    if used:
+        denominators = np.ones_like(values)
+        for j, name in enumerate(spec.denominators):
+            if name:
+                denominators[:, :, j] = np.nan
+                denominators[year_pos, unit_pos, j] = numeric[name]
     attributes = frame.drop_duplicates(UNIT_COLUMN).set_index(UNIT_COLUMN)[text_columns] if text_columns else pd.DataFrame(index=pd.Index(units, name=UNIT_COLUMN))
-    return IndicatorTable(values, years, units, tuple(spec.indicators), attributes, str(source))
+    return IndicatorTable(values, years, units, tuple(spec.indicators), attributes, str(source), denominators)
 
 
-def load_table(path: str | Path, spec: IndexSpec) -> IndicatorTable:
+def load_table(path: str | Path, spec: IndexSpec, unit_column: str = UNIT_COLUMN, year_column: str = YEAR_COLUMN) -> IndicatorTable:
     """Read an indicator table (tidy ``unit, indicator, value[, year]`` or wide) and validate it."""
     path = Path(path)
-    return table_from_frame(read_csv(path, dtype={UNIT_COLUMN: str}), spec, path)
+    return table_from_frame(read_csv(path, dtype={unit_column: str}), spec, path, unit_column, year_column)

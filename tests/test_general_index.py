@@ -1,0 +1,74 @@
+"""What a general composite index needs beyond NQPF: denominators, group imputation, COINr-style
+outlier treatment, deeper trees; and the ASEM example built as COINr's example coin builds it."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nqpf_sens import Pipeline, load_spec, load_table
+from nqpf_sens.impute import impute
+from nqpf_sens.pipeline import denominated, prepare
+from nqpf_sens.transform import kurtosis, skewness, treat_outliers
+
+ASEM = Path(__file__).resolve().parents[2] / "shared" / "data" / "asem"
+needs_asem = pytest.mark.skipif(not (ASEM / "asem_iMeta.csv").is_file(), reason="the ASEM example data (shared/data/asem beside the project) is not present")
+
+
+def test_sample_skewness_and_kurtosis_match_the_excel_definitions():
+    assert skewness(np.array([1.0, 2, 3, 4, 5])) == pytest.approx(0.0)
+    assert kurtosis(np.array([1.0, 2, 3, 4, 5, 6])) == pytest.approx(-1.2)
+
+
+def test_treatment_winsorises_the_highest_point_until_the_indicator_passes():
+    x = np.array([1.0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 30, 100])  # skew 3.06, kurtosis 9.74: fails
+    np.testing.assert_array_equal(treat_outliers(x, winmax=5), np.r_[x[:-1], 30.0])  # one point suffices
+
+
+def test_treatment_falls_back_to_a_log_when_winsorisation_is_not_enough():
+    x = np.r_[np.ones(20), 10.0, 100.0, 1000.0, 10000.0]
+    expected = np.log(x - 1 + 0.01 * 9999)
+    np.testing.assert_allclose(treat_outliers(x, winmax=1), expected)
+
+
+def test_treatment_leaves_passing_and_missing_values_alone():
+    x = np.array([1.0, np.nan, 3, 4, 5, 6])
+    np.testing.assert_array_equal(treat_outliers(x), x)
+
+
+def test_group_imputation_uses_the_units_own_group():
+    values = np.array([[[1.0], [3.0], [np.nan], [10.0], [np.nan]]])
+    groups = np.array(["a", "a", "a", "b", "b"])
+    np.testing.assert_allclose(impute(values, "mean", groups=groups).ravel(), [1, 3, 2, 10, 10])
+
+
+def write(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    return tmp_path / name
+
+
+def test_denominators_divide_before_imputation(tmp_path):
+    meta = write(tmp_path, "meta.csv", "iCode,Parent,Weight,Direction,Type,Denominator\nx,P,1,1,Indicator,Pop\ny,P,1,-1,Indicator,\nP,Index,1,1,Aggregate,\nIndex,,1,1,Aggregate,\nPop,,,,Denominator,\ngrp,,,,Group,\n")
+    data = write(tmp_path, "data.csv", "code,Time,grp,Pop,x,y\nA,2018,g1,10,50,1\nB,2018,g1,20,40,2\nC,2018,g1,5,,3\nD,2018,g2,8,16,4\n")
+    spec = load_spec(meta)
+    table = load_table(data, spec, unit_column="code", year_column="Time")
+    np.testing.assert_allclose(denominated(Pipeline(), table)[0, :, 0], [5, 2, np.nan, 2])
+    np.testing.assert_allclose(denominated(Pipeline(denominate=False), table)[0, :, 0], [50, 40, np.nan, 16])
+    # C takes its group's mean of the denominated values, (5 + 2) / 2 = 3.5, then min-max: (3.5 - 2) / 3
+    normalised = prepare(Pipeline(imputation="mean", imputation_group="grp"), table, spec)
+    np.testing.assert_allclose(normalised[0, :, 0], [100, 0, 50, 0])
+
+
+@needs_asem
+def test_asem_index_builds_like_the_example_coin(tmp_path):
+    from nqpf_sens.runner import run_config
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "asem.toml"
+    out = run_config(config, out=tmp_path / "asem", quiet=True)
+    scores = pd.read_csv(out / "baseline_scores.csv")
+    assert len(scores) == 51 and sorted(scores["rank"]) == list(range(1, 52))
+    assert {"Physical", "ConEcFin", "Political", "Instit", "P2P", "Environ", "Social", "SusEcFin", "Conn", "Sust", "total"} <= set(scores.columns)
+    np.testing.assert_allclose(scores.total, (scores.Conn + scores.Sust) / 2)
+    np.testing.assert_allclose(scores.Sust, scores[["Environ", "Social", "SusEcFin"]].mean(axis=1))
+    assert scores[["Physical", "Environ"]].min().min() >= 0 and scores[["Physical", "Environ"]].max().max() <= 100

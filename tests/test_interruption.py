@@ -1,0 +1,88 @@
+"""An interrupted run leaves nothing that looks complete, and --resume finishes it identically."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import synthetic_frame
+
+CONFIG = """
+[run]
+name = "long"
+kind = "sobol"
+seed = 11
+jobs = 1
+chunk_size = 256
+[data]
+values = "values.csv"
+[sampling]
+n = 1024
+bootstrap = 20
+[outputs]
+figures = false
+[[factors]]
+name = "norm"
+kind = "choice"
+key = "normalisation"
+options = ["minmax", "rank", "zscore"]
+[[factors]]
+name = "noise"
+kind = "noise"
+spread = 0.1
+[[factors]]
+name = "w"
+kind = "weights"
+level = 0
+"""
+
+
+@pytest.fixture
+def project(tmp_path, spec):
+    synthetic_frame(spec).to_csv(tmp_path / "values.csv", index=False)
+    (tmp_path / "long.toml").write_text(CONFIG)
+    return tmp_path
+
+
+def start(project, *extra):
+    return subprocess.Popen([sys.executable, "-m", "nqpf_sens", "run", "long.toml", "--out", "results/long", "--quiet", *extra], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_chunks(project, count, process, timeout=120):
+    work = project / "results" / ".long.work"
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if len(list(work.glob("chunk_*.npz"))) >= count:
+            return
+        time.sleep(0.05)
+    pytest.fail("the run finished or stalled before it could be interrupted")
+
+
+def csv_bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.csv"))}
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_run_resumes_to_identical_results(project, how):
+    process = start(project)
+    wait_for_chunks(project, 3, process)
+    process.send_signal(how)
+    process.wait(timeout=60)
+    assert process.returncode != 0
+    if how == signal.SIGINT:
+        assert process.returncode == 130 and "interrupted" in process.stderr.read()
+    assert not (project / "results" / "long").exists(), "an interrupted run must not leave an output folder"
+    done = len(list((project / "results" / ".long.work").glob("chunk_*.npz")))
+    assert done >= 3
+
+    resumed = start(project, "--resume")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    resumed_files = csv_bytes(project / "results" / "long")
+    assert (project / "results" / "long" / "manifest.json").is_file()
+    assert not (project / "results" / ".long.work").exists()
+
+    fresh = subprocess.run([sys.executable, "-m", "nqpf_sens", "run", "long.toml", "--out", "results/fresh", "--quiet"], cwd=project, capture_output=True, text=True, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr
+    assert resumed_files == csv_bytes(project / "results" / "fresh")
