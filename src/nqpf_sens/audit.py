@@ -100,7 +100,6 @@ def prepare_study(config: RunConfig, spec: IndexSpec, table: IndicatorTable) -> 
     region_codes = attributes["region"].map({r: i for i, r in enumerate(regions)}).fillna(-1).to_numpy(dtype=np.int64) if regions else np.full(len(table.units), -1)
     gdp = pd.to_numeric(attributes["gdp_per_capita"], errors="coerce").to_numpy(dtype=float) if "gdp_per_capita" in attributes else None
     n_uncertain = 2 * config.sampling.n if design.method == "saltelli" else design.n_rows
-    half_row = design.n_rows // 2
     from nqpf_sens import __version__
 
     study = Study(
@@ -118,7 +117,6 @@ def prepare_study(config: RunConfig, spec: IndexSpec, table: IndicatorTable) -> 
         n_regions=len(regions),
         gdp=gdp,
         keep_stride=max(1, -(-n_uncertain // MAX_KEPT_SCORES)),
-        half_row=half_row,
     )
     labels = analysis.Labels(table.units, table.years, spec.aggregates, regions)
     return Prepared(study, nominal, labels, _not_exercised(factors, table, spec, config))

@@ -48,7 +48,6 @@ class Study:
     n_regions: int
     gdp: np.ndarray | None  # (units,), NaN where unknown
     keep_stride: int
-    half_row: int
 
     def engine(self) -> Engine:
         if self.token not in _ENGINES:
@@ -62,17 +61,14 @@ class ChunkStats:
     """Statistics of one chunk (counts summed, arrays concatenated when merged)."""
 
     rank_counts: np.ndarray  # (years, units, ranks)
-    rank_counts_half: np.ndarray
     tier_counts: np.ndarray  # (years, units, tiers)
     quadrant_counts: np.ndarray  # (years, units, 4)
     scores: np.ndarray  # (kept, years, units, aggregates) float32
-    scores_half: np.ndarray  # (kept,) bool: from the first half
     rank_shift: np.ndarray  # (uncertainty rows,) R_S
     moved: np.ndarray  # (uncertainty rows, 3): share of units moving < 1, 3, 5 places
     region_means: np.ndarray  # (uncertainty rows, years, regions)
     outputs: np.ndarray  # (rows, 2 units + 1): last-year ranks, index scores, R_S (every row of a
     # Saltelli design; the kept rows of a Monte Carlo design, as float32)
-    outputs_half: np.ndarray  # (rows,) bool: row from the first half of the design
 
     @classmethod
     def merge(cls, parts: list["ChunkStats"]) -> "ChunkStats":
@@ -121,50 +117,47 @@ def on_nominal_scale(scores: np.ndarray, nominal: np.ndarray) -> np.ndarray:
 
 
 def summarise(study: Study, result: BatchResult, start: int, stop: int) -> ChunkStats:
+    """Reduce one chunk's results: histograms for all uncertainty rows, compact arrays for the rest."""
     ranks, tiers = result.ranks, result.tiers
     scores = on_nominal_scale(result.scores, study.nominal_scores) if study.rescale_scores else result.scores
     n_years, n_units = ranks.shape[1:]
     rows = np.arange(start, stop)
     uncertain = study.design.uncertainty_rows(start, stop)
-    half = rows < study.half_row
+    selected = slice(None) if uncertain.all() else np.flatnonzero(uncertain)
     cell = (np.arange(n_years)[:, None] * n_units + np.arange(n_units)[None, :])[None]
     shift = np.abs(ranks - study.nominal_ranks[None]).reshape(len(rows), -1)
     rank_shift = shift.mean(axis=1)
-    outputs = np.column_stack([ranks[:, -1, :], result.scores[:, -1, :, -1], rank_shift]).astype(np.float32 if study.design.method != "saltelli" else np.float64)
+    outputs = np.column_stack([ranks[:, -1, :], result.scores[:, -1, :, -1], rank_shift])
 
-    u_ranks, u_tiers, u_index = ranks[uncertain], tiers[uncertain], scores[uncertain][..., -1]
+    u_ranks, u_index, u_shift = ranks[selected], scores[selected][..., -1], shift[selected]
     rank_counts = _bincount(cell * n_units + (u_ranks - 1), (n_years, n_units, n_units))
-    rank_counts_half = _bincount(cell * n_units + (ranks[uncertain & half] - 1), (n_years, n_units, n_units))
-    tier_counts = _bincount(cell * study.n_tiers + (u_tiers - 1), (n_years, n_units, study.n_tiers))
+    tier_counts = _bincount(cell * study.n_tiers + (tiers[selected] - 1), (n_years, n_units, study.n_tiers))
     quadrant_counts = np.zeros((n_years, n_units, 4), dtype=np.int64)
     if study.gdp is not None:
         known = ~np.isnan(study.gdp)
         high_gdp = study.gdp > np.nanmean(study.gdp)
         high_index = u_index > u_index[..., known].mean(axis=-1, keepdims=True)
-        quadrant = np.where(high_index, 0, 2) + np.where(high_gdp, 0, 1)
-        quadrant_counts = _bincount(cell * 4 + quadrant, (n_years, n_units, 4))
+        quadrant_counts = _bincount(cell * 4 + np.where(high_index, 0, 2) + np.where(high_gdp, 0, 1), (n_years, n_units, 4))
         quadrant_counts[:, ~known, :] = 0
-    region_means = np.zeros((int(uncertain.sum()), n_years, study.n_regions), dtype=np.float32)
+    region_means = np.zeros((len(u_ranks), n_years, study.n_regions), dtype=np.float32)
     if study.n_regions:
         membership = np.zeros((n_units, study.n_regions))
         has_region = study.region_codes >= 0
         membership[np.flatnonzero(has_region), study.region_codes[has_region]] = 1.0
         region_means = (u_index @ (membership / membership.sum(axis=0))).astype(np.float32)
-    kept_rows = rows[uncertain]
-    kept = (kept_rows % study.keep_stride) == 0 if study.design.method != "saltelli" else ((kept_rows // (len(study.design.factor_names) + 2)) % study.keep_stride) == 0
-    moved = np.stack([(shift[uncertain] < k).mean(axis=1) for k in (1, 3, 5)], axis=1)
+    sample = rows[selected] if study.design.method != "saltelli" else rows[selected] // (len(study.design.factor_names) + 2)
+    kept = np.flatnonzero(sample % study.keep_stride == 0)
+    moved = np.stack([np.count_nonzero(u_shift < k, axis=1) / u_shift.shape[1] for k in (1, 3, 5)], axis=1)
+    saltelli = study.design.method == "saltelli"
     return ChunkStats(
         rank_counts=rank_counts,
-        rank_counts_half=rank_counts_half,
         tier_counts=tier_counts,
         quadrant_counts=quadrant_counts,
-        scores=scores[uncertain][kept].astype(np.float32),
-        scores_half=half[uncertain][kept],
-        rank_shift=rank_shift[uncertain],
+        scores=scores[selected][kept].astype(np.float32),
+        rank_shift=rank_shift[selected],
         moved=moved,
         region_means=region_means,
-        outputs=outputs if study.design.method == "saltelli" else outputs[uncertain][kept],
-        outputs_half=half if study.design.method == "saltelli" else half[uncertain][kept],
+        outputs=outputs if saltelli else outputs[selected][kept].astype(np.float32),
     )
 
 
