@@ -47,7 +47,8 @@ def _tables(config: RunConfig, spec: IndexSpec, table: IndicatorTable) -> tuple[
                 raise UserError("an alternative table must have the same units and indicators as [data] values", path)
             others.append(other.year(config.data.year) if config.data.year is not None else other)
         return (table, *others)
-    if config.data.values is None and config.data.metadata is None:
+    wanted = any(entry.get("kind") == "dataset" for entry in config.factors)
+    if wanted and config.data.values is None and config.data.metadata is None:
         return (table, *alternative_tables(spec, table))
     return (table,)
 

@@ -47,10 +47,3 @@ def alternative_tables(spec: IndexSpec, base: IndicatorTable | None = None) -> l
         values[0, rows, columns] = draws[name].to_numpy(dtype=float)
         tables.append(IndicatorTable(values, base.years, base.units, base.indicators, base.attributes))
     return tables
-
-
-def provenance_shares(frame: pd.DataFrame) -> pd.Series:
-    """Share of cells in each status."""
-    return frame.status.value_counts(normalize=True).sort_index()
-
-

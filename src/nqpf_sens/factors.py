@@ -20,7 +20,7 @@ draws the whole realisation, a deterministic function of the coordinate as the S
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import gamma
@@ -48,8 +48,7 @@ class Factor:
     concentration: float = 50.0
     cells: int = 1
     n_columns: int = 1
-    nominal: object = None
-    description: str = field(default="", compare=False)
+    indicators: tuple[str, ...] = ()
 
     def option_index(self, u: np.ndarray) -> np.ndarray:
         """Map a column of uniforms to option indices (equiprobable or weighted)."""
@@ -126,7 +125,7 @@ class FactorSet:
                 weight_factors[factor.level] = weight_factors[factor.level] * self._weight_multipliers(factor, block)
             elif factor.kind == "exclude":
                 chosen = np.asarray(factor.options, dtype=object)[factor.option_index(block[:, 0])]
-                for j, code in enumerate(factor.nominal):
+                for j, code in enumerate(factor.indicators):
                     weight_factors[0][chosen == code, j] = 0.0
             elif factor.kind == "noise":
                 size = int(np.prod(self.data_shape))
@@ -172,7 +171,7 @@ def build_factor(entry: dict, number: int, spec, nominal: Pipeline, n_datasets: 
     kind = entry["kind"]
     if kind not in KINDS:
         raise UserError(f"unknown kind {kind!r} (choose from {', '.join(KINDS)})", source, where)
-    fields = {"name": entry["name"], "kind": kind, "description": entry.get("description", "")}
+    fields = {"name": entry["name"], "kind": kind}
     probabilities = tuple(float(p) for p in entry.get("probabilities", ()))
     if kind == "choice":
         key = entry.get("key")
@@ -186,7 +185,7 @@ def build_factor(entry: dict, number: int, spec, nominal: Pipeline, n_datasets: 
             problem = option_problem(nominal.with_(**{key: value}), spec)
             if problem:
                 raise UserError(problem, source, where)
-        fields.update(key=key, options=options, nominal=getattr(nominal, key))
+        fields.update(key=key, options=options)
     elif kind == "weights":
         level = entry.get("level", 0)
         if not 0 <= level < len(spec.levels) - 1:
@@ -207,14 +206,14 @@ def build_factor(entry: dict, number: int, spec, nominal: Pipeline, n_datasets: 
         for option in options:
             if option != NONE:
                 spec.drop([option])
-        fields.update(options=options, nominal=spec.indicators)
+        fields.update(options=options, indicators=spec.indicators)
     elif kind == "dataset":
         count = entry.get("count", n_datasets - 1)
         if n_datasets < 2:
             raise UserError("no alternative datasets: give [data] alternatives", source, where)
         if not 1 <= count <= n_datasets - 1:
             raise UserError(f"count must be between 1 and {n_datasets - 1}", source, where)
-        fields.update(options=tuple(range(count + 1)), nominal=0)
+        fields.update(options=tuple(range(count + 1)))
     elif kind == "noise":
         spread = float(entry.get("spread", 0.05))
         if not 0 <= spread < 1:
