@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -150,6 +151,9 @@ def trajectory(bands: pd.DataFrame, aggregates: list[str], stem: Path) -> Path:
         axis.fill_between(frame.index, frame[f"{name}_p05"], frame[f"{name}_p95"], color=GREYS[3], label="5th-95th pct")
         axis.plot(frame.index, frame[f"{name}_median"], color=GREYS[0], label="median")
         axis.plot(frame.index, frame[f"{name}_nominal"], color=GREYS[1], linestyle="--", label="nominal")
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        if frame.to_numpy().max() > 20 * max(frame.to_numpy().min(), 1e-9):
+            axis.set_yscale("log")  # bands spanning orders of magnitude stay readable
         axis.set_title(name)
     np.atleast_1d(axes)[0].legend(frameon=False, fontsize=7)
     figure.suptitle("Trajectory with its band")
