@@ -113,16 +113,21 @@ def sobol_bars(indices: pd.DataFrame, output: str, title: str, stem: Path) -> Pa
     return _save(figure, stem)
 
 
-def sobol_heatmap(indices: pd.DataFrame, order: list[str], labels: dict[str, str], stem: Path) -> Path:
-    """Units x factors heat map of the total-order index of each unit's rank."""
+def sobol_heatmap(indices: pd.DataFrame, order: list[str], labels: dict[str, str], stem: Path, min_sd: float = 0.5) -> Path:
+    """Units x factors heat map of the total-order index of each unit's rank; units whose rank hardly
+    varies (standard deviation below ``min_sd`` places) are hatched: their indices explain next to nothing."""
     ranks = indices[indices.output.str.startswith("rank:")].copy()
     ranks["unit"] = ranks.output.str.removeprefix("rank:")
     table = ranks.pivot(index="unit", columns="factor", values="ST").reindex(index=order)
     table = table[table.mean().sort_values(ascending=False).index]
+    spread = ranks.groupby("unit").output_sd.first().reindex(table.index) if "output_sd" in ranks else pd.Series(np.inf, index=table.index)
     figure, axis = plt.subplots(figsize=(0.55 * table.shape[1] + 2.5, 0.22 * len(table) + 1.8))
     image = axis.imshow(table.clip(lower=0).to_numpy(), aspect="auto", cmap="Greys", vmin=0, vmax=1)
+    for i, sd in enumerate(spread):
+        if sd < min_sd:
+            axis.add_patch(plt.Rectangle((-0.5, i - 0.5), table.shape[1], 1, fill=False, hatch="///", edgecolor=GREYS[2], linewidth=0))
     axis.set_xticks(range(table.shape[1]), table.columns, rotation=45, ha="right")
-    axis.set_yticks(range(len(table)), [labels.get(u, u) for u in table.index])
+    axis.set_yticks(range(len(table)), [labels.get(u, u) + (" (rank sd < 0.5)" if sd < min_sd else "") for u, sd in zip(table.index, spread)])
     figure.colorbar(image, ax=axis, fraction=0.05, label="ST of the unit's rank")
     axis.set_title("Which choice moves which unit (total-order indices)")
     return _save(figure, stem)

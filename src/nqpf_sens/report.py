@@ -152,8 +152,11 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[str]:
         inert = summary[summary.max_ST_ranks < 0.05].factor.tolist()
         if inert:
             lines.append(f"Factors that barely matter for any unit (ST < 0.05): {', '.join(inert)}.")
-    for warning in manifest.get("convergence", {}).get("warnings", []):
-        lines.append(f'<span class="warning">Convergence: {html.escape(warning)}; consider n = {manifest["convergence"]["recommended_n"]}.</span>')
+    convergence = manifest.get("convergence", {})
+    for warning in convergence.get("warnings", []):
+        lines.append(f'<span class="warning">Convergence: {html.escape(warning)}; consider n = {convergence["recommended_n"]}.</span>')
+    if convergence and not convergence.get("warnings"):
+        lines.append(f"Convergence: the first half of the sample and the whole agree (rank quantiles within a place, top factors' ST within the tolerance), so n = {convergence['n']} was enough.")
     return lines
 
 
