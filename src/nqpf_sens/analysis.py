@@ -35,10 +35,10 @@ def rank_quantile(counts: np.ndarray, q: float) -> np.ndarray:
 
 
 def _frame(labels: Labels, columns: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Rows (year, unit) from arrays shaped (years, units); the year column only for panels."""
+    """Rows (year, unit) from arrays shaped (years, units); the year column only for several years."""
     n_years, n_units = len(labels.years), len(labels.units)
     frame = pd.DataFrame({"unit": np.tile(labels.units, n_years)})
-    if labels.years != (None,):
+    if len(labels.years) > 1:
         frame.insert(0, "year", np.repeat(labels.years, n_units))
     for name, values in columns.items():
         frame[name] = np.asarray(values).reshape(-1)
@@ -107,7 +107,7 @@ def region_bands(stats: ChunkStats, nominal_means: np.ndarray, labels: Labels) -
             values = means[:, t, r]
             rows.append({"year": year, "region": region, "nominal_mean": nominal_means[t, r], "median": np.median(values), "p05": np.quantile(values, 0.05), "p95": np.quantile(values, 0.95), "p_paper_order": paper_order})
     frame = pd.DataFrame(rows)
-    return frame.drop(columns="year") if labels.years == (None,) else frame
+    return frame.drop(columns="year") if len(labels.years) == 1 else frame
 
 
 def quadrants(stats: ChunkStats, labels: Labels) -> pd.DataFrame:

@@ -11,11 +11,12 @@ INDEX_COLUMN = "total"
 
 
 def score_frame(result: BatchResult, scenario: int = 0) -> pd.DataFrame:
-    """One scenario as a tidy table: ``unit``, [``year``], ``total``, one column per aggregate, ``rank``, ``tier``."""
+    """One scenario as a tidy table: ``unit``, ``total``, one column per aggregate, ``rank``, ``tier``
+    (with a leading ``year`` column when the data hold several years)."""
     scores = result.scores[scenario]
     n_years, n_units, _ = scores.shape
     frame = pd.DataFrame({"unit": np.tile(result.units, n_years)})
-    if result.years != (None,):
+    if len(result.years) > 1:
         frame.insert(0, "year", np.repeat(result.years, n_units))
     frame[INDEX_COLUMN] = scores[..., -1].ravel()
     for k, code in enumerate(result.aggregates[:-1]):

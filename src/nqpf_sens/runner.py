@@ -94,7 +94,7 @@ def _print_summary(tables: dict[str, pd.DataFrame], notes: list[str], convergenc
     if "rank_stability" in tables:
         columns = [c for c in tables["rank_stability"].columns if c in ("year", "unit", "nominal_rank", "median_rank", "p05_rank", "p95_rank", "p_nominal_rank") or c.startswith("p_within")]
         print("Rank stability (5th-95th percentile ranks):")
-        print(tables["rank_stability"][columns].sort_values(columns[1 if columns[0] == "year" else 1]).to_string(index=False, float_format=number))
+        print(tables["rank_stability"][columns].to_string(index=False, float_format=number))
     else:
         print(tables["baseline_scores"].sort_values("rank").to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     if "sobol_summary" in tables:
