@@ -12,7 +12,7 @@ import pandas as pd
 from nqpf_sens import analysis
 from nqpf_sens.config import RunConfig
 from nqpf_sens.datasets import alternative_tables
-from nqpf_sens.engine import BatchResult, Engine, ScenarioBatch
+from nqpf_sens.engine import BatchResult, Engine
 from nqpf_sens.errors import UserError
 from nqpf_sens.factors import FactorSet, build_factor
 from nqpf_sens.impute import TIME_SERIES_RULES
@@ -78,11 +78,11 @@ def _not_exercised(factors: FactorSet, table: IndicatorTable, spec: IndexSpec, c
     return notes
 
 
-def prepare_study(config: RunConfig, spec: IndexSpec, table: IndicatorTable) -> Prepared:
+def prepare_study(config: RunConfig, spec: IndexSpec, table: IndicatorTable, nominal: BatchResult) -> Prepared:
+    """Factors, design and checks of a run around its ``nominal`` result (the config's pipeline)."""
     tables = _tables(config, spec, table)
     entries = [build_factor(entry, k, spec, config.pipeline, len(tables), config.path) for k, entry in enumerate(config.factors, start=1)]
     engine = Engine(spec, tables, config.ties)
-    nominal = engine.evaluate(ScenarioBatch((config.pipeline,), np.zeros(1, dtype=np.int64)))
     base_weights = list(pipeline_weights(config.pipeline, table, spec))
     factors = FactorSet(entries, config.pipeline, [len(level) for level in spec.levels[:-1]], base_weights, table.values.shape, ~np.isnan(table.values))
     _check_combinations(engine, factors, config)
@@ -123,12 +123,6 @@ def prepare_study(config: RunConfig, spec: IndexSpec, table: IndicatorTable) -> 
     return Prepared(study, nominal, labels, _not_exercised(factors, table, spec, config))
 
 
-def nominal_region_means(prepared: Prepared) -> np.ndarray:
-    index = prepared.nominal.index[0]
-    codes = prepared.study.region_codes
-    return np.stack([[index[t, codes == r].mean() for r in range(prepared.study.n_regions)] for t in range(index.shape[0])]) if prepared.study.n_regions else np.zeros((index.shape[0], 0))
-
-
 def output_names(units: tuple[str, ...]) -> list[str]:
     return [f"rank:{u}" for u in units] + [f"score:{u}" for u in units] + ["rank_shift"]
 
@@ -143,7 +137,7 @@ def tables_from(prepared: Prepared, stats: ChunkStats, config: RunConfig) -> dic
         "rank_shift": analysis.rank_shift(stats),
     }
     if labels.regions:
-        tables["region_bands"] = analysis.region_bands(stats, nominal_region_means(prepared), labels)
+        tables["region_bands"] = analysis.region_bands(stats, prepared.study.region_means(nominal.index[0]), labels)
     if prepared.study.gdp is not None:
         tables["quadrants"] = analysis.quadrants(stats, labels)
     tables["convergence"], prepared.warnings, prepared.recommended_n = analysis.convergence(stats, prepared.study.design, labels.units, out.convergence_tolerance, config.seed)
@@ -159,7 +153,7 @@ def _by_nominal_rank(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values([c for c in ("year", "nominal_rank") if c in frame], kind="stable").reset_index(drop=True)
 
 
-def run_audit(config: RunConfig, spec: IndexSpec, table: IndicatorTable, work: Path, jobs: int, resume: bool, progress: bool) -> tuple[Prepared, ChunkStats]:
-    prepared = prepare_study(config, spec, table)
+def run_audit(config: RunConfig, spec: IndexSpec, table: IndicatorTable, nominal: BatchResult, work: Path, jobs: int, resume: bool, progress: bool) -> tuple[Prepared, ChunkStats]:
+    prepared = prepare_study(config, spec, table, nominal)
     stats = run_study(prepared.study, work, config.chunk_size, jobs, config.backend, config.scheduler, resume, progress)
     return prepared, stats

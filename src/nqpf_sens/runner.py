@@ -71,7 +71,7 @@ def _run(config: RunConfig, started: float, out: str | Path | None, jobs: int | 
     if config.kind != "baseline":
         from nqpf_sens.audit import run_audit, tables_from
 
-        prepared, stats = run_audit(config, spec, table, work, jobs, resume, progress=not quiet)
+        prepared, stats = run_audit(config, spec, table, nominal, work, jobs, resume, progress=not quiet)
         tables.update(tables_from(prepared, stats, config))
         notes = prepared.notes
         scenarios = prepared.study.design.n_rows

@@ -49,6 +49,13 @@ class Study:
     gdp: np.ndarray | None  # (units,), NaN where unknown
     keep_stride: int
 
+    def region_means(self, index: np.ndarray) -> np.ndarray:
+        """Mean index score of each region, (..., units) -> (..., regions); units without a region left out."""
+        membership = np.zeros((len(self.region_codes), self.n_regions))
+        has_region = self.region_codes >= 0
+        membership[np.flatnonzero(has_region), self.region_codes[has_region]] = 1.0
+        return index @ (membership / np.maximum(membership.sum(axis=0), 1.0))
+
     def engine(self) -> Engine:
         if self.token not in _ENGINES:
             _ENGINES.clear()
@@ -139,12 +146,7 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
         high_index = u_index > u_index[..., known].mean(axis=-1, keepdims=True)
         quadrant_counts = _bincount(cell * 4 + np.where(high_index, 0, 2) + np.where(high_gdp, 0, 1), (n_years, n_units, 4))
         quadrant_counts[:, ~known, :] = 0
-    region_means = np.zeros((len(u_ranks), n_years, study.n_regions), dtype=np.float32)
-    if study.n_regions:
-        membership = np.zeros((n_units, study.n_regions))
-        has_region = study.region_codes >= 0
-        membership[np.flatnonzero(has_region), study.region_codes[has_region]] = 1.0
-        region_means = (u_index @ (membership / membership.sum(axis=0))).astype(np.float32)
+    region_means = study.region_means(u_index).astype(np.float32)
     sample = rows[selected] if study.design.method != "saltelli" else rows[selected] // (len(study.design.factor_names) + 2)
     kept = np.flatnonzero(sample % study.keep_stride == 0)
     moved = np.stack([np.count_nonzero(u_shift < k, axis=1) / u_shift.shape[1] for k in (1, 3, 5)], axis=1)
