@@ -106,9 +106,11 @@ def read_outputs(folder):
 
 def test_same_seed_same_results_with_one_or_two_workers(project):
     (project / "s.toml").write_text(SOBOL)
+    (project / "l.toml").write_text(SOBOL.replace('chunk_size = 500', 'chunk_size = 300\nbackend = "loky"'))
     one = run_config(project / "s.toml", out=project / "one", jobs=1, quiet=True)
     two = run_config(project / "s.toml", out=project / "two", jobs=2, quiet=True)
-    assert read_outputs(one) == read_outputs(two)
+    processes = run_config(project / "l.toml", out=project / "loky", jobs=2, quiet=True)
+    assert read_outputs(one) == read_outputs(two) == read_outputs(processes)
     assert {"rank_stability.csv", "tier_bands.csv", "rank_shift.csv", "sobol_indices.csv", "sobol_summary.csv"} <= set(read_outputs(one))
 
 
@@ -116,9 +118,9 @@ def test_dask_backend_gives_identical_results(project):
     pytest.importorskip("distributed")
     (project / "s.toml").write_text(SOBOL)
     (project / "d.toml").write_text(SOBOL.replace('chunk_size = 500', 'chunk_size = 300\nbackend = "dask"'))
-    loky = run_config(project / "s.toml", out=project / "loky", jobs=2, quiet=True)
+    threads = run_config(project / "s.toml", out=project / "threads", jobs=2, quiet=True)
     dask = run_config(project / "d.toml", out=project / "dask", jobs=2, quiet=True)
-    assert read_outputs(loky) == read_outputs(dask)
+    assert read_outputs(threads) == read_outputs(dask)
 
 
 def test_factor_without_effect_has_zero_total_index_and_is_reported(project):

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from nqpf_sens.aggregate import aggregate, positive_shift
+from nqpf_sens.aggregate import SHIFT_FRACTION, aggregate
 from nqpf_sens.impute import impute
 from nqpf_sens.normalise import normalise
+from nqpf_sens.kernels import prepare_children
 from nqpf_sens.rank import TierRule, natural_breaks, rank_scores
 from nqpf_sens.transform import transform
 from nqpf_sens.weights import critic_weights, entropy_weights
@@ -116,9 +117,10 @@ def test_arithmetic_geometric_harmonic_by_hand():
 
 def test_shift_keeps_zeros_from_collapsing_a_product():
     scores = np.array([[0.0, 100.0], [100.0, 100.0], [50.0, 100.0]]).T  # children x rows
-    shifted = positive_shift(scores)
-    np.testing.assert_allclose(shifted[0], [1, 101, 51])  # +1% of the 0-100 range
-    np.testing.assert_allclose(shifted[1], 100)  # positive child unchanged
+    reciprocal = np.empty_like(scores)
+    prepare_children(scores, 2, SHIFT_FRACTION, reciprocal)  # harmonic: 1 / shifted values
+    np.testing.assert_allclose(1 / reciprocal[0], [1, 101, 51])  # +1% of the 0-100 range
+    np.testing.assert_allclose(1 / reciprocal[1], 100)  # positive child unchanged
     geometric = aggregate(scores, np.ones(2), np.ones((2, 1)), "geometric").ravel()
     assert geometric[0] > 0 and np.argsort(geometric).tolist() == [0, 2, 1]
 

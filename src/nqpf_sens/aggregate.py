@@ -1,9 +1,10 @@
 """Aggregation up the index tree: weighted arithmetic, geometric or harmonic means of the children.
 
-Scores are laid out children-first, (..., children, rows), and weights (..., children), where
-leading axes are scenarios and rows are (year, unit) pairs; the result is (..., parents, rows). A
-level for a whole batch of weight vectors is one matrix product: with scores shared by all
-scenarios it is a single (scenarios x parents, children) @ (children, rows) GEMM.
+Children are laid out children-first, (..., children, rows), where leading axes are scenarios and
+rows are (year, unit) pairs. A batch of weight vectors goes up the whole tree in one compiled pass
+(``kernels.aggregate_tree``): each scenario's nodes stay in a small buffer from the leaves to the
+root, which is ranked there and then; leaves shared by all scenarios are read in place and, for a
+geometric or harmonic first level, transformed once.
 
 Geometric and harmonic means need positive inputs. Documented rule: a child whose values are not all
 positive across the rows is shifted by ``-min + 1%`` of its range (``+1`` on the 0-100 min-max
@@ -13,45 +14,56 @@ collapses a product and a z-score never enters a logarithm.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+from nqpf_sens.kernels import aggregate_tree as _aggregate_tree
+from nqpf_sens.kernels import prepare_children
 
 METHODS = ("arithmetic", "geometric", "harmonic")
 SHIFT_FRACTION = 0.01
 
 
-def positive_shift(values: np.ndarray) -> np.ndarray:
-    """Apply the documented shift to children (axis -2) that are not all positive over rows (last axis)."""
-    low = values.min(axis=-1, keepdims=True)
-    spread = values.max(axis=-1, keepdims=True) - low
-    shift = np.where(spread > 0, SHIFT_FRACTION * spread, 1.0) - low
-    return np.where(low > 0, values, values + shift)
+def aggregate_tree(leaves: np.ndarray, weights: Sequence[np.ndarray], memberships: Sequence[np.ndarray], methods: Sequence[str], n_units: int | None = None, ties: str = "min") -> tuple[np.ndarray, np.ndarray | None]:
+    """Scores of every aggregate node for a batch of weight vectors, and the root's ranks.
+
+    ``leaves`` (S, C, R) or (C, R) when all scenarios share them; ``weights`` one (S, nodes) array
+    per level (a level's weights are divided by their parent's sum); ``memberships`` the (children,
+    parents) 0/1 matrix of each level; ``methods`` one name per level. Returns scores (S, R,
+    aggregates: level by level, root last) and, given ``n_units``, ranks (S, R) of the root within
+    each block of ``n_units`` rows (ties as in :func:`nqpf_sens.rank.rank_scores`).
+    """
+    codes = np.array([METHODS.index(m) for m in methods], dtype=np.int64)
+    leaves = np.asarray(leaves, dtype=float)
+    leaves = np.ascontiguousarray(leaves[None] if leaves.ndim == 2 else leaves)
+    n_scenarios = max(len(w) for w in weights)
+    sizes = np.array([len(memberships[0]), *(m.shape[1] for m in memberships)], dtype=np.int64)
+    flat_weights = np.ascontiguousarray(np.concatenate([np.broadcast_to(w, (n_scenarios, m.shape[0])) for w, m in zip(weights, memberships)], axis=1), dtype=float)
+    starts, children = [], []
+    for membership in memberships:
+        parents, members = np.nonzero(membership.T)
+        starts.append(np.searchsorted(parents, np.arange(membership.shape[1] + 1)))
+        children.append(members)
+    prepared = leaves.shape[0] == 1 and codes[0] != 0
+    if prepared:  # shared leaves: logarithms or reciprocals once, not once per scenario
+        shared = np.empty_like(leaves)
+        prepare_children(leaves[0], codes[0], SHIFT_FRACTION, shared[0])
+        leaves = shared
+    scores = np.empty((n_scenarios, leaves.shape[-1], int(sizes[1:].sum())))
+    ranks = np.empty((n_scenarios, leaves.shape[-1] if n_units else 0), dtype=np.int64)
+    _aggregate_tree(leaves, prepared, flat_weights, sizes, np.concatenate(starts).astype(np.int64), np.concatenate(children).astype(np.int64), codes, SHIFT_FRACTION, n_units or 1, ties == "ordinal", scores, ranks)
+    return scores, ranks if n_units else None
 
 
 def aggregate(scores: np.ndarray, weights: np.ndarray, membership: np.ndarray, method: str = "arithmetic") -> np.ndarray:
-    """Scores of the parents, (..., parents, rows), from children scores (..., children, rows)."""
+    """One level: parents (..., parents, rows) from children (..., children, rows) and weights (..., children)."""
     if method not in METHODS:
         raise ValueError(f"unknown aggregation {method!r}")
-    weights = np.asarray(weights, dtype=float)
-    if method == "arithmetic":
-        return _weighted_means(weights, scores, membership)
-    shifted = positive_shift(scores)
-    if method == "geometric":
-        return np.exp(_weighted_means(weights, np.log(shifted), membership))
-    return 1.0 / _weighted_means(weights, 1.0 / shifted, membership)
-
-
-def _weighted_means(weights: np.ndarray, scores: np.ndarray, membership: np.ndarray) -> np.ndarray:
-    """Each parent's weighted mean of its children: one product per parent over its own children only."""
-    n_parents = membership.shape[1]
+    scores, weights = np.asarray(scores, dtype=float), np.asarray(weights, dtype=float)
+    n_children, n_rows = scores.shape[-2:]
     batch_shape = np.broadcast_shapes(weights.shape[:-1], scores.shape[:-2])
-    out = np.empty((*batch_shape, n_parents, scores.shape[-1]))
-    for p in range(n_parents):
-        children = np.flatnonzero(membership[:, p])
-        if children.size and np.array_equal(children, np.arange(children[0], children[-1] + 1)):
-            children = slice(children[0], children[-1] + 1)  # contiguous children: views, not copies
-        w = weights[..., children]
-        total = w.sum(axis=-1, keepdims=True)
-        w = w / np.where(total > 0, total, 1.0)
-        block = scores[..., children, :]
-        out[..., p, :] = w @ block if block.ndim == 2 else np.einsum("...c,...cr->...r", w, block)
-    return out
+    leaves = scores if scores.ndim == 2 else np.broadcast_to(scores, (*batch_shape, n_children, n_rows)).reshape(-1, n_children, n_rows)
+    flat_weights = np.broadcast_to(weights, (*batch_shape, n_children)).reshape(-1, n_children)
+    parents, _ = aggregate_tree(leaves, [flat_weights], [membership], [method])
+    return parents.transpose(0, 2, 1).reshape(*batch_shape, membership.shape[1], n_rows)

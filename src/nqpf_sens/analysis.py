@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from nqpf_sens.uncertainty import ChunkStats
+from nqpf_sens.uncertainty import MOVE_LIMITS, ChunkStats
 
 PAPER_REGION_ORDER = ("East", "Central", "West", "Northeast")
 
@@ -28,10 +28,15 @@ class Labels:
     regions: tuple[str, ...]
 
 
+def count_quantile(counts: np.ndarray, q: float) -> np.ndarray:
+    """q-quantile (inverted CDF) of the values 0, 1, 2, ... from their counts on the last axis."""
+    cdf = np.cumsum(counts, axis=-1) / np.maximum(counts.sum(axis=-1, keepdims=True), 1)
+    return np.argmax(cdf >= q - 1e-12, axis=-1)
+
+
 def rank_quantile(counts: np.ndarray, q: float) -> np.ndarray:
     """q-quantile of ranks (1-based) from counts over ranks on the last axis."""
-    cdf = np.cumsum(counts, axis=-1) / np.maximum(counts.sum(axis=-1, keepdims=True), 1)
-    return 1 + np.argmax(cdf >= q - 1e-12, axis=-1)
+    return 1 + count_quantile(counts, q)
 
 
 def _frame(labels: Labels, columns: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -82,19 +87,20 @@ def tier_bands(stats: ChunkStats, nominal_tiers: np.ndarray, nominal_ranks: np.n
     low, high = (1 - interval) / 2, 1 - (1 - interval) / 2
     for a, code in enumerate(labels.aggregates):
         name = "total" if a == len(labels.aggregates) - 1 else code
-        values = stats.scores[..., a].astype(np.float64)
+        median, p05, p95, interval_low, interval_high = np.quantile(stats.scores[..., a].astype(np.float64), [0.5, 0.05, 0.95, low, high], axis=0)
         columns[f"{name}_nominal"] = nominal_scores[..., a]
-        columns[f"{name}_median"] = np.median(values, axis=0)
-        columns[f"{name}_p05"] = np.quantile(values, 0.05, axis=0)
-        columns[f"{name}_p95"] = np.quantile(values, 0.95, axis=0)
+        columns[f"{name}_median"] = median
+        columns[f"{name}_p05"] = p05
+        columns[f"{name}_p95"] = p95
         if not np.isclose(interval, 0.9):
-            columns[f"{name}_interval_low"] = np.quantile(values, low, axis=0)
-            columns[f"{name}_interval_high"] = np.quantile(values, high, axis=0)
+            columns[f"{name}_interval_low"] = interval_low
+            columns[f"{name}_interval_high"] = interval_high
     return _frame(labels, columns)
 
 
 def region_bands(stats: ChunkStats, nominal_means: np.ndarray, labels: Labels) -> pd.DataFrame:
-    """Regional mean index scores per year, with bands and the probability of the paper's ordering."""
+    """Regional mean index scores per year, with bands and the probability of the paper's ordering
+    (from the systematic subsample of scenarios whose scores are kept)."""
     means = stats.region_means
     rows = []
     order = [labels.regions.index(r) for r in PAPER_REGION_ORDER if r in labels.regions]
@@ -104,8 +110,8 @@ def region_bands(stats: ChunkStats, nominal_means: np.ndarray, labels: Labels) -
             ordered = means[:, t, order]
             paper_order = float(np.all(ordered[:, :-1] > ordered[:, 1:], axis=1).mean())
         for r, region in enumerate(labels.regions):
-            values = means[:, t, r]
-            rows.append({"year": year, "region": region, "nominal_mean": nominal_means[t, r], "median": np.median(values), "p05": np.quantile(values, 0.05), "p95": np.quantile(values, 0.95), "p_paper_order": paper_order})
+            median, p05, p95 = np.quantile(means[:, t, r], [0.5, 0.05, 0.95])
+            rows.append({"year": year, "region": region, "nominal_mean": nominal_means[t, r], "median": median, "p05": p05, "p95": p95, "p_paper_order": paper_order})
     frame = pd.DataFrame(rows)
     return frame.drop(columns="year") if len(labels.years) == 1 else frame
 
@@ -119,11 +125,13 @@ def quadrants(stats: ChunkStats, labels: Labels) -> pd.DataFrame:
     return frame[known].reset_index(drop=True)
 
 
-def rank_shift(stats: ChunkStats) -> pd.DataFrame:
-    """R_S (mean absolute rank shift against the nominal ranking) and shares of small moves."""
-    rs = stats.rank_shift
-    rows = [("rank_shift_mean", rs.mean()), ("rank_shift_median", np.median(rs)), ("rank_shift_p05", np.quantile(rs, 0.05)), ("rank_shift_p95", np.quantile(rs, 0.95))]
-    rows += [(f"share_moving_less_than_{k}", stats.moved[:, i].mean()) for i, k in enumerate((1, 3, 5))]
+def rank_shift(stats: ChunkStats, n_cells: int) -> pd.DataFrame:
+    """R_S (mean absolute rank shift against the nominal ranking over ``n_cells`` unit-years) and
+    shares of small moves; quantiles are exact, from the histogram of total shifts."""
+    counts = stats.shift_counts
+    rows = [("rank_shift_mean", counts @ np.arange(len(counts)) / max(counts.sum(), 1) / n_cells)]
+    rows += [(f"rank_shift_{name}", count_quantile(counts, q) / n_cells) for name, q in (("median", 0.5), ("p05", 0.05), ("p95", 0.95))]
+    rows += [(f"share_moving_less_than_{k}", stats.moved_counts[i] / max(counts.sum() * n_cells, 1)) for i, k in enumerate(MOVE_LIMITS)]
     return pd.DataFrame(rows, columns=["statistic", "value"])
 
 

@@ -134,7 +134,7 @@ def tables_from(prepared: Prepared, stats: ChunkStats, config: RunConfig) -> dic
     tables = {
         "rank_stability": _by_nominal_rank(analysis.rank_stability(stats, nominal.ranks[0], labels, out.interval, out.within, out.top)),
         "tier_bands": _by_nominal_rank(analysis.tier_bands(stats, nominal.tiers[0], nominal.ranks[0], nominal.scores[0], labels, out.interval)),
-        "rank_shift": analysis.rank_shift(stats),
+        "rank_shift": analysis.rank_shift(stats, len(labels.units) * len(labels.years)),
     }
     if labels.regions:
         tables["region_bands"] = analysis.region_bands(stats, prepared.study.region_means(nominal.index[0]), labels)

@@ -54,7 +54,7 @@ FACTOR_KEYS: dict[str, tuple[type, ...]] = {
     "description": (str,),
 }
 KINDS = ("baseline", "montecarlo", "sobol")
-BACKENDS = ("loky", "threading", "dask")
+BACKENDS = ("threading", "loky", "dask")
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class RunConfig:
     seed: int = 0
     jobs: int = 1
     chunk_size: int = 8192
-    backend: str = "loky"
+    backend: str = "threading"
     scheduler: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     pipeline: Pipeline = field(default_factory=Pipeline)
@@ -232,7 +232,7 @@ def load_config(path: str | Path) -> RunConfig:
     for key in ("jobs", "chunk_size"):
         if run.get(key, 1) < 1:
             raise UserError("must be at least 1", path, f"[run] {key}")
-    backend = run.get("backend", "loky")
+    backend = run.get("backend", "threading")
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})", path, "[run] backend")
     sampling = _sampling(raw.get("sampling", {}), kind, path)

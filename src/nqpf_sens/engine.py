@@ -2,8 +2,8 @@
 
 Scenarios are grouped by pipeline (their discrete choices); each distinct pipeline's normalised
 matrix and scheme weights are computed once and cached on the :class:`Engine`. Within a group the
-weights of all scenarios go through one matrix product per level of the tree, and ranks and tiers
-are computed for the whole group without a loop over scenarios. Per-scenario raw-data changes
+weights of all scenarios go up the tree in one compiled pass that ranks the index on the way
+(``aggregate.aggregate_tree``); tiers follow for the whole group at once. Per-scenario raw-data changes
 (multiplicative noise, cells masked for an imputation stress test) are supported as arrays with a
 leading scenario axis; they are processed vectorised, group by group.
 """
@@ -15,10 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nqpf_sens.aggregate import aggregate
+from nqpf_sens.aggregate import aggregate_tree
 from nqpf_sens.errors import UserError
 from nqpf_sens.pipeline import Pipeline, pipeline_weights, prepare
-from nqpf_sens.rank import rank_scores
 from nqpf_sens.spec import IndexSpec
 from nqpf_sens.table import IndicatorTable
 
@@ -110,17 +109,17 @@ class Engine:
         pipelines = batch.pipelines
         normalised = self._normalised_rows(batch)
         weights = self._weights(batch)
-        scores = np.empty((batch.size, len(self.spec.aggregates), n_years * n_units))
+        scores = np.empty((batch.size, n_years * n_units, len(self.spec.aggregates)))
+        ranks = np.empty((batch.size, n_years * n_units), dtype=np.int64)
         aggregation = _ids([tuple(p.aggregation_at(k) for k in range(len(self.memberships))) for p in pipelines])
         for methods, members in _groups(aggregation[0][batch.pipeline_index]):
-            current = normalised(members)
-            column = 0
-            for k, membership in enumerate(self.memberships):
-                current = aggregate(current, weights[k][members], membership, aggregation[1][methods][k])
-                scores[members, column : column + current.shape[-2]] = current
-                column += current.shape[-2]
-        scores = scores.transpose(0, 2, 1).reshape(batch.size, n_years, n_units, -1)
-        ranks = rank_scores(scores[..., -1], self.ties)
+            group = aggregate_tree(normalised(members), [w[members] for w in weights], self.memberships, aggregation[1][methods], n_units, self.ties)
+            if isinstance(members, slice):  # one group: its arrays are the batch's
+                scores, ranks = group
+            else:
+                scores[members], ranks[members] = group
+        scores = scores.reshape(batch.size, n_years, n_units, -1)
+        ranks = ranks.reshape(batch.size, n_years, n_units)
         tiers = np.empty_like(ranks)
         tier_rules = _ids([p.tiers for p in pipelines])
         for rule, members in _groups(tier_rules[0][batch.pipeline_index]):

@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import gamma
 
 from nqpf_sens.errors import UserError
 from nqpf_sens.pipeline import Pipeline
@@ -140,6 +139,8 @@ class FactorSet:
         base = self.base_weights[factor.level]
         if factor.distribution == "uniform":
             return 1.0 + factor.spread * (2.0 * block - 1.0)
+        from scipy.stats import gamma  # here: scipy.stats takes a second to import
+
         shares = base / base.sum()
         alpha = np.maximum(factor.concentration * shares, 1e-6)
         draws = gamma.ppf(np.clip(block, 1e-12, 1 - 1e-12), alpha)

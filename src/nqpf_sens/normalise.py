@@ -18,7 +18,6 @@ gets the scale's midpoint (50, 50 and 0), so it shifts all scores alike and neve
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 METHODS = ("minmax", "zscore", "rank", "distance_to_leader", "distance_to_mean", "base_year")
 #: Methods whose output can be zero or negative (a geometric or harmonic mean needs the documented shift).
@@ -83,5 +82,7 @@ def normalise(values: np.ndarray, method: str = "minmax", direction: np.ndarray 
     n_units = values.shape[UNIT_AXIS]
     if n_units < 2:
         return np.full_like(values, 50.0)
+    from scipy.stats import rankdata  # here: scipy.stats takes a second to import, workers rarely need it
+
     ranks = rankdata(oriented, method="average", axis=UNIT_AXIS)
     return 100.0 * (ranks - 1.0) / (n_units - 1.0)

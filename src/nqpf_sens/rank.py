@@ -20,27 +20,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nqpf_sens.kernels import rank_rows
+
 TIES = ("min", "ordinal")
 TIER_SCHEMES = ("fixed_ranks", "score_thresholds", "natural_breaks")
 
 
 def rank_scores(scores: np.ndarray, ties: str = "min") -> np.ndarray:
-    """Ranks (1 = highest score) along the last axis."""
+    """Ranks (1 = highest score) along the last axis; a NaN score ranks after every score."""
     if ties not in TIES:
         raise ValueError(f"unknown tie rule {ties!r}")
-    n = scores.shape[-1]
-    flat = scores.reshape(-1, n)
-    order = np.argsort(-flat, axis=-1, kind="stable" if ties == "ordinal" else "quicksort")
-    offsets = (np.arange(flat.shape[0]) * n)[:, None]
-    place = np.broadcast_to(np.arange(1, n + 1), flat.shape)
-    if ties == "min":
-        ordered = flat.ravel()[order + offsets]
-        new_value = np.ones(flat.shape, dtype=bool)
-        new_value[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-        place = np.maximum.accumulate(np.where(new_value, place, 0), axis=-1)
-    ranks = np.empty(flat.size, dtype=np.int64)
-    ranks[order + offsets] = place
-    return ranks.reshape(scores.shape)
+    flat = np.ascontiguousarray(scores, dtype=float).reshape(-1, scores.shape[-1])
+    return rank_rows(flat, ties == "ordinal").reshape(scores.shape)
 
 
 @dataclass(frozen=True)
@@ -75,7 +66,7 @@ class TierRule:
     def assign(self, scores: np.ndarray, ranks: np.ndarray) -> np.ndarray:
         """Tier (1 = top) of every unit, along the last axis."""
         if self.scheme == "fixed_ranks":
-            return 1 + np.searchsorted(np.asarray(self.bounds), ranks, side="left")
+            return 1 + np.searchsorted(np.asarray(self.bounds), np.arange(ranks.shape[-1] + 1), side="left")[ranks]
         if self.scheme == "score_thresholds":
             return 1 + (scores[..., None] < np.asarray(self.thresholds, dtype=float)).sum(axis=-1)
         return natural_breaks(scores, self.classes)

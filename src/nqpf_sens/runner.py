@@ -19,7 +19,6 @@ from nqpf_sens.inputs import load_inputs, unit_attributes
 from nqpf_sens.outputs import check_writable, staged_directory, write_json, write_table
 from nqpf_sens.paper import compare_with_table3, paper_summary
 from nqpf_sens.pipeline import option_problem
-from nqpf_sens.report import build_report
 
 PACKAGES = ("nqpf_sens", "numpy", "scipy", "pandas", "SALib", "joblib")
 
@@ -81,6 +80,8 @@ def _run(config: RunConfig, started: float, out: str | Path | None, jobs: int | 
             write_table(frame, folder, name)
         write_json(_manifest(config, jobs, scenarios, time.perf_counter() - started, notes, convergence, list(spec.dimensions)), folder / "manifest.json")
         if config.outputs.figures:
+            from nqpf_sens.report import build_report  # here: matplotlib takes a second to import
+
             build_report(folder, config.outputs.chinese_labels)
     shutil.rmtree(work, ignore_errors=True)
     if not quiet:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.stats import qmc
 
 METHODS = ("random", "sobol", "saltelli")
 BLOCK = 4096
@@ -60,6 +59,8 @@ class Design:
         if self._matrix is not None:
             return self._matrix[start:stop]
         if self.method == "sobol":
+            from scipy.stats import qmc  # here: scipy.stats takes a second to import
+
             engine = qmc.Sobol(self.n_columns, scramble=True, seed=self.seed)
             if start:
                 engine.fast_forward(start)

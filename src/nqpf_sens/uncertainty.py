@@ -2,8 +2,10 @@
 
 Each chunk of design rows is decoded into a :class:`ScenarioBatch` and evaluated at once. What can
 be accumulated is accumulated (rank and tier histograms: ranks are integers, so rank quantiles are
-exact from counts; quadrant counts); what the estimators need row by row is kept compactly (float32
-scores of a systematic subsample for score bands, region means, the Sobol outputs). Chunks are
+exact from counts; so are R_S's, from the histogram of total rank shifts; quadrant counts); what
+the estimators need row by row is kept compactly (float32 scores and region means of a systematic
+subsample of at most ``MAX_KEPT_SCORES`` scenarios; the Sobol outputs of a Saltelli design), so
+memory does not grow with N beyond that. Chunks are
 independent and written to a work folder, so results do not depend on the number of workers and an
 interrupted run can resume.
 """
@@ -22,11 +24,14 @@ import numpy as np
 from nqpf_sens.engine import BatchResult, Engine, ScenarioBatch
 from nqpf_sens.errors import UserError
 from nqpf_sens.factors import FactorSet
+from nqpf_sens.kernels import rank_shifts, tally, tally_quadrants
+from nqpf_sens.memory import retain_freed_memory
 from nqpf_sens.sampling import Design
 from nqpf_sens.spec import IndexSpec
 from nqpf_sens.table import IndicatorTable
 
 MAX_KEPT_SCORES = 1 << 17  # scenarios whose scores are kept for score bands (float32)
+MOVE_LIMITS = np.array([1, 3, 5])  # R_S companions: share of units moving by fewer places
 _ENGINES: dict[str, Engine] = {}
 
 
@@ -54,13 +59,21 @@ class Study:
         membership = np.zeros((len(self.region_codes), self.n_regions))
         has_region = self.region_codes >= 0
         membership[np.flatnonzero(has_region), self.region_codes[has_region]] = 1.0
-        return index @ (membership / np.maximum(membership.sum(axis=0), 1.0))
+        return _mean_over_units(index, membership / np.maximum(membership.sum(axis=0), 1.0))
 
     def engine(self) -> Engine:
         if self.token not in _ENGINES:
+            retain_freed_memory()
             _ENGINES.clear()
             _ENGINES[self.token] = Engine(self.spec, self.tables, self.ties)
         return _ENGINES[self.token]
+
+
+def _mean_over_units(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(..., units) @ (units, k) as one 2-D product (numpy's stacked products of tiny matrices are slow);
+    a 1-D ``weights`` gives (..., 1)."""
+    flat = values.reshape(-1, values.shape[-1]) @ weights.reshape(len(weights), -1)
+    return flat.reshape(*values.shape[:-1], -1) if weights.ndim == 2 else flat.reshape(*values.shape[:-1], 1)
 
 
 @dataclass
@@ -70,10 +83,10 @@ class ChunkStats:
     rank_counts: np.ndarray  # (years, units, ranks)
     tier_counts: np.ndarray  # (years, units, tiers)
     quadrant_counts: np.ndarray  # (years, units, 4)
+    shift_counts: np.ndarray  # (cells x (units - 1) + 1,): total absolute rank shift (R_S x cells)
+    moved_counts: np.ndarray  # (len(MOVE_LIMITS),): cells moving by fewer places, over all rows
     scores: np.ndarray  # (kept, years, units, aggregates) float32
-    rank_shift: np.ndarray  # (uncertainty rows,) R_S
-    moved: np.ndarray  # (uncertainty rows, 3): share of units moving < 1, 3, 5 places
-    region_means: np.ndarray  # (uncertainty rows, years, regions)
+    region_means: np.ndarray  # (kept, years, regions) float32
     outputs: np.ndarray  # (rows, 2 units + 1): last-year ranks, index scores, R_S (every row of a
     # Saltelli design; the kept rows of a Monte Carlo design, as float32)
 
@@ -96,16 +109,24 @@ class ChunkStats:
             return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
-def _bincount(index: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    return np.bincount(index.ravel(), minlength=int(np.prod(shape))).reshape(shape)
-
-
 def batch_for_rows(study: Study, u: np.ndarray) -> ScenarioBatch:
     """Decode design rows into a scenario batch, one pipeline per distinct combination of choices."""
     decoded = study.factors.decode(u)
-    combinations, index = np.unique(decoded.choice_index, axis=0, return_inverse=True)
+    combinations, index = _distinct_rows(decoded.choice_index)
     pipelines = tuple(study.factors.pipeline(c) for c in combinations)
-    return ScenarioBatch(pipelines, index.ravel(), tuple(decoded.weight_factors), decoded.value_factors, decoded.masked)
+    return ScenarioBatch(pipelines, index, tuple(decoded.weight_factors), decoded.value_factors, decoded.masked)
+
+
+def _distinct_rows(choices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of a non-negative integer matrix (in lexicographic order) and each row's index
+    among them: rows are coded as one mixed-radix integer, so this is a 1-D ``unique``."""
+    radix = choices.max(axis=0, initial=0) + 1
+    if np.sum(np.log2(radix)) > 62:  # too many combinations to code in an int64
+        distinct, index = np.unique(choices, axis=0, return_inverse=True)
+        return distinct, index.ravel()
+    place = np.cumprod(np.concatenate([radix[1:], [1]])[::-1])[::-1]
+    codes, index = np.unique(choices @ place, return_inverse=True)
+    return np.stack([codes // p % r for p, r in zip(place, radix)], axis=1), index.ravel()
 
 
 def evaluate_rows(study: Study, start: int, stop: int) -> ChunkStats:
@@ -125,41 +146,42 @@ def on_nominal_scale(scores: np.ndarray, nominal: np.ndarray) -> np.ndarray:
 
 def summarise(study: Study, result: BatchResult, start: int, stop: int) -> ChunkStats:
     """Reduce one chunk's results: histograms for all uncertainty rows, compact arrays for the rest."""
-    ranks, tiers = result.ranks, result.tiers
-    scores = on_nominal_scale(result.scores, study.nominal_scores) if study.rescale_scores else result.scores
-    n_years, n_units = ranks.shape[1:]
-    rows = np.arange(start, stop)
+    n_rows, n_years, n_units = result.ranks.shape
+    cells = n_years * n_units
     uncertain = study.design.uncertainty_rows(start, stop)
-    selected = slice(None) if uncertain.all() else np.flatnonzero(uncertain)
-    cell = (np.arange(n_years)[:, None] * n_units + np.arange(n_units)[None, :])[None]
-    shift = np.abs(ranks - study.nominal_ranks[None]).reshape(len(rows), -1)
-    rank_shift = shift.mean(axis=1)
-    outputs = np.column_stack([ranks[:, -1, :], result.scores[:, -1, :, -1], rank_shift])
-
-    u_ranks, u_index, u_shift = ranks[selected], scores[selected][..., -1], shift[selected]
-    rank_counts = _bincount(cell * n_units + (u_ranks - 1), (n_years, n_units, n_units))
-    tier_counts = _bincount(cell * study.n_tiers + (tiers[selected] - 1), (n_years, n_units, study.n_tiers))
-    quadrant_counts = np.zeros((n_years, n_units, 4), dtype=np.int64)
+    positions = np.flatnonzero(uncertain)
+    selected = slice(None) if positions.size == n_rows else positions
+    ranks = result.ranks.reshape(n_rows, cells)
+    shift_totals, moved = rank_shifts(ranks, study.nominal_ranks.ravel(), MOVE_LIMITS)
+    rank_counts = np.zeros((cells, n_units), dtype=np.int64)
+    tally(np.ascontiguousarray(ranks[selected]), rank_counts)
+    tier_counts = np.zeros((cells, study.n_tiers), dtype=np.int64)
+    tally(np.ascontiguousarray(result.tiers.reshape(n_rows, cells)[selected]), tier_counts)
+    scores = result.scores[selected]
+    if study.rescale_scores:
+        scores = on_nominal_scale(scores, study.nominal_scores)
+    index = np.ascontiguousarray(scores[..., -1])
+    quadrant_counts = np.zeros((cells, 4), dtype=np.int64)
     if study.gdp is not None:
         known = ~np.isnan(study.gdp)
         high_gdp = study.gdp > np.nanmean(study.gdp)
-        high_index = u_index > u_index[..., known].mean(axis=-1, keepdims=True)
-        quadrant_counts = _bincount(cell * 4 + np.where(high_index, 0, 2) + np.where(high_gdp, 0, 1), (n_years, n_units, 4))
-        quadrant_counts[:, ~known, :] = 0
-    region_means = study.region_means(u_index).astype(np.float32)
-    sample = rows[selected] if study.design.method != "saltelli" else rows[selected] // (len(study.design.factor_names) + 2)
+        tally_quadrants(index, known / known.sum(), high_gdp, quadrant_counts)
+        quadrant_counts.reshape(n_years, n_units, 4)[:, ~known] = 0
+    design = study.design
+    saltelli = design.method == "saltelli"
+    sample = positions // (len(design.factor_names) + 2) if saltelli else start + positions
     kept = np.flatnonzero(sample % study.keep_stride == 0)
-    moved = np.stack([np.count_nonzero(u_shift < k, axis=1) / u_shift.shape[1] for k in (1, 3, 5)], axis=1)
-    saltelli = study.design.method == "saltelli"
+    output_rows = slice(None) if saltelli else positions[kept]
+    outputs = np.column_stack([ranks[output_rows, -n_units:], result.scores[output_rows, -1, :, -1], shift_totals[output_rows] / cells])
     return ChunkStats(
-        rank_counts=rank_counts,
-        tier_counts=tier_counts,
-        quadrant_counts=quadrant_counts,
-        scores=scores[selected][kept].astype(np.float32),
-        rank_shift=rank_shift[selected],
-        moved=moved,
-        region_means=region_means,
-        outputs=outputs if saltelli else outputs[selected][kept].astype(np.float32),
+        rank_counts=rank_counts.reshape(n_years, n_units, n_units),
+        tier_counts=tier_counts.reshape(n_years, n_units, study.n_tiers),
+        quadrant_counts=quadrant_counts.reshape(n_years, n_units, 4),
+        shift_counts=np.bincount(shift_totals[selected], minlength=cells * (n_units - 1) + 1),
+        moved_counts=moved[selected].sum(axis=0),
+        scores=scores[kept].astype(np.float32),
+        region_means=study.region_means(index[kept]).astype(np.float32),
+        outputs=outputs if saltelli else outputs.astype(np.float32),
     )
 
 

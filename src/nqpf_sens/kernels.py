@@ -1,0 +1,221 @@
+"""Compiled inner loops of the engine (numba): ranking rows and weighted means of a batch.
+
+Both are plain loops over scenarios that numpy can only express through a sort per row
+(``argsort``) or a copy per parent (fancy indexing, then ``einsum``): compiled, each scenario's
+work stays in cache and nothing is allocated per row. They release the GIL, so threads run them in
+parallel. The numpy formulations they replace are kept in the tests as the reference they must
+match exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+PAIRWISE_LIMIT = 64  # up to this many units, counting better scores beats sorting
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rank_row_pairwise(row, ordinal, out):
+    n = row.size
+    scored = 0
+    for v in range(n):
+        scored += not np.isnan(row[v])
+    unscored_before = 0
+    for u in range(n):
+        value = row[u]
+        if np.isnan(value):
+            out[u] = 1 + scored + unscored_before
+            unscored_before += 1
+            continue
+        place = 1
+        for v in range(n):
+            place += row[v] > value
+        if ordinal:
+            for v in range(u):
+                place += row[v] == value
+        out[u] = place
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rank_row_sorted(row, ordinal, out):
+    order = np.argsort(-row, kind="mergesort")  # stable: equal scores keep data order; NaN last
+    previous = np.nan
+    place = 0
+    for position in range(order.size):
+        value = row[order[position]]
+        if ordinal or np.isnan(value) or value != previous:
+            place = position + 1
+        previous = value
+        out[order[position]] = place
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rank_row(row, ordinal, out):
+    if row.size <= PAIRWISE_LIMIT:
+        _rank_row_pairwise(row, ordinal, out)
+    else:
+        _rank_row_sorted(row, ordinal, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def rank_rows(scores, ordinal):
+    """Ranks (1 = highest) of each row of a 2-D array; NaN ranks after every score, in data order.
+
+    Ties: equal scores share their best place (``ordinal`` False) or take consecutive places in
+    data order (``ordinal`` True).
+    """
+    ranks = np.empty(scores.shape, dtype=np.int64)
+    for r in range(scores.shape[0]):
+        _rank_row(scores[r], ordinal, ranks[r])
+    return ranks
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def prepare_children(values, method, shift_fraction, out):
+    """Children rows (C, R) as ``method`` averages them: the logarithm (geometric, 1) or reciprocal
+    (harmonic, 2) of values made positive; a child not all positive is shifted by ``-min +
+    shift_fraction * range`` (``-min + 1`` if constant). Arithmetic (0) copies."""
+    _prepare(values, values.shape[0], method, shift_fraction, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _prepare(values, n_children, method, shift_fraction, out):
+    for c in range(n_children):
+        shift = 0.0
+        if method != 0:
+            low, high = values[c, 0], values[c, 0]
+            for r in range(values.shape[1]):
+                low = min(low, values[c, r])
+                high = max(high, values[c, r])
+            if low <= 0:
+                shift = (shift_fraction * (high - low) if high > low else 1.0) - low
+        for r in range(values.shape[1]):
+            x = values[c, r] + shift
+            out[c, r] = x if method == 0 else (np.log(x) if method == 1 else 1.0 / x)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _parents(children_values, weights, node, child_start, children, start, n_parents, method, out):
+    """One level of one scenario: rows 0..n_parents-1 of ``out`` get each parent's weighted mean of
+    its (prepared) children; the level's weights, parents and children start at ``node``/``start``.
+    Whole buffers and offsets, no slices: every array stays contiguous for the compiler."""
+    n_rows = children_values.shape[1]
+    for p in range(n_parents):
+        first, last = child_start[start + p], child_start[start + p + 1]
+        total = 0.0
+        for k in range(first, last):
+            total += weights[node + children[node + k]]
+        if total <= 0:
+            total = 1.0
+        for r in range(n_rows):
+            out[p, r] = 0.0
+        for k in range(first, last):
+            c = children[node + k]
+            w = weights[node + c] / total
+            for r in range(n_rows):
+                out[p, r] += w * children_values[c, r]
+        if method == 1:
+            for r in range(n_rows):
+                out[p, r] = np.exp(out[p, r])
+        elif method == 2:
+            for r in range(n_rows):
+                out[p, r] = 1.0 / out[p, r]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def aggregate_tree(leaves, leaves_prepared, weights, sizes, child_start, children, methods, shift_fraction, n_units, ordinal, scores, ranks):
+    """Every aggregate node of every scenario, and the root's ranks, one scenario at a time.
+
+    ``leaves``: (S, C0, R), or (1, C0, R) shared by all scenarios (already prepared for the first
+    level's method when ``leaves_prepared``). ``sizes``: node count of each level, leaves first,
+    root last. Level k's weights are columns ``sum(sizes[:k])`` onwards of ``weights`` (S, ...),
+    its children lists ``children[sum(sizes[:k]):]``, delimited by ``child_start[sum(sizes[1:k+1])
+    + k:]`` (both concatenated level by level, positions local to the level). ``methods[k]``:
+    0/1/2 = arithmetic/geometric/harmonic. Writes ``scores`` (S, R, aggregates level by level,
+    root last) and, if it has columns, ``ranks`` (S, R): the root ranked within each block of
+    ``n_units`` rows (a year).
+    """
+    n_levels = sizes.size - 1
+    n_rows = leaves.shape[2]
+    widest = sizes.max()
+    current = np.empty((widest, n_rows))
+    following = np.empty((widest, n_rows))
+    prepared = np.empty((widest, n_rows))
+    root = np.empty(n_rows)
+    for s in range(weights.shape[0]):
+        leaf = leaves[0] if leaves.shape[0] == 1 else leaves[s]
+        row_weights = weights[s]
+        node, start, column = 0, 0, 0
+        for k in range(n_levels):
+            n_children, n_parents = sizes[k], sizes[k + 1]
+            if k == 0 and (methods[0] == 0 or leaves_prepared):
+                _parents(leaf, row_weights, node, child_start, children, start, n_parents, methods[k], following)
+            else:
+                source = leaf if k == 0 else current
+                if methods[k] == 0:
+                    _parents(source, row_weights, node, child_start, children, start, n_parents, methods[k], following)
+                else:
+                    _prepare(source, n_children, methods[k], shift_fraction, prepared)
+                    _parents(prepared, row_weights, node, child_start, children, start, n_parents, methods[k], following)
+            for p in range(n_parents):
+                for r in range(n_rows):
+                    scores[s, r, column + p] = following[p, r]
+            current, following = following, current
+            node += n_children
+            start += n_parents + 1
+            column += n_parents
+        if ranks.shape[1]:
+            for r in range(n_rows):
+                root[r] = current[0, r]
+            for first in range(0, n_rows, n_units):
+                _rank_row(root[first : first + n_units], ordinal, ranks[s, first : first + n_units])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def tally(levels, counts):
+    """``counts[c, levels[s, c] - 1] += 1`` for every scenario s and cell c (levels from 1)."""
+    n_levels = counts.shape[1]
+    for s in range(levels.shape[0]):
+        for c in range(levels.shape[1]):
+            level = levels[s, c]
+            if level < 1 or level > n_levels:
+                raise ValueError("level out of range")
+            counts[c, level - 1] += 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def tally_quadrants(index, mean_weights, high_gdp, counts):
+    """Count each unit-year's quadrant: index above the scenario's weighted mean (``mean_weights``
+    over units) or not, crossed with ``high_gdp``; ``counts`` (years x units, 4) in the order
+    high/high, high/low, low/high, low/low."""
+    n_scenarios, n_years, n_units = index.shape
+    for s in range(n_scenarios):
+        for y in range(n_years):
+            mean = 0.0
+            for u in range(n_units):
+                mean += mean_weights[u] * index[s, y, u]
+            for u in range(n_units):
+                counts[y * n_units + u, 2 * (index[s, y, u] <= mean) + (not high_gdp[u])] += 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def rank_shifts(ranks, nominal, limits):
+    """Per scenario: the total absolute rank change against ``nominal`` over cells, and how many
+    cells moved by less than each of ``limits``."""
+    n_scenarios, n_cells = ranks.shape
+    totals = np.empty(n_scenarios, dtype=np.int64)
+    moved = np.empty((n_scenarios, limits.size), dtype=np.int64)
+    shifts = np.empty(n_cells, dtype=np.int64)
+    for s in range(n_scenarios):
+        total = 0
+        for c in range(n_cells):
+            shifts[c] = abs(ranks[s, c] - nominal[c])
+            total += shifts[c]
+        totals[s] = total
+        for k in range(limits.size):
+            below = 0
+            for c in range(n_cells):
+                below += shifts[c] < limits[k]
+            moved[s, k] = below
+    return totals, moved
