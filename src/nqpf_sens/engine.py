@@ -123,7 +123,11 @@ class Engine:
         tiers = np.empty_like(ranks)
         tier_rules = _ids([p.tiers for p in pipelines])
         for rule, members in _groups(tier_rules[0][batch.pipeline_index]):
-            tiers[members] = tier_rules[1][rule].assign(scores[members, ..., -1], ranks[members])
+            group_tiers = tier_rules[1][rule].assign(scores[members, ..., -1], ranks[members])
+            if isinstance(members, slice):
+                tiers = group_tiers
+            else:
+                tiers[members] = group_tiers
         return BatchResult(scores, ranks, tiers, self.spec.aggregates, first.units, first.years)
 
     def _normalised_rows(self, batch: ScenarioBatch):
@@ -164,7 +168,7 @@ class Engine:
         representative = [batch.pipelines[i] for i in keys[2]]
         tables = [np.stack([self.scheme_weights(p)[k] for p in representative]) for k in range(len(self.memberships))]
         scenario_key = keys[0][batch.pipeline_index]
-        weights = [table[scenario_key] for table in tables]
+        weights = [table[scenario_key] if len(table) > 1 else np.broadcast_to(table[0], (batch.size, table.shape[1])) for table in tables]
         if batch.weight_factors is not None:
             weights = [w * f for w, f in zip(weights, batch.weight_factors)]
         return weights

@@ -200,12 +200,12 @@ def tally_quadrants(index, mean_weights, high_gdp, counts):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def rank_shifts(ranks, nominal, limits):
-    """Per scenario: the total absolute rank change against ``nominal`` over cells, and how many
-    cells moved by less than each of ``limits``."""
+def tally_ranks(ranks, nominal, limits, counted, rank_counts, moved_counts):
+    """One pass over a chunk's ranks (S, cells): returns each scenario's total absolute rank change
+    against ``nominal``; for the ``counted`` scenarios, adds to the rank histogram ``rank_counts``
+    (cells, ranks) and counts in ``moved_counts`` the cells that moved by less than each limit."""
     n_scenarios, n_cells = ranks.shape
     totals = np.empty(n_scenarios, dtype=np.int64)
-    moved = np.empty((n_scenarios, limits.size), dtype=np.int64)
     shifts = np.empty(n_cells, dtype=np.int64)
     for s in range(n_scenarios):
         total = 0
@@ -213,9 +213,16 @@ def rank_shifts(ranks, nominal, limits):
             shifts[c] = abs(ranks[s, c] - nominal[c])
             total += shifts[c]
         totals[s] = total
+        if not counted[s]:
+            continue
+        for c in range(n_cells):
+            rank = ranks[s, c]
+            if rank < 1 or rank > rank_counts.shape[1]:
+                raise ValueError("rank out of range")
+            rank_counts[c, rank - 1] += 1
         for k in range(limits.size):
             below = 0
             for c in range(n_cells):
                 below += shifts[c] < limits[k]
-            moved[s, k] = below
-    return totals, moved
+            moved_counts[k] += below
+    return totals

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 from nqpf_sens.engine import BatchResult, Engine, ScenarioBatch
 from nqpf_sens.errors import UserError
 from nqpf_sens.factors import FactorSet
-from nqpf_sens.kernels import rank_shifts, tally, tally_quadrants
+from nqpf_sens.kernels import tally, tally_quadrants, tally_ranks
 from nqpf_sens.memory import retain_freed_memory
 from nqpf_sens.sampling import Design
 from nqpf_sens.spec import IndexSpec
@@ -99,14 +100,16 @@ class ChunkStats:
         return cls(**merged)
 
     def save(self, path: Path) -> None:
-        temporary = path.with_name(path.name + ".tmp.npz")
-        np.savez(temporary, **{f.name: getattr(self, f.name) for f in fields(self)})
+        """Write atomically (a resumed run never reads half a chunk)."""
+        temporary = path.with_name(path.name + ".tmp")
+        with open(temporary, "wb") as handle:
+            pickle.dump({f.name: getattr(self, f.name) for f in fields(self)}, handle, protocol=5)
         os.replace(temporary, path)
 
     @classmethod
     def load(cls, path: Path) -> "ChunkStats":
-        with np.load(path) as data:
-            return cls(**{f.name: data[f.name] for f in fields(cls)})
+        with open(path, "rb") as handle:
+            return cls(**pickle.load(handle))
 
 
 def batch_for_rows(study: Study, u: np.ndarray) -> ScenarioBatch:
@@ -152,20 +155,19 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
     positions = np.flatnonzero(uncertain)
     selected = slice(None) if positions.size == n_rows else positions
     ranks = result.ranks.reshape(n_rows, cells)
-    shift_totals, moved = rank_shifts(ranks, study.nominal_ranks.ravel(), MOVE_LIMITS)
     rank_counts = np.zeros((cells, n_units), dtype=np.int64)
-    tally(np.ascontiguousarray(ranks[selected]), rank_counts)
+    moved_counts = np.zeros(len(MOVE_LIMITS), dtype=np.int64)
+    shift_totals = tally_ranks(ranks, study.nominal_ranks.ravel(), MOVE_LIMITS, uncertain, rank_counts, moved_counts)
     tier_counts = np.zeros((cells, study.n_tiers), dtype=np.int64)
     tally(np.ascontiguousarray(result.tiers.reshape(n_rows, cells)[selected]), tier_counts)
     scores = result.scores[selected]
     if study.rescale_scores:
         scores = on_nominal_scale(scores, study.nominal_scores)
-    index = np.ascontiguousarray(scores[..., -1])
     quadrant_counts = np.zeros((cells, 4), dtype=np.int64)
     if study.gdp is not None:
         known = ~np.isnan(study.gdp)
         high_gdp = study.gdp > np.nanmean(study.gdp)
-        tally_quadrants(index, known / known.sum(), high_gdp, quadrant_counts)
+        tally_quadrants(scores[..., -1], known / known.sum(), high_gdp, quadrant_counts)
         quadrant_counts.reshape(n_years, n_units, 4)[:, ~known] = 0
     design = study.design
     saltelli = design.method == "saltelli"
@@ -178,21 +180,25 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
         tier_counts=tier_counts.reshape(n_years, n_units, study.n_tiers),
         quadrant_counts=quadrant_counts.reshape(n_years, n_units, 4),
         shift_counts=np.bincount(shift_totals[selected], minlength=cells * (n_units - 1) + 1),
-        moved_counts=moved[selected].sum(axis=0),
+        moved_counts=moved_counts,
         scores=scores[kept].astype(np.float32),
-        region_means=study.region_means(index[kept]).astype(np.float32),
+        region_means=study.region_means(scores[kept, ..., -1]).astype(np.float32),
         outputs=outputs if saltelli else outputs.astype(np.float32),
     )
 
 
-def _evaluate_spans(study: Study, spans: list[tuple[int, int]], work: Path) -> list[int]:
+def _evaluate_spans(study: Study, spans: list[tuple[int, int]], work: Path) -> list[tuple[int, ChunkStats]]:
+    """Evaluate and save each span (for ``--resume``); the statistics also go straight back."""
+    finished = []
     for start, stop in spans:
-        evaluate_rows(study, start, stop).save(chunk_path(work, start))
-    return [start for start, _ in spans]
+        stats = evaluate_rows(study, start, stop)
+        stats.save(chunk_path(work, start))
+        finished.append((start, stats))
+    return finished
 
 
 def chunk_path(work: Path, start: int) -> Path:
-    return work / f"chunk_{start:012d}.npz"
+    return work / f"chunk_{start:012d}.pkl"
 
 
 def fingerprint(raw_config: dict, version: str) -> str:
@@ -207,7 +213,7 @@ def prepare_work(work: Path, token: str, resume: bool) -> set[int]:
     """Create (or, when resuming a run of the same fingerprint, reuse) the work folder; returns finished chunk starts."""
     stamp = work / "fingerprint.txt"
     if resume and stamp.is_file() and stamp.read_text() == token:
-        return {int(p.stem.split("_")[1]) for p in work.glob("chunk_*.npz") if not p.name.endswith(".tmp.npz")}
+        return {int(p.stem.split("_")[1]) for p in work.glob("chunk_*.pkl")}
     if work.exists():
         shutil.rmtree(work)
     try:
@@ -226,16 +232,18 @@ def run_study(study: Study, work: Path, chunk_size: int, jobs: int, backend: str
     n_rows = study.design.n_rows
     spans = [(a, min(a + chunk_size, n_rows)) for a in range(0, n_rows, chunk_size)]
     todo = [s for s in spans if s[0] not in done]
+    results = {a: ChunkStats.load(chunk_path(work, a)) for a, _ in spans if a in done}
     tasks = [todo[k : k + 1] for k in range(len(todo))]
     bar = _progress_bar(len(spans), len(spans) - len(todo), progress)
     with _backend(backend, scheduler, jobs):
         runner = Parallel(n_jobs=jobs, return_as="generator") if backend != "dask" else Parallel(return_as="generator")
         for finished in runner(delayed(_evaluate_spans)(study, task, work) for task in tasks):
+            results.update(finished)
             if bar is not None:
                 bar.update(len(finished))
     if bar is not None:
         bar.close()
-    return ChunkStats.merge([ChunkStats.load(chunk_path(work, a)) for a, _ in spans])
+    return ChunkStats.merge([results[a] for a, _ in spans])
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
