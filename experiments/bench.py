@@ -2,18 +2,21 @@
 
 Usage: ``python experiments/bench.py [--quick]``; writes ``experiments/results/bench.csv``.
 
-Measured on this machine with ``time.perf_counter`` (wall time) and, for whole runs, the peak of the
-summed resident memory of the run's process tree (main process and workers), polled every 50 ms with
-psutil (installed with dask.distributed):
+Wall times with ``time.perf_counter``; every speed is the median of ``REPEATS`` measurements (this
+machine's speed drifts by up to a third between minutes, so one measurement says little). Whole
+runs report the peak of the summed resident memory of the process tree, polled every 50 ms with
+psutil (installed with dask.distributed).
 
 - ``reference``: ``nqpf_sens.reference.reference_scores``, one pandas DataFrame per scenario
-  (weights perturbed), the straightforward implementation every speed is compared with;
-- ``engine``: ``Engine.evaluate`` on batches of 8,192 weight-perturbed scenarios (scores, ranks,
-  tiers), one process;
-- ``engine_2_workers``: the same batches split over two joblib (loky) worker processes;
-- ``runner``: ``python -m nqpf_sens run`` on a weights-only Monte Carlo config, end to end (sampling,
-  engine, statistics, files; figures and report off), with 1 and 2 workers;
-- ``sobol_default``: ``configs/sobol.toml`` end to end (2 workers, figures and report included).
+  (weights perturbed): the straightforward implementation every speed is compared with.
+- ``engine``: ``Engine.evaluate`` on batches of 16,384 weight-perturbed scenarios (scores of every
+  node, ranks, tiers), in one thread, two threads, or two loky worker processes (warm).
+- ``runner``: the batched runner itself (``uncertainty.run_study``: design rows, decoding, engine,
+  chunk statistics, chunk files for ``--resume``, merge) on a weights-only Monte Carlo design, in
+  process after a warm-up run: what "the runner evaluates N scenarios per second" means.
+- ``cli``: ``python -m nqpf_sens run`` on the same config in a fresh interpreter, end to end
+  (imports, inputs, nominal run, runner, tables; figures off).
+- ``sobol_default``: ``configs/sobol.toml`` end to end (figures and report included).
 
 Cases: the NQPF index (31 provinces x 15 indicators) and a synthetic 3,000 units x 100 indicators.
 """
@@ -22,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +38,20 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from nqpf_sens import IndicatorTable, Pipeline, ScenarioBatch, nqpf_spec
+from nqpf_sens.audit import prepare_study
+from nqpf_sens.config import load_config
 from nqpf_sens.datasets import province_table
 from nqpf_sens.engine import Engine
+from nqpf_sens.inputs import load_inputs
+from nqpf_sens.memory import retain_freed_memory
 from nqpf_sens.reference import reference_scores
 from nqpf_sens.spec import spec_from_frame
+from nqpf_sens.uncertainty import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "results" / "bench.csv"
-BATCH = 8192
+BATCH = 16384
+REPEATS = 3
 
 
 def synthetic_case(n_units: int, n_indicators: int, seed: int = 0):
@@ -57,31 +68,32 @@ def weight_batch(spec, size: int, seed: int) -> ScenarioBatch:
     return ScenarioBatch((Pipeline(imputation="none"),), np.zeros(size, dtype=np.int64), weight_factors=factors)
 
 
-def engine_rate(spec, table, n: int) -> float:
+def _evaluate_many(spec, table, n: int, batch_size: int) -> int:
+    retain_freed_memory()
     engine = Engine(spec, table)
-    batch = weight_batch(spec, min(BATCH, n), 0)
-    engine.evaluate(batch)
-    started = time.perf_counter()
-    done = 0
-    while done < n:
-        done += engine.evaluate(batch).ranks.shape[0]
-    return done / (time.perf_counter() - started)
-
-
-def _evaluate_many(spec, table, n: int) -> int:
-    engine = Engine(spec, table)
-    batch = weight_batch(spec, min(BATCH, n), 1)
+    batch = weight_batch(spec, batch_size, 1)
     done = 0
     while done < n:
         done += engine.evaluate(batch).ranks.shape[0]
     return done
 
 
-def engine_rate_parallel(spec, table, n: int, jobs: int) -> float:
-    Parallel(n_jobs=jobs)(delayed(_evaluate_many)(spec, table, BATCH) for _ in range(jobs))  # warm the workers
-    started = time.perf_counter()
-    done = sum(Parallel(n_jobs=jobs)(delayed(_evaluate_many)(spec, table, n // jobs) for _ in range(jobs)))
-    return done / (time.perf_counter() - started)
+def engine_rate(spec, table, n: int, workers: int, mode: str) -> float:
+    """Scenarios per second of ``workers`` threads or loky processes, each evaluating n / workers."""
+    batch_size = min(BATCH, n)
+    share = n // workers
+    if mode == "processes":
+        run = lambda size: sum(Parallel(n_jobs=workers)(delayed(_evaluate_many)(spec, table, size, batch_size) for _ in range(workers)))  # noqa: E731
+    else:
+        pool = ThreadPoolExecutor(workers)
+        run = lambda size: sum(pool.map(lambda _: _evaluate_many(spec, table, size, batch_size), range(workers)))  # noqa: E731
+    run(batch_size)  # warm: compiled kernels, worker processes
+    rates = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        done = run(share)
+        rates.append(done / (time.perf_counter() - started))
+    return statistics.median(rates)
 
 
 def reference_rate(spec, table, n: int) -> float:
@@ -122,6 +134,23 @@ spread = 0.25
 """
 
 
+def runner_seconds(folder: Path, n: int, jobs: int) -> float:
+    """Median wall seconds of ``run_study`` (the batched runner) on a weights-only design of n rows."""
+    path = folder / f"runner_{n}_{jobs}.toml"
+    path.write_text(WEIGHTS_ONLY.format(n=n, jobs=jobs))
+    config = load_config(path)
+    spec, table = load_inputs(config)
+    nominal = Engine(spec, table).evaluate(ScenarioBatch((config.pipeline,), np.zeros(1, dtype=np.int64)))
+    study = prepare_study(config, spec, table, nominal).study
+    times = []
+    for repeat in range(REPEATS + 1):  # the first run warms the thread pool and the engine
+        started = time.perf_counter()
+        run_study(study, folder / ".work", config.chunk_size, jobs, config.backend, None, False, False)
+        if repeat:
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def run_command(config: Path, out: Path) -> tuple[float, float]:
     """Wall seconds and peak memory (MiB, process tree) of one ``run`` in a fresh interpreter."""
     import psutil
@@ -147,33 +176,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller N, for a smoke test")
     args = parser.parse_args()
-    sizes = [10**3, 10**4, 10**5] if args.quick else [10**3, 10**4, 10**5, 10**6]
+    retain_freed_memory()
     rows = []
-    cases = {"nqpf_31x15": (nqpf_spec(), province_table(nqpf_spec())), "synthetic_3000x100": synthetic_case(3000, 100)}
-    for case, (spec, table) in cases.items():
-        reference = reference_rate(spec, table, 200 if case.startswith("nqpf") else 20)
-        rows.append({"case": case, "what": "reference", "scenarios": 200 if case.startswith("nqpf") else 20, "jobs": 1, "scenarios_per_second": reference, "ratio_to_reference": 1.0})
-        scale = 1 if case.startswith("nqpf") else 100
-        for n in sizes:
-            n_case = max(1000, n // scale)
-            rate = engine_rate(spec, table, n_case)
-            rows.append({"case": case, "what": "engine", "scenarios": n_case, "jobs": 1, "scenarios_per_second": rate, "ratio_to_reference": rate / reference})
-            rate2 = engine_rate_parallel(spec, table, n_case, 2)
-            rows.append({"case": case, "what": "engine", "scenarios": n_case, "jobs": 2, "scenarios_per_second": rate2, "ratio_to_reference": rate2 / reference})
-            print(rows[-2], rows[-1], flush=True)
-    reference = rows[0]["scenarios_per_second"]
+
+    def record(**row):
+        rows.append(row)
+        print(row, flush=True)
+
+    cases = {"nqpf_31x15": (nqpf_spec(), province_table(nqpf_spec()), 10**5 if args.quick else 10**6, 200), "synthetic_3000x100": (*synthetic_case(3000, 100), 10**3 if args.quick else 10**4, 20)}
+    references = {}
+    for case, (spec, table, n, n_reference) in cases.items():
+        references[case] = reference = reference_rate(spec, table, n_reference)
+        record(case=case, what="reference", scenarios=n_reference, workers="1", scenarios_per_second=reference, ratio_to_reference=1.0)
+        for workers, mode in ((1, "threads"), (2, "threads"), (2, "processes")):
+            rate = engine_rate(spec, table, n, workers, mode)
+            record(case=case, what="engine", scenarios=n, workers=f"{workers} {mode}", scenarios_per_second=rate, ratio_to_reference=rate / reference)
+    reference = references["nqpf_31x15"]
+    sizes = [10**5] if args.quick else [10**6, 4 * 10**6]
     with tempfile.TemporaryDirectory() as folder:
         for n in sizes:
             for jobs in (1, 2):
-                config = Path(folder) / f"bench_{n}_{jobs}.toml"
-                config.write_text(WEIGHTS_ONLY.format(n=n, jobs=jobs))
-                seconds, memory = run_command(config, Path(folder) / "out")
-                rows.append({"case": "nqpf_31x15", "what": "runner_weights_only", "scenarios": n, "jobs": jobs, "scenarios_per_second": n / seconds, "ratio_to_reference": n / seconds / reference, "wall_seconds": seconds, "peak_mib": memory})
-                print(rows[-1], flush=True)
-        seconds, memory = run_command(ROOT / "configs" / "sobol.toml", Path(folder) / "sobol")
-        n_sobol = 1024 * 13
-        rows.append({"case": "nqpf_31x15", "what": "sobol_default", "scenarios": n_sobol, "jobs": 2, "scenarios_per_second": n_sobol / seconds, "ratio_to_reference": n_sobol / seconds / reference, "wall_seconds": seconds, "peak_mib": memory})
-        print(rows[-1], flush=True)
+                seconds = runner_seconds(Path(folder), n, jobs)
+                record(case="nqpf_31x15", what="runner", scenarios=n, workers=f"{jobs} threads", scenarios_per_second=n / seconds, ratio_to_reference=n / seconds / reference, wall_seconds=seconds)
+        for jobs in (1, 2):
+            config = Path(folder) / f"cli_{jobs}.toml"
+            config.write_text(WEIGHTS_ONLY.format(n=sizes[0], jobs=jobs))
+            seconds, memory = run_command(config, Path(folder) / "out")
+            record(case="nqpf_31x15", what="cli_weights_only", scenarios=sizes[0], workers=f"{jobs} threads", scenarios_per_second=sizes[0] / seconds, ratio_to_reference=sizes[0] / seconds / reference, wall_seconds=seconds, peak_mib=memory)
+        if not args.quick:
+            seconds, memory = run_command(ROOT / "configs" / "sobol.toml", Path(folder) / "sobol")
+            n_sobol = load_config(ROOT / "configs" / "sobol.toml").sampling.n * 13
+            record(case="nqpf_31x15", what="sobol_default", scenarios=n_sobol, workers="2 threads", scenarios_per_second=n_sobol / seconds, ratio_to_reference=n_sobol / seconds / reference, wall_seconds=seconds, peak_mib=memory)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(rows)
     frame["cpus"] = os.cpu_count()

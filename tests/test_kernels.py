@@ -39,7 +39,7 @@ def numpy_tree(leaves, weights, memberships, methods):
         means = np.einsum("sc,cp,scr->spr", w, membership, current) / np.where(totals > 0, totals, 1.0)[..., None]
         current = means if method == "arithmetic" else (np.exp(means) if method == "geometric" else 1 / means)
         columns.append(current)
-    return np.concatenate(columns, axis=1).transpose(0, 2, 1)
+    return np.concatenate(columns, axis=1)
 
 
 few_distinct = st.sampled_from([0.0, 1.0, 2.5, -3.0, np.nan, 1e-300, 7.0])
@@ -74,5 +74,5 @@ def test_aggregate_tree_equals_numpy(n_scenarios, n_years, shared, methods, seed
     with np.errstate(divide="ignore", invalid="ignore"):  # all-zero weights: a harmonic mean of nothing
         expected = numpy_tree(leaves, weights, memberships, methods)
     np.testing.assert_allclose(scores, expected, rtol=1e-10, atol=1e-9)
-    index = scores[..., -1].reshape(n_scenarios, n_years, n_units)
+    index = scores[:, -1].reshape(n_scenarios, n_years, n_units)
     np.testing.assert_array_equal(ranks.reshape(index.shape), argsort_ranks(index.reshape(-1, n_units), False).reshape(index.shape))

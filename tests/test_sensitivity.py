@@ -211,6 +211,7 @@ chunk_size = 70
 [data]
 metadata = "meta.csv"
 values = "small.csv"
+units = "units.csv"
 [sampling]
 n = 400
 [tiers]
@@ -228,6 +229,8 @@ key = "aggregation"
 options = ["arithmetic", "geometric"]
 """
     (project / "direct.toml").write_text(config_text)
+    gdp = np.array([5.0, 1, 7, 3, np.nan, 9, 2, 8, 4, 6, 1.5, 7.5])
+    pd.DataFrame({"unit": [f"u{i}" for i in range(12)], "region": ["A", "B", "C"] * 4, "gdp_per_capita": gdp}).to_csv(project / "units.csv", index=False)
     out = run_config(project / "direct.toml", out=project / "direct", jobs=2, quiet=True)
 
     config = load_config(project / "direct.toml")
@@ -253,3 +256,11 @@ options = ["arithmetic", "geometric"]
     moved = np.abs(ranks - nominal.ranks[0, 0])
     for k in (1, 3, 5):
         assert rank_shift[f"share_moving_less_than_{k}"] == pytest.approx((moved < k).mean())
+    index, known = result.index[:, 0], ~np.isnan(gdp)
+    high_index = index > index[:, known].mean(axis=1, keepdims=True)
+    high_gdp = gdp > np.nanmean(gdp)
+    quadrants = pd.read_csv(out / "quadrants.csv").set_index("unit")
+    assert list(quadrants.index) == [u for u, k in zip(table.units, known) if k]
+    expected = {"p_high_index_high_gdp": high_index & high_gdp, "p_high_index_low_gdp": high_index & ~high_gdp, "p_low_index_high_gdp": ~high_index & high_gdp, "p_low_index_low_gdp": ~high_index & ~high_gdp}
+    for column, hits in expected.items():
+        np.testing.assert_allclose(quadrants[column], hits[:, known].mean(axis=0))

@@ -30,9 +30,9 @@ def aggregate_tree(leaves: np.ndarray, weights: Sequence[np.ndarray], membership
 
     ``leaves`` (S, C, R) or (C, R) when all scenarios share them; ``weights`` one (S, nodes) array
     per level (a level's weights are divided by their parent's sum); ``memberships`` the (children,
-    parents) 0/1 matrix of each level; ``methods`` one name per level. Returns scores (S, R,
-    aggregates: level by level, root last) and, given ``n_units``, ranks (S, R) of the root within
-    each block of ``n_units`` rows (ties as in :func:`nqpf_sens.rank.rank_scores`).
+    parents) 0/1 matrix of each level; ``methods`` one name per level. Returns scores (S,
+    aggregates: level by level, root last, R) and, given ``n_units``, ranks (S, R) of the root
+    within each block of ``n_units`` rows (ties as in :func:`nqpf_sens.rank.rank_scores`).
     """
     codes = np.array([METHODS.index(m) for m in methods], dtype=np.int64)
     leaves = np.asarray(leaves, dtype=float)
@@ -50,7 +50,7 @@ def aggregate_tree(leaves: np.ndarray, weights: Sequence[np.ndarray], membership
         shared = np.empty_like(leaves)
         prepare_children(leaves[0], codes[0], SHIFT_FRACTION, shared[0])
         leaves = shared
-    scores = np.empty((n_scenarios, leaves.shape[-1], int(sizes[1:].sum())))
+    scores = np.empty((n_scenarios, int(sizes[1:].sum()), leaves.shape[-1]))
     ranks = np.empty((n_scenarios, leaves.shape[-1] if n_units else 0), dtype=np.int64)
     _aggregate_tree(leaves, prepared, flat_weights, sizes, np.concatenate(starts).astype(np.int64), np.concatenate(children).astype(np.int64), codes, SHIFT_FRACTION, n_units or 1, ties == "ordinal", scores, ranks)
     return scores, ranks if n_units else None
@@ -66,4 +66,4 @@ def aggregate(scores: np.ndarray, weights: np.ndarray, membership: np.ndarray, m
     leaves = scores if scores.ndim == 2 else np.broadcast_to(scores, (*batch_shape, n_children, n_rows)).reshape(-1, n_children, n_rows)
     flat_weights = np.broadcast_to(weights, (*batch_shape, n_children)).reshape(-1, n_children)
     parents, _ = aggregate_tree(leaves, [flat_weights], [membership], [method])
-    return parents.transpose(0, 2, 1).reshape(*batch_shape, membership.shape[1], n_rows)
+    return parents.reshape(*batch_shape, membership.shape[1], n_rows)

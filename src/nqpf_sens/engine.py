@@ -47,7 +47,9 @@ class ScenarioBatch:
 class BatchResult:
     """Scores of every aggregate node (dimensions ..., index last), ranks and tiers of the index.
 
-    Shapes: ``scores`` (S, years, units, aggregates); ``ranks`` and ``tiers`` (S, years, units).
+    Shapes: ``scores`` (S, years, units, aggregates), a view of node-major memory so that each
+    node's scores (the index's above all) are contiguous per scenario; ``ranks`` and ``tiers`` (S,
+    years, units).
     """
 
     scores: np.ndarray
@@ -109,7 +111,7 @@ class Engine:
         pipelines = batch.pipelines
         normalised = self._normalised_rows(batch)
         weights = self._weights(batch)
-        scores = np.empty((batch.size, n_years * n_units, len(self.spec.aggregates)))
+        scores = np.empty((batch.size, len(self.spec.aggregates), n_years * n_units))
         ranks = np.empty((batch.size, n_years * n_units), dtype=np.int64)
         aggregation = _ids([tuple(p.aggregation_at(k) for k in range(len(self.memberships))) for p in pipelines])
         for methods, members in _groups(aggregation[0][batch.pipeline_index]):
@@ -118,7 +120,7 @@ class Engine:
                 scores, ranks = group
             else:
                 scores[members], ranks[members] = group
-        scores = scores.reshape(batch.size, n_years, n_units, -1)
+        scores = scores.reshape(batch.size, -1, n_years, n_units).transpose(0, 2, 3, 1)  # a view: each node's scores stay contiguous
         ranks = ranks.reshape(batch.size, n_years, n_units)
         tiers = np.empty_like(ranks)
         tier_rules = _ids([p.tiers for p in pipelines])

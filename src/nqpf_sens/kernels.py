@@ -132,8 +132,8 @@ def aggregate_tree(leaves, leaves_prepared, weights, sizes, child_start, childre
     root last. Level k's weights are columns ``sum(sizes[:k])`` onwards of ``weights`` (S, ...),
     its children lists ``children[sum(sizes[:k]):]``, delimited by ``child_start[sum(sizes[1:k+1])
     + k:]`` (both concatenated level by level, positions local to the level). ``methods[k]``:
-    0/1/2 = arithmetic/geometric/harmonic. Writes ``scores`` (S, R, aggregates level by level,
-    root last) and, if it has columns, ``ranks`` (S, R): the root ranked within each block of
+    0/1/2 = arithmetic/geometric/harmonic. Writes ``scores`` (S, aggregates level by level, root
+    last, R) and, if it has columns, ``ranks`` (S, R): the root ranked within each block of
     ``n_units`` rows (a year).
     """
     n_levels = sizes.size - 1
@@ -160,7 +160,7 @@ def aggregate_tree(leaves, leaves_prepared, weights, sizes, child_start, childre
                     _parents(prepared, row_weights, node, child_start, children, start, n_parents, methods[k], following)
             for p in range(n_parents):
                 for r in range(n_rows):
-                    scores[s, r, column + p] = following[p, r]
+                    scores[s, column + p, r] = following[p, r]
             current, following = following, current
             node += n_children
             start += n_parents + 1
@@ -185,10 +185,9 @@ def tally(levels, counts):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def tally_quadrants(index, mean_weights, high_gdp, counts):
-    """Count each unit-year's quadrant: index above the scenario's weighted mean (``mean_weights``
-    over units) or not, crossed with ``high_gdp``; ``counts`` (years x units, 4) in the order
-    high/high, high/low, low/high, low/low."""
+def count_above_mean(index, mean_weights, above):
+    """``above[y * units + u] +=`` 1 for each scenario where unit u's index exceeds that scenario's
+    weighted mean index (``mean_weights`` over units) in year y."""
     n_scenarios, n_years, n_units = index.shape
     for s in range(n_scenarios):
         for y in range(n_years):
@@ -196,7 +195,7 @@ def tally_quadrants(index, mean_weights, high_gdp, counts):
             for u in range(n_units):
                 mean += mean_weights[u] * index[s, y, u]
             for u in range(n_units):
-                counts[y * n_units + u, 2 * (index[s, y, u] <= mean) + (not high_gdp[u])] += 1
+                above[y * n_units + u] += index[s, y, u] > mean
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -25,7 +25,7 @@ import numpy as np
 from nqpf_sens.engine import BatchResult, Engine, ScenarioBatch
 from nqpf_sens.errors import UserError
 from nqpf_sens.factors import FactorSet
-from nqpf_sens.kernels import tally, tally_quadrants, tally_ranks
+from nqpf_sens.kernels import count_above_mean, tally, tally_ranks
 from nqpf_sens.memory import retain_freed_memory
 from nqpf_sens.sampling import Design
 from nqpf_sens.spec import IndexSpec
@@ -163,12 +163,17 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
     scores = result.scores[selected]
     if study.rescale_scores:
         scores = on_nominal_scale(scores, study.nominal_scores)
-    quadrant_counts = np.zeros((cells, 4), dtype=np.int64)
+    quadrant_counts = np.zeros((n_years, n_units, 4), dtype=np.int64)
     if study.gdp is not None:
         known = ~np.isnan(study.gdp)
         high_gdp = study.gdp > np.nanmean(study.gdp)
-        tally_quadrants(scores[..., -1], known / known.sum(), high_gdp, quadrant_counts)
-        quadrant_counts.reshape(n_years, n_units, 4)[:, ~known] = 0
+        above = np.zeros(cells, dtype=np.int64)
+        count_above_mean(scores[..., -1], known / known.sum(), above)
+        above = above.reshape(n_years, n_units)
+        below = len(positions) - above
+        # quadrants in the order of analysis.quadrants: high/high, high/low, low/high, low/low
+        quadrant_counts[...] = np.stack([above * high_gdp, above * ~high_gdp, below * high_gdp, below * ~high_gdp], axis=-1)
+        quadrant_counts[:, ~known] = 0
     design = study.design
     saltelli = design.method == "saltelli"
     sample = positions // (len(design.factor_names) + 2) if saltelli else start + positions
@@ -178,7 +183,7 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
     return ChunkStats(
         rank_counts=rank_counts.reshape(n_years, n_units, n_units),
         tier_counts=tier_counts.reshape(n_years, n_units, study.n_tiers),
-        quadrant_counts=quadrant_counts.reshape(n_years, n_units, 4),
+        quadrant_counts=quadrant_counts,
         shift_counts=np.bincount(shift_totals[selected], minlength=cells * (n_units - 1) + 1),
         moved_counts=moved_counts,
         scores=scores[kept].astype(np.float32),
