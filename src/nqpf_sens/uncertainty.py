@@ -168,7 +168,7 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
         known = ~np.isnan(study.gdp)
         high_gdp = study.gdp > np.nanmean(study.gdp)
         above = np.zeros(cells, dtype=np.int64)
-        count_above_mean(scores[..., -1], known / known.sum(), above)
+        count_above_mean(np.ascontiguousarray(scores[..., -1]), known / known.sum(), above)  # contiguous: compiled loops vectorise
         above = above.reshape(n_years, n_units)
         below = len(positions) - above
         # quadrants in the order of analysis.quadrants: high/high, high/low, low/high, low/low
