@@ -1,10 +1,11 @@
-"""Compiled inner loops of the engine (numba): ranking rows and weighted means of a batch.
+"""Compiled inner loops (numba): the index tree and ranks of a batch, and the runner's tallies.
 
-Both are plain loops over scenarios that numpy can only express through a sort per row
-(``argsort``) or a copy per parent (fancy indexing, then ``einsum``): compiled, each scenario's
-work stays in cache and nothing is allocated per row. They release the GIL, so threads run them in
-parallel. The numpy formulations they replace are kept in the tests as the reference they must
-match exactly.
+Each is a plain loop over scenarios that numpy can only express with a sort per row (``argsort``),
+a copy per parent (fancy indexing, then ``einsum``) or temporaries as large as the chunk: compiled,
+each scenario's numbers stay in cache from the indicators to its rank and nothing is allocated per
+row. They release the GIL, so threads run them in parallel, and take C-contiguous arrays where
+speed matters (the compiler vectorises only those). ``tests/test_kernels.py`` checks each against
+the plain numpy formulation it replaces.
 """
 
 from __future__ import annotations
@@ -149,15 +150,11 @@ def aggregate_tree(leaves, leaves_prepared, weights, sizes, child_start, childre
         node, start, column = 0, 0, 0
         for k in range(n_levels):
             n_children, n_parents = sizes[k], sizes[k + 1]
-            if k == 0 and (methods[0] == 0 or leaves_prepared):
-                _parents(leaf, row_weights, node, child_start, children, start, n_parents, methods[k], following)
-            else:
-                source = leaf if k == 0 else current
-                if methods[k] == 0:
-                    _parents(source, row_weights, node, child_start, children, start, n_parents, methods[k], following)
-                else:
-                    _prepare(source, n_children, methods[k], shift_fraction, prepared)
-                    _parents(prepared, row_weights, node, child_start, children, start, n_parents, methods[k], following)
+            source = leaf if k == 0 else current
+            if methods[k] != 0 and not (k == 0 and leaves_prepared):
+                _prepare(source, n_children, methods[k], shift_fraction, prepared)
+                source = prepared
+            _parents(source, row_weights, node, child_start, children, start, n_parents, methods[k], following)
             for p in range(n_parents):
                 for r in range(n_rows):
                     scores[s, column + p, r] = following[p, r]
