@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -148,6 +149,7 @@ def runner_seconds(folder: Path, n: int, jobs: int) -> float:
         run_study(study, folder / ".work", config.chunk_size, jobs, config.backend, None, False, False)
         if repeat:
             times.append(time.perf_counter() - started)
+        shutil.rmtree(folder / ".work")  # as a run does once its outputs are written
     return statistics.median(times)
 
 
