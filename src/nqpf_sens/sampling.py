@@ -68,7 +68,8 @@ class Design:
                 warnings.simplefilter("ignore")
                 return engine.random(stop - start)
         blocks = range(start // BLOCK, (stop - 1) // BLOCK + 1)
-        parts = [np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(b,))).random((BLOCK, self.n_columns)) for b in blocks]
-        stacked = np.concatenate(parts) if parts else np.empty((0, self.n_columns))
+        stacked = np.empty((len(blocks) * BLOCK, self.n_columns))
+        for k, b in enumerate(blocks):
+            np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(b,))).random(out=stacked[k * BLOCK : (k + 1) * BLOCK])
         offset = blocks.start * BLOCK
         return stacked[start - offset : stop - offset]

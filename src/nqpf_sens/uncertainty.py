@@ -123,6 +123,8 @@ def batch_for_rows(study: Study, u: np.ndarray) -> ScenarioBatch:
 def _distinct_rows(choices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct rows of a non-negative integer matrix (in lexicographic order) and each row's index
     among them: rows are coded as one mixed-radix integer, so this is a 1-D ``unique``."""
+    if (choices == choices[:1]).all():  # one pipeline, as in a weights-only run
+        return choices[:1], np.zeros(len(choices), dtype=np.int64)
     radix = choices.max(axis=0, initial=0) + 1
     if np.sum(np.log2(radix)) > 62:  # too many combinations to code in an int64
         distinct, index = np.unique(choices, axis=0, return_inverse=True)
@@ -179,15 +181,16 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
     sample = positions // (len(design.factor_names) + 2) if saltelli else start + positions
     kept = np.flatnonzero(sample % study.keep_stride == 0)
     output_rows = slice(None) if saltelli else positions[kept]
-    outputs = np.column_stack([ranks[output_rows, -n_units:], result.scores[output_rows, -1, :, -1], shift_totals[output_rows] / cells])
+    outputs = np.column_stack([ranks[output_rows, -n_units:], result.index[output_rows, -1], shift_totals[output_rows] / cells])
+    kept_scores = scores[kept]
     return ChunkStats(
         rank_counts=rank_counts.reshape(n_years, n_units, n_units),
         tier_counts=tier_counts.reshape(n_years, n_units, study.n_tiers),
         quadrant_counts=quadrant_counts,
         shift_counts=np.bincount(shift_totals[selected], minlength=cells * (n_units - 1) + 1),
         moved_counts=moved_counts,
-        scores=scores[kept].astype(np.float32),
-        region_means=study.region_means(scores[kept, ..., -1]).astype(np.float32),
+        scores=kept_scores.astype(np.float32),
+        region_means=study.region_means(kept_scores[..., -1]).astype(np.float32),
         outputs=outputs if saltelli else outputs.astype(np.float32),
     )
 
