@@ -170,18 +170,6 @@ def aggregate_tree(leaves, leaves_prepared, weights, sizes, child_start, childre
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def tally(levels, counts):
-    """``counts[c, levels[s, c] - 1] += 1`` for every scenario s and cell c (levels from 1)."""
-    n_levels = counts.shape[1]
-    for s in range(levels.shape[0]):
-        for c in range(levels.shape[1]):
-            level = levels[s, c]
-            if level < 1 or level > n_levels:
-                raise ValueError("level out of range")
-            counts[c, level - 1] += 1
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
 def count_above_mean(index, mean_weights, above):
     """``above[y * units + u] +=`` 1 for each scenario where unit u's index exceeds that scenario's
     weighted mean index (``mean_weights`` over units) in year y."""
@@ -196,10 +184,18 @@ def count_above_mean(index, mean_weights, above):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def tally_ranks(ranks, nominal, limits, counted, rank_counts, moved_counts):
-    """One pass over a chunk's ranks (S, cells): returns each scenario's total absolute rank change
-    against ``nominal``; for the ``counted`` scenarios, adds to the rank histogram ``rank_counts``
-    (cells, ranks) and counts in ``moved_counts`` the cells that moved by less than each limit."""
+def _add_level(counts, cell, level):
+    if level < 1 or level > counts.shape[1]:
+        raise ValueError("rank or tier out of range")
+    counts[cell, level - 1] += 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def tally_ranks(ranks, tiers, nominal, limits, counted, rank_counts, tier_counts, moved_counts):
+    """One pass over a chunk's ranks and tiers (S, cells): returns each scenario's total absolute
+    rank change against ``nominal``; for the ``counted`` scenarios, adds to the histograms
+    ``rank_counts`` (cells, ranks) and ``tier_counts`` (cells, tiers) and counts in
+    ``moved_counts`` the cells that moved by less than each limit."""
     n_scenarios, n_cells = ranks.shape
     totals = np.empty(n_scenarios, dtype=np.int64)
     shifts = np.empty(n_cells, dtype=np.int64)
@@ -212,10 +208,8 @@ def tally_ranks(ranks, nominal, limits, counted, rank_counts, moved_counts):
         if not counted[s]:
             continue
         for c in range(n_cells):
-            rank = ranks[s, c]
-            if rank < 1 or rank > rank_counts.shape[1]:
-                raise ValueError("rank out of range")
-            rank_counts[c, rank - 1] += 1
+            _add_level(rank_counts, c, ranks[s, c])
+            _add_level(tier_counts, c, tiers[s, c])
         for k in range(limits.size):
             below = 0
             for c in range(n_cells):

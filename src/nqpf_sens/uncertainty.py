@@ -25,7 +25,7 @@ import numpy as np
 from nqpf_sens.engine import BatchResult, Engine, ScenarioBatch
 from nqpf_sens.errors import UserError
 from nqpf_sens.factors import FactorSet
-from nqpf_sens.kernels import count_above_mean, tally, tally_ranks
+from nqpf_sens.kernels import count_above_mean, tally_ranks
 from nqpf_sens.memory import retain_freed_memory
 from nqpf_sens.sampling import Design
 from nqpf_sens.spec import IndexSpec
@@ -158,10 +158,10 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
     selected = slice(None) if positions.size == n_rows else positions
     ranks = result.ranks.reshape(n_rows, cells)
     rank_counts = np.zeros((cells, n_units), dtype=np.int64)
-    moved_counts = np.zeros(len(MOVE_LIMITS), dtype=np.int64)
-    shift_totals = tally_ranks(ranks, study.nominal_ranks.ravel(), MOVE_LIMITS, uncertain, rank_counts, moved_counts)
     tier_counts = np.zeros((cells, study.n_tiers), dtype=np.int64)
-    tally(np.ascontiguousarray(result.tiers.reshape(n_rows, cells)[selected]), tier_counts)
+    moved_counts = np.zeros(len(MOVE_LIMITS), dtype=np.int64)
+    tiers = np.ascontiguousarray(result.tiers.reshape(n_rows, cells))
+    shift_totals = tally_ranks(ranks, tiers, study.nominal_ranks.ravel(), MOVE_LIMITS, uncertain, rank_counts, tier_counts, moved_counts)
     scores = result.scores[selected]
     if study.rescale_scores:
         scores = on_nominal_scale(scores, study.nominal_scores)
