@@ -31,7 +31,7 @@ from nqpf_sens.sampling import Design
 from nqpf_sens.spec import IndexSpec
 from nqpf_sens.table import IndicatorTable
 
-MAX_KEPT_SCORES = 1 << 17  # scenarios whose scores are kept for score bands (float32)
+MAX_KEPT_SCORES = 1 << 16  # scenarios kept for score bands (a quantile's sampling error: < 0.001 in probability)
 MOVE_LIMITS = np.array([1, 3, 5])  # R_S companions: share of units moving by fewer places
 _ENGINES: dict[str, Engine] = {}
 
