@@ -5,9 +5,10 @@ be accumulated is accumulated (rank and tier histograms: ranks are integers, so 
 exact from counts; so are R_S's, from the histogram of total rank shifts; quadrant counts); what
 the estimators need row by row is kept compactly (float32 scores and region means of a systematic
 subsample of at most ``MAX_KEPT_SCORES`` scenarios; the Sobol outputs of a Saltelli design), so
-memory does not grow with N beyond that. Chunks are
-independent and written to a work folder, so results do not depend on the number of workers and an
-interrupted run can resume.
+memory does not grow with N beyond that. Chunks are independent, so results do not depend on the
+number of workers; each is also written to a work folder, from which an interrupted run resumes.
+Workers are threads by default (one engine and its caches shared; the compiled kernels release the
+GIL), loky processes or dask workers on request.
 """
 
 from __future__ import annotations
