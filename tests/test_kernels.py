@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from nqpf_sens.aggregate import METHODS, SHIFT_FRACTION, aggregate_tree
-from nqpf_sens.kernels import PAIRWISE_LIMIT, rank_rows
+from nqpf_sens.kernels import PAIRWISE_LIMIT, natural_break_rows, rank_rows
 
 
 def argsort_ranks(scores: np.ndarray, ordinal: bool) -> np.ndarray:
@@ -76,3 +76,57 @@ def test_aggregate_tree_equals_numpy(n_scenarios, n_years, shared, methods, seed
     np.testing.assert_allclose(scores, expected, rtol=1e-10, atol=1e-9)
     index = scores[:, -1].reshape(n_scenarios, n_years, n_units)
     np.testing.assert_array_equal(ranks.reshape(index.shape), argsort_ranks(index.reshape(-1, n_units), False).reshape(index.shape))
+
+
+def _class_costs(ordered: np.ndarray) -> np.ndarray:
+    """Within-class sum of squares of every run i..j of sorted values: (..., n, n), inf where i > j."""
+    n = ordered.shape[-1]
+    zero = np.zeros(ordered.shape[:-1] + (1,))
+    s1 = np.concatenate([zero, np.cumsum(ordered, axis=-1)], axis=-1)
+    s2 = np.concatenate([zero, np.cumsum(ordered**2, axis=-1)], axis=-1)
+    i = np.arange(n)[:, None]
+    j = np.arange(n)[None, :]
+    size = np.maximum(j - i + 1, 1)
+    total = s1[..., j + 1] - s1[..., i]
+    cost = s2[..., j + 1] - s2[..., i] - total**2 / size
+    return np.where(j >= i, np.maximum(cost, 0.0), np.inf)
+
+
+def numpy_natural_breaks(scores: np.ndarray, classes: int) -> np.ndarray:
+    """Fisher-Jenks by vectorised dynamic programming over an (n, n) cost matrix per row (the
+    formulation the compiled kernel replaced: it needs memory in units squared per scenario)."""
+    order = np.argsort(-scores, axis=-1, kind="stable")
+    ordered = np.take_along_axis(scores, order, axis=-1)[..., ::-1]
+    n = ordered.shape[-1]
+    cost = _class_costs(ordered)
+    best = cost[..., 0, :]
+    starts = []
+    for _ in range(1, classes):
+        shifted = np.concatenate([np.full(best.shape[:-1] + (1,), np.inf), best[..., :-1]], axis=-1)
+        candidates = shifted[..., :, None] + cost
+        starts.append(np.argmin(candidates, axis=-2))
+        best = np.min(candidates, axis=-2)
+    end = np.full(ordered.shape[:-1] + (1,), n - 1)
+    boundaries = []
+    for start in reversed(starts):
+        first = np.take_along_axis(start, end, axis=-1)
+        boundaries.append(first)
+        end = first - 1
+    position = np.arange(n)
+    class_ascending = np.ones(ordered.shape, dtype=np.int64)
+    for first in boundaries:
+        class_ascending += position >= first
+    tiers_sorted = (classes + 1 - class_ascending)[..., ::-1]
+    tiers = np.empty(scores.shape, dtype=np.int64)
+    np.put_along_axis(tiers, order, tiers_sorted, axis=-1)
+    return tiers
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 4), st.integers(2, 40), st.integers(2, 6), st.booleans(), st.integers(0, 2**32 - 1))
+def test_natural_breaks_equal_numpy_dynamic_programming(n_rows, n_units, classes, rounded, seed):
+    classes = min(classes, n_units)
+    scores = np.random.default_rng(seed).gamma(1.0, 10.0, size=(n_rows, n_units))
+    if rounded:  # ties
+        scores = scores.round(-1)
+    np.testing.assert_array_equal(natural_break_rows(scores, classes), numpy_natural_breaks(scores, classes))

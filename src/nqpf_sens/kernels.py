@@ -216,3 +216,55 @@ def tally_ranks(ranks, tiers, nominal, limits, counted, rank_counts, tier_counts
                 below += shifts[c] < limits[k]
             moved_counts[k] += below
     return totals
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def natural_break_rows(scores, classes):
+    """Fisher-Jenks classes of each row (1 = highest scores): the split into ``classes`` runs of the
+    sorted scores with the least within-class sum of squares, by dynamic programming on prefix
+    sums (ties between equally good splits go to the earliest start, as ``argmin``)."""
+    n_rows, n = scores.shape
+    tiers = np.empty((n_rows, n), dtype=np.int64)
+    ordered = np.empty(n)
+    s1 = np.zeros(n + 1)
+    s2 = np.zeros(n + 1)
+    best = np.empty(n)
+    following = np.empty(n)
+    starts = np.empty((classes, n), dtype=np.int64)
+    class_ascending = np.empty(n, dtype=np.int64)
+    for row in range(n_rows):
+        order = np.argsort(-scores[row], kind="mergesort")
+        for p in range(n):
+            ordered[p] = scores[row, order[n - 1 - p]]
+        for p in range(n):
+            s1[p + 1] = s1[p] + ordered[p]
+            s2[p + 1] = s2[p] + ordered[p] ** 2
+        for j in range(n):
+            best[j] = _run_cost(s1, s2, 0, j)
+        for m in range(1, classes):
+            for j in range(n):
+                chosen, lowest = 0, np.inf
+                for i in range(n):  # i > j: an empty run, infinitely costly
+                    candidate = (best[i - 1] if i > 0 else np.inf) + (_run_cost(s1, s2, i, j) if i <= j else np.inf)
+                    if candidate < lowest:
+                        chosen, lowest = i, candidate
+                starts[m, j] = chosen
+                following[j] = lowest
+            best[:] = following
+        class_ascending[:] = 1
+        end = n - 1
+        for m in range(classes - 1, 0, -1):
+            first = starts[m, end]
+            for p in range(first, n):
+                class_ascending[p] += 1
+            end = first - 1
+        for p in range(n):
+            tiers[row, order[p]] = classes + 1 - class_ascending[n - 1 - p]
+    return tiers
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _run_cost(s1, s2, i, j):
+    """Within-run sum of squares of sorted values i..j from prefix sums (never negative)."""
+    total = s1[j + 1] - s1[i]
+    return max(s2[j + 1] - s2[i] - total**2 / (j - i + 1), 0.0)

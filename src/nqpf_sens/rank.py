@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nqpf_sens.kernels import rank_rows
+from nqpf_sens.kernels import natural_break_rows, rank_rows
 
 TIES = ("min", "ordinal")
 TIER_SCHEMES = ("fixed_ranks", "score_thresholds", "natural_breaks")
@@ -72,44 +72,7 @@ class TierRule:
         return natural_breaks(scores, self.classes)
 
 
-def _class_costs(ordered: np.ndarray) -> np.ndarray:
-    """Within-class sum of squares of every run i..j of sorted values: (..., n, n), inf where i > j."""
-    n = ordered.shape[-1]
-    zero = np.zeros(ordered.shape[:-1] + (1,))
-    s1 = np.concatenate([zero, np.cumsum(ordered, axis=-1)], axis=-1)
-    s2 = np.concatenate([zero, np.cumsum(ordered**2, axis=-1)], axis=-1)
-    i = np.arange(n)[:, None]
-    j = np.arange(n)[None, :]
-    size = np.maximum(j - i + 1, 1)
-    total = s1[..., j + 1] - s1[..., i]
-    cost = s2[..., j + 1] - s2[..., i] - total**2 / size
-    return np.where(j >= i, np.maximum(cost, 0.0), np.inf)
-
-
 def natural_breaks(scores: np.ndarray, classes: int) -> np.ndarray:
     """Fisher-Jenks classes along the last axis, numbered 1 (highest scores) to ``classes``."""
-    order = np.argsort(-scores, axis=-1, kind="stable")
-    ordered = np.take_along_axis(scores, order, axis=-1)[..., ::-1]
-    n = ordered.shape[-1]
-    cost = _class_costs(ordered)
-    best = cost[..., 0, :]
-    starts = []
-    for _ in range(1, classes):
-        shifted = np.concatenate([np.full(best.shape[:-1] + (1,), np.inf), best[..., :-1]], axis=-1)
-        candidates = shifted[..., :, None] + cost
-        starts.append(np.argmin(candidates, axis=-2))
-        best = np.min(candidates, axis=-2)
-    end = np.full(ordered.shape[:-1] + (1,), n - 1)
-    boundaries = []
-    for start in reversed(starts):
-        first = np.take_along_axis(start, end, axis=-1)
-        boundaries.append(first)
-        end = first - 1
-    position = np.arange(n)
-    class_ascending = np.ones(ordered.shape, dtype=np.int64)
-    for first in boundaries:
-        class_ascending += position >= first
-    tiers_sorted = (classes + 1 - class_ascending)[..., ::-1]
-    tiers = np.empty(scores.shape, dtype=np.int64)
-    np.put_along_axis(tiers, order, tiers_sorted, axis=-1)
-    return tiers
+    flat = np.ascontiguousarray(scores, dtype=float).reshape(-1, scores.shape[-1])
+    return natural_break_rows(flat, classes).reshape(scores.shape)
