@@ -11,6 +11,7 @@ from nqpf_sens.engine import Engine, ScenarioBatch
 from nqpf_sens.inputs import load_inputs
 from nqpf_sens.runner import run_config
 from nqpf_sens.sampling import Design
+from nqpf_sens import uncertainty
 from nqpf_sens.uncertainty import batch_for_rows
 
 from conftest import synthetic_frame
@@ -264,3 +265,16 @@ options = ["arithmetic", "geometric"]
     expected = {"p_high_index_high_gdp": high_index & high_gdp, "p_high_index_low_gdp": high_index & ~high_gdp, "p_low_index_high_gdp": ~high_index & high_gdp, "p_low_index_low_gdp": ~high_index & ~high_gdp}
     for column, hits in expected.items():
         np.testing.assert_allclose(quadrants[column], hits[:, known].mean(axis=0))
+
+
+def test_chunks_shrink_to_the_memory_budget_without_changing_results(project, monkeypatch):
+    (project / "s.toml").write_text(SOBOL)
+    whole = run_config(project / "s.toml", out=project / "whole", jobs=2, quiet=True)
+    monkeypatch.setattr(uncertainty, "CHUNK_MEMORY", 256 * 1024)
+    config = load_config(project / "s.toml")
+    spec, table = load_inputs(config)
+    nominal = Engine(spec, table).evaluate(ScenarioBatch((config.pipeline,), np.zeros(1, dtype=np.int64)))
+    study = prepare_study(config, spec, table, nominal).study
+    assert uncertainty.chunk_rows(study, config.chunk_size) < config.chunk_size  # noise: every scenario has its own data
+    small = run_config(project / "s.toml", out=project / "small", jobs=2, quiet=True)
+    assert read_outputs(whole) == read_outputs(small)

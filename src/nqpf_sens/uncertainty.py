@@ -33,6 +33,7 @@ from nqpf_sens.spec import IndexSpec
 from nqpf_sens.table import IndicatorTable
 
 MAX_KEPT_SCORES = 1 << 16  # scenarios kept for score bands (a quantile's sampling error: < 0.001 in probability)
+CHUNK_MEMORY = 256 * 2**20  # bytes of per-scenario arrays one chunk may hold
 MOVE_LIMITS = np.array([1, 3, 5])  # R_S companions: share of units moving by fewer places
 _ENGINES: dict[str, Engine] = {}
 
@@ -233,11 +234,25 @@ def prepare_work(work: Path, token: str, resume: bool) -> set[int]:
     return set()
 
 
+def chunk_rows(study: Study, requested: int) -> int:
+    """The configured chunk size, lowered so that one chunk's per-scenario arrays stay within
+    ``CHUNK_MEMORY`` per worker: under noise or masks every scenario carries its own copy of the
+    data (and its imputed, transformed and normalised versions), which on large data sets would
+    otherwise exhaust memory. Results do not depend on the chunk size."""
+    values = study.tables[0].values
+    rows = values.shape[0] * values.shape[1]
+    per_scenario = 8 * rows * (len(study.spec.aggregates) + 4)  # scores, ranks, tiers and their copies
+    if any(f.kind in ("noise", "mask") for f in study.factors.factors):
+        per_scenario += 8 * values.size * 6
+    return max(1, min(requested, CHUNK_MEMORY // per_scenario))
+
+
 def run_study(study: Study, work: Path, chunk_size: int, jobs: int, backend: str, scheduler: str | None, resume: bool, progress: bool) -> ChunkStats:
     """Evaluate every design row in chunks (skipping those a resumed run already has) and merge."""
     from joblib import Parallel, delayed
 
-    done = prepare_work(work, study.token, resume)
+    chunk_size = chunk_rows(study, chunk_size)
+    done = prepare_work(work, f"{study.token}-{chunk_size}", resume)  # chunk files are only reused for the same spans
     n_rows = study.design.n_rows
     spans = [(a, min(a + chunk_size, n_rows)) for a in range(0, n_rows, chunk_size)]
     todo = [s for s in spans if s[0] not in done]
