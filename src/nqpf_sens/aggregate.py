@@ -45,7 +45,7 @@ def aggregate_tree(leaves: np.ndarray, weights: Sequence[np.ndarray], membership
         parents, members = np.nonzero(membership.T)
         starts.append(np.searchsorted(parents, np.arange(membership.shape[1] + 1)))
         children.append(members)
-    prepared = leaves.shape[0] == 1 and codes[0] != 0
+    prepared = bool(leaves.shape[0] == 1 and codes[0] != 0)
     if prepared:  # shared leaves: logarithms or reciprocals once, not once per scenario
         shared = np.empty_like(leaves)
         prepare_children(leaves[0], codes[0], SHIFT_FRACTION, shared[0])
