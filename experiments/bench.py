@@ -42,7 +42,7 @@ from nqpf_sens import IndicatorTable, Pipeline, ScenarioBatch, nqpf_spec
 from nqpf_sens.audit import prepare_study
 from nqpf_sens.config import load_config
 from nqpf_sens.datasets import province_table
-from nqpf_sens.engine import Engine
+from nqpf_sens.engine import Engine, evaluate
 from nqpf_sens.inputs import load_inputs
 from nqpf_sens.memory import retain_freed_memory
 from nqpf_sens.reference import reference_scores
@@ -141,8 +141,7 @@ def runner_seconds(folder: Path, n: int, jobs: int) -> float:
     path.write_text(WEIGHTS_ONLY.format(n=n, jobs=jobs))
     config = load_config(path)
     spec, table = load_inputs(config)
-    nominal = Engine(spec, table).evaluate(ScenarioBatch((config.pipeline,), np.zeros(1, dtype=np.int64)))
-    study = prepare_study(config, spec, table, nominal).study
+    study = prepare_study(config, spec, table, evaluate(spec, table, config.pipeline, config.ties)).study
     times = []
     for repeat in range(REPEATS + 1):  # the first run warms the thread pool and the engine
         started = time.perf_counter()

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nqpf_sens import evaluate, load_table, nqpf_spec
+from nqpf_sens import evaluate, nqpf_spec
 from nqpf_sens.baseline import score_frame
 from nqpf_sens.datasets import alternative_tables, province_table, units
 from nqpf_sens.inputs import packaged

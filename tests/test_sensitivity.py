@@ -7,7 +7,7 @@ import pytest
 from nqpf_sens.analysis import sobol_indices
 from nqpf_sens.audit import prepare_study
 from nqpf_sens.config import load_config
-from nqpf_sens.engine import Engine, ScenarioBatch
+from nqpf_sens.engine import evaluate
 from nqpf_sens.inputs import load_inputs
 from nqpf_sens.runner import run_config
 from nqpf_sens.sampling import Design
@@ -200,6 +200,14 @@ options = ["minmax", "minmax"]
     np.testing.assert_allclose(bands.set_index("unit").total_nominal, baseline.loc[bands.unit, "total"])
 
 
+def prepared_study(path):
+    """A run's config, data table, nominal result and study, as the runner prepares them."""
+    config = load_config(path)
+    spec, table = load_inputs(config)
+    nominal = evaluate(spec, table, config.pipeline, config.ties)
+    return config, table, nominal, prepare_study(config, spec, table, nominal).study
+
+
 def test_accumulated_statistics_equal_direct_computation(project):
     """Rank quantiles, tier shares and R_S from the chunk tallies equal those computed directly
     from every scenario's ranks, evaluated in one batch outside the runner."""
@@ -234,10 +242,7 @@ options = ["arithmetic", "geometric"]
     pd.DataFrame({"unit": [f"u{i}" for i in range(12)], "region": ["A", "B", "C"] * 4, "gdp_per_capita": gdp}).to_csv(project / "units.csv", index=False)
     out = run_config(project / "direct.toml", out=project / "direct", jobs=2, quiet=True)
 
-    config = load_config(project / "direct.toml")
-    spec, table = load_inputs(config)
-    nominal = Engine(spec, table).evaluate(ScenarioBatch((config.pipeline,), np.zeros(1, dtype=np.int64)))
-    study = prepare_study(config, spec, table, nominal).study
+    _, table, nominal, study = prepared_study(project / "direct.toml")
     result = study.engine().evaluate(batch_for_rows(study, study.design.rows(0, study.design.n_rows)))
     ranks, tiers = result.ranks[:, 0], result.tiers[:, 0]  # (scenarios, units)
 
@@ -271,10 +276,7 @@ def test_chunks_shrink_to_the_memory_budget_without_changing_results(project, mo
     (project / "s.toml").write_text(SOBOL)
     whole = run_config(project / "s.toml", out=project / "whole", jobs=2, quiet=True)
     monkeypatch.setattr(uncertainty, "CHUNK_MEMORY", 256 * 1024)
-    config = load_config(project / "s.toml")
-    spec, table = load_inputs(config)
-    nominal = Engine(spec, table).evaluate(ScenarioBatch((config.pipeline,), np.zeros(1, dtype=np.int64)))
-    study = prepare_study(config, spec, table, nominal).study
+    config, _, _, study = prepared_study(project / "s.toml")
     assert uncertainty.chunk_rows(study, config.chunk_size) < config.chunk_size  # noise: every scenario has its own data
     small = run_config(project / "s.toml", out=project / "small", jobs=2, quiet=True)
     assert read_outputs(whole) == read_outputs(small)

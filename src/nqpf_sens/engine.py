@@ -115,21 +115,14 @@ class Engine:
         ranks = np.empty((batch.size, n_years * n_units), dtype=np.int64)
         aggregation = _ids([tuple(p.aggregation_at(k) for k in range(len(self.memberships))) for p in pipelines])
         for methods, members in _groups(aggregation[0][batch.pipeline_index]):
-            group = aggregate_tree(normalised(members), [w[members] for w in weights], self.memberships, aggregation[1][methods], n_units, self.ties)
-            if isinstance(members, slice):  # one group: its arrays are the batch's
-                scores, ranks = group
-            else:
-                scores[members], ranks[members] = group
+            group_scores, group_ranks = aggregate_tree(normalised(members), [w[members] for w in weights], self.memberships, aggregation[1][methods], n_units, self.ties)
+            scores, ranks = _place(scores, members, group_scores), _place(ranks, members, group_ranks)
         scores = scores.reshape(batch.size, -1, n_years, n_units).transpose(0, 2, 3, 1)  # a view: each node's scores stay contiguous
         ranks = ranks.reshape(batch.size, n_years, n_units)
         tiers = np.empty_like(ranks)
         tier_rules = _ids([p.tiers for p in pipelines])
         for rule, members in _groups(tier_rules[0][batch.pipeline_index]):
-            group_tiers = tier_rules[1][rule].assign(scores[members, ..., -1], ranks[members])
-            if isinstance(members, slice):
-                tiers = group_tiers
-            else:
-                tiers[members] = group_tiers
+            tiers = _place(tiers, members, tier_rules[1][rule].assign(scores[members, ..., -1], ranks[members]))
         return BatchResult(scores, ranks, tiers, self.spec.aggregates, first.units, first.years)
 
     def _normalised_rows(self, batch: ScenarioBatch):
@@ -187,6 +180,15 @@ def _ids(keys: list) -> tuple[np.ndarray, list, list[int]]:
             first.append(position)
         ids[position] = distinct[key]
     return ids, list(distinct), first
+
+
+def _place(whole: np.ndarray, members, part: np.ndarray) -> np.ndarray:
+    """``whole`` with a group's ``part`` written in; a group of every scenario (a slice, see
+    :func:`_groups`) is the batch, so its array is used as it is, without a copy."""
+    if isinstance(members, slice):
+        return part
+    whole[members] = part
+    return whole
 
 
 def _groups(ids: np.ndarray):

@@ -8,12 +8,11 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from nqpf_sens.baseline import score_frame
 from nqpf_sens.config import RunConfig, load_config
-from nqpf_sens.engine import Engine, ScenarioBatch
+from nqpf_sens.engine import evaluate
 from nqpf_sens.errors import UserError
 from nqpf_sens.inputs import load_inputs, unit_attributes
 from nqpf_sens.outputs import check_writable, staged_directory, write_json, write_table
@@ -53,8 +52,7 @@ def _run(config: RunConfig, started: float, out: str | Path | None, jobs: int | 
         raise UserError(message, config.path, f"[pipeline] {key}")
     jobs = jobs or config.jobs
     destination = Path(out) if out is not None else Path("results") / config.name
-    engine = Engine(spec, table, config.ties)
-    nominal = engine.evaluate(ScenarioBatch((config.pipeline,), np.zeros(1, dtype=np.int64)))
+    nominal = evaluate(spec, table, config.pipeline, config.ties)
     scores = score_frame(nominal)
     tables: dict[str, pd.DataFrame] = {"baseline_scores": scores}
     if config.data.compare_with_paper:

@@ -62,7 +62,9 @@ class Study:
         membership = np.zeros((len(self.region_codes), self.n_regions))
         has_region = self.region_codes >= 0
         membership[np.flatnonzero(has_region), self.region_codes[has_region]] = 1.0
-        return _mean_over_units(index, membership / np.maximum(membership.sum(axis=0), 1.0))
+        weights = membership / np.maximum(membership.sum(axis=0), 1.0)
+        # one 2-D product: numpy's stacked products of tiny matrices are slow
+        return (index.reshape(-1, index.shape[-1]) @ weights).reshape(*index.shape[:-1], -1)
 
     def engine(self) -> Engine:
         if self.token not in _ENGINES:
@@ -70,13 +72,6 @@ class Study:
             _ENGINES.clear()
             _ENGINES[self.token] = Engine(self.spec, self.tables, self.ties)
         return _ENGINES[self.token]
-
-
-def _mean_over_units(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(..., units) @ (units, k) as one 2-D product (numpy's stacked products of tiny matrices are slow);
-    a 1-D ``weights`` gives (..., 1)."""
-    flat = values.reshape(-1, values.shape[-1]) @ weights.reshape(len(weights), -1)
-    return flat.reshape(*values.shape[:-1], -1) if weights.ndim == 2 else flat.reshape(*values.shape[:-1], 1)
 
 
 @dataclass
