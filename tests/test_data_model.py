@@ -55,7 +55,7 @@ g,,,,Group
     "text, expected",
     [
         (META.replace("positive\nb", "upward\nb"), "row 2 (a), column 'direction': unknown direction 'upward'"),
-        (META.replace("a,d1,2", "a,d1,-2"), "indicator 'a', column 'weight': negative weight -2"),
+        (META.replace("a,d1,2", "a,d1,-2"), "'a', column 'weight': negative weight -2"),
         (META.replace("c,d2,3", "c,d2,0"), "'d2', column 'weight': all weights are zero"),
         (META.replace("a,d1,2", "a,d1,two"), "row 2 (a), column 'weight': not a finite number: 'two'"),
         (META.replace("b,d1", "a,d1"), "indicator 'a' is listed twice"),

@@ -54,7 +54,7 @@ def wait_for_chunks(project, count, process, timeout=120):
     work = project / "results" / ".long.work"
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None:
-        if len(list(work.glob("chunk_*.pkl"))) >= count:
+        if len(list(work.glob("chunk_*.npz"))) >= count:
             return
         time.sleep(0.05)
     pytest.fail("the run finished or stalled before it could be interrupted")
@@ -74,7 +74,7 @@ def test_interrupted_run_resumes_to_identical_results(project, how):
     if how == signal.SIGINT:
         assert process.returncode == 130 and "interrupted" in process.stderr.read()
     assert not (project / "results" / "long").exists(), "an interrupted run must not leave an output folder"
-    done = len(list((project / "results" / ".long.work").glob("chunk_*.pkl")))
+    done = len(list((project / "results" / ".long.work").glob("chunk_*.npz")))
     assert done >= 3
 
     resumed = start(project, "--resume")

@@ -1,4 +1,4 @@
-"""Monte Carlo and Sobol runs: build the study from a config, check it, run it, write the tables."""
+"""Monte Carlo and Sobol runs: build the study from a config and check it; turn its statistics into tables."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ from nqpf_sens.engine import BatchResult, Engine
 from nqpf_sens.errors import UserError
 from nqpf_sens.factors import FactorSet, build_factor
 from nqpf_sens.impute import TIME_SERIES_RULES
-from nqpf_sens.inputs import unit_attributes
+from nqpf_sens.inputs import input_files, unit_attributes
 from nqpf_sens.pipeline import pipeline_weights
 from nqpf_sens.sampling import Design
 from nqpf_sens.spec import IndexSpec
 from nqpf_sens.table import IndicatorTable, load_table
-from nqpf_sens.uncertainty import MAX_KEPT_SCORES, ChunkStats, Study, fingerprint, run_study
+from nqpf_sens.resources import RunSize, check_resources
+from nqpf_sens.uncertainty import MAX_KEPT_SCORES, ChunkStats, Study, capped_chunk_rows, fingerprint, per_scenario_bytes
 
 DATA_KEYS = ("imputation", "transformation", "normalisation")
 
@@ -78,8 +79,9 @@ def _not_exercised(factors: FactorSet, table: IndicatorTable, spec: IndexSpec, c
     return notes
 
 
-def prepare_study(config: RunConfig, spec: IndexSpec, table: IndicatorTable, nominal: BatchResult) -> Prepared:
-    """Factors, design and checks of a run around its ``nominal`` result (the config's pipeline)."""
+def prepare_study(config: RunConfig, spec: IndexSpec, table: IndicatorTable, nominal: BatchResult, jobs: int = 1, work: Path | None = None) -> Prepared:
+    """Factors, design and checks of a run around its ``nominal`` result (the config's pipeline);
+    the run's memory and disk (chunk files under ``work``) are checked against the machine."""
     tables = _tables(config, spec, table)
     entries = [build_factor(entry, k, spec, config.pipeline, len(tables), config.path) for k, entry in enumerate(config.factors, start=1)]
     engine = Engine(spec, tables, config.ties)
@@ -95,16 +97,35 @@ def prepare_study(config: RunConfig, spec: IndexSpec, table: IndicatorTable, nom
             raise UserError(f"imputation rules {sorted(rules & set(TIME_SERIES_RULES))} need several years to refill masked cells; the data have one year: set [pipeline] imputation_fallback", config.path, "[[factors]]")
         if rules == {"none"}:
             raise UserError("a 'mask' factor needs an imputation rule to refill the cells", config.path, "[[factors]]")
-    design = Design(config.sampling.method, config.sampling.n, factors.groups, config.seed)
     attributes = unit_attributes(config, table)
     regions = tuple(sorted(attributes["region"].dropna().unique())) if "region" in attributes else ()
+    n_rows = config.sampling.n * (len(entries) + 2) if config.sampling.method == "saltelli" else config.sampling.n
+    n_uncertain = 2 * config.sampling.n if config.sampling.method == "saltelli" else n_rows
+    per_scenario = per_scenario_bytes(table.values.shape, len(spec.aggregates), any(f.kind in ("noise", "mask") for f in entries))
+    size = RunSize(
+        rows=n_rows,
+        columns=factors.n_columns,
+        saltelli=config.sampling.method == "saltelli",
+        base_n=config.sampling.n,
+        bootstrap=config.sampling.bootstrap,
+        kept=min(n_uncertain, MAX_KEPT_SCORES),
+        years=len(table.years),
+        units=len(table.units),
+        aggregates=len(spec.aggregates) + 1,
+        regions=len(regions),
+        tiers=config.pipeline.tiers.n_tiers,
+        chunk_rows=capped_chunk_rows(config.chunk_size, per_scenario),
+        per_scenario=per_scenario,
+        jobs=jobs,
+    )
+    check_resources(size, work if work is not None else Path("results") / ".work")
+    design = Design(config.sampling.method, config.sampling.n, factors.groups, config.seed)
     region_codes = attributes["region"].map({r: i for i, r in enumerate(regions)}).fillna(-1).to_numpy(dtype=np.int64) if regions else np.full(len(table.units), -1)
     gdp = pd.to_numeric(attributes["gdp_per_capita"], errors="coerce").to_numpy(dtype=float) if "gdp_per_capita" in attributes else None
-    n_uncertain = 2 * config.sampling.n if design.method == "saltelli" else design.n_rows
     from nqpf_sens import __version__
 
     study = Study(
-        token=fingerprint(config.raw, __version__),
+        token=fingerprint(config.raw, __version__, input_files(config)),
         spec=spec,
         tables=tables,
         factors=factors,
@@ -151,9 +172,3 @@ def tables_from(prepared: Prepared, stats: ChunkStats, config: RunConfig) -> dic
 
 def _by_nominal_rank(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values([c for c in ("year", "nominal_rank") if c in frame], kind="stable").reset_index(drop=True)
-
-
-def run_audit(config: RunConfig, spec: IndexSpec, table: IndicatorTable, nominal: BatchResult, work: Path, jobs: int, resume: bool, progress: bool) -> tuple[Prepared, ChunkStats]:
-    prepared = prepare_study(config, spec, table, nominal)
-    stats = run_study(prepared.study, work, config.chunk_size, jobs, config.backend, config.scheduler, resume, progress)
-    return prepared, stats

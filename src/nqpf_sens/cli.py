@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nqpf_sens.errors import UserError
+from nqpf_sens.errors import RunInterrupted, UserError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,12 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         from nqpf_sens.runner import run_config
 
         if args.jobs is not None and args.jobs < 1:
-            raise UserError("--jobs must be at least 1")
+            raise UserError("must be at least 1", where="--jobs")
         run_config(args.config, out=args.out, jobs=args.jobs, quiet=args.quiet, resume=args.resume)
     except UserError as error:
         print(f"error: {error.one_line()}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: no results were written", file=sys.stderr)
+    except KeyboardInterrupt as interruption:
+        message = interruption.message if isinstance(interruption, RunInterrupted) else "interrupted: no results were written"
+        print(message, file=sys.stderr)
         return 130
     return 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nqpf_sens.errors import UserError
+from nqpf_sens.outputs import check_run_name
 from nqpf_sens.pipeline import Pipeline
 from nqpf_sens.rank import TIES, TierRule
 
@@ -17,7 +19,7 @@ _NUMBER = (int, float)
 #: section -> key -> accepted Python types of the TOML value
 SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "run": {"name": (str,), "kind": (str,), "seed": (int,), "jobs": (int,), "chunk_size": (int,), "backend": (str,), "scheduler": (str,)},
-    "data": {"metadata": (str,), "values": (str,), "year": (int,), "compare_with_paper": (bool,), "alternatives": (list,), "units": (str,), "unit_column": (str,), "year_column": (str,)},
+    "data": {"metadata": (str,), "values": (str,), "year": (int,), "compare_with_paper": (bool,), "alternatives": (list,), "units": (str,), "unit_column": (str,), "year_column": (str,), "allow_empty_units": (bool,)},
     "pipeline": {
         "imputation": (str,),
         "imputation_fallback": (str,),
@@ -53,6 +55,16 @@ FACTOR_KEYS: dict[str, tuple[type, ...]] = {
     "count": (int,),
     "description": (str,),
 }
+#: key -> accepted types of each element of a list value
+LIST_ITEMS: dict[str, tuple[type, ...]] = {
+    "alternatives": (str,),
+    "aggregation": (str,),
+    "bounds": (int,),
+    "thresholds": _NUMBER,
+    "probabilities": _NUMBER,
+    "options": (str, int, float, list),
+}
+MAX_JOBS = 1024
 KINDS = ("baseline", "montecarlo", "sobol")
 BACKENDS = ("threading", "loky", "dask")
 
@@ -63,6 +75,7 @@ class DataConfig:
     values: Path | None = None
     year: int | None = None
     compare_with_paper: bool = False
+    allow_empty_units: bool = False
     alternatives: tuple[Path, ...] = ()
     units: Path | None = None
     unit_column: str = "unit"
@@ -108,7 +121,39 @@ class RunConfig:
 
 def _check_value(value: Any, types: tuple[type, ...], path: Path, where: str) -> None:
     if isinstance(value, bool) != (bool in types) or not isinstance(value, types):
-        raise UserError(f"expected {_type_name(types)}, got {value!r}", path, where)
+        raise UserError(f"expected {_type_name(types)}, got {_toml(value)}", path, where)
+    key = where.split()[-1]
+    if isinstance(value, list) and key in LIST_ITEMS:
+        for k, item in enumerate(value, start=1):
+            _check_value(item, LIST_ITEMS[key], path, f"{where} item {k}")
+            if isinstance(item, list):  # an option per level of the tree: aggregation methods
+                for level, method in enumerate(item, start=1):
+                    _check_value(method, (str,), path, f"{where} item {k} level {level}")
+
+
+def _toml(value: Any) -> str:
+    """A value as it is written in TOML (how the user typed it)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "a table"
+    return str(value)
+
+
+def _check_finite(value: Any, path: Path, where: str) -> None:
+    """Refuse nan and inf anywhere in a config (TOML allows them; no key means them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"not a finite number: {value}", path, where)
+    if isinstance(value, list):
+        for k, item in enumerate(value, start=1):
+            _check_finite(item, path, f"{where} item {k}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, path, f"{where} {key}")
 
 
 def _check_factors(entries: Any, path: Path) -> None:
@@ -133,6 +178,11 @@ def _type_name(types: tuple[type, ...]) -> str:
 
 def _check_keys(raw: dict[str, Any], path: Path) -> None:
     for section, content in raw.items():
+        if isinstance(content, list):
+            for k, entry in enumerate(content, start=1):
+                _check_finite(entry, path, f"[[{section}]] #{k}")
+        else:
+            _check_finite(content, path, f"[{section}]")
         if section == "factors":
             _check_factors(content, path)
             continue
@@ -202,10 +252,13 @@ def _outputs(section: dict[str, Any], path: Path) -> OutputConfig:
     for key in ("within", "top"):
         if section.get(key, 1) < 0:
             raise UserError("must not be negative", path, f"[outputs] {key}")
+    tolerance = float(section.get("convergence_tolerance", 0.10))
+    if not 0 < tolerance <= 1:
+        raise UserError("must be in (0, 1]", path, "[outputs] convergence_tolerance")
     labels = section.get("labels", "en")
     if labels not in ("en", "zh"):
         raise UserError(f"unknown labels {labels!r} (choose en or zh)", path, "[outputs] labels")
-    return OutputConfig(interval=interval, within=section.get("within", 3), top=section.get("top", 5), convergence_tolerance=float(section.get("convergence_tolerance", 0.10)), chinese_labels=labels == "zh", figures=section.get("figures", True))
+    return OutputConfig(interval=interval, within=section.get("within", 3), top=section.get("top", 5), convergence_tolerance=tolerance, chinese_labels=labels == "zh", figures=section.get("figures", True))
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -232,6 +285,11 @@ def load_config(path: str | Path) -> RunConfig:
     for key in ("jobs", "chunk_size"):
         if run.get(key, 1) < 1:
             raise UserError("must be at least 1", path, f"[run] {key}")
+    if run.get("jobs", 1) > MAX_JOBS:
+        raise UserError(f"must be at most {MAX_JOBS}", path, "[run] jobs")
+    if run.get("seed", 0) < 0:
+        raise UserError("must be a non-negative integer", path, "[run] seed")
+    name = check_run_name(run.get("name", path.stem), path)
     backend = run.get("backend", "threading")
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})", path, "[run] backend")
@@ -243,7 +301,7 @@ def load_config(path: str | Path) -> RunConfig:
     return RunConfig(
         path=path,
         raw=raw,
-        name=run.get("name", path.stem),
+        name=name,
         kind=kind,
         seed=run.get("seed", 0),
         jobs=run.get("jobs", 1),
@@ -258,6 +316,7 @@ def load_config(path: str | Path) -> RunConfig:
             values=_path(data.get("values"), base),
             year=data.get("year"),
             compare_with_paper=data.get("compare_with_paper", False),
+            allow_empty_units=data.get("allow_empty_units", False),
             alternatives=tuple(_path(p, base) for p in data.get("alternatives", ())),
             units=_path(data.get("units"), base),
             unit_column=data.get("unit_column", "unit"),

@@ -117,6 +117,8 @@ class Engine:
         for methods, members in _groups(aggregation[0][batch.pipeline_index]):
             group_scores, group_ranks = aggregate_tree(normalised(members), [w[members] for w in weights], self.memberships, aggregation[1][methods], n_units, self.ties)
             scores, ranks = _place(scores, members, group_scores), _place(ranks, members, group_ranks)
+        if not np.isfinite(scores[:, -1]).all():  # a non-finite node reaches the index
+            raise UserError(self._aggregation_problem(scores, first))
         scores = scores.reshape(batch.size, -1, n_years, n_units).transpose(0, 2, 3, 1)  # a view: each node's scores stay contiguous
         ranks = ranks.reshape(batch.size, n_years, n_units)
         tiers = np.empty_like(ranks)
@@ -124,6 +126,13 @@ class Engine:
         for rule, members in _groups(tier_rules[0][batch.pipeline_index]):
             tiers = _place(tiers, members, tier_rules[1][rule].assign(scores[members, ..., -1], ranks[members]))
         return BatchResult(scores, ranks, tiers, self.spec.aggregates, first.units, first.years)
+
+    def _aggregation_problem(self, scores: np.ndarray, table: IndicatorTable) -> str:
+        """Name the first scenario, unit and node whose aggregate is not a finite number."""
+        scenario, node, row = np.argwhere(~np.isfinite(scores))[0]
+        year, unit = divmod(int(row), len(table.units))
+        when = "" if table.years[year] is None else f" in {table.years[year]}"
+        return f"aggregation gives a non-finite score for unit '{table.units[unit]}'{when} at node '{self.spec.aggregates[node]}' (scenario {scenario}): are the weights or values too large?"
 
     def _normalised_rows(self, batch: ScenarioBatch):
         """A function giving the normalised (members, indicators, rows) matrices of some scenarios.

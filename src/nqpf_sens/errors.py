@@ -19,3 +19,11 @@ class UserError(Exception):
         prefix = ": ".join(parts)
         text = f"{prefix}: {self.message}" if prefix else self.message
         return " ".join(text.split())
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: carries the line that tells the user what was kept."""
+
+    def __init__(self, message: str):
+        self.message = message
+        super().__init__(message)

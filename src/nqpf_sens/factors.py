@@ -201,6 +201,8 @@ def build_factor(entry: dict, number: int, spec, nominal: Pipeline, n_datasets: 
         fields.update(level=level, distribution=distribution, spread=spread, concentration=concentration, n_columns=len(spec.levels[level]))
     elif kind == "exclude":
         options = tuple(entry.get("options", (NONE, *spec.indicators)))
+        if len(options) < 2:
+            raise UserError("an exclude factor needs at least two options ('none' and an indicator)", source, where)
         unknown = [o for o in options if o != NONE and o not in spec.indicators]
         if unknown:
             raise UserError(f"unknown indicator {unknown[0]!r}", source, where)

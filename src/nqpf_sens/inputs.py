@@ -5,14 +5,18 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from nqpf_sens.config import RunConfig
-from nqpf_sens.errors import UserError
+import numpy as np
 import pandas as pd
 
+from nqpf_sens.config import RunConfig
+from nqpf_sens.errors import UserError
 from nqpf_sens.spec import IndexSpec, load_spec, nqpf_spec, read_csv
 from nqpf_sens.table import IndicatorTable, load_table
 
+DEFAULT_METADATA = "nqpf_indicators.csv"
 DEFAULT_VALUES = "nqpf_provinces.csv"
+DEFAULT_ALTERNATIVES = "nqpf_alternatives.csv.gz"
+DEFAULT_UNITS = "nqpf_units.csv"
 
 
 def packaged(name: str) -> Path:
@@ -46,7 +50,31 @@ def unit_attributes(config: RunConfig, table: IndicatorTable) -> pd.DataFrame:
             raise UserError("missing column 'unit'", config.data.units)
         frame = frame.set_index("unit")
     elif config.data.values is None:
-        frame = read_csv(packaged("nqpf_units.csv")).set_index("unit")
+        frame = read_csv(packaged(DEFAULT_UNITS)).set_index("unit")
     else:
         frame = table.attributes
     return frame.reindex(list(table.units)).rename_axis("unit")
+
+
+def input_files(config: RunConfig) -> list[Path]:
+    """Every file a run reads (the shipped files where the config gives none): what a resumed run
+    must find unchanged, and what an output folder must never contain."""
+    data = config.data
+    files = [data.metadata or packaged(DEFAULT_METADATA), data.values or packaged(DEFAULT_VALUES)]
+    files += list(data.alternatives)
+    shipped = data.values is None and data.metadata is None
+    if shipped and not data.alternatives and any(f.get("kind") == "dataset" for f in config.factors):
+        files.append(packaged(DEFAULT_ALTERNATIVES))
+    if data.units is not None:
+        files.append(data.units)
+    elif data.values is None:
+        files.append(packaged(DEFAULT_UNITS))
+    return [f for f in files if f.is_file()]
+
+
+def empty_units(config: RunConfig, table: IndicatorTable) -> list[str]:
+    """Notes on units without any observed value: refused unless ``[data] allow_empty_units``."""
+    empty = [u for u, observed in zip(table.units, ~np.isnan(table.values).all(axis=(0, 2))) if not observed]
+    if empty and not config.data.allow_empty_units:
+        raise UserError(f"unit '{empty[0]}' has no observed value (set [data] allow_empty_units = true to impute all of it)", table.source)
+    return [f"unit '{u}' has no observed value: every one of its values is imputed" for u in empty]

@@ -1,13 +1,26 @@
-"""Writing results: every run writes into a hidden staging folder that replaces the output folder only
-when complete, so an interrupted or failed run never leaves anything that looks finished."""
+"""Writing results without ever harming a folder the tool did not create.
+
+A run (or ``report``) writes into a hidden staging folder beside the destination and publishes it
+only when complete. A destination that already exists is replaced only if it is an earlier result:
+it holds the marker file this module writes, which lists every file of the result, and nothing
+else. The root, the home folder, the working folder and any folder that contains the config, the
+data or the installed package are always refused; symbolic links are never followed or deleted.
+Publishing swaps the two folders atomically (``renameat2``; elsewhere: rename aside, move in), so a
+crash at any instant leaves the old or the new result, and deleting the old one removes only the
+files its marker lists. A lock beside the destination keeps two runs from writing it at once.
+Folders are created with the user's umask.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
 import json
 import os
+import secrets
 import shutil
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,34 +29,274 @@ import pandas as pd
 
 from nqpf_sens.errors import UserError
 
+MARKER = ".nqpf_sens-result.json"
+TOOL = "nqpf_sens"
+_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
+_AT_FDCWD = -100
 
-def check_writable(destination: Path) -> None:
-    """Refuse, before anything runs, an output folder that could not be created (nothing is created here)."""
-    ancestor = Path(destination).absolute()
+
+def check_run_name(name: object, source: Path) -> str:
+    """A run name is a plain folder name under ``results/``: no separator, not empty, not hidden."""
+    if not isinstance(name, str):
+        raise UserError(f"expected a string, got {name!r}", source, "[run] name")
+    bad = (
+        not name.strip()
+        or name in (".", "..")
+        or name.startswith(".")
+        or any(c in name for c in "/\\\0")
+        or any(ord(c) < 32 for c in name)
+    )
+    if bad:
+        raise UserError(
+            f"{name!r} is not a plain folder name (no '/', '\\', leading '.', or control characters)",
+            source,
+            "[run] name",
+        )
+    return name
+
+
+def _absolute(path: Path) -> Path:
+    """The absolute path with the parents' links resolved but the last component kept as it is."""
+    path = Path(os.path.abspath(path))
+    if path.name in ("", ".."):
+        return path.resolve()
+    return path.parent.resolve() / path.name
+
+
+def _contains(folder: Path, path: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def protected_paths(extra: Iterable[Path] = ()) -> dict[Path, str]:
+    """Files and folders that an output folder must never contain (and how to name them): the
+    working folder, the installed package and whatever the run reads."""
+    protected = {Path(p).resolve(): f"'{Path(p).resolve()}'" for p in extra}
+    protected[Path(__file__).resolve().parent] = "the installed nqpf_sens package"
+    protected[Path.cwd().resolve()] = "the working folder"
+    return protected
+
+
+def check_destination(destination: Path, protected: Iterable[Path] = ()) -> Path:
+    """Refuse, before anything runs, a destination that may not be written or replaced.
+
+    Returns its absolute path. Nothing is created here."""
+    final = _absolute(destination)
+    if os.path.islink(final):
+        raise UserError("is a symbolic link; give the real folder as --out", destination)
+    home = Path.home().resolve()
+    if final == Path(final.anchor) or final == home:
+        raise UserError("refusing to write the root or the home folder; choose a new folder", final)
+    for path, what in protected_paths(protected).items():
+        if _contains(final, path):
+            raise UserError(f"would replace a folder that contains {what}; choose a new folder", final)
+    if os.path.lexists(final):
+        check_replaceable(final)
+    ancestor = final.parent
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
-        raise UserError("cannot write the output directory here (not a writable folder)", ancestor)
+        raise UserError("cannot write the output folder here (not a writable folder)", ancestor)
+    return final
+
+
+def result_files(folder: Path) -> list[str] | None:
+    """The files an earlier result lists in its marker, or None if ``folder`` holds no valid marker."""
+    marker = folder / MARKER
+    if os.path.islink(marker) or not marker.is_file():
+        return None
+    try:
+        content = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    files = content.get("files") if isinstance(content, dict) else None
+    if content.get("tool") != TOOL or not isinstance(files, list):
+        return None
+    if not all(isinstance(f, str) and _is_relative(f) for f in files):
+        return None
+    return files
+
+
+def _is_relative(name: str) -> bool:
+    parts = Path(name).parts
+    return bool(parts) and not Path(name).is_absolute() and ".." not in parts and "." not in parts
+
+
+def check_replaceable(folder: Path) -> None:
+    """Refuse to replace ``folder`` unless it is an earlier result holding only what it lists."""
+    if os.path.islink(folder):
+        raise UserError("is a symbolic link; nqpf_sens never replaces one", folder)
+    if not folder.is_dir():
+        raise UserError("exists and is not a folder; choose another output folder", folder)
+    listed = result_files(folder)
+    if listed is None:
+        raise UserError(
+            "exists and is not an nqpf_sens result (no marker file); choose another output folder",
+            folder,
+        )
+    foreign = _foreign_entry(folder, set(listed) | {MARKER})
+    if foreign is not None:
+        raise UserError(
+            f"holds '{foreign}', which nqpf_sens did not write; move it away or choose another"
+            " output folder",
+            folder,
+        )
+
+
+def _foreign_entry(folder: Path, listed: set[str]) -> str | None:
+    """The first entry of ``folder`` that is not a listed regular file or a folder leading to one."""
+    folders = {str(parent) for name in listed for parent in Path(name).parents} - {"."}
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        here = Path(root).relative_to(folder)
+        for name in dirs:
+            relative = str(here / name)
+            if os.path.islink(Path(root) / name) or relative not in folders:
+                return relative
+        for name in files:
+            relative = str(here / name)
+            if relative not in listed or os.path.islink(Path(root) / name):
+                return relative
+    return None
+
+
+def remove_result(folder: Path) -> None:
+    """Delete an earlier result: only the files its marker lists, then its folders once empty.
+
+    Anything else (which :func:`check_replaceable` refused before) is left in place."""
+    listed = result_files(folder) or []
+    for name in [*listed, MARKER]:
+        path = folder / name
+        if os.path.lexists(path) and not path.is_dir():
+            os.unlink(path)
+    folders = {parent for name in listed for parent in Path(name).parents if str(parent) != "."}
+    for relative in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        _remove_empty(folder / relative)
+    _remove_empty(folder)
+
+
+def _remove_empty(folder: Path) -> None:
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass
+
+
+def _renameat2(source: Path, target: Path, flags: int) -> bool:
+    """Linux's renameat2; False when the system or the file system does not offer it."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    result = function(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), flags)
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(target))
+
+
+def publish(staging: Path, final: Path) -> None:
+    """Make the complete ``staging`` folder the result at ``final``, replacing an earlier result."""
+    if not os.path.lexists(final):
+        if not _renameat2(staging, final, _RENAME_NOREPLACE):
+            if os.path.lexists(final):
+                raise UserError("appeared while the run was writing; nothing was replaced", final)
+            os.rename(staging, final)
+        return
+    check_replaceable(final)  # again: files may have been added while the run was going
+    if _renameat2(staging, final, _RENAME_EXCHANGE):
+        remove_result(staging)  # the staging path now holds the old result
+        return
+    aside = final.with_name(f".{final.name}.old-{secrets.token_hex(4)}")
+    os.rename(final, aside)
+    os.rename(staging, final)
+    remove_result(aside)
+
+
+def make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents (umask honoured); returns those created, deepest
+    first, so that a failed run can remove them again."""
+    created = []
+    for path in [folder, *folder.parents]:
+        if path.exists():
+            break
+        created.append(path)
+    for path in reversed(created):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise UserError(f"cannot create the folder ({exc.strerror})", path) from None
+    return created
+
+
+def remove_empty_folders(folders: Iterable[Path]) -> None:
+    for folder in folders:
+        _remove_empty(folder)
+
+
+@contextmanager
+def destination_lock(final: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``final`` (a lock file beside it) or refuse in one line."""
+    lock = final.with_name(f".{final.name}.lock")
+    while True:
+        try:
+            handle = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        except OSError as exc:
+            raise UserError(f"cannot create the lock file ({exc.strerror})", lock) from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            raise UserError("another nqpf_sens run is writing this folder; wait for it", final) from None
+        try:  # the file may have been removed by the previous holder: lock the current one
+            same = os.stat(lock, follow_symlinks=False).st_ino == os.fstat(handle).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(handle)
+    try:
+        yield
+    finally:
+        try:
+            os.unlink(lock)
+        finally:
+            os.close(handle)
 
 
 @contextmanager
 def staged_directory(final: Path) -> Iterator[Path]:
-    """Yield an empty staging folder beside ``final``; on success it becomes ``final``."""
+    """Yield an empty staging folder beside ``final``; on success it is published as ``final``
+    (see :func:`publish`) with a marker listing every file in it. On failure it is removed."""
     final = Path(final)
-    parent = final.parent
+    staging = final.with_name(f".{final.name}.partial-{secrets.token_hex(4)}")
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=parent))
+        staging.mkdir()
     except OSError as exc:
-        raise UserError(f"cannot write the output directory ({exc.strerror})", parent) from None
+        raise UserError(f"cannot write the output folder ({exc.strerror})", final.parent) from None
     try:
         yield staging
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
+        write_marker(staging)
+        publish(staging, final)
     finally:
-        if staging.exists():
+        if os.path.lexists(staging):
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_marker(folder: Path) -> None:
+    """List every file of a finished result in its marker (what may later be replaced)."""
+    from nqpf_sens import __version__
+
+    files = sorted(
+        str(Path(root, name).relative_to(folder))
+        for root, _, names in os.walk(folder)
+        for name in names
+        if name != MARKER
+    )
+    payload = {"tool": TOOL, "version": __version__, "files": files}
+    write_json(payload, folder / MARKER)
 
 
 def write_table(frame: pd.DataFrame, folder: Path, name: str) -> None:

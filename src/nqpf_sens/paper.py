@@ -5,6 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from nqpf_sens.inputs import packaged
+from nqpf_sens.spec import IndexSpec
+from nqpf_sens.table import IndicatorTable
 
 OUTPUTS = ("total", "tech", "factor", "industry")
 
@@ -12,6 +14,14 @@ OUTPUTS = ("total", "tech", "factor", "industry")
 def table3() -> pd.DataFrame:
     """Table 3: 2022 scores and ranks of the 31 provinces, indexed by English name."""
     return pd.read_csv(packaged("paper/table3_scores_2022.csv")).set_index("province")
+
+
+def paper_problem(spec: IndexSpec, table: IndicatorTable) -> str | None:
+    """Why a comparison with Table 3 makes no sense for these data (not the paper's), or None."""
+    provinces = set(table3().index)
+    if tuple(spec.dimensions) != OUTPUTS[1:] or set(table.units) != provinces or len(table.years) != 1:
+        return "the data are not the paper's (its 31 provinces in one year, dimensions tech, factor, industry): set it to false"
+    return None
 
 
 def compare_with_table3(scores: pd.DataFrame) -> pd.DataFrame:

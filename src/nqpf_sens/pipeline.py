@@ -72,6 +72,10 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
     for method in methods:
         if method not in aggregate.METHODS:
             return f"aggregation: unknown option {method!r} (choose from {', '.join(aggregate.METHODS)})"
+    if isinstance(pipeline.winsor_max, bool) or not isinstance(pipeline.winsor_max, int):
+        return f"winsor_max: must be a whole number, not {pipeline.winsor_max!r}"
+    if isinstance(pipeline.winsor_limit, bool) or not isinstance(pipeline.winsor_limit, (int, float)):
+        return f"winsor_limit: must be a number, not {pipeline.winsor_limit!r}"
     if not 0 <= pipeline.winsor_limit < 0.5:
         return "winsor_limit: must be in [0, 0.5)"
     if pipeline.winsor_max < 0:
@@ -116,16 +120,29 @@ def prepare(pipeline: Pipeline, table: IndicatorTable, spec: IndexSpec, raw: np.
         elif pipeline.imputation in impute.TIME_SERIES_RULES and pipeline.imputation_fallback is None:
             reason += " (no observation in the series; imputation_fallback = \"flat\" holds it constant)"
         raise UserError(f"missing value that {reason}", table.source, _first_missing(filled, table))
+    check_finite(filled, table, f"imputation '{pipeline.imputation}'")
     mask = transform_mask(pipeline, spec)
     problem = transform.domain_problem(pipeline.transformation, filled[..., mask])
     if problem:
         raise UserError(f"transformation '{pipeline.transformation}': {problem}", table.source)
     changed = _transform(pipeline, filled, mask)
+    check_finite(changed, table, f"transformation '{pipeline.transformation}'")
     base = _base_index(pipeline, table)
     problem = normalise.domain_problem(pipeline.normalisation, changed, spec.direction, base)
     if problem:
         raise UserError(f"normalisation '{pipeline.normalisation}': {problem}", table.source)
-    return normalise.normalise(changed, pipeline.normalisation, spec.direction, base)
+    with np.errstate(over="ignore", invalid="ignore"):
+        normalised = normalise.normalise(changed, pipeline.normalisation, spec.direction, base)
+    check_finite(normalised, table, f"normalisation '{pipeline.normalisation}'")
+    return normalised
+
+
+def check_finite(values: np.ndarray, table: IndicatorTable, stage: str) -> None:
+    """Stop at the first stage that makes a value infinite or undefined (overflow of huge values)."""
+    finite = np.isfinite(values)
+    if not finite.all():
+        where = _first_missing(np.where(finite, 0.0, np.nan), table)
+        raise UserError(f"{stage} gives a non-finite value (are the raw values too large?)", table.source, where)
 
 
 def denominated(pipeline: Pipeline, table: IndicatorTable, raw: np.ndarray | None = None) -> np.ndarray:

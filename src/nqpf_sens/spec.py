@@ -19,6 +19,9 @@ import pandas as pd
 from nqpf_sens.errors import UserError
 
 ROOT_CODE = "total"
+MAX_WEIGHT = 1e100
+#: names the output tables use for their own columns: no indicator or aggregate may take them
+RESERVED_CODES = ("unit", "year", "rank", "tier", "total", "indicator", "value")
 
 _ALIASES = {
     "code": ("code", "iCode", "indicator"),
@@ -115,17 +118,19 @@ def _pick(frame: pd.DataFrame, role: str, source: Path, required: bool = True) -
 
 
 def _numeric(series: pd.Series, column: str, codes: pd.Series, source: Path) -> np.ndarray:
-    values = pd.to_numeric(series, errors="coerce")
-    bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
+    values, bad = parse_numbers(series)
+    bad |= np.isnan(values)
     if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise UserError(f"not a finite number: {series.iloc[row]!r}", source, f"row {row + 2} ({codes.iloc[row]}), column '{column}'")
-    return values.to_numpy(dtype=float)
+        row = int(np.flatnonzero(bad)[0])
+        raise UserError(f"not a finite number: {cell_text(series, row)}", source, f"row {row + 2} ({codes.iloc[row]}), column '{column}'")
+    return values
 
 
 def _check_weights(weights: np.ndarray, codes: list[str], parents: np.ndarray, parent_codes: tuple[str, ...], column: str, source: Path) -> None:
     for i in np.flatnonzero(weights < 0):
-        raise UserError(f"negative weight {weights[i]:g}", source, f"indicator '{codes[i]}', column '{column}'")
+        raise UserError(f"negative weight {weights[i]:g}", source, f"'{codes[i]}', column '{column}'")
+    for i in np.flatnonzero(weights > MAX_WEIGHT):
+        raise UserError(f"weight {weights[i]:g} is too large to sum (only ratios matter: rescale the weights)", source, f"'{codes[i]}', column '{column}'")
     for p, code in enumerate(parent_codes):
         if not np.any(weights[parents == p] > 0):
             raise UserError("all weights are zero", source, f"'{code}', column '{column}'")
@@ -152,7 +157,9 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
     for dup in codes[codes.duplicated()]:
         raise UserError(f"indicator '{dup}' is listed twice", source, f"column '{code_col}'")
     directions = []
-    for row, value in enumerate(frame[direction_col].astype(str).str.strip().str.lower()):
+    for row, value in enumerate(frame[direction_col].fillna("").astype(str).str.strip().str.lower()):
+        if not value:
+            raise UserError("empty direction (use positive/negative or 1/-1)", source, f"row {row + 2} ({codes.iloc[row]}), column '{direction_col}'")
         if value not in _DIRECTIONS:
             raise UserError(f"unknown direction {value!r} (use positive/negative or 1/-1)", source, f"row {row + 2} ({codes.iloc[row]}), column '{direction_col}'")
         directions.append(_DIRECTIONS[value])
@@ -176,6 +183,7 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
 
     node_parent, node_weight = _aggregate_nodes(aggregates, parent_names, codes, weights, source)
     levels, parents, level_weights = _layer_tree(list(codes), parent_names.tolist(), weights, node_parent, node_weight, source)
+    _check_codes(levels, source)
     for k in range(len(levels) - 1):
         _check_weights(level_weights[k], list(levels[k]), parents[k], levels[k + 1], weight_col, source)
     return IndexSpec(
@@ -188,6 +196,17 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
         denominators=denominators,
         declared_columns=declared,
     )
+
+
+def _check_codes(levels: tuple[tuple[str, ...], ...], source: Path) -> None:
+    """Codes name output columns: refuse empty ones and those the outputs reserve for themselves
+    (the index itself may be called ``total``)."""
+    for level in levels[:-1]:
+        for code in level:
+            if not code:
+                raise UserError("empty code", source)
+            if code in RESERVED_CODES:
+                raise UserError(f"'{code}' is reserved for a column of the outputs; rename it", source, f"code '{code}'")
 
 
 def _aggregate_nodes(aggregates: pd.DataFrame, parent_names: pd.Series, codes: pd.Series, weights: np.ndarray, source: Path) -> tuple[dict[str, str | None], dict[str, float]]:
@@ -253,25 +272,53 @@ def _layer_tree(codes: list[str], parent_names: list[str], weights: np.ndarray, 
     return tuple(levels), tuple(parents), tuple(level_weights)
 
 
-def read_csv(path: Path, **kwargs) -> pd.DataFrame:
-    """Read a CSV file, turning every way it can fail into one clear line."""
+#: cells that mean "no value" in a numeric column (pandas' defaults); elsewhere they are text
+MISSING_TOKENS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """Read a CSV file as text (codes such as ``01`` and names such as ``NA`` stay as written; only
+    empty cells are missing), turning every way it can fail into one clear line."""
     path = Path(path)
     if not path.is_file():
         raise UserError("file not found", path)
     try:
-        return pd.read_csv(path, encoding="utf-8-sig", **kwargs)
+        frame = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False, na_values=[""])
     except UnicodeDecodeError as exc:
         raise UserError(f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", path) from None
     except pd.errors.EmptyDataError:
         raise UserError("the file is empty", path) from None
     except pd.errors.ParserError as exc:
         raise UserError(f"not a valid CSV table ({str(exc).splitlines()[0]})", path) from None
+    header = str(frame.columns[0]) if len(frame.columns) == 1 else ""
+    for delimiter, name in ((";", "semicolons"), ("\t", "tabs")):
+        if delimiter in header:
+            raise UserError(f"the header is separated by {name}; save the file with commas between columns", path)
+    return frame
+
+
+def parse_numbers(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Numbers of a column (text or numeric) and a mask of the cells that are neither a finite
+    number nor missing (empty or a missing-value token such as ``NA``)."""
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        numbers = raw.to_numpy(dtype=float, na_value=np.nan)
+        return numbers, np.isinf(numbers)
+    text = raw.astype(str).str.strip()
+    missing = raw.isna().to_numpy() | text.isin(MISSING_TOKENS).to_numpy()
+    numbers = pd.to_numeric(text.where(~missing), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return np.where(missing, np.nan, numbers), ~missing & ~np.isfinite(numbers)
+
+
+def cell_text(raw: pd.Series, row: int) -> str:
+    """A cell as the user wrote it, quoted."""
+    value = raw.iloc[row]
+    return repr(str(value)) if not isinstance(value, str) else repr(value)
 
 
 def load_spec(path: str | Path) -> IndexSpec:
     """Read and validate an index metadata file."""
     path = Path(path)
-    return spec_from_frame(read_csv(path, dtype={"direction": str, "Direction": str}), path)
+    return spec_from_frame(read_csv(path), path)
 
 
 def nqpf_spec() -> IndexSpec:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from nqpf_sens.errors import UserError
-from nqpf_sens.spec import IndexSpec, read_csv
+from nqpf_sens.spec import IndexSpec, cell_text, parse_numbers, read_csv
 
 UNIT_COLUMN = "unit"
 YEAR_COLUMN = "year"
@@ -61,16 +61,21 @@ def _tidy_to_wide(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
 
 
 def _check_numeric(frame: pd.DataFrame, column: str, source: Path, row_offset: int = 2) -> np.ndarray:
-    raw = frame[column]
-    numbers = pd.to_numeric(raw, errors="coerce")
-    bad = numbers.isna() & raw.notna() & raw.astype(str).str.strip().ne("")
-    infinite = np.isinf(numbers.to_numpy(dtype=float, na_value=np.nan))
-    problem = bad.to_numpy() | infinite
-    if problem.any():
-        row = int(np.flatnonzero(problem)[0])
+    numbers, bad = parse_numbers(frame[column])
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
         unit = frame[UNIT_COLUMN].iloc[row] if UNIT_COLUMN in frame.columns else row
-        raise UserError(f"not a number: {raw.iloc[row]!r}", source, f"row {row + row_offset} (unit {unit}), column '{column}'")
-    return numbers.to_numpy(dtype=float)
+        what = "not a finite number" if np.isinf(numbers[row]) or _is_number(frame[column].iloc[row]) else "not a number"
+        raise UserError(f"{what}: {cell_text(frame[column], row)}", source, f"row {row + row_offset} (unit {unit}), column '{column}'")
+    return numbers
+
+
+def _is_number(value: object) -> bool:
+    try:
+        float(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 def table_from_frame(frame: pd.DataFrame, spec: IndexSpec, source: Path | str = "<data>", unit_column: str = UNIT_COLUMN, year_column: str = YEAR_COLUMN) -> IndicatorTable:
@@ -85,9 +90,9 @@ def table_from_frame(frame: pd.DataFrame, spec: IndexSpec, source: Path | str = 
             frame = frame.drop(columns=[standard], errors="ignore").rename(columns={given: standard})
     if UNIT_COLUMN not in frame.columns:
         raise UserError(f"missing column '{UNIT_COLUMN}'", source)
-    if frame[UNIT_COLUMN].isna().any():
-        row = int(np.flatnonzero(frame[UNIT_COLUMN].isna().to_numpy())[0])
-        raise UserError("empty unit name", source, f"row {row + 2}, column '{UNIT_COLUMN}'")
+    empty = frame[UNIT_COLUMN].isna().to_numpy() | frame[UNIT_COLUMN].astype(str).str.strip().eq("").to_numpy()
+    if empty.any():
+        raise UserError("empty unit name", source, f"row {int(np.flatnonzero(empty)[0]) + 2}, column '{UNIT_COLUMN}'")
     frame = frame.assign(**{UNIT_COLUMN: frame[UNIT_COLUMN].astype(str).str.strip()})
     if TIDY_COLUMNS <= set(frame.columns):
         unknown = sorted(set(frame["indicator"].astype(str)) - set(spec.indicators))
@@ -116,8 +121,8 @@ def table_from_frame(frame: pd.DataFrame, spec: IndexSpec, source: Path | str = 
     for column in other:
         if column in spec.indicators or column in declared:
             continue
-        numbers = pd.to_numeric(frame[column], errors="coerce")
-        if numbers.notna().sum() == frame[column].notna().sum() and frame[column].notna().any():
+        numbers, bad = parse_numbers(frame[column])
+        if not bad.any() and not np.isnan(numbers).all():
             raise UserError(f"unknown indicator '{column}' (not in the index metadata)", source, f"column '{column}'")
         text_columns.append(column)
     numeric = {c: _check_numeric(frame, c, source) for c in spec.indicators}
@@ -148,4 +153,4 @@ def table_from_frame(frame: pd.DataFrame, spec: IndexSpec, source: Path | str = 
 def load_table(path: str | Path, spec: IndexSpec, unit_column: str = UNIT_COLUMN, year_column: str = YEAR_COLUMN) -> IndicatorTable:
     """Read an indicator table (tidy ``unit, indicator, value[, year]`` or wide) and validate it."""
     path = Path(path)
-    return table_from_frame(read_csv(path, dtype={unit_column: str}), spec, path, unit_column, year_column)
+    return table_from_frame(read_csv(path), spec, path, unit_column, year_column)

@@ -16,9 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
-import shutil
-from dataclasses import dataclass, fields
+import zipfile
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,8 @@ from nqpf_sens.errors import UserError
 from nqpf_sens.factors import FactorSet
 from nqpf_sens.kernels import count_above_mean, tally_ranks
 from nqpf_sens.memory import retain_freed_memory
+from nqpf_sens.outputs import make_folders
+from nqpf_sens.workers import die_with_parent
 from nqpf_sens.sampling import Design
 from nqpf_sens.spec import IndexSpec
 from nqpf_sens.table import IndicatorTable
@@ -56,6 +57,7 @@ class Study:
     n_regions: int
     gdp: np.ndarray | None  # (units,), NaN where unknown
     keep_stride: int
+    parent_pid: int = field(default_factory=os.getpid)  # the run's process (workers die with it)
 
     def region_means(self, index: np.ndarray) -> np.ndarray:
         """Mean index score of each region, (..., units) -> (..., regions); units without a region left out."""
@@ -68,6 +70,8 @@ class Study:
 
     def engine(self) -> Engine:
         if self.token not in _ENGINES:
+            if os.getpid() != self.parent_pid:
+                die_with_parent()
             retain_freed_memory()
             _ENGINES.clear()
             _ENGINES[self.token] = Engine(self.spec, self.tables, self.ties)
@@ -90,23 +94,52 @@ class ChunkStats:
 
     @classmethod
     def merge(cls, parts: list["ChunkStats"]) -> "ChunkStats":
+        """Counts summed, row arrays concatenated in the order of ``parts``."""
         merged = {}
-        for f in fields(cls):
-            arrays = [getattr(p, f.name) for p in parts]
-            merged[f.name] = sum(arrays[1:], arrays[0]) if "counts" in f.name else np.concatenate(arrays)
+        for name in COUNT_FIELDS:
+            merged[name] = sum((getattr(p, name) for p in parts[1:]), getattr(parts[0], name))
+        for name in ROW_FIELDS:
+            merged[name] = np.concatenate([getattr(p, name) for p in parts])
         return cls(**merged)
 
-    def save(self, path: Path) -> None:
-        """Write atomically (a resumed run never reads half a chunk)."""
+    def save(self, path: Path, key: str) -> None:
+        """Write plain arrays and a checksum keyed by ``key`` (atomically: a resumed run never reads
+        half a chunk)."""
+        arrays = {f.name: getattr(self, f.name) for f in fields(self)}
         temporary = path.with_name(path.name + ".tmp")
         with open(temporary, "wb") as handle:
-            pickle.dump({f.name: getattr(self, f.name) for f in fields(self)}, handle, protocol=5)
+            np.savez(handle, **arrays, checksum=_checksum(arrays, key))
         os.replace(temporary, path)
 
     @classmethod
-    def load(cls, path: Path) -> "ChunkStats":
-        with open(path, "rb") as handle:
-            return cls(**pickle.load(handle))
+    def load(cls, path: Path, key: str) -> "ChunkStats | None":
+        """The chunk saved at ``path`` under ``key``, or None if it is damaged, truncated or foreign
+        (read as data only: no pickle)."""
+        names = {f.name for f in fields(cls)}
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                if set(archive.files) != names | {"checksum"}:
+                    return None
+                arrays = {name: archive[name] for name in names}
+                stored = archive["checksum"]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
+            return None
+        if stored.dtype != np.uint8 or not np.array_equal(stored, _checksum(arrays, key)):
+            return None
+        return cls(**arrays)
+
+
+COUNT_FIELDS = tuple(f.name for f in fields(ChunkStats) if f.name.endswith("counts"))
+ROW_FIELDS = tuple(f.name for f in fields(ChunkStats) if not f.name.endswith("counts"))
+
+
+def _checksum(arrays: dict[str, np.ndarray], key: str) -> np.ndarray:
+    digest = hashlib.sha256(key.encode())
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return np.frombuffer(digest.digest(), dtype=np.uint8)
 
 
 def batch_for_rows(study: Study, u: np.ndarray) -> ScenarioBatch:
@@ -192,41 +225,86 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
     )
 
 
-def _evaluate_spans(study: Study, spans: list[tuple[int, int]], work: Path) -> list[tuple[int, ChunkStats]]:
-    """Evaluate and save each span (for ``--resume``); the statistics also go straight back."""
-    finished = []
-    for start, stop in spans:
-        stats = evaluate_rows(study, start, stop)
-        stats.save(chunk_path(work, start))
-        finished.append((start, stats))
-    return finished
+def _evaluate_span(study: Study, start: int, stop: int, work: Path) -> tuple[int, ChunkStats]:
+    """Evaluate and save one span (for ``--resume``); the statistics also go straight back."""
+    stats = evaluate_rows(study, start, stop)
+    stats.save(chunk_path(work, start), chunk_key(study.token, start, stop))
+    return start, stats
 
 
 def chunk_path(work: Path, start: int) -> Path:
-    return work / f"chunk_{start:012d}.pkl"
+    return work / f"chunk_{start:012d}.npz"
 
 
-def fingerprint(raw_config: dict, version: str) -> str:
-    """A hash of what determines the results (config and package version, not workers)."""
+def chunk_key(token: str, start: int, stop: int) -> str:
+    """What a chunk file's checksum is keyed by: a chunk of another run or span never passes."""
+    return f"{token}:{start}:{stop}"
+
+
+def fingerprint(raw_config: dict, version: str, inputs: list[Path]) -> str:
+    """A hash of what determines the results: the config (not its workers, backend or name), the
+    bytes of every input file and the package version."""
     relevant = {k: v for k, v in raw_config.items() if k != "run"}
     relevant["run"] = {k: v for k, v in raw_config.get("run", {}).items() if k in ("seed", "kind")}
     text = json.dumps({"config": relevant, "version": version}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(text.encode())
+    for path in inputs:
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:32]
 
 
-def prepare_work(work: Path, token: str, resume: bool) -> set[int]:
-    """Create (or, when resuming a run of the same fingerprint, reuse) the work folder; returns finished chunk starts."""
-    stamp = work / "fingerprint.txt"
-    if resume and stamp.is_file() and stamp.read_text() == token:
-        return {int(p.stem.split("_")[1]) for p in work.glob("chunk_*.pkl")}
-    if work.exists():
-        shutil.rmtree(work)
+WORK_STAMP = "fingerprint.txt"
+
+
+def _is_work_file(name: str) -> bool:
+    return name == WORK_STAMP or (name.startswith("chunk_") and name.endswith((".npz", ".tmp")))
+
+
+def check_work_folder(work: Path) -> None:
+    """Refuse a work folder that nqpf_sens did not create (it is emptied by a new run)."""
+    if os.path.islink(work):
+        raise UserError("is a symbolic link; nqpf_sens never writes through one", work)
+    if not os.path.lexists(work):
+        return
+    if not work.is_dir():
+        raise UserError("exists and is not a folder; move it away", work)
+    foreign = [e.name for e in os.scandir(work) if not (_is_work_file(e.name) and e.is_file(follow_symlinks=False))]
+    if foreign or not (work / WORK_STAMP).is_file():
+        what = f"holds '{foreign[0]}'" if foreign else "has no fingerprint file"
+        raise UserError(f"{what}: not an nqpf_sens work folder; move it away", work)
+
+
+def remove_work(work: Path) -> None:
+    """Delete a work folder: only the files nqpf_sens writes there, then the folder if empty."""
+    if os.path.islink(work) or not work.is_dir():
+        return
+    for entry in os.scandir(work):
+        if _is_work_file(entry.name) and entry.is_file(follow_symlinks=False):
+            os.unlink(entry.path)
     try:
-        work.mkdir(parents=True)
-    except OSError as exc:
-        raise UserError(f"cannot write the output directory ({exc.strerror})", work.parent) from None
-    stamp.write_text(token)
-    return set()
+        os.rmdir(work)
+    except OSError:
+        pass
+
+
+def prepare_work(work: Path, token: str, resume: bool) -> tuple[set[int], str | None]:
+    """Create (or, when resuming a run of the same fingerprint, reuse) the work folder; returns the
+    chunk starts found and a one-line note for the user when a resume cannot continue."""
+    check_work_folder(work)
+    stamp = work / WORK_STAMP
+    note = None
+    if resume:
+        if not stamp.is_file():
+            note = "nothing to resume (no finished chunks were found); starting from the beginning"
+        elif stamp.read_text(encoding="utf-8", errors="replace") != token:
+            note = "the config, the data or the package changed since the interrupted run; starting over"
+        else:
+            starts = {int(p.stem.split("_")[1]) for p in work.glob("chunk_*.npz") if p.stem[6:].isdigit()}
+            return starts, None
+    remove_work(work)
+    make_folders(work)
+    stamp.write_text(token, encoding="utf-8")
+    return set(), note
 
 
 def chunk_rows(study: Study, requested: int) -> int:
@@ -234,35 +312,70 @@ def chunk_rows(study: Study, requested: int) -> int:
     ``CHUNK_MEMORY`` per worker: under noise or masks every scenario carries its own copy of the
     data (and its imputed, transformed and normalised versions), which on large data sets would
     otherwise exhaust memory. Results do not depend on the chunk size."""
-    values = study.tables[0].values
-    rows = values.shape[0] * values.shape[1]
-    per_scenario = 8 * rows * (len(study.spec.aggregates) + 4)  # scores, ranks, tiers and their copies
-    if any(f.kind in ("noise", "mask") for f in study.factors.factors):
-        per_scenario += 8 * values.size * 6
+    per_data = any(f.kind in ("noise", "mask") for f in study.factors.factors)
+    per_scenario = per_scenario_bytes(study.tables[0].values.shape, len(study.spec.aggregates), per_data)
+    return capped_chunk_rows(requested, per_scenario)
+
+
+def capped_chunk_rows(requested: int, per_scenario: int) -> int:
     return max(1, min(requested, CHUNK_MEMORY // per_scenario))
 
 
-def run_study(study: Study, work: Path, chunk_size: int, jobs: int, backend: str, scheduler: str | None, resume: bool, progress: bool) -> ChunkStats:
-    """Evaluate every design row in chunks (skipping those a resumed run already has) and merge."""
+def per_scenario_bytes(shape: tuple[int, ...], n_aggregates: int, per_scenario_data: bool) -> int:
+    """Bytes one scenario of a chunk occupies while it is evaluated and summarised."""
+    rows = shape[0] * shape[1]
+    per_scenario = 8 * rows * (n_aggregates + 4)  # scores, ranks, tiers and their copies
+    if per_scenario_data:
+        per_scenario += 8 * int(np.prod(shape)) * 6
+    return per_scenario
+
+
+def run_study(study: Study, work: Path, chunk_size: int, jobs: int, backend: str, scheduler: str | None, resume: bool, progress: bool, say=print) -> ChunkStats:
+    """Evaluate every design row in chunks (skipping those a resumed run already has) and merge.
+
+    Counts are summed as chunks finish, so memory holds one chunk's histograms per worker."""
     from joblib import Parallel, delayed
 
     chunk_size = chunk_rows(study, chunk_size)
-    done = prepare_work(work, f"{study.token}-{chunk_size}", resume)  # chunk files are only reused for the same spans
+    token = f"{study.token}-{chunk_size}"  # chunk files are only reused for the same spans
     n_rows = study.design.n_rows
     spans = [(a, min(a + chunk_size, n_rows)) for a in range(0, n_rows, chunk_size)]
-    todo = [s for s in spans if s[0] not in done]
-    results = {a: ChunkStats.load(chunk_path(work, a)) for a, _ in spans if a in done}
-    tasks = [todo[k : k + 1] for k in range(len(todo))]
-    bar = _progress_bar(len(spans), len(spans) - len(todo), progress)
     with _backend(backend, scheduler, jobs):
+        found, note = prepare_work(work, token, resume)
+        if note:
+            say(f"note: {note}")
+        merged: ChunkStats | None = None
+        rows: dict[int, ChunkStats] = {}
+        todo = []
+        for start, stop in spans:
+            stats = ChunkStats.load(chunk_path(work, start), chunk_key(token, start, stop)) if start in found else None
+            if stats is None:
+                todo.append((start, stop))
+            else:
+                merged = _add(merged, rows, start, stats)
+        bar = _progress_bar(len(spans), len(spans) - len(todo), progress)
         runner = Parallel(n_jobs=jobs, return_as="generator") if backend != "dask" else Parallel(return_as="generator")
-        for finished in runner(delayed(_evaluate_spans)(study, task, work) for task in tasks):
-            results.update(finished)
+        for start, stats in runner(delayed(_evaluate_span)(study, a, b, work) for a, b in todo):
+            merged = _add(merged, rows, start, stats)
             if bar is not None:
-                bar.update(len(finished))
+                bar.update(1)
     if bar is not None:
         bar.close()
-    return ChunkStats.merge([results[a] for a, _ in spans])
+    assert merged is not None
+    ordered = [rows[a] for a, _ in spans]
+    for name in ROW_FIELDS:
+        setattr(merged, name, np.concatenate([getattr(part, name) for part in ordered]))
+    return merged
+
+
+def _add(total: ChunkStats | None, rows: dict[int, ChunkStats], start: int, stats: ChunkStats) -> ChunkStats:
+    """Add a chunk's counts to ``total`` and keep its row arrays (concatenated in order at the end)."""
+    rows[start] = ChunkStats(**{f.name: (getattr(stats, f.name) if f.name in ROW_FIELDS else None) for f in fields(ChunkStats)})
+    if total is None:
+        return ChunkStats(**{f.name: (getattr(stats, f.name).copy() if f.name in COUNT_FIELDS else None) for f in fields(ChunkStats)})
+    for name in COUNT_FIELDS:
+        getattr(total, name).__iadd__(getattr(stats, name))
+    return total
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
@@ -273,6 +386,9 @@ def _progress_bar(total: int, initial: int, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, unit="chunk", file=sys.stderr, desc="scenarios")
+
+
+DASK_TIMEOUT = 10  # seconds a dask scheduler has to answer
 
 
 class _backend:
@@ -290,13 +406,17 @@ class _backend:
 
             if self.scheduler is None:
                 self.cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True, dashboard_address=None)
-            self.client = Client(self.scheduler or self.cluster)
+            try:
+                self.client = Client(self.scheduler or self.cluster, timeout=f"{DASK_TIMEOUT}s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise UserError(f"no dask scheduler answered at {self.scheduler!r} within {DASK_TIMEOUT} s ({type(exc).__name__})", where="[run] scheduler") from None
         self.config = parallel_config(backend=self.name)
         self.config.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self.config.__exit__(*exc)
+        if self.config is not None:
+            self.config.__exit__(*exc)
         if self.client is not None:
             self.client.close()
         if self.cluster is not None:

@@ -1,0 +1,136 @@
+"""What a run will need, checked against the machine before anything runs.
+
+The estimate counts the arrays that grow with the configuration: the Saltelli design and the Sobol
+outputs (every row), the kept scores, each worker's chunk (per-scenario arrays and the per-unit
+histograms, units x ranks per year), the bootstrap of the Sobol estimator, and the chunk files
+written for ``--resume``. A run whose estimate exceeds ``BUDGET`` of the available memory or of the
+free disk is refused in one line that names the largest item and the key that lowers it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from nqpf_sens.errors import UserError
+
+BUDGET = 0.8  # share of the available memory or free disk a run may plan to use
+MAX_ROWS = 2**36  # scenarios: about a day at a million per second
+BOOTSTRAP_COPIES = 6  # arrays of N x resamples that SALib's bootstrap holds at once
+
+
+@dataclass(frozen=True)
+class RunSize:
+    """The dimensions of a run that drive its memory and disk."""
+
+    rows: int  # design rows (scenarios)
+    columns: int  # design columns
+    saltelli: bool
+    base_n: int  # N of a Saltelli design
+    bootstrap: int
+    kept: int  # scenarios whose scores are kept
+    years: int
+    units: int
+    aggregates: int
+    regions: int
+    tiers: int
+    chunk_rows: int
+    per_scenario: int  # bytes one scenario of a chunk occupies
+    jobs: int
+
+    @property
+    def histogram_bytes(self) -> int:
+        """One chunk's counts: ranks, tiers, quadrants per unit-year and the rank-shift histogram."""
+        cells = self.years * self.units
+        return 8 * (cells * (self.units + self.tiers + 4) + cells * max(self.units - 1, 1) + 4)
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.rows // self.chunk_rows)
+
+    def memory(self) -> dict[str, tuple[int, str]]:
+        """Bytes of each large item and the key that lowers it."""
+        outputs = 2 * self.units + 1
+        items = {
+            "the chunks in flight": (
+                (self.jobs + 2) * (self.chunk_rows * (self.per_scenario + 8 * self.columns)
+                                   + self.histogram_bytes),
+                "[run] chunk_size",
+            ),
+            "the kept scores": (
+                self.kept * self.years * (self.units * self.aggregates + self.regions) * 8,
+                "[sampling] n",
+            ),
+        }
+        if self.saltelli:
+            items["the Saltelli design"] = (2 * self.rows * self.columns * 8, "[sampling] n")
+            items["the Sobol outputs"] = (self.rows * outputs * 8, "[sampling] n")
+            items["the bootstrap"] = (
+                BOOTSTRAP_COPIES * self.base_n * self.bootstrap * 8, "[sampling] bootstrap"
+            )
+        return items
+
+    def disk(self) -> int:
+        """Bytes of the chunk files a run keeps for ``--resume``."""
+        rows = self.rows * (2 * self.units + 1) * 8 if self.saltelli else 0
+        kept = self.kept * self.years * (self.units * self.aggregates + self.regions) * 4
+        return self.chunks * (self.histogram_bytes + 1024) + rows + kept
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable on Linux)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def free_disk(folder: Path) -> int:
+    existing = Path(folder).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    return shutil.disk_usage(existing).free
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n_bytes < 1024 or unit == "PiB":
+            return f"{n_bytes:,.0f} {unit}" if unit == "B" else f"{n_bytes:,.1f} {unit}"
+        n_bytes /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_resources(size: RunSize, work: Path, memory: int | None = None,
+                    disk: int | None = None) -> None:
+    """Refuse a run that cannot fit this machine's memory or the disk under ``work``."""
+    if size.rows > MAX_ROWS:
+        raise UserError(
+            f"{size.rows:,} scenarios is more than nqpf_sens runs ({MAX_ROWS:,}, about a day at a"
+            " million per second): lower it",
+            where="[sampling] n",
+        )
+    items = size.memory()
+    needed = sum(b for b, _ in items.values())
+    memory = available_memory() if memory is None else memory
+    if needed > BUDGET * memory:
+        name, (largest, key) = max(items.items(), key=lambda item: item[1][0])
+        advice = "lower it (or [run] jobs)" if key == "[run] chunk_size" else "lower it"
+        raise UserError(
+            f"the run needs about {_size(needed)} of memory ({name}: {_size(largest)}) but"
+            f" {_size(memory)} are available: {advice}",
+            where=key,
+        )
+    needed_disk = size.disk()
+    disk = free_disk(work) if disk is None else disk
+    if needed_disk > BUDGET * disk:
+        raise UserError(
+            f"the run's chunk files need about {_size(needed_disk)} of disk but {_size(disk)} are"
+            f" free under {work.parent}: lower it or free space",
+            where="[sampling] n",
+        )

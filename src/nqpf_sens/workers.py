@@ -1,0 +1,25 @@
+"""Worker processes never outlive the run that started them.
+
+A process pool (loky, a local dask cluster) normally stops its workers when the run ends, but a run
+killed outright (SIGKILL, out of memory) gets no chance to. On Linux each worker asks the kernel to
+kill it when its parent dies (``PR_SET_PDEATHSIG``); elsewhere this does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> bool:
+    """Have the kernel kill this process when its parent exits; True if it agreed."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    return prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
