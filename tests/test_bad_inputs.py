@@ -24,13 +24,15 @@ def run(folder, *args):
 
 
 @pytest.mark.parametrize("config, expected", list(CASES.itertuples(index=False, name=None)), ids=CASES.config.tolist())
-def test_broken_input_is_refused_clearly(corpus, config, expected, monkeypatch, capsys):
-    """In process through the CLI's entry point (the subprocess test below checks for tracebacks)."""
+def test_broken_input_is_refused_clearly(corpus, config, expected, monkeypatch, capsys, recwarn):
+    """In process through the CLI's entry point: any exception but the one-line error fails the test
+    (a traceback), and so does a warning (a second line on the terminal)."""
     from nqpf_sens.cli import main
 
     monkeypatch.chdir(corpus)
     code = main(["run", config, "--out", "results/out"])
     lines = capsys.readouterr().err.strip().splitlines()
+    assert not [str(w.message) for w in recwarn if not issubclass(w.category, DeprecationWarning)]
     assert code == 2, lines
     assert len(lines) == 1, lines
     assert expected in lines[0], lines[0]

@@ -6,23 +6,32 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from nqpf_sens.aggregate import METHODS, SHIFT_FRACTION, aggregate_tree
-from nqpf_sens.kernels import PAIRWISE_LIMIT, natural_break_rows, rank_rows
+from nqpf_sens.kernels import PAIRWISE_LIMIT, RANK_TOLERANCE, natural_break_rows, rank_rows
 
 
 def argsort_ranks(scores: np.ndarray, ordinal: bool) -> np.ndarray:
-    """Ranks by sorting each row: NaN last, ties in data order or sharing their best place."""
-    keys = np.where(np.isnan(scores), np.inf, -scores)
-    order = np.argsort(keys, axis=-1, kind="stable")
-    ordered = np.take_along_axis(keys, order, axis=-1)
-    place = np.broadcast_to(np.arange(1, scores.shape[-1] + 1), scores.shape)
+    """Ranks by counting, for each unit, the scores above it by more than the tolerance; NaN last
+    in data order; ``ordinal`` sorts by (shared place, position)."""
+    with np.errstate(all="ignore"):
+        largest = np.nan_to_num(np.nanmax(np.abs(scores), axis=-1, keepdims=True), nan=0.0)
+    better = scores[..., None, :] > scores[..., :, None] + RANK_TOLERANCE * largest[..., None]
+    unscored = np.isnan(scores)
+    scored = (~unscored).sum(axis=-1, keepdims=True)
+    places = np.where(unscored, scored + np.cumsum(unscored, axis=-1), 1 + better.sum(axis=-1))
     if not ordinal:
-        new_value = np.ones(scores.shape, dtype=bool)
-        unscored = np.take_along_axis(np.isnan(scores), order, axis=-1)
-        new_value[:, 1:] = (ordered[:, 1:] != ordered[:, :-1]) | unscored[:, 1:]
-        place = np.maximum.accumulate(np.where(new_value, place, 0), axis=-1)
+        return places
+    order = np.argsort(places, axis=-1, kind="stable")
     ranks = np.empty(scores.shape, dtype=np.int64)
-    np.put_along_axis(ranks, order, place, axis=-1)
+    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(1, scores.shape[-1] + 1), scores.shape), axis=-1)
     return ranks
+
+
+def test_scores_within_the_tolerance_tie():
+    scores = np.array([[70.0, 70.0 + 1e-12, 69.0, 70.0 - 1e-12]])
+    np.testing.assert_array_equal(rank_rows(scores, False), [[1, 1, 4, 1]])
+    np.testing.assert_array_equal(rank_rows(scores, True), [[1, 2, 4, 3]])
+    wide = np.repeat(scores, 30, axis=1)  # the sorting algorithm
+    np.testing.assert_array_equal(rank_rows(wide, False), argsort_ranks(wide, False))
 
 
 def numpy_tree(leaves, weights, memberships, methods):

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from nqpf_sens import IndicatorTable, Pipeline, evaluate, nqpf_spec
+from nqpf_sens.kernels import RANK_TOLERANCE
 from nqpf_sens.rank import rank_scores
 
 SPEC = nqpf_spec()
@@ -87,6 +88,8 @@ def test_positive_affine_change_of_an_indicator_changes_nothing_under_minmax(val
 
 @given(arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 9)), elements=st.floats(-1e3, 1e3)))
 def test_rank_ties_min_matches_definition(scores):
+    """One place more than the number of scores above by more than the documented tolerance."""
     ranks = rank_scores(scores, "min")
-    expected = 1 + (scores[..., None, :] > scores[..., :, None]).sum(axis=-1)
+    tolerance = RANK_TOLERANCE * np.abs(scores).max(axis=-1, keepdims=True)[..., None]
+    expected = 1 + (scores[..., None, :] > scores[..., :, None] + tolerance).sum(axis=-1)
     np.testing.assert_array_equal(ranks, expected)

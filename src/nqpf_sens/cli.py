@@ -28,9 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "report":
-            from nqpf_sens.report import build_report
+            from nqpf_sens.report import rebuild_report
 
-            print(f"wrote {build_report(args.folder, args.chinese)}")
+            print(f"wrote {rebuild_report(args.folder, args.chinese)}")
             return 0
         from nqpf_sens.runner import run_config
 

@@ -14,11 +14,23 @@ import numpy as np
 from numba import njit
 
 PAIRWISE_LIMIT = 64  # up to this many units, counting better scores beats sorting
+RANK_TOLERANCE = 1e-9  # relative: scores closer than this share a place (rounding is not a ranking)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _rank_row_pairwise(row, ordinal, out):
+def _tolerance(row):
+    """Scores closer than this tie: ``RANK_TOLERANCE`` times the row's largest absolute score."""
+    largest = 0.0
+    for v in range(row.size):
+        if not np.isnan(row[v]):
+            largest = max(largest, abs(row[v]))
+    return RANK_TOLERANCE * largest
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rank_row_pairwise(row, out):
     n = row.size
+    tolerance = _tolerance(row)
     scored = 0
     for v in range(n):
         scored += not np.isnan(row[v])
@@ -31,39 +43,45 @@ def _rank_row_pairwise(row, ordinal, out):
             continue
         place = 1
         for v in range(n):
-            place += row[v] > value
-        if ordinal:
-            for v in range(u):
-                place += row[v] == value
+            place += row[v] > value + tolerance
         out[u] = place
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _rank_row_sorted(row, ordinal, out):
-    order = np.argsort(-row, kind="mergesort")  # stable: equal scores keep data order; NaN last
-    previous = np.nan
-    place = 0
+def _rank_row_sorted(row, out):
+    order = np.argsort(-row, kind="mergesort")  # NaN last, in data order
+    tolerance = _tolerance(row)
+    better = 0  # scores above the current one by more than the tolerance: a prefix of ``order``
     for position in range(order.size):
         value = row[order[position]]
-        if ordinal or np.isnan(value) or value != previous:
-            place = position + 1
-        previous = value
-        out[order[position]] = place
+        if np.isnan(value):
+            out[order[position]] = position + 1
+            continue
+        while row[order[better]] > value + tolerance:
+            better += 1
+        out[order[position]] = better + 1
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _rank_row(row, ordinal, out):
+    """Shared best places (``min``); ``ordinal`` then breaks each tie in data order."""
     if row.size <= PAIRWISE_LIMIT:
-        _rank_row_pairwise(row, ordinal, out)
+        _rank_row_pairwise(row, out)
     else:
-        _rank_row_sorted(row, ordinal, out)
+        _rank_row_sorted(row, out)
+    if ordinal:
+        order = np.argsort(out, kind="mergesort")
+        for position in range(order.size):
+            out[order[position]] = position + 1
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def rank_rows(scores, ordinal):
     """Ranks (1 = highest) of each row of a 2-D array; NaN ranks after every score, in data order.
 
-    Ties: equal scores share their best place (``ordinal`` False) or take consecutive places in
+    Ties: scores within ``RANK_TOLERANCE`` times the row's largest absolute score of each other
+    count as equal; a unit's place is one more than the number of scores above it by more than
+    that. Equal scores share their best place (``ordinal`` False) or take consecutive places in
     data order (``ordinal`` True).
     """
     ranks = np.empty(scores.shape, dtype=np.int64)

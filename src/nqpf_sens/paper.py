@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from nqpf_sens.inputs import packaged
+from nqpf_sens.rank import rank_scores
 from nqpf_sens.spec import IndexSpec
 from nqpf_sens.table import IndicatorTable
 
@@ -34,7 +35,7 @@ def compare_with_table3(scores: pd.DataFrame) -> pd.DataFrame:
     mine = scores.set_index("unit").reindex(paper.index)
     rows = []
     for output in OUTPUTS:
-        mine_rank = mine["rank"] if output == "total" else mine[output].rank(ascending=False, method="min").astype(int)
+        mine_rank = mine["rank"] if output == "total" else pd.Series(rank_scores(mine[output].to_numpy(dtype=float)), index=mine.index)
         for unit in paper.index:
             rows.append((unit, output, paper.loc[unit, output], mine.loc[unit, output]))
             rows.append((unit, f"{output}_rank", paper.loc[unit, f"{output}_rank"], mine_rank.loc[unit]))

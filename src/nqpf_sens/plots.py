@@ -20,7 +20,8 @@ from matplotlib import font_manager  # noqa: E402
 
 CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "SimHei", "Source Han Sans SC", "AR PL UMing CN")
 GREYS = ("#000000", "#555555", "#999999", "#cccccc")
-plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 130, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none", "figure.constrained_layout.use": True})
+# text.parse_math off: unit and factor names are drawn as written, never read as mathtext ("$")
+plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 130, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none", "text.parse_math": False, "figure.constrained_layout.use": True})
 
 
 def label_font(chinese: bool) -> tuple[bool, str | None]:

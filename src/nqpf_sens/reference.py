@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from nqpf_sens.kernels import RANK_TOLERANCE
 from nqpf_sens.spec import IndexSpec
 
 
@@ -46,5 +47,7 @@ def reference_scores(frame: pd.DataFrame, spec: IndexSpec, weights: tuple[np.nda
                 next_level[parent] = np.exp((np.log(block) * w).sum(axis=1) / w.sum())
         result = pd.concat([result, next_level], axis=1)
         current = next_level
-    result["rank"] = current.iloc[:, 0].rank(ascending=False, method="min").astype(int)
+    index = current.iloc[:, 0]
+    tolerance = RANK_TOLERANCE * index.abs().max()  # scores this close share a place
+    result["rank"] = [1 + int((index > value + tolerance).sum()) for value in index]
     return result

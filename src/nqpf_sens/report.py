@@ -9,12 +9,14 @@ from __future__ import annotations
 import base64
 import html
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 
 from nqpf_sens import plots
 from nqpf_sens.errors import UserError
+from nqpf_sens.outputs import check_destination, destination_lock, result_files, staged_directory
 
 ERROR_TRAP = "window.reportErrors = []; window.addEventListener('error', function (e) { window.reportErrors.push(String(e.message)); });"
 SORT_SCRIPT = """
@@ -67,13 +69,83 @@ def _image(path: Path, caption: str) -> str:
     return f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>'
 
 
-def _load(folder: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
+NUMBER, TEXT = "number", "text"
+#: the columns the figures and the report read, per saved table
+COLUMNS: dict[str, dict[str, str]] = {
+    "baseline_scores": {"unit": TEXT, "total": NUMBER, "rank": NUMBER, "tier": NUMBER},
+    "paper_comparison": {"unit": TEXT, "output": TEXT, "paper": NUMBER, "reproduced": NUMBER, "difference": NUMBER},
+    "unit_attributes": {"unit": TEXT},
+    "rank_stability": {"unit": TEXT, "nominal_rank": NUMBER, "median_rank": NUMBER, "p05_rank": NUMBER, "p95_rank": NUMBER},
+    "tier_bands": {"unit": TEXT, "nominal_tier": NUMBER, "nominal_rank": NUMBER, "most_likely_tier": NUMBER, "p_nominal_tier": NUMBER, "total_nominal": NUMBER, "total_median": NUMBER, "total_p05": NUMBER, "total_p95": NUMBER},
+    "region_bands": {"region": TEXT, "nominal_mean": NUMBER, "median": NUMBER, "p05": NUMBER, "p95": NUMBER, "p_paper_order": NUMBER},
+    "quadrants": {"unit": TEXT},
+    "rank_shift": {"statistic": TEXT, "value": NUMBER},
+    "convergence": {"scenarios": NUMBER, "statistic": TEXT, "item": TEXT, "value": NUMBER},
+    "sobol_indices": {"output": TEXT, "factor": TEXT, "S1": NUMBER, "S1_conf": NUMBER, "ST": NUMBER, "ST_conf": NUMBER, "output_sd": NUMBER},
+    "sobol_summary": {"factor": TEXT, "S1_rank_shift": NUMBER, "ST_rank_shift": NUMBER, "ST_rank_shift_conf": NUMBER, "max_ST_ranks": NUMBER, "units_where_top": NUMBER},
+}
+REQUIRED_TABLES = {
+    "baseline": ("baseline_scores",),
+    "montecarlo": ("baseline_scores", "rank_stability", "tier_bands", "rank_shift", "convergence"),
+    "sobol": ("baseline_scores", "rank_stability", "tier_bands", "rank_shift", "convergence", "sobol_indices", "sobol_summary"),
+}
+MANIFEST_KEYS = {"config": dict, "config_file": str, "kind": str, "seed": int, "jobs": int, "scenarios": int, "wall_seconds": (int, float), "versions": dict, "dimensions": list, "notes": list, "convergence": dict}
+SHIFT_STATISTICS = ("rank_shift_mean", "share_moving_less_than_3")
+
+
+def load_run(folder: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """The manifest and tables of a finished run, every one checked before anything is drawn."""
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
         raise UserError("not a complete run (no manifest.json)", folder)
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    tables = {p.stem: pd.read_csv(p) for p in sorted(folder.glob("*.csv"))}
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"damaged manifest ({type(exc).__name__}); run the config again", manifest_path) from None
+    if not isinstance(manifest, dict):
+        raise UserError("damaged manifest (not a JSON object); run the config again", manifest_path)
+    for key, kind in MANIFEST_KEYS.items():
+        if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
+            raise UserError(f"damaged manifest: '{key}' is missing or of the wrong type; run the config again", manifest_path)
+    if manifest["kind"] not in REQUIRED_TABLES:
+        raise UserError(f"damaged manifest: unknown kind {manifest['kind']!r}", manifest_path)
+    config = manifest["config"]
+    shapes = {"run": dict, "outputs": dict, "pipeline": dict, "factors": list}
+    if any(not isinstance(config.get(key, kind()), kind) for key, kind in shapes.items()):
+        raise UserError("damaged manifest: its config is not a run config", manifest_path)
+    interval, focus = config.get("outputs", {}).get("interval", 0.9), config.get("outputs", {}).get("focus_unit", "")
+    factors_ok = all(isinstance(f, dict) for f in config.get("factors", []))
+    warnings_ok = all(isinstance(w, str) for w in manifest["convergence"].get("warnings", []))
+    if not (isinstance(interval, (int, float)) and isinstance(focus, str) and factors_ok and warnings_ok):
+        raise UserError("damaged manifest: its config is not a run config", manifest_path)
+    tables = {}
+    for name in REQUIRED_TABLES[manifest["kind"]]:
+        if not (folder / f"{name}.csv").is_file():
+            raise UserError(f"missing {name}.csv; run the config again", folder)
+    for path in sorted(folder.glob("*.csv")):
+        if path.stem in COLUMNS:
+            tables[path.stem] = _read_table(path)
+    if "rank_shift" in tables and not set(SHIFT_STATISTICS) <= set(tables["rank_shift"].statistic):
+        raise UserError(f"damaged table: the statistics {', '.join(SHIFT_STATISTICS)} are missing", folder / "rank_shift.csv")
     return manifest, tables
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """A saved table (unit names such as ``NA`` stay names) with the columns the report reads."""
+    try:
+        frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UserError(f"damaged table ({type(exc).__name__}); run the config again", path) from None
+    if frame.empty:
+        raise UserError("damaged table (no rows); run the config again", path)
+    for column, kind in COLUMNS[path.stem].items():
+        if column not in frame:
+            raise UserError(f"damaged table: no column '{column}'; run the config again", path)
+        if kind == TEXT:
+            frame[column] = frame[column].astype(str)
+        elif not pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(frame[column]):
+            raise UserError(f"damaged table: column '{column}' is not numeric; run the config again", path)
+    return frame
 
 
 def unit_labels(tables: dict[str, pd.DataFrame], chinese: bool) -> tuple[dict[str, str], str | None]:
@@ -117,8 +189,9 @@ def make_figures(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], 
     return drawn, warnings
 
 
-def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[str]:
-    """Plain-language findings generated from the numbers."""
+def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, bool]]:
+    """Plain-language findings generated from the numbers: (plain text, is a warning) pairs; the
+    page escapes them, since unit and factor names are the user's text."""
     lines = []
     if "paper_comparison" in tables:
         from nqpf_sens.paper import paper_summary
@@ -152,12 +225,13 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[str]:
         inert = summary[summary.max_ST_ranks < 0.05].factor.tolist()
         if inert:
             lines.append(f"Factors that barely matter for any unit (ST < 0.05): {', '.join(inert)}.")
+    findings = [(line, False) for line in lines]
     convergence = manifest.get("convergence", {})
     for warning in convergence.get("warnings", []):
-        lines.append(f'<span class="warning">Convergence: {html.escape(warning)}; consider n = {convergence["recommended_n"]}.</span>')
+        findings.append((f"Convergence: {warning}; consider n = {convergence.get('recommended_n')}.", True))
     if convergence and not convergence.get("warnings"):
-        lines.append(f"Convergence: the first half of the sample and the whole agree (rank quantiles within a place, top factors' ST within the tolerance), so n = {convergence['n']} was enough.")
-    return lines
+        findings.append((f"Convergence: the first half of the sample and the whole agree (rank quantiles within a place, top factors' ST within the tolerance), so n = {convergence.get('n')} was enough.", False))
+    return findings
 
 
 def _run_description(manifest: dict) -> str:
@@ -174,12 +248,13 @@ def _run_description(manifest: dict) -> str:
 
 
 def build_report(folder: str | Path, chinese: bool = False) -> Path:
-    """Rebuild ``figures/`` and ``report.html`` of a finished run from its saved files."""
+    """Draw ``figures/`` and write ``report.html`` into a run's folder from its saved files."""
     folder = Path(folder)
-    manifest, tables = _load(folder)
+    manifest, tables = load_run(folder)
     figures, warnings = make_figures(folder, manifest, tables, chinese)
-    parts = [f"<h1>nqpf_sens: {html.escape(manifest['config'].get('run', {}).get('name', folder.name))}</h1>"]
-    parts.append("<h2>Reading</h2><ul class='reading'>" + "".join(f"<li>{line}</li>" for line in reading(manifest, tables)) + "</ul>")
+    parts = [f"<h1>nqpf_sens: {html.escape(str(manifest['config'].get('run', {}).get('name', folder.name)))}</h1>"]
+    items = [f"<li class='{'warning' if warning else 'finding'}'>{html.escape(line)}</li>" for line, warning in reading(manifest, tables)]
+    parts.append("<h2>Reading</h2><ul class='reading'>" + "".join(items) + "</ul>")
     parts.append("<h2>What was run</h2>" + _run_description(manifest))
     for warning in warnings:
         parts.append(f'<p class="warning">{html.escape(warning)}</p>')
@@ -196,3 +271,20 @@ def build_report(folder: str | Path, chinese: bool = False) -> Path:
     path = folder / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def rebuild_report(folder: str | Path, chinese: bool = False) -> Path:
+    """The ``report`` command: redraw a finished run's figures and report without touching it
+    until the new version is complete. Its saved files are checked first, then copied with the
+    new figures and report into a staging folder that replaces the run's folder as a run does."""
+    folder = check_destination(Path(folder))
+    if not folder.is_dir():
+        raise UserError("no such folder", folder)
+    load_run(folder)
+    keep = [name for name in result_files(folder) or [] if not name.startswith("figures/") and name != "report.html"]
+    with destination_lock(folder), staged_directory(folder) as staging:
+        for name in keep:
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(folder / name, staging / name)
+        build_report(staging, chinese)
+    return folder / "report.html"

@@ -117,20 +117,21 @@ def _pick(frame: pd.DataFrame, role: str, source: Path, required: bool = True) -
     return None
 
 
-def _numeric(series: pd.Series, column: str, codes: pd.Series, source: Path) -> np.ndarray:
+def _weights(series: pd.Series, column: str, codes: pd.Series, source: Path) -> np.ndarray:
+    """Finite weights of a scale that can be summed (only their ratios matter)."""
     values, bad = parse_numbers(series)
     bad |= np.isnan(values)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise UserError(f"not a finite number: {cell_text(series, row)}", source, f"row {row + 2} ({codes.iloc[row]}), column '{column}'")
+    for row in np.flatnonzero(np.abs(values) > MAX_WEIGHT):
+        raise UserError(f"weight {cell_text(series, row)} is too large to sum (only ratios matter: rescale the weights)", source, f"row {row + 2} ({codes.iloc[row]}), column '{column}'")
     return values
 
 
 def _check_weights(weights: np.ndarray, codes: list[str], parents: np.ndarray, parent_codes: tuple[str, ...], column: str, source: Path) -> None:
     for i in np.flatnonzero(weights < 0):
         raise UserError(f"negative weight {weights[i]:g}", source, f"'{codes[i]}', column '{column}'")
-    for i in np.flatnonzero(weights > MAX_WEIGHT):
-        raise UserError(f"weight {weights[i]:g} is too large to sum (only ratios matter: rescale the weights)", source, f"'{codes[i]}', column '{column}'")
     for p, code in enumerate(parent_codes):
         if not np.any(weights[parents == p] > 0):
             raise UserError("all weights are zero", source, f"'{code}', column '{column}'")
@@ -153,7 +154,7 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
     parent_col = _pick(frame, "parent", source)
     weight_col = _pick(frame, "weight", source)
     direction_col = _pick(frame, "direction", source)
-    codes = frame[code_col].astype(str).str.strip()
+    codes = frame[code_col].fillna("").astype(str).str.strip()
     for dup in codes[codes.duplicated()]:
         raise UserError(f"indicator '{dup}' is listed twice", source, f"column '{code_col}'")
     directions = []
@@ -163,7 +164,7 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
         if value not in _DIRECTIONS:
             raise UserError(f"unknown direction {value!r} (use positive/negative or 1/-1)", source, f"row {row + 2} ({codes.iloc[row]}), column '{direction_col}'")
         directions.append(_DIRECTIONS[value])
-    weights = _numeric(frame[weight_col], weight_col, codes, source)
+    weights = _weights(frame[weight_col], weight_col, codes, source)
     parent_names = frame[parent_col]
     if parent_names.isna().any():
         row = int(np.flatnonzero(parent_names.isna().to_numpy())[0])
@@ -181,6 +182,8 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
         denominators = tuple(None if pd.isna(d) or not str(d).strip() else str(d).strip() for d in frame[denominator_col])
         declared = tuple(dict.fromkeys([*declared, *(d for d in denominators if d)]))
 
+    if aggregates.empty:  # the implied tree: dimensions under one index called total
+        _check_codes((tuple(codes), tuple(dict.fromkeys(parent_names)), (ROOT_CODE,)), source)
     node_parent, node_weight = _aggregate_nodes(aggregates, parent_names, codes, weights, source)
     levels, parents, level_weights = _layer_tree(list(codes), parent_names.tolist(), weights, node_parent, node_weight, source)
     _check_codes(levels, source)
@@ -221,11 +224,11 @@ def _aggregate_nodes(aggregates: pd.DataFrame, parent_names: pd.Series, codes: p
     code_col = _pick(aggregates, "code", source)
     parent_col = _pick(aggregates, "parent", source)
     weight_col = _pick(aggregates, "weight", source)
-    agg_codes = aggregates[code_col].astype(str).str.strip()
+    agg_codes = aggregates[code_col].fillna("").astype(str).str.strip()
     clash = set(agg_codes) & set(codes)
     if clash:
         raise UserError(f"code '{sorted(clash)[0]}' is both an indicator and an aggregate", source)
-    agg_weights = _numeric(aggregates[weight_col], weight_col, agg_codes, source)
+    agg_weights = _weights(aggregates[weight_col], weight_col, agg_codes, source)
     node_parent = {c: (None if pd.isna(p) or not str(p).strip() else str(p).strip()) for c, p in zip(agg_codes, aggregates[parent_col])}
     node_weight = dict(zip(agg_codes, agg_weights))
     for name in parent_names:
