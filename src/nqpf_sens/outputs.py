@@ -70,9 +70,10 @@ def _contains(folder: Path, path: Path) -> bool:
 def protected_paths(extra: Iterable[Path] = ()) -> dict[Path, str]:
     """Files and folders that an output folder must never contain (and how to name them): the
     working folder, the installed package and whatever the run reads."""
-    protected = {Path(p).resolve(): f"'{Path(p).resolve()}'" for p in extra}
+    protected = {Path.cwd().resolve(): "the working folder"}
     protected[Path(__file__).resolve().parent] = "the installed nqpf_sens package"
-    protected[Path.cwd().resolve()] = "the working folder"
+    for path in extra:
+        protected.setdefault(Path(path).resolve(), f"'{Path(path).resolve()}'")
     return protected
 
 

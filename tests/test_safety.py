@@ -1,0 +1,385 @@
+"""A run never harms a folder it did not create, never runs planted code, never injects script."""
+
+import os
+import pickle
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import synthetic_frame
+from nqpf_sens.cli import main
+from nqpf_sens.outputs import MARKER, destination_lock
+
+BASE = '[run]\nname = "base"\n[data]\nvalues = "data/values.csv"\n[outputs]\nfigures = false\n'
+STUDY = """[run]
+name = "study"
+kind = "montecarlo"
+seed = 5
+chunk_size = 64
+[data]
+values = "data/values.csv"
+[sampling]
+n = 512
+[outputs]
+figures = false
+[[factors]]
+name = "w"
+kind = "weights"
+level = 0
+"""
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes (what must survive)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def project(tmp_path, spec, monkeypatch):
+    (tmp_path / "data").mkdir()
+    synthetic_frame(spec, n_units=12).to_csv(tmp_path / "data" / "values.csv", index=False)
+    (tmp_path / "base.toml").write_text(BASE)
+    (tmp_path / "study.toml").write_text(STUDY)
+    thesis = tmp_path / "thesis"
+    (thesis / "figures").mkdir(parents=True)
+    (thesis / "chapter1.tex").write_text("\\chapter{One}")
+    (thesis / "figures" / "plot.pdf").write_bytes(b"%PDF-1.4")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def refused(capsys, *argv) -> str:
+    code = main(list(argv))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    return lines[0]
+
+
+def test_a_folder_the_tool_did_not_create_survives_every_way_of_pointing_at_it(project, capsys, monkeypatch):
+    thesis = project / "thesis"
+    before = tree(project)
+    (project / "link").symlink_to(thesis, target_is_directory=True)
+    before_links = tree(project)
+    ways = [
+        ("run", "base.toml", "--out", "thesis"),
+        ("run", "base.toml", "--out", "thesis/"),
+        ("run", "base.toml", "--out", str(thesis)),
+        ("run", "base.toml", "--out", "thesis/figures/.."),
+        ("run", "base.toml", "--out", "link"),
+        ("run", "base.toml", "--out", "."),
+        ("run", "base.toml", "--out", ".."),
+        ("run", "base.toml", "--out", "/"),
+        ("run", "base.toml", "--out", "data"),
+        ("run", "study.toml", "--out", "thesis"),
+        ("run", "study.toml", "--out", "thesis", "--resume"),
+        ("report", "thesis"),
+        ("report", "link"),
+        ("report", "."),
+    ]
+    for argv in ways:
+        refused(capsys, *argv)
+    assert tree(project) == before_links
+    monkeypatch.setenv("HOME", str(thesis))
+    assert "home folder" in refused(capsys, "run", "base.toml", "--out", str(thesis))
+    monkeypatch.chdir(thesis)  # the working folder itself
+    refused(capsys, "run", str(project / "base.toml"), "--out", ".")
+    assert tree(project) == before_links
+    (project / "link").unlink()
+    assert tree(project) == before
+
+
+def test_config_folder_and_package_are_refused(project, capsys):
+    import nqpf_sens
+
+    (project / "configs").mkdir()
+    (project / "configs" / "own.toml").write_text(BASE.replace("data/", "../data/"))
+    assert "own.toml" in refused(capsys, "run", "configs/own.toml", "--out", "configs")
+    package = Path(nqpf_sens.__file__).parent
+    assert "installed nqpf_sens package" in refused(capsys, "run", "base.toml", "--out", str(package))
+    assert (project / "configs" / "own.toml").is_file() and (package / "__init__.py").is_file()
+
+
+def test_an_earlier_result_is_replaced_but_not_one_holding_a_foreign_file(project, capsys):
+    assert main(["run", "base.toml", "--quiet"]) == 0
+    result = project / "results" / "base"
+    assert (result / MARKER).is_file()
+    (result / "baseline_scores.csv").write_text("edited by hand")
+    assert main(["run", "base.toml", "--quiet"]) == 0  # its own files: replaced
+    assert (result / "baseline_scores.csv").read_text().startswith("unit,")
+    (result / "notes.txt").write_text("mine")
+    assert "notes.txt" in refused(capsys, "run", "base.toml")
+    assert (result / "notes.txt").read_text() == "mine"
+    (result / "notes.txt").unlink()
+    (result / "data.csv").symlink_to(project / "data" / "values.csv")
+    assert "data.csv" in refused(capsys, "run", "base.toml")
+    assert (project / "data" / "values.csv").is_file()
+
+
+def test_a_marker_naming_outside_files_is_not_trusted(project, capsys):
+    assert main(["run", "base.toml", "--quiet"]) == 0
+    marker = project / "results" / "base" / MARKER
+    marker.write_text('{"tool": "nqpf_sens", "files": ["../../thesis/chapter1.tex"]}')
+    assert "no marker" in refused(capsys, "run", "base.toml")
+    assert (project / "thesis" / "chapter1.tex").is_file()
+
+
+def test_folders_honour_the_umask(project):
+    previous = os.umask(0o022)
+    try:
+        assert main(["run", "base.toml", "--quiet"]) == 0
+    finally:
+        os.umask(previous)
+    for path in (project / "results", project / "results" / "base"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o755, path
+
+
+def test_a_second_run_on_the_same_destination_is_refused(project, capsys):
+    (project / "results").mkdir()
+    with destination_lock(project / "results" / "base"):
+        assert "another nqpf_sens run" in refused(capsys, "run", "base.toml")
+    assert main(["run", "base.toml", "--quiet"]) == 0  # the lock is gone with its holder
+
+
+def interrupted_study(project, monkeypatch):
+    """Run the study with its last chunk failing, as if interrupted: the work folder is kept."""
+    from nqpf_sens import uncertainty
+
+    real = uncertainty.evaluate_rows
+
+    def stop_at_last(study, start, stop):
+        if stop == study.design.n_rows:
+            raise KeyboardInterrupt
+        return real(study, start, stop)
+
+    monkeypatch.setattr(uncertainty, "evaluate_rows", stop_at_last)
+    assert main(["run", "study.toml", "--quiet", "--jobs", "1"]) == 130
+    monkeypatch.setattr(uncertainty, "evaluate_rows", real)
+    work = project / "results" / ".study.work"
+    return work, sorted(work.glob("chunk_*.npz"))
+
+
+def test_resume_never_unpickles_and_recomputes_damaged_chunks(project, monkeypatch, capsys):
+    assert main(["run", "study.toml", "--quiet", "--out", "fresh"]) == 0
+    expected = tree(project / "fresh")
+    work, chunks = interrupted_study(project, monkeypatch)
+    assert "--resume" in capsys.readouterr().err
+    planted = project / "planted"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.mkdir, (str(planted),))
+
+    chunks[0].write_bytes(pickle.dumps({"rank_counts": Exploit()}))
+    chunks[1].write_bytes(chunks[1].read_bytes()[:100])  # truncated
+    chunks[2].write_bytes(chunks[3].read_bytes())  # another span's chunk
+    assert main(["run", "study.toml", "--quiet", "--resume"]) == 0
+    assert not planted.exists()
+    got = tree(project / "results" / "study")
+    assert {k: v for k, v in got.items() if k.endswith(".csv")} == {k: v for k, v in expected.items() if k.endswith(".csv")}
+    assert not work.exists()
+
+
+def test_resume_after_the_data_changed_starts_over(project, monkeypatch, capsys):
+    work, _ = interrupted_study(project, monkeypatch)
+    values = pd.read_csv(project / "data" / "values.csv")
+    values.iloc[0, 1] *= 3
+    values.to_csv(project / "data" / "values.csv", index=False)
+    capsys.readouterr()
+    assert main(["run", "study.toml", "--quiet", "--resume"]) == 0
+    assert "changed since the interrupted run; starting over" in capsys.readouterr().err
+    assert main(["run", "study.toml", "--quiet", "--out", "fresh"]) == 0
+    resumed, fresh = tree(project / "results" / "study"), tree(project / "fresh")
+    assert {k: v for k, v in resumed.items() if k.endswith(".csv")} == {k: v for k, v in fresh.items() if k.endswith(".csv")}
+
+
+def test_a_foreign_work_folder_is_refused(project, capsys):
+    (project / "results" / ".study.work").mkdir(parents=True)
+    (project / "results" / ".study.work" / "mine.txt").write_text("keep")
+    assert "not an nqpf_sens work folder" in refused(capsys, "run", "study.toml")
+    assert (project / "results" / ".study.work" / "mine.txt").read_text() == "keep"
+
+
+def test_disk_full_while_writing_is_one_line_and_leaves_nothing(project, monkeypatch, capsys):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "baseline_scores.csv")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    assert "the disk is full" in refused(capsys, "run", "base.toml")
+    assert not (project / "results").exists()
+
+
+def test_the_results_folder_deleted_mid_run_is_one_line(project, monkeypatch, capsys):
+    import shutil
+
+    from nqpf_sens import uncertainty
+
+    real = uncertainty.evaluate_rows
+
+    def delete_results(study, start, stop):
+        shutil.rmtree(project / "results", ignore_errors=True)
+        return real(study, start, stop)
+
+    monkeypatch.setattr(uncertainty, "evaluate_rows", delete_results)
+    assert "disappeared while the run was writing" in refused(capsys, "run", "study.toml", "--jobs", "1")
+
+
+HOSTILE = ['<script>alert("u")</script>', "<img src=x onerror=alert(1)>", "Tom & 'Jerry' $x^$"]
+
+
+def test_hostile_names_never_reach_the_page_unescaped(tmp_path, spec, monkeypatch):
+    from nqpf_sens.runner import run_config
+
+    frame = synthetic_frame(spec, n_units=8)
+    frame["unit"] = [*HOSTILE, "NA", "None", "nan", "01", "u7"]
+    frame.to_csv(tmp_path / "values.csv", index=False)
+    units = pd.DataFrame({"unit": frame.unit, "region": ["<b>East</b>"] * 4 + ["West"] * 4, "gdp_per_capita": range(8)})
+    units.to_csv(tmp_path / "units.csv", index=False)
+    config = f"""[run]
+name = "hostile"
+kind = "sobol"
+[data]
+values = "values.csv"
+units = "units.csv"
+[sampling]
+n = 32
+bootstrap = 10
+[outputs]
+focus_unit = '{HOSTILE[1]}'
+[[factors]]
+name = '{HOSTILE[0]}'
+kind = "weights"
+level = 0
+description = "</td></script><script>alert(2)</script>"
+[[factors]]
+name = "n"
+kind = "choice"
+key = "normalisation"
+options = ["minmax", "zscore"]
+"""
+    (tmp_path / "hostile.toml").write_text(config)
+    folder = run_config(tmp_path / "hostile.toml", out=tmp_path / "out", quiet=True)
+    scores = pd.read_csv(folder / "baseline_scores.csv", keep_default_na=False, dtype={"unit": str})
+    assert set(scores.unit) == set(frame.unit)  # NA, None, nan and 01 are names, as written
+    texts = [*HOSTILE, "<b>East</b>", "</script><script>alert(2)</script>"]
+
+    def check(page: str) -> None:
+        for text in texts:
+            assert text not in page
+        assert "<script>alert" not in page and "onerror=alert" not in page.replace("onerror=alert(1)&gt;", "")
+
+    check((folder / "report.html").read_text(encoding="utf-8"))
+    for svg in (folder / "figures").glob("*.svg"):
+        check(svg.read_text(encoding="utf-8"))
+    stability = pd.read_csv(folder / "rank_stability.csv", keep_default_na=False)
+    stability.loc[0, "unit"] = "<svg onload=alert(3)>"
+    stability.to_csv(folder / "rank_stability.csv", index=False)
+    assert main(["report", str(folder)]) == 0
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    check(page)
+    assert "<svg onload" not in page and "&lt;svg onload=alert(3)&gt;" in page
+
+
+def damaged(folder: Path, how: str) -> None:
+    if how == "corrupt manifest":
+        (folder / "manifest.json").write_text("{not json")
+    elif how == "empty manifest":
+        (folder / "manifest.json").write_text("")
+    elif how == "manifest of another shape":
+        (folder / "manifest.json").write_text("[1, 2]")
+    elif how == "missing csv":
+        (folder / "rank_stability.csv").unlink()
+    elif how == "empty csv":
+        (folder / "tier_bands.csv").write_text("")
+    elif how == "other columns":
+        (folder / "rank_shift.csv").write_text("a,b\n1,2\n")
+    elif how == "text where numbers are due":
+        frame = pd.read_csv(folder / "tier_bands.csv")
+        frame["p_nominal_tier"] = "high"
+        frame.to_csv(folder / "tier_bands.csv", index=False)
+
+
+@pytest.mark.parametrize("how", ["corrupt manifest", "empty manifest", "manifest of another shape", "missing csv", "empty csv", "other columns", "text where numbers are due"])
+def test_report_on_a_damaged_folder_is_one_line_and_rewrites_nothing(project, capsys, how):
+    (project / "study.toml").write_text(STUDY.replace("figures = false", "figures = true"))
+    assert main(["run", "study.toml", "--quiet"]) == 0
+    folder = project / "results" / "study"
+    damaged(folder, how)
+    before = tree(folder)
+    refused(capsys, "report", str(folder))
+    assert tree(folder) == before
+
+
+def test_units_equal_up_to_rounding_share_a_rank(project):
+    values = pd.read_csv(project / "data" / "values.csv")
+    values.loc[1, values.columns[1:]] = values.loc[0, values.columns[1:]].to_numpy() * (1 + 1e-15)
+    values.to_csv(project / "data" / "values.csv", index=False)
+    assert main(["run", "base.toml", "--quiet"]) == 0
+    scores = pd.read_csv(project / "results" / "base" / "baseline_scores.csv").set_index("unit")
+    assert scores.loc["unit00", "rank"] == scores.loc["unit01", "rank"]
+
+
+def test_a_unit_without_data_is_kept_only_when_asked_and_then_named(project, capsys):
+    values = pd.read_csv(project / "data" / "values.csv")
+    values.loc[3, values.columns[1:]] = np.nan
+    values.to_csv(project / "data" / "values.csv", index=False)
+    (project / "base.toml").write_text(BASE + '[pipeline]\nimputation = "mean"\n')
+    assert "unit 'unit03' has no observed value" in refused(capsys, "run", "base.toml")
+    (project / "base.toml").write_text(BASE.replace("[data]\n", "[data]\nallow_empty_units = true\n") + '[pipeline]\nimputation = "mean"\n')
+    assert main(["run", "base.toml", "--quiet"]) == 0
+    import json
+
+    notes = json.loads((project / "results" / "base" / "manifest.json").read_text())["notes"]
+    assert any("unit03" in note for note in notes)
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.add(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signals are Linux's")
+def test_worker_processes_die_with_a_killed_run(project):
+    (project / "loky.toml").write_text(STUDY.replace('seed = 5', 'seed = 5\nbackend = "loky"\njobs = 2').replace("n = 512", "n = 65536").replace("chunk_size = 64", "chunk_size = 256"))
+    process = subprocess.Popen([sys.executable, "-m", "nqpf_sens", "run", "loky.toml", "--quiet"], cwd=project)
+    deadline = time.time() + 120
+    work = project / "results" / ".study.work"
+    while time.time() < deadline and not list(work.glob("chunk_*.npz")):
+        time.sleep(0.1)
+    workers = children(process.pid)
+    assert workers, "no worker process was started"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    deadline = time.time() + 20
+    while time.time() < deadline and any(alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(alive(w) for w in workers)
+
+
+def test_chunk_files_hold_plain_arrays(project, monkeypatch):
+    work, chunks = interrupted_study(project, monkeypatch)
+    with np.load(chunks[0], allow_pickle=False) as archive:
+        assert "checksum" in archive.files and all(archive[name].dtype != object for name in archive.files)
