@@ -277,9 +277,11 @@ def rebuild_report(folder: str | Path, chinese: bool = False) -> Path:
     """The ``report`` command: redraw a finished run's figures and report without touching it
     until the new version is complete. Its saved files are checked first, then copied with the
     new figures and report into a staging folder that replaces the run's folder as a run does."""
-    folder = check_destination(Path(folder))
-    if not folder.is_dir():
+    if not Path(folder).is_dir():
         raise UserError("no such folder", folder)
+    if result_files(Path(folder)) is None:
+        raise UserError("not a complete run (no nqpf_sens marker file)", folder)
+    folder = check_destination(Path(folder))
     load_run(folder)
     keep = [name for name in result_files(folder) or [] if not name.startswith("figures/") and name != "report.html"]
     with destination_lock(folder), staged_directory(folder) as staging:
