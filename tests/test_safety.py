@@ -383,3 +383,23 @@ def test_chunk_files_hold_plain_arrays(project, monkeypatch):
     work, chunks = interrupted_study(project, monkeypatch)
     with np.load(chunks[0], allow_pickle=False) as archive:
         assert "checksum" in archive.files and all(archive[name].dtype != object for name in archive.files)
+
+
+def test_a_symlinked_work_folder_is_refused_before_running(project, capsys):
+    (project / "results").mkdir()
+    (project / "elsewhere").mkdir()
+    (project / "results" / ".study.work").symlink_to(project / "elsewhere", target_is_directory=True)
+    assert "symbolic link" in refused(capsys, "run", "study.toml")
+    assert not any((project / "elsewhere").iterdir())
+
+
+def test_the_resource_check_counts_the_per_unit_histograms(tmp_path):
+    from nqpf_sens.errors import UserError
+    from nqpf_sens.resources import RunSize, check_resources
+
+    size = RunSize(rows=1024, columns=15, saltelli=False, base_n=1024, bootstrap=0, kept=1024, years=1, units=10_000, aggregates=4, regions=0, tiers=3, chunk_rows=400, per_scenario=8 * 10_000 * 8, jobs=2)
+    check_resources(size, tmp_path, memory=64 * 2**30, disk=64 * 2**30)  # fits a large machine
+    with pytest.raises(UserError, match=r"\[run\] chunk_size: .*chunks in flight"):
+        check_resources(size, tmp_path, memory=2 * 2**30, disk=64 * 2**30)
+    with pytest.raises(UserError, match="chunk files need"):
+        check_resources(size, tmp_path, memory=64 * 2**30, disk=2**30)
