@@ -165,6 +165,20 @@ def interrupted_study(project, monkeypatch):
     return work, sorted(work.glob("chunk_*.npz"))
 
 
+def count_evaluations(monkeypatch) -> list[int]:
+    """Record the first row of every span the runner evaluates."""
+    from nqpf_sens import uncertainty
+
+    real, starts = uncertainty.evaluate_rows, []
+
+    def counted(study, start, stop):
+        starts.append(start)
+        return real(study, start, stop)
+
+    monkeypatch.setattr(uncertainty, "evaluate_rows", counted)
+    return starts
+
+
 def test_resume_never_unpickles_and_recomputes_damaged_chunks(project, monkeypatch, capsys):
     assert main(["run", "study.toml", "--quiet", "--out", "fresh"]) == 0
     expected = tree(project / "fresh")
@@ -179,7 +193,9 @@ def test_resume_never_unpickles_and_recomputes_damaged_chunks(project, monkeypat
     chunks[0].write_bytes(pickle.dumps({"rank_counts": Exploit()}))
     chunks[1].write_bytes(chunks[1].read_bytes()[:100])  # truncated
     chunks[2].write_bytes(chunks[3].read_bytes())  # another span's chunk
+    evaluated = count_evaluations(monkeypatch)
     assert main(["run", "study.toml", "--quiet", "--resume"]) == 0
+    assert len(evaluated) == 4  # the three damaged chunks and the one never finished
     assert not planted.exists()
     got = tree(project / "results" / "study")
     assert {k: v for k, v in got.items() if k.endswith(".csv")} == {k: v for k, v in expected.items() if k.endswith(".csv")}

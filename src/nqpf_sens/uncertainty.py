@@ -80,7 +80,7 @@ class Study:
 
 @dataclass
 class ChunkStats:
-    """Statistics of one chunk (counts summed, arrays concatenated when merged)."""
+    """Statistics of one chunk (counts summed, row arrays concatenated in order when merged)."""
 
     rank_counts: np.ndarray  # (years, units, ranks)
     tier_counts: np.ndarray  # (years, units, tiers)
@@ -91,16 +91,6 @@ class ChunkStats:
     region_means: np.ndarray  # (kept, years, regions) float32
     outputs: np.ndarray  # (rows, 2 units + 1): last-year ranks, index scores, R_S (every row of a
     # Saltelli design; the kept rows of a Monte Carlo design, as float32)
-
-    @classmethod
-    def merge(cls, parts: list["ChunkStats"]) -> "ChunkStats":
-        """Counts summed, row arrays concatenated in the order of ``parts``."""
-        merged = {}
-        for name in COUNT_FIELDS:
-            merged[name] = sum((getattr(p, name) for p in parts[1:]), getattr(parts[0], name))
-        for name in ROW_FIELDS:
-            merged[name] = np.concatenate([getattr(p, name) for p in parts])
-        return cls(**merged)
 
     def save(self, path: Path, key: str) -> None:
         """Write plain arrays and a checksum keyed by ``key`` (atomically: a resumed run never reads
@@ -225,10 +215,10 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
     )
 
 
-def _evaluate_span(study: Study, start: int, stop: int, work: Path) -> tuple[int, ChunkStats]:
+def _evaluate_span(study: Study, start: int, stop: int, work: Path, token: str) -> tuple[int, ChunkStats]:
     """Evaluate and save one span (for ``--resume``); the statistics also go straight back."""
     stats = evaluate_rows(study, start, stop)
-    stats.save(chunk_path(work, start), chunk_key(study.token, start, stop))
+    stats.save(chunk_path(work, start), chunk_key(token, start, stop))
     return start, stats
 
 
@@ -355,7 +345,7 @@ def run_study(study: Study, work: Path, chunk_size: int, jobs: int, backend: str
                 merged = _add(merged, rows, start, stats)
         bar = _progress_bar(len(spans), len(spans) - len(todo), progress)
         runner = Parallel(n_jobs=jobs, return_as="generator") if backend != "dask" else Parallel(return_as="generator")
-        for start, stats in runner(delayed(_evaluate_span)(study, a, b, work) for a, b in todo):
+        for start, stats in runner(delayed(_evaluate_span)(study, a, b, work, token) for a, b in todo):
             merged = _add(merged, rows, start, stats)
             if bar is not None:
                 bar.update(1)
