@@ -127,6 +127,8 @@ def test_a_marker_naming_outside_files_is_not_trusted(project, capsys):
     marker = project / "results" / "base" / MARKER
     marker.write_text('{"tool": "nqpf_sens", "files": ["../../thesis/chapter1.tex"]}')
     assert "no marker" in refused(capsys, "run", "base.toml")
+    marker.write_text('["baseline_scores.csv"]')  # JSON, but not a marker
+    assert "no marker" in refused(capsys, "run", "base.toml")
     assert (project / "thesis" / "chapter1.tex").is_file()
 
 

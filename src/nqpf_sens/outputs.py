@@ -109,8 +109,10 @@ def result_files(folder: Path) -> list[str] | None:
         content = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    files = content.get("files") if isinstance(content, dict) else None
-    if content.get("tool") != TOOL or not isinstance(files, list):
+    if not isinstance(content, dict) or content.get("tool") != TOOL:
+        return None
+    files = content.get("files")
+    if not isinstance(files, list):
         return None
     if not all(isinstance(f, str) and _is_relative(f) for f in files):
         return None
