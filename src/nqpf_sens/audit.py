@@ -18,7 +18,7 @@ from nqpf_sens.factors import FactorSet, build_factor
 from nqpf_sens.impute import TIME_SERIES_RULES
 from nqpf_sens.inputs import input_files, unit_attributes
 from nqpf_sens.pipeline import pipeline_weights
-from nqpf_sens.sampling import Design
+from nqpf_sens.sampling import Design, design_rows
 from nqpf_sens.spec import IndexSpec
 from nqpf_sens.table import IndicatorTable, load_table
 from nqpf_sens.resources import RunSize, check_resources
@@ -99,9 +99,9 @@ def prepare_study(config: RunConfig, spec: IndexSpec, table: IndicatorTable, nom
             raise UserError("a 'mask' factor needs an imputation rule to refill the cells", config.path, "[[factors]]")
     attributes = unit_attributes(config, table)
     regions = tuple(sorted(attributes["region"].dropna().unique())) if "region" in attributes else ()
-    n_rows = config.sampling.n * (len(entries) + 2) if config.sampling.method == "saltelli" else config.sampling.n
+    n_rows = design_rows(config.sampling.method, config.sampling.n, len(entries))
     n_uncertain = 2 * config.sampling.n if config.sampling.method == "saltelli" else n_rows
-    per_scenario = per_scenario_bytes(table.values.shape, len(spec.aggregates), any(f.kind in ("noise", "mask") for f in entries))
+    per_scenario = per_scenario_bytes(table.values.shape, len(spec.aggregates), factors.per_scenario_data)
     size = RunSize(
         rows=n_rows,
         columns=factors.n_columns,

@@ -102,6 +102,8 @@ class FactorSet:
             start += factor.n_columns
         self.n_columns = start
         self.choices = [f for f in factors if f.kind == "choice"]
+        #: noise or masks give every scenario its own copy of the data
+        self.per_scenario_data = any(f.kind in ("noise", "mask") for f in factors)
 
     @property
     def groups(self) -> list[str]:

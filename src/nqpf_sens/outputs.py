@@ -41,9 +41,9 @@ def check_run_name(name: object, source: Path) -> str:
         raise UserError(f"expected a string, got {name!r}", source, "[run] name")
     bad = (
         not name.strip()
-        or name in (".", "..")
         or name.startswith(".")
-        or any(c in name for c in "/\\\0")
+        or "/" in name
+        or "\\" in name
         or any(ord(c) < 32 for c in name)
     )
     if bad:

@@ -2,9 +2,10 @@
 
 Ranks: 1 is the best (highest) score. Scores that differ by less than ``RANK_TOLERANCE`` (1e-9)
 times the largest absolute score of the ranking are equal: sums of the same numbers in another
-order differ in the last digits, and such noise must not decide a place. Tie rule ``min`` (the default, as R's ``rank(ties="min")``
-used by COINr and sports tables): equal scores share the best of their places, the next score skips
-places. ``ordinal``: equal scores take consecutive places in data order, so ranks are a permutation.
+order differ in the last digits, and such noise must not decide a place. Tie rule ``min`` (the
+default, as R's ``rank(ties="min")`` used by COINr and sports tables): equal scores share the best
+of their places, the next score skips places. ``ordinal``: equal scores take consecutive places in
+data order, so ranks are a permutation.
 
 Tiers: 1 is the top tier.
 - ``fixed_ranks`` with ``bounds`` [b1, b2, ...]: ranks 1..b1 are tier 1, b1+1..b2 tier 2, and so on.

@@ -250,7 +250,11 @@ def _run_description(manifest: dict) -> str:
 def build_report(folder: str | Path, chinese: bool = False) -> Path:
     """Draw ``figures/`` and write ``report.html`` into a run's folder from its saved files."""
     folder = Path(folder)
-    manifest, tables = load_run(folder)
+    return _render(folder, *load_run(folder), chinese)
+
+
+def _render(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chinese: bool) -> Path:
+    """Draw the figures and write the page of a run's checked manifest and tables into ``folder``."""
     figures, warnings = make_figures(folder, manifest, tables, chinese)
     parts = [f"<h1>nqpf_sens: {html.escape(str(manifest['config'].get('run', {}).get('name', folder.name)))}</h1>"]
     items = [f"<li class='{'warning' if warning else 'finding'}'>{html.escape(line)}</li>" for line, warning in reading(manifest, tables)]
@@ -277,16 +281,18 @@ def rebuild_report(folder: str | Path, chinese: bool = False) -> Path:
     """The ``report`` command: redraw a finished run's figures and report without touching it
     until the new version is complete. Its saved files are checked first, then copied with the
     new figures and report into a staging folder that replaces the run's folder as a run does."""
-    if not Path(folder).is_dir():
+    folder = Path(folder)
+    if not folder.is_dir():
         raise UserError("no such folder", folder)
-    if result_files(Path(folder)) is None:
+    listed = result_files(folder)
+    if listed is None:
         raise UserError("not a complete run (no nqpf_sens marker file)", folder)
-    folder = check_destination(Path(folder))
-    load_run(folder)
-    keep = [name for name in result_files(folder) or [] if not name.startswith("figures/") and name != "report.html"]
+    folder = check_destination(folder)
+    manifest, tables = load_run(folder)
+    keep = [name for name in listed if not name.startswith("figures/") and name != "report.html"]
     with destination_lock(folder), staged_directory(folder) as staging:
         for name in keep:
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(folder / name, staging / name)
-        build_report(staging, chinese)
+        _render(staging, manifest, tables, chinese)
     return folder / "report.html"

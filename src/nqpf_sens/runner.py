@@ -18,7 +18,7 @@ from nqpf_sens.errors import RunInterrupted, UserError
 from nqpf_sens.inputs import empty_units, input_files, load_inputs, unit_attributes
 from nqpf_sens.outputs import check_destination, destination_lock, make_folders, remove_empty_folders, staged_directory, write_json, write_table
 from nqpf_sens.paper import compare_with_table3, paper_problem, paper_summary
-from nqpf_sens.uncertainty import check_work_folder, remove_work
+from nqpf_sens.uncertainty import check_work_folder, remove_work, run_study
 from nqpf_sens.pipeline import option_problem
 
 PACKAGES = ("nqpf_sens", "numpy", "scipy", "pandas", "SALib", "joblib")
@@ -125,8 +125,6 @@ def _run(config: RunConfig, started: float, out: str | Path | None, jobs: int | 
 
 def _study(prepared, config: RunConfig, work: Path, jobs: int, resume: bool, quiet: bool):
     """Run the study; a refused chunk discards the work folder, an interruption keeps it."""
-    from nqpf_sens.uncertainty import run_study
-
     try:
         return run_study(prepared.study, work, config.chunk_size, jobs, config.backend, config.scheduler, resume, progress=not quiet, say=_say)
     except UserError:

@@ -21,6 +21,11 @@ METHODS = ("random", "sobol", "saltelli")
 BLOCK = 4096
 
 
+def design_rows(method: str, n: int, n_factors: int) -> int:
+    """Rows of a design of N = ``n``: N (G + 2) for Saltelli's, N otherwise."""
+    return n * (n_factors + 2) if method == "saltelli" else n
+
+
 class Design:
     """Rows ``[start, stop)`` of a design, reproducible in any order."""
 
@@ -34,7 +39,7 @@ class Design:
 
     @property
     def n_rows(self) -> int:
-        return self.n * (len(self.factor_names) + 2) if self.method == "saltelli" else self.n
+        return design_rows(self.method, self.n, len(self.factor_names))
 
     def problem(self) -> dict:
         """SALib's problem dict (every column on [0, 1], grouped by factor)."""

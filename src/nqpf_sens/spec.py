@@ -314,8 +314,7 @@ def parse_numbers(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 def cell_text(raw: pd.Series, row: int) -> str:
     """A cell as the user wrote it, quoted."""
-    value = raw.iloc[row]
-    return repr(str(value)) if not isinstance(value, str) else repr(value)
+    return repr(str(raw.iloc[row]))
 
 
 def load_spec(path: str | Path) -> IndexSpec:

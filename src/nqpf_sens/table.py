@@ -65,17 +65,9 @@ def _check_numeric(frame: pd.DataFrame, column: str, source: Path, row_offset: i
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         unit = frame[UNIT_COLUMN].iloc[row] if UNIT_COLUMN in frame.columns else row
-        what = "not a finite number" if np.isinf(numbers[row]) or _is_number(frame[column].iloc[row]) else "not a number"
+        what = "not a finite number" if np.isinf(numbers[row]) else "not a number"
         raise UserError(f"{what}: {cell_text(frame[column], row)}", source, f"row {row + row_offset} (unit {unit}), column '{column}'")
     return numbers
-
-
-def _is_number(value: object) -> bool:
-    try:
-        float(str(value))
-    except ValueError:
-        return False
-    return True
 
 
 def table_from_frame(frame: pd.DataFrame, spec: IndexSpec, source: Path | str = "<data>", unit_column: str = UNIT_COLUMN, year_column: str = YEAR_COLUMN) -> IndicatorTable:

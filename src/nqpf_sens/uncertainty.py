@@ -302,8 +302,7 @@ def chunk_rows(study: Study, requested: int) -> int:
     ``CHUNK_MEMORY`` per worker: under noise or masks every scenario carries its own copy of the
     data (and its imputed, transformed and normalised versions), which on large data sets would
     otherwise exhaust memory. Results do not depend on the chunk size."""
-    per_data = any(f.kind in ("noise", "mask") for f in study.factors.factors)
-    per_scenario = per_scenario_bytes(study.tables[0].values.shape, len(study.spec.aggregates), per_data)
+    per_scenario = per_scenario_bytes(study.tables[0].values.shape, len(study.spec.aggregates), study.factors.per_scenario_data)
     return capped_chunk_rows(requested, per_scenario)
 
 
@@ -334,38 +333,35 @@ def run_study(study: Study, work: Path, chunk_size: int, jobs: int, backend: str
         found, note = prepare_work(work, token, resume)
         if note:
             say(f"note: {note}")
-        merged: ChunkStats | None = None
-        rows: dict[int, ChunkStats] = {}
+        totals: dict[str, np.ndarray] = {}  # counts, summed as chunks finish
+        parts: dict[int, dict[str, np.ndarray]] = {}  # row arrays, concatenated in design order
+
+        def add(start: int, stats: ChunkStats) -> None:
+            parts[start] = {name: getattr(stats, name) for name in ROW_FIELDS}
+            for name in COUNT_FIELDS:
+                if name in totals:
+                    totals[name] += getattr(stats, name)
+                else:
+                    totals[name] = getattr(stats, name).copy()
+
         todo = []
         for start, stop in spans:
             stats = ChunkStats.load(chunk_path(work, start), chunk_key(token, start, stop)) if start in found else None
             if stats is None:
                 todo.append((start, stop))
             else:
-                merged = _add(merged, rows, start, stats)
+                add(start, stats)
         bar = _progress_bar(len(spans), len(spans) - len(todo), progress)
         runner = Parallel(n_jobs=jobs, return_as="generator") if backend != "dask" else Parallel(return_as="generator")
         for start, stats in runner(delayed(_evaluate_span)(study, a, b, work, token) for a, b in todo):
-            merged = _add(merged, rows, start, stats)
+            add(start, stats)
             if bar is not None:
                 bar.update(1)
     if bar is not None:
         bar.close()
-    assert merged is not None
-    ordered = [rows[a] for a, _ in spans]
-    for name in ROW_FIELDS:
-        setattr(merged, name, np.concatenate([getattr(part, name) for part in ordered]))
-    return merged
-
-
-def _add(total: ChunkStats | None, rows: dict[int, ChunkStats], start: int, stats: ChunkStats) -> ChunkStats:
-    """Add a chunk's counts to ``total`` and keep its row arrays (concatenated in order at the end)."""
-    rows[start] = ChunkStats(**{f.name: (getattr(stats, f.name) if f.name in ROW_FIELDS else None) for f in fields(ChunkStats)})
-    if total is None:
-        return ChunkStats(**{f.name: (getattr(stats, f.name).copy() if f.name in COUNT_FIELDS else None) for f in fields(ChunkStats)})
-    for name in COUNT_FIELDS:
-        getattr(total, name).__iadd__(getattr(stats, name))
-    return total
+    ordered = [parts[a] for a, _ in spans]
+    rows = {name: np.concatenate([part[name] for part in ordered]) for name in ROW_FIELDS}
+    return ChunkStats(**totals, **rows)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
