@@ -86,3 +86,12 @@ def test_report_renders_in_headless_chromium(run_folder, tmp_path):
     assert f'data-image-count="{len(FIGURES)}"' in body
     assert 'data-errors="0"' in body
     assert "Uncaught" not in result.stderr
+
+
+def test_a_run_without_a_name_is_titled_by_its_config(tmp_path):
+    from nqpf_sens import nqpf_spec
+
+    synthetic_frame(nqpf_spec(), n_units=6).to_csv(tmp_path / "values.csv", index=False)
+    (tmp_path / "plain.toml").write_text('[data]\nvalues = "values.csv"\n')
+    folder = run_config(tmp_path / "plain.toml", out=tmp_path / "out", quiet=True)
+    assert "<h1>nqpf_sens: plain</h1>" in (folder / "report.html").read_text(encoding="utf-8")

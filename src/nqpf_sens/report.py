@@ -256,7 +256,8 @@ def build_report(folder: str | Path, chinese: bool = False) -> Path:
 def _render(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chinese: bool) -> Path:
     """Draw the figures and write the page of a run's checked manifest and tables into ``folder``."""
     figures, warnings = make_figures(folder, manifest, tables, chinese)
-    parts = [f"<h1>nqpf_sens: {html.escape(str(manifest['config'].get('run', {}).get('name', folder.name)))}</h1>"]
+    name = manifest["config"].get("run", {}).get("name", Path(manifest["config_file"]).stem)  # the run's default name
+    parts = [f"<h1>nqpf_sens: {html.escape(str(name))}</h1>"]
     items = [f"<li class='{'warning' if warning else 'finding'}'>{html.escape(line)}</li>" for line, warning in reading(manifest, tables)]
     parts.append("<h2>Reading</h2><ul class='reading'>" + "".join(items) + "</ul>")
     parts.append("<h2>What was run</h2>" + _run_description(manifest))
