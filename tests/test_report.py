@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -75,12 +76,17 @@ def test_report_of_an_incomplete_folder_is_a_clear_error(tmp_path):
     assert result.returncode == 2 and "not a complete run" in result.stderr
 
 
-def test_report_renders_in_headless_chromium(run_folder, tmp_path):
+def render(page: Path, profile: Path) -> subprocess.CompletedProcess:
+    """The page's DOM after headless Chromium has loaded it and run its scripts."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("chromium is not installed (.ci/run installs it)")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--virtual-time-budget=10000"]
-    result = subprocess.run([browser, *flags, "--dump-dom", (run_folder / "report.html").as_uri()], capture_output=True, text=True, timeout=180)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}", "--enable-logging=stderr", "--virtual-time-budget=10000"]
+    return subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=180)
+
+
+def test_report_renders_in_headless_chromium(run_folder, tmp_path):
+    result = render(run_folder / "report.html", tmp_path / "profile")
     body = re.search(r"<body[^>]*>", result.stdout).group(0)
     assert 'data-images-loaded="true"' in body, body
     assert f'data-image-count="{len(FIGURES)}"' in body
@@ -95,3 +101,28 @@ def test_a_run_without_a_name_is_titled_by_its_config(tmp_path):
     (tmp_path / "plain.toml").write_text('[data]\nvalues = "values.csv"\n')
     folder = run_config(tmp_path / "plain.toml", out=tmp_path / "out", quiet=True)
     assert "<h1>nqpf_sens: plain</h1>" in (folder / "report.html").read_text(encoding="utf-8")
+
+
+# Clicks the last column header of every sortable table twice, as a reader does, and records
+# whether the rows then read in ascending and then descending order of that column.
+CLICK_EVERY_TABLE = """<script>window.addEventListener('load', function () {
+  var results = Array.prototype.map.call(document.querySelectorAll('table.sortable'), function (table) {
+    var th = table.tHead.rows[0].cells[table.tHead.rows[0].cells.length - 1];
+    var column = function () { return Array.prototype.map.call(table.tBodies[0].rows, function (r) {
+      var x = r.cells[th.cellIndex].textContent, n = parseFloat(x); return isNaN(n) ? x : n; }); };
+    var ordered = function (values, sign) { return values.every(function (v, i) {
+      return i === 0 || typeof v !== typeof values[i - 1] || sign * (v > values[i - 1]) >= 0 && sign * (v < values[i - 1]) <= 0; }); };
+    th.click(); var up = ordered(column(), 1);
+    th.click(); var down = ordered(column(), -1);
+    return up && down;
+  });
+  document.body.dataset.sorted = results.join(',');
+});</script></body>"""
+
+
+def test_clicking_a_header_sorts_every_table(run_folder, tmp_path):
+    page = (run_folder / "report.html").read_text(encoding="utf-8").replace("</body>", CLICK_EVERY_TABLE)
+    (tmp_path / "clicked.html").write_text(page, encoding="utf-8")
+    body = re.search(r"<body[^>]*>", render(tmp_path / "clicked.html", tmp_path / "profile").stdout).group(0)
+    sorted_tables = re.search(r'data-sorted="([^"]*)"', body).group(1).split(",")
+    assert len(sorted_tables) >= 5 and all(flag == "true" for flag in sorted_tables), body

@@ -20,9 +20,9 @@ from nqpf_sens.outputs import check_destination, destination_lock, result_files,
 
 ERROR_TRAP = "window.reportErrors = []; window.addEventListener('error', function (e) { window.reportErrors.push(String(e.message)); });"
 SORT_SCRIPT = """
-document.querySelectorAll('table.sortable th').forEach(function (th, column) {
+document.querySelectorAll('table.sortable th').forEach(function (th) {
   th.addEventListener('click', function () {
-    var table = th.closest('table'), body = table.tBodies[0];
+    var table = th.closest('table'), body = table.tBodies[0], column = th.cellIndex;
     var rows = Array.prototype.slice.call(body.rows);
     var ascending = th.dataset.order !== 'asc';
     rows.sort(function (a, b) {
