@@ -7,7 +7,7 @@ machine's speed drifts by up to a third between minutes, so one measurement says
 runs report the peak of the summed resident memory of the process tree, polled every 50 ms with
 psutil (installed with dask.distributed).
 
-- ``reference``: ``nqpf_sens.reference.reference_scores``, one pandas DataFrame per scenario
+- ``reference``: ``nqpf_sens.engine.reference.reference_scores``, one pandas DataFrame per scenario
   (weights perturbed): the straightforward implementation every speed is compared with.
 - ``engine``: ``Engine.evaluate`` on batches of 16,384 weight-perturbed scenarios (scores of every
   node, ranks, tiers), in one thread, two threads, or two loky worker processes (warm).
@@ -39,15 +39,15 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from nqpf_sens import IndicatorTable, Pipeline, ScenarioBatch, nqpf_spec
-from nqpf_sens.audit import prepare_study
+from nqpf_sens.plan import prepare_study
 from nqpf_sens.config import load_config
-from nqpf_sens.datasets import province_table
-from nqpf_sens.engine import Engine, evaluate
+from nqpf_sens.indices.nqpf.data import province_table
+from nqpf_sens.engine.batch import Engine, evaluate
 from nqpf_sens.inputs import load_inputs
-from nqpf_sens.memory import retain_freed_memory
-from nqpf_sens.reference import reference_scores
-from nqpf_sens.spec import spec_from_frame
-from nqpf_sens.uncertainty import run_study
+from nqpf_sens.uncertainty.memory import retain_freed_memory
+from nqpf_sens.engine.reference import reference_scores
+from nqpf_sens.engine.spec import spec_from_frame
+from nqpf_sens.uncertainty.study import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "results" / "bench.csv"

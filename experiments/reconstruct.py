@@ -33,7 +33,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import lil_matrix
 
 from nqpf_sens import nqpf_spec
-from nqpf_sens.inputs import packaged
+from nqpf_sens.indices.nqpf.data import packaged
 from shipped_tables import national_panel, units_table
 
 ROOT = Path(__file__).resolve().parents[1]

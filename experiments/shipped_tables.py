@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from nqpf_sens.inputs import packaged
+from nqpf_sens.indices.nqpf.data import packaged
 
 NATIONAL = "China"
 YEARS = range(2012, 2023)

@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 
 from nqpf_sens import Pipeline, ScenarioBatch, nqpf_spec
-from nqpf_sens.analysis import rank_quantile, sobol_indices
-from nqpf_sens.datasets import province_table
-from nqpf_sens.engine import Engine
-from nqpf_sens.sampling import Design
+from nqpf_sens.uncertainty.sobol import sobol_indices
+from nqpf_sens.uncertainty.statistics import rank_quantile
+from nqpf_sens.indices.nqpf.data import province_table
+from nqpf_sens.engine.batch import Engine
+from nqpf_sens.uncertainty.designs import Design
 
 OUT = Path(__file__).resolve().parents[1] / "experiments" / "results"
 G_A = np.array([0.0, 1.0, 4.5, 9.0, 99.0, 99.0])

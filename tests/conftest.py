@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from nqpf_sens import IndicatorTable, nqpf_spec
-from nqpf_sens.table import table_from_frame
+from nqpf_sens.engine.table import table_from_frame
 
 
 @pytest.fixture(scope="session")

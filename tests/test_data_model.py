@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from nqpf_sens import UserError, load_spec, load_table
-from nqpf_sens.spec import spec_from_frame
+from nqpf_sens.engine.spec import spec_from_frame
 
 META = """code,dimension,weight,direction
 a,d1,2,positive

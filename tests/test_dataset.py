@@ -5,10 +5,9 @@ import pandas as pd
 import pytest
 
 from nqpf_sens import evaluate, nqpf_spec
-from nqpf_sens.baseline import score_frame
-from nqpf_sens.datasets import alternative_tables, province_table, units
-from nqpf_sens.inputs import packaged
-from nqpf_sens.paper import compare_with_table3, rank_mismatches, table3
+from nqpf_sens.indices.nqpf.data import alternative_tables, province_table, units
+from nqpf_sens.indices.nqpf.data import packaged
+from nqpf_sens.indices.nqpf.paper import compare_with_table3, rank_mismatches, table3
 
 STATUSES = {"official", "paper", "derived", "reconstructed"}
 COUNTS = ["ns_papers", "sei_patents", "pct_apps", "sci_awards", "unicorns", "clusters_centres", "smart_5g_factories", "green_factories_parks"]
@@ -30,7 +29,7 @@ def test_every_cell_has_a_value_status_and_source(provinces):
 
 def test_baseline_reproduces_table_3():
     spec = nqpf_spec()
-    comparison = compare_with_table3(score_frame(evaluate(spec, province_table(spec))))
+    comparison = compare_with_table3(evaluate(spec, province_table(spec)).to_frame())
     scores = comparison[~comparison.output.str.endswith("_rank")]
     assert len(scores) == 124
     assert scores.difference.abs().max() <= 0.05
@@ -67,7 +66,7 @@ def test_alternative_reconstructions_also_reproduce_table_3():
     tables = alternative_tables(spec)
     assert len(tables) >= 2
     for table in tables[:: max(1, len(tables) // 5)]:
-        comparison = compare_with_table3(score_frame(evaluate(spec, table)))
+        comparison = compare_with_table3(evaluate(spec, table).to_frame())
         assert comparison[~comparison.output.str.endswith("_rank")].difference.abs().max() <= 0.05
         assert rank_mismatches(comparison).empty
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from nqpf_sens import Pipeline, ScenarioBatch, evaluate, evaluate_batch
-from nqpf_sens.engine import Engine
-from nqpf_sens.rank import TierRule
-from nqpf_sens.reference import reference_scores
+from nqpf_sens.engine.batch import Engine
+from nqpf_sens.engine.rank import TierRule
+from nqpf_sens.engine.reference import reference_scores
 
 
 def test_paper_identity_total_is_40_40_20_of_the_sub_indices(spec, table):
@@ -66,7 +66,7 @@ def test_per_scenario_noise_and_masks_equal_precomputed_data(spec, table):
     noise = rng.uniform(0.9, 1.1, size=(3, *table.values.shape))
     masked = rng.random((3, *table.values.shape)) < 0.05
     result = evaluate_batch(spec, table, ScenarioBatch((pipeline,), np.zeros(3, dtype=int), value_factors=noise, masked=masked))
-    from nqpf_sens.table import IndicatorTable
+    from nqpf_sens.engine.table import IndicatorTable
 
     for s in range(3):
         values = np.where(masked[s], np.nan, table.values * noise[s])
@@ -78,7 +78,7 @@ def test_paper_tiers_from_the_baseline_setting(spec):
     """Bounds [2, 5] put the two best units in tier 1 and the next three in tier 2."""
     import pandas as pd
 
-    from nqpf_sens.table import table_from_frame
+    from nqpf_sens.engine.table import table_from_frame
 
     totals = [69.8, 59.7, 54.5, 53.3, 43.9, 33.2, 31.0]
     frame = pd.DataFrame({code: totals for code in spec.indicators})
@@ -90,7 +90,7 @@ def test_paper_tiers_from_the_baseline_setting(spec):
 def test_national_series_on_base_year_100(spec):
     import pandas as pd
 
-    from nqpf_sens.table import table_from_frame
+    from nqpf_sens.engine.table import table_from_frame
 
     years = np.arange(2012, 2016)
     frame = pd.DataFrame({code: 2.0 ** (years - 2012) for code in spec.indicators})

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from nqpf_sens import Pipeline, load_spec, load_table
-from nqpf_sens.impute import impute
-from nqpf_sens.pipeline import denominated, prepare
-from nqpf_sens.transform import kurtosis, skewness, treat_outliers
+from nqpf_sens.engine.impute import impute
+from nqpf_sens.engine.pipeline import denominated, prepare
+from nqpf_sens.engine.transform import kurtosis, skewness, treat_outliers
 
 ASEM = Path(__file__).resolve().parents[2] / "shared" / "data" / "asem"
 needs_asem = pytest.mark.skipif(not (ASEM / "asem_iMeta.csv").is_file(), reason="the ASEM example data (shared/data/asem beside the project) is not present")
@@ -62,7 +62,7 @@ def test_denominators_divide_before_imputation(tmp_path):
 
 @needs_asem
 def test_asem_index_builds_like_the_example_coin(tmp_path):
-    from nqpf_sens.runner import run_config
+    from nqpf_sens.run import run_config
 
     config = Path(__file__).resolve().parents[1] / "configs" / "asem.toml"
     out = run_config(config, out=tmp_path / "asem", quiet=True)

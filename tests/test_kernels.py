@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from nqpf_sens.aggregate import METHODS, SHIFT_FRACTION, aggregate_tree
-from nqpf_sens.kernels import PAIRWISE_LIMIT, RANK_TOLERANCE, natural_break_rows, rank_rows
+from nqpf_sens.engine.aggregate import METHODS, SHIFT_FRACTION, aggregate_tree
+from nqpf_sens.engine.kernels import PAIRWISE_LIMIT, RANK_TOLERANCE, natural_break_rows, rank_rows
 
 
 def argsort_ranks(scores: np.ndarray, ordinal: bool) -> np.ndarray:

@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from nqpf_sens import IndicatorTable, Pipeline, evaluate, nqpf_spec
-from nqpf_sens.kernels import RANK_TOLERANCE
-from nqpf_sens.rank import rank_scores
+from nqpf_sens.engine.kernels import RANK_TOLERANCE
+from nqpf_sens.engine.rank import rank_scores
 
 SPEC = nqpf_spec()
 N_IND = len(SPEC.indicators)
@@ -68,7 +68,7 @@ def test_relabelling_units_permutes_the_results(values, random):
 @given(values_strategy, st.floats(1e-3, 1e3))
 def test_scaling_all_weights_changes_nothing(values, factor):
     from nqpf_sens import ScenarioBatch
-    from nqpf_sens.engine import Engine
+    from nqpf_sens.engine.batch import Engine
 
     engine = Engine(SPEC, make_table(values))
     ones = (np.ones((1, N_IND)), np.ones((1, 3)))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nqpf_sens.runner import run_config
+from nqpf_sens.run import run_config
 
 from conftest import synthetic_frame
 

@@ -151,7 +151,7 @@ def test_a_second_run_on_the_same_destination_is_refused(project, capsys):
 
 def interrupted_study(project, monkeypatch):
     """Run the study with its last chunk failing, as if interrupted: the work folder is kept."""
-    from nqpf_sens import uncertainty
+    from nqpf_sens.uncertainty import study as uncertainty
 
     real = uncertainty.evaluate_rows
 
@@ -169,7 +169,7 @@ def interrupted_study(project, monkeypatch):
 
 def count_evaluations(monkeypatch) -> list[int]:
     """Record the first row of every span the runner evaluates."""
-    from nqpf_sens import uncertainty
+    from nqpf_sens.uncertainty import study as uncertainty
 
     real, starts = uncertainty.evaluate_rows, []
 
@@ -238,7 +238,7 @@ def test_disk_full_while_writing_is_one_line_and_leaves_nothing(project, monkeyp
 def test_the_results_folder_deleted_mid_run_is_one_line(project, monkeypatch, capsys):
     import shutil
 
-    from nqpf_sens import uncertainty
+    from nqpf_sens.uncertainty import study as uncertainty
 
     real = uncertainty.evaluate_rows
 
@@ -254,7 +254,7 @@ HOSTILE = ['<script>alert("u")</script>', "<img src=x onerror=alert(1)>", "Tom &
 
 
 def test_hostile_names_never_reach_the_page_unescaped(tmp_path, spec, monkeypatch):
-    from nqpf_sens.runner import run_config
+    from nqpf_sens.run import run_config
 
     frame = synthetic_frame(spec, n_units=8)
     frame["unit"] = [*HOSTILE, "NA", "None", "nan", "01", "u7"]
@@ -413,7 +413,7 @@ def test_a_symlinked_work_folder_is_refused_before_running(project, capsys):
 
 def test_the_resource_check_counts_the_per_unit_histograms(tmp_path):
     from nqpf_sens.errors import UserError
-    from nqpf_sens.resources import RunSize, check_resources
+    from nqpf_sens.uncertainty.resources import RunSize, check_resources
 
     size = RunSize(rows=1024, columns=15, saltelli=False, base_n=1024, bootstrap=0, kept=1024, years=1, units=10_000, aggregates=4, regions=0, tiers=3, chunk_rows=400, per_scenario=8 * 10_000 * 8, jobs=2)
     check_resources(size, tmp_path, memory=64 * 2**30, disk=64 * 2**30)  # fits a large machine

@@ -4,15 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nqpf_sens.analysis import sobol_indices
-from nqpf_sens.audit import prepare_study
+from nqpf_sens.uncertainty.sobol import sobol_indices
+from nqpf_sens.plan import prepare_study
 from nqpf_sens.config import load_config
-from nqpf_sens.engine import evaluate
+from nqpf_sens.engine.batch import evaluate
 from nqpf_sens.inputs import load_inputs
-from nqpf_sens.runner import run_config
-from nqpf_sens.sampling import Design
-from nqpf_sens import uncertainty
-from nqpf_sens.uncertainty import batch_for_rows
+from nqpf_sens.run import run_config
+from nqpf_sens.uncertainty.designs import Design
+from nqpf_sens.uncertainty import study as uncertainty
+from nqpf_sens.uncertainty.study import batch_for_rows
 
 from conftest import synthetic_frame
 

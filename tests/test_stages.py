@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from nqpf_sens.aggregate import SHIFT_FRACTION, aggregate
-from nqpf_sens.impute import impute
-from nqpf_sens.normalise import normalise
-from nqpf_sens.kernels import prepare_children
-from nqpf_sens.rank import TierRule, natural_breaks, rank_scores
-from nqpf_sens.transform import transform
-from nqpf_sens.weights import critic_weights, entropy_weights
+from nqpf_sens.engine.aggregate import SHIFT_FRACTION, aggregate
+from nqpf_sens.engine.impute import impute
+from nqpf_sens.engine.normalise import normalise
+from nqpf_sens.engine.kernels import prepare_children
+from nqpf_sens.engine.rank import TierRule, natural_breaks, rank_scores
+from nqpf_sens.engine.transform import transform
+from nqpf_sens.engine.weights import critic_weights, entropy_weights
 
 NAN = np.nan
 

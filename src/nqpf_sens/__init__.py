@@ -6,10 +6,11 @@ analysis layer summarises rank and tier stability and Sobol sensitivity indices.
 """
 
 from nqpf_sens.errors import UserError
-from nqpf_sens.spec import IndexSpec, load_spec, nqpf_spec
-from nqpf_sens.table import IndicatorTable, load_table
-from nqpf_sens.pipeline import Pipeline
-from nqpf_sens.engine import BatchResult, ScenarioBatch, evaluate, evaluate_batch
+from nqpf_sens.engine.spec import IndexSpec, load_spec
+from nqpf_sens.indices.nqpf.data import nqpf_spec
+from nqpf_sens.engine.table import IndicatorTable, load_table
+from nqpf_sens.engine.pipeline import Pipeline
+from nqpf_sens.engine.batch import BatchResult, ScenarioBatch, evaluate, evaluate_batch
 
 __all__ = [
     "BatchResult",

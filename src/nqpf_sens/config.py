@@ -11,8 +11,8 @@ from typing import Any
 
 from nqpf_sens.errors import UserError
 from nqpf_sens.outputs import check_run_name
-from nqpf_sens.pipeline import Pipeline
-from nqpf_sens.rank import TIES, TierRule
+from nqpf_sens.engine.pipeline import Pipeline
+from nqpf_sens.engine.rank import TIES, TierRule
 
 _NUMBER = (int, float)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -10,27 +9,18 @@ import pandas as pd
 
 from nqpf_sens.config import RunConfig
 from nqpf_sens.errors import UserError
-from nqpf_sens.spec import IndexSpec, load_spec, nqpf_spec, read_csv
-from nqpf_sens.table import IndicatorTable, load_table
-
-DEFAULT_METADATA = "nqpf_indicators.csv"
-DEFAULT_VALUES = "nqpf_provinces.csv"
-DEFAULT_ALTERNATIVES = "nqpf_alternatives.csv.gz"
-DEFAULT_UNITS = "nqpf_units.csv"
-
-
-def packaged(name: str) -> Path:
-    """Path of a data file shipped inside the package."""
-    return Path(str(resources.files("nqpf_sens") / "data" / name))
-
+from nqpf_sens.engine.cells import read_csv
+from nqpf_sens.engine.spec import IndexSpec, load_spec
+from nqpf_sens.engine.table import IndicatorTable, load_table
+from nqpf_sens.indices.nqpf import data as nqpf
 
 def load_inputs(config: RunConfig) -> tuple[IndexSpec, IndicatorTable]:
     """Spec and (optionally one year of) the data table of a run."""
     for key, path in (("metadata", config.data.metadata), ("values", config.data.values)):
         if path is not None and not path.is_file():
             raise UserError(f"file not found: {path}", config.path, f"[data] {key}")
-    spec = nqpf_spec() if config.data.metadata is None else load_spec(config.data.metadata)
-    values = config.data.values or packaged(DEFAULT_VALUES)
+    spec = nqpf.nqpf_spec() if config.data.metadata is None else load_spec(config.data.metadata)
+    values = config.data.values or nqpf.packaged(nqpf.PROVINCES)
     table = load_table(values, spec, config.data.unit_column, config.data.year_column)
     if config.data.year is not None:
         if config.data.year not in table.years:
@@ -50,7 +40,7 @@ def unit_attributes(config: RunConfig, table: IndicatorTable) -> pd.DataFrame:
             raise UserError("missing column 'unit'", config.data.units)
         frame = frame.set_index("unit")
     elif config.data.values is None:
-        frame = read_csv(packaged(DEFAULT_UNITS)).set_index("unit")
+        frame = read_csv(nqpf.packaged(nqpf.UNITS)).set_index("unit")
     else:
         frame = table.attributes
     return frame.reindex(list(table.units)).rename_axis("unit")
@@ -60,15 +50,15 @@ def input_files(config: RunConfig) -> list[Path]:
     """Every file a run reads (the shipped files where the config gives none): what a resumed run
     must find unchanged, and what an output folder must never contain."""
     data = config.data
-    files = [data.metadata or packaged(DEFAULT_METADATA), data.values or packaged(DEFAULT_VALUES)]
+    files = [data.metadata or nqpf.packaged(nqpf.INDICATORS), data.values or nqpf.packaged(nqpf.PROVINCES)]
     files += list(data.alternatives)
     shipped = data.values is None and data.metadata is None
     if shipped and not data.alternatives and any(f.get("kind") == "dataset" for f in config.factors):
-        files.append(packaged(DEFAULT_ALTERNATIVES))
+        files.append(nqpf.packaged(nqpf.ALTERNATIVES))
     if data.units is not None:
         files.append(data.units)
     elif data.values is None:
-        files.append(packaged(DEFAULT_UNITS))
+        files.append(nqpf.packaged(nqpf.UNITS))
     return [f for f in files if f.is_file()]
 
 

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from nqpf_sens.baseline import score_frame
 from nqpf_sens.config import MAX_JOBS, RunConfig, load_config
-from nqpf_sens.engine import evaluate
+from nqpf_sens.engine.batch import evaluate
 from nqpf_sens.errors import RunInterrupted, UserError
 from nqpf_sens.inputs import empty_units, input_files, load_inputs, unit_attributes
 from nqpf_sens.outputs import check_destination, destination_lock, make_folders, remove_empty_folders, staged_directory, write_json, write_table
-from nqpf_sens.paper import compare_with_table3, paper_problem, paper_summary
-from nqpf_sens.uncertainty import check_work_folder, remove_work, run_study
-from nqpf_sens.pipeline import option_problem
+from nqpf_sens.indices.nqpf.paper import compare_with_table3, paper_problem, paper_summary
+from nqpf_sens.uncertainty.chunks import check_work_folder, remove_work
+from nqpf_sens.uncertainty.study import run_study
+from nqpf_sens.engine.pipeline import option_problem
 
 PACKAGES = ("nqpf_sens", "numpy", "scipy", "pandas", "SALib", "joblib")
 
@@ -80,7 +80,7 @@ def _run(config: RunConfig, started: float, out: str | Path | None, jobs: int | 
     work = destination.with_name(f".{destination.name}.work")
     check_work_folder(work)
     nominal = evaluate(spec, table, config.pipeline, config.ties)
-    scores = score_frame(nominal)
+    scores = nominal.to_frame()
     tables: dict[str, pd.DataFrame] = {"baseline_scores": scores}
     if config.data.compare_with_paper:
         tables["paper_comparison"] = compare_with_table3(scores)
@@ -89,7 +89,7 @@ def _run(config: RunConfig, started: float, out: str | Path | None, jobs: int | 
         tables["unit_attributes"] = attributes.reset_index()
     prepared = None
     if config.kind != "baseline":
-        from nqpf_sens.audit import prepare_study
+        from nqpf_sens.plan import prepare_study
 
         prepared = prepare_study(config, spec, table, nominal, jobs, work)
         notes += prepared.notes
@@ -99,7 +99,7 @@ def _run(config: RunConfig, started: float, out: str | Path | None, jobs: int | 
             convergence: dict = {}
             scenarios = 1
             if prepared is not None:
-                from nqpf_sens.audit import tables_from
+                from nqpf_sens.plan import tables_from
 
                 stats = _study(prepared, config, work, jobs, resume, quiet)
                 tables.update(tables_from(prepared, stats, config))

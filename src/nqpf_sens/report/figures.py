@@ -1,6 +1,6 @@
 """Figures drawn from a run's saved tables (never from a re-run): PNG and SVG, readable in greyscale.
 
-Each function takes the tables it needs and a target path stem, writes ``stem.png`` and ``stem.svg``,
+:func:`make_figures` draws every figure a run's tables allow. Each drawing function takes the tables it needs and a target path stem, writes ``stem.png`` and ``stem.svg``,
 and returns the PNG path. Units are labelled by name, or by Chinese name when asked for and a CJK font
 is installed (otherwise the English names are kept and a warning is returned by :func:`label_font`).
 """
@@ -194,3 +194,44 @@ def convergence(table: pd.DataFrame, stem: Path) -> Path:
     axes[1].set_xlabel("scenarios")
     figure.suptitle("Convergence")
     return _save(figure, stem)
+
+
+def unit_labels(tables: dict[str, pd.DataFrame], chinese: bool) -> tuple[dict[str, str], str | None]:
+    use_chinese, warning = label_font(chinese)
+    attributes = tables.get("unit_attributes")
+    if use_chinese and attributes is not None and "unit_zh" in attributes:
+        return dict(zip(attributes.unit, attributes.unit_zh)), warning
+    return {}, warning
+
+
+def make_figures(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chinese: bool) -> tuple[list[tuple[Path, str]], list[str]]:
+    """Draw every figure the saved tables allow; returns (png, caption) pairs and warnings."""
+    target = folder / "figures"
+    labels, warning = unit_labels(tables, chinese)
+    warnings = [warning] if warning else []
+    interval = f"{100 * manifest['config'].get('outputs', {}).get('interval', 0.9):g}%"
+    drawn: list[tuple[Path, str]] = []
+    stability, bands = tables.get("rank_stability"), tables.get("tier_bands")
+    multi_year = bands is not None and "year" in bands and bands.year.nunique() > 1
+    if stability is not None and not multi_year:
+        drawn.append((rank_intervals(stability, labels, "5th-95th percentile", target / "rank_intervals"), f"Rank intervals: nominal rank, median rank and 5th-95th percentile ({interval} configured) per unit, sorted by nominal rank."))
+    aggregates = ["total"] + [d for d in manifest.get("dimensions", []) if bands is not None and f"{d}_median" in bands]
+    if bands is not None and not multi_year:
+        drawn.append((tier_probabilities(bands, labels, target / "tier_probabilities"), "Probability of each tier; the nominal tier is outlined."))
+        drawn.append((score_bands(bands, aggregates, labels, target / "score_bands"), "Index and sub-index scores: nominal, median and 5th-95th percentile."))
+        attributes = tables.get("unit_attributes")
+        if attributes is not None and "gdp_per_capita" in attributes and attributes.gdp_per_capita.notna().any():
+            drawn.append((quadrant(bands, attributes.set_index("unit").gdp_per_capita, labels, target / "quadrant"), "The paper's Figure 3: index against GDP per capita with the index's 5th-95th percentile; units without GDP per capita are left out."))
+    if multi_year:
+        drawn.append((trajectory(bands, aggregates, target / "trajectory"), "Trajectory of the index and sub-indices with the 5th-95th percentile band."))
+    indices = tables.get("sobol_indices")
+    if indices is not None:
+        drawn.append((sobol_bars(indices, "rank_shift", "Sobol indices of the mean rank shift R_S", target / "sobol_rank_shift"), "First- and total-order Sobol indices of the mean absolute rank shift, with bootstrap confidence intervals."))
+        focus = manifest["config"].get("outputs", {}).get("focus_unit") or (stability.sort_values("nominal_rank").unit.iloc[0] if stability is not None else None)
+        if focus is not None and f"rank:{focus}" in set(indices.output):
+            drawn.append((sobol_bars(indices, f"rank:{focus}", f"Sobol indices of the rank of {labels.get(focus, focus)}", target / "sobol_focus_unit"), f"Sobol indices of the rank of {focus}."))
+        order = stability.sort_values("nominal_rank").unit.tolist() if stability is not None else None
+        drawn.append((sobol_heatmap(indices, order, labels, target / "sobol_heatmap"), "Total-order index of each unit's rank for each factor."))
+    if "convergence" in tables:
+        drawn.append((convergence(tables["convergence"], target / "convergence"), "Main statistics against the number of scenarios: flat lines mean N was enough."))
+    return drawn, warnings

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from nqpf_sens import aggregate, impute, normalise, transform, weights
+from nqpf_sens.engine import aggregate, impute, normalise, transform, weights
 from nqpf_sens.errors import UserError
-from nqpf_sens.rank import TierRule
-from nqpf_sens.spec import IndexSpec
-from nqpf_sens.table import IndicatorTable
+from nqpf_sens.engine.rank import TierRule
+from nqpf_sens.engine.spec import IndexSpec
+from nqpf_sens.engine.table import IndicatorTable
 
 TRANSFORM_TARGETS = ("flagged", "all")
 

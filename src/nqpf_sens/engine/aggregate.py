@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nqpf_sens.kernels import aggregate_tree as _aggregate_tree
-from nqpf_sens.kernels import prepare_children
+from nqpf_sens.engine.kernels import aggregate_tree as _aggregate_tree
+from nqpf_sens.engine.kernels import prepare_children
 
 METHODS = ("arithmetic", "geometric", "harmonic")
 SHIFT_FRACTION = 0.01
@@ -32,7 +32,7 @@ def aggregate_tree(leaves: np.ndarray, weights: Sequence[np.ndarray], membership
     per level (a level's weights are divided by their parent's sum); ``memberships`` the (children,
     parents) 0/1 matrix of each level; ``methods`` one name per level. Returns scores (S,
     aggregates: level by level, root last, R) and, given ``n_units``, ranks (S, R) of the root
-    within each block of ``n_units`` rows (ties as in :func:`nqpf_sens.rank.rank_scores`).
+    within each block of ``n_units`` rows (ties as in :func:`nqpf_sens.engine.rank.rank_scores`).
     """
     codes = np.array([METHODS.index(m) for m in methods], dtype=np.int64)
     leaves = np.asarray(leaves, dtype=float)

@@ -14,12 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
-from nqpf_sens.aggregate import aggregate_tree
+from nqpf_sens.engine.aggregate import aggregate_tree
 from nqpf_sens.errors import UserError
-from nqpf_sens.pipeline import Pipeline, pipeline_weights, prepare
-from nqpf_sens.spec import IndexSpec
-from nqpf_sens.table import IndicatorTable
+from nqpf_sens.engine.pipeline import Pipeline, pipeline_weights, prepare
+from nqpf_sens.engine.spec import IndexSpec
+from nqpf_sens.engine.table import IndicatorTable
+
+INDEX_COLUMN = "total"  # the index's column in tables, whatever its code in the metadata
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,6 +66,21 @@ class BatchResult:
     def index(self) -> np.ndarray:
         """Index scores, (S, years, units)."""
         return self.scores[..., -1]
+
+    def to_frame(self, scenario: int = 0) -> pd.DataFrame:
+        """One scenario as a tidy table: ``unit``, ``total``, one column per aggregate, ``rank``,
+        ``tier`` (with a leading ``year`` column when the data hold several years)."""
+        scores = self.scores[scenario]
+        n_years, n_units, _ = scores.shape
+        frame = pd.DataFrame({"unit": np.tile(self.units, n_years)})
+        if len(self.years) > 1:
+            frame.insert(0, "year", np.repeat(self.years, n_units))
+        frame[INDEX_COLUMN] = scores[..., -1].ravel()
+        for k, code in enumerate(self.aggregates[:-1]):
+            frame[code] = scores[..., k].ravel()
+        frame["rank"] = self.ranks[scenario].ravel()
+        frame["tier"] = self.tiers[scenario].ravel()
+        return frame
 
 
 class Engine:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from nqpf_sens.inputs import packaged
-from nqpf_sens.rank import rank_scores
-from nqpf_sens.spec import IndexSpec
-from nqpf_sens.table import IndicatorTable
+from nqpf_sens.engine.rank import rank_scores
+from nqpf_sens.engine.spec import IndexSpec
+from nqpf_sens.engine.table import IndicatorTable
+from nqpf_sens.indices.nqpf.data import packaged
 
 OUTPUTS = ("total", "tech", "factor", "industry")
+REGION_ORDER = ("East", "Central", "West", "Northeast")  # the paper's regional ordering, best first
 
 
 def table3() -> pd.DataFrame:

@@ -6,16 +6,29 @@ see DATA.md for how the dataset was built.
 
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
+
 import pandas as pd
 
-from nqpf_sens.inputs import packaged
-from nqpf_sens.spec import IndexSpec
-from nqpf_sens.table import IndicatorTable, load_table
+from nqpf_sens.engine.spec import IndexSpec, load_spec
+from nqpf_sens.engine.table import IndicatorTable, load_table
 
+INDICATORS = "nqpf_indicators.csv"
 PROVINCES = "nqpf_provinces.csv"
 ALTERNATIVES = "nqpf_alternatives.csv.gz"
 NATIONAL = "nqpf_national.csv"
 UNITS = "nqpf_units.csv"
+
+
+def packaged(name: str) -> Path:
+    """Path of a data file shipped with the NQPF case."""
+    return Path(str(resources.files(__package__) / "data" / name))
+
+
+def nqpf_spec() -> IndexSpec:
+    """The NQPF index of Table 1 (Ye & Xu 2024): 15 indicators, 3 dimensions, weights 40/40/20."""
+    return load_spec(packaged(INDICATORS))
 
 
 def province_table(spec: IndexSpec) -> IndicatorTable:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nqpf_sens.spec import IndexSpec
+from nqpf_sens.engine.spec import IndexSpec
 
 SCHEMES = ("expert", "equal", "entropy", "critic")
 

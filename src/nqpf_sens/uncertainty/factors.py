@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nqpf_sens.errors import UserError
-from nqpf_sens.pipeline import Pipeline
+from nqpf_sens.engine.pipeline import Pipeline
 
 CHOICE_KEYS = ("imputation", "transformation", "normalisation", "aggregation", "weighting", "winsor_max", "winsor_limit", "imputation_group")
 KINDS = ("choice", "weights", "exclude", "dataset", "noise", "mask")
@@ -168,7 +168,7 @@ class FactorSet:
 
 def build_factor(entry: dict, number: int, spec, nominal: Pipeline, n_datasets: int, source) -> Factor:
     """A :class:`Factor` from one ``[[factors]]`` table, every value checked against the index and data."""
-    from nqpf_sens.pipeline import option_problem
+    from nqpf_sens.engine.pipeline import option_problem
 
     where = f"[[factors]] #{number} ({entry['name']})"
     kind = entry["kind"]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nqpf_sens.kernels import natural_break_rows, rank_rows
+from nqpf_sens.engine.kernels import natural_break_rows, rank_rows
 
 TIES = ("min", "ordinal")
 TIER_SCHEMES = ("fixed_ranks", "score_thresholds", "natural_breaks")

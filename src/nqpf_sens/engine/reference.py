@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nqpf_sens.kernels import RANK_TOLERANCE
-from nqpf_sens.spec import IndexSpec
+from nqpf_sens.engine.kernels import RANK_TOLERANCE
+from nqpf_sens.engine.spec import IndexSpec
 
 
 def reference_scores(frame: pd.DataFrame, spec: IndexSpec, weights: tuple[np.ndarray, ...] | None = None, normalisation: str = "minmax", aggregation: str = "arithmetic") -> pd.DataFrame:

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from nqpf_sens.errors import UserError
-from nqpf_sens.spec import IndexSpec, cell_text, parse_numbers, read_csv
+from nqpf_sens.engine.cells import cell_text, parse_numbers, read_csv
+from nqpf_sens.engine.spec import IndexSpec
 
 UNIT_COLUMN = "unit"
 YEAR_COLUMN = "year"

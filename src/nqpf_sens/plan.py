@@ -9,20 +9,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nqpf_sens import analysis
+from nqpf_sens.uncertainty import statistics
+from nqpf_sens.uncertainty.convergence import convergence
+from nqpf_sens.uncertainty.sobol import sobol_indices, sobol_summary
 from nqpf_sens.config import RunConfig
-from nqpf_sens.datasets import alternative_tables
-from nqpf_sens.engine import BatchResult, Engine
+from nqpf_sens.indices.nqpf.data import alternative_tables
+from nqpf_sens.indices.nqpf.paper import REGION_ORDER
+from nqpf_sens.engine.batch import BatchResult, Engine
 from nqpf_sens.errors import UserError
-from nqpf_sens.factors import FactorSet, build_factor
-from nqpf_sens.impute import TIME_SERIES_RULES
+from nqpf_sens.uncertainty.factors import FactorSet, build_factor
+from nqpf_sens.engine.impute import TIME_SERIES_RULES
 from nqpf_sens.inputs import input_files, unit_attributes
-from nqpf_sens.pipeline import pipeline_weights
-from nqpf_sens.sampling import Design, design_rows
-from nqpf_sens.spec import IndexSpec
-from nqpf_sens.table import IndicatorTable, load_table
-from nqpf_sens.resources import RunSize, check_resources
-from nqpf_sens.uncertainty import MAX_KEPT_SCORES, ChunkStats, Study, capped_chunk_rows, fingerprint, per_scenario_bytes
+from nqpf_sens.engine.pipeline import pipeline_weights
+from nqpf_sens.uncertainty.designs import Design, design_rows
+from nqpf_sens.engine.spec import IndexSpec
+from nqpf_sens.engine.table import IndicatorTable, load_table
+from nqpf_sens.uncertainty.resources import RunSize, check_resources
+from nqpf_sens.uncertainty.study import MAX_KEPT_SCORES, ChunkStats, Study, capped_chunk_rows, per_scenario_bytes
+from nqpf_sens.uncertainty.chunks import fingerprint
 
 DATA_KEYS = ("imputation", "transformation", "normalisation")
 
@@ -31,7 +35,7 @@ DATA_KEYS = ("imputation", "transformation", "normalisation")
 class Prepared:
     study: Study
     nominal: BatchResult
-    labels: analysis.Labels
+    labels: statistics.Labels
     notes: list[str]
     warnings: list[str] = field(default_factory=list)
     recommended_n: int = 0
@@ -140,7 +144,7 @@ def prepare_study(config: RunConfig, spec: IndexSpec, table: IndicatorTable, nom
         gdp=gdp,
         keep_stride=max(1, -(-n_uncertain // MAX_KEPT_SCORES)),
     )
-    labels = analysis.Labels(table.units, table.years, spec.aggregates, regions)
+    labels = statistics.Labels(table.units, table.years, spec.aggregates, regions)
     return Prepared(study, nominal, labels, _not_exercised(factors, table, spec, config))
 
 
@@ -153,20 +157,20 @@ def tables_from(prepared: Prepared, stats: ChunkStats, config: RunConfig) -> dic
     out = config.outputs
     labels, nominal = prepared.labels, prepared.nominal
     tables = {
-        "rank_stability": _by_nominal_rank(analysis.rank_stability(stats, nominal.ranks[0], labels, out.interval, out.within, out.top)),
-        "tier_bands": _by_nominal_rank(analysis.tier_bands(stats, nominal.tiers[0], nominal.ranks[0], nominal.scores[0], labels, out.interval)),
-        "rank_shift": analysis.rank_shift(stats, len(labels.units) * len(labels.years)),
+        "rank_stability": _by_nominal_rank(statistics.rank_stability(stats, nominal.ranks[0], labels, out.interval, out.within, out.top)),
+        "tier_bands": _by_nominal_rank(statistics.tier_bands(stats, nominal.tiers[0], nominal.ranks[0], nominal.scores[0], labels, out.interval)),
+        "rank_shift": statistics.rank_shift(stats, len(labels.units) * len(labels.years)),
     }
     if labels.regions:
-        tables["region_bands"] = analysis.region_bands(stats, prepared.study.region_means(nominal.index[0]), labels)
+        tables["region_bands"] = statistics.region_bands(stats, prepared.study.region_means(nominal.index[0]), labels, REGION_ORDER)
     if prepared.study.gdp is not None:
-        tables["quadrants"] = analysis.quadrants(stats, labels)
-    tables["convergence"], prepared.warnings, prepared.recommended_n = analysis.convergence(stats, prepared.study.design, labels.units, out.convergence_tolerance, config.seed)
+        tables["quadrants"] = statistics.quadrants(stats, labels)
+    tables["convergence"], prepared.warnings, prepared.recommended_n = convergence(stats, prepared.study.design, labels.units, out.convergence_tolerance, config.seed)
     if config.kind == "sobol":
         design = prepared.study.design
-        indices = analysis.sobol_indices(stats.outputs, output_names(labels.units), design.problem(), len(design.factor_names), config.sampling.bootstrap, config.sampling.confidence, config.seed)
+        indices = sobol_indices(stats.outputs, output_names(labels.units), design.problem(), len(design.factor_names), config.sampling.bootstrap, config.sampling.confidence, config.seed)
         tables["sobol_indices"] = indices
-        tables["sobol_summary"] = analysis.sobol_summary(indices)
+        tables["sobol_summary"] = sobol_summary(indices)
     return tables
 
 

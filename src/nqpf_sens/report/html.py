@@ -1,0 +1,135 @@
+"""The self-contained ``report.html`` of a run, rebuilt from its saved files only.
+
+The report embeds its figures (base64 PNG), needs no network, and opens from disk; every text that
+comes from the user (unit, factor and run names) is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from nqpf_sens.report.figures import make_figures
+from nqpf_sens.report.reading import reading
+from nqpf_sens.report.saved_run import load_run
+from nqpf_sens.errors import UserError
+from nqpf_sens.outputs import check_destination, destination_lock, result_files, staged_directory
+
+ERROR_TRAP = "window.reportErrors = []; window.addEventListener('error', function (e) { window.reportErrors.push(String(e.message)); });"
+SORT_SCRIPT = """
+document.querySelectorAll('table.sortable th').forEach(function (th) {
+  th.addEventListener('click', function () {
+    var table = th.closest('table'), body = table.tBodies[0], column = th.cellIndex;
+    var rows = Array.prototype.slice.call(body.rows);
+    var ascending = th.dataset.order !== 'asc';
+    rows.sort(function (a, b) {
+      var x = a.cells[column].textContent, y = b.cells[column].textContent;
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var result = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
+      return ascending ? result : -result;
+    });
+    th.dataset.order = ascending ? 'asc' : 'desc';
+    rows.forEach(function (row) { body.appendChild(row); });
+  });
+});
+window.addEventListener('load', function () {
+  var images = Array.prototype.slice.call(document.images);
+  document.body.dataset.imagesLoaded = images.every(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.body.dataset.imageCount = images.length;
+  document.body.dataset.errors = window.reportErrors.length;
+});
+"""
+
+STYLE = """
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.8em; }
+table { border-collapse: collapse; font-size: .82em; margin: .6em 0; }
+th, td { border-bottom: 1px solid #e3e3e3; padding: .25em .6em; text-align: right; }
+th { background: #f3f3f3; cursor: pointer; position: sticky; top: 0; }
+td:first-child, th:first-child { text-align: left; }
+.scroll { max-height: 480px; overflow: auto; display: inline-block; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+.reading li { margin: .3em 0; } .warning { color: #8a4b00; } code { background: #f5f5f5; padding: 0 .2em; }
+"""
+
+
+def _table(frame: pd.DataFrame, digits: int = 3) -> str:
+    formatted = frame.copy()
+    for column in formatted.columns:
+        if pd.api.types.is_float_dtype(formatted[column]):
+            formatted[column] = formatted[column].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}g}" if abs(v) >= 1000 else f"{v:.{digits}f}".rstrip("0").rstrip(".") if v != 0 else "0")
+    return '<div class="scroll">' + formatted.to_html(index=False, classes="sortable", border=0, escape=True) + "</div>"
+
+
+def _image(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+
+
+def _run_description(manifest: dict) -> str:
+    config = manifest["config"]
+    factors = pd.DataFrame(config.get("factors", []))
+    keep = [c for c in ("name", "kind", "key", "options", "level", "distribution", "spread", "concentration", "cells", "description") if c in factors]
+    rows = [("config", manifest["config_file"]), ("kind", manifest["kind"]), ("seed", manifest["seed"]), ("scenarios", f"{manifest['scenarios']:,}"), ("wall time", f"{manifest['wall_seconds']:.1f} s"), ("workers", manifest["jobs"]), ("versions", ", ".join(f"{k} {v}" for k, v in manifest["versions"].items()))]
+    head = "<table>" + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows) + "</table>"
+    pipeline = config.get("pipeline", {})
+    head += "<p>Nominal pipeline: " + (", ".join(f"<code>{html.escape(k)} = {html.escape(str(v))}</code>" for k, v in pipeline.items()) or "the defaults (the paper's method)") + "</p>"
+    if keep:
+        head += "<h3>Uncertain factors</h3>" + _table(factors[keep].astype(object).where(factors[keep].notna(), "").astype(str))
+    return head
+
+
+def build_report(folder: str | Path, chinese: bool = False) -> Path:
+    """Draw ``figures/`` and write ``report.html`` into a run's folder from its saved files."""
+    folder = Path(folder)
+    return _render(folder, *load_run(folder), chinese)
+
+
+def _render(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chinese: bool) -> Path:
+    """Draw the figures and write the page of a run's checked manifest and tables into ``folder``."""
+    figures, warnings = make_figures(folder, manifest, tables, chinese)
+    name = manifest["config"].get("run", {}).get("name", Path(manifest["config_file"]).stem)  # the run's default name
+    parts = [f"<h1>nqpf_sens: {html.escape(str(name))}</h1>"]
+    items = [f"<li class='{'warning' if warning else 'finding'}'>{html.escape(line)}</li>" for line, warning in reading(manifest, tables)]
+    parts.append("<h2>Reading</h2><ul class='reading'>" + "".join(items) + "</ul>")
+    parts.append("<h2>What was run</h2>" + _run_description(manifest))
+    for warning in warnings:
+        parts.append(f'<p class="warning">{html.escape(warning)}</p>')
+    if "paper_comparison" in tables:
+        comparison = tables["paper_comparison"]
+        parts.append("<h2>Reproduction of the paper's Table 3</h2>" + _table(comparison.assign(difference=comparison.difference.round(3))))
+    parts.append("<h2>Baseline scores</h2>" + _table(tables["baseline_scores"]))
+    for name, title in (("rank_stability", "Rank stability"), ("tier_bands", "Tiers and score bands"), ("region_bands", "Regions"), ("quadrants", "Quadrants"), ("rank_shift", "Rank shift"), ("sobol_summary", "Sobol indices: summary")):
+        if name in tables:
+            parts.append(f"<h2>{title}</h2>" + _table(tables[name]))
+    if figures:
+        parts.append("<h2>Figures</h2>" + "".join(_image(path, caption) for path, caption in figures))
+    page = f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>nqpf_sens report</title><script>{ERROR_TRAP}</script><style>{STYLE}</style></head><body>{''.join(parts)}<script>{SORT_SCRIPT}</script></body></html>"
+    path = folder / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def rebuild_report(folder: str | Path, chinese: bool = False) -> Path:
+    """The ``report`` command: redraw a finished run's figures and report without touching it
+    until the new version is complete. Its saved files are checked first, then copied with the
+    new figures and report into a staging folder that replaces the run's folder as a run does."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError("no such folder", folder)
+    listed = result_files(folder)
+    if listed is None:
+        raise UserError("not a complete run (no nqpf_sens marker file)", folder)
+    folder = check_destination(folder)
+    manifest, tables = load_run(folder)
+    keep = [name for name in listed if not name.startswith("figures/") and name != "report.html"]
+    with destination_lock(folder), staged_directory(folder) as staging:
+        for name in keep:
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(folder / name, staging / name)
+        _render(staging, manifest, tables, chinese)
+    return folder / "report.html"

@@ -1,0 +1,129 @@
+"""The work folder of a run: one file of plain arrays per finished chunk, from which ``--resume``
+continues.
+
+A chunk file is an ``.npz`` read without pickle, with a SHA-256 checksum keyed by the run's
+fingerprint and the chunk's rows, so a damaged, truncated or foreign chunk is computed again. The
+folder holds nothing else than those files and the fingerprint, and only those are ever deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from nqpf_sens.errors import UserError
+from nqpf_sens.outputs import make_folders
+
+
+def _checksum(arrays: dict[str, np.ndarray], key: str) -> np.ndarray:
+    digest = hashlib.sha256(key.encode())
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return np.frombuffer(digest.digest(), dtype=np.uint8)
+
+
+def save_arrays(path: Path, arrays: dict[str, np.ndarray], key: str) -> None:
+    """Write plain arrays and a checksum keyed by ``key``, atomically: a resumed run never reads
+    half a chunk."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as handle:
+        np.savez(handle, **arrays, checksum=_checksum(arrays, key))
+    os.replace(temporary, path)
+
+
+def load_arrays(path: Path, names: list[str], key: str) -> dict[str, np.ndarray] | None:
+    """The arrays ``names`` saved at ``path`` under ``key``, or None if the file is damaged,
+    truncated, foreign or holds other arrays (read as data only: no pickle)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if set(archive.files) != {*names, "checksum"}:
+                return None
+            arrays = {name: archive[name] for name in names}
+            stored = archive["checksum"]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
+        return None
+    if stored.dtype != np.uint8 or not np.array_equal(stored, _checksum(arrays, key)):
+        return None
+    return arrays
+
+
+def chunk_path(work: Path, start: int) -> Path:
+    return work / f"chunk_{start:012d}.npz"
+
+
+def chunk_key(token: str, start: int, stop: int) -> str:
+    """What a chunk file's checksum is keyed by: a chunk of another run or span never passes."""
+    return f"{token}:{start}:{stop}"
+
+
+def fingerprint(raw_config: dict, version: str, inputs: list[Path]) -> str:
+    """A hash of what determines the results: the config (not its workers, backend or name), the
+    bytes of every input file and the package version."""
+    relevant = {k: v for k, v in raw_config.items() if k != "run"}
+    relevant["run"] = {k: v for k, v in raw_config.get("run", {}).items() if k in ("seed", "kind")}
+    text = json.dumps({"config": relevant, "version": version}, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode())
+    for path in inputs:
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:32]
+
+
+WORK_STAMP = "fingerprint.txt"
+
+
+def _is_work_file(name: str) -> bool:
+    return name == WORK_STAMP or (name.startswith("chunk_") and name.endswith((".npz", ".tmp")))
+
+
+def check_work_folder(work: Path) -> None:
+    """Refuse a work folder that nqpf_sens did not create (it is emptied by a new run)."""
+    if os.path.islink(work):
+        raise UserError("is a symbolic link; nqpf_sens never writes through one", work)
+    if not os.path.lexists(work):
+        return
+    if not work.is_dir():
+        raise UserError("exists and is not a folder; move it away", work)
+    foreign = [e.name for e in os.scandir(work) if not (_is_work_file(e.name) and e.is_file(follow_symlinks=False))]
+    if foreign or not (work / WORK_STAMP).is_file():
+        what = f"holds '{foreign[0]}'" if foreign else "has no fingerprint file"
+        raise UserError(f"{what}: not an nqpf_sens work folder; move it away", work)
+
+
+def remove_work(work: Path) -> None:
+    """Delete a work folder: only the files nqpf_sens writes there, then the folder if empty."""
+    if os.path.islink(work) or not work.is_dir():
+        return
+    for entry in os.scandir(work):
+        if _is_work_file(entry.name) and entry.is_file(follow_symlinks=False):
+            os.unlink(entry.path)
+    try:
+        os.rmdir(work)
+    except OSError:
+        pass
+
+
+def prepare_work(work: Path, token: str, resume: bool) -> tuple[set[int], str | None]:
+    """Create (or, when resuming a run of the same fingerprint, reuse) the work folder; returns the
+    chunk starts found and a one-line note for the user when a resume cannot continue."""
+    check_work_folder(work)
+    stamp = work / WORK_STAMP
+    note = None
+    if resume:
+        if not stamp.is_file():
+            note = "nothing to resume (no finished chunks were found); starting from the beginning"
+        elif stamp.read_text(encoding="utf-8", errors="replace") != token:
+            note = "the config, the data or the package changed since the interrupted run; starting over"
+        else:
+            starts = {int(p.stem.split("_")[1]) for p in work.glob("chunk_*.npz") if p.stem[6:].isdigit()}
+            return starts, None
+    remove_work(work)
+    make_folders(work)
+    stamp.write_text(token, encoding="utf-8")
+    return set(), note
