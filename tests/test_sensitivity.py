@@ -107,7 +107,9 @@ spread = 0.05
 
 
 def read_outputs(folder):
-    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.csv"))}
+    """Tables and figures by name (the manifest and the page state the workers and wall time)."""
+    files = sorted([*folder.glob("*.csv"), *folder.glob("figures/*")])
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files}
 
 
 def test_same_seed_same_results_with_one_or_two_workers(project):
@@ -117,7 +119,8 @@ def test_same_seed_same_results_with_one_or_two_workers(project):
     two = run_config(project / "s.toml", out=project / "two", jobs=2, quiet=True)
     processes = run_config(project / "l.toml", out=project / "loky", jobs=2, quiet=True)
     assert read_outputs(one) == read_outputs(two) == read_outputs(processes)
-    assert {"rank_stability.csv", "tier_bands.csv", "rank_shift.csv", "sobol_indices.csv", "sobol_summary.csv"} <= set(read_outputs(one))
+    expected = {"rank_stability.csv", "tier_bands.csv", "rank_shift.csv", "sobol_indices.csv", "sobol_summary.csv"}
+    assert expected | {"figures/sobol_heatmap.svg", "figures/sobol_heatmap.png"} <= set(read_outputs(one))
 
 
 def test_dask_backend_gives_identical_results(project):

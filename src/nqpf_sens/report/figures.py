@@ -21,7 +21,7 @@ from matplotlib import font_manager  # noqa: E402
 CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "SimHei", "Source Han Sans SC", "AR PL UMing CN")
 GREYS = ("#000000", "#555555", "#999999", "#cccccc")
 # text.parse_math off: unit and factor names are drawn as written, never read as mathtext ("$")
-plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 130, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none", "text.parse_math": False, "figure.constrained_layout.use": True})
+plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 130, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none", "text.parse_math": False, "figure.constrained_layout.use": True, "svg.hashsalt": "nqpf_sens"})
 
 
 def label_font(chinese: bool) -> tuple[bool, str | None]:
@@ -39,7 +39,7 @@ def label_font(chinese: bool) -> tuple[bool, str | None]:
 def _save(figure, stem: Path) -> Path:
     stem.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(stem.with_suffix(".png"))
-    figure.savefig(stem.with_suffix(".svg"))
+    figure.savefig(stem.with_suffix(".svg"), metadata={"Date": None})  # same run, same bytes
     plt.close(figure)
     return stem.with_suffix(".png")
 
