@@ -39,14 +39,14 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from nqpf_sens import IndicatorTable, Pipeline, ScenarioBatch, nqpf_spec
-from nqpf_sens.plan import prepare_study
 from nqpf_sens.config import load_config
-from nqpf_sens.indices.nqpf.data import province_table
 from nqpf_sens.engine.batch import Engine, evaluate
-from nqpf_sens.inputs import load_inputs
-from nqpf_sens.uncertainty.memory import retain_freed_memory
 from nqpf_sens.engine.reference import reference_scores
 from nqpf_sens.engine.spec import spec_from_frame
+from nqpf_sens.indices.nqpf.data import province_table
+from nqpf_sens.inputs import load_inputs
+from nqpf_sens.plan import prepare_study
+from nqpf_sens.uncertainty.memory import retain_freed_memory
 from nqpf_sens.uncertainty.study import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,16 +57,27 @@ REPEATS = 3
 
 def synthetic_case(n_units: int, n_indicators: int, seed: int = 0):
     rng = np.random.default_rng(seed)
-    meta = pd.DataFrame({"code": [f"x{j}" for j in range(n_indicators)], "dimension": [f"d{j % 5}" for j in range(n_indicators)], "weight": 1.0, "direction": "positive"})
+    meta = pd.DataFrame(
+        {
+            "code": [f"x{j}" for j in range(n_indicators)],
+            "dimension": [f"d{j % 5}" for j in range(n_indicators)],
+            "weight": 1.0,
+            "direction": "positive",
+        }
+    )
     spec = spec_from_frame(meta, "synthetic")
     values = rng.gamma(1.5, 10.0, size=(1, n_units, n_indicators))
-    return spec, IndicatorTable(values, (None,), tuple(f"u{i}" for i in range(n_units)), spec.indicators)
+    return spec, IndicatorTable(
+        values, (None,), tuple(f"u{i}" for i in range(n_units)), spec.indicators
+    )
 
 
 def weight_batch(spec, size: int, seed: int) -> ScenarioBatch:
     rng = np.random.default_rng(seed)
     factors = tuple(rng.uniform(0.75, 1.25, size=(size, len(level))) for level in spec.levels[:-1])
-    return ScenarioBatch((Pipeline(imputation="none"),), np.zeros(size, dtype=np.int64), weight_factors=factors)
+    return ScenarioBatch(
+        (Pipeline(imputation="none"),), np.zeros(size, dtype=np.int64), weight_factors=factors
+    )
 
 
 def _evaluate_many(spec, table, n: int, batch_size: int) -> int:
@@ -84,10 +95,16 @@ def engine_rate(spec, table, n: int, workers: int, mode: str) -> float:
     batch_size = min(BATCH, n)
     share = n // workers
     if mode == "processes":
-        run = lambda size: sum(Parallel(n_jobs=workers)(delayed(_evaluate_many)(spec, table, size, batch_size) for _ in range(workers)))  # noqa: E731
+        run = lambda size: sum(
+            Parallel(n_jobs=workers)(
+                delayed(_evaluate_many)(spec, table, size, batch_size) for _ in range(workers)
+            )
+        )  # noqa: E731
     else:
         pool = ThreadPoolExecutor(workers)
-        run = lambda size: sum(pool.map(lambda _: _evaluate_many(spec, table, size, batch_size), range(workers)))  # noqa: E731
+        run = lambda size: sum(
+            pool.map(lambda _: _evaluate_many(spec, table, size, batch_size), range(workers))
+        )  # noqa: E731
     run(batch_size)  # warm: compiled kernels, worker processes
     rates = []
     for _ in range(REPEATS):
@@ -141,11 +158,15 @@ def runner_seconds(folder: Path, n: int, jobs: int) -> float:
     path.write_text(WEIGHTS_ONLY.format(n=n, jobs=jobs))
     config = load_config(path)
     spec, table = load_inputs(config)
-    study = prepare_study(config, spec, table, evaluate(spec, table, config.pipeline, config.ties)).study
+    study = prepare_study(
+        config, spec, table, evaluate(spec, table, config.pipeline, config.ties)
+    ).study
     times = []
     for repeat in range(REPEATS + 1):  # the first run warms the thread pool and the engine
         started = time.perf_counter()
-        run_study(study, folder / ".work", config.chunk_size, jobs, config.backend, None, False, False)
+        run_study(
+            study, folder / ".work", config.chunk_size, jobs, config.backend, None, False, False
+        )
         if repeat:
             times.append(time.perf_counter() - started)
         shutil.rmtree(folder / ".work")  # as a run does once its outputs are written
@@ -157,7 +178,10 @@ def run_command(config: Path, out: Path) -> tuple[float, float]:
     import psutil
 
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "nqpf_sens", "run", str(config), "--out", str(out), "--quiet"], cwd=ROOT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nqpf_sens", "run", str(config), "--out", str(out), "--quiet"],
+        cwd=ROOT,
+    )
     tree = psutil.Process(process.pid)
     peak = 0
     while process.poll() is None:
@@ -184,30 +208,78 @@ def main() -> None:
         rows.append(row)
         print(row, flush=True)
 
-    cases = {"nqpf_31x15": (nqpf_spec(), province_table(nqpf_spec()), 10**5 if args.quick else 10**6, 200), "synthetic_3000x100": (*synthetic_case(3000, 100), 10**3 if args.quick else 10**4, 20)}
+    cases = {
+        "nqpf_31x15": (
+            nqpf_spec(),
+            province_table(nqpf_spec()),
+            10**5 if args.quick else 10**6,
+            200,
+        ),
+        "synthetic_3000x100": (*synthetic_case(3000, 100), 10**3 if args.quick else 10**4, 20),
+    }
     references = {}
     for case, (spec, table, n, n_reference) in cases.items():
         references[case] = reference = reference_rate(spec, table, n_reference)
-        record(case=case, what="reference", scenarios=n_reference, workers="1", scenarios_per_second=reference, ratio_to_reference=1.0)
+        record(
+            case=case,
+            what="reference",
+            scenarios=n_reference,
+            workers="1",
+            scenarios_per_second=reference,
+            ratio_to_reference=1.0,
+        )
         for workers, mode in ((1, "threads"), (2, "threads"), (2, "processes")):
             rate = engine_rate(spec, table, n, workers, mode)
-            record(case=case, what="engine", scenarios=n, workers=f"{workers} {mode}", scenarios_per_second=rate, ratio_to_reference=rate / reference)
+            record(
+                case=case,
+                what="engine",
+                scenarios=n,
+                workers=f"{workers} {mode}",
+                scenarios_per_second=rate,
+                ratio_to_reference=rate / reference,
+            )
     reference = references["nqpf_31x15"]
     sizes = [10**5] if args.quick else [10**6, 4 * 10**6]
     with tempfile.TemporaryDirectory() as folder:
         for n in sizes:
             for jobs in (1, 2):
                 seconds = runner_seconds(Path(folder), n, jobs)
-                record(case="nqpf_31x15", what="runner", scenarios=n, workers=f"{jobs} threads", scenarios_per_second=n / seconds, ratio_to_reference=n / seconds / reference, wall_seconds=seconds)
+                record(
+                    case="nqpf_31x15",
+                    what="runner",
+                    scenarios=n,
+                    workers=f"{jobs} threads",
+                    scenarios_per_second=n / seconds,
+                    ratio_to_reference=n / seconds / reference,
+                    wall_seconds=seconds,
+                )
         for jobs in (1, 2):
             config = Path(folder) / f"cli_{jobs}.toml"
             config.write_text(WEIGHTS_ONLY.format(n=sizes[0], jobs=jobs))
             seconds, memory = run_command(config, Path(folder) / "out")
-            record(case="nqpf_31x15", what="cli_weights_only", scenarios=sizes[0], workers=f"{jobs} threads", scenarios_per_second=sizes[0] / seconds, ratio_to_reference=sizes[0] / seconds / reference, wall_seconds=seconds, peak_mib=memory)
+            record(
+                case="nqpf_31x15",
+                what="cli_weights_only",
+                scenarios=sizes[0],
+                workers=f"{jobs} threads",
+                scenarios_per_second=sizes[0] / seconds,
+                ratio_to_reference=sizes[0] / seconds / reference,
+                wall_seconds=seconds,
+                peak_mib=memory,
+            )
         if not args.quick:
             seconds, memory = run_command(ROOT / "configs" / "sobol.toml", Path(folder) / "sobol")
             n_sobol = load_config(ROOT / "configs" / "sobol.toml").sampling.n * 13
-            record(case="nqpf_31x15", what="sobol_default", scenarios=n_sobol, workers="2 threads", scenarios_per_second=n_sobol / seconds, ratio_to_reference=n_sobol / seconds / reference, wall_seconds=seconds, peak_mib=memory)
+            record(
+                case="nqpf_31x15",
+                what="sobol_default",
+                scenarios=n_sobol,
+                workers="2 threads",
+                scenarios_per_second=n_sobol / seconds,
+                ratio_to_reference=n_sobol / seconds / reference,
+                wall_seconds=seconds,
+                peak_mib=memory,
+            )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(rows)
     frame["cpus"] = os.cpu_count()

@@ -33,31 +33,108 @@ def province_names(shared: Path) -> dict[str, str]:
 
 
 def fact(unit, indicator, year, value, status, use, trust, source, note=""):
-    return {"unit": unit, "indicator": indicator, "year": year, "value": value, "status": status, "use": use, "trust": trust, "source": source, "note": note}
+    return {
+        "unit": unit,
+        "indicator": indicator,
+        "year": year,
+        "value": value,
+        "status": status,
+        "use": use,
+        "trust": trust,
+        "source": source,
+        "note": note,
+    }
 
 
 def pct(shared: Path) -> list[dict]:
-    frame = pd.read_csv(shared / "sources" / "cnipa-pct" / "pct_applications_by_region_2018_2022_2023.csv")
-    provinces = frame[frame.region_en.notna() & ~frame.region_cn.str.contains("合计|国内|国外") & ~frame.region_en.isin(["Taiwan", "Hong Kong", "Macao"])]
+    frame = pd.read_csv(
+        shared / "sources" / "cnipa-pct" / "pct_applications_by_region_2018_2022_2023.csv"
+    )
+    provinces = frame[
+        frame.region_en.notna()
+        & ~frame.region_cn.str.contains("合计|国内|国外")
+        & ~frame.region_en.isin(["Taiwan", "Hong Kong", "Macao"])
+    ]
     source = "CNIPA 2023 statistical yearbook, table 6-4 (PCT applications received)"
-    rows = [fact(r.region_en, "pct_apps", 2022, int(r.pct_2022), "official", "fixed", "A", source) for r in provinces.itertuples()]
-    rows.append(fact(NATIONAL, "pct_apps", 2018, int(provinces.pct_2018.sum()), "derived", "fixed", "A", source, "sum of the 31 provinces"))
+    rows = [
+        fact(r.region_en, "pct_apps", 2022, int(r.pct_2022), "official", "fixed", "A", source)
+        for r in provinces.itertuples()
+    ]
+    rows.append(
+        fact(
+            NATIONAL,
+            "pct_apps",
+            2018,
+            int(provinces.pct_2018.sum()),
+            "derived",
+            "fixed",
+            "A",
+            source,
+            "sum of the 31 provinces",
+        )
+    )
     return rows
 
 
 def rd_intensity(shared: Path, names: dict[str, str]) -> list[dict]:
     folder = shared / "sources" / "rd-intensity-2022"
-    frame = pd.read_csv(folder / "rd_2022_by_province_partial.csv").dropna(subset=["rd_intensity_pct_2022"])
+    frame = pd.read_csv(folder / "rd_2022_by_province_partial.csv").dropna(
+        subset=["rd_intensity_pct_2022"]
+    )
     source = "NBS 2022 national R&D funding bulletin, provincial table (reprint)"
     rows = []
     for r in frame.itertuples():
-        note = "Hainan: national bulletin value as quoted by Hainan Daily" if r.province_simplified == "海南" else ""
-        rows.append(fact(names[r.province_simplified], "rd_intensity", 2022, float(r.rd_intensity_pct_2022), "official", "fixed", "B", source, note))
-    for r in frame.itertuples():  # personnel follows expenditure: FTE = expenditure / national expenditure per FTE
-        rows.append(fact(names[r.province_simplified], "rd_fte", 2022, round(float(r.rd_expenditure_100m_yuan_2022) / 48.4, 4), "derived", "prior", "B", source + "; national bulletin: 48.4 (10k yuan) per FTE", "R&D expenditure / national expenditure per full-time equivalent"))
-    west = pd.read_csv(folder / "rd_2022_western4_partial.csv").dropna(subset=["implied_not_published"])
+        note = (
+            "Hainan: national bulletin value as quoted by Hainan Daily"
+            if r.province_simplified == "海南"
+            else ""
+        )
+        rows.append(
+            fact(
+                names[r.province_simplified],
+                "rd_intensity",
+                2022,
+                float(r.rd_intensity_pct_2022),
+                "official",
+                "fixed",
+                "B",
+                source,
+                note,
+            )
+        )
+    for r in (
+        frame.itertuples()
+    ):  # personnel follows expenditure: FTE = expenditure / national expenditure per FTE
+        rows.append(
+            fact(
+                names[r.province_simplified],
+                "rd_fte",
+                2022,
+                round(float(r.rd_expenditure_100m_yuan_2022) / 48.4, 4),
+                "derived",
+                "prior",
+                "B",
+                source + "; national bulletin: 48.4 (10k yuan) per FTE",
+                "R&D expenditure / national expenditure per full-time equivalent",
+            )
+        )
+    west = pd.read_csv(folder / "rd_2022_western4_partial.csv").dropna(
+        subset=["implied_not_published"]
+    )
     for r in west.itertuples():
-        rows.append(fact(names[r.province], "rd_intensity", 2022, float(r.implied_not_published), "derived", "prior", "C", "2022 Ningxia S&T statistics bulletin (Shizuishan 1.78% is 0.21 points above the region)", "provincial-bulletin basis"))
+        rows.append(
+            fact(
+                names[r.province],
+                "rd_intensity",
+                2022,
+                float(r.implied_not_published),
+                "derived",
+                "prior",
+                "C",
+                "2022 Ningxia S&T statistics bulletin (Shizuishan 1.78% is 0.21 points above the region)",
+                "provincial-bulletin basis",
+            )
+        )
     return rows
 
 
@@ -73,7 +150,19 @@ def paper_text(shared: Path) -> list[dict]:
         if r.province == "Shandong" and r.code == "smart_5g_factories":
             note = "150 / 1.5"
         rows.append(fact(r.province, r.code, 2022, value, "paper", "fixed", "paper", PAPER, note))
-    rows.append(fact("Guangdong", "sei_patents", 2022, 42767, "paper", "fixed", "paper", "Table 2 maximum; the text ranks Guangdong first", "Table 2 max"))
+    rows.append(
+        fact(
+            "Guangdong",
+            "sei_patents",
+            2022,
+            42767,
+            "paper",
+            "fixed",
+            "paper",
+            "Table 2 maximum; the text ranks Guangdong first",
+            "Table 2 max",
+        )
+    )
     return rows
 
 
@@ -81,49 +170,145 @@ def clusters_and_centres(shared: Path, names: dict[str, str]) -> list[dict]:
     folder = shared / "sources" / "miit-clusters"
     clusters = pd.read_csv(folder / "clusters_45_by_province_2022.csv")
     clusters = clusters[~clusters.province.str.contains("跨省")]
-    centres = pd.read_csv(folder / "innovation_centres_26_by_city_2022.csv").groupby("province").national_mfg_innovation_centres_by_2022.sum()
-    counts = clusters.set_index("province").national_advanced_mfg_clusters_2022.add(centres, fill_value=0)
+    centres = (
+        pd.read_csv(folder / "innovation_centres_26_by_city_2022.csv")
+        .groupby("province")
+        .national_mfg_innovation_centres_by_2022.sum()
+    )
+    counts = clusters.set_index("province").national_advanced_mfg_clusters_2022.add(
+        centres, fill_value=0
+    )
     source = "MIIT 45 national advanced manufacturing clusters (2022, by province) + 26 national manufacturing innovation centres (to 2022, by city)"
     note = "count at end-2022; the paper uses the end-2023 cumulative; the two cross-province clusters are not assigned"
-    return [fact(names[p], "clusters_centres", 2022, int(v), "derived", "prior", "C", source, note) for p, v in counts.items()]
+    return [
+        fact(names[p], "clusters_centres", 2022, int(v), "derived", "prior", "C", source, note)
+        for p, v in counts.items()
+    ]
 
 
 def green(shared: Path, names: dict[str, str]) -> list[dict]:
     folder = shared / "sources" / "miit-green-manufacturing"
-    mapping = {"深圳": "广东", "宁波": "浙江", "厦门": "福建", "青岛": "山东", "大连": "辽宁", "内蒙": "内蒙古", "兵团": "新疆", "新疆兵团": "新疆", "新疆生产建设兵团": "新疆"}
+    mapping = {
+        "深圳": "广东",
+        "宁波": "浙江",
+        "厦门": "福建",
+        "青岛": "山东",
+        "大连": "辽宁",
+        "内蒙": "内蒙古",
+        "兵团": "新疆",
+        "新疆兵团": "新疆",
+        "新疆生产建设兵团": "新疆",
+    }
     lists = [pd.read_csv(folder / "绿色工厂名单.csv"), pd.read_csv(folder / "绿色工业园区名单.csv")]
     regions = pd.concat([f["地区"].str.strip() for f in lists]).replace(mapping)
     counts = regions.value_counts()
     source = "MIIT green-manufacturing lists, batches 1-6 (2017-2021 batch), factories + parks per province"
     note = "cumulative to the 2021 batch; the paper uses the end-2023 cumulative"
-    return [fact(names[p], "green_factories_parks", 2021, int(v), "derived", "prior", "B", source, note) for p, v in counts.items()]
+    return [
+        fact(names[p], "green_factories_parks", 2021, int(v), "derived", "prior", "B", source, note)
+        for p, v in counts.items()
+    ]
 
 
 def city_lower_bounds() -> list[dict]:
     return [
-        fact("Zhejiang", "unicorns", 2022, 22, "derived", "lower_bound", "C", "Hurun Global Unicorn Index 2023 (valuation 2022-12-31): Hangzhou 22", "a city count bounds its province"),
-        fact("Hubei", "smart_5g_factories", 2022, 30, "derived", "lower_bound", "C", "MIIT 2023 5G factory list: Hubei 30", "5G factories alone, so the sum with smart-manufacturing factories is at least this"),
-        fact("Guangdong", "rd_fte", 2022, 18.32, "derived", "lower_bound", "A", "Guangzhou statistical yearbook 2023, table 17-5: Guangzhou 18.32 (10k person-years)", "a city bounds its province"),
+        fact(
+            "Zhejiang",
+            "unicorns",
+            2022,
+            22,
+            "derived",
+            "lower_bound",
+            "C",
+            "Hurun Global Unicorn Index 2023 (valuation 2022-12-31): Hangzhou 22",
+            "a city count bounds its province",
+        ),
+        fact(
+            "Hubei",
+            "smart_5g_factories",
+            2022,
+            30,
+            "derived",
+            "lower_bound",
+            "C",
+            "MIIT 2023 5G factory list: Hubei 30",
+            "5G factories alone, so the sum with smart-manufacturing factories is at least this",
+        ),
+        fact(
+            "Guangdong",
+            "rd_fte",
+            2022,
+            18.32,
+            "derived",
+            "lower_bound",
+            "A",
+            "Guangzhou statistical yearbook 2023, table 17-5: Guangzhou 18.32 (10k person-years)",
+            "a city bounds its province",
+        ),
     ]
 
 
 def awards_priors(shared: Path, names: dict[str, str]) -> list[dict]:
-    frame = pd.read_csv(shared / "sources" / "national-st-awards-2023" / "national_st_awards_2023_partial.csv")
+    frame = pd.read_csv(
+        shared / "sources" / "national-st-awards-2023" / "national_st_awards_2023_partial.csv"
+    )
     frame = frame[(frame.scope == "province") & ~frame.unit.isin(["北京"])]
     rows = []
     for r in frame.itertuples():
         led = str(r.led_projects).lstrip(">=")
-        rows.append(fact(names[r.unit], "sci_awards", 2022, int(led), "derived", "prior", "C", f"2023 National S&T Awards, provincial press report ({r.source})", "projects led by the province; definitions differ between reports"))
+        rows.append(
+            fact(
+                names[r.unit],
+                "sci_awards",
+                2022,
+                int(led),
+                "derived",
+                "prior",
+                "C",
+                f"2023 National S&T Awards, provincial press report ({r.source})",
+                "projects led by the province; definitions differ between reports",
+            )
+        )
     return rows
 
 
 def national(shared: Path) -> list[dict]:
     stated = pd.read_csv(shared / "paper" / "national_2012_2022.csv").set_index("quantity").value
     rows = []
-    ratios = {"ns_papers": "ns_papers_ratio_2022_2012", "sei_patents": "sei_patents_ratio_2022_2012", "rd_fte": "rd_fte_ratio_2022_2012", "va_per_mu": "va_per_mu_ratio_2022_2012", "digital_core_revenue": "digital_core_revenue_ratio_2022_2012"}
+    ratios = {
+        "ns_papers": "ns_papers_ratio_2022_2012",
+        "sei_patents": "sei_patents_ratio_2022_2012",
+        "rd_fte": "rd_fte_ratio_2022_2012",
+        "va_per_mu": "va_per_mu_ratio_2022_2012",
+        "digital_core_revenue": "digital_core_revenue_ratio_2022_2012",
+    }
     for code, key in ratios.items():
-        rows.append(fact(NATIONAL, code, 2012, 100.0, "paper", "fixed", "paper", "Ye & Xu (2024), section 3.1", "relative level, 2012 = 100"))
-        rows.append(fact(NATIONAL, code, 2022, round(100 * float(stated[key]), 6), "paper", "fixed", "paper", "Ye & Xu (2024), section 3.1", f"2022 / 2012 = {stated[key]}"))
+        rows.append(
+            fact(
+                NATIONAL,
+                code,
+                2012,
+                100.0,
+                "paper",
+                "fixed",
+                "paper",
+                "Ye & Xu (2024), section 3.1",
+                "relative level, 2012 = 100",
+            )
+        )
+        rows.append(
+            fact(
+                NATIONAL,
+                code,
+                2022,
+                round(100 * float(stated[key]), 6),
+                "paper",
+                "fixed",
+                "paper",
+                "Ye & Xu (2024), section 3.1",
+                f"2022 / 2012 = {stated[key]}",
+            )
+        )
     levels = {
         ("pct_apps", 2012): "pct_apps_2012",
         ("pct_apps", 2022): "pct_apps_2022",
@@ -137,23 +322,91 @@ def national(shared: Path) -> list[dict]:
         ("green_factories_parks", 2022): "green_factories_parks_2022",
     }
     for (code, year), key in levels.items():
-        rows.append(fact(NATIONAL, code, year, float(stated[key]), "paper", "fixed", "paper", "Ye & Xu (2024), section 3.1"))
-    for code, key in (("clusters_centres", "first_year_clusters_centres"), ("smart_5g_factories", "first_year_smart_5g_factories"), ("green_factories_parks", "first_year_green_factories_parks")):
+        rows.append(
+            fact(
+                NATIONAL,
+                code,
+                year,
+                float(stated[key]),
+                "paper",
+                "fixed",
+                "paper",
+                "Ye & Xu (2024), section 3.1",
+            )
+        )
+    for code, key in (
+        ("clusters_centres", "first_year_clusters_centres"),
+        ("smart_5g_factories", "first_year_smart_5g_factories"),
+        ("green_factories_parks", "first_year_green_factories_parks"),
+    ):
         for year in range(2012, int(stated[key])):
-            rows.append(fact(NATIONAL, code, year, 0, "paper", "fixed", "paper", "Ye & Xu (2024), section 2.3", f"first awarded in {int(stated[key])}"))
-    bulletins = pd.read_csv(shared / "sources" / "nbs-rd-bulletins-national" / "national_rd_2012_2022_first_published.csv")
+            rows.append(
+                fact(
+                    NATIONAL,
+                    code,
+                    year,
+                    0,
+                    "paper",
+                    "fixed",
+                    "paper",
+                    "Ye & Xu (2024), section 2.3",
+                    f"first awarded in {int(stated[key])}",
+                )
+            )
+    bulletins = pd.read_csv(
+        shared
+        / "sources"
+        / "nbs-rd-bulletins-national"
+        / "national_rd_2012_2022_first_published.csv"
+    )
     for r in bulletins.itertuples():
         if 2012 < r.year < 2022:
-            rows.append(fact(NATIONAL, "rd_intensity", r.year, float(r.rd_intensity_pct_first_published), "official", "fixed", "B", "NBS national R&D funding bulletin of the year (first published)", "first-published vintage; the paper's 2012 value 1.91 is a revised one"))
+            rows.append(
+                fact(
+                    NATIONAL,
+                    "rd_intensity",
+                    r.year,
+                    float(r.rd_intensity_pct_first_published),
+                    "official",
+                    "fixed",
+                    "B",
+                    "NBS national R&D funding bulletin of the year (first published)",
+                    "first-published vintage; the paper's 2012 value 1.91 is a revised one",
+                )
+            )
         if r.year not in (2012, 2022) and pd.notna(r.rd_expenditure_per_fte_10k_yuan):
             fte = round(r.rd_expenditure_100m_yuan / r.rd_expenditure_per_fte_10k_yuan, 4)
-            rows.append(fact(NATIONAL, "rd_fte", r.year, round(100 * fte / (10298.4 / 31.7), 6), "derived", "fixed", "B", "NBS R&D bulletins: expenditure / expenditure per FTE", "relative level, 2012 = 100"))
+            rows.append(
+                fact(
+                    NATIONAL,
+                    "rd_fte",
+                    r.year,
+                    round(100 * fte / (10298.4 / 31.7), 6),
+                    "derived",
+                    "fixed",
+                    "B",
+                    "NBS R&D bulletins: expenditure / expenditure per FTE",
+                    "relative level, 2012 = 100",
+                )
+            )
     return rows
 
 
 def regions(shared: Path, names: dict[str, str]) -> list[dict]:
     frame = pd.read_csv(shared / "sources" / "nbs-regions" / "nbs_four_regions.csv")
-    return [fact(names[r.province], "region", None, r.region_en, "official", "fixed", "A", "NBS four-region classification (2011)") for r in frame.itertuples()]
+    return [
+        fact(
+            names[r.province],
+            "region",
+            None,
+            r.region_en,
+            "official",
+            "fixed",
+            "A",
+            "NBS four-region classification (2011)",
+        )
+        for r in frame.itertuples()
+    ]
 
 
 def gdp_per_capita(shared: Path) -> list[dict]:
@@ -161,21 +414,87 @@ def gdp_per_capita(shared: Path) -> list[dict]:
     folder = shared / "sources" / "gdp-per-capita-2022"
     stated = pd.read_csv(folder / "gdp_percapita_2022_by_province_partial.csv")
     script = pd.read_csv(folder / "github_script_gdp_pop_2022_D.csv").set_index("province_en")
-    source_stated = "2022 provincial statistical communique or yearbook (see the source folder for each URL)"
+    source_stated = (
+        "2022 provincial statistical communique or yearbook (see the source folder for each URL)"
+    )
     rows = []
     for r in stated.itertuples():
         unit = r.province_en
         if pd.notna(r.gdp_per_capita_yuan):
-            rows.append(fact(unit, "gdp_per_capita", 2022, float(r.gdp_per_capita_yuan), "official", "fixed", r.trust, source_stated, r.vintage))
+            rows.append(
+                fact(
+                    unit,
+                    "gdp_per_capita",
+                    2022,
+                    float(r.gdp_per_capita_yuan),
+                    "official",
+                    "fixed",
+                    r.trust,
+                    source_stated,
+                    r.vintage,
+                )
+            )
         elif unit == "Beijing":
-            rows.append(fact(unit, "gdp_per_capita", 2022, 190000.0, "official", "fixed", r.trust, source_stated, "stated as 19.0 (10k yuan), rounded"))
+            rows.append(
+                fact(
+                    unit,
+                    "gdp_per_capita",
+                    2022,
+                    190000.0,
+                    "official",
+                    "fixed",
+                    r.trust,
+                    source_stated,
+                    "stated as 19.0 (10k yuan), rounded",
+                )
+            )
         elif unit == "Shanghai":
-            rows.append(fact(unit, "gdp_per_capita", 2022, 180400.0, "derived", "fixed", "C", "The Paper (journalist's computation from the 2022 communique)", "18.04 (10k yuan), rounded"))
+            rows.append(
+                fact(
+                    unit,
+                    "gdp_per_capita",
+                    2022,
+                    180400.0,
+                    "derived",
+                    "fixed",
+                    "C",
+                    "The Paper (journalist's computation from the 2022 communique)",
+                    "18.04 (10k yuan), rounded",
+                )
+            )
         elif pd.notna(r.gdp_100m_yuan) and pd.notna(r.pop_yearend_10k):
-            rows.append(fact(unit, "gdp_per_capita", 2022, round(1e4 * r.gdp_100m_yuan / r.pop_yearend_10k), "derived", "fixed", r.trust, source_stated, "GDP / year-end population (the official figure uses the annual average)"))
+            rows.append(
+                fact(
+                    unit,
+                    "gdp_per_capita",
+                    2022,
+                    round(1e4 * r.gdp_100m_yuan / r.pop_yearend_10k),
+                    "derived",
+                    "fixed",
+                    r.trust,
+                    source_stated,
+                    "GDP / year-end population (the official figure uses the annual average)",
+                )
+            )
         elif unit in script.index and unit != "Hainan":
-            gdp = r.gdp_100m_yuan if pd.notna(r.gdp_100m_yuan) else script.loc[unit, "gdp_2022_100m_yuan"]
-            rows.append(fact(unit, "gdp_per_capita", 2022, round(1e4 * gdp / script.loc[unit, "pop_2022_10k_integer"]), "derived", "fixed", "D", "unattributed analysis script (GDP, integer population); GDP cross-checked where a communique gives it", "GDP / population; low trust"))
+            gdp = (
+                r.gdp_100m_yuan
+                if pd.notna(r.gdp_100m_yuan)
+                else script.loc[unit, "gdp_2022_100m_yuan"]
+            )
+            rows.append(
+                fact(
+                    unit,
+                    "gdp_per_capita",
+                    2022,
+                    round(1e4 * gdp / script.loc[unit, "pop_2022_10k_integer"]),
+                    "derived",
+                    "fixed",
+                    "D",
+                    "unattributed analysis script (GDP, integer population); GDP cross-checked where a communique gives it",
+                    "GDP / population; low trust",
+                )
+            )
     return rows
 
 

@@ -31,16 +31,25 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import lil_matrix
+from shipped_tables import national_panel, units_table
 
 from nqpf_sens import nqpf_spec
 from nqpf_sens.indices.nqpf.data import packaged
-from shipped_tables import national_panel, units_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCED = ROOT / "data" / "sourced_values.csv"
 YEAR = 2022
 TOLERANCE = 0.049  # printed to one decimal: the true value lies within 0.05
-COUNTS = ("ns_papers", "sei_patents", "pct_apps", "sci_awards", "unicorns", "clusters_centres", "smart_5g_factories", "green_factories_parks")
+COUNTS = (
+    "ns_papers",
+    "sei_patents",
+    "pct_apps",
+    "sci_awards",
+    "unicorns",
+    "clusters_centres",
+    "smart_5g_factories",
+    "green_factories_parks",
+)
 STRICTLY_POSITIVE = ("rd_intensity", "rd_fte")  # a printed minimum of 0 means a value in (0, 0.5)
 DECIMALS = 4
 STATUS_ORDER = ("official", "paper", "derived")
@@ -72,22 +81,45 @@ def load_problem() -> Problem:
     facts["value"] = pd.to_numeric(facts["value"])
     current = facts[facts.year == YEAR]
     fixed: dict[tuple[str, str], tuple[float, str, str]] = {}
-    for row in current[current.use == "fixed"].sort_values("status", key=lambda s: s.map(STATUS_ORDER.index)).itertuples():
+    for row in (
+        current[current.use == "fixed"]
+        .sort_values("status", key=lambda s: s.map(STATUS_ORDER.index))
+        .itertuples()
+    ):
         key = (row.unit, row.indicator)
         if key in fixed and abs(fixed[key][0] - row.value) > 1e-9:
             raise ValueError(f"sources disagree on {key}: {fixed[key][0]} vs {row.value}")
         fixed.setdefault(key, (float(row.value), row.status, row.source))
-    lower = {(r.unit, r.indicator): float(r.value) for r in current[current.use == "lower_bound"].itertuples()}
+    lower = {
+        (r.unit, r.indicator): float(r.value)
+        for r in current[current.use == "lower_bound"].itertuples()
+    }
     prior_facts = _scaled_priors(facts[facts.use == "prior"], table2)
     low, high = {}, {}
     for code in spec.indicators:
         values = [v for (u, c), (v, _, _) in fixed.items() if c == code]
         printed_min, printed_max = float(table2.loc[code, "min"]), float(table2.loc[code, "max"])
-        high[code] = max(values) if values and round(max(values)) == printed_max or (values and max(values) > printed_max) else printed_max
+        high[code] = (
+            max(values)
+            if values
+            and round(max(values)) == printed_max
+            or (values and max(values) > printed_max)
+            else printed_max
+        )
         low[code] = min(values) if values and round(min(values)) == printed_min else printed_min
         if code in STRICTLY_POSITIVE and low[code] == 0:
             low[code] = 0.25
-    return Problem(list(table3.province), list(spec.indicators), fixed, lower, prior_facts, low, high, table2, table3)
+    return Problem(
+        list(table3.province),
+        list(spec.indicators),
+        fixed,
+        lower,
+        prior_facts,
+        low,
+        high,
+        table2,
+        table3,
+    )
 
 
 def _scaled_priors(priors: pd.DataFrame, table2: pd.DataFrame) -> dict[tuple[str, str], float]:
@@ -110,12 +142,16 @@ def default_prior(problem: Problem) -> np.ndarray:
     for j, code in enumerate(problem.indicators):
         dimension = spec.dimensions[spec.parents[0][j]]
         for i, unit in enumerate(problem.units):
-            level = problem.low[code] + scores.loc[unit, dimension] / 100 * (problem.high[code] - problem.low[code])
+            level = problem.low[code] + scores.loc[unit, dimension] / 100 * (
+                problem.high[code] - problem.low[code]
+            )
             prior[i, j] = problem.prior_facts.get((unit, code), level)
     return prior
 
 
-def calibrated_prior(problem: Problem, base: np.ndarray, pinned: dict[tuple[int, int], float], rounds: int = 25) -> np.ndarray:
+def calibrated_prior(
+    problem: Problem, base: np.ndarray, pinned: dict[tuple[int, int], float], rounds: int = 25
+) -> np.ndarray:
     """Stretch each indicator's prior about its mean until the solution's sd matches Table 2's.
 
     The sd is not linear in the data, so it is matched by a fixed-point iteration on the spread of
@@ -155,7 +191,12 @@ class Model:
 
     def __init__(self, problem: Problem):
         self.p = problem
-        self.free = [(i, j) for i, u in enumerate(problem.units) for j, c in enumerate(problem.indicators) if (u, c) not in problem.fixed]
+        self.free = [
+            (i, j)
+            for i, u in enumerate(problem.units)
+            for j, c in enumerate(problem.indicators)
+            if (u, c) not in problem.fixed
+        ]
         self.position = {cell: k for k, cell in enumerate(self.free)}
         self.rows: list[tuple[dict[int, float], float, float]] = []
         self.n = 2 * len(self.free)
@@ -170,7 +211,9 @@ class Model:
     def add(self, terms: dict[int, float], low: float, high: float) -> None:
         self.rows.append((terms, low, high))
 
-    def linear_in_cells(self, coefficients: dict[tuple[int, int], float]) -> tuple[dict[int, float], float]:
+    def linear_in_cells(
+        self, coefficients: dict[tuple[int, int], float]
+    ) -> tuple[dict[int, float], float]:
         terms: dict[int, float] = {}
         constant = 0.0
         for (i, j), a in coefficients.items():
@@ -191,7 +234,9 @@ def build(problem: Problem, prior: np.ndarray) -> tuple[Model, np.ndarray]:
     dim_weight = {d: spec.weights[1][k] for k, d in enumerate(spec.dimensions)}
 
     def sub_index(i: int, dimension: str) -> dict[tuple[int, int], float]:
-        members = [j for j, c in enumerate(codes) if spec.dimensions[spec.parents[0][j]] == dimension]
+        members = [
+            j for j, c in enumerate(codes) if spec.dimensions[spec.parents[0][j]] == dimension
+        ]
         return {(i, j): 100 * spec.weights[0][j] / dim_weight[dimension] / span[j] for j in members}
 
     def offset(coefficients: dict[tuple[int, int], float]) -> float:
@@ -214,7 +259,11 @@ def build(problem: Problem, prior: np.ndarray) -> tuple[Model, np.ndarray]:
             total_offset += share * offset(coefficients)
         terms, constant = model.linear_in_cells(total)
         target = scores.loc[unit, "total"]
-        model.add(terms, target - TOLERANCE - constant + total_offset, target + TOLERANCE - constant + total_offset)
+        model.add(
+            terms,
+            target - TOLERANCE - constant + total_offset,
+            target + TOLERANCE - constant + total_offset,
+        )
         outputs[(unit, "total")] = (total, total_offset)
     _rank_constraints(model, problem, outputs)
     _mean_constraints(model, problem)
@@ -271,7 +320,9 @@ def _text_constraints(model: Model, problem: Problem) -> None:
     for code, order, margin in text_constraints():
         j = problem.indicators.index(code)
         named = [u for u in order if u != "*"]
-        chain = [[units.index(u)] for u in named] + [[i for i, u in enumerate(units) if u not in named]]
+        chain = [[units.index(u)] for u in named] + [
+            [i for i, u in enumerate(units) if u not in named]
+        ]
         for above, below in zip(chain, chain[1:]):
             for a in above:
                 for b in below:
@@ -286,7 +337,9 @@ def _text_constraints(model: Model, problem: Problem) -> None:
     four = {units.index(u) for u in ("Guangdong", "Shandong", "Zhejiang", "Jiangsu")}
     # the four provinces hold 29.1% of all green factories and parks: 0.2905 <= share < 0.2915
     for share, sign in ((0.2905, 1.0), (0.2915, -1.0)):
-        terms, constant = model.linear_in_cells({(i, j): sign * ((i in four) - share) for i in range(n)})
+        terms, constant = model.linear_in_cells(
+            {(i, j): sign * ((i in four) - share) for i in range(n)}
+        )
         model.add(terms, -constant, np.inf)
     for unit in ("Zhejiang", "Jiangsu"):
         terms, constant = model.linear_in_cells({(units.index(unit), j): 1.0})
@@ -326,14 +379,22 @@ def solve(problem: Problem, prior: np.ndarray, pinned: dict[tuple[int, int], flo
             matrix[row, n_free + k] = -1.0
             row_low.append(-np.inf)
             row_high.append(u0**2 + 2 * u0 * prior[i, j] / span[j])
-    result = milp(objective, constraints=LinearConstraint(matrix.tocsr(), row_low, row_high), integrality=integrality, bounds=Bounds(lower, upper), options={"time_limit": 300, "mip_rel_gap": 1e-2})
+    result = milp(
+        objective,
+        constraints=LinearConstraint(matrix.tocsr(), row_low, row_high),
+        integrality=integrality,
+        bounds=Bounds(lower, upper),
+        options={"time_limit": 300, "mip_rel_gap": 1e-2},
+    )
     if result.x is None:
         raise RuntimeError(f"no feasible reconstruction: {result.message}")
     values = np.empty((len(problem.units), len(problem.indicators)))
     for (u, c), (v, _, _) in problem.fixed.items():
         values[problem.units.index(u), problem.indicators.index(c)] = v
     for k, (i, j) in enumerate(model.free):
-        values[i, j] = round(result.x[k]) if problem.indicators[j] in COUNTS else round(result.x[k], DECIMALS)
+        values[i, j] = (
+            round(result.x[k]) if problem.indicators[j] in COUNTS else round(result.x[k], DECIMALS)
+        )
     return values
 
 
@@ -345,10 +406,22 @@ def provenance(problem: Problem, values: np.ndarray) -> pd.DataFrame:
             if (unit, code) in problem.fixed:
                 _, status, source = problem.fixed[(unit, code)]
             else:
-                status, source = "reconstructed", "experiments/reconstruct.py: consistent with Tables 2-3, closest to the prior"
+                status, source = (
+                    "reconstructed",
+                    "experiments/reconstruct.py: consistent with Tables 2-3, closest to the prior",
+                )
                 if (unit, code) in problem.prior_facts:
                     source += " (prior from data/sourced_values.csv)"
-            rows.append({"unit": unit, "indicator": code, "year": YEAR, "value": values[i, j], "status": status, "source": source})
+            rows.append(
+                {
+                    "unit": unit,
+                    "indicator": code,
+                    "year": YEAR,
+                    "value": values[i, j],
+                    "status": status,
+                    "source": source,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -363,13 +436,25 @@ def alternatives(problem: Problem, count: int, seed: int, jobs: int = 2) -> pd.D
 
     def draw(stream: np.random.SeedSequence) -> np.ndarray:
         rng = np.random.default_rng(stream)
-        prior = base * np.exp(rng.normal(0.0, 0.3, size=base.shape)) + 0.01 * spans * rng.random(base.shape)
+        prior = base * np.exp(rng.normal(0.0, 0.3, size=base.shape)) + 0.01 * spans * rng.random(
+            base.shape
+        )
         low = np.array([problem.low[c] for c in problem.indicators])
         return solve(problem, np.clip(prior, low, low + spans), pinned)
 
     draws = Parallel(n_jobs=jobs)(delayed(draw)(s) for s in streams)
-    free = [(i, j) for i, u in enumerate(problem.units) for j, c in enumerate(problem.indicators) if (u, c) not in problem.fixed]
-    frame = pd.DataFrame({"unit": [problem.units[i] for i, _ in free], "indicator": [problem.indicators[j] for _, j in free]})
+    free = [
+        (i, j)
+        for i, u in enumerate(problem.units)
+        for j, c in enumerate(problem.indicators)
+        if (u, c) not in problem.fixed
+    ]
+    frame = pd.DataFrame(
+        {
+            "unit": [problem.units[i] for i, _ in free],
+            "indicator": [problem.indicators[j] for _, j in free],
+        }
+    )
     columns = {f"draw_{d:03d}": [values[i, j] for i, j in free] for d, values in enumerate(draws)}
     return pd.concat([frame, pd.DataFrame(columns)], axis=1)
 
@@ -381,7 +466,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     facts = pd.read_csv(SOURCED)
-    for name, table in (("nqpf_units.csv", units_table(facts)), ("nqpf_national.csv", national_panel(facts, nqpf_spec().indicators))):
+    for name, table in (
+        ("nqpf_units.csv", units_table(facts)),
+        ("nqpf_national.csv", national_panel(facts, nqpf_spec().indicators)),
+    ):
         table.to_csv(packaged(name), index=False)
         print(f"wrote {packaged(name)}")
     problem = load_problem()
@@ -392,8 +480,14 @@ def main() -> None:
     provenance(problem, values).to_csv(packaged("nqpf_provinces.csv"), index=False)
     print(f"wrote {packaged('nqpf_provinces.csv')}")
     if args.alternatives:
-        alternatives(problem, args.alternatives, args.seed, args.jobs).to_csv(packaged("nqpf_alternatives.csv.gz"), index=False, compression={"method": "gzip", "mtime": 0})
-        print(f"wrote {args.alternatives} alternative reconstructions to {packaged('nqpf_alternatives.csv.gz')}")
+        alternatives(problem, args.alternatives, args.seed, args.jobs).to_csv(
+            packaged("nqpf_alternatives.csv.gz"),
+            index=False,
+            compression={"method": "gzip", "mtime": 0},
+        )
+        print(
+            f"wrote {args.alternatives} alternative reconstructions to {packaged('nqpf_alternatives.csv.gz')}"
+        )
 
 
 if __name__ == "__main__":

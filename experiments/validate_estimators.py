@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 
 from nqpf_sens import Pipeline, ScenarioBatch, nqpf_spec
+from nqpf_sens.engine.batch import Engine
+from nqpf_sens.indices.nqpf.data import province_table
+from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty.sobol import sobol_indices
 from nqpf_sens.uncertainty.statistics import rank_quantile
-from nqpf_sens.indices.nqpf.data import province_table
-from nqpf_sens.engine.batch import Engine
-from nqpf_sens.uncertainty.designs import Design
 
 OUT = Path(__file__).resolve().parents[1] / "experiments" / "results"
 G_A = np.array([0.0, 1.0, 4.5, 9.0, 99.0, 99.0])
@@ -51,8 +51,18 @@ def truths() -> dict[str, tuple]:
     total = np.prod(1 + partial) - 1
     share = LINEAR_W**2 / (LINEAR_W**2).sum()
     return {
-        "ishigami": (ishigami, 3, np.array([0.3139, 0.4424, 0.0]), np.array([0.5576, 0.4424, 0.2437])),
-        "sobol_g": (sobol_g, 6, partial / total, partial * np.prod(1 + partial) / (1 + partial) / total),
+        "ishigami": (
+            ishigami,
+            3,
+            np.array([0.3139, 0.4424, 0.0]),
+            np.array([0.5576, 0.4424, 0.2437]),
+        ),
+        "sobol_g": (
+            sobol_g,
+            6,
+            partial / total,
+            partial * np.prod(1 + partial) / (1 + partial) / total,
+        ),
         "linear": (linear, 4, share, share),
     }
 
@@ -70,10 +80,31 @@ def validate_sobol(exponents: list[int], seeds_at: dict[int, int]) -> pd.DataFra
                 for i, row in enumerate(found.itertuples()):
                     for index, truth in (("S1", s1[i]), ("ST", st[i])):
                         value, conf = getattr(row, index), getattr(row, f"{index}_conf")
-                        rows.append({"function": name, "n": n, "seed": seed, "input": i, "index": index, "truth": truth, "estimate": value, "abs_error": abs(value - truth), "covered": abs(value - truth) <= conf})
+                        rows.append(
+                            {
+                                "function": name,
+                                "n": n,
+                                "seed": seed,
+                                "input": i,
+                                "index": index,
+                                "truth": truth,
+                                "estimate": value,
+                                "abs_error": abs(value - truth),
+                                "covered": abs(value - truth) <= conf,
+                            }
+                        )
             print(name, n, flush=True)
     detail = pd.DataFrame(rows)
-    return detail.groupby(["function", "index", "n"]).agg(mean_abs_error=("abs_error", "mean"), max_abs_error=("abs_error", "max"), coverage=("covered", "mean"), estimates=("covered", "size")).reset_index()
+    return (
+        detail.groupby(["function", "index", "n"])
+        .agg(
+            mean_abs_error=("abs_error", "mean"),
+            max_abs_error=("abs_error", "max"),
+            coverage=("covered", "mean"),
+            estimates=("covered", "size"),
+        )
+        .reset_index()
+    )
 
 
 def validate_ranks(sizes: list[int], seed: int = 0) -> pd.DataFrame:
@@ -81,20 +112,41 @@ def validate_ranks(sizes: list[int], seed: int = 0) -> pd.DataFrame:
     spec = nqpf_spec()
     table = province_table(spec)
     engine = Engine(spec, table)
-    options = list(itertools.product(["minmax", "zscore", "rank", "distance_to_leader"], ["arithmetic", "geometric"], ["expert", "equal", "entropy", "critic"]))
-    pipelines = tuple(Pipeline(imputation="none", normalisation=n, aggregation=a, weighting=w) for n, a, w in options)
+    options = list(
+        itertools.product(
+            ["minmax", "zscore", "rank", "distance_to_leader"],
+            ["arithmetic", "geometric"],
+            ["expert", "equal", "entropy", "critic"],
+        )
+    )
+    pipelines = tuple(
+        Pipeline(imputation="none", normalisation=n, aggregation=a, weighting=w)
+        for n, a, w in options
+    )
     exact = engine.evaluate(ScenarioBatch(pipelines, np.arange(len(pipelines)))).ranks[:, 0, :]
     n_units = exact.shape[1]
-    exact_counts = np.stack([np.bincount(exact[:, u] - 1, minlength=n_units) for u in range(n_units)])
+    exact_counts = np.stack(
+        [np.bincount(exact[:, u] - 1, minlength=n_units) for u in range(n_units)]
+    )
     rows = []
     rng = np.random.default_rng(seed)
     for size in sizes:
         picks = rng.integers(0, len(pipelines), size=size)
         sample = exact[picks]
-        counts = np.stack([np.bincount(sample[:, u] - 1, minlength=n_units) for u in range(n_units)])
+        counts = np.stack(
+            [np.bincount(sample[:, u] - 1, minlength=n_units) for u in range(n_units)]
+        )
         for q in (0.05, 0.5, 0.95):
             truth, estimate = rank_quantile(exact_counts, q), rank_quantile(counts, q)
-            rows.append({"scenarios": size, "quantile": q, "units_exact": int((truth == estimate).sum()), "units": n_units, "max_abs_error": int(np.abs(truth - estimate).max())})
+            rows.append(
+                {
+                    "scenarios": size,
+                    "quantile": q,
+                    "units_exact": int((truth == estimate).sum()),
+                    "units": n_units,
+                    "max_abs_error": int(np.abs(truth - estimate).max()),
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -20,10 +20,18 @@ def corpus(tmp_path):
 
 
 def run(folder, *args):
-    return subprocess.run([sys.executable, "-m", "nqpf_sens", "run", *args], cwd=folder, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "nqpf_sens", "run", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-@pytest.mark.parametrize("config, expected", list(CASES.itertuples(index=False, name=None)), ids=CASES.config.tolist())
+@pytest.mark.parametrize(
+    "config, expected", list(CASES.itertuples(index=False, name=None)), ids=CASES.config.tolist()
+)
 def test_broken_input_is_refused_clearly(corpus, config, expected, monkeypatch, capsys, recwarn):
     """In process through the CLI's entry point: any exception but the one-line error fails the test
     (a traceback), and so does a warning (a second line on the terminal)."""
@@ -40,23 +48,35 @@ def test_broken_input_is_refused_clearly(corpus, config, expected, monkeypatch, 
     assert not (corpus / "results").exists()
 
 
-@pytest.mark.parametrize("config", ["wrong_encoding.toml", "mask_needs_years.toml", "invalid_toml.toml"])
+@pytest.mark.parametrize(
+    "config", ["wrong_encoding.toml", "mask_needs_years.toml", "invalid_toml.toml"]
+)
 def test_no_traceback_from_the_command_line(corpus, config):
     result = run(corpus, config, "--out", "results/out")
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 2
+        and len(result.stderr.strip().splitlines()) == 1
+        and "Traceback" not in result.stderr
+    )
     assert not (corpus / "results").exists()
 
 
 def test_unwritable_output_location_is_refused_before_running(corpus):
     (corpus / "ok.toml").write_text('[data]\nmetadata = "meta.csv"\nvalues = "values.csv"\n')
     result = run(corpus, "ok.toml", "--out", "values.csv/out")
-    assert result.returncode == 2 and "cannot write" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (
+        result.returncode == 2
+        and "cannot write" in result.stderr
+        and len(result.stderr.strip().splitlines()) == 1
+    )
 
 
 def test_constant_indicator_under_minmax_is_defined(corpus):
     values = pd.read_csv(corpus / "values.csv").assign(b=7.0)
     values.to_csv(corpus / "constant.csv", index=False)
-    (corpus / "constant.toml").write_text('[data]\nmetadata = "meta.csv"\nvalues = "constant.csv"\n')
+    (corpus / "constant.toml").write_text(
+        '[data]\nmetadata = "meta.csv"\nvalues = "constant.csv"\n'
+    )
     result = run(corpus, "constant.toml", "--out", "results/constant", "--quiet")
     assert result.returncode == 0, result.stderr
     scores = pd.read_csv(corpus / "results" / "constant" / "baseline_scores.csv")

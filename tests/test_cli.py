@@ -6,23 +6,33 @@ import sys
 
 import pandas as pd
 import pytest
-
 from conftest import synthetic_frame
 
 
 def run_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "nqpf_sens", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "nqpf_sens", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
 def project(tmp_path, spec):
     synthetic_frame(spec).to_csv(tmp_path / "values.csv", index=False)
-    (tmp_path / "base.toml").write_text('[run]\nname = "base"\n[data]\nvalues = "values.csv"\n[tiers]\nbounds = [2, 5]\n', encoding="utf-8")
+    (tmp_path / "base.toml").write_text(
+        '[run]\nname = "base"\n[data]\nvalues = "values.csv"\n[tiers]\nbounds = [2, 5]\n',
+        encoding="utf-8",
+    )
     return tmp_path
 
 
 def test_help():
-    result = subprocess.run([sys.executable, "-m", "nqpf_sens", "--help"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "nqpf_sens", "--help"], capture_output=True, text=True
+    )
     assert result.returncode == 0 and "run" in result.stdout
 
 
@@ -39,16 +49,27 @@ def test_baseline_run_writes_scores_and_manifest(project):
 @pytest.mark.parametrize(
     "config, expected",
     [
-        ('[pipeline]\nnormalisaton = "minmax"\n', "[pipeline] normalisaton: unknown key (did you mean 'normalisation'?)"),
-        ('[pipeline]\nnormalisation = "maxmin"\n', "[pipeline] normalisation: unknown option 'maxmin'"),
-        ('[pipeline]\nwinsor_limit = "high"\n', "[pipeline] winsor_limit: expected an integer or a number, got 'high'"),
+        (
+            '[pipeline]\nnormalisaton = "minmax"\n',
+            "[pipeline] normalisaton: unknown key (did you mean 'normalisation'?)",
+        ),
+        (
+            '[pipeline]\nnormalisation = "maxmin"\n',
+            "[pipeline] normalisation: unknown option 'maxmin'",
+        ),
+        (
+            '[pipeline]\nwinsor_limit = "high"\n',
+            "[pipeline] winsor_limit: expected an integer or a number, got 'high'",
+        ),
         ("[pipline]\n", "[pipline]: unknown section (did you mean [pipeline]?)"),
         ('[data]\nvalues = "missing.csv"\n', "bad.toml: [data] values: file not found"),
         ("[run\n", "not valid TOML"),
     ],
 )
 def test_bad_config_one_line_exit_2_nothing_written(project, config, expected):
-    (project / "bad.toml").write_text('[data]\nvalues = "values.csv"\n' * ("[data]" not in config) + config, encoding="utf-8")
+    (project / "bad.toml").write_text(
+        '[data]\nvalues = "values.csv"\n' * ("[data]" not in config) + config, encoding="utf-8"
+    )
     result = run_cli("run", "bad.toml", cwd=project)
     assert result.returncode == 2
     assert expected in result.stderr

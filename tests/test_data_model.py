@@ -54,10 +54,16 @@ g,,,,Group
 @pytest.mark.parametrize(
     "text, expected",
     [
-        (META.replace("positive\nb", "upward\nb"), "row 2 (a), column 'direction': unknown direction 'upward'"),
+        (
+            META.replace("positive\nb", "upward\nb"),
+            "row 2 (a), column 'direction': unknown direction 'upward'",
+        ),
         (META.replace("a,d1,2", "a,d1,-2"), "'a', column 'weight': negative weight -2"),
         (META.replace("c,d2,3", "c,d2,0"), "'d2', column 'weight': all weights are zero"),
-        (META.replace("a,d1,2", "a,d1,two"), "row 2 (a), column 'weight': not a finite number: 'two'"),
+        (
+            META.replace("a,d1,2", "a,d1,two"),
+            "row 2 (a), column 'weight': not a finite number: 'two'",
+        ),
         (META.replace("b,d1", "a,d1"), "indicator 'a' is listed twice"),
         ("code,weight,direction\na,1,1\n", "missing column 'dimension'"),
         ("", "the file is empty"),
@@ -79,7 +85,11 @@ def test_aggregate_without_indicator_is_refused(tmp_path):
 def test_tidy_and_wide_tables_agree(tmp_path):
     spec = load_spec(write(tmp_path, "meta.csv", META))
     wide = write(tmp_path, "wide.csv", "unit,region,a,b,c\nX,East,1,2,3\nY,West,4,,6\n")
-    tidy = write(tmp_path, "tidy.csv", "unit,indicator,value,source\nX,a,1,s\nX,b,2,s\nX,c,3,s\nY,a,4,s\nY,c,6,s\n")
+    tidy = write(
+        tmp_path,
+        "tidy.csv",
+        "unit,indicator,value,source\nX,a,1,s\nX,b,2,s\nX,c,3,s\nY,a,4,s\nY,c,6,s\n",
+    )
     from_wide, from_tidy = load_table(wide, spec), load_table(tidy, spec)
     np.testing.assert_array_equal(from_wide.values, from_tidy.values)
     assert np.isnan(from_wide.values[0, 1, 1])
@@ -89,7 +99,9 @@ def test_tidy_and_wide_tables_agree(tmp_path):
 def test_panel_table(tmp_path):
     spec = load_spec(write(tmp_path, "meta.csv", META))
     rows = [f"China,{code},{year},{year - 2000}" for year in (2012, 2013) for code in "abc"]
-    table = load_table(write(tmp_path, "panel.csv", "unit,indicator,year,value\n" + "\n".join(rows)), spec)
+    table = load_table(
+        write(tmp_path, "panel.csv", "unit,indicator,year,value\n" + "\n".join(rows)), spec
+    )
     assert table.years == (2012, 2013) and table.values.shape == (2, 1, 3)
     assert table.year(2013).values[0, 0, 0] == 13
 
@@ -101,7 +113,10 @@ def test_panel_table(tmp_path):
         ("unit,a,b,c\nX,1,2,3\nX,4,5,6\n", "row 3, column 'unit': unit 'X' is listed twice"),
         ("unit,a,b,c\nX,1,2,3\nY,4,n/a?,6\n", "row 3 (unit Y), column 'b': not a number: 'n/a?'"),
         ("unit,a,b\nX,1,2\n", "no values for indicator 'c'"),
-        ("unit,indicator,value\nX,a,1\nX,zz,2\n", "row 3, column 'indicator': unknown indicator 'zz'"),
+        (
+            "unit,indicator,value\nX,a,1\nX,zz,2\n",
+            "row 3, column 'indicator': unknown indicator 'zz'",
+        ),
         ("unit,indicator,value\nX,a,1\nX,a,2\n", "the same cell is given twice"),
         ("a,b,c\n1,2,3\n", "missing column 'unit'"),
     ],
@@ -126,4 +141,7 @@ def test_leave_one_out_keeps_the_tree(spec):
     dropped = spec.drop(["ns_papers"])
     assert len(dropped.indicators) == 14 and dropped.dimensions == spec.dimensions
     with pytest.raises(UserError, match="without any indicator"):
-        spec_from_frame(pd.DataFrame({"code": ["a"], "dimension": ["d"], "weight": [1], "direction": [1]}), "m.csv").drop(["a"])
+        spec_from_frame(
+            pd.DataFrame({"code": ["a"], "dimension": ["d"], "weight": [1], "direction": [1]}),
+            "m.csv",
+        ).drop(["a"])

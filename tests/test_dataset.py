@@ -5,12 +5,20 @@ import pandas as pd
 import pytest
 
 from nqpf_sens import evaluate, nqpf_spec
-from nqpf_sens.indices.nqpf.data import alternative_tables, province_table, units
-from nqpf_sens.indices.nqpf.data import packaged
+from nqpf_sens.indices.nqpf.data import alternative_tables, packaged, province_table, units
 from nqpf_sens.indices.nqpf.paper import compare_with_table3, rank_mismatches, table3
 
 STATUSES = {"official", "paper", "derived", "reconstructed"}
-COUNTS = ["ns_papers", "sei_patents", "pct_apps", "sci_awards", "unicorns", "clusters_centres", "smart_5g_factories", "green_factories_parks"]
+COUNTS = [
+    "ns_papers",
+    "sei_patents",
+    "pct_apps",
+    "sci_awards",
+    "unicorns",
+    "clusters_centres",
+    "smart_5g_factories",
+    "green_factories_parks",
+]
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +29,11 @@ def provinces():
 def test_every_cell_has_a_value_status_and_source(provinces):
     assert len(provinces) == 31 * 15
     assert set(provinces.status) <= STATUSES
-    assert provinces.value.notna().all() and (provinces.value >= 0).all() and provinces.source.notna().all()
+    assert (
+        provinces.value.notna().all()
+        and (provinces.value >= 0).all()
+        and provinces.source.notna().all()
+    )
     counts = provinces[provinces.indicator.isin(COUNTS)].value
     np.testing.assert_array_equal(counts, np.round(counts))
     assert set(provinces.unit) == set(table3().index)
@@ -40,7 +52,9 @@ def test_table_2_extremes_and_means(provinces):
     table2 = pd.read_csv(packaged("paper/table2_descriptive_2022.csv")).set_index("code")
     wide = provinces.pivot(index="unit", columns="indicator", values="value")
     for code in table2.index:
-        assert round(wide[code].max()) == pytest.approx(table2.loc[code, "max"], abs=0.5 + 1e-9), code
+        assert round(wide[code].max()) == pytest.approx(table2.loc[code, "max"], abs=0.5 + 1e-9), (
+            code
+        )
         assert round(wide[code].min()) == table2.loc[code, "min"], code
         assert abs(wide[code].mean() - table2.loc[code, "mean"]) <= 0.5, code
 
@@ -73,7 +87,12 @@ def test_alternative_reconstructions_also_reproduce_table_3():
 
 def test_units_have_regions_and_flagged_gdp():
     frame = units()
-    assert frame.region.value_counts().to_dict() == {"West": 12, "East": 10, "Central": 6, "Northeast": 3}
+    assert frame.region.value_counts().to_dict() == {
+        "West": 12,
+        "East": 10,
+        "Central": 6,
+        "Northeast": 3,
+    }
     missing = frame[frame.gdp_per_capita.isna()]
     assert (missing.gdp_per_capita_status == "missing").all()
     assert (frame.dropna(subset=["gdp_per_capita"]).gdp_per_capita_status != "missing").all()

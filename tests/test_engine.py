@@ -34,7 +34,9 @@ def test_single_scenario_equals_plain_reference(spec, table, normalisation, aggr
     for s in range(5):
         weights = (spec.weights[0] * factors[0][s], spec.weights[1] * factors[1][s])
         expected = reference_scores(table.to_frame(), spec, weights, normalisation, aggregation)
-        np.testing.assert_allclose(result.scores[s, 0], expected[list(spec.aggregates)].to_numpy(), rtol=1e-10)
+        np.testing.assert_allclose(
+            result.scores[s, 0], expected[list(spec.aggregates)].to_numpy(), rtol=1e-10
+        )
         np.testing.assert_array_equal(result.ranks[s, 0], expected["rank"].to_numpy())
 
 
@@ -54,7 +56,13 @@ def test_mixed_batch_equals_each_scenario_alone(spec, table):
     result = evaluate_batch(spec, table, ScenarioBatch(pipelines, index, weight_factors=factors))
     engine = Engine(spec, table)
     for s in range(n):
-        alone = engine.evaluate(ScenarioBatch((pipelines[index[s]],), np.zeros(1, dtype=int), weight_factors=(factors[0][s : s + 1], factors[1][s : s + 1])))
+        alone = engine.evaluate(
+            ScenarioBatch(
+                (pipelines[index[s]],),
+                np.zeros(1, dtype=int),
+                weight_factors=(factors[0][s : s + 1], factors[1][s : s + 1]),
+            )
+        )
         np.testing.assert_allclose(result.scores[s], alone.scores[0], rtol=1e-12)
         np.testing.assert_array_equal(result.ranks[s], alone.ranks[0])
         np.testing.assert_array_equal(result.tiers[s], alone.tiers[0])
@@ -65,12 +73,18 @@ def test_per_scenario_noise_and_masks_equal_precomputed_data(spec, table):
     rng = np.random.default_rng(11)
     noise = rng.uniform(0.9, 1.1, size=(3, *table.values.shape))
     masked = rng.random((3, *table.values.shape)) < 0.05
-    result = evaluate_batch(spec, table, ScenarioBatch((pipeline,), np.zeros(3, dtype=int), value_factors=noise, masked=masked))
+    result = evaluate_batch(
+        spec,
+        table,
+        ScenarioBatch((pipeline,), np.zeros(3, dtype=int), value_factors=noise, masked=masked),
+    )
     from nqpf_sens.engine.table import IndicatorTable
 
     for s in range(3):
         values = np.where(masked[s], np.nan, table.values * noise[s])
-        alone = evaluate(spec, IndicatorTable(values, table.years, table.units, table.indicators), pipeline)
+        alone = evaluate(
+            spec, IndicatorTable(values, table.years, table.units, table.indicators), pipeline
+        )
         np.testing.assert_allclose(result.scores[s], alone.scores[0], rtol=1e-12)
 
 
@@ -82,7 +96,9 @@ def test_paper_tiers_from_the_baseline_setting(spec):
 
     totals = [69.8, 59.7, 54.5, 53.3, 43.9, 33.2, 31.0]
     frame = pd.DataFrame({code: totals for code in spec.indicators})
-    frame.insert(0, "unit", ["Beijing", "Guangdong", "Shanghai", "Jiangsu", "Zhejiang", "Shandong", "Fujian"])
+    frame.insert(
+        0, "unit", ["Beijing", "Guangdong", "Shanghai", "Jiangsu", "Zhejiang", "Shandong", "Fujian"]
+    )
     result = evaluate(spec, table_from_frame(frame, spec))
     np.testing.assert_array_equal(result.tiers[0, 0], [1, 1, 2, 2, 2, 3, 3])
 

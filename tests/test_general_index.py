@@ -13,7 +13,10 @@ from nqpf_sens.engine.pipeline import denominated, prepare
 from nqpf_sens.engine.transform import kurtosis, skewness, treat_outliers
 
 ASEM = Path(__file__).resolve().parents[2] / "shared" / "data" / "asem"
-needs_asem = pytest.mark.skipif(not (ASEM / "asem_iMeta.csv").is_file(), reason="the ASEM example data (shared/data/asem beside the project) is not present")
+needs_asem = pytest.mark.skipif(
+    not (ASEM / "asem_iMeta.csv").is_file(),
+    reason="the ASEM example data (shared/data/asem beside the project) is not present",
+)
 
 
 def test_sample_skewness_and_kurtosis_match_the_excel_definitions():
@@ -23,7 +26,9 @@ def test_sample_skewness_and_kurtosis_match_the_excel_definitions():
 
 def test_treatment_winsorises_the_highest_point_until_the_indicator_passes():
     x = np.array([1.0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 30, 100])  # skew 3.06, kurtosis 9.74: fails
-    np.testing.assert_array_equal(treat_outliers(x, winmax=5), np.r_[x[:-1], 30.0])  # one point suffices
+    np.testing.assert_array_equal(
+        treat_outliers(x, winmax=5), np.r_[x[:-1], 30.0]
+    )  # one point suffices
 
 
 def test_treatment_falls_back_to_a_log_when_winsorisation_is_not_enough():
@@ -49,12 +54,22 @@ def write(tmp_path, name, text):
 
 
 def test_denominators_divide_before_imputation(tmp_path):
-    meta = write(tmp_path, "meta.csv", "iCode,Parent,Weight,Direction,Type,Denominator\nx,P,1,1,Indicator,Pop\ny,P,1,-1,Indicator,\nP,Index,1,1,Aggregate,\nIndex,,1,1,Aggregate,\nPop,,,,Denominator,\ngrp,,,,Group,\n")
-    data = write(tmp_path, "data.csv", "code,Time,grp,Pop,x,y\nA,2018,g1,10,50,1\nB,2018,g1,20,40,2\nC,2018,g1,5,,3\nD,2018,g2,8,16,4\n")
+    meta = write(
+        tmp_path,
+        "meta.csv",
+        "iCode,Parent,Weight,Direction,Type,Denominator\nx,P,1,1,Indicator,Pop\ny,P,1,-1,Indicator,\nP,Index,1,1,Aggregate,\nIndex,,1,1,Aggregate,\nPop,,,,Denominator,\ngrp,,,,Group,\n",
+    )
+    data = write(
+        tmp_path,
+        "data.csv",
+        "code,Time,grp,Pop,x,y\nA,2018,g1,10,50,1\nB,2018,g1,20,40,2\nC,2018,g1,5,,3\nD,2018,g2,8,16,4\n",
+    )
     spec = load_spec(meta)
     table = load_table(data, spec, unit_column="code", year_column="Time")
     np.testing.assert_allclose(denominated(Pipeline(), table)[0, :, 0], [5, 2, np.nan, 2])
-    np.testing.assert_allclose(denominated(Pipeline(denominate=False), table)[0, :, 0], [50, 40, np.nan, 16])
+    np.testing.assert_allclose(
+        denominated(Pipeline(denominate=False), table)[0, :, 0], [50, 40, np.nan, 16]
+    )
     # C takes its group's mean of the denominated values, (5 + 2) / 2 = 3.5, then min-max: (3.5 - 2) / 3
     normalised = prepare(Pipeline(imputation="mean", imputation_group="grp"), table, spec)
     np.testing.assert_allclose(normalised[0, :, 0], [100, 0, 50, 0])
@@ -68,7 +83,22 @@ def test_asem_index_builds_like_the_example_coin(tmp_path):
     out = run_config(config, out=tmp_path / "asem", quiet=True)
     scores = pd.read_csv(out / "baseline_scores.csv")
     assert len(scores) == 51 and sorted(scores["rank"]) == list(range(1, 52))
-    assert {"Physical", "ConEcFin", "Political", "Instit", "P2P", "Environ", "Social", "SusEcFin", "Conn", "Sust", "total"} <= set(scores.columns)
+    assert {
+        "Physical",
+        "ConEcFin",
+        "Political",
+        "Instit",
+        "P2P",
+        "Environ",
+        "Social",
+        "SusEcFin",
+        "Conn",
+        "Sust",
+        "total",
+    } <= set(scores.columns)
     np.testing.assert_allclose(scores.total, (scores.Conn + scores.Sust) / 2)
     np.testing.assert_allclose(scores.Sust, scores[["Environ", "Social", "SusEcFin"]].mean(axis=1))
-    assert scores[["Physical", "Environ"]].min().min() >= 0 and scores[["Physical", "Environ"]].max().max() <= 100
+    assert (
+        scores[["Physical", "Environ"]].min().min() >= 0
+        and scores[["Physical", "Environ"]].max().max() <= 100
+    )

@@ -6,7 +6,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import synthetic_frame
 
 CONFIG = """
@@ -47,7 +46,23 @@ def project(tmp_path, spec):
 
 
 def start(project, *extra):
-    return subprocess.Popen([sys.executable, "-m", "nqpf_sens", "run", "long.toml", "--out", "results/long", "--quiet", *extra], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nqpf_sens",
+            "run",
+            "long.toml",
+            "--out",
+            "results/long",
+            "--quiet",
+            *extra,
+        ],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_chunks(project, count, process, timeout=120):
@@ -73,7 +88,9 @@ def test_interrupted_run_resumes_to_identical_results(project, how):
     assert process.returncode != 0
     if how == signal.SIGINT:
         assert process.returncode == 130 and "--resume" in process.stderr.read()
-    assert not (project / "results" / "long").exists(), "an interrupted run must not leave an output folder"
+    assert not (project / "results" / "long").exists(), (
+        "an interrupted run must not leave an output folder"
+    )
     done = len(list((project / "results" / ".long.work").glob("chunk_*.npz")))
     assert done >= 3
 
@@ -83,6 +100,21 @@ def test_interrupted_run_resumes_to_identical_results(project, how):
     assert (project / "results" / "long" / "manifest.json").is_file()
     assert not (project / "results" / ".long.work").exists()
 
-    fresh = subprocess.run([sys.executable, "-m", "nqpf_sens", "run", "long.toml", "--out", "results/fresh", "--quiet"], cwd=project, capture_output=True, text=True, timeout=300)
+    fresh = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nqpf_sens",
+            "run",
+            "long.toml",
+            "--out",
+            "results/fresh",
+            "--quiet",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert fresh.returncode == 0, fresh.stderr
     assert resumed_files == csv_bytes(project / "results" / "fresh")

@@ -22,7 +22,9 @@ def argsort_ranks(scores: np.ndarray, ordinal: bool) -> np.ndarray:
         return places
     order = np.argsort(places, axis=-1, kind="stable")
     ranks = np.empty(scores.shape, dtype=np.int64)
-    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(1, scores.shape[-1] + 1), scores.shape), axis=-1)
+    np.put_along_axis(
+        ranks, order, np.broadcast_to(np.arange(1, scores.shape[-1] + 1), scores.shape), axis=-1
+    )
     return ranks
 
 
@@ -45,8 +47,15 @@ def numpy_tree(leaves, weights, memberships, methods):
             current = np.where(low > 0, current, current + shift)
             current = np.log(current) if method == "geometric" else 1 / current
         totals = w @ membership
-        means = np.einsum("sc,cp,scr->spr", w, membership, current) / np.where(totals > 0, totals, 1.0)[..., None]
-        current = means if method == "arithmetic" else (np.exp(means) if method == "geometric" else 1 / means)
+        means = (
+            np.einsum("sc,cp,scr->spr", w, membership, current)
+            / np.where(totals > 0, totals, 1.0)[..., None]
+        )
+        current = (
+            means
+            if method == "arithmetic"
+            else (np.exp(means) if method == "geometric" else 1 / means)
+        )
         columns.append(current)
     return np.concatenate(columns, axis=1)
 
@@ -56,7 +65,9 @@ few_distinct = st.sampled_from([0.0, 1.0, 2.5, -3.0, np.nan, 1e-300, 7.0])
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.tuples(st.integers(1, 5), st.sampled_from([1, 2, 7, 31, PAIRWISE_LIMIT, PAIRWISE_LIMIT + 1, 150])).flatmap(lambda shape: arrays(float, shape, elements=few_distinct)),
+    st.tuples(
+        st.integers(1, 5), st.sampled_from([1, 2, 7, 31, PAIRWISE_LIMIT, PAIRWISE_LIMIT + 1, 150])
+    ).flatmap(lambda shape: arrays(float, shape, elements=few_distinct)),
     st.booleans(),
 )
 def test_rank_rows_equals_sorting(scores, ordinal):
@@ -68,23 +79,47 @@ def test_rank_rows_both_algorithms_on_continuous_scores():
     for n in (31, PAIRWISE_LIMIT + 1, 500):
         scores = rng.normal(size=(40, n)).round(1)  # many ties
         for ordinal in (False, True):
-            np.testing.assert_array_equal(rank_rows(scores, ordinal), argsort_ranks(scores, ordinal))
+            np.testing.assert_array_equal(
+                rank_rows(scores, ordinal), argsort_ranks(scores, ordinal)
+            )
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(1, 5), st.integers(1, 3), st.booleans(), st.lists(st.sampled_from(METHODS), min_size=2, max_size=2), st.integers(0, 2**32 - 1))
+@given(
+    st.integers(1, 5),
+    st.integers(1, 3),
+    st.booleans(),
+    st.lists(st.sampled_from(METHODS), min_size=2, max_size=2),
+    st.integers(0, 2**32 - 1),
+)
 def test_aggregate_tree_equals_numpy(n_scenarios, n_years, shared, methods, seed):
     rng = np.random.default_rng(seed)
     n_units, n_leaves, n_middle = 4, 6, 3
-    memberships = [np.eye(n_middle)[rng.permutation(np.arange(n_leaves) % n_middle)], np.ones((n_middle, 1))]
-    weights = [rng.uniform(0, 2, size=(n_scenarios, n_leaves)) * (rng.random((n_scenarios, n_leaves)) > 0.2), rng.uniform(0.1, 1, size=(n_scenarios, n_middle))]
-    leaves = rng.normal(50, 30, size=(1 if shared else n_scenarios, n_leaves, n_years * n_units)).round(1)
-    scores, ranks = aggregate_tree(leaves[0] if shared else leaves, weights, memberships, methods, n_units, "min")
-    with np.errstate(divide="ignore", invalid="ignore"):  # all-zero weights: a harmonic mean of nothing
+    memberships = [
+        np.eye(n_middle)[rng.permutation(np.arange(n_leaves) % n_middle)],
+        np.ones((n_middle, 1)),
+    ]
+    weights = [
+        rng.uniform(0, 2, size=(n_scenarios, n_leaves))
+        * (rng.random((n_scenarios, n_leaves)) > 0.2),
+        rng.uniform(0.1, 1, size=(n_scenarios, n_middle)),
+    ]
+    leaves = rng.normal(
+        50, 30, size=(1 if shared else n_scenarios, n_leaves, n_years * n_units)
+    ).round(1)
+    scores, ranks = aggregate_tree(
+        leaves[0] if shared else leaves, weights, memberships, methods, n_units, "min"
+    )
+    with np.errstate(
+        divide="ignore", invalid="ignore"
+    ):  # all-zero weights: a harmonic mean of nothing
         expected = numpy_tree(leaves, weights, memberships, methods)
     np.testing.assert_allclose(scores, expected, rtol=1e-10, atol=1e-9)
     index = scores[:, -1].reshape(n_scenarios, n_years, n_units)
-    np.testing.assert_array_equal(ranks.reshape(index.shape), argsort_ranks(index.reshape(-1, n_units), False).reshape(index.shape))
+    np.testing.assert_array_equal(
+        ranks.reshape(index.shape),
+        argsort_ranks(index.reshape(-1, n_units), False).reshape(index.shape),
+    )
 
 
 def _class_costs(ordered: np.ndarray) -> np.ndarray:
@@ -132,10 +167,18 @@ def numpy_natural_breaks(scores: np.ndarray, classes: int) -> np.ndarray:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(1, 4), st.integers(2, 40), st.integers(2, 6), st.booleans(), st.integers(0, 2**32 - 1))
+@given(
+    st.integers(1, 4),
+    st.integers(2, 40),
+    st.integers(2, 6),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+)
 def test_natural_breaks_equal_numpy_dynamic_programming(n_rows, n_units, classes, rounded, seed):
     classes = min(classes, n_units)
     scores = np.random.default_rng(seed).gamma(1.0, 10.0, size=(n_rows, n_units))
     if rounded:  # ties
         scores = scores.round(-1)
-    np.testing.assert_array_equal(natural_break_rows(scores, classes), numpy_natural_breaks(scores, classes))
+    np.testing.assert_array_equal(
+        natural_break_rows(scores, classes), numpy_natural_breaks(scores, classes)
+    )

@@ -14,7 +14,9 @@ N_IND = len(SPEC.indicators)
 # raw values are measured to a finite precision (here 0.001): an affine change then cannot merge two
 # values into one float, which would make an indicator constant for reasons of rounding alone
 values_strategy = st.integers(3, 12).flatmap(
-    lambda n: arrays(np.float64, (1, n, N_IND), elements=st.integers(0, 10**9).map(lambda i: i / 1000))
+    lambda n: arrays(
+        np.float64, (1, n, N_IND), elements=st.integers(0, 10**9).map(lambda i: i / 1000)
+    )
 )
 settings.register_profile("index", max_examples=60, deadline=None)
 settings.load_profile("index")
@@ -61,7 +63,9 @@ def test_relabelling_units_permutes_the_results(values, random):
     random.shuffle(order)
     base = evaluate(SPEC, make_table(values), ties="min")
     shuffled = evaluate(SPEC, make_table(values[:, order]), ties="min")
-    np.testing.assert_allclose(shuffled.scores[0, 0], base.scores[0, 0][order], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        shuffled.scores[0, 0], base.scores[0, 0][order], rtol=1e-12, atol=1e-12
+    )
     np.testing.assert_array_equal(shuffled.ranks[0, 0], base.ranks[0, 0][order])
 
 
@@ -74,19 +78,33 @@ def test_scaling_all_weights_changes_nothing(values, factor):
     ones = (np.ones((1, N_IND)), np.ones((1, 3)))
     scaled = (np.full((1, N_IND), factor), np.full((1, 3), factor))
     batch = lambda f: ScenarioBatch((Pipeline(),), np.zeros(1, dtype=int), weight_factors=f)
-    np.testing.assert_allclose(engine.evaluate(batch(scaled)).scores, engine.evaluate(batch(ones)).scores, rtol=1e-10, atol=1e-9)
-
-
-@given(values_strategy, st.integers(0, N_IND - 1), st.floats(1e-3, 1e3), st.floats(-1e3, 1e3))
-def test_positive_affine_change_of_an_indicator_changes_nothing_under_minmax(values, indicator, scale, shift):
-    changed = values.copy()
-    changed[..., indicator] = scale * changed[..., indicator] + shift
     np.testing.assert_allclose(
-        evaluate(SPEC, make_table(changed)).scores, evaluate(SPEC, make_table(values)).scores, rtol=1e-6, atol=1e-6
+        engine.evaluate(batch(scaled)).scores,
+        engine.evaluate(batch(ones)).scores,
+        rtol=1e-10,
+        atol=1e-9,
     )
 
 
-@given(arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 9)), elements=st.floats(-1e3, 1e3)))
+@given(values_strategy, st.integers(0, N_IND - 1), st.floats(1e-3, 1e3), st.floats(-1e3, 1e3))
+def test_positive_affine_change_of_an_indicator_changes_nothing_under_minmax(
+    values, indicator, scale, shift
+):
+    changed = values.copy()
+    changed[..., indicator] = scale * changed[..., indicator] + shift
+    np.testing.assert_allclose(
+        evaluate(SPEC, make_table(changed)).scores,
+        evaluate(SPEC, make_table(values)).scores,
+        rtol=1e-6,
+        atol=1e-6,
+    )
+
+
+@given(
+    arrays(
+        np.float64, st.tuples(st.integers(1, 4), st.integers(1, 9)), elements=st.floats(-1e3, 1e3)
+    )
+)
 def test_rank_ties_min_matches_definition(scores):
     """One place more than the number of scores above by more than the documented tolerance."""
     ranks = rank_scores(scores, "min")

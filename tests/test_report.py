@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import synthetic_frame
 
 from nqpf_sens.run import run_config
-
-from conftest import synthetic_frame
 
 CONFIG = """
 [run]
@@ -35,7 +34,16 @@ kind = "weights"
 level = 0
 """
 
-FIGURES = ["rank_intervals", "tier_probabilities", "score_bands", "quadrant", "sobol_rank_shift", "sobol_focus_unit", "sobol_heatmap", "convergence"]
+FIGURES = [
+    "rank_intervals",
+    "tier_probabilities",
+    "score_bands",
+    "quadrant",
+    "sobol_rank_shift",
+    "sobol_focus_unit",
+    "sobol_heatmap",
+    "convergence",
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +53,14 @@ def run_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("report")
     frame = synthetic_frame(nqpf_spec(), n_units=12)
     frame.to_csv(folder / "values.csv", index=False)
-    pd.DataFrame({"unit": frame.unit, "unit_zh": [f"单位{i}" for i in range(12)], "region": ["East", "West", "Central", "Northeast"] * 3, "gdp_per_capita": range(50000, 110000, 5000)}).to_csv(folder / "units.csv", index=False)
+    pd.DataFrame(
+        {
+            "unit": frame.unit,
+            "unit_zh": [f"单位{i}" for i in range(12)],
+            "region": ["East", "West", "Central", "Northeast"] * 3,
+            "gdp_per_capita": range(50000, 110000, 5000),
+        }
+    ).to_csv(folder / "units.csv", index=False)
     (folder / "r.toml").write_text(CONFIG)
     return run_config(folder / "r.toml", out=folder / "out", quiet=True)
 
@@ -66,13 +81,22 @@ def test_report_is_self_contained_and_reads_the_numbers(run_folder):
 def test_report_command_rebuilds_from_saved_files(run_folder):
     shutil.rmtree(run_folder / "figures")
     (run_folder / "report.html").unlink()
-    result = subprocess.run([sys.executable, "-m", "nqpf_sens", "report", str(run_folder), "--chinese"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "nqpf_sens", "report", str(run_folder), "--chinese"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
-    assert (run_folder / "report.html").is_file() and (run_folder / "figures" / "rank_intervals.svg").is_file()
+    assert (run_folder / "report.html").is_file() and (
+        run_folder / "figures" / "rank_intervals.svg"
+    ).is_file()
 
 
 def test_report_of_an_incomplete_folder_is_a_clear_error(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "nqpf_sens", "report", str(tmp_path)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "nqpf_sens", "report", str(tmp_path)], capture_output=True, text=True
+    )
     assert result.returncode == 2 and "not a complete run" in result.stderr
 
 
@@ -81,8 +105,22 @@ def render(page: Path, profile: Path) -> subprocess.CompletedProcess:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("chromium is not installed (.ci/run installs it)")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}", "--enable-logging=stderr", "--virtual-time-budget=10000"]
-    return subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=180)
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--virtual-time-budget=10000",
+    ]
+    return subprocess.run(
+        [browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=180
+    )
 
 
 def test_report_renders_in_headless_chromium(run_folder, tmp_path):
@@ -121,8 +159,14 @@ CLICK_EVERY_TABLE = """<script>window.addEventListener('load', function () {
 
 
 def test_clicking_a_header_sorts_every_table(run_folder, tmp_path):
-    page = (run_folder / "report.html").read_text(encoding="utf-8").replace("</body>", CLICK_EVERY_TABLE)
+    page = (
+        (run_folder / "report.html")
+        .read_text(encoding="utf-8")
+        .replace("</body>", CLICK_EVERY_TABLE)
+    )
     (tmp_path / "clicked.html").write_text(page, encoding="utf-8")
-    body = re.search(r"<body[^>]*>", render(tmp_path / "clicked.html", tmp_path / "profile").stdout).group(0)
+    body = re.search(
+        r"<body[^>]*>", render(tmp_path / "clicked.html", tmp_path / "profile").stdout
+    ).group(0)
     sorted_tables = re.search(r'data-sorted="([^"]*)"', body).group(1).split(",")
     assert len(sorted_tables) >= 5 and all(flag == "true" for flag in sorted_tables), body

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import synthetic_frame
+
 from nqpf_sens.cli import main
 from nqpf_sens.outputs import MARKER, destination_lock
 
@@ -38,7 +38,9 @@ level = 0
 
 def tree(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` with its bytes (what must survive)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -62,7 +64,9 @@ def refused(capsys, *argv) -> str:
     return lines[0]
 
 
-def test_a_folder_the_tool_did_not_create_survives_every_way_of_pointing_at_it(project, capsys, monkeypatch):
+def test_a_folder_the_tool_did_not_create_survives_every_way_of_pointing_at_it(
+    project, capsys, monkeypatch
+):
     thesis = project / "thesis"
     before = tree(project)
     (project / "link").symlink_to(thesis, target_is_directory=True)
@@ -102,7 +106,9 @@ def test_config_folder_and_package_are_refused(project, capsys):
     (project / "configs" / "own.toml").write_text(BASE.replace("data/", "../data/"))
     assert "own.toml" in refused(capsys, "run", "configs/own.toml", "--out", "configs")
     package = Path(nqpf_sens.__file__).parent
-    assert "installed nqpf_sens package" in refused(capsys, "run", "base.toml", "--out", str(package))
+    assert "installed nqpf_sens package" in refused(
+        capsys, "run", "base.toml", "--out", str(package)
+    )
     assert (project / "configs" / "own.toml").is_file() and (package / "__init__.py").is_file()
 
 
@@ -200,7 +206,9 @@ def test_resume_never_unpickles_and_recomputes_damaged_chunks(project, monkeypat
     assert len(evaluated) == 4  # the three damaged chunks and the one never finished
     assert not planted.exists()
     got = tree(project / "results" / "study")
-    assert {k: v for k, v in got.items() if k.endswith(".csv")} == {k: v for k, v in expected.items() if k.endswith(".csv")}
+    assert {k: v for k, v in got.items() if k.endswith(".csv")} == {
+        k: v for k, v in expected.items() if k.endswith(".csv")
+    }
     assert not work.exists()
 
 
@@ -214,7 +222,9 @@ def test_resume_after_the_data_changed_starts_over(project, monkeypatch, capsys)
     assert "changed since the interrupted run; starting over" in capsys.readouterr().err
     assert main(["run", "study.toml", "--quiet", "--out", "fresh"]) == 0
     resumed, fresh = tree(project / "results" / "study"), tree(project / "fresh")
-    assert {k: v for k, v in resumed.items() if k.endswith(".csv")} == {k: v for k, v in fresh.items() if k.endswith(".csv")}
+    assert {k: v for k, v in resumed.items() if k.endswith(".csv")} == {
+        k: v for k, v in fresh.items() if k.endswith(".csv")
+    }
 
 
 def test_a_foreign_work_folder_is_refused(project, capsys):
@@ -247,7 +257,9 @@ def test_the_results_folder_deleted_mid_run_is_one_line(project, monkeypatch, ca
         return real(study, start, stop)
 
     monkeypatch.setattr(uncertainty, "evaluate_rows", delete_results)
-    assert "disappeared while the run was writing" in refused(capsys, "run", "study.toml", "--jobs", "1")
+    assert "disappeared while the run was writing" in refused(
+        capsys, "run", "study.toml", "--jobs", "1"
+    )
 
 
 HOSTILE = ['<script>alert("u")</script>', "<img src=x onerror=alert(1)>", "Tom & 'Jerry' $x^$"]
@@ -259,7 +271,13 @@ def test_hostile_names_never_reach_the_page_unescaped(tmp_path, spec, monkeypatc
     frame = synthetic_frame(spec, n_units=8)
     frame["unit"] = [*HOSTILE, "NA", "None", "nan", "01", "u7"]
     frame.to_csv(tmp_path / "values.csv", index=False)
-    units = pd.DataFrame({"unit": frame.unit, "region": ["<b>East</b>"] * 4 + ["West"] * 4, "gdp_per_capita": range(8)})
+    units = pd.DataFrame(
+        {
+            "unit": frame.unit,
+            "region": ["<b>East</b>"] * 4 + ["West"] * 4,
+            "gdp_per_capita": range(8),
+        }
+    )
     units.to_csv(tmp_path / "units.csv", index=False)
     config = f"""[run]
 name = "hostile"
@@ -292,7 +310,9 @@ options = ["minmax", "zscore"]
     def check(page: str) -> None:
         for text in texts:
             assert text not in page
-        assert "<script>alert" not in page and "onerror=alert" not in page.replace("onerror=alert(1)&gt;", "")
+        assert "<script>alert" not in page and "onerror=alert" not in page.replace(
+            "onerror=alert(1)&gt;", ""
+        )
 
     check((folder / "report.html").read_text(encoding="utf-8"))
     for svg in (folder / "figures").glob("*.svg"):
@@ -325,7 +345,18 @@ def damaged(folder: Path, how: str) -> None:
         frame.to_csv(folder / "tier_bands.csv", index=False)
 
 
-@pytest.mark.parametrize("how", ["corrupt manifest", "empty manifest", "manifest of another shape", "missing csv", "empty csv", "other columns", "text where numbers are due"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "corrupt manifest",
+        "empty manifest",
+        "manifest of another shape",
+        "missing csv",
+        "empty csv",
+        "other columns",
+        "text where numbers are due",
+    ],
+)
 def test_report_on_a_damaged_folder_is_one_line_and_rewrites_nothing(project, capsys, how):
     (project / "study.toml").write_text(STUDY.replace("figures = false", "figures = true"))
     assert main(["run", "study.toml", "--quiet"]) == 0
@@ -351,7 +382,10 @@ def test_a_unit_without_data_is_kept_only_when_asked_and_then_named(project, cap
     values.to_csv(project / "data" / "values.csv", index=False)
     (project / "base.toml").write_text(BASE + '[pipeline]\nimputation = "mean"\n')
     assert "unit 'unit03' has no observed value" in refused(capsys, "run", "base.toml")
-    (project / "base.toml").write_text(BASE.replace("[data]\n", "[data]\nallow_empty_units = true\n") + '[pipeline]\nimputation = "mean"\n')
+    (project / "base.toml").write_text(
+        BASE.replace("[data]\n", "[data]\nallow_empty_units = true\n")
+        + '[pipeline]\nimputation = "mean"\n'
+    )
     assert main(["run", "base.toml", "--quiet"]) == 0
     import json
 
@@ -381,8 +415,14 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signals are Linux's")
 def test_worker_processes_die_with_a_killed_run(project):
-    (project / "loky.toml").write_text(STUDY.replace('seed = 5', 'seed = 5\nbackend = "loky"\njobs = 2').replace("n = 512", "n = 65536").replace("chunk_size = 64", "chunk_size = 256"))
-    process = subprocess.Popen([sys.executable, "-m", "nqpf_sens", "run", "loky.toml", "--quiet"], cwd=project)
+    (project / "loky.toml").write_text(
+        STUDY.replace("seed = 5", 'seed = 5\nbackend = "loky"\njobs = 2')
+        .replace("n = 512", "n = 65536")
+        .replace("chunk_size = 64", "chunk_size = 256")
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nqpf_sens", "run", "loky.toml", "--quiet"], cwd=project
+    )
     deadline = time.time() + 120
     work = project / "results" / ".study.work"
     while time.time() < deadline and not list(work.glob("chunk_*.npz")):
@@ -400,13 +440,17 @@ def test_worker_processes_die_with_a_killed_run(project):
 def test_chunk_files_hold_plain_arrays(project, monkeypatch):
     work, chunks = interrupted_study(project, monkeypatch)
     with np.load(chunks[0], allow_pickle=False) as archive:
-        assert "checksum" in archive.files and all(archive[name].dtype != object for name in archive.files)
+        assert "checksum" in archive.files and all(
+            archive[name].dtype != object for name in archive.files
+        )
 
 
 def test_a_symlinked_work_folder_is_refused_before_running(project, capsys):
     (project / "results").mkdir()
     (project / "elsewhere").mkdir()
-    (project / "results" / ".study.work").symlink_to(project / "elsewhere", target_is_directory=True)
+    (project / "results" / ".study.work").symlink_to(
+        project / "elsewhere", target_is_directory=True
+    )
     assert "symbolic link" in refused(capsys, "run", "study.toml")
     assert not any((project / "elsewhere").iterdir())
 
@@ -415,7 +459,22 @@ def test_the_resource_check_counts_the_per_unit_histograms(tmp_path):
     from nqpf_sens.errors import UserError
     from nqpf_sens.uncertainty.resources import RunSize, check_resources
 
-    size = RunSize(rows=1024, columns=15, saltelli=False, base_n=1024, bootstrap=0, kept=1024, years=1, units=10_000, aggregates=4, regions=0, tiers=3, chunk_rows=400, per_scenario=8 * 10_000 * 8, jobs=2)
+    size = RunSize(
+        rows=1024,
+        columns=15,
+        saltelli=False,
+        base_n=1024,
+        bootstrap=0,
+        kept=1024,
+        years=1,
+        units=10_000,
+        aggregates=4,
+        regions=0,
+        tiers=3,
+        chunk_rows=400,
+        per_scenario=8 * 10_000 * 8,
+        jobs=2,
+    )
     check_resources(size, tmp_path, memory=64 * 2**30, disk=64 * 2**30)  # fits a large machine
     with pytest.raises(UserError, match=r"\[run\] chunk_size: .*chunks in flight"):
         check_resources(size, tmp_path, memory=2 * 2**30, disk=64 * 2**30)

@@ -3,18 +3,17 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import synthetic_frame
 
-from nqpf_sens.uncertainty.sobol import sobol_indices
-from nqpf_sens.plan import prepare_study
 from nqpf_sens.config import load_config
 from nqpf_sens.engine.batch import evaluate
 from nqpf_sens.inputs import load_inputs
+from nqpf_sens.plan import prepare_study
 from nqpf_sens.run import run_config
-from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty import study as uncertainty
+from nqpf_sens.uncertainty.designs import Design
+from nqpf_sens.uncertainty.sobol import sobol_indices
 from nqpf_sens.uncertainty.study import batch_for_rows
-
-from conftest import synthetic_frame
 
 
 def ishigami(u):
@@ -25,7 +24,9 @@ def ishigami(u):
 def estimate(function, groups, n=4096, seed=1):
     design = Design("saltelli", n, groups, seed)
     y = function(design.rows(0, design.n_rows))[:, None]
-    return sobol_indices(y, ["y"], design.problem(), len(design.factor_names), 200, 0.95, seed).set_index("factor")
+    return sobol_indices(
+        y, ["y"], design.problem(), len(design.factor_names), 200, 0.95, seed
+    ).set_index("factor")
 
 
 def assert_close(found, expected, slack=0.02):
@@ -59,11 +60,17 @@ def test_designs_do_not_depend_on_chunking():
     for method in ("random", "sobol", "saltelli"):
         design = Design(method, 1024 if method != "saltelli" else 64, ["a", "b", "b"], 7)
         whole = design.rows(0, design.n_rows)
-        pieces = np.concatenate([design.rows(a, min(a + 100, design.n_rows)) for a in range(0, design.n_rows, 100)])
+        pieces = np.concatenate(
+            [design.rows(a, min(a + 100, design.n_rows)) for a in range(0, design.n_rows, 100)]
+        )
         np.testing.assert_array_equal(whole, pieces)
 
 
-META_NO_FLAGS = "code,dimension,weight,direction\n" + "\n".join(f"i{j},d{j % 3},1,positive" for j in range(6)) + "\n"
+META_NO_FLAGS = (
+    "code,dimension,weight,direction\n"
+    + "\n".join(f"i{j},d{j % 3},1,positive" for j in range(6))
+    + "\n"
+)
 
 
 @pytest.fixture
@@ -114,19 +121,31 @@ def read_outputs(folder):
 
 def test_same_seed_same_results_with_one_or_two_workers(project):
     (project / "s.toml").write_text(SOBOL)
-    (project / "l.toml").write_text(SOBOL.replace('chunk_size = 500', 'chunk_size = 300\nbackend = "loky"'))
+    (project / "l.toml").write_text(
+        SOBOL.replace("chunk_size = 500", 'chunk_size = 300\nbackend = "loky"')
+    )
     one = run_config(project / "s.toml", out=project / "one", jobs=1, quiet=True)
     two = run_config(project / "s.toml", out=project / "two", jobs=2, quiet=True)
     processes = run_config(project / "l.toml", out=project / "loky", jobs=2, quiet=True)
     assert read_outputs(one) == read_outputs(two) == read_outputs(processes)
-    expected = {"rank_stability.csv", "tier_bands.csv", "rank_shift.csv", "sobol_indices.csv", "sobol_summary.csv"}
-    assert expected | {"figures/sobol_heatmap.svg", "figures/sobol_heatmap.png"} <= set(read_outputs(one))
+    expected = {
+        "rank_stability.csv",
+        "tier_bands.csv",
+        "rank_shift.csv",
+        "sobol_indices.csv",
+        "sobol_summary.csv",
+    }
+    assert expected | {"figures/sobol_heatmap.svg", "figures/sobol_heatmap.png"} <= set(
+        read_outputs(one)
+    )
 
 
 def test_dask_backend_gives_identical_results(project):
     pytest.importorskip("distributed")
     (project / "s.toml").write_text(SOBOL)
-    (project / "d.toml").write_text(SOBOL.replace('chunk_size = 500', 'chunk_size = 300\nbackend = "dask"'))
+    (project / "d.toml").write_text(
+        SOBOL.replace("chunk_size = 500", 'chunk_size = 300\nbackend = "dask"')
+    )
     threads = run_config(project / "s.toml", out=project / "threads", jobs=2, quiet=True)
     dask = run_config(project / "d.toml", out=project / "dask", jobs=2, quiet=True)
     assert read_outputs(threads) == read_outputs(dask)
@@ -193,14 +212,18 @@ options = ["minmax", "minmax"]
     out = run_config(project / "flat.toml", out=project / "flat", quiet=True)
     stability = pd.read_csv(out / "rank_stability.csv")
     assert (stability.median_rank == stability.nominal_rank).all()
-    assert (stability.p05_rank == stability.nominal_rank).all() and (stability.p95_rank == stability.nominal_rank).all()
+    assert (stability.p05_rank == stability.nominal_rank).all() and (
+        stability.p95_rank == stability.nominal_rank
+    ).all()
     assert (stability.p_nominal_rank == 1).all()
     bands = pd.read_csv(out / "tier_bands.csv")
     np.testing.assert_allclose(bands.total_p05, bands.total_nominal, rtol=1e-6)
     np.testing.assert_allclose(bands.total_p95, bands.total_nominal, rtol=1e-6)
     assert (bands.p_nominal_tier == 1).all()
     baseline = pd.read_csv(out / "baseline_scores.csv").set_index("unit")
-    np.testing.assert_allclose(bands.set_index("unit").total_nominal, baseline.loc[bands.unit, "total"])
+    np.testing.assert_allclose(
+        bands.set_index("unit").total_nominal, baseline.loc[bands.unit, "total"]
+    )
 
 
 def prepared_study(path):
@@ -242,18 +265,28 @@ options = ["arithmetic", "geometric"]
 """
     (project / "direct.toml").write_text(config_text)
     gdp = np.array([5.0, 1, 7, 3, np.nan, 9, 2, 8, 4, 6, 1.5, 7.5])
-    pd.DataFrame({"unit": [f"u{i}" for i in range(12)], "region": ["A", "B", "C"] * 4, "gdp_per_capita": gdp}).to_csv(project / "units.csv", index=False)
+    pd.DataFrame(
+        {"unit": [f"u{i}" for i in range(12)], "region": ["A", "B", "C"] * 4, "gdp_per_capita": gdp}
+    ).to_csv(project / "units.csv", index=False)
     out = run_config(project / "direct.toml", out=project / "direct", jobs=2, quiet=True)
 
     _, table, nominal, study = prepared_study(project / "direct.toml")
-    result = study.engine().evaluate(batch_for_rows(study, study.design.rows(0, study.design.n_rows)))
+    result = study.engine().evaluate(
+        batch_for_rows(study, study.design.rows(0, study.design.n_rows))
+    )
     ranks, tiers = result.ranks[:, 0], result.tiers[:, 0]  # (scenarios, units)
 
     stability = pd.read_csv(out / "rank_stability.csv").set_index("unit").loc[list(table.units)]
-    np.testing.assert_array_equal(stability.p05_rank, np.quantile(ranks, 0.05, axis=0, method="inverted_cdf"))
-    np.testing.assert_array_equal(stability.p95_rank, np.quantile(ranks, 0.95, axis=0, method="inverted_cdf"))
+    np.testing.assert_array_equal(
+        stability.p05_rank, np.quantile(ranks, 0.05, axis=0, method="inverted_cdf")
+    )
+    np.testing.assert_array_equal(
+        stability.p95_rank, np.quantile(ranks, 0.95, axis=0, method="inverted_cdf")
+    )
     np.testing.assert_allclose(stability.mean_rank, ranks.mean(axis=0))
-    np.testing.assert_allclose(stability.p_nominal_rank, (ranks == nominal.ranks[0, 0]).mean(axis=0))
+    np.testing.assert_allclose(
+        stability.p_nominal_rank, (ranks == nominal.ranks[0, 0]).mean(axis=0)
+    )
     bands = pd.read_csv(out / "tier_bands.csv").set_index("unit").loc[list(table.units)]
     for k in (1, 2, 3):
         np.testing.assert_allclose(bands[f"p_tier_{k}"], (tiers == k).mean(axis=0))
@@ -261,7 +294,9 @@ options = ["arithmetic", "geometric"]
     rank_shift = pd.read_csv(out / "rank_shift.csv").set_index("statistic").value
     assert rank_shift.rank_shift_mean == pytest.approx(shift.mean())
     for name, q in (("median", 0.5), ("p05", 0.05), ("p95", 0.95)):
-        assert rank_shift[f"rank_shift_{name}"] == pytest.approx(np.quantile(shift, q, method="inverted_cdf"))
+        assert rank_shift[f"rank_shift_{name}"] == pytest.approx(
+            np.quantile(shift, q, method="inverted_cdf")
+        )
     moved = np.abs(ranks - nominal.ranks[0, 0])
     for k in (1, 3, 5):
         assert rank_shift[f"share_moving_less_than_{k}"] == pytest.approx((moved < k).mean())
@@ -270,7 +305,12 @@ options = ["arithmetic", "geometric"]
     high_gdp = gdp > np.nanmean(gdp)
     quadrants = pd.read_csv(out / "quadrants.csv").set_index("unit")
     assert list(quadrants.index) == [u for u, k in zip(table.units, known) if k]
-    expected = {"p_high_index_high_gdp": high_index & high_gdp, "p_high_index_low_gdp": high_index & ~high_gdp, "p_low_index_high_gdp": ~high_index & high_gdp, "p_low_index_low_gdp": ~high_index & ~high_gdp}
+    expected = {
+        "p_high_index_high_gdp": high_index & high_gdp,
+        "p_high_index_low_gdp": high_index & ~high_gdp,
+        "p_low_index_high_gdp": ~high_index & high_gdp,
+        "p_low_index_low_gdp": ~high_index & ~high_gdp,
+    }
     for column, hits in expected.items():
         np.testing.assert_allclose(quadrants[column], hits[:, known].mean(axis=0))
 
@@ -280,6 +320,8 @@ def test_chunks_shrink_to_the_memory_budget_without_changing_results(project, mo
     whole = run_config(project / "s.toml", out=project / "whole", jobs=2, quiet=True)
     monkeypatch.setattr(uncertainty, "CHUNK_MEMORY", 256 * 1024)
     config, _, _, study = prepared_study(project / "s.toml")
-    assert uncertainty.chunk_rows(study, config.chunk_size) < config.chunk_size  # noise: every scenario has its own data
+    assert (
+        uncertainty.chunk_rows(study, config.chunk_size) < config.chunk_size
+    )  # noise: every scenario has its own data
     small = run_config(project / "s.toml", out=project / "small", jobs=2, quiet=True)
     assert read_outputs(whole) == read_outputs(small)

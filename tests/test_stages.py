@@ -5,8 +5,8 @@ import pytest
 
 from nqpf_sens.engine.aggregate import SHIFT_FRACTION, aggregate
 from nqpf_sens.engine.impute import impute
-from nqpf_sens.engine.normalise import normalise
 from nqpf_sens.engine.kernels import prepare_children
+from nqpf_sens.engine.normalise import normalise
 from nqpf_sens.engine.rank import TierRule, natural_breaks, rank_scores
 from nqpf_sens.engine.transform import transform
 from nqpf_sens.engine.weights import critic_weights, entropy_weights
@@ -22,7 +22,10 @@ def series(*values):
 @pytest.mark.parametrize(
     "rule, expected",
     [
-        ("growth", [1, 2, 4, 8, 16, 32]),  # 2 -> 8 over two years is x2 a year; extrapolated at the span's x2
+        (
+            "growth",
+            [1, 2, 4, 8, 16, 32],
+        ),  # 2 -> 8 over two years is x2 a year; extrapolated at the span's x2
         ("linear", [-1, 2, 5, 8, 11, 14]),
         ("locf", [2, 2, 2, 8, 8, 8]),
         ("loglinear_trend", [1, 2, 4, 8, 16, 32]),
@@ -65,7 +68,9 @@ def test_imputation_leaves_observed_cells_alone(table):
 def test_transformations():
     values = np.array([[[0.0, 4.0], [9.0, 16.0], [1.0, 100.0]]])
     flagged = np.array([True, False])
-    np.testing.assert_allclose(transform(values, "sqrt", flagged)[0, :, 0], [1, 3, 1])  # zero -> 1 -> 1
+    np.testing.assert_allclose(
+        transform(values, "sqrt", flagged)[0, :, 0], [1, 3, 1]
+    )  # zero -> 1 -> 1
     np.testing.assert_allclose(transform(values, "sqrt", flagged)[0, :, 1], [4, 16, 100])
     np.testing.assert_allclose(transform(values, "log1p")[0, :, 1], np.log1p([4, 16, 100]))
     x = np.arange(1.0, 21.0)[None, :, None]  # 20 units: the 10% / 90% quantiles are 2.9 and 18.1
@@ -80,7 +85,9 @@ def test_normalisations_by_hand():
     np.testing.assert_allclose(normalise(x, "minmax", up).ravel(), [0, 25, 100])
     np.testing.assert_allclose(normalise(x, "minmax", down).ravel(), [100, 75, 0])
     sd = np.sqrt(((np.array([2, 4, 10]) - 16 / 3) ** 2).mean())
-    np.testing.assert_allclose(normalise(x, "zscore", up).ravel(), (np.array([2, 4, 10]) - 16 / 3) / sd)
+    np.testing.assert_allclose(
+        normalise(x, "zscore", up).ravel(), (np.array([2, 4, 10]) - 16 / 3) / sd
+    )
     np.testing.assert_allclose(normalise(x, "rank", up).ravel(), [0, 50, 100])
     np.testing.assert_allclose(normalise(x, "rank", down).ravel(), [100, 50, 0])
     np.testing.assert_allclose(normalise(x, "distance_to_leader", up).ravel(), [20, 40, 100])
@@ -91,8 +98,13 @@ def test_normalisations_by_hand():
 
 def test_base_year_normalisation():
     years = series(2.0, 3.0, 5.0)
-    np.testing.assert_allclose(normalise(years, "base_year", np.array([1.0])).ravel(), [100, 150, 250])
-    np.testing.assert_allclose(normalise(years, "base_year", np.array([1.0]), base_index=1).ravel(), [200 / 3, 100, 500 / 3])
+    np.testing.assert_allclose(
+        normalise(years, "base_year", np.array([1.0])).ravel(), [100, 150, 250]
+    )
+    np.testing.assert_allclose(
+        normalise(years, "base_year", np.array([1.0]), base_index=1).ravel(),
+        [200 / 3, 100, 500 / 3],
+    )
 
 
 def test_rank_percentile_ties_share_the_average_place():
@@ -111,8 +123,13 @@ def test_arithmetic_geometric_harmonic_by_hand():
     membership = np.ones((2, 1))
     weights = np.array([1.0, 3.0])
     np.testing.assert_allclose(aggregate(scores, weights, membership).ravel(), [65, 50])
-    np.testing.assert_allclose(aggregate(scores, weights, membership, "geometric").ravel(), [20**0.25 * 80**0.75, 50])
-    np.testing.assert_allclose(aggregate(scores, weights, membership, "harmonic").ravel(), [1 / (0.25 / 20 + 0.75 / 80), 50])
+    np.testing.assert_allclose(
+        aggregate(scores, weights, membership, "geometric").ravel(), [20**0.25 * 80**0.75, 50]
+    )
+    np.testing.assert_allclose(
+        aggregate(scores, weights, membership, "harmonic").ravel(),
+        [1 / (0.25 / 20 + 0.75 / 80), 50],
+    )
 
 
 def test_shift_keeps_zeros_from_collapsing_a_product():
@@ -135,7 +152,9 @@ def test_batched_weights_match_one_at_a_time():
     for method in ("arithmetic", "geometric", "harmonic"):
         batch = aggregate(scores, weights, membership, method)
         for s in range(4):
-            np.testing.assert_allclose(batch[s], aggregate(scores, weights[s], membership, method), rtol=1e-12)
+            np.testing.assert_allclose(
+                batch[s], aggregate(scores, weights[s], membership, method), rtol=1e-12
+            )
 
 
 def test_ranks_and_tie_rules():
@@ -149,8 +168,13 @@ def test_ranks_and_tie_rules():
 def test_tier_rules():
     scores = np.array([69.8, 59.7, 54.5, 53.3, 43.9, 33.2, 31.0])
     ranks = rank_scores(scores)
-    np.testing.assert_array_equal(TierRule("fixed_ranks", bounds=(2, 5)).assign(scores, ranks), [1, 1, 2, 2, 2, 3, 3])
-    np.testing.assert_array_equal(TierRule("score_thresholds", thresholds=(55.0, 40.0)).assign(scores, ranks), [1, 1, 2, 2, 2, 3, 3])
+    np.testing.assert_array_equal(
+        TierRule("fixed_ranks", bounds=(2, 5)).assign(scores, ranks), [1, 1, 2, 2, 2, 3, 3]
+    )
+    np.testing.assert_array_equal(
+        TierRule("score_thresholds", thresholds=(55.0, 40.0)).assign(scores, ranks),
+        [1, 1, 2, 2, 2, 3, 3],
+    )
 
 
 def _brute_force_jenks(values, k):

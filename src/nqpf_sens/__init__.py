@@ -5,12 +5,12 @@ scenarios of analyst choices at once; the uncertainty layer samples those choice
 analysis layer summarises rank and tier stability and Sobol sensitivity indices.
 """
 
-from nqpf_sens.errors import UserError
-from nqpf_sens.engine.spec import IndexSpec, load_spec
-from nqpf_sens.indices.nqpf.data import nqpf_spec
-from nqpf_sens.engine.table import IndicatorTable, load_table
-from nqpf_sens.engine.pipeline import Pipeline
 from nqpf_sens.engine.batch import BatchResult, ScenarioBatch, evaluate, evaluate_batch
+from nqpf_sens.engine.pipeline import Pipeline
+from nqpf_sens.engine.spec import IndexSpec, load_spec
+from nqpf_sens.engine.table import IndicatorTable, load_table
+from nqpf_sens.errors import UserError
+from nqpf_sens.indices.nqpf.data import nqpf_spec
 
 __all__ = [
     "BatchResult",

@@ -10,17 +10,34 @@ from nqpf_sens.errors import RunInterrupted, UserError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m nqpf_sens", description="How far can a composite index be trusted? Runs the index, Monte Carlo uncertainty and Sobol sensitivity analyses described by a TOML config.")
+    parser = argparse.ArgumentParser(
+        prog="python -m nqpf_sens",
+        description="How far can a composite index be trusted? Runs the index, Monte Carlo uncertainty and Sobol sensitivity analyses described by a TOML config.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run what a config describes and write results")
     run.add_argument("config", type=Path, help="TOML config, e.g. configs/sobol.toml")
-    run.add_argument("--out", type=Path, default=None, help="output folder (default: results/<run name>)")
-    run.add_argument("--jobs", type=int, default=None, help="parallel workers (default: the config's, else 1)")
+    run.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: results/<run name>)"
+    )
+    run.add_argument(
+        "--jobs", type=int, default=None, help="parallel workers (default: the config's, else 1)"
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar and no printed tables")
-    run.add_argument("--resume", action="store_true", help="continue an interrupted run from the chunks it already computed")
-    report = commands.add_parser("report", help="rebuild the figures and report.html of a finished run from its saved files")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from the chunks it already computed",
+    )
+    report = commands.add_parser(
+        "report", help="rebuild the figures and report.html of a finished run from its saved files"
+    )
     report.add_argument("folder", type=Path, help="a run's output folder, e.g. results/sobol")
-    report.add_argument("--chinese", action="store_true", help="label units with their Chinese names (needs a CJK font)")
+    report.add_argument(
+        "--chinese",
+        action="store_true",
+        help="label units with their Chinese names (needs a CJK font)",
+    )
     return parser
 
 
@@ -41,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error.one_line()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interruption:
-        message = interruption.message if isinstance(interruption, RunInterrupted) else "interrupted: no results were written"
+        message = (
+            interruption.message
+            if isinstance(interruption, RunInterrupted)
+            else "interrupted: no results were written"
+        )
         print(message, file=sys.stderr)
         return 130
     return 0

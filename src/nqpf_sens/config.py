@@ -9,17 +9,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nqpf_sens.errors import UserError
-from nqpf_sens.outputs import check_run_name
 from nqpf_sens.engine.pipeline import Pipeline
 from nqpf_sens.engine.rank import TIES, TierRule
+from nqpf_sens.errors import UserError
+from nqpf_sens.outputs import check_run_name
 
 _NUMBER = (int, float)
 
 #: section -> key -> accepted Python types of the TOML value
 SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
-    "run": {"name": (str,), "kind": (str,), "seed": (int,), "jobs": (int,), "chunk_size": (int,), "backend": (str,), "scheduler": (str,)},
-    "data": {"metadata": (str,), "values": (str,), "year": (int,), "compare_with_paper": (bool,), "alternatives": (list,), "units": (str,), "unit_column": (str,), "year_column": (str,), "allow_empty_units": (bool,)},
+    "run": {
+        "name": (str,),
+        "kind": (str,),
+        "seed": (int,),
+        "jobs": (int,),
+        "chunk_size": (int,),
+        "backend": (str,),
+        "scheduler": (str,),
+    },
+    "data": {
+        "metadata": (str,),
+        "values": (str,),
+        "year": (int,),
+        "compare_with_paper": (bool,),
+        "alternatives": (list,),
+        "units": (str,),
+        "unit_column": (str,),
+        "year_column": (str,),
+        "allow_empty_units": (bool,),
+    },
     "pipeline": {
         "imputation": (str,),
         "imputation_fallback": (str,),
@@ -39,7 +57,15 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     },
     "tiers": {"scheme": (str,), "bounds": (list,), "thresholds": (list,), "classes": (int,)},
     "sampling": {"n": (int,), "method": (str,), "bootstrap": (int,), "confidence": _NUMBER},
-    "outputs": {"interval": _NUMBER, "within": (int,), "top": (int,), "convergence_tolerance": _NUMBER, "focus_unit": (str,), "labels": (str,), "figures": (bool,)},
+    "outputs": {
+        "interval": _NUMBER,
+        "within": (int,),
+        "top": (int,),
+        "convergence_tolerance": _NUMBER,
+        "focus_unit": (str,),
+        "labels": (str,),
+        "figures": (bool,),
+    },
 }
 FACTOR_KEYS: dict[str, tuple[type, ...]] = {
     "name": (str,),
@@ -164,7 +190,9 @@ def _check_factors(entries: Any, path: Path) -> None:
             where = f"[[factors]] #{k} {key}"
             if key not in FACTOR_KEYS:
                 hint = difflib.get_close_matches(key, FACTOR_KEYS, n=1)
-                raise UserError(f"unknown key{f' (did you mean {hint[0]!r}?)' if hint else ''}", path, where)
+                raise UserError(
+                    f"unknown key{f' (did you mean {hint[0]!r}?)' if hint else ''}", path, where
+                )
             _check_value(value, FACTOR_KEYS[key], path, where)
         for required in ("name", "kind"):
             if required not in entry:
@@ -172,7 +200,14 @@ def _check_factors(entries: Any, path: Path) -> None:
 
 
 def _type_name(types: tuple[type, ...]) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table", bool: "true or false"}
+    names = {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+        bool: "true or false",
+    }
     return " or ".join(dict.fromkeys(names[t] for t in types))
 
 
@@ -188,14 +223,22 @@ def _check_keys(raw: dict[str, Any], path: Path) -> None:
             continue
         if section not in SCHEMA:
             hint = difflib.get_close_matches(section, [*SCHEMA, "factors"], n=1)
-            raise UserError(f"unknown section{f' (did you mean [{hint[0]}]?)' if hint else ''}; known: {', '.join(SCHEMA)}, [[factors]]", path, f"[{section}]")
+            raise UserError(
+                f"unknown section{f' (did you mean [{hint[0]}]?)' if hint else ''}; known: {', '.join(SCHEMA)}, [[factors]]",
+                path,
+                f"[{section}]",
+            )
         if not isinstance(content, dict):
             raise UserError("must be a table of keys", path, f"[{section}]")
         for key, value in content.items():
             allowed = SCHEMA[section]
             if key not in allowed:
                 hint = difflib.get_close_matches(key, allowed, n=1)
-                raise UserError(f"unknown key{f' (did you mean {hint[0]!r}?)' if hint else ''}", path, f"[{section}] {key}")
+                raise UserError(
+                    f"unknown key{f' (did you mean {hint[0]!r}?)' if hint else ''}",
+                    path,
+                    f"[{section}] {key}",
+                )
             _check_value(value, allowed[key], path, f"[{section}] {key}")
 
 
@@ -231,11 +274,19 @@ def _sampling(section: dict[str, Any], kind: str, path: Path) -> SamplingConfig:
     if kind == "sobol" and method != "saltelli":
         raise UserError("a sobol run uses the 'saltelli' design", path, "[sampling] method")
     if kind == "montecarlo" and method not in ("random", "sobol"):
-        raise UserError(f"unknown method {method!r} for a montecarlo run (choose random or sobol)", path, "[sampling] method")
+        raise UserError(
+            f"unknown method {method!r} for a montecarlo run (choose random or sobol)",
+            path,
+            "[sampling] method",
+        )
     if n < 2:
         raise UserError("must be at least 2", path, "[sampling] n")
     if kind == "sobol" and n & (n - 1):
-        raise UserError(f"must be a power of two for the Sobol design (nearest: {1 << (n.bit_length() - 1)} or {1 << n.bit_length()})", path, "[sampling] n")
+        raise UserError(
+            f"must be a power of two for the Sobol design (nearest: {1 << (n.bit_length() - 1)} or {1 << n.bit_length()})",
+            path,
+            "[sampling] n",
+        )
     confidence = float(section.get("confidence", 0.95))
     if not 0 < confidence < 1:
         raise UserError("must be between 0 and 1", path, "[sampling] confidence")
@@ -258,7 +309,14 @@ def _outputs(section: dict[str, Any], path: Path) -> OutputConfig:
     labels = section.get("labels", "en")
     if labels not in ("en", "zh"):
         raise UserError(f"unknown labels {labels!r} (choose en or zh)", path, "[outputs] labels")
-    return OutputConfig(interval=interval, within=section.get("within", 3), top=section.get("top", 5), convergence_tolerance=tolerance, chinese_labels=labels == "zh", figures=section.get("figures", True))
+    return OutputConfig(
+        interval=interval,
+        within=section.get("within", 3),
+        top=section.get("top", 5),
+        convergence_tolerance=tolerance,
+        chinese_labels=labels == "zh",
+        figures=section.get("figures", True),
+    )
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -278,10 +336,14 @@ def load_config(path: str | Path) -> RunConfig:
     section = raw.get("pipeline", {})
     kind = run.get("kind", "baseline")
     if kind not in KINDS:
-        raise UserError(f"unknown kind {kind!r} (choose from {', '.join(KINDS)})", path, "[run] kind")
+        raise UserError(
+            f"unknown kind {kind!r} (choose from {', '.join(KINDS)})", path, "[run] kind"
+        )
     ties = section.get("ties", "min")
     if ties not in TIES:
-        raise UserError(f"unknown tie rule {ties!r} (choose from {', '.join(TIES)})", path, "[pipeline] ties")
+        raise UserError(
+            f"unknown tie rule {ties!r} (choose from {', '.join(TIES)})", path, "[pipeline] ties"
+        )
     for key in ("jobs", "chunk_size"):
         if run.get(key, 1) < 1:
             raise UserError("must be at least 1", path, f"[run] {key}")
@@ -292,7 +354,11 @@ def load_config(path: str | Path) -> RunConfig:
     name = check_run_name(run.get("name", path.stem), path)
     backend = run.get("backend", "threading")
     if backend not in BACKENDS:
-        raise UserError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})", path, "[run] backend")
+        raise UserError(
+            f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})",
+            path,
+            "[run] backend",
+        )
     sampling = _sampling(raw.get("sampling", {}), kind, path)
     outputs = _outputs(raw.get("outputs", {}), path)
     if kind != "baseline" and not raw.get("factors"):

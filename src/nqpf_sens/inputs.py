@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 
 from nqpf_sens.config import RunConfig
-from nqpf_sens.errors import UserError
 from nqpf_sens.engine.cells import read_csv
 from nqpf_sens.engine.spec import IndexSpec, load_spec
 from nqpf_sens.engine.table import IndicatorTable, load_table
+from nqpf_sens.errors import UserError
 from nqpf_sens.indices.nqpf import data as nqpf
+
 
 def load_inputs(config: RunConfig) -> tuple[IndexSpec, IndicatorTable]:
     """Spec and (optionally one year of) the data table of a run."""
@@ -24,7 +25,9 @@ def load_inputs(config: RunConfig) -> tuple[IndexSpec, IndicatorTable]:
     table = load_table(values, spec, config.data.unit_column, config.data.year_column)
     if config.data.year is not None:
         if config.data.year not in table.years:
-            raise UserError(f"year {config.data.year} is not in the data", config.path, "[data] year")
+            raise UserError(
+                f"year {config.data.year} is not in the data", config.path, "[data] year"
+            )
         table = table.year(config.data.year)
     return spec, table
 
@@ -50,10 +53,17 @@ def input_files(config: RunConfig) -> list[Path]:
     """Every file a run reads (the shipped files where the config gives none): what a resumed run
     must find unchanged, and what an output folder must never contain."""
     data = config.data
-    files = [data.metadata or nqpf.packaged(nqpf.INDICATORS), data.values or nqpf.packaged(nqpf.PROVINCES)]
+    files = [
+        data.metadata or nqpf.packaged(nqpf.INDICATORS),
+        data.values or nqpf.packaged(nqpf.PROVINCES),
+    ]
     files += list(data.alternatives)
     shipped = data.values is None and data.metadata is None
-    if shipped and not data.alternatives and any(f.get("kind") == "dataset" for f in config.factors):
+    if (
+        shipped
+        and not data.alternatives
+        and any(f.get("kind") == "dataset" for f in config.factors)
+    ):
         files.append(nqpf.packaged(nqpf.ALTERNATIVES))
     if data.units is not None:
         files.append(data.units)
@@ -64,7 +74,14 @@ def input_files(config: RunConfig) -> list[Path]:
 
 def empty_units(config: RunConfig, table: IndicatorTable) -> list[str]:
     """Notes on units without any observed value: refused unless ``[data] allow_empty_units``."""
-    empty = [u for u, observed in zip(table.units, ~np.isnan(table.values).all(axis=(0, 2))) if not observed]
+    empty = [
+        u
+        for u, observed in zip(table.units, ~np.isnan(table.values).all(axis=(0, 2)))
+        if not observed
+    ]
     if empty and not config.data.allow_empty_units:
-        raise UserError(f"unit '{empty[0]}' has no observed value (set [data] allow_empty_units = true to impute all of it)", table.source)
+        raise UserError(
+            f"unit '{empty[0]}' has no observed value (set [data] allow_empty_units = true to impute all of it)",
+            table.source,
+        )
     return [f"unit '{u}' has no observed value: every one of its values is imputed" for u in empty]

@@ -89,7 +89,9 @@ def check_destination(destination: Path, protected: Iterable[Path] = ()) -> Path
         raise UserError("refusing to write the root or the home folder; choose a new folder", final)
     for path, what in protected_paths(protected).items():
         if _contains(final, path):
-            raise UserError(f"would replace a folder that contains {what}; choose a new folder", final)
+            raise UserError(
+                f"would replace a folder that contains {what}; choose a new folder", final
+            )
     if os.path.lexists(final):
         check_replaceable(final)
     ancestor = final.parent
@@ -252,7 +254,9 @@ def destination_lock(final: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(handle)
-            raise UserError("another nqpf_sens run is writing this folder; wait for it", final) from None
+            raise UserError(
+                "another nqpf_sens run is writing this folder; wait for it", final
+            ) from None
         try:  # the file may have been removed by the previous holder: lock the current one
             same = os.stat(lock, follow_symlinks=False).st_ino == os.fstat(handle).st_ino
         except FileNotFoundError:

@@ -9,24 +9,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nqpf_sens.uncertainty import statistics
-from nqpf_sens.uncertainty.convergence import convergence
-from nqpf_sens.uncertainty.sobol import sobol_indices, sobol_summary
 from nqpf_sens.config import RunConfig
-from nqpf_sens.indices.nqpf.data import alternative_tables
-from nqpf_sens.indices.nqpf.paper import REGION_ORDER
 from nqpf_sens.engine.batch import BatchResult, Engine
-from nqpf_sens.errors import UserError
-from nqpf_sens.uncertainty.factors import FactorSet, build_factor
 from nqpf_sens.engine.impute import TIME_SERIES_RULES
-from nqpf_sens.inputs import input_files, unit_attributes
 from nqpf_sens.engine.pipeline import pipeline_weights
-from nqpf_sens.uncertainty.designs import Design, design_rows
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable, load_table
-from nqpf_sens.uncertainty.resources import RunSize, check_resources
-from nqpf_sens.uncertainty.study import MAX_KEPT_SCORES, ChunkStats, Study, capped_chunk_rows, per_scenario_bytes
+from nqpf_sens.errors import UserError
+from nqpf_sens.indices.nqpf.data import alternative_tables
+from nqpf_sens.indices.nqpf.paper import REGION_ORDER
+from nqpf_sens.inputs import input_files, unit_attributes
+from nqpf_sens.uncertainty import statistics
 from nqpf_sens.uncertainty.chunks import fingerprint
+from nqpf_sens.uncertainty.convergence import convergence
+from nqpf_sens.uncertainty.designs import Design, design_rows
+from nqpf_sens.uncertainty.factors import FactorSet, build_factor
+from nqpf_sens.uncertainty.resources import RunSize, check_resources
+from nqpf_sens.uncertainty.sobol import sobol_indices, sobol_summary
+from nqpf_sens.uncertainty.study import (
+    MAX_KEPT_SCORES,
+    ChunkStats,
+    Study,
+    capped_chunk_rows,
+    per_scenario_bytes,
+)
 
 DATA_KEYS = ("imputation", "transformation", "normalisation")
 
@@ -41,7 +47,9 @@ class Prepared:
     recommended_n: int = 0
 
 
-def _tables(config: RunConfig, spec: IndexSpec, table: IndicatorTable) -> tuple[IndicatorTable, ...]:
+def _tables(
+    config: RunConfig, spec: IndexSpec, table: IndicatorTable
+) -> tuple[IndicatorTable, ...]:
     if config.data.alternatives:
         others = []
         for path in config.data.alternatives:
@@ -49,7 +57,10 @@ def _tables(config: RunConfig, spec: IndexSpec, table: IndicatorTable) -> tuple[
                 raise UserError(f"file not found: {path}", config.path, "[data] alternatives")
             other = load_table(path, spec, config.data.unit_column, config.data.year_column)
             if other.units != table.units or other.values.shape[-1] != table.values.shape[-1]:
-                raise UserError("an alternative table must have the same units and indicators as [data] values", path)
+                raise UserError(
+                    "an alternative table must have the same units and indicators as [data] values",
+                    path,
+                )
             others.append(other.year(config.data.year) if config.data.year is not None else other)
         return (table, *others)
     wanted = any(entry.get("kind") == "dataset" for entry in config.factors)
@@ -61,7 +72,9 @@ def _tables(config: RunConfig, spec: IndexSpec, table: IndicatorTable) -> tuple[
 def _check_combinations(engine: Engine, factors: FactorSet, config: RunConfig) -> None:
     """Refuse, before anything runs, a combination of options the data cannot support."""
     choices = [f for f in factors.choices if f.key in (*DATA_KEYS, "weighting", "aggregation")]
-    options = [[(f.key, tuple(o) if isinstance(o, list) else o) for o in f.options] for f in choices]
+    options = [
+        [(f.key, tuple(o) if isinstance(o, list) else o) for o in f.options] for f in choices
+    ]
     for combination in itertools.product(*options) if options else [()]:
         pipeline = config.pipeline.with_(**dict(combination))
         try:
@@ -71,41 +84,90 @@ def _check_combinations(engine: Engine, factors: FactorSet, config: RunConfig) -
             raise UserError(f"{chosen}: {error.one_line()}", config.path, "[[factors]]") from None
 
 
-def _not_exercised(factors: FactorSet, table: IndicatorTable, spec: IndexSpec, config: RunConfig) -> list[str]:
+def _not_exercised(
+    factors: FactorSet, table: IndicatorTable, spec: IndexSpec, config: RunConfig
+) -> list[str]:
     """Factors the config names but the data cannot exercise (reported, not silently ignored)."""
     notes = []
     kinds = {f.kind for f in factors.factors}
     for factor in factors.choices:
         if factor.key == "imputation" and not np.isnan(table.values).any() and "mask" not in kinds:
-            notes.append(f"factor '{factor.name}': no cell is missing and no 'mask' factor blanks any, so the imputation rule cannot matter")
-        if factor.key == "transformation" and config.pipeline.transform_target == "flagged" and not spec.transform_flag.any():
-            notes.append(f"factor '{factor.name}': no indicator is flagged for transformation in the metadata")
+            notes.append(
+                f"factor '{factor.name}': no cell is missing and no 'mask' factor blanks any, so the imputation rule cannot matter"
+            )
+        if (
+            factor.key == "transformation"
+            and config.pipeline.transform_target == "flagged"
+            and not spec.transform_flag.any()
+        ):
+            notes.append(
+                f"factor '{factor.name}': no indicator is flagged for transformation in the metadata"
+            )
     return notes
 
 
-def prepare_study(config: RunConfig, spec: IndexSpec, table: IndicatorTable, nominal: BatchResult, jobs: int = 1, work: Path | None = None) -> Prepared:
+def prepare_study(
+    config: RunConfig,
+    spec: IndexSpec,
+    table: IndicatorTable,
+    nominal: BatchResult,
+    jobs: int = 1,
+    work: Path | None = None,
+) -> Prepared:
     """Factors, design and checks of a run around its ``nominal`` result (the config's pipeline);
     the run's memory and disk (chunk files under ``work``) are checked against the machine."""
     tables = _tables(config, spec, table)
-    entries = [build_factor(entry, k, spec, config.pipeline, len(tables), config.path) for k, entry in enumerate(config.factors, start=1)]
+    entries = [
+        build_factor(entry, k, spec, config.pipeline, len(tables), config.path)
+        for k, entry in enumerate(config.factors, start=1)
+    ]
     engine = Engine(spec, tables, config.ties)
     base_weights = list(pipeline_weights(config.pipeline, table, spec))
-    factors = FactorSet(entries, config.pipeline, [len(level) for level in spec.levels[:-1]], base_weights, table.values.shape, ~np.isnan(table.values))
+    factors = FactorSet(
+        entries,
+        config.pipeline,
+        [len(level) for level in spec.levels[:-1]],
+        base_weights,
+        table.values.shape,
+        ~np.isnan(table.values),
+    )
     _check_combinations(engine, factors, config)
     mask = next((f for f in entries if f.kind == "mask"), None)
     if mask is not None:
         if mask.cells >= len(table.units):
-            raise UserError(f"a mask of {mask.cells} cells could blank a whole indicator of {len(table.units)} units", config.path, "[[factors]]")
-        rules = {o for f in factors.choices if f.key == "imputation" for o in f.options} | {config.pipeline.imputation}
-        if len(table.years) == 1 and config.pipeline.imputation_fallback is None and rules & set(TIME_SERIES_RULES):
-            raise UserError(f"imputation rules {sorted(rules & set(TIME_SERIES_RULES))} need several years to refill masked cells; the data have one year: set [pipeline] imputation_fallback", config.path, "[[factors]]")
+            raise UserError(
+                f"a mask of {mask.cells} cells could blank a whole indicator of {len(table.units)} units",
+                config.path,
+                "[[factors]]",
+            )
+        rules = {o for f in factors.choices if f.key == "imputation" for o in f.options} | {
+            config.pipeline.imputation
+        }
+        if (
+            len(table.years) == 1
+            and config.pipeline.imputation_fallback is None
+            and rules & set(TIME_SERIES_RULES)
+        ):
+            raise UserError(
+                f"imputation rules {sorted(rules & set(TIME_SERIES_RULES))} need several years to refill masked cells; the data have one year: set [pipeline] imputation_fallback",
+                config.path,
+                "[[factors]]",
+            )
         if rules == {"none"}:
-            raise UserError("a 'mask' factor needs an imputation rule to refill the cells", config.path, "[[factors]]")
+            raise UserError(
+                "a 'mask' factor needs an imputation rule to refill the cells",
+                config.path,
+                "[[factors]]",
+            )
     attributes = unit_attributes(config, table)
-    regions = tuple(sorted(attributes["region"].dropna().unique())) if "region" in attributes else ()
+    regions = (
+        tuple(sorted(attributes["region"].dropna().unique())) if "region" in attributes else ()
+    )
     n_rows = design_rows(config.sampling.method, config.sampling.n, len(entries))
     n_uncertain = 2 * config.sampling.n if config.sampling.method == "saltelli" else n_rows
-    per_scenario = per_scenario_bytes(table.values.shape, len(spec.aggregates), factors.per_scenario_data)
+    per_scenario = per_scenario_bytes(
+        table.values.shape, len(spec.aggregates), factors.per_scenario_data
+    )
     size = RunSize(
         rows=n_rows,
         columns=factors.n_columns,
@@ -124,8 +186,19 @@ def prepare_study(config: RunConfig, spec: IndexSpec, table: IndicatorTable, nom
     )
     check_resources(size, work if work is not None else Path("results") / ".work")
     design = Design(config.sampling.method, config.sampling.n, factors.groups, config.seed)
-    region_codes = attributes["region"].map({r: i for i, r in enumerate(regions)}).fillna(-1).to_numpy(dtype=np.int64) if regions else np.full(len(table.units), -1)
-    gdp = pd.to_numeric(attributes["gdp_per_capita"], errors="coerce").to_numpy(dtype=float) if "gdp_per_capita" in attributes else None
+    region_codes = (
+        attributes["region"]
+        .map({r: i for i, r in enumerate(regions)})
+        .fillna(-1)
+        .to_numpy(dtype=np.int64)
+        if regions
+        else np.full(len(table.units), -1)
+    )
+    gdp = (
+        pd.to_numeric(attributes["gdp_per_capita"], errors="coerce").to_numpy(dtype=float)
+        if "gdp_per_capita" in attributes
+        else None
+    )
     from nqpf_sens import __version__
 
     study = Study(
@@ -137,7 +210,8 @@ def prepare_study(config: RunConfig, spec: IndexSpec, table: IndicatorTable, nom
         ties=config.ties,
         nominal_ranks=nominal.ranks[0],
         nominal_scores=nominal.scores[0],
-        rescale_scores=len(table.units) > 1 and any(f.key == "normalisation" for f in factors.choices),
+        rescale_scores=len(table.units) > 1
+        and any(f.key == "normalisation" for f in factors.choices),
         n_tiers=config.pipeline.tiers.n_tiers,
         region_codes=region_codes,
         n_regions=len(regions),
@@ -152,27 +226,51 @@ def output_names(units: tuple[str, ...]) -> list[str]:
     return [f"rank:{u}" for u in units] + [f"score:{u}" for u in units] + ["rank_shift"]
 
 
-def tables_from(prepared: Prepared, stats: ChunkStats, config: RunConfig) -> dict[str, pd.DataFrame]:
+def tables_from(
+    prepared: Prepared, stats: ChunkStats, config: RunConfig
+) -> dict[str, pd.DataFrame]:
     """Every output table of a run, by file name."""
     out = config.outputs
     labels, nominal = prepared.labels, prepared.nominal
     tables = {
-        "rank_stability": _by_nominal_rank(statistics.rank_stability(stats, nominal.ranks[0], labels, out.interval, out.within, out.top)),
-        "tier_bands": _by_nominal_rank(statistics.tier_bands(stats, nominal.tiers[0], nominal.ranks[0], nominal.scores[0], labels, out.interval)),
+        "rank_stability": _by_nominal_rank(
+            statistics.rank_stability(
+                stats, nominal.ranks[0], labels, out.interval, out.within, out.top
+            )
+        ),
+        "tier_bands": _by_nominal_rank(
+            statistics.tier_bands(
+                stats, nominal.tiers[0], nominal.ranks[0], nominal.scores[0], labels, out.interval
+            )
+        ),
         "rank_shift": statistics.rank_shift(stats, len(labels.units) * len(labels.years)),
     }
     if labels.regions:
-        tables["region_bands"] = statistics.region_bands(stats, prepared.study.region_means(nominal.index[0]), labels, REGION_ORDER)
+        tables["region_bands"] = statistics.region_bands(
+            stats, prepared.study.region_means(nominal.index[0]), labels, REGION_ORDER
+        )
     if prepared.study.gdp is not None:
         tables["quadrants"] = statistics.quadrants(stats, labels)
-    tables["convergence"], prepared.warnings, prepared.recommended_n = convergence(stats, prepared.study.design, labels.units, out.convergence_tolerance, config.seed)
+    tables["convergence"], prepared.warnings, prepared.recommended_n = convergence(
+        stats, prepared.study.design, labels.units, out.convergence_tolerance, config.seed
+    )
     if config.kind == "sobol":
         design = prepared.study.design
-        indices = sobol_indices(stats.outputs, output_names(labels.units), design.problem(), len(design.factor_names), config.sampling.bootstrap, config.sampling.confidence, config.seed)
+        indices = sobol_indices(
+            stats.outputs,
+            output_names(labels.units),
+            design.problem(),
+            len(design.factor_names),
+            config.sampling.bootstrap,
+            config.sampling.confidence,
+            config.seed,
+        )
         tables["sobol_indices"] = indices
         tables["sobol_summary"] = sobol_summary(indices)
     return tables
 
 
 def _by_nominal_rank(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.sort_values([c for c in ("year", "nominal_rank") if c in frame], kind="stable").reset_index(drop=True)
+    return frame.sort_values(
+        [c for c in ("year", "nominal_rank") if c in frame], kind="stable"
+    ).reset_index(drop=True)

@@ -25,7 +25,14 @@ METHODS = ("arithmetic", "geometric", "harmonic")
 SHIFT_FRACTION = 0.01
 
 
-def aggregate_tree(leaves: np.ndarray, weights: Sequence[np.ndarray], memberships: Sequence[np.ndarray], methods: Sequence[str], n_units: int | None = None, ties: str = "min") -> tuple[np.ndarray, np.ndarray | None]:
+def aggregate_tree(
+    leaves: np.ndarray,
+    weights: Sequence[np.ndarray],
+    memberships: Sequence[np.ndarray],
+    methods: Sequence[str],
+    n_units: int | None = None,
+    ties: str = "min",
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Scores of every aggregate node for a batch of weight vectors, and the root's ranks.
 
     ``leaves`` (S, C, R) or (C, R) when all scenarios share them; ``weights`` one (S, nodes) array
@@ -39,7 +46,13 @@ def aggregate_tree(leaves: np.ndarray, weights: Sequence[np.ndarray], membership
     leaves = np.ascontiguousarray(leaves[None] if leaves.ndim == 2 else leaves)
     n_scenarios = max(len(w) for w in weights)
     sizes = np.array([len(memberships[0]), *(m.shape[1] for m in memberships)], dtype=np.int64)
-    flat_weights = np.ascontiguousarray(np.concatenate([np.broadcast_to(w, (n_scenarios, m.shape[0])) for w, m in zip(weights, memberships)], axis=1), dtype=float)
+    flat_weights = np.ascontiguousarray(
+        np.concatenate(
+            [np.broadcast_to(w, (n_scenarios, m.shape[0])) for w, m in zip(weights, memberships)],
+            axis=1,
+        ),
+        dtype=float,
+    )
     starts, children = [], []
     for membership in memberships:
         parents, members = np.nonzero(membership.T)
@@ -52,18 +65,39 @@ def aggregate_tree(leaves: np.ndarray, weights: Sequence[np.ndarray], membership
         leaves = shared
     scores = np.empty((n_scenarios, int(sizes[1:].sum()), leaves.shape[-1]))
     ranks = np.empty((n_scenarios, leaves.shape[-1] if n_units else 0), dtype=np.int64)
-    _aggregate_tree(leaves, prepared, flat_weights, sizes, np.concatenate(starts).astype(np.int64), np.concatenate(children).astype(np.int64), codes, SHIFT_FRACTION, n_units or 1, ties == "ordinal", scores, ranks)
+    _aggregate_tree(
+        leaves,
+        prepared,
+        flat_weights,
+        sizes,
+        np.concatenate(starts).astype(np.int64),
+        np.concatenate(children).astype(np.int64),
+        codes,
+        SHIFT_FRACTION,
+        n_units or 1,
+        ties == "ordinal",
+        scores,
+        ranks,
+    )
     return scores, ranks if n_units else None
 
 
-def aggregate(scores: np.ndarray, weights: np.ndarray, membership: np.ndarray, method: str = "arithmetic") -> np.ndarray:
+def aggregate(
+    scores: np.ndarray, weights: np.ndarray, membership: np.ndarray, method: str = "arithmetic"
+) -> np.ndarray:
     """One level: parents (..., parents, rows) from children (..., children, rows) and weights (..., children)."""
     if method not in METHODS:
         raise ValueError(f"unknown aggregation {method!r}")
     scores, weights = np.asarray(scores, dtype=float), np.asarray(weights, dtype=float)
     n_children, n_rows = scores.shape[-2:]
     batch_shape = np.broadcast_shapes(weights.shape[:-1], scores.shape[:-2])
-    leaves = scores if scores.ndim == 2 else np.broadcast_to(scores, (*batch_shape, n_children, n_rows)).reshape(-1, n_children, n_rows)
+    leaves = (
+        scores
+        if scores.ndim == 2
+        else np.broadcast_to(scores, (*batch_shape, n_children, n_rows)).reshape(
+            -1, n_children, n_rows
+        )
+    )
     flat_weights = np.broadcast_to(weights, (*batch_shape, n_children)).reshape(-1, n_children)
     parents, _ = aggregate_tree(leaves, [flat_weights], [membership], [method])
     return parents.reshape(*batch_shape, membership.shape[1], n_rows)

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from nqpf_sens.engine.aggregate import aggregate_tree
-from nqpf_sens.errors import UserError
 from nqpf_sens.engine.pipeline import Pipeline, pipeline_weights, prepare
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
+from nqpf_sens.errors import UserError
 
 INDEX_COLUMN = "total"  # the index's column in tables, whatever its code in the metadata
 
@@ -86,7 +86,9 @@ class BatchResult:
 class Engine:
     """Evaluates scenario batches for one index spec and one or more alternative data tables."""
 
-    def __init__(self, spec: IndexSpec, tables: IndicatorTable | Sequence[IndicatorTable], ties: str = "min"):
+    def __init__(
+        self, spec: IndexSpec, tables: IndicatorTable | Sequence[IndicatorTable], ties: str = "min"
+    ):
         self.spec = spec
         self.tables = (tables,) if isinstance(tables, IndicatorTable) else tuple(tables)
         self.ties = ties
@@ -96,7 +98,9 @@ class Engine:
 
     def table(self, pipeline: Pipeline) -> IndicatorTable:
         if not 0 <= pipeline.dataset < len(self.tables):
-            raise UserError(f"dataset {pipeline.dataset} does not exist ({len(self.tables)} available)")
+            raise UserError(
+                f"dataset {pipeline.dataset} does not exist ({len(self.tables)} available)"
+            )
         return self.tables[pipeline.dataset]
 
     def normalised(self, pipeline: Pipeline) -> np.ndarray:
@@ -131,18 +135,34 @@ class Engine:
         weights = self._weights(batch)
         scores = np.empty((batch.size, len(self.spec.aggregates), n_years * n_units))
         ranks = np.empty((batch.size, n_years * n_units), dtype=np.int64)
-        aggregation = _ids([tuple(p.aggregation_at(k) for k in range(len(self.memberships))) for p in pipelines])
+        aggregation = _ids(
+            [tuple(p.aggregation_at(k) for k in range(len(self.memberships))) for p in pipelines]
+        )
         for methods, members in _groups(aggregation[0][batch.pipeline_index]):
-            group_scores, group_ranks = aggregate_tree(normalised(members), [w[members] for w in weights], self.memberships, aggregation[1][methods], n_units, self.ties)
-            scores, ranks = _place(scores, members, group_scores), _place(ranks, members, group_ranks)
+            group_scores, group_ranks = aggregate_tree(
+                normalised(members),
+                [w[members] for w in weights],
+                self.memberships,
+                aggregation[1][methods],
+                n_units,
+                self.ties,
+            )
+            scores, ranks = (
+                _place(scores, members, group_scores),
+                _place(ranks, members, group_ranks),
+            )
         if not np.isfinite(scores[:, -1]).all():  # a non-finite node reaches the index
             raise UserError(self._aggregation_problem(scores, first))
-        scores = scores.reshape(batch.size, -1, n_years, n_units).transpose(0, 2, 3, 1)  # a view: each node's scores stay contiguous
+        scores = scores.reshape(batch.size, -1, n_years, n_units).transpose(
+            0, 2, 3, 1
+        )  # a view: each node's scores stay contiguous
         ranks = ranks.reshape(batch.size, n_years, n_units)
         tiers = np.empty_like(ranks)
         tier_rules = _ids([p.tiers for p in pipelines])
         for rule, members in _groups(tier_rules[0][batch.pipeline_index]):
-            tiers = _place(tiers, members, tier_rules[1][rule].assign(scores[members, ..., -1], ranks[members]))
+            tiers = _place(
+                tiers, members, tier_rules[1][rule].assign(scores[members, ..., -1], ranks[members])
+            )
         return BatchResult(scores, ranks, tiers, self.spec.aggregates, first.units, first.years)
 
     def _aggregation_problem(self, scores: np.ndarray, table: IndicatorTable) -> str:
@@ -162,7 +182,9 @@ class Engine:
         if batch.value_factors is None and batch.masked is None:
             keys = _ids([p.data_key for p in pipelines])
             stack = np.stack([self.normalised(pipelines[i]) for i in keys[2]])
-            stack = np.ascontiguousarray(stack.reshape(stack.shape[0], -1, stack.shape[-1]).transpose(0, 2, 1))
+            stack = np.ascontiguousarray(
+                stack.reshape(stack.shape[0], -1, stack.shape[-1]).transpose(0, 2, 1)
+            )
             scenario_key = keys[0][batch.pipeline_index]
             if stack.shape[0] == 1:
                 return lambda members: stack[0]
@@ -180,17 +202,29 @@ class Engine:
                 raw = np.where(batch.masked[members], np.nan, raw)
             prepared = prepare(pipeline, self.table(pipeline), self.spec, raw)
             if rows is None:
-                rows = np.empty((batch.size, prepared.shape[-1], prepared.shape[-3] * prepared.shape[-2]))
-            rows[members] = prepared.reshape(prepared.shape[0], -1, prepared.shape[-1]).transpose(0, 2, 1)
+                rows = np.empty(
+                    (batch.size, prepared.shape[-1], prepared.shape[-3] * prepared.shape[-2])
+                )
+            rows[members] = prepared.reshape(prepared.shape[0], -1, prepared.shape[-1]).transpose(
+                0, 2, 1
+            )
         return lambda members: rows[members]
 
     def _weights(self, batch: ScenarioBatch) -> list[np.ndarray]:
         """(scenarios, nodes) weights per level: the scheme's weights times the batch's factors."""
         keys = _ids([(p.weighting, *p.data_key) for p in batch.pipelines])
         representative = [batch.pipelines[i] for i in keys[2]]
-        tables = [np.stack([self.scheme_weights(p)[k] for p in representative]) for k in range(len(self.memberships))]
+        tables = [
+            np.stack([self.scheme_weights(p)[k] for p in representative])
+            for k in range(len(self.memberships))
+        ]
         scenario_key = keys[0][batch.pipeline_index]
-        weights = [table[scenario_key] if len(table) > 1 else np.broadcast_to(table[0], (batch.size, table.shape[1])) for table in tables]
+        weights = [
+            table[scenario_key]
+            if len(table) > 1
+            else np.broadcast_to(table[0], (batch.size, table.shape[1]))
+            for table in tables
+        ]
         if batch.weight_factors is not None:
             weights = [w * f for w, f in zip(weights, batch.weight_factors)]
         return weights
@@ -231,12 +265,19 @@ def _groups(ids: np.ndarray):
             yield int(ids[members[0]]), members
 
 
-def evaluate_batch(spec: IndexSpec, tables: IndicatorTable | Sequence[IndicatorTable], batch: ScenarioBatch, ties: str = "min") -> BatchResult:
+def evaluate_batch(
+    spec: IndexSpec,
+    tables: IndicatorTable | Sequence[IndicatorTable],
+    batch: ScenarioBatch,
+    ties: str = "min",
+) -> BatchResult:
     """Evaluate a batch of scenarios (see :class:`ScenarioBatch`)."""
     return Engine(spec, tables, ties).evaluate(batch)
 
 
-def evaluate(spec: IndexSpec, table: IndicatorTable, pipeline: Pipeline | None = None, ties: str = "min") -> BatchResult:
+def evaluate(
+    spec: IndexSpec, table: IndicatorTable, pipeline: Pipeline | None = None, ties: str = "min"
+) -> BatchResult:
     """Evaluate one scenario: the pipeline (default: the paper's method) with its scheme's weights."""
     batch = ScenarioBatch((pipeline or Pipeline(),), np.zeros(1, dtype=np.int64))
     return Engine(spec, table, ties).evaluate(batch)

@@ -14,7 +14,29 @@ import pandas as pd
 from nqpf_sens.errors import UserError
 
 #: cells that mean "no value" in a numeric column (pandas' defaults); elsewhere they are text
-MISSING_TOKENS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+MISSING_TOKENS = frozenset(
+    {
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    }
+)
 
 
 def read_csv(path: Path) -> pd.DataFrame:
@@ -24,9 +46,13 @@ def read_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise UserError("file not found", path)
     try:
-        frame = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(
+            path, encoding="utf-8-sig", dtype=str, keep_default_na=False, na_values=[""]
+        )
     except UnicodeDecodeError as exc:
-        raise UserError(f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", path) from None
+        raise UserError(
+            f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", path
+        ) from None
     except pd.errors.EmptyDataError:
         raise UserError("the file is empty", path) from None
     except pd.errors.ParserError as exc:
@@ -34,7 +60,10 @@ def read_csv(path: Path) -> pd.DataFrame:
     header = str(frame.columns[0]) if len(frame.columns) == 1 else ""
     for delimiter, name in ((";", "semicolons"), ("\t", "tabs")):
         if delimiter in header:
-            raise UserError(f"the header is separated by {name}; save the file with commas between columns", path)
+            raise UserError(
+                f"the header is separated by {name}; save the file with commas between columns",
+                path,
+            )
     return frame
 
 
@@ -46,7 +75,9 @@ def parse_numbers(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         return numbers, np.isinf(numbers)
     text = raw.astype(str).str.strip()
     missing = raw.isna().to_numpy() | text.isin(MISSING_TOKENS).to_numpy()
-    numbers = pd.to_numeric(text.where(~missing), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    numbers = pd.to_numeric(text.where(~missing), errors="coerce").to_numpy(
+        dtype=float, na_value=np.nan
+    )
     return np.where(missing, np.nan, numbers), ~missing & ~np.isfinite(numbers)
 
 

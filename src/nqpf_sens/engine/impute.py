@@ -34,7 +34,12 @@ RULES = ("none", *TIME_SERIES_RULES, *CROSS_SECTION_RULES)
 FALLBACKS = (*CROSS_SECTION_RULES, "flat")
 
 
-def impute(values: np.ndarray, rule: str = "growth", fallback: str | None = None, groups: np.ndarray | None = None) -> np.ndarray:
+def impute(
+    values: np.ndarray,
+    rule: str = "growth",
+    fallback: str | None = None,
+    groups: np.ndarray | None = None,
+) -> np.ndarray:
     """Return a copy of ``values`` with missing cells filled by ``rule`` (then ``fallback``)."""
     if rule not in RULES:
         raise ValueError(f"unknown imputation rule {rule!r}")
@@ -44,21 +49,31 @@ def impute(values: np.ndarray, rule: str = "growth", fallback: str | None = None
     if rule == "none" or not np.isnan(filled).any():
         return filled
     if rule in CROSS_SECTION_RULES:
-        filled = _cross_section(filled, rule) if groups is None else _within_groups(filled, rule, groups)
+        filled = (
+            _cross_section(filled, rule) if groups is None else _within_groups(filled, rule, groups)
+        )
     else:
         series = np.moveaxis(filled, -3, -1)
         shape = series.shape
         series = _fill_series(series.reshape(-1, shape[-1]), rule).reshape(shape)
         filled = np.moveaxis(series, -1, -3)
     if fallback is not None and np.isnan(filled).any():
-        filled = np.where(np.isnan(filled), 1.0, filled) if fallback == "flat" else _cross_section(filled, fallback)
+        filled = (
+            np.where(np.isnan(filled), 1.0, filled)
+            if fallback == "flat"
+            else _cross_section(filled, fallback)
+        )
     return filled
 
 
 def _cross_section(values: np.ndarray, rule: str) -> np.ndarray:
     missing = np.isnan(values)
     with np.errstate(all="ignore"), _quiet_all_nan():
-        centre = np.nanmean(values, axis=-2, keepdims=True) if rule == "mean" else np.nanmedian(values, axis=-2, keepdims=True)
+        centre = (
+            np.nanmean(values, axis=-2, keepdims=True)
+            if rule == "mean"
+            else np.nanmedian(values, axis=-2, keepdims=True)
+        )
     return np.where(missing, np.broadcast_to(centre, values.shape), values)
 
 
@@ -124,9 +139,17 @@ def _linear(series, t, previous, following, first, last):
     second_last = np.where(last >= 1, _take(previous, last - 1), -1)
     second = np.where(first + 1 < n_years, _take(following, first + 1), n_years)
     with np.errstate(all="ignore"):
-        inner = _take(series, previous) + (_take(series, following) - _take(series, previous)) * (t - previous) / (following - previous)
-        slope_end = np.where(second_last >= 0, (_take(series, last) - _take(series, second_last)) / (last - second_last), 0.0)
-        slope_start = np.where(second < n_years, (_take(series, second) - _take(series, first)) / (second - first), 0.0)
+        inner = _take(series, previous) + (_take(series, following) - _take(series, previous)) * (
+            t - previous
+        ) / (following - previous)
+        slope_end = np.where(
+            second_last >= 0,
+            (_take(series, last) - _take(series, second_last)) / (last - second_last),
+            0.0,
+        )
+        slope_start = np.where(
+            second < n_years, (_take(series, second) - _take(series, first)) / (second - first), 0.0
+        )
     after = _take(series, last) + slope_end * (t - last)
     before = _take(series, first) + slope_start * (t - first)
     return np.where(t > last, after, np.where(t < first, before, inner))

@@ -143,7 +143,20 @@ def _parents(children_values, weights, node, child_start, children, start, n_par
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def aggregate_tree(leaves, leaves_prepared, weights, sizes, child_start, children, methods, shift_fraction, n_units, ordinal, scores, ranks):
+def aggregate_tree(
+    leaves,
+    leaves_prepared,
+    weights,
+    sizes,
+    child_start,
+    children,
+    methods,
+    shift_fraction,
+    n_units,
+    ordinal,
+    scores,
+    ranks,
+):
     """Every aggregate node of every scenario, and the root's ranks, one scenario at a time.
 
     ``leaves``: (S, C0, R), or (1, C0, R) shared by all scenarios (already prepared for the first
@@ -172,7 +185,17 @@ def aggregate_tree(leaves, leaves_prepared, weights, sizes, child_start, childre
             if methods[k] != 0 and not (k == 0 and leaves_prepared):
                 _prepare(source, n_children, methods[k], shift_fraction, prepared)
                 source = prepared
-            _parents(source, row_weights, node, child_start, children, start, n_parents, methods[k], following)
+            _parents(
+                source,
+                row_weights,
+                node,
+                child_start,
+                children,
+                start,
+                n_parents,
+                methods[k],
+                following,
+            )
             for p in range(n_parents):
                 for r in range(n_rows):
                     scores[s, column + p, r] = following[p, r]
@@ -263,7 +286,9 @@ def natural_break_rows(scores, classes):
             for j in range(n):
                 chosen, lowest = 0, np.inf
                 for i in range(n):  # i > j: an empty run, infinitely costly
-                    candidate = (best[i - 1] if i > 0 else np.inf) + (_run_cost(s1, s2, i, j) if i <= j else np.inf)
+                    candidate = (best[i - 1] if i > 0 else np.inf) + (
+                        _run_cost(s1, s2, i, j) if i <= j else np.inf
+                    )
                     if candidate < lowest:
                         chosen, lowest = i, candidate
                 starts[m, j] = chosen

@@ -26,7 +26,9 @@ UNIT_AXIS = -2
 YEAR_AXIS = -3
 
 
-def domain_problem(method: str, values: np.ndarray, direction: np.ndarray, base_index: int = 0) -> str | None:
+def domain_problem(
+    method: str, values: np.ndarray, direction: np.ndarray, base_index: int = 0
+) -> str | None:
     """Why ``method`` cannot normalise ``values``, or None; checked before anything runs."""
     direction = np.asarray(direction)
     if method == "distance_to_leader":
@@ -51,7 +53,12 @@ def domain_problem(method: str, values: np.ndarray, direction: np.ndarray, base_
     return None
 
 
-def normalise(values: np.ndarray, method: str = "minmax", direction: np.ndarray | None = None, base_index: int = 0) -> np.ndarray:
+def normalise(
+    values: np.ndarray,
+    method: str = "minmax",
+    direction: np.ndarray | None = None,
+    base_index: int = 0,
+) -> np.ndarray:
     """Return normalised values of the same shape; ``base_index`` is the base year's position."""
     if method not in METHODS:
         raise ValueError(f"unknown normalisation {method!r}")
@@ -82,7 +89,9 @@ def normalise(values: np.ndarray, method: str = "minmax", direction: np.ndarray 
     n_units = values.shape[UNIT_AXIS]
     if n_units < 2:
         return np.full_like(values, 50.0)
-    from scipy.stats import rankdata  # here: scipy.stats takes a second to import, workers rarely need it
+    from scipy.stats import (
+        rankdata,
+    )  # here: scipy.stats takes a second to import, workers rarely need it
 
     ranks = rankdata(oriented, method="average", axis=UNIT_AXIS)
     return 100.0 * (ranks - 1.0) / (n_units - 1.0)

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from nqpf_sens.engine import aggregate, impute, normalise, transform, weights
-from nqpf_sens.errors import UserError
 from nqpf_sens.engine.rank import TierRule
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
+from nqpf_sens.errors import UserError
 
 TRANSFORM_TARGETS = ("flagged", "all")
 
@@ -46,9 +46,23 @@ class Pipeline:
     @property
     def data_key(self) -> tuple:
         """The choices that determine the normalised matrix (scenarios sharing it share the work)."""
-        return (self.dataset, self.imputation, self.imputation_fallback, self.imputation_group, self.denominate, self.transformation, self.transform_target, self.winsor_limit, self.winsor_max, self.skew_threshold, self.kurtosis_threshold, self.normalisation, self.base_year)
+        return (
+            self.dataset,
+            self.imputation,
+            self.imputation_fallback,
+            self.imputation_group,
+            self.denominate,
+            self.transformation,
+            self.transform_target,
+            self.winsor_limit,
+            self.winsor_max,
+            self.skew_threshold,
+            self.kurtosis_threshold,
+            self.normalisation,
+            self.base_year,
+        )
 
-    def with_(self, **changes) -> "Pipeline":
+    def with_(self, **changes) -> Pipeline:
         return replace(self, **changes)
 
 
@@ -66,21 +80,32 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
         if value not in allowed:
             return f"{key}: unknown option {value!r} (choose from {', '.join(allowed)})"
     n_levels = len(spec.levels) - 1
-    methods = [pipeline.aggregation] if isinstance(pipeline.aggregation, str) else list(pipeline.aggregation)
+    methods = (
+        [pipeline.aggregation]
+        if isinstance(pipeline.aggregation, str)
+        else list(pipeline.aggregation)
+    )
     if not isinstance(pipeline.aggregation, str) and len(methods) != n_levels:
-        return f"aggregation: give one method or one per level ({n_levels} levels), not {len(methods)}"
+        return (
+            f"aggregation: give one method or one per level ({n_levels} levels), not {len(methods)}"
+        )
     for method in methods:
         if method not in aggregate.METHODS:
             return f"aggregation: unknown option {method!r} (choose from {', '.join(aggregate.METHODS)})"
     if isinstance(pipeline.winsor_max, bool) or not isinstance(pipeline.winsor_max, int):
         return f"winsor_max: must be a whole number, not {pipeline.winsor_max!r}"
-    if isinstance(pipeline.winsor_limit, bool) or not isinstance(pipeline.winsor_limit, (int, float)):
+    if isinstance(pipeline.winsor_limit, bool) or not isinstance(
+        pipeline.winsor_limit, (int, float)
+    ):
         return f"winsor_limit: must be a number, not {pipeline.winsor_limit!r}"
     if not 0 <= pipeline.winsor_limit < 0.5:
         return "winsor_limit: must be in [0, 0.5)"
     if pipeline.winsor_max < 0:
         return "winsor_max: must not be negative"
-    if pipeline.imputation_group is not None and pipeline.imputation not in impute.CROSS_SECTION_RULES:
+    if (
+        pipeline.imputation_group is not None
+        and pipeline.imputation not in impute.CROSS_SECTION_RULES
+    ):
         return f"imputation_group: works with the cross-sectional rules {', '.join(impute.CROSS_SECTION_RULES)}, not {pipeline.imputation!r}"
     return None
 
@@ -89,12 +114,19 @@ def _base_index(pipeline: Pipeline, table: IndicatorTable) -> int:
     if pipeline.base_year is None:
         return 0
     if pipeline.base_year not in table.years:
-        raise UserError(f"base_year: {pipeline.base_year} is not in the data (years {table.years[0]}-{table.years[-1]})", table.source)
+        raise UserError(
+            f"base_year: {pipeline.base_year} is not in the data (years {table.years[0]}-{table.years[-1]})",
+            table.source,
+        )
     return table.years.index(pipeline.base_year)
 
 
 def transform_mask(pipeline: Pipeline, spec: IndexSpec) -> np.ndarray:
-    return spec.transform_flag if pipeline.transform_target == "flagged" else np.ones(len(spec.indicators), dtype=bool)
+    return (
+        spec.transform_flag
+        if pipeline.transform_target == "flagged"
+        else np.ones(len(spec.indicators), dtype=bool)
+    )
 
 
 def _first_missing(values: np.ndarray, table: IndicatorTable) -> str:
@@ -104,7 +136,9 @@ def _first_missing(values: np.ndarray, table: IndicatorTable) -> str:
     return f"unit '{table.units[unit]}', indicator '{table.indicators[indicator]}'{when}"
 
 
-def prepare(pipeline: Pipeline, table: IndicatorTable, spec: IndexSpec, raw: np.ndarray | None = None) -> np.ndarray:
+def prepare(
+    pipeline: Pipeline, table: IndicatorTable, spec: IndexSpec, raw: np.ndarray | None = None
+) -> np.ndarray:
     """Impute, transform and normalise ``raw`` (default: the table's values), checking every domain first.
 
     ``raw`` may carry leading scenario axes (noise, masked cells); the result has the same shape.
@@ -112,13 +146,26 @@ def prepare(pipeline: Pipeline, table: IndicatorTable, spec: IndexSpec, raw: np.
     problem = option_problem(pipeline, spec)
     if problem:
         raise UserError(problem)
-    filled = impute.impute(denominated(pipeline, table, raw), pipeline.imputation, pipeline.imputation_fallback, unit_groups(pipeline, table))
+    filled = impute.impute(
+        denominated(pipeline, table, raw),
+        pipeline.imputation,
+        pipeline.imputation_fallback,
+        unit_groups(pipeline, table),
+    )
     if np.isnan(filled).any():
-        reason = "no imputation rule applies" if pipeline.imputation == "none" else f"imputation '{pipeline.imputation}' cannot fill it"
+        reason = (
+            "no imputation rule applies"
+            if pipeline.imputation == "none"
+            else f"imputation '{pipeline.imputation}' cannot fill it"
+        )
         if pipeline.imputation in impute.TIME_SERIES_RULES and len(table.years) == 1:
-            reason += " (a time-series rule needs several years; add imputation_fallback = \"mean\" or \"median\")"
-        elif pipeline.imputation in impute.TIME_SERIES_RULES and pipeline.imputation_fallback is None:
-            reason += " (no observation in the series; imputation_fallback = \"flat\" holds it constant)"
+            reason += ' (a time-series rule needs several years; add imputation_fallback = "mean" or "median")'
+        elif (
+            pipeline.imputation in impute.TIME_SERIES_RULES and pipeline.imputation_fallback is None
+        ):
+            reason += (
+                ' (no observation in the series; imputation_fallback = "flat" holds it constant)'
+            )
         raise UserError(f"missing value that {reason}", table.source, _first_missing(filled, table))
     check_finite(filled, table, f"imputation '{pipeline.imputation}'")
     mask = transform_mask(pipeline, spec)
@@ -142,10 +189,14 @@ def check_finite(values: np.ndarray, table: IndicatorTable, stage: str) -> None:
     finite = np.isfinite(values)
     if not finite.all():
         where = _first_missing(np.where(finite, 0.0, np.nan), table)
-        raise UserError(f"{stage} gives a non-finite value (are the raw values too large?)", table.source, where)
+        raise UserError(
+            f"{stage} gives a non-finite value (are the raw values too large?)", table.source, where
+        )
 
 
-def denominated(pipeline: Pipeline, table: IndicatorTable, raw: np.ndarray | None = None) -> np.ndarray:
+def denominated(
+    pipeline: Pipeline, table: IndicatorTable, raw: np.ndarray | None = None
+) -> np.ndarray:
     """Raw values, divided by their denominators where the metadata names one and the pipeline asks."""
     values = table.values if raw is None else raw
     if pipeline.denominate and table.denominators is not None:
@@ -158,21 +209,42 @@ def unit_groups(pipeline: Pipeline, table: IndicatorTable) -> np.ndarray | None:
     if pipeline.imputation_group is None:
         return None
     if pipeline.imputation_group not in table.attributes:
-        raise UserError(f"imputation_group: no unit column {pipeline.imputation_group!r} in the data", table.source)
+        raise UserError(
+            f"imputation_group: no unit column {pipeline.imputation_group!r} in the data",
+            table.source,
+        )
     groups = table.attributes[pipeline.imputation_group].reindex(list(table.units))
     if groups.isna().any():
-        raise UserError(f"imputation_group: unit {groups[groups.isna()].index[0]!r} has no {pipeline.imputation_group}", table.source)
+        raise UserError(
+            f"imputation_group: unit {groups[groups.isna()].index[0]!r} has no {pipeline.imputation_group}",
+            table.source,
+        )
     return groups.astype(str).to_numpy()
 
 
 def _transform(pipeline: Pipeline, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return transform.transform(values, pipeline.transformation, mask, pipeline.winsor_limit, pipeline.winsor_max, pipeline.skew_threshold, pipeline.kurtosis_threshold)
+    return transform.transform(
+        values,
+        pipeline.transformation,
+        mask,
+        pipeline.winsor_limit,
+        pipeline.winsor_max,
+        pipeline.skew_threshold,
+        pipeline.kurtosis_threshold,
+    )
 
 
-def pipeline_weights(pipeline: Pipeline, table: IndicatorTable, spec: IndexSpec) -> tuple[np.ndarray, ...]:
+def pipeline_weights(
+    pipeline: Pipeline, table: IndicatorTable, spec: IndexSpec
+) -> tuple[np.ndarray, ...]:
     """The weighting scheme's weights per level, data-driven schemes computed from the imputed data."""
     if pipeline.weighting in ("expert", "equal"):
         return weights.scheme_weights(spec, pipeline.weighting)
-    filled = impute.impute(denominated(pipeline, table), pipeline.imputation, pipeline.imputation_fallback, unit_groups(pipeline, table))
+    filled = impute.impute(
+        denominated(pipeline, table),
+        pipeline.imputation,
+        pipeline.imputation_fallback,
+        unit_groups(pipeline, table),
+    )
     changed = _transform(pipeline, filled, transform_mask(pipeline, spec))
     return weights.scheme_weights(spec, pipeline.weighting, changed * spec.direction)

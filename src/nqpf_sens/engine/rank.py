@@ -58,9 +58,14 @@ class TierRule:
         """Why this rule cannot tier ``n_units`` units, or None."""
         if self.scheme not in TIER_SCHEMES:
             return f"unknown tier scheme {self.scheme!r} (choose from {', '.join(TIER_SCHEMES)})"
-        if self.scheme == "fixed_ranks" and (not self.bounds or list(self.bounds) != sorted(set(self.bounds)) or self.bounds[0] < 1):
+        if self.scheme == "fixed_ranks" and (
+            not self.bounds or list(self.bounds) != sorted(set(self.bounds)) or self.bounds[0] < 1
+        ):
             return "rank bounds must be positive and increase strictly"
-        if self.scheme == "score_thresholds" and (not self.thresholds or list(self.thresholds) != sorted(set(self.thresholds), reverse=True)):
+        if self.scheme == "score_thresholds" and (
+            not self.thresholds
+            or list(self.thresholds) != sorted(set(self.thresholds), reverse=True)
+        ):
             return "score thresholds must decrease strictly"
         if self.scheme == "natural_breaks" and not 2 <= self.classes <= n_units:
             return f"natural breaks need between 2 and {n_units} classes"
@@ -69,7 +74,12 @@ class TierRule:
     def assign(self, scores: np.ndarray, ranks: np.ndarray) -> np.ndarray:
         """Tier (1 = top) of every unit, along the last axis."""
         if self.scheme == "fixed_ranks":
-            return 1 + np.searchsorted(np.asarray(self.bounds), np.arange(ranks.shape[-1] + 1), side="left")[ranks]
+            return (
+                1
+                + np.searchsorted(
+                    np.asarray(self.bounds), np.arange(ranks.shape[-1] + 1), side="left"
+                )[ranks]
+            )
         if self.scheme == "score_thresholds":
             return 1 + (scores[..., None] < np.asarray(self.thresholds, dtype=float)).sum(axis=-1)
         return natural_breaks(scores, self.classes)

@@ -15,7 +15,13 @@ from nqpf_sens.engine.kernels import RANK_TOLERANCE
 from nqpf_sens.engine.spec import IndexSpec
 
 
-def reference_scores(frame: pd.DataFrame, spec: IndexSpec, weights: tuple[np.ndarray, ...] | None = None, normalisation: str = "minmax", aggregation: str = "arithmetic") -> pd.DataFrame:
+def reference_scores(
+    frame: pd.DataFrame,
+    spec: IndexSpec,
+    weights: tuple[np.ndarray, ...] | None = None,
+    normalisation: str = "minmax",
+    aggregation: str = "arithmetic",
+) -> pd.DataFrame:
     """Scores of every aggregate node and the index rank (ties share the best place) for one scenario.
 
     ``frame`` is units x indicators (wide, indexed by unit).

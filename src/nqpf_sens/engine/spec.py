@@ -33,7 +33,15 @@ _ALIASES = {
     "transform": ("transform",),
     "denominator": ("denominator", "Denominator"),
 }
-_DIRECTIONS = {"positive": 1.0, "negative": -1.0, "1": 1.0, "-1": -1.0, "+1": 1.0, "1.0": 1.0, "-1.0": -1.0}
+_DIRECTIONS = {
+    "positive": 1.0,
+    "negative": -1.0,
+    "1": 1.0,
+    "-1": -1.0,
+    "+1": 1.0,
+    "1.0": 1.0,
+    "-1.0": -1.0,
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,7 +96,7 @@ class IndexSpec:
             position = self.parents[k][position]
         return position
 
-    def drop(self, codes: list[str] | tuple[str, ...]) -> "IndexSpec":
+    def drop(self, codes: list[str] | tuple[str, ...]) -> IndexSpec:
         """The same tree without some indicators (leave-one-out), refusing to empty an aggregate."""
         keep = np.array([c not in set(codes) for c in self.indicators])
         parent0 = self.parents[0][keep]
@@ -103,7 +111,9 @@ class IndexSpec:
             direction=self.direction[keep],
             transform_flag=self.transform_flag[keep],
             labels=self.labels,
-            denominators=tuple(np.array(self.denominators, dtype=object)[keep]) if self.denominators else (),
+            denominators=tuple(np.array(self.denominators, dtype=object)[keep])
+            if self.denominators
+            else (),
             declared_columns=self.declared_columns,
         )
 
@@ -113,7 +123,10 @@ def _pick(frame: pd.DataFrame, role: str, source: Path, required: bool = True) -
         if name in frame.columns:
             return name
     if required:
-        raise UserError(f"missing column '{_ALIASES[role][0]}' (accepted names: {', '.join(_ALIASES[role])})", source)
+        raise UserError(
+            f"missing column '{_ALIASES[role][0]}' (accepted names: {', '.join(_ALIASES[role])})",
+            source,
+        )
     return None
 
 
@@ -123,15 +136,32 @@ def _weights(series: pd.Series, column: str, codes: pd.Series, source: Path) -> 
     bad |= np.isnan(values)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise UserError(f"not a finite number: {cell_text(series, row)}", source, f"row {row + 2} ({codes.iloc[row]}), column '{column}'")
+        raise UserError(
+            f"not a finite number: {cell_text(series, row)}",
+            source,
+            f"row {row + 2} ({codes.iloc[row]}), column '{column}'",
+        )
     for row in np.flatnonzero(np.abs(values) > MAX_WEIGHT):
-        raise UserError(f"weight {cell_text(series, row)} is too large to sum (only ratios matter: rescale the weights)", source, f"row {row + 2} ({codes.iloc[row]}), column '{column}'")
+        raise UserError(
+            f"weight {cell_text(series, row)} is too large to sum (only ratios matter: rescale the weights)",
+            source,
+            f"row {row + 2} ({codes.iloc[row]}), column '{column}'",
+        )
     return values
 
 
-def _check_weights(weights: np.ndarray, codes: list[str], parents: np.ndarray, parent_codes: tuple[str, ...], column: str, source: Path) -> None:
+def _check_weights(
+    weights: np.ndarray,
+    codes: list[str],
+    parents: np.ndarray,
+    parent_codes: tuple[str, ...],
+    column: str,
+    source: Path,
+) -> None:
     for i in np.flatnonzero(weights < 0):
-        raise UserError(f"negative weight {weights[i]:g}", source, f"'{codes[i]}', column '{column}'")
+        raise UserError(
+            f"negative weight {weights[i]:g}", source, f"'{codes[i]}', column '{column}'"
+        )
     for p, code in enumerate(parent_codes):
         if not np.any(weights[parents == p] > 0):
             raise UserError("all weights are zero", source, f"'{code}', column '{column}'")
@@ -146,7 +176,11 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
     if type_col is not None:
         kinds = frame[type_col].fillna("Indicator").astype(str).str.lower()
         aggregates = frame[kinds == "aggregate"]
-        declared = tuple(frame.loc[kinds.isin(["group", "denominator"]), _pick(frame, "code", source)].astype(str))
+        declared = tuple(
+            frame.loc[kinds.isin(["group", "denominator"]), _pick(frame, "code", source)].astype(
+                str
+            )
+        )
         frame = frame[kinds == "indicator"]
     else:
         aggregates = frame.iloc[0:0]
@@ -158,17 +192,29 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
     for dup in codes[codes.duplicated()]:
         raise UserError(f"indicator '{dup}' is listed twice", source, f"column '{code_col}'")
     directions = []
-    for row, value in enumerate(frame[direction_col].fillna("").astype(str).str.strip().str.lower()):
+    for row, value in enumerate(
+        frame[direction_col].fillna("").astype(str).str.strip().str.lower()
+    ):
         if not value:
-            raise UserError("empty direction (use positive/negative or 1/-1)", source, f"row {row + 2} ({codes.iloc[row]}), column '{direction_col}'")
+            raise UserError(
+                "empty direction (use positive/negative or 1/-1)",
+                source,
+                f"row {row + 2} ({codes.iloc[row]}), column '{direction_col}'",
+            )
         if value not in _DIRECTIONS:
-            raise UserError(f"unknown direction {value!r} (use positive/negative or 1/-1)", source, f"row {row + 2} ({codes.iloc[row]}), column '{direction_col}'")
+            raise UserError(
+                f"unknown direction {value!r} (use positive/negative or 1/-1)",
+                source,
+                f"row {row + 2} ({codes.iloc[row]}), column '{direction_col}'",
+            )
         directions.append(_DIRECTIONS[value])
     weights = _weights(frame[weight_col], weight_col, codes, source)
     parent_names = frame[parent_col]
     if parent_names.isna().any():
         row = int(np.flatnonzero(parent_names.isna().to_numpy())[0])
-        raise UserError("empty dimension", source, f"row {row + 2} ({codes.iloc[row]}), column '{parent_col}'")
+        raise UserError(
+            "empty dimension", source, f"row {row + 2} ({codes.iloc[row]}), column '{parent_col}'"
+        )
     parent_names = parent_names.astype(str).str.strip()
     transform_col = _pick(frame, "transform", source, required=False)
     flags = np.zeros(len(frame), dtype=bool)
@@ -179,16 +225,23 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
     denominator_col = _pick(frame, "denominator", source, required=False)
     denominators: tuple[str | None, ...] = ()
     if denominator_col is not None:
-        denominators = tuple(None if pd.isna(d) or not str(d).strip() else str(d).strip() for d in frame[denominator_col])
+        denominators = tuple(
+            None if pd.isna(d) or not str(d).strip() else str(d).strip()
+            for d in frame[denominator_col]
+        )
         declared = tuple(dict.fromkeys([*declared, *(d for d in denominators if d)]))
 
     if aggregates.empty:  # the implied tree: dimensions under one index called total
         _check_codes((tuple(codes), tuple(dict.fromkeys(parent_names)), (ROOT_CODE,)), source)
     node_parent, node_weight = _aggregate_nodes(aggregates, parent_names, codes, weights, source)
-    levels, parents, level_weights = _layer_tree(list(codes), parent_names.tolist(), weights, node_parent, node_weight, source)
+    levels, parents, level_weights = _layer_tree(
+        list(codes), parent_names.tolist(), weights, node_parent, node_weight, source
+    )
     _check_codes(levels, source)
     for k in range(len(levels) - 1):
-        _check_weights(level_weights[k], list(levels[k]), parents[k], levels[k + 1], weight_col, source)
+        _check_weights(
+            level_weights[k], list(levels[k]), parents[k], levels[k + 1], weight_col, source
+        )
     return IndexSpec(
         levels=levels,
         parents=parents,
@@ -209,10 +262,20 @@ def _check_codes(levels: tuple[tuple[str, ...], ...], source: Path) -> None:
             if not code:
                 raise UserError("empty code", source)
             if code in RESERVED_CODES:
-                raise UserError(f"'{code}' is reserved for a column of the outputs; rename it", source, f"code '{code}'")
+                raise UserError(
+                    f"'{code}' is reserved for a column of the outputs; rename it",
+                    source,
+                    f"code '{code}'",
+                )
 
 
-def _aggregate_nodes(aggregates: pd.DataFrame, parent_names: pd.Series, codes: pd.Series, weights: np.ndarray, source: Path) -> tuple[dict[str, str | None], dict[str, float]]:
+def _aggregate_nodes(
+    aggregates: pd.DataFrame,
+    parent_names: pd.Series,
+    codes: pd.Series,
+    weights: np.ndarray,
+    source: Path,
+) -> tuple[dict[str, str | None], dict[str, float]]:
     """Parent and weight of every aggregate node, explicit (aggregate rows) or implied (dimensions -> total)."""
     if aggregates.empty:
         dims = list(dict.fromkeys(parent_names))
@@ -229,7 +292,10 @@ def _aggregate_nodes(aggregates: pd.DataFrame, parent_names: pd.Series, codes: p
     if clash:
         raise UserError(f"code '{sorted(clash)[0]}' is both an indicator and an aggregate", source)
     agg_weights = _weights(aggregates[weight_col], weight_col, agg_codes, source)
-    node_parent = {c: (None if pd.isna(p) or not str(p).strip() else str(p).strip()) for c, p in zip(agg_codes, aggregates[parent_col])}
+    node_parent = {
+        c: (None if pd.isna(p) or not str(p).strip() else str(p).strip())
+        for c, p in zip(agg_codes, aggregates[parent_col])
+    }
     node_weight = dict(zip(agg_codes, agg_weights))
     for name in parent_names:
         if name not in node_parent:
@@ -237,10 +303,20 @@ def _aggregate_nodes(aggregates: pd.DataFrame, parent_names: pd.Series, codes: p
     return node_parent, node_weight
 
 
-def _layer_tree(codes: list[str], parent_names: list[str], weights: np.ndarray, node_parent: dict[str, str | None], node_weight: dict[str, float], source: Path):
+def _layer_tree(
+    codes: list[str],
+    parent_names: list[str],
+    weights: np.ndarray,
+    node_parent: dict[str, str | None],
+    node_weight: dict[str, float],
+    source: Path,
+):
     roots = [c for c, p in node_parent.items() if p is None]
     if len(roots) != 1:
-        raise UserError(f"the tree needs exactly one root aggregate (without parent), found {roots or 'none'}", source)
+        raise UserError(
+            f"the tree needs exactly one root aggregate (without parent), found {roots or 'none'}",
+            source,
+        )
     depth: dict[str, int] = {}
 
     def node_depth(code: str, seen: tuple[str, ...] = ()) -> int:
@@ -255,7 +331,10 @@ def _layer_tree(codes: list[str], parent_names: list[str], weights: np.ndarray, 
 
     leaf_depths = {node_depth(p) + 1 for p in parent_names}
     if len(leaf_depths) != 1:
-        raise UserError("indicators sit at different depths of the tree; every branch must have the same number of levels", source)
+        raise UserError(
+            "indicators sit at different depths of the tree; every branch must have the same number of levels",
+            source,
+        )
     n_levels = leaf_depths.pop() + 1
     for code in node_parent:
         node_depth(code)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nqpf_sens.errors import UserError
 from nqpf_sens.engine.cells import cell_text, parse_numbers, read_csv
 from nqpf_sens.engine.spec import IndexSpec
+from nqpf_sens.errors import UserError
 
 UNIT_COLUMN = "unit"
 YEAR_COLUMN = "year"
@@ -35,17 +35,31 @@ class IndicatorTable:
     source: str | None = None
     denominators: np.ndarray | None = None
 
-    def year(self, year: int) -> "IndicatorTable":
+    def year(self, year: int) -> IndicatorTable:
         """The cross-section of one year."""
         if year not in self.years:
-            raise UserError(f"year {year} is not in the data (years: {', '.join(map(str, self.years))})")
+            raise UserError(
+                f"year {year} is not in the data (years: {', '.join(map(str, self.years))})"
+            )
         t = self.years.index(year)
         denominators = None if self.denominators is None else self.denominators[t : t + 1]
-        return IndicatorTable(self.values[t : t + 1], (year,), self.units, self.indicators, self.attributes, self.source, denominators)
+        return IndicatorTable(
+            self.values[t : t + 1],
+            (year,),
+            self.units,
+            self.indicators,
+            self.attributes,
+            self.source,
+            denominators,
+        )
 
     def to_frame(self, year_index: int = -1) -> pd.DataFrame:
         """One year as a units x indicators DataFrame."""
-        return pd.DataFrame(self.values[year_index], index=pd.Index(self.units, name=UNIT_COLUMN), columns=list(self.indicators))
+        return pd.DataFrame(
+            self.values[year_index],
+            index=pd.Index(self.units, name=UNIT_COLUMN),
+            columns=list(self.indicators),
+        )
 
 
 def _tidy_to_wide(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
@@ -61,17 +75,29 @@ def _tidy_to_wide(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
     return wide
 
 
-def _check_numeric(frame: pd.DataFrame, column: str, source: Path, row_offset: int = 2) -> np.ndarray:
+def _check_numeric(
+    frame: pd.DataFrame, column: str, source: Path, row_offset: int = 2
+) -> np.ndarray:
     numbers, bad = parse_numbers(frame[column])
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         unit = frame[UNIT_COLUMN].iloc[row] if UNIT_COLUMN in frame.columns else row
         what = "not a finite number" if np.isinf(numbers[row]) else "not a number"
-        raise UserError(f"{what}: {cell_text(frame[column], row)}", source, f"row {row + row_offset} (unit {unit}), column '{column}'")
+        raise UserError(
+            f"{what}: {cell_text(frame[column], row)}",
+            source,
+            f"row {row + row_offset} (unit {unit}), column '{column}'",
+        )
     return numbers
 
 
-def table_from_frame(frame: pd.DataFrame, spec: IndexSpec, source: Path | str = "<data>", unit_column: str = UNIT_COLUMN, year_column: str = YEAR_COLUMN) -> IndicatorTable:
+def table_from_frame(
+    frame: pd.DataFrame,
+    spec: IndexSpec,
+    source: Path | str = "<data>",
+    unit_column: str = UNIT_COLUMN,
+    year_column: str = YEAR_COLUMN,
+) -> IndicatorTable:
     """Validate a tidy or wide frame against ``spec`` and reshape it to (years, units, indicators)."""
     source = Path(source)
     if frame.empty:
@@ -80,18 +106,31 @@ def table_from_frame(frame: pd.DataFrame, spec: IndexSpec, source: Path | str = 
         if given != standard:
             if given not in frame.columns:
                 raise UserError(f"missing column '{given}'", source)
-            frame = frame.drop(columns=[standard], errors="ignore").rename(columns={given: standard})
+            frame = frame.drop(columns=[standard], errors="ignore").rename(
+                columns={given: standard}
+            )
     if UNIT_COLUMN not in frame.columns:
         raise UserError(f"missing column '{UNIT_COLUMN}'", source)
-    empty = frame[UNIT_COLUMN].isna().to_numpy() | frame[UNIT_COLUMN].astype(str).str.strip().eq("").to_numpy()
+    empty = (
+        frame[UNIT_COLUMN].isna().to_numpy()
+        | frame[UNIT_COLUMN].astype(str).str.strip().eq("").to_numpy()
+    )
     if empty.any():
-        raise UserError("empty unit name", source, f"row {int(np.flatnonzero(empty)[0]) + 2}, column '{UNIT_COLUMN}'")
+        raise UserError(
+            "empty unit name",
+            source,
+            f"row {int(np.flatnonzero(empty)[0]) + 2}, column '{UNIT_COLUMN}'",
+        )
     frame = frame.assign(**{UNIT_COLUMN: frame[UNIT_COLUMN].astype(str).str.strip()})
     if TIDY_COLUMNS <= set(frame.columns):
         unknown = sorted(set(frame["indicator"].astype(str)) - set(spec.indicators))
         if unknown:
             row = int(np.flatnonzero(frame["indicator"].astype(str).eq(unknown[0]).to_numpy())[0])
-            raise UserError(f"unknown indicator '{unknown[0]}' (not in the index metadata)", source, f"row {row + 2}, column 'indicator'")
+            raise UserError(
+                f"unknown indicator '{unknown[0]}' (not in the index metadata)",
+                source,
+                f"row {row + 2}, column 'indicator'",
+            )
         frame = frame.assign(value=_check_numeric(frame, "value", source))
         frame = _tidy_to_wide(frame, source)
     has_year = YEAR_COLUMN in frame.columns
@@ -104,7 +143,11 @@ def table_from_frame(frame: pd.DataFrame, spec: IndexSpec, source: Path | str = 
     duplicated = frame.duplicated(keys)
     if duplicated.any():
         row = int(np.flatnonzero(duplicated.to_numpy())[0])
-        raise UserError(f"unit '{frame[UNIT_COLUMN].iloc[row]}' is listed twice", source, f"row {row + 2}, column '{UNIT_COLUMN}'")
+        raise UserError(
+            f"unit '{frame[UNIT_COLUMN].iloc[row]}' is listed twice",
+            source,
+            f"row {row + 2}, column '{UNIT_COLUMN}'",
+        )
     other = [c for c in frame.columns if c not in keys]
     missing = [c for c in spec.indicators if c not in frame.columns]
     if missing:
@@ -116,7 +159,11 @@ def table_from_frame(frame: pd.DataFrame, spec: IndexSpec, source: Path | str = 
             continue
         numbers, bad = parse_numbers(frame[column])
         if not bad.any() and not np.isnan(numbers).all():
-            raise UserError(f"unknown indicator '{column}' (not in the index metadata)", source, f"column '{column}'")
+            raise UserError(
+                f"unknown indicator '{column}' (not in the index metadata)",
+                source,
+                f"column '{column}'",
+            )
         text_columns.append(column)
     numeric = {c: _check_numeric(frame, c, source) for c in spec.indicators}
     used = sorted({d for d in spec.denominators if d})
@@ -127,9 +174,15 @@ def table_from_frame(frame: pd.DataFrame, spec: IndexSpec, source: Path | str = 
     text_columns += [c for c in declared if c not in used]
     units = tuple(dict.fromkeys(frame[UNIT_COLUMN]))
     years: tuple[int | None, ...] = tuple(sorted(set(frame[YEAR_COLUMN]))) if has_year else (None,)
-    values = np.full((len(years), len(units)), np.nan)[..., None].repeat(len(spec.indicators), axis=2)
+    values = np.full((len(years), len(units)), np.nan)[..., None].repeat(
+        len(spec.indicators), axis=2
+    )
     unit_pos = frame[UNIT_COLUMN].map({u: i for i, u in enumerate(units)}).to_numpy()
-    year_pos = frame[YEAR_COLUMN].map({y: i for i, y in enumerate(years)}).to_numpy() if has_year else np.zeros(len(frame), int)
+    year_pos = (
+        frame[YEAR_COLUMN].map({y: i for i, y in enumerate(years)}).to_numpy()
+        if has_year
+        else np.zeros(len(frame), int)
+    )
     for j, code in enumerate(spec.indicators):
         values[year_pos, unit_pos, j] = numeric[code]
     denominators = None
@@ -139,11 +192,22 @@ def table_from_frame(frame: pd.DataFrame, spec: IndexSpec, source: Path | str = 
             if name:
                 denominators[:, :, j] = np.nan
                 denominators[year_pos, unit_pos, j] = numeric[name]
-    attributes = frame.drop_duplicates(UNIT_COLUMN).set_index(UNIT_COLUMN)[text_columns] if text_columns else pd.DataFrame(index=pd.Index(units, name=UNIT_COLUMN))
-    return IndicatorTable(values, years, units, tuple(spec.indicators), attributes, str(source), denominators)
+    attributes = (
+        frame.drop_duplicates(UNIT_COLUMN).set_index(UNIT_COLUMN)[text_columns]
+        if text_columns
+        else pd.DataFrame(index=pd.Index(units, name=UNIT_COLUMN))
+    )
+    return IndicatorTable(
+        values, years, units, tuple(spec.indicators), attributes, str(source), denominators
+    )
 
 
-def load_table(path: str | Path, spec: IndexSpec, unit_column: str = UNIT_COLUMN, year_column: str = YEAR_COLUMN) -> IndicatorTable:
+def load_table(
+    path: str | Path,
+    spec: IndexSpec,
+    unit_column: str = UNIT_COLUMN,
+    year_column: str = YEAR_COLUMN,
+) -> IndicatorTable:
     """Read an indicator table (tidy ``unit, indicator, value[, year]`` or wide) and validate it."""
     path = Path(path)
     return table_from_frame(read_csv(path), spec, path, unit_column, year_column)

@@ -33,7 +33,15 @@ def domain_problem(method: str, values: np.ndarray) -> str | None:
     return None
 
 
-def transform(values: np.ndarray, method: str = "none", mask: np.ndarray | None = None, limit: float = 0.05, winmax: int = 5, skew_threshold: float = 2.0, kurtosis_threshold: float = 3.5) -> np.ndarray:
+def transform(
+    values: np.ndarray,
+    method: str = "none",
+    mask: np.ndarray | None = None,
+    limit: float = 0.05,
+    winmax: int = 5,
+    skew_threshold: float = 2.0,
+    kurtosis_threshold: float = 3.5,
+) -> np.ndarray:
     """Return transformed values; indicators outside ``mask`` (bool per indicator) are unchanged."""
     if method not in METHODS:
         raise ValueError(f"unknown transformation {method!r}")
@@ -46,7 +54,9 @@ def transform(values: np.ndarray, method: str = "none", mask: np.ndarray | None 
     elif method == "log1p":
         changed = np.log1p(values)
     elif method == "treat":
-        changed = np.apply_along_axis(treat_outliers, -2, values, winmax, skew_threshold, kurtosis_threshold)
+        changed = np.apply_along_axis(
+            treat_outliers, -2, values, winmax, skew_threshold, kurtosis_threshold
+        )
     else:
         if not 0 <= limit < 0.5:
             raise ValueError("the winsorisation limit is a quantile in [0, 0.5)")
@@ -60,7 +70,11 @@ def skewness(x: np.ndarray) -> float:
     n = x.size
     d = x - x.mean()
     m2 = (d**2).sum()
-    return float(np.sqrt(n) * (d**3).sum() / m2**1.5 * np.sqrt(n * (n - 1)) / (n - 2)) if m2 > 0 and n > 2 else 0.0
+    return (
+        float(np.sqrt(n) * (d**3).sum() / m2**1.5 * np.sqrt(n * (n - 1)) / (n - 2))
+        if m2 > 0 and n > 2
+        else 0.0
+    )
 
 
 def kurtosis(x: np.ndarray) -> float:
@@ -78,7 +92,12 @@ def _passes(x: np.ndarray, skew_threshold: float, kurtosis_threshold: float) -> 
     return abs(skewness(x)) < skew_threshold or kurtosis(x) < kurtosis_threshold
 
 
-def treat_outliers(column: np.ndarray, winmax: int = 5, skew_threshold: float = 2.0, kurtosis_threshold: float = 3.5) -> np.ndarray:
+def treat_outliers(
+    column: np.ndarray,
+    winmax: int = 5,
+    skew_threshold: float = 2.0,
+    kurtosis_threshold: float = 3.5,
+) -> np.ndarray:
     """One indicator across units, treated as the module docstring describes (NaN cells untouched)."""
     column = np.asarray(column, dtype=float)
     observed = ~np.isnan(column)

@@ -36,7 +36,11 @@ def entropy_weights(values: np.ndarray) -> np.ndarray:
         plogp = np.where(shares > 0, shares * np.log(shares), 0.0)
     entropy = -plogp.sum(axis=0) / np.log(n) if n > 1 else np.ones(x.shape[1])
     diversity = np.clip(1.0 - entropy, 0.0, None)
-    return diversity / diversity.sum() if diversity.sum() > 0 else np.full(x.shape[1], 1.0 / x.shape[1])
+    return (
+        diversity / diversity.sum()
+        if diversity.sum() > 0
+        else np.full(x.shape[1], 1.0 / x.shape[1])
+    )
 
 
 def critic_weights(values: np.ndarray) -> np.ndarray:
@@ -46,10 +50,16 @@ def critic_weights(values: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         correlation = np.nan_to_num(np.corrcoef(x, rowvar=False), nan=0.0)
     information = sd * (1.0 - np.atleast_2d(correlation)).sum(axis=0)
-    return information / information.sum() if information.sum() > 0 else np.full(x.shape[1], 1.0 / x.shape[1])
+    return (
+        information / information.sum()
+        if information.sum() > 0
+        else np.full(x.shape[1], 1.0 / x.shape[1])
+    )
 
 
-def scheme_weights(spec: IndexSpec, scheme: str, values: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+def scheme_weights(
+    spec: IndexSpec, scheme: str, values: np.ndarray | None = None
+) -> tuple[np.ndarray, ...]:
     """Weights per level for ``scheme``; ``values`` (..., units, indicators) are needed by the data-driven ones."""
     if scheme == "expert":
         return spec.weights

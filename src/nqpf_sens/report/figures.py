@@ -18,10 +18,31 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 
-CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "SimHei", "Source Han Sans SC", "AR PL UMing CN")
+CJK_FONTS = (
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Noto Sans SC",
+    "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei",
+    "SimHei",
+    "Source Han Sans SC",
+    "AR PL UMing CN",
+)
 GREYS = ("#000000", "#555555", "#999999", "#cccccc")
 # text.parse_math off: unit and factor names are drawn as written, never read as mathtext ("$")
-plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 130, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none", "text.parse_math": False, "figure.constrained_layout.use": True, "svg.hashsalt": "nqpf_sens"})
+plt.rcParams.update(
+    {
+        "figure.dpi": 100,
+        "savefig.dpi": 130,
+        "font.size": 9,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "svg.fonttype": "none",
+        "text.parse_math": False,
+        "figure.constrained_layout.use": True,
+        "svg.hashsalt": "nqpf_sens",
+    }
+)
 
 
 def label_font(chinese: bool) -> tuple[bool, str | None]:
@@ -33,7 +54,10 @@ def label_font(chinese: bool) -> tuple[bool, str | None]:
         if name in installed:
             plt.rcParams["font.sans-serif"] = [name, *plt.rcParams["font.sans-serif"]]
             return True, None
-    return False, "no CJK font is installed: figures use English unit names (install e.g. fonts-noto-cjk)"
+    return (
+        False,
+        "no CJK font is installed: figures use English unit names (install e.g. fonts-noto-cjk)",
+    )
 
 
 def _save(figure, stem: Path) -> Path:
@@ -44,14 +68,26 @@ def _save(figure, stem: Path) -> Path:
     return stem.with_suffix(".png")
 
 
-def rank_intervals(stability: pd.DataFrame, labels: dict[str, str], interval: str, stem: Path) -> Path:
+def rank_intervals(
+    stability: pd.DataFrame, labels: dict[str, str], interval: str, stem: Path
+) -> Path:
     """JRC-style chart: nominal rank, median rank and the 5th-95th percentile interval per unit."""
     frame = stability.sort_values("nominal_rank")
     y = np.arange(len(frame))
     figure, axis = plt.subplots(figsize=(6.5, 0.22 * len(frame) + 1.2))
-    axis.hlines(y, frame.p05_rank, frame.p95_rank, color=GREYS[2], linewidth=3, label=f"{interval} interval")
+    axis.hlines(
+        y, frame.p05_rank, frame.p95_rank, color=GREYS[2], linewidth=3, label=f"{interval} interval"
+    )
     axis.plot(frame.median_rank, y, "o", color=GREYS[0], markersize=5, label="median rank")
-    axis.plot(frame.nominal_rank, y, "D", markerfacecolor="white", markeredgecolor=GREYS[0], markersize=5, label="nominal rank")
+    axis.plot(
+        frame.nominal_rank,
+        y,
+        "D",
+        markerfacecolor="white",
+        markeredgecolor=GREYS[0],
+        markersize=5,
+        label="nominal rank",
+    )
     axis.set_yticks(y, [labels.get(u, u) for u in frame.unit])
     axis.invert_yaxis()
     axis.set_xlabel("rank (1 = best)")
@@ -70,10 +106,22 @@ def tier_probabilities(bands: pd.DataFrame, labels: dict[str, str], stem: Path) 
     figure, axis = plt.subplots(figsize=(1.0 * len(columns) + 2.5, 0.22 * len(frame) + 1.2))
     image = axis.imshow(values, aspect="auto", cmap="Greys", vmin=0, vmax=1)
     for i, tier in enumerate(frame.nominal_tier):
-        axis.add_patch(plt.Rectangle((tier - 1.5, i - 0.5), 1, 1, fill=False, edgecolor="#d62728", linewidth=1.5))
+        axis.add_patch(
+            plt.Rectangle(
+                (tier - 1.5, i - 0.5), 1, 1, fill=False, edgecolor="#d62728", linewidth=1.5
+            )
+        )
     for (i, k), value in np.ndenumerate(values):
         if value >= 0.005:
-            axis.text(k, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color="white" if value > 0.5 else "black")
+            axis.text(
+                k,
+                i,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if value > 0.5 else "black",
+            )
     axis.set_xticks(range(len(columns)), [f"tier {c.split('_')[-1]}" for c in columns])
     axis.set_yticks(range(len(frame)), [labels.get(u, u) for u in frame.unit])
     figure.colorbar(image, ax=axis, fraction=0.05, label="probability")
@@ -81,15 +129,29 @@ def tier_probabilities(bands: pd.DataFrame, labels: dict[str, str], stem: Path) 
     return _save(figure, stem)
 
 
-def score_bands(bands: pd.DataFrame, aggregates: list[str], labels: dict[str, str], stem: Path) -> Path:
+def score_bands(
+    bands: pd.DataFrame, aggregates: list[str], labels: dict[str, str], stem: Path
+) -> Path:
     """Median and 5th-95th percentile band of the index and each sub-index, per unit."""
     frame = bands.sort_values("nominal_rank")
     y = np.arange(len(frame))
-    figure, axes = plt.subplots(1, len(aggregates), figsize=(2.4 * len(aggregates) + 1.5, 0.22 * len(frame) + 1.2), sharey=True)
+    figure, axes = plt.subplots(
+        1,
+        len(aggregates),
+        figsize=(2.4 * len(aggregates) + 1.5, 0.22 * len(frame) + 1.2),
+        sharey=True,
+    )
     for axis, name in zip(np.atleast_1d(axes), aggregates):
         axis.hlines(y, frame[f"{name}_p05"], frame[f"{name}_p95"], color=GREYS[2], linewidth=3)
         axis.plot(frame[f"{name}_median"], y, "o", color=GREYS[0], markersize=4)
-        axis.plot(frame[f"{name}_nominal"], y, "D", markerfacecolor="white", markeredgecolor=GREYS[0], markersize=4)
+        axis.plot(
+            frame[f"{name}_nominal"],
+            y,
+            "D",
+            markerfacecolor="white",
+            markeredgecolor=GREYS[0],
+            markersize=4,
+        )
         axis.set_title(name)
         axis.grid(axis="x", color=GREYS[3], linewidth=0.5)
     first = np.atleast_1d(axes)[0]
@@ -104,8 +166,26 @@ def sobol_bars(indices: pd.DataFrame, output: str, title: str, stem: Path) -> Pa
     frame = indices[indices.output == output].sort_values("ST", ascending=True)
     y = np.arange(len(frame))
     figure, axis = plt.subplots(figsize=(6.0, 0.32 * len(frame) + 1.2))
-    axis.barh(y + 0.2, frame.ST, height=0.38, xerr=frame.ST_conf, color=GREYS[1], label="total order ST", capsize=2)
-    axis.barh(y - 0.2, frame.S1, height=0.38, xerr=frame.S1_conf, color="white", edgecolor=GREYS[0], hatch="///", label="first order S1", capsize=2)
+    axis.barh(
+        y + 0.2,
+        frame.ST,
+        height=0.38,
+        xerr=frame.ST_conf,
+        color=GREYS[1],
+        label="total order ST",
+        capsize=2,
+    )
+    axis.barh(
+        y - 0.2,
+        frame.S1,
+        height=0.38,
+        xerr=frame.S1_conf,
+        color="white",
+        edgecolor=GREYS[0],
+        hatch="///",
+        label="first order S1",
+        capsize=2,
+    )
     axis.set_yticks(y, frame.factor)
     axis.axvline(0, color=GREYS[0], linewidth=0.6)
     axis.set_xlabel("Sobol index (bars: confidence interval)")
@@ -114,21 +194,43 @@ def sobol_bars(indices: pd.DataFrame, output: str, title: str, stem: Path) -> Pa
     return _save(figure, stem)
 
 
-def sobol_heatmap(indices: pd.DataFrame, order: list[str], labels: dict[str, str], stem: Path, min_sd: float = 0.5) -> Path:
+def sobol_heatmap(
+    indices: pd.DataFrame, order: list[str], labels: dict[str, str], stem: Path, min_sd: float = 0.5
+) -> Path:
     """Units x factors heat map of the total-order index of each unit's rank; units whose rank hardly
     varies (standard deviation below ``min_sd`` places) are hatched: their indices explain next to nothing."""
     ranks = indices[indices.output.str.startswith("rank:")].copy()
     ranks["unit"] = ranks.output.str.removeprefix("rank:")
     table = ranks.pivot(index="unit", columns="factor", values="ST").reindex(index=order)
     table = table[table.mean().sort_values(ascending=False).index]
-    spread = ranks.groupby("unit").output_sd.first().reindex(table.index) if "output_sd" in ranks else pd.Series(np.inf, index=table.index)
+    spread = (
+        ranks.groupby("unit").output_sd.first().reindex(table.index)
+        if "output_sd" in ranks
+        else pd.Series(np.inf, index=table.index)
+    )
     figure, axis = plt.subplots(figsize=(0.55 * table.shape[1] + 2.5, 0.22 * len(table) + 1.8))
     image = axis.imshow(table.clip(lower=0).to_numpy(), aspect="auto", cmap="Greys", vmin=0, vmax=1)
     for i, sd in enumerate(spread):
         if sd < min_sd:
-            axis.add_patch(plt.Rectangle((-0.5, i - 0.5), table.shape[1], 1, fill=False, hatch="///", edgecolor=GREYS[2], linewidth=0))
+            axis.add_patch(
+                plt.Rectangle(
+                    (-0.5, i - 0.5),
+                    table.shape[1],
+                    1,
+                    fill=False,
+                    hatch="///",
+                    edgecolor=GREYS[2],
+                    linewidth=0,
+                )
+            )
     axis.set_xticks(range(table.shape[1]), table.columns, rotation=45, ha="right")
-    axis.set_yticks(range(len(table)), [labels.get(u, u) + (" (rank sd < 0.5)" if sd < min_sd else "") for u, sd in zip(table.index, spread)])
+    axis.set_yticks(
+        range(len(table)),
+        [
+            labels.get(u, u) + (" (rank sd < 0.5)" if sd < min_sd else "")
+            for u, sd in zip(table.index, spread)
+        ],
+    )
     figure.colorbar(image, ax=axis, fraction=0.05, label="ST of the unit's rank")
     axis.set_title("Which choice moves which unit (total-order indices)")
     return _save(figure, stem)
@@ -138,11 +240,26 @@ def quadrant(bands: pd.DataFrame, gdp: pd.Series, labels: dict[str, str], stem: 
     """Index vs GDP per capita (the paper's Figure 3) with the index's 5th-95th percentile band."""
     frame = bands.set_index("unit").join(gdp.rename("gdp"), how="inner").dropna(subset=["gdp"])
     figure, axis = plt.subplots(figsize=(6.5, 5.0))
-    axis.errorbar(frame.gdp / 1e4, frame.total_nominal, yerr=[frame.total_nominal - frame.total_p05, frame.total_p95 - frame.total_nominal], fmt="o", color=GREYS[0], ecolor=GREYS[2], markersize=4, capsize=2)
+    axis.errorbar(
+        frame.gdp / 1e4,
+        frame.total_nominal,
+        yerr=[frame.total_nominal - frame.total_p05, frame.total_p95 - frame.total_nominal],
+        fmt="o",
+        color=GREYS[0],
+        ecolor=GREYS[2],
+        markersize=4,
+        capsize=2,
+    )
     axis.axvline(frame.gdp.mean() / 1e4, color=GREYS[1], linestyle="--", linewidth=0.8)
     axis.axhline(frame.total_nominal.mean(), color=GREYS[1], linestyle="--", linewidth=0.8)
     for unit, row in frame.iterrows():
-        axis.annotate(labels.get(unit, unit), (row.gdp / 1e4, row.total_nominal), fontsize=6, xytext=(3, 2), textcoords="offset points")
+        axis.annotate(
+            labels.get(unit, unit),
+            (row.gdp / 1e4, row.total_nominal),
+            fontsize=6,
+            xytext=(3, 2),
+            textcoords="offset points",
+        )
     axis.set_xlabel("GDP per capita 2022 (10,000 yuan)")
     axis.set_ylabel("index (nominal, with 5th-95th percentile)")
     axis.set_title("Index and GDP per capita (dashed: means)")
@@ -151,12 +268,24 @@ def quadrant(bands: pd.DataFrame, gdp: pd.Series, labels: dict[str, str], stem: 
 
 def trajectory(bands: pd.DataFrame, aggregates: list[str], stem: Path) -> Path:
     """Fan chart of the index and sub-indices over the years (median, 5th-95th percentile, nominal)."""
-    figure, axes = plt.subplots(1, len(aggregates), figsize=(2.8 * len(aggregates), 2.8), sharex=True)
+    figure, axes = plt.subplots(
+        1, len(aggregates), figsize=(2.8 * len(aggregates), 2.8), sharex=True
+    )
     for axis, name in zip(np.atleast_1d(axes), aggregates):
-        frame = bands.groupby("year")[[f"{name}_p05", f"{name}_median", f"{name}_p95", f"{name}_nominal"]].mean()
-        axis.fill_between(frame.index, frame[f"{name}_p05"], frame[f"{name}_p95"], color=GREYS[3], label="5th-95th pct")
+        frame = bands.groupby("year")[
+            [f"{name}_p05", f"{name}_median", f"{name}_p95", f"{name}_nominal"]
+        ].mean()
+        axis.fill_between(
+            frame.index,
+            frame[f"{name}_p05"],
+            frame[f"{name}_p95"],
+            color=GREYS[3],
+            label="5th-95th pct",
+        )
         axis.plot(frame.index, frame[f"{name}_median"], color=GREYS[0], label="median")
-        axis.plot(frame.index, frame[f"{name}_nominal"], color=GREYS[1], linestyle="--", label="nominal")
+        axis.plot(
+            frame.index, frame[f"{name}_nominal"], color=GREYS[1], linestyle="--", label="nominal"
+        )
         axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         if frame.to_numpy().max() > 20 * max(frame.to_numpy().min(), 1e-9):
             axis.set_yscale("log")  # bands spanning orders of magnitude stay readable
@@ -171,7 +300,9 @@ def convergence(table: pd.DataFrame, stem: Path) -> Path:
     figure, axes = plt.subplots(1, 2, figsize=(8.0, 3.0))
     ranks = table[table.statistic.isin(["median_rank", "p05_rank", "p95_rank"])]
     full = ranks[ranks.scenarios == ranks.scenarios.max()].set_index(["statistic", "item"]).value
-    change = ranks.assign(change=lambda f: (f.set_index(["statistic", "item"]).value - full).abs().to_numpy())
+    change = ranks.assign(
+        change=lambda f: (f.set_index(["statistic", "item"]).value - full).abs().to_numpy()
+    )
     moved = change.groupby("scenarios").change.max()
     axes[0].plot(moved.index, moved.to_numpy(), "o-", color=GREYS[0])
     axes[0].set_xscale("log")
@@ -180,10 +311,16 @@ def convergence(table: pd.DataFrame, stem: Path) -> Path:
     sobol = table[table.statistic == "ST_rank_shift"]
     styles = ["-", "--", ":", "-."]
     if not sobol.empty:
-        top = sobol[sobol.scenarios == sobol.scenarios.max()].sort_values("value", ascending=False).item[:4]
+        top = (
+            sobol[sobol.scenarios == sobol.scenarios.max()]
+            .sort_values("value", ascending=False)
+            .item[:4]
+        )
         for style, factor in zip(styles, top):
             line = sobol[sobol["item"] == factor]
-            axes[1].plot(line.scenarios, line.value, style, marker="o", color=GREYS[0], label=factor)
+            axes[1].plot(
+                line.scenarios, line.value, style, marker="o", color=GREYS[0], label=factor
+            )
         axes[1].set_ylabel("ST of the rank shift")
         axes[1].legend(frameon=False, fontsize=7)
     else:
@@ -196,7 +333,9 @@ def convergence(table: pd.DataFrame, stem: Path) -> Path:
     return _save(figure, stem)
 
 
-def unit_labels(tables: dict[str, pd.DataFrame], chinese: bool) -> tuple[dict[str, str], str | None]:
+def unit_labels(
+    tables: dict[str, pd.DataFrame], chinese: bool
+) -> tuple[dict[str, str], str | None]:
     use_chinese, warning = label_font(chinese)
     attributes = tables.get("unit_attributes")
     if use_chinese and attributes is not None and "unit_zh" in attributes:
@@ -204,7 +343,9 @@ def unit_labels(tables: dict[str, pd.DataFrame], chinese: bool) -> tuple[dict[st
     return {}, warning
 
 
-def make_figures(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chinese: bool) -> tuple[list[tuple[Path, str]], list[str]]:
+def make_figures(
+    folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chinese: bool
+) -> tuple[list[tuple[Path, str]], list[str]]:
     """Draw every figure the saved tables allow; returns (png, caption) pairs and warnings."""
     target = folder / "figures"
     labels, warning = unit_labels(tables, chinese)
@@ -214,24 +355,94 @@ def make_figures(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], 
     stability, bands = tables.get("rank_stability"), tables.get("tier_bands")
     multi_year = bands is not None and "year" in bands and bands.year.nunique() > 1
     if stability is not None and not multi_year:
-        drawn.append((rank_intervals(stability, labels, "5th-95th percentile", target / "rank_intervals"), f"Rank intervals: nominal rank, median rank and 5th-95th percentile ({interval} configured) per unit, sorted by nominal rank."))
-    aggregates = ["total"] + [d for d in manifest.get("dimensions", []) if bands is not None and f"{d}_median" in bands]
+        drawn.append(
+            (
+                rank_intervals(stability, labels, "5th-95th percentile", target / "rank_intervals"),
+                f"Rank intervals: nominal rank, median rank and 5th-95th percentile ({interval} configured) per unit, sorted by nominal rank.",
+            )
+        )
+    aggregates = ["total"] + [
+        d for d in manifest.get("dimensions", []) if bands is not None and f"{d}_median" in bands
+    ]
     if bands is not None and not multi_year:
-        drawn.append((tier_probabilities(bands, labels, target / "tier_probabilities"), "Probability of each tier; the nominal tier is outlined."))
-        drawn.append((score_bands(bands, aggregates, labels, target / "score_bands"), "Index and sub-index scores: nominal, median and 5th-95th percentile."))
+        drawn.append(
+            (
+                tier_probabilities(bands, labels, target / "tier_probabilities"),
+                "Probability of each tier; the nominal tier is outlined.",
+            )
+        )
+        drawn.append(
+            (
+                score_bands(bands, aggregates, labels, target / "score_bands"),
+                "Index and sub-index scores: nominal, median and 5th-95th percentile.",
+            )
+        )
         attributes = tables.get("unit_attributes")
-        if attributes is not None and "gdp_per_capita" in attributes and attributes.gdp_per_capita.notna().any():
-            drawn.append((quadrant(bands, attributes.set_index("unit").gdp_per_capita, labels, target / "quadrant"), "The paper's Figure 3: index against GDP per capita with the index's 5th-95th percentile; units without GDP per capita are left out."))
+        if (
+            attributes is not None
+            and "gdp_per_capita" in attributes
+            and attributes.gdp_per_capita.notna().any()
+        ):
+            drawn.append(
+                (
+                    quadrant(
+                        bands,
+                        attributes.set_index("unit").gdp_per_capita,
+                        labels,
+                        target / "quadrant",
+                    ),
+                    "The paper's Figure 3: index against GDP per capita with the index's 5th-95th percentile; units without GDP per capita are left out.",
+                )
+            )
     if multi_year:
-        drawn.append((trajectory(bands, aggregates, target / "trajectory"), "Trajectory of the index and sub-indices with the 5th-95th percentile band."))
+        drawn.append(
+            (
+                trajectory(bands, aggregates, target / "trajectory"),
+                "Trajectory of the index and sub-indices with the 5th-95th percentile band.",
+            )
+        )
     indices = tables.get("sobol_indices")
     if indices is not None:
-        drawn.append((sobol_bars(indices, "rank_shift", "Sobol indices of the mean rank shift R_S", target / "sobol_rank_shift"), "First- and total-order Sobol indices of the mean absolute rank shift, with bootstrap confidence intervals."))
-        focus = manifest["config"].get("outputs", {}).get("focus_unit") or (stability.sort_values("nominal_rank").unit.iloc[0] if stability is not None else None)
+        drawn.append(
+            (
+                sobol_bars(
+                    indices,
+                    "rank_shift",
+                    "Sobol indices of the mean rank shift R_S",
+                    target / "sobol_rank_shift",
+                ),
+                "First- and total-order Sobol indices of the mean absolute rank shift, with bootstrap confidence intervals.",
+            )
+        )
+        focus = manifest["config"].get("outputs", {}).get("focus_unit") or (
+            stability.sort_values("nominal_rank").unit.iloc[0] if stability is not None else None
+        )
         if focus is not None and f"rank:{focus}" in set(indices.output):
-            drawn.append((sobol_bars(indices, f"rank:{focus}", f"Sobol indices of the rank of {labels.get(focus, focus)}", target / "sobol_focus_unit"), f"Sobol indices of the rank of {focus}."))
-        order = stability.sort_values("nominal_rank").unit.tolist() if stability is not None else None
-        drawn.append((sobol_heatmap(indices, order, labels, target / "sobol_heatmap"), "Total-order index of each unit's rank for each factor."))
+            drawn.append(
+                (
+                    sobol_bars(
+                        indices,
+                        f"rank:{focus}",
+                        f"Sobol indices of the rank of {labels.get(focus, focus)}",
+                        target / "sobol_focus_unit",
+                    ),
+                    f"Sobol indices of the rank of {focus}.",
+                )
+            )
+        order = (
+            stability.sort_values("nominal_rank").unit.tolist() if stability is not None else None
+        )
+        drawn.append(
+            (
+                sobol_heatmap(indices, order, labels, target / "sobol_heatmap"),
+                "Total-order index of each unit's rank for each factor.",
+            )
+        )
     if "convergence" in tables:
-        drawn.append((convergence(tables["convergence"], target / "convergence"), "Main statistics against the number of scenarios: flat lines mean N was enough."))
+        drawn.append(
+            (
+                convergence(tables["convergence"], target / "convergence"),
+                "Main statistics against the number of scenarios: flat lines mean N was enough.",
+            )
+        )
     return drawn, warnings

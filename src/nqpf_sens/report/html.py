@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from nqpf_sens.errors import UserError
+from nqpf_sens.outputs import check_destination, destination_lock, result_files, staged_directory
 from nqpf_sens.report.figures import make_figures
 from nqpf_sens.report.reading import reading
 from nqpf_sens.report.saved_run import load_run
-from nqpf_sens.errors import UserError
-from nqpf_sens.outputs import check_destination, destination_lock, result_files, staged_directory
 
 ERROR_TRAP = "window.reportErrors = []; window.addEventListener('error', function (e) { window.reportErrors.push(String(e.message)); });"
 SORT_SCRIPT = """
@@ -61,8 +61,22 @@ def _table(frame: pd.DataFrame, digits: int = 3) -> str:
     formatted = frame.copy()
     for column in formatted.columns:
         if pd.api.types.is_float_dtype(formatted[column]):
-            formatted[column] = formatted[column].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}g}" if abs(v) >= 1000 else f"{v:.{digits}f}".rstrip("0").rstrip(".") if v != 0 else "0")
-    return '<div class="scroll">' + formatted.to_html(index=False, classes="sortable", border=0, escape=True) + "</div>"
+            formatted[column] = formatted[column].map(
+                lambda v: (
+                    ""
+                    if pd.isna(v)
+                    else f"{v:.{digits}g}"
+                    if abs(v) >= 1000
+                    else f"{v:.{digits}f}".rstrip("0").rstrip(".")
+                    if v != 0
+                    else "0"
+                )
+            )
+    return (
+        '<div class="scroll">'
+        + formatted.to_html(index=False, classes="sortable", border=0, escape=True)
+        + "</div>"
+    )
 
 
 def _image(path: Path, caption: str) -> str:
@@ -73,13 +87,55 @@ def _image(path: Path, caption: str) -> str:
 def _run_description(manifest: dict) -> str:
     config = manifest["config"]
     factors = pd.DataFrame(config.get("factors", []))
-    keep = [c for c in ("name", "kind", "key", "options", "level", "distribution", "spread", "concentration", "cells", "description") if c in factors]
-    rows = [("config", manifest["config_file"]), ("kind", manifest["kind"]), ("seed", manifest["seed"]), ("scenarios", f"{manifest['scenarios']:,}"), ("wall time", f"{manifest['wall_seconds']:.1f} s"), ("workers", manifest["jobs"]), ("versions", ", ".join(f"{k} {v}" for k, v in manifest["versions"].items()))]
-    head = "<table>" + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows) + "</table>"
+    keep = [
+        c
+        for c in (
+            "name",
+            "kind",
+            "key",
+            "options",
+            "level",
+            "distribution",
+            "spread",
+            "concentration",
+            "cells",
+            "description",
+        )
+        if c in factors
+    ]
+    rows = [
+        ("config", manifest["config_file"]),
+        ("kind", manifest["kind"]),
+        ("seed", manifest["seed"]),
+        ("scenarios", f"{manifest['scenarios']:,}"),
+        ("wall time", f"{manifest['wall_seconds']:.1f} s"),
+        ("workers", manifest["jobs"]),
+        ("versions", ", ".join(f"{k} {v}" for k, v in manifest["versions"].items())),
+    ]
+    head = (
+        "<table>"
+        + "".join(
+            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in rows
+        )
+        + "</table>"
+    )
     pipeline = config.get("pipeline", {})
-    head += "<p>Nominal pipeline: " + (", ".join(f"<code>{html.escape(k)} = {html.escape(str(v))}</code>" for k, v in pipeline.items()) or "the defaults (the paper's method)") + "</p>"
+    head += (
+        "<p>Nominal pipeline: "
+        + (
+            ", ".join(
+                f"<code>{html.escape(k)} = {html.escape(str(v))}</code>"
+                for k, v in pipeline.items()
+            )
+            or "the defaults (the paper's method)"
+        )
+        + "</p>"
+    )
     if keep:
-        head += "<h3>Uncertain factors</h3>" + _table(factors[keep].astype(object).where(factors[keep].notna(), "").astype(str))
+        head += "<h3>Uncertain factors</h3>" + _table(
+            factors[keep].astype(object).where(factors[keep].notna(), "").astype(str)
+        )
     return head
 
 
@@ -92,22 +148,39 @@ def build_report(folder: str | Path, chinese: bool = False) -> Path:
 def _render(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chinese: bool) -> Path:
     """Draw the figures and write the page of a run's checked manifest and tables into ``folder``."""
     figures, warnings = make_figures(folder, manifest, tables, chinese)
-    name = manifest["config"].get("run", {}).get("name", Path(manifest["config_file"]).stem)  # the run's default name
+    name = (
+        manifest["config"].get("run", {}).get("name", Path(manifest["config_file"]).stem)
+    )  # the run's default name
     parts = [f"<h1>nqpf_sens: {html.escape(str(name))}</h1>"]
-    items = [f"<li class='{'warning' if warning else 'finding'}'>{html.escape(line)}</li>" for line, warning in reading(manifest, tables)]
+    items = [
+        f"<li class='{'warning' if warning else 'finding'}'>{html.escape(line)}</li>"
+        for line, warning in reading(manifest, tables)
+    ]
     parts.append("<h2>Reading</h2><ul class='reading'>" + "".join(items) + "</ul>")
     parts.append("<h2>What was run</h2>" + _run_description(manifest))
     for warning in warnings:
         parts.append(f'<p class="warning">{html.escape(warning)}</p>')
     if "paper_comparison" in tables:
         comparison = tables["paper_comparison"]
-        parts.append("<h2>Reproduction of the paper's Table 3</h2>" + _table(comparison.assign(difference=comparison.difference.round(3))))
+        parts.append(
+            "<h2>Reproduction of the paper's Table 3</h2>"
+            + _table(comparison.assign(difference=comparison.difference.round(3)))
+        )
     parts.append("<h2>Baseline scores</h2>" + _table(tables["baseline_scores"]))
-    for name, title in (("rank_stability", "Rank stability"), ("tier_bands", "Tiers and score bands"), ("region_bands", "Regions"), ("quadrants", "Quadrants"), ("rank_shift", "Rank shift"), ("sobol_summary", "Sobol indices: summary")):
+    for name, title in (
+        ("rank_stability", "Rank stability"),
+        ("tier_bands", "Tiers and score bands"),
+        ("region_bands", "Regions"),
+        ("quadrants", "Quadrants"),
+        ("rank_shift", "Rank shift"),
+        ("sobol_summary", "Sobol indices: summary"),
+    ):
         if name in tables:
             parts.append(f"<h2>{title}</h2>" + _table(tables[name]))
     if figures:
-        parts.append("<h2>Figures</h2>" + "".join(_image(path, caption) for path, caption in figures))
+        parts.append(
+            "<h2>Figures</h2>" + "".join(_image(path, caption) for path, caption in figures)
+        )
     page = f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>nqpf_sens report</title><script>{ERROR_TRAP}</script><style>{STYLE}</style></head><body>{''.join(parts)}<script>{SORT_SCRIPT}</script></body></html>"
     path = folder / "report.html"
     path.write_text(page, encoding="utf-8")

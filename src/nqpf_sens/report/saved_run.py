@@ -16,23 +16,87 @@ NUMBER, TEXT = "number", "text"
 #: the columns the figures and the report read, per saved table
 COLUMNS: dict[str, dict[str, str]] = {
     "baseline_scores": {"unit": TEXT, "total": NUMBER, "rank": NUMBER, "tier": NUMBER},
-    "paper_comparison": {"unit": TEXT, "output": TEXT, "paper": NUMBER, "reproduced": NUMBER, "difference": NUMBER},
+    "paper_comparison": {
+        "unit": TEXT,
+        "output": TEXT,
+        "paper": NUMBER,
+        "reproduced": NUMBER,
+        "difference": NUMBER,
+    },
     "unit_attributes": {"unit": TEXT},
-    "rank_stability": {"unit": TEXT, "nominal_rank": NUMBER, "median_rank": NUMBER, "p05_rank": NUMBER, "p95_rank": NUMBER},
-    "tier_bands": {"unit": TEXT, "nominal_tier": NUMBER, "nominal_rank": NUMBER, "most_likely_tier": NUMBER, "p_nominal_tier": NUMBER, "total_nominal": NUMBER, "total_median": NUMBER, "total_p05": NUMBER, "total_p95": NUMBER},
-    "region_bands": {"region": TEXT, "nominal_mean": NUMBER, "median": NUMBER, "p05": NUMBER, "p95": NUMBER, "p_paper_order": NUMBER},
+    "rank_stability": {
+        "unit": TEXT,
+        "nominal_rank": NUMBER,
+        "median_rank": NUMBER,
+        "p05_rank": NUMBER,
+        "p95_rank": NUMBER,
+    },
+    "tier_bands": {
+        "unit": TEXT,
+        "nominal_tier": NUMBER,
+        "nominal_rank": NUMBER,
+        "most_likely_tier": NUMBER,
+        "p_nominal_tier": NUMBER,
+        "total_nominal": NUMBER,
+        "total_median": NUMBER,
+        "total_p05": NUMBER,
+        "total_p95": NUMBER,
+    },
+    "region_bands": {
+        "region": TEXT,
+        "nominal_mean": NUMBER,
+        "median": NUMBER,
+        "p05": NUMBER,
+        "p95": NUMBER,
+        "p_paper_order": NUMBER,
+    },
     "quadrants": {"unit": TEXT},
     "rank_shift": {"statistic": TEXT, "value": NUMBER},
     "convergence": {"scenarios": NUMBER, "statistic": TEXT, "item": TEXT, "value": NUMBER},
-    "sobol_indices": {"output": TEXT, "factor": TEXT, "S1": NUMBER, "S1_conf": NUMBER, "ST": NUMBER, "ST_conf": NUMBER, "output_sd": NUMBER},
-    "sobol_summary": {"factor": TEXT, "S1_rank_shift": NUMBER, "ST_rank_shift": NUMBER, "ST_rank_shift_conf": NUMBER, "max_ST_ranks": NUMBER, "units_where_top": NUMBER},
+    "sobol_indices": {
+        "output": TEXT,
+        "factor": TEXT,
+        "S1": NUMBER,
+        "S1_conf": NUMBER,
+        "ST": NUMBER,
+        "ST_conf": NUMBER,
+        "output_sd": NUMBER,
+    },
+    "sobol_summary": {
+        "factor": TEXT,
+        "S1_rank_shift": NUMBER,
+        "ST_rank_shift": NUMBER,
+        "ST_rank_shift_conf": NUMBER,
+        "max_ST_ranks": NUMBER,
+        "units_where_top": NUMBER,
+    },
 }
 REQUIRED_TABLES = {
     "baseline": ("baseline_scores",),
     "montecarlo": ("baseline_scores", "rank_stability", "tier_bands", "rank_shift", "convergence"),
-    "sobol": ("baseline_scores", "rank_stability", "tier_bands", "rank_shift", "convergence", "sobol_indices", "sobol_summary"),
+    "sobol": (
+        "baseline_scores",
+        "rank_stability",
+        "tier_bands",
+        "rank_shift",
+        "convergence",
+        "sobol_indices",
+        "sobol_summary",
+    ),
 }
-MANIFEST_KEYS = {"config": dict, "config_file": str, "kind": str, "seed": int, "jobs": int, "scenarios": int, "wall_seconds": (int, float), "versions": dict, "dimensions": list, "notes": list, "convergence": dict}
+MANIFEST_KEYS = {
+    "config": dict,
+    "config_file": str,
+    "kind": str,
+    "seed": int,
+    "jobs": int,
+    "scenarios": int,
+    "wall_seconds": (int, float),
+    "versions": dict,
+    "dimensions": list,
+    "notes": list,
+    "convergence": dict,
+}
 SHIFT_STATISTICS = ("rank_shift_mean", "share_moving_less_than_3")
 
 
@@ -44,22 +108,32 @@ def load_run(folder: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"damaged manifest ({type(exc).__name__}); run the config again", manifest_path) from None
+        raise UserError(
+            f"damaged manifest ({type(exc).__name__}); run the config again", manifest_path
+        ) from None
     if not isinstance(manifest, dict):
         raise UserError("damaged manifest (not a JSON object); run the config again", manifest_path)
     for key, kind in MANIFEST_KEYS.items():
         if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
-            raise UserError(f"damaged manifest: '{key}' is missing or of the wrong type; run the config again", manifest_path)
+            raise UserError(
+                f"damaged manifest: '{key}' is missing or of the wrong type; run the config again",
+                manifest_path,
+            )
     if manifest["kind"] not in REQUIRED_TABLES:
         raise UserError(f"damaged manifest: unknown kind {manifest['kind']!r}", manifest_path)
     config = manifest["config"]
     shapes = {"run": dict, "outputs": dict, "pipeline": dict, "factors": list}
     if any(not isinstance(config.get(key, kind()), kind) for key, kind in shapes.items()):
         raise UserError("damaged manifest: its config is not a run config", manifest_path)
-    interval, focus = config.get("outputs", {}).get("interval", 0.9), config.get("outputs", {}).get("focus_unit", "")
+    interval, focus = (
+        config.get("outputs", {}).get("interval", 0.9),
+        config.get("outputs", {}).get("focus_unit", ""),
+    )
     factors_ok = all(isinstance(f, dict) for f in config.get("factors", []))
     warnings_ok = all(isinstance(w, str) for w in manifest["convergence"].get("warnings", []))
-    if not (isinstance(interval, (int, float)) and isinstance(focus, str) and factors_ok and warnings_ok):
+    if not (
+        isinstance(interval, (int, float)) and isinstance(focus, str) and factors_ok and warnings_ok
+    ):
         raise UserError("damaged manifest: its config is not a run config", manifest_path)
     tables = {}
     for name in REQUIRED_TABLES[manifest["kind"]]:
@@ -69,7 +143,10 @@ def load_run(folder: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
         if path.stem in COLUMNS:
             tables[path.stem] = _read_table(path)
     if "rank_shift" in tables and not set(SHIFT_STATISTICS) <= set(tables["rank_shift"].statistic):
-        raise UserError(f"damaged table: the statistics {', '.join(SHIFT_STATISTICS)} are missing", folder / "rank_shift.csv")
+        raise UserError(
+            f"damaged table: the statistics {', '.join(SHIFT_STATISTICS)} are missing",
+            folder / "rank_shift.csv",
+        )
     return manifest, tables
 
 
@@ -78,7 +155,9 @@ def _read_table(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(f"damaged table ({type(exc).__name__}); run the config again", path) from None
+        raise UserError(
+            f"damaged table ({type(exc).__name__}); run the config again", path
+        ) from None
     if frame.empty:
         raise UserError("damaged table (no rows); run the config again", path)
     for column, kind in COLUMNS[path.stem].items():
@@ -86,6 +165,10 @@ def _read_table(path: Path) -> pd.DataFrame:
             raise UserError(f"damaged table: no column '{column}'; run the config again", path)
         if kind == TEXT:
             frame[column] = frame[column].astype(str)
-        elif not pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(frame[column]):
-            raise UserError(f"damaged table: column '{column}' is not numeric; run the config again", path)
+        elif not pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(
+            frame[column]
+        ):
+            raise UserError(
+                f"damaged table: column '{column}' is not numeric; run the config again", path
+            )
     return frame

@@ -90,7 +90,11 @@ def check_work_folder(work: Path) -> None:
         return
     if not work.is_dir():
         raise UserError("exists and is not a folder; move it away", work)
-    foreign = [e.name for e in os.scandir(work) if not (_is_work_file(e.name) and e.is_file(follow_symlinks=False))]
+    foreign = [
+        e.name
+        for e in os.scandir(work)
+        if not (_is_work_file(e.name) and e.is_file(follow_symlinks=False))
+    ]
     if foreign or not (work / WORK_STAMP).is_file():
         what = f"holds '{foreign[0]}'" if foreign else "has no fingerprint file"
         raise UserError(f"{what}: not an nqpf_sens work folder; move it away", work)
@@ -121,7 +125,9 @@ def prepare_work(work: Path, token: str, resume: bool) -> tuple[set[int], str | 
         elif stamp.read_text(encoding="utf-8", errors="replace") != token:
             note = "the config, the data or the package changed since the interrupted run; starting over"
         else:
-            starts = {int(p.stem.split("_")[1]) for p in work.glob("chunk_*.npz") if p.stem[6:].isdigit()}
+            starts = {
+                int(p.stem.split("_")[1]) for p in work.glob("chunk_*.npz") if p.stem[6:].isdigit()
+            }
             return starts, None
     remove_work(work)
     make_folders(work)

@@ -43,14 +43,21 @@ class Design:
 
     def problem(self) -> dict:
         """SALib's problem dict (every column on [0, 1], grouped by factor)."""
-        return {"num_vars": self.n_columns, "names": [f"x{i}" for i in range(self.n_columns)], "bounds": [[0.0, 1.0]] * self.n_columns, "groups": self.groups}
+        return {
+            "num_vars": self.n_columns,
+            "names": [f"x{i}" for i in range(self.n_columns)],
+            "bounds": [[0.0, 1.0]] * self.n_columns,
+            "groups": self.groups,
+        }
 
     def _saltelli(self) -> np.ndarray:
         from SALib.sample import sobol
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return sobol.sample(self.problem(), self.n, calc_second_order=False, scramble=True, seed=self.seed)
+            return sobol.sample(
+                self.problem(), self.n, calc_second_order=False, scramble=True, seed=self.seed
+            )
 
     def uncertainty_rows(self, start: int, stop: int) -> np.ndarray:
         """Which rows feed the uncertainty statistics (all, or A and B of a Saltelli design)."""
@@ -75,6 +82,8 @@ class Design:
         blocks = range(start // BLOCK, (stop - 1) // BLOCK + 1)
         stacked = np.empty((len(blocks) * BLOCK, self.n_columns))
         for k, b in enumerate(blocks):
-            np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(b,))).random(out=stacked[k * BLOCK : (k + 1) * BLOCK])
+            np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(b,))).random(
+                out=stacked[k * BLOCK : (k + 1) * BLOCK]
+            )
         offset = blocks.start * BLOCK
         return stacked[start - offset : stop - offset]

@@ -24,10 +24,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nqpf_sens.errors import UserError
 from nqpf_sens.engine.pipeline import Pipeline
+from nqpf_sens.errors import UserError
 
-CHOICE_KEYS = ("imputation", "transformation", "normalisation", "aggregation", "weighting", "winsor_max", "winsor_limit", "imputation_group")
+CHOICE_KEYS = (
+    "imputation",
+    "transformation",
+    "normalisation",
+    "aggregation",
+    "weighting",
+    "winsor_max",
+    "winsor_limit",
+    "imputation_group",
+)
 KINDS = ("choice", "weights", "exclude", "dataset", "noise", "mask")
 NONE = "none"
 
@@ -51,14 +60,20 @@ class Factor:
 
     def option_index(self, u: np.ndarray) -> np.ndarray:
         """Map a column of uniforms to option indices (equiprobable or weighted)."""
-        edges = np.cumsum(self.probabilities)[:-1] if self.probabilities else np.arange(1, len(self.options)) / len(self.options)
+        edges = (
+            np.cumsum(self.probabilities)[:-1]
+            if self.probabilities
+            else np.arange(1, len(self.options)) / len(self.options)
+        )
         return np.searchsorted(edges, u, side="right")
 
 
 def splitmix_uniform(keys: np.ndarray, n: int) -> np.ndarray:
     """(len(keys), n) uniforms in [0, 1), a deterministic hash of (key, position)."""
     with np.errstate(over="ignore"):
-        x = keys.astype(np.uint64)[:, None] * np.uint64(0x9E3779B97F4A7C15) + np.arange(1, n + 1, dtype=np.uint64)[None, :] * np.uint64(0xBF58476D1CE4E5B9)
+        x = keys.astype(np.uint64)[:, None] * np.uint64(0x9E3779B97F4A7C15) + np.arange(
+            1, n + 1, dtype=np.uint64
+        )[None, :] * np.uint64(0xBF58476D1CE4E5B9)
         x ^= x >> np.uint64(30)
         x *= np.uint64(0xBF58476D1CE4E5B9)
         x ^= x >> np.uint64(27)
@@ -84,7 +99,15 @@ class Decoded:
 class FactorSet:
     """The factors of a run, their column layout and decoding."""
 
-    def __init__(self, factors: list[Factor], nominal: Pipeline, level_sizes: list[int], base_weights: list[np.ndarray], data_shape: tuple[int, int, int], observed: np.ndarray):
+    def __init__(
+        self,
+        factors: list[Factor],
+        nominal: Pipeline,
+        level_sizes: list[int],
+        base_weights: list[np.ndarray],
+        data_shape: tuple[int, int, int],
+        observed: np.ndarray,
+    ):
         names = [f.name for f in factors]
         duplicated = {n for n in names if names.count(n) > 1}
         if duplicated:
@@ -123,7 +146,9 @@ class FactorSet:
             elif factor.kind == "dataset":
                 choice_index[:, -1] = factor.option_index(block[:, 0])
             elif factor.kind == "weights":
-                weight_factors[factor.level] = weight_factors[factor.level] * self._weight_multipliers(factor, block)
+                weight_factors[factor.level] = weight_factors[
+                    factor.level
+                ] * self._weight_multipliers(factor, block)
             elif factor.kind == "exclude":
                 chosen = np.asarray(factor.options, dtype=object)[factor.option_index(block[:, 0])]
                 for j, code in enumerate(factor.indicators):
@@ -160,13 +185,17 @@ class FactorSet:
 
     def pipeline(self, combination: np.ndarray) -> Pipeline:
         """The pipeline of one row of ``choice_index``."""
-        changes = {factor.key: factor.options[int(i)] for factor, i in zip(self.choices, combination[:-1])}
+        changes = {
+            factor.key: factor.options[int(i)] for factor, i in zip(self.choices, combination[:-1])
+        }
         if isinstance(changes.get("aggregation"), list):
             changes["aggregation"] = tuple(changes["aggregation"])
         return self.nominal.with_(**changes, dataset=int(combination[-1]))
 
 
-def build_factor(entry: dict, number: int, spec, nominal: Pipeline, n_datasets: int, source) -> Factor:
+def build_factor(
+    entry: dict, number: int, spec, nominal: Pipeline, n_datasets: int, source
+) -> Factor:
     """A :class:`Factor` from one ``[[factors]]`` table, every value checked against the index and data."""
     from nqpf_sens.engine.pipeline import option_problem
 
@@ -192,7 +221,9 @@ def build_factor(entry: dict, number: int, spec, nominal: Pipeline, n_datasets: 
     elif kind == "weights":
         level = entry.get("level", 0)
         if not 0 <= level < len(spec.levels) - 1:
-            raise UserError(f"level must be between 0 (indicators) and {len(spec.levels) - 2}", source, where)
+            raise UserError(
+                f"level must be between 0 (indicators) and {len(spec.levels) - 2}", source, where
+            )
         distribution = entry.get("distribution", "uniform")
         if distribution not in ("uniform", "dirichlet"):
             raise UserError("distribution must be 'uniform' or 'dirichlet'", source, where)
@@ -200,11 +231,21 @@ def build_factor(entry: dict, number: int, spec, nominal: Pipeline, n_datasets: 
         concentration = float(entry.get("concentration", 50.0))
         if not 0 <= spread < 1 or concentration <= 0:
             raise UserError("spread must be in [0, 1) and concentration positive", source, where)
-        fields.update(level=level, distribution=distribution, spread=spread, concentration=concentration, n_columns=len(spec.levels[level]))
+        fields.update(
+            level=level,
+            distribution=distribution,
+            spread=spread,
+            concentration=concentration,
+            n_columns=len(spec.levels[level]),
+        )
     elif kind == "exclude":
         options = tuple(entry.get("options", (NONE, *spec.indicators)))
         if len(options) < 2:
-            raise UserError("an exclude factor needs at least two options ('none' and an indicator)", source, where)
+            raise UserError(
+                "an exclude factor needs at least two options ('none' and an indicator)",
+                source,
+                where,
+            )
         unknown = [o for o in options if o != NONE and o not in spec.indicators]
         if unknown:
             raise UserError(f"unknown indicator {unknown[0]!r}", source, where)
@@ -230,7 +271,13 @@ def build_factor(entry: dict, number: int, spec, nominal: Pipeline, n_datasets: 
             raise UserError("cells must be at least 1", source, where)
         fields.update(cells=cells)
     if probabilities:
-        if len(probabilities) != len(fields.get("options", ())) or abs(sum(probabilities) - 1) > 1e-9 or min(probabilities) < 0:
-            raise UserError("probabilities need one non-negative value per option, summing to 1", source, where)
+        if (
+            len(probabilities) != len(fields.get("options", ()))
+            or abs(sum(probabilities) - 1) > 1e-9
+            or min(probabilities) < 0
+        ):
+            raise UserError(
+                "probabilities need one non-negative value per option, summing to 1", source, where
+            )
         fields["probabilities"] = probabilities
     return Factor(**fields)

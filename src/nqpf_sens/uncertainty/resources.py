@@ -55,8 +55,8 @@ class RunSize:
         outputs = 2 * self.units + 1
         items = {
             "the chunks in flight": (
-                (self.jobs + 2) * (self.chunk_rows * (self.per_scenario + 8 * self.columns)
-                                   + self.histogram_bytes),
+                (self.jobs + 2)
+                * (self.chunk_rows * (self.per_scenario + 8 * self.columns) + self.histogram_bytes),
                 "[run] chunk_size",
             ),
             "the kept scores": (
@@ -68,7 +68,8 @@ class RunSize:
             items["the Saltelli design"] = (2 * self.rows * self.columns * 8, "[sampling] n")
             items["the Sobol outputs"] = (self.rows * outputs * 8, "[sampling] n")
             items["the bootstrap"] = (
-                BOOTSTRAP_COPIES * self.base_n * self.bootstrap * 8, "[sampling] bootstrap"
+                BOOTSTRAP_COPIES * self.base_n * self.bootstrap * 8,
+                "[sampling] bootstrap",
             )
         return items
 
@@ -106,8 +107,9 @@ def _size(n_bytes: float) -> str:
     raise AssertionError("unreachable")
 
 
-def check_resources(size: RunSize, work: Path, memory: int | None = None,
-                    disk: int | None = None) -> None:
+def check_resources(
+    size: RunSize, work: Path, memory: int | None = None, disk: int | None = None
+) -> None:
     """Refuse a run that cannot fit this machine's memory or the disk under ``work``."""
     if size.rows > MAX_ROWS:
         raise UserError(

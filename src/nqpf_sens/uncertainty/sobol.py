@@ -8,7 +8,15 @@ import numpy as np
 import pandas as pd
 
 
-def sobol_indices(outputs: np.ndarray, names: list[str], problem: dict, n_factors: int, bootstrap: int, confidence: float, seed: int) -> pd.DataFrame:
+def sobol_indices(
+    outputs: np.ndarray,
+    names: list[str],
+    problem: dict,
+    n_factors: int,
+    bootstrap: int,
+    confidence: float,
+    seed: int,
+) -> pd.DataFrame:
     """First- and total-order indices (SALib: Saltelli 2010 S1, Jansen ST) with bootstrap intervals.
 
     ``output_sd`` says how much there is to explain: indices of an output that hardly varies (a unit
@@ -20,13 +28,42 @@ def sobol_indices(outputs: np.ndarray, names: list[str], problem: dict, n_factor
     for k, name in enumerate(names):
         y = outputs[:, k].astype(np.float64)
         if np.ptp(y) == 0:
-            rows += [{"output": name, "factor": f, "S1": np.nan, "S1_conf": np.nan, "ST": np.nan, "ST_conf": np.nan, "output_sd": 0.0} for f in factor_names]
+            rows += [
+                {
+                    "output": name,
+                    "factor": f,
+                    "S1": np.nan,
+                    "S1_conf": np.nan,
+                    "ST": np.nan,
+                    "ST_conf": np.nan,
+                    "output_sd": 0.0,
+                }
+                for f in factor_names
+            ]
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = sobol.analyze(problem, y, calc_second_order=False, num_resamples=bootstrap, conf_level=confidence, seed=seed, print_to_console=False)
+            result = sobol.analyze(
+                problem,
+                y,
+                calc_second_order=False,
+                num_resamples=bootstrap,
+                conf_level=confidence,
+                seed=seed,
+                print_to_console=False,
+            )
         for g, factor in enumerate(factor_names):
-            rows.append({"output": name, "factor": factor, "S1": result["S1"][g], "S1_conf": result["S1_conf"][g], "ST": result["ST"][g], "ST_conf": result["ST_conf"][g], "output_sd": float(y.std())})
+            rows.append(
+                {
+                    "output": name,
+                    "factor": factor,
+                    "S1": result["S1"][g],
+                    "S1_conf": result["S1_conf"][g],
+                    "ST": result["ST"][g],
+                    "ST_conf": result["ST_conf"][g],
+                    "output_sd": float(y.std()),
+                }
+            )
     return pd.DataFrame(rows)
 
 

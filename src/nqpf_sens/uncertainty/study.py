@@ -20,17 +20,25 @@ from pathlib import Path
 import numpy as np
 
 from nqpf_sens.engine.batch import BatchResult, Engine, ScenarioBatch
-from nqpf_sens.errors import UserError
-from nqpf_sens.uncertainty.factors import FactorSet
 from nqpf_sens.engine.kernels import count_above_mean, tally_ranks
-from nqpf_sens.uncertainty.memory import retain_freed_memory
-from nqpf_sens.uncertainty.chunks import chunk_key, chunk_path, load_arrays, prepare_work, save_arrays
-from nqpf_sens.uncertainty.workers import die_with_parent
-from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
+from nqpf_sens.errors import UserError
+from nqpf_sens.uncertainty.chunks import (
+    chunk_key,
+    chunk_path,
+    load_arrays,
+    prepare_work,
+    save_arrays,
+)
+from nqpf_sens.uncertainty.designs import Design
+from nqpf_sens.uncertainty.factors import FactorSet
+from nqpf_sens.uncertainty.memory import retain_freed_memory
+from nqpf_sens.uncertainty.workers import die_with_parent
 
-MAX_KEPT_SCORES = 1 << 16  # scenarios kept for score bands (a quantile's sampling error: < 0.001 in probability)
+MAX_KEPT_SCORES = (
+    1 << 16
+)  # scenarios kept for score bands (a quantile's sampling error: < 0.001 in probability)
 CHUNK_MEMORY = 256 * 2**20  # bytes of per-scenario arrays one chunk may hold
 MOVE_LIMITS = np.array([1, 3, 5])  # R_S companions: share of units moving by fewer places
 _ENGINES: dict[str, Engine] = {}
@@ -48,7 +56,9 @@ class Study:
     ties: str
     nominal_ranks: np.ndarray  # (years, units)
     nominal_scores: np.ndarray  # (years, units, aggregates)
-    rescale_scores: bool  # normalisations of different scales are mixed: compare on the nominal scale
+    rescale_scores: (
+        bool  # normalisations of different scales are mixed: compare on the nominal scale
+    )
     n_tiers: int
     region_codes: np.ndarray  # (units,) index into region names, -1 if none
     n_regions: int
@@ -108,7 +118,9 @@ def batch_for_rows(study: Study, u: np.ndarray) -> ScenarioBatch:
     decoded = study.factors.decode(u)
     combinations, index = _distinct_rows(decoded.choice_index)
     pipelines = tuple(study.factors.pipeline(c) for c in combinations)
-    return ScenarioBatch(pipelines, index, tuple(decoded.weight_factors), decoded.value_factors, decoded.masked)
+    return ScenarioBatch(
+        pipelines, index, tuple(decoded.weight_factors), decoded.value_factors, decoded.masked
+    )
 
 
 def _distinct_rows(choices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +148,10 @@ def on_nominal_scale(scores: np.ndarray, nominal: np.ndarray) -> np.ndarray:
     equal the nominal ones (per year and aggregate): z-scores, percentile ranks and min-max scores
     become comparable, and no unit is pinned to a fixed value."""
     mean, sd = scores.mean(axis=-2, keepdims=True), scores.std(axis=-2, keepdims=True)
-    target_mean, target_sd = nominal.mean(axis=-2, keepdims=True), nominal.std(axis=-2, keepdims=True)
+    target_mean, target_sd = (
+        nominal.mean(axis=-2, keepdims=True),
+        nominal.std(axis=-2, keepdims=True),
+    )
     return target_mean + (scores - mean) / np.where(sd > 0, sd, 1.0) * target_sd
 
 
@@ -152,7 +167,16 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
     tier_counts = np.zeros((cells, study.n_tiers), dtype=np.int64)
     moved_counts = np.zeros(len(MOVE_LIMITS), dtype=np.int64)
     tiers = np.ascontiguousarray(result.tiers.reshape(n_rows, cells))
-    shift_totals = tally_ranks(ranks, tiers, study.nominal_ranks.ravel(), MOVE_LIMITS, uncertain, rank_counts, tier_counts, moved_counts)
+    shift_totals = tally_ranks(
+        ranks,
+        tiers,
+        study.nominal_ranks.ravel(),
+        MOVE_LIMITS,
+        uncertain,
+        rank_counts,
+        tier_counts,
+        moved_counts,
+    )
     scores = result.scores[selected]
     if study.rescale_scores:
         scores = on_nominal_scale(scores, study.nominal_scores)
@@ -161,18 +185,28 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
         known = ~np.isnan(study.gdp)
         high_gdp = study.gdp > np.nanmean(study.gdp)
         above = np.zeros(cells, dtype=np.int64)
-        count_above_mean(np.ascontiguousarray(scores[..., -1]), known / known.sum(), above)  # contiguous: compiled loops vectorise
+        count_above_mean(
+            np.ascontiguousarray(scores[..., -1]), known / known.sum(), above
+        )  # contiguous: compiled loops vectorise
         above = above.reshape(n_years, n_units)
         below = len(positions) - above
         # quadrants in the order of analysis.quadrants: high/high, high/low, low/high, low/low
-        quadrant_counts[...] = np.stack([above * high_gdp, above * ~high_gdp, below * high_gdp, below * ~high_gdp], axis=-1)
+        quadrant_counts[...] = np.stack(
+            [above * high_gdp, above * ~high_gdp, below * high_gdp, below * ~high_gdp], axis=-1
+        )
         quadrant_counts[:, ~known] = 0
     design = study.design
     saltelli = design.method == "saltelli"
     sample = positions // (len(design.factor_names) + 2) if saltelli else start + positions
     kept = np.flatnonzero(sample % study.keep_stride == 0)
     output_rows = slice(None) if saltelli else positions[kept]
-    outputs = np.column_stack([ranks[output_rows, -n_units:], result.index[output_rows, -1], shift_totals[output_rows] / cells])
+    outputs = np.column_stack(
+        [
+            ranks[output_rows, -n_units:],
+            result.index[output_rows, -1],
+            shift_totals[output_rows] / cells,
+        ]
+    )
     kept_scores = scores[kept]
     return ChunkStats(
         rank_counts=rank_counts.reshape(n_years, n_units, n_units),
@@ -186,7 +220,9 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
     )
 
 
-def _evaluate_span(study: Study, start: int, stop: int, work: Path, token: str) -> tuple[int, ChunkStats]:
+def _evaluate_span(
+    study: Study, start: int, stop: int, work: Path, token: str
+) -> tuple[int, ChunkStats]:
     """Evaluate and save one span (for ``--resume``); the statistics also go straight back."""
     stats = evaluate_rows(study, start, stop)
     stats.save(chunk_path(work, start), chunk_key(token, start, stop))
@@ -198,7 +234,9 @@ def chunk_rows(study: Study, requested: int) -> int:
     ``CHUNK_MEMORY`` per worker: under noise or masks every scenario carries its own copy of the
     data (and its imputed, transformed and normalised versions), which on large data sets would
     otherwise exhaust memory. Results do not depend on the chunk size."""
-    per_scenario = per_scenario_bytes(study.tables[0].values.shape, len(study.spec.aggregates), study.factors.per_scenario_data)
+    per_scenario = per_scenario_bytes(
+        study.tables[0].values.shape, len(study.spec.aggregates), study.factors.per_scenario_data
+    )
     return capped_chunk_rows(requested, per_scenario)
 
 
@@ -215,7 +253,17 @@ def per_scenario_bytes(shape: tuple[int, ...], n_aggregates: int, per_scenario_d
     return per_scenario
 
 
-def run_study(study: Study, work: Path, chunk_size: int, jobs: int, backend: str, scheduler: str | None, resume: bool, progress: bool, say=print) -> ChunkStats:
+def run_study(
+    study: Study,
+    work: Path,
+    chunk_size: int,
+    jobs: int,
+    backend: str,
+    scheduler: str | None,
+    resume: bool,
+    progress: bool,
+    say=print,
+) -> ChunkStats:
     """Evaluate every design row in chunks (skipping those a resumed run already has) and merge.
 
     Counts are summed as chunks finish, so memory holds one chunk's histograms per worker."""
@@ -242,14 +290,24 @@ def run_study(study: Study, work: Path, chunk_size: int, jobs: int, backend: str
 
         todo = []
         for start, stop in spans:
-            stats = ChunkStats.load(chunk_path(work, start), chunk_key(token, start, stop)) if start in found else None
+            stats = (
+                ChunkStats.load(chunk_path(work, start), chunk_key(token, start, stop))
+                if start in found
+                else None
+            )
             if stats is None:
                 todo.append((start, stop))
             else:
                 add(start, stats)
         bar = _progress_bar(len(spans), len(spans) - len(todo), progress)
-        runner = Parallel(n_jobs=jobs, return_as="generator") if backend != "dask" else Parallel(return_as="generator")
-        for start, stats in runner(delayed(_evaluate_span)(study, a, b, work, token) for a, b in todo):
+        runner = (
+            Parallel(n_jobs=jobs, return_as="generator")
+            if backend != "dask"
+            else Parallel(return_as="generator")
+        )
+        for start, stats in runner(
+            delayed(_evaluate_span)(study, a, b, work, token) for a, b in todo
+        ):
             add(start, stats)
             if bar is not None:
                 bar.update(1)
@@ -287,11 +345,19 @@ class _backend:
             from distributed import Client, LocalCluster
 
             if self.scheduler is None:
-                self.cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True, dashboard_address=None)
+                self.cluster = LocalCluster(
+                    n_workers=self.jobs,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                )
             try:
                 self.client = Client(self.scheduler or self.cluster, timeout=f"{DASK_TIMEOUT}s")
             except (OSError, TimeoutError, ValueError) as exc:
-                raise UserError(f"no dask scheduler answered at {self.scheduler!r} within {DASK_TIMEOUT} s ({type(exc).__name__})", where="[run] scheduler") from None
+                raise UserError(
+                    f"no dask scheduler answered at {self.scheduler!r} within {DASK_TIMEOUT} s ({type(exc).__name__})",
+                    where="[run] scheduler",
+                ) from None
         self.config = parallel_config(backend=self.name)
         self.config.__enter__()
         return self

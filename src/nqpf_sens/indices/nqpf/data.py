@@ -58,5 +58,7 @@ def alternative_tables(spec: IndexSpec, base: IndicatorTable | None = None) -> l
     for name in (c for c in draws.columns if c.startswith("draw_")):
         values = base.values.copy()
         values[0, rows, columns] = draws[name].to_numpy(dtype=float)
-        tables.append(IndicatorTable(values, base.years, base.units, base.indicators, base.attributes))
+        tables.append(
+            IndicatorTable(values, base.years, base.units, base.indicators, base.attributes)
+        )
     return tables

@@ -21,7 +21,11 @@ def table3() -> pd.DataFrame:
 def paper_problem(spec: IndexSpec, table: IndicatorTable) -> str | None:
     """Why a comparison with Table 3 makes no sense for these data (not the paper's), or None."""
     provinces = set(table3().index)
-    if tuple(spec.dimensions) != OUTPUTS[1:] or set(table.units) != provinces or len(table.years) != 1:
+    if (
+        tuple(spec.dimensions) != OUTPUTS[1:]
+        or set(table.units) != provinces
+        or len(table.years) != 1
+    ):
         return "the data are not the paper's (its 31 provinces in one year, dimensions tech, factor, industry): set it to false"
     return None
 
@@ -36,10 +40,16 @@ def compare_with_table3(scores: pd.DataFrame) -> pd.DataFrame:
     mine = scores.set_index("unit").reindex(paper.index)
     rows = []
     for output in OUTPUTS:
-        mine_rank = mine["rank"] if output == "total" else pd.Series(rank_scores(mine[output].to_numpy(dtype=float)), index=mine.index)
+        mine_rank = (
+            mine["rank"]
+            if output == "total"
+            else pd.Series(rank_scores(mine[output].to_numpy(dtype=float)), index=mine.index)
+        )
         for unit in paper.index:
             rows.append((unit, output, paper.loc[unit, output], mine.loc[unit, output]))
-            rows.append((unit, f"{output}_rank", paper.loc[unit, f"{output}_rank"], mine_rank.loc[unit]))
+            rows.append(
+                (unit, f"{output}_rank", paper.loc[unit, f"{output}_rank"], mine_rank.loc[unit])
+            )
     frame = pd.DataFrame(rows, columns=["unit", "output", "paper", "reproduced"])
     frame["difference"] = frame["reproduced"] - frame["paper"]
     return frame
@@ -63,5 +73,13 @@ def paper_summary(comparison: pd.DataFrame) -> str:
     scores = comparison[~comparison.output.str.endswith("_rank")]
     worst = scores.loc[scores.difference.abs().idxmax()]
     mismatches = rank_mismatches(comparison)
-    ranks = "all ranks as in Table 3" if mismatches.empty else f"{len(mismatches)} ranks differ: " + ", ".join(f"{r.unit} {r.output} {int(r.paper)}->{int(r.reproduced)}" for r in mismatches.itertuples())
+    ranks = (
+        "all ranks as in Table 3"
+        if mismatches.empty
+        else f"{len(mismatches)} ranks differ: "
+        + ", ".join(
+            f"{r.unit} {r.output} {int(r.paper)}->{int(r.reproduced)}"
+            for r in mismatches.itertuples()
+        )
+    )
     return f"Table 3 reproduction: largest absolute difference {abs(worst.difference):.3f} ({worst.unit}, {worst.output}); {ranks} (ties printed equal may break either way)"
