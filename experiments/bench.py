@@ -91,20 +91,27 @@ def _evaluate_many(spec, table, n: int, batch_size: int) -> int:
 
 
 def engine_rate(spec, table, n: int, workers: int, mode: str) -> float:
-    """Scenarios per second of ``workers`` threads or loky processes, each evaluating n / workers."""
+    """Scenarios per second of ``workers`` threads or loky processes, each evaluating
+    n / workers.
+    """
     batch_size = min(BATCH, n)
     share = n // workers
     if mode == "processes":
-        run = lambda size: sum(
-            Parallel(n_jobs=workers)(
-                delayed(_evaluate_many)(spec, table, size, batch_size) for _ in range(workers)
+
+        def run(size):
+            return sum(
+                Parallel(n_jobs=workers)(
+                    delayed(_evaluate_many)(spec, table, size, batch_size) for _ in range(workers)
+                )
             )
-        )  # noqa: E731
     else:
         pool = ThreadPoolExecutor(workers)
-        run = lambda size: sum(
-            pool.map(lambda _: _evaluate_many(spec, table, size, batch_size), range(workers))
-        )  # noqa: E731
+
+        def run(size):
+            return sum(
+                pool.map(lambda _: _evaluate_many(spec, table, size, batch_size), range(workers))
+            )
+
     run(batch_size)  # warm: compiled kernels, worker processes
     rates = []
     for _ in range(REPEATS):
@@ -153,7 +160,9 @@ spread = 0.25
 
 
 def runner_seconds(folder: Path, n: int, jobs: int) -> float:
-    """Median wall seconds of ``run_study`` (the batched runner) on a weights-only design of n rows."""
+    """Median wall seconds of ``run_study`` (the batched runner) on a weights-only design
+    of n rows.
+    """
     path = folder / f"runner_{n}_{jobs}.toml"
     path.write_text(WEIGHTS_ONLY.format(n=n, jobs=jobs))
     config = load_config(path)

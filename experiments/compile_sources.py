@@ -6,7 +6,8 @@ writes one row per fact: ``unit, indicator, year, value, status, use, trust, sou
 - ``status``: ``official`` (a statistic from a cited publisher), ``paper`` (stated by the paper or
   implied exactly by it), ``derived`` (computed from cited lists or figures).
 - ``use``: ``fixed`` (the cell's value), ``lower_bound`` (the cell is at least this), ``prior`` (a
-  starting point for the reconstruction, e.g. a count at an earlier date or under another definition).
+  starting point for the reconstruction, e.g. a count at an earlier date or under another
+  definition).
 - ``trust``: the source's grade (A official file, B faithful copy, C secondary, D doubtful).
 
 Numbers and citations only; run once when sources change, then commit the CSV.
@@ -27,7 +28,7 @@ NATIONAL = "China"
 
 def province_names(shared: Path) -> dict[str, str]:
     table3 = pd.read_csv(shared / "paper" / "table3_scores_2022.csv")
-    names = dict(zip(table3.province_zh, table3.province))
+    names = dict(zip(table3.province_zh, table3.province, strict=True))
     names.update({"山東": "Shandong", "内蒙": "Inner Mongolia"})
     return names
 
@@ -131,7 +132,10 @@ def rd_intensity(shared: Path, names: dict[str, str]) -> list[dict]:
                 "derived",
                 "prior",
                 "C",
-                "2022 Ningxia S&T statistics bulletin (Shizuishan 1.78% is 0.21 points above the region)",
+                (
+                    "2022 Ningxia S&T statistics bulletin"
+                    " (Shizuishan 1.78% is 0.21 points above the region)"
+                ),
                 "provincial-bulletin basis",
             )
         )
@@ -178,8 +182,14 @@ def clusters_and_centres(shared: Path, names: dict[str, str]) -> list[dict]:
     counts = clusters.set_index("province").national_advanced_mfg_clusters_2022.add(
         centres, fill_value=0
     )
-    source = "MIIT 45 national advanced manufacturing clusters (2022, by province) + 26 national manufacturing innovation centres (to 2022, by city)"
-    note = "count at end-2022; the paper uses the end-2023 cumulative; the two cross-province clusters are not assigned"
+    source = (
+        "MIIT 45 national advanced manufacturing clusters (2022, by province)"
+        " + 26 national manufacturing innovation centres (to 2022, by city)"
+    )
+    note = (
+        "count at end-2022; the paper uses the end-2023 cumulative;"
+        " the two cross-province clusters are not assigned"
+    )
     return [
         fact(names[p], "clusters_centres", 2022, int(v), "derived", "prior", "C", source, note)
         for p, v in counts.items()
@@ -202,7 +212,10 @@ def green(shared: Path, names: dict[str, str]) -> list[dict]:
     lists = [pd.read_csv(folder / "绿色工厂名单.csv"), pd.read_csv(folder / "绿色工业园区名单.csv")]
     regions = pd.concat([f["地区"].str.strip() for f in lists]).replace(mapping)
     counts = regions.value_counts()
-    source = "MIIT green-manufacturing lists, batches 1-6 (2017-2021 batch), factories + parks per province"
+    source = (
+        "MIIT green-manufacturing lists, batches 1-6 (2017-2021 batch),"
+        " factories + parks per province"
+    )
     note = "cumulative to the 2021 batch; the paper uses the end-2023 cumulative"
     return [
         fact(names[p], "green_factories_parks", 2021, int(v), "derived", "prior", "B", source, note)
@@ -491,7 +504,10 @@ def gdp_per_capita(shared: Path) -> list[dict]:
                     "derived",
                     "fixed",
                     "D",
-                    "unattributed analysis script (GDP, integer population); GDP cross-checked where a communique gives it",
+                    (
+                        "unattributed analysis script (GDP, integer population);"
+                        " GDP cross-checked where a communique gives it"
+                    ),
                     "GDP / population; low trust",
                 )
             )

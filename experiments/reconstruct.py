@@ -18,7 +18,8 @@ Standard deviations are not linear and are not constrained; the script reports h
 Alternative datasets are solved from randomly perturbed priors (log-normal noise), giving a sample
 of feasible reconstructions that the uncertainty analysis can treat as one more factor.
 
-Usage: ``python experiments/reconstruct.py [--alternatives 200] [--seed 2024]`` (writes the package data).
+Usage: ``python experiments/reconstruct.py [--alternatives 200] [--seed 2024]`` (writes the
+package data).
 """
 
 from __future__ import annotations
@@ -187,7 +188,8 @@ def text_constraints() -> list[tuple[str, list[str], float]]:
 
 
 class Model:
-    """Variables: one per free cell, its absolute deviation from the prior, and extreme-value binaries."""
+    """Variables: one per free cell, its absolute deviation from the prior, and extreme-value
+    binaries."""
 
     def __init__(self, problem: Problem):
         self.p = problem
@@ -276,7 +278,7 @@ def _rank_constraints(model: Model, problem: Problem, outputs) -> None:
     table3 = problem.table3
     for output in ("tech", "factor", "industry", "total"):
         ordered = table3.sort_values(f"{output}_rank")
-        for upper, lower in zip(ordered.itertuples(), ordered.iloc[1:].itertuples()):
+        for upper, lower in zip(ordered.itertuples(), ordered.iloc[1:].itertuples(), strict=False):
             if getattr(upper, output) == getattr(lower, output):
                 continue
             a, _ = outputs[(upper.province, output)]
@@ -323,7 +325,7 @@ def _text_constraints(model: Model, problem: Problem) -> None:
         chain = [[units.index(u)] for u in named] + [
             [i for i, u in enumerate(units) if u not in named]
         ]
-        for above, below in zip(chain, chain[1:]):
+        for above, below in zip(chain, chain[1:], strict=False):
             for a in above:
                 for b in below:
                     terms, constant = model.linear_in_cells({(a, j): 1.0, (b, j): -1.0})
@@ -348,7 +350,8 @@ def _text_constraints(model: Model, problem: Problem) -> None:
 
 def solve(problem: Problem, prior: np.ndarray, pinned: dict[tuple[int, int], float]) -> np.ndarray:
     """The reconstruction closest to ``prior`` (squared distance in units of each indicator's range,
-    as tangent lines), with the ``pinned`` cells at their indicator's extremes; returns units x indicators values."""
+    as tangent lines), with the ``pinned`` cells at their indicator's extremes; returns units x
+    indicators values."""
     model, span = build(problem, prior)
     n_free = len(model.free)
     lower = np.zeros(model.n)
@@ -372,7 +375,8 @@ def solve(problem: Problem, prior: np.ndarray, pinned: dict[tuple[int, int], flo
         row_high.append(high)
     base = len(model.rows)
     for k, (i, j) in enumerate(model.free):
-        # t >= 2 u0 (x - prior) / span - u0^2 for each tangent point u0: t >= ((x - prior) / span)^2 from below
+        # t >= 2 u0 (x - prior) / span - u0^2 for each tangent point u0:
+        # t >= ((x - prior) / span)^2 from below
         for m, u0 in enumerate(TANGENTS):
             row = base + n_tangents * k + m
             matrix[row, k] = 2 * u0 / span[j]
@@ -485,9 +489,8 @@ def main() -> None:
             index=False,
             compression={"method": "gzip", "mtime": 0},
         )
-        print(
-            f"wrote {args.alternatives} alternative reconstructions to {packaged('nqpf_alternatives.csv.gz')}"
-        )
+        alternatives_path = packaged("nqpf_alternatives.csv.gz")
+        print(f"wrote {args.alternatives} alternative reconstructions to {alternatives_path}")
 
 
 if __name__ == "__main__":

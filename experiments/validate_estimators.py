@@ -108,7 +108,8 @@ def validate_sobol(exponents: list[int], seeds_at: dict[int, int]) -> pd.DataFra
 
 
 def validate_ranks(sizes: list[int], seed: int = 0) -> pd.DataFrame:
-    """Rank quantiles of a run over 4 x 2 x 4 equiprobable discrete choices, against all 32 cases."""
+    """Rank quantiles of a run over 4 x 2 x 4 equiprobable discrete choices, against all 32
+    cases."""
     spec = nqpf_spec()
     table = province_table(spec)
     engine = Engine(spec, table)

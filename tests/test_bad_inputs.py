@@ -1,4 +1,5 @@
-"""A corpus of broken configs and data: one clear line, exit code 2, no traceback, nothing written."""
+"""A corpus of broken configs and data: one clear line, exit code 2, no traceback, nothing
+written."""
 
 import shutil
 import subprocess

@@ -1,4 +1,5 @@
-"""The command line: runs write complete outputs; user errors give one line, exit code 2, nothing written."""
+"""The command line: runs write complete outputs; user errors give one line, exit code 2, nothing
+written."""
 
 import json
 import subprocess

@@ -77,7 +77,13 @@ def test_metadata_errors_name_file_row_and_column(tmp_path, text, expected):
 
 
 def test_aggregate_without_indicator_is_refused(tmp_path):
-    text = "iCode,Parent,Weight,Direction,Type\na,P1,1,1,Indicator\nP1,Index,1,1,Aggregate\nP2,Index,1,1,Aggregate\nIndex,,1,1,Aggregate\n"
+    text = (
+        "iCode,Parent,Weight,Direction,Type\n"
+        "a,P1,1,1,Indicator\n"
+        "P1,Index,1,1,Aggregate\n"
+        "P2,Index,1,1,Aggregate\n"
+        "Index,,1,1,Aggregate\n"
+    )
     with pytest.raises(UserError, match="aggregate 'P2' has no indicator below it"):
         load_spec(write(tmp_path, "meta.csv", text))
 

@@ -70,7 +70,8 @@ def test_denominators_divide_before_imputation(tmp_path):
     np.testing.assert_allclose(
         denominated(Pipeline(denominate=False), table)[0, :, 0], [50, 40, np.nan, 16]
     )
-    # C takes its group's mean of the denominated values, (5 + 2) / 2 = 3.5, then min-max: (3.5 - 2) / 3
+    # C takes its group's mean of the denominated values, (5 + 2) / 2 = 3.5,
+    # then min-max: (3.5 - 2) / 3
     normalised = prepare(Pipeline(imputation="mean", imputation_group="grp"), table, spec)
     np.testing.assert_allclose(normalised[0, :, 0], [100, 0, 50, 0])
 

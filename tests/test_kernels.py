@@ -40,7 +40,7 @@ def numpy_tree(leaves, weights, memberships, methods):
     """The tree level by level in numpy: shift, transform, normalised weights, einsum, back."""
     current = np.broadcast_to(leaves, (len(weights[0]), *leaves.shape[-2:]))
     columns = []
-    for w, membership, method in zip(weights, memberships, methods):
+    for w, membership, method in zip(weights, memberships, methods, strict=True):
         if method != "arithmetic":
             low, high = current.min(axis=-1, keepdims=True), current.max(axis=-1, keepdims=True)
             shift = np.where(high > low, SHIFT_FRACTION * (high - low), 1.0) - low
@@ -123,7 +123,8 @@ def test_aggregate_tree_equals_numpy(n_scenarios, n_years, shared, methods, seed
 
 
 def _class_costs(ordered: np.ndarray) -> np.ndarray:
-    """Within-class sum of squares of every run i..j of sorted values: (..., n, n), inf where i > j."""
+    """Within-class sum of squares of every run i..j of sorted values: (..., n, n), inf where
+    i > j."""
     n = ordered.shape[-1]
     zero = np.zeros(ordered.shape[:-1] + (1,))
     s1 = np.concatenate([zero, np.cumsum(ordered, axis=-1)], axis=-1)

@@ -77,7 +77,10 @@ def test_scaling_all_weights_changes_nothing(values, factor):
     engine = Engine(SPEC, make_table(values))
     ones = (np.ones((1, N_IND)), np.ones((1, 3)))
     scaled = (np.full((1, N_IND), factor), np.full((1, 3), factor))
-    batch = lambda f: ScenarioBatch((Pipeline(),), np.zeros(1, dtype=int), weight_factors=f)
+
+    def batch(f):
+        return ScenarioBatch((Pipeline(),), np.zeros(1, dtype=int), weight_factors=f)
+
     np.testing.assert_allclose(
         engine.evaluate(batch(scaled)).scores,
         engine.evaluate(batch(ones)).scores,

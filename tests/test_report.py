@@ -1,4 +1,5 @@
-"""Figures and the self-contained HTML report, rebuilt from saved results; rendered in headless Chromium."""
+"""Figures and the self-contained HTML report, rebuilt from saved results; rendered in headless
+Chromium."""
 
 import re
 import shutil
@@ -143,19 +144,23 @@ def test_a_run_without_a_name_is_titled_by_its_config(tmp_path):
 
 # Clicks the last column header of every sortable table twice, as a reader does, and records
 # whether the rows then read in ascending and then descending order of that column.
-CLICK_EVERY_TABLE = """<script>window.addEventListener('load', function () {
-  var results = Array.prototype.map.call(document.querySelectorAll('table.sortable'), function (table) {
+CLICK_EVERY_TABLE = (
+    """<script>window.addEventListener('load', function () {
+  var results = Array.prototype.map.call(document.querySelectorAll('table.sortable'), """
+    """function (table) {
     var th = table.tHead.rows[0].cells[table.tHead.rows[0].cells.length - 1];
     var column = function () { return Array.prototype.map.call(table.tBodies[0].rows, function (r) {
       var x = r.cells[th.cellIndex].textContent, n = parseFloat(x); return isNaN(n) ? x : n; }); };
     var ordered = function (values, sign) { return values.every(function (v, i) {
-      return i === 0 || typeof v !== typeof values[i - 1] || sign * (v > values[i - 1]) >= 0 && sign * (v < values[i - 1]) <= 0; }); };
+      return i === 0 || typeof v !== typeof values[i - 1] """
+    """|| sign * (v > values[i - 1]) >= 0 && sign * (v < values[i - 1]) <= 0; }); };
     th.click(); var up = ordered(column(), 1);
     th.click(); var down = ordered(column(), -1);
     return up && down;
   });
   document.body.dataset.sorted = results.join(',');
 });</script></body>"""
+)
 
 
 def test_clicking_a_header_sorts_every_table(run_folder, tmp_path):

@@ -304,7 +304,7 @@ options = ["arithmetic", "geometric"]
     high_index = index > index[:, known].mean(axis=1, keepdims=True)
     high_gdp = gdp > np.nanmean(gdp)
     quadrants = pd.read_csv(out / "quadrants.csv").set_index("unit")
-    assert list(quadrants.index) == [u for u, k in zip(table.units, known) if k]
+    assert list(quadrants.index) == [u for u, k in zip(table.units, known, strict=True) if k]
     expected = {
         "p_high_index_high_gdp": high_index & high_gdp,
         "p_high_index_low_gdp": high_index & ~high_gdp,

@@ -201,7 +201,7 @@ def test_natural_breaks_is_the_exact_optimum(seed, k):
 def test_natural_breaks_vectorised_over_scenarios():
     values = np.random.default_rng(7).gamma(1.0, 10.0, size=(6, 10))
     batch = natural_breaks(values, 3)
-    for row, expected in zip(values, batch):
+    for row, expected in zip(values, batch, strict=True):
         np.testing.assert_array_equal(natural_breaks(row, 3), expected)
 
 

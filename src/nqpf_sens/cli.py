@@ -12,7 +12,10 @@ from nqpf_sens.errors import RunInterrupted, UserError
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m nqpf_sens",
-        description="How far can a composite index be trusted? Runs the index, Monte Carlo uncertainty and Sobol sensitivity analyses described by a TOML config.",
+        description=(
+            "How far can a composite index be trusted? Runs the index, Monte Carlo uncertainty and "
+            "Sobol sensitivity analyses described by a TOML config."
+        ),
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run what a config describes and write results")

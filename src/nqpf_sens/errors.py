@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 class UserError(Exception):
-    """A problem with the user's config or data; the CLI prints it on one line and exits with code 2."""
+    """A problem with the user's config or data: the CLI prints it on one line, exit code 2."""
 
     def __init__(self, message: str, source: str | Path | None = None, where: str | None = None):
         self.source = None if source is None else str(source)

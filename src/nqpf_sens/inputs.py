@@ -1,4 +1,5 @@
-"""The index spec and data tables a run config points at (defaults: the shipped NQPF index and data)."""
+"""The index spec and data tables a run config points at (defaults: the shipped NQPF index and
+data)."""
 
 from __future__ import annotations
 
@@ -33,8 +34,9 @@ def load_inputs(config: RunConfig) -> tuple[IndexSpec, IndicatorTable]:
 
 
 def unit_attributes(config: RunConfig, table: IndicatorTable) -> pd.DataFrame:
-    """Region, Chinese name and GDP per capita of the units (indexed by unit), from ``[data] units``,
-    the shipped NQPF file (with the shipped data) or the data's own text columns."""
+    """Region, Chinese name and GDP per capita of the units (indexed by unit), from
+    ``[data] units``, the shipped NQPF file (with the shipped data) or the data's own text
+    columns."""
     if config.data.units is not None:
         if not config.data.units.is_file():
             raise UserError(f"file not found: {config.data.units}", config.path, "[data] units")
@@ -76,12 +78,13 @@ def empty_units(config: RunConfig, table: IndicatorTable) -> list[str]:
     """Notes on units without any observed value: refused unless ``[data] allow_empty_units``."""
     empty = [
         u
-        for u, observed in zip(table.units, ~np.isnan(table.values).all(axis=(0, 2)))
+        for u, observed in zip(table.units, ~np.isnan(table.values).all(axis=(0, 2)), strict=True)
         if not observed
     ]
     if empty and not config.data.allow_empty_units:
         raise UserError(
-            f"unit '{empty[0]}' has no observed value (set [data] allow_empty_units = true to impute all of it)",
+            f"unit '{empty[0]}' has no observed value "
+            "(set [data] allow_empty_units = true to impute all of it)",
             table.source,
         )
     return [f"unit '{u}' has no observed value: every one of its values is imputed" for u in empty]

@@ -48,7 +48,8 @@ def check_run_name(name: object, source: Path) -> str:
     )
     if bad:
         raise UserError(
-            f"{name!r} is not a plain folder name (no '/', '\\', leading '.', or control characters)",
+            f"{name!r} is not a plain folder name "
+            "(no '/', '\\', leading '.', or control characters)",
             source,
             "[run] name",
         )
@@ -103,7 +104,7 @@ def check_destination(destination: Path, protected: Iterable[Path] = ()) -> Path
 
 
 def result_files(folder: Path) -> list[str] | None:
-    """The files an earlier result lists in its marker, or None if ``folder`` holds no valid marker."""
+    """The files an earlier result lists in its marker, or None if ``folder`` has no valid one."""
     marker = folder / MARKER
     if os.path.islink(marker) or not marker.is_file():
         return None
@@ -148,7 +149,8 @@ def check_replaceable(folder: Path) -> None:
 
 
 def _foreign_entry(folder: Path, listed: set[str]) -> str | None:
-    """The first entry of ``folder`` that is not a listed regular file or a folder leading to one."""
+    """The first entry of ``folder`` that is neither a listed regular file nor a folder leading
+    to one."""
     folders = {str(parent) for name in listed for parent in Path(name).parents} - {"."}
     for root, dirs, files in os.walk(folder, followlinks=False):
         here = Path(root).relative_to(folder)

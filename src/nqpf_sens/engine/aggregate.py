@@ -48,7 +48,10 @@ def aggregate_tree(
     sizes = np.array([len(memberships[0]), *(m.shape[1] for m in memberships)], dtype=np.int64)
     flat_weights = np.ascontiguousarray(
         np.concatenate(
-            [np.broadcast_to(w, (n_scenarios, m.shape[0])) for w, m in zip(weights, memberships)],
+            [
+                np.broadcast_to(w, (n_scenarios, m.shape[0]))
+                for w, m in zip(weights, memberships, strict=False)
+            ],
             axis=1,
         ),
         dtype=float,
@@ -85,7 +88,8 @@ def aggregate_tree(
 def aggregate(
     scores: np.ndarray, weights: np.ndarray, membership: np.ndarray, method: str = "arithmetic"
 ) -> np.ndarray:
-    """One level: parents (..., parents, rows) from children (..., children, rows) and weights (..., children)."""
+    """One level: parents (..., parents, rows) from children (..., children, rows) and weights
+    (..., children)."""
     if method not in METHODS:
         raise ValueError(f"unknown aggregation {method!r}")
     scores, weights = np.asarray(scores, dtype=float), np.asarray(weights, dtype=float)

@@ -3,9 +3,9 @@
 Scenarios are grouped by pipeline (their discrete choices); each distinct pipeline's normalised
 matrix and scheme weights are computed once and cached on the :class:`Engine`. Within a group the
 weights of all scenarios go up the tree in one compiled pass that ranks the index on the way
-(``aggregate.aggregate_tree``); tiers follow for the whole group at once. Per-scenario raw-data changes
-(multiplicative noise, cells masked for an imputation stress test) are supported as arrays with a
-leading scenario axis; they are processed vectorised, group by group.
+(``aggregate.aggregate_tree``); tiers follow for the whole group at once. Per-scenario raw-data
+changes (multiplicative noise, cells masked for an imputation stress test) are supported as arrays
+with a leading scenario axis; they are processed vectorised, group by group.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ class ScenarioBatch:
 
     ``pipeline_index[s]`` picks scenario s's pipeline; ``weight_factors[k]`` (S, nodes at level k)
     multiply the scheme's weights (a zero drops a node: leave-one-out); ``value_factors`` (S, years,
-    units, indicators) multiply the raw values; ``masked`` (same shape, bool) blanks raw cells before
-    imputation.
+    units, indicators) multiply the raw values; ``masked`` (same shape, bool) blanks raw cells
+    before imputation.
     """
 
     pipelines: tuple[Pipeline, ...]
@@ -74,7 +74,7 @@ class BatchResult:
         n_years, n_units, _ = scores.shape
         frame = pd.DataFrame({"unit": np.tile(self.units, n_years)})
         if len(self.years) > 1:
-            frame.insert(0, "year", np.repeat(self.years, n_units))
+            frame.insert(0, "year", np.repeat(np.asarray(self.years), n_units))
         frame[INDEX_COLUMN] = scores[..., -1].ravel()
         for k, code in enumerate(self.aggregates[:-1]):
             frame[code] = scores[..., k].ravel()
@@ -117,7 +117,8 @@ class Engine:
         return self._weight_cache[key]
 
     def check(self, pipelines: Sequence[Pipeline]) -> None:
-        """Raise a :class:`UserError` for the first pipeline that cannot run, before anything runs."""
+        """Raise a :class:`UserError` for the first pipeline that cannot run, before anything
+        runs."""
         for pipeline in dict.fromkeys(pipelines):
             self.normalised(pipeline)
             self.scheme_weights(pipeline)
@@ -133,8 +134,8 @@ class Engine:
         pipelines = batch.pipelines
         normalised = self._normalised_rows(batch)
         weights = self._weights(batch)
-        scores = np.empty((batch.size, len(self.spec.aggregates), n_years * n_units))
-        ranks = np.empty((batch.size, n_years * n_units), dtype=np.int64)
+        scores: np.ndarray = np.empty((batch.size, len(self.spec.aggregates), n_years * n_units))
+        ranks: np.ndarray = np.empty((batch.size, n_years * n_units), dtype=np.int64)
         aggregation = _ids(
             [tuple(p.aggregation_at(k) for k in range(len(self.memberships))) for p in pipelines]
         )
@@ -147,6 +148,7 @@ class Engine:
                 n_units,
                 self.ties,
             )
+            assert group_ranks is not None  # n_units was given
             scores, ranks = (
                 _place(scores, members, group_scores),
                 _place(ranks, members, group_ranks),
@@ -170,13 +172,18 @@ class Engine:
         scenario, node, row = np.argwhere(~np.isfinite(scores))[0]
         year, unit = divmod(int(row), len(table.units))
         when = "" if table.years[year] is None else f" in {table.years[year]}"
-        return f"aggregation gives a non-finite score for unit '{table.units[unit]}'{when} at node '{self.spec.aggregates[node]}' (scenario {scenario}): are the weights or values too large?"
+        return (
+            f"aggregation gives a non-finite score for unit '{table.units[unit]}'{when} "
+            f"at node '{self.spec.aggregates[node]}' (scenario {scenario}): "
+            "are the weights or values too large?"
+        )
 
     def _normalised_rows(self, batch: ScenarioBatch):
         """A function giving the normalised (members, indicators, rows) matrices of some scenarios.
 
-        Without per-scenario data each distinct (dataset, method) matrix is computed once and shared;
-        with noise or masks the raw data of each method group are processed together, vectorised.
+        Without per-scenario data each distinct (dataset, method) matrix is computed once and
+        shared; with noise or masks the raw data of each method group are processed together,
+        vectorised.
         """
         pipelines = batch.pipelines
         if batch.value_factors is None and batch.masked is None:
@@ -192,7 +199,7 @@ class Engine:
         raw_stack = np.stack([t.values for t in self.tables])
         dataset = np.array([p.dataset for p in pipelines])[batch.pipeline_index]
         methods = _ids([p.data_key[1:] for p in pipelines])
-        rows = None
+        rows: np.ndarray | None = None
         for key, members in _groups(methods[0][batch.pipeline_index]):
             pipeline = pipelines[methods[2][key]]
             raw = raw_stack[dataset[members]]
@@ -208,6 +215,7 @@ class Engine:
             rows[members] = prepared.reshape(prepared.shape[0], -1, prepared.shape[-1]).transpose(
                 0, 2, 1
             )
+        assert rows is not None  # every scenario belongs to a group
         return lambda members: rows[members]
 
     def _weights(self, batch: ScenarioBatch) -> list[np.ndarray]:
@@ -226,12 +234,13 @@ class Engine:
             for table in tables
         ]
         if batch.weight_factors is not None:
-            weights = [w * f for w, f in zip(weights, batch.weight_factors)]
+            weights = [w * f for w, f in zip(weights, batch.weight_factors, strict=False)]
         return weights
 
 
 def _ids(keys: list) -> tuple[np.ndarray, list, list[int]]:
-    """Integer id of each key (in order of first appearance), the distinct keys and where each first appears."""
+    """Integer id of each key (in order of first appearance), the distinct keys and where each
+    first appears."""
     distinct: dict = {}
     first: list[int] = []
     ids = np.empty(len(keys), dtype=np.int64)
@@ -253,7 +262,8 @@ def _place(whole: np.ndarray, members, part: np.ndarray) -> np.ndarray:
 
 
 def _groups(ids: np.ndarray):
-    """(id, members) for each distinct id, members in increasing order (a full slice when all share one)."""
+    """(id, members) for each distinct id, members in increasing order (a full slice when all
+    share one)."""
     if ids.size and np.all(ids == ids[0]):
         yield int(ids[0]), slice(None)
         return
@@ -278,6 +288,7 @@ def evaluate_batch(
 def evaluate(
     spec: IndexSpec, table: IndicatorTable, pipeline: Pipeline | None = None, ties: str = "min"
 ) -> BatchResult:
-    """Evaluate one scenario: the pipeline (default: the paper's method) with its scheme's weights."""
+    """Evaluate one scenario: the pipeline (default: the paper's method) with its scheme's
+    weights."""
     batch = ScenarioBatch((pipeline or Pipeline(),), np.zeros(1, dtype=np.int64))
     return Engine(spec, table, ties).evaluate(batch)

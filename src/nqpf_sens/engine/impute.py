@@ -1,9 +1,9 @@
 """Imputation of missing cells (NaN) in arrays shaped (..., years, units, indicators).
 
-Time-series rules fill each unit's series along the years; cross-sectional rules fill from the other
-units of the same year. A cell that a time-series rule cannot reach (a series with no observation, or
-too few for the rule) is left for ``fallback`` (a cross-sectional rule) or stays NaN for the caller
-to report.
+Time-series rules fill each unit's series along the years; cross-sectional rules fill from the
+other units of the same year. A cell that a time-series rule cannot reach (a series with no
+observation, or too few for the rule) is left for ``fallback`` (a cross-sectional rule) or stays
+NaN for the caller to report.
 
 - ``growth`` (the paper): a gap between two observed years is filled at the constant annual growth
   rate between them; years after the last (before the first) observation are extrapolated at the
@@ -15,8 +15,8 @@ to report.
 - ``loglinear_trend``: exponential trend fitted by least squares on log values of the whole series
   (a linear trend where a value is not positive).
 - ``mean`` / ``median``: the cross-sectional mean / median of the same indicator and year; with
-  ``groups`` (a group label per unit, e.g. COINr's GDP-per-capita or region groups) the mean / median
-  of the unit's own group.
+  ``groups`` (a group label per unit, e.g. COINr's GDP-per-capita or region groups) the mean /
+  median of the unit's own group.
 
 Fallbacks for what the rule leaves: ``mean`` / ``median`` (cross-sectional) or ``flat``, which holds
 a series with no observation at all constant (1), so that under base-year normalisation it stays
@@ -86,7 +86,8 @@ def _within_groups(values: np.ndarray, rule: str, groups: np.ndarray) -> np.ndar
 
 
 class _quiet_all_nan:
-    """Silence numpy's 'mean of empty slice' warnings: an all-missing column stays NaN and is reported."""
+    """Silence numpy's 'mean of empty slice' warnings: an all-missing column stays NaN and is
+    reported."""
 
     def __enter__(self):
         import warnings
@@ -100,7 +101,8 @@ class _quiet_all_nan:
 
 
 def _neighbours(observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the last observation at or before t and of the first at or after t (-1 / T if none)."""
+    """Index of the last observation at or before t and of the first at or after t (-1 / T if
+    none)."""
     n_rows, n_years = observed.shape
     steps = np.broadcast_to(np.arange(n_years), observed.shape)
     previous = np.maximum.accumulate(np.where(observed, steps, -1), axis=1)
@@ -156,7 +158,8 @@ def _linear(series, t, previous, following, first, last):
 
 
 def _growth(series, t, previous, following, first, last):
-    """Constant growth between neighbours; average growth over the observed span outside it (NaN if undefined)."""
+    """Constant growth between neighbours; average growth over the observed span outside it (NaN
+    if undefined)."""
     with np.errstate(all="ignore"):
         y_prev, y_next = _take(series, previous), _take(series, following)
         inner = y_prev * (y_next / y_prev) ** ((t - previous) / (following - previous))
@@ -171,7 +174,8 @@ def _growth(series, t, previous, following, first, last):
 
 
 def _trend(series, observed, t):
-    """Least-squares trend per row: exponential where all observations are positive, linear otherwise."""
+    """Least-squares trend per row: exponential where all observations are positive, linear
+    otherwise."""
     positive = np.all(np.where(observed, series > 0, True), axis=1, keepdims=True)
     with np.errstate(all="ignore"):
         target = np.where(positive, np.log(np.where(series > 0, series, 1.0)), series)

@@ -8,8 +8,8 @@ Cross-sectional methods compare units within a year; ``base_year`` compares a un
 - ``rank``: percentile rank, 100 (r - 1) / (n - 1) with average ranks for ties, in [0, 100].
 - ``distance_to_leader``: 100 x / max (negative direction: 100 min / x); needs positive values.
 - ``distance_to_mean``: 100 (1 + d (x - mean) / |mean|), so the mean unit scores 100.
-- ``base_year`` (the paper, national series): 100 x_t / x_base (negative direction: 100 x_base / x_t);
-  as in the paper, a zero (a count before its first award year) is replaced by 1 first.
+- ``base_year`` (the paper, national series): 100 x_t / x_base (negative direction: 100 x_base /
+  x_t); as in the paper, a zero (a count before its first award year) is replaced by 1 first.
 
 A constant indicator carries no information: under ``minmax``, ``rank`` and ``zscore`` every unit
 gets the scale's midpoint (50, 50 and 0), so it shifts all scores alike and never divides by zero.
@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 METHODS = ("minmax", "zscore", "rank", "distance_to_leader", "distance_to_mean", "base_year")
-#: Methods whose output can be zero or negative (a geometric or harmonic mean needs the documented shift).
+#: Methods whose output can be zero or negative (a geometric or harmonic mean needs the
+#: documented shift).
 NON_POSITIVE_OUTPUT = ("minmax", "zscore", "rank", "distance_to_leader", "distance_to_mean")
 UNIT_AXIS = -2
 YEAR_AXIS = -3

@@ -1,4 +1,5 @@
-"""A pipeline is one combination of the analyst's discrete choices; its defaults are the paper's method."""
+"""A pipeline is one combination of the analyst's discrete choices; its defaults are the paper's
+method."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ TRANSFORM_TARGETS = ("flagged", "all")
 class Pipeline:
     """Discrete choices of one scenario. ``aggregation`` has one method per level of the tree
     (a single string applies to every level); ``dataset`` picks one of several alternative tables.
-    ``denominate`` divides indicators by the columns the metadata names (before imputation, as COINr);
-    ``imputation_group`` names a unit attribute within which mean / median imputation works;
-    ``winsor_max`` and the thresholds drive the ``treat`` transformation."""
+    ``denominate`` divides indicators by the columns the metadata names (before imputation, as
+    COINr); ``imputation_group`` names a unit attribute within which mean / median imputation
+    works; ``winsor_max`` and the thresholds drive the ``treat`` transformation."""
 
     imputation: str = "growth"
     imputation_fallback: str | None = None
@@ -45,7 +46,8 @@ class Pipeline:
 
     @property
     def data_key(self) -> tuple:
-        """The choices that determine the normalised matrix (scenarios sharing it share the work)."""
+        """The choices that determine the normalised matrix (scenarios sharing it share the
+        work)."""
         return (
             self.dataset,
             self.imputation,
@@ -91,7 +93,10 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
         )
     for method in methods:
         if method not in aggregate.METHODS:
-            return f"aggregation: unknown option {method!r} (choose from {', '.join(aggregate.METHODS)})"
+            return (
+                f"aggregation: unknown option {method!r} "
+                f"(choose from {', '.join(aggregate.METHODS)})"
+            )
     if isinstance(pipeline.winsor_max, bool) or not isinstance(pipeline.winsor_max, int):
         return f"winsor_max: must be a whole number, not {pipeline.winsor_max!r}"
     if isinstance(pipeline.winsor_limit, bool) or not isinstance(
@@ -106,7 +111,11 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
         pipeline.imputation_group is not None
         and pipeline.imputation not in impute.CROSS_SECTION_RULES
     ):
-        return f"imputation_group: works with the cross-sectional rules {', '.join(impute.CROSS_SECTION_RULES)}, not {pipeline.imputation!r}"
+        rules = ", ".join(impute.CROSS_SECTION_RULES)
+        return (
+            f"imputation_group: works with the cross-sectional rules {rules}, "
+            f"not {pipeline.imputation!r}"
+        )
     return None
 
 
@@ -115,7 +124,8 @@ def _base_index(pipeline: Pipeline, table: IndicatorTable) -> int:
         return 0
     if pipeline.base_year not in table.years:
         raise UserError(
-            f"base_year: {pipeline.base_year} is not in the data (years {table.years[0]}-{table.years[-1]})",
+            f"base_year: {pipeline.base_year} is not in the data "
+            f"(years {table.years[0]}-{table.years[-1]})",
             table.source,
         )
     return table.years.index(pipeline.base_year)
@@ -139,7 +149,8 @@ def _first_missing(values: np.ndarray, table: IndicatorTable) -> str:
 def prepare(
     pipeline: Pipeline, table: IndicatorTable, spec: IndexSpec, raw: np.ndarray | None = None
 ) -> np.ndarray:
-    """Impute, transform and normalise ``raw`` (default: the table's values), checking every domain first.
+    """Impute, transform and normalise ``raw`` (default: the table's values), checking every
+    domain first.
 
     ``raw`` may carry leading scenario axes (noise, masked cells); the result has the same shape.
     """
@@ -159,7 +170,10 @@ def prepare(
             else f"imputation '{pipeline.imputation}' cannot fill it"
         )
         if pipeline.imputation in impute.TIME_SERIES_RULES and len(table.years) == 1:
-            reason += ' (a time-series rule needs several years; add imputation_fallback = "mean" or "median")'
+            reason += (
+                " (a time-series rule needs several years; "
+                'add imputation_fallback = "mean" or "median")'
+            )
         elif (
             pipeline.imputation in impute.TIME_SERIES_RULES and pipeline.imputation_fallback is None
         ):
@@ -185,7 +199,8 @@ def prepare(
 
 
 def check_finite(values: np.ndarray, table: IndicatorTable, stage: str) -> None:
-    """Stop at the first stage that makes a value infinite or undefined (overflow of huge values)."""
+    """Stop at the first stage that makes a value infinite or undefined (overflow of huge
+    values)."""
     finite = np.isfinite(values)
     if not finite.all():
         where = _first_missing(np.where(finite, 0.0, np.nan), table)
@@ -197,7 +212,8 @@ def check_finite(values: np.ndarray, table: IndicatorTable, stage: str) -> None:
 def denominated(
     pipeline: Pipeline, table: IndicatorTable, raw: np.ndarray | None = None
 ) -> np.ndarray:
-    """Raw values, divided by their denominators where the metadata names one and the pipeline asks."""
+    """Raw values, divided by their denominators where the metadata names one and the pipeline
+    asks."""
     values = table.values if raw is None else raw
     if pipeline.denominate and table.denominators is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -215,8 +231,9 @@ def unit_groups(pipeline: Pipeline, table: IndicatorTable) -> np.ndarray | None:
         )
     groups = table.attributes[pipeline.imputation_group].reindex(list(table.units))
     if groups.isna().any():
+        ungrouped = groups[groups.isna()].index[0]
         raise UserError(
-            f"imputation_group: unit {groups[groups.isna()].index[0]!r} has no {pipeline.imputation_group}",
+            f"imputation_group: unit {ungrouped!r} has no {pipeline.imputation_group}",
             table.source,
         )
     return groups.astype(str).to_numpy()
@@ -237,7 +254,8 @@ def _transform(pipeline: Pipeline, values: np.ndarray, mask: np.ndarray) -> np.n
 def pipeline_weights(
     pipeline: Pipeline, table: IndicatorTable, spec: IndexSpec
 ) -> tuple[np.ndarray, ...]:
-    """The weighting scheme's weights per level, data-driven schemes computed from the imputed data."""
+    """The weighting scheme's weights per level, data-driven schemes computed from the imputed
+    data."""
     if pipeline.weighting in ("expert", "equal"):
         return weights.scheme_weights(spec, pipeline.weighting)
     filled = impute.impute(

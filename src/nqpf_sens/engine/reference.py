@@ -1,5 +1,5 @@
-"""A deliberately plain one-scenario implementation with pandas: the yardstick that tests compare the
-batched engine with, and the simple reference run that benchmarks report speed against.
+"""A deliberately plain one-scenario implementation with pandas: the yardstick that tests compare
+the batched engine with, and the simple reference run that benchmarks report speed against.
 
 It covers the paper's path (min-max or z-score, arithmetic or geometric means, expert weights or any
 weights per level) for a cross-section, one DataFrame at a time, with no caching or vectorisation
@@ -22,7 +22,8 @@ def reference_scores(
     normalisation: str = "minmax",
     aggregation: str = "arithmetic",
 ) -> pd.DataFrame:
-    """Scores of every aggregate node and the index rank (ties share the best place) for one scenario.
+    """Scores of every aggregate node and the index rank (ties share the best place) for one
+    scenario.
 
     ``frame`` is units x indicators (wide, indexed by unit).
     """

@@ -1,10 +1,11 @@
-"""The structure of a composite index: indicators, their direction and weight, and the aggregation tree.
+"""The structure of a composite index: indicators, their direction and weight, and the aggregation
+tree.
 
 A metadata file has one row per indicator with at least ``code, dimension, weight, direction``
 (Table 1 of Ye & Xu 2024 is accepted as transcribed). COINr-style files (``iCode, Parent, Weight,
-Direction, Type``) are accepted too; their ``Aggregate`` rows give the upper levels of a deeper tree.
-Without aggregate rows each dimension weighs the sum of its indicators' weights (40/40/20 for NQPF)
-and the dimensions feed one index called ``total``.
+Direction, Type``) are accepted too; their ``Aggregate`` rows give the upper levels of a deeper
+tree. Without aggregate rows each dimension weighs the sum of its indicators' weights (40/40/20
+for NQPF) and the dimensions feed one index called ``total``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class IndexSpec:
 
     ``parents[k][i]`` is the position in ``levels[k + 1]`` of the parent of node ``levels[k][i]``;
     ``weights[k][i]`` is that node's weight within its parent (only ratios between siblings matter).
-    ``transform_flag`` marks the indicators that a flagged transformation (the paper's square root) touches.
+    ``transform_flag`` marks the indicators that a flagged transformation (the paper's square
+    root) touches.
     ``denominators`` names, per indicator, the data column it is divided by (None: not denominated);
     ``declared_columns`` are the denominator and group columns the metadata declares for the data.
     """
@@ -90,7 +92,8 @@ class IndexSpec:
         return matrix
 
     def leaf_parent(self, level: int) -> np.ndarray:
-        """For each indicator, the position of its ancestor at ``level`` (level 0 is the indicator itself)."""
+        """For each indicator, the position of its ancestor at ``level`` (level 0 is the indicator
+        itself)."""
         position = np.arange(len(self.indicators))
         for k in range(level):
             position = self.parents[k][position]
@@ -118,16 +121,20 @@ class IndexSpec:
         )
 
 
-def _pick(frame: pd.DataFrame, role: str, source: Path, required: bool = True) -> str | None:
-    for name in _ALIASES[role]:
-        if name in frame.columns:
-            return name
-    if required:
+def _find(frame: pd.DataFrame, role: str) -> str | None:
+    """The column playing ``role`` under any of its accepted names, or None."""
+    return next((name for name in _ALIASES[role] if name in frame.columns), None)
+
+
+def _pick(frame: pd.DataFrame, role: str, source: Path) -> str:
+    """The column playing ``role``; a file without one is refused."""
+    name = _find(frame, role)
+    if name is None:
         raise UserError(
             f"missing column '{_ALIASES[role][0]}' (accepted names: {', '.join(_ALIASES[role])})",
             source,
         )
-    return None
+    return name
 
 
 def _weights(series: pd.Series, column: str, codes: pd.Series, source: Path) -> np.ndarray:
@@ -141,9 +148,12 @@ def _weights(series: pd.Series, column: str, codes: pd.Series, source: Path) -> 
             source,
             f"row {row + 2} ({codes.iloc[row]}), column '{column}'",
         )
-    for row in np.flatnonzero(np.abs(values) > MAX_WEIGHT):
+    too_large = np.flatnonzero(np.abs(values) > MAX_WEIGHT)
+    if too_large.size:
+        row = int(too_large[0])
         raise UserError(
-            f"weight {cell_text(series, row)} is too large to sum (only ratios matter: rescale the weights)",
+            f"weight {cell_text(series, row)} is too large to sum "
+            "(only ratios matter: rescale the weights)",
             source,
             f"row {row + 2} ({codes.iloc[row]}), column '{column}'",
         )
@@ -171,7 +181,7 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
     """Build and validate an :class:`IndexSpec` from a metadata table."""
     if frame.empty:
         raise UserError("no rows", source)
-    type_col = _pick(frame, "type", source, required=False)
+    type_col = _find(frame, "type")
     declared: tuple[str, ...] = ()
     if type_col is not None:
         kinds = frame[type_col].fillna("Indicator").astype(str).str.lower()
@@ -216,13 +226,15 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
             "empty dimension", source, f"row {row + 2} ({codes.iloc[row]}), column '{parent_col}'"
         )
     parent_names = parent_names.astype(str).str.strip()
-    transform_col = _pick(frame, "transform", source, required=False)
+    transform_col = _find(frame, "transform")
     flags = np.zeros(len(frame), dtype=bool)
     if transform_col is not None:
         flags = frame[transform_col].fillna("").astype(str).str.strip().ne("").to_numpy()
-    label_col = _pick(frame, "label", source, required=False)
-    labels = {} if label_col is None else dict(zip(codes, frame[label_col].astype(str)))
-    denominator_col = _pick(frame, "denominator", source, required=False)
+    label_col = _find(frame, "label")
+    labels = (
+        {} if label_col is None else dict(zip(codes, frame[label_col].astype(str), strict=True))
+    )
+    denominator_col = _find(frame, "denominator")
     denominators: tuple[str | None, ...] = ()
     if denominator_col is not None:
         denominators = tuple(
@@ -276,7 +288,8 @@ def _aggregate_nodes(
     weights: np.ndarray,
     source: Path,
 ) -> tuple[dict[str, str | None], dict[str, float]]:
-    """Parent and weight of every aggregate node, explicit (aggregate rows) or implied (dimensions -> total)."""
+    """Parent and weight of every aggregate node, explicit (aggregate rows) or implied
+    (dimensions -> total)."""
     if aggregates.empty:
         dims = list(dict.fromkeys(parent_names))
         node_parent: dict[str, str | None] = {d: ROOT_CODE for d in dims}
@@ -294,9 +307,9 @@ def _aggregate_nodes(
     agg_weights = _weights(aggregates[weight_col], weight_col, agg_codes, source)
     node_parent = {
         c: (None if pd.isna(p) or not str(p).strip() else str(p).strip())
-        for c, p in zip(agg_codes, aggregates[parent_col])
+        for c, p in zip(agg_codes, aggregates[parent_col], strict=True)
     }
-    node_weight = dict(zip(agg_codes, agg_weights))
+    node_weight = dict(zip(agg_codes, agg_weights, strict=True))
     for name in parent_names:
         if name not in node_parent:
             raise UserError(f"dimension '{name}' has no aggregate row", source)
@@ -332,7 +345,8 @@ def _layer_tree(
     leaf_depths = {node_depth(p) + 1 for p in parent_names}
     if len(leaf_depths) != 1:
         raise UserError(
-            "indicators sit at different depths of the tree; every branch must have the same number of levels",
+            "indicators sit at different depths of the tree; "
+            "every branch must have the same number of levels",
             source,
         )
     n_levels = leaf_depths.pop() + 1

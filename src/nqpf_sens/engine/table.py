@@ -21,10 +21,10 @@ TIDY_COLUMNS = {"unit", "indicator", "value"}
 class IndicatorTable:
     """Raw indicator values with NaN for missing cells, indicators in the order of the index spec.
 
-    ``values`` has shape (years, units, indicators); a cross-section has a single year (which may be
-    ``None`` when the data carry no year). ``attributes`` holds text columns about the units (region,
-    group). ``denominators`` (same shape as ``values``) holds, for indicators the metadata denominates,
-    the column each is divided by (1 elsewhere); None when nothing is denominated.
+    ``values`` has shape (years, units, indicators); a cross-section has a single year (which may
+    be ``None`` when the data carry no year). ``attributes`` holds text columns about the units
+    (region, group). ``denominators`` (same shape as ``values``) holds, for indicators the metadata
+    denominates, the column each is divided by (1 elsewhere); None when nothing is denominated.
     """
 
     values: np.ndarray
@@ -98,7 +98,8 @@ def table_from_frame(
     unit_column: str = UNIT_COLUMN,
     year_column: str = YEAR_COLUMN,
 ) -> IndicatorTable:
-    """Validate a tidy or wide frame against ``spec`` and reshape it to (years, units, indicators)."""
+    """Validate a tidy or wide frame against ``spec`` and reshape it to (years, units,
+    indicators)."""
     source = Path(source)
     if frame.empty:
         raise UserError("no rows", source)
@@ -188,10 +189,10 @@ def table_from_frame(
     denominators = None
     if used:
         denominators = np.ones_like(values)
-        for j, name in enumerate(spec.denominators):
-            if name:
+        for j, denominator in enumerate(spec.denominators):
+            if denominator:
                 denominators[:, :, j] = np.nan
-                denominators[year_pos, unit_pos, j] = numeric[name]
+                denominators[year_pos, unit_pos, j] = numeric[denominator]
     attributes = (
         frame.drop_duplicates(UNIT_COLUMN).set_index(UNIT_COLUMN)[text_columns]
         if text_columns

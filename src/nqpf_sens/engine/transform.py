@@ -1,10 +1,12 @@
-"""Transformations of raw values before normalisation, on arrays shaped (..., years, units, indicators).
+"""Transformations of raw values before normalisation, on arrays shaped (..., years, units,
+indicators).
 
 - ``none``: values as they are.
 - ``sqrt``: the paper's treatment of the fast-growing award counts (indicators 13-15 in the national
   series): zeros (years before the first award) become 1, then the square root is taken.
 - ``log1p``: log(1 + x), a common alternative for skewed counts.
-- ``winsorise``: each indicator clipped to its cross-sectional ``[q, 1 - q]`` quantiles (q = ``limit``).
+- ``winsorise``: each indicator clipped to its cross-sectional ``[q, 1 - q]`` quantiles
+  (q = ``limit``).
 - ``treat``: the outlier treatment of the JRC and COINr: an indicator whose |skewness| >= 2 and
   kurtosis >= 3.5 (sample definitions, as Excel and e1071 type 2) has its most extreme value
   (high side if skewness >= 0) replaced by the next one, repeatedly, until it passes or ``winmax``
@@ -22,7 +24,8 @@ METHODS = ("none", "sqrt", "log1p", "winsorise", "treat")
 
 
 def domain_problem(method: str, values: np.ndarray) -> str | None:
-    """Why ``method`` cannot be applied to ``values`` (already restricted to the targeted indicators), or None."""
+    """Why ``method`` cannot be applied to ``values`` (already restricted to the targeted
+    indicators), or None."""
     finite = values[~np.isnan(values)]
     if finite.size == 0:
         return None
@@ -98,7 +101,8 @@ def treat_outliers(
     skew_threshold: float = 2.0,
     kurtosis_threshold: float = 3.5,
 ) -> np.ndarray:
-    """One indicator across units, treated as the module docstring describes (NaN cells untouched)."""
+    """One indicator across units, treated as the module docstring describes (NaN cells
+    untouched)."""
     column = np.asarray(column, dtype=float)
     observed = ~np.isnan(column)
     x = column[observed].copy()

@@ -44,7 +44,8 @@ def entropy_weights(values: np.ndarray) -> np.ndarray:
 
 
 def critic_weights(values: np.ndarray) -> np.ndarray:
-    """CRITIC weights: sd of each normalised column times its total conflict sum(1 - r) with the others."""
+    """CRITIC weights: sd of each normalised column times its total conflict sum(1 - r) with the
+    others."""
     x = _unit_interval(values)
     sd = x.std(axis=0, ddof=1) if x.shape[0] > 1 else np.zeros(x.shape[1])
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -60,7 +61,8 @@ def critic_weights(values: np.ndarray) -> np.ndarray:
 def scheme_weights(
     spec: IndexSpec, scheme: str, values: np.ndarray | None = None
 ) -> tuple[np.ndarray, ...]:
-    """Weights per level for ``scheme``; ``values`` (..., units, indicators) are needed by the data-driven ones."""
+    """Weights per level for ``scheme``; ``values`` (..., units, indicators) are needed by the
+    data-driven ones."""
     if scheme == "expert":
         return spec.weights
     if scheme == "equal":

@@ -1,8 +1,9 @@
-"""Figures drawn from a run's saved tables (never from a re-run): PNG and SVG, readable in greyscale.
+"""Figures drawn from a run's saved tables (never from a re-run): PNG and SVG, readable in grey.
 
-:func:`make_figures` draws every figure a run's tables allow. Each drawing function takes the tables it needs and a target path stem, writes ``stem.png`` and ``stem.svg``,
-and returns the PNG path. Units are labelled by name, or by Chinese name when asked for and a CJK font
-is installed (otherwise the English names are kept and a warning is returned by :func:`label_font`).
+:func:`make_figures` draws every figure a run's tables allow. Each drawing function takes the
+tables it needs and a target path stem, writes ``stem.png`` and ``stem.svg``, and returns the PNG
+path. Units are labelled by name, or by Chinese name when asked for and a CJK font is installed
+(otherwise the English names are kept and a warning is returned by :func:`label_font`).
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def score_bands(
         figsize=(2.4 * len(aggregates) + 1.5, 0.22 * len(frame) + 1.2),
         sharey=True,
     )
-    for axis, name in zip(np.atleast_1d(axes), aggregates):
+    for axis, name in zip(np.atleast_1d(axes), aggregates, strict=True):
         axis.hlines(y, frame[f"{name}_p05"], frame[f"{name}_p95"], color=GREYS[2], linewidth=3)
         axis.plot(frame[f"{name}_median"], y, "o", color=GREYS[0], markersize=4)
         axis.plot(
@@ -195,10 +196,15 @@ def sobol_bars(indices: pd.DataFrame, output: str, title: str, stem: Path) -> Pa
 
 
 def sobol_heatmap(
-    indices: pd.DataFrame, order: list[str], labels: dict[str, str], stem: Path, min_sd: float = 0.5
+    indices: pd.DataFrame,
+    order: list[str] | None,
+    labels: dict[str, str],
+    stem: Path,
+    min_sd: float = 0.5,
 ) -> Path:
-    """Units x factors heat map of the total-order index of each unit's rank; units whose rank hardly
-    varies (standard deviation below ``min_sd`` places) are hatched: their indices explain next to nothing."""
+    """Units x factors heat map of the total-order index of each unit's rank; units whose rank
+    hardly varies (standard deviation below ``min_sd`` places) are hatched: their indices explain
+    next to nothing."""
     ranks = indices[indices.output.str.startswith("rank:")].copy()
     ranks["unit"] = ranks.output.str.removeprefix("rank:")
     table = ranks.pivot(index="unit", columns="factor", values="ST").reindex(index=order)
@@ -228,7 +234,7 @@ def sobol_heatmap(
         range(len(table)),
         [
             labels.get(u, u) + (" (rank sd < 0.5)" if sd < min_sd else "")
-            for u, sd in zip(table.index, spread)
+            for u, sd in zip(table.index, spread, strict=True)
         ],
     )
     figure.colorbar(image, ax=axis, fraction=0.05, label="ST of the unit's rank")
@@ -267,11 +273,12 @@ def quadrant(bands: pd.DataFrame, gdp: pd.Series, labels: dict[str, str], stem: 
 
 
 def trajectory(bands: pd.DataFrame, aggregates: list[str], stem: Path) -> Path:
-    """Fan chart of the index and sub-indices over the years (median, 5th-95th percentile, nominal)."""
+    """Fan chart of the index and sub-indices over the years (median, 5th-95th percentile and
+    nominal)."""
     figure, axes = plt.subplots(
         1, len(aggregates), figsize=(2.8 * len(aggregates), 2.8), sharex=True
     )
-    for axis, name in zip(np.atleast_1d(axes), aggregates):
+    for axis, name in zip(np.atleast_1d(axes), aggregates, strict=True):
         frame = bands.groupby("year")[
             [f"{name}_p05", f"{name}_median", f"{name}_p95", f"{name}_nominal"]
         ].mean()
@@ -316,7 +323,7 @@ def convergence(table: pd.DataFrame, stem: Path) -> Path:
             .sort_values("value", ascending=False)
             .item[:4]
         )
-        for style, factor in zip(styles, top):
+        for style, factor in zip(styles, top, strict=False):
             line = sobol[sobol["item"] == factor]
             axes[1].plot(
                 line.scenarios, line.value, style, marker="o", color=GREYS[0], label=factor
@@ -339,7 +346,7 @@ def unit_labels(
     use_chinese, warning = label_font(chinese)
     attributes = tables.get("unit_attributes")
     if use_chinese and attributes is not None and "unit_zh" in attributes:
-        return dict(zip(attributes.unit, attributes.unit_zh)), warning
+        return dict(zip(attributes.unit, attributes.unit_zh, strict=True)), warning
     return {}, warning
 
 
@@ -352,97 +359,66 @@ def make_figures(
     warnings = [warning] if warning else []
     interval = f"{100 * manifest['config'].get('outputs', {}).get('interval', 0.9):g}%"
     drawn: list[tuple[Path, str]] = []
+
+    def add(png: Path, caption: str) -> None:
+        drawn.append((png, caption))
+
     stability, bands = tables.get("rank_stability"), tables.get("tier_bands")
     multi_year = bands is not None and "year" in bands and bands.year.nunique() > 1
     if stability is not None and not multi_year:
-        drawn.append(
-            (
-                rank_intervals(stability, labels, "5th-95th percentile", target / "rank_intervals"),
-                f"Rank intervals: nominal rank, median rank and 5th-95th percentile ({interval} configured) per unit, sorted by nominal rank.",
-            )
+        add(
+            rank_intervals(stability, labels, "5th-95th percentile", target / "rank_intervals"),
+            "Rank intervals: nominal rank, median rank and 5th-95th percentile "
+            f"({interval} configured) per unit, sorted by nominal rank.",
         )
-    aggregates = ["total"] + [
-        d for d in manifest.get("dimensions", []) if bands is not None and f"{d}_median" in bands
-    ]
+    dimensions = manifest.get("dimensions", [])
+    aggregates = ["total"] + [d for d in dimensions if bands is not None and f"{d}_median" in bands]
     if bands is not None and not multi_year:
-        drawn.append(
-            (
-                tier_probabilities(bands, labels, target / "tier_probabilities"),
-                "Probability of each tier; the nominal tier is outlined.",
-            )
+        add(
+            tier_probabilities(bands, labels, target / "tier_probabilities"),
+            "Probability of each tier; the nominal tier is outlined.",
         )
-        drawn.append(
-            (
-                score_bands(bands, aggregates, labels, target / "score_bands"),
-                "Index and sub-index scores: nominal, median and 5th-95th percentile.",
-            )
+        add(
+            score_bands(bands, aggregates, labels, target / "score_bands"),
+            "Index and sub-index scores: nominal, median and 5th-95th percentile.",
         )
         attributes = tables.get("unit_attributes")
-        if (
-            attributes is not None
-            and "gdp_per_capita" in attributes
-            and attributes.gdp_per_capita.notna().any()
-        ):
-            drawn.append(
-                (
-                    quadrant(
-                        bands,
-                        attributes.set_index("unit").gdp_per_capita,
-                        labels,
-                        target / "quadrant",
-                    ),
-                    "The paper's Figure 3: index against GDP per capita with the index's 5th-95th percentile; units without GDP per capita are left out.",
+        if attributes is not None and "gdp_per_capita" in attributes:
+            gdp = attributes.set_index("unit").gdp_per_capita
+            if gdp.notna().any():
+                add(
+                    quadrant(bands, gdp, labels, target / "quadrant"),
+                    "The paper's Figure 3: index against GDP per capita with the index's "
+                    "5th-95th percentile; units without GDP per capita are left out.",
                 )
-            )
     if multi_year:
-        drawn.append(
-            (
-                trajectory(bands, aggregates, target / "trajectory"),
-                "Trajectory of the index and sub-indices with the 5th-95th percentile band.",
-            )
+        add(
+            trajectory(bands, aggregates, target / "trajectory"),
+            "Trajectory of the index and sub-indices with the 5th-95th percentile band.",
         )
     indices = tables.get("sobol_indices")
     if indices is not None:
-        drawn.append(
-            (
-                sobol_bars(
-                    indices,
-                    "rank_shift",
-                    "Sobol indices of the mean rank shift R_S",
-                    target / "sobol_rank_shift",
-                ),
-                "First- and total-order Sobol indices of the mean absolute rank shift, with bootstrap confidence intervals.",
-            )
+        title = "Sobol indices of the mean rank shift R_S"
+        add(
+            sobol_bars(indices, "rank_shift", title, target / "sobol_rank_shift"),
+            "First- and total-order Sobol indices of the mean absolute rank shift, with "
+            "bootstrap confidence intervals.",
         )
-        focus = manifest["config"].get("outputs", {}).get("focus_unit") or (
-            stability.sort_values("nominal_rank").unit.iloc[0] if stability is not None else None
-        )
+        order = stability.sort_values("nominal_rank").unit.tolist() if stability is not None else []
+        focus = manifest["config"].get("outputs", {}).get("focus_unit") or next(iter(order), None)
         if focus is not None and f"rank:{focus}" in set(indices.output):
-            drawn.append(
-                (
-                    sobol_bars(
-                        indices,
-                        f"rank:{focus}",
-                        f"Sobol indices of the rank of {labels.get(focus, focus)}",
-                        target / "sobol_focus_unit",
-                    ),
-                    f"Sobol indices of the rank of {focus}.",
-                )
+            title = f"Sobol indices of the rank of {labels.get(focus, focus)}"
+            add(
+                sobol_bars(indices, f"rank:{focus}", title, target / "sobol_focus_unit"),
+                f"Sobol indices of the rank of {focus}.",
             )
-        order = (
-            stability.sort_values("nominal_rank").unit.tolist() if stability is not None else None
-        )
-        drawn.append(
-            (
-                sobol_heatmap(indices, order, labels, target / "sobol_heatmap"),
-                "Total-order index of each unit's rank for each factor.",
-            )
+        add(
+            sobol_heatmap(indices, order or None, labels, target / "sobol_heatmap"),
+            "Total-order index of each unit's rank for each factor.",
         )
     if "convergence" in tables:
-        drawn.append(
-            (
-                convergence(tables["convergence"], target / "convergence"),
-                "Main statistics against the number of scenarios: flat lines mean N was enough.",
-            )
+        add(
+            convergence(tables["convergence"], target / "convergence"),
+            "Main statistics against the number of scenarios: flat lines mean N was enough.",
         )
     return drawn, warnings

@@ -19,7 +19,10 @@ from nqpf_sens.report.figures import make_figures
 from nqpf_sens.report.reading import reading
 from nqpf_sens.report.saved_run import load_run
 
-ERROR_TRAP = "window.reportErrors = []; window.addEventListener('error', function (e) { window.reportErrors.push(String(e.message)); });"
+ERROR_TRAP = (
+    "window.reportErrors = []; window.addEventListener('error', "
+    "function (e) { window.reportErrors.push(String(e.message)); });"
+)
 SORT_SCRIPT = """
 document.querySelectorAll('table.sortable th').forEach(function (th) {
   th.addEventListener('click', function () {
@@ -38,40 +41,43 @@ document.querySelectorAll('table.sortable th').forEach(function (th) {
 });
 window.addEventListener('load', function () {
   var images = Array.prototype.slice.call(document.images);
-  document.body.dataset.imagesLoaded = images.every(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.body.dataset.imagesLoaded = images.every(function (i) {\
+ return i.complete && i.naturalWidth > 0; });
   document.body.dataset.imageCount = images.length;
   document.body.dataset.errors = window.reportErrors.length;
 });
 """
 
 STYLE = """
-body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; line-height: 1.45; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.8em; }
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; \
+margin: 2em auto; max-width: 1100px; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6em; } \
+h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.8em; }
 table { border-collapse: collapse; font-size: .82em; margin: .6em 0; }
 th, td { border-bottom: 1px solid #e3e3e3; padding: .25em .6em; text-align: right; }
 th { background: #f3f3f3; cursor: pointer; position: sticky; top: 0; }
 td:first-child, th:first-child { text-align: left; }
 .scroll { max-height: 480px; overflow: auto; display: inline-block; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
-.reading li { margin: .3em 0; } .warning { color: #8a4b00; } code { background: #f5f5f5; padding: 0 .2em; }
+.reading li { margin: .3em 0; } .warning { color: #8a4b00; } \
+code { background: #f5f5f5; padding: 0 .2em; }
 """
+
+
+def _number(value: float, digits: int) -> str:
+    """A cell: ``digits`` significant digits from 1000 up, else at most ``digits`` decimals."""
+    if pd.isna(value):
+        return ""
+    if abs(value) >= 1000:
+        return f"{value:.{digits}g}"
+    return f"{value:.{digits}f}".rstrip("0").rstrip(".") if value != 0 else "0"
 
 
 def _table(frame: pd.DataFrame, digits: int = 3) -> str:
     formatted = frame.copy()
     for column in formatted.columns:
         if pd.api.types.is_float_dtype(formatted[column]):
-            formatted[column] = formatted[column].map(
-                lambda v: (
-                    ""
-                    if pd.isna(v)
-                    else f"{v:.{digits}g}"
-                    if abs(v) >= 1000
-                    else f"{v:.{digits}f}".rstrip("0").rstrip(".")
-                    if v != 0
-                    else "0"
-                )
-            )
+            formatted[column] = formatted[column].map(lambda v: _number(v, digits))
     return (
         '<div class="scroll">'
         + formatted.to_html(index=False, classes="sortable", border=0, escape=True)
@@ -81,7 +87,9 @@ def _table(frame: pd.DataFrame, digits: int = 3) -> str:
 
 def _image(path: Path, caption: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+    caption = html.escape(caption)
+    image = f'<img alt="{caption}" src="data:image/png;base64,{data}">'
+    return f"<figure>{image}<figcaption>{caption}</figcaption></figure>"
 
 
 def _run_description(manifest: dict) -> str:
@@ -146,11 +154,10 @@ def build_report(folder: str | Path, chinese: bool = False) -> Path:
 
 
 def _render(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chinese: bool) -> Path:
-    """Draw the figures and write the page of a run's checked manifest and tables into ``folder``."""
+    """Draw the figures and write the page of a run's checked manifest and tables to ``folder``."""
     figures, warnings = make_figures(folder, manifest, tables, chinese)
-    name = (
-        manifest["config"].get("run", {}).get("name", Path(manifest["config_file"]).stem)
-    )  # the run's default name
+    default_name = Path(manifest["config_file"]).stem  # a run's name when the config gives none
+    name = manifest["config"].get("run", {}).get("name", default_name)
     parts = [f"<h1>nqpf_sens: {html.escape(str(name))}</h1>"]
     items = [
         f"<li class='{'warning' if warning else 'finding'}'>{html.escape(line)}</li>"
@@ -181,7 +188,12 @@ def _render(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chine
         parts.append(
             "<h2>Figures</h2>" + "".join(_image(path, caption) for path, caption in figures)
         )
-    page = f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>nqpf_sens report</title><script>{ERROR_TRAP}</script><style>{STYLE}</style></head><body>{''.join(parts)}<script>{SORT_SCRIPT}</script></body></html>"
+    head = (
+        "<meta charset='utf-8'><title>nqpf_sens report</title>"
+        f"<script>{ERROR_TRAP}</script><style>{STYLE}</style>"
+    )
+    body = f"{''.join(parts)}<script>{SORT_SCRIPT}</script>"
+    page = f"<!DOCTYPE html><html lang='en'><head>{head}</head><body>{body}</body></html>"
     path = folder / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

@@ -84,7 +84,7 @@ REQUIRED_TABLES = {
         "sobol_summary",
     ),
 }
-MANIFEST_KEYS = {
+MANIFEST_KEYS: dict[str, type | tuple[type, ...]] = {
     "config": dict,
     "config_file": str,
     "kind": str,

@@ -13,6 +13,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,8 @@ def save_arrays(path: Path, arrays: dict[str, np.ndarray], key: str) -> None:
     half a chunk."""
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "wb") as handle:
-        np.savez(handle, **arrays, checksum=_checksum(arrays, key))
+        payload: dict[str, Any] = {**arrays, "checksum": _checksum(arrays, key)}
+        np.savez(handle, **payload)
     os.replace(temporary, path)
 
 
@@ -123,7 +125,10 @@ def prepare_work(work: Path, token: str, resume: bool) -> tuple[set[int], str | 
         if not stamp.is_file():
             note = "nothing to resume (no finished chunks were found); starting from the beginning"
         elif stamp.read_text(encoding="utf-8", errors="replace") != token:
-            note = "the config, the data or the package changed since the interrupted run; starting over"
+            note = (
+                "the config, the data or the package changed since the interrupted run; "
+                "starting over"
+            )
         else:
             starts = {
                 int(p.stem.split("_")[1]) for p in work.glob("chunk_*.npz") if p.stem[6:].isdigit()

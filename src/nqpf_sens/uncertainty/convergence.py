@@ -1,4 +1,5 @@
-"""Convergence checks: the main statistics on growing prefixes of the design, and a recommended N."""
+"""Convergence checks: the main statistics on growing prefixes of the design, and a recommended
+N."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 def _prefix_rows(
     stats: ChunkStats, design: Design, fraction: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of ``stats.outputs`` in the first ``fraction`` of the design: (for statistics, for Sobol)."""
+    """Rows of ``stats.outputs`` in the first ``fraction`` of the design: (for statistics, for
+    Sobol)."""
     n = len(stats.outputs)
     if design.method != "saltelli":
         rows = np.arange(int(round(n * fraction)))
@@ -48,7 +50,7 @@ def convergence(
         for name, values in summary.items():
             records += [
                 {"scenarios": scenarios, "statistic": f"{name}_rank", "item": u, "value": float(v)}
-                for u, v in zip(units, values)
+                for u, v in zip(units, values, strict=True)
             ]
         records.append(
             {
@@ -79,14 +81,16 @@ def convergence(
     moved = max(np.abs(half[k] - full[k]).max() for k in ("median", "p05", "p95"))
     if moved > 1:
         warnings_found.append(
-            f"rank quantiles moved by up to {moved:g} places between the first half and the whole sample"
+            f"rank quantiles moved by up to {moved:g} places "
+            "between the first half and the whole sample"
         )
     if "ST" in full:
         top = full["ST"].sort_values(ascending=False).index[:3]
         drift = (half["ST"][top] - full["ST"][top]).abs()
         for factor, change in drift[drift > tolerance].items():
             warnings_found.append(
-                f"ST of '{factor}' (rank shift) changed by {change:.2f} between the first half and the whole sample (tolerance {tolerance:g})"
+                f"ST of '{factor}' (rank shift) changed by {change:.2f} "
+                f"between the first half and the whole sample (tolerance {tolerance:g})"
             )
     recommended = design.n * (4 if warnings_found else 1)
     return pd.DataFrame(records), warnings_found, recommended

@@ -1,8 +1,9 @@
 """Designs in the unit hypercube: rows are scenarios, columns belong to factors.
 
 Every method produces the same rows whatever the chunking or the number of workers: plain Monte
-Carlo rows come in fixed blocks, each from its own stream ``SeedSequence(seed, spawn_key=(block,))``;
-Sobol points are fast-forwarded to the first row wanted; Saltelli's design is built once by SALib.
+Carlo rows come in fixed blocks, each from its own stream
+``SeedSequence(seed, spawn_key=(block,))``; Sobol points are fast-forwarded to the first row
+wanted; Saltelli's design is built once by SALib.
 
 - ``random``: independent uniforms (uncertainty analysis).
 - ``sobol``: scrambled Sobol low-discrepancy points (uncertainty analysis, faster convergence).

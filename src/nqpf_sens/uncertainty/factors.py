@@ -6,16 +6,19 @@ low-discrepancy points, Saltelli's design) drives the same code. Kinds:
 - ``choice``: a discrete engine option (``key`` = imputation, transformation, normalisation,
   aggregation, weighting) over ``options``, equiprobable or with ``probabilities``; one column.
 - ``weights``: the weights of one tree level (``level``: 0 = indicators, 1 = dimensions, ...)
-  perturbed around the scheme's weights: ``uniform`` multiplicative noise w (1 + U[-spread, spread]),
-  or ``dirichlet`` with mean at the scheme's weights and ``concentration`` alpha (sampled through
-  the inverse gamma CDF of each column); only ratios matter, so renormalisation is implicit.
+  perturbed around the scheme's weights: ``uniform`` multiplicative noise
+  w (1 + U[-spread, spread]), or ``dirichlet`` with mean at the scheme's weights and
+  ``concentration`` alpha (sampled through the inverse gamma CDF of each column); only ratios
+  matter, so renormalisation is implicit.
 - ``exclude``: leave one indicator out (weight 0) or none, equiprobable over ``options``.
 - ``dataset``: which of the alternative data tables (0 = the nominal one); one column.
 - ``noise``: multiplicative measurement noise U[1 - spread, 1 + spread] on every raw cell.
-- ``mask``: ``cells`` observed cells blanked at random and refilled by the scenario's imputation rule.
+- ``mask``: ``cells`` observed cells blanked at random and refilled by the scenario's imputation
+  rule.
 
 ``noise`` and ``mask`` use one column each: its value seeds a counter-based hash (splitmix64) that
-draws the whole realisation, a deterministic function of the coordinate as the Sobol estimators need.
+draws the whole realisation, a deterministic function of the coordinate as the Sobol estimators
+need.
 """
 
 from __future__ import annotations
@@ -139,7 +142,7 @@ class FactorSet:
         weight_factors = [np.ones((n, size)) for size in self.level_sizes]
         value_factors = None
         masked = None
-        for factor, columns in zip(self.factors, self.columns):
+        for factor, columns in zip(self.factors, self.columns, strict=True):
             block = u[:, columns]
             if factor.kind == "choice":
                 choice_index[:, self.choices.index(factor)] = factor.option_index(block[:, 0])
@@ -186,7 +189,8 @@ class FactorSet:
     def pipeline(self, combination: np.ndarray) -> Pipeline:
         """The pipeline of one row of ``choice_index``."""
         changes = {
-            factor.key: factor.options[int(i)] for factor, i in zip(self.choices, combination[:-1])
+            factor.key: factor.options[int(i)]
+            for factor, i in zip(self.choices, combination[:-1], strict=True)
         }
         if isinstance(changes.get("aggregation"), list):
             changes["aggregation"] = tuple(changes["aggregation"])
@@ -196,7 +200,8 @@ class FactorSet:
 def build_factor(
     entry: dict, number: int, spec, nominal: Pipeline, n_datasets: int, source
 ) -> Factor:
-    """A :class:`Factor` from one ``[[factors]]`` table, every value checked against the index and data."""
+    """A :class:`Factor` from one ``[[factors]]`` table, every value checked against the index and
+    data."""
     from nqpf_sens.engine.pipeline import option_problem
 
     where = f"[[factors]] #{number} ({entry['name']})"

@@ -37,11 +37,12 @@ def rank_quantile(counts: np.ndarray, q: float) -> np.ndarray:
 
 
 def _frame(labels: Labels, columns: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Rows (year, unit) from arrays shaped (years, units); the year column only for several years."""
+    """Rows (year, unit) from arrays shaped (years, units); the year column only for several
+    years."""
     n_years, n_units = len(labels.years), len(labels.units)
     frame = pd.DataFrame({"unit": np.tile(labels.units, n_years)})
     if len(labels.years) > 1:
-        frame.insert(0, "year", np.repeat(labels.years, n_units))
+        frame.insert(0, "year", np.repeat(np.asarray(labels.years), n_units))
     for name, values in columns.items():
         frame[name] = np.asarray(values).reshape(-1)
     return frame

@@ -1,4 +1,5 @@
-"""The China New Quality Productive Forces index of Ye & Xu (2024): the only code that knows NQPF."""
+"""The China New Quality Productive Forces index of Ye & Xu (2024): the only code that knows
+NQPF."""
 
 from nqpf_sens.indices.nqpf.data import (
     alternative_tables,

@@ -26,12 +26,17 @@ def paper_problem(spec: IndexSpec, table: IndicatorTable) -> str | None:
         or set(table.units) != provinces
         or len(table.years) != 1
     ):
-        return "the data are not the paper's (its 31 provinces in one year, dimensions tech, factor, industry): set it to false"
+        return (
+            "the data are not the paper's "
+            "(its 31 provinces in one year, dimensions tech, factor, industry): "
+            "set it to false"
+        )
     return None
 
 
 def compare_with_table3(scores: pd.DataFrame) -> pd.DataFrame:
-    """Tidy comparison ``unit, output, paper, reproduced, difference`` for the 124 scores and 124 ranks.
+    """Tidy comparison ``unit, output, paper, reproduced, difference`` for the 124 scores and 124
+    ranks.
 
     ``scores`` is a baseline score table (``unit``, ``total``, the dimensions, ``rank``); sub-index
     ranks are recomputed from the reproduced scores (ties share the best place, as in the engine).
@@ -82,4 +87,7 @@ def paper_summary(comparison: pd.DataFrame) -> str:
             for r in mismatches.itertuples()
         )
     )
-    return f"Table 3 reproduction: largest absolute difference {abs(worst.difference):.3f} ({worst.unit}, {worst.output}); {ranks} (ties printed equal may break either way)"
+    return (
+        f"Table 3 reproduction: largest absolute difference {abs(worst.difference):.3f} "
+        f"({worst.unit}, {worst.output}); {ranks} (ties printed equal may break either way)"
+    )
