@@ -1,7 +1,9 @@
-"""Run configuration: a TOML file read into plain dataclasses, every key checked with a one-line error."""
+"""Run configuration: a TOML file read into plain dataclasses, every key checked with a one-line
+error."""
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 import tomllib
@@ -91,6 +93,8 @@ LIST_ITEMS: dict[str, tuple[type, ...]] = {
     "options": (str, int, float, list),
 }
 MAX_JOBS = 1024
+IN_MEMORY = "<config dict>"  # the file name errors give for a config built in code
+DEFAULT_NAME = "run"  # the run name of a config built in code that gives none
 KINDS = ("baseline", "montecarlo", "sobol")
 BACKENDS = ("threading", "loky", "dask")
 
@@ -224,7 +228,8 @@ def _check_keys(raw: dict[str, Any], path: Path) -> None:
         if section not in SCHEMA:
             hint = difflib.get_close_matches(section, [*SCHEMA, "factors"], n=1)
             raise UserError(
-                f"unknown section{f' (did you mean [{hint[0]}]?)' if hint else ''}; known: {', '.join(SCHEMA)}, [[factors]]",
+                f"unknown section{f' (did you mean [{hint[0]}]?)' if hint else ''}; "
+                f"known: {', '.join(SCHEMA)}, [[factors]]",
                 path,
                 f"[{section}]",
             )
@@ -283,7 +288,8 @@ def _sampling(section: dict[str, Any], kind: str, path: Path) -> SamplingConfig:
         raise UserError("must be at least 2", path, "[sampling] n")
     if kind == "sobol" and n & (n - 1):
         raise UserError(
-            f"must be a power of two for the Sobol design (nearest: {1 << (n.bit_length() - 1)} or {1 << n.bit_length()})",
+            "must be a power of two for the Sobol design "
+            f"(nearest: {1 << (n.bit_length() - 1)} or {1 << n.bit_length()})",
             path,
             "[sampling] n",
         )
@@ -330,6 +336,20 @@ def load_config(path: str | Path) -> RunConfig:
         raise UserError("not UTF-8 text", path) from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"not valid TOML ({exc})", path) from None
+    return _config(raw, path, path.resolve().parent)
+
+
+def config_from_dict(raw: dict[str, Any], folder: str | Path = ".") -> RunConfig:
+    """A run configuration built in code: the sections and keys of a TOML config as nested dicts
+    (lists for arrays), checked the same way; relative paths are relative to ``folder``."""
+    if not isinstance(raw, dict):
+        raise UserError("a config is a dict of sections", where="config_from_dict")
+    return _config(copy.deepcopy(raw), Path(IN_MEMORY), Path(folder).resolve())
+
+
+def _config(raw: dict[str, Any], path: Path, base: Path) -> RunConfig:
+    """Check the sections of a config read from ``path`` (named in errors) and build the run
+    configuration; relative paths in it are relative to ``base``."""
     _check_keys(raw, path)
     run = raw.get("run", {})
     data = raw.get("data", {})
@@ -351,7 +371,9 @@ def load_config(path: str | Path) -> RunConfig:
         raise UserError(f"must be at most {MAX_JOBS}", path, "[run] jobs")
     if run.get("seed", 0) < 0:
         raise UserError("must be a non-negative integer", path, "[run] seed")
-    name = check_run_name(run.get("name", path.stem), path)
+    name = check_run_name(
+        run.get("name", DEFAULT_NAME if path == Path(IN_MEMORY) else path.stem), path
+    )
     backend = run.get("backend", "threading")
     if backend not in BACKENDS:
         raise UserError(
@@ -363,7 +385,6 @@ def load_config(path: str | Path) -> RunConfig:
     outputs = _outputs(raw.get("outputs", {}), path)
     if kind != "baseline" and not raw.get("factors"):
         raise UserError(f"a {kind} run needs at least one [[factors]] table", path)
-    base = path.resolve().parent
     return RunConfig(
         path=path,
         raw=raw,
@@ -383,7 +404,7 @@ def load_config(path: str | Path) -> RunConfig:
             year=data.get("year"),
             compare_with_paper=data.get("compare_with_paper", False),
             allow_empty_units=data.get("allow_empty_units", False),
-            alternatives=tuple(_path(p, base) for p in data.get("alternatives", ())),
+            alternatives=tuple((base / p).resolve() for p in data.get("alternatives", ())),
             units=_path(data.get("units"), base),
             unit_column=data.get("unit_column", "unit"),
             year_column=data.get("year_column", "year"),

@@ -1,4 +1,5 @@
-"""Monte Carlo and Sobol runs: build the study from a config and check it; turn its statistics into tables."""
+"""The plan of an uncertainty run: from a config to a checked study (factors, design, resources),
+and from the study's statistics to the output tables."""
 
 from __future__ import annotations
 
@@ -93,7 +94,8 @@ def _not_exercised(
     for factor in factors.choices:
         if factor.key == "imputation" and not np.isnan(table.values).any() and "mask" not in kinds:
             notes.append(
-                f"factor '{factor.name}': no cell is missing and no 'mask' factor blanks any, so the imputation rule cannot matter"
+                f"factor '{factor.name}': no cell is missing and no 'mask' factor blanks any, "
+                "so the imputation rule cannot matter"
             )
         if (
             factor.key == "transformation"
@@ -101,7 +103,8 @@ def _not_exercised(
             and not spec.transform_flag.any()
         ):
             notes.append(
-                f"factor '{factor.name}': no indicator is flagged for transformation in the metadata"
+                f"factor '{factor.name}': "
+                "no indicator is flagged for transformation in the metadata"
             )
     return notes
 
@@ -115,7 +118,8 @@ def prepare_study(
     work: Path | None = None,
 ) -> Prepared:
     """Factors, design and checks of a run around its ``nominal`` result (the config's pipeline);
-    the run's memory and disk (chunk files under ``work``) are checked against the machine."""
+    the run's memory and disk (chunk files under ``work``, if any) are checked against the
+    machine."""
     tables = _tables(config, spec, table)
     entries = [
         build_factor(entry, k, spec, config.pipeline, len(tables), config.path)
@@ -136,7 +140,8 @@ def prepare_study(
     if mask is not None:
         if mask.cells >= len(table.units):
             raise UserError(
-                f"a mask of {mask.cells} cells could blank a whole indicator of {len(table.units)} units",
+                f"a mask of {mask.cells} cells could blank a whole indicator "
+                f"of {len(table.units)} units",
                 config.path,
                 "[[factors]]",
             )
@@ -149,7 +154,9 @@ def prepare_study(
             and rules & set(TIME_SERIES_RULES)
         ):
             raise UserError(
-                f"imputation rules {sorted(rules & set(TIME_SERIES_RULES))} need several years to refill masked cells; the data have one year: set [pipeline] imputation_fallback",
+                f"imputation rules {sorted(rules & set(TIME_SERIES_RULES))} need several years "
+                "to refill masked cells; the data have one year: "
+                "set [pipeline] imputation_fallback",
                 config.path,
                 "[[factors]]",
             )
@@ -184,7 +191,7 @@ def prepare_study(
         per_scenario=per_scenario,
         jobs=jobs,
     )
-    check_resources(size, work if work is not None else Path("results") / ".work")
+    check_resources(size, work)
     design = Design(config.sampling.method, config.sampling.n, factors.groups, config.seed)
     region_codes = (
         attributes["region"]

@@ -1,4 +1,5 @@
-"""Runs a config: checks everything first, computes, then writes the whole output folder at once."""
+"""Running a config: everything is checked first, then computed, then (for the command line) the
+whole output folder is written at once; :func:`run` returns the tables without writing anything."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import errno
 import platform
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -14,6 +18,8 @@ import pandas as pd
 from nqpf_sens.config import MAX_JOBS, RunConfig, load_config
 from nqpf_sens.engine.batch import evaluate
 from nqpf_sens.engine.pipeline import option_problem
+from nqpf_sens.engine.spec import IndexSpec
+from nqpf_sens.engine.table import IndicatorTable
 from nqpf_sens.errors import RunInterrupted, UserError
 from nqpf_sens.indices.nqpf.paper import compare_with_table3, paper_problem, paper_summary
 from nqpf_sens.inputs import empty_units, input_files, load_inputs, unit_attributes
@@ -26,8 +32,9 @@ from nqpf_sens.outputs import (
     write_json,
     write_table,
 )
+from nqpf_sens.plan import Prepared, prepare_study, tables_from
 from nqpf_sens.uncertainty.chunks import check_work_folder, remove_work
-from nqpf_sens.uncertainty.study import run_study
+from nqpf_sens.uncertainty.study import ChunkStats, run_study
 
 PACKAGES = ("nqpf_sens", "numpy", "scipy", "pandas", "SALib", "joblib")
 
@@ -42,6 +49,46 @@ def versions() -> dict[str, str]:
     return found
 
 
+@dataclass
+class Results:
+    """What a run computed: its tables as DataFrames, by file name without ``.csv``
+    (``results["rank_stability"]``), with the notes, the convergence verdict and the scenario
+    count that a run's manifest records."""
+
+    config: RunConfig
+    tables: dict[str, pd.DataFrame]
+    notes: list[str]
+    convergence: dict
+    scenarios: int
+    dimensions: list[str]
+    jobs: int
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return self.tables[name]
+
+
+@dataclass
+class _Plan:
+    """A checked run, ready to compute: inputs read, nominal run done, study built."""
+
+    config: RunConfig
+    jobs: int
+    tables: dict[str, pd.DataFrame]
+    notes: list[str]
+    dimensions: list[str]
+    prepared: Prepared | None
+
+
+def run(config: RunConfig | str | Path, jobs: int | None = None, progress: bool = False) -> Results:
+    """Run a config (a :class:`RunConfig` or the path of a TOML file) and return its tables,
+    writing nothing: no results folder, no figures, no chunk files (so no ``--resume`` either).
+
+    Problems raise :class:`UserError` with the same one-line message as the command line."""
+    config = config if isinstance(config, RunConfig) else load_config(Path(config))
+    with _one_line_errors(config):
+        return _compute(_plan(config, *_inputs(config, jobs), work=None), None, False, progress)
+
+
 def run_config(
     path: str | Path,
     out: str | Path | None = None,
@@ -49,14 +96,44 @@ def run_config(
     quiet: bool = False,
     resume: bool = False,
 ) -> Path:
-    """Run the config at ``path``; returns the output folder.
+    """Run the config at ``path`` and write its results folder; returns the folder.
 
     Every problem is a :class:`UserError` naming the file and the key or cell (a failure of the
     system, such as a full disk, included); an interrupted run raises :class:`RunInterrupted`."""
     started = time.perf_counter()
     config = load_config(Path(path))
+    with _one_line_errors(config):
+        spec, table, notes, jobs = _inputs(config, jobs)
+        destination = check_destination(
+            Path(out) if out is not None else Path("results") / config.name,
+            [config.path, *input_files(config)],
+        )
+        work = destination.with_name(f".{destination.name}.work")
+        check_work_folder(work)
+        plan = _plan(config, spec, table, notes, jobs, work)
+        created = make_folders(destination.parent)
+        try:
+            with destination_lock(destination):
+                results = _compute(plan, work, resume, progress=not quiet)
+                with staged_directory(destination) as folder:
+                    _write(results, folder, time.perf_counter() - started)
+                remove_work(work)
+        except BaseException:
+            remove_empty_folders(created)
+            raise
+    if not quiet:
+        _print_summary(results.tables, results.notes, results.convergence)
+        seconds = time.perf_counter() - started
+        print(f"\nwrote {destination} ({results.scenarios:,} scenarios, {seconds:.1f} s)")
+    return destination
+
+
+@contextmanager
+def _one_line_errors(config: RunConfig) -> Iterator[None]:
+    """Name the config file in an error about its options; turn failures of the system into
+    one-line errors too."""
     try:
-        return _run(config, started, out, jobs, quiet, resume)
+        yield
     except UserError as error:
         if error.source is None:  # a problem of the configured options: name the config file
             raise UserError(error.message, config.path, error.where) from None
@@ -78,14 +155,10 @@ def system_problem(error: OSError) -> str:
     return f"{error.strerror or error}; run again"
 
 
-def _run(
-    config: RunConfig,
-    started: float,
-    out: str | Path | None,
-    jobs: int | None,
-    quiet: bool,
-    resume: bool,
-) -> Path:
+def _inputs(
+    config: RunConfig, jobs: int | None
+) -> tuple[IndexSpec, IndicatorTable, list[str], int]:
+    """The spec and data of a run, checked with its options; notes; the number of workers."""
     spec, table = load_inputs(config)
     notes = empty_units(config, table)
     problem = option_problem(config.pipeline, spec)
@@ -99,12 +172,19 @@ def _run(
     jobs = jobs or config.jobs
     if jobs > MAX_JOBS:
         raise UserError(f"at most {MAX_JOBS} workers", where="--jobs")
-    destination = check_destination(
-        Path(out) if out is not None else Path("results") / config.name,
-        [config.path, *input_files(config)],
-    )
-    work = destination.with_name(f".{destination.name}.work")
-    check_work_folder(work)
+    return spec, table, notes, jobs
+
+
+def _plan(
+    config: RunConfig,
+    spec: IndexSpec,
+    table: IndicatorTable,
+    notes: list[str],
+    jobs: int,
+    work: Path | None,
+) -> _Plan:
+    """The nominal run and its tables, and the study of an uncertainty run (checked against the
+    machine's memory, and the disk under ``work`` when chunk files are kept)."""
     nominal = evaluate(spec, table, config.pipeline, config.ties)
     scores = nominal.to_frame()
     tables: dict[str, pd.DataFrame] = {"baseline_scores": scores}
@@ -115,60 +195,47 @@ def _run(
         tables["unit_attributes"] = attributes.reset_index()
     prepared = None
     if config.kind != "baseline":
-        from nqpf_sens.plan import prepare_study
-
         prepared = prepare_study(config, spec, table, nominal, jobs, work)
-        notes += prepared.notes
-    created = make_folders(destination.parent)
-    try:
-        with destination_lock(destination):
-            convergence: dict = {}
-            scenarios = 1
-            if prepared is not None:
-                from nqpf_sens.plan import tables_from
-
-                stats = _study(prepared, config, work, jobs, resume, quiet)
-                tables.update(tables_from(prepared, stats, config))
-                scenarios = prepared.study.design.n_rows
-                convergence = {
-                    "warnings": prepared.warnings,
-                    "recommended_n": prepared.recommended_n,
-                    "n": config.sampling.n,
-                }
-            with staged_directory(destination) as folder:
-                for name, frame in tables.items():
-                    write_table(frame, folder, name)
-                write_json(
-                    _manifest(
-                        config,
-                        jobs,
-                        scenarios,
-                        time.perf_counter() - started,
-                        notes,
-                        convergence,
-                        list(spec.dimensions),
-                    ),
-                    folder / "manifest.json",
-                )
-                if config.outputs.figures:
-                    from nqpf_sens.report import (
-                        build_report,
-                    )  # here: matplotlib takes a second to import
-
-                    build_report(folder, config.outputs.chinese_labels)
-            remove_work(work)
-    except BaseException:
-        remove_empty_folders(created)
-        raise
-    if not quiet:
-        _print_summary(tables, notes, convergence)
-        print(
-            f"\nwrote {destination} ({scenarios:,} scenarios, {time.perf_counter() - started:.1f} s)"
-        )
-    return destination
+        notes = notes + prepared.notes
+    return _Plan(config, jobs, tables, notes, list(spec.dimensions), prepared)
 
 
-def _study(prepared, config: RunConfig, work: Path, jobs: int, resume: bool, quiet: bool):
+def _compute(plan: _Plan, work: Path | None, resume: bool, progress: bool) -> Results:
+    tables = dict(plan.tables)
+    convergence: dict = {}
+    scenarios = 1
+    prepared, config = plan.prepared, plan.config
+    if prepared is not None:
+        stats = _study(prepared, config, work, plan.jobs, resume, progress)
+        tables.update(tables_from(prepared, stats, config))
+        scenarios = prepared.study.design.n_rows
+        convergence = {
+            "warnings": prepared.warnings,
+            "recommended_n": prepared.recommended_n,
+            "n": config.sampling.n,
+        }
+    return Results(config, tables, plan.notes, convergence, scenarios, plan.dimensions, plan.jobs)
+
+
+def _write(results: Results, folder: Path, seconds: float) -> None:
+    """Every table, the manifest and (when configured) the figures and report, into ``folder``."""
+    for name, frame in results.tables.items():
+        write_table(frame, folder, name)
+    write_json(_manifest(results, seconds), folder / "manifest.json")
+    if results.config.outputs.figures:
+        from nqpf_sens.report import build_report  # here: matplotlib takes a second to import
+
+        build_report(folder, results.config.outputs.chinese_labels)
+
+
+def _study(
+    prepared: Prepared,
+    config: RunConfig,
+    work: Path | None,
+    jobs: int,
+    resume: bool,
+    progress: bool,
+) -> ChunkStats:
     """Run the study; a refused chunk discards the work folder, an interruption keeps it."""
     try:
         return run_study(
@@ -179,14 +246,15 @@ def _study(prepared, config: RunConfig, work: Path, jobs: int, resume: bool, qui
             config.backend,
             config.scheduler,
             resume,
-            progress=not quiet,
+            progress=progress,
             say=_say,
         )
     except UserError:
-        remove_work(work)
+        if work is not None:
+            remove_work(work)
         raise
     except KeyboardInterrupt:
-        kept = any(work.glob("chunk_*.npz")) if work.is_dir() else False
+        kept = work is not None and work.is_dir() and any(work.glob("chunk_*.npz"))
         hint = (
             "; the finished chunks are kept: run the same command with --resume to continue"
             if kept
@@ -200,7 +268,7 @@ def _say(line: str) -> None:
 
 
 def _print_summary(tables: dict[str, pd.DataFrame], notes: list[str], convergence: dict) -> None:
-    number = lambda v: f"{v:.2f}"  # noqa: E731
+    number = "{:.2f}".format
     if "rank_stability" in tables:
         columns = [
             c
@@ -223,7 +291,7 @@ def _print_summary(tables: dict[str, pd.DataFrame], notes: list[str], convergenc
         print(
             tables["baseline_scores"]
             .sort_values("rank")
-            .to_string(index=False, float_format=lambda v: f"{v:.1f}")
+            .to_string(index=False, float_format="{:.1f}".format)
         )
     if "sobol_summary" in tables:
         print(
@@ -237,31 +305,23 @@ def _print_summary(tables: dict[str, pd.DataFrame], notes: list[str], convergenc
     for warning in convergence.get("warnings", []):
         print(f"warning: {warning}")
     if convergence.get("warnings"):
-        print(
-            f"warning: N = {convergence['n']} may be too small; try n = {convergence['recommended_n']}"
-        )
+        n, recommended = convergence["n"], convergence["recommended_n"]
+        print(f"warning: N = {n} may be too small; try n = {recommended}")
 
 
-def _manifest(
-    config: RunConfig,
-    jobs: int,
-    scenarios: int,
-    seconds: float,
-    notes: list[str],
-    convergence: dict,
-    dimensions: list[str],
-) -> dict:
+def _manifest(results: Results, seconds: float) -> dict:
+    config = results.config
     return {
         "config_file": str(config.path),
         "config": config.raw,
         "kind": config.kind,
         "seed": config.seed,
-        "jobs": jobs,
+        "jobs": results.jobs,
         "backend": config.backend,
-        "scenarios": scenarios,
-        "dimensions": dimensions,
+        "scenarios": results.scenarios,
+        "dimensions": results.dimensions,
         "wall_seconds": round(seconds, 3),
-        "notes": notes,
-        "convergence": convergence,
+        "notes": results.notes,
+        "convergence": results.convergence,
         "versions": versions(),
     }

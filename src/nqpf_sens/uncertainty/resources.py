@@ -42,7 +42,8 @@ class RunSize:
 
     @property
     def histogram_bytes(self) -> int:
-        """One chunk's counts: ranks, tiers, quadrants per unit-year and the rank-shift histogram."""
+        """One chunk's counts: ranks, tiers, quadrants per unit-year and the rank-shift
+        histogram."""
         cells = self.years * self.units
         return 8 * (cells * (self.units + self.tiers + 4) + cells * max(self.units - 1, 1) + 4)
 
@@ -108,9 +109,10 @@ def _size(n_bytes: float) -> str:
 
 
 def check_resources(
-    size: RunSize, work: Path, memory: int | None = None, disk: int | None = None
+    size: RunSize, work: Path | None, memory: int | None = None, disk: int | None = None
 ) -> None:
-    """Refuse a run that cannot fit this machine's memory or the disk under ``work``."""
+    """Refuse a run that cannot fit this machine's memory or the disk under ``work`` (where its
+    chunk files go; None: the run keeps none)."""
     if size.rows > MAX_ROWS:
         raise UserError(
             f"{size.rows:,} scenarios is more than nqpf_sens runs ({MAX_ROWS:,}, about a day at a"
@@ -128,6 +130,8 @@ def check_resources(
             f" {_size(memory)} are available: {advice}",
             where=key,
         )
+    if work is None:
+        return
     needed_disk = size.disk()
     disk = free_disk(work) if disk is None else disk
     if needed_disk > BUDGET * disk:

@@ -67,7 +67,8 @@ class Study:
     parent_pid: int = field(default_factory=os.getpid)  # the run's process (workers die with it)
 
     def region_means(self, index: np.ndarray) -> np.ndarray:
-        """Mean index score of each region, (..., units) -> (..., regions); units without a region left out."""
+        """Mean index score of each region, (..., units) -> (..., regions); units without a region
+        left out."""
         membership = np.zeros((len(self.region_codes), self.n_regions))
         has_region = self.region_codes >= 0
         membership[np.flatnonzero(has_region), self.region_codes[has_region]] = 1.0
@@ -104,7 +105,8 @@ class ChunkStats:
 
     @classmethod
     def load(cls, path: Path, key: str) -> ChunkStats | None:
-        """The chunk saved at ``path`` under ``key``, or None if it is damaged, truncated or foreign."""
+        """The chunk saved at ``path`` under ``key``, or None if it is damaged, truncated or
+        foreign."""
         arrays = load_arrays(path, [f.name for f in fields(cls)], key)
         return None if arrays is None else cls(**arrays)
 
@@ -114,7 +116,8 @@ ROW_FIELDS = tuple(f.name for f in fields(ChunkStats) if not f.name.endswith("co
 
 
 def batch_for_rows(study: Study, u: np.ndarray) -> ScenarioBatch:
-    """Decode design rows into a scenario batch, one pipeline per distinct combination of choices."""
+    """Decode design rows into a scenario batch, one pipeline per distinct combination of
+    choices."""
     decoded = study.factors.decode(u)
     combinations, index = _distinct_rows(decoded.choice_index)
     pipelines = tuple(study.factors.pipeline(c) for c in combinations)
@@ -134,7 +137,8 @@ def _distinct_rows(choices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return distinct, index.ravel()
     place = np.cumprod(np.concatenate([radix[1:], [1]])[::-1])[::-1]
     codes, index = np.unique(choices @ place, return_inverse=True)
-    return np.stack([codes // p % r for p, r in zip(place, radix)], axis=1), index.ravel()
+    distinct = np.stack([codes // p % r for p, r in zip(place, radix, strict=True)], axis=1)
+    return distinct, index.ravel()
 
 
 def evaluate_rows(study: Study, start: int, stop: int) -> ChunkStats:
@@ -156,7 +160,8 @@ def on_nominal_scale(scores: np.ndarray, nominal: np.ndarray) -> np.ndarray:
 
 
 def summarise(study: Study, result: BatchResult, start: int, stop: int) -> ChunkStats:
-    """Reduce one chunk's results: histograms for all uncertainty rows, compact arrays for the rest."""
+    """Reduce one chunk's results: histograms for all uncertainty rows, compact arrays for the
+    rest."""
     n_rows, n_years, n_units = result.ranks.shape
     cells = n_years * n_units
     uncertain = study.design.uncertainty_rows(start, stop)
@@ -221,11 +226,13 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
 
 
 def _evaluate_span(
-    study: Study, start: int, stop: int, work: Path, token: str
+    study: Study, start: int, stop: int, work: Path | None, token: str
 ) -> tuple[int, ChunkStats]:
-    """Evaluate and save one span (for ``--resume``); the statistics also go straight back."""
+    """Evaluate one span and save it under ``work`` (for ``--resume``), unless ``work`` is None;
+    the statistics also go straight back."""
     stats = evaluate_rows(study, start, stop)
-    stats.save(chunk_path(work, start), chunk_key(token, start, stop))
+    if work is not None:
+        stats.save(chunk_path(work, start), chunk_key(token, start, stop))
     return start, stats
 
 
@@ -255,7 +262,7 @@ def per_scenario_bytes(shape: tuple[int, ...], n_aggregates: int, per_scenario_d
 
 def run_study(
     study: Study,
-    work: Path,
+    work: Path | None,
     chunk_size: int,
     jobs: int,
     backend: str,
@@ -264,7 +271,8 @@ def run_study(
     progress: bool,
     say=print,
 ) -> ChunkStats:
-    """Evaluate every design row in chunks (skipping those a resumed run already has) and merge.
+    """Evaluate every design row in chunks (skipping those a resumed run already has) and merge;
+    with ``work`` None no chunk file is written.
 
     Counts are summed as chunks finish, so memory holds one chunk's histograms per worker."""
     from joblib import Parallel, delayed
@@ -274,7 +282,7 @@ def run_study(
     n_rows = study.design.n_rows
     spans = [(a, min(a + chunk_size, n_rows)) for a in range(0, n_rows, chunk_size)]
     with _backend(backend, scheduler, jobs):
-        found, note = prepare_work(work, token, resume)
+        found, note = prepare_work(work, token, resume) if work is not None else (set(), None)
         if note:
             say(f"note: {note}")
         totals: dict[str, np.ndarray] = {}  # counts, summed as chunks finish
@@ -290,11 +298,9 @@ def run_study(
 
         todo = []
         for start, stop in spans:
-            stats = (
-                ChunkStats.load(chunk_path(work, start), chunk_key(token, start, stop))
-                if start in found
-                else None
-            )
+            stats = None
+            if work is not None and start in found:
+                stats = ChunkStats.load(chunk_path(work, start), chunk_key(token, start, stop))
             if stats is None:
                 todo.append((start, stop))
             else:
@@ -332,7 +338,8 @@ DASK_TIMEOUT = 10  # seconds a dask scheduler has to answer
 
 
 class _backend:
-    """joblib's backend as configured; ``dask`` connects to a scheduler (or starts a local cluster)."""
+    """joblib's backend as configured; ``dask`` connects to a scheduler (or starts a local
+    cluster)."""
 
     def __init__(self, name: str, scheduler: str | None, jobs: int):
         self.name, self.scheduler, self.jobs = name, scheduler, jobs
@@ -355,7 +362,8 @@ class _backend:
                 self.client = Client(self.scheduler or self.cluster, timeout=f"{DASK_TIMEOUT}s")
             except (OSError, TimeoutError, ValueError) as exc:
                 raise UserError(
-                    f"no dask scheduler answered at {self.scheduler!r} within {DASK_TIMEOUT} s ({type(exc).__name__})",
+                    f"no dask scheduler answered at {self.scheduler!r} "
+                    f"within {DASK_TIMEOUT} s ({type(exc).__name__})",
                     where="[run] scheduler",
                 ) from None
         self.config = parallel_config(backend=self.name)

@@ -1,0 +1,97 @@
+"""The notebook API: build or load a config, run it in memory, get the tables as DataFrames."""
+
+import ast
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import synthetic_frame
+
+import nqpf_sens as ns
+
+CONFIG = {
+    "run": {"kind": "sobol", "seed": 3},
+    "sampling": {"n": 64, "bootstrap": 20},
+    "data": {"values": "values.csv"},
+    "factors": [
+        {"name": "weights", "kind": "weights", "level": 0, "spread": 0.3},
+        {"name": "norm", "kind": "choice", "key": "normalisation", "options": ["minmax", "zscore"]},
+    ],
+}
+
+
+@pytest.fixture
+def folder(tmp_path, spec, monkeypatch):
+    synthetic_frame(spec, n_units=10).to_csv(tmp_path / "values.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_in_memory_run_gives_the_tables_a_written_run_saves_and_writes_nothing(folder):
+    before = sorted(os.listdir(folder))
+    results = ns.run(ns.config_from_dict(CONFIG, folder))
+    assert sorted(os.listdir(folder)) == before  # no results folder, no chunk files
+    assert results.scenarios == 64 * 4
+    (folder / "run.toml").write_text(_toml(CONFIG))
+    written = ns.run_config(folder / "run.toml", out=folder / "out", quiet=True)
+    assert {f"{name}.csv" for name in results.tables} == {p.name for p in written.glob("*.csv")}
+    for name, frame in results.tables.items():
+        saved = pd.read_csv(written / f"{name}.csv", keep_default_na=False, na_values=[""])
+        pd.testing.assert_frame_equal(frame.reset_index(drop=True), saved, check_dtype=False)
+
+
+def test_a_config_built_in_code_is_checked_like_a_file(folder):
+    with pytest.raises(ns.UserError) as error:
+        ns.config_from_dict({"run": {"kind": "sobol"}, "sampling": {"n": 100}})
+    assert "[sampling] n" in error.value.one_line()
+    with pytest.raises(ns.UserError):
+        ns.config_from_dict({"runn": {}})
+    config = ns.config_from_dict({"data": {"values": "values.csv"}}, folder)
+    assert config.data.values == folder / "values.csv" and config.name == "run"
+
+
+def test_a_toml_path_runs_and_errors_name_the_config(folder):
+    (folder / "base.toml").write_text('[data]\nvalues = "values.csv"\n')
+    assert ns.run(folder / "base.toml")["baseline_scores"].shape[0] == 10
+    (folder / "bad.toml").write_text('[data]\nvalues = "values.csv"\n[pipeline]\nties = "x"\n')
+    with pytest.raises(ns.UserError) as error:
+        ns.run(folder / "bad.toml")
+    assert "bad.toml" in error.value.one_line() and "[pipeline] ties" in error.value.one_line()
+
+
+def _toml(config: dict) -> str:
+    """The few TOML shapes CONFIG uses: tables of scalars and lists, arrays of tables."""
+
+    def value(v):
+        return "[" + ", ".join(value(x) for x in v) + "]" if isinstance(v, list) else repr(v)
+
+    lines = []
+    for section, body in config.items():
+        for entry in body if isinstance(body, list) else [body]:
+            lines.append(f"[[{section}]]" if isinstance(body, list) else f"[{section}]")
+            lines += [f"{k} = {value(v)}".replace("'", '"') for k, v in entry.items()]
+    return "\n".join(lines) + "\n"
+
+
+LAYERS = {  # a layer may import itself and the layers listed (errors and outputs: anyone)
+    "engine": set(),
+    "uncertainty": {"engine"},
+    "indices": {"engine"},
+    "report": {"indices"},
+}
+
+
+def test_dependencies_point_one_way():
+    """The engine knows nothing above it; the uncertainty layer knows only the engine; the report
+    reads saved files (it imports neither the engine nor the uncertainty layer)."""
+    package = Path(ns.__file__).parent
+    for path in package.rglob("*.py"):
+        layer = path.relative_to(package).parts[0]
+        if layer not in LAYERS:
+            continue
+        allowed = LAYERS[layer] | {layer, "errors", "outputs"}
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nqpf_sens."):
+                target = node.module.split(".")[1]
+                assert target in allowed, f"{path.relative_to(package)} imports {node.module}"
