@@ -1,4 +1,4 @@
-"""Speed and memory of the batched engine and the runner, against a plain one-scenario pandas loop.
+"""Speed and memory of the batched engine and the parallel study, against a plain pandas loop.
 
 Usage: ``python experiments/bench.py [--quick]``; writes ``experiments/results/bench.csv``.
 
@@ -11,11 +11,11 @@ psutil (installed with dask.distributed).
   (weights perturbed): the straightforward implementation every speed is compared with.
 - ``engine``: ``Engine.evaluate`` on batches of 16,384 weight-perturbed scenarios (scores of every
   node, ranks, tiers), in one thread, two threads, or two loky worker processes (warm).
-- ``runner``: the batched runner itself (``uncertainty.run_study``: design rows, decoding, engine,
-  chunk statistics, chunk files for ``--resume``, merge) on a weights-only Monte Carlo design, in
-  process after a warm-up run: what "the runner evaluates N scenarios per second" means.
+- ``study``: the parallel study itself (``uncertainty.study.run_study``: design rows, decoding,
+  engine, chunk statistics, chunk files for ``--resume``, merge) on a weights-only Monte Carlo
+  design, in process after a warm-up run: what "the study evaluates N scenarios per second" means.
 - ``cli``: ``python -m nqpf_sens run`` on the same config in a fresh interpreter, end to end
-  (imports, inputs, nominal run, runner, tables; figures off).
+  (imports, inputs, nominal run, study, tables; figures off).
 - ``sobol_default``: ``configs/sobol.toml`` end to end (figures and report included).
 
 Cases: the NQPF index (31 provinces x 15 indicators) and a synthetic 3,000 units x 100 indicators.
@@ -159,11 +159,11 @@ spread = 0.25
 """
 
 
-def runner_seconds(folder: Path, n: int, jobs: int) -> float:
-    """Median wall seconds of ``run_study`` (the batched runner) on a weights-only design
+def study_seconds(folder: Path, n: int, jobs: int) -> float:
+    """Median wall seconds of ``run_study`` (the parallel study) on a weights-only design
     of n rows.
     """
-    path = folder / f"runner_{n}_{jobs}.toml"
+    path = folder / f"study_{n}_{jobs}.toml"
     path.write_text(WEIGHTS_ONLY.format(n=n, jobs=jobs))
     config = load_config(path)
     spec, table = load_inputs(config)
@@ -252,10 +252,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for n in sizes:
             for jobs in (1, 2):
-                seconds = runner_seconds(Path(folder), n, jobs)
+                seconds = study_seconds(Path(folder), n, jobs)
                 record(
                     case="nqpf_31x15",
-                    what="runner",
+                    what="study",
                     scenarios=n,
                     workers=f"{jobs} threads",
                     scenarios_per_second=n / seconds,

@@ -174,7 +174,7 @@ def interrupted_study(project, monkeypatch):
 
 
 def count_evaluations(monkeypatch) -> list[int]:
-    """Record the first row of every span the runner evaluates."""
+    """Record the first row of every span the study evaluates."""
     from nqpf_sens.uncertainty import study as uncertainty
 
     real, starts = uncertainty.evaluate_rows, []

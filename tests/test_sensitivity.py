@@ -1,4 +1,4 @@
-"""Sobol estimation against analytic answers, and the uncertainty runner's guarantees."""
+"""Sobol estimation against analytic answers, and the parallel study's guarantees."""
 
 import numpy as np
 import pandas as pd
@@ -227,7 +227,7 @@ options = ["minmax", "minmax"]
 
 
 def prepared_study(path):
-    """A run's config, data table, nominal result and study, as the runner prepares them."""
+    """A run's config, data table, nominal result and study, as a run prepares them."""
     config = load_config(path)
     spec, table = load_inputs(config)
     nominal = evaluate(spec, table, config.pipeline, config.ties)
@@ -236,7 +236,7 @@ def prepared_study(path):
 
 def test_accumulated_statistics_equal_direct_computation(project):
     """Rank quantiles, tier shares and R_S from the chunk tallies equal those computed directly
-    from every scenario's ranks, evaluated in one batch outside the runner."""
+    from every scenario's ranks, evaluated in one batch outside the study."""
     config_text = """
 [run]
 name = "direct"

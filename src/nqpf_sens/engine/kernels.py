@@ -1,4 +1,4 @@
-"""Compiled inner loops (numba): the index tree and ranks of a batch, and the runner's tallies.
+"""Compiled inner loops (numba): the index tree and ranks of a batch, and the study's tallies.
 
 Each is a plain loop over scenarios that numpy can only express with a sort per row (``argsort``),
 a copy per parent (fancy indexing, then ``einsum``) or temporaries as large as the chunk: compiled,

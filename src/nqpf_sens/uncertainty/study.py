@@ -1,4 +1,4 @@
-"""The batched runner: design rows -> scenarios -> engine -> per-chunk statistics, in parallel.
+"""The parallel study: design rows -> scenarios -> engine -> per-chunk statistics.
 
 Each chunk of design rows is decoded into a :class:`ScenarioBatch` and evaluated at once. What can
 be accumulated is accumulated (rank and tier histograms: ranks are integers, so rank quantiles are
@@ -306,12 +306,12 @@ def run_study(
             else:
                 add(start, stats)
         bar = _progress_bar(len(spans), len(spans) - len(todo), progress)
-        runner = (
+        parallel = (
             Parallel(n_jobs=jobs, return_as="generator")
             if backend != "dask"
             else Parallel(return_as="generator")
         )
-        for start, stats in runner(
+        for start, stats in parallel(
             delayed(_evaluate_span)(study, a, b, work, token) for a, b in todo
         ):
             add(start, stats)
