@@ -115,3 +115,19 @@ def test_national_series_on_base_year_100(spec):
     table = table_from_frame(frame, spec)
     result = evaluate(spec, table, Pipeline(normalisation="base_year"))
     np.testing.assert_allclose(result.index[0, :, 0], [100, 200, 400, 800])
+
+
+def test_a_batch_that_does_not_fit_the_index_is_refused(spec, table):
+    """A missing or extra level of weight factors, or data of the wrong shape, is an error, not a
+    silently different index."""
+    one_level = (np.ones((2, 15)),)
+    three_levels = (np.ones((2, 15)), np.ones((2, 3)), np.ones((2, 1)))
+    wrong_nodes = (np.ones((2, 15)), np.ones((2, 4)))
+    for factors in (one_level, three_levels, wrong_nodes):
+        batch = ScenarioBatch((Pipeline(),), np.zeros(2, dtype=np.int64), weight_factors=factors)
+        with pytest.raises(ValueError, match="weight_factors"):
+            evaluate_batch(spec, table, batch)
+    noise = np.ones((2, *table.values.shape[:-1], 14))
+    batch = ScenarioBatch((Pipeline(),), np.zeros(2, dtype=np.int64), value_factors=noise)
+    with pytest.raises(ValueError, match="value_factors"):
+        evaluate_batch(spec, table, batch)

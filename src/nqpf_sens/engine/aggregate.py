@@ -41,6 +41,11 @@ def aggregate_tree(
     aggregates: level by level, root last, R) and, given ``n_units``, ranks (S, R) of the root
     within each block of ``n_units`` rows (ties as in :func:`nqpf_sens.engine.rank.rank_scores`).
     """
+    if not len(weights) == len(memberships) == len(methods):
+        raise ValueError(
+            f"one weight array and one method per level: {len(memberships)} levels, "
+            f"{len(weights)} weight arrays, {len(methods)} methods"
+        )
     codes = np.array([METHODS.index(m) for m in methods], dtype=np.int64)
     leaves = np.asarray(leaves, dtype=float)
     leaves = np.ascontiguousarray(leaves[None] if leaves.ndim == 2 else leaves)
@@ -50,7 +55,7 @@ def aggregate_tree(
         np.concatenate(
             [
                 np.broadcast_to(w, (n_scenarios, m.shape[0]))
-                for w, m in zip(weights, memberships, strict=False)
+                for w, m in zip(weights, memberships, strict=True)
             ],
             axis=1,
         ),

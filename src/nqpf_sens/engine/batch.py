@@ -129,6 +129,7 @@ class Engine:
     def evaluate(self, batch: ScenarioBatch) -> BatchResult:
         """Scores, ranks and tiers of every scenario in ``batch``."""
         self.check(batch.pipelines)
+        self._check_shapes(batch)
         first = self.table(batch.pipelines[0])
         n_years, n_units = len(first.years), len(first.units)
         pipelines = batch.pipelines
@@ -218,6 +219,24 @@ class Engine:
         assert rows is not None  # every scenario belongs to a group
         return lambda members: rows[members]
 
+    def _check_shapes(self, batch: ScenarioBatch) -> None:
+        """Refuse a batch whose arrays do not fit the index: a missing or extra level of weight
+        factors would otherwise be ignored or misapplied without a word."""
+        sizes = [m.shape[0] for m in self.memberships]
+        expected = [(batch.size, n) for n in sizes]
+        if batch.weight_factors is not None:
+            found = [np.shape(f) for f in batch.weight_factors]
+            if found != expected:
+                raise ValueError(
+                    f"weight_factors: one (scenarios, nodes) array per level below the index, "
+                    f"shapes {expected}; got {found}"
+                )
+        first = self.tables[0].values.shape
+        for name in ("value_factors", "masked"):
+            array = getattr(batch, name)
+            if array is not None and np.shape(array) != (batch.size, *first):
+                raise ValueError(f"{name}: shape {(batch.size, *first)}; got {np.shape(array)}")
+
     def _weights(self, batch: ScenarioBatch) -> list[np.ndarray]:
         """(scenarios, nodes) weights per level: the scheme's weights times the batch's factors."""
         keys = _ids([(p.weighting, *p.data_key) for p in batch.pipelines])
@@ -234,7 +253,7 @@ class Engine:
             for table in tables
         ]
         if batch.weight_factors is not None:
-            weights = [w * f for w, f in zip(weights, batch.weight_factors, strict=False)]
+            weights = [w * f for w, f in zip(weights, batch.weight_factors, strict=True)]
         return weights
 
 
