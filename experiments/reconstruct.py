@@ -35,22 +35,12 @@ from scipy.sparse import lil_matrix
 from shipped_tables import national_panel, units_table
 
 from nqpf_sens import nqpf_spec
-from nqpf_sens.indices.nqpf.data import packaged
+from nqpf_sens.indices.nqpf.data import COUNT_INDICATORS, packaged
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCED = ROOT / "data" / "sourced_values.csv"
 YEAR = 2022
 TOLERANCE = 0.049  # printed to one decimal: the true value lies within 0.05
-COUNTS = (
-    "ns_papers",
-    "sei_patents",
-    "pct_apps",
-    "sci_awards",
-    "unicorns",
-    "clusters_centres",
-    "smart_5g_factories",
-    "green_factories_parks",
-)
 STRICTLY_POSITIVE = ("rd_intensity", "rd_fte")  # a printed minimum of 0 means a value in (0, 0.5)
 DECIMALS = 4
 STATUS_ORDER = ("official", "paper", "derived")
@@ -364,7 +354,7 @@ def solve(problem: Problem, prior: np.ndarray, pinned: dict[tuple[int, int], flo
         upper[k] = problem.high[code]
         if (i, j) in pinned:
             lower[k] = upper[k] = pinned[(i, j)]
-        integrality[k] = code in COUNTS
+        integrality[k] = code in COUNT_INDICATORS
     n_tangents = len(TANGENTS)
     matrix = lil_matrix((len(model.rows) + n_tangents * n_free, model.n))
     row_low, row_high = [], []
@@ -397,7 +387,9 @@ def solve(problem: Problem, prior: np.ndarray, pinned: dict[tuple[int, int], flo
         values[problem.units.index(u), problem.indicators.index(c)] = v
     for k, (i, j) in enumerate(model.free):
         values[i, j] = (
-            round(result.x[k]) if problem.indicators[j] in COUNTS else round(result.x[k], DECIMALS)
+            round(result.x[k])
+            if problem.indicators[j] in COUNT_INDICATORS
+            else round(result.x[k], DECIMALS)
         )
     return values
 

@@ -5,20 +5,16 @@ import pandas as pd
 import pytest
 
 from nqpf_sens import evaluate, nqpf_spec
-from nqpf_sens.indices.nqpf.data import alternative_tables, packaged, province_table, units
+from nqpf_sens.indices.nqpf.data import (
+    COUNT_INDICATORS,
+    alternative_tables,
+    packaged,
+    province_table,
+    units,
+)
 from nqpf_sens.indices.nqpf.paper import compare_with_table3, rank_mismatches, table3
 
 STATUSES = {"official", "paper", "derived", "reconstructed"}
-COUNTS = [
-    "ns_papers",
-    "sei_patents",
-    "pct_apps",
-    "sci_awards",
-    "unicorns",
-    "clusters_centres",
-    "smart_5g_factories",
-    "green_factories_parks",
-]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +30,7 @@ def test_every_cell_has_a_value_status_and_source(provinces):
         and (provinces.value >= 0).all()
         and provinces.source.notna().all()
     )
-    counts = provinces[provinces.indicator.isin(COUNTS)].value
+    counts = provinces[provinces.indicator.isin(COUNT_INDICATORS)].value
     np.testing.assert_array_equal(counts, np.round(counts))
     assert set(provinces.unit) == set(table3().index)
 

@@ -45,19 +45,13 @@ def project(tmp_path, spec):
     return tmp_path
 
 
+def command(out, *extra):
+    return [sys.executable, "-m", "nqpf_sens", "run", "long.toml", "--out", out, "--quiet", *extra]
+
+
 def start(project, *extra):
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nqpf_sens",
-            "run",
-            "long.toml",
-            "--out",
-            "results/long",
-            "--quiet",
-            *extra,
-        ],
+        command("results/long", *extra),
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -101,16 +95,7 @@ def test_interrupted_run_resumes_to_identical_results(project, how):
     assert not (project / "results" / ".long.work").exists()
 
     fresh = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "nqpf_sens",
-            "run",
-            "long.toml",
-            "--out",
-            "results/fresh",
-            "--quiet",
-        ],
+        command("results/fresh"),
         cwd=project,
         capture_output=True,
         text=True,

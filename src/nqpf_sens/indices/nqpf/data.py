@@ -19,6 +19,17 @@ PROVINCES = "nqpf_provinces.csv"
 ALTERNATIVES = "nqpf_alternatives.csv.gz"
 NATIONAL = "nqpf_national.csv"
 UNITS = "nqpf_units.csv"
+#: indicators that count things (whole numbers in the data)
+COUNT_INDICATORS = (
+    "ns_papers",
+    "sei_patents",
+    "pct_apps",
+    "sci_awards",
+    "unicorns",
+    "clusters_centres",
+    "smart_5g_factories",
+    "green_factories_parks",
+)
 
 
 def packaged(name: str) -> Path:
