@@ -44,6 +44,7 @@ def test_mixed_batch_equals_each_scenario_alone(spec, table):
     pipelines = (
         Pipeline(),
         Pipeline(normalisation="rank", aggregation=("geometric", "arithmetic")),
+        Pipeline(normalisation="zscore", aggregation="geometric", mean_shift=0.1),
         Pipeline(weighting="entropy", tiers=TierRule("natural_breaks", classes=4)),
         Pipeline(weighting="critic", normalisation="distance_to_leader", aggregation="harmonic"),
         Pipeline(weighting="equal", tiers=TierRule("score_thresholds", thresholds=(50.0, 30.0))),
@@ -131,3 +132,19 @@ def test_a_batch_that_does_not_fit_the_index_is_refused(spec, table):
     batch = ScenarioBatch((Pipeline(),), np.zeros(2, dtype=np.int64), value_factors=noise)
     with pytest.raises(ValueError, match="value_factors"):
         evaluate_batch(spec, table, batch)
+
+
+@pytest.mark.parametrize("shift", [0.01, 0.1])
+def test_geometric_mean_shift_follows_the_documented_rule(spec, table, shift):
+    """A z-scored child is shifted by -min + shift x range before the geometric mean."""
+    pipeline = Pipeline(normalisation="zscore", aggregation="geometric", mean_shift=shift)
+    found = evaluate(spec, table, pipeline).scores[0, 0, :, 0]  # first dimension
+    frame = table.to_frame()
+    z = (frame - frame.mean()) / frame.std(ddof=0)
+    first = spec.parents[0] == 0
+    members = [code for code, inside in zip(spec.indicators, first, strict=True) if inside]
+    block = z[members]
+    block = block - block.min() + shift * (block.max() - block.min())
+    weights = spec.weights[0][first]
+    expected = np.exp((np.log(block) * weights).sum(axis=1) / weights.sum())
+    np.testing.assert_allclose(found, expected.to_numpy(), rtol=1e-10)

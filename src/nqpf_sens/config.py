@@ -54,6 +54,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "normalisation": (str,),
         "base_year": (int,),
         "aggregation": (str, list),
+        "mean_shift": _NUMBER,
         "weighting": (str,),
         "ties": (str,),
     },
@@ -78,6 +79,7 @@ FACTOR_KEYS: dict[str, tuple[type, ...]] = {
     "level": (int,),
     "distribution": (str,),
     "spread": _NUMBER,
+    "spread_by_status": (dict,),
     "concentration": _NUMBER,
     "cells": (int,),
     "count": (int,),
@@ -92,6 +94,8 @@ LIST_ITEMS: dict[str, tuple[type, ...]] = {
     "probabilities": _NUMBER,
     "options": (str, int, float, list),
 }
+#: key -> accepted types of each value of a table value (its keys are labels, any text)
+TABLE_ITEMS: dict[str, tuple[type, ...]] = {"spread_by_status": _NUMBER}
 MAX_JOBS = 1024
 IN_MEMORY = "<config dict>"  # the file name errors give for a config built in code
 DEFAULT_NAME = "run"  # the run name of a config built in code that gives none
@@ -159,6 +163,9 @@ def _check_value(value: Any, types: tuple[type, ...], path: Path, where: str) ->
             if isinstance(item, list):  # an option per level of the tree: aggregation methods
                 for level, method in enumerate(item, start=1):
                     _check_value(method, (str,), path, f"{where} item {k} level {level}")
+    if isinstance(value, dict) and key in TABLE_ITEMS:
+        for label, item in value.items():
+            _check_value(item, TABLE_ITEMS[key], path, f"{where} {label}")
 
 
 def _toml(value: Any) -> str:

@@ -7,9 +7,11 @@ root, which is ranked there and then; leaves shared by all scenarios are read in
 geometric or harmonic first level, transformed once.
 
 Geometric and harmonic means need positive inputs. Documented rule: a child whose values are not all
-positive across the rows is shifted by ``-min + 1%`` of its range (``+1`` on the 0-100 min-max
-scale, like COINr's [1, 100] rescaling; ``-min + 1`` if it is constant), so that a zero never
-collapses a product and a z-score never enters a logarithm.
+positive across the rows is shifted by ``-min + shift_fraction`` of its range (the pipeline's
+``mean_shift``, default 1%: ``+1`` on the 0-100 min-max scale, like COINr's [1, 100] rescaling;
+``-min + 1`` if it is constant), so that a zero never collapses a product and a z-score never
+enters a logarithm. The fraction is a choice like any other: the smaller it is, the more a unit at
+an indicator's minimum is punished, so it can be varied as a factor.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from nqpf_sens.engine.kernels import aggregate_tree as _aggregate_tree
 from nqpf_sens.engine.kernels import prepare_children
 
 METHODS = ("arithmetic", "geometric", "harmonic")
-SHIFT_FRACTION = 0.01
+SHIFT_FRACTION = 0.01  # the default of Pipeline.mean_shift
 
 
 def aggregate_tree(
@@ -32,6 +34,7 @@ def aggregate_tree(
     methods: Sequence[str],
     n_units: int | None = None,
     ties: str = "min",
+    shift_fraction: float = SHIFT_FRACTION,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Scores of every aggregate node for a batch of weight vectors, and the root's ranks.
 
@@ -69,7 +72,7 @@ def aggregate_tree(
     prepared = bool(leaves.shape[0] == 1 and codes[0] != 0)
     if prepared:  # shared leaves: logarithms or reciprocals once, not once per scenario
         shared = np.empty_like(leaves)
-        prepare_children(leaves[0], codes[0], SHIFT_FRACTION, shared[0])
+        prepare_children(leaves[0], codes[0], shift_fraction, shared[0])
         leaves = shared
     scores = np.empty((n_scenarios, int(sizes[1:].sum()), leaves.shape[-1]))
     ranks = np.empty((n_scenarios, leaves.shape[-1] if n_units else 0), dtype=np.int64)
@@ -81,7 +84,7 @@ def aggregate_tree(
         np.concatenate(starts).astype(np.int64),
         np.concatenate(children).astype(np.int64),
         codes,
-        SHIFT_FRACTION,
+        shift_fraction,
         n_units or 1,
         ties == "ordinal",
         scores,

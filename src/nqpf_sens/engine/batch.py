@@ -137,17 +137,19 @@ class Engine:
         weights = self._weights(batch)
         scores: np.ndarray = np.empty((batch.size, len(self.spec.aggregates), n_years * n_units))
         ranks: np.ndarray = np.empty((batch.size, n_years * n_units), dtype=np.int64)
+        levels = range(len(self.memberships))
         aggregation = _ids(
-            [tuple(p.aggregation_at(k) for k in range(len(self.memberships))) for p in pipelines]
+            [(tuple(p.aggregation_at(k) for k in levels), p.mean_shift) for p in pipelines]
         )
         for methods, members in _groups(aggregation[0][batch.pipeline_index]):
             group_scores, group_ranks = aggregate_tree(
                 normalised(members),
                 [w[members] for w in weights],
                 self.memberships,
-                aggregation[1][methods],
+                aggregation[1][methods][0],
                 n_units,
                 self.ties,
+                aggregation[1][methods][1],
             )
             assert group_ranks is not None  # n_units was given
             scores, ranks = (

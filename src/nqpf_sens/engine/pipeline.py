@@ -22,7 +22,9 @@ class Pipeline:
     (a single string applies to every level); ``dataset`` picks one of several alternative tables.
     ``denominate`` divides indicators by the columns the metadata names (before imputation, as
     COINr); ``imputation_group`` names a unit attribute within which mean / median imputation
-    works; ``winsor_max`` and the thresholds drive the ``treat`` transformation."""
+    works; ``winsor_max`` and the thresholds drive the ``treat`` transformation; ``mean_shift`` is
+    the fraction of a child's range that geometric and harmonic means add above its minimum when
+    it is not all positive (see :mod:`nqpf_sens.engine.aggregate`)."""
 
     imputation: str = "growth"
     imputation_fallback: str | None = None
@@ -37,6 +39,7 @@ class Pipeline:
     normalisation: str = "minmax"
     base_year: int | None = None
     aggregation: str | tuple[str, ...] = "arithmetic"
+    mean_shift: float = aggregate.SHIFT_FRACTION
     weighting: str = "expert"
     tiers: TierRule = field(default_factory=TierRule)
     dataset: int = 0
@@ -97,6 +100,9 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
                 f"aggregation: unknown option {method!r} "
                 f"(choose from {', '.join(aggregate.METHODS)})"
             )
+    shift = pipeline.mean_shift
+    if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0 < shift <= 1:
+        return f"mean_shift: must be a number in (0, 1], not {shift!r}"
     if isinstance(pipeline.winsor_max, bool) or not isinstance(pipeline.winsor_max, int):
         return f"winsor_max: must be a whole number, not {pipeline.winsor_max!r}"
     if isinstance(pipeline.winsor_limit, bool) or not isinstance(

@@ -14,6 +14,7 @@ from nqpf_sens.errors import UserError
 
 UNIT_COLUMN = "unit"
 YEAR_COLUMN = "year"
+STATUS_COLUMN = "status"
 TIDY_COLUMNS = {"unit", "indicator", "value"}
 
 
@@ -25,6 +26,9 @@ class IndicatorTable:
     be ``None`` when the data carry no year). ``attributes`` holds text columns about the units
     (region, group). ``denominators`` (same shape as ``values``) holds, for indicators the metadata
     denominates, the column each is divided by (1 elsewhere); None when nothing is denominated.
+    ``statuses`` (same shape, text) is each cell's provenance from the ``status`` column of a tidy
+    file (official, reconstructed, ...: any label), None in a cell without one; None when the data
+    carry no statuses. Measurement noise can then depend on a cell's provenance.
     """
 
     values: np.ndarray
@@ -34,6 +38,7 @@ class IndicatorTable:
     attributes: pd.DataFrame = field(default_factory=pd.DataFrame)
     source: str | None = None
     denominators: np.ndarray | None = None
+    statuses: np.ndarray | None = None
 
     def year(self, year: int) -> IndicatorTable:
         """The cross-section of one year."""
@@ -43,6 +48,7 @@ class IndicatorTable:
             )
         t = self.years.index(year)
         denominators = None if self.denominators is None else self.denominators[t : t + 1]
+        statuses = None if self.statuses is None else self.statuses[t : t + 1]
         return IndicatorTable(
             self.values[t : t + 1],
             (year,),
@@ -51,6 +57,7 @@ class IndicatorTable:
             self.attributes,
             self.source,
             denominators,
+            statuses,
         )
 
     def to_frame(self, year_index: int = -1) -> pd.DataFrame:
@@ -62,7 +69,7 @@ class IndicatorTable:
         )
 
 
-def _tidy_to_wide(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
+def _tidy_to_wide(frame: pd.DataFrame, source: Path, column: str = "value") -> pd.DataFrame:
     keys = [UNIT_COLUMN, "indicator"] + ([YEAR_COLUMN] if YEAR_COLUMN in frame.columns else [])
     duplicated = frame.duplicated(keys, keep=False)
     if duplicated.any():
@@ -70,9 +77,15 @@ def _tidy_to_wide(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
         cell = ", ".join(f"{k}={frame[k].iloc[row]}" for k in keys)
         raise UserError("the same cell is given twice", source, f"row {row + 2} ({cell})")
     index = [UNIT_COLUMN] + ([YEAR_COLUMN] if YEAR_COLUMN in frame.columns else [])
-    wide = frame.pivot(index=index, columns="indicator", values="value").reset_index()
+    wide = frame.pivot(index=index, columns="indicator", values=column).reset_index()
     wide.columns.name = None
     return wide
+
+
+def _status_text(cell: object) -> str | None:
+    """A status as text, None where the cell gives none (empty, or no row for the cell)."""
+    text = "" if pd.isna(cell) else str(cell).strip()
+    return text or None
 
 
 def _check_numeric(
@@ -123,6 +136,7 @@ def table_from_frame(
             f"row {int(np.flatnonzero(empty)[0]) + 2}, column '{UNIT_COLUMN}'",
         )
     frame = frame.assign(**{UNIT_COLUMN: frame[UNIT_COLUMN].astype(str).str.strip()})
+    status_wide = None
     if TIDY_COLUMNS <= set(frame.columns):
         unknown = sorted(set(frame["indicator"].astype(str)) - set(spec.indicators))
         if unknown:
@@ -133,6 +147,8 @@ def table_from_frame(
                 f"row {row + 2}, column 'indicator'",
             )
         frame = frame.assign(value=_check_numeric(frame, "value", source))
+        if STATUS_COLUMN in frame.columns:  # rows in the same order as the values' pivot
+            status_wide = _tidy_to_wide(frame, source, STATUS_COLUMN)
         frame = _tidy_to_wide(frame, source)
     has_year = YEAR_COLUMN in frame.columns
     if has_year:
@@ -186,6 +202,11 @@ def table_from_frame(
     )
     for j, code in enumerate(spec.indicators):
         values[year_pos, unit_pos, j] = numeric[code]
+    statuses = None
+    if status_wide is not None:
+        statuses = np.full(values.shape, None, dtype=object)
+        for j, code in enumerate(spec.indicators):
+            statuses[year_pos, unit_pos, j] = [_status_text(s) for s in status_wide[code]]
     denominators = None
     if used:
         denominators = np.ones_like(values)
@@ -199,7 +220,14 @@ def table_from_frame(
         else pd.DataFrame(index=pd.Index(units, name=UNIT_COLUMN))
     )
     return IndicatorTable(
-        values, years, units, tuple(spec.indicators), attributes, str(source), denominators
+        values,
+        years,
+        units,
+        tuple(spec.indicators),
+        attributes,
+        str(source),
+        denominators,
+        statuses,
     )
 
 

@@ -8,11 +8,15 @@ low-discrepancy points, Saltelli's design) drives the same code. Kinds:
 - ``weights``: the weights of one tree level (``level``: 0 = indicators, 1 = dimensions, ...)
   perturbed around the scheme's weights: ``uniform`` multiplicative noise
   w (1 + U[-spread, spread]), or ``dirichlet`` with mean at the scheme's weights and
-  ``concentration`` alpha (sampled through the inverse gamma CDF of each column); only ratios
-  matter, so renormalisation is implicit.
+  ``concentration`` alpha (sampled through the inverse gamma CDF of each column; by default the
+  alpha whose multipliers vary as much as the uniform ones of the same ``spread``, see
+  :func:`matching_concentration`); only ratios matter, so renormalisation is implicit.
 - ``exclude``: leave one indicator out (weight 0) or none, equiprobable over ``options``.
 - ``dataset``: which of the alternative data tables (0 = the nominal one); one column.
-- ``noise``: multiplicative measurement noise U[1 - spread, 1 + spread] on every raw cell.
+- ``noise``: multiplicative measurement noise U[1 - spread, 1 + spread] on every raw cell, or
+  with ``spread_by_status`` each cell's spread from its provenance (the data's ``status``), so
+  that a cell another factor already varies (``dataset``: the reconstructed cells) is not
+  perturbed twice; statuses not listed get ``spread`` (then 0 by default).
 - ``mask``: ``cells`` observed cells blanked at random and refilled by the scenario's imputation
   rule.
 
@@ -23,7 +27,7 @@ need.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,6 +39,7 @@ CHOICE_KEYS = (
     "transformation",
     "normalisation",
     "aggregation",
+    "mean_shift",
     "weighting",
     "winsor_max",
     "winsor_limit",
@@ -56,10 +61,12 @@ class Factor:
     level: int = 0
     distribution: str = "uniform"
     spread: float = 0.25
-    concentration: float = 50.0
+    concentration: float | None = None  # None: calibrated to the uniform spread
     cells: int = 1
     n_columns: int = 1
     indicators: tuple[str, ...] = ()
+    #: noise: each cell's spread (the data's shape) when it depends on the cell's status
+    cell_spread: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def option_index(self, u: np.ndarray) -> np.ndarray:
         """Map a column of uniforms to option indices (equiprobable or weighted)."""
@@ -69,6 +76,17 @@ class Factor:
             else np.arange(1, len(self.options)) / len(self.options)
         )
         return np.searchsorted(edges, u, side="right")
+
+
+def matching_concentration(shares: np.ndarray, spread: float) -> float:
+    """The Dirichlet concentration c whose multipliers w_i / s_i have, on average over the nodes,
+    the coefficient of variation of the uniform multipliers 1 + U[-spread, spread], spread / sqrt 3.
+
+    Component i of Dirichlet(c s) has mean s_i and variance s_i (1 - s_i) / (c + 1), so its
+    multiplier's CV is sqrt((1 - s_i) / (s_i (c + 1))); solving for the mean CV gives c."""
+    positive = shares[shares > 0]
+    ratio = float(np.sqrt((1 - positive) / positive).mean())
+    return max((np.sqrt(3) * ratio / spread) ** 2 - 1, 1e-6)
 
 
 def splitmix_uniform(keys: np.ndarray, n: int) -> np.ndarray:
@@ -159,7 +177,8 @@ class FactorSet:
             elif factor.kind == "noise":
                 size = int(np.prod(self.data_shape))
                 draws = splitmix_uniform(_keys(block[:, 0]), size).reshape(n, *self.data_shape)
-                noise = 1.0 + factor.spread * (2.0 * draws - 1.0)
+                spread = factor.spread if factor.cell_spread is None else factor.cell_spread
+                noise = 1.0 + spread * (2.0 * draws - 1.0)
                 value_factors = noise if value_factors is None else value_factors * noise
             elif factor.kind == "mask":
                 masked = self._mask(factor, block[:, 0])
@@ -172,7 +191,10 @@ class FactorSet:
         from scipy.stats import gamma  # here: scipy.stats takes a second to import
 
         shares = base / base.sum()
-        alpha = np.maximum(factor.concentration * shares, 1e-6)
+        if factor.spread == 0 and factor.concentration is None:
+            return np.ones_like(block)
+        concentration = factor.concentration or matching_concentration(shares, factor.spread)
+        alpha = np.maximum(concentration * shares, 1e-6)
         draws = gamma.ppf(np.clip(block, 1e-12, 1 - 1e-12), alpha)
         dirichlet = draws / draws.sum(axis=1, keepdims=True)
         return np.where(shares > 0, dirichlet / np.where(shares > 0, shares, 1.0), 0.0)
@@ -197,11 +219,49 @@ class FactorSet:
         return self.nominal.with_(**changes, dataset=int(combination[-1]))
 
 
+def _cell_spread(
+    by_status: dict, fallback: float, statuses: np.ndarray | None, source, where: str
+) -> np.ndarray:
+    """Each cell's noise spread from its status (``fallback`` for a status not listed); a listed
+    status that no cell has is refused, as it is most likely a typo."""
+    if not by_status:
+        raise UserError("spread_by_status lists no status", source, where)
+    for status, value in by_status.items():
+        if not 0 <= value < 1:
+            raise UserError(f"spread_by_status: {status} must be in [0, 1)", source, where)
+    if statuses is None:
+        raise UserError(
+            "spread_by_status needs each cell's status: the data have no 'status' column "
+            "(tidy files only)",
+            source,
+            where,
+        )
+    present = sorted(set(statuses.ravel()) - {None})
+    unknown = [s for s in by_status if s not in present]
+    if unknown:
+        raise UserError(
+            f"spread_by_status: no cell has status {unknown[0]!r} "
+            f"(statuses in the data: {', '.join(present) or 'none'})",
+            source,
+            where,
+        )
+    spread = np.full(statuses.shape, fallback)
+    for status, value in by_status.items():
+        spread[statuses == status] = float(value)
+    return spread
+
+
 def build_factor(
-    entry: dict, number: int, spec, nominal: Pipeline, n_datasets: int, source
+    entry: dict,
+    number: int,
+    spec,
+    nominal: Pipeline,
+    n_datasets: int,
+    source,
+    statuses: np.ndarray | None = None,
 ) -> Factor:
     """A :class:`Factor` from one ``[[factors]]`` table, every value checked against the index and
-    data."""
+    data (``statuses``: the data's cell statuses, for a noise factor's ``spread_by_status``)."""
     from nqpf_sens.engine.pipeline import option_problem
 
     where = f"[[factors]] #{number} ({entry['name']})"
@@ -233,8 +293,10 @@ def build_factor(
         if distribution not in ("uniform", "dirichlet"):
             raise UserError("distribution must be 'uniform' or 'dirichlet'", source, where)
         spread = float(entry.get("spread", 0.25))
-        concentration = float(entry.get("concentration", 50.0))
-        if not 0 <= spread < 1 or concentration <= 0:
+        concentration = entry.get("concentration")
+        if concentration is not None:
+            concentration = float(concentration)
+        if not 0 <= spread < 1 or (concentration is not None and concentration <= 0):
             raise UserError("spread must be in [0, 1) and concentration positive", source, where)
         fields.update(
             level=level,
@@ -266,10 +328,13 @@ def build_factor(
             raise UserError(f"count must be between 1 and {n_datasets - 1}", source, where)
         fields.update(options=tuple(range(count + 1)))
     elif kind == "noise":
-        spread = float(entry.get("spread", 0.05))
+        by_status = entry.get("spread_by_status")
+        spread = float(entry.get("spread", 0.05 if by_status is None else 0.0))
         if not 0 <= spread < 1:
             raise UserError("spread must be in [0, 1)", source, where)
         fields.update(spread=spread)
+        if by_status is not None:
+            fields.update(cell_spread=_cell_spread(by_status, spread, statuses, source, where))
     else:
         cells = entry.get("cells", 1)
         if cells < 1:

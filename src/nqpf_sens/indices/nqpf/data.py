@@ -70,6 +70,13 @@ def alternative_tables(spec: IndexSpec, base: IndicatorTable | None = None) -> l
         values = base.values.copy()
         values[0, rows, columns] = draws[name].to_numpy(dtype=float)
         tables.append(
-            IndicatorTable(values, base.years, base.units, base.indicators, base.attributes)
+            IndicatorTable(
+                values,
+                base.years,
+                base.units,
+                base.indicators,
+                base.attributes,
+                statuses=base.statuses,  # a redrawn cell is still the reconstruction it was
+            )
         )
     return tables
