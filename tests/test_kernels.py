@@ -4,9 +4,16 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from scipy.stats import kendalltau, spearmanr
 
 from nqpf_sens.engine.aggregate import METHODS, SHIFT_FRACTION, aggregate_tree
-from nqpf_sens.engine.kernels import PAIRWISE_LIMIT, RANK_TOLERANCE, natural_break_rows, rank_rows
+from nqpf_sens.engine.kernels import (
+    PAIRWISE_LIMIT,
+    RANK_TOLERANCE,
+    natural_break_rows,
+    rank_agreement,
+    rank_rows,
+)
 
 
 def argsort_ranks(scores: np.ndarray, ordinal: bool) -> np.ndarray:
@@ -183,3 +190,30 @@ def test_natural_breaks_equal_numpy_dynamic_programming(n_rows, n_units, classes
     np.testing.assert_array_equal(
         natural_break_rows(scores, classes), numpy_natural_breaks(scores, classes)
     )
+
+
+def test_rank_agreement_equals_scipy_with_ties():
+    """Spearman's rho and Kendall's tau-b per scenario and year equal scipy's on competition and
+    ordinal rankings with ties; rows not counted, and all-tied rankings, give NaN."""
+    rng = np.random.default_rng(5)
+    for n_units, n_scenarios in ((1, 3), (2, 20), (3, 50), (31, 200), (200, 30), (3000, 3)):
+        n_years = 2
+        scores = rng.normal(size=(n_scenarios + 1, n_years * n_units)).round(1)  # many ties
+        scores[1, :n_units] = 0.0  # one ranking all tied
+        ranks = np.concatenate(
+            [rank_rows(scores[:, t * n_units : (t + 1) * n_units], t == 1) for t in range(n_years)],
+            axis=1,
+        )
+        nominal, ranks = ranks[0], ranks[1:]
+        counted = rng.random(n_scenarios) > 0.2
+        found = rank_agreement(ranks, nominal, n_units, counted)
+        assert found.shape == (n_scenarios, n_years, 2)
+        assert np.isnan(found[~counted]).all()
+        for s in np.flatnonzero(counted):
+            for t in range(n_years):
+                x, y = nominal[t * n_units : (t + 1) * n_units], ranks[s, t * n_units :][:n_units]
+                if n_units == 1 or (s == 0 and t == 0):
+                    expected = [np.nan, np.nan]  # undefined (scipy warns and gives NaN)
+                else:
+                    expected = [spearmanr(x, y).statistic, kendalltau(x, y).statistic]
+                np.testing.assert_allclose(found[s, t], expected, rtol=0, atol=1e-12)

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import synthetic_frame
+from scipy.stats import kendalltau, spearmanr
 
 from nqpf_sens.config import load_config
 from nqpf_sens.engine.batch import evaluate
@@ -13,6 +14,7 @@ from nqpf_sens.run import run_config
 from nqpf_sens.uncertainty import study as uncertainty
 from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty.sobol import sobol_indices
+from nqpf_sens.uncertainty.statistics import order_statistics
 from nqpf_sens.uncertainty.study import batch_for_rows
 
 
@@ -24,9 +26,7 @@ def ishigami(u):
 def estimate(function, groups, n=4096, seed=1):
     design = Design("saltelli", n, groups, seed)
     y = function(design.rows(0, design.n_rows))[:, None]
-    return sobol_indices(
-        y, ["y"], design.problem(), len(design.factor_names), 200, 0.95, seed
-    ).set_index("factor")
+    return sobol_indices(y, ["y"], design.problem(), 200, 0.95, seed).set_index("factor")
 
 
 def assert_close(found, expected, slack=0.02):
@@ -298,8 +298,34 @@ options = ["arithmetic", "geometric"]
             np.quantile(shift, q, method="inverted_cdf")
         )
     moved = np.abs(ranks - nominal.ranks[0, 0])
+    assert rank_shift.share_unchanged == pytest.approx((moved == 0).mean())
     for k in (1, 3, 5):
-        assert rank_shift[f"share_moving_less_than_{k}"] == pytest.approx((moved < k).mean())
+        assert rank_shift[f"share_within_{k}"] == pytest.approx((moved <= k).mean())
+    n = len(ranks)
+    assert rank_shift.scenarios == n and (stability.scenarios == n).all()
+    assert (bands.scenarios == n).all() and (bands.score_scenarios == n).all()
+    np.testing.assert_allclose(
+        stability.p_nominal_rank_se,
+        np.sqrt(stability.p_nominal_rank * (1 - stability.p_nominal_rank) / n),
+    )
+    low, high = order_statistics(n, 0.05)
+    ordered = np.sort(ranks, axis=0)
+    np.testing.assert_array_equal(stability.p05_rank_low, ordered[low - 1])
+    np.testing.assert_array_equal(stability.p05_rank_high, ordered[high - 1])
+    agreement = pd.read_csv(out / "rank_agreement.csv").iloc[0]
+    correlations = {
+        "spearman": [spearmanr(r, nominal.ranks[0, 0]).statistic for r in ranks],
+        "kendall": [kendalltau(r, nominal.ranks[0, 0]).statistic for r in ranks],
+    }
+    assert agreement.scenarios == n
+    for measure, values in correlations.items():
+        assert agreement[f"{measure}_mean"] == pytest.approx(np.mean(values), abs=1e-4)
+        for name, q in (("median", 0.5), ("p05", 0.05), ("p95", 0.95)):
+            expected = np.quantile(values, q, method="inverted_cdf")
+            assert agreement[f"{measure}_{name}"] == pytest.approx(expected, abs=1e-4)
+    p05, p95 = (np.quantile(ranks, q, axis=0, method="inverted_cdf") for q in (0.05, 0.95))
+    nominal_in = (p05 <= nominal.ranks[0, 0]) & (nominal.ranks[0, 0] <= p95)
+    assert agreement.share_nominal_rank_in_p05_p95 == pytest.approx(nominal_in.mean())
     index, known = result.index[:, 0], ~np.isnan(gdp)
     high_index = index > index[:, known].mean(axis=1, keepdims=True)
     high_gdp = gdp > np.nanmean(gdp)

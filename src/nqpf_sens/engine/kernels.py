@@ -15,6 +15,7 @@ from numba import njit
 
 PAIRWISE_LIMIT = 64  # up to this many units, counting better scores beats sorting
 RANK_TOLERANCE = 1e-9  # relative: scores closer than this share a place (rounding is not a ranking)
+INSERTION_RUN = 32  # Kendall's merge sort starts from runs this long, sorted by insertion
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -232,11 +233,11 @@ def _add_level(counts, cell, level):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def tally_ranks(ranks, tiers, nominal, limits, counted, rank_counts, tier_counts, moved_counts):
+def tally_ranks(ranks, tiers, nominal, limits, counted, rank_counts, tier_counts, within_counts):
     """One pass over a chunk's ranks and tiers (S, cells): returns each scenario's total absolute
     rank change against ``nominal``; for the ``counted`` scenarios, adds to the histograms
     ``rank_counts`` (cells, ranks) and ``tier_counts`` (cells, tiers) and counts in
-    ``moved_counts`` the cells that moved by less than each limit."""
+    ``within_counts`` the cells within each limit of their nominal rank (|shift| <= limit)."""
     n_scenarios, n_cells = ranks.shape
     totals = np.empty(n_scenarios, dtype=np.int64)
     shifts = np.empty(n_cells, dtype=np.int64)
@@ -252,11 +253,161 @@ def tally_ranks(ranks, tiers, nominal, limits, counted, rank_counts, tier_counts
             _add_level(rank_counts, c, ranks[s, c])
             _add_level(tier_counts, c, tiers[s, c])
         for k in range(limits.size):
-            below = 0
+            within = 0
             for c in range(n_cells):
-                below += shifts[c] < limits[k]
-            moved_counts[k] += below
+                within += shifts[c] <= limits[k]
+            within_counts[k] += within
     return totals
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _average_ranks(ranks, tally, places):
+    """Tally integer ranks 1..n into ``places`` (n + 1): each value's average rank, ties sharing the
+    mean of the places they span (as ``scipy.stats.rankdata``), by counting: O(n). Returns the
+    tied pairs and the sum of t^3 - t over groups of t ties (Spearman's tie correction)."""
+    n = ranks.size
+    tally[:] = 0
+    for u in range(n):
+        if ranks[u] < 1 or ranks[u] > n:
+            raise ValueError("rank out of range")
+        tally[ranks[u]] += 1
+    below, pairs, cubes = 0, 0, 0.0
+    for v in range(1, n + 1):
+        t = tally[v]
+        places[v] = below + (t + 1) / 2
+        below += t
+        pairs += t * (t - 1) // 2
+        cubes += float(t) ** 3 - t
+    return pairs, cubes
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sort_counting_inversions(values, lo, hi, scratch):
+    """Sort ``values[lo:hi]`` and return its inversions, the pairs i < j with values[i] >
+    values[j]: insertion sort within runs of ``INSERTION_RUN`` (each shift one inversion; fast on
+    the nearly sorted rankings of a study), then bottom-up merges counting the pairs they cross:
+    O(n log n)."""
+    inversions = 0
+    for first in range(lo, hi, INSERTION_RUN):
+        last = min(first + INSERTION_RUN, hi)
+        for i in range(first + 1, last):
+            value = values[i]
+            j = i
+            while j > first and values[j - 1] > value:
+                values[j] = values[j - 1]
+                j -= 1
+            values[j] = value
+            inversions += i - j
+    source, target = values, scratch
+    in_scratch = False
+    width = INSERTION_RUN
+    while width < hi - lo:
+        for left in range(lo, hi, 2 * width):
+            middle, right = min(left + width, hi), min(left + 2 * width, hi)
+            if middle >= right or source[middle - 1] <= source[middle]:  # in order: copy
+                for k in range(left, right):
+                    target[k] = source[k]
+                continue
+            i, j = left, middle
+            for k in range(left, right):
+                if j < right and (i >= middle or source[j] < source[i]):
+                    target[k] = source[j]
+                    inversions += middle - i
+                    j += 1
+                else:
+                    target[k] = source[i]
+                    i += 1
+        source, target = target, source
+        in_scratch = not in_scratch
+        width *= 2
+    if in_scratch:
+        for k in range(lo, hi):
+            values[k] = scratch[k]
+    return inversions
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _tied_pairs(ordered, lo, hi):
+    """Pairs of equal values in sorted ``ordered[lo:hi]``."""
+    pairs, run = 0, 1
+    for k in range(lo + 1, hi + 1):
+        if k < hi and ordered[k] == ordered[k - 1]:
+            run += 1
+        else:
+            pairs += run * (run - 1) // 2
+            run = 1
+    return pairs
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _kendall_tau_b(y, order, x_sorted, x_ties, y_ties, buffer, scratch):
+    """Kendall's tau-b of (x, y) by Knight's merge-sort count, O(n log n): ``order`` sorts x
+    (``x_sorted``, with ``x_ties`` tied pairs; y has ``y_ties``); y is sorted within tied x, then
+    merge-sorted whole, whose inversions are the discordant pairs. Neither may be all tied."""
+    n = y.size
+    for p in range(n):
+        buffer[p] = y[order[p]]
+    joint_ties = 0
+    if x_ties:  # sort y within each run of tied x
+        start = 0
+        for p in range(1, n + 1):
+            if p == n or x_sorted[p] != x_sorted[start]:
+                if p - start > 1:
+                    _sort_counting_inversions(buffer, start, p, scratch)
+                    joint_ties += _tied_pairs(buffer, start, p)
+                start = p
+    discordant = _sort_counting_inversions(buffer, 0, n, scratch)
+    pairs = n * (n - 1) // 2
+    numerator = pairs - x_ties - y_ties + joint_ties - 2 * discordant
+    return numerator / np.sqrt(float(pairs - x_ties) * float(pairs - y_ties))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def rank_agreement(ranks, nominal, n_units, counted):
+    """Spearman's rho and Kendall's tau-b (ties handled) between each ``counted`` scenario's
+    ranking and ``nominal``, per block of ``n_units`` cells (a year): (S, years, 2), NaN where not
+    counted or either ranking is all tied. Ranks are integers 1..n_units: Spearman's average ranks
+    come from counts, O(n); Kendall's count is a merge sort, O(n log n), as units can be many."""
+    n_scenarios, n_cells = ranks.shape
+    n = n_units
+    n_years = n_cells // n
+    middle = (n + 1) / 2  # the mean of any n average ranks
+    result = np.full((n_scenarios, n_years, 2), np.nan)
+    tally = np.empty(n + 1, dtype=np.int64)
+    places = np.empty(n + 1)
+    centred = np.empty((n_years, n))  # nominal average ranks minus their mean
+    x_squares = np.empty(n_years)
+    orders = np.empty((n_years, n), dtype=np.int64)
+    x_sorted = np.empty((n_years, n), dtype=np.int64)
+    x_ties = np.empty(n_years, dtype=np.int64)
+    for t in range(n_years):
+        x = nominal[t * n : (t + 1) * n]
+        x_ties[t], cubes = _average_ranks(x, tally, places)
+        x_squares[t] = (float(n) ** 3 - n - cubes) / 12
+        for u in range(n):
+            centred[t, u] = places[x[u]] - middle
+        orders[t] = np.argsort(x, kind="mergesort")
+        for p in range(n):
+            x_sorted[t, p] = x[orders[t, p]]
+    buffer = np.empty(n, dtype=np.int64)
+    scratch = np.empty(n, dtype=np.int64)
+    for s in range(n_scenarios):
+        if not counted[s]:
+            continue
+        for t in range(n_years):
+            y = ranks[s, t * n : (t + 1) * n]
+            y_ties, cubes = _average_ranks(y, tally, places)
+            y_squares = (float(n) ** 3 - n - cubes) / 12
+            if x_squares[t] <= 0 or y_squares <= 0:
+                continue  # a ranking all tied: undefined
+            products = 0.0
+            for u in range(n):
+                products += centred[t, u] * (places[y[u]] - middle)
+            result[s, t, 0] = products / np.sqrt(x_squares[t] * y_squares)
+            result[s, t, 1] = _kendall_tau_b(
+                y, orders[t], x_sorted[t], x_ties[t], y_ties, buffer, scratch
+            )
+    return result
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -1,10 +1,11 @@
 """What a run will need, checked against the machine before anything runs.
 
 The estimate counts the arrays that grow with the configuration: the Saltelli design and the Sobol
-outputs (every row), the kept scores, each worker's chunk (per-scenario arrays and the per-unit
-histograms, units x ranks per year), the bootstrap of the Sobol estimator, and the chunk files
-written for ``--resume``. A run whose estimate exceeds ``BUDGET`` of the available memory or of the
-free disk is refused in one line that names the largest item and the key that lowers it.
+outputs (every row), the kept scores, each worker's chunk (per-scenario arrays and the histograms:
+units x ranks per year, rank correlations on a fine grid), the bootstrap of the Sobol estimator,
+and the chunk files written for ``--resume``. A run whose estimate exceeds ``BUDGET`` of the
+available memory or of the free disk is refused in one line that names the largest item and the
+key that lowers it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nqpf_sens.errors import UserError
+from nqpf_sens.uncertainty.study import AGREEMENT_BINS
 
 BUDGET = 0.8  # share of the available memory or free disk a run may plan to use
 MAX_ROWS = 2**36  # scenarios: about a day at a million per second
@@ -42,10 +44,13 @@ class RunSize:
 
     @property
     def histogram_bytes(self) -> int:
-        """One chunk's counts: ranks, tiers, quadrants per unit-year and the rank-shift
-        histogram."""
+        """One chunk's counts: ranks, tiers, quadrants per unit-year, the rank-shift histogram and
+        the two rank correlations' histograms per year."""
         cells = self.years * self.units
-        return 8 * (cells * (self.units + self.tiers + 4) + cells * max(self.units - 1, 1) + 4)
+        shifts = cells * max(self.units - 1, 1) + 4
+        return 8 * (
+            cells * (self.units + self.tiers + 4) + shifts + self.years * 2 * AGREEMENT_BINS
+        )
 
     @property
     def chunks(self) -> int:

@@ -1,8 +1,11 @@
 """From accumulated run statistics to the tables a reader uses: rank stability, tier bands, region
-bands and quadrants, rank shifts (Saisana et al.'s R_S).
+bands and quadrants, rank shifts (Saisana et al.'s R_S), rank agreement with the nominal ranking.
 
 Rank quantiles come from exact rank counts: the q-quantile is the smallest rank whose cumulative
-share reaches q (the inverse of the empirical distribution function).
+share reaches q (the inverse of the empirical distribution function). Every table states the
+scenarios behind it, counted from the statistics themselves (in a Saltelli design, rows A and B),
+and the Monte Carlo error of each estimate: a standard error for a probability, a distribution-free
+95% order-statistic interval for a quantile.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from nqpf_sens.uncertainty.study import MOVE_LIMITS, ChunkStats
+from nqpf_sens.uncertainty.study import AGREEMENT_GRID, WITHIN_LIMITS, ChunkStats
+
+CONFIDENCE = 0.95  # of the quantiles' order-statistic intervals
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,60 @@ class Labels:
     years: tuple[int | None, ...]
     aggregates: tuple[str, ...]
     regions: tuple[str, ...]
+
+
+def binomial_se(p: np.ndarray | float, n: np.ndarray | float) -> np.ndarray:
+    """Monte Carlo standard error sqrt(p (1 - p) / n) of a probability estimated as the share p of
+    n independent scenarios (NaN without scenarios). For a share pooled over the units of each
+    scenario (rank_shift's) it is an upper bound: a mean of per-scenario shares in [0, 1] has
+    variance at most p (1 - p) / n."""
+    p, n = np.asarray(p, dtype=float), np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.sqrt(np.clip(p * (1 - p), 0, None) / n), np.nan)
+
+
+def order_statistics(
+    n: np.ndarray | int, q: float, level: float = CONFIDENCE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (1-based) of the order statistics bounding a distribution-free ``level`` interval
+    for the q-quantile of n draws: the binomial(n, q) quantiles at (1 - level) / 2 and, plus one,
+    at (1 + level) / 2. Whatever the distribution, the interval covers the quantile with
+    probability at least ``level`` (more for discrete values such as ranks), unless a tail is out
+    of the sample's reach ((1 - q)^n or q^n above (1 - level) / 2): positions are clipped to
+    1..n."""
+    from scipy.stats import binom
+
+    n = np.maximum(np.asarray(n, dtype=np.int64), 1)
+    tail = (1 - level) / 2
+    low = np.clip(binom.ppf(tail, n, q), 1, n)
+    high = np.clip(binom.ppf(1 - tail, n, q) + 1, 1, n)
+    return low.astype(np.int64), high.astype(np.int64)
+
+
+def count_order_statistic(counts: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The k-th smallest (1-based) of the values 0, 1, 2, ... counted on the last axis."""
+    return np.argmax(np.cumsum(counts, axis=-1) >= np.asarray(k)[..., None], axis=-1)
+
+
+def count_interval(
+    counts: np.ndarray, q: float, level: float = CONFIDENCE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distribution-free ``level`` interval (low, high) for the q-quantile of the values 0, 1, 2,
+    ... counted on the last axis: the order statistics of ``order_statistics``, read off the
+    cumulative counts."""
+    low, high = order_statistics(counts.sum(axis=-1), q, level)
+    return count_order_statistic(counts, low), count_order_statistic(counts, high)
+
+
+def sample_intervals(
+    samples: np.ndarray, quantiles: tuple[float, ...], level: float = CONFIDENCE
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Distribution-free ``level`` interval (low, high) for each q-quantile of draws on the first
+    axis: their order statistics of ``order_statistics`` (one partial sort for all)."""
+    bounds = [order_statistics(len(samples), q, level) for q in quantiles]
+    positions = sorted({int(k) - 1 for pair in bounds for k in pair})
+    ordered = np.partition(samples, positions, axis=0)
+    return [(ordered[low - 1], ordered[high - 1]) for low, high in bounds]
 
 
 def count_quantile(counts: np.ndarray, q: float) -> np.ndarray:
@@ -36,6 +95,20 @@ def rank_quantile(counts: np.ndarray, q: float) -> np.ndarray:
     return 1 + count_quantile(counts, q)
 
 
+def _with_interval(name: str, counts: np.ndarray, q: float, scale) -> dict[str, np.ndarray]:
+    """A quantile from counts and its interval, ``scale`` mapping count positions to values."""
+    low, high = count_interval(counts, q)
+    return {
+        name: scale(count_quantile(counts, q)),
+        f"{name}_low": scale(low),
+        f"{name}_high": scale(high),
+    }
+
+
+def _with_se(name: str, p: np.ndarray, n: np.ndarray) -> dict[str, np.ndarray]:
+    return {name: p, f"{name}_se": binomial_se(p, n)}
+
+
 def _frame(labels: Labels, columns: dict[str, np.ndarray]) -> pd.DataFrame:
     """Rows (year, unit) from arrays shaped (years, units); the year column only for several
     years."""
@@ -46,6 +119,10 @@ def _frame(labels: Labels, columns: dict[str, np.ndarray]) -> pd.DataFrame:
     for name, values in columns.items():
         frame[name] = np.asarray(values).reshape(-1)
     return frame
+
+
+def _rank(position: np.ndarray) -> np.ndarray:
+    return 1 + position
 
 
 def rank_stability(
@@ -61,22 +138,23 @@ def rank_stability(
         labels,
         {
             "nominal_rank": nominal,
-            "median_rank": rank_quantile(counts, 0.5),
+            **_with_interval("median_rank", counts, 0.5, _rank),
             "mean_rank": (share * places).sum(axis=-1),
-            "p05_rank": rank_quantile(counts, 0.05),
-            "p95_rank": rank_quantile(counts, 0.95),
+            **_with_interval("p05_rank", counts, 0.05, _rank),
+            **_with_interval("p95_rank", counts, 0.95, _rank),
             **(
                 {}
                 if np.isclose(interval, 0.9)
                 else {
-                    "interval_low_rank": rank_quantile(counts, low),
-                    "interval_high_rank": rank_quantile(counts, high),
+                    **_with_interval("interval_low_rank", counts, low, _rank),
+                    **_with_interval("interval_high_rank", counts, high, _rank),
                 }
             ),
             "iqr_rank": rank_quantile(counts, 0.75) - rank_quantile(counts, 0.25),
-            "p_nominal_rank": (share * (distance == 0)).sum(axis=-1),
-            f"p_within_{within}": (share * (distance <= within)).sum(axis=-1),
-            f"p_top_{top}": share[..., :top].sum(axis=-1),
+            **_with_se("p_nominal_rank", (share * (distance == 0)).sum(axis=-1), n),
+            **_with_se(f"p_within_{within}", (share * (distance <= within)).sum(axis=-1), n),
+            **_with_se(f"p_top_{top}", share[..., :top].sum(axis=-1), n),
+            "scenarios": n,
         },
     )
 
@@ -89,30 +167,36 @@ def tier_bands(
     labels: Labels,
     interval: float,
 ) -> pd.DataFrame:
-    """Tier probabilities and score bands. When the normalisation is a factor, scores of different
+    """Tier probabilities (from every counted scenario: ``scenarios``) and score bands (from the
+    kept subsample: ``score_scenarios``). When the normalisation is a factor, scores of different
     scales are first mapped onto the nominal scale (see ``uncertainty.on_nominal_scale``)."""
     counts = stats.tier_counts
-    share = counts / np.maximum(counts.sum(axis=-1, keepdims=True), 1)
+    n = counts.sum(axis=-1)
+    share = counts / np.maximum(n[..., None], 1)
     columns: dict[str, np.ndarray] = {"nominal_tier": nominal_tiers, "nominal_rank": nominal_ranks}
     for k in range(share.shape[-1]):
-        columns[f"p_tier_{k + 1}"] = share[..., k]
+        columns.update(_with_se(f"p_tier_{k + 1}", share[..., k], n))
     columns["most_likely_tier"] = 1 + share.argmax(axis=-1)
-    columns["p_nominal_tier"] = np.take_along_axis(share, (nominal_tiers - 1)[..., None], axis=-1)[
-        ..., 0
-    ]
+    nominal_share = np.take_along_axis(share, (nominal_tiers - 1)[..., None], axis=-1)[..., 0]
+    columns.update(_with_se("p_nominal_tier", nominal_share, n))
+    columns["scenarios"] = n
+    columns["score_scenarios"] = np.full(n.shape, len(stats.scores))
     low, high = (1 - interval) / 2, 1 - (1 - interval) / 2
+    named = [("median", 0.5), ("p05", 0.05), ("p95", 0.95)]
+    if not np.isclose(interval, 0.9):
+        named += [("interval_low", low), ("interval_high", high)]
     for a, code in enumerate(labels.aggregates):
         name = "total" if a == len(labels.aggregates) - 1 else code
-        median, p05, p95, interval_low, interval_high = np.quantile(
-            stats.scores[..., a].astype(np.float64), [0.5, 0.05, 0.95, low, high], axis=0
-        )
+        scores = stats.scores[..., a].astype(np.float64)
+        values = np.quantile(scores, [q for _, q in named], axis=0)
+        bounds = sample_intervals(scores, tuple(q for _, q in named))
         columns[f"{name}_nominal"] = nominal_scores[..., a]
-        columns[f"{name}_median"] = median
-        columns[f"{name}_p05"] = p05
-        columns[f"{name}_p95"] = p95
-        if not np.isclose(interval, 0.9):
-            columns[f"{name}_interval_low"] = interval_low
-            columns[f"{name}_interval_high"] = interval_high
+        for (statistic, _), value, (value_low, value_high) in zip(
+            named, values, bounds, strict=True
+        ):
+            columns[f"{name}_{statistic}"] = value
+            columns[f"{name}_{statistic}_low"] = value_low
+            columns[f"{name}_{statistic}_high"] = value_high
     return _frame(labels, columns)
 
 
@@ -121,57 +205,94 @@ def region_bands(
 ) -> pd.DataFrame:
     """Regional mean index scores per year, with bands and the probability that the regions keep
     ``expected_order`` (best first; the column ``p_paper_order``, NaN unless every region of the
-    order is present), from the systematic subsample of scenarios whose scores are kept."""
+    order is present), from the systematic subsample of scenarios whose scores are kept
+    (``scenarios``)."""
     means = stats.region_means
+    n = len(means)
     rows = []
     order = [labels.regions.index(r) for r in expected_order if r in labels.regions]
     paper_order = np.nan
+    named = (("median", 0.5), ("p05", 0.05), ("p95", 0.95))
     for t, year in enumerate(labels.years):
         if order and len(order) == len(expected_order):
             ordered = means[:, t, order]
             paper_order = float(np.all(ordered[:, :-1] > ordered[:, 1:], axis=1).mean())
+        values = np.quantile(means[:, t], [q for _, q in named], axis=0)
+        bounds = sample_intervals(means[:, t], tuple(q for _, q in named))
         for r, region in enumerate(labels.regions):
-            median, p05, p95 = np.quantile(means[:, t, r], [0.5, 0.05, 0.95])
-            rows.append(
-                {
-                    "year": year,
-                    "region": region,
-                    "nominal_mean": nominal_means[t, r],
-                    "median": median,
-                    "p05": p05,
-                    "p95": p95,
-                    "p_paper_order": paper_order,
+            row = {"year": year, "region": region, "nominal_mean": nominal_means[t, r]}
+            for (statistic, _), value, (value_low, value_high) in zip(
+                named, values, bounds, strict=True
+            ):
+                row |= {
+                    statistic: value[r],
+                    f"{statistic}_low": value_low[r],
+                    f"{statistic}_high": value_high[r],
                 }
-            )
+            row |= {
+                "p_paper_order": paper_order,
+                "p_paper_order_se": float(binomial_se(paper_order, n)),
+            }
+            rows.append(row | {"scenarios": n})
     frame = pd.DataFrame(rows)
     return frame.drop(columns="year") if len(labels.years) == 1 else frame
 
 
 def quadrants(stats: ChunkStats, labels: Labels) -> pd.DataFrame:
     counts = stats.quadrant_counts
-    share = counts / np.maximum(counts.sum(axis=-1, keepdims=True), 1)
+    n = counts.sum(axis=-1)
+    share = counts / np.maximum(n[..., None], 1)
     names = (
         "p_high_index_high_gdp",
         "p_high_index_low_gdp",
         "p_low_index_high_gdp",
         "p_low_index_low_gdp",
     )
-    frame = _frame(labels, {name: share[..., k] for k, name in enumerate(names)})
-    known = counts.sum(axis=-1).reshape(-1) > 0
-    return frame[known].reset_index(drop=True)
+    columns: dict[str, np.ndarray] = {}
+    for k, name in enumerate(names):
+        columns.update(_with_se(name, share[..., k], n))
+    frame = _frame(labels, columns | {"scenarios": n})
+    return frame[frame.scenarios > 0].reset_index(drop=True)
 
 
 def rank_shift(stats: ChunkStats, n_cells: int) -> pd.DataFrame:
     """R_S (mean absolute rank shift against the nominal ranking over ``n_cells`` unit-years) and
-    shares of small moves; quantiles are exact, from the histogram of total shifts."""
+    the shares of unit-years within k places of their nominal rank; quantiles are exact, from the
+    histogram of total shifts, with their intervals; ``scenarios``: the scenarios counted."""
     counts = stats.shift_counts
-    rows = [("rank_shift_mean", counts @ np.arange(len(counts)) / max(counts.sum(), 1) / n_cells)]
-    rows += [
-        (f"rank_shift_{name}", count_quantile(counts, q) / n_cells)
-        for name, q in (("median", 0.5), ("p05", 0.05), ("p95", 0.95))
-    ]
-    rows += [
-        (f"share_moving_less_than_{k}", stats.moved_counts[i] / max(counts.sum() * n_cells, 1))
-        for i, k in enumerate(MOVE_LIMITS)
-    ]
-    return pd.DataFrame(rows, columns=["statistic", "value"])
+    n = counts.sum()
+    rows = [("rank_shift_mean", counts @ np.arange(len(counts)) / max(n, 1) / n_cells)]
+    for name, q in (("median", 0.5), ("p05", 0.05), ("p95", 0.95)):
+        rows += _with_interval(f"rank_shift_{name}", counts, q, lambda x: x / n_cells).items()
+    for k, within in zip(WITHIN_LIMITS, stats.within_counts, strict=True):
+        name = "share_unchanged" if k == 0 else f"share_within_{k}"
+        rows += _with_se(name, within / max(n * n_cells, 1), n).items()
+    rows.append(("scenarios", n))
+    return pd.DataFrame(
+        [(name, float(value)) for name, value in rows], columns=["statistic", "value"]
+    )
+
+
+def rank_agreement(stats: ChunkStats, nominal: np.ndarray, labels: Labels) -> pd.DataFrame:
+    """Per year, the distribution over scenarios of Spearman's rho and Kendall's tau-b between each
+    scenario's ranking and the nominal one (JRC audits' rank agreement): mean, median, 5th and
+    95th percentiles with their intervals, from histograms on a grid of 1 / ``AGREEMENT_GRID``
+    (values to within half a step); ``scenarios``: those with a defined correlation (not all
+    units tied). ``share_nominal_rank_in_p05_p95``: the share of units whose nominal rank lies in
+    their own 5th-95th percentile rank interval."""
+    counts = stats.agreement_counts  # (years, 2, bins)
+    grid = np.arange(counts.shape[-1]) / AGREEMENT_GRID - 1
+    n = counts.sum(axis=-1)
+    columns: dict[str, np.ndarray] = {}
+    for m, measure in enumerate(("spearman", "kendall")):
+        columns[f"{measure}_mean"] = (counts[:, m] @ grid) / np.maximum(n[:, m], 1)
+        for name, q in (("median", 0.5), ("p05", 0.05), ("p95", 0.95)):
+            columns |= _with_interval(f"{measure}_{name}", counts[:, m], q, grid.take)
+    ranks = stats.rank_counts
+    inside = (rank_quantile(ranks, 0.05) <= nominal) & (nominal <= rank_quantile(ranks, 0.95))
+    columns["share_nominal_rank_in_p05_p95"] = inside.mean(axis=-1)
+    columns["scenarios"] = n[:, 0]
+    frame = pd.DataFrame(columns)
+    if len(labels.years) > 1:
+        frame.insert(0, "year", np.asarray(labels.years))
+    return frame

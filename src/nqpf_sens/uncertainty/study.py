@@ -2,7 +2,8 @@
 
 Each chunk of design rows is decoded into a :class:`ScenarioBatch` and evaluated at once. What can
 be accumulated is accumulated (rank and tier histograms: ranks are integers, so rank quantiles are
-exact from counts; so are R_S's, from the histogram of total rank shifts; quadrant counts); what
+exact from counts; so are R_S's, from the histogram of total rank shifts; quadrant counts; each
+scenario's Spearman and Kendall correlation with the nominal ranking, on a grid of 0.0001); what
 the estimators need row by row is kept compactly (float32 scores and region means of a systematic
 subsample of at most ``MAX_KEPT_SCORES`` scenarios; the Sobol outputs of a Saltelli design), so
 memory does not grow with N beyond that. Chunks are independent, so results do not depend on the
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from nqpf_sens.engine.batch import BatchResult, Engine, ScenarioBatch
-from nqpf_sens.engine.kernels import count_above_mean, tally_ranks
+from nqpf_sens.engine.kernels import count_above_mean, rank_agreement, tally_ranks
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
 from nqpf_sens.errors import UserError
@@ -40,7 +41,9 @@ MAX_KEPT_SCORES = (
     1 << 16
 )  # scenarios kept for score bands (a quantile's sampling error: < 0.001 in probability)
 CHUNK_MEMORY = 256 * 2**20  # bytes of per-scenario arrays one chunk may hold
-MOVE_LIMITS = np.array([1, 3, 5])  # R_S companions: share of units moving by fewer places
+WITHIN_LIMITS = np.array([0, 1, 3, 5])  # R_S companions: shares of units within k places (0: kept)
+AGREEMENT_GRID = 10_000  # histogram bins per unit of rank correlation: quantiles to +/- 0.00005
+AGREEMENT_BINS = 2 * AGREEMENT_GRID + 1  # the grid -1, -0.9999, ..., 1
 _ENGINES: dict[str, Engine] = {}
 
 
@@ -94,10 +97,12 @@ class ChunkStats:
     tier_counts: np.ndarray  # (years, units, tiers)
     quadrant_counts: np.ndarray  # (years, units, 4)
     shift_counts: np.ndarray  # (cells x (units - 1) + 1,): total absolute rank shift (R_S x cells)
-    moved_counts: np.ndarray  # (len(MOVE_LIMITS),): cells moving by fewer places, over all rows
+    within_counts: np.ndarray  # (len(WITHIN_LIMITS),): cells within k places, over all rows
+    agreement_counts: np.ndarray  # (years, 2, AGREEMENT_BINS): Spearman's rho, Kendall's tau-b
     scores: np.ndarray  # (kept, years, units, aggregates) float32
     region_means: np.ndarray  # (kept, years, regions) float32
-    outputs: np.ndarray  # (rows, 2 units + 1): last-year ranks, index scores, R_S (every row of a
+    outputs: np.ndarray  # (rows, 2 units + 1): last-year ranks, index scores (on the nominal scale
+    # when normalisation varies), R_S (every row of a
     # Saltelli design; the kept rows of a Monte Carlo design, as float32)
 
     def save(self, path: Path, key: str) -> None:
@@ -170,18 +175,19 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
     ranks = result.ranks.reshape(n_rows, cells)
     rank_counts = np.zeros((cells, n_units), dtype=np.int64)
     tier_counts = np.zeros((cells, study.n_tiers), dtype=np.int64)
-    moved_counts = np.zeros(len(MOVE_LIMITS), dtype=np.int64)
+    within_counts = np.zeros(len(WITHIN_LIMITS), dtype=np.int64)
     tiers = np.ascontiguousarray(result.tiers.reshape(n_rows, cells))
     shift_totals = tally_ranks(
         ranks,
         tiers,
         study.nominal_ranks.ravel(),
-        MOVE_LIMITS,
+        WITHIN_LIMITS,
         uncertain,
         rank_counts,
         tier_counts,
-        moved_counts,
+        within_counts,
     )
+    agreement = rank_agreement(ranks, study.nominal_ranks.ravel(), n_units, uncertain)[selected]
     scores = result.scores[selected]
     if study.rescale_scores:
         scores = on_nominal_scale(scores, study.nominal_scores)
@@ -205,12 +211,12 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
     sample = positions // (len(design.factor_names) + 2) if saltelli else start + positions
     kept = np.flatnonzero(sample % study.keep_stride == 0)
     output_rows = slice(None) if saltelli else positions[kept]
+    index = result.index[output_rows]
+    if study.rescale_scores:  # scores comparable across normalisations (see on_nominal_scale)
+        nominal_index = study.nominal_scores[..., -1:]
+        index = on_nominal_scale(index[..., None], nominal_index)[..., 0]
     outputs = np.column_stack(
-        [
-            ranks[output_rows, -n_units:],
-            result.index[output_rows, -1],
-            shift_totals[output_rows] / cells,
-        ]
+        [ranks[output_rows, -n_units:], index[:, -1], shift_totals[output_rows] / cells]
     )
     kept_scores = scores[kept]
     return ChunkStats(
@@ -218,11 +224,25 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
         tier_counts=tier_counts.reshape(n_years, n_units, study.n_tiers),
         quadrant_counts=quadrant_counts,
         shift_counts=np.bincount(shift_totals[selected], minlength=cells * (n_units - 1) + 1),
-        moved_counts=moved_counts,
+        within_counts=within_counts,
+        agreement_counts=agreement_histogram(agreement),
         scores=kept_scores.astype(np.float32),
         region_means=study.region_means(kept_scores[..., -1]).astype(np.float32),
         outputs=outputs if saltelli else outputs.astype(np.float32),
     )
+
+
+def agreement_histogram(agreement: np.ndarray) -> np.ndarray:
+    """Counts of rank correlations (scenarios, years, 2) on the grid of ``AGREEMENT_GRID`` bins
+    per unit, (years, 2, AGREEMENT_BINS): integers, so any chunking sums to the same histogram.
+    Undefined correlations (a ranking all tied) are left out."""
+    n_years = agreement.shape[1]
+    bins = np.rint((agreement + 1) * AGREEMENT_GRID)
+    defined = ~np.isnan(bins)
+    offsets = np.arange(n_years * 2).reshape(n_years, 2) * AGREEMENT_BINS
+    flat = (offsets + np.clip(np.nan_to_num(bins), 0, AGREEMENT_BINS - 1).astype(np.int64))[defined]
+    counts = np.bincount(flat, minlength=n_years * 2 * AGREEMENT_BINS)
+    return counts.reshape(n_years, 2, AGREEMENT_BINS)
 
 
 def _evaluate_span(
