@@ -26,7 +26,12 @@ from nqpf_sens.uncertainty.convergence import convergence
 from nqpf_sens.uncertainty.designs import Design, design_rows
 from nqpf_sens.uncertainty.factors import FactorSet, build_factor
 from nqpf_sens.uncertainty.resources import RunSize, check_resources
-from nqpf_sens.uncertainty.sobol import sobol_indices, sobol_summary
+from nqpf_sens.uncertainty.sobol import (
+    bootstrap_seed,
+    output_reliability,
+    sobol_indices,
+    sobol_summary,
+)
 from nqpf_sens.uncertainty.study import (
     MAX_KEPT_SCORES,
     ChunkStats,
@@ -122,7 +127,7 @@ def prepare_study(
     machine."""
     tables = _tables(config, spec, table)
     entries = [
-        build_factor(entry, k, spec, config.pipeline, len(tables), config.path)
+        build_factor(entry, k, spec, config.pipeline, len(tables), config.path, table.statuses)
         for k, entry in enumerate(config.factors, start=1)
     ]
     engine = Engine(spec, tables, config.ties)
@@ -252,6 +257,8 @@ def tables_from(
         ),
         "rank_shift": statistics.rank_shift(stats, len(labels.units) * len(labels.years)),
     }
+    if len(labels.units) > 1:  # a ranking of one unit agrees with anything
+        tables["rank_agreement"] = statistics.rank_agreement(stats, nominal.ranks[0], labels)
     if labels.regions:
         tables["region_bands"] = statistics.region_bands(
             stats, prepared.study.region_means(nominal.index[0]), labels, REGION_ORDER
@@ -259,7 +266,7 @@ def tables_from(
     if prepared.study.gdp is not None:
         tables["quadrants"] = statistics.quadrants(stats, labels)
     tables["convergence"], prepared.warnings, prepared.recommended_n = convergence(
-        stats, prepared.study.design, labels.units, out.convergence_tolerance, config.seed
+        stats, prepared.study.design, labels.units, out.convergence_tolerance
     )
     if config.kind == "sobol":
         design = prepared.study.design
@@ -267,13 +274,15 @@ def tables_from(
             stats.outputs,
             output_names(labels.units),
             design.problem(),
-            len(design.factor_names),
             config.sampling.bootstrap,
             config.sampling.confidence,
-            config.seed,
+            bootstrap_seed(config.seed),
+            aggregates={"all_ranks": np.arange(len(labels.units))},
         )
-        tables["sobol_indices"] = indices
-        tables["sobol_summary"] = sobol_summary(indices)
+        reliability = output_reliability(indices)
+        tables["sobol_indices"] = indices.merge(reliability[["output", "reliable"]], on="output")
+        tables["sobol_outputs"] = reliability
+        tables["sobol_summary"] = sobol_summary(indices, reliability)
     return tables
 
 

@@ -34,6 +34,7 @@ from nqpf_sens.outputs import (
 )
 from nqpf_sens.plan import Prepared, prepare_study, tables_from
 from nqpf_sens.uncertainty.chunks import check_work_folder, remove_work
+from nqpf_sens.uncertainty.convergence import RANK_ERROR
 from nqpf_sens.uncertainty.study import ChunkStats, run_study
 
 PACKAGES = ("nqpf_sens", "numpy", "scipy", "pandas", "SALib", "joblib")
@@ -213,6 +214,8 @@ def _compute(plan: _Plan, work: Path | None, resume: bool, progress: bool) -> Re
             "warnings": prepared.warnings,
             "recommended_n": prepared.recommended_n,
             "n": config.sampling.n,
+            "rank_error_target": RANK_ERROR,
+            "tolerance": config.outputs.convergence_tolerance,
         }
     return Results(config, tables, plan.notes, convergence, scenarios, plan.dimensions, plan.jobs)
 
@@ -283,7 +286,7 @@ def _print_summary(tables: dict[str, pd.DataFrame], notes: list[str], convergenc
                 "p95_rank",
                 "p_nominal_rank",
             )
-            or c.startswith("p_within")
+            or (c.startswith("p_within") and not c.endswith("_se"))
         ]
         print("Rank stability (5th-95th percentile ranks):")
         print(tables["rank_stability"][columns].to_string(index=False, float_format=number))

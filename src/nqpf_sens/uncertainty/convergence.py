@@ -1,96 +1,123 @@
-"""Convergence checks: the main statistics on growing prefixes of the design, and a recommended
-N."""
+"""Convergence from independent replicates: is N enough, and what would be?
+
+The design's base samples are split into ``BLOCKS`` disjoint, contiguous blocks. Each block is a
+complete design of its own (a contiguous block of a scrambled Sobol sequence whose length is a power
+of two is itself a net; blocks of a random design are independent draws), so the main statistics
+computed block by block are independent replicates. Their spread estimates the Monte Carlo error of
+the whole-sample value: standard error = sd(blocks) / sqrt(BLOCKS), which halves when N quadruples.
+Unlike comparing the first half of a sample with the whole, the replicates share no scenario.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 
 from nqpf_sens.uncertainty.designs import Design
-from nqpf_sens.uncertainty.sobol import sobol_indices
+from nqpf_sens.uncertainty.sobol import estimate
 from nqpf_sens.uncertainty.study import ChunkStats
 
-FRACTIONS = (0.125, 0.25, 0.5, 1.0)
+BLOCKS = 8  # replicates (fewer when the base sample is small: at least 4 samples each)
+RANK_ERROR = 0.5  # places: a rank quantile whose standard error is larger is not settled
+Z = 1.96  # a 95% normal interval
 
 
-def _prefix_rows(
-    stats: ChunkStats, design: Design, fraction: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of ``stats.outputs`` in the first ``fraction`` of the design: (for statistics, for
-    Sobol)."""
-    n = len(stats.outputs)
+def _blocks(n_base: int) -> int:
+    return min(BLOCKS, n_base // 4)
+
+
+def _rows(design: Design, n_rows: int, blocks: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per block, the rows of the outputs array (``n_rows``) for the uncertainty statistics and
+    for Sobol."""
     if design.method != "saltelli":
-        rows = np.arange(int(round(n * fraction)))
-        return rows, rows
+        edges = np.linspace(0, n_rows, blocks + 1).astype(int)
+        return [(np.arange(a, b),) * 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
     per_sample = len(design.factor_names) + 2
-    base = int(round(design.n * fraction))
-    rows = np.arange(base * per_sample)
-    position = rows % per_sample
-    return rows[(position == 0) | (position == per_sample - 1)], rows
+    size = design.n // blocks
+    found = []
+    for b in range(blocks):
+        rows = np.arange(b * size * per_sample, (b + 1) * size * per_sample)
+        position = rows % per_sample
+        found.append((rows[(position == 0) | (position == per_sample - 1)], rows))
+    return found
+
+
+def _statistics(
+    outputs: np.ndarray, statistic_rows: np.ndarray, sobol_rows: np.ndarray, design: Design, n: int
+) -> dict[tuple[str, str], float]:
+    """The monitored statistics of one sample: rank quantiles, R_S, and ST of R_S."""
+    ranks = outputs[statistic_rows, :n]
+    found: dict[tuple[str, str], float] = {}
+    for name, q in (("median_rank", 0.5), ("p05_rank", 0.05), ("p95_rank", 0.95)):
+        values = np.quantile(ranks, q, axis=0, method="inverted_cdf")
+        found.update({(name, str(k)): float(v) for k, v in enumerate(values)})
+    found[("rank_shift_mean", "all")] = float(outputs[statistic_rows, -1].mean())
+    if design.method == "saltelli":
+        factors = list(dict.fromkeys(design.groups))
+        shift = outputs[sobol_rows, -1:].astype(np.float64)
+        no_resamples = np.empty((0, len(sobol_rows) // (len(factors) + 2)))
+        indices = estimate(shift, len(factors), no_resamples)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            totals = indices.ST[0]
+        found.update({("ST_rank_shift", f): float(v) for f, v in zip(factors, totals, strict=True)})
+    return found
 
 
 def convergence(
-    stats: ChunkStats, design: Design, units: tuple[str, ...], tolerance: float, seed: int
+    stats: ChunkStats, design: Design, units: tuple[str, ...], tolerance: float
 ) -> tuple[pd.DataFrame, list[str], int]:
-    """Main statistics on growing prefixes of the design, warnings where the first half and the
-    whole sample disagree by more than ``tolerance`` (Sobol indices) or one place (rank quantiles),
-    and a recommended N (the current one, or four times it: Monte Carlo error halves with 4x N)."""
+    """The monitored statistics on the whole sample and on each block, their standard errors,
+    warnings where a rank quantile's standard error exceeds ``RANK_ERROR`` places or the 95%
+    interval of a factor's ST of R_S is wider than ``tolerance`` either side, and the N that would
+    meet both (a power of two, at least the current N)."""
+    blocks = _blocks(design.n)
     n_units = len(units)
+    whole_rows = np.arange(len(stats.outputs))
+    whole_statistic_rows = _rows(design, len(stats.outputs), 1)[0][0]
+    whole = _statistics(stats.outputs, whole_statistic_rows, whole_rows, design, n_units)
+    spans = _rows(design, len(stats.outputs), blocks) if blocks >= 2 else []
+    replicates = [_statistics(stats.outputs, *span, design, n_units) for span in spans]
     records = []
-    by_fraction = {}
-    for fraction in FRACTIONS:
-        statistic_rows, sobol_rows = _prefix_rows(stats, design, fraction)
-        ranks = stats.outputs[statistic_rows, :n_units]
-        summary = {
-            "median": np.median(ranks, axis=0),
-            "p05": np.quantile(ranks, 0.05, axis=0, method="inverted_cdf"),
-            "p95": np.quantile(ranks, 0.95, axis=0, method="inverted_cdf"),
-        }
-        scenarios = int(len(sobol_rows))
-        for name, values in summary.items():
-            records += [
-                {"scenarios": scenarios, "statistic": f"{name}_rank", "item": u, "value": float(v)}
-                for u, v in zip(units, values, strict=True)
-            ]
+    for (statistic, item), value in whole.items():
+        values = np.array([r[(statistic, item)] for r in replicates])
+        sd = float(values.std(ddof=1)) if len(values) >= 2 else math.nan
         records.append(
             {
-                "scenarios": scenarios,
-                "statistic": "rank_shift_mean",
-                "item": "all",
-                "value": float(stats.outputs[statistic_rows, -1].mean()),
+                "statistic": statistic,
+                "item": units[int(item)] if statistic.endswith("_rank") else item,
+                "value": value,
+                **{f"block_{b + 1}": v for b, v in enumerate(values)},
+                "standard_error": sd / math.sqrt(len(values)) if len(values) >= 2 else math.nan,
+                "scenarios": len(
+                    whole_rows if statistic == "ST_rank_shift" else whole_statistic_rows
+                ),
             }
         )
-        if design.method == "saltelli" and fraction >= 0.25:
-            indices = sobol_indices(
-                stats.outputs[sobol_rows, -1:],
-                ["rank_shift"],
-                design.problem(),
-                len(design.factor_names),
-                20,
-                0.95,
-                seed,
-            )
-            summary["ST"] = indices.set_index("factor").ST
-            records += [
-                {"scenarios": scenarios, "statistic": "ST_rank_shift", "item": f, "value": float(v)}
-                for f, v in summary["ST"].items()
-            ]
-        by_fraction[fraction] = summary
-    warnings_found = []
-    half, full = by_fraction[0.5], by_fraction[1.0]
-    moved = max(np.abs(half[k] - full[k]).max() for k in ("median", "p05", "p95"))
-    if moved > 1:
-        warnings_found.append(
-            f"rank quantiles moved by up to {moved:g} places "
-            "between the first half and the whole sample"
+    table = pd.DataFrame(records)
+    warnings, factor = _verdict(table, tolerance)
+    recommended = design.n * max(1, 2 ** math.ceil(math.log2(factor))) if factor > 1 else design.n
+    return table, warnings, recommended
+
+
+def _verdict(table: pd.DataFrame, tolerance: float) -> tuple[list[str], float]:
+    """Warnings, and by how much N must grow to meet the targets (errors fall as 1/sqrt N)."""
+    warnings = []
+    growth = 1.0
+    ranks = table[table.statistic.str.endswith("_rank")]
+    worst = ranks.loc[ranks.standard_error.idxmax()] if ranks.standard_error.notna().any() else None
+    if worst is not None and worst.standard_error > RANK_ERROR:
+        warnings.append(
+            f"the {worst.statistic.replace('_rank', '')} rank of {worst['item']} has a standard "
+            f"error of {worst.standard_error:.2f} places (more than {RANK_ERROR})"
         )
-    if "ST" in full:
-        top = full["ST"].sort_values(ascending=False).index[:3]
-        drift = (half["ST"][top] - full["ST"][top]).abs()
-        for factor, change in drift[drift > tolerance].items():
-            warnings_found.append(
-                f"ST of '{factor}' (rank shift) changed by {change:.2f} "
-                f"between the first half and the whole sample (tolerance {tolerance:g})"
-            )
-    recommended = design.n * (4 if warnings_found else 1)
-    return pd.DataFrame(records), warnings_found, recommended
+        growth = max(growth, (worst.standard_error / RANK_ERROR) ** 2)
+    sobol = table[table.statistic == "ST_rank_shift"]
+    for row in sobol[Z * sobol.standard_error > tolerance].itertuples():
+        warnings.append(
+            f"ST of '{row.item}' (rank shift) is {row.value:.2f} +/- {Z * row.standard_error:.2f}"
+            f" (95%, from independent blocks; tolerance {tolerance:g})"
+        )
+        growth = max(growth, (Z * row.standard_error / tolerance) ** 2)
+    return warnings, growth

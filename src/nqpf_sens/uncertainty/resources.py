@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nqpf_sens.errors import UserError
+from nqpf_sens.uncertainty.sobol import BLOCK_ELEMENTS
 from nqpf_sens.uncertainty.study import AGREEMENT_BINS
 
 BUDGET = 0.8  # share of the available memory or free disk a run may plan to use
 MAX_ROWS = 2**36  # scenarios: about a day at a million per second
-BOOTSTRAP_COPIES = 6  # arrays of N x resamples that SALib's bootstrap holds at once
+REPLICATE_COPIES = 6  # arrays of resamples x outputs x factors the Sobol analysis holds at once
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,12 @@ class RunSize:
         if self.saltelli:
             items["the Saltelli design"] = (2 * self.rows * self.columns * 8, "[sampling] n")
             items["the Sobol outputs"] = (self.rows * outputs * 8, "[sampling] n")
-            items["the bootstrap"] = (
-                BOOTSTRAP_COPIES * self.base_n * self.bootstrap * 8,
-                "[sampling] bootstrap",
-            )
+            factors = self.rows // self.base_n - 2
+            width = min(outputs, max(1, BLOCK_ELEMENTS // self.rows))
+            counts = (self.bootstrap + 1) * self.base_n
+            terms = self.base_n * (2 * factors + 4) * width
+            replicates = REPLICATE_COPIES * self.bootstrap * (outputs + 1) * factors
+            items["the bootstrap"] = (8 * (counts + terms + replicates), "[sampling] bootstrap")
         return items
 
     def disk(self) -> int:

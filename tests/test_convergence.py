@@ -1,0 +1,80 @@
+"""Convergence from independent blocks of the design, and its figure drawn from its table."""
+
+from types import SimpleNamespace
+
+import matplotlib.axes
+import numpy as np
+import pytest
+
+from nqpf_sens.report import figures
+from nqpf_sens.uncertainty.convergence import BLOCKS, RANK_ERROR, convergence
+from nqpf_sens.uncertainty.designs import Design
+
+UNITS = ("a", "b", "c")
+
+
+def saltelli_outputs(n: int, noise: float, seed: int = 0):
+    """A Saltelli design of 2 factors and outputs shaped like a run's: ranks, scores, R_S."""
+    design = Design("saltelli", n, ["f", "g"], seed)
+    u = design.rows(0, design.n_rows)
+    scores = u[:, :1] * np.array([3.0, 2.0, 1.0]) + noise * u[:, 1:2] * np.array([0, 1, 2])
+    ranks = (-scores).argsort(axis=1).argsort(axis=1) + 1.0
+    outputs = np.column_stack([ranks, scores, u[:, 0] + 0.1 * u[:, 1]])
+    return design, SimpleNamespace(outputs=outputs)
+
+
+def test_blocks_are_independent_replicates_and_their_spread_is_the_error():
+    design, stats = saltelli_outputs(256, noise=3.0)
+    table, _, recommended = convergence(stats, design, UNITS, tolerance=0.1)
+    blocks = [f"block_{b + 1}" for b in range(BLOCKS)]
+    assert set(blocks) <= set(table.columns)
+    expected = table[blocks].std(axis=1, ddof=1) / np.sqrt(BLOCKS)
+    np.testing.assert_allclose(table.standard_error, expected)
+    shift = table[table.statistic == "ST_rank_shift"].set_index("item")
+    assert shift.loc["f", "value"] > shift.loc["g", "value"]  # R_S is mostly f
+    assert recommended >= design.n and recommended & (recommended - 1) == 0
+    # each block on its own: the first block's value is the statistic of its base samples only
+    per_sample = 4
+    rows = np.arange(256 // BLOCKS * per_sample)
+    a_and_b = rows[(rows % per_sample == 0) | (rows % per_sample == per_sample - 1)]
+    mean_shift = stats.outputs[a_and_b, -1].mean()
+    block = table[table.statistic == "rank_shift_mean"].block_1.iloc[0]
+    assert block == pytest.approx(mean_shift)
+
+
+def test_a_noisy_small_sample_warns_and_recommends_more():
+    design, stats = saltelli_outputs(32, noise=3.0, seed=1)
+    table, warnings, recommended = convergence(stats, design, UNITS, tolerance=0.01)
+    assert warnings and recommended > design.n
+    design, stats = saltelli_outputs(1024, noise=0.0)
+    settled, _, _ = convergence(stats, design, UNITS, tolerance=0.5)
+    ranks = settled[settled.statistic.str.endswith("_rank")]
+    assert (ranks.standard_error <= RANK_ERROR).all()
+
+
+def test_the_figure_draws_the_numbers_of_the_table(tmp_path, monkeypatch):
+    design, stats = saltelli_outputs(256, noise=3.0)
+    table, _, _ = convergence(stats, design, UNITS, tolerance=0.1)
+    drawn = {"scatter": [], "errorbar": []}
+    real_scatter, real_errorbar = matplotlib.axes.Axes.scatter, matplotlib.axes.Axes.errorbar
+
+    def scatter(self, x, y, *args, **kwargs):
+        drawn["scatter"].append(np.asarray(y, dtype=float))
+        return real_scatter(self, x, y, *args, **kwargs)
+
+    def errorbar(self, x, y, *args, yerr=None, **kwargs):
+        drawn["errorbar"].append((np.asarray(y, dtype=float), np.asarray(yerr, dtype=float)))
+        return real_errorbar(self, x, y, *args, yerr=yerr, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "scatter", scatter)
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", errorbar)
+    figures.convergence(table, RANK_ERROR, tmp_path / "convergence")
+    for k, name in enumerate(("median_rank", "p05_rank", "p95_rank")):
+        expected = table[table.statistic == name].standard_error.to_numpy()
+        np.testing.assert_array_equal(drawn["scatter"][k], expected)
+    shown = table[table.statistic == "ST_rank_shift"].sort_values("value", ascending=False)
+    values, errors = drawn["errorbar"][0]
+    np.testing.assert_array_equal(values, shown.value.to_numpy())
+    np.testing.assert_allclose(errors, 1.96 * shown.standard_error.to_numpy())
+    for b, column in enumerate(c for c in table.columns if c.startswith("block_")):
+        np.testing.assert_array_equal(drawn["scatter"][3 + b], shown[column].to_numpy())

@@ -1,0 +1,124 @@
+"""The vectorised Sobol estimator: SALib's numbers, the generalised indices' definition, flags."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from SALib.analyze import sobol as salib
+
+from nqpf_sens.uncertainty.designs import Design
+from nqpf_sens.uncertainty.factors import matching_concentration
+from nqpf_sens.uncertainty.sobol import (
+    MIN_RANK_SD,
+    bootstrap_seed,
+    output_reliability,
+    sobol_indices,
+    sobol_summary,
+)
+
+GROUPS = ["a", "a", "b", "c"]
+
+
+def outputs_of(u: np.ndarray) -> np.ndarray:
+    """Smooth, interacting, discrete and constant outputs of a grouped design."""
+    return np.column_stack(
+        [
+            np.sin(6 * u[:, 0]) + 7 * np.sin(6 * u[:, 1]) ** 2 + u[:, 2] ** 4 * np.sin(6 * u[:, 0]),
+            u[:, 2] * u[:, 3] + u[:, 3] ** 2,
+            np.floor(5 * u[:, 0] + 3 * u[:, 3]),  # a rank-like discrete output
+            np.full(len(u), 3.0),
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def design():
+    return Design("saltelli", 512, GROUPS, 3)
+
+
+@pytest.mark.parametrize("seed", [1, 2024])
+def test_equals_salib_on_the_same_resamples(design, seed):
+    y = outputs_of(design.rows(0, design.n_rows))[:, :3]
+    ours = sobol_indices(y, ["f", "g", "h"], design.problem(), 100, 0.9, seed)
+    for k, name in enumerate(["f", "g", "h"]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reference = salib.analyze(
+                design.problem(), y[:, k], False, num_resamples=100, conf_level=0.9, seed=seed
+            )
+        mine = ours[ours.output == name]
+        for key in ("S1", "S1_conf", "ST", "ST_conf"):
+            np.testing.assert_allclose(mine[key], reference[key], rtol=0, atol=1e-10)
+
+
+def test_generalised_indices_are_the_variance_weighted_definition(design):
+    """sum_k E[B_k (AB_k - A_k)] / sum_k Var(Y_k) on centred outputs (Gamboa et al. 2014)."""
+    y = outputs_of(design.rows(0, design.n_rows))[:, :3]
+    table = sobol_indices(
+        y, ["f", "g", "h"], design.problem(), 50, 0.95, 1, aggregates={"all": np.arange(3)}
+    )
+    found = table[table.output == "all"].set_index("factor")
+    centred = y - y.mean(axis=0)
+    per_sample = len(found) + 2
+    a, b = centred[0::per_sample], centred[per_sample - 1 :: per_sample]
+    variance = np.concatenate([a, b]).var(axis=0).sum()
+    for j, factor in enumerate(found.index):
+        ab = centred[j + 1 :: per_sample]
+        first = (b * (ab - a)).mean(axis=0).sum() / variance
+        total = (0.5 * (a - ab) ** 2).mean(axis=0).sum() / variance
+        assert found.S1[factor] == pytest.approx(first, abs=1e-12)
+        assert found.ST[factor] == pytest.approx(total, abs=1e-12)
+
+
+def test_generalised_indices_of_two_linear_outputs():
+    """Y1 = X1, Y2 = 10 X2: the variances weigh 1 : 100, so the indices are 1/101 and 100/101."""
+    design = Design("saltelli", 4096, ["x1", "x2"], 5)
+    u = design.rows(0, design.n_rows)
+    y = np.column_stack([u[:, 0], 10 * u[:, 1]])
+    table = sobol_indices(y, ["y1", "y2"], design.problem(), 50, 0.95, 1, {"all": np.arange(2)})
+    found = table[table.output == "all"].set_index("factor")
+    np.testing.assert_allclose(found.ST, [1 / 101, 100 / 101], atol=0.01)
+    np.testing.assert_allclose(found.S1, [1 / 101, 100 / 101], atol=0.01)
+
+
+def test_intervals_reproducible_bounded_and_constant_outputs_are_missing(design):
+    y = outputs_of(design.rows(0, design.n_rows))
+    names = ["f", "g", "h", "constant"]
+    first = sobol_indices(y, names, design.problem(), 80, 0.95, bootstrap_seed(0))
+    again = sobol_indices(y, names, design.problem(), 80, 0.95, bootstrap_seed(0))
+    assert first.equals(again)  # seed 0 is a seed like any other
+    varying = first[first.output != "constant"]
+    for index in ("S1", "ST"):
+        low, high = varying[f"{index}_low"], varying[f"{index}_high"]
+        assert ((0 <= low) & (low <= high) & (high <= 1)).all()
+    assert first[first.output == "constant"][["S1", "ST", "S1_low"]].isna().all().all()
+
+
+def test_unreliable_outputs_are_flagged_and_never_top(design):
+    u = design.rows(0, design.n_rows)
+    steady = np.where(u[:, 2] > 0.99, 2.0, 1.0)  # a rank that almost never moves
+    y = np.column_stack([np.floor(10 * u[:, 0]) + u[:, 3], steady, np.full(len(u), 5.0)])
+    names = ["rank:moving", "rank:steady", "rank:fixed"]
+    indices = sobol_indices(y, names, design.problem(), 50, 0.95, 1)
+    reliability = output_reliability(indices).set_index("output")
+    assert reliability.reliable.tolist() == [True, False, False]
+    assert reliability.output_sd["rank:steady"] < MIN_RANK_SD
+    assert reliability.why_not["rank:fixed"] == "does not vary"
+    shift = indices[indices.output == "rank:moving"].assign(output="rank_shift")
+    both = pd.concat([indices, shift, shift.assign(output="all_ranks")])
+    summary = sobol_summary(both, reliability.reset_index()).set_index("factor")
+    assert summary.units_where_top.sum() == 1  # the steady rank's top factor is not counted
+    assert summary.units_where_top["a"] == 1
+    moving = reliability.loc["rank:moving"]
+    assert moving.interaction_share == pytest.approx(1 - moving.sum_S1)
+
+
+@pytest.mark.parametrize("spread", [0.1, 0.25])
+def test_default_dirichlet_varies_weights_as_much_as_the_uniform(spread):
+    """The calibrated concentration gives multipliers whose mean CV is spread / sqrt 3."""
+    shares = np.array([0.4, 0.4, 0.2])
+    concentration = matching_concentration(shares, spread)
+    draws = np.random.default_rng(0).dirichlet(concentration * shares, size=200_000)
+    cv = (draws / shares).std(axis=0) / (draws / shares).mean(axis=0)
+    assert cv.mean() == pytest.approx(spread / np.sqrt(3), rel=0.02)
