@@ -102,7 +102,7 @@ def rank_intervals(
 def tier_probabilities(bands: pd.DataFrame, labels: dict[str, str], stem: Path) -> Path:
     """Units x tiers heat map of tier probabilities; the nominal tier is outlined."""
     frame = bands.sort_values("nominal_rank")
-    columns = [c for c in frame.columns if c.startswith("p_tier_")]
+    columns = [c for c in frame.columns if c.startswith("p_tier_") and not c.endswith("_se")]
     values = frame[columns].to_numpy()
     figure, axis = plt.subplots(figsize=(1.0 * len(columns) + 2.5, 0.22 * len(frame) + 1.2))
     image = axis.imshow(values, aspect="auto", cmap="Greys", vmin=0, vmax=1)
@@ -302,41 +302,49 @@ def trajectory(bands: pd.DataFrame, aggregates: list[str], stem: Path) -> Path:
     return _save(figure, stem)
 
 
-def convergence(table: pd.DataFrame, stem: Path) -> Path:
-    """Main statistics against the number of scenarios: has N been enough?"""
-    figure, axes = plt.subplots(1, 2, figsize=(8.0, 3.0))
-    ranks = table[table.statistic.isin(["median_rank", "p05_rank", "p95_rank"])]
-    full = ranks[ranks.scenarios == ranks.scenarios.max()].set_index(["statistic", "item"]).value
-    change = ranks.assign(
-        change=lambda f: (f.set_index(["statistic", "item"]).value - full).abs().to_numpy()
-    )
-    moved = change.groupby("scenarios").change.max()
-    axes[0].plot(moved.index, moved.to_numpy(), "o-", color=GREYS[0])
-    axes[0].set_xscale("log")
-    axes[0].set_xlabel("scenarios")
-    axes[0].set_ylabel("largest change of a rank quantile\n(vs. the whole sample, places)")
-    sobol = table[table.statistic == "ST_rank_shift"]
-    styles = ["-", "--", ":", "-."]
-    if not sobol.empty:
-        top = (
-            sobol[sobol.scenarios == sobol.scenarios.max()]
-            .sort_values("value", ascending=False)
-            .item[:4]
+def convergence(table: pd.DataFrame, rank_target: float, stem: Path) -> Path:
+    """Monte Carlo error from independent blocks of the design: the standard error of every rank
+    quantile (against ``rank_target`` places), and the main sensitivity statistics with their 95%
+    intervals and block values. Every number drawn is a number of ``convergence.csv``."""
+    figure, axes = plt.subplots(1, 2, figsize=(9.0, 3.2))
+    ranks = table[table.statistic.str.endswith("_rank")]
+    units = list(dict.fromkeys(ranks["item"]))
+    for marker, name in zip("os^", ("median_rank", "p05_rank", "p95_rank"), strict=True):
+        errors = ranks[ranks.statistic == name].set_index("item").standard_error.reindex(units)
+        axes[0].scatter(
+            range(len(units)),
+            errors.to_numpy(),
+            marker=marker,
+            s=12,
+            color=GREYS[0],
+            facecolors="none",
+            label=name.replace("_rank", ""),
         )
-        for style, factor in zip(styles, top, strict=False):
-            line = sobol[sobol["item"] == factor]
-            axes[1].plot(
-                line.scenarios, line.value, style, marker="o", color=GREYS[0], label=factor
-            )
-        axes[1].set_ylabel("ST of the rank shift")
-        axes[1].legend(frameon=False, fontsize=7)
-    else:
-        shift = table[table.statistic == "rank_shift_mean"]
-        axes[1].plot(shift.scenarios, shift.value, "o-", color=GREYS[0])
-        axes[1].set_ylabel("mean rank shift R_S")
-    axes[1].set_xscale("log")
-    axes[1].set_xlabel("scenarios")
-    figure.suptitle("Convergence")
+    axes[0].axhline(rank_target, color=GREYS[2], linestyle="--", linewidth=1)
+    axes[0].set_xticks(range(len(units)), units, rotation=90, fontsize=6)
+    axes[0].set_ylabel("standard error (places)")
+    axes[0].set_title("rank quantiles", fontsize=9)
+    axes[0].legend(frameon=False, fontsize=7)
+    shown = table[table.statistic == "ST_rank_shift"]
+    title = "ST of the rank shift"
+    if shown.empty:
+        shown, title = table[table.statistic == "rank_shift_mean"], "mean rank shift R_S"
+    shown = shown.sort_values("value", ascending=False).head(8)
+    blocks = [c for c in table.columns if c.startswith("block_")]
+    x = np.arange(len(shown))
+    for column in blocks:
+        axes[1].scatter(x, shown[column].to_numpy(), s=6, color=GREYS[2])
+    axes[1].errorbar(
+        x,
+        shown.value.to_numpy(),
+        yerr=1.96 * shown.standard_error.to_numpy(),
+        fmt="o",
+        color=GREYS[0],
+        capsize=3,
+    )
+    axes[1].set_xticks(x, shown["item"], rotation=45, ha="right", fontsize=7)
+    axes[1].set_title(f"{title}: whole sample (95%) and blocks", fontsize=9)
+    figure.suptitle("Convergence: independent blocks of the design")
     return _save(figure, stem)
 
 
@@ -417,8 +425,11 @@ def make_figures(
             "Total-order index of each unit's rank for each factor.",
         )
     if "convergence" in tables:
+        rank_target = manifest["convergence"].get("rank_error_target", 0.5)
         add(
-            convergence(tables["convergence"], target / "convergence"),
-            "Main statistics against the number of scenarios: flat lines mean N was enough.",
+            convergence(tables["convergence"], rank_target, target / "convergence"),
+            "Monte Carlo error from independent blocks of the design: standard errors of the rank "
+            "quantiles (dashed: the target) and the main statistics with 95% intervals (grey: the "
+            "blocks).",
         )
     return drawn, warnings

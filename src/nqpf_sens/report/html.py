@@ -78,6 +78,10 @@ def _table(frame: pd.DataFrame, digits: int = 3) -> str:
     for column in formatted.columns:
         if pd.api.types.is_float_dtype(formatted[column]):
             formatted[column] = formatted[column].map(lambda v: _number(v, digits))
+        elif formatted[column].isna().any():  # a missing text is an empty cell, not "None"
+            formatted[column] = (
+                formatted[column].astype(object).where(formatted[column].notna(), "")
+            )
     return (
         '<div class="scroll">'
         + formatted.to_html(index=False, classes="sortable", border=0, escape=True)
@@ -180,7 +184,9 @@ def _render(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chine
         ("region_bands", "Regions"),
         ("quadrants", "Quadrants"),
         ("rank_shift", "Rank shift"),
+        ("rank_agreement", "Rank agreement with the nominal ranking"),
         ("sobol_summary", "Sobol indices: summary"),
+        ("sobol_outputs", "Sobol indices: which outputs can be read"),
     ):
         if name in tables:
             parts.append(f"<h2>{title}</h2>" + _table(tables[name]))

@@ -19,24 +19,7 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         lines.append(paper_summary(tables["paper_comparison"]) + ".")
     bands = tables.get("tier_bands")
     if bands is not None and ("year" not in bands or bands.year.nunique() == 1):
-        robust = bands[bands.p_nominal_tier >= 0.9]
-        fragile = bands[bands.p_nominal_tier < 0.9].sort_values("p_nominal_tier")
-        lines.append(
-            f"{len(robust)} of {len(bands)} units keep their nominal tier "
-            "in at least 90% of scenarios"
-            + (f": {', '.join(robust.unit)}." if 0 < len(robust) <= 12 else ".")
-        )
-        if len(fragile):
-            described = [
-                f"{r.unit} (tier {r.nominal_tier} in {100 * r.p_nominal_tier:.0f}%, "
-                f"most likely tier {r.most_likely_tier})"
-                for r in fragile.head(8).itertuples()
-            ]
-            lines.append(
-                f"{len(fragile)} units' tiers are not robust at 90%; the least robust: "
-                + "; ".join(described)
-                + "."
-            )
+        lines += _tier_lines(bands)
     stability = tables.get("rank_stability")
     if stability is not None and ("year" not in stability or stability.year.nunique() == 1):
         width = stability.p95_rank - stability.p05_rank
@@ -44,15 +27,15 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         lines.append(
             f"The widest 5th-95th percentile rank interval is {widest.unit}'s "
             f"({int(widest.p05_rank)}-{int(widest.p95_rank)}, nominal {int(widest.nominal_rank)}); "
-            f"{int((width <= 2).sum())} units stay within an interval of at most 2 places."
+            f"{_units(int((width <= 2).sum()))} stay within an interval of at most 2 places."
         )
     shift = tables.get("rank_shift")
     if shift is not None:
         values = shift.set_index("statistic").value
         lines.append(
             f"On average a unit moves {values['rank_shift_mean']:.2f} places from its nominal "
-            f"rank (R_S); {100 * values['share_moving_less_than_3']:.0f}% of units move fewer "
-            "than 3 places."
+            f"rank (R_S); {100 * values['share_within_3']:.0f}% of units stay within 3 places "
+            "of it."
         )
     regions = tables.get("region_bands")
     if regions is not None and regions.p_paper_order.notna().any():
@@ -60,21 +43,8 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
             "The paper's regional ordering East > Central > West > Northeast holds in "
             f"{100 * regions.p_paper_order.iloc[0]:.0f}% of scenarios."
         )
-    summary = tables.get("sobol_summary")
-    if summary is not None:
-        top = summary.sort_values("ST_rank_shift", ascending=False).iloc[0]
-        most = summary.sort_values("units_where_top", ascending=False).iloc[0]
-        lines.append(
-            f"'{top.factor}' explains most of the variance of the mean rank shift "
-            f"(ST = {top.ST_rank_shift:.2f} +/- {top.ST_rank_shift_conf:.2f}, "
-            f"S1 = {top.S1_rank_shift:.2f}); '{most.factor}' is the largest driver of "
-            f"{int(most.units_where_top)} units' ranks."
-        )
-        inert = summary[summary.max_ST_ranks < 0.05].factor.tolist()
-        if inert:
-            lines.append(
-                f"Factors that barely matter for any unit (ST < 0.05): {', '.join(inert)}."
-            )
+    if "sobol_summary" in tables:
+        lines += _sobol_lines(tables["sobol_summary"], tables.get("sobol_outputs"))
     findings = [(line, False) for line in lines]
     convergence = manifest.get("convergence", {})
     for warning in convergence.get("warnings", []):
@@ -83,9 +53,109 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         )
     if convergence and not convergence.get("warnings"):
         agreement = (
-            "Convergence: the first half of the sample and the whole agree (rank quantiles "
-            "within a place, top factors' ST within the tolerance), "
+            "Convergence: independent blocks of the design put every rank quantile's standard "
+            f"error within {convergence.get('rank_error_target', 0.5)} places and every ST "
+            "interval of the rank shift within the tolerance, "
             f"so n = {convergence.get('n')} was enough."
         )
         findings.append((agreement, False))
     return findings
+
+
+def _units(count: int) -> str:
+    return f"{count} unit" if count == 1 else f"{count} units"
+
+
+def _tier_lines(bands: pd.DataFrame) -> list[str]:
+    """How many units each tier holds, then how many of them keep it in at least 90% of
+    scenarios beyond Monte Carlo error (the lower end of a 95% interval at or above 0.9)."""
+    scenarios = int(bands.scenarios.iloc[0]) if "scenarios" in bands else None
+    se = bands.p_nominal_tier_se if "p_nominal_tier_se" in bands else 0.0
+    robust = bands.p_nominal_tier - 1.96 * se >= 0.9
+    counts = bands.groupby("nominal_tier").unit.size()
+    kept = robust.groupby(bands.nominal_tier).sum()
+    described = [
+        f"tier {tier}: {_units(int(n))}, {int(kept[tier])} of them robust"
+        for tier, n in counts.items()
+    ]
+    lines = [
+        "Nominal tiers and how many units keep theirs in at least 90% of scenarios (beyond Monte "
+        "Carlo error"
+        + (f", {scenarios:,} scenarios" if scenarios else "")
+        + "): "
+        + "; ".join(described)
+        + "."
+    ]
+    fragile = bands[~robust].sort_values("p_nominal_tier")
+    if len(fragile):
+        described = [
+            f"{r.unit} (tier {r.nominal_tier} in {100 * r.p_nominal_tier:.0f}%, "
+            f"most likely tier {r.most_likely_tier})"
+            for r in fragile.head(8).itertuples()
+        ]
+        lines.append("The least robust: " + "; ".join(described) + ".")
+    return lines
+
+
+def _interval(summary: pd.Series, name: str) -> str:
+    low, high = summary.get(f"{name}_low"), summary.get(f"{name}_high")
+    if low is None or high is None:
+        return f"{summary[name]:.2f}"
+    return f"{summary[name]:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def _leaders(summary: pd.DataFrame, name: str, what: str) -> str:
+    """The factor with the largest ST of ``name``, called largest only when its interval clears
+    the runner-up's; a total effect said to explain "most" only when its interval is above 1/2."""
+    if f"{name}_low" not in summary:
+        top = summary.sort_values(name, ascending=False).iloc[0]
+        return f"'{top.factor}' has the largest total effect on {what} (ST = {top[name]:.2f})."
+    ordered = summary.sort_values(name, ascending=False)
+    first, second = ordered.iloc[0], ordered.iloc[1] if len(ordered) > 1 else None
+    if second is None or first[f"{name}_low"] > second[f"{name}_high"]:
+        share = " (more than half of its variance)" if first[f"{name}_low"] > 0.5 else ""
+        return (
+            f"'{first.factor}' has the largest total effect on {what}: ST = "
+            f"{_interval(first, name)}{share}."
+        )
+    tied = ordered[ordered[f"{name}_high"] >= first[f"{name}_low"]]
+    named = ", ".join(f"'{r.factor}' ({_interval(r, name)})" for _, r in tied.iterrows())
+    return (
+        f"The largest total effects on {what} cannot be told apart (95% intervals overlap): "
+        f"{named}."
+    )
+
+
+def _sobol_lines(summary: pd.DataFrame, outputs: pd.DataFrame | None) -> list[str]:
+    lines = [_leaders(summary, "ST_rank_shift", "the mean rank shift R_S")]
+    if "ST_ranks" in summary:
+        lines.append(_leaders(summary, "ST_ranks", "all units' ranks (variance-weighted)"))
+    most = summary.sort_values("units_where_top", ascending=False).iloc[0]
+    if most.units_where_top > 0:
+        lines.append(
+            f"'{most.factor}' moves the rank of more units than any other factor "
+            f"(the largest ST for {_units(int(most.units_where_top))})."
+        )
+    if outputs is not None:
+        reliable = outputs.reliable.astype(str) == "True"
+        ranks = outputs.output.str.startswith("rank:")
+        set_aside = outputs[ranks & ~reliable]
+        if len(set_aside):
+            names = ", ".join(set_aside.output.str.removeprefix("rank:").head(6))
+            lines.append(
+                f"Not read: the Sobol indices of {_units(len(set_aside))} whose rank hardly "
+                f"varies or whose intervals are too wide ({names})."
+            )
+        shares = outputs.set_index("output").interaction_share
+        if "rank_shift" in shares:
+            lines.append(
+                f"Interactions: {100 * shares['rank_shift']:.0f}% of the variance of R_S is "
+                "explained by no factor alone (1 - sum of S1): choices matter in combination."
+            )
+    inert = summary[summary.max_ST_ranks < 0.05].factor.tolist()
+    if inert:
+        lines.append(
+            "Factors whose total effect stays below 0.05 for every reliable unit: "
+            f"{', '.join(inert)}."
+        )
+    return lines

@@ -52,7 +52,19 @@ COLUMNS: dict[str, dict[str, str]] = {
     },
     "quadrants": {"unit": TEXT},
     "rank_shift": {"statistic": TEXT, "value": NUMBER},
-    "convergence": {"scenarios": NUMBER, "statistic": TEXT, "item": TEXT, "value": NUMBER},
+    "rank_agreement": {
+        "spearman_median": NUMBER,
+        "kendall_median": NUMBER,
+        "share_nominal_rank_in_p05_p95": NUMBER,
+        "scenarios": NUMBER,
+    },
+    "convergence": {
+        "scenarios": NUMBER,
+        "statistic": TEXT,
+        "item": TEXT,
+        "value": NUMBER,
+        "standard_error": NUMBER,
+    },
     "sobol_indices": {
         "output": TEXT,
         "factor": TEXT,
@@ -66,9 +78,20 @@ COLUMNS: dict[str, dict[str, str]] = {
         "factor": TEXT,
         "S1_rank_shift": NUMBER,
         "ST_rank_shift": NUMBER,
-        "ST_rank_shift_conf": NUMBER,
+        "ST_rank_shift_low": NUMBER,
+        "ST_rank_shift_high": NUMBER,
+        "ST_ranks": NUMBER,
+        "ST_ranks_low": NUMBER,
+        "ST_ranks_high": NUMBER,
         "max_ST_ranks": NUMBER,
         "units_where_top": NUMBER,
+    },
+    "sobol_outputs": {
+        "output": TEXT,
+        "output_sd": NUMBER,
+        "sum_S1": NUMBER,
+        "interaction_share": NUMBER,
+        "reliable": TEXT,
     },
 }
 REQUIRED_TABLES = {
@@ -97,7 +120,7 @@ MANIFEST_KEYS: dict[str, type | tuple[type, ...]] = {
     "notes": list,
     "convergence": dict,
 }
-SHIFT_STATISTICS = ("rank_shift_mean", "share_moving_less_than_3")
+SHIFT_STATISTICS = ("rank_shift_mean", "share_within_3")
 
 
 def load_run(folder: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
@@ -130,7 +153,10 @@ def load_run(folder: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
         config.get("outputs", {}).get("focus_unit", ""),
     )
     factors_ok = all(isinstance(f, dict) for f in config.get("factors", []))
-    warnings_ok = all(isinstance(w, str) for w in manifest["convergence"].get("warnings", []))
+    verdict = manifest["convergence"]
+    warnings_ok = all(isinstance(w, str) for w in verdict.get("warnings", [])) and isinstance(
+        verdict.get("rank_error_target", 0.5), (int, float)
+    )
     if not (
         isinstance(interval, (int, float)) and isinstance(focus, str) and factors_ok and warnings_ok
     ):
