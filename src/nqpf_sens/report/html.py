@@ -96,7 +96,20 @@ def _image(path: Path, caption: str) -> str:
     return f"<figure>{image}<figcaption>{caption}</figcaption></figure>"
 
 
-def _run_description(manifest: dict) -> str:
+def _scenarios(manifest: dict, tables: dict[str, pd.DataFrame]) -> str:
+    """Scenarios evaluated, and those behind the uncertainty statistics when fewer (rows A and B
+    of a Saltelli design)."""
+    evaluated = f"{manifest['scenarios']:,}"
+    stability = tables.get("rank_stability")
+    if stability is None or "scenarios" not in stability:
+        return evaluated
+    used = int(stability.scenarios.iloc[0])
+    if used == manifest["scenarios"]:
+        return evaluated
+    return f"{evaluated} evaluated; {used:,} behind the uncertainty statistics (rows A and B)"
+
+
+def _run_description(manifest: dict, tables: dict[str, pd.DataFrame]) -> str:
     config = manifest["config"]
     factors = pd.DataFrame(config.get("factors", []))
     keep = [
@@ -119,7 +132,7 @@ def _run_description(manifest: dict) -> str:
         ("config", manifest["config_file"]),
         ("kind", manifest["kind"]),
         ("seed", manifest["seed"]),
-        ("scenarios", f"{manifest['scenarios']:,}"),
+        ("scenarios", _scenarios(manifest, tables)),
         ("wall time", f"{manifest['wall_seconds']:.1f} s"),
         ("workers", manifest["jobs"]),
         ("versions", ", ".join(f"{k} {v}" for k, v in manifest["versions"].items())),
@@ -168,7 +181,7 @@ def _render(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chine
         for line, warning in reading(manifest, tables)
     ]
     parts.append("<h2>Reading</h2><ul class='reading'>" + "".join(items) + "</ul>")
-    parts.append("<h2>What was run</h2>" + _run_description(manifest))
+    parts.append("<h2>What was run</h2>" + _run_description(manifest, tables))
     for warning in warnings:
         parts.append(f'<p class="warning">{html.escape(warning)}</p>')
     if "paper_comparison" in tables:

@@ -30,6 +30,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "median_rank": NUMBER,
         "p05_rank": NUMBER,
         "p95_rank": NUMBER,
+        "scenarios": NUMBER,
     },
     "tier_bands": {
         "unit": TEXT,
