@@ -351,3 +351,18 @@ def test_chunks_shrink_to_the_memory_budget_without_changing_results(project, mo
     )  # noise: every scenario has its own data
     small = run_config(project / "s.toml", out=project / "small", jobs=2, quiet=True)
     assert read_outputs(whole) == read_outputs(small)
+
+
+def test_the_kept_subsample_does_not_depend_on_the_chunk_size(project, monkeypatch):
+    """Score bands come from every k-th base sample of the design, counted over the whole design
+    (they were counted from the start of each chunk, so the chunk size changed them)."""
+    import nqpf_sens.plan
+
+    monkeypatch.setattr(nqpf_sens.plan, "MAX_KEPT_SCORES", 60)  # 256 A/B rows: keep every 5th
+    (project / "a.toml").write_text(SOBOL.replace("chunk_size = 500", "chunk_size = 77"))
+    (project / "b.toml").write_text(SOBOL.replace("chunk_size = 500", "chunk_size = 1000"))
+    small = run_config(project / "a.toml", out=project / "a", jobs=1, quiet=True)
+    large = run_config(project / "b.toml", out=project / "b", jobs=1, quiet=True)
+    assert read_outputs(small) == read_outputs(large)
+    bands = pd.read_csv(small / "tier_bands.csv")
+    assert (bands.score_scenarios < bands.scenarios).all()

@@ -208,7 +208,8 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
         quadrant_counts[:, ~known] = 0
     design = study.design
     saltelli = design.method == "saltelli"
-    sample = positions // (len(design.factor_names) + 2) if saltelli else start + positions
+    rows = start + positions  # the design's own row numbers: the same whatever the chunking
+    sample = rows // (len(design.factor_names) + 2) if saltelli else rows
     kept = np.flatnonzero(sample % study.keep_stride == 0)
     output_rows = slice(None) if saltelli else positions[kept]
     index = result.index[output_rows]
