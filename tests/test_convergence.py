@@ -78,3 +78,15 @@ def test_the_figure_draws_the_numbers_of_the_table(tmp_path, monkeypatch):
     np.testing.assert_allclose(errors, 1.96 * shown.standard_error.to_numpy())
     for b, column in enumerate(c for c in table.columns if c.startswith("block_")):
         np.testing.assert_array_equal(drawn["scatter"][3 + b], shown[column].to_numpy())
+
+
+def test_too_small_a_sample_is_not_assessed_and_never_called_enough():
+    from nqpf_sens.report.reading import reading
+
+    design, stats = saltelli_outputs(4, noise=1.0)
+    table, warnings, recommended = convergence(stats, design, UNITS, tolerance=0.1)
+    assert warnings and warnings[0].startswith("not assessed") and recommended == 4
+    verdict = {"warnings": warnings, "recommended_n": recommended, "n": 4}
+    lines = [line for line, _ in reading({"convergence": verdict}, {})]
+    assert not any("enough" in line for line in lines)
+    assert any("not assessed" in line for line in lines)

@@ -14,6 +14,7 @@ def summary(st, low, high):
             "ST_rank_shift_low": low,
             "ST_rank_shift_high": high,
             "max_ST_ranks": [0.5, 0.3, 0.01],
+            "max_ST_high_ranks": [0.6, 0.4, 0.04],
             "units_where_top": [3, 1, 0],
         }
     )
@@ -33,7 +34,9 @@ def test_a_leader_is_named_only_when_its_interval_clears_the_next():
     assert any("cannot be told apart" in line and "'b'" in line for line in close)
     modest = lines({"sobol_summary": summary([0.4, 0.1, 0.1], [0.35, 0.0, 0.0], [0.45, 0.2, 0.2])})
     assert not any("more than half" in line for line in modest)
-    assert any("below 0.05 for every reliable unit: c." in line for line in modest)
+    assert any(
+        "for every reliable unit (upper end of the 95% interval): c." in line for line in modest
+    )
 
 
 def test_tiers_are_counted_tier_by_tier_beyond_monte_carlo_error():
@@ -51,3 +54,34 @@ def test_tiers_are_counted_tier_by_tier_beyond_monte_carlo_error():
     assert "tier 1: 1 unit, 0 of them robust" in found  # 0.91 - 1.96 x 0.02 < 0.9
     assert "tier 2: 3 units, 2 of them robust" in found
     assert "2,048 scenarios" in found
+
+
+def test_a_leader_must_clear_every_other_factor_not_only_the_runner_up():
+    table = summary([0.6, 0.4, 0.3], [0.45, 0.35, 0.0], [0.7, 0.44, 0.62])
+    found = lines({"sobol_summary": table})
+    assert not any("has the largest total effect" in line for line in found)
+    assert any("cannot be told apart" in line and "'c'" in line for line in found)
+
+
+def test_ties_negative_interactions_and_constant_outputs_are_said_as_they_are():
+    table = summary([float("nan")] * 3, [float("nan")] * 3, [float("nan")] * 3)
+    table["units_where_top"] = [2, 2, 0]
+    outputs = pd.DataFrame(
+        {"output": ["rank_shift"], "reliable": ["True"], "interaction_share": [-0.12]}
+    )
+    found = lines({"sobol_summary": table, "sobol_outputs": outputs})
+    assert not any("total effect on the mean rank shift" in line for line in found)
+    assert any(
+        "'a' and 'b' each has the largest ST for the rank of 2 units" in line for line in found
+    )
+    assert any("estimator noise, and no sign of interactions" in line for line in found)
+    assert not any("choices matter in combination" in line for line in found)
+
+
+def test_a_certain_tier_needs_enough_scenarios_to_be_called_robust():
+    bands = pd.DataFrame(
+        {"unit": ["u"], "nominal_tier": [1], "p_nominal_tier": [1.0], "most_likely_tier": [1]}
+    )
+    few = " ".join(lines({"tier_bands": bands.assign(scenarios=16)}))
+    many = " ".join(lines({"tier_bands": bands.assign(scenarios=2048)}))
+    assert "0 of them robust" in few and "1 of them robust" in many

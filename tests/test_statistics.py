@@ -48,3 +48,20 @@ def test_count_interval_reads_the_same_order_statistics_off_counts():
     for q in (0.05, 0.5, 0.95):
         (low, high), *_ = sample_intervals(draws, (q,))
         np.testing.assert_array_equal(count_interval(counts, q), (low, high))
+
+
+def test_rank_agreement_without_any_defined_correlation_is_missing_not_minus_one():
+    """When every scenario ties all units, no correlation is defined: no statistic, not -1."""
+    from types import SimpleNamespace
+
+    from nqpf_sens.uncertainty.statistics import Labels, rank_agreement
+    from nqpf_sens.uncertainty.study import AGREEMENT_GRID
+
+    stats = SimpleNamespace(
+        agreement_counts=np.zeros((1, 2, 2 * AGREEMENT_GRID + 1), dtype=np.int64),
+        rank_counts=np.array([[[10, 0], [10, 0]]]),
+    )
+    table = rank_agreement(stats, np.array([[1, 1]]), Labels(("a", "b"), (None,), ("total",), ()))
+    assert table.scenarios.iloc[0] == 0
+    correlations = table[[c for c in table if c.startswith(("spearman", "kendall"))]]
+    assert correlations.isna().all().all()

@@ -307,7 +307,7 @@ def _print_summary(tables: dict[str, pd.DataFrame], notes: list[str], convergenc
         print(f"note: {note}")
     for warning in convergence.get("warnings", []):
         print(f"warning: {warning}")
-    if convergence.get("warnings"):
+    if convergence.get("warnings") and convergence["recommended_n"] > convergence["n"]:
         n, recommended = convergence["n"], convergence["recommended_n"]
         print(f"warning: N = {n} may be too small; try n = {recommended}")
 

@@ -27,7 +27,8 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         lines.append(
             f"The widest 5th-95th percentile rank interval is {widest.unit}'s "
             f"({int(widest.p05_rank)}-{int(widest.p95_rank)}, nominal {int(widest.nominal_rank)}); "
-            f"{_units(int((width <= 2).sum()))} stay within an interval of at most 2 places."
+            f"for {_units(int((width <= 2).sum()))} the 5th and 95th percentile ranks differ by "
+            "at most 2."
         )
     shift = tables.get("rank_shift")
     if shift is not None:
@@ -47,10 +48,10 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         lines += _sobol_lines(tables["sobol_summary"], tables.get("sobol_outputs"))
     findings = [(line, False) for line in lines]
     convergence = manifest.get("convergence", {})
+    larger = convergence.get("recommended_n", 0) > convergence.get("n", 0)
     for warning in convergence.get("warnings", []):
-        findings.append(
-            (f"Convergence: {warning}; consider n = {convergence.get('recommended_n')}.", True)
-        )
+        advice = f"; consider n = {convergence.get('recommended_n')}" if larger else ""
+        findings.append((f"Convergence: {warning}{advice}.", True))
     if convergence and not convergence.get("warnings"):
         agreement = (
             "Convergence: independent blocks of the design put every rank quantile's standard "
@@ -66,12 +67,22 @@ def _units(count: int) -> str:
     return f"{count} unit" if count == 1 else f"{count} units"
 
 
+def wilson_low(p: pd.Series, n: int, z: float = 1.96) -> pd.Series:
+    """The lower end of the Wilson score interval of a proportion ``p`` of ``n`` (unlike p - z se,
+    it stays below 1 when every scenario agrees)."""
+    centre = p + z * z / (2 * n)
+    spread = z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5
+    return (centre - spread) / (1 + z * z / n)
+
+
 def _tier_lines(bands: pd.DataFrame) -> list[str]:
     """How many units each tier holds, then how many of them keep it in at least 90% of
-    scenarios beyond Monte Carlo error (the lower end of a 95% interval at or above 0.9)."""
+    scenarios beyond Monte Carlo error (the lower end of a 95% Wilson interval at or above 0.9)."""
     scenarios = int(bands.scenarios.iloc[0]) if "scenarios" in bands else None
-    se = bands.p_nominal_tier_se if "p_nominal_tier_se" in bands else 0.0
-    robust = bands.p_nominal_tier - 1.96 * se >= 0.9
+    if scenarios:
+        robust = wilson_low(bands.p_nominal_tier, scenarios) >= 0.9
+    else:
+        robust = bands.p_nominal_tier >= 0.9
     counts = bands.groupby("nominal_tier").unit.size()
     kept = robust.groupby(bands.nominal_tier).sum()
     described = [
@@ -104,15 +115,18 @@ def _interval(summary: pd.Series, name: str) -> str:
     return f"{summary[name]:.2f} [{low:.2f}, {high:.2f}]"
 
 
-def _leaders(summary: pd.DataFrame, name: str, what: str) -> str:
+def _leaders(summary: pd.DataFrame, name: str, what: str) -> str | None:
     """The factor with the largest ST of ``name``, called largest only when its interval clears
-    the runner-up's; a total effect said to explain "most" only when its interval is above 1/2."""
+    every other factor's; a total effect said to be "more than half" only when its interval is
+    above 1/2. None when no factor has an estimate (the output does not vary)."""
+    ordered = summary.dropna(subset=[name]).sort_values(name, ascending=False)
+    if ordered.empty:
+        return None
+    first = ordered.iloc[0]
     if f"{name}_low" not in summary:
-        top = summary.sort_values(name, ascending=False).iloc[0]
-        return f"'{top.factor}' has the largest total effect on {what} (ST = {top[name]:.2f})."
-    ordered = summary.sort_values(name, ascending=False)
-    first, second = ordered.iloc[0], ordered.iloc[1] if len(ordered) > 1 else None
-    if second is None or first[f"{name}_low"] > second[f"{name}_high"]:
+        return f"'{first.factor}' has the largest total effect on {what} (ST = {first[name]:.2f})."
+    others = ordered.iloc[1:][f"{name}_high"]
+    if others.empty or first[f"{name}_low"] > others.max():
         share = " (more than half of its variance)" if first[f"{name}_low"] > 0.5 else ""
         return (
             f"'{first.factor}' has the largest total effect on {what}: ST = "
@@ -127,15 +141,15 @@ def _leaders(summary: pd.DataFrame, name: str, what: str) -> str:
 
 
 def _sobol_lines(summary: pd.DataFrame, outputs: pd.DataFrame | None) -> list[str]:
-    lines = [_leaders(summary, "ST_rank_shift", "the mean rank shift R_S")]
+    lines: list[str | None] = [_leaders(summary, "ST_rank_shift", "the mean rank shift R_S")]
     if "ST_ranks" in summary:
         lines.append(_leaders(summary, "ST_ranks", "all units' ranks (variance-weighted)"))
-    most = summary.sort_values("units_where_top", ascending=False).iloc[0]
-    if most.units_where_top > 0:
-        lines.append(
-            f"'{most.factor}' moves the rank of more units than any other factor "
-            f"(the largest ST for {_units(int(most.units_where_top))})."
-        )
+    most = summary.units_where_top.max()
+    leading = summary[summary.units_where_top == most].factor.tolist()
+    if most > 0:
+        who = " and ".join(f"'{f}'" for f in leading)
+        each = "each has" if len(leading) > 1 else "has"
+        lines.append(f"{who} {each} the largest ST for the rank of {_units(int(most))}.")
     if outputs is not None:
         reliable = outputs.reliable.astype(str) == "True"
         ranks = outputs.output.str.startswith("rank:")
@@ -147,15 +161,20 @@ def _sobol_lines(summary: pd.DataFrame, outputs: pd.DataFrame | None) -> list[st
                 f"varies or whose intervals are too wide ({names})."
             )
         shares = outputs.set_index("output").interaction_share
-        if "rank_shift" in shares:
+        if "rank_shift" in shares and shares["rank_shift"] >= 0:
             lines.append(
                 f"Interactions: {100 * shares['rank_shift']:.0f}% of the variance of R_S is "
                 "explained by no factor alone (1 - sum of S1): choices matter in combination."
             )
-    inert = summary[summary.max_ST_ranks < 0.05].factor.tolist()
+        elif "rank_shift" in shares and shares["rank_shift"] < 0:
+            lines.append(
+                f"The S1 of R_S sum to {1 - shares['rank_shift']:.2f}, above 1: estimator noise, "
+                "and no sign of interactions."
+            )
+    inert = summary[summary.max_ST_high_ranks < 0.05].factor.tolist()
     if inert:
         lines.append(
-            "Factors whose total effect stays below 0.05 for every reliable unit: "
-            f"{', '.join(inert)}."
+            "Factors whose total effect stays below 0.05 for every reliable unit (upper end of "
+            f"the 95% interval): {', '.join(inert)}."
         )
-    return lines
+    return [line for line in lines if line is not None]

@@ -85,6 +85,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "ST_ranks_low": NUMBER,
         "ST_ranks_high": NUMBER,
         "max_ST_ranks": NUMBER,
+        "max_ST_high_ranks": NUMBER,
         "units_where_top": NUMBER,
     },
     "sobol_outputs": {

@@ -79,14 +79,16 @@ class Factor:
 
 
 def matching_concentration(shares: np.ndarray, spread: float) -> float:
-    """The Dirichlet concentration c whose multipliers w_i / s_i have, on average over the nodes,
-    the coefficient of variation of the uniform multipliers 1 + U[-spread, spread], spread / sqrt 3.
+    """The Dirichlet concentration c whose weights vary, on average over the nodes, as much as the
+    renormalised weights of the uniform multipliers 1 + U[-spread, spread] (only ratios matter).
 
-    Component i of Dirichlet(c s) has mean s_i and variance s_i (1 - s_i) / (c + 1), so its
-    multiplier's CV is sqrt((1 - s_i) / (s_i (c + 1))); solving for the mean CV gives c."""
+    Renormalised, a uniform weight's coefficient of variation is about (spread / sqrt 3) sqrt(1 -
+    2 s_i + sum_j s_j^2) (delta method); component i of Dirichlet(c s) has mean s_i and CV
+    sqrt((1 - s_i) / (s_i (c + 1))). Equating their means over the nodes gives c."""
     positive = shares[shares > 0]
-    ratio = float(np.sqrt((1 - positive) / positive).mean())
-    return max((np.sqrt(3) * ratio / spread) ** 2 - 1, 1e-6)
+    uniform = spread / np.sqrt(3) * np.sqrt(1 - 2 * positive + (positive**2).sum()).mean()
+    dirichlet = np.sqrt((1 - positive) / positive).mean()
+    return max(float((dirichlet / uniform) ** 2 - 1), 1e-6)
 
 
 def splitmix_uniform(keys: np.ndarray, n: int) -> np.ndarray:

@@ -53,9 +53,12 @@ class Estimates:
         return self.total / self.variance[:, None]
 
     def replicates(self, name: str) -> np.ndarray:
-        """(R, K, D) bootstrap replicates of ``S1`` or ``ST``."""
+        """(R, K, D) bootstrap replicates of ``S1`` or ``ST``; NaN for a resample whose rows A and
+        B hardly vary (a rare-event output can draw only equal values: no index is defined)."""
         numerators = self.first_replicates if name == "S1" else self.total_replicates
-        return numerators / self.variance_replicates[..., None]
+        variance = self.variance_replicates[..., None]
+        defined = variance > 1e-12 * self.variance[:, None]
+        return np.where(defined, numerators / np.where(defined, variance, 1.0), np.nan)
 
     def generalised(self, columns: np.ndarray) -> Estimates:
         """One output: the variance-weighted aggregate of ``columns`` (Gamboa et al. 2014),
@@ -210,7 +213,9 @@ def _index_frame(
             replicates = np.where(constant, 0.0, estimates.replicates(index))
             low, high = _percentiles(replicates, tail)
             columns[index] = getattr(estimates, index)
-            columns[f"{index}_conf"] = z * replicates.std(axis=0, ddof=1)
+            with warnings.catch_warnings():  # a slice of undefined replicates stays NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                columns[f"{index}_conf"] = z * np.nanstd(replicates, axis=0, ddof=1)
             columns[f"{index}_low"] = np.clip(low, 0, 1)
             columns[f"{index}_high"] = np.clip(high, 0, 1)
     frame = pd.DataFrame(
@@ -284,6 +289,7 @@ def sobol_summary(indices: pd.DataFrame, reliability: pd.DataFrame) -> pd.DataFr
     top = units.loc[units.groupby("output").ST.idxmax()] if len(units) else units
     summary = pd.concat([_named(shift, "rank_shift"), _named(ranks, "ranks")], axis=1)
     summary["max_ST_ranks"] = units.groupby("factor").ST.max()
+    summary["max_ST_high_ranks"] = units.groupby("factor").ST_high.max()
     summary["units_where_top"] = top.factor.value_counts()
     summary["units_where_top"] = summary["units_where_top"].fillna(0).astype(int)
     summary = summary.rename_axis("factor").reset_index()

@@ -293,6 +293,8 @@ def rank_agreement(stats: ChunkStats, nominal: np.ndarray, labels: Labels) -> pd
     columns["share_nominal_rank_in_p05_p95"] = inside.mean(axis=-1)
     columns["scenarios"] = n[:, 0]
     frame = pd.DataFrame(columns)
+    for m, measure in enumerate(("spearman", "kendall")):  # no defined correlation: no statistic
+        frame.loc[n[:, m] == 0, [c for c in frame if c.startswith(measure)]] = np.nan
     if len(labels.years) > 1:
         frame.insert(0, "year", np.asarray(labels.years))
     return frame
