@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.stats import t as student
+from scipy.special import stdtrit  # Student's t quantiles
 
 from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty.sobol import estimate
@@ -106,7 +106,7 @@ def convergence(
             [f"not assessed: N = {design.n} is too small to split into replicates"],
             design.n,
         )
-    warnings, factor = _verdict(table, tolerance, student.ppf(0.975, len(replicates) - 1))
+    warnings, factor = _verdict(table, tolerance, stdtrit(len(replicates) - 1, 0.975))
     recommended = design.n * max(1, 2 ** math.ceil(math.log2(factor))) if factor > 1 else design.n
     return table, warnings, recommended
 

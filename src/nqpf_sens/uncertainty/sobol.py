@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+from scipy.special import ndtri  # normal quantiles
 
 MIN_RANK_SD = 0.5  # a rank varying less (standard deviation, in places) has little to explain
 MAX_INTERVAL = 0.3  # an output whose widest ST interval is wider cannot rank the factors
@@ -204,7 +204,7 @@ def _index_frame(
     """The long table (output, factor) of one set of estimates (each name the sum of ``outputs``
     outputs); NaN where an output does not vary."""
     sd = np.sqrt(np.maximum(estimates.variance, 0) / outputs)
-    z = norm.ppf(0.5 + confidence / 2)
+    z = ndtri(0.5 + confidence / 2)
     tail = (1 - confidence) / 2
     constant = (estimates.variance <= 1e-20 * estimates.level)[:, None]
     columns: dict[str, np.ndarray] = {}

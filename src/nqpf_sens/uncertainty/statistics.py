@@ -49,13 +49,21 @@ def order_statistics(
     probability at least ``level`` (more for discrete values such as ranks), unless a tail is out
     of the sample's reach ((1 - q)^n or q^n above (1 - level) / 2): positions are clipped to
     1..n."""
-    from scipy.stats import binom
-
     n = np.maximum(np.asarray(n, dtype=np.int64), 1)
     tail = (1 - level) / 2
-    low = np.clip(binom.ppf(tail, n, q), 1, n)
-    high = np.clip(binom.ppf(1 - tail, n, q) + 1, 1, n)
+    low = np.clip(binomial_quantile(tail, n, q), 1, n)
+    high = np.clip(binomial_quantile(1 - tail, n, q) + 1, 1, n)
     return low.astype(np.int64), high.astype(np.int64)
+
+
+def binomial_quantile(level: float, n: np.ndarray, p: float) -> np.ndarray:
+    """The smallest k with P(Binomial(n, p) <= k) >= ``level`` (0 < level < 1), as
+    ``scipy.stats.binom.ppf`` computes it, from ``scipy.special`` (a third of the import time)."""
+    from scipy.special import bdtr, bdtrik
+
+    k = np.ceil(bdtrik(level, n, p))
+    below = np.maximum(k - 1, 0)
+    return np.where(bdtr(below, n, p) >= level, below, k)
 
 
 def count_order_statistic(counts: np.ndarray, k: np.ndarray) -> np.ndarray:
