@@ -163,15 +163,19 @@ def score_bands(
 
 
 def sobol_bars(indices: pd.DataFrame, output: str, title: str, stem: Path) -> Path:
-    """First- (S1) and total-order (ST) indices with confidence intervals for one output."""
+    """First- (S1) and total-order (ST) indices of one output with their 95% percentile
+    intervals (SALib's normal half-widths for tables without them); an output whose indices are
+    not reliable says so in its title."""
     frame = indices[indices.output == output].sort_values("ST", ascending=True)
+    if "reliable" in frame and not frame.reliable.astype(str).eq("True").all():
+        title += " (not reliable: see sobol_outputs.csv)"
     y = np.arange(len(frame))
     figure, axis = plt.subplots(figsize=(6.0, 0.32 * len(frame) + 1.2))
     axis.barh(
         y + 0.2,
         frame.ST,
         height=0.38,
-        xerr=frame.ST_conf,
+        xerr=_interval_arms(frame, "ST"),
         color=GREYS[1],
         label="total order ST",
         capsize=2,
@@ -180,7 +184,7 @@ def sobol_bars(indices: pd.DataFrame, output: str, title: str, stem: Path) -> Pa
         y - 0.2,
         frame.S1,
         height=0.38,
-        xerr=frame.S1_conf,
+        xerr=_interval_arms(frame, "S1"),
         color="white",
         edgecolor=GREYS[0],
         hatch="///",
@@ -189,10 +193,20 @@ def sobol_bars(indices: pd.DataFrame, output: str, title: str, stem: Path) -> Pa
     )
     axis.set_yticks(y, frame.factor)
     axis.axvline(0, color=GREYS[0], linewidth=0.6)
-    axis.set_xlabel("Sobol index (bars: confidence interval)")
+    axis.set_xlabel("Sobol index (lines: 95% interval)")
     axis.legend(loc="lower right", frameon=False)
     axis.set_title(title)
     return _save(figure, stem)
+
+
+def _interval_arms(frame: pd.DataFrame, index: str) -> np.ndarray | pd.Series:
+    """Error-bar arms from the point to the ends of the interval (none where the clipped interval
+    leaves the point outside)."""
+    if f"{index}_low" not in frame:
+        return frame[f"{index}_conf"]
+    low = (frame[index] - frame[f"{index}_low"]).clip(lower=0)
+    high = (frame[f"{index}_high"] - frame[index]).clip(lower=0)
+    return np.vstack([low.fillna(0), high.fillna(0)])
 
 
 def sobol_heatmap(
@@ -202,22 +216,22 @@ def sobol_heatmap(
     stem: Path,
     min_sd: float = 0.5,
 ) -> Path:
-    """Units x factors heat map of the total-order index of each unit's rank; units whose rank
-    hardly varies (standard deviation below ``min_sd`` places) are hatched: their indices explain
-    next to nothing."""
+    """Units x factors heat map of the total-order index of each unit's rank; units whose indices
+    are not reliable (``reliable`` false: a rank that hardly varies, or intervals too wide; for
+    tables without the flag, a standard deviation below ``min_sd`` places) are hatched."""
     ranks = indices[indices.output.str.startswith("rank:")].copy()
     ranks["unit"] = ranks.output.str.removeprefix("rank:")
     table = ranks.pivot(index="unit", columns="factor", values="ST").reindex(index=order)
     table = table[table.mean().sort_values(ascending=False).index]
-    spread = (
-        ranks.groupby("unit").output_sd.first().reindex(table.index)
-        if "output_sd" in ranks
-        else pd.Series(np.inf, index=table.index)
-    )
+    if "reliable" in ranks:
+        unreliable = ~ranks.groupby("unit").reliable.first().astype(str).eq("True")
+    else:
+        unreliable = ranks.groupby("unit").output_sd.first() < min_sd
+    unreliable = unreliable.reindex(table.index, fill_value=False)
     figure, axis = plt.subplots(figsize=(0.55 * table.shape[1] + 2.5, 0.22 * len(table) + 1.8))
     image = axis.imshow(table.clip(lower=0).to_numpy(), aspect="auto", cmap="Greys", vmin=0, vmax=1)
-    for i, sd in enumerate(spread):
-        if sd < min_sd:
+    for i, flagged in enumerate(unreliable):
+        if flagged:
             axis.add_patch(
                 plt.Rectangle(
                     (-0.5, i - 0.5),
@@ -233,8 +247,8 @@ def sobol_heatmap(
     axis.set_yticks(
         range(len(table)),
         [
-            labels.get(u, u) + (" (rank sd < 0.5)" if sd < min_sd else "")
-            for u, sd in zip(table.index, spread, strict=True)
+            labels.get(u, u) + (" (not read)" if flagged else "")
+            for u, flagged in zip(table.index, unreliable, strict=True)
         ],
     )
     figure.colorbar(image, ax=axis, fraction=0.05, label="ST of the unit's rank")
@@ -409,8 +423,8 @@ def make_figures(
         title = "Sobol indices of the mean rank shift R_S"
         add(
             sobol_bars(indices, "rank_shift", title, target / "sobol_rank_shift"),
-            "First- and total-order Sobol indices of the mean absolute rank shift, with "
-            "bootstrap confidence intervals.",
+            "First- and total-order Sobol indices of the mean absolute rank shift, with 95% "
+            "percentile bootstrap intervals.",
         )
         order = stability.sort_values("nominal_rank").unit.tolist() if stability is not None else []
         focus = manifest["config"].get("outputs", {}).get("focus_unit") or next(iter(order), None)
