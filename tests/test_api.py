@@ -79,6 +79,7 @@ LAYERS = {  # a layer may import itself and the layers listed (errors and output
     "uncertainty": {"engine"},
     "indices": {"engine"},
     "report": {"indices"},
+    "audit": {"engine"},
 }
 
 

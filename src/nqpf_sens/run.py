@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from nqpf_sens.audit.whatif import leave_one_out
 from nqpf_sens.config import MAX_JOBS, RunConfig, load_config
 from nqpf_sens.engine.batch import evaluate
 from nqpf_sens.engine.pipeline import option_problem
@@ -194,6 +195,10 @@ def _plan(
     attributes = unit_attributes(config, table)
     if not attributes.empty and len(attributes.columns):
         tables["unit_attributes"] = attributes.reset_index()
+    if len(table.units) > 1:
+        what_if = leave_one_out(spec, table, config.pipeline, config.ties)
+        if len(what_if):
+            tables["what_if"] = what_if
     prepared = None
     if config.kind != "baseline":
         prepared = prepare_study(config, spec, table, nominal, jobs, work)

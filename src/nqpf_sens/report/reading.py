@@ -38,6 +38,8 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
             f"rank (R_S); {100 * values['share_within_3']:.0f}% of units stay within 3 places "
             "of it."
         )
+    if "what_if" in tables:
+        lines.append(_what_if_line(tables["what_if"]))
     regions = tables.get("region_bands")
     if regions is not None and regions.p_paper_order.notna().any():
         lines.append(
@@ -178,3 +180,17 @@ def _sobol_lines(summary: pd.DataFrame, outputs: pd.DataFrame | None) -> list[st
             f"the 95% interval): {', '.join(inert)}."
         )
     return [line for line in lines if line is not None]
+
+
+def _what_if_line(what_if: pd.DataFrame) -> str:
+    """The largest move when one part is left out, and how many changes stay within 2 places."""
+    largest = what_if.loc[what_if["shift"].abs().idxmax()]
+    by_change = what_if.groupby("change")["shift"].apply(lambda s: s.abs().max())
+    calm = int((by_change <= 2).sum())
+    direction = "falls" if largest["shift"] > 0 else "rises"
+    return (
+        f"Leaving one part out at a time (a structural what-if, not an uncertainty): the largest "
+        f"move is {largest.unit}, which {direction} {abs(int(largest['shift']))} places "
+        f"{largest.change}; {calm} of {len(by_change)} such changes move no unit by more than "
+        "2 places."
+    )

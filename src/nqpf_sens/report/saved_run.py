@@ -53,6 +53,13 @@ COLUMNS: dict[str, dict[str, str]] = {
     },
     "quadrants": {"unit": TEXT},
     "rank_shift": {"statistic": TEXT, "value": NUMBER},
+    "what_if": {
+        "change": TEXT,
+        "unit": TEXT,
+        "nominal_rank": NUMBER,
+        "rank": NUMBER,
+        "shift": NUMBER,
+    },
     "rank_agreement": {
         "spearman_median": NUMBER,
         "kendall_median": NUMBER,

@@ -1,0 +1,1 @@
+"""The audit: structural what-ifs, reported apart from the uncertainty analysis."""
