@@ -85,3 +85,9 @@ def test_a_certain_tier_needs_enough_scenarios_to_be_called_robust():
     few = " ".join(lines({"tier_bands": bands.assign(scenarios=16)}))
     many = " ".join(lines({"tier_bands": bands.assign(scenarios=2048)}))
     assert "0 of them robust" in few and "1 of them robust" in many
+
+
+def test_negative_first_order_estimates_are_called_noise():
+    indices = pd.DataFrame({"output": ["y", "y"], "factor": ["a", "b"], "S1": [-0.01, 0.5]})
+    found = lines({"sobol_indices": indices})
+    assert any("1 of 2 S1 estimates are below 0: estimator noise" in line for line in found)

@@ -48,6 +48,13 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         )
     if "sobol_summary" in tables:
         lines += _sobol_lines(tables["sobol_summary"], tables.get("sobol_outputs"))
+    if "sobol_indices" in tables:
+        s1 = tables["sobol_indices"].S1.dropna()
+        if (s1 < 0).any():
+            lines.append(
+                f"{int((s1 < 0).sum())} of {len(s1)} S1 estimates are below 0: estimator noise "
+                "(a true index is never negative; the intervals are clipped to [0, 1])."
+            )
     findings = [(line, False) for line in lines]
     convergence = manifest.get("convergence", {})
     larger = convergence.get("recommended_n", 0) > convergence.get("n", 0)
