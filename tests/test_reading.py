@@ -13,6 +13,9 @@ def summary(st, low, high):
             "ST_rank_shift": st,
             "ST_rank_shift_low": low,
             "ST_rank_shift_high": high,
+            "ST_ranks": st,  # all ranks as R_S: the sentences are checked on R_S's
+            "ST_ranks_low": low,
+            "ST_ranks_high": high,
             "max_ST_ranks": [0.5, 0.3, 0.01],
             "max_ST_high_ranks": [0.6, 0.4, 0.04],
             "units_where_top": [3, 1, 0],

@@ -164,10 +164,9 @@ def score_bands(
 
 def sobol_bars(indices: pd.DataFrame, output: str, title: str, stem: Path) -> Path:
     """First- (S1) and total-order (ST) indices of one output with their 95% percentile
-    intervals (SALib's normal half-widths for tables without them); an output whose indices are
-    not reliable says so in its title."""
+    intervals; an output whose indices are not reliable says so in its title."""
     frame = indices[indices.output == output].sort_values("ST", ascending=True)
-    if "reliable" in frame and not frame.reliable.astype(str).eq("True").all():
+    if not frame.reliable.astype(str).eq("True").all():
         title += " (not reliable: see sobol_outputs.csv)"
     y = np.arange(len(frame))
     figure, axis = plt.subplots(figsize=(6.0, 0.32 * len(frame) + 1.2))
@@ -199,11 +198,9 @@ def sobol_bars(indices: pd.DataFrame, output: str, title: str, stem: Path) -> Pa
     return _save(figure, stem)
 
 
-def _interval_arms(frame: pd.DataFrame, index: str) -> np.ndarray | pd.Series:
+def _interval_arms(frame: pd.DataFrame, index: str) -> np.ndarray:
     """Error-bar arms from the point to the ends of the interval (none where the clipped interval
     leaves the point outside)."""
-    if f"{index}_low" not in frame:
-        return frame[f"{index}_conf"]
     low = (frame[index] - frame[f"{index}_low"]).clip(lower=0)
     high = (frame[f"{index}_high"] - frame[index]).clip(lower=0)
     return np.vstack([low.fillna(0), high.fillna(0)])
@@ -214,20 +211,16 @@ def sobol_heatmap(
     order: list[str] | None,
     labels: dict[str, str],
     stem: Path,
-    min_sd: float = 0.5,
 ) -> Path:
     """Units x factors heat map of the total-order index of each unit's rank; units whose indices
-    are not reliable (``reliable`` false: a rank that hardly varies, or intervals too wide; for
-    tables without the flag, a standard deviation below ``min_sd`` places) are hatched."""
+    are not reliable (``reliable`` false: a rank that hardly varies, or intervals too wide) are
+    hatched."""
     ranks = indices[indices.output.str.startswith("rank:")].copy()
     ranks["unit"] = ranks.output.str.removeprefix("rank:")
     table = ranks.pivot(index="unit", columns="factor", values="ST").reindex(index=order)
     table = table[table.mean().sort_values(ascending=False).index]
-    if "reliable" in ranks:
-        unreliable = ~ranks.groupby("unit").reliable.first().astype(str).eq("True")
-    else:
-        unreliable = ranks.groupby("unit").output_sd.first() < min_sd
-    unreliable = unreliable.reindex(table.index, fill_value=False)
+    reliable = ranks.groupby("unit").reliable.first().astype(str).eq("True")
+    unreliable = ~reliable.reindex(table.index, fill_value=True)
     figure, axis = plt.subplots(figsize=(0.55 * table.shape[1] + 2.5, 0.22 * len(table) + 1.8))
     image = axis.imshow(table.clip(lower=0).to_numpy(), aspect="auto", cmap="Greys", vmin=0, vmax=1)
     for i, flagged in enumerate(unreliable):

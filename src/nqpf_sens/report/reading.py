@@ -118,10 +118,7 @@ def _tier_lines(bands: pd.DataFrame) -> list[str]:
 
 
 def _interval(summary: pd.Series, name: str) -> str:
-    low, high = summary.get(f"{name}_low"), summary.get(f"{name}_high")
-    if low is None or high is None:
-        return f"{summary[name]:.2f}"
-    return f"{summary[name]:.2f} [{low:.2f}, {high:.2f}]"
+    return f"{summary[name]:.2f} [{summary[f'{name}_low']:.2f}, {summary[f'{name}_high']:.2f}]"
 
 
 def _leaders(summary: pd.DataFrame, name: str, what: str) -> str | None:
@@ -132,8 +129,6 @@ def _leaders(summary: pd.DataFrame, name: str, what: str) -> str | None:
     if ordered.empty:
         return None
     first = ordered.iloc[0]
-    if f"{name}_low" not in summary:
-        return f"'{first.factor}' has the largest total effect on {what} (ST = {first[name]:.2f})."
     others = ordered.iloc[1:][f"{name}_high"]
     if others.empty or first[f"{name}_low"] > others.max():
         share = " (more than half of its variance)" if first[f"{name}_low"] > 0.5 else ""
@@ -150,9 +145,10 @@ def _leaders(summary: pd.DataFrame, name: str, what: str) -> str | None:
 
 
 def _sobol_lines(summary: pd.DataFrame, outputs: pd.DataFrame | None) -> list[str]:
-    lines: list[str | None] = [_leaders(summary, "ST_rank_shift", "the mean rank shift R_S")]
-    if "ST_ranks" in summary:
-        lines.append(_leaders(summary, "ST_ranks", "all units' ranks (variance-weighted)"))
+    lines = [
+        _leaders(summary, "ST_rank_shift", "the mean rank shift R_S"),
+        _leaders(summary, "ST_ranks", "all units' ranks (variance-weighted)"),
+    ]
     most = summary.units_where_top.max()
     leading = summary[summary.units_where_top == most].factor.tolist()
     if most > 0:

@@ -33,19 +33,15 @@ def _blocks(n_base: int) -> int:
 
 
 def _rows(design: Design, n_rows: int, blocks: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per block, the rows of the outputs array (``n_rows``) for the uncertainty statistics and
-    for Sobol."""
-    if design.method != "saltelli":
-        edges = np.linspace(0, n_rows, blocks + 1).astype(int)
-        return [(np.arange(a, b),) * 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    per_sample = len(design.factor_names) + 2
-    size = design.n // blocks
-    found = []
-    for b in range(blocks):
-        rows = np.arange(b * size * per_sample, (b + 1) * size * per_sample)
-        position = rows % per_sample
-        found.append((rows[(position == 0) | (position == per_sample - 1)], rows))
-    return found
+    """Per block of base samples, the rows of the outputs array (``n_rows``) for the uncertainty
+    statistics (the design's own choice: every row, or A and B) and for Sobol (all of them)."""
+    per_sample = len(design.factor_names) + 2 if design.method == "saltelli" else 1
+    edges = np.linspace(0, n_rows // per_sample, blocks + 1).astype(int) * per_sample
+    spans = []
+    for start, stop in zip(edges[:-1], edges[1:], strict=True):
+        rows = np.arange(start, stop)
+        spans.append((rows[design.uncertainty_rows(start, stop)], rows))
+    return spans
 
 
 def _statistics(
@@ -60,7 +56,7 @@ def _statistics(
     found[("rank_shift_mean", "all")] = float(outputs[statistic_rows, -1].mean())
     if design.method == "saltelli":
         factors = list(dict.fromkeys(design.groups))
-        shift = outputs[sobol_rows, -1:].astype(np.float64)
+        shift = outputs[sobol_rows, -1:]
         no_resamples = np.empty((0, len(sobol_rows) // (len(factors) + 2)))
         indices = estimate(shift, len(factors), no_resamples)
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -218,7 +218,7 @@ def _index_frame(
                 columns[f"{index}_conf"] = z * np.nanstd(replicates, axis=0, ddof=1)
             columns[f"{index}_low"] = np.clip(low, 0, 1)
             columns[f"{index}_high"] = np.clip(high, 0, 1)
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "output": np.repeat(names, len(factors)),
             "factor": np.tile(factors, len(names)),
@@ -228,21 +228,6 @@ def _index_frame(
             "output_sd": np.repeat(np.where(constant[:, 0], 0.0, sd), len(factors)),
         }
     )
-    return frame[
-        [
-            "output",
-            "factor",
-            "S1",
-            "S1_conf",
-            "S1_low",
-            "S1_high",
-            "ST",
-            "ST_conf",
-            "ST_low",
-            "ST_high",
-            "output_sd",
-        ]
-    ]
 
 
 def output_reliability(indices: pd.DataFrame, rank_prefix: str = "rank:") -> pd.DataFrame:
