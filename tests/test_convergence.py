@@ -1,4 +1,4 @@
-"""Convergence from independent blocks of the design, and its figure drawn from its table."""
+"""Convergence from disjoint blocks of the design, and its figure drawn from its table."""
 
 from types import SimpleNamespace
 

@@ -310,7 +310,7 @@ def trajectory(bands: pd.DataFrame, aggregates: list[str], stem: Path) -> Path:
 
 
 def convergence(table: pd.DataFrame, rank_target: float, stem: Path) -> Path:
-    """Monte Carlo error from independent blocks of the design: the standard error of every rank
+    """Monte Carlo error from disjoint blocks of the design: the standard error of every rank
     quantile (against ``rank_target`` places), and the main sensitivity statistics with their 95%
     intervals and block values. Every number drawn is a number of ``convergence.csv``."""
     figure, axes = plt.subplots(1, 2, figsize=(9.0, 3.2))
@@ -351,7 +351,7 @@ def convergence(table: pd.DataFrame, rank_target: float, stem: Path) -> Path:
     )
     axes[1].set_xticks(x, shown["item"], rotation=45, ha="right", fontsize=7)
     axes[1].set_title(f"{title}: whole sample (95%) and blocks", fontsize=9)
-    figure.suptitle("Convergence: independent blocks of the design")
+    figure.suptitle("Convergence: disjoint blocks of the design")
     return _save(figure, stem)
 
 
@@ -435,7 +435,7 @@ def make_figures(
         rank_target = manifest["convergence"].get("rank_error_target", 0.5)
         add(
             convergence(tables["convergence"], rank_target, target / "convergence"),
-            "Monte Carlo error from independent blocks of the design: standard errors of the rank "
+            "Monte Carlo error from disjoint blocks of the design: standard errors of the rank "
             "quantiles (dashed: the target) and the main statistics with 95% intervals (grey: the "
             "blocks).",
         )

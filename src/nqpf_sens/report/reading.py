@@ -63,7 +63,7 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         findings.append((f"Convergence: {warning}{advice}.", True))
     if convergence and not convergence.get("warnings"):
         agreement = (
-            "Convergence: independent blocks of the design put every rank quantile's standard "
+            "Convergence: disjoint blocks of the design put every rank quantile's standard "
             f"error within {convergence.get('rank_error_target', 0.5)} places and every ST "
             "interval of the rank shift within the tolerance, "
             f"so n = {convergence.get('n')} was enough."
