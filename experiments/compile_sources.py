@@ -77,66 +77,41 @@ def pct(shared: Path) -> list[dict]:
     return rows
 
 
-def rd_intensity(shared: Path, names: dict[str, str]) -> list[dict]:
-    folder = shared / "sources" / "rd-intensity-2022"
-    frame = pd.read_csv(folder / "rd_2022_by_province_partial.csv").dropna(
-        subset=["rd_intensity_pct_2022"]
+def rd_yearbook(shared: Path) -> list[dict]:
+    """R&D intensity, personnel (FTE), expenditure and invention patents granted of every province
+    in 2022, from the China Statistical Yearbook on Science and Technology 2023 (tables 1-4, 1-7,
+    1-8, 8-8)."""
+    folder = shared / "sources" / "rd-yearbook-2023"
+    frame = pd.concat(
+        [pd.read_csv(folder / "values.csv"), pd.read_csv(folder / "patents_granted_2022.csv")]
     )
-    source = "NBS 2022 national R&D funding bulletin, provincial table (reprint)"
+    frame = frame[(frame.unit != NATIONAL) & (frame.indicator != "patents_granted")]
+    uses = {
+        "rd_intensity": "fixed",
+        "rd_fte": "fixed",
+        "rd_expenditure": "related",
+        "invention_patents_granted": "related",
+    }
+    notes = {
+        ("Hebei", "rd_intensity"): "a reprint of the NBS 2022 bulletin prints 2.04, a typo: "
+        "848.9 / 42,370.4 = 2.004%",
+    }
     rows = []
     for r in frame.itertuples():
-        note = (
-            "Hainan: national bulletin value as quoted by Hainan Daily"
-            if r.province_simplified == "海南"
-            else ""
-        )
+        table = r.note.split(";")[0]
+        source = f"China Statistical Yearbook on Science and Technology 2023, {table} (copy)"
+        note = notes.get((r.unit, r.indicator), r.measure.split(";")[0].split(" =")[0])
         rows.append(
             fact(
-                names[r.province_simplified],
-                "rd_intensity",
+                r.unit,
+                r.indicator,
                 2022,
-                float(r.rd_intensity_pct_2022),
+                r.value,
                 "official",
-                "fixed",
-                "B",
+                uses[r.indicator],
+                r.trust,
                 source,
                 note,
-            )
-        )
-    for r in (
-        frame.itertuples()
-    ):  # personnel follows expenditure: FTE = expenditure / national expenditure per FTE
-        rows.append(
-            fact(
-                names[r.province_simplified],
-                "rd_fte",
-                2022,
-                round(float(r.rd_expenditure_100m_yuan_2022) / 48.4, 4),
-                "derived",
-                "prior",
-                "B",
-                source + "; national bulletin: 48.4 (10k yuan) per FTE",
-                "R&D expenditure / national expenditure per full-time equivalent",
-            )
-        )
-    west = pd.read_csv(folder / "rd_2022_western4_partial.csv").dropna(
-        subset=["implied_not_published"]
-    )
-    for r in west.itertuples():
-        rows.append(
-            fact(
-                names[r.province],
-                "rd_intensity",
-                2022,
-                float(r.implied_not_published),
-                "derived",
-                "prior",
-                "C",
-                (
-                    "2022 Ningxia S&T statistics bulletin"
-                    " (Shizuishan 1.78% is 0.21 points above the region)"
-                ),
-                "provincial-bulletin basis",
             )
         )
     return rows
@@ -152,7 +127,13 @@ def paper_text(shared: Path) -> list[dict]:
         if r.province == "Shaanxi":
             note = "56 - 38"
         if r.province == "Shandong" and r.code == "smart_5g_factories":
-            note = "150 / 1.5"
+            # Jiangsu's 150 "is 1.5 times" Shandong's: 150 / x rounds to 1.5 for x in 97..103
+            note = "150 / x rounds to 1.5 for the integers 97 to 103"
+            rows += [
+                fact(r.province, r.code, 2022, bound, "paper", use, "paper", PAPER, note)
+                for bound, use in ((97, "lower_bound"), (103, "upper_bound"))
+            ]
+            continue
         rows.append(fact(r.province, r.code, 2022, value, "paper", "fixed", "paper", PAPER, note))
     rows.append(
         fact(
@@ -246,17 +227,6 @@ def city_lower_bounds() -> list[dict]:
             "C",
             "MIIT 2023 5G factory list: Hubei 30",
             "5G factories alone, so the sum with smart-manufacturing factories is at least this",
-        ),
-        fact(
-            "Guangdong",
-            "rd_fte",
-            2022,
-            18.32,
-            "derived",
-            "lower_bound",
-            "A",
-            "Guangzhou statistical yearbook 2023, table 17-5: Guangzhou 18.32 (10k person-years)",
-            "a city bounds its province",
         ),
     ]
 
@@ -514,6 +484,26 @@ def gdp_per_capita(shared: Path) -> list[dict]:
     return rows
 
 
+def gdp_levels(shared: Path) -> list[dict]:
+    """GDP 2022 (100m yuan) where a communique or yearbook states it, else the trust-D script."""
+    folder = shared / "sources" / "gdp-per-capita-2022"
+    stated = pd.read_csv(folder / "gdp_percapita_2022_by_province_partial.csv")
+    script = pd.read_csv(folder / "github_script_gdp_pop_2022_D.csv").set_index("province_en")
+    rows = []
+    for r in stated.itertuples():
+        if pd.notna(r.gdp_100m_yuan):
+            value, trust, source = float(r.gdp_100m_yuan), r.trust, r.source
+        elif r.province_en in script.index:
+            value, trust = float(script.loc[r.province_en, "gdp_2022_100m_yuan"]), "D"
+            source = "unattributed analysis script (GDP equals the communique wherever checked)"
+        else:
+            continue
+        rows.append(
+            fact(r.province_en, "gdp", 2022, value, "official", "related", trust, source, r.vintage)
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
@@ -521,7 +511,7 @@ def main() -> None:
     names = province_names(shared)
     rows = [
         *pct(shared),
-        *rd_intensity(shared, names),
+        *rd_yearbook(shared),
         *paper_text(shared),
         *clusters_and_centres(shared, names),
         *green(shared, names),
@@ -530,6 +520,7 @@ def main() -> None:
         *national(shared),
         *regions(shared, names),
         *gdp_per_capita(shared),
+        *gdp_levels(shared),
     ]
     frame = pd.DataFrame(rows).sort_values(["indicator", "unit", "year", "use"], kind="stable")
     frame["year"] = frame["year"].astype("Int64")

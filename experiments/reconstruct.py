@@ -1,35 +1,37 @@
-"""Reconstruct the paper's unpublished 2022 provincial data, and draw alternative reconstructions.
+"""Reconstruct the paper's unpublished 2022 provincial data, and draw alternatives that span it.
 
 The paper publishes its method (Table 1), the descriptive statistics of its raw data (Table 2) and
 its results (Table 3), but not the raw data. This script holds every sourced value fixed
-(``data/sourced_values.csv``, written by ``compile_sources.py``) and solves the remaining cells as
-one mixed-integer linear programme (scipy's ``milp``, HiGHS) so that:
+(``data/sourced_values.csv``, written by ``compile_sources.py``) and solves the other cells as one
+mixed-integer linear programme (scipy's ``milp``, HiGHS) in which:
 
-- every Table 3 sub-index and total is reproduced within printing precision, with the ranks;
-- each indicator's minimum and maximum equal Table 2's (exact where a source or the text pins them),
-  and its mean rounds to Table 2's printed mean;
-- orderings and shares stated in the text hold (see ``text_constraints``);
-- counts are integers, nothing is negative, and values stay as close as possible (normalised L1
-  distance) to a documented prior: a cited prior where one exists (an earlier cumulative count, a
-  count under another definition), otherwise the unit's own Table 3 sub-index score placed on the
-  indicator's range (``min + score / 100 * (max - min)``).
+- every Table 3 sub-index and total is reproduced within printing precision (0.049), with the
+  printed ranks, and the text's dimension means, region means and ratios hold;
+- each indicator's minimum and maximum are Table 2's (a sourced value where one rounds to it, else
+  the middle of the printed value's rounding interval), held by whichever cell the solver chooses;
+  each mean rounds to Table 2's; orderings, totals and shares stated in the text hold;
+- every unknown cell stays inside its plausible band from related official statistics
+  (``plausibility.py``), counts are integers, sourced bounds hold;
+- the solution is the closest to the related-data priors (squared distance in units of each cell's
+  band, as tangent lines) plus a penalty on each reproduced score's distance from the printed one.
 
-Standard deviations are not linear and are not constrained; the script reports how they compare.
-Alternative datasets are solved from randomly perturbed priors (log-normal noise), giving a sample
-of feasible reconstructions that the uncertainty analysis can treat as one more factor.
+Alternatives aim at a random point of every cell's band instead of its prior (and draw each
+unsourced extreme inside its rounding interval), so that together they span the feasible set; the
+script reports, per cell, the feasible range (linear relaxation) and the share the alternatives
+cover. HiGHS runs without time limits, so regeneration gives the same files.
 
-Usage: ``python experiments/reconstruct.py [--alternatives 200] [--seed 2024]`` (writes the
-package data).
+Usage: ``python experiments/reconstruct.py [--alternatives 200] [--seed 2024] [--jobs 2]``.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from plausibility import RULES, plausible_bands, related_statistics
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import lil_matrix
 from shipped_tables import national_panel, units_table
@@ -44,21 +46,29 @@ TOLERANCE = 0.049  # printed to one decimal: the true value lies within 0.05
 STRICTLY_POSITIVE = ("rd_intensity", "rd_fte")  # a printed minimum of 0 means a value in (0, 0.5)
 DECIMALS = 4
 STATUS_ORDER = ("official", "paper", "derived")
-#: tangent points (in units of the indicator's range) of the piecewise-linear quadratic distance
+ERROR_PENALTY = 2.0  # objective cost of one point of difference from a printed score
+BAND_PENALTY = 100.0  # objective cost of leaving a cell's plausible band, per band width
+#: tangent points (in units of the cell's band) of the piecewise-linear squared distance
 TANGENTS = np.array([-0.8, -0.4, -0.2, -0.1, -0.05, -0.02, 0.0, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8])
+#: means the text states: dimension means of all provinces, total means per region
+TEXT_MEANS = {"tech": 11.5, "factor": 31.8, "industry": 26.8}
+REGION_MEANS = {"East": 39.9, "Central": 19.7, "West": 13.3, "Northeast": 8.5}
+RECONSTRUCTED = "experiments/reconstruct.py: consistent with Tables 2-3 and the text"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Problem:
-    """The cells of the 2022 cross-section, what is fixed, and the range of every indicator."""
+    """The cells of the 2022 cross-section: what is fixed, bounded, plausible and extreme."""
 
     units: list[str]
     indicators: list[str]
     fixed: dict[tuple[str, str], tuple[float, str, str]]  # (unit, code) -> value, status, source
     lower: dict[tuple[str, str], float]
-    prior_facts: dict[tuple[str, str], float]
-    low: dict[str, float]
+    upper: dict[tuple[str, str], float]
+    bands: pd.DataFrame  # (unit, code) -> prior, band_low, band_high, basis
+    low: dict[str, float]  # each indicator's minimum and maximum (the normalisation's ends)
     high: dict[str, float]
+    rounding: dict[tuple[str, str], tuple[float, float]]  # (code, "low"|"high") -> interval
     table2: pd.DataFrame
     table3: pd.DataFrame
 
@@ -67,10 +77,11 @@ def load_problem() -> Problem:
     spec = nqpf_spec()
     table2 = pd.read_csv(packaged("paper/table2_descriptive_2022.csv")).set_index("code")
     table3 = pd.read_csv(packaged("paper/table3_scores_2022.csv"))
+    units = list(table3.province)
     facts = pd.read_csv(SOURCED)
-    facts = facts[facts.indicator.isin(spec.indicators) & (facts.unit != "China")].copy()
+    facts = facts[(facts.unit != "China") & (facts.indicator != "region")].copy()
     facts["value"] = pd.to_numeric(facts["value"])
-    current = facts[facts.year == YEAR]
+    current = facts[(facts.year == YEAR) & facts.indicator.isin(spec.indicators)]
     fixed: dict[tuple[str, str], tuple[float, str, str]] = {}
     for row in (
         current[current.use == "fixed"]
@@ -82,88 +93,177 @@ def load_problem() -> Problem:
             raise ValueError(f"sources disagree on {key}: {fixed[key][0]} vs {row.value}")
         fixed.setdefault(key, (float(row.value), row.status, row.source))
     lower = {
-        (r.unit, r.indicator): float(r.value)
-        for r in current[current.use == "lower_bound"].itertuples()
+        (r.unit, r.indicator): r.value for r in current[current.use == "lower_bound"].itertuples()
     }
-    prior_facts = _scaled_priors(facts[facts.use == "prior"], table2)
-    low, high = {}, {}
+    upper = {
+        (r.unit, r.indicator): r.value for r in current[current.use == "upper_bound"].itertuples()
+    }
+    cited = {
+        (r.unit, r.indicator): r.value
+        for r in current[current.use == "prior"].itertuples()
+        if RULES[r.indicator].kind != "count_since"
+    }
+    bands = plausible_bands(
+        related_statistics(facts, units), table2, {k: v[0] for k, v in fixed.items()}, cited
+    )
+    low, high, rounding = {}, {}, {}
     for code in spec.indicators:
-        values = [v for (u, c), (v, _, _) in fixed.items() if c == code]
-        printed_min, printed_max = float(table2.loc[code, "min"]), float(table2.loc[code, "max"])
-        high[code] = (
-            max(values)
-            if values
-            and round(max(values)) == printed_max
-            or (values and max(values) > printed_max)
-            else printed_max
-        )
-        low[code] = min(values) if values and round(min(values)) == printed_min else printed_min
-        if code in STRICTLY_POSITIVE and low[code] == 0:
-            low[code] = 0.25
+        values = [v for (_, c), (v, _, _) in fixed.items() if c == code]
+        for side, pick in (("low", min), ("high", max)):
+            printed = float(table2.loc[code, "min" if side == "low" else "max"])
+            interval = (max(printed - 0.5, 0.0), printed + 0.5)
+            if code in COUNT_INDICATORS:
+                interval = (printed, printed)
+            sourced = [v for v in values if interval[0] <= v <= interval[1]]
+            if sourced:
+                value, interval = pick(sourced), (pick(sourced), pick(sourced))
+            else:
+                value = (interval[0] + interval[1]) / 2 if code in STRICTLY_POSITIVE else printed
+                if code in STRICTLY_POSITIVE and printed == 0:
+                    value = 0.25  # the middle of (0, 0.5): neither can be zero
+            (low if side == "low" else high)[code] = value
+            rounding[(code, side)] = interval
     return Problem(
-        list(table3.province),
+        units,
         list(spec.indicators),
         fixed,
         lower,
-        prior_facts,
+        upper,
+        bands,
         low,
         high,
+        rounding,
         table2,
         table3,
     )
 
 
-def _scaled_priors(priors: pd.DataFrame, table2: pd.DataFrame) -> dict[tuple[str, str], float]:
-    """Cited priors; a count at an earlier date is scaled to the total implied by Table 2's mean."""
-    result = {}
-    for code, group in priors.groupby("indicator"):
-        scale = 1.0
-        if (group.year < YEAR).all():
-            scale = 31 * float(table2.loc[code, "mean"]) / group.value.sum()
-        for row in group.itertuples():
-            result[(row.unit, code)] = float(row.value) * scale
+class Model:
+    """A linear model over the free cells: each expression is ``({variable: coefficient}, c)``."""
+
+    def __init__(self, problem: Problem):
+        self.p = problem
+        self.free = [
+            (i, j)
+            for i, u in enumerate(problem.units)
+            for j, c in enumerate(problem.indicators)
+            if (u, c) not in problem.fixed
+        ]
+        self.position = {cell: k for k, cell in enumerate(self.free)}
+        self.rows: list[tuple[dict[int, float], float, float]] = []
+        self.n = len(self.free)
+
+    def new_variable(self) -> int:
+        self.n += 1
+        return self.n - 1
+
+    def cells(self, coefficients: dict[tuple[int, int], float]) -> tuple[dict[int, float], float]:
+        """The expression ``sum a * cell``: free cells as variables, fixed ones as a constant."""
+        terms: dict[int, float] = {}
+        constant = 0.0
+        for (i, j), a in coefficients.items():
+            key = (self.p.units[i], self.p.indicators[j])
+            if key in self.p.fixed:
+                constant += a * self.p.fixed[key][0]
+            else:
+                k = self.position[(i, j)]
+                terms[k] = terms.get(k, 0.0) + a
+        return terms, constant
+
+    def add(self, expression: tuple[dict[int, float], float], low: float, high: float) -> None:
+        """``low <= expression <= high``."""
+        terms, constant = expression
+        if terms:
+            self.rows.append((terms, low - constant, high - constant))
+
+
+def scores(problem: Problem) -> dict[tuple[str, str], dict[tuple[int, int], float]]:
+    """Each unit's sub-indices and total as linear maps of the cells (plus a constant, returned
+    under the key ``(-1, -1)``), min-max normalised with the problem's extremes."""
+    spec = nqpf_spec()
+    codes = problem.indicators
+    dim_weight = dict(zip(spec.dimensions, spec.weights[1], strict=True))
+    outputs = {}
+    for i, unit in enumerate(problem.units):
+        total: dict[tuple[int, int], float] = {}
+        for dimension in spec.dimensions:
+            score: dict[tuple[int, int], float] = {(-1, -1): 0.0}
+            for j, code in enumerate(codes):
+                if spec.dimensions[spec.parents[0][j]] != dimension:
+                    continue
+                span = problem.high[code] - problem.low[code]
+                a = 100 * spec.weights[0][j] / dim_weight[dimension] / span
+                score[(i, j)] = a
+                score[(-1, -1)] -= a * problem.low[code]
+            outputs[(unit, dimension)] = score
+            share = dim_weight[dimension] / sum(dim_weight.values())
+            for key, a in score.items():
+                total[key] = total.get(key, 0.0) + share * a
+        outputs[(unit, "total")] = total
+    return outputs
+
+
+def linear(model: Model, score: dict[tuple[int, int], float]) -> tuple[dict[int, float], float]:
+    cells = {k: a for k, a in score.items() if k != (-1, -1)}
+    terms, constant = model.cells(cells)
+    return terms, constant + score.get((-1, -1), 0.0)
+
+
+def combine(*parts: tuple[float, dict[tuple[int, int], float]]) -> dict[tuple[int, int], float]:
+    result: dict[tuple[int, int], float] = {}
+    for weight, score in parts:
+        for key, a in score.items():
+            result[key] = result.get(key, 0.0) + weight * a
     return result
 
 
-def default_prior(problem: Problem) -> np.ndarray:
-    """Prior value of every (unit, indicator) cell (units x indicators)."""
-    spec = nqpf_spec()
-    scores = problem.table3.set_index("province")
-    prior = np.empty((len(problem.units), len(problem.indicators)))
+def build(problem: Problem) -> tuple[Model, list[int]]:
+    """The constraints of the reconstruction; returns the model and its error variables."""
+    model = Model(problem)
+    outputs = scores(problem)
+    table3 = problem.table3.set_index("province")
+    errors = []
+    for (unit, output), score in outputs.items():
+        terms, constant = linear(model, score)
+        error = model.new_variable()  # error >= |score - printed|
+        errors.append(error)
+        printed = float(table3.loc[unit, output])
+        model.add(({**terms, error: 1.0}, constant), printed, np.inf)
+        model.add(({**terms, error: -1.0}, constant), -np.inf, printed)
+    _rank_constraints(model, outputs)
+    n = len(problem.units)
+    for output, mean in TEXT_MEANS.items():
+        average = combine(*((1 / n, outputs[(u, output)]) for u in problem.units))
+        model.add(linear(model, average), mean - TOLERANCE, mean + TOLERANCE)
+    regions = table3.region
+    for region, mean in REGION_MEANS.items():
+        members = list(regions[regions == region].index)
+        average = combine(*((1 / len(members), outputs[(u, "total")]) for u in members))
+        model.add(linear(model, average), mean - TOLERANCE, mean + TOLERANCE)
     for j, code in enumerate(problem.indicators):
-        dimension = spec.dimensions[spec.parents[0][j]]
-        for i, unit in enumerate(problem.units):
-            level = problem.low[code] + scores.loc[unit, dimension] / 100 * (
-                problem.high[code] - problem.low[code]
+        mean = float(problem.table2.loc[code, "mean"])
+        model.add(
+            model.cells({(i, j): 1.0 for i in range(n)}), n * (mean - 0.499), n * (mean + 0.499)
+        )
+    _text_constraints(model, problem)
+    return model, errors
+
+
+def _rank_constraints(model: Model, outputs) -> None:
+    """Consecutive ranks keep their order unless the printed scores are equal."""
+    table3 = model.p.table3
+    for output in ("tech", "factor", "industry", "total"):
+        ordered = table3.sort_values(f"{output}_rank")
+        for upper, lower in zip(ordered.itertuples(), ordered.iloc[1:].itertuples(), strict=False):
+            if getattr(upper, output) == getattr(lower, output):
+                continue
+            difference = combine(
+                (1.0, outputs[(upper.province, output)]), (-1.0, outputs[(lower.province, output)])
             )
-            prior[i, j] = problem.prior_facts.get((unit, code), level)
-    return prior
+            model.add(linear(model, difference), 1e-4, np.inf)
 
 
-def calibrated_prior(
-    problem: Problem, base: np.ndarray, pinned: dict[tuple[int, int], float], rounds: int = 25
-) -> np.ndarray:
-    """Stretch each indicator's prior about its mean until the solution's sd matches Table 2's.
-
-    The sd is not linear in the data, so it is matched by a fixed-point iteration on the spread of
-    the prior (factor ``target sd / achieved sd`` per round, kept within [0.2, 5]).
-    """
-    low = np.array([problem.low[c] for c in problem.indicators])
-    high = np.array([problem.high[c] for c in problem.indicators])
-    target = problem.table2.loc[problem.indicators, "sd"].to_numpy(dtype=float)
-    centre = base.mean(axis=0)
-    stretch = np.ones(len(problem.indicators))
-    prior = base
-    for _ in range(rounds):
-        prior = np.clip(centre + stretch * (base - centre), low, high)
-        achieved = solve(problem, prior, pinned).std(axis=0)
-        if np.all(np.round(achieved) == target):
-            break
-        stretch = np.clip(stretch * target / np.maximum(achieved, 1e-9), 0.2, 5.0)
-    return prior
-
-
-def text_constraints() -> list[tuple[str, list[str], float]]:
+def text_orderings() -> list[tuple[str, list[str], float]]:
     """Orderings the paper's text states: (indicator, units from first down, strict margin)."""
     return [
         ("sei_patents", ["Guangdong", "Beijing", "Jiangsu", "*"], 1),
@@ -177,139 +277,10 @@ def text_constraints() -> list[tuple[str, list[str], float]]:
     ]
 
 
-class Model:
-    """Variables: one per free cell, its absolute deviation from the prior, and extreme-value
-    binaries."""
-
-    def __init__(self, problem: Problem):
-        self.p = problem
-        self.free = [
-            (i, j)
-            for i, u in enumerate(problem.units)
-            for j, c in enumerate(problem.indicators)
-            if (u, c) not in problem.fixed
-        ]
-        self.position = {cell: k for k, cell in enumerate(self.free)}
-        self.rows: list[tuple[dict[int, float], float, float]] = []
-        self.n = 2 * len(self.free)
-
-    def cell(self, i: int, j: int) -> tuple[int | None, float]:
-        """(variable index, None) for a free cell; (None, value) for a fixed one."""
-        key = (self.p.units[i], self.p.indicators[j])
-        if key in self.p.fixed:
-            return None, self.p.fixed[key][0]
-        return self.position[(i, j)], 0.0
-
-    def add(self, terms: dict[int, float], low: float, high: float) -> None:
-        self.rows.append((terms, low, high))
-
-    def linear_in_cells(
-        self, coefficients: dict[tuple[int, int], float]
-    ) -> tuple[dict[int, float], float]:
-        terms: dict[int, float] = {}
-        constant = 0.0
-        for (i, j), a in coefficients.items():
-            var, value = self.cell(i, j)
-            if var is None:
-                constant += a * value
-            else:
-                terms[var] = terms.get(var, 0.0) + a
-        return terms, constant
-
-
-def build(problem: Problem, prior: np.ndarray) -> tuple[Model, np.ndarray]:
-    spec = nqpf_spec()
-    model = Model(problem)
-    codes = problem.indicators
-    span = np.array([problem.high[c] - problem.low[c] for c in codes])
-    scores = problem.table3.set_index("province")
-    dim_weight = {d: spec.weights[1][k] for k, d in enumerate(spec.dimensions)}
-
-    def sub_index(i: int, dimension: str) -> dict[tuple[int, int], float]:
-        members = [
-            j for j, c in enumerate(codes) if spec.dimensions[spec.parents[0][j]] == dimension
-        ]
-        return {(i, j): 100 * spec.weights[0][j] / dim_weight[dimension] / span[j] for j in members}
-
-    def offset(coefficients: dict[tuple[int, int], float]) -> float:
-        return sum(a * problem.low[codes[j]] for (_, j), a in coefficients.items())
-
-    outputs = {}
-    for i, unit in enumerate(problem.units):
-        total: dict[tuple[int, int], float] = {}
-        total_offset = 0.0
-        for dimension in spec.dimensions:
-            coefficients = sub_index(i, dimension)
-            terms, constant = model.linear_in_cells(coefficients)
-            shift = constant - offset(coefficients)
-            target = scores.loc[unit, dimension]
-            model.add(terms, target - TOLERANCE - shift, target + TOLERANCE - shift)
-            outputs[(unit, dimension)] = (coefficients, offset(coefficients))
-            share = dim_weight[dimension] / sum(dim_weight.values())
-            for key, a in coefficients.items():
-                total[key] = total.get(key, 0.0) + share * a
-            total_offset += share * offset(coefficients)
-        terms, constant = model.linear_in_cells(total)
-        target = scores.loc[unit, "total"]
-        model.add(
-            terms,
-            target - TOLERANCE - constant + total_offset,
-            target + TOLERANCE - constant + total_offset,
-        )
-        outputs[(unit, "total")] = (total, total_offset)
-    _rank_constraints(model, problem, outputs)
-    _mean_constraints(model, problem)
-    _text_constraints(model, problem)
-    return model, span
-
-
-def _rank_constraints(model: Model, problem: Problem, outputs) -> None:
-    """Consecutive ranks keep their order unless the printed scores are equal."""
-    table3 = problem.table3
-    for output in ("tech", "factor", "industry", "total"):
-        ordered = table3.sort_values(f"{output}_rank")
-        for upper, lower in zip(ordered.itertuples(), ordered.iloc[1:].itertuples(), strict=False):
-            if getattr(upper, output) == getattr(lower, output):
-                continue
-            a, _ = outputs[(upper.province, output)]
-            b, _ = outputs[(lower.province, output)]
-            difference = dict(a)
-            for key, value in b.items():
-                difference[key] = difference.get(key, 0.0) - value
-            terms, constant = model.linear_in_cells(difference)
-            model.add(terms, 1e-4 - constant, np.inf)
-
-
-def extreme_cells(problem: Problem, prior: np.ndarray) -> dict[tuple[int, int], float]:
-    """Where no fixed value reaches an indicator's Table 2 minimum (maximum), the free cell with the
-    lowest (highest) prior takes it exactly; the unit the text names first takes the maximum."""
-    pinned = {}
-    leaders = {code: order[0] for code, order, _ in text_constraints()}
-    for j, code in enumerate(problem.indicators):
-        fixed = [v for (u, c), (v, _, _) in problem.fixed.items() if c == code]
-        free = [i for i, u in enumerate(problem.units) if (u, code) not in problem.fixed]
-        for extreme, pick in ((problem.high[code], np.argmax), (problem.low[code], np.argmin)):
-            if free and not any(abs(v - extreme) < 1e-9 for v in fixed):
-                i = free[int(pick(prior[free, j]))]
-                if pick is np.argmax and code in leaders:
-                    i = problem.units.index(leaders[code])
-                pinned[(i, j)] = extreme
-    return pinned
-
-
-def _mean_constraints(model: Model, problem: Problem) -> None:
-    n = len(problem.units)
-    for j, code in enumerate(problem.indicators):
-        terms, constant = model.linear_in_cells({(i, j): 1.0 for i in range(n)})
-        if not terms:
-            continue
-        mean = float(problem.table2.loc[code, "mean"])
-        model.add(terms, n * (mean - 0.499) - constant, n * (mean + 0.499) - constant)
-
-
 def _text_constraints(model: Model, problem: Problem) -> None:
     units = problem.units
-    for code, order, margin in text_constraints():
+    n = len(units)
+    for code, order, margin in text_orderings():
         j = problem.indicators.index(code)
         named = [u for u in order if u != "*"]
         chain = [[units.index(u)] for u in named] + [
@@ -318,79 +289,164 @@ def _text_constraints(model: Model, problem: Problem) -> None:
         for above, below in zip(chain, chain[1:], strict=False):
             for a in above:
                 for b in below:
-                    terms, constant = model.linear_in_cells({(a, j): 1.0, (b, j): -1.0})
-                    if terms:
-                        model.add(terms, margin - constant, np.inf)
-    n = len(units)
-    j = problem.indicators.index("unicorns")
-    terms, constant = model.linear_in_cells({(i, j): 1.0 for i in range(n)})
-    model.add(terms, 316 - constant, 316 - constant)  # 79 + 66 + 59 = 204 is 64.6% of 316
+                    model.add(model.cells({(a, j): 1.0, (b, j): -1.0}), margin, np.inf)
+
+    def column(code: str) -> dict[tuple[int, int], float]:
+        return {(i, problem.indicators.index(code)): 1.0 for i in range(n)}
+
+    # "79 ... a quarter of the national total"; with 66 and 59, "64.6%": 204 / 316
+    model.add(model.cells(column("unicorns")), 316, 316)
+    # Beijing's 56 awards are "28% of the total": 56 / total rounds to 28%, total 197..203
+    model.add(model.cells(column("sci_awards")), 197, 203)
     j = problem.indicators.index("green_factories_parks")
     four = {units.index(u) for u in ("Guangdong", "Shandong", "Zhejiang", "Jiangsu")}
     # the four provinces hold 29.1% of all green factories and parks: 0.2905 <= share < 0.2915
     for share, sign in ((0.2905, 1.0), (0.2915, -1.0)):
-        terms, constant = model.linear_in_cells(
-            {(i, j): sign * ((i in four) - share) for i in range(n)}
-        )
-        model.add(terms, -constant, np.inf)
-    for unit in ("Zhejiang", "Jiangsu"):
-        terms, constant = model.linear_in_cells({(units.index(unit), j): 1.0})
-        model.add(terms, 301 - constant, 402 - constant)
+        model.add(model.cells({(i, j): sign * ((i in four) - share) for i in range(n)}), 0, np.inf)
+    for unit in ("Zhejiang", "Jiangsu"):  # "both above 300", below Shandong's 403
+        model.add(model.cells({(units.index(unit), j): 1.0}), 301, 402)
 
 
-def solve(problem: Problem, prior: np.ndarray, pinned: dict[tuple[int, int], float]) -> np.ndarray:
-    """The reconstruction closest to ``prior`` (squared distance in units of each indicator's range,
-    as tangent lines), with the ``pinned`` cells at their indicator's extremes; returns units x
-    indicators values."""
-    model, span = build(problem, prior)
-    n_free = len(model.free)
-    lower = np.zeros(model.n)
-    upper = np.full(model.n, np.inf)
-    objective = np.r_[np.zeros(n_free), np.ones(n_free)]
-    integrality = np.zeros(model.n)
+def cell_bounds(problem: Problem, model: Model) -> tuple[np.ndarray, ...]:
+    """Each free cell's hard bounds (the indicator's extremes, sourced bounds) and its band."""
+    shape = len(model.free)
+    lower, upper, band_low, band_high = (np.empty(shape) for _ in range(4))
     for k, (i, j) in enumerate(model.free):
-        code = problem.indicators[j]
-        lower[k] = max(problem.low[code], problem.lower.get((problem.units[i], code), -np.inf))
-        upper[k] = problem.high[code]
-        if (i, j) in pinned:
-            lower[k] = upper[k] = pinned[(i, j)]
-        integrality[k] = code in COUNT_INDICATORS
-    n_tangents = len(TANGENTS)
-    matrix = lil_matrix((len(model.rows) + n_tangents * n_free, model.n))
-    row_low, row_high = [], []
-    for r, (terms, low, high) in enumerate(model.rows):
+        key = (problem.units[i], problem.indicators[j])
+        band = problem.bands.loc[key]
+        lower[k] = max(problem.low[key[1]], problem.lower.get(key, -np.inf))
+        upper[k] = min(problem.high[key[1]], problem.upper.get(key, np.inf))
+        band_low[k] = min(max(band.band_low, lower[k]), upper[k])
+        band_high[k] = max(min(band.band_high, upper[k]), lower[k])
+        if key[1] in COUNT_INDICATORS:
+            band_low[k], band_high[k] = np.ceil(band_low[k] - 1e-9), np.floor(band_high[k] + 1e-9)
+            band_high[k] = max(band_high[k], band_low[k])
+        if lower[k] > upper[k]:
+            raise ValueError(f"{key}: its bounds leave no value ({lower[k]} > {upper[k]})")
+    return lower, upper, band_low, band_high
+
+
+def extreme_holders(
+    problem: Problem, model: Model, band_low: np.ndarray, band_high: np.ndarray
+) -> list[tuple[list[int], str, float]]:
+    """For each extreme no sourced value holds: the free cells that could take it (those whose
+    band contains it, else every free cell of the indicator)."""
+    holders = []
+    for j, code in enumerate(problem.indicators):
+        for side in ("low", "high"):
+            value = (problem.low if side == "low" else problem.high)[code]
+            if any(
+                abs(v - value) < 1e-9 for (_, c), (v, _, _) in problem.fixed.items() if c == code
+            ):
+                continue
+            column = [k for k, (_, jj) in enumerate(model.free) if jj == j]
+            cells = [k for k in column if band_low[k] - 1e-9 <= value <= band_high[k] + 1e-9]
+            holders.append((cells or column, side, value))
+    return holders
+
+
+def solve(
+    problem: Problem,
+    target: np.ndarray | None = None,
+    relax: bool = False,
+    direction: np.ndarray | None = None,
+) -> np.ndarray:
+    """The reconstruction closest to ``target`` (free cells; default: their priors).
+
+    With ``direction``, minimise ``direction @ cells`` instead (a feasible extreme); ``relax``
+    drops integrality (the linear relaxation). Returns the free cells' values.
+    """
+    model, errors = build(problem)
+    lower, upper, band_low, band_high = cell_bounds(problem, model)
+    n_free = len(model.free)
+    if target is None:
+        target = np.array(
+            [
+                problem.bands.loc[(problem.units[i], problem.indicators[j]), "prior"]
+                for i, j in model.free
+            ]
+        )
+    target = np.clip(target, band_low, band_high)
+    width = np.maximum(band_high - band_low, 1e-3 * np.maximum(upper - lower, 1e-6))
+    distance = [model.new_variable() for _ in range(n_free)] if direction is None else []
+    for k, t in enumerate(distance):
+        # t >= ((x - target) / width)^2 from below: t >= 2 u0 (x - target) / width - u0^2
+        for u0 in TANGENTS:
+            model.add(
+                ({k: 2 * u0 / width[k], t: -1.0}, 0.0),
+                -np.inf,
+                u0**2 + 2 * u0 * target[k] / width[k],
+            )
+    outside = []  # how far each cell leaves its band, below and above (soft: heavily penalised)
+    for k in range(n_free):
+        below, above = model.new_variable(), model.new_variable()
+        outside += [below, above]
+        model.add(({k: 1.0, below: 1.0}, 0.0), band_low[k], np.inf)
+        model.add(({k: 1.0, above: -1.0}, 0.0), -np.inf, band_high[k])
+    holders = extreme_holders(problem, model, band_low, band_high)
+    binaries = []
+    for cells, side, value in holders:
+        picks = [model.new_variable() for _ in cells]
+        binaries += picks
+        model.add(({z: 1.0 for z in picks}, 0.0), 1, 1)
+        for k, z in zip(cells, picks, strict=True):
+            if side == "high":  # x >= value * z
+                model.add(({k: 1.0, z: -(value - lower[k])}, 0.0), lower[k], np.inf)
+            else:  # x <= value + (upper - value) (1 - z)
+                model.add(({k: 1.0, z: upper[k] - value}, 0.0), -np.inf, upper[k])
+    n = model.n
+    objective = np.zeros(n)
+    objective[outside] = BAND_PENALTY / np.repeat(width, 2)
+    if direction is None:
+        objective[distance] = 1.0
+        objective[errors] = ERROR_PENALTY
+    else:
+        objective[:n_free] = direction / width  # per band width: bands still bind
+    low_bounds = np.zeros(n)
+    high_bounds = np.full(n, np.inf)
+    low_bounds[:n_free], high_bounds[:n_free] = lower, upper
+    high_bounds[errors] = TOLERANCE
+    high_bounds[binaries] = 1.0
+    integrality = np.zeros(n)
+    if not relax:
+        integrality[binaries] = 1
+        for k, (_, j) in enumerate(model.free):
+            integrality[k] = problem.indicators[j] in COUNT_INDICATORS
+    matrix = lil_matrix((len(model.rows), n))
+    for r, (terms, _, _) in enumerate(model.rows):
         for var, a in terms.items():
             matrix[r, var] = a
-        row_low.append(low)
-        row_high.append(high)
-    base = len(model.rows)
-    for k, (i, j) in enumerate(model.free):
-        # t >= 2 u0 (x - prior) / span - u0^2 for each tangent point u0:
-        # t >= ((x - prior) / span)^2 from below
-        for m, u0 in enumerate(TANGENTS):
-            row = base + n_tangents * k + m
-            matrix[row, k] = 2 * u0 / span[j]
-            matrix[row, n_free + k] = -1.0
-            row_low.append(-np.inf)
-            row_high.append(u0**2 + 2 * u0 * prior[i, j] / span[j])
     result = milp(
         objective,
-        constraints=LinearConstraint(matrix.tocsr(), row_low, row_high),
+        constraints=LinearConstraint(
+            matrix.tocsr(), [r[1] for r in model.rows], [r[2] for r in model.rows]
+        ),
         integrality=integrality,
-        bounds=Bounds(lower, upper),
-        options={"time_limit": 300, "mip_rel_gap": 1e-2},
+        bounds=Bounds(low_bounds, high_bounds),
+        options={"mip_rel_gap": 0.05},
     )
     if result.x is None:
         raise RuntimeError(f"no feasible reconstruction: {result.message}")
+    values = result.x[:n_free]
+    return np.array(
+        [
+            round(v) if problem.indicators[j] in COUNT_INDICATORS else round(v, DECIMALS)
+            for v, (_, j) in zip(values, model.free, strict=True)
+        ]
+    )
+
+
+def free_cells(problem: Problem) -> list[tuple[int, int]]:
+    return Model(problem).free
+
+
+def full_table(problem: Problem, free_values: np.ndarray) -> np.ndarray:
+    """Units x indicators: the sourced values with the free cells filled in."""
     values = np.empty((len(problem.units), len(problem.indicators)))
     for (u, c), (v, _, _) in problem.fixed.items():
         values[problem.units.index(u), problem.indicators.index(c)] = v
-    for k, (i, j) in enumerate(model.free):
-        values[i, j] = (
-            round(result.x[k])
-            if problem.indicators[j] in COUNT_INDICATORS
-            else round(result.x[k], DECIMALS)
-        )
+    for (i, j), v in zip(free_cells(problem), free_values, strict=True):
+        values[i, j] = v
     return values
 
 
@@ -402,12 +458,9 @@ def provenance(problem: Problem, values: np.ndarray) -> pd.DataFrame:
             if (unit, code) in problem.fixed:
                 _, status, source = problem.fixed[(unit, code)]
             else:
-                status, source = (
-                    "reconstructed",
-                    "experiments/reconstruct.py: consistent with Tables 2-3, closest to the prior",
-                )
-                if (unit, code) in problem.prior_facts:
-                    source += " (prior from data/sourced_values.csv)"
+                status = "reconstructed"
+                basis = problem.bands.loc[(unit, code), "basis"]
+                source = f"{RECONSTRUCTED}; plausible band from: {basis}"
             rows.append(
                 {
                     "unit": unit,
@@ -421,38 +474,121 @@ def provenance(problem: Problem, values: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def alternatives(problem: Problem, count: int, seed: int, jobs: int = 2) -> pd.DataFrame:
-    """Reconstructions from priors perturbed by log-normal noise (sd 0.3), one column per draw."""
+def is_feasible(problem: Problem) -> bool:
+    """Whether the linear relaxation of the reconstruction has a solution."""
+    try:
+        solve(problem, relax=True, direction=np.zeros(len(free_cells(problem))))
+    except RuntimeError:
+        return False
+    return True
+
+
+def with_extreme(problem: Problem, code: str, side: str, value: float) -> Problem:
+    ends = dict(problem.low if side == "low" else problem.high)
+    ends[code] = value
+    return replace(problem, **{side: ends})
+
+
+def feasible_extremes(problem: Problem, steps: int = 6) -> Problem:
+    """The problem with each unsourced extreme's rounding interval narrowed (by bisection on the
+    linear relaxation, the other extremes at their defaults) to the values Table 3 allows."""
+    rounding = dict(problem.rounding)
+    for (code, side), (a, b) in sorted(problem.rounding.items()):
+        if a == b:
+            continue
+        middle = (problem.low if side == "low" else problem.high)[code]
+        ends = []
+        for far in (max(a, 0.01), b - 1e-3):
+            near = middle  # feasible; move towards ``far`` while the problem stays feasible
+            if is_feasible(with_extreme(problem, code, side, far)):
+                near = far
+            else:
+                for _ in range(steps):
+                    trial = (near + far) / 2
+                    if is_feasible(with_extreme(problem, code, side, trial)):
+                        near = trial
+                    else:
+                        far = trial
+            ends.append(round(near, DECIMALS))
+        rounding[(code, side)] = (ends[0], ends[1])
+    return replace(problem, rounding=rounding)
+
+
+def draw_problem(problem: Problem, rng: np.random.Generator) -> Problem:
+    """The problem with every unsourced continuous extreme drawn inside its feasible interval."""
+    for (code, side), (a, b) in sorted(problem.rounding.items()):
+        if a < b:
+            problem = with_extreme(problem, code, side, round(rng.uniform(a, b), DECIMALS))
+    return problem
+
+
+def alternative(problem: Problem, stream: np.random.SeedSequence) -> np.ndarray:
+    """One alternative: the reconstruction closest to a uniformly random point of the bands, with
+    the unsourced extremes drawn (drawn again if the draw leaves no feasible reconstruction)."""
+    rng = np.random.default_rng(stream)
+    model = Model(problem)
+    _, _, band_low, band_high = cell_bounds(problem, model)
+    for attempt in range(10):
+        target = rng.uniform(band_low, band_high)
+        try:
+            return solve(draw_problem(problem, rng), target)
+        except RuntimeError:
+            if attempt == 9:
+                raise
+    raise AssertionError("unreachable")
+
+
+def alternatives(problem: Problem, count: int, seed: int, jobs: int) -> list[np.ndarray]:
     from joblib import Parallel, delayed
 
-    pinned = extreme_cells(problem, default_prior(problem))
-    base = calibrated_prior(problem, default_prior(problem), pinned)
-    spans = np.array([problem.high[c] - problem.low[c] for c in problem.indicators])
     streams = np.random.SeedSequence(seed).spawn(count)
+    return Parallel(n_jobs=jobs)(delayed(alternative)(problem, s) for s in streams)
 
-    def draw(stream: np.random.SeedSequence) -> np.ndarray:
-        rng = np.random.default_rng(stream)
-        prior = base * np.exp(rng.normal(0.0, 0.3, size=base.shape)) + 0.01 * spans * rng.random(
-            base.shape
-        )
-        low = np.array([problem.low[c] for c in problem.indicators])
-        return solve(problem, np.clip(prior, low, low + spans), pinned)
 
-    draws = Parallel(n_jobs=jobs)(delayed(draw)(s) for s in streams)
-    free = [
-        (i, j)
-        for i, u in enumerate(problem.units)
-        for j, c in enumerate(problem.indicators)
-        if (u, c) not in problem.fixed
-    ]
-    frame = pd.DataFrame(
-        {
-            "unit": [problem.units[i] for i, _ in free],
-            "indicator": [problem.indicators[j] for _, j in free],
-        }
+def feasible_ranges(problem: Problem, jobs: int) -> np.ndarray:
+    """Free cells x (min, max) over the linear relaxation of the constraints, bands included
+    (a cell leaves its band only where the constraints force it to)."""
+    from joblib import Parallel, delayed
+
+    n_free = len(free_cells(problem))
+
+    def extreme(k: int, sign: float) -> float:
+        direction = np.zeros(n_free)
+        direction[k] = sign
+        return float(solve(problem, relax=True, direction=direction)[k])
+
+    ends = Parallel(n_jobs=jobs)(
+        delayed(extreme)(k, sign) for k in range(n_free) for sign in (1.0, -1.0)
     )
-    columns = {f"draw_{d:03d}": [values[i, j] for i, j in free] for d, values in enumerate(draws)}
-    return pd.concat([frame, pd.DataFrame(columns)], axis=1)
+    return np.array(ends).reshape(n_free, 2)
+
+
+def plausibility_table(
+    problem: Problem, values: np.ndarray, draws: list[np.ndarray], ranges: np.ndarray | None
+) -> pd.DataFrame:
+    """Every cell with its plausible band, whether it lies inside, and for the free cells the
+    feasible range and the share of it the alternatives cover."""
+    frame = provenance(problem, values)[["unit", "indicator", "value", "status"]]
+    frame = frame.join(problem.bands, on=["unit", "indicator"])
+    frame["inside"] = (frame.value >= frame.band_low - 1e-9) & (
+        frame.value <= frame.band_high + 1e-9
+    )
+    free = free_cells(problem)
+    rows = [i * len(problem.indicators) + j for i, j in free]
+    if draws:
+        stacked = np.array(draws)
+        frame.loc[rows, "alternatives_low"] = stacked.min(axis=0)
+        frame.loc[rows, "alternatives_high"] = stacked.max(axis=0)
+    if ranges is not None:
+        frame.loc[rows, "feasible_low"] = ranges[:, 0]
+        frame.loc[rows, "feasible_high"] = ranges[:, 1]
+        if draws:
+            width = ranges[:, 1] - ranges[:, 0]
+            covered = stacked.max(axis=0) - stacked.min(axis=0)
+            frame.loc[rows, "coverage"] = np.where(
+                width > 1e-6, np.minimum(covered / np.maximum(width, 1e-12), 1.0), 1.0
+            )
+    return frame.round(DECIMALS)
 
 
 def main() -> None:
@@ -469,20 +605,32 @@ def main() -> None:
         table.to_csv(packaged(name), index=False)
         print(f"wrote {packaged(name)}")
     problem = load_problem()
-    base = default_prior(problem)
-    pinned = extreme_cells(problem, base)
-    prior = calibrated_prior(problem, base, pinned)
-    values = solve(problem, prior, pinned)
+    values = full_table(problem, solve(problem))
     provenance(problem, values).to_csv(packaged("nqpf_provinces.csv"), index=False)
     print(f"wrote {packaged('nqpf_provinces.csv')}")
+    draws = []
     if args.alternatives:
-        alternatives(problem, args.alternatives, args.seed, args.jobs).to_csv(
+        draws = alternatives(feasible_extremes(problem), args.alternatives, args.seed, args.jobs)
+    ranges = feasible_ranges(problem, args.jobs)
+    if draws:
+        free = free_cells(problem)
+        frame = pd.DataFrame(
+            {
+                "unit": [problem.units[i] for i, _ in free],
+                "indicator": [problem.indicators[j] for _, j in free],
+            }
+        )
+        columns = {f"draw_{d:03d}": values for d, values in enumerate(draws)}
+        pd.concat([frame, pd.DataFrame(columns)], axis=1).to_csv(
             packaged("nqpf_alternatives.csv.gz"),
             index=False,
             compression={"method": "gzip", "mtime": 0},
         )
-        alternatives_path = packaged("nqpf_alternatives.csv.gz")
-        print(f"wrote {args.alternatives} alternative reconstructions to {alternatives_path}")
+        print(f"wrote {len(draws)} alternatives to {packaged('nqpf_alternatives.csv.gz')}")
+    plausibility_table(problem, values, draws, ranges).to_csv(
+        packaged("nqpf_plausibility.csv"), index=False
+    )
+    print(f"wrote {packaged('nqpf_plausibility.csv')}")
 
 
 if __name__ == "__main__":

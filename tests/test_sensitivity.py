@@ -327,7 +327,7 @@ options = ["arithmetic", "geometric"]
     nominal_in = (p05 <= nominal.ranks[0, 0]) & (nominal.ranks[0, 0] <= p95)
     assert agreement.share_nominal_rank_in_p05_p95 == pytest.approx(nominal_in.mean())
     index, known = result.index[:, 0], ~np.isnan(gdp)
-    high_index = index > index[:, known].mean(axis=1, keepdims=True)
+    high_index = index > index.mean(axis=1, keepdims=True)  # the mean over every unit
     high_gdp = gdp > np.nanmean(gdp)
     quadrants = pd.read_csv(out / "quadrants.csv").set_index("unit")
     assert list(quadrants.index) == [u for u, k in zip(table.units, known, strict=True) if k]

@@ -251,6 +251,7 @@ def sobol_heatmap(
 
 def quadrant(bands: pd.DataFrame, gdp: pd.Series, labels: dict[str, str], stem: Path) -> Path:
     """Index vs GDP per capita (the paper's Figure 3) with the index's 5th-95th percentile band."""
+    index_mean = bands.total_nominal.mean()  # over every unit, as in the paper's Figure 3
     frame = bands.set_index("unit").join(gdp.rename("gdp"), how="inner").dropna(subset=["gdp"])
     figure, axis = plt.subplots(figsize=(6.5, 5.0))
     axis.errorbar(
@@ -264,7 +265,7 @@ def quadrant(bands: pd.DataFrame, gdp: pd.Series, labels: dict[str, str], stem: 
         capsize=2,
     )
     axis.axvline(frame.gdp.mean() / 1e4, color=GREYS[1], linestyle="--", linewidth=0.8)
-    axis.axhline(frame.total_nominal.mean(), color=GREYS[1], linestyle="--", linewidth=0.8)
+    axis.axhline(index_mean, color=GREYS[1], linestyle="--", linewidth=0.8)
     for unit, row in frame.iterrows():
         axis.annotate(
             labels.get(unit, unit),

@@ -196,8 +196,10 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
         known = ~np.isnan(study.gdp)
         high_gdp = study.gdp > np.nanmean(study.gdp)
         above = np.zeros(cells, dtype=np.int64)
+        # the index mean is over every unit, as the paper's Figure 3 has it (a unit without GDP
+        # per capita still counts towards the mean, though it sits in no quadrant)
         count_above_mean(
-            np.ascontiguousarray(scores[..., -1]), known / known.sum(), above
+            np.ascontiguousarray(scores[..., -1]), np.full(n_units, 1 / n_units), above
         )  # contiguous: compiled loops vectorise
         above = above.reshape(n_years, n_units)
         below = len(positions) - above
