@@ -400,10 +400,27 @@ def gdp_per_capita(shared: Path) -> list[dict]:
     source_stated = (
         "2022 provincial statistical communique or yearbook (see the source folder for each URL)"
     )
+    gaps = pd.read_csv(shared / "sources" / "gdp-rd-gaps-2022" / "values.csv")
+    gaps = gaps[(gaps.indicator == "gdp_per_capita") & (gaps.trust != "D")].set_index("unit")
     rows = []
     for r in stated.itertuples():
         unit = r.province_en
-        if pd.notna(r.gdp_per_capita_yuan):
+        if pd.isna(r.gdp_per_capita_yuan) and unit in gaps.index:
+            row = gaps.loc[unit]
+            rows.append(
+                fact(
+                    unit,
+                    "gdp_per_capita",
+                    2022,
+                    float(row.value),
+                    "official",
+                    "fixed",
+                    row.trust,
+                    f"NBS database as tabled by {row.source_url}",
+                    row.vintage,
+                )
+            )
+        elif pd.notna(r.gdp_per_capita_yuan):
             rows.append(
                 fact(
                     unit,
