@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from nqpf_sens.audit.rank_bounds import rank_bounds, weight_spreads
 from nqpf_sens.audit.whatif import leave_one_out
 from nqpf_sens.config import MAX_JOBS, RunConfig, load_config
-from nqpf_sens.engine.batch import evaluate
+from nqpf_sens.engine.batch import Engine, evaluate
 from nqpf_sens.engine.pipeline import option_problem
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
@@ -203,7 +204,25 @@ def _plan(
     if config.kind != "baseline":
         prepared = prepare_study(config, spec, table, nominal, jobs, work)
         notes = notes + prepared.notes
+        bounds = _rank_bounds(config, spec, table)  # after the study has checked the factors
+        if bounds is not None:
+            tables["rank_bounds"] = bounds
     return _Plan(config, jobs, tables, notes, list(spec.dimensions), prepared)
+
+
+def _rank_bounds(config: RunConfig, spec: IndexSpec, table: IndicatorTable) -> pd.DataFrame | None:
+    """Exact best and worst ranks over the weights the config's uniform ``weights`` factors
+    allow, when they apply: arithmetic aggregation at every level, one year, ties shared."""
+    spreads = weight_spreads(config.factors, len(spec.levels) - 1)
+    pipeline = config.pipeline
+    levels = range(len(spec.levels) - 1)
+    arithmetic = all(pipeline.aggregation_at(k) == "arithmetic" for k in levels)
+    if spreads is None or not arithmetic or len(table.years) != 1 or config.ties != "min":
+        return None
+    engine = Engine(spec, table, config.ties)
+    leaves = engine.normalised(pipeline)[0]
+    bounds = rank_bounds(leaves, spec, engine.scheme_weights(pipeline), spreads, table.units)
+    return bounds.sort_values(["nominal_rank", "unit"], kind="stable", ignore_index=True)
 
 
 def _compute(plan: _Plan, work: Path | None, resume: bool, progress: bool) -> Results:
@@ -214,6 +233,13 @@ def _compute(plan: _Plan, work: Path | None, resume: bool, progress: bool) -> Re
     if prepared is not None:
         stats = _study(prepared, config, work, plan.jobs, resume, progress)
         tables.update(tables_from(prepared, stats, config))
+        if "rank_bounds" in tables:  # beside the Monte Carlo interval of every factor together
+            interval = tables["rank_stability"][["unit", "p05_rank", "p95_rank"]]
+            tables["rank_bounds"] = tables["rank_bounds"].merge(
+                interval.rename(columns=lambda c: c if c == "unit" else f"monte_carlo_{c}"),
+                on="unit",
+                how="left",
+            )
         scenarios = prepared.study.design.n_rows
         convergence = {
             "warnings": prepared.warnings,

@@ -40,6 +40,8 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         )
     if "what_if" in tables:
         lines.append(_what_if_line(tables["what_if"]))
+    if "rank_bounds" in tables:
+        lines.append(_rank_bounds_line(tables["rank_bounds"]))
     regions = tables.get("region_bands")
     if regions is not None and regions.p_paper_order.notna().any():
         lines.append(
@@ -183,6 +185,20 @@ def _sobol_lines(summary: pd.DataFrame, outputs: pd.DataFrame | None) -> list[st
             f"the 95% interval): {', '.join(inert)}."
         )
     return [line for line in lines if line is not None]
+
+
+def _rank_bounds_line(bounds: pd.DataFrame) -> str:
+    """How far the weights alone can move units, exactly (no sampling error to state)."""
+    width = bounds.worst_rank - bounds.best_rank
+    widest = bounds.loc[width.idxmax()]
+    can_lead = int((bounds.best_rank == 1).sum())
+    fixed = int((width == 0).sum())
+    return (
+        "Over every admissible weight vector (the configured weight spreads, exact bounds, "
+        f"not a sample): {can_lead} of {len(bounds)} units can rank first; {widest.unit} has the "
+        f"widest range, from rank {int(widest.best_rank)} to {int(widest.worst_rank)}; "
+        f"{fixed} keep their rank whatever the weights."
+    )
 
 
 def _what_if_line(what_if: pd.DataFrame) -> str:

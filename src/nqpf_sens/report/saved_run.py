@@ -60,6 +60,12 @@ COLUMNS: dict[str, dict[str, str]] = {
         "rank": NUMBER,
         "shift": NUMBER,
     },
+    "rank_bounds": {
+        "unit": TEXT,
+        "nominal_rank": NUMBER,
+        "best_rank": NUMBER,
+        "worst_rank": NUMBER,
+    },
     "rank_agreement": {
         "spearman_median": NUMBER,
         "kendall_median": NUMBER,
