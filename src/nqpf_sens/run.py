@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from nqpf_sens.audit.coherence import coherence_tables
 from nqpf_sens.audit.rank_bounds import rank_bounds, weight_spreads
 from nqpf_sens.audit.whatif import leave_one_out
 from nqpf_sens.config import MAX_JOBS, RunConfig, load_config
@@ -196,6 +197,8 @@ def _plan(
     attributes = unit_attributes(config, table)
     if not attributes.empty and len(attributes.columns):
         tables["unit_attributes"] = attributes.reset_index()
+    if len(table.units) >= 3 and len(table.years) == 1:  # correlations need three units
+        tables.update(coherence_tables(spec, table, config.pipeline, config.ties))
     if len(table.units) > 1:
         what_if = leave_one_out(spec, table, config.pipeline, config.ties)
         if len(what_if):

@@ -191,7 +191,14 @@ def _render(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chine
             + _table(comparison.assign(difference=comparison.difference.round(3)))
         )
     parts.append("<h2>Baseline scores</h2>" + _table(tables["baseline_scores"]))
+    if "correlations" in tables:  # the flagged pairs only: the full matrix is in the CSV
+        pairs = tables["correlations"]
+        tables = {**tables, "correlations": pairs[pairs.flag.fillna("") != ""]}
     for name, title in (
+        ("indicator_statistics", "Statistical coherence: the indicators (raw data)"),
+        ("correlations", "Statistical coherence: flagged correlations (weak, negative, redundant)"),
+        ("cronbach", "Statistical coherence: Cronbach's alpha of each aggregate"),
+        ("pca_variance", "Statistical coherence: principal components of each aggregate"),
         ("rank_stability", "Rank stability"),
         ("tier_bands", "Tiers and score bands"),
         ("region_bands", "Regions"),

@@ -40,6 +40,8 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         )
     if "what_if" in tables:
         lines.append(_what_if_line(tables["what_if"]))
+    if "correlations" in tables and "indicator_statistics" in tables:
+        lines.append(_coherence_line(tables["indicator_statistics"], tables["correlations"]))
     if "rank_bounds" in tables:
         lines.append(_rank_bounds_line(tables["rank_bounds"]))
     regions = tables.get("region_bands")
@@ -185,6 +187,31 @@ def _sobol_lines(summary: pd.DataFrame, outputs: pd.DataFrame | None) -> list[st
             f"the 95% interval): {', '.join(inert)}."
         )
     return [line for line in lines if line is not None]
+
+
+def _coherence_line(statistics: pd.DataFrame, correlations: pd.DataFrame) -> str:
+    """What the JRC coherence checks flag (Pearson), in one sentence."""
+    outliers = statistics.indicator[statistics.outlier_flag.astype(str) == "True"].tolist()
+    pearson = correlations[correlations.method == "pearson"]
+    flags = pearson.flag.fillna("")
+
+    def pairs(flag: str) -> str:
+        rows = pearson[flags == flag]
+        return ", ".join(
+            f"{a} ~ {b} ({r:.2f})" for a, b, r in rows[["node_a", "node_b", "r"]].values
+        )
+
+    parts = [
+        f"{len(outliers)} of {len(statistics)} indicators have outliers by the JRC rule "
+        f"(|skewness| > 2 and kurtosis > 3.5){': ' + ', '.join(outliers) if outliers else ''}"
+    ]
+    for flag, meaning in (
+        ("redundant", "redundant pairs (r > 0.9 within one aggregate)"),
+        ("negative", "negative correlations"),
+        ("weak", "weak correlations (r < 0.3)"),
+    ):
+        parts.append(f"{meaning}: {pairs(flag) or 'none'}")
+    return "Statistical coherence (Pearson, nominal data): " + "; ".join(parts) + "."
 
 
 def _rank_bounds_line(bounds: pd.DataFrame) -> str:

@@ -60,6 +60,23 @@ COLUMNS: dict[str, dict[str, str]] = {
         "rank": NUMBER,
         "shift": NUMBER,
     },
+    "indicator_statistics": {
+        "indicator": TEXT,
+        "skewness": NUMBER,
+        "kurtosis": NUMBER,
+        "outlier_flag": TEXT,
+    },
+    "correlations": {
+        "level": NUMBER,
+        "node_a": TEXT,
+        "node_b": TEXT,
+        "kind": TEXT,
+        "r": NUMBER,
+        "flag": TEXT,
+        "method": TEXT,
+    },
+    "cronbach": {"node": TEXT, "alpha_children": NUMBER, "alpha_indicators": NUMBER},
+    "pca_variance": {"node": TEXT, "component": NUMBER, "eigenvalue": NUMBER, "share": NUMBER},
     "rank_bounds": {
         "unit": TEXT,
         "nominal_rank": NUMBER,
