@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from nqpf_sens.audit.coherence import coherence_tables
+from nqpf_sens.audit.importance import importance_tables
 from nqpf_sens.audit.rank_bounds import rank_bounds, weight_spreads
 from nqpf_sens.audit.whatif import leave_one_out
 from nqpf_sens.config import MAX_JOBS, RunConfig, load_config
@@ -199,6 +200,7 @@ def _plan(
         tables["unit_attributes"] = attributes.reset_index()
     if len(table.units) >= 3 and len(table.years) == 1:  # correlations need three units
         tables.update(coherence_tables(spec, table, config.pipeline, config.ties))
+        tables.update(importance_tables(spec, table, config.pipeline, config.ties, config.seed))
     if len(table.units) > 1:
         what_if = leave_one_out(spec, table, config.pipeline, config.ties)
         if len(what_if):

@@ -268,18 +268,27 @@ def pca_table(
     return variance, loadings
 
 
-def coherence_tables(
+def nominal_levels(
     spec: IndexSpec, table: IndicatorTable, pipeline: Pipeline, ties: str = "min"
-) -> dict[str, pd.DataFrame]:
-    """Every coherence table of one year's data under the nominal pipeline, by file name:
-    indicator statistics of the raw data, correlations (Pearson and Spearman) of the normalised
-    indicators and aggregate scores, Cronbach's alpha and PCA of each aggregate."""
+) -> tuple[list[np.ndarray], tuple[np.ndarray, ...]]:
+    """The first year's (units x nodes) scores of every level under ``pipeline`` (level 0 the
+    normalised indicators, the last the index) and the pipeline's weights per level."""
     engine = Engine(spec, table, ties)
     leaves = engine.normalised(pipeline)[0]
     batch = ScenarioBatch((pipeline,), np.zeros(1, dtype=np.int64))
     scores = engine.evaluate(batch).scores[0, 0]
     ends = np.cumsum([0, *(len(level) for level in spec.levels[1:])])
     by_level = [leaves, *(scores[:, a:b] for a, b in zip(ends[:-1], ends[1:], strict=True))]
+    return by_level, engine.scheme_weights(pipeline)
+
+
+def coherence_tables(
+    spec: IndexSpec, table: IndicatorTable, pipeline: Pipeline, ties: str = "min"
+) -> dict[str, pd.DataFrame]:
+    """Every coherence table of one year's data under the nominal pipeline, by file name:
+    indicator statistics of the raw data, correlations (Pearson and Spearman) of the normalised
+    indicators and aggregate scores, Cronbach's alpha and PCA of each aggregate."""
+    by_level, _ = nominal_levels(spec, table, pipeline, ties)
     statuses = None if table.statuses is None else table.statuses[0]
     pairs = pd.concat(
         [correlations(by_level, spec, method).assign(method=method) for method in METHODS],

@@ -199,6 +199,8 @@ def _render(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chine
         ("correlations", "Statistical coherence: flagged correlations (weak, negative, redundant)"),
         ("cronbach", "Statistical coherence: Cronbach's alpha of each aggregate"),
         ("pca_variance", "Statistical coherence: principal components of each aggregate"),
+        ("importance", "Importance against weights (correlation ratio, Paruolo et al. 2013)"),
+        ("importance_divergence", "Importance against weights: divergence per level"),
         ("rank_stability", "Rank stability"),
         ("tier_bands", "Tiers and score bands"),
         ("region_bands", "Regions"),

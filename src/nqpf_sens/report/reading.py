@@ -42,6 +42,8 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         lines.append(_what_if_line(tables["what_if"]))
     if "correlations" in tables and "indicator_statistics" in tables:
         lines.append(_coherence_line(tables["indicator_statistics"], tables["correlations"]))
+    if "importance" in tables:
+        lines.append(_importance_line(tables["importance"]))
     if "rank_bounds" in tables:
         lines.append(_rank_bounds_line(tables["rank_bounds"]))
     regions = tables.get("region_bands")
@@ -212,6 +214,24 @@ def _coherence_line(statistics: pd.DataFrame, correlations: pd.DataFrame) -> str
     ):
         parts.append(f"{meaning}: {pairs(flag) or 'none'}")
     return "Statistical coherence (Pearson, nominal data): " + "; ".join(parts) + "."
+
+
+def _importance_line(importance: pd.DataFrame) -> str:
+    """The parts whose importance differs most from their weight, with the interval of eta^2."""
+    ratio = importance.importance_over_nominal
+    over, under = importance.loc[ratio.idxmax()], importance.loc[ratio.idxmin()]
+
+    def told(row: pd.Series) -> str:
+        return (
+            f"{row.node} (importance share {row.importance_share:.2f} against a nominal "
+            f"{row.nominal_share:.2f} within {row.parent}; eta^2 {row.eta2:.2f}, 95% interval "
+            f"{row.eta2_low:.2f}-{row.eta2_high:.2f}, {int(row.units)} units)"
+        )
+
+    return (
+        "Importance against weights (first-order effect on the index, nonparametric): the part "
+        f"that matters most beyond its weight is {told(over)}; the least, {told(under)}."
+    )
 
 
 def _rank_bounds_line(bounds: pd.DataFrame) -> str:
