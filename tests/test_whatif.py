@@ -1,10 +1,16 @@
-"""Leave-one-out as a structural what-if: one part at a time, everything else nominal."""
+"""What-ifs, one change at a time, everything else nominal: a part left out, or an alternative
+pipeline."""
 
 import numpy as np
+import pandas as pd
 import pytest
+from conftest import synthetic_frame
+from scipy import stats
 
 from nqpf_sens import IndicatorTable, Pipeline, evaluate
-from nqpf_sens.audit.whatif import leave_one_out
+from nqpf_sens.audit.whatif import leave_one_out, one_at_a_time
+from nqpf_sens.engine.table import table_from_frame
+from nqpf_sens.indices.nqpf.data import province_table
 
 
 @pytest.mark.parametrize("code", ["ns_papers", "green_factories_parks"])
@@ -27,3 +33,85 @@ def test_every_part_that_has_siblings_is_left_out_once(spec, table):
     expected = {f"without {c}" for c in (*spec.indicators, *spec.dimensions)}
     assert set(found.change) == expected
     assert (found.groupby("change").size() == len(table.units)).all()
+
+
+def test_a_change_identical_to_the_nominal_moves_nothing(spec, table):
+    units, summary = one_at_a_time(spec, table, Pipeline(), [("same", Pipeline())])
+    assert len(units) == len(table.units)
+    assert (units["shift"] == 0).all()
+    row = summary.iloc[0]
+    assert (row.mean_abs_shift, row.max_abs_shift, row.spearman) == (0, 0, 1)
+    assert row[["share_moved_over_1", "share_moved_over_3", "share_moved_over_5"]].eq(0).all()
+    assert row.units == len(table.units)
+    assert pd.isna(row.problem)
+
+
+@pytest.mark.parametrize("shipped", [False, True], ids=["synthetic", "provinces_2022"])
+def test_a_change_equals_the_index_built_with_that_pipeline(spec, table, shipped):
+    table = province_table(spec) if shipped else table
+    zscore = Pipeline(normalisation="zscore")
+    units, summary = one_at_a_time(spec, table, Pipeline(), [("z-score", zscore)])
+    mine = units.set_index("unit").loc[list(table.units)]
+    np.testing.assert_array_equal(mine["rank"], evaluate(spec, table, zscore).ranks[0, 0])
+    np.testing.assert_array_equal(mine.nominal_rank, evaluate(spec, table).ranks[0, 0])
+    assert (mine["shift"] == mine["rank"] - mine.nominal_rank).all()
+    rho = stats.spearmanr(mine["rank"], mine.nominal_rank).statistic
+    assert summary.spearman.iloc[0] == pytest.approx(rho)
+    assert summary.mean_abs_shift.iloc[0] == pytest.approx(mine["shift"].abs().mean())
+    assert summary.mean_abs_shift.iloc[0] > 0  # z-scores reorder some units
+
+
+def test_the_summary_restates_the_unit_shifts(spec, table):
+    changes = [
+        ("rank", Pipeline(normalisation="rank")),
+        ("geometric", Pipeline(aggregation="geometric")),
+        ("geometric index only", Pipeline(aggregation=("arithmetic", "geometric"))),
+        ("equal weights", Pipeline(weighting="equal")),
+    ]
+    units, summary = one_at_a_time(spec, table, Pipeline(), changes, within=(0, 2))
+    moved = units.assign(moved=units["shift"].abs()).groupby("change", sort=False).moved
+    summary = summary.set_index("change")
+    assert list(summary.index) == [label for label, _ in changes]
+    assert summary.mean_abs_shift.gt(0).all()  # every change moves some unit
+    pd.testing.assert_series_equal(summary.mean_abs_shift, moved.mean(), check_names=False)
+    np.testing.assert_array_equal(summary.max_abs_shift, moved.max())
+    np.testing.assert_allclose(summary.share_moved_over_0, moved.apply(lambda m: (m > 0).mean()))
+    np.testing.assert_allclose(summary.share_moved_over_2, moved.apply(lambda m: (m > 2).mean()))
+
+
+def test_a_change_that_cannot_run_is_reported_not_raised(spec, table):
+    values = table.values.copy()
+    values[0, 0, 0] = -1.0  # the square root of every indicator is then undefined
+    negative = IndicatorTable(values, table.years, table.units, table.indicators)
+    changes = [
+        ("z-score", Pipeline(normalisation="zscore")),
+        ("square root of all", Pipeline(transformation="sqrt", transform_target="all")),
+        ("equal weights", Pipeline(weighting="equal")),
+    ]
+    units, summary = one_at_a_time(spec, negative, Pipeline(), changes)
+    assert set(units.change) == {"z-score", "equal weights"}
+    failed = summary.set_index("change").loc["square root of all"]
+    assert "square root" in failed.problem
+    assert failed.drop(["problem", "units"]).isna().all()
+    assert failed.units == 0
+    assert summary.problem.isna().sum() == 2
+
+
+def test_several_years_are_compared_year_by_year(spec):
+    frame = pd.concat(
+        [
+            synthetic_frame(spec, seed=seed).assign(year=year)
+            for seed, year in ((1, 2021), (2, 2022))
+        ]
+    )
+    two_years = table_from_frame(frame, spec)
+    zscore = Pipeline(normalisation="zscore")
+    units, summary = one_at_a_time(spec, two_years, Pipeline(), [("z-score", zscore)])
+    assert list(units.columns) == ["change", "year", "unit", "nominal_rank", "rank", "shift"]
+    expected = evaluate(spec, two_years, zscore).ranks[0]
+    for y, year in enumerate((2021, 2022)):
+        mine = units[units.year == year].set_index("unit").loc[list(two_years.units), "rank"]
+        np.testing.assert_array_equal(mine, expected[y])
+    assert list(summary.year) == [2021, 2022]
+    by_year = units.assign(moved=units["shift"].abs()).groupby("year").moved.mean()
+    np.testing.assert_allclose(summary.mean_abs_shift, by_year)

@@ -18,7 +18,7 @@ import pandas as pd
 from nqpf_sens.audit.coherence import coherence_tables
 from nqpf_sens.audit.importance import importance_tables
 from nqpf_sens.audit.rank_bounds import rank_bounds, weight_spreads
-from nqpf_sens.audit.whatif import leave_one_out
+from nqpf_sens.audit.whatif import leave_one_out, one_at_a_time
 from nqpf_sens.config import MAX_JOBS, RunConfig, load_config
 from nqpf_sens.engine.batch import Engine, evaluate
 from nqpf_sens.engine.pipeline import option_problem
@@ -209,6 +209,12 @@ def _plan(
     if config.kind != "baseline":
         prepared = prepare_study(config, spec, table, nominal, jobs, work)
         notes = notes + prepared.notes
+        changes = prepared.study.factors.single_changes()
+        if changes and len(table.units) > 1:
+            per_unit, summary = one_at_a_time(
+                spec, prepared.study.tables, config.pipeline, changes, config.ties
+            )
+            tables["one_at_a_time"], tables["one_at_a_time_summary"] = per_unit, summary
         bounds = _rank_bounds(config, spec, table)  # after the study has checked the factors
         if bounds is not None:
             tables["rank_bounds"] = bounds

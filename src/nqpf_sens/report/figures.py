@@ -249,6 +249,23 @@ def sobol_heatmap(
     return _save(figure, stem)
 
 
+def single_changes(
+    per_unit: pd.DataFrame, order: list[str] | None, labels: dict[str, str], stem: Path
+) -> Path:
+    """Units x changes heat map of the rank shift when one choice changes alone (red: the unit
+    falls, blue: it rises), so the direction shows beside the size."""
+    table = per_unit.pivot(index="unit", columns="change", values="shift")
+    table = table.reindex(index=order or table.index, columns=list(dict.fromkeys(per_unit.change)))
+    limit = max(float(np.abs(table.to_numpy()).max()), 1.0)
+    figure, axis = plt.subplots(figsize=(0.45 * table.shape[1] + 3.0, 0.22 * len(table) + 2.2))
+    image = axis.imshow(table.to_numpy(), aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit)
+    axis.set_xticks(range(table.shape[1]), table.columns, rotation=45, ha="right")
+    axis.set_yticks(range(len(table)), [labels.get(u, u) for u in table.index])
+    figure.colorbar(image, ax=axis, fraction=0.05, label="rank shift (positive: falls)")
+    axis.set_title("One change at a time: who moves, and which way")
+    return _save(figure, stem)
+
+
 def quadrant(bands: pd.DataFrame, gdp: pd.Series, labels: dict[str, str], stem: Path) -> Path:
     """Index vs GDP per capita (the paper's Figure 3) with the index's 5th-95th percentile band."""
     index_mean = bands.total_nominal.mean()  # over every unit, as in the paper's Figure 3
@@ -411,6 +428,15 @@ def make_figures(
         add(
             trajectory(bands, aggregates, target / "trajectory"),
             "Trajectory of the index and sub-indices with the 5th-95th percentile band.",
+        )
+    single = tables.get("one_at_a_time")
+    if single is not None and "year" not in single and len(single):
+        order = (
+            stability.sort_values("nominal_rank").unit.tolist() if stability is not None else None
+        )
+        add(
+            single_changes(single, order, labels, target / "one_at_a_time"),
+            "Rank shift of each unit when one choice changes alone, everything else nominal.",
         )
     indices = tables.get("sobol_indices")
     if indices is not None:

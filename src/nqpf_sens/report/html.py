@@ -208,6 +208,7 @@ def _render(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chine
         ("rank_shift", "Rank shift"),
         ("rank_agreement", "Rank agreement with the nominal ranking"),
         ("what_if", "What if one part were left out (one at a time)"),
+        ("one_at_a_time_summary", "What if one choice changed alone (R_S: mean |rank shift|)"),
         ("rank_bounds", "Best and worst rank over all admissible weights (exact)"),
         ("sobol_summary", "Sobol indices: summary"),
         ("sobol_outputs", "Sobol indices: which outputs can be read"),

@@ -42,6 +42,8 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         lines.append(_what_if_line(tables["what_if"]))
     if "correlations" in tables and "indicator_statistics" in tables:
         lines.append(_coherence_line(tables["indicator_statistics"], tables["correlations"]))
+    if "one_at_a_time_summary" in tables:
+        lines.append(_single_changes_line(tables["one_at_a_time_summary"]))
     if "importance" in tables:
         lines.append(_importance_line(tables["importance"]))
     if "rank_bounds" in tables:
@@ -214,6 +216,21 @@ def _coherence_line(statistics: pd.DataFrame, correlations: pd.DataFrame) -> str
     ):
         parts.append(f"{meaning}: {pairs(flag) or 'none'}")
     return "Statistical coherence (Pearson, nominal data): " + "; ".join(parts) + "."
+
+
+def _single_changes_line(summary: pd.DataFrame) -> str:
+    """The single choice that moves the ranking most, and how many move nothing."""
+    ran = summary[summary.mean_abs_shift.notna()]
+    if ran.empty:
+        return "No single change of a choice could be evaluated."
+    largest = ran.loc[ran.mean_abs_shift.idxmax()]
+    still = int((ran.max_abs_shift == 0).sum())
+    return (
+        f"One choice at a time, everything else nominal: {largest.change} moves the ranking most "
+        f"(mean |rank shift| {largest.mean_abs_shift:.2f}, at most {int(largest.max_abs_shift)} "
+        f"places, Spearman {largest.spearman:.3f}); {still} of {len(ran)} single changes move no "
+        "unit at all."
+    )
 
 
 def _importance_line(importance: pd.DataFrame) -> str:

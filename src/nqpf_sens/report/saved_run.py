@@ -90,6 +90,19 @@ COLUMNS: dict[str, dict[str, str]] = {
         "units": NUMBER,
     },
     "importance_divergence": {"level": NUMBER, "mean_abs_difference": NUMBER},
+    "one_at_a_time": {
+        "change": TEXT,
+        "unit": TEXT,
+        "nominal_rank": NUMBER,
+        "rank": NUMBER,
+        "shift": NUMBER,
+    },
+    "one_at_a_time_summary": {
+        "change": TEXT,
+        "mean_abs_shift": NUMBER,
+        "max_abs_shift": NUMBER,
+        "spearman": NUMBER,
+    },
     "rank_bounds": {
         "unit": TEXT,
         "nominal_rank": NUMBER,

@@ -151,6 +151,18 @@ class FactorSet:
         #: noise or masks give every scenario its own copy of the data
         self.per_scenario_data = any(f.kind in ("noise", "mask") for f in factors)
 
+    def single_changes(self) -> list[tuple[str, Pipeline]]:
+        """Every alternative of every choice factor alone, the rest nominal (the what-if)."""
+        changes = []
+        for factor in self.choices:
+            for option in factor.options:
+                value = tuple(option) if isinstance(option, list) else option
+                if value != getattr(self.nominal, factor.key):
+                    changes.append(
+                        (f"{factor.name} = {option}", self.nominal.with_(**{factor.key: value}))
+                    )
+        return changes
+
     @property
     def groups(self) -> list[str]:
         """Factor name of every column (SALib's ``groups``)."""
