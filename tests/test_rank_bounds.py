@@ -115,7 +115,7 @@ def test_spreads_are_checked():
         rank_bounds(np.zeros((2, 4)), spec, spec.weights, [0.1, 1.5], ["a", "b"])
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
     arrays(np.float64, (6, 4), elements=st.integers(0, 100).map(lambda i: i / 100)),
     st.floats(0.0, 0.5),

@@ -23,8 +23,8 @@ from nqpf_sens.engine.pipeline import Pipeline
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
 
-BANDWIDTHS = np.geomspace(0.05, 2.0, 24)  # in units of the part's standard deviation
-BOOTSTRAP = 500
+BANDWIDTHS = np.geomspace(0.05, 2.0, 12)  # in units of the part's standard deviation
+BOOTSTRAP = 200
 
 
 def local_linear(
