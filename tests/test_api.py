@@ -41,6 +41,30 @@ def test_in_memory_run_gives_the_tables_a_written_run_saves_and_writes_nothing(f
         pd.testing.assert_frame_equal(frame.reset_index(drop=True), saved, check_dtype=False)
 
 
+AUDIT_TABLES = {
+    "coherence": {
+        "indicator_statistics",
+        "correlations",
+        "cronbach",
+        "pca_variance",
+        "pca_loadings",
+    },
+    "importance": {"importance", "importance_divergence"},
+    "what_if": {"what_if", "one_at_a_time", "one_at_a_time_summary"},
+    "rank_bounds": {"rank_bounds"},
+}
+
+
+@pytest.mark.parametrize("step", sorted(AUDIT_TABLES))
+def test_each_audit_step_can_be_switched_off_alone(folder, step):
+    """By default every audit step applies to this run (one year, ten units, uniform weights,
+    arithmetic); ``[audit] <step> = false`` removes that step's tables and no other."""
+    everything = set(ns.run(ns.config_from_dict(CONFIG, folder)).tables)
+    assert set().union(*AUDIT_TABLES.values()) <= everything
+    without = set(ns.run(ns.config_from_dict({**CONFIG, "audit": {step: False}}, folder)).tables)
+    assert everything - without == AUDIT_TABLES[step]
+
+
 def test_a_config_built_in_code_is_checked_like_a_file(folder):
     with pytest.raises(ns.UserError) as error:
         ns.config_from_dict({"run": {"kind": "sobol"}, "sampling": {"n": 100}})

@@ -3,6 +3,7 @@
 import numpy as np
 
 from nqpf_sens import Pipeline
+from nqpf_sens.audit.coherence import nominal_levels
 from nqpf_sens.audit.importance import correlation_ratio, importance_tables, local_linear
 
 
@@ -28,7 +29,8 @@ def test_correlation_ratio_sees_a_curve_that_correlation_misses():
 
 
 def test_nqpf_importance_shares_sum_to_one_within_each_parent(spec, table):
-    found = importance_tables(spec, table, Pipeline())["importance"]
+    levels, weights = nominal_levels(spec, table, Pipeline())
+    found = importance_tables(levels, spec, weights)["importance"]
     assert len(found) == len(spec.indicators) + len(spec.dimensions)
     for column in ("importance_share", "nominal_share", "effective_share"):
         sums = found.groupby(["level", "parent"])[column].sum()
@@ -38,3 +40,13 @@ def test_nqpf_importance_shares_sum_to_one_within_each_parent(spec, table):
     np.testing.assert_allclose(
         found.importance_minus_nominal, found.importance_share - found.nominal_share
     )
+
+
+def test_the_bootstrap_in_one_batch_equals_one_resample_at_a_time():
+    """The batched fit gives every resample's ratio as a single-sample fit would."""
+    rng = np.random.default_rng(4)
+    x, y = rng.random(12), rng.random(12)
+    resamples = rng.integers(0, 12, size=(5, 12))
+    batch = correlation_ratio(x[resamples], y[resamples], 0.2)
+    single = [correlation_ratio(x[r], y[r], 0.2) for r in resamples]
+    np.testing.assert_allclose(batch, single, rtol=1e-12)

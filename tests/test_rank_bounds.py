@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from nqpf_sens import Pipeline
-from nqpf_sens.audit.rank_bounds import rank_bounds
+from nqpf_sens.audit.rank_bounds import difference_range, rank_bounds, weight_region
 from nqpf_sens.engine.batch import Engine, ScenarioBatch
 from nqpf_sens.engine.spec import IndexSpec
 
@@ -75,6 +75,30 @@ def test_bounds_contain_and_match_a_fine_grid_of_weights():
     np.testing.assert_array_equal(seen.min(axis=0), found.best_rank)
     np.testing.assert_array_equal(seen.max(axis=0), found.worst_rank)
     np.testing.assert_array_equal(found.nominal_rank, ranks_under(leaves, spec, spec.weights))
+
+
+def test_the_range_of_every_pairwise_difference_is_exact():
+    """The least and largest index difference of every pair over the weight box are reached at
+    its vertices (each parent's average is linear-fractional in its own weights), so the
+    3-point grid per weight, vertices included, attains them."""
+    spec = two_level_spec()
+    leaves = np.random.default_rng(11).random((5, 4))
+    spreads = [0.6, 0.3]
+    low, high, _ = weight_region(spec, spec.weights, spreads)
+    least, largest = difference_range(leaves, spec, low, high)
+    seen = []
+    for combo in itertools.product([-1, 0, 1], repeat=6):
+        weights = [
+            spec.weights[0] * (1 + spreads[0] * np.array(combo[:4])),
+            spec.weights[1] * (1 + spreads[1] * np.array(combo[4:])),
+        ]
+        scores = leaves
+        for k, w in enumerate(weights):
+            scores = (scores * w) @ spec.membership(k) / (w @ spec.membership(k))
+        seen.append(scores[None, :, 0] - scores[:, None, 0])
+    seen = np.array(seen)
+    np.testing.assert_allclose(least, seen.min(axis=0), atol=1e-12)
+    np.testing.assert_allclose(largest, seen.max(axis=0), atol=1e-12)
 
 
 def test_monte_carlo_ranks_of_a_weights_only_run_lie_inside(spec, table):

@@ -69,6 +69,14 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "labels": (str,),
         "figures": (bool,),
     },
+    "audit": {
+        "coherence": (bool,),
+        "importance": (bool,),
+        "what_if": (bool,),
+        "rank_bounds": (bool,),
+        "bootstrap": (int,),
+        "confidence": _NUMBER,
+    },
 }
 FACTOR_KEYS: dict[str, tuple[type, ...]] = {
     "name": (str,),
@@ -97,6 +105,7 @@ LIST_ITEMS: dict[str, tuple[type, ...]] = {
 #: key -> accepted types of each value of a table value (its keys are labels, any text)
 TABLE_ITEMS: dict[str, tuple[type, ...]] = {"spread_by_status": _NUMBER}
 MAX_JOBS = 1024
+MAX_BOOTSTRAP = 100_000  # resamples of a few dozen units: more cannot change an interval
 IN_MEMORY = "<config dict>"  # the file name errors give for a config built in code
 DEFAULT_NAME = "run"  # the run name of a config built in code that gives none
 KINDS = ("baseline", "montecarlo", "sobol")
@@ -135,6 +144,19 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """Which audit steps run where they apply (see the README's "Audit" section), and the
+    bootstrap behind the importance intervals."""
+
+    coherence: bool = True
+    importance: bool = True
+    what_if: bool = True
+    rank_bounds: bool = True
+    bootstrap: int = 200
+    confidence: float = 0.95
+
+
+@dataclass(frozen=True)
 class RunConfig:
     path: Path
     raw: dict[str, Any]
@@ -150,6 +172,7 @@ class RunConfig:
     ties: str = "min"
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     outputs: OutputConfig = field(default_factory=OutputConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     factors: tuple[dict[str, Any], ...] = ()
 
 
@@ -332,6 +355,17 @@ def _outputs(section: dict[str, Any], path: Path) -> OutputConfig:
     )
 
 
+def _audit(section: dict[str, Any], path: Path) -> AuditConfig:
+    confidence = float(section.get("confidence", 0.95))
+    if not 0 < confidence < 1:
+        raise UserError("must be between 0 and 1", path, "[audit] confidence")
+    bootstrap = section.get("bootstrap", 200)
+    if not 10 <= bootstrap <= MAX_BOOTSTRAP:
+        raise UserError(f"must be between 10 and {MAX_BOOTSTRAP}", path, "[audit] bootstrap")
+    switches = {k: v for k, v in section.items() if isinstance(v, bool)}
+    return AuditConfig(**switches, bootstrap=bootstrap, confidence=confidence)
+
+
 def load_config(path: str | Path) -> RunConfig:
     """Read and check a run configuration; paths inside it are relative to the file."""
     path = Path(path)
@@ -404,6 +438,7 @@ def _config(raw: dict[str, Any], path: Path, base: Path) -> RunConfig:
         scheduler=run.get("scheduler"),
         sampling=sampling,
         outputs=outputs,
+        audit=_audit(raw.get("audit", {}), path),
         factors=tuple(raw.get("factors", ())),
         data=DataConfig(
             metadata=_path(data.get("metadata"), base),

@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from nqpf_sens.audit.coherence import coherence_tables
+from nqpf_sens.audit.coherence import coherence_tables, nominal_levels
 from nqpf_sens.audit.importance import importance_tables
 from nqpf_sens.audit.rank_bounds import rank_bounds, weight_spreads
 from nqpf_sens.audit.whatif import leave_one_out, one_at_a_time
 from nqpf_sens.config import MAX_JOBS, RunConfig, load_config
-from nqpf_sens.engine.batch import Engine, evaluate
+from nqpf_sens.engine.batch import evaluate
 from nqpf_sens.engine.pipeline import option_problem
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
@@ -198,10 +199,20 @@ def _plan(
     attributes = unit_attributes(config, table)
     if not attributes.empty and len(attributes.columns):
         tables["unit_attributes"] = attributes.reset_index()
-    if len(table.units) >= 3 and len(table.years) == 1:  # correlations need three units
-        tables.update(coherence_tables(spec, table, config.pipeline, config.ties))
-        tables.update(importance_tables(spec, table, config.pipeline, config.ties, config.seed))
-    if len(table.units) > 1:
+    audit = config.audit
+    levels = None
+    if len(table.years) == 1 and len(table.units) >= 2:
+        levels, weights = nominal_levels(spec, table, config.pipeline, config.ties)
+    if levels is not None and len(table.units) >= 3:  # correlations need three units
+        if audit.coherence:
+            tables.update(coherence_tables(levels, spec, table))
+        if audit.importance:
+            tables.update(
+                importance_tables(
+                    levels, spec, weights, audit.confidence, config.seed, audit.bootstrap
+                )
+            )
+    if audit.what_if and len(table.units) > 1:
         what_if = leave_one_out(spec, table, config.pipeline, config.ties)
         if len(what_if):
             tables["what_if"] = what_if
@@ -210,29 +221,33 @@ def _plan(
         prepared = prepare_study(config, spec, table, nominal, jobs, work)
         notes = notes + prepared.notes
         changes = prepared.study.factors.single_changes()
-        if changes and len(table.units) > 1:
+        if audit.what_if and changes and len(table.units) > 1:
             per_unit, summary = one_at_a_time(
                 spec, prepared.study.tables, config.pipeline, changes, config.ties
             )
             tables["one_at_a_time"], tables["one_at_a_time_summary"] = per_unit, summary
-        bounds = _rank_bounds(config, spec, table)  # after the study has checked the factors
-        if bounds is not None:
-            tables["rank_bounds"] = bounds
+        if audit.rank_bounds and levels is not None:  # after the study has checked the factors
+            bounds = _rank_bounds(config, spec, levels[0], weights, table.units)
+            if bounds is not None:
+                tables["rank_bounds"] = bounds
     return _Plan(config, jobs, tables, notes, list(spec.dimensions), prepared)
 
 
-def _rank_bounds(config: RunConfig, spec: IndexSpec, table: IndicatorTable) -> pd.DataFrame | None:
+def _rank_bounds(
+    config: RunConfig,
+    spec: IndexSpec,
+    leaves: np.ndarray,
+    weights: tuple[np.ndarray, ...],
+    units: tuple[str, ...],
+) -> pd.DataFrame | None:
     """Exact best and worst ranks over the weights the config's uniform ``weights`` factors
-    allow, when they apply: arithmetic aggregation at every level, one year, ties shared."""
+    allow, when they apply: arithmetic aggregation at every level, ties shared."""
     spreads = weight_spreads(config.factors, len(spec.levels) - 1)
-    pipeline = config.pipeline
     levels = range(len(spec.levels) - 1)
-    arithmetic = all(pipeline.aggregation_at(k) == "arithmetic" for k in levels)
-    if spreads is None or not arithmetic or len(table.years) != 1 or config.ties != "min":
+    arithmetic = all(config.pipeline.aggregation_at(k) == "arithmetic" for k in levels)
+    if spreads is None or not arithmetic or config.ties != "min":
         return None
-    engine = Engine(spec, table, config.ties)
-    leaves = engine.normalised(pipeline)[0]
-    bounds = rank_bounds(leaves, spec, engine.scheme_weights(pipeline), spreads, table.units)
+    bounds = rank_bounds(leaves, spec, weights, spreads, units)
     return bounds.sort_values(["nominal_rank", "unit"], kind="stable", ignore_index=True)
 
 

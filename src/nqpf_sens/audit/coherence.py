@@ -283,12 +283,11 @@ def nominal_levels(
 
 
 def coherence_tables(
-    spec: IndexSpec, table: IndicatorTable, pipeline: Pipeline, ties: str = "min"
+    by_level: list[np.ndarray], spec: IndexSpec, table: IndicatorTable
 ) -> dict[str, pd.DataFrame]:
-    """Every coherence table of one year's data under the nominal pipeline, by file name:
-    indicator statistics of the raw data, correlations (Pearson and Spearman) of the normalised
-    indicators and aggregate scores, Cronbach's alpha and PCA of each aggregate."""
-    by_level, _ = nominal_levels(spec, table, pipeline, ties)
+    """Every coherence table of one year's data, by file name: indicator statistics of the raw
+    data, correlations (Pearson and Spearman) of the nominal scores of every level (see
+    :func:`nominal_levels`), Cronbach's alpha and PCA of each aggregate."""
     statuses = None if table.statuses is None else table.statuses[0]
     pairs = pd.concat(
         [correlations(by_level, spec, method).assign(method=method) for method in METHODS],

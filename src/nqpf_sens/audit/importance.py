@@ -6,11 +6,12 @@ on its spread and on its correlations with the rest. Paruolo et al. measure impo
 first-order effect of a part on the index across units, Pearson's correlation ratio
 ``eta^2 = Var(E[index | part]) / Var(index)``, estimated by a nonparametric regression. With a
 few dozen units we use a local-linear kernel regression (Gaussian kernel) whose bandwidth is
-chosen by leave-one-out cross-validation, and a bootstrap over units (the bandwidth refitted in
-each resample) for the interval. Importance is normalised to sum to one within each parent and
-set beside the nominal weight share and the effective share, the part of the index's variance
-each child carries through the aggregation (``w cov(part, index) / Var(index)``, which sums to
-one over the children of an arithmetic index).
+chosen by leave-one-out cross-validation, and a bootstrap over units for the interval (the
+bandwidth held at the one chosen on all units, so the interval is that of the smoothed curve).
+Importance is normalised to sum to one within each parent and set beside the nominal weight share
+and the effective share, the part of the index's variance each child carries through the
+aggregation (``w cov(part, index) / Var(index)``, which sums to one over the children of an
+arithmetic index).
 """
 
 from __future__ import annotations
@@ -18,10 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nqpf_sens.audit.coherence import nominal_levels
-from nqpf_sens.engine.pipeline import Pipeline
 from nqpf_sens.engine.spec import IndexSpec
-from nqpf_sens.engine.table import IndicatorTable
 
 BANDWIDTHS = np.geomspace(0.05, 2.0, 12)  # in units of the part's standard deviation
 BOOTSTRAP = 200
@@ -30,20 +28,22 @@ BOOTSTRAP = 200
 def local_linear(
     x: np.ndarray, y: np.ndarray, bandwidth: float, at: np.ndarray, leave_out: bool = False
 ) -> np.ndarray:
-    """Local-linear regression of ``y`` on ``x`` with a Gaussian kernel, evaluated at ``at``;
-    with ``leave_out`` (``at`` is ``x``) each point is predicted without itself."""
-    weights = np.exp(-0.5 * ((at[:, None] - x[None, :]) / bandwidth) ** 2)
+    """Local-linear regression of ``y`` on ``x`` (both ``(..., n)``, a batch of samples) with a
+    Gaussian kernel, evaluated at ``at`` ``(..., m)``; with ``leave_out`` (``at`` is ``x``) each
+    point is predicted without itself."""
+    gap = x[..., None, :] - at[..., :, None]
+    weights = np.exp(-0.5 * (gap / bandwidth) ** 2)
     if leave_out:
-        np.fill_diagonal(weights, 0.0)
-    gap = x[None, :] - at[:, None]
-    s0, s1, s2 = weights.sum(axis=1), (weights * gap).sum(axis=1), (weights * gap**2).sum(axis=1)
-    t0, t1 = (weights * y).sum(axis=1), (weights * gap * y).sum(axis=1)
+        weights = weights * (1.0 - np.eye(x.shape[-1]))
+    y = y[..., None, :]
+    s0, s1, s2 = weights.sum(-1), (weights * gap).sum(-1), (weights * gap**2).sum(-1)
+    t0, t1 = (weights * y).sum(-1), (weights * gap * y).sum(-1)
     determinant = s0 * s2 - s1**2
     with np.errstate(divide="ignore", invalid="ignore"):
         local = np.where(
             np.abs(determinant) > 1e-12 * s0 * s2, (s2 * t0 - s1 * t1) / determinant, t0 / s0
         )
-    return np.where(np.isfinite(local), local, np.mean(y))  # no neighbour at all: the mean
+    return np.where(np.isfinite(local), local, y.mean(-1))  # no neighbour at all: the mean
 
 
 def _loo_error(x: np.ndarray, y: np.ndarray, bandwidth: float) -> float:
@@ -58,14 +58,25 @@ def choose_bandwidth(x: np.ndarray, y: np.ndarray) -> float:
     return float(BANDWIDTHS[int(np.argmin(errors))] * scale)
 
 
-def correlation_ratio(x: np.ndarray, y: np.ndarray, bandwidth: float | None = None) -> float:
-    """Pearson's correlation ratio eta^2 of ``y`` on ``x``, from the smoothed regression curve
-    (0 when ``x`` or ``y`` does not vary; clipped to [0, 1])."""
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
-        return 0.0
-    h = choose_bandwidth(x, y) if bandwidth is None else bandwidth
-    fitted = local_linear(x, y, h, x)
-    return float(np.clip(np.var(fitted) / np.var(y), 0.0, 1.0))
+def correlation_ratio(
+    x: np.ndarray, y: np.ndarray, bandwidth: float | None = None
+) -> float | np.ndarray:
+    """Pearson's correlation ratio eta^2 of ``y`` on ``x`` from the smoothed regression curve,
+    clipped to [0, 1]; 0 where ``x`` or ``y`` does not vary. ``x`` and ``y`` may be batches
+    ``(..., n)`` when ``bandwidth`` is given (one ratio per sample)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if bandwidth is None:
+        if np.ptp(x) == 0 or np.ptp(y) == 0:
+            return 0.0
+        bandwidth = choose_bandwidth(x, y)
+    fitted = local_linear(x, y, bandwidth, x)
+    spread = np.var(y, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(
+            (np.ptp(x, axis=-1) > 0) & (spread > 0), np.var(fitted, axis=-1) / spread, 0.0
+        )
+    ratio = np.clip(ratio, 0.0, 1.0)
+    return float(ratio) if ratio.ndim == 0 else ratio
 
 
 def importance_table(
@@ -74,9 +85,11 @@ def importance_table(
     weights: tuple[np.ndarray, ...],
     confidence: float = 0.95,
     seed: int = 0,
+    bootstrap: int = BOOTSTRAP,
 ) -> pd.DataFrame:
-    """Per node below the index: eta^2 on the index with its bootstrap interval, the importance
-    share within its parent, the nominal and the effective weight share, and their differences.
+    """Per node below the index: eta^2 on the index with its bootstrap interval (``bootstrap``
+    resamples of the units), the importance share within its parent, the nominal and the
+    effective weight share, and their differences.
 
     ``values_by_level[k]`` are the (units x nodes) scores of level ``k`` (level 0 the normalised
     indicators, the last the index); ``weights`` the nominal weights per level.
@@ -84,7 +97,7 @@ def importance_table(
     index = values_by_level[-1][:, 0]
     rng = np.random.default_rng(seed)
     n = len(index)
-    resamples = rng.integers(0, n, size=(BOOTSTRAP, n))
+    resamples = rng.integers(0, n, size=(bootstrap, n))
     alpha = (1 - confidence) / 2
     variance = np.var(index)
     rows = []
@@ -94,8 +107,7 @@ def importance_table(
         for j, node in enumerate(spec.levels[k]):
             x = values_by_level[k][:, j]
             h = choose_bandwidth(x, index) if np.ptp(x) > 0 else 1.0
-            eta = correlation_ratio(x, index, h)
-            boot = [correlation_ratio(x[r], index[r], h) for r in resamples]
+            boot = correlation_ratio(x[resamples], index[resamples], h)
             siblings = parents == parents[j]
             covariance = np.cov(x, index, bias=True)[0, 1]
             rows.append(
@@ -103,7 +115,7 @@ def importance_table(
                     "level": k,
                     "node": node,
                     "parent": spec.levels[k + 1][parents[j]],
-                    "eta2": eta,
+                    "eta2": correlation_ratio(x, index, h),
                     "eta2_low": float(np.quantile(boot, alpha)),
                     "eta2_high": float(np.quantile(boot, 1 - alpha)),
                     "bandwidth": h,
@@ -117,7 +129,7 @@ def importance_table(
     frame["effective_share"] = frame.effective / grouped.effective.transform("sum")
     frame["importance_minus_nominal"] = frame.importance_share - frame.nominal_share
     frame["importance_over_nominal"] = frame.importance_share / frame.nominal_share
-    return frame.drop(columns="effective").assign(units=n, bootstrap=BOOTSTRAP)
+    return frame.drop(columns="effective").assign(units=n, bootstrap=bootstrap)
 
 
 def divergence_by_level(importance: pd.DataFrame) -> pd.DataFrame:
@@ -140,9 +152,14 @@ def divergence_by_level(importance: pd.DataFrame) -> pd.DataFrame:
 
 
 def importance_tables(
-    spec: IndexSpec, table: IndicatorTable, pipeline: Pipeline, ties: str = "min", seed: int = 0
+    levels: list[np.ndarray],
+    spec: IndexSpec,
+    weights: tuple[np.ndarray, ...],
+    confidence: float = 0.95,
+    seed: int = 0,
+    bootstrap: int = BOOTSTRAP,
 ) -> dict[str, pd.DataFrame]:
-    """Importance against weights under the nominal pipeline (first year), by file name."""
-    by_level, weights = nominal_levels(spec, table, pipeline, ties)
-    importance = importance_table(by_level, spec, weights, seed=seed)
+    """Importance against weights of the nominal scores of every level (see
+    :func:`nqpf_sens.audit.coherence.nominal_levels`), by file name."""
+    importance = importance_table(levels, spec, weights, confidence, seed, bootstrap)
     return {"importance": importance, "importance_divergence": divergence_by_level(importance)}

@@ -9,7 +9,9 @@ the polytope of node masses ``m`` with ``m(index) = 1``, ``sum of a node's child
 and ``low_c t_p <= m_c <= high_c t_p`` for one free ``t_p >= 0`` per parent ``p`` (dividing by
 ``m_p`` recovers normalised weights ``m_c / m_p`` of a weight vector in the box, scaled by
 ``1 / t_p``). So every level and any depth stay linear, and each bound is one small mixed-integer
-programme (HiGHS): the fewest (most) other units that beat the unit anywhere in the region.
+programme (HiGHS): the fewest (most) other units that beat the unit anywhere in the region. Most
+pairs keep their order everywhere; the exact range of each pair's difference (a linear-fractional
+programme per parent, solved by sorting) settles them first, so only the others need binaries.
 
 Ties follow the engine's ``min`` rule (a unit tied with another shares the better place); score
 differences within the solver's feasibility tolerance (1e-7 of the score scale) may count either
@@ -25,6 +27,8 @@ import pandas as pd
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_array
 
+from nqpf_sens.engine.aggregate import aggregate_tree
+from nqpf_sens.engine.rank import rank_scores
 from nqpf_sens.engine.spec import IndexSpec
 
 MARGIN = 1e-9  # a unit beats another when its score is larger by at least this (x score scale)
@@ -127,62 +131,134 @@ def rank_bounds(
 ) -> pd.DataFrame:
     """Per unit: its nominal rank and the best and worst rank it can reach when each level's
     weights move within ``+/- spreads[k]`` (relative) of ``weights[k]``, renormalised within each
-    parent, under arithmetic aggregation of ``leaves`` (units x indicators, normalised)."""
+    parent, under arithmetic aggregation of ``leaves`` (units x indicators, normalised).
+
+    Pairs whose order is the same everywhere in the region (found exactly by
+    :func:`difference_range`) are counted directly; only the rest enter the integer programme.
+    """
     leaves = np.asarray(leaves, dtype=float)
-    n_units, n_indicators = leaves.shape
+    n_units = len(leaves)
     low, high, parents = weight_region(spec, weights, spreads)
-    region, region_low, region_high, n_vars = _region_rows(spec, low, high, parents)
-    nominal = _nominal_index(leaves, spec, weights)
+    region = _Region(*_region_rows(spec, low, high, parents))
+    memberships = [spec.membership(k) for k in range(len(spec.levels) - 1)]
+    scores, _ = aggregate_tree(
+        leaves.T,
+        [np.asarray(w, dtype=float)[None] for w in weights],
+        memberships,
+        ["arithmetic"] * len(memberships),
+    )
+    least, most = difference_range(leaves, spec, low, high)
     scale = max(float(np.ptp(leaves)), 1e-12)
-    nominal_rank = 1 + (nominal[None, :] > nominal[:, None]).sum(axis=1)
-    best, worst = np.empty(n_units, dtype=np.int64), np.empty(n_units, dtype=np.int64)
+    always = least > MARGIN * scale  # [u, v]: v beats u at every point of the region
+    never = most <= 0  # v beats u nowhere (a unit never beats itself)
+    best, worst = always.sum(axis=1) + 1, always.sum(axis=1) + 1
     for u in range(n_units):
-        others = np.delete(np.arange(n_units), u)
-        difference = leaves[others] - leaves[u]  # (others, indicators): > 0 where v leads
-        big = np.abs(difference).max(axis=1) + 2 * MARGIN * scale
-        best[u] = 1 + _count(region, region_low, region_high, n_vars, difference, big, scale, 1)
-        worst[u] = 1 + _count(region, region_low, region_high, n_vars, difference, big, scale, -1)
+        undecided = np.flatnonzero(~always[u] & ~never[u])
+        if undecided.size:
+            difference = leaves[undecided] - leaves[u]  # (undecided, indicators)
+            best[u] += region.count(difference, scale, fewest=True)
+            worst[u] += region.count(difference, scale, fewest=False)
     return pd.DataFrame(
-        {"unit": list(units), "nominal_rank": nominal_rank, "best_rank": best, "worst_rank": worst}
+        {
+            "unit": list(units),
+            "nominal_rank": rank_scores(scores[0, -1]),
+            "best_rank": best,
+            "worst_rank": worst,
+        }
     )
 
 
-def _count(region, region_low, region_high, n_vars, difference, big, scale, sense) -> int:
-    """The fewest (``sense = 1``) or most (``-1``) other units that beat the unit in the region.
+def difference_range(
+    leaves: np.ndarray, spec: IndexSpec, low: np.ndarray, high: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The least and the largest ``index(v) - index(u)`` over the weight region, for every pair
+    (arrays ``[u, v]``), exactly.
 
-    With ``b_v`` binary: fewest needs ``score_v - score_u <= big_v b_v`` (v may lead only where
-    counted); most needs ``score_v - score_u >= margin - big_v (1 - b_v)`` (counted only where
-    v leads).
+    A parent's difference is its children's differences averaged with weights in a box; the
+    children's subtrees have their own weights, so the largest difference is the largest weighted
+    average of the children's largest differences, and that (a linear-fractional programme over a
+    box) puts the children above the optimum at their upper weight and the rest at their lower:
+    one of the splits of the children sorted by difference.
     """
-    n_others, n_indicators = difference.shape
-    leaf_block = np.zeros((n_others, n_vars))
-    leaf_block[:, :n_indicators] = difference
-    if sense == 1:
-        beat = np.hstack([leaf_block, -np.diag(big)])
-        beat_low, beat_high = np.full(n_others, -np.inf), np.zeros(n_others)
-    else:
-        beat = np.hstack([leaf_block, -np.diag(big)])
-        beat_low, beat_high = MARGIN * scale - big, np.full(n_others, np.inf)
-    padded = np.hstack([region.toarray(), np.zeros((region.shape[0], n_others))])
-    constraints = [
-        LinearConstraint(padded, region_low, region_high),
-        LinearConstraint(beat, beat_low, beat_high),
-    ]
-    objective = np.r_[np.zeros(n_vars), np.full(n_others, float(sense))]
-    integrality = np.r_[np.zeros(n_vars), np.ones(n_others)]
-    bounds = Bounds(np.zeros(n_vars + n_others), np.r_[np.full(n_vars, np.inf), np.ones(n_others)])
-    result = milp(objective, constraints=constraints, integrality=integrality, bounds=bounds)
-    if result.x is None:
-        raise RuntimeError(f"rank bounds: {result.message}")
-    return int(round(result.x[n_vars:].sum()))
-
-
-def _nominal_index(leaves: np.ndarray, spec: IndexSpec, weights: Sequence[np.ndarray]):
-    """Arithmetic index of every unit under ``weights`` (each level normalised in its parent)."""
-    scores = leaves
+    n_units = len(leaves)
+    largest = (leaves[None, :, :] - leaves[:, None, :]).reshape(n_units * n_units, -1)
+    least = largest
+    start = 0
     for k in range(len(spec.levels) - 1):
-        membership = spec.membership(k)
-        w = np.asarray(weights[k], dtype=float)
-        totals = w @ membership
-        scores = (scores * w) @ membership / totals
-    return scores[:, 0]
+        members = np.asarray(spec.parents[k])
+        box = slice(start, start + len(members))
+        parents = range(len(spec.levels[k + 1]))
+        largest, least = (
+            np.stack(
+                [
+                    sign
+                    * _largest_average(
+                        sign * values[:, members == p],
+                        low[box][members == p],
+                        high[box][members == p],
+                    )
+                    for p in parents
+                ],
+                axis=1,
+            )
+            for values, sign in ((largest, 1.0), (least, -1.0))
+        )
+        start += len(members)
+    return least[:, 0].reshape(n_units, n_units), largest[:, 0].reshape(n_units, n_units)
+
+
+def _largest_average(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Per row of ``values`` (rows x children), the largest ``sum(w v) / sum(w)`` over weights
+    ``low <= w <= high``: the best of the splits that put the top children at ``high``."""
+    order = np.argsort(-values, axis=1, kind="stable")
+    v = np.take_along_axis(values, order, axis=1)
+    up, down = high[order], low[order]
+    zero = np.zeros((len(values), 1))
+    numerator = np.hstack([zero, np.cumsum(up * v, axis=1)]) + (
+        (down * v).sum(axis=1, keepdims=True) - np.hstack([zero, np.cumsum(down * v, axis=1)])
+    )
+    denominator = np.hstack([zero, np.cumsum(up, axis=1)]) + (
+        down.sum(axis=1, keepdims=True) - np.hstack([zero, np.cumsum(down, axis=1)])
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(denominator > 0, numerator / denominator, -np.inf)
+    return ratio.max(axis=1)
+
+
+class _Region:
+    """The weight region's constraints, built once, and the integer programme that counts."""
+
+    def __init__(self, matrix, lows: np.ndarray, highs: np.ndarray, n_vars: int) -> None:
+        self.matrix, self.lows, self.highs, self.n_vars = matrix.toarray(), lows, highs, n_vars
+
+    def count(self, difference: np.ndarray, scale: float, fewest: bool) -> int:
+        """The fewest (or most) of the units whose leaves lead the unit's by ``difference``
+        (others x indicators) that beat it somewhere in the region.
+
+        With ``b_v`` binary: fewest needs ``score_v - score_u <= big_v b_v`` (v may lead only
+        where counted); most needs ``score_v - score_u >= margin - big_v (1 - b_v)`` (counted
+        only where v leads).
+        """
+        n_others, n_indicators = difference.shape
+        big = np.abs(difference).max(axis=1) + 2 * MARGIN * scale
+        beat = np.zeros((n_others, self.n_vars + n_others))
+        beat[:, :n_indicators] = difference
+        beat[:, self.n_vars :] = -np.diag(big)
+        if fewest:
+            beat_low, beat_high = np.full(n_others, -np.inf), np.zeros(n_others)
+        else:
+            beat_low, beat_high = MARGIN * scale - big, np.full(n_others, np.inf)
+        padded = np.hstack([self.matrix, np.zeros((len(self.matrix), n_others))])
+        constraints = [
+            LinearConstraint(padded, self.lows, self.highs),
+            LinearConstraint(beat, beat_low, beat_high),
+        ]
+        sense = 1.0 if fewest else -1.0
+        objective = np.r_[np.zeros(self.n_vars), np.full(n_others, sense)]
+        integrality = np.r_[np.zeros(self.n_vars), np.ones(n_others)]
+        upper = np.r_[np.full(self.n_vars, np.inf), np.ones(n_others)]
+        bounds = Bounds(np.zeros(self.n_vars + n_others), upper)
+        result = milp(objective, constraints=constraints, integrality=integrality, bounds=bounds)
+        if result.x is None:
+            raise RuntimeError(f"rank bounds: {result.message}")
+        return int(round(result.x[self.n_vars :].sum()))
