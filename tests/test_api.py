@@ -65,6 +65,18 @@ def test_each_audit_step_can_be_switched_off_alone(folder, step):
     assert everything - without == AUDIT_TABLES[step]
 
 
+def test_optimal_weights_are_asked_for_by_name(folder):
+    """Off by default; ``[audit] optimal_weights = "equal"`` adds its two tables, one row per
+    node of every weighted level with siblings."""
+    config = {**CONFIG, "audit": {"optimal_weights": "equal"}}
+    tables = ns.run(ns.config_from_dict(config, folder)).tables
+    assert not {"optimal_weights", "optimal_weights_summary"} & set(
+        ns.run(ns.config_from_dict(CONFIG, folder)).tables
+    )
+    assert set(tables["optimal_weights_summary"].target) == {"equal"}
+    assert len(tables["optimal_weights"]) == 15 + 3
+
+
 def test_a_config_built_in_code_is_checked_like_a_file(folder):
     with pytest.raises(ns.UserError) as error:
         ns.config_from_dict({"run": {"kind": "sobol"}, "sampling": {"n": 100}})

@@ -36,6 +36,8 @@ def test_nqpf_importance_shares_sum_to_one_within_each_parent(spec, table):
         sums = found.groupby(["level", "parent"])[column].sum()
         np.testing.assert_allclose(sums, 1.0)
     assert ((found.eta2_low <= found.eta2) & (found.eta2 <= found.eta2_high)).all()
+    assert (found.importance_share_low <= found.importance_share_high).all()
+    assert found[["importance_share_low", "importance_share_high"]].stack().between(0, 1).all()
     assert found.eta2.between(0, 1).all()
     np.testing.assert_allclose(
         found.importance_minus_nominal, found.importance_share - found.nominal_share

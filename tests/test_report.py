@@ -40,6 +40,7 @@ FIGURES = [
     "tier_probabilities",
     "score_bands",
     "quadrant",
+    "importance",
     "one_at_a_time",
     "sobol_rank_shift",
     "sobol_focus_unit",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nqpf_sens.audit.optimal_weights import TARGETS
 from nqpf_sens.engine.pipeline import Pipeline
 from nqpf_sens.engine.rank import TIES, TierRule
 from nqpf_sens.errors import UserError
@@ -74,6 +75,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "importance": (bool,),
         "what_if": (bool,),
         "rank_bounds": (bool,),
+        "optimal_weights": (str,),
         "bootstrap": (int,),
         "confidence": _NUMBER,
     },
@@ -152,6 +154,7 @@ class AuditConfig:
     importance: bool = True
     what_if: bool = True
     rank_bounds: bool = True
+    optimal_weights: str = "none"
     bootstrap: int = 200
     confidence: float = 0.95
 
@@ -362,8 +365,17 @@ def _audit(section: dict[str, Any], path: Path) -> AuditConfig:
     bootstrap = section.get("bootstrap", 200)
     if not 10 <= bootstrap <= MAX_BOOTSTRAP:
         raise UserError(f"must be between 10 and {MAX_BOOTSTRAP}", path, "[audit] bootstrap")
+    target = section.get("optimal_weights", "none")
+    if target not in ("none", *TARGETS):
+        raise UserError(
+            f"unknown target {target!r} (choose none, {', '.join(TARGETS)})",
+            path,
+            "[audit] optimal_weights",
+        )
     switches = {k: v for k, v in section.items() if isinstance(v, bool)}
-    return AuditConfig(**switches, bootstrap=bootstrap, confidence=confidence)
+    return AuditConfig(
+        **switches, optimal_weights=target, bootstrap=bootstrap, confidence=confidence
+    )
 
 
 def load_config(path: str | Path) -> RunConfig:

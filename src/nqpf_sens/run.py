@@ -18,10 +18,11 @@ import pandas as pd
 
 from nqpf_sens.audit.coherence import coherence_tables, nominal_levels
 from nqpf_sens.audit.importance import importance_tables
+from nqpf_sens.audit.optimal_weights import optimal_weights_tables
 from nqpf_sens.audit.rank_bounds import rank_bounds, weight_spreads
 from nqpf_sens.audit.whatif import leave_one_out, one_at_a_time
 from nqpf_sens.config import MAX_JOBS, RunConfig, load_config
-from nqpf_sens.engine.batch import evaluate
+from nqpf_sens.engine.batch import Engine, evaluate
 from nqpf_sens.engine.pipeline import option_problem
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
@@ -211,6 +212,11 @@ def _plan(
                 importance_tables(
                     levels, spec, weights, audit.confidence, config.seed, audit.bootstrap
                 )
+            )
+        if audit.optimal_weights != "none":
+            engine = Engine(spec, table, config.ties)
+            tables.update(
+                optimal_weights_tables(engine, config.pipeline, levels, audit.optimal_weights)
             )
     if audit.what_if and len(table.units) > 1:
         what_if = leave_one_out(spec, table, config.pipeline, config.ties)

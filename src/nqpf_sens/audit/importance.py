@@ -87,9 +87,9 @@ def importance_table(
     seed: int = 0,
     bootstrap: int = BOOTSTRAP,
 ) -> pd.DataFrame:
-    """Per node below the index: eta^2 on the index with its bootstrap interval (``bootstrap``
-    resamples of the units), the importance share within its parent, the nominal and the
-    effective weight share, and their differences.
+    """Per node below the index: eta^2 on the index and its share within its parent, each with a
+    percentile bootstrap interval (``bootstrap`` resamples of the units, the shares renormalised
+    in each resample), the nominal and the effective weight share, and their differences.
 
     ``values_by_level[k]`` are the (units x nodes) scores of level ``k`` (level 0 the normalised
     indicators, the last the index); ``weights`` the nominal weights per level.
@@ -100,14 +100,14 @@ def importance_table(
     resamples = rng.integers(0, n, size=(bootstrap, n))
     alpha = (1 - confidence) / 2
     variance = np.var(index)
-    rows = []
+    rows, boots = [], []
     for k in range(len(spec.levels) - 1):
         parents = np.asarray(spec.parents[k])
         w = np.asarray(weights[k], dtype=float)
         for j, node in enumerate(spec.levels[k]):
             x = values_by_level[k][:, j]
             h = choose_bandwidth(x, index) if np.ptp(x) > 0 else 1.0
-            boot = correlation_ratio(x[resamples], index[resamples], h)
+            boots.append(correlation_ratio(x[resamples], index[resamples], h))
             siblings = parents == parents[j]
             covariance = np.cov(x, index, bias=True)[0, 1]
             rows.append(
@@ -116,8 +116,8 @@ def importance_table(
                     "node": node,
                     "parent": spec.levels[k + 1][parents[j]],
                     "eta2": correlation_ratio(x, index, h),
-                    "eta2_low": float(np.quantile(boot, alpha)),
-                    "eta2_high": float(np.quantile(boot, 1 - alpha)),
+                    "eta2_low": float(np.quantile(boots[-1], alpha)),
+                    "eta2_high": float(np.quantile(boots[-1], 1 - alpha)),
                     "bandwidth": h,
                     "nominal_share": w[j] / w[siblings].sum(),
                     "effective": w[j] * covariance / variance if variance > 0 else np.nan,
@@ -126,10 +126,18 @@ def importance_table(
     frame = pd.DataFrame(rows)
     grouped = frame.groupby(["level", "parent"], sort=False)
     frame["importance_share"] = frame.eta2 / grouped.eta2.transform("sum")
+    shares = np.asarray(boots)  # (nodes, resamples) -> each resample's shares within the parent
+    for members in grouped.indices.values():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shares[members] = shares[members] / shares[members].sum(axis=0)
+    frame["importance_share_low"] = np.nanquantile(shares, alpha, axis=1)
+    frame["importance_share_high"] = np.nanquantile(shares, 1 - alpha, axis=1)
     frame["effective_share"] = frame.effective / grouped.effective.transform("sum")
     frame["importance_minus_nominal"] = frame.importance_share - frame.nominal_share
     frame["importance_over_nominal"] = frame.importance_share / frame.nominal_share
-    return frame.drop(columns="effective").assign(units=n, bootstrap=bootstrap)
+    return frame.drop(columns="effective").assign(
+        units=n, bootstrap=bootstrap, confidence=confidence
+    )
 
 
 def divergence_by_level(importance: pd.DataFrame) -> pd.DataFrame:

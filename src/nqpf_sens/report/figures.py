@@ -266,6 +266,71 @@ def single_changes(
     return _save(figure, stem)
 
 
+def importance_against_weights(importance: pd.DataFrame, stem: Path) -> Path:
+    """Each part's importance share within its parent (bar, with its bootstrap interval) against
+    its nominal weight share (tick) and its effective share (diamond), one panel per level."""
+    levels = sorted(importance.level.unique())
+    heights = [
+        importance.level.eq(k).sum() + importance[importance.level == k].parent.nunique()
+        for k in levels
+    ]
+    figure, axes = plt.subplots(
+        len(levels),
+        1,
+        figsize=(6.5, 0.26 * sum(heights) + 1.2 * len(levels)),
+        height_ratios=heights,
+        squeeze=False,
+    )
+    for axis, level in zip(axes[:, 0], levels, strict=True):
+        frame = importance[importance.level == level]
+        y: list[float] = []
+        labels: list[str] = []
+        position = 0.0
+        for _, group in frame.groupby("parent", sort=False):
+            y.extend(position + np.arange(len(group)))
+            labels.extend(f"{node} ({group.parent.iloc[0]})" for node in group.node)
+            position += len(group) + 1  # a gap between parents
+        frame = frame.assign(y=y)
+        arms = _interval_arms(
+            frame.rename(columns=lambda c: c.replace("importance_share", "share")), "share"
+        )
+        axis.barh(
+            frame.y,
+            frame.importance_share,
+            xerr=arms,
+            color=GREYS[3],
+            height=0.7,
+            capsize=2,
+            label="importance share (line: bootstrap interval)",
+        )
+        axis.scatter(
+            frame.nominal_share,
+            frame.y,
+            marker="|",
+            s=220,
+            color=GREYS[0],
+            label="nominal weight share",
+            zorder=3,
+        )
+        axis.scatter(
+            frame.effective_share,
+            frame.y,
+            marker="D",
+            s=18,
+            color="white",
+            edgecolor=GREYS[0],
+            label="effective share",
+            zorder=3,
+        )
+        axis.set_yticks(frame.y, labels)
+        axis.invert_yaxis()
+        axis.set_xlabel("share within the parent")
+        axis.set_title(f"Level {level}: importance against weight")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    figure.legend(handles, names, loc="outside lower center", ncols=3, frameon=False)
+    return _save(figure, stem)
+
+
 def quadrant(bands: pd.DataFrame, gdp: pd.Series, labels: dict[str, str], stem: Path) -> Path:
     """Index vs GDP per capita (the paper's Figure 3) with the index's 5th-95th percentile band."""
     index_mean = bands.total_nominal.mean()  # over every unit, as in the paper's Figure 3
@@ -428,6 +493,14 @@ def make_figures(
         add(
             trajectory(bands, aggregates, target / "trajectory"),
             "Trajectory of the index and sub-indices with the 5th-95th percentile band.",
+        )
+    importance = tables.get("importance")
+    if importance is not None and len(importance):
+        add(
+            importance_against_weights(importance, target / "importance"),
+            "Importance (the part's correlation ratio on the index, as a share of its "
+            "siblings', with its bootstrap interval) against its nominal and effective weight "
+            "share.",
         )
     single = tables.get("one_at_a_time")
     if single is not None and "year" not in single and len(single):

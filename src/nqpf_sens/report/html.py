@@ -201,6 +201,8 @@ def _render(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chine
         ("pca_variance", "Statistical coherence: principal components of each aggregate"),
         ("importance", "Importance against weights (correlation ratio, Paruolo et al. 2013)"),
         ("importance_divergence", "Importance against weights: divergence per level"),
+        ("optimal_weights_summary", "Weights that would give each part its target influence"),
+        ("optimal_weights", "Optimised weights, node by node (influence: Pearson r share)"),
         ("rank_stability", "Rank stability"),
         ("tier_bands", "Tiers and score bands"),
         ("region_bands", "Regions"),

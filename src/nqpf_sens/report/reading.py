@@ -46,6 +46,8 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         lines.append(_single_changes_line(tables["one_at_a_time_summary"]))
     if "importance" in tables:
         lines.append(_importance_line(tables["importance"]))
+    if "optimal_weights_summary" in tables:
+        lines.append(_optimal_weights_line(tables["optimal_weights_summary"]))
     if "rank_bounds" in tables:
         lines.append(_rank_bounds_line(tables["rank_bounds"]))
     regions = tables.get("region_bands")
@@ -240,14 +242,30 @@ def _importance_line(importance: pd.DataFrame) -> str:
 
     def told(row: pd.Series) -> str:
         return (
-            f"{row.node} (importance share {row.importance_share:.2f} against a nominal "
-            f"{row.nominal_share:.2f} within {row.parent}; eta^2 {row.eta2:.2f}, 95% interval "
-            f"{row.eta2_low:.2f}-{row.eta2_high:.2f}, {int(row.units)} units)"
+            f"{row.node} (importance share {row.importance_share:.2f}, {row.confidence:.0%} "
+            f"bootstrap interval {row.importance_share_low:.2f}-{row.importance_share_high:.2f} "
+            f"over {int(row.units)} units, against a nominal {row.nominal_share:.2f} within "
+            f"{row.parent})"
         )
 
     return (
         "Importance against weights (first-order effect on the index, nonparametric): the part "
         f"that matters most beyond its weight is {told(over)}; the least, {told(under)}."
+    )
+
+
+def _optimal_weights_line(summary: pd.DataFrame) -> str:
+    """How far the weights must move for the influence to meet its target, per level."""
+    parts = [
+        f"level {int(row.level)}: the squared distance to the target falls from "
+        f"{row.nominal_distance:.4f} to {row.optimised_distance:.4f} when the weights move by "
+        f"{row.weight_change:.2f} (half the summed change of the within-parent shares), shifting "
+        f"units by {row.mean_rank_shift:.2f} places on average"
+        for row in summary.itertuples()
+    ]
+    return (
+        "Weights that balance influence (Pearson r shares; target: "
+        f"{summary.target.iloc[0]}): " + "; ".join(parts) + "."
     )
 
 
