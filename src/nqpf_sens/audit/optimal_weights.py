@@ -136,7 +136,7 @@ def optimise_level(
         "optimised_distance": float(np.sum((shares[1] - goal) ** 2)),
         "converged": bool(result.success),
         "evaluations": evaluations,
-        "weight_change": 0.5 * float(np.abs(within[1] - within[0]).sum()),
+        "largest_weight_change": float(np.abs(within[1] - within[0]).max()),
         "mean_rank_shift": float(shift.mean()),
         "max_rank_shift": int(shift.max()),
         "units_moving": int((shift > 0).sum()),

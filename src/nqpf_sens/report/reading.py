@@ -47,7 +47,9 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
     if "importance" in tables:
         lines.append(_importance_line(tables["importance"]))
     if "optimal_weights_summary" in tables:
-        lines.append(_optimal_weights_line(tables["optimal_weights_summary"]))
+        lines.append(
+            _optimal_weights_line(tables["optimal_weights_summary"], tables["optimal_weights"])
+        )
     if "rank_bounds" in tables:
         lines.append(_rank_bounds_line(tables["rank_bounds"]))
     regions = tables.get("region_bands")
@@ -254,18 +256,25 @@ def _importance_line(importance: pd.DataFrame) -> str:
     )
 
 
-def _optimal_weights_line(summary: pd.DataFrame) -> str:
-    """How far the weights must move for the influence to meet its target, per level."""
-    parts = [
-        f"level {int(row.level)}: the squared distance to the target falls from "
-        f"{row.nominal_distance:.4f} to {row.optimised_distance:.4f} when the weights move by "
-        f"{row.weight_change:.2f} (half the summed change of the within-parent shares), shifting "
-        f"units by {row.mean_rank_shift:.2f} places on average"
-        for row in summary.itertuples()
-    ]
+def _optimal_weights_line(summary: pd.DataFrame, nodes: pd.DataFrame) -> str:
+    """Per level: how close reweighting brings influence to its target, at what cost in weights
+    and ranks, and the part left furthest from its target."""
+    parts = []
+    for row in summary.itertuples():
+        level = nodes[nodes.level == row.level]
+        gap = (level.optimised_influence_share - level.target_share).abs()
+        worst = level.loc[gap.idxmax()]
+        parts.append(
+            f"level {int(row.level)}: the squared distance to the target goes from "
+            f"{row.nominal_distance:.4f} to {row.optimised_distance:.4f}, with weights changing "
+            f"by up to {row.largest_weight_change:.2f} and units moving {row.mean_rank_shift:.2f} "
+            f"places on average; {worst.node} ends furthest off (influence "
+            f"{worst.optimised_influence_share:.3f} against {worst.target_share:.3f})"
+        )
+    target = "the nominal effective weights" if summary.target.iloc[0] == "weights" else "equal"
     return (
-        "Weights that balance influence (Pearson r shares; target: "
-        f"{summary.target.iloc[0]}): " + "; ".join(parts) + "."
+        "Weights that balance influence (each part's correlation with the index as a share; "
+        f"target: {target}): " + "; ".join(parts) + "."
     )
 
 

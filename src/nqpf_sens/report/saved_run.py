@@ -108,7 +108,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "target": TEXT,
         "nominal_distance": NUMBER,
         "optimised_distance": NUMBER,
-        "weight_change": NUMBER,
+        "largest_weight_change": NUMBER,
         "mean_rank_shift": NUMBER,
     },
     "one_at_a_time": {
