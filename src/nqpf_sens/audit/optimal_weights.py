@@ -25,6 +25,7 @@ from nqpf_sens.engine.pipeline import Pipeline
 
 TARGETS = ("weights", "equal")
 BOUND = 100.0  # a weight may move at most this factor away from its nominal value
+LOG_BOUND = float(np.log(BOUND))
 STEP = 1e-6  # central-difference step on the log multipliers
 FTOL = 1e-12  # stop when a step (or the gradient) gains less than this on the squared distance
 
@@ -65,7 +66,8 @@ def optimise_level(
     """The weights of ``level`` whose influence shares best match ``target``.
 
     ``nodes`` are the level's nominal (units x nodes) scores. Returns one row per node (nominal
-    and optimised within-parent weight, target, influence share at both) and a summary (squared
+    and optimised within-parent weight, target, influence share at both, ``at_bound``: "floor"
+    or "ceiling" where the search stopped at a weight's limit) and a summary (squared
     distance to the target before and after, convergence, engine evaluations, rank shifts).
     """
     if target not in TARGETS:
@@ -99,7 +101,7 @@ def optimise_level(
         return float(values[0]), (values[1 : size + 1] - values[size + 1 :]) / (2 * STEP)
 
     start = np.zeros(size)
-    bounds = [(-np.log(BOUND), np.log(BOUND))] * size
+    bounds = [(-LOG_BOUND, LOG_BOUND)] * size
     result = minimize(
         objective,
         start,
@@ -125,6 +127,9 @@ def optimise_level(
             "target_share": goal,
             "nominal_influence_share": shares[0],
             "optimised_influence_share": shares[1],
+            "at_bound": pd.Series(np.where(result.x < 0, "floor", "ceiling"), dtype=object).where(
+                np.abs(result.x) >= LOG_BOUND * (1 - 1e-9)
+            ),  # missing: inside the limits
         }
     )
     ranks = final.ranks[:, 0]

@@ -269,7 +269,9 @@ def _optimal_weights_line(summary: pd.DataFrame, nodes: pd.DataFrame) -> str:
             f"{row.nominal_distance:.4f} to {row.optimised_distance:.4f}, with weights changing "
             f"by up to {row.largest_weight_change:.2f} and units moving {row.mean_rank_shift:.2f} "
             f"places on average; {worst.node} ends furthest off (influence "
-            f"{worst.optimised_influence_share:.3f} against {worst.target_share:.3f})"
+            f"{worst.optimised_influence_share:.3f} against {worst.target_share:.3f}"
+            + (f", its weight at the search's {worst.at_bound}" if pd.notna(worst.at_bound) else "")
+            + ")"
         )
     target = "the nominal effective weights" if summary.target.iloc[0] == "weights" else "equal"
     return (

@@ -102,6 +102,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "target_share": NUMBER,
         "nominal_influence_share": NUMBER,
         "optimised_influence_share": NUMBER,
+        "at_bound": TEXT,
     },
     "optimal_weights_summary": {
         "level": NUMBER,
