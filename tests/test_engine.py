@@ -7,6 +7,7 @@ from nqpf_sens import Pipeline, ScenarioBatch, evaluate, evaluate_batch
 from nqpf_sens.engine.batch import Engine
 from nqpf_sens.engine.rank import TierRule
 from nqpf_sens.engine.reference import reference_scores
+from nqpf_sens.errors import UserError
 
 
 def test_paper_identity_total_is_40_40_20_of_the_sub_indices(spec, table):
@@ -148,3 +149,24 @@ def test_geometric_mean_shift_follows_the_documented_rule(spec, table, shift):
     weights = spec.weights[0][first]
     expected = np.exp((np.log(block) * weights).sum(axis=1) / weights.sum())
     np.testing.assert_allclose(found, expected.to_numpy(), rtol=1e-10)
+
+
+def test_coinr_geometric_mean_on_a_positive_scale_needs_no_shift(spec, table):
+    """min-max to [1, 100] and nonpositive = 'refuse': each dimension is the weighted geometric
+    mean of the rescaled values themselves, as COINr's a_gmean computes it."""
+    pipeline = Pipeline(minmax_range=(1.0, 100.0), aggregation="geometric", nonpositive="refuse")
+    found = evaluate(spec, table, pipeline).scores[0, 0, :, 0]  # first dimension
+    frame = table.to_frame()
+    scaled = 1 + 99 * (frame - frame.min()) / (frame.max() - frame.min())
+    first = spec.parents[0] == 0
+    members = [code for code, inside in zip(spec.indicators, first, strict=True) if inside]
+    weights = spec.weights[0][first]
+    expected = np.exp((np.log(scaled[members]) * weights).sum(axis=1) / weights.sum())
+    np.testing.assert_allclose(found, expected.to_numpy(), rtol=1e-10)
+
+
+def test_refusing_the_shift_stops_on_a_zero_with_the_cause(spec, table):
+    """On the paper's [0, 100] scale every indicator has a 0: refusing the shift must stop the
+    run with a message naming the rule, not return a score."""
+    with pytest.raises(UserError, match="nonpositive = 'refuse'"):
+        evaluate(spec, table, Pipeline(aggregation="geometric", nonpositive="refuse"))

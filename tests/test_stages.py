@@ -96,6 +96,32 @@ def test_normalisations_by_hand():
     np.testing.assert_allclose(normalise(x, "distance_to_mean", down).ravel(), [162.5, 125, 12.5])
 
 
+def test_normalisation_parameters_as_coinr_defines_them():
+    """COINr's n_minmax(x, l_u = c(1, 100)) maps the minimum to 1 and the maximum to 100;
+    n_zscore(x, m_sd = c(10, 2)) gives 10 + 2 z (here with the population sd); a constant
+    indicator gets the middle of the range and the mean."""
+    x = np.array([[[2.0], [4.0], [10.0]]])
+    up, down = np.array([1.0]), np.array([-1.0])
+    found = normalise(x, "minmax", up, minmax_range=(1, 100)).ravel()
+    np.testing.assert_allclose(found, [1, 1 + 99 * 2 / 8, 100])
+    found = normalise(x, "minmax", down, minmax_range=(1, 100)).ravel()
+    np.testing.assert_allclose(found, [100, 1 + 99 * 6 / 8, 1])
+    z = (np.array([2, 4, 10]) - 16 / 3) / np.sqrt(((np.array([2, 4, 10]) - 16 / 3) ** 2).mean())
+    np.testing.assert_allclose(normalise(x, "zscore", up, zscore_scale=(10, 2)).ravel(), 10 + 2 * z)
+    constant = np.full((1, 4, 1), 0.1)
+    np.testing.assert_array_equal(normalise(constant, "minmax", up, minmax_range=(1, 100)), 50.5)
+    np.testing.assert_array_equal(normalise(constant, "zscore", up, zscore_scale=(10, 2)), 10.0)
+
+
+def test_the_default_range_is_bit_identical_to_the_plain_formula():
+    """The parametrised min-max keeps the paper's 100 (x - min) / (max - min) to the last bit."""
+    x = np.random.default_rng(0).random((1, 31, 5)) * 1e3
+    low, high = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
+    np.testing.assert_array_equal(
+        normalise(x, "minmax", np.ones(5)), 100.0 * (x - low) / (high - low)
+    )
+
+
 def test_base_year_normalisation():
     years = series(2.0, 3.0, 5.0)
     np.testing.assert_allclose(
@@ -140,6 +166,17 @@ def test_shift_keeps_zeros_from_collapsing_a_product():
     np.testing.assert_allclose(1 / reciprocal[1], 100)  # positive child unchanged
     geometric = aggregate(scores, np.ones(2), np.ones((2, 1)), "geometric").ravel()
     assert geometric[0] > 0 and np.argsort(geometric).tolist() == [0, 2, 1]
+
+
+def test_refusing_the_shift_takes_logarithms_of_the_values_themselves():
+    """With no shift (COINr's geometric mean) positive children enter as they are, and a value
+    <= 0 becomes NaN (the engine then stops the run, naming the cause)."""
+    scores = np.array([[1.0, 100.0], [4.0, 25.0]]).T  # children x rows, all positive
+    logs = np.empty_like(scores)
+    prepare_children(scores, 1, 0.0, logs)
+    np.testing.assert_allclose(logs, np.log(scores))
+    prepare_children(np.array([[0.0, 3.0]]), 1, 0.0, logs[:1])
+    assert np.isnan(logs[0, 0]) and logs[0, 1] == np.log(3.0)
 
 
 def test_batched_weights_match_one_at_a_time():

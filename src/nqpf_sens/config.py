@@ -53,8 +53,11 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "skew_threshold": _NUMBER,
         "kurtosis_threshold": _NUMBER,
         "normalisation": (str,),
+        "minmax_range": (list,),
+        "zscore_scale": (list,),
         "base_year": (int,),
         "aggregation": (str, list),
+        "nonpositive": (str,),
         "mean_shift": _NUMBER,
         "weighting": (str,),
         "ties": (str,),
@@ -101,6 +104,8 @@ LIST_ITEMS: dict[str, tuple[type, ...]] = {
     "aggregation": (str,),
     "bounds": (int,),
     "thresholds": _NUMBER,
+    "minmax_range": _NUMBER,
+    "zscore_scale": _NUMBER,
     "probabilities": _NUMBER,
     "options": (str, int, float, list),
 }
@@ -301,6 +306,9 @@ def pipeline_from(section: dict[str, Any], tiers: TierRule) -> Pipeline:
     options = {k: v for k, v in section.items() if k != "ties"}
     if isinstance(options.get("aggregation"), list):
         options["aggregation"] = tuple(options["aggregation"])
+    for key in ("minmax_range", "zscore_scale"):
+        if key in options:
+            options[key] = tuple(float(v) for v in options[key])
     if options.get("imputation_fallback") == "none":
         options["imputation_fallback"] = None
     return Pipeline(**options, tiers=tiers)

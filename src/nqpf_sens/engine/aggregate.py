@@ -6,12 +6,16 @@ rows are (year, unit) pairs. A batch of weight vectors goes up the whole tree in
 root, which is ranked there and then; leaves shared by all scenarios are read in place and, for a
 geometric or harmonic first level, transformed once.
 
-Geometric and harmonic means need positive inputs. Documented rule: a child whose values are not all
-positive across the rows is shifted by ``-min + shift_fraction`` of its range (the pipeline's
-``mean_shift``, default 1%: ``+1`` on the 0-100 min-max scale, like COINr's [1, 100] rescaling;
-``-min + 1`` if it is constant), so that a zero never collapses a product and a z-score never
-enters a logarithm. The fraction is a choice like any other: the smaller it is, the more a unit at
-an indicator's minimum is punished, so it can be varied as a factor.
+Geometric and harmonic means need positive inputs. The pipeline's ``nonpositive`` names the rule:
+
+- ``shift`` (the default): a child whose values are not all positive across the rows is shifted by
+  ``-min + shift_fraction`` of its range (the pipeline's ``mean_shift``, default 1%: ``+1`` on the
+  0-100 min-max scale, so [1, 101]; ``-min + 1`` if it is constant), so that a zero never collapses
+  a product and a z-score never enters a logarithm. The fraction is a choice like any other: the
+  smaller it is, the more a unit at an indicator's minimum is punished, so it can be varied.
+- ``refuse`` (COINr's ``a_gmean``/``a_hmean``, which stop on a value <= 0): no shift; the
+  normalisation must keep every value positive (COINr's vignette: min-max to [1, 100], z-scores
+  with mean 10 and sd 2), and a run that meets a value <= 0 stops with an error naming it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from nqpf_sens.engine.kernels import prepare_children
 
 METHODS = ("arithmetic", "geometric", "harmonic")
 SHIFT_FRACTION = 0.01  # the default of Pipeline.mean_shift
+NONPOSITIVE = ("shift", "refuse")  # what geometric and harmonic means do with values <= 0
 
 
 def aggregate_tree(

@@ -139,7 +139,7 @@ class Engine:
         ranks: np.ndarray = np.empty((batch.size, n_years * n_units), dtype=np.int64)
         levels = range(len(self.memberships))
         aggregation = _ids(
-            [(tuple(p.aggregation_at(k) for k in levels), p.mean_shift) for p in pipelines]
+            [(tuple(p.aggregation_at(k) for k in levels), p.shift_fraction) for p in pipelines]
         )
         for methods, members in _groups(aggregation[0][batch.pipeline_index]):
             group_scores, group_ranks = aggregate_tree(
@@ -157,7 +157,7 @@ class Engine:
                 _place(ranks, members, group_ranks),
             )
         if not np.isfinite(scores[:, -1]).all():  # a non-finite node reaches the index
-            raise UserError(self._aggregation_problem(scores, first))
+            raise UserError(self._aggregation_problem(scores, first, batch))
         scores = scores.reshape(batch.size, -1, n_years, n_units).transpose(
             0, 2, 3, 1
         )  # a view: each node's scores stay contiguous
@@ -170,15 +170,28 @@ class Engine:
             )
         return BatchResult(scores, ranks, tiers, self.spec.aggregates, first.units, first.years)
 
-    def _aggregation_problem(self, scores: np.ndarray, table: IndicatorTable) -> str:
-        """Name the first scenario, unit and node whose aggregate is not a finite number."""
+    def _aggregation_problem(
+        self, scores: np.ndarray, table: IndicatorTable, batch: ScenarioBatch
+    ) -> str:
+        """Name the first scenario, unit and node whose aggregate is not a finite number, and the
+        likely cause."""
         scenario, node, row = np.argwhere(~np.isfinite(scores))[0]
         year, unit = divmod(int(row), len(table.units))
         when = "" if table.years[year] is None else f" in {table.years[year]}"
+        pipeline = batch.pipelines[batch.pipeline_index[scenario]]
+        level = next(
+            k for k, level in enumerate(self.spec.levels[1:]) if self.spec.aggregates[node] in level
+        )
+        method = pipeline.aggregation_at(level)
+        cause = (
+            f"a {method} mean met a value <= 0 with nonpositive = 'refuse' (keep the normalised "
+            "values positive, e.g. minmax_range = [1, 100], or use nonpositive = 'shift')"
+            if pipeline.nonpositive == "refuse" and method != "arithmetic"
+            else "are the weights or values too large?"
+        )
         return (
             f"aggregation gives a non-finite score for unit '{table.units[unit]}'{when} "
-            f"at node '{self.spec.aggregates[node]}' (scenario {scenario}): "
-            "are the weights or values too large?"
+            f"at node '{self.spec.aggregates[node]}' (scenario {scenario}): {cause}"
         )
 
     def _normalised_rows(self, batch: ScenarioBatch):

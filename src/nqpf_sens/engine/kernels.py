@@ -95,7 +95,8 @@ def rank_rows(scores, ordinal):
 def prepare_children(values, method, shift_fraction, out):
     """Children rows (C, R) as ``method`` averages them: the logarithm (geometric, 1) or reciprocal
     (harmonic, 2) of values made positive; a child not all positive is shifted by ``-min +
-    shift_fraction * range`` (``-min + 1`` if constant). Arithmetic (0) copies."""
+    shift_fraction * range`` (``-min + 1`` if constant; no shift when ``shift_fraction`` is 0).
+    Arithmetic (0) copies."""
     _prepare(values, values.shape[0], method, shift_fraction, out)
 
 
@@ -108,11 +109,16 @@ def _prepare(values, n_children, method, shift_fraction, out):
             for r in range(values.shape[1]):
                 low = min(low, values[c, r])
                 high = max(high, values[c, r])
-            if low <= 0:
+            if low <= 0 and shift_fraction > 0:  # 0: no shift, a value <= 0 becomes NaN
                 shift = (shift_fraction * (high - low) if high > low else 1.0) - low
         for r in range(values.shape[1]):
             x = values[c, r] + shift
-            out[c, r] = x if method == 0 else (np.log(x) if method == 1 else 1.0 / x)
+            if method == 0:
+                out[c, r] = x
+            elif x <= 0:
+                out[c, r] = np.nan
+            else:
+                out[c, r] = np.log(x) if method == 1 else 1.0 / x
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -3,8 +3,13 @@
 Cross-sectional methods compare units within a year; ``base_year`` compares a unit's years.
 ``direction`` (+1 / -1 per indicator) makes "higher is better" hold after normalisation.
 
-- ``minmax`` (the paper, provinces): 100 (x - min) / (max - min), in [0, 100].
-- ``zscore``: (x - mean) / sd, population sd (ddof = 0).
+- ``minmax`` (the paper, provinces): 100 (x - min) / (max - min), in [0, 100]; with ``minmax_range``
+  ``(l, u)``, l + (u - l) (x - min) / (max - min) (COINr's ``n_minmax(x, l_u)``; its sensitivity
+  vignette uses [1, 100]).
+- ``zscore``: (x - mean) / sd, population sd (ddof = 0); with ``zscore_scale`` ``(m, s)``,
+  m + s (x - mean) / sd (COINr's ``n_zscore(x, m_sd)``, which uses R's sd, ddof = 1: the two
+  differ by the constant factor sqrt(n / (n - 1)), which no ranking can see; ``(10, 2)`` in
+  COINr's vignette keeps every score positive for a geometric mean).
 - ``rank``: percentile rank, 100 (r - 1) / (n - 1) with average ranks for ties, in [0, 100].
 - ``distance_to_leader``: 100 x / max (negative direction: 100 min / x); needs positive values.
 - ``distance_to_mean``: 100 (1 + d (x - mean) / |mean|), so the mean unit scores 100.
@@ -12,7 +17,8 @@ Cross-sectional methods compare units within a year; ``base_year`` compares a un
   x_t); as in the paper, a zero (a count before its first award year) is replaced by 1 first.
 
 A constant indicator carries no information: under ``minmax``, ``rank`` and ``zscore`` every unit
-gets the scale's midpoint (50, 50 and 0), so it shifts all scores alike and never divides by zero.
+gets the scale's midpoint (the middle of the min-max range, 50, the z-score mean), so it shifts all
+scores alike and never divides by zero.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ METHODS = ("minmax", "zscore", "rank", "distance_to_leader", "distance_to_mean",
 #: Methods whose output can be zero or negative (a geometric or harmonic mean needs the
 #: documented shift).
 NON_POSITIVE_OUTPUT = ("minmax", "zscore", "rank", "distance_to_leader", "distance_to_mean")
+MINMAX_RANGE = (0.0, 100.0)
+ZSCORE_SCALE = (0.0, 1.0)
 UNIT_AXIS = -2
 YEAR_AXIS = -3
 
@@ -59,8 +67,11 @@ def normalise(
     method: str = "minmax",
     direction: np.ndarray | None = None,
     base_index: int = 0,
+    minmax_range: tuple[float, float] = MINMAX_RANGE,
+    zscore_scale: tuple[float, float] = ZSCORE_SCALE,
 ) -> np.ndarray:
-    """Return normalised values of the same shape; ``base_index`` is the base year's position."""
+    """Return normalised values of the same shape; ``base_index`` is the base year's position,
+    ``minmax_range`` the min-max target range and ``zscore_scale`` the z-scores' mean and sd."""
     if method not in METHODS:
         raise ValueError(f"unknown normalisation {method!r}")
     values = np.asarray(values, dtype=float)
@@ -79,14 +90,18 @@ def normalise(
             return 100.0 * (1.0 + d * (values - mean) / np.abs(mean))
         oriented = values * d
         if method == "minmax":
+            bottom, top = minmax_range
             low = np.min(oriented, axis=UNIT_AXIS, keepdims=True)
             spread = np.max(oriented, axis=UNIT_AXIS, keepdims=True) - low
-            return np.where(spread > 0, 100.0 * (oriented - low) / spread, 50.0)
+            width = top - bottom
+            scaled = np.where(spread > 0, width * (oriented - low) / spread, width / 2)
+            return scaled if bottom == 0 else bottom + scaled
         if method == "zscore":
+            mean, scale = zscore_scale
             constant = np.ptp(oriented, axis=UNIT_AXIS, keepdims=True) == 0
             centred = oriented - np.mean(oriented, axis=UNIT_AXIS, keepdims=True)
             sd = np.sqrt(np.mean(centred**2, axis=UNIT_AXIS, keepdims=True))
-            return np.where(constant, 0.0, centred / sd)
+            return mean + scale * np.where(constant, 0.0, centred / sd)
     n_units = values.shape[UNIT_AXIS]
     if n_units < 2:
         return np.full_like(values, 50.0)

@@ -22,9 +22,11 @@ class Pipeline:
     (a single string applies to every level); ``dataset`` picks one of several alternative tables.
     ``denominate`` divides indicators by the columns the metadata names (before imputation, as
     COINr); ``imputation_group`` names a unit attribute within which mean / median imputation
-    works; ``winsor_max`` and the thresholds drive the ``treat`` transformation; ``mean_shift`` is
-    the fraction of a child's range that geometric and harmonic means add above its minimum when
-    it is not all positive (see :mod:`nqpf_sens.engine.aggregate`)."""
+    works; ``winsor_max`` and the thresholds drive the ``treat`` transformation;
+    ``minmax_range`` and ``zscore_scale`` parametrise those normalisations (see
+    :mod:`nqpf_sens.engine.normalise`); ``nonpositive`` says what geometric and harmonic means do
+    with a child that is not all positive: ``shift`` it by ``-min + mean_shift`` of its range, or
+    ``refuse`` the run, as COINr does (see :mod:`nqpf_sens.engine.aggregate`)."""
 
     imputation: str = "growth"
     imputation_fallback: str | None = None
@@ -37,8 +39,11 @@ class Pipeline:
     skew_threshold: float = 2.0
     kurtosis_threshold: float = 3.5
     normalisation: str = "minmax"
+    minmax_range: tuple[float, float] = normalise.MINMAX_RANGE
+    zscore_scale: tuple[float, float] = normalise.ZSCORE_SCALE
     base_year: int | None = None
     aggregation: str | tuple[str, ...] = "arithmetic"
+    nonpositive: str = "shift"
     mean_shift: float = aggregate.SHIFT_FRACTION
     weighting: str = "expert"
     tiers: TierRule = field(default_factory=TierRule)
@@ -64,8 +69,15 @@ class Pipeline:
             self.skew_threshold,
             self.kurtosis_threshold,
             self.normalisation,
+            self.minmax_range,
+            self.zscore_scale,
             self.base_year,
         )
+
+    @property
+    def shift_fraction(self) -> float:
+        """The shift geometric and harmonic means apply (0: none, the values must be positive)."""
+        return self.mean_shift if self.nonpositive == "shift" else 0.0
 
     def with_(self, **changes) -> Pipeline:
         return replace(self, **changes)
@@ -80,6 +92,7 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
         ("transform_target", pipeline.transform_target, TRANSFORM_TARGETS),
         ("normalisation", pipeline.normalisation, normalise.METHODS),
         ("weighting", pipeline.weighting, weights.SCHEMES),
+        ("nonpositive", pipeline.nonpositive, aggregate.NONPOSITIVE),
     )
     for key, value, allowed in checks:
         if value not in allowed:
@@ -100,6 +113,19 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
                 f"aggregation: unknown option {method!r} "
                 f"(choose from {', '.join(aggregate.METHODS)})"
             )
+    for key, pair in (
+        ("minmax_range", pipeline.minmax_range),
+        ("zscore_scale", pipeline.zscore_scale),
+    ):
+        if len(pair) != 2 or not all(np.isfinite(pair)):
+            return f"{key}: must be two finite numbers, not {list(pair)!r}"
+    if not pipeline.minmax_range[0] < pipeline.minmax_range[1]:
+        low, high = pipeline.minmax_range
+        return f"minmax_range: the lower end must be below the upper, not [{low}, {high}]"
+    if not pipeline.zscore_scale[1] > 0:
+        return (
+            f"zscore_scale: the standard deviation must be positive, not {pipeline.zscore_scale[1]}"
+        )
     shift = pipeline.mean_shift
     if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0 < shift <= 1:
         return f"mean_shift: must be a number in (0, 1], not {shift!r}"
@@ -199,7 +225,14 @@ def prepare(
     if problem:
         raise UserError(f"normalisation '{pipeline.normalisation}': {problem}", table.source)
     with np.errstate(over="ignore", invalid="ignore"):
-        normalised = normalise.normalise(changed, pipeline.normalisation, spec.direction, base)
+        normalised = normalise.normalise(
+            changed,
+            pipeline.normalisation,
+            spec.direction,
+            base,
+            pipeline.minmax_range,
+            pipeline.zscore_scale,
+        )
     check_finite(normalised, table, f"normalisation '{pipeline.normalisation}'")
     return normalised
 

@@ -40,6 +40,7 @@ CHOICE_KEYS = (
     "normalisation",
     "aggregation",
     "mean_shift",
+    "nonpositive",
     "weighting",
     "winsor_max",
     "winsor_limit",
