@@ -77,6 +77,22 @@ def test_optimal_weights_are_asked_for_by_name(folder):
     assert len(tables["optimal_weights"]) == 15 + 3
 
 
+def test_factors_sharing_a_group_are_one_sobol_factor(folder):
+    """COINr treats the weights of two levels as one factor: ``group`` makes the two factors one
+    group of the design (N (groups + 2) scenarios) and the group is what the indices name."""
+    factors = [
+        {"name": "indicator_weights", "kind": "weights", "level": 0, "group": "weights"},
+        {"name": "dimension_weights", "kind": "weights", "level": 1, "group": "weights"},
+        CONFIG["factors"][1],
+    ]
+    results = ns.run(ns.config_from_dict({**CONFIG, "factors": factors}, folder))
+    assert results.scenarios == 64 * (2 + 2)
+    assert list(dict.fromkeys(results["sobol_indices"].factor)) == ["weights", "norm"]
+    clash = [factors[0], {**factors[1], "group": "norm"}, {**factors[2], "group": "choices"}]
+    with pytest.raises(ns.UserError, match="joins group 'norm', the name of a factor outside"):
+        ns.run(ns.config_from_dict({**CONFIG, "factors": clash}, folder))
+
+
 def test_a_config_built_in_code_is_checked_like_a_file(folder):
     with pytest.raises(ns.UserError) as error:
         ns.config_from_dict({"run": {"kind": "sobol"}, "sampling": {"n": 100}})

@@ -138,3 +138,16 @@ def test_a_rare_event_output_gets_finite_intervals(design):
     rare = (u[:, 0] > 0.998).astype(float)  # about 2 of the 1,024 A and B rows
     table = sobol_indices(rare[:, None], ["rare"], design.problem(), 200, 0.95, 3)
     assert np.isfinite(table[["S1_conf", "ST_conf", "S1_low", "S1_high"]].to_numpy()).all()
+
+
+def test_grouped_columns_move_together_in_the_saltelli_design():
+    """Columns of one group switch from A to B together (SALib's groups): rows per base sample
+    are A, AB_g, AB_h, B, and AB_g takes both of g's columns from B and h's from A."""
+    design = Design("saltelli", 8, ["g", "g", "h"], seed=1)
+    assert design.factor_names == ["g", "h"] and design.n_rows == 8 * 4
+    rows = design.rows(0, design.n_rows).reshape(8, 4, 3)
+    a, ab_g, ab_h, b = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
+    np.testing.assert_array_equal(ab_g[:, :2], b[:, :2])
+    np.testing.assert_array_equal(ab_g[:, 2], a[:, 2])
+    np.testing.assert_array_equal(ab_h[:, :2], a[:, :2])
+    np.testing.assert_array_equal(ab_h[:, 2], b[:, 2])

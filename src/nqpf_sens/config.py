@@ -97,6 +97,7 @@ FACTOR_KEYS: dict[str, tuple[type, ...]] = {
     "cells": (int,),
     "count": (int,),
     "description": (str,),
+    "group": (str,),
 }
 #: key -> accepted types of each element of a list value
 LIST_ITEMS: dict[str, tuple[type, ...]] = {

@@ -56,6 +56,7 @@ class Factor:
 
     name: str
     kind: str
+    group: str = ""  # the Sobol group it belongs to (its own name when empty)
     key: str = ""
     options: tuple = ()
     probabilities: tuple[float, ...] = ()
@@ -136,6 +137,13 @@ class FactorSet:
         duplicated = {n for n in names if names.count(n) > 1}
         if duplicated:
             raise UserError(f"factor names must be unique: {sorted(duplicated)[0]!r} is used twice")
+        groups = [f.group or f.name for f in factors]
+        for name, group in zip(names, groups, strict=True):
+            if group in names and groups[names.index(group)] != group:
+                raise UserError(
+                    f"factor {name!r} joins group {group!r}, the name of a factor outside it: "
+                    "name the group differently"
+                )
         self.factors = factors
         self.nominal = nominal
         self.level_sizes = level_sizes
@@ -166,8 +174,9 @@ class FactorSet:
 
     @property
     def groups(self) -> list[str]:
-        """Factor name of every column (SALib's ``groups``)."""
-        return [f.name for f in self.factors for _ in range(f.n_columns)]
+        """The Sobol group of every column (SALib's ``groups``): the factor's ``group``, by
+        default its name, so that factors sharing a group move together in the design."""
+        return [f.group or f.name for f in self.factors for _ in range(f.n_columns)]
 
     def decode(self, u: np.ndarray) -> Decoded:
         n = len(u)
@@ -283,7 +292,9 @@ def build_factor(
     kind = entry["kind"]
     if kind not in KINDS:
         raise UserError(f"unknown kind {kind!r} (choose from {', '.join(KINDS)})", source, where)
-    fields = {"name": entry["name"], "kind": kind}
+    fields = {"name": entry["name"], "kind": kind, "group": entry.get("group", entry["name"])}
+    if not fields["group"].strip():
+        raise UserError("group must be a non-empty name", source, where)
     probabilities = tuple(float(p) for p in entry.get("probabilities", ()))
     if kind == "choice":
         key = entry.get("key")
