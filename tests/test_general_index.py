@@ -103,3 +103,19 @@ def test_asem_index_builds_like_the_example_coin(tmp_path):
         scores[["Physical", "Environ"]].min().min() >= 0
         and scores[["Physical", "Environ"]].max().max() <= 100
     )
+
+
+@needs_asem
+def test_asem_nominal_scores_equal_coinr_s_own():
+    """Every aggregate of every unit (8 pillars, 2 sub-indices, the index) as COINr 1.1.14
+    computes them for its example coin, to 1e-9 on the 0-100 scale."""
+    from nqpf_sens import run
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "asem.toml"
+    mine = run(config)["baseline_scores"].set_index("unit").rename(columns={"total": "Index"})
+    coinr = pd.read_csv(ASEM / "coinr_nominal_scores.csv").set_index("uCode")
+    assert sorted(mine.index) == sorted(coinr.index)
+    difference = (mine.loc[coinr.index, coinr.columns] - coinr).abs().to_numpy()
+    assert difference.max() < 1e-9
+    coinr_ranks = coinr.Index.rank(ascending=False, method="min").astype(int)
+    assert (mine.loc[coinr.index, "rank"] == coinr_ranks).all()

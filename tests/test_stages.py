@@ -98,7 +98,7 @@ def test_normalisations_by_hand():
 
 def test_normalisation_parameters_as_coinr_defines_them():
     """COINr's n_minmax(x, l_u = c(1, 100)) maps the minimum to 1 and the maximum to 100;
-    n_zscore(x, m_sd = c(10, 2)) gives 10 + 2 z (here with the population sd); a constant
+    n_zscore(x, m_sd = c(10, 2)) gives 10 + 2 z (with R's sd when zscore_ddof = 1); a constant
     indicator gets the middle of the range and the mean."""
     x = np.array([[[2.0], [4.0], [10.0]]])
     up, down = np.array([1.0]), np.array([-1.0])
@@ -108,6 +108,9 @@ def test_normalisation_parameters_as_coinr_defines_them():
     np.testing.assert_allclose(found, [100, 1 + 99 * 6 / 8, 1])
     z = (np.array([2, 4, 10]) - 16 / 3) / np.sqrt(((np.array([2, 4, 10]) - 16 / 3) ** 2).mean())
     np.testing.assert_allclose(normalise(x, "zscore", up, zscore_scale=(10, 2)).ravel(), 10 + 2 * z)
+    sample = (np.array([2, 4, 10]) - 16 / 3) / np.std([2, 4, 10], ddof=1)  # R's sd, as COINr
+    found = normalise(x, "zscore", up, zscore_scale=(10, 2), zscore_ddof=1).ravel()
+    np.testing.assert_allclose(found, 10 + 2 * sample)
     constant = np.full((1, 4, 1), 0.1)
     np.testing.assert_array_equal(normalise(constant, "minmax", up, minmax_range=(1, 100)), 50.5)
     np.testing.assert_array_equal(normalise(constant, "zscore", up, zscore_scale=(10, 2)), 10.0)

@@ -55,6 +55,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "normalisation": (str,),
         "minmax_range": (list,),
         "zscore_scale": (list,),
+        "zscore_ddof": (int,),
         "base_year": (int,),
         "aggregation": (str, list),
         "nonpositive": (str,),

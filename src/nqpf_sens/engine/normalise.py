@@ -6,10 +6,11 @@ Cross-sectional methods compare units within a year; ``base_year`` compares a un
 - ``minmax`` (the paper, provinces): 100 (x - min) / (max - min), in [0, 100]; with ``minmax_range``
   ``(l, u)``, l + (u - l) (x - min) / (max - min) (COINr's ``n_minmax(x, l_u)``; its sensitivity
   vignette uses [1, 100]).
-- ``zscore``: (x - mean) / sd, population sd (ddof = 0); with ``zscore_scale`` ``(m, s)``,
-  m + s (x - mean) / sd (COINr's ``n_zscore(x, m_sd)``, which uses R's sd, ddof = 1: the two
-  differ by the constant factor sqrt(n / (n - 1)), which no ranking can see; ``(10, 2)`` in
-  COINr's vignette keeps every score positive for a geometric mean).
+- ``zscore``: (x - mean) / sd, population sd (``zscore_ddof`` 0); with ``zscore_scale`` ``(m, s)``,
+  m + s (x - mean) / sd (COINr's ``n_zscore(x, m_sd)``, which uses R's ``sd``: ``zscore_ddof``
+  1). The sd's divisor scales every z-score alike, which no arithmetic ranking can see, but with a
+  mean of 10 (COINr's vignette: ``(10, 2)``, positive for a geometric mean) it changes the ratios
+  a geometric mean compares.
 - ``rank``: percentile rank, 100 (r - 1) / (n - 1) with average ranks for ties, in [0, 100].
 - ``distance_to_leader``: 100 x / max (negative direction: 100 min / x); needs positive values.
 - ``distance_to_mean``: 100 (1 + d (x - mean) / |mean|), so the mean unit scores 100.
@@ -69,9 +70,11 @@ def normalise(
     base_index: int = 0,
     minmax_range: tuple[float, float] = MINMAX_RANGE,
     zscore_scale: tuple[float, float] = ZSCORE_SCALE,
+    zscore_ddof: int = 0,
 ) -> np.ndarray:
     """Return normalised values of the same shape; ``base_index`` is the base year's position,
-    ``minmax_range`` the min-max target range and ``zscore_scale`` the z-scores' mean and sd."""
+    ``minmax_range`` the min-max target range, ``zscore_scale`` the z-scores' mean and sd and
+    ``zscore_ddof`` the delta degrees of freedom of their sd (numpy's, R's ``sd`` is 1)."""
     if method not in METHODS:
         raise ValueError(f"unknown normalisation {method!r}")
     values = np.asarray(values, dtype=float)
@@ -100,7 +103,8 @@ def normalise(
             mean, scale = zscore_scale
             constant = np.ptp(oriented, axis=UNIT_AXIS, keepdims=True) == 0
             centred = oriented - np.mean(oriented, axis=UNIT_AXIS, keepdims=True)
-            sd = np.sqrt(np.mean(centred**2, axis=UNIT_AXIS, keepdims=True))
+            n = values.shape[UNIT_AXIS]
+            sd = np.sqrt(np.sum(centred**2, axis=UNIT_AXIS, keepdims=True) / (n - zscore_ddof))
             return mean + scale * np.where(constant, 0.0, centred / sd)
     n_units = values.shape[UNIT_AXIS]
     if n_units < 2:

@@ -23,7 +23,7 @@ class Pipeline:
     ``denominate`` divides indicators by the columns the metadata names (before imputation, as
     COINr); ``imputation_group`` names a unit attribute within which mean / median imputation
     works; ``winsor_max`` and the thresholds drive the ``treat`` transformation;
-    ``minmax_range`` and ``zscore_scale`` parametrise those normalisations (see
+    ``minmax_range``, ``zscore_scale`` and ``zscore_ddof`` parametrise those normalisations (see
     :mod:`nqpf_sens.engine.normalise`); ``nonpositive`` says what geometric and harmonic means do
     with a child that is not all positive: ``shift`` it by ``-min + mean_shift`` of its range, or
     ``refuse`` the run, as COINr does (see :mod:`nqpf_sens.engine.aggregate`)."""
@@ -41,6 +41,7 @@ class Pipeline:
     normalisation: str = "minmax"
     minmax_range: tuple[float, float] = normalise.MINMAX_RANGE
     zscore_scale: tuple[float, float] = normalise.ZSCORE_SCALE
+    zscore_ddof: int = 0
     base_year: int | None = None
     aggregation: str | tuple[str, ...] = "arithmetic"
     nonpositive: str = "shift"
@@ -71,6 +72,7 @@ class Pipeline:
             self.normalisation,
             self.minmax_range,
             self.zscore_scale,
+            self.zscore_ddof,
             self.base_year,
         )
 
@@ -125,6 +127,10 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
     if not pipeline.zscore_scale[1] > 0:
         return (
             f"zscore_scale: the standard deviation must be positive, not {pipeline.zscore_scale[1]}"
+        )
+    if pipeline.zscore_ddof not in (0, 1):
+        return (
+            f"zscore_ddof: must be 0 (population sd) or 1 (sample sd), not {pipeline.zscore_ddof!r}"
         )
     shift = pipeline.mean_shift
     if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0 < shift <= 1:
@@ -232,6 +238,7 @@ def prepare(
             base,
             pipeline.minmax_range,
             pipeline.zscore_scale,
+            pipeline.zscore_ddof,
         )
     check_finite(normalised, table, f"normalisation '{pipeline.normalisation}'")
     return normalised
