@@ -9,8 +9,12 @@ from scipy import stats
 
 from nqpf_sens import IndicatorTable, Pipeline, evaluate
 from nqpf_sens.audit.whatif import leave_one_out, one_at_a_time
+from nqpf_sens.engine.batch import Engine, ScenarioBatch
+from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import table_from_frame
+from nqpf_sens.errors import UserError
 from nqpf_sens.indices.nqpf.data import province_table
+from nqpf_sens.uncertainty.factors import FactorSet, build_factor
 
 
 @pytest.mark.parametrize("code", ["ns_papers", "green_factories_parks"])
@@ -115,3 +119,42 @@ def test_several_years_are_compared_year_by_year(spec):
     assert list(summary.year) == [2021, 2022]
     by_year = units.assign(moved=units["shift"].abs()).groupby("year").moved.mean()
     np.testing.assert_allclose(summary.mean_abs_shift, by_year)
+
+
+@pytest.mark.parametrize("element", ["ns_papers", "industry"])
+def test_an_exclude_factor_drops_any_element_as_the_what_if_does(spec, table, element):
+    """Choosing an element of an ``exclude`` factor (an indicator or a dimension) zeroes that
+    element's weight only, and the ranks equal the leave-one-out what-if without it."""
+    entry = {"name": "drop", "kind": "exclude", "options": ["none", element]}
+    factor = build_factor(entry, 1, spec, Pipeline(), 1, "run.toml")
+    sizes = [len(level) for level in spec.levels[:-1]]
+    factors = FactorSet(
+        [factor], Pipeline(), sizes, [], table.values.shape, ~np.isnan(table.values)
+    )
+    decoded = factors.decode(np.array([[0.25], [0.75]]))  # option 0 ('none'), then the element
+    dropped = [
+        (k, j) for k, f in enumerate(decoded.weight_factors) for j in np.flatnonzero(f[1] == 0)
+    ]
+    level = next(k for k, nodes in enumerate(spec.levels) if element in nodes)
+    assert dropped == [(level, spec.levels[level].index(element))]
+    assert all((f[0] == 1).all() for f in decoded.weight_factors)
+    engine = Engine(spec, table)
+    batch = ScenarioBatch((Pipeline(),), np.zeros(2, dtype=np.int64), tuple(decoded.weight_factors))
+    ranks = engine.evaluate(batch).ranks[1, 0]
+    expected = leave_one_out(spec, table, Pipeline())
+    expected = expected[expected.change == f"without {element}"]
+    np.testing.assert_array_equal(ranks, expected.set_index("unit").loc[list(table.units), "rank"])
+
+
+def test_an_only_child_cannot_be_excluded():
+    """A parent with one child would be emptied: the factor is refused when it is built."""
+    spec = IndexSpec(
+        levels=(("a", "b", "c"), ("x", "y"), ("index",)),
+        parents=(np.array([0, 0, 1]), np.array([0, 0])),
+        weights=(np.ones(3), np.ones(2)),
+        direction=np.ones(3),
+        transform_flag=np.zeros(3, dtype=bool),
+    )
+    entry = {"name": "drop", "kind": "exclude", "options": ["none", "c"]}
+    with pytest.raises(UserError, match="only child"):
+        build_factor(entry, 1, spec, Pipeline(), 1, "run.toml")

@@ -66,7 +66,8 @@ class Factor:
     concentration: float | None = None  # None: calibrated to the uniform spread
     cells: int = 1
     n_columns: int = 1
-    indicators: tuple[str, ...] = ()
+    #: exclude: every element below the index, level by level (the order of the weight columns)
+    elements: tuple[str, ...] = ()
     #: noise: each cell's spread (the data's shape) when it depends on the cell's status
     cell_spread: np.ndarray | None = field(default=None, compare=False, repr=False)
 
@@ -196,8 +197,11 @@ class FactorSet:
                 ] * self._weight_multipliers(factor, block)
             elif factor.kind == "exclude":
                 chosen = np.asarray(factor.options, dtype=object)[factor.option_index(block[:, 0])]
-                for j, code in enumerate(factor.indicators):
-                    weight_factors[0][chosen == code, j] = 0.0
+                start = 0
+                for k, size in enumerate(self.level_sizes):
+                    for j, code in enumerate(factor.elements[start : start + size]):
+                        weight_factors[k][chosen == code, j] = 0.0
+                    start += size
             elif factor.kind == "noise":
                 size = int(np.prod(self.data_shape))
                 draws = splitmix_uniform(_keys(block[:, 0]), size).reshape(n, *self.data_shape)
@@ -275,6 +279,13 @@ def _cell_spread(
     return spread
 
 
+def _only_child(spec, code: str) -> bool:
+    """Whether the element ``code`` (at any level below the index) has no sibling."""
+    k = next(k for k, level in enumerate(spec.levels[:-1]) if code in level)
+    parents = np.asarray(spec.parents[k])
+    return int((parents == parents[spec.levels[k].index(code)]).sum()) < 2
+
+
 def build_factor(
     entry: dict,
     number: int,
@@ -335,17 +346,26 @@ def build_factor(
         options = tuple(entry.get("options", (NONE, *spec.indicators)))
         if len(options) < 2:
             raise UserError(
-                "an exclude factor needs at least two options ('none' and an indicator)",
+                "an exclude factor needs at least two options ('none' and an element)",
                 source,
                 where,
             )
-        unknown = [o for o in options if o != NONE and o not in spec.indicators]
+        below = [code for level in spec.levels[:-1] for code in level]
+        unknown = [o for o in options if o != NONE and o not in below]
         if unknown:
-            raise UserError(f"unknown indicator {unknown[0]!r}", source, where)
+            raise UserError(
+                f"unknown element {unknown[0]!r} (an indicator or an aggregate below the index)",
+                source,
+                where,
+            )
         for option in options:
-            if option != NONE:
-                spec.drop([option])
-        fields.update(options=options, indicators=spec.indicators)
+            if option != NONE and _only_child(spec, option):
+                raise UserError(
+                    f"{option!r} is the only child of its parent: leaving it out empties it",
+                    source,
+                    where,
+                )
+        fields.update(options=options, elements=tuple(below))
     elif kind == "dataset":
         count = entry.get("count", n_datasets - 1)
         if n_datasets < 2:
