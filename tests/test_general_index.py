@@ -11,6 +11,7 @@ from nqpf_sens import Pipeline, load_spec, load_table
 from nqpf_sens.engine.impute import impute
 from nqpf_sens.engine.pipeline import denominated, prepare
 from nqpf_sens.engine.transform import kurtosis, skewness, treat_outliers
+from nqpf_sens.errors import UserError
 
 ASEM = Path(__file__).resolve().parents[2] / "shared" / "data" / "asem"
 needs_asem = pytest.mark.skipif(
@@ -74,6 +75,34 @@ def test_denominators_divide_before_imputation(tmp_path):
     # then min-max: (3.5 - 2) / 3
     normalised = prepare(Pipeline(imputation="mean", imputation_group="grp"), table, spec)
     np.testing.assert_allclose(normalised[0, :, 0], [100, 0, 50, 0])
+
+
+def test_per_indicator_targets_and_goalposts_come_from_the_metadata(tmp_path):
+    """COINr's iMeta columns (Target, goalpost_lower/upper/scale) carry each indicator's own
+    parameters through to the normalisation; a cell that is not a number is refused by name."""
+    meta = write(
+        tmp_path,
+        "meta.csv",
+        "code,dimension,weight,direction,Target,goalpost_lower,goalpost_upper\n"
+        "x,P,1,1,8,0,8\ny,P,1,-1,1,0,4\n",
+    )
+    data = write(tmp_path, "data.csv", "unit,x,y\nA,2,1\nB,4,2\nC,10,4\n")
+    spec = load_spec(meta)
+    table = load_table(data, spec)
+    found = prepare(Pipeline(normalisation="distance_to_target"), table, spec)[0]
+    np.testing.assert_allclose(found[:, 0], [0, 100 / 3, 400 / 3])  # (x - 2) / (8 - 2)
+    np.testing.assert_allclose(found[:, 1], [100, 200 / 3, 0])  # (4 - y) / (4 - 1)
+    found = prepare(Pipeline(normalisation="goalposts"), table, spec)[0]
+    np.testing.assert_allclose(found, [[25, 75], [50, 50], [100, 0]])
+    found = prepare(
+        Pipeline(normalisation="distance_to_reference", reference_unit="B"), table, spec
+    )
+    np.testing.assert_allclose(found[0, :, 0], [0, 100, 400])
+    with pytest.raises(UserError, match="reference_unit: 'Z' is not a unit"):
+        prepare(Pipeline(normalisation="distance_to_reference", reference_unit="Z"), table, spec)
+    bad = write(tmp_path, "bad.csv", "code,dimension,weight,direction,Target\nx,P,1,1,high\n")
+    with pytest.raises(UserError, match="column 'Target'"):
+        load_spec(bad)
 
 
 @needs_asem

@@ -6,7 +6,7 @@ import pytest
 from nqpf_sens.engine.aggregate import SHIFT_FRACTION, aggregate
 from nqpf_sens.engine.impute import impute
 from nqpf_sens.engine.kernels import prepare_children
-from nqpf_sens.engine.normalise import normalise
+from nqpf_sens.engine.normalise import domain_problem, normalise
 from nqpf_sens.engine.rank import TierRule, natural_breaks, rank_scores
 from nqpf_sens.engine.transform import transform
 from nqpf_sens.engine.weights import critic_weights, entropy_weights
@@ -123,6 +123,51 @@ def test_the_default_range_is_bit_identical_to_the_plain_formula():
     np.testing.assert_array_equal(
         normalise(x, "minmax", np.ones(5)), 100.0 * (x - low) / (high - low)
     )
+
+
+def test_borda_goalposts_targets_and_reference_by_hand():
+    """COINr's n_borda, n_goalposts (trunc2posts), n_dist2targ and n_dist2ref, on the 0-100
+    scale of the other methods (goalposts: their own scale)."""
+    x = np.array([[[2.0], [4.0], [10.0], [4.0]]])
+    up, down = np.array([1.0]), np.array([-1.0])
+    np.testing.assert_array_equal(normalise(x, "borda", up).ravel(), [0, 1, 3, 1])
+    np.testing.assert_array_equal(normalise(x, "borda", down).ravel(), [3, 1, 0, 1])
+    posts = {"goalpost_lower": np.array([0.0]), "goalpost_upper": np.array([8.0])}
+    found = normalise(x, "goalposts", up, parameters=posts).ravel()
+    np.testing.assert_allclose(found, [25, 50, 100, 50])  # 10 is beyond the upper post: cut
+    found = normalise(x, "goalposts", down, parameters=posts).ravel()
+    np.testing.assert_allclose(found, [75, 50, 0, 50])  # negative: full score at the lower post
+    scaled = {**posts, "goalpost_scale": np.array([1.0])}
+    np.testing.assert_allclose(
+        normalise(x, "goalposts", up, parameters=scaled).ravel(), [0.25, 0.5, 1, 0.5]
+    )
+    target = {"Target": np.array([8.0])}
+    found = normalise(x, "distance_to_target", up, parameters=target).ravel()
+    np.testing.assert_allclose(found, [0, 100 / 3, 400 / 3, 100 / 3])
+    found = normalise(x, "distance_to_target", down, parameters={"Target": np.array([4.0])})
+    np.testing.assert_allclose(found.ravel(), [400 / 3, 100, 0, 100])
+    found = normalise(x, "distance_to_reference", up, reference=1).ravel()
+    np.testing.assert_allclose(found, [0, 100, 400, 100])
+    found = normalise(x, "distance_to_reference", down, reference=1).ravel()
+    np.testing.assert_allclose(found, [400 / 3, 100, 0, 100])
+
+
+@pytest.mark.parametrize(
+    "method, parameters, reference, problem",
+    [
+        ("goalposts", {}, None, "needs a 'goalpost_lower' column"),
+        ("goalposts", {"goalpost_lower": [1.0], "goalpost_upper": [1.0]}, None, "equal"),
+        ("distance_to_target", {"Target": [float("nan")]}, None, "for every indicator"),
+        ("distance_to_target", {"Target": [2.0]}, None, "the target is the worst value"),
+        ("distance_to_reference", {}, None, "needs [pipeline] reference_unit"),
+        ("distance_to_reference", {}, 0, "reference unit has the worst value"),
+    ],
+)
+def test_what_each_method_needs_is_checked_first(method, parameters, reference, problem):
+    x = np.array([[[2.0], [4.0], [10.0]]])
+    given = {k: np.asarray(v) for k, v in parameters.items()}
+    found = domain_problem(method, x, np.array([1.0]), 0, given, reference)
+    assert found is not None and problem in found
 
 
 def test_base_year_normalisation():

@@ -56,6 +56,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "minmax_range": (list,),
         "zscore_scale": (list,),
         "zscore_ddof": (int,),
+        "reference_unit": (str,),
         "base_year": (int,),
         "aggregation": (str, list),
         "nonpositive": (str,),

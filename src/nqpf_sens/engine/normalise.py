@@ -14,6 +14,17 @@ Cross-sectional methods compare units within a year; ``base_year`` compares a un
 - ``rank``: percentile rank, 100 (r - 1) / (n - 1) with average ranks for ties, in [0, 100].
 - ``distance_to_leader``: 100 x / max (negative direction: 100 min / x); needs positive values.
 - ``distance_to_mean``: 100 (1 + d (x - mean) / |mean|), so the mean unit scores 100.
+- ``borda``: the unit's rank from the bottom minus 1, ties sharing the lowest (COINr's
+  ``n_borda``): the number of units it beats, in [0, n - 1].
+- ``goalposts``: s (x - l) / (u - l), cut to [0, s], with each indicator's goalposts ``l``, ``u``
+  and scale ``s`` from the metadata (``goalpost_lower``, ``goalpost_upper``, ``goalpost_scale``,
+  100 where empty; a negative indicator scores s at ``l``): COINr's ``n_goalposts`` with
+  ``trunc2posts``.
+- ``distance_to_target``: 100 (x - min) / (target - min) (negative direction: 100 (max - x) /
+  (max - target)) with each indicator's ``Target`` from the metadata (COINr's ``n_dist2targ``);
+  beyond the target a unit scores above 100.
+- ``distance_to_reference``: 100 (x - min) / (x_ref - min) against the pipeline's
+  ``reference_unit`` (negative: 100 (max - x) / (max - x_ref); COINr's ``n_dist2ref``).
 - ``base_year`` (the paper, national series): 100 x_t / x_base (negative direction: 100 x_base /
   x_t); as in the paper, a zero (a count before its first award year) is replaced by 1 first.
 
@@ -26,10 +37,23 @@ from __future__ import annotations
 
 import numpy as np
 
-METHODS = ("minmax", "zscore", "rank", "distance_to_leader", "distance_to_mean", "base_year")
+METHODS = (
+    "minmax",
+    "zscore",
+    "rank",
+    "borda",
+    "goalposts",
+    "distance_to_target",
+    "distance_to_reference",
+    "distance_to_leader",
+    "distance_to_mean",
+    "base_year",
+)
+#: the metadata columns each method needs
+NEEDS = {"goalposts": ("goalpost_lower", "goalpost_upper"), "distance_to_target": ("Target",)}
 #: Methods whose output can be zero or negative (a geometric or harmonic mean needs the
 #: documented shift).
-NON_POSITIVE_OUTPUT = ("minmax", "zscore", "rank", "distance_to_leader", "distance_to_mean")
+NON_POSITIVE_OUTPUT = tuple(m for m in METHODS if m != "base_year")
 MINMAX_RANGE = (0.0, 100.0)
 ZSCORE_SCALE = (0.0, 1.0)
 UNIT_AXIS = -2
@@ -37,10 +61,36 @@ YEAR_AXIS = -3
 
 
 def domain_problem(
-    method: str, values: np.ndarray, direction: np.ndarray, base_index: int = 0
+    method: str,
+    values: np.ndarray,
+    direction: np.ndarray,
+    base_index: int = 0,
+    parameters: dict[str, np.ndarray] | None = None,
+    reference: int | None = None,
 ) -> str | None:
     """Why ``method`` cannot normalise ``values``, or None; checked before anything runs."""
     direction = np.asarray(direction)
+    parameters = parameters or {}
+    for column in NEEDS.get(method, ()):
+        if column not in parameters:
+            return f"needs a '{column}' column in the metadata"
+        if np.isnan(parameters[column]).any():
+            return f"needs a '{column}' for every indicator (the metadata leaves some empty)"
+    if method == "goalposts" and np.any(
+        parameters["goalpost_lower"] == parameters["goalpost_upper"]
+    ):
+        return "an indicator's goalposts are equal"
+    if method in ("distance_to_target", "distance_to_reference"):
+        if method == "distance_to_reference" and reference is None:
+            return "needs [pipeline] reference_unit"
+        worst, best = _distance_ends(method, values, direction, parameters, reference)
+        with np.errstate(all="ignore"):
+            if np.any(best == worst):
+                return (
+                    "the target is the worst value of an indicator"
+                    if method == "distance_to_target"
+                    else "the reference unit has the worst value of an indicator"
+                )
     if method == "distance_to_leader":
         positive = values[..., direction > 0]
         negative = values[..., direction < 0]
@@ -71,10 +121,14 @@ def normalise(
     minmax_range: tuple[float, float] = MINMAX_RANGE,
     zscore_scale: tuple[float, float] = ZSCORE_SCALE,
     zscore_ddof: int = 0,
+    parameters: dict[str, np.ndarray] | None = None,
+    reference: int | None = None,
 ) -> np.ndarray:
     """Return normalised values of the same shape; ``base_index`` is the base year's position,
     ``minmax_range`` the min-max target range, ``zscore_scale`` the z-scores' mean and sd and
-    ``zscore_ddof`` the delta degrees of freedom of their sd (numpy's, R's ``sd`` is 1)."""
+    ``zscore_ddof`` the delta degrees of freedom of their sd (numpy's, R's ``sd`` is 1);
+    ``parameters`` the per-indicator metadata columns and ``reference`` the reference unit's
+    position (see :func:`domain_problem` for what each method needs)."""
     if method not in METHODS:
         raise ValueError(f"unknown normalisation {method!r}")
     values = np.asarray(values, dtype=float)
@@ -88,6 +142,16 @@ def normalise(
             top = np.max(values, axis=UNIT_AXIS, keepdims=True)
             bottom = np.min(values, axis=UNIT_AXIS, keepdims=True)
             return 100.0 * np.where(d > 0, values / top, bottom / values)
+        if method in ("distance_to_target", "distance_to_reference"):
+            worst, best = _distance_ends(method, values, d, parameters or {}, reference)
+            return 100.0 * (values - worst) / (best - worst)
+        if method == "goalposts":
+            given = parameters or {}
+            low, high = given["goalpost_lower"], given["goalpost_upper"]
+            good, bad = np.where(d > 0, high, low), np.where(d > 0, low, high)
+            ceiling = given.get("goalpost_scale", np.full(d.shape, np.nan))
+            share = np.clip((values - bad) / (good - bad), 0.0, 1.0)
+            return share * np.where(np.isnan(ceiling), 100.0, ceiling)
         if method == "distance_to_mean":
             mean = np.mean(values, axis=UNIT_AXIS, keepdims=True)
             return 100.0 * (1.0 + d * (values - mean) / np.abs(mean))
@@ -106,12 +170,33 @@ def normalise(
             n = values.shape[UNIT_AXIS]
             sd = np.sqrt(np.sum(centred**2, axis=UNIT_AXIS, keepdims=True) / (n - zscore_ddof))
             return mean + scale * np.where(constant, 0.0, centred / sd)
+    from scipy.stats import rankdata  # here: scipy.stats takes a second to import
+
+    if method == "borda":
+        return rankdata(oriented, method="min", axis=UNIT_AXIS) - 1.0
     n_units = values.shape[UNIT_AXIS]
     if n_units < 2:
         return np.full_like(values, 50.0)
-    from scipy.stats import (
-        rankdata,
-    )  # here: scipy.stats takes a second to import, workers rarely need it
-
     ranks = rankdata(oriented, method="average", axis=UNIT_AXIS)
     return 100.0 * (ranks - 1.0) / (n_units - 1.0)
+
+
+def _distance_ends(
+    method: str,
+    values: np.ndarray,
+    direction: np.ndarray,
+    parameters: dict[str, np.ndarray],
+    reference: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each indicator's worst value and the value that scores 100: its target, or the reference
+    unit's value."""
+    worst = np.where(
+        direction > 0,
+        np.min(values, axis=UNIT_AXIS, keepdims=True),
+        np.max(values, axis=UNIT_AXIS, keepdims=True),
+    )
+    if method == "distance_to_target":
+        best = np.asarray(parameters["Target"], dtype=float)
+    else:
+        best = np.take(values, [int(reference or 0)], axis=UNIT_AXIS)
+    return worst, best

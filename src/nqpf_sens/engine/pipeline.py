@@ -23,7 +23,8 @@ class Pipeline:
     ``denominate`` divides indicators by the columns the metadata names (before imputation, as
     COINr); ``imputation_group`` names a unit attribute within which mean / median imputation
     works; ``winsor_max`` and the thresholds drive the ``treat`` transformation;
-    ``minmax_range``, ``zscore_scale`` and ``zscore_ddof`` parametrise those normalisations (see
+    ``minmax_range``, ``zscore_scale``, ``zscore_ddof`` and ``reference_unit`` parametrise those
+    normalisations (see
     :mod:`nqpf_sens.engine.normalise`); ``nonpositive`` says what geometric and harmonic means do
     with a child that is not all positive: ``shift`` it by ``-min + mean_shift`` of its range, or
     ``refuse`` the run, as COINr does (see :mod:`nqpf_sens.engine.aggregate`)."""
@@ -42,6 +43,7 @@ class Pipeline:
     minmax_range: tuple[float, float] = normalise.MINMAX_RANGE
     zscore_scale: tuple[float, float] = normalise.ZSCORE_SCALE
     zscore_ddof: int = 0
+    reference_unit: str | None = None
     base_year: int | None = None
     aggregation: str | tuple[str, ...] = "arithmetic"
     nonpositive: str = "shift"
@@ -73,6 +75,7 @@ class Pipeline:
             self.minmax_range,
             self.zscore_scale,
             self.zscore_ddof,
+            self.reference_unit,
             self.base_year,
         )
 
@@ -169,6 +172,16 @@ def _base_index(pipeline: Pipeline, table: IndicatorTable) -> int:
     return table.years.index(pipeline.base_year)
 
 
+def _reference_index(pipeline: Pipeline, table: IndicatorTable) -> int | None:
+    if pipeline.reference_unit is None:
+        return None
+    if pipeline.reference_unit not in table.units:
+        raise UserError(
+            f"reference_unit: {pipeline.reference_unit!r} is not a unit of the data", table.source
+        )
+    return table.units.index(pipeline.reference_unit)
+
+
 def transform_mask(pipeline: Pipeline, spec: IndexSpec) -> np.ndarray:
     return (
         spec.transform_flag
@@ -227,7 +240,10 @@ def prepare(
     changed = _transform(pipeline, filled, mask)
     check_finite(changed, table, f"transformation '{pipeline.transformation}'")
     base = _base_index(pipeline, table)
-    problem = normalise.domain_problem(pipeline.normalisation, changed, spec.direction, base)
+    reference = _reference_index(pipeline, table)
+    problem = normalise.domain_problem(
+        pipeline.normalisation, changed, spec.direction, base, spec.parameters, reference
+    )
     if problem:
         raise UserError(f"normalisation '{pipeline.normalisation}': {problem}", table.source)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -239,6 +255,8 @@ def prepare(
             pipeline.minmax_range,
             pipeline.zscore_scale,
             pipeline.zscore_ddof,
+            spec.parameters,
+            reference,
         )
     check_finite(normalised, table, f"normalisation '{pipeline.normalisation}'")
     return normalised

@@ -22,6 +22,8 @@ from nqpf_sens.errors import UserError
 ROOT_CODE = "total"
 MAX_WEIGHT = 1e100
 #: names the output tables use for their own columns: no indicator or aggregate may take them
+#: metadata columns of per-indicator normalisation parameters (COINr's iMeta names)
+PARAMETER_COLUMNS = ("Target", "goalpost_lower", "goalpost_upper", "goalpost_scale")
 RESERVED_CODES = ("unit", "year", "rank", "tier", "total", "indicator", "value")
 
 _ALIASES = {
@@ -55,6 +57,9 @@ class IndexSpec:
     root) touches.
     ``denominators`` names, per indicator, the data column it is divided by (None: not denominated);
     ``declared_columns`` are the denominator and group columns the metadata declares for the data.
+    ``parameters`` holds per-indicator normalisation parameters from metadata columns named as
+    COINr's iMeta names them (``Target``, ``goalpost_lower``, ``goalpost_upper``,
+    ``goalpost_scale``), NaN where a cell is empty.
     """
 
     levels: tuple[tuple[str, ...], ...]
@@ -65,6 +70,7 @@ class IndexSpec:
     labels: dict[str, str] = field(default_factory=dict)
     denominators: tuple[str | None, ...] = ()
     declared_columns: tuple[str, ...] = ()
+    parameters: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def indicators(self) -> tuple[str, ...]:
@@ -118,6 +124,7 @@ class IndexSpec:
             if self.denominators
             else (),
             declared_columns=self.declared_columns,
+            parameters={name: values[keep] for name, values in self.parameters.items()},
         )
 
 
@@ -263,7 +270,26 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
         labels=labels,
         denominators=denominators,
         declared_columns=declared,
+        parameters=_parameters(frame, codes, source),
     )
+
+
+def _parameters(frame: pd.DataFrame, codes: pd.Series, source: Path) -> dict[str, np.ndarray]:
+    """The per-indicator normalisation parameters the metadata gives (empty cells: NaN)."""
+    found = {}
+    for name in PARAMETER_COLUMNS:
+        if name not in frame.columns:
+            continue
+        values, bad = parse_numbers(frame[name])
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise UserError(
+                f"not a finite number: {cell_text(frame[name], row)}",
+                source,
+                f"row {row + 2} ({codes.iloc[row]}), column '{name}'",
+            )
+        found[name] = values
+    return found
 
 
 def _check_codes(levels: tuple[tuple[str, ...], ...], source: Path) -> None:
