@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import kendalltau, spearmanr
 
-from nqpf_sens.engine.aggregate import METHODS, SHIFT_FRACTION, aggregate_tree
+from nqpf_sens.engine.aggregate import METHODS, POWER, SHIFT_FRACTION, aggregate_tree
 from nqpf_sens.engine.kernels import (
     PAIRWISE_LIMIT,
     RANK_TOLERANCE,
@@ -51,18 +51,24 @@ def numpy_tree(leaves, weights, memberships, methods):
         if method != "arithmetic":
             low, high = current.min(axis=-1, keepdims=True), current.max(axis=-1, keepdims=True)
             shift = np.where(high > low, SHIFT_FRACTION * (high - low), 1.0) - low
-            current = np.where(low > 0, current, current + shift)
-            current = np.log(current) if method == "geometric" else 1 / current
+            inside = low >= 0 if method == "generalised" else low > 0  # the power is positive
+            current = np.where(inside, current, current + shift)
+            current = {
+                "geometric": np.log,
+                "harmonic": lambda x: 1 / x,
+                "generalised": lambda x: x**POWER,
+            }[method](current)
         totals = w @ membership
         means = (
             np.einsum("sc,cp,scr->spr", w, membership, current)
             / np.where(totals > 0, totals, 1.0)[..., None]
         )
-        current = (
-            means
-            if method == "arithmetic"
-            else (np.exp(means) if method == "geometric" else 1 / means)
-        )
+        current = {
+            "arithmetic": lambda m: m,
+            "geometric": np.exp,
+            "harmonic": lambda m: 1 / m,
+            "generalised": lambda m: m ** (1 / POWER),
+        }[method](means)
         columns.append(current)
     return np.concatenate(columns, axis=1)
 

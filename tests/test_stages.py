@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nqpf_sens.engine.aggregate import SHIFT_FRACTION, aggregate
+from nqpf_sens.engine.aggregate import SHIFT_FRACTION, aggregate, aggregate_tree
 from nqpf_sens.engine.impute import impute
 from nqpf_sens.engine.kernels import prepare_children
 from nqpf_sens.engine.normalise import domain_problem, normalise
@@ -206,10 +206,25 @@ def test_arithmetic_geometric_harmonic_by_hand():
     )
 
 
+def test_generalised_mean_as_coinr_a_genmean():
+    """(sum w x^p / sum w)^(1/p): order 2 of (20, 80) weighted (1, 3) is sqrt(100 + 4800) = 70;
+    order -1 is the harmonic mean and order 1 the arithmetic."""
+    scores = np.array([[20.0, 80.0], [50.0, 50.0]]).T
+    membership, weights = np.ones((2, 1)), np.array([1.0, 3.0])
+
+    def mean(order):
+        return aggregate_tree(scores, [weights[None]], [membership], ["generalised"], power=order)
+
+    np.testing.assert_allclose(mean(2.0)[0].ravel(), [70, 50])
+    harmonic = aggregate(scores, weights, membership, "harmonic").ravel()
+    np.testing.assert_allclose(mean(-1.0)[0].ravel(), harmonic)
+    np.testing.assert_allclose(mean(1.0)[0].ravel(), [65, 50])
+
+
 def test_shift_keeps_zeros_from_collapsing_a_product():
     scores = np.array([[0.0, 100.0], [100.0, 100.0], [50.0, 100.0]]).T  # children x rows
     reciprocal = np.empty_like(scores)
-    prepare_children(scores, 2, SHIFT_FRACTION, reciprocal)  # harmonic: 1 / shifted values
+    prepare_children(scores, 2, SHIFT_FRACTION, 1.0, reciprocal)  # harmonic: 1 / shifted values
     np.testing.assert_allclose(1 / reciprocal[0], [1, 101, 51])  # +1% of the 0-100 range
     np.testing.assert_allclose(1 / reciprocal[1], 100)  # positive child unchanged
     geometric = aggregate(scores, np.ones(2), np.ones((2, 1)), "geometric").ravel()
@@ -221,9 +236,9 @@ def test_refusing_the_shift_takes_logarithms_of_the_values_themselves():
     <= 0 becomes NaN (the engine then stops the run, naming the cause)."""
     scores = np.array([[1.0, 100.0], [4.0, 25.0]]).T  # children x rows, all positive
     logs = np.empty_like(scores)
-    prepare_children(scores, 1, 0.0, logs)
+    prepare_children(scores, 1, 0.0, 1.0, logs)
     np.testing.assert_allclose(logs, np.log(scores))
-    prepare_children(np.array([[0.0, 3.0]]), 1, 0.0, logs[:1])
+    prepare_children(np.array([[0.0, 3.0]]), 1, 0.0, 1.0, logs[:1])
     assert np.isnan(logs[0, 0]) and logs[0, 1] == np.log(3.0)
 
 

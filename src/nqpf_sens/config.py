@@ -61,6 +61,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "aggregation": (str, list),
         "nonpositive": (str,),
         "mean_shift": _NUMBER,
+        "power": _NUMBER,
         "weighting": (str,),
         "ties": (str,),
     },

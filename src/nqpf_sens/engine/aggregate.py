@@ -1,4 +1,7 @@
-"""Aggregation up the index tree: weighted arithmetic, geometric or harmonic means of the children.
+"""Aggregation up the index tree: weighted arithmetic, geometric, harmonic or generalised means
+of the children. The generalised (power) mean of order p, (sum w x^p / sum w)^(1/p), is COINr's
+``a_genmean``: p = 1 is the arithmetic mean, p = -1 the harmonic, p -> 0 the geometric; p = 0 is
+refused (use the geometric mean).
 
 Children are laid out children-first, (..., children, rows), where leading axes are scenarios and
 rows are (year, unit) pairs. A batch of weight vectors goes up the whole tree in one compiled pass
@@ -6,7 +9,9 @@ rows are (year, unit) pairs. A batch of weight vectors goes up the whole tree in
 root, which is ranked there and then; leaves shared by all scenarios are read in place and, for a
 geometric or harmonic first level, transformed once.
 
-Geometric and harmonic means need positive inputs. The pipeline's ``nonpositive`` names the rule:
+Geometric and harmonic means (and generalised means of negative order) need positive inputs, a
+generalised mean of positive order non-negative ones. The pipeline's ``nonpositive`` names the rule
+for a child outside that domain:
 
 - ``shift`` (the default): a child whose values are not all positive across the rows is shifted by
   ``-min + shift_fraction`` of its range (the pipeline's ``mean_shift``, default 1%: ``+1`` on the
@@ -27,7 +32,8 @@ import numpy as np
 from nqpf_sens.engine.kernels import aggregate_tree as _aggregate_tree
 from nqpf_sens.engine.kernels import prepare_children
 
-METHODS = ("arithmetic", "geometric", "harmonic")
+METHODS = ("arithmetic", "geometric", "harmonic", "generalised")
+POWER = 2.0  # the default order of the generalised mean (COINr's a_genmean p)
 SHIFT_FRACTION = 0.01  # the default of Pipeline.mean_shift
 NONPOSITIVE = ("shift", "refuse")  # what geometric and harmonic means do with values <= 0
 
@@ -40,6 +46,7 @@ def aggregate_tree(
     n_units: int | None = None,
     ties: str = "min",
     shift_fraction: float = SHIFT_FRACTION,
+    power: float = POWER,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Scores of every aggregate node for a batch of weight vectors, and the root's ranks.
 
@@ -77,7 +84,7 @@ def aggregate_tree(
     prepared = bool(leaves.shape[0] == 1 and codes[0] != 0)
     if prepared:  # shared leaves: logarithms or reciprocals once, not once per scenario
         shared = np.empty_like(leaves)
-        prepare_children(leaves[0], codes[0], shift_fraction, shared[0])
+        prepare_children(leaves[0], codes[0], shift_fraction, power, shared[0])
         leaves = shared
     scores = np.empty((n_scenarios, int(sizes[1:].sum()), leaves.shape[-1]))
     ranks = np.empty((n_scenarios, leaves.shape[-1] if n_units else 0), dtype=np.int64)
@@ -90,6 +97,7 @@ def aggregate_tree(
         np.concatenate(children).astype(np.int64),
         codes,
         shift_fraction,
+        power,
         n_units or 1,
         ties == "ordinal",
         scores,

@@ -139,7 +139,10 @@ class Engine:
         ranks: np.ndarray = np.empty((batch.size, n_years * n_units), dtype=np.int64)
         levels = range(len(self.memberships))
         aggregation = _ids(
-            [(tuple(p.aggregation_at(k) for k in levels), p.shift_fraction) for p in pipelines]
+            [
+                (tuple(p.aggregation_at(k) for k in levels), p.shift_fraction, p.power)
+                for p in pipelines
+            ]
         )
         for methods, members in _groups(aggregation[0][batch.pipeline_index]):
             group_scores, group_ranks = aggregate_tree(
@@ -149,7 +152,7 @@ class Engine:
                 aggregation[1][methods][0],
                 n_units,
                 self.ties,
-                aggregation[1][methods][1],
+                *aggregation[1][methods][1:],
             )
             assert group_ranks is not None  # n_units was given
             scores, ranks = (

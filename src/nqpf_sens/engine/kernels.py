@@ -92,16 +92,18 @@ def rank_rows(scores, ordinal):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def prepare_children(values, method, shift_fraction, out):
-    """Children rows (C, R) as ``method`` averages them: the logarithm (geometric, 1) or reciprocal
-    (harmonic, 2) of values made positive; a child not all positive is shifted by ``-min +
-    shift_fraction * range`` (``-min + 1`` if constant; no shift when ``shift_fraction`` is 0).
-    Arithmetic (0) copies."""
-    _prepare(values, values.shape[0], method, shift_fraction, out)
+def prepare_children(values, method, shift_fraction, power, out):
+    """Children rows (C, R) as ``method`` averages them: the logarithm (geometric, 1), reciprocal
+    (harmonic, 2) or ``power``-th power (generalised, 3) of values made admissible. A child with a
+    value out of the method's domain (<= 0; < 0 for a positive ``power``) is shifted by ``-min +
+    shift_fraction * range`` (``-min + 1`` if constant); with ``shift_fraction`` 0 it is not
+    shifted and such a value becomes NaN. Arithmetic (0) copies."""
+    _prepare(values, values.shape[0], method, shift_fraction, power, out)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _prepare(values, n_children, method, shift_fraction, out):
+def _prepare(values, n_children, method, shift_fraction, power, out):
+    zero_allowed = method == 3 and power > 0  # x^p with p > 0 is defined at 0
     for c in range(n_children):
         shift = 0.0
         if method != 0:
@@ -109,20 +111,27 @@ def _prepare(values, n_children, method, shift_fraction, out):
             for r in range(values.shape[1]):
                 low = min(low, values[c, r])
                 high = max(high, values[c, r])
-            if low <= 0 and shift_fraction > 0:  # 0: no shift, a value <= 0 becomes NaN
+            outside = low < 0 if zero_allowed else low <= 0
+            if outside and shift_fraction > 0:
                 shift = (shift_fraction * (high - low) if high > low else 1.0) - low
         for r in range(values.shape[1]):
             x = values[c, r] + shift
             if method == 0:
                 out[c, r] = x
-            elif x <= 0:
+            elif x < 0 or (x == 0 and not zero_allowed):
                 out[c, r] = np.nan
+            elif method == 1:
+                out[c, r] = np.log(x)
+            elif method == 2:
+                out[c, r] = 1.0 / x
             else:
-                out[c, r] = np.log(x) if method == 1 else 1.0 / x
+                out[c, r] = x**power
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _parents(children_values, weights, node, child_start, children, start, n_parents, method, out):
+def _parents(
+    children_values, weights, node, child_start, children, start, n_parents, method, power, out
+):
     """One level of one scenario: rows 0..n_parents-1 of ``out`` get each parent's weighted mean of
     its (prepared) children; the level's weights, parents and children start at ``node``/``start``.
     Whole buffers and offsets, no slices: every array stays contiguous for the compiler."""
@@ -147,6 +156,9 @@ def _parents(children_values, weights, node, child_start, children, start, n_par
         elif method == 2:
             for r in range(n_rows):
                 out[p, r] = 1.0 / out[p, r]
+        elif method == 3:
+            for r in range(n_rows):
+                out[p, r] = out[p, r] ** (1.0 / power)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -159,6 +171,7 @@ def aggregate_tree(
     children,
     methods,
     shift_fraction,
+    power,
     n_units,
     ordinal,
     scores,
@@ -171,9 +184,9 @@ def aggregate_tree(
     root last. Level k's weights are columns ``sum(sizes[:k])`` onwards of ``weights`` (S, ...),
     its children lists ``children[sum(sizes[:k]):]``, delimited by ``child_start[sum(sizes[1:k+1])
     + k:]`` (both concatenated level by level, positions local to the level). ``methods[k]``:
-    0/1/2 = arithmetic/geometric/harmonic. Writes ``scores`` (S, aggregates level by level, root
-    last, R) and, if it has columns, ``ranks`` (S, R): the root ranked within each block of
-    ``n_units`` rows (a year).
+    0/1/2/3 = arithmetic/geometric/harmonic/generalised (of order ``power``). Writes ``scores``
+    (S, aggregates level by level, root last, R) and, if it has columns, ``ranks`` (S, R): the
+    root ranked within each block of ``n_units`` rows (a year).
     """
     n_levels = sizes.size - 1
     n_rows = leaves.shape[2]
@@ -190,7 +203,7 @@ def aggregate_tree(
             n_children, n_parents = sizes[k], sizes[k + 1]
             source = leaf if k == 0 else current
             if methods[k] != 0 and not (k == 0 and leaves_prepared):
-                _prepare(source, n_children, methods[k], shift_fraction, prepared)
+                _prepare(source, n_children, methods[k], shift_fraction, power, prepared)
                 source = prepared
             _parents(
                 source,
@@ -201,6 +214,7 @@ def aggregate_tree(
                 start,
                 n_parents,
                 methods[k],
+                power,
                 following,
             )
             for p in range(n_parents):

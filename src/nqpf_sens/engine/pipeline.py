@@ -27,7 +27,8 @@ class Pipeline:
     normalisations (see
     :mod:`nqpf_sens.engine.normalise`); ``nonpositive`` says what geometric and harmonic means do
     with a child that is not all positive: ``shift`` it by ``-min + mean_shift`` of its range, or
-    ``refuse`` the run, as COINr does (see :mod:`nqpf_sens.engine.aggregate`)."""
+    ``refuse`` the run, as COINr does; ``power`` is the order of the ``generalised`` mean (see
+    :mod:`nqpf_sens.engine.aggregate`)."""
 
     imputation: str = "growth"
     imputation_fallback: str | None = None
@@ -48,6 +49,7 @@ class Pipeline:
     aggregation: str | tuple[str, ...] = "arithmetic"
     nonpositive: str = "shift"
     mean_shift: float = aggregate.SHIFT_FRACTION
+    power: float = aggregate.POWER
     weighting: str = "expert"
     tiers: TierRule = field(default_factory=TierRule)
     dataset: int = 0
@@ -135,6 +137,11 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
         return (
             f"zscore_ddof: must be 0 (population sd) or 1 (sample sd), not {pipeline.zscore_ddof!r}"
         )
+    power = pipeline.power
+    if isinstance(power, bool) or not isinstance(power, (int, float)) or not np.isfinite(power):
+        return f"power: must be a finite number, not {power!r}"
+    if power == 0:
+        return "power: 0 is the limit of the geometric mean: use aggregation 'geometric'"
     shift = pipeline.mean_shift
     if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0 < shift <= 1:
         return f"mean_shift: must be a number in (0, 1], not {shift!r}"

@@ -41,6 +41,7 @@ CHOICE_KEYS = (
     "aggregation",
     "mean_shift",
     "nonpositive",
+    "power",
     "weighting",
     "winsor_max",
     "winsor_limit",
