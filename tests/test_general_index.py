@@ -148,3 +148,30 @@ def test_asem_nominal_scores_equal_coinr_s_own():
     assert difference.max() < 1e-9
     coinr_ranks = coinr.Index.rank(ascending=False, method="min").astype(int)
     assert (mine.loc[coinr.index, "rank"] == coinr_ranks).all()
+
+
+SPIKE = np.array([1.0] * 9 + [100.0])  # fails the skew/kurtosis rule whatever is winsorised
+
+
+@pytest.mark.parametrize(
+    "fallback, column, expected",
+    [
+        ("log_CT", SPIKE, np.log(SPIKE - 1 + 0.99)),
+        ("log_CT_plus", SPIKE, np.log(SPIKE - 1 + 0.99)),  # positive skew: as log_CT
+        ("log_CT_plus", 101 - SPIKE, -np.log(100 + 0.99 - (101 - SPIKE))),  # negative skew
+        ("boxcox", SPIKE, (np.sqrt(SPIKE) - 1) / 0.5),  # makepos: x - min + 1 is x here
+        ("none", SPIKE, SPIKE),
+    ],
+)
+def test_treatment_fallbacks_as_coinr_defines_them(fallback, column, expected):
+    """With no point winsorised (winmax 0) the failing indicator gets the fallback at once."""
+    found = treat_outliers(column, winmax=0, fallback=fallback, boxcox_lambda=0.5)
+    np.testing.assert_allclose(found, expected)
+
+
+def test_forced_winsorisation_treats_winmax_points_of_a_passing_indicator():
+    """COINr's force_win: winsorise up to winmax points whatever the statistics (the two tied
+    9s go together, so three points in all); without force a passing indicator is untouched."""
+    x = np.array([1, 1, 1, 2, 2, 3, 4, 6, 9, 12.0])
+    np.testing.assert_array_equal(treat_outliers(x, 2), x)
+    np.testing.assert_array_equal(treat_outliers(x, 2, force=True), [1, 1, 1, 2, 2, 3, 4, 6, 6, 6])

@@ -22,7 +22,8 @@ class Pipeline:
     (a single string applies to every level); ``dataset`` picks one of several alternative tables.
     ``denominate`` divides indicators by the columns the metadata names (before imputation, as
     COINr); ``imputation_group`` names a unit attribute within which mean / median imputation
-    works; ``winsor_max`` and the thresholds drive the ``treat`` transformation;
+    works; ``winsor_max``, the thresholds, ``treat_fallback``, ``force_winsorise`` and
+    ``boxcox_lambda`` drive the ``treat`` transformation (see :mod:`nqpf_sens.engine.transform`);
     ``minmax_range``, ``zscore_scale``, ``zscore_ddof`` and ``reference_unit`` parametrise those
     normalisations (see
     :mod:`nqpf_sens.engine.normalise`); ``nonpositive`` says what geometric and harmonic means do
@@ -40,6 +41,9 @@ class Pipeline:
     winsor_max: int = 5
     skew_threshold: float = 2.0
     kurtosis_threshold: float = 3.5
+    treat_fallback: str = "log_CT"
+    force_winsorise: bool = False
+    boxcox_lambda: float = 0.5
     normalisation: str = "minmax"
     minmax_range: tuple[float, float] = normalise.MINMAX_RANGE
     zscore_scale: tuple[float, float] = normalise.ZSCORE_SCALE
@@ -73,6 +77,9 @@ class Pipeline:
             self.winsor_max,
             self.skew_threshold,
             self.kurtosis_threshold,
+            self.treat_fallback,
+            self.force_winsorise,
+            self.boxcox_lambda,
             self.normalisation,
             self.minmax_range,
             self.zscore_scale,
@@ -97,6 +104,7 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
         ("imputation_fallback", pipeline.imputation_fallback or "mean", impute.FALLBACKS),
         ("transformation", pipeline.transformation, transform.METHODS),
         ("transform_target", pipeline.transform_target, TRANSFORM_TARGETS),
+        ("treat_fallback", pipeline.treat_fallback, transform.FALLBACKS),
         ("normalisation", pipeline.normalisation, normalise.METHODS),
         ("weighting", pipeline.weighting, weights.SCHEMES),
         ("nonpositive", pipeline.nonpositive, aggregate.NONPOSITIVE),
@@ -137,6 +145,9 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
         return (
             f"zscore_ddof: must be 0 (population sd) or 1 (sample sd), not {pipeline.zscore_ddof!r}"
         )
+    lam = pipeline.boxcox_lambda
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not np.isfinite(lam):
+        return f"boxcox_lambda: must be a finite number, not {lam!r}"
     power = pipeline.power
     if isinstance(power, bool) or not isinstance(power, (int, float)) or not np.isfinite(power):
         return f"power: must be a finite number, not {power!r}"
@@ -319,6 +330,9 @@ def _transform(pipeline: Pipeline, values: np.ndarray, mask: np.ndarray) -> np.n
         pipeline.winsor_max,
         pipeline.skew_threshold,
         pipeline.kurtosis_threshold,
+        pipeline.treat_fallback,
+        pipeline.force_winsorise,
+        pipeline.boxcox_lambda,
     )
 
 

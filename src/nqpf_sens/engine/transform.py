@@ -10,8 +10,15 @@ indicators).
 - ``treat``: the outlier treatment of the JRC and COINr: an indicator whose |skewness| >= 2 and
   kurtosis >= 3.5 (sample definitions, as Excel and e1071 type 2) has its most extreme value
   (high side if skewness >= 0) replaced by the next one, repeatedly, until it passes or ``winmax``
-  points are treated; if it still fails, the original values are log-transformed instead,
-  log(x - min + 0.01 (max - min)).
+  points are treated (``force``: up to ``winmax`` points whatever the statistics, COINr's
+  ``force_win``); if it still fails, the original values get the ``fallback`` transformation:
+
+  - ``log_CT`` (COINr's default): log(x - min + a), a = 0.01 (max - min);
+  - ``log_CT_plus`` (COINr's ``log_CT_plus``): the same for positive skew, -log(max + a - x) for
+    negative skew, so that a low outlier is pulled in too;
+  - ``boxcox`` (COINr's ``boxcox`` with ``makepos``): y = x - min + 1, then (y^l - 1) / l, or
+    log y when l (``boxcox_lambda``) is 0;
+  - ``none``: the winsorised values are kept even though they still fail.
 
 Only the indicators in ``mask`` are changed (those flagged in the metadata, or all).
 """
@@ -21,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 METHODS = ("none", "sqrt", "log1p", "winsorise", "treat")
+FALLBACKS = ("log_CT", "log_CT_plus", "boxcox", "none")
 
 
 def domain_problem(method: str, values: np.ndarray) -> str | None:
@@ -44,8 +52,12 @@ def transform(
     winmax: int = 5,
     skew_threshold: float = 2.0,
     kurtosis_threshold: float = 3.5,
+    fallback: str = "log_CT",
+    force: bool = False,
+    boxcox_lambda: float = 0.5,
 ) -> np.ndarray:
-    """Return transformed values; indicators outside ``mask`` (bool per indicator) are unchanged."""
+    """Return transformed values; indicators outside ``mask`` (bool per indicator) are unchanged.
+    ``fallback``, ``force`` and ``boxcox_lambda`` steer ``treat`` (see the module docstring)."""
     if method not in METHODS:
         raise ValueError(f"unknown transformation {method!r}")
     values = np.asarray(values, dtype=float)
@@ -58,7 +70,15 @@ def transform(
         changed = np.log1p(values)
     elif method == "treat":
         changed = np.apply_along_axis(
-            treat_outliers, -2, values, winmax, skew_threshold, kurtosis_threshold
+            treat_outliers,
+            -2,
+            values,
+            winmax,
+            skew_threshold,
+            kurtosis_threshold,
+            fallback,
+            force,
+            boxcox_lambda,
         )
     else:
         if not 0 <= limit < 0.5:
@@ -100,16 +120,19 @@ def treat_outliers(
     winmax: int = 5,
     skew_threshold: float = 2.0,
     kurtosis_threshold: float = 3.5,
+    fallback: str = "log_CT",
+    force: bool = False,
+    boxcox_lambda: float = 0.5,
 ) -> np.ndarray:
     """One indicator across units, treated as the module docstring describes (NaN cells
     untouched)."""
     column = np.asarray(column, dtype=float)
     observed = ~np.isnan(column)
     x = column[observed].copy()
-    if x.size < 4 or _passes(x, skew_threshold, kurtosis_threshold):
+    if x.size < 4 or (_passes(x, skew_threshold, kurtosis_threshold) and not force):
         return column
     treated: set[int] = set()
-    while not _passes(x, skew_threshold, kurtosis_threshold) and len(treated) < winmax:
+    while (force or not _passes(x, skew_threshold, kurtosis_threshold)) and len(treated) < winmax:
         high = skewness(x) >= 0
         extreme = x.max() if high else x.min()
         at_extreme = np.flatnonzero(x == extreme)
@@ -118,9 +141,20 @@ def treat_outliers(
             break
         x[at_extreme] = rest.max() if high else rest.min()
         treated.update(at_extreme.tolist())
-    if not _passes(x, skew_threshold, kurtosis_threshold):
-        original = column[observed]
-        x = np.log(original - original.min() + 0.01 * (original.max() - original.min()))
+    if not _passes(x, skew_threshold, kurtosis_threshold) and fallback != "none":
+        x = _fallback(column[observed], fallback, boxcox_lambda)
     result = column.copy()
     result[observed] = x
     return result
+
+
+def _fallback(x: np.ndarray, method: str, boxcox_lambda: float) -> np.ndarray:
+    """The transformation an indicator gets when winsorisation cannot make it pass."""
+    low, high = x.min(), x.max()
+    a = 0.01 * (high - low)
+    if method == "boxcox":
+        y = x - low + 1.0
+        return np.log(y) if boxcox_lambda == 0 else (y**boxcox_lambda - 1.0) / boxcox_lambda
+    if method == "log_CT_plus" and skewness(x) <= 0:
+        return -np.log(high + a - x)
+    return np.log(x - low + a)

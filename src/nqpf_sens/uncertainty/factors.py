@@ -45,6 +45,8 @@ CHOICE_KEYS = (
     "weighting",
     "winsor_max",
     "winsor_limit",
+    "treat_fallback",
+    "boxcox_lambda",
     "imputation_group",
 )
 KINDS = ("choice", "weights", "exclude", "dataset", "noise", "mask")
