@@ -1,5 +1,7 @@
 """The compiled kernels equal the plain numpy formulations they replace."""
 
+import itertools
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -43,11 +45,34 @@ def test_scores_within_the_tolerance_tie():
     np.testing.assert_array_equal(rank_rows(wide, False), argsort_ranks(wide, False))
 
 
-def numpy_tree(leaves, weights, memberships, methods):
+def copeland_by_definition(w, membership, current, n_units):
+    """COINr's outranking matrix and Copeland score, pair by pair, within each year's units."""
+    n_scenarios, _, n_rows = current.shape
+    out = np.zeros((n_scenarios, membership.shape[1], n_rows))
+    for s, p in np.ndindex(n_scenarios, membership.shape[1]):
+        members = np.flatnonzero(membership[:, p])
+        total = w[s, members].sum() or 1.0
+        for first in range(0, n_rows, n_units):
+            for i, j in itertools.combinations(range(first, first + n_units), 2):
+                share = 0.0
+                for c in members:  # in the kernel's order, so that ties at 0.5 agree exactly
+                    a, b = current[s, c, i], current[s, c, j]
+                    share += w[s, c] if a > b else (0.5 * w[s, c] if a == b else 0.0)
+                sign = np.sign(share / total - 0.5)
+                out[s, p, i] += sign
+                out[s, p, j] -= sign
+    return out
+
+
+def numpy_tree(leaves, weights, memberships, methods, n_units):
     """The tree level by level in numpy: shift, transform, normalised weights, einsum, back."""
     current = np.broadcast_to(leaves, (len(weights[0]), *leaves.shape[-2:]))
     columns = []
     for w, membership, method in zip(weights, memberships, methods, strict=True):
+        if method == "copeland":
+            current = copeland_by_definition(w, membership, current, n_units)
+            columns.append(current)
+            continue
         if method != "arithmetic":
             low, high = current.min(axis=-1, keepdims=True), current.max(axis=-1, keepdims=True)
             shift = np.where(high > low, SHIFT_FRACTION * (high - low), 1.0) - low
@@ -126,7 +151,7 @@ def test_aggregate_tree_equals_numpy(n_scenarios, n_years, shared, methods, seed
     with np.errstate(
         divide="ignore", invalid="ignore"
     ):  # all-zero weights: a harmonic mean of nothing
-        expected = numpy_tree(leaves, weights, memberships, methods)
+        expected = numpy_tree(leaves, weights, memberships, methods, n_units)
     np.testing.assert_allclose(scores, expected, rtol=1e-10, atol=1e-9)
     index = scores[:, -1].reshape(n_scenarios, n_years, n_units)
     np.testing.assert_array_equal(

@@ -206,6 +206,16 @@ def test_arithmetic_geometric_harmonic_by_hand():
     )
 
 
+def test_copeland_counts_who_outranks_whom():
+    """COINr's a_copeland with weights (2, 1): A = (3, 1) outranks B = (2, 5) on 2/3 of the
+    weight and C = (1, 1) on 2.5/3 (a tie counts half); B outranks C on all: +2, 0, -2."""
+    children = np.array([[3.0, 2.0, 1.0], [1.0, 5.0, 1.0]])  # children x units
+    found = aggregate(children, np.array([2.0, 1.0]), np.ones((2, 1)), "copeland").ravel()
+    np.testing.assert_array_equal(found, [2, 0, -2])
+    equal = aggregate(children, np.array([1.0, 1.0]), np.ones((2, 1)), "copeland").ravel()
+    np.testing.assert_array_equal(equal, [1, 1, -2])  # A ~ B at exactly half: neither counts
+
+
 def test_generalised_mean_as_coinr_a_genmean():
     """(sum w x^p / sum w)^(1/p): order 2 of (20, 80) weighted (1, 3) is sqrt(100 + 4800) = 70;
     order -1 is the harmonic mean and order 1 the arithmetic."""

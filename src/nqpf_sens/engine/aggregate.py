@@ -1,7 +1,9 @@
 """Aggregation up the index tree: weighted arithmetic, geometric, harmonic or generalised means
 of the children. The generalised (power) mean of order p, (sum w x^p / sum w)^(1/p), is COINr's
 ``a_genmean``: p = 1 is the arithmetic mean, p = -1 the harmonic, p -> 0 the geometric; p = 0 is
-refused (use the geometric mean).
+refused (use the geometric mean). ``copeland`` is COINr's ``a_copeland``, an outranking count
+rather than a mean: each unit's score is the number of units of the same year it outranks (on
+more than half of the children's weight, ties counting half) minus the number that outrank it.
 
 Children are laid out children-first, (..., children, rows), where leading axes are scenarios and
 rows are (year, unit) pairs. A batch of weight vectors goes up the whole tree in one compiled pass
@@ -32,7 +34,7 @@ import numpy as np
 from nqpf_sens.engine.kernels import aggregate_tree as _aggregate_tree
 from nqpf_sens.engine.kernels import prepare_children
 
-METHODS = ("arithmetic", "geometric", "harmonic", "generalised")
+METHODS = ("arithmetic", "geometric", "harmonic", "generalised", "copeland")
 POWER = 2.0  # the default order of the generalised mean (COINr's a_genmean p)
 SHIFT_FRACTION = 0.01  # the default of Pipeline.mean_shift
 NONPOSITIVE = ("shift", "refuse")  # what geometric and harmonic means do with values <= 0
@@ -81,7 +83,7 @@ def aggregate_tree(
         parents, members = np.nonzero(membership.T)
         starts.append(np.searchsorted(parents, np.arange(membership.shape[1] + 1)))
         children.append(members)
-    prepared = bool(leaves.shape[0] == 1 and codes[0] != 0)
+    prepared = bool(leaves.shape[0] == 1 and codes[0] in (1, 2, 3))
     if prepared:  # shared leaves: logarithms or reciprocals once, not once per scenario
         shared = np.empty_like(leaves)
         prepare_children(leaves[0], codes[0], shift_fraction, power, shared[0])
@@ -98,7 +100,7 @@ def aggregate_tree(
         codes,
         shift_fraction,
         power,
-        n_units or 1,
+        n_units or leaves.shape[-1],  # Copeland compares the units of a year: all rows if not told
         ties == "ordinal",
         scores,
         ranks,

@@ -161,6 +161,45 @@ def _parents(
                 out[p, r] = out[p, r] ** (1.0 / power)
 
 
+COPELAND = 4
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _copeland(children_values, weights, node, child_start, children, start, n_parents, block, out):
+    """Copeland scores of one level of one scenario (COINr's ``a_copeland``): within each block
+    of ``block`` rows (a year), unit i's score is the number of units it outranks minus the number
+    that outrank it, where i outranks j when the weights of the children on which i is higher,
+    plus half those on which they tie, exceed half the total weight."""
+    n_rows = children_values.shape[1]
+    for p in range(n_parents):
+        first, last = child_start[start + p], child_start[start + p + 1]
+        total = 0.0
+        for k in range(first, last):
+            total += weights[node + children[node + k]]
+        if total <= 0:
+            total = 1.0
+        for r in range(n_rows):
+            out[p, r] = 0.0
+        for block_start in range(0, n_rows, block):
+            for i in range(block_start, block_start + block):
+                for j in range(i + 1, block_start + block):
+                    share = 0.0
+                    for k in range(first, last):
+                        c = children[node + k]
+                        a, b = children_values[c, i], children_values[c, j]
+                        if a > b:
+                            share += weights[node + c]
+                        elif a == b:
+                            share += 0.5 * weights[node + c]
+                    share /= total
+                    if share > 0.5:
+                        out[p, i] += 1.0
+                        out[p, j] -= 1.0
+                    elif share < 0.5:
+                        out[p, i] -= 1.0
+                        out[p, j] += 1.0
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def aggregate_tree(
     leaves,
@@ -184,7 +223,8 @@ def aggregate_tree(
     root last. Level k's weights are columns ``sum(sizes[:k])`` onwards of ``weights`` (S, ...),
     its children lists ``children[sum(sizes[:k]):]``, delimited by ``child_start[sum(sizes[1:k+1])
     + k:]`` (both concatenated level by level, positions local to the level). ``methods[k]``:
-    0/1/2/3 = arithmetic/geometric/harmonic/generalised (of order ``power``). Writes ``scores``
+    0/1/2/3/4 = arithmetic/geometric/harmonic/generalised (of order ``power``)/Copeland (within
+    each block of ``n_units`` rows). Writes ``scores``
     (S, aggregates level by level, root last, R) and, if it has columns, ``ranks`` (S, R): the
     root ranked within each block of ``n_units`` rows (a year).
     """
@@ -202,21 +242,34 @@ def aggregate_tree(
         for k in range(n_levels):
             n_children, n_parents = sizes[k], sizes[k + 1]
             source = leaf if k == 0 else current
-            if methods[k] != 0 and not (k == 0 and leaves_prepared):
+            if methods[k] in (1, 2, 3) and not (k == 0 and leaves_prepared):
                 _prepare(source, n_children, methods[k], shift_fraction, power, prepared)
                 source = prepared
-            _parents(
-                source,
-                row_weights,
-                node,
-                child_start,
-                children,
-                start,
-                n_parents,
-                methods[k],
-                power,
-                following,
-            )
+            if methods[k] == COPELAND:
+                _copeland(
+                    source,
+                    row_weights,
+                    node,
+                    child_start,
+                    children,
+                    start,
+                    n_parents,
+                    n_units,
+                    following,
+                )
+            else:
+                _parents(
+                    source,
+                    row_weights,
+                    node,
+                    child_start,
+                    children,
+                    start,
+                    n_parents,
+                    methods[k],
+                    power,
+                    following,
+                )
             for p in range(n_parents):
                 for r in range(n_rows):
                     scores[s, column + p, r] = following[p, r]
