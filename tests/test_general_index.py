@@ -105,6 +105,26 @@ def test_per_indicator_targets_and_goalposts_come_from_the_metadata(tmp_path):
         load_spec(bad)
 
 
+def test_an_indicator_may_name_its_own_normalisation(tmp_path):
+    """A metadata ``normalisation`` column overrides the pipeline's method for the indicators
+    that name one (COINr's indiv_specs); an unknown method is refused by cell."""
+    meta = write(
+        tmp_path,
+        "meta.csv",
+        "code,dimension,weight,direction,normalisation\nx,P,1,1,rank\ny,P,1,1,\n",
+    )
+    data = write(tmp_path, "data.csv", "unit,x,y\nA,2,1\nB,4,2\nC,10,4\n")
+    spec = load_spec(meta)
+    table = load_table(data, spec)
+    found = prepare(Pipeline(normalisation="zscore"), table, spec)[0]
+    np.testing.assert_allclose(found[:, 0], [0, 50, 100])  # its own: percentile ranks
+    y = np.array([1.0, 2.0, 4.0])
+    np.testing.assert_allclose(found[:, 1], (y - y.mean()) / y.std())  # the pipeline's
+    bad = write(tmp_path, "bad.csv", "code,dimension,weight,direction,normalisation\nx,P,1,1,mm\n")
+    with pytest.raises(UserError, match="unknown normalisation 'mm'"):
+        load_spec(bad)
+
+
 @needs_asem
 def test_asem_index_builds_like_the_example_coin(tmp_path):
     from nqpf_sens.run import run_config

@@ -259,25 +259,39 @@ def prepare(
     check_finite(changed, table, f"transformation '{pipeline.transformation}'")
     base = _base_index(pipeline, table)
     reference = _reference_index(pipeline, table)
-    problem = normalise.domain_problem(
-        pipeline.normalisation, changed, spec.direction, base, spec.parameters, reference
-    )
-    if problem:
-        raise UserError(f"normalisation '{pipeline.normalisation}': {problem}", table.source)
-    with np.errstate(over="ignore", invalid="ignore"):
-        normalised = normalise.normalise(
-            changed,
-            pipeline.normalisation,
-            spec.direction,
-            base,
-            pipeline.minmax_range,
-            pipeline.zscore_scale,
-            pipeline.zscore_ddof,
-            spec.parameters,
-            reference,
-        )
-    check_finite(normalised, table, f"normalisation '{pipeline.normalisation}'")
+    normalised = np.empty_like(changed)
+    for method, columns in _normalisation_groups(pipeline, spec).items():
+        parameters = {name: values[columns] for name, values in spec.parameters.items()}
+        direction = spec.direction[columns]
+        part = changed[..., columns]
+        problem = normalise.domain_problem(method, part, direction, base, parameters, reference)
+        if problem:
+            raise UserError(f"normalisation '{method}': {problem}", table.source)
+        with np.errstate(over="ignore", invalid="ignore"):
+            normalised[..., columns] = normalise.normalise(
+                part,
+                method,
+                direction,
+                base,
+                pipeline.minmax_range,
+                pipeline.zscore_scale,
+                pipeline.zscore_ddof,
+                parameters,
+                reference,
+            )
+        check_finite(normalised[..., columns], table, f"normalisation '{method}'")
     return normalised
+
+
+def _normalisation_groups(pipeline: Pipeline, spec: IndexSpec) -> dict[str, np.ndarray]:
+    """The indicators each normalisation method treats: the metadata's own method where it names
+    one (COINr's per-indicator specs), the pipeline's elsewhere."""
+    methods = np.array(
+        [own or pipeline.normalisation for own in spec.normalisations]
+        if spec.normalisations
+        else [pipeline.normalisation] * len(spec.indicators)
+    )
+    return {method: np.flatnonzero(methods == method) for method in dict.fromkeys(methods)}
 
 
 def check_finite(values: np.ndarray, table: IndicatorTable, stage: str) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from nqpf_sens.engine.cells import cell_text, parse_numbers, read_csv
+from nqpf_sens.engine.normalise import METHODS as NORMALISATIONS
 from nqpf_sens.errors import UserError
 
 ROOT_CODE = "total"
@@ -59,7 +60,8 @@ class IndexSpec:
     ``declared_columns`` are the denominator and group columns the metadata declares for the data.
     ``parameters`` holds per-indicator normalisation parameters from metadata columns named as
     COINr's iMeta names them (``Target``, ``goalpost_lower``, ``goalpost_upper``,
-    ``goalpost_scale``), NaN where a cell is empty.
+    ``goalpost_scale``), NaN where a cell is empty; ``normalisations`` each indicator's own
+    normalisation method from a ``normalisation`` column (None: the pipeline's).
     """
 
     levels: tuple[tuple[str, ...], ...]
@@ -71,6 +73,7 @@ class IndexSpec:
     denominators: tuple[str | None, ...] = ()
     declared_columns: tuple[str, ...] = ()
     parameters: dict[str, np.ndarray] = field(default_factory=dict)
+    normalisations: tuple[str | None, ...] = ()
 
     @property
     def indicators(self) -> tuple[str, ...]:
@@ -125,6 +128,9 @@ class IndexSpec:
             else (),
             declared_columns=self.declared_columns,
             parameters={name: values[keep] for name, values in self.parameters.items()},
+            normalisations=tuple(np.array(self.normalisations, dtype=object)[keep])
+            if self.normalisations
+            else (),
         )
 
 
@@ -271,7 +277,23 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
         denominators=denominators,
         declared_columns=declared,
         parameters=_parameters(frame, codes, source),
+        normalisations=_normalisations(frame, codes, source),
     )
+
+
+def _normalisations(frame: pd.DataFrame, codes: pd.Series, source: Path) -> tuple[str | None, ...]:
+    """Each indicator's own normalisation method, from a ``normalisation`` column (empty: none)."""
+    if "normalisation" not in frame.columns:
+        return ()
+    own = frame["normalisation"].fillna("").astype(str).str.strip()
+    for row, method in enumerate(own):
+        if method and method not in NORMALISATIONS:
+            raise UserError(
+                f"unknown normalisation {method!r} (choose from {', '.join(NORMALISATIONS)})",
+                source,
+                f"row {row + 2} ({codes.iloc[row]}), column 'normalisation'",
+            )
+    return tuple(method or None for method in own)
 
 
 def _parameters(frame: pd.DataFrame, codes: pd.Series, source: Path) -> dict[str, np.ndarray]:
