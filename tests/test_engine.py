@@ -170,3 +170,19 @@ def test_refusing_the_shift_stops_on_a_zero_with_the_cause(spec, table):
     run with a message naming the rule, not return a score."""
     with pytest.raises(UserError, match="nonpositive = 'refuse'"):
         evaluate(spec, table, Pipeline(aggregation="geometric", nonpositive="refuse"))
+
+
+def test_a_non_finite_node_below_the_index_is_refused_even_if_the_index_is_finite(spec, table):
+    """Copeland above a refused geometric mean would rank NaN dimensions in data order: every
+    node must be finite, not only the index."""
+    pipeline = Pipeline(aggregation=("geometric", "copeland"), nonpositive="refuse")
+    with pytest.raises(UserError, match="nonpositive = 'refuse'"):
+        evaluate(spec, table, pipeline)
+    with pytest.raises(UserError, match="non-finite score"):
+        evaluate(spec, table, Pipeline(aggregation=("generalised", "copeland"), power=400.0))
+
+
+def test_lists_given_in_code_are_accepted_like_tuples(spec, table):
+    listed = evaluate(spec, table, Pipeline(minmax_range=[1, 100], aggregation=["arithmetic"] * 2))
+    tupled = evaluate(spec, table, Pipeline(minmax_range=(1, 100)))
+    np.testing.assert_array_equal(listed.scores, tupled.scores)

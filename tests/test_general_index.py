@@ -195,3 +195,10 @@ def test_forced_winsorisation_treats_winmax_points_of_a_passing_indicator():
     x = np.array([1, 1, 1, 2, 2, 3, 4, 6, 9, 12.0])
     np.testing.assert_array_equal(treat_outliers(x, 2), x)
     np.testing.assert_array_equal(treat_outliers(x, 2, force=True), [1, 1, 1, 2, 2, 3, 4, 6, 6, 6])
+
+
+def test_a_code_used_at_two_levels_is_refused(tmp_path):
+    """An indicator named like its dimension would make exclusions and columns ambiguous."""
+    meta = write(tmp_path, "meta.csv", "code,dimension,weight,direction\nx,x,1,1\ny,x,1,1\n")
+    with pytest.raises(UserError, match="'x' names both"):
+        load_spec(meta)

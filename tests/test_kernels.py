@@ -51,13 +51,19 @@ def copeland_by_definition(w, membership, current, n_units):
     out = np.zeros((n_scenarios, membership.shape[1], n_rows))
     for s, p in np.ndindex(n_scenarios, membership.shape[1]):
         members = np.flatnonzero(membership[:, p])
-        total = w[s, members].sum() or 1.0
+        total = w[s, members].sum()
+        if total <= 0:  # nothing to outrank on: undefined, as the kernel says
+            out[s, p] = np.nan
+            continue
         for first in range(0, n_rows, n_units):
             for i, j in itertools.combinations(range(first, first + n_units), 2):
                 share = 0.0
                 for c in members:  # in the kernel's order, so that ties at 0.5 agree exactly
                     a, b = current[s, c, i], current[s, c, j]
-                    share += w[s, c] if a > b else (0.5 * w[s, c] if a == b else 0.0)
+                    undefined = np.isnan(a) or np.isnan(b)  # a comparison with NaN: NaN
+                    share += (
+                        np.nan if undefined else (w[s, c] if a > b else 0.5 * w[s, c] * (a == b))
+                    )
                 sign = np.sign(share / total - 0.5)
                 out[s, p, i] += sign
                 out[s, p, j] -= sign

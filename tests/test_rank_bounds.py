@@ -9,7 +9,12 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from nqpf_sens import Pipeline
-from nqpf_sens.audit.rank_bounds import difference_range, rank_bounds, weight_region
+from nqpf_sens.audit.rank_bounds import (
+    difference_range,
+    rank_bounds,
+    weight_region,
+    weight_spreads,
+)
 from nqpf_sens.engine.batch import Engine, ScenarioBatch
 from nqpf_sens.engine.spec import IndexSpec
 
@@ -156,3 +161,22 @@ def test_widening_the_spread_never_narrows_the_bounds(leaves, spread, extra):
     assert (wide.worst_rank >= narrow.worst_rank).all()
     assert (narrow.best_rank <= narrow.nominal_rank).all()
     assert (narrow.nominal_rank <= narrow.worst_rank).all()
+
+
+def test_two_weight_factors_on_one_level_multiply_their_ranges():
+    """Two uniform factors on the indicator weights multiply: each weight's multiplier ranges
+    over [0.8 x 0.9, 1.2 x 1.1], and bounds over that box contain every product drawn."""
+    factors = [
+        {"kind": "weights", "level": 0, "spread": 0.2},
+        {"kind": "weights", "level": 0, "spread": 0.1},
+    ]
+    ranges = weight_spreads(factors, 2)
+    np.testing.assert_allclose(ranges, [(0.72, 1.32), (1.0, 1.0)])
+    spec = two_level_spec()
+    leaves = np.random.default_rng(8).random((8, 4))
+    found = rank_bounds(leaves, spec, spec.weights, ranges, [str(i) for i in range(8)])
+    rng = np.random.default_rng(9)
+    for _ in range(2000):
+        multipliers = (1 + 0.2 * (2 * rng.random(4) - 1)) * (1 + 0.1 * (2 * rng.random(4) - 1))
+        ranks = ranks_under(leaves, spec, [spec.weights[0] * multipliers, spec.weights[1]])
+        assert (found.best_rank <= ranks).all() and (ranks <= found.worst_rank).all()

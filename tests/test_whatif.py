@@ -156,5 +156,18 @@ def test_an_only_child_cannot_be_excluded():
         transform_flag=np.zeros(3, dtype=bool),
     )
     entry = {"name": "drop", "kind": "exclude", "options": ["none", "c"]}
-    with pytest.raises(UserError, match="only child"):
+    with pytest.raises(UserError, match="no sibling of positive weight"):
+        build_factor(entry, 1, spec, Pipeline(), 1, "run.toml")
+
+
+def test_an_element_whose_siblings_weigh_nothing_cannot_be_excluded():
+    spec = IndexSpec(
+        levels=(("a", "b", "c", "d"), ("x", "y"), ("index",)),
+        parents=(np.array([0, 0, 1, 1]), np.array([0, 0])),
+        weights=(np.array([1.0, 0.0, 1.0, 1.0]), np.ones(2)),
+        direction=np.ones(4),
+        transform_flag=np.zeros(4, dtype=bool),
+    )
+    entry = {"name": "drop", "kind": "exclude", "options": ["none", "a"]}
+    with pytest.raises(UserError, match="no sibling of positive weight"):
         build_factor(entry, 1, spec, Pipeline(), 1, "run.toml")

@@ -34,32 +34,46 @@ from nqpf_sens.engine.spec import IndexSpec
 MARGIN = 1e-9  # a unit beats another when its score is larger by at least this (x score scale)
 
 
-def weight_spreads(factors: Sequence[dict], n_levels: int) -> list[float] | None:
-    """Per weighted level, the relative spread of the uniform ``weights`` factors (0: fixed), or
-    None when no level varies or a level's weights are drawn otherwise (a Dirichlet region is not
-    a box)."""
-    spreads = [0.0] * n_levels
+def weight_spreads(factors: Sequence[dict], n_levels: int) -> list[tuple[float, float]] | None:
+    """Per weighted level, the range ``(low, high)`` of the multipliers the uniform ``weights``
+    factors apply to each weight (several factors on one level multiply: the product of their
+    ranges), or None when no level varies or a level's weights are drawn otherwise (a Dirichlet
+    region is not a box)."""
+    ranges = [(1.0, 1.0)] * n_levels
     for factor in factors:
         if factor.get("kind") != "weights":
             continue
         if factor.get("distribution", "uniform") != "uniform":
             return None
         level = int(factor.get("level", 0))
-        spreads[level] = max(spreads[level], float(factor.get("spread", 0.25)))
-    return spreads if any(spreads) else None
+        spread = float(factor.get("spread", 0.25))
+        low, high = ranges[level]
+        ranges[level] = (low * (1 - spread), high * (1 + spread))
+    return ranges if any(r != (1.0, 1.0) for r in ranges) else None
 
 
 def weight_region(
-    spec: IndexSpec, weights: Sequence[np.ndarray], spreads: Sequence[float]
+    spec: IndexSpec,
+    weights: Sequence[np.ndarray],
+    spreads: Sequence[float | tuple[float, float]],
 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Lower and upper weight of every node below the index (levels concatenated) and, per level,
-    the position of each node's parent among all aggregate nodes."""
+    the position of each node's parent among all aggregate nodes. A level's spread is a relative
+    ``s`` (multipliers ``[1 - s, 1 + s]``) or a multiplier range ``(low, high)``."""
     if len(spreads) != len(spec.levels) - 1:
         raise ValueError(f"one spread per weighted level: {len(spec.levels) - 1} expected")
-    if any(not 0 <= s <= 1 for s in spreads):
-        raise ValueError("spreads must lie in [0, 1]")
-    low = np.concatenate([np.asarray(w) * (1 - s) for w, s in zip(weights, spreads, strict=True)])
-    high = np.concatenate([np.asarray(w) * (1 + s) for w, s in zip(weights, spreads, strict=True)])
+    ranges: list[tuple[float, float]] = []
+    for spread in spreads:
+        if isinstance(spread, tuple):
+            ranges.append((float(spread[0]), float(spread[1])))
+        elif 0 <= spread <= 1:
+            ranges.append((1 - float(spread), 1 + float(spread)))
+        else:
+            raise ValueError("spreads must lie in [0, 1]")
+    if any(not 0 <= low <= 1 <= high for low, high in ranges):
+        raise ValueError("a multiplier range must contain 1 and start at 0 or above")
+    low = np.concatenate([np.asarray(w) * r[0] for w, r in zip(weights, ranges, strict=True)])
+    high = np.concatenate([np.asarray(w) * r[1] for w, r in zip(weights, ranges, strict=True)])
     offsets = np.cumsum([0, *(len(level) for level in spec.levels[1:])])
     parents = [offsets[k] + np.asarray(spec.parents[k]) for k in range(len(spec.levels) - 1)]
     return low, high, parents
@@ -126,11 +140,12 @@ def rank_bounds(
     leaves: np.ndarray,
     spec: IndexSpec,
     weights: Sequence[np.ndarray],
-    spreads: Sequence[float],
+    spreads: Sequence[float | tuple[float, float]],
     units: Sequence[str],
 ) -> pd.DataFrame:
     """Per unit: its nominal rank and the best and worst rank it can reach when each level's
-    weights move within ``+/- spreads[k]`` (relative) of ``weights[k]``, renormalised within each
+    weights move within ``+/- spreads[k]`` (relative; or a multiplier range, see
+    :func:`weight_region`) of ``weights[k]``, renormalised within each
     parent, under arithmetic aggregation of ``leaves`` (units x indicators, normalised).
 
     Pairs whose order is the same everywhere in the region (found exactly by

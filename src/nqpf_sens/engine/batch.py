@@ -159,7 +159,7 @@ class Engine:
                 _place(scores, members, group_scores),
                 _place(ranks, members, group_ranks),
             )
-        if not np.isfinite(scores[:, -1]).all():  # a non-finite node reaches the index
+        if not np.isfinite(scores).all():  # even a node that cannot reach the index's value
             raise UserError(self._aggregation_problem(scores, first, batch))
         scores = scores.reshape(batch.size, -1, n_years, n_units).transpose(
             0, 2, 3, 1

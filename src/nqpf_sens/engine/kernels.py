@@ -176,10 +176,10 @@ def _copeland(children_values, weights, node, child_start, children, start, n_pa
         total = 0.0
         for k in range(first, last):
             total += weights[node + children[node + k]]
-        if total <= 0:
-            total = 1.0
         for r in range(n_rows):
-            out[p, r] = 0.0
+            out[p, r] = 0.0 if total > 0 else np.nan  # no weight: nothing to outrank on
+        if total <= 0:
+            continue
         for block_start in range(0, n_rows, block):
             for i in range(block_start, block_start + block):
                 for j in range(i + 1, block_start + block):
@@ -187,12 +187,17 @@ def _copeland(children_values, weights, node, child_start, children, start, n_pa
                     for k in range(first, last):
                         c = children[node + k]
                         a, b = children_values[c, i], children_values[c, j]
-                        if a > b:
+                        if a != a or b != b:  # NaN: the comparison is undefined
+                            share = np.nan
+                        elif a > b:
                             share += weights[node + c]
                         elif a == b:
                             share += 0.5 * weights[node + c]
                     share /= total
-                    if share > 0.5:
+                    if share != share:
+                        out[p, i] = np.nan
+                        out[p, j] = np.nan
+                    elif share > 0.5:
                         out[p, i] += 1.0
                         out[p, j] -= 1.0
                     elif share < 0.5:

@@ -58,6 +58,13 @@ class Pipeline:
     tiers: TierRule = field(default_factory=TierRule)
     dataset: int = 0
 
+    def __post_init__(self) -> None:
+        """Lists given in code become tuples (a pipeline is hashed to share cached work)."""
+        for name in ("minmax_range", "zscore_scale", "aggregation"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+
     def aggregation_at(self, level: int) -> str:
         return self.aggregation if isinstance(self.aggregation, str) else self.aggregation[level]
 

@@ -316,7 +316,8 @@ def _parameters(frame: pd.DataFrame, codes: pd.Series, source: Path) -> dict[str
 
 def _check_codes(levels: tuple[tuple[str, ...], ...], source: Path) -> None:
     """Codes name output columns: refuse empty ones and those the outputs reserve for themselves
-    (the index itself may be called ``total``)."""
+    (the index itself may be called ``total``), and a code used at two levels, which would make a
+    name ambiguous (an indicator called like its dimension)."""
     for level in levels[:-1]:
         for code in level:
             if not code:
@@ -327,6 +328,17 @@ def _check_codes(levels: tuple[tuple[str, ...], ...], source: Path) -> None:
                     source,
                     f"code '{code}'",
                 )
+    seen: set[str] = set()
+    for level in levels:
+        twice = seen & set(level)
+        if twice:
+            code = sorted(twice)[0]
+            raise UserError(
+                f"'{code}' names both an indicator or aggregate and another node; rename one",
+                source,
+                f"code '{code}'",
+            )
+        seen |= set(level)
 
 
 def _aggregate_nodes(

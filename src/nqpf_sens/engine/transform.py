@@ -154,7 +154,8 @@ def _fallback(x: np.ndarray, method: str, boxcox_lambda: float) -> np.ndarray:
     a = 0.01 * (high - low)
     if method == "boxcox":
         y = x - low + 1.0
-        return np.log(y) if boxcox_lambda == 0 else (y**boxcox_lambda - 1.0) / boxcox_lambda
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported by the caller
+            return np.log(y) if boxcox_lambda == 0 else (y**boxcox_lambda - 1.0) / boxcox_lambda
     if method == "log_CT_plus" and skewness(x) <= 0:
         return -np.log(high + a - x)
     return np.log(x - low + a)

@@ -283,10 +283,13 @@ def _cell_spread(
 
 
 def _only_child(spec, code: str) -> bool:
-    """Whether the element ``code`` (at any level below the index) has no sibling."""
+    """Whether the element ``code`` (at any level below the index) has no sibling of positive
+    weight, so that leaving it out would empty its parent."""
     k = next(k for k, level in enumerate(spec.levels[:-1]) if code in level)
-    parents = np.asarray(spec.parents[k])
-    return int((parents == parents[spec.levels[k].index(code)]).sum()) < 2
+    parents, weights = np.asarray(spec.parents[k]), np.asarray(spec.weights[k])
+    position = spec.levels[k].index(code)
+    siblings = (parents == parents[position]) & (np.arange(len(parents)) != position)
+    return not (weights[siblings] > 0).any()
 
 
 def build_factor(
@@ -364,7 +367,8 @@ def build_factor(
         for option in options:
             if option != NONE and _only_child(spec, option):
                 raise UserError(
-                    f"{option!r} is the only child of its parent: leaving it out empties it",
+                    f"{option!r} has no sibling of positive weight: leaving it out empties its "
+                    "parent",
                     source,
                     where,
                 )
