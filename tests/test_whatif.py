@@ -171,3 +171,15 @@ def test_an_element_whose_siblings_weigh_nothing_cannot_be_excluded():
     entry = {"name": "drop", "kind": "exclude", "options": ["none", "a"]}
     with pytest.raises(UserError, match="no sibling of positive weight"):
         build_factor(entry, 1, spec, Pipeline(), 1, "run.toml")
+
+
+def test_leave_one_out_skips_a_part_whose_siblings_weigh_nothing(spec, table):
+    """The what-if follows the exclude factor's rule: dropping a part whose siblings all weigh
+    zero would empty its parent, so it is not a change the what-if reports."""
+    weights = (spec.weights[0].copy(), spec.weights[1])
+    first = np.flatnonzero(spec.parents[0] == 0)
+    weights[0][first[1:]] = 0.0  # one weighted indicator left in the first dimension
+    lopsided = IndexSpec(spec.levels, spec.parents, weights, spec.direction, spec.transform_flag)
+    changes = set(leave_one_out(lopsided, table, Pipeline()).change)
+    assert f"without {spec.indicators[first[0]]}" not in changes
+    assert f"without {spec.indicators[first[1]]}" in changes  # its sibling still weighs

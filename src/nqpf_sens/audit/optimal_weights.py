@@ -45,15 +45,18 @@ def influence_shares(index: np.ndarray, nodes: np.ndarray) -> np.ndarray:
         return r / r.sum(axis=1, keepdims=True)
 
 
+def within_parent(weights: np.ndarray, parents: np.ndarray) -> np.ndarray:
+    """Each node's weight as a share of its siblings' (the weights the aggregation applies)."""
+    parents = np.asarray(parents)
+    return weights / np.bincount(parents, weights=weights)[parents]
+
+
 def effective_weights(engine: Engine, pipeline: Pipeline) -> list[np.ndarray]:
     """Each level's nominal effective weights: the products of the within-parent shares on the
     path to the index (each level sums to one)."""
     spec = engine.spec
     weights = engine.scheme_weights(pipeline)
-    shares = [
-        w / (w @ m)[np.asarray(p)]
-        for w, m, p in zip(weights, engine.memberships, spec.parents, strict=True)
-    ]
+    shares = [within_parent(w, p) for w, p in zip(weights, spec.parents, strict=True)]
     effective = [np.ones(1)]
     for k in reversed(range(len(shares))):
         effective.insert(0, shares[k] * effective[0][np.asarray(spec.parents[k])])
@@ -114,9 +117,7 @@ def optimise_level(
     shares = influence_shares(final.index[:, 0], nodes)
     nominal = engine.scheme_weights(pipeline)[level]
     parents = np.asarray(spec.parents[level])
-    within = [
-        w / np.bincount(parents, weights=w)[parents] for w in (nominal, nominal * np.exp(result.x))
-    ]
+    within = [within_parent(w, parents) for w in (nominal, nominal * np.exp(result.x))]
     rows = pd.DataFrame(
         {
             "level": level,

@@ -3,8 +3,8 @@
 Leaving an indicator (or a dimension) out is a change of what the index measures, not an
 uncertainty about how to measure it, so the JRC audits and COINr report it apart from the Monte
 Carlo: each indicator, then each aggregate below the index, is dropped in turn (its weight set to
-zero, its siblings' weights renormalised), everything else as in the nominal pipeline. A part that
-is the only child of its parent cannot be dropped without emptying the parent and is skipped.
+zero, its siblings' weights renormalised), everything else as in the nominal pipeline. A part
+without a sibling of positive weight cannot be dropped without emptying its parent and is skipped.
 
 The same one-at-a-time reading serves the analyst's choices (another normalisation, aggregation,
 weighting, ...): each alternative alone shows which judgement moves which unit, which a Sobol
@@ -36,9 +36,8 @@ def leave_one_out(
     levels = spec.levels[:-1]
     changes, multipliers = [], []
     for k, level in enumerate(levels):
-        siblings = np.bincount(spec.parents[k], minlength=len(spec.levels[k + 1]))
         for j, code in enumerate(level):
-            if siblings[spec.parents[k][j]] < 2:
+            if not spec.can_leave_out(k, j):
                 continue
             factors = [np.ones(len(nodes)) for nodes in levels]
             factors[k][j] = 0.0

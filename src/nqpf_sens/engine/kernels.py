@@ -128,39 +128,6 @@ def _prepare(values, n_children, method, shift_fraction, power, out):
                 out[c, r] = x**power
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _parents(
-    children_values, weights, node, child_start, children, start, n_parents, method, power, out
-):
-    """One level of one scenario: rows 0..n_parents-1 of ``out`` get each parent's weighted mean of
-    its (prepared) children; the level's weights, parents and children start at ``node``/``start``.
-    Whole buffers and offsets, no slices: every array stays contiguous for the compiler."""
-    n_rows = children_values.shape[1]
-    for p in range(n_parents):
-        first, last = child_start[start + p], child_start[start + p + 1]
-        total = 0.0
-        for k in range(first, last):
-            total += weights[node + children[node + k]]
-        if total <= 0:
-            total = 1.0
-        for r in range(n_rows):
-            out[p, r] = 0.0
-        for k in range(first, last):
-            c = children[node + k]
-            w = weights[node + c] / total
-            for r in range(n_rows):
-                out[p, r] += w * children_values[c, r]
-        if method == 1:
-            for r in range(n_rows):
-                out[p, r] = np.exp(out[p, r])
-        elif method == 2:
-            for r in range(n_rows):
-                out[p, r] = 1.0 / out[p, r]
-        elif method == 3:
-            for r in range(n_rows):
-                out[p, r] = out[p, r] ** (1.0 / power)
-
-
 COPELAND = 4
 
 
@@ -203,6 +170,55 @@ def _copeland(children_values, weights, node, child_start, children, start, n_pa
                     elif share < 0.5:
                         out[p, i] -= 1.0
                         out[p, j] += 1.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _parents(
+    children_values,
+    weights,
+    node,
+    child_start,
+    children,
+    start,
+    n_parents,
+    method,
+    power,
+    block,
+    out,
+):
+    """One level of one scenario: rows 0..n_parents-1 of ``out`` get each parent's weighted mean of
+    its (prepared) children, or its Copeland score within blocks of ``block`` rows; the level's
+    weights, parents and children start at ``node``/``start``. Whole buffers and offsets, no
+    slices: every array stays contiguous for the compiler."""
+    if method == COPELAND:
+        _copeland(
+            children_values, weights, node, child_start, children, start, n_parents, block, out
+        )
+        return
+    n_rows = children_values.shape[1]
+    for p in range(n_parents):
+        first, last = child_start[start + p], child_start[start + p + 1]
+        total = 0.0
+        for k in range(first, last):
+            total += weights[node + children[node + k]]
+        if total <= 0:
+            total = 1.0
+        for r in range(n_rows):
+            out[p, r] = 0.0
+        for k in range(first, last):
+            c = children[node + k]
+            w = weights[node + c] / total
+            for r in range(n_rows):
+                out[p, r] += w * children_values[c, r]
+        if method == 1:
+            for r in range(n_rows):
+                out[p, r] = np.exp(out[p, r])
+        elif method == 2:
+            for r in range(n_rows):
+                out[p, r] = 1.0 / out[p, r]
+        elif method == 3:
+            for r in range(n_rows):
+                out[p, r] = out[p, r] ** (1.0 / power)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -250,31 +266,19 @@ def aggregate_tree(
             if methods[k] in (1, 2, 3) and not (k == 0 and leaves_prepared):
                 _prepare(source, n_children, methods[k], shift_fraction, power, prepared)
                 source = prepared
-            if methods[k] == COPELAND:
-                _copeland(
-                    source,
-                    row_weights,
-                    node,
-                    child_start,
-                    children,
-                    start,
-                    n_parents,
-                    n_units,
-                    following,
-                )
-            else:
-                _parents(
-                    source,
-                    row_weights,
-                    node,
-                    child_start,
-                    children,
-                    start,
-                    n_parents,
-                    methods[k],
-                    power,
-                    following,
-                )
+            _parents(
+                source,
+                row_weights,
+                node,
+                child_start,
+                children,
+                start,
+                n_parents,
+                methods[k],
+                power,
+                n_units,
+                following,
+            )
             for p in range(n_parents):
                 for r in range(n_rows):
                     scores[s, column + p, r] = following[p, r]

@@ -51,9 +51,6 @@ METHODS = (
 )
 #: the metadata columns each method needs
 NEEDS = {"goalposts": ("goalpost_lower", "goalpost_upper"), "distance_to_target": ("Target",)}
-#: Methods whose output can be zero or negative (a geometric or harmonic mean needs the
-#: documented shift).
-NON_POSITIVE_OUTPUT = tuple(m for m in METHODS if m != "base_year")
 MINMAX_RANGE = (0.0, 100.0)
 ZSCORE_SCALE = (0.0, 1.0)
 UNIT_AXIS = -2
@@ -84,13 +81,12 @@ def domain_problem(
         if method == "distance_to_reference" and reference is None:
             return "needs [pipeline] reference_unit"
         worst, best = _distance_ends(method, values, direction, parameters, reference)
-        with np.errstate(all="ignore"):
-            if np.any(best == worst):
-                return (
-                    "the target is the worst value of an indicator"
-                    if method == "distance_to_target"
-                    else "the reference unit has the worst value of an indicator"
-                )
+        if np.any(best == worst):
+            return (
+                "the target is the worst value of an indicator"
+                if method == "distance_to_target"
+                else "the reference unit has the worst value of an indicator"
+            )
     if method == "distance_to_leader":
         positive = values[..., direction > 0]
         negative = values[..., direction < 0]

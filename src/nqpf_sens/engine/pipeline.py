@@ -25,11 +25,10 @@ class Pipeline:
     works; ``winsor_max``, the thresholds, ``treat_fallback``, ``force_winsorise`` and
     ``boxcox_lambda`` drive the ``treat`` transformation (see :mod:`nqpf_sens.engine.transform`);
     ``minmax_range``, ``zscore_scale``, ``zscore_ddof`` and ``reference_unit`` parametrise those
-    normalisations (see
-    :mod:`nqpf_sens.engine.normalise`); ``nonpositive`` says what geometric and harmonic means do
-    with a child that is not all positive: ``shift`` it by ``-min + mean_shift`` of its range, or
-    ``refuse`` the run, as COINr does; ``power`` is the order of the ``generalised`` mean (see
-    :mod:`nqpf_sens.engine.aggregate`)."""
+    normalisations (see :mod:`nqpf_sens.engine.normalise`); ``nonpositive`` says what geometric
+    and harmonic means do with a child that is not all positive: ``shift`` it by ``-min +
+    mean_shift`` of its range, or ``refuse`` the run, as COINr does; ``power`` is the order of the
+    ``generalised`` mean (see :mod:`nqpf_sens.engine.aggregate`)."""
 
     imputation: str = "growth"
     imputation_fallback: str | None = None
@@ -152,16 +151,13 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
         return (
             f"zscore_ddof: must be 0 (population sd) or 1 (sample sd), not {pipeline.zscore_ddof!r}"
         )
-    lam = pipeline.boxcox_lambda
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not np.isfinite(lam):
-        return f"boxcox_lambda: must be a finite number, not {lam!r}"
-    power = pipeline.power
-    if isinstance(power, bool) or not isinstance(power, (int, float)) or not np.isfinite(power):
-        return f"power: must be a finite number, not {power!r}"
-    if power == 0:
+    for key in ("boxcox_lambda", "power"):
+        if not _finite_number(getattr(pipeline, key)):
+            return f"{key}: must be a finite number, not {getattr(pipeline, key)!r}"
+    if pipeline.power == 0:
         return "power: 0 is the limit of the geometric mean: use aggregation 'geometric'"
     shift = pipeline.mean_shift
-    if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0 < shift <= 1:
+    if not _finite_number(shift) or not 0 < shift <= 1:
         return f"mean_shift: must be a number in (0, 1], not {shift!r}"
     if isinstance(pipeline.winsor_max, bool) or not isinstance(pipeline.winsor_max, int):
         return f"winsor_max: must be a whole number, not {pipeline.winsor_max!r}"
@@ -183,6 +179,13 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
             f"not {pipeline.imputation!r}"
         )
     return None
+
+
+def _finite_number(value: object) -> bool:
+    """A finite int or float (a bool, though an int to Python, is not a number of a config)."""
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+    )
 
 
 def _base_index(pipeline: Pipeline, table: IndicatorTable) -> int:

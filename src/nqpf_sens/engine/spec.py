@@ -22,9 +22,9 @@ from nqpf_sens.errors import UserError
 
 ROOT_CODE = "total"
 MAX_WEIGHT = 1e100
-#: names the output tables use for their own columns: no indicator or aggregate may take them
 #: metadata columns of per-indicator normalisation parameters (COINr's iMeta names)
 PARAMETER_COLUMNS = ("Target", "goalpost_lower", "goalpost_upper", "goalpost_scale")
+#: names the output tables use for their own columns: no indicator or aggregate may take them
 RESERVED_CODES = ("unit", "year", "rank", "tier", "total", "indicator", "value")
 
 _ALIASES = {
@@ -108,6 +108,13 @@ class IndexSpec:
             position = self.parents[k][position]
         return position
 
+    def can_leave_out(self, level: int, position: int) -> bool:
+        """Whether node ``position`` of ``level`` has a sibling of positive weight, so that
+        leaving it out (its weight set to zero) does not empty its parent."""
+        parents, weights = np.asarray(self.parents[level]), np.asarray(self.weights[level])
+        siblings = (parents == parents[position]) & (np.arange(len(parents)) != position)
+        return bool((weights[siblings] > 0).any())
+
     def drop(self, codes: list[str] | tuple[str, ...]) -> IndexSpec:
         """The same tree without some indicators (leave-one-out), refusing to empty an aggregate."""
         keep = np.array([c not in set(codes) for c in self.indicators])
@@ -150,10 +157,14 @@ def _pick(frame: pd.DataFrame, role: str, source: Path) -> str:
     return name
 
 
-def _weights(series: pd.Series, column: str, codes: pd.Series, source: Path) -> np.ndarray:
-    """Finite weights of a scale that can be summed (only their ratios matter)."""
+def _numbers(
+    series: pd.Series, column: str, codes: pd.Series, source: Path, required: bool
+) -> np.ndarray:
+    """A metadata column's numbers (NaN where empty, unless ``required``); the first cell that is
+    not a finite number is refused by row, indicator and column."""
     values, bad = parse_numbers(series)
-    bad |= np.isnan(values)
+    if required:
+        bad |= np.isnan(values)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise UserError(
@@ -161,6 +172,12 @@ def _weights(series: pd.Series, column: str, codes: pd.Series, source: Path) -> 
             source,
             f"row {row + 2} ({codes.iloc[row]}), column '{column}'",
         )
+    return values
+
+
+def _weights(series: pd.Series, column: str, codes: pd.Series, source: Path) -> np.ndarray:
+    """Finite weights of a scale that can be summed (only their ratios matter)."""
+    values = _numbers(series, column, codes, source, required=True)
     too_large = np.flatnonzero(np.abs(values) > MAX_WEIGHT)
     if too_large.size:
         row = int(too_large[0])
@@ -298,20 +315,11 @@ def _normalisations(frame: pd.DataFrame, codes: pd.Series, source: Path) -> tupl
 
 def _parameters(frame: pd.DataFrame, codes: pd.Series, source: Path) -> dict[str, np.ndarray]:
     """The per-indicator normalisation parameters the metadata gives (empty cells: NaN)."""
-    found = {}
-    for name in PARAMETER_COLUMNS:
-        if name not in frame.columns:
-            continue
-        values, bad = parse_numbers(frame[name])
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise UserError(
-                f"not a finite number: {cell_text(frame[name], row)}",
-                source,
-                f"row {row + 2} ({codes.iloc[row]}), column '{name}'",
-            )
-        found[name] = values
-    return found
+    return {
+        name: _numbers(frame[name], name, codes, source, required=False)
+        for name in PARAMETER_COLUMNS
+        if name in frame.columns
+    }
 
 
 def _check_codes(levels: tuple[tuple[str, ...], ...], source: Path) -> None:

@@ -503,12 +503,10 @@ def make_figures(
             "share.",
         )
     single = tables.get("one_at_a_time")
+    order = stability.sort_values("nominal_rank").unit.tolist() if stability is not None else []
     if single is not None and "year" not in single and len(single):
-        order = (
-            stability.sort_values("nominal_rank").unit.tolist() if stability is not None else None
-        )
         add(
-            single_changes(single, order, labels, target / "one_at_a_time"),
+            single_changes(single, order or None, labels, target / "one_at_a_time"),
             "Rank shift of each unit when one choice changes alone, everything else nominal.",
         )
     indices = tables.get("sobol_indices")
@@ -519,7 +517,6 @@ def make_figures(
             "First- and total-order Sobol indices of the mean absolute rank shift, with 95% "
             "percentile bootstrap intervals.",
         )
-        order = stability.sort_values("nominal_rank").unit.tolist() if stability is not None else []
         focus = manifest["config"].get("outputs", {}).get("focus_unit") or next(iter(order), None)
         if focus is not None and f"rank:{focus}" in set(indices.output):
             title = f"Sobol indices of the rank of {labels.get(focus, focus)}"

@@ -74,6 +74,10 @@ class Factor:
     #: noise: each cell's spread (the data's shape) when it depends on the cell's status
     cell_spread: np.ndarray | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def sobol_group(self) -> str:
+        return self.group or self.name
+
     def option_index(self, u: np.ndarray) -> np.ndarray:
         """Map a column of uniforms to option indices (equiprobable or weighted)."""
         edges = (
@@ -141,7 +145,7 @@ class FactorSet:
         duplicated = {n for n in names if names.count(n) > 1}
         if duplicated:
             raise UserError(f"factor names must be unique: {sorted(duplicated)[0]!r} is used twice")
-        groups = [f.group or f.name for f in factors]
+        groups = [f.sobol_group for f in factors]
         for name, group in zip(names, groups, strict=True):
             if group in names and groups[names.index(group)] != group:
                 raise UserError(
@@ -180,7 +184,7 @@ class FactorSet:
     def groups(self) -> list[str]:
         """The Sobol group of every column (SALib's ``groups``): the factor's ``group``, by
         default its name, so that factors sharing a group move together in the design."""
-        return [f.group or f.name for f in self.factors for _ in range(f.n_columns)]
+        return [f.sobol_group for f in self.factors for _ in range(f.n_columns)]
 
     def decode(self, u: np.ndarray) -> Decoded:
         n = len(u)
@@ -282,16 +286,6 @@ def _cell_spread(
     return spread
 
 
-def _only_child(spec, code: str) -> bool:
-    """Whether the element ``code`` (at any level below the index) has no sibling of positive
-    weight, so that leaving it out would empty its parent."""
-    k = next(k for k, level in enumerate(spec.levels[:-1]) if code in level)
-    parents, weights = np.asarray(spec.parents[k]), np.asarray(spec.weights[k])
-    position = spec.levels[k].index(code)
-    siblings = (parents == parents[position]) & (np.arange(len(parents)) != position)
-    return not (weights[siblings] > 0).any()
-
-
 def build_factor(
     entry: dict,
     number: int,
@@ -364,8 +358,11 @@ def build_factor(
                 source,
                 where,
             )
+        place = {
+            code: (k, j) for k, nodes in enumerate(spec.levels[:-1]) for j, code in enumerate(nodes)
+        }
         for option in options:
-            if option != NONE and _only_child(spec, option):
+            if option != NONE and not spec.can_leave_out(*place[option]):
                 raise UserError(
                     f"{option!r} has no sibling of positive weight: leaving it out empties its "
                     "parent",
