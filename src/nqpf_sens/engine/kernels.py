@@ -132,6 +132,15 @@ COPELAND = 4
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _children_weight(weights, node, children, first, last):
+    """The summed weight of one parent's children ``first .. last - 1`` of a level."""
+    total = 0.0
+    for k in range(first, last):
+        total += weights[node + children[node + k]]
+    return total
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _copeland(children_values, weights, node, child_start, children, start, n_parents, block, out):
     """Copeland scores of one level of one scenario (COINr's ``a_copeland``): within each block
     of ``block`` rows (a year), unit i's score is the number of units it outranks minus the number
@@ -140,9 +149,7 @@ def _copeland(children_values, weights, node, child_start, children, start, n_pa
     n_rows = children_values.shape[1]
     for p in range(n_parents):
         first, last = child_start[start + p], child_start[start + p + 1]
-        total = 0.0
-        for k in range(first, last):
-            total += weights[node + children[node + k]]
+        total = _children_weight(weights, node, children, first, last)
         for r in range(n_rows):
             out[p, r] = 0.0 if total > 0 else np.nan  # no weight: nothing to outrank on
         if total <= 0:
@@ -198,9 +205,7 @@ def _parents(
     n_rows = children_values.shape[1]
     for p in range(n_parents):
         first, last = child_start[start + p], child_start[start + p + 1]
-        total = 0.0
-        for k in range(first, last):
-            total += weights[node + children[node + k]]
+        total = _children_weight(weights, node, children, first, last)
         if total <= 0:
             total = 1.0
         for r in range(n_rows):
