@@ -81,7 +81,7 @@ class Study:
 
     def engine(self) -> Engine:
         if self.token not in _ENGINES:
-            if os.getpid() != self.parent_pid:
+            if os.getpid() != self.parent_pid:  # a dask worker: its parent is the nanny
                 die_with_parent()
             retain_freed_memory()
             _ENGINES.clear()
@@ -389,7 +389,14 @@ class _backend:
                     f"within {DASK_TIMEOUT} s ({type(exc).__name__})",
                     where="[run] scheduler",
                 ) from None
-        self.config = parallel_config(backend=self.name)
+        # a loky worker dies with the run from its start, not from its first task: a worker
+        # still idle when the run is killed would otherwise live on (and the trackers with it)
+        start = (
+            {"initializer": die_with_parent, "initargs": (os.getpid(),)}
+            if self.name == "loky"
+            else {}
+        )
+        self.config = parallel_config(backend=self.name, **start)
         self.config.__enter__()
         return self
 

@@ -8,18 +8,24 @@ kill it when its parent dies (``PR_SET_PDEATHSIG``); elsewhere this does nothing
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import sys
 
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> bool:
-    """Have the kernel kill this process when its parent exits; True if it agreed."""
+def die_with_parent(parent: int | None = None) -> bool:
+    """Have the kernel kill this process when its parent exits; True if it agreed. Given the
+    ``parent``'s process id, a worker whose parent died before it asked (while it was still
+    starting) exits at once: the kernel only signals deaths that come after the request."""
     if not sys.platform.startswith("linux"):
         return False
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return False
-    return prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    agreed = prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
+    return agreed
