@@ -148,3 +148,32 @@ def test_dependencies_point_one_way():
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nqpf_sens."):
                 target = node.module.split(".")[1]
                 assert target in allowed, f"{path.relative_to(package)} imports {node.module}"
+
+
+def test_a_study_without_imputation_leaves_missing_parts_without_a_band(folder, spec):
+    """With ``data_threshold`` a dimension a unit lacks data for is missing in every scenario:
+    its score band is empty (no number stands for it), the index and every rank statistic are
+    complete, importance counts the units each indicator is observed for, and the audit steps
+    that need every part say why they were skipped."""
+    frame = pd.read_csv(folder / "values.csv")
+    first = spec.indicators[0]
+    frame.loc[0, first] = None  # unit00 loses one of its first dimension's indicators
+    frame.to_csv(folder / "values.csv", index=False)
+    config = {
+        **CONFIG,
+        "pipeline": {"imputation": "none", "data_threshold": [0.9, 0.0]},
+        "audit": {"optimal_weights": "equal"},
+    }
+    results = ns.run(ns.config_from_dict(config, folder))
+    bands = results.tables["tier_bands"].set_index("unit")
+    dimension = spec.levels[1][spec.parents[0][0]]
+    gap = bands.filter(like=f"{dimension}_").isna()
+    assert gap.loc["unit00"].all() and not gap.drop(index="unit00").any().any()
+    assert not bands.filter(like="total_").isna().any().any()
+    assert not results.tables["rank_stability"].isna().any().any()
+    importance = results.tables["importance"].set_index("node")
+    observed = importance.units.to_dict()
+    assert observed.pop(first) == observed.pop(dimension) == 9 and set(observed.values()) == {10}
+    skipped = " ".join(results.notes)
+    assert "optimal weights skipped" in skipped and "exact rank bounds skipped" in skipped
+    assert "optimal_weights" not in results.tables and "rank_bounds" not in results.tables

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nqpf_sens import Pipeline, load_spec, load_table
+from nqpf_sens import Pipeline, evaluate, load_spec, load_table
 from nqpf_sens.engine.impute import impute
 from nqpf_sens.engine.pipeline import denominated, prepare
 from nqpf_sens.engine.transform import kurtosis, skewness, treat_outliers
@@ -202,3 +202,84 @@ def test_a_code_used_at_two_levels_is_refused(tmp_path):
     meta = write(tmp_path, "meta.csv", "code,dimension,weight,direction\nx,x,1,1\ny,x,1,1\n")
     with pytest.raises(UserError, match="'x' names both"):
         load_spec(meta)
+
+
+def incomplete_index(tmp_path):
+    """Two pillars, P (x with weight 1, y with weight 3) and Q (z), and data with holes."""
+    meta = write(
+        tmp_path, "meta.csv", "code,dimension,weight,direction\nx,P,1,1\ny,P,3,1\nz,Q,1,1\n"
+    )
+    data = write(tmp_path, "data.csv", "unit,x,y,z\nA,0,10,5\nB,10,,1\nC,5,0,\nD,10,20,3\n")
+    spec = load_spec(meta)
+    return spec, load_table(data, spec)
+
+
+def test_aggregation_without_imputation_follows_coinr_s_means(tmp_path):
+    """COINr's ``Aggregate(dat_thresh = t)`` with ``a_amean`` / ``a_gmean``: min-max over the units
+    observed, each mean over the children observed with their weights renormalised, a parent
+    missing where fewer than t of its children are observed. Worked by hand: x -> 0, 100, 50, 100;
+    y -> 50, -, 0, 100; z -> 100, 0, -, 50."""
+    spec, table = incomplete_index(tmp_path)
+    with pytest.raises(UserError, match="or set data_threshold"):
+        evaluate(spec, table, Pipeline(imputation="none"))
+    result = evaluate(spec, table, Pipeline(imputation="none", data_threshold=0.5)).to_frame()
+    np.testing.assert_allclose(result.P, [37.5, 100, 12.5, 100])  # (x + 3 y) / 4, B: x alone
+    np.testing.assert_allclose(result.Q, [100, 0, np.nan, 50])
+    # P weighs 4 (its indicators' sum) against Q's 1; C: P alone (1 of 2 parts >= 0.5)
+    np.testing.assert_allclose(result.total, [50, 80, 12.5, 90])
+    assert result["rank"].tolist() == [3, 2, 4, 1]
+    geometric = Pipeline(
+        imputation="none", data_threshold=0.5, minmax_range=(1, 100), nonpositive="refuse"
+    ).with_(aggregation="geometric")
+    found = evaluate(spec, table, geometric).to_frame()
+    x, y = np.array([1, 100, 50.5, 100]), np.array([50.5, np.nan, 1, 100])
+    p = np.where(np.isnan(y), x, np.exp((np.log(x) + 3 * np.log(np.nan_to_num(y, nan=1))) / 4))
+    np.testing.assert_allclose(found.P, p)
+    with pytest.raises(UserError, match="index missing for unit 'B'.*data_threshold = 0.6"):
+        evaluate(spec, table, Pipeline(imputation="none", data_threshold=0.6))
+
+
+def test_a_rejected_value_is_not_mistaken_for_a_missing_one(tmp_path):
+    """Under ``nonpositive = 'refuse'`` a zero reaching a geometric mean stops the run even when
+    aggregation skips missing children: skipping it would silently drop an observed value."""
+    spec, table = incomplete_index(tmp_path)
+    refuse = Pipeline(
+        imputation="none", data_threshold=0.5, aggregation="geometric", nonpositive="refuse"
+    )
+    with pytest.raises(UserError, match="met a value <= 0"):
+        evaluate(spec, table, refuse)
+
+
+def test_data_driven_weights_refuse_missing_cells(tmp_path):
+    spec, table = incomplete_index(tmp_path)
+    with pytest.raises(UserError, match="weighting 'entropy' derives weights from complete data"):
+        evaluate(spec, table, Pipeline(imputation="none", data_threshold=0.5, weighting="entropy"))
+
+
+@needs_asem
+@pytest.mark.parametrize("threshold", [0.0, 0.5, 0.8, (0.8, 0.0, 0.0)])
+def test_asem_without_imputation_equals_the_plain_reference(threshold):
+    """Every aggregate of COINr's example data aggregated without imputation, against the plain
+    pandas reference computation (which skips missing cells its own way), at several thresholds
+    (one per level: pillars left missing, the index complete); a unit whose index the threshold
+    leaves missing is refused by name."""
+    from nqpf_sens.engine.reference import reference_scores
+
+    spec = load_spec(ASEM / "asem_iMeta.csv")
+    table = load_table(ASEM / "asem_iData.csv", spec, unit_column="uCode", year_column="Time")
+    pipeline = Pipeline(imputation="none", data_threshold=threshold)
+    frame = pd.DataFrame(
+        denominated(pipeline, table)[0], index=list(table.units), columns=list(spec.indicators)
+    )
+    expected = reference_scores(frame, spec, data_threshold=threshold)
+    assert expected.iloc[:, :-1].isna().any().any() == (threshold not in (0.0, 0.5))
+    if expected[spec.index_code].isna().any():
+        with pytest.raises(UserError, match="leaves the index missing"):
+            evaluate(spec, table, pipeline)
+        return
+    found = evaluate(spec, table, pipeline).to_frame().set_index("unit")
+    for code in spec.aggregates[:-1]:
+        np.testing.assert_allclose(found[code], expected[code], rtol=1e-12, atol=1e-10)
+        assert found[code].isna().equals(expected[code].isna())
+    np.testing.assert_allclose(found.total, expected[spec.index_code], rtol=1e-12)
+    assert (found["rank"] == expected["rank"]).all()

@@ -65,6 +65,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "nonpositive": (str,),
         "mean_shift": _NUMBER,
         "power": _NUMBER,
+        "data_threshold": (*_NUMBER, list),
         "weighting": (str,),
         "ties": (str,),
     },
@@ -113,6 +114,7 @@ LIST_ITEMS: dict[str, tuple[type, ...]] = {
     "thresholds": _NUMBER,
     "minmax_range": _NUMBER,
     "zscore_scale": _NUMBER,
+    "data_threshold": _NUMBER,
     "probabilities": _NUMBER,
     "options": (str, int, float, list),
 }

@@ -182,6 +182,12 @@ def _inputs(
     return spec, table, notes, jobs
 
 
+INCOMPLETE = (
+    "{step} skipped: they need every unit's every part, and aggregation without imputation "
+    "leaves some missing"
+)
+
+
 def _plan(
     config: RunConfig,
     spec: IndexSpec,
@@ -213,7 +219,10 @@ def _plan(
                     levels, spec, weights, audit.confidence, config.seed, audit.bootstrap
                 )
             )
-        if audit.optimal_weights != "none":
+        complete = not any(np.isnan(level).any() for level in levels)
+        if audit.optimal_weights != "none" and not complete:
+            notes = [*notes, INCOMPLETE.format(step="optimal weights")]
+        elif audit.optimal_weights != "none":
             engine = Engine(spec, table, config.ties)
             tables.update(
                 optimal_weights_tables(engine, config.pipeline, levels, audit.optimal_weights)
@@ -233,7 +242,7 @@ def _plan(
             )
             tables["one_at_a_time"], tables["one_at_a_time_summary"] = per_unit, summary
         if audit.rank_bounds and levels is not None:  # after the study has checked the factors
-            bounds = _rank_bounds(config, spec, levels[0], weights, table.units)
+            bounds = _rank_bounds(config, spec, levels[0], weights, table.units, notes)
             if bounds is not None:
                 tables["rank_bounds"] = bounds
     return _Plan(config, jobs, tables, notes, list(spec.dimensions), prepared)
@@ -245,13 +254,18 @@ def _rank_bounds(
     leaves: np.ndarray,
     weights: tuple[np.ndarray, ...],
     units: tuple[str, ...],
+    notes: list[str],
 ) -> pd.DataFrame | None:
     """Exact best and worst ranks over the weights the config's uniform ``weights`` factors
-    allow, when they apply: arithmetic aggregation at every level, ties shared."""
+    allow, when they apply: arithmetic aggregation at every level, ties shared, and (said in
+    ``notes`` otherwise) every indicator observed for every unit."""
     spreads = weight_spreads(config.factors, len(spec.levels) - 1)
     levels = range(len(spec.levels) - 1)
     arithmetic = all(config.pipeline.aggregation_at(k) == "arithmetic" for k in levels)
     if spreads is None or not arithmetic or config.ties != "min":
+        return None
+    if np.isnan(leaves).any():
+        notes.append(INCOMPLETE.format(step="exact rank bounds"))
         return None
     bounds = rank_bounds(leaves, spec, weights, spreads, units)
     return bounds.sort_values(["nominal_rank", "unit"], kind="stable", ignore_index=True)

@@ -92,35 +92,37 @@ def importance_table(
     in each resample), the nominal and the effective weight share, and their differences.
 
     ``values_by_level[k]`` are the (units x nodes) scores of level ``k`` (level 0 the normalised
-    indicators, the last the index); ``weights`` the nominal weights per level.
+    indicators, the last the index); ``weights`` the nominal weights per level. A part missing for
+    some units (aggregation without imputation) is measured on the units where it is observed,
+    with its own resamples of them; ``units`` counts them.
     """
     index = values_by_level[-1][:, 0]
     rng = np.random.default_rng(seed)
     n = len(index)
     resamples = rng.integers(0, n, size=(bootstrap, n))
     alpha = (1 - confidence) / 2
-    variance = np.var(index)
     rows, boots = [], []
     for k in range(len(spec.levels) - 1):
         parents = np.asarray(spec.parents[k])
         w = np.asarray(weights[k], dtype=float)
         for j, node in enumerate(spec.levels[k]):
-            x = values_by_level[k][:, j]
-            h = choose_bandwidth(x, index) if np.ptp(x) > 0 else 1.0
-            boots.append(correlation_ratio(x[resamples], index[resamples], h))
+            x, y, draws = _observed(values_by_level[k][:, j], index, resamples, (seed, k, j))
+            h = choose_bandwidth(x, y) if np.ptp(x) > 0 else 1.0
+            boots.append(correlation_ratio(x[draws], y[draws], h))
             siblings = parents == parents[j]
-            covariance = np.cov(x, index, bias=True)[0, 1]
+            covariance, variance = np.cov(x, y, bias=True)[0, 1], np.var(y)
             rows.append(
                 {
                     "level": k,
                     "node": node,
                     "parent": spec.levels[k + 1][parents[j]],
-                    "eta2": correlation_ratio(x, index, h),
+                    "eta2": correlation_ratio(x, y, h),
                     "eta2_low": float(np.quantile(boots[-1], alpha)),
                     "eta2_high": float(np.quantile(boots[-1], 1 - alpha)),
                     "bandwidth": h,
                     "nominal_share": w[j] / w[siblings].sum(),
                     "effective": w[j] * covariance / variance if variance > 0 else np.nan,
+                    "units": len(x),
                 }
             )
     frame = pd.DataFrame(rows)
@@ -135,9 +137,21 @@ def importance_table(
     frame["effective_share"] = frame.effective / grouped.effective.transform("sum")
     frame["importance_minus_nominal"] = frame.importance_share - frame.nominal_share
     frame["importance_over_nominal"] = frame.importance_share / frame.nominal_share
-    return frame.drop(columns="effective").assign(
-        units=n, bootstrap=bootstrap, confidence=confidence
-    )
+    return frame.drop(columns="effective").assign(bootstrap=bootstrap, confidence=confidence)
+
+
+def _observed(
+    x: np.ndarray, index: np.ndarray, resamples: np.ndarray, stream: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A part's values and the index on the units where the part is observed, and bootstrap
+    resamples of those units: the shared ones when every unit is, else the part's own
+    (``stream`` seeds them, so the result does not depend on the other parts)."""
+    seen = ~np.isnan(x)
+    if seen.all():
+        return x, index, resamples
+    n = int(seen.sum())
+    own = np.random.default_rng(stream).integers(0, max(n, 1), size=(len(resamples), n))
+    return x[seen], index[seen], own
 
 
 def divergence_by_level(importance: pd.DataFrame) -> pd.DataFrame:

@@ -23,6 +23,14 @@ for a child outside that domain:
 - ``refuse`` (COINr's ``a_gmean``/``a_hmean``, which stop on a value <= 0): no shift; the
   normalisation must keep every value positive (COINr's vignette: min-max to [1, 100], z-scores
   with mean 10 and sd 2), and a run that meets a value <= 0 stops with an error naming it.
+
+Aggregation without imputation (COINr's ``dat_thresh``): given a ``threshold`` in [0, 1] (the
+pipeline's ``data_threshold``, one for every level or one per level), a mean skips missing
+children and renormalises the weights of those observed, as COINr's ``a_amean``, ``a_gmean`` and
+``a_hmean`` do, and a parent with fewer than that share of its children observed (counted,
+whatever their weights) is itself missing. COINr's ``a_genmean`` returns NA for any missing
+child; here it skips them like the other means. Copeland compares units on every child, so a
+missing child leaves its parent missing.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ def aggregate_tree(
     ties: str = "min",
     shift_fraction: float = SHIFT_FRACTION,
     power: float = POWER,
+    threshold: float | Sequence[float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Scores of every aggregate node for a batch of weight vectors, and the root's ranks.
 
@@ -57,6 +66,8 @@ def aggregate_tree(
     parents) 0/1 matrix of each level; ``methods`` one name per level. Returns scores (S,
     aggregates: level by level, root last, R) and, given ``n_units``, ranks (S, R) of the root
     within each block of ``n_units`` rows (ties as in :func:`nqpf_sens.engine.rank.rank_scores`).
+    ``threshold`` (None: every child must be present; one number, or one per level) lets means skip
+    missing children (see the module docstring).
     """
     if not len(weights) == len(memberships) == len(methods):
         raise ValueError(
@@ -83,8 +94,13 @@ def aggregate_tree(
         parents, members = np.nonzero(membership.T)
         starts.append(np.searchsorted(parents, np.arange(membership.shape[1] + 1)))
         children.append(members)
-    prepared = bool(leaves.shape[0] == 1 and codes[0] in (1, 2, 3))
-    if prepared:  # shared leaves: logarithms or reciprocals once, not once per scenario
+    skip_missing = threshold is not None
+    thresholds = np.broadcast_to(
+        np.asarray(-1.0 if threshold is None else threshold, dtype=float), len(methods)
+    ).copy()
+    # shared leaves are prepared once, unless missing cells must be told from rejected values
+    prepared = bool(leaves.shape[0] == 1 and codes[0] in (1, 2, 3) and not skip_missing)
+    if prepared:  # logarithms or reciprocals once, not once per scenario
         shared = np.empty_like(leaves)
         prepare_children(leaves[0], codes[0], shift_fraction, power, shared[0])
         leaves = shared
@@ -102,6 +118,7 @@ def aggregate_tree(
         power,
         n_units or leaves.shape[-1],  # Copeland compares the units of a year: all rows if not told
         ties == "ordinal",
+        thresholds,
         scores,
         ranks,
     )

@@ -140,7 +140,12 @@ class Engine:
         levels = range(len(self.memberships))
         aggregation = _ids(
             [
-                (tuple(p.aggregation_at(k) for k in levels), p.shift_fraction, p.power)
+                (
+                    tuple(p.aggregation_at(k) for k in levels),
+                    p.shift_fraction,
+                    p.power,
+                    p.data_threshold,
+                )
                 for p in pipelines
             ]
         )
@@ -159,8 +164,9 @@ class Engine:
                 _place(scores, members, group_scores),
                 _place(ranks, members, group_ranks),
             )
-        if not np.isfinite(scores).all():  # even a node that cannot reach the index's value
-            raise UserError(self._aggregation_problem(scores, first, batch))
+        failed = self._failed(scores, batch)  # even a node that cannot reach the index's value
+        if failed.any():
+            raise UserError(self._aggregation_problem(failed, first, batch))
         scores = scores.reshape(batch.size, -1, n_years, n_units).transpose(
             0, 2, 3, 1
         )  # a view: each node's scores stay contiguous
@@ -173,12 +179,22 @@ class Engine:
             )
         return BatchResult(scores, ranks, tiers, self.spec.aggregates, first.units, first.years)
 
+    @staticmethod
+    def _failed(scores: np.ndarray, batch: ScenarioBatch) -> np.ndarray:
+        """Aggregates (S, nodes, rows) that are not finite numbers, except those a pipeline's
+        ``data_threshold`` leaves missing below the index (an index must have a value)."""
+        failed = ~np.isfinite(scores)
+        skipping = np.array([p.data_threshold is not None for p in batch.pipelines])
+        skipping = skipping[batch.pipeline_index]
+        if skipping.any():
+            failed[skipping, :-1] &= ~np.isnan(scores[skipping, :-1])
+        return failed
+
     def _aggregation_problem(
-        self, scores: np.ndarray, table: IndicatorTable, batch: ScenarioBatch
+        self, failed: np.ndarray, table: IndicatorTable, batch: ScenarioBatch
     ) -> str:
-        """Name the first scenario, unit and node whose aggregate is not a finite number, and the
-        likely cause."""
-        scenario, node, row = np.argwhere(~np.isfinite(scores))[0]
+        """Name the first scenario, unit and node whose aggregate failed, and the likely cause."""
+        scenario, node, row = np.argwhere(failed)[0]
         year, unit = divmod(int(row), len(table.units))
         when = "" if table.years[year] is None else f" in {table.years[year]}"
         pipeline = batch.pipelines[batch.pipeline_index[scenario]]
@@ -186,16 +202,20 @@ class Engine:
             k for k, level in enumerate(self.spec.levels[1:]) if self.spec.aggregates[node] in level
         )
         method = pipeline.aggregation_at(level)
+        where = f"for unit '{table.units[unit]}'{when} at node '{self.spec.aggregates[node]}'"
+        if pipeline.data_threshold is not None and node == len(self.spec.aggregates) - 1:
+            return (
+                f"aggregation leaves the index missing {where} (scenario {scenario}): too few "
+                f"of its parts have data at data_threshold = {pipeline.threshold_at(level)} "
+                "(remove the unit from the data, lower the threshold or impute)"
+            )
         cause = (
             f"a {method} mean met a value <= 0 with nonpositive = 'refuse' (keep the normalised "
             "values positive, e.g. minmax_range = [1, 100], or use nonpositive = 'shift')"
             if pipeline.nonpositive == "refuse" and method != "arithmetic"
             else "are the weights or values too large?"
         )
-        return (
-            f"aggregation gives a non-finite score for unit '{table.units[unit]}'{when} "
-            f"at node '{self.spec.aggregates[node]}' (scenario {scenario}): {cause}"
-        )
+        return f"aggregation gives a non-finite score {where} (scenario {scenario}): {cause}"
 
     def _normalised_rows(self, batch: ScenarioBatch):
         """A function giving the normalised (members, indicators, rows) matrices of some scenarios.

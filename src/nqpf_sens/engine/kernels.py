@@ -107,10 +107,11 @@ def _prepare(values, n_children, method, shift_fraction, power, out):
     for c in range(n_children):
         shift = 0.0
         if method != 0:
-            low, high = values[c, 0], values[c, 0]
+            low, high = np.inf, -np.inf  # over the rows observed: a missing cell stays missing
             for r in range(values.shape[1]):
-                low = min(low, values[c, r])
-                high = max(high, values[c, r])
+                if values[c, r] == values[c, r]:
+                    low = min(low, values[c, r])
+                    high = max(high, values[c, r])
             outside = low < 0 if zero_allowed else low <= 0
             if outside and shift_fraction > 0:
                 shift = (shift_fraction * (high - low) if high > low else 1.0) - low
@@ -180,6 +181,57 @@ def _copeland(children_values, weights, node, child_start, children, start, n_pa
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _finish_mean(value, method, power):
+    """A weighted mean of prepared children back on the children's scale."""
+    if method == 1:
+        return np.exp(value)
+    if method == 2:
+        return 1.0 / value
+    if method == 3:
+        return value ** (1.0 / power)
+    return value
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _available_means(
+    observed,
+    children_values,
+    weights,
+    node,
+    child_start,
+    children,
+    start,
+    n_parents,
+    method,
+    power,
+    threshold,
+    out,
+):
+    """The means of one level over the children observed in each row (``observed`` before
+    preparation, so that a value a mean's domain rejects is not mistaken for a missing one), their
+    weights renormalised, as COINr's ``a_amean`` and ``a_gmean``: a parent is missing (NaN) where
+    fewer than ``threshold`` of its children are observed (COINr's ``dat_thresh``) or those
+    observed weigh nothing; a mean the domain rejects is +inf, so that it is told from missing."""
+    n_rows = children_values.shape[1]
+    for p in range(n_parents):
+        first, last = child_start[start + p], child_start[start + p + 1]
+        for r in range(n_rows):
+            count, total, value = 0, 0.0, 0.0
+            for k in range(first, last):
+                c = children[node + k]
+                if observed[c, r] != observed[c, r]:
+                    continue
+                count += 1
+                total += weights[node + c]
+                value += weights[node + c] * children_values[c, r]
+            if count / (last - first) < threshold or total <= 0:
+                out[p, r] = np.nan
+            else:
+                mean = _finish_mean(value / total, method, power)
+                out[p, r] = mean if mean == mean else np.inf
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _parents(
     children_values,
     weights,
@@ -215,15 +267,9 @@ def _parents(
             w = weights[node + c] / total
             for r in range(n_rows):
                 out[p, r] += w * children_values[c, r]
-        if method == 1:
+        if method != 0:
             for r in range(n_rows):
-                out[p, r] = np.exp(out[p, r])
-        elif method == 2:
-            for r in range(n_rows):
-                out[p, r] = 1.0 / out[p, r]
-        elif method == 3:
-            for r in range(n_rows):
-                out[p, r] = out[p, r] ** (1.0 / power)
+                out[p, r] = _finish_mean(out[p, r], method, power)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -239,6 +285,7 @@ def aggregate_tree(
     power,
     n_units,
     ordinal,
+    thresholds,
     scores,
     ranks,
 ):
@@ -250,7 +297,10 @@ def aggregate_tree(
     its children lists ``children[sum(sizes[:k]):]``, delimited by ``child_start[sum(sizes[1:k+1])
     + k:]`` (both concatenated level by level, positions local to the level). ``methods[k]``:
     0/1/2/3/4 = arithmetic/geometric/harmonic/generalised (of order ``power``)/Copeland (within
-    each block of ``n_units`` rows). Writes ``scores``
+    each block of ``n_units`` rows). ``thresholds[k]`` >= 0 lets level k's means skip missing
+    children (see ``_available_means``; Copeland needs every child); below 0 every child is
+    present. Writes
+    ``scores``
     (S, aggregates level by level, root last, R) and, if it has columns, ``ranks`` (S, R): the
     root ranked within each block of ``n_units`` rows (a year).
     """
@@ -267,23 +317,40 @@ def aggregate_tree(
         node, start, column = 0, 0, 0
         for k in range(n_levels):
             n_children, n_parents = sizes[k], sizes[k + 1]
-            source = leaf if k == 0 else current
+            observed = leaf if k == 0 else current
+            source = observed
             if methods[k] in (1, 2, 3) and not (k == 0 and leaves_prepared):
                 _prepare(source, n_children, methods[k], shift_fraction, power, prepared)
                 source = prepared
-            _parents(
-                source,
-                row_weights,
-                node,
-                child_start,
-                children,
-                start,
-                n_parents,
-                methods[k],
-                power,
-                n_units,
-                following,
-            )
+            if thresholds[k] >= 0 and methods[k] != COPELAND:
+                _available_means(
+                    observed,
+                    source,
+                    row_weights,
+                    node,
+                    child_start,
+                    children,
+                    start,
+                    n_parents,
+                    methods[k],
+                    power,
+                    thresholds[k],
+                    following,
+                )
+            else:
+                _parents(
+                    source,
+                    row_weights,
+                    node,
+                    child_start,
+                    children,
+                    start,
+                    n_parents,
+                    methods[k],
+                    power,
+                    n_units,
+                    following,
+                )
             for p in range(n_parents):
                 for r in range(n_rows):
                     scores[s, column + p, r] = following[p, r]

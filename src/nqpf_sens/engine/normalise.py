@@ -28,6 +28,10 @@ Cross-sectional methods compare units within a year; ``base_year`` compares a un
 - ``base_year`` (the paper, national series): 100 x_t / x_base (negative direction: 100 x_base /
   x_t); as in the paper, a zero (a count before its first award year) is replaced by 1 first.
 
+Missing cells (NaN, left by ``imputation = "none"`` when the pipeline's ``data_threshold`` lets
+them through) stay missing, and every statistic a method takes across units (min, max, mean, sd,
+ranks) is taken over the units observed, as COINr's ``n_*`` functions do with ``na.rm``.
+
 A constant indicator carries no information: under ``minmax``, ``rank`` and ``zscore`` every unit
 gets the scale's midpoint (the middle of the min-max range, 50, the z-score mean), so it shifts all
 scores alike and never divides by zero.
@@ -81,6 +85,8 @@ def domain_problem(
         if method == "distance_to_reference" and reference is None:
             return "needs [pipeline] reference_unit"
         worst, best = _distance_ends(method, values, direction, parameters, reference)
+        if method == "distance_to_reference" and np.isnan(best).any():
+            return "the reference unit has a missing value"
         if np.any(best == worst):
             return (
                 "the target is the worst value of an indicator"
@@ -135,9 +141,8 @@ def normalise(
             ratio = values / np.take(values, [base_index], axis=YEAR_AXIS)
             return 100.0 * np.where(d > 0, ratio, 1.0 / ratio)
         if method == "distance_to_leader":
-            top = np.max(values, axis=UNIT_AXIS, keepdims=True)
-            bottom = np.min(values, axis=UNIT_AXIS, keepdims=True)
-            return 100.0 * np.where(d > 0, values / top, bottom / values)
+            leader, laggard = _highest(values), _lowest(values)
+            return 100.0 * np.where(d > 0, values / leader, laggard / values)
         if method in ("distance_to_target", "distance_to_reference"):
             worst, best = _distance_ends(method, values, d, parameters or {}, reference)
             return 100.0 * (values - worst) / (best - worst)
@@ -149,32 +154,59 @@ def normalise(
             share = np.clip((values - bad) / (good - bad), 0.0, 1.0)
             return share * np.where(np.isnan(ceiling), 100.0, ceiling)
         if method == "distance_to_mean":
-            mean = np.mean(values, axis=UNIT_AXIS, keepdims=True)
+            mean = _mean(values)
             return 100.0 * (1.0 + d * (values - mean) / np.abs(mean))
         oriented = values * d
         if method == "minmax":
             bottom, top = minmax_range
-            low = np.min(oriented, axis=UNIT_AXIS, keepdims=True)
-            spread = np.max(oriented, axis=UNIT_AXIS, keepdims=True) - low
+            lowest = _lowest(oriented)
+            spread = _highest(oriented) - lowest
             width = top - bottom
-            scaled = np.where(spread > 0, width * (oriented - low) / spread, width / 2)
+            # a constant indicator: 0 / inf, plus the midpoint (a missing cell stays missing)
+            scaled = width * (oriented - lowest) / np.where(spread > 0, spread, np.inf)
+            scaled += np.where(spread > 0, 0.0, width / 2)
             return scaled if bottom == 0 else bottom + scaled
         if method == "zscore":
-            mean, scale = zscore_scale
-            constant = np.ptp(oriented, axis=UNIT_AXIS, keepdims=True) == 0
-            centred = oriented - np.mean(oriented, axis=UNIT_AXIS, keepdims=True)
-            n = values.shape[UNIT_AXIS]
-            sd = np.sqrt(np.sum(centred**2, axis=UNIT_AXIS, keepdims=True) / (n - zscore_ddof))
-            return mean + scale * np.where(constant, 0.0, centred / sd)
+            centre, scale = zscore_scale
+            constant = _highest(oriented) == _lowest(oriented)
+            centred = oriented - _mean(oriented)
+            squares, n = _sum_and_count(centred**2)
+            sd = np.sqrt(squares / (n - zscore_ddof))
+            return centre + scale * np.where(constant, 0.0 * centred, centred / sd)
     from scipy.stats import rankdata  # here: scipy.stats takes a second to import
 
     if method == "borda":
-        return rankdata(oriented, method="min", axis=UNIT_AXIS) - 1.0
-    n_units = values.shape[UNIT_AXIS]
-    if n_units < 2:
-        return np.full_like(values, 50.0)
-    ranks = rankdata(oriented, method="average", axis=UNIT_AXIS)
-    return 100.0 * (ranks - 1.0) / (n_units - 1.0)
+        return rankdata(oriented, method="min", axis=UNIT_AXIS, nan_policy="omit") - 1.0
+    n_units = np.sum(~np.isnan(values), axis=UNIT_AXIS, keepdims=True)
+    ranks = rankdata(oriented, method="average", axis=UNIT_AXIS, nan_policy="omit")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        percentile = np.where(n_units < 2, 50.0, 100.0 * (ranks - 1.0) / (n_units - 1.0))
+    return np.where(np.isnan(values), np.nan, percentile)
+
+
+def _lowest(values: np.ndarray) -> np.ndarray:
+    """Each indicator's minimum over the units observed (``fmin`` skips NaN at ``min``'s speed)."""
+    return np.fmin.reduce(values, axis=UNIT_AXIS, keepdims=True)
+
+
+def _highest(values: np.ndarray) -> np.ndarray:
+    return np.fmax.reduce(values, axis=UNIT_AXIS, keepdims=True)
+
+
+def _sum_and_count(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | int]:
+    """Each indicator's sum over the units observed, and their number (the slower NaN-aware
+    sums only where a cell is missing)."""
+    if np.isnan(values).any():
+        observed = ~np.isnan(values)
+        total = np.sum(values, axis=UNIT_AXIS, keepdims=True, where=observed)
+        return total, np.sum(observed, axis=UNIT_AXIS, keepdims=True)
+    return np.sum(values, axis=UNIT_AXIS, keepdims=True), values.shape[UNIT_AXIS]
+
+
+def _mean(values: np.ndarray) -> np.ndarray:
+    """Each indicator's mean over the units observed."""
+    total, count = _sum_and_count(values)
+    return total / count
 
 
 def _distance_ends(
@@ -186,11 +218,7 @@ def _distance_ends(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each indicator's worst value and the value that scores 100: its target, or the reference
     unit's value."""
-    worst = np.where(
-        direction > 0,
-        np.min(values, axis=UNIT_AXIS, keepdims=True),
-        np.max(values, axis=UNIT_AXIS, keepdims=True),
-    )
+    worst = np.where(direction > 0, _lowest(values), _highest(values))
     if method == "distance_to_target":
         best = np.asarray(parameters["Target"], dtype=float)
     else:

@@ -28,7 +28,10 @@ class Pipeline:
     normalisations (see :mod:`nqpf_sens.engine.normalise`); ``nonpositive`` says what geometric
     and harmonic means do with a child that is not all positive: ``shift`` it by ``-min +
     mean_shift`` of its range, or ``refuse`` the run, as COINr does; ``power`` is the order of the
-    ``generalised`` mean (see :mod:`nqpf_sens.engine.aggregate`)."""
+    ``generalised`` mean (see :mod:`nqpf_sens.engine.aggregate`); ``data_threshold`` (COINr's
+    ``dat_thresh``, one number or one per level), when set, lets missing cells through to
+    aggregation without imputation instead of refusing them (see
+    :mod:`nqpf_sens.engine.aggregate`)."""
 
     imputation: str = "growth"
     imputation_fallback: str | None = None
@@ -53,19 +56,24 @@ class Pipeline:
     nonpositive: str = "shift"
     mean_shift: float = aggregate.SHIFT_FRACTION
     power: float = aggregate.POWER
+    data_threshold: float | tuple[float, ...] | None = None
     weighting: str = "expert"
     tiers: TierRule = field(default_factory=TierRule)
     dataset: int = 0
 
     def __post_init__(self) -> None:
         """Lists given in code become tuples (a pipeline is hashed to share cached work)."""
-        for name in ("minmax_range", "zscore_scale", "aggregation"):
+        for name in ("minmax_range", "zscore_scale", "aggregation", "data_threshold"):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
 
     def aggregation_at(self, level: int) -> str:
         return self.aggregation if isinstance(self.aggregation, str) else self.aggregation[level]
+
+    def threshold_at(self, level: int) -> float | None:
+        threshold = self.data_threshold
+        return threshold[level] if isinstance(threshold, tuple) else threshold
 
     @property
     def data_key(self) -> tuple:
@@ -92,6 +100,7 @@ class Pipeline:
             self.zscore_ddof,
             self.reference_unit,
             self.base_year,
+            self.data_threshold is None,  # whether missing cells are refused
         )
 
     @property
@@ -156,6 +165,15 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
             return f"{key}: must be a finite number, not {getattr(pipeline, key)!r}"
     if pipeline.power == 0:
         return "power: 0 is the limit of the geometric mean: use aggregation 'geometric'"
+    threshold = pipeline.data_threshold
+    if isinstance(threshold, tuple) and len(threshold) != n_levels:
+        return (
+            f"data_threshold: give one number or one per level ({n_levels} levels), "
+            f"not {len(threshold)}"
+        )
+    for share in threshold if isinstance(threshold, tuple) else (threshold,):
+        if share is not None and not (_finite_number(share) and 0 <= share <= 1):
+            return f"data_threshold: must be a number in [0, 1], not {share!r}"
     shift = pipeline.mean_shift
     if not _finite_number(shift) or not 0 < shift <= 1:
         return f"mean_shift: must be a number in (0, 1], not {shift!r}"
@@ -242,7 +260,8 @@ def prepare(
         pipeline.imputation_fallback,
         unit_groups(pipeline, table),
     )
-    if np.isnan(filled).any():
+    missing_allowed = pipeline.data_threshold is not None
+    if np.isnan(filled).any() and not missing_allowed:
         reason = (
             "no imputation rule applies"
             if pipeline.imputation == "none"
@@ -259,14 +278,17 @@ def prepare(
             reason += (
                 ' (no observation in the series; imputation_fallback = "flat" holds it constant)'
             )
+        else:
+            reason += " (or set data_threshold to aggregate the data available)"
         raise UserError(f"missing value that {reason}", table.source, _first_missing(filled, table))
-    check_finite(filled, table, f"imputation '{pipeline.imputation}'")
+    missing = np.isnan(filled) if missing_allowed else None  # cells left for aggregation to skip
+    check_finite(filled, table, f"imputation '{pipeline.imputation}'", missing)
     mask = transform_mask(pipeline, spec)
     problem = transform.domain_problem(pipeline.transformation, filled[..., mask])
     if problem:
         raise UserError(f"transformation '{pipeline.transformation}': {problem}", table.source)
     changed = _transform(pipeline, filled, mask)
-    check_finite(changed, table, f"transformation '{pipeline.transformation}'")
+    check_finite(changed, table, f"transformation '{pipeline.transformation}'", missing)
     base = _base_index(pipeline, table)
     reference = _reference_index(pipeline, table)
     normalised = np.empty_like(changed)
@@ -289,7 +311,12 @@ def prepare(
                 parameters,
                 reference,
             )
-        check_finite(normalised[..., columns], table, f"normalisation '{method}'")
+        check_finite(
+            normalised[..., columns],
+            table,
+            f"normalisation '{method}'",
+            None if missing is None else missing[..., columns],
+        )
     return normalised
 
 
@@ -304,10 +331,14 @@ def _normalisation_groups(pipeline: Pipeline, spec: IndexSpec) -> dict[str, np.n
     return {method: np.flatnonzero(methods == method) for method in dict.fromkeys(methods)}
 
 
-def check_finite(values: np.ndarray, table: IndicatorTable, stage: str) -> None:
+def check_finite(
+    values: np.ndarray, table: IndicatorTable, stage: str, missing: np.ndarray | None = None
+) -> None:
     """Stop at the first stage that makes a value infinite or undefined (overflow of huge
-    values)."""
+    values); the cells of ``missing`` (data left missing for aggregation) may stay missing."""
     finite = np.isfinite(values)
+    if missing is not None:
+        finite |= missing & np.isnan(values)
     if not finite.all():
         where = _first_missing(np.where(finite, 0.0, np.nan), table)
         raise UserError(
@@ -373,5 +404,12 @@ def pipeline_weights(
         pipeline.imputation_fallback,
         unit_groups(pipeline, table),
     )
+    if np.isnan(filled).any():
+        raise UserError(
+            f"weighting '{pipeline.weighting}' derives weights from complete data: "
+            "impute the missing cells or use expert or equal weights",
+            table.source,
+            _first_missing(filled, table),
+        )
     changed = _transform(pipeline, filled, transform_mask(pipeline, spec))
     return weights.scheme_weights(spec, pipeline.weighting, changed * spec.direction)

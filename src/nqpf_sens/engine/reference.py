@@ -3,7 +3,10 @@ the batched engine with, and the simple reference run that benchmarks report spe
 
 It covers the paper's path (min-max or z-score, arithmetic or geometric means, expert weights or any
 weights per level) for a cross-section, one DataFrame at a time, with no caching or vectorisation
-across scenarios.
+across scenarios. Missing cells are refused unless ``data_threshold`` is given (aggregation
+without imputation, one share or one per level): then statistics skip them, means renormalise
+the weights of the children observed, and a parent with fewer than that share of its children
+observed is missing.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ def reference_scores(
     weights: tuple[np.ndarray, ...] | None = None,
     normalisation: str = "minmax",
     aggregation: str = "arithmetic",
+    data_threshold: float | tuple[float, ...] | None = None,
 ) -> pd.DataFrame:
     """Scores of every aggregate node and the index rank (ties share the best place) for one
     scenario.
@@ -29,15 +33,20 @@ def reference_scores(
     """
     weights = spec.weights if weights is None else weights
     data = frame[list(spec.indicators)].astype(float) * spec.direction
+    if data_threshold is None and data.isna().any().any():
+        raise ValueError("missing cells need a data_threshold")
     if normalisation == "minmax":
         spread = data.max() - data.min()
         normalised = ((data - data.min()) / spread.where(spread > 0)).fillna(0.5) * 100
     else:
         centred = data - data.mean()
         normalised = (centred / data.std(ddof=0).where(data.max() > data.min())).fillna(0.0)
+    normalised = normalised.where(data.notna())
     current = normalised
     result = pd.DataFrame(index=frame.index)
-    for level in range(len(spec.levels) - 1):
+    n_levels = len(spec.levels) - 1
+    thresholds = np.broadcast_to(0.0 if data_threshold is None else data_threshold, n_levels)
+    for level in range(n_levels):
         parents = spec.levels[level + 1]
         children = pd.Series(spec.levels[level])
         next_level = pd.DataFrame(index=frame.index)
@@ -45,13 +54,17 @@ def reference_scores(
             members = children[spec.parents[level] == p].tolist()
             w = pd.Series(weights[level][spec.parents[level] == p], index=members)
             block = current[members]
+            observed = block.notna()
+            weight = observed.astype(float) @ w  # the weight of the children observed per unit
             if aggregation == "arithmetic":
-                next_level[parent] = (block * w).sum(axis=1) / w.sum()
+                mean = (block * w).sum(axis=1) / weight
             else:
                 low, spread = block.min(), block.max() - block.min()
                 shift = (0.01 * spread).where(spread > 0, 1.0) - low
                 block = block + shift.where(low <= 0, 0.0)
-                next_level[parent] = np.exp((np.log(block) * w).sum(axis=1) / w.sum())
+                mean = np.exp((np.log(block) * w).sum(axis=1) / weight)
+            enough = observed.mean(axis=1) >= thresholds[level]
+            next_level[parent] = mean.where(enough & (weight > 0))
         result = pd.concat([result, next_level], axis=1)
         current = next_level
     index = current.iloc[:, 0]

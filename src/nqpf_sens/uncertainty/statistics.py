@@ -176,7 +176,8 @@ def tier_bands(
     interval: float,
 ) -> pd.DataFrame:
     """Tier probabilities (from every counted scenario: ``scenarios``) and score bands (from the
-    kept subsample: ``score_scenarios``). When the normalisation is a factor, scores of different
+    kept subsample: ``score_scenarios``; none for a part that aggregation without imputation leaves
+    missing in some of them). When the normalisation is a factor, scores of different
     scales are first mapped onto the nominal scale (see ``uncertainty.on_nominal_scale``)."""
     counts = stats.tier_counts
     n = counts.sum(axis=-1)
@@ -196,8 +197,12 @@ def tier_bands(
     for a, code in enumerate(labels.aggregates):
         name = "total" if a == len(labels.aggregates) - 1 else code
         scores = stats.scores[..., a].astype(np.float64)
-        values = np.quantile(scores, [q for _, q in named], axis=0)
-        bounds = sample_intervals(scores, tuple(q for _, q in named))
+        missing = np.isnan(scores).any(axis=0)  # a part left missing: no band rather than a guess
+        values = np.where(missing, np.nan, np.quantile(scores, [q for _, q in named], axis=0))
+        bounds = [
+            (np.where(missing, np.nan, low), np.where(missing, np.nan, high))
+            for low, high in sample_intervals(scores, tuple(q for _, q in named))
+        ]
         columns[f"{name}_nominal"] = nominal_scores[..., a]
         for (statistic, _), value, (value_low, value_high) in zip(
             named, values, bounds, strict=True

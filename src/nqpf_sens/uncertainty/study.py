@@ -15,6 +15,7 @@ GIL), loky processes or dask workers on request.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -155,12 +156,14 @@ def evaluate_rows(study: Study, start: int, stop: int) -> ChunkStats:
 def on_nominal_scale(scores: np.ndarray, nominal: np.ndarray) -> np.ndarray:
     """Map each scenario's scores affinely so that their mean and standard deviation across units
     equal the nominal ones (per year and aggregate): z-scores, percentile ranks and min-max scores
-    become comparable, and no unit is pinned to a fixed value."""
-    mean, sd = scores.mean(axis=-2, keepdims=True), scores.std(axis=-2, keepdims=True)
-    target_mean, target_sd = (
-        nominal.mean(axis=-2, keepdims=True),
-        nominal.std(axis=-2, keepdims=True),
-    )
+    become comparable, and no unit is pinned to a fixed value. Parts left missing for some units
+    (aggregation without imputation) are mapped by the units observed."""
+    missing = np.isnan(scores).any() or np.isnan(nominal).any()
+    mean, std = (np.nanmean, np.nanstd) if missing else (np.mean, np.std)
+    with warnings.catch_warnings():  # a part missing for every unit stays missing
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sd, target_sd = (std(x, axis=-2, keepdims=True) for x in (scores, nominal))
+        mean, target_mean = (mean(x, axis=-2, keepdims=True) for x in (scores, nominal))
     return target_mean + (scores - mean) / np.where(sd > 0, sd, 1.0) * target_sd
 
 
