@@ -283,3 +283,38 @@ def test_asem_without_imputation_equals_the_plain_reference(threshold):
         assert found[code].isna().equals(expected[code].isna())
     np.testing.assert_allclose(found.total, expected[spec.index_code], rtol=1e-12)
     assert (found["rank"] == expected["rank"]).all()
+
+
+def test_an_indicator_may_carry_its_own_treatment(tmp_path):
+    """Metadata columns named like the pipeline's keys (``winsor_max``, ``treat_fallback``,
+    ``boxcox_lambda``) give an indicator its own outlier treatment, as COINr's
+    ``Treat(indiv_specs = ...)``; empty cells take the pipeline's. Four copies of one skewed
+    indicator, which passes once its highest point is winsorised (see above)."""
+    x = np.array([1.0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 30, 100])
+    meta = write(
+        tmp_path,
+        "meta.csv",
+        "code,dimension,weight,direction,winsor_max,treat_fallback,boxcox_lambda\n"
+        "a,P,1,1,,,\nb,P,1,1,0,none,\nc,P,1,1,0,,\nd,P,1,1,0,boxcox,0\n",
+    )
+    rows = "\n".join(f"u{i},{v},{v},{v},{v}" for i, v in enumerate(x))
+    data = write(tmp_path, "data.csv", f"unit,a,b,c,d\n{rows}\n")
+    spec = load_spec(meta)
+    table = load_table(data, spec)
+    pipeline = Pipeline(transformation="treat", transform_target="all", normalisation="minmax")
+    found = prepare(pipeline, table, spec)[0]
+    expected = [
+        np.r_[x[:-1], 30.0],  # the pipeline's five points: one suffices
+        x,  # no point, no fallback: untouched
+        np.log(x - 1 + 0.01 * 99),  # no point, the pipeline's log_CT
+        np.log(x - 1 + 1),  # no point, Box-Cox with lambda 0: log(x - min + 1)
+    ]
+    for column, values in enumerate(expected):
+        scaled = 100 * (values - values.min()) / np.ptp(values)
+        np.testing.assert_allclose(found[:, column], scaled, err_msg=spec.indicators[column])
+    bad = write(tmp_path, "bad.csv", "code,dimension,weight,direction,winsor_max\nx,P,1,1,2.5\n")
+    with pytest.raises(UserError, match="row 2 \\(x\\), column 'winsor_max'"):
+        load_spec(bad)
+    bad = write(tmp_path, "bad.csv", "code,dimension,weight,direction,treat_fallback\nx,P,1,1,ln\n")
+    with pytest.raises(UserError, match="unknown treat_fallback 'ln'"):
+        load_spec(bad)

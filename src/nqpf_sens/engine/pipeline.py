@@ -287,7 +287,7 @@ def prepare(
     problem = transform.domain_problem(pipeline.transformation, filled[..., mask])
     if problem:
         raise UserError(f"transformation '{pipeline.transformation}': {problem}", table.source)
-    changed = _transform(pipeline, filled, mask)
+    changed = _transform(pipeline, spec, filled)
     check_finite(changed, table, f"transformation '{pipeline.transformation}'", missing)
     base = _base_index(pipeline, table)
     reference = _reference_index(pipeline, table)
@@ -323,11 +323,7 @@ def prepare(
 def _normalisation_groups(pipeline: Pipeline, spec: IndexSpec) -> dict[str, np.ndarray]:
     """The indicators each normalisation method treats: the metadata's own method where it names
     one (COINr's per-indicator specs), the pipeline's elsewhere."""
-    methods = np.array(
-        [own or pipeline.normalisation for own in spec.normalisations]
-        if spec.normalisations
-        else [pipeline.normalisation] * len(spec.indicators)
-    )
+    methods = np.array(_own_or(spec, "normalisation", pipeline.normalisation))
     return {method: np.flatnonzero(methods == method) for method in dict.fromkeys(methods)}
 
 
@@ -376,18 +372,32 @@ def unit_groups(pipeline: Pipeline, table: IndicatorTable) -> np.ndarray | None:
     return groups.astype(str).to_numpy()
 
 
-def _transform(pipeline: Pipeline, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def _own_or(spec: IndexSpec, column: str, default: str) -> list[str]:
+    """Each indicator's own method from the metadata's ``column``, the pipeline's elsewhere."""
+    own = spec.own_methods.get(column) or (None,) * len(spec.indicators)
+    return [method or default for method in own]
+
+
+def _own_number_or(spec: IndexSpec, column: str, default: float) -> np.ndarray:
+    """Each indicator's own parameter from the metadata's ``column``, the pipeline's elsewhere."""
+    own = spec.parameters.get(column, np.full(len(spec.indicators), np.nan))
+    return np.where(np.isnan(own), default, own)
+
+
+def _transform(pipeline: Pipeline, spec: IndexSpec, values: np.ndarray) -> np.ndarray:
+    """The pipeline's transformation, with each indicator's own treatment parameters where the
+    metadata gives them (COINr's ``Treat(indiv_specs = ...)``)."""
     return transform.transform(
         values,
         pipeline.transformation,
-        mask,
+        transform_mask(pipeline, spec),
         pipeline.winsor_limit,
-        pipeline.winsor_max,
+        _own_number_or(spec, "winsor_max", pipeline.winsor_max).astype(int),
         pipeline.skew_threshold,
         pipeline.kurtosis_threshold,
-        pipeline.treat_fallback,
+        _own_or(spec, "treat_fallback", pipeline.treat_fallback),
         pipeline.force_winsorise,
-        pipeline.boxcox_lambda,
+        _own_number_or(spec, "boxcox_lambda", pipeline.boxcox_lambda),
     )
 
 
@@ -411,5 +421,5 @@ def pipeline_weights(
             table.source,
             _first_missing(filled, table),
         )
-    changed = _transform(pipeline, filled, transform_mask(pipeline, spec))
+    changed = _transform(pipeline, spec, filled)
     return weights.scheme_weights(spec, pipeline.weighting, changed * spec.direction)

@@ -18,12 +18,23 @@ import pandas as pd
 
 from nqpf_sens.engine.cells import cell_text, parse_numbers, read_csv
 from nqpf_sens.engine.normalise import METHODS as NORMALISATIONS
+from nqpf_sens.engine.transform import FALLBACKS as TREAT_FALLBACKS
 from nqpf_sens.errors import UserError
 
 ROOT_CODE = "total"
 MAX_WEIGHT = 1e100
-#: metadata columns of per-indicator normalisation parameters (COINr's iMeta names)
-PARAMETER_COLUMNS = ("Target", "goalpost_lower", "goalpost_upper", "goalpost_scale")
+#: metadata columns of per-indicator parameters: COINr's iMeta names for the normalisation, the
+#: pipeline's keys for the outlier treatment (an indicator's own value overrides the pipeline's)
+PARAMETER_COLUMNS = (
+    "Target",
+    "goalpost_lower",
+    "goalpost_upper",
+    "goalpost_scale",
+    "winsor_max",
+    "boxcox_lambda",
+)
+#: metadata columns naming an indicator's own method (COINr's ``indiv_specs``), and the methods
+OWN_METHOD_COLUMNS = {"normalisation": NORMALISATIONS, "treat_fallback": TREAT_FALLBACKS}
 #: names the output tables use for their own columns: no indicator or aggregate may take them
 RESERVED_CODES = ("unit", "year", "rank", "tier", "total", "indicator", "value")
 
@@ -58,10 +69,9 @@ class IndexSpec:
     root) touches.
     ``denominators`` names, per indicator, the data column it is divided by (None: not denominated);
     ``declared_columns`` are the denominator and group columns the metadata declares for the data.
-    ``parameters`` holds per-indicator normalisation parameters from metadata columns named as
-    COINr's iMeta names them (``Target``, ``goalpost_lower``, ``goalpost_upper``,
-    ``goalpost_scale``), NaN where a cell is empty; ``normalisations`` each indicator's own
-    normalisation method from a ``normalisation`` column (None: the pipeline's).
+    ``parameters`` holds the per-indicator parameters of ``PARAMETER_COLUMNS`` the metadata
+    gives, NaN where a cell is empty; ``own_methods`` each indicator's own method from the
+    columns of ``OWN_METHOD_COLUMNS`` (None: the pipeline's).
     """
 
     levels: tuple[tuple[str, ...], ...]
@@ -73,7 +83,7 @@ class IndexSpec:
     denominators: tuple[str | None, ...] = ()
     declared_columns: tuple[str, ...] = ()
     parameters: dict[str, np.ndarray] = field(default_factory=dict)
-    normalisations: tuple[str | None, ...] = ()
+    own_methods: dict[str, tuple[str | None, ...]] = field(default_factory=dict)
 
     @property
     def indicators(self) -> tuple[str, ...]:
@@ -135,9 +145,10 @@ class IndexSpec:
             else (),
             declared_columns=self.declared_columns,
             parameters={name: values[keep] for name, values in self.parameters.items()},
-            normalisations=tuple(np.array(self.normalisations, dtype=object)[keep])
-            if self.normalisations
-            else (),
+            own_methods={
+                column: tuple(np.array(methods, dtype=object)[keep])
+                for column, methods in self.own_methods.items()
+            },
         )
 
 
@@ -294,32 +305,47 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
         denominators=denominators,
         declared_columns=declared,
         parameters=_parameters(frame, codes, source),
-        normalisations=_normalisations(frame, codes, source),
+        own_methods=_own_methods(frame, codes, source),
     )
 
 
-def _normalisations(frame: pd.DataFrame, codes: pd.Series, source: Path) -> tuple[str | None, ...]:
-    """Each indicator's own normalisation method, from a ``normalisation`` column (empty: none)."""
-    if "normalisation" not in frame.columns:
-        return ()
-    own = frame["normalisation"].fillna("").astype(str).str.strip()
-    for row, method in enumerate(own):
-        if method and method not in NORMALISATIONS:
-            raise UserError(
-                f"unknown normalisation {method!r} (choose from {', '.join(NORMALISATIONS)})",
-                source,
-                f"row {row + 2} ({codes.iloc[row]}), column 'normalisation'",
-            )
-    return tuple(method or None for method in own)
+def _own_methods(
+    frame: pd.DataFrame, codes: pd.Series, source: Path
+) -> dict[str, tuple[str | None, ...]]:
+    """Each indicator's own methods, from the columns of ``OWN_METHOD_COLUMNS`` (empty: None)."""
+    found = {}
+    for column in (c for c in OWN_METHOD_COLUMNS if c in frame.columns):
+        allowed = OWN_METHOD_COLUMNS[column]
+        own = frame[column].fillna("").astype(str).str.strip()
+        for row, method in enumerate(own):
+            if method and method not in allowed:
+                raise UserError(
+                    f"unknown {column} {method!r} (choose from {', '.join(allowed)})",
+                    source,
+                    f"row {row + 2} ({codes.iloc[row]}), column '{column}'",
+                )
+        found[column] = tuple(method or None for method in own)
+    return found
 
 
 def _parameters(frame: pd.DataFrame, codes: pd.Series, source: Path) -> dict[str, np.ndarray]:
-    """The per-indicator normalisation parameters the metadata gives (empty cells: NaN)."""
-    return {
+    """The per-indicator parameters the metadata gives (empty cells: NaN); a ``winsor_max`` must
+    be a whole number of points, not negative."""
+    found = {
         name: _numbers(frame[name], name, codes, source, required=False)
         for name in PARAMETER_COLUMNS
         if name in frame.columns
     }
+    points = found.get("winsor_max", np.array([]))
+    bad = np.flatnonzero(~np.isnan(points) & ((points < 0) | (points != np.round(points))))
+    if bad.size:
+        row = int(bad[0])
+        raise UserError(
+            f"not a whole number of points >= 0: {cell_text(frame['winsor_max'], row)}",
+            source,
+            f"row {row + 2} ({codes.iloc[row]}), column 'winsor_max'",
+        )
+    return found
 
 
 def _check_codes(levels: tuple[tuple[str, ...], ...], source: Path) -> None:

@@ -20,10 +20,14 @@ indicators).
     log y when l (``boxcox_lambda``) is 0;
   - ``none``: the winsorised values are kept even though they still fail.
 
-Only the indicators in ``mask`` are changed (those flagged in the metadata, or all).
+Only the indicators in ``mask`` are changed (those flagged in the metadata, or all). ``winmax``,
+``fallback`` and ``boxcox_lambda`` may be given per indicator (COINr's ``indiv_specs``: the
+pipeline fills them from the metadata columns of the same names).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -49,15 +53,16 @@ def transform(
     method: str = "none",
     mask: np.ndarray | None = None,
     limit: float = 0.05,
-    winmax: int = 5,
+    winmax: int | np.ndarray = 5,
     skew_threshold: float = 2.0,
     kurtosis_threshold: float = 3.5,
-    fallback: str = "log_CT",
+    fallback: str | Sequence[str] = "log_CT",
     force: bool = False,
-    boxcox_lambda: float = 0.5,
+    boxcox_lambda: float | np.ndarray = 0.5,
 ) -> np.ndarray:
     """Return transformed values; indicators outside ``mask`` (bool per indicator) are unchanged.
-    ``fallback``, ``force`` and ``boxcox_lambda`` steer ``treat`` (see the module docstring)."""
+    ``winmax``, ``fallback``, ``force`` and ``boxcox_lambda`` (one, or one per indicator) steer
+    ``treat`` (see the module docstring)."""
     if method not in METHODS:
         raise ValueError(f"unknown transformation {method!r}")
     values = np.asarray(values, dtype=float)
@@ -69,17 +74,23 @@ def transform(
     elif method == "log1p":
         changed = np.log1p(values)
     elif method == "treat":
-        changed = np.apply_along_axis(
-            treat_outliers,
-            -2,
-            values,
-            winmax,
-            skew_threshold,
-            kurtosis_threshold,
-            fallback,
-            force,
-            boxcox_lambda,
-        )
+        n = values.shape[-1]
+        points = np.broadcast_to(winmax, n)
+        fallbacks = [fallback] * n if isinstance(fallback, str) else list(fallback)
+        lambdas = np.broadcast_to(boxcox_lambda, n)
+        changed = values.copy()
+        for j in np.flatnonzero(mask):  # each indicator with its own parameters
+            changed[..., j] = np.apply_along_axis(
+                treat_outliers,
+                -1,
+                values[..., j],
+                int(points[j]),
+                skew_threshold,
+                kurtosis_threshold,
+                fallbacks[j],
+                force,
+                float(lambdas[j]),
+            )
     else:
         if not 0 <= limit < 0.5:
             raise ValueError("the winsorisation limit is a quantile in [0, 0.5)")
