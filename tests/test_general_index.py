@@ -318,3 +318,30 @@ def test_an_indicator_may_carry_its_own_treatment(tmp_path):
     bad = write(tmp_path, "bad.csv", "code,dimension,weight,direction,treat_fallback\nx,P,1,1,ln\n")
     with pytest.raises(UserError, match="unknown treat_fallback 'ln'"):
         load_spec(bad)
+
+
+def test_an_indicator_may_carry_its_own_scale(tmp_path):
+    """Metadata columns ``minmax_lower``/``minmax_upper`` and ``zscore_mean``/``zscore_sd`` give
+    an indicator its own min-max range or z-score scale (COINr's per-indicator ``l_u`` and
+    ``m_sd``); empty cells take the pipeline's; an impossible range is refused by indicator."""
+    meta = write(
+        tmp_path,
+        "meta.csv",
+        "code,dimension,weight,direction,minmax_lower,minmax_upper,zscore_mean,zscore_sd\n"
+        "x,P,1,1,1,10,10,2\ny,P,1,-1,,,,\n",
+    )
+    data = write(tmp_path, "data.csv", "unit,x,y\nA,2,1\nB,4,2\nC,10,4\n")
+    spec = load_spec(meta)
+    table = load_table(data, spec)
+    found = prepare(Pipeline(minmax_range=(0, 100)), table, spec)[0]
+    np.testing.assert_allclose(found[:, 0], [1, 1 + 9 * 2 / 8, 10])
+    np.testing.assert_allclose(found[:, 1], [100, 200 / 3, 0])
+    found = prepare(Pipeline(normalisation="zscore"), table, spec)[0]
+    x, y = np.array([2.0, 4, 10]), -np.array([1.0, 2, 4])
+    np.testing.assert_allclose(found[:, 0], 10 + 2 * (x - x.mean()) / x.std())
+    np.testing.assert_allclose(found[:, 1], (y - y.mean()) / y.std())
+    bad = write(
+        tmp_path, "bad.csv", "code,dimension,weight,direction,minmax_lower\nx,P,1,1,100\ny,P,1,1,\n"
+    )
+    with pytest.raises(UserError, match="indicator 'x': its min-max range needs minmax_lower"):
+        prepare(Pipeline(), load_table(data, load_spec(bad)), load_spec(bad))

@@ -120,14 +120,15 @@ def normalise(
     method: str = "minmax",
     direction: np.ndarray | None = None,
     base_index: int = 0,
-    minmax_range: tuple[float, float] = MINMAX_RANGE,
-    zscore_scale: tuple[float, float] = ZSCORE_SCALE,
+    minmax_range: tuple[float | np.ndarray, float | np.ndarray] = MINMAX_RANGE,
+    zscore_scale: tuple[float | np.ndarray, float | np.ndarray] = ZSCORE_SCALE,
     zscore_ddof: int = 0,
     parameters: dict[str, np.ndarray] | None = None,
     reference: int | None = None,
 ) -> np.ndarray:
     """Return normalised values of the same shape; ``base_index`` is the base year's position,
-    ``minmax_range`` the min-max target range, ``zscore_scale`` the z-scores' mean and sd and
+    ``minmax_range`` the min-max target range, ``zscore_scale`` the z-scores' mean and sd (each
+    one number or one per indicator) and
     ``zscore_ddof`` the delta degrees of freedom of their sd (numpy's, R's ``sd`` is 1);
     ``parameters`` the per-indicator metadata columns and ``reference`` the reference unit's
     position (see :func:`domain_problem` for what each method needs)."""
@@ -165,7 +166,7 @@ def normalise(
             # a constant indicator: 0 / inf, plus the midpoint (a missing cell stays missing)
             scaled = width * (oriented - lowest) / np.where(spread > 0, spread, np.inf)
             scaled += np.where(spread > 0, 0.0, width / 2)
-            return scaled if bottom == 0 else bottom + scaled
+            return scaled if np.all(np.equal(bottom, 0)) else bottom + scaled
         if method == "zscore":
             centre, scale = zscore_scale
             constant = _highest(oriented) == _lowest(oriented)

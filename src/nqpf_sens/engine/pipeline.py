@@ -291,6 +291,7 @@ def prepare(
     check_finite(changed, table, f"transformation '{pipeline.transformation}'", missing)
     base = _base_index(pipeline, table)
     reference = _reference_index(pipeline, table)
+    minmax_range, zscore_scale = _own_scales(pipeline, spec, table)
     normalised = np.empty_like(changed)
     for method, columns in _normalisation_groups(pipeline, spec).items():
         parameters = {name: values[columns] for name, values in spec.parameters.items()}
@@ -305,8 +306,8 @@ def prepare(
                 method,
                 direction,
                 base,
-                pipeline.minmax_range,
-                pipeline.zscore_scale,
+                (minmax_range[0][columns], minmax_range[1][columns]),
+                (zscore_scale[0][columns], zscore_scale[1][columns]),
                 pipeline.zscore_ddof,
                 parameters,
                 reference,
@@ -318,6 +319,30 @@ def prepare(
             None if missing is None else missing[..., columns],
         )
     return normalised
+
+
+def _own_scales(
+    pipeline: Pipeline, spec: IndexSpec, table: IndicatorTable
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Each indicator's min-max range and z-score mean and sd: its own from the metadata columns
+    ``minmax_lower``, ``minmax_upper``, ``zscore_mean``, ``zscore_sd`` (COINr's per-indicator
+    ``l_u`` and ``m_sd``), the pipeline's where a cell is empty; an impossible one is refused."""
+    lower, upper = (
+        _own_number_or(spec, f"minmax_{end}", value)
+        for end, value in zip(("lower", "upper"), pipeline.minmax_range, strict=True)
+    )
+    mean, sd = (
+        _own_number_or(spec, f"zscore_{name}", value)
+        for name, value in zip(("mean", "sd"), pipeline.zscore_scale, strict=True)
+    )
+    for bad, problem in (
+        (~(lower < upper), "its min-max range needs minmax_lower below minmax_upper"),
+        (~(sd > 0), "its z-score needs a positive zscore_sd"),
+    ):
+        if bad.any():
+            code = spec.indicators[int(np.flatnonzero(bad)[0])]
+            raise UserError(f"indicator '{code}': {problem}", table.source)
+    return (lower, upper), (mean, sd)
 
 
 def _normalisation_groups(pipeline: Pipeline, spec: IndexSpec) -> dict[str, np.ndarray]:

@@ -30,6 +30,10 @@ PARAMETER_COLUMNS = (
     "goalpost_lower",
     "goalpost_upper",
     "goalpost_scale",
+    "minmax_lower",
+    "minmax_upper",
+    "zscore_mean",
+    "zscore_sd",
     "winsor_max",
     "boxcox_lambda",
 )
