@@ -43,10 +43,11 @@ def main(folder: Path) -> None:
         codes = list(spec.aggregates)
         difference = (mine[codes] - coinr[codes]).abs().to_numpy()
         same_gaps = bool((mine[codes].isna() == coinr[codes].isna()).all().all())
+        gaps = int(coinr[codes].isna().sum().sum())
         print(
             f"dat_thresh {name}: largest difference {np.nanmax(difference):.1e} over "
-            f"{int(np.isfinite(difference).sum())} aggregates, {int(coinr[codes].isna().sum().sum())}"
-            f" missing in COINr, the same cells missing: {same_gaps}"
+            f"{int(np.isfinite(difference).sum())} aggregates, {gaps} missing in COINr, "
+            f"the same cells missing: {same_gaps}"
         )
 
 
