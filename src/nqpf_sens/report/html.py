@@ -24,19 +24,31 @@ ERROR_TRAP = (
     "function (e) { window.reportErrors.push(String(e.message)); });"
 )
 SORT_SCRIPT = """
+function sortKey(cell) {  // empty: null (always last); a number: its value; else the text
+  var text = cell.textContent.trim();
+  if (text === '') { return null; }
+  var number = Number(text.replace(/,/g, ''));
+  return isNaN(number) ? text : number;
+}
+function compareKeys(x, y, sign) {
+  if (x === null || y === null) { return (x === null) - (y === null); }
+  if (typeof x !== typeof y) { return typeof x === 'number' ? -1 : 1; }
+  return sign * (typeof x === 'number' ? x - y : x.localeCompare(y));
+}
 document.querySelectorAll('table.sortable th').forEach(function (th) {
+  th.title = 'Sort by this column';
   th.addEventListener('click', function () {
     var table = th.closest('table'), body = table.tBodies[0], column = th.cellIndex;
-    var rows = Array.prototype.slice.call(body.rows);
-    var ascending = th.dataset.order !== 'asc';
-    rows.sort(function (a, b) {
-      var x = a.cells[column].textContent, y = b.cells[column].textContent;
-      var nx = parseFloat(x), ny = parseFloat(y);
-      var result = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
-      return ascending ? result : -result;
+    var sign = th.dataset.order === 'asc' ? -1 : 1;
+    var rows = Array.prototype.slice.call(body.rows).map(function (row, position) {
+      return {row: row, key: sortKey(row.cells[column]), position: position};
     });
-    th.dataset.order = ascending ? 'asc' : 'desc';
-    rows.forEach(function (row) { body.appendChild(row); });
+    rows.sort(function (a, b) {
+      return compareKeys(a.key, b.key, sign) || a.position - b.position;
+    });
+    table.querySelectorAll('th').forEach(function (other) { delete other.dataset.order; });
+    th.dataset.order = sign > 0 ? 'asc' : 'desc';
+    rows.forEach(function (item) { body.appendChild(item.row); });
   });
 });
 window.addEventListener('load', function () {
@@ -55,7 +67,9 @@ h1 { font-size: 1.6em; } \
 h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.8em; }
 table { border-collapse: collapse; font-size: .82em; margin: .6em 0; }
 th, td { border-bottom: 1px solid #e3e3e3; padding: .25em .6em; text-align: right; }
-th { background: #f3f3f3; cursor: pointer; position: sticky; top: 0; }
+th { background: #f3f3f3; cursor: pointer; position: sticky; top: 0; white-space: nowrap; }
+th::after { content: " \\2195"; color: #aaa; } th[data-order=asc]::after { content: " \\25B2"; }
+th[data-order=desc]::after { content: " \\25BC"; }
 td:first-child, th:first-child { text-align: left; }
 .scroll { max-height: 480px; overflow: auto; display: inline-block; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
