@@ -2,6 +2,7 @@
 written."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -37,14 +38,30 @@ def test_help():
     assert result.returncode == 0 and "run" in result.stdout
 
 
+def test_version():
+    from importlib import metadata
+
+    result = run_cli("--version", cwd=None)
+    assert result.returncode == 0 and result.stdout.strip() == (
+        f"nqpf_sens {metadata.version('nqpf_sens')}"
+    )
+
+
 def test_baseline_run_writes_scores_and_manifest(project):
-    result = run_cli("run", "base.toml", "--quiet", cwd=project)
+    """The manifest says what computed the results, where and when; the console reports the
+    manifest's wall time, counted in words that agree with the number."""
+    result = run_cli("run", "base.toml", cwd=project)
     assert result.returncode == 0, result.stderr
     scores = pd.read_csv(project / "results" / "base" / "baseline_scores.csv")
     assert list(scores.columns[:5]) == ["unit", "total", "tech", "factor", "industry"]
     assert sorted(scores["rank"]) == list(range(1, 32))
     manifest = json.loads((project / "results" / "base" / "manifest.json").read_text())
-    assert manifest["scenarios"] == 1 and "wall_seconds" in manifest
+    assert manifest["scenarios"] == 1
+    assert f"(1 scenario computed in {manifest['wall_seconds']:.1f} s)" in result.stdout
+    assert {"numpy", "numba", "scipy", "pandas", "matplotlib", "SALib"} <= set(manifest["versions"])
+    assert manifest["finished_utc"].endswith("+00:00") and manifest["platform"]
+    revision = manifest["code_revision"]  # a checkout records its commit, an installed copy none
+    assert revision is None or re.fullmatch(r"[0-9a-f]{40}(\+changes)?", revision)
 
 
 @pytest.mark.parametrize(

@@ -94,6 +94,10 @@ def test_report_command_rebuilds_from_saved_files(run_folder):
     assert (run_folder / "report.html").is_file() and (
         run_folder / "figures" / "rank_intervals.svg"
     ).is_file()
+    from nqpf_sens.report.figures import label_font
+
+    _, missing_font = label_font(chinese=True)  # said on the terminal, not only inside the page
+    assert (f"warning: {missing_font}" in result.stderr) if missing_font else not result.stderr
 
 
 def test_report_of_an_incomplete_folder_is_a_clear_error(tmp_path):

@@ -1,4 +1,5 @@
-"""Command line: ``python -m nqpf_sens run CONFIG.toml [--out DIR] [--jobs N] [--quiet]``."""
+"""Command line: ``python -m nqpf_sens run CONFIG.toml [--out DIR] [--jobs N] [--quiet]``,
+``python -m nqpf_sens report FOLDER`` and ``python -m nqpf_sens --version``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ from pathlib import Path
 from nqpf_sens.errors import RunInterrupted, UserError
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("nqpf_sens")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m nqpf_sens",
@@ -17,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
             "Sobol sensitivity analyses described by a TOML config."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"nqpf_sens {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run what a config describes and write results")
     run.add_argument("config", type=Path, help="TOML config, e.g. configs/sobol.toml")

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import errno
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -42,8 +44,20 @@ from nqpf_sens.plan import Prepared, prepare_study, tables_from
 from nqpf_sens.uncertainty.chunks import check_work_folder, remove_work
 from nqpf_sens.uncertainty.convergence import RANK_ERROR
 from nqpf_sens.uncertainty.study import ChunkStats, run_study
+from nqpf_sens.wording import plural
 
-PACKAGES = ("nqpf_sens", "numpy", "scipy", "pandas", "SALib", "joblib")
+#: every package whose code computes or draws results
+PACKAGES = (
+    "nqpf_sens",
+    "numpy",
+    "scipy",
+    "pandas",
+    "numba",
+    "SALib",
+    "joblib",
+    "dask",
+    "matplotlib",
+)
 
 
 def versions() -> dict[str, str]:
@@ -54,6 +68,30 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             found[name] = "not installed"
     return found
+
+
+def code_revision() -> str | None:
+    """The git commit of the code that ran (with ``+changes`` when the work tree differs from it),
+    when the package runs from a git checkout; None for an installed copy."""
+    source = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        if commit.returncode != 0:
+            return None
+        changed = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no", "."],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit.stdout.strip() + ("+changes" if changed.stdout.strip() else "")
 
 
 @dataclass
@@ -122,16 +160,19 @@ def run_config(
         try:
             with destination_lock(destination):
                 results = _compute(plan, work, resume, progress=not quiet)
+                seconds = round(time.perf_counter() - started, 3)  # the one wall time reported
                 with staged_directory(destination) as folder:
-                    _write(results, folder, time.perf_counter() - started)
+                    _write(results, folder, seconds, quiet)
                 remove_work(work)
         except BaseException:
             remove_empty_folders(created)
             raise
     if not quiet:
         _print_summary(results.tables, results.notes, results.convergence)
-        seconds = time.perf_counter() - started
-        print(f"\nwrote {destination} ({results.scenarios:,} scenarios, {seconds:.1f} s)")
+        print(
+            f"\nwrote {destination} ({plural(results.scenarios, 'scenario')} computed in "
+            f"{seconds:.1f} s)"
+        )
     return destination
 
 
@@ -297,7 +338,7 @@ def _compute(plan: _Plan, work: Path | None, resume: bool, progress: bool) -> Re
     return Results(config, tables, plan.notes, convergence, scenarios, plan.dimensions, plan.jobs)
 
 
-def _write(results: Results, folder: Path, seconds: float) -> None:
+def _write(results: Results, folder: Path, seconds: float, quiet: bool = True) -> None:
     """Every table, the manifest and (when configured) the figures and report, into ``folder``."""
     for name, frame in results.tables.items():
         write_table(frame, folder, name)
@@ -305,7 +346,7 @@ def _write(results: Results, folder: Path, seconds: float) -> None:
     if results.config.outputs.figures:
         from nqpf_sens.report import build_report  # here: matplotlib takes a second to import
 
-        build_report(folder, results.config.outputs.chinese_labels)
+        build_report(folder, results.config.outputs.chinese_labels, quiet)
 
 
 def _study(
@@ -400,8 +441,11 @@ def _manifest(results: Results, seconds: float) -> dict:
         "backend": config.backend,
         "scenarios": results.scenarios,
         "dimensions": results.dimensions,
-        "wall_seconds": round(seconds, 3),
+        "wall_seconds": seconds,
         "notes": results.notes,
         "convergence": results.convergence,
         "versions": versions(),
+        "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "code_revision": code_revision(),
     }

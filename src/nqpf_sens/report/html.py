@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,7 @@ from nqpf_sens.outputs import check_destination, destination_lock, result_files,
 from nqpf_sens.report.figures import make_figures
 from nqpf_sens.report.reading import reading
 from nqpf_sens.report.saved_run import load_run
+from nqpf_sens.wording import plural
 
 ERROR_TRAP = (
     "window.reportErrors = []; window.addEventListener('error', "
@@ -113,7 +115,7 @@ def _image(path: Path, caption: str) -> str:
 def _scenarios(manifest: dict, tables: dict[str, pd.DataFrame]) -> str:
     """Scenarios evaluated, and those behind the uncertainty statistics when fewer (rows A and B
     of a Saltelli design)."""
-    evaluated = f"{manifest['scenarios']:,}"
+    evaluated = plural(manifest["scenarios"], "scenario")
     stability = tables.get("rank_stability")
     if stability is None or "scenarios" not in stability:
         return evaluated
@@ -147,9 +149,18 @@ def _run_description(manifest: dict, tables: dict[str, pd.DataFrame]) -> str:
         ("kind", manifest["kind"]),
         ("seed", manifest["seed"]),
         ("scenarios", _scenarios(manifest, tables)),
-        ("wall time", f"{manifest['wall_seconds']:.1f} s"),
+        ("wall time", f"{manifest['wall_seconds']:.1f} s (computing; figures and report after)"),
         ("workers", manifest["jobs"]),
         ("versions", ", ".join(f"{k} {v}" for k, v in manifest["versions"].items())),
+    ]
+    rows += [
+        (label, manifest[key])
+        for key, label in (
+            ("finished_utc", "finished (UTC)"),
+            ("platform", "platform"),
+            ("code_revision", "code revision"),
+        )
+        if manifest.get(key)  # absent from the manifests of earlier versions
     ]
     head = (
         "<table>"
@@ -178,15 +189,21 @@ def _run_description(manifest: dict, tables: dict[str, pd.DataFrame]) -> str:
     return head
 
 
-def build_report(folder: str | Path, chinese: bool = False) -> Path:
-    """Draw ``figures/`` and write ``report.html`` into a run's folder from its saved files."""
+def build_report(folder: str | Path, chinese: bool = False, quiet: bool = True) -> Path:
+    """Draw ``figures/`` and write ``report.html`` into a run's folder from its saved files;
+    unless ``quiet``, a warning about them (a missing CJK font) is printed as well."""
     folder = Path(folder)
-    return _render(folder, *load_run(folder), chinese)
+    return _render(folder, *load_run(folder), chinese, quiet)
 
 
-def _render(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chinese: bool) -> Path:
+def _render(
+    folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chinese: bool, quiet: bool
+) -> Path:
     """Draw the figures and write the page of a run's checked manifest and tables to ``folder``."""
     figures, warnings = make_figures(folder, manifest, tables, chinese)
+    if not quiet:
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     default_name = Path(manifest["config_file"]).stem  # a run's name when the config gives none
     name = manifest["config"].get("run", {}).get("name", default_name)
     parts = [f"<h1>nqpf_sens: {html.escape(str(name))}</h1>"]
@@ -246,7 +263,7 @@ def _render(folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chine
     return path
 
 
-def rebuild_report(folder: str | Path, chinese: bool = False) -> Path:
+def rebuild_report(folder: str | Path, chinese: bool = False, quiet: bool = False) -> Path:
     """The ``report`` command: redraw a finished run's figures and report without touching it
     until the new version is complete. Its saved files are checked first, then copied with the
     new figures and report into a staging folder that replaces the run's folder as a run does."""
@@ -263,5 +280,5 @@ def rebuild_report(folder: str | Path, chinese: bool = False) -> Path:
         for name in keep:
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(folder / name, staging / name)
-        _render(staging, manifest, tables, chinese)
+        _render(staging, manifest, tables, chinese, quiet)
     return folder / "report.html"

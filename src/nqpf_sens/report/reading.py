@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from nqpf_sens.wording import plural
+
 
 def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, bool]]:
     """Plain-language findings generated from the numbers: (plain text, is a warning) pairs; the
@@ -27,8 +29,8 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         lines.append(
             f"The widest 5th-95th percentile rank interval is {widest.unit}'s "
             f"({int(widest.p05_rank)}-{int(widest.p95_rank)}, nominal {int(widest.nominal_rank)}); "
-            f"for {_units(int((width <= 2).sum()))} the 5th and 95th percentile ranks differ by "
-            "at most 2."
+            f"for {plural(int((width <= 2).sum()), 'unit')} the 5th and 95th percentile ranks "
+            "differ by at most 2."
         )
     shift = tables.get("rank_shift")
     if shift is not None:
@@ -84,10 +86,6 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
     return findings
 
 
-def _units(count: int) -> str:
-    return f"{count} unit" if count == 1 else f"{count} units"
-
-
 def wilson_low(p: pd.Series, n: int, z: float = 1.96) -> pd.Series:
     """The lower end of the Wilson score interval of a proportion ``p`` of ``n`` (unlike p - z se,
     it stays below 1 when every scenario agrees)."""
@@ -107,13 +105,13 @@ def _tier_lines(bands: pd.DataFrame) -> list[str]:
     counts = bands.groupby("nominal_tier").unit.size()
     kept = robust.groupby(bands.nominal_tier).sum()
     described = [
-        f"tier {tier}: {_units(int(n))}, {int(kept[tier])} of them robust"
+        f"tier {tier}: {plural(int(n), 'unit')}, {int(kept[tier])} of them robust"
         for tier, n in counts.items()
     ]
     lines = [
         "Nominal tiers and how many units keep theirs in at least 90% of scenarios (beyond Monte "
         "Carlo error"
-        + (f", {scenarios:,} scenarios" if scenarios else "")
+        + (f", {plural(scenarios, 'scenario')}" if scenarios else "")
         + "): "
         + "; ".join(described)
         + "."
@@ -166,7 +164,7 @@ def _sobol_lines(summary: pd.DataFrame, outputs: pd.DataFrame | None) -> list[st
     if most > 0:
         who = " and ".join(f"'{f}'" for f in leading)
         each = "each has" if len(leading) > 1 else "has"
-        lines.append(f"{who} {each} the largest ST for the rank of {_units(int(most))}.")
+        lines.append(f"{who} {each} the largest ST for the rank of {plural(int(most), 'unit')}.")
     if outputs is not None:
         reliable = outputs.reliable.astype(str) == "True"
         ranks = outputs.output.str.startswith("rank:")
@@ -174,8 +172,8 @@ def _sobol_lines(summary: pd.DataFrame, outputs: pd.DataFrame | None) -> list[st
         if len(set_aside):
             names = ", ".join(set_aside.output.str.removeprefix("rank:").head(6))
             lines.append(
-                f"Not read: the Sobol indices of {_units(len(set_aside))} whose rank hardly "
-                f"varies or whose intervals are too wide ({names})."
+                f"Not read: the Sobol indices of {plural(len(set_aside), 'unit')} whose rank "
+                f"hardly varies or whose intervals are too wide ({names})."
             )
         shares = outputs.set_index("output").interaction_share
         if "rank_shift" in shares and shares["rank_shift"] >= 0:
