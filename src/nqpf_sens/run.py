@@ -75,13 +75,18 @@ def code_revision() -> str | None:
     when the package runs from a git checkout; None for an installed copy."""
     source = Path(__file__).resolve().parent
     try:
+        tracked = subprocess.run(  # this very file: not a repository an install sits inside
+            ["git", "-C", str(source), "ls-files", "--error-unmatch", Path(__file__).name],
+            capture_output=True,
+            timeout=5,
+        )
         commit = subprocess.run(
             ["git", "-C", str(source), "rev-parse", "HEAD"],
             capture_output=True,
             text=True,
             timeout=5,
         )
-        if commit.returncode != 0:
+        if tracked.returncode != 0 or commit.returncode != 0:
             return None
         changed = subprocess.run(
             ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no", "."],
