@@ -48,6 +48,7 @@ CHOICE_KEYS = (
     "treat_fallback",
     "boxcox_lambda",
     "imputation_group",
+    "data_threshold",
 )
 KINDS = ("choice", "weights", "exclude", "dataset", "noise", "mask")
 NONE = "none"
