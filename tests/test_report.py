@@ -107,8 +107,9 @@ def test_report_of_an_incomplete_folder_is_a_clear_error(tmp_path):
     assert result.returncode == 2 and "not a complete run" in result.stderr
 
 
-def render(page: Path, profile: Path) -> subprocess.CompletedProcess:
-    """The page's DOM after headless Chromium has loaded it and run its scripts."""
+def render(page: Path, profile: Path, width: int = 1280) -> subprocess.CompletedProcess:
+    """The page's DOM after headless Chromium (a window ``width`` pixels wide) has loaded it and
+    run its scripts."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("chromium is not installed (.ci/run installs it)")
@@ -124,6 +125,7 @@ def render(page: Path, profile: Path) -> subprocess.CompletedProcess:
         f"--user-data-dir={profile}",
         "--enable-logging=stderr",
         "--virtual-time-budget=10000",
+        f"--window-size={width},900",
     ]
     return subprocess.run(
         [browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=180
@@ -191,3 +193,24 @@ def test_clicking_any_header_sorts_its_table(run_folder, tmp_path):
     sorted_tables = re.search(r'data-sorted="([^"]*)"', body).group(1).split(",")
     assert len(sorted_tables) >= 8 and all(flag == "true" for flag in sorted_tables), body
     assert 'data-click-errors="0"' in body
+
+
+MEASURE_WIDTH = """<script>window.addEventListener('load', function () {
+  document.body.dataset.pageWidth = document.documentElement.scrollWidth;
+  document.body.dataset.viewWidth = window.innerWidth;
+});</script></body>"""
+
+
+def test_the_page_fits_a_1280_pixel_window(run_folder, tmp_path):
+    """Wide tables scroll inside their own box: the page itself never needs a horizontal
+    scrollbar."""
+    page = (run_folder / "report.html").read_text(encoding="utf-8")
+    (tmp_path / "measured.html").write_text(
+        page.replace("</body>", MEASURE_WIDTH), encoding="utf-8"
+    )
+    body = re.search(
+        r"<body[^>]*>", render(tmp_path / "measured.html", tmp_path / "profile").stdout
+    ).group(0)
+    page_width = int(re.search(r'data-page-width="(\d+)"', body).group(1))
+    view_width = int(re.search(r'data-view-width="(\d+)"', body).group(1))
+    assert view_width == 1280 and page_width <= view_width, body

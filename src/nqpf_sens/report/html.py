@@ -73,27 +73,30 @@ th { background: #f3f3f3; cursor: pointer; position: sticky; top: 0; white-space
 th::after { content: " \\2195"; color: #aaa; } th[data-order=asc]::after { content: " \\25B2"; }
 th[data-order=desc]::after { content: " \\25BC"; }
 td:first-child, th:first-child { text-align: left; }
-.scroll { max-height: 480px; overflow: auto; display: inline-block; }
+.scroll { max-height: 480px; max-width: 100%; overflow: auto; display: block; width: fit-content; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 .reading li { margin: .3em 0; } .warning { color: #8a4b00; } \
 code { background: #f5f5f5; padding: 0 .2em; }
 """
 
 
-def _number(value: float, digits: int) -> str:
-    """A cell: ``digits`` significant digits from 1000 up, else at most ``digits`` decimals."""
-    if pd.isna(value):
-        return ""
-    if abs(value) >= 1000:
-        return f"{value:.{digits}g}"
-    return f"{value:.{digits}f}".rstrip("0").rstrip(".") if value != 0 else "0"
+def _decimals(values: pd.Series) -> int:
+    """One number of decimals per column: none for whole numbers, 3 for shares and probabilities
+    (0-1), 2 otherwise."""
+    finite = values.dropna()
+    if finite.empty or (finite == finite.round()).all():
+        return 0
+    return 3 if finite.abs().max() <= 1 else 2
 
 
-def _table(frame: pd.DataFrame, digits: int = 3) -> str:
+def _table(frame: pd.DataFrame) -> str:
     formatted = frame.copy()
     for column in formatted.columns:
         if pd.api.types.is_float_dtype(formatted[column]):
-            formatted[column] = formatted[column].map(lambda v: _number(v, digits))
+            digits = _decimals(formatted[column])
+            formatted[column] = formatted[column].map(
+                lambda v, d=digits: "" if pd.isna(v) else f"{v:,.{d}f}"
+            )
         elif formatted[column].isna().any():  # a missing text is an empty cell, not "None"
             formatted[column] = (
                 formatted[column].astype(object).where(formatted[column].notna(), "")
@@ -125,25 +128,54 @@ def _scenarios(manifest: dict, tables: dict[str, pd.DataFrame]) -> str:
     return f"{evaluated} evaluated; {used:,} behind the uncertainty statistics (rows A and B)"
 
 
+def _toml_text(value: object) -> str:
+    """A config value as a reader would write it: ``0.25``, ``minmax, zscore``, ``3``."""
+    if isinstance(value, list):
+        return ", ".join(
+            "/".join(map(_toml_text, v)) if isinstance(v, list) else _toml_text(v) for v in value
+        )
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_toml_text(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+#: what a factor varies, and how, by kind (the config keys that say it)
+FACTOR_SETTINGS = (
+    "key",
+    "options",
+    "probabilities",
+    "level",
+    "distribution",
+    "spread",
+    "spread_by_status",
+    "concentration",
+    "cells",
+    "count",
+    "group",
+)
+
+
+def _factor_table(factors: list[dict]) -> pd.DataFrame:
+    """One row per factor: its name, kind, settings as written in the config, and why."""
+    return pd.DataFrame(
+        [
+            {
+                "factor": factor.get("name", ""),
+                "kind": factor.get("kind", ""),
+                "settings": "; ".join(
+                    f"{key} = {_toml_text(factor[key])}" for key in FACTOR_SETTINGS if key in factor
+                ),
+                "justification": factor.get("description", "(none given in the config)"),
+            }
+            for factor in factors
+        ]
+    )
+
+
 def _run_description(manifest: dict, tables: dict[str, pd.DataFrame]) -> str:
     config = manifest["config"]
-    factors = pd.DataFrame(config.get("factors", []))
-    keep = [
-        c
-        for c in (
-            "name",
-            "kind",
-            "key",
-            "options",
-            "level",
-            "distribution",
-            "spread",
-            "concentration",
-            "cells",
-            "description",
-        )
-        if c in factors
-    ]
     rows = [
         ("config", manifest["config_file"]),
         ("kind", manifest["kind"]),
@@ -182,10 +214,8 @@ def _run_description(manifest: dict, tables: dict[str, pd.DataFrame]) -> str:
         )
         + "</p>"
     )
-    if keep:
-        head += "<h3>Uncertain factors</h3>" + _table(
-            factors[keep].astype(object).where(factors[keep].notna(), "").astype(str)
-        )
+    if config.get("factors"):
+        head += "<h3>Uncertain factors</h3>" + _table(_factor_table(config["factors"]))
     return head
 
 
@@ -221,7 +251,11 @@ def _render(
             "<h2>Reproduction of the paper's Table 3</h2>"
             + _table(comparison.assign(difference=comparison.difference.round(3)))
         )
-    parts.append("<h2>Baseline scores</h2>" + _table(tables["baseline_scores"]))
+    baseline = tables["baseline_scores"]
+    by_rank = [c for c in ("year", "rank", "unit") if c in baseline]
+    parts.append(
+        "<h2>Baseline scores</h2>" + _table(baseline.sort_values(by_rank, ignore_index=True))
+    )
     if "correlations" in tables:  # the flagged pairs only: the full matrix is in the CSV
         pairs = tables["correlations"]
         tables = {**tables, "correlations": pairs[pairs.flag.fillna("") != ""]}
