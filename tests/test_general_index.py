@@ -189,12 +189,16 @@ def test_treatment_fallbacks_as_coinr_defines_them(fallback, column, expected):
     np.testing.assert_allclose(found, expected)
 
 
-def test_forced_winsorisation_treats_winmax_points_of_a_passing_indicator():
-    """COINr's force_win: winsorise up to winmax points whatever the statistics (the two tied
-    9s go together, so three points in all); without force a passing indicator is untouched."""
-    x = np.array([1, 1, 1, 2, 2, 3, 4, 6, 9, 12.0])
-    np.testing.assert_array_equal(treat_outliers(x, 2), x)
-    np.testing.assert_array_equal(treat_outliers(x, 2, force=True), [1, 1, 1, 2, 2, 3, 4, 6, 6, 6])
+def test_forced_winsorisation_treats_winmax_points_of_a_failing_indicator_only():
+    """COINr's force_win: an indicator failing its first check is winsorised up to winmax points
+    even after it passes (here the side flips to the low one at the third point, as the skew
+    turns negative); COINr's Treat checks first, so a passing indicator is left alone."""
+    failing = np.array([1.0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 30, 100])  # passes after one point
+    np.testing.assert_array_equal(treat_outliers(failing, 3), np.r_[failing[:-1], 30])
+    forced = treat_outliers(failing, 3, force=True)
+    np.testing.assert_array_equal(forced, [2, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10, 10])
+    passing = np.array([1, 1, 1, 2, 2, 3, 4, 6, 9, 12.0])
+    np.testing.assert_array_equal(treat_outliers(passing, 2, force=True), passing)
 
 
 def test_a_code_used_at_two_levels_is_refused(tmp_path):

@@ -10,8 +10,9 @@ indicators).
 - ``treat``: the outlier treatment of the JRC and COINr: an indicator whose |skewness| >= 2 and
   kurtosis >= 3.5 (sample definitions, as Excel and e1071 type 2) has its most extreme value
   (high side if skewness >= 0) replaced by the next one, repeatedly, until it passes or ``winmax``
-  points are treated (``force``: up to ``winmax`` points whatever the statistics, COINr's
-  ``force_win``); if it still fails, the original values get the ``fallback`` transformation:
+  points are treated (``force``: an indicator that fails gets ``winmax`` points even once it
+  passes, COINr's ``force_win``, which ``Treat`` applies only to an indicator failing its first
+  check); if it still fails, the original values get the ``fallback`` transformation:
 
   - ``log_CT`` (COINr's default): log(x - min + a), a = 0.01 (max - min);
   - ``log_CT_plus`` (COINr's ``log_CT_plus``): the same for positive skew, -log(max + a - x) for
@@ -140,8 +141,8 @@ def treat_outliers(
     column = np.asarray(column, dtype=float)
     observed = ~np.isnan(column)
     x = column[observed].copy()
-    if x.size < 4 or (_passes(x, skew_threshold, kurtosis_threshold) and not force):
-        return column
+    if x.size < 4 or _passes(x, skew_threshold, kurtosis_threshold):
+        return column  # COINr's Treat checks first: even force_win leaves a passing one alone
     treated: set[int] = set()
     while (force or not _passes(x, skew_threshold, kurtosis_threshold)) and len(treated) < winmax:
         high = skewness(x) >= 0
