@@ -81,6 +81,23 @@ def test_report_is_self_contained_and_reads_the_numbers(run_folder):
     assert "keep theirs in at least 90%" in page and "mean rank shift" in page
 
 
+def test_report_opens_with_what_a_referee_needs(run_folder):
+    """Before any number: which index, its data and their provenance, the design and its sample
+    sizes, and what the tiers are; then each factor with its settings and justification."""
+    page = (run_folder / "report.html").read_text(encoding="utf-8")
+    about = page[page.index("<h2>About this run</h2>") : page.index("<h2>Reading</h2>")]
+    for expected in (
+        "Ye Zhenyu &amp; Xu Pengcheng (2024)",
+        "12 units, 15 indicators",
+        "cells by provenance",
+        "sobol (saltelli design), N = 64, 256 scenarios evaluated; 128 behind",
+        "Sobol intervals from 20 bootstrap resamples at 95% confidence",
+        "tier 1: ranks 1-2; tier 2: ranks 3-5; tier 3: ranks 6 and below",
+    ):
+        assert expected in about, expected
+    assert "options = minmax, zscore" in page and "(none given in the config)" in page
+
+
 def test_report_command_rebuilds_from_saved_files(run_folder):
     shutil.rmtree(run_folder / "figures")
     (run_folder / "report.html").unlink()

@@ -88,3 +88,27 @@ def empty_units(config: RunConfig, table: IndicatorTable) -> list[str]:
             table.source,
         )
     return [f"unit '{u}' has no observed value: every one of its values is imputed" for u in empty]
+
+
+def describe_inputs(
+    config: RunConfig, spec: IndexSpec, table: IndicatorTable, n_tables: int
+) -> dict[str, object]:
+    """What a reader of the results must know about the index and its data: which index, its
+    size, and how many cells are observed, missing or of each provenance status."""
+    shipped = config.data.metadata is None
+    if table.statuses is not None:
+        statuses, counts = np.unique(table.statuses.astype(str), return_counts=True)
+        cells = dict(zip(statuses.tolist(), counts.tolist(), strict=True))
+    else:
+        missing = int(np.isnan(table.values).sum())
+        cells = {"observed": int(table.values.size) - missing, "missing": missing}
+    return {
+        "index": nqpf.CITATION if shipped else f"the index described by {config.data.metadata}",
+        "values": str(config.data.values or "the shipped NQPF data (see DATA.md)"),
+        "units": len(table.units),
+        "indicators": len(spec.indicators),
+        "levels": [len(level) for level in spec.levels],
+        "years": [year for year in table.years if year is not None],
+        "cells": cells,
+        "alternative_datasets": n_tables - 1,
+    }

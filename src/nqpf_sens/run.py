@@ -3,6 +3,7 @@ whole output folder is written at once; :func:`run` returns the tables without w
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import platform
 import subprocess
@@ -30,7 +31,13 @@ from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
 from nqpf_sens.errors import RunInterrupted, UserError
 from nqpf_sens.indices.nqpf.paper import compare_with_table3, paper_problem, paper_summary
-from nqpf_sens.inputs import empty_units, input_files, load_inputs, unit_attributes
+from nqpf_sens.inputs import (
+    describe_inputs,
+    empty_units,
+    input_files,
+    load_inputs,
+    unit_attributes,
+)
 from nqpf_sens.outputs import (
     check_destination,
     destination_lock,
@@ -103,7 +110,8 @@ def code_revision() -> str | None:
 class Results:
     """What a run computed: its tables as DataFrames, by file name without ``.csv``
     (``results["rank_stability"]``), with the notes, the convergence verdict and the scenario
-    count that a run's manifest records."""
+    count that a run's manifest records, and ``about``: the index and its data (see
+    :func:`nqpf_sens.inputs.describe_inputs`)."""
 
     config: RunConfig
     tables: dict[str, pd.DataFrame]
@@ -112,6 +120,7 @@ class Results:
     scenarios: int
     dimensions: list[str]
     jobs: int
+    about: dict
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.tables[name]
@@ -127,6 +136,7 @@ class _Plan:
     notes: list[str]
     dimensions: list[str]
     prepared: Prepared | None
+    about: dict
 
 
 def run(config: RunConfig | str | Path, jobs: int | None = None, progress: bool = False) -> Results:
@@ -291,7 +301,9 @@ def _plan(
             bounds = _rank_bounds(config, spec, levels[0], weights, table.units, notes)
             if bounds is not None:
                 tables["rank_bounds"] = bounds
-    return _Plan(config, jobs, tables, notes, list(spec.dimensions), prepared)
+    n_tables = 1 if prepared is None else len(prepared.study.tables)
+    about = describe_inputs(config, spec, table, n_tables)
+    return _Plan(config, jobs, tables, notes, list(spec.dimensions), prepared, about)
 
 
 def _rank_bounds(
@@ -340,7 +352,9 @@ def _compute(plan: _Plan, work: Path | None, resume: bool, progress: bool) -> Re
             "rank_error_target": RANK_ERROR,
             "tolerance": config.outputs.convergence_tolerance,
         }
-    return Results(config, tables, plan.notes, convergence, scenarios, plan.dimensions, plan.jobs)
+    return Results(
+        config, tables, plan.notes, convergence, scenarios, plan.dimensions, plan.jobs, plan.about
+    )
 
 
 def _write(results: Results, folder: Path, seconds: float, quiet: bool = True) -> None:
@@ -448,6 +462,20 @@ def _manifest(results: Results, seconds: float) -> dict:
         "dimensions": results.dimensions,
         "wall_seconds": seconds,
         "notes": results.notes,
+        "about": results.about,
+        "design": {
+            "kind": config.kind,
+            "n": config.sampling.n,
+            "method": config.sampling.method,
+            "bootstrap": config.sampling.bootstrap,
+            "confidence": config.sampling.confidence,
+            "interval": config.outputs.interval,
+            "seed": config.seed,
+        },
+        "tiers": {
+            **dataclasses.asdict(config.pipeline.tiers),
+            "definition": config.pipeline.tiers.describe(),
+        },
         "convergence": results.convergence,
         "versions": versions(),
         "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -54,6 +54,25 @@ class TierRule:
             return len(self.thresholds) + 1
         return self.classes
 
+    def describe(self) -> str:
+        """The rule in words, for a reader of the results."""
+        if self.scheme == "fixed_ranks":
+            firsts = [1, *(b + 1 for b in self.bounds)]
+            spans = [
+                f"tier {k + 1}: ranks {first}-{last}"
+                if last > first
+                else f"tier {k + 1}: rank {first}"
+                for k, (first, last) in enumerate(zip(firsts, self.bounds, strict=False))
+            ]
+            return "; ".join([*spans, f"tier {len(firsts)}: ranks {firsts[-1]} and below"])
+        if self.scheme == "score_thresholds":
+            spans = [f"tier {k + 1}: score >= {t:g}" for k, t in enumerate(self.thresholds)]
+            return "; ".join([*spans, f"tier {len(spans) + 1}: below {self.thresholds[-1]:g}"])
+        return (
+            f"{self.classes} classes by Fisher-Jenks natural breaks of the index scores, "
+            "recomputed in every scenario (tier 1: the highest scores)"
+        )
+
     def problem(self, n_units: int) -> str | None:
         """Why this rule cannot tier ``n_units`` units, or None."""
         if self.scheme not in TIER_SCHEMES:

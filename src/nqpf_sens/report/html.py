@@ -10,6 +10,7 @@ import base64
 import html
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -174,6 +175,70 @@ def _factor_table(factors: list[dict]) -> pd.DataFrame:
     )
 
 
+def _about(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, str]]:
+    """What a referee needs before any number: the index, its data and their provenance, the
+    design and its sample sizes, and the tiers (from manifests that record them)."""
+    rows: list[tuple[str, str]] = []
+    about = manifest.get("about")
+    if isinstance(about, dict):
+        years = about.get("years") or []
+        span = f", {years[0]}-{years[-1]}" if len(years) > 1 else f", {years[0]}" if years else ""
+        rows.append(("index", str(about.get("index", ""))))
+        rows.append(
+            (
+                "data",
+                f"{plural(about.get('units', 0), 'unit')}, "
+                f"{plural(about.get('indicators', 0), 'indicator')} "
+                f"(tree levels of {', '.join(map(str, about.get('levels', [])))} nodes){span}; "
+                f"values: {about.get('values', '')}",
+            )
+        )
+        cells = about.get("cells", {})
+        total = sum(cells.values()) or 1
+        rows.append(
+            (
+                "cells by provenance",
+                ", ".join(
+                    f"{name} {count:,} ({100 * count / total:.0f}%)"
+                    for name, count in cells.items()
+                ),
+            )
+        )
+        if about.get("alternative_datasets"):
+            rows.append(("alternative datasets", f"{about['alternative_datasets']:,}"))
+    design = manifest.get("design")
+    if isinstance(design, dict) and manifest["kind"] != "baseline":
+        text = (
+            f"{manifest['kind']} ({design['method']} design), N = {design['n']:,}, "
+            f"{_scenarios(manifest, tables)}"
+        )
+        bands = tables.get("tier_bands")
+        if bands is not None and "score_scenarios" in bands:
+            text += f"; score bands from {plural(int(bands.score_scenarios.iloc[0]), 'scenario')}"
+        if manifest["kind"] == "sobol":
+            text += (
+                f"; Sobol intervals from {design['bootstrap']:,} bootstrap resamples at "
+                f"{100 * design['confidence']:g}% confidence"
+            )
+        text += f"; reported rank and score intervals: central {100 * design['interval']:g}%"
+        rows.append(("design", text + f"; seed {design['seed']}"))
+    tiers = manifest.get("tiers")
+    if isinstance(tiers, dict) and "definition" in tiers:
+        rows.append(("tiers", str(tiers["definition"])))
+    return rows
+
+
+def _rows_table(rows: Sequence[tuple[str, object]]) -> str:
+    return (
+        "<table>"
+        + "".join(
+            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in rows
+        )
+        + "</table>"
+    )
+
+
 def _run_description(manifest: dict, tables: dict[str, pd.DataFrame]) -> str:
     config = manifest["config"]
     rows = [
@@ -194,14 +259,7 @@ def _run_description(manifest: dict, tables: dict[str, pd.DataFrame]) -> str:
         )
         if manifest.get(key)  # absent from the manifests of earlier versions
     ]
-    head = (
-        "<table>"
-        + "".join(
-            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-            for k, v in rows
-        )
-        + "</table>"
-    )
+    head = _rows_table(rows)
     pipeline = config.get("pipeline", {})
     head += (
         "<p>Nominal pipeline: "
@@ -237,6 +295,9 @@ def _render(
     default_name = Path(manifest["config_file"]).stem  # a run's name when the config gives none
     name = manifest["config"].get("run", {}).get("name", default_name)
     parts = [f"<h1>nqpf_sens: {html.escape(str(name))}</h1>"]
+    about = _about(manifest, tables)
+    if about:
+        parts.append("<h2>About this run</h2>" + _rows_table(about))
     items = [
         f"<li class='{'warning' if warning else 'finding'}'>{html.escape(line)}</li>"
         for line, warning in reading(manifest, tables)

@@ -14,6 +14,11 @@ import pandas as pd
 from nqpf_sens.engine.spec import IndexSpec, load_spec
 from nqpf_sens.engine.table import IndicatorTable, load_table
 
+CITATION = (
+    "China New Quality Productive Forces Index of Ye Zhenyu & Xu Pengcheng (2024), \"China's New "
+    'Quality Productive Forces Index: Theoretical Basis and Evaluation Analysis", '
+    "doi:10.13885/j.issn.1000-2804.2024.03.003"
+)
 INDICATORS = "nqpf_indicators.csv"
 PROVINCES = "nqpf_provinces.csv"
 ALTERNATIVES = "nqpf_alternatives.csv.gz"
