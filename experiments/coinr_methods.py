@@ -16,8 +16,8 @@ Usage, from the project root, after ``Rscript experiments/coinr_methods.R`` has 
 results: ``python experiments/coinr_methods.py [folder]`` (default ``results/coinr_methods``). For
 each method it prints the largest absolute difference over every unit and every column compared
 (indicators, or all aggregates), the number of cells, and, for aggregations, whether the index's
-ranks (``rank(-Index, ties = "min")``) agree. COINr's distance methods score in [0, 1] where
-nqpf_sens's score in [0, 100]: for them the difference with COINr's scores times 100 is printed too.
+ranks (``rank(-Index, ties = "min")``) agree. COINr's distance methods score in [0, 1]: they are
+compared with ``distance_scale = 1``.
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ NORMALISATIONS = {
     "n_minmax": dict(normalisation="minmax", minmax_range=(1, 100)),
     "n_zscore": dict(normalisation="zscore", zscore_scale=(10, 2), zscore_ddof=1),
     "n_borda": dict(normalisation="borda"),
-    "n_dist2targ": dict(normalisation="distance_to_target"),
-    "n_dist2ref": dict(normalisation="distance_to_reference", reference_unit="DEU"),
+    "n_dist2targ": dict(normalisation="distance_to_target", distance_scale=1),
+    "n_dist2ref": dict(
+        normalisation="distance_to_reference", reference_unit="DEU", distance_scale=1
+    ),
     "n_goalposts": dict(normalisation="goalposts"),
 }
 MINMAX_1_100 = dict(minmax_range=(1, 100), nonpositive="refuse")
@@ -104,11 +106,7 @@ def main(folder: Path) -> None:
         for name, options in NORMALISATIONS.items():
             own = goalpost_spec(folder, directory) if name == "n_goalposts" else spec
             mine, coinr = normalised(own, table, COIN.with_(**options)), read(name)
-            note = ""
-            if name.startswith("n_dist2"):
-                scaled = (mine - 100 * coinr.loc[mine.index, mine.columns]).abs().to_numpy()
-                note = f"; with COINr's scores x 100: {np.max(scaled):.1e}"
-            report(name, mine, coinr, note)
+            report(name, mine, coinr)
         negated = negated_table(spec, directory)
     for name, options in AGGREGATIONS.items():
         frame = evaluate(spec, table, COIN.with_(**MINMAX_1_100, **options)).to_frame()

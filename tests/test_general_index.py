@@ -92,6 +92,8 @@ def test_per_indicator_targets_and_goalposts_come_from_the_metadata(tmp_path):
     found = prepare(Pipeline(normalisation="distance_to_target"), table, spec)[0]
     np.testing.assert_allclose(found[:, 0], [0, 100 / 3, 400 / 3])  # (x - 2) / (8 - 2)
     np.testing.assert_allclose(found[:, 1], [100, 200 / 3, 0])  # (4 - y) / (4 - 1)
+    coinr_scale = Pipeline(normalisation="distance_to_target", distance_scale=1)
+    np.testing.assert_allclose(prepare(coinr_scale, table, spec)[0], found / 100)  # n_dist2targ
     found = prepare(Pipeline(normalisation="goalposts"), table, spec)[0]
     np.testing.assert_allclose(found, [[25, 75], [50, 50], [100, 0]])
     found = prepare(

@@ -60,6 +60,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "zscore_scale": (list,),
         "zscore_ddof": (int,),
         "reference_unit": (str,),
+        "distance_scale": _NUMBER,
         "base_year": (int,),
         "aggregation": (str, list),
         "nonpositive": (str,),

@@ -113,6 +113,8 @@ HELP: dict[str, dict[str, str]] = {
         "zscore_scale": "zscore: the mean and sd [m, s] (COINr's m_sd).",
         "zscore_ddof": "zscore: 0, the population sd, or 1, R's sd as COINr.",
         "reference_unit": "distance_to_reference: the unit scoring 100. Default: none.",
+        "distance_scale": "distance_to_leader / _target / _reference: the score of the leader, "
+        "target or reference unit (1 on COINr's scale).",
         "base_year": "base_year: the year equal to 100. Default: the first year.",
         "aggregation": "One method, or a list of one per level (indicators to dimensions first).",
         "nonpositive": "What geometric and harmonic means do with values <= 0: shift them, or "

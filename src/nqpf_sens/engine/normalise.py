@@ -12,7 +12,9 @@ Cross-sectional methods compare units within a year; ``base_year`` compares a un
   mean of 10 (COINr's vignette: ``(10, 2)``, positive for a geometric mean) it changes the ratios
   a geometric mean compares.
 - ``rank``: percentile rank, 100 (r - 1) / (n - 1) with average ranks for ties, in [0, 100].
-- ``distance_to_leader``: 100 x / max (negative direction: 100 min / x); needs positive values.
+- ``distance_to_leader``: 100 x / max (negative direction: 100 min / x); needs positive values
+  (COINr's ``n_fracmax``, which scores 1 where this scores 100: the pipeline's ``distance_scale``
+  sets it for the three distance methods, 1 for COINr's scale).
 - ``distance_to_mean``: 100 (1 + d (x - mean) / |mean|), so the mean unit scores 100.
 - ``borda``: the unit's rank from the bottom minus 1, ties sharing the lowest (COINr's
   ``n_borda``): the number of units it beats, in [0, n - 1].
@@ -57,6 +59,7 @@ METHODS = (
 NEEDS = {"goalposts": ("goalpost_lower", "goalpost_upper"), "distance_to_target": ("Target",)}
 MINMAX_RANGE = (0.0, 100.0)
 ZSCORE_SCALE = (0.0, 1.0)
+DISTANCE_SCALE = 100.0  # COINr's n_dist2targ, n_dist2ref and n_fracmax score 1
 UNIT_AXIS = -2
 YEAR_AXIS = -3
 
@@ -125,13 +128,15 @@ def normalise(
     zscore_ddof: int = 0,
     parameters: dict[str, np.ndarray] | None = None,
     reference: int | None = None,
+    distance_scale: float = DISTANCE_SCALE,
 ) -> np.ndarray:
     """Return normalised values of the same shape; ``base_index`` is the base year's position,
     ``minmax_range`` the min-max target range, ``zscore_scale`` the z-scores' mean and sd (each
     one number or one per indicator) and
     ``zscore_ddof`` the delta degrees of freedom of their sd (numpy's, R's ``sd`` is 1);
     ``parameters`` the per-indicator metadata columns and ``reference`` the reference unit's
-    position (see :func:`domain_problem` for what each method needs)."""
+    position (see :func:`domain_problem` for what each method needs); ``distance_scale`` the
+    score of the leader, target or reference unit under the distance methods."""
     if method not in METHODS:
         raise ValueError(f"unknown normalisation {method!r}")
     values = np.asarray(values, dtype=float)
@@ -143,10 +148,10 @@ def normalise(
             return 100.0 * np.where(d > 0, ratio, 1.0 / ratio)
         if method == "distance_to_leader":
             leader, laggard = _highest(values), _lowest(values)
-            return 100.0 * np.where(d > 0, values / leader, laggard / values)
+            return distance_scale * np.where(d > 0, values / leader, laggard / values)
         if method in ("distance_to_target", "distance_to_reference"):
             worst, best = _distance_ends(method, values, d, parameters or {}, reference)
-            return 100.0 * (values - worst) / (best - worst)
+            return distance_scale * (values - worst) / (best - worst)
         if method == "goalposts":
             given = parameters or {}
             low, high = given["goalpost_lower"], given["goalpost_upper"]

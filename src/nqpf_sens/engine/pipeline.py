@@ -24,7 +24,8 @@ class Pipeline:
     COINr); ``imputation_group`` names a unit attribute within which mean / median imputation
     works; ``winsor_max``, the thresholds, ``treat_fallback``, ``force_winsorise`` and
     ``boxcox_lambda`` drive the ``treat`` transformation (see :mod:`nqpf_sens.engine.transform`);
-    ``minmax_range``, ``zscore_scale``, ``zscore_ddof`` and ``reference_unit`` parametrise those
+    ``minmax_range``, ``zscore_scale``, ``zscore_ddof``, ``reference_unit`` and ``distance_scale``
+    parametrise those
     normalisations (see :mod:`nqpf_sens.engine.normalise`); ``nonpositive`` says what geometric
     and harmonic means do with a child that is not all positive: ``shift`` it by ``-min +
     mean_shift`` of its range, or ``refuse`` the run, as COINr does; ``power`` is the order of the
@@ -51,6 +52,7 @@ class Pipeline:
     zscore_scale: tuple[float, float] = normalise.ZSCORE_SCALE
     zscore_ddof: int = 0
     reference_unit: str | None = None
+    distance_scale: float = normalise.DISTANCE_SCALE
     base_year: int | None = None
     aggregation: str | tuple[str, ...] = "arithmetic"
     nonpositive: str = "shift"
@@ -99,6 +101,7 @@ class Pipeline:
             self.zscore_scale,
             self.zscore_ddof,
             self.reference_unit,
+            self.distance_scale,
             self.base_year,
             self.data_threshold is None,  # whether missing cells are refused
         )
@@ -160,6 +163,8 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
         return (
             f"zscore_ddof: must be 0 (population sd) or 1 (sample sd), not {pipeline.zscore_ddof!r}"
         )
+    if not _finite_number(pipeline.distance_scale) or not pipeline.distance_scale > 0:
+        return f"distance_scale: must be a positive number, not {pipeline.distance_scale!r}"
     for key in ("boxcox_lambda", "power"):
         if not _finite_number(getattr(pipeline, key)):
             return f"{key}: must be a finite number, not {getattr(pipeline, key)!r}"
@@ -311,6 +316,7 @@ def prepare(
                 pipeline.zscore_ddof,
                 parameters,
                 reference,
+                pipeline.distance_scale,
             )
         check_finite(
             normalised[..., columns],
