@@ -96,6 +96,8 @@ def test_report_opens_with_what_a_referee_needs(run_folder):
     ):
         assert expected in about, expected
     assert "options = minmax, zscore" in page and "(none given in the config)" in page
+    glossary = page[page.index("<h2>Glossary") :]
+    assert "<td>p_within_3</td>" in glossary and "<td>iqr_rank</td>" in glossary
 
 
 def test_report_command_rebuilds_from_saved_files(run_folder):

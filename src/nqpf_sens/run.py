@@ -30,6 +30,7 @@ from nqpf_sens.engine.pipeline import option_problem
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
 from nqpf_sens.errors import RunInterrupted, UserError
+from nqpf_sens.glossary import glossary_table
 from nqpf_sens.indices.nqpf.paper import compare_with_table3, paper_problem, paper_summary
 from nqpf_sens.inputs import (
     describe_inputs,
@@ -352,6 +353,7 @@ def _compute(plan: _Plan, work: Path | None, resume: bool, progress: bool) -> Re
             "rank_error_target": RANK_ERROR,
             "tolerance": config.outputs.convergence_tolerance,
         }
+    tables["glossary"] = glossary_table(tables, config.outputs.interval, config.sampling.confidence)
     return Results(
         config, tables, plan.notes, convergence, scenarios, plan.dimensions, plan.jobs, plan.about
     )

@@ -20,7 +20,10 @@ way, which can only widen the bounds: they are exact up to such near-ties, else 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -273,7 +276,29 @@ class _Region:
         integrality = np.r_[np.zeros(self.n_vars), np.ones(n_others)]
         upper = np.r_[np.full(self.n_vars, np.inf), np.ones(n_others)]
         bounds = Bounds(np.zeros(self.n_vars + n_others), upper)
-        result = milp(objective, constraints=constraints, integrality=integrality, bounds=bounds)
+        with _solver_output_silenced():
+            result = milp(
+                objective, constraints=constraints, integrality=integrality, bounds=bounds
+            )
         if result.x is None:
             raise RuntimeError(f"rank bounds: {result.message}")
         return int(round(result.x[self.n_vars :].sum()))
+
+
+@contextmanager
+def _solver_output_silenced() -> Iterator[None]:
+    """HiGHS prints some diagnostics from its C++ code straight to the process's standard output,
+    past ``sys.stdout`` and its options: file descriptor 1 goes to the null device meanwhile."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no standard output to protect
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as sink:
+            os.dup2(sink.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)

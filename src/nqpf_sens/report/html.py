@@ -347,6 +347,8 @@ def _render(
         parts.append(
             "<h2>Figures</h2>" + "".join(_image(path, caption) for path, caption in figures)
         )
+    if "glossary" in tables:
+        parts.append("<h2>Glossary: every column of the tables</h2>" + _table(tables["glossary"]))
     head = (
         "<meta charset='utf-8'><title>nqpf_sens report</title>"
         f"<script>{ERROR_TRAP}</script><style>{STYLE}</style>"

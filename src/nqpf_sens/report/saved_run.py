@@ -24,6 +24,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "difference": NUMBER,
     },
     "unit_attributes": {"unit": TEXT},
+    "glossary": {"column": TEXT, "meaning": TEXT},
     "rank_stability": {
         "unit": TEXT,
         "nominal_rank": NUMBER,

@@ -121,12 +121,11 @@ def _frame(labels: Labels, columns: dict[str, np.ndarray]) -> pd.DataFrame:
     """Rows (year, unit) from arrays shaped (years, units); the year column only for several
     years."""
     n_years, n_units = len(labels.years), len(labels.units)
-    frame = pd.DataFrame({"unit": np.tile(labels.units, n_years)})
+    leading = {"unit": np.tile(labels.units, n_years)}
     if len(labels.years) > 1:
-        frame.insert(0, "year", np.repeat(np.asarray(labels.years), n_units))
-    for name, values in columns.items():
-        frame[name] = np.asarray(values).reshape(-1)
-    return frame
+        leading = {"year": np.repeat(np.asarray(labels.years), n_units), **leading}
+    flat = {name: np.asarray(values).reshape(-1) for name, values in columns.items()}
+    return pd.DataFrame({**leading, **flat})  # at once: a column at a time fragments the frame
 
 
 def _rank(position: np.ndarray) -> np.ndarray:
