@@ -94,3 +94,19 @@ def test_negative_first_order_estimates_are_called_noise():
     indices = pd.DataFrame({"output": ["y", "y"], "factor": ["a", "b"], "S1": [-0.01, 0.5]})
     found = lines({"sobol_indices": indices})
     assert any("1 of 2 S1 estimates are below 0: estimator noise" in line for line in found)
+
+
+def test_a_region_at_the_edge_of_its_band_is_said_to_be_read_most_favourably():
+    """A nominal regional mean at the top (bottom) of its 5th-95th percentile band, within the
+    band's Monte Carlo error, gets a sentence; one inside the band does not."""
+    from nqpf_sens.report.reading import _edge_regions
+
+    columns = ["region", "nominal_mean", "p05", "p05_high", "p95_low", "p95"]
+    regions = pd.DataFrame(
+        [["East", 39.9, 37.3, 37.4, 39.8, 39.9], ["West", 15.0, 14.0, 14.1, 16.9, 17.0]],
+        columns=columns,
+    )
+    lines = _edge_regions(regions)
+    assert len(lines) == 1 and lines[0].startswith("East's nominal mean index (39.9) is at the top")
+    regions.loc[1, "nominal_mean"] = 14.05
+    assert "the most unfavourable reading for West" in _edge_regions(regions)[1]

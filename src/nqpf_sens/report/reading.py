@@ -60,6 +60,8 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
             "The paper's regional ordering East > Central > West > Northeast holds in "
             f"{100 * regions.p_paper_order.iloc[0]:.0f}% of scenarios."
         )
+    if regions is not None:
+        lines += _edge_regions(regions)
     if "sobol_summary" in tables:
         lines += _sobol_lines(tables["sobol_summary"], tables.get("sobol_outputs"))
     if "sobol_indices" in tables:
@@ -84,6 +86,28 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         )
         findings.append((agreement, False))
     return findings
+
+
+def _edge_regions(regions: pd.DataFrame) -> list[str]:
+    """Regions whose nominal mean sits at an end of its 5th-95th percentile band (within the
+    band's Monte Carlo error): the nominal method is then the most (or least) favourable reading
+    of that region, which a band alone does not say."""
+    lines = []
+    for row in regions.drop_duplicates("region", keep="last").itertuples():
+        band = f"its 5th-95th percentile band over scenarios ({row.p05:.1f}-{row.p95:.1f})"
+        if row.nominal_mean >= row.p95_low:
+            side, effect = "top", "give a lower"
+        elif row.nominal_mean <= row.p05_high:
+            side, effect = "bottom", "give a higher"
+        else:
+            continue
+        lines.append(
+            f"{row.region}'s nominal mean index ({row.nominal_mean:.1f}) is at the {side} of "
+            f"{band}: about 95% or more of the scenarios {effect} mean (within Monte Carlo "
+            f"error), so the nominal method is the most "
+            f"{'favourable' if side == 'top' else 'unfavourable'} reading for {row.region}."
+        )
+    return lines
 
 
 def wilson_low(p: pd.Series, n: int, z: float = 1.96) -> pd.Series:
