@@ -93,3 +93,18 @@ def test_bad_config_one_line_exit_2_nothing_written(project, config, expected):
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert not (project / "results").exists() or not any((project / "results").iterdir())
+
+
+def test_the_national_config_runs_from_any_folder(tmp_path):
+    """``[data] shipped = "national"`` names the packaged panel, so the shipped config needs no
+    path into the source tree: copied anywhere, it runs (here with a small sample)."""
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "configs" / "national.toml"
+    text = shipped.read_text(encoding="utf-8").replace("n = 4096", "n = 64")
+    (tmp_path / "national.toml").write_text(text, encoding="utf-8")
+    result = run_cli("run", "national.toml", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    scores = pd.read_csv(tmp_path / "results" / "national" / "baseline_scores.csv")
+    assert set(scores.unit) == {"China"} and scores.year.min() == 2012
+    assert scores.loc[scores.year == 2012, "total"].iloc[0] == pytest.approx(100)

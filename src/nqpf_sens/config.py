@@ -40,6 +40,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "unit_column": (str,),
         "year_column": (str,),
         "allow_empty_units": (bool,),
+        "shipped": (str,),
     },
     "pipeline": {
         "imputation": (str,),
@@ -140,6 +141,7 @@ class DataConfig:
     units: Path | None = None
     unit_column: str = "unit"
     year_column: str = "year"
+    shipped: str = "provinces"
 
 
 @dataclass(frozen=True)
@@ -480,6 +482,7 @@ def _config(raw: dict[str, Any], path: Path, base: Path) -> RunConfig:
             units=_path(data.get("units"), base),
             unit_column=data.get("unit_column", "unit"),
             year_column=data.get("year_column", "year"),
+            shipped=data.get("shipped", "provinces"),
         ),
         pipeline=pipeline_from(section, _tier_rule(raw.get("tiers", {}), path)),
         ties=ties,

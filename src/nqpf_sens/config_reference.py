@@ -28,6 +28,7 @@ from nqpf_sens.config import (
 from nqpf_sens.engine import aggregate, impute, normalise, transform, weights
 from nqpf_sens.engine.pipeline import TRANSFORM_TARGETS, Pipeline
 from nqpf_sens.engine.rank import TIER_SCHEMES, TIES, TierRule
+from nqpf_sens.indices.nqpf.data import SHIPPED
 from nqpf_sens.uncertainty import factors
 
 #: the dataclass holding each section's defaults (``[run]`` keys live on RunConfig itself)
@@ -46,6 +47,7 @@ FIELDS = {("pipeline", "ties"): (RunConfig, "ties"), ("outputs", "labels"): (Non
 ALLOWED: dict[tuple[str, str], tuple[Any, ...]] = {
     ("run", "kind"): KINDS,
     ("run", "backend"): BACKENDS,
+    ("data", "shipped"): tuple(SHIPPED),
     ("pipeline", "imputation"): impute.RULES,
     ("pipeline", "imputation_fallback"): ("none", *impute.FALLBACKS),
     ("pipeline", "transformation"): transform.METHODS,
@@ -89,6 +91,8 @@ HELP: dict[str, dict[str, str]] = {
         "unit_column": "The values file's unit column.",
         "year_column": "The values file's year column.",
         "allow_empty_units": "Accept units without any value (they are reported, not refused).",
+        "shipped": "Without a values file: which shipped NQPF data, the 31 provinces in 2022 "
+        "or the national series 2012-2022.",
     },
     "pipeline": {
         "imputation": "How missing cells are filled (growth: the paper's average growth rate).",

@@ -22,7 +22,7 @@ def load_inputs(config: RunConfig) -> tuple[IndexSpec, IndicatorTable]:
         if path is not None and not path.is_file():
             raise UserError(f"file not found: {path}", config.path, f"[data] {key}")
     spec = nqpf.nqpf_spec() if config.data.metadata is None else load_spec(config.data.metadata)
-    values = config.data.values or nqpf.packaged(nqpf.PROVINCES)
+    values = config.data.values or shipped_values(config)
     table = load_table(values, spec, config.data.unit_column, config.data.year_column)
     if config.data.year is not None:
         if config.data.year not in table.years:
@@ -31,6 +31,17 @@ def load_inputs(config: RunConfig) -> tuple[IndexSpec, IndicatorTable]:
             )
         table = table.year(config.data.year)
     return spec, table
+
+
+def shipped_values(config: RunConfig) -> Path:
+    """The shipped values file ``[data] shipped`` names (the 31 provinces in 2022 by default)."""
+    if config.data.shipped not in nqpf.SHIPPED:
+        raise UserError(
+            f"unknown shipped data {config.data.shipped!r} (choose from {', '.join(nqpf.SHIPPED)})",
+            config.path,
+            "[data] shipped",
+        )
+    return nqpf.packaged(nqpf.SHIPPED[config.data.shipped])
 
 
 def unit_attributes(config: RunConfig, table: IndicatorTable) -> pd.DataFrame:
@@ -44,7 +55,7 @@ def unit_attributes(config: RunConfig, table: IndicatorTable) -> pd.DataFrame:
         if "unit" not in frame:
             raise UserError("missing column 'unit'", config.data.units)
         frame = frame.set_index("unit")
-    elif config.data.values is None:
+    elif config.data.values is None and config.data.shipped == "provinces":
         frame = read_csv(nqpf.packaged(nqpf.UNITS)).set_index("unit")
     else:
         frame = table.attributes
@@ -57,7 +68,7 @@ def input_files(config: RunConfig) -> list[Path]:
     data = config.data
     files = [
         data.metadata or nqpf.packaged(nqpf.INDICATORS),
-        data.values or nqpf.packaged(nqpf.PROVINCES),
+        data.values or shipped_values(config),
     ]
     files += list(data.alternatives)
     shipped = data.values is None and data.metadata is None
@@ -69,7 +80,7 @@ def input_files(config: RunConfig) -> list[Path]:
         files.append(nqpf.packaged(nqpf.ALTERNATIVES))
     if data.units is not None:
         files.append(data.units)
-    elif data.values is None:
+    elif data.values is None and data.shipped == "provinces":
         files.append(nqpf.packaged(nqpf.UNITS))
     return [f for f in files if f.is_file()]
 

@@ -23,6 +23,8 @@ INDICATORS = "nqpf_indicators.csv"
 PROVINCES = "nqpf_provinces.csv"
 ALTERNATIVES = "nqpf_alternatives.csv.gz"
 NATIONAL = "nqpf_national.csv"
+#: the shipped values a config names with ``[data] shipped`` when it gives no values file
+SHIPPED = {"provinces": PROVINCES, "national": NATIONAL}
 UNITS = "nqpf_units.csv"
 #: indicators that count things (whole numbers in the data)
 COUNT_INDICATORS = (
