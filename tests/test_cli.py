@@ -97,7 +97,8 @@ def test_bad_config_one_line_exit_2_nothing_written(project, config, expected):
 
 def test_the_national_config_runs_from_any_folder(tmp_path):
     """``[data] shipped = "national"`` names the packaged panel, so the shipped config needs no
-    path into the source tree: copied anywhere, it runs (here with a small sample)."""
+    path into the source tree: copied anywhere, it runs (here with a small sample); its report
+    reads a trajectory, with no statement about the ranks of a single unit."""
     from pathlib import Path
 
     shipped = Path(__file__).resolve().parents[1] / "configs" / "national.toml"
@@ -108,3 +109,6 @@ def test_the_national_config_runs_from_any_folder(tmp_path):
     scores = pd.read_csv(tmp_path / "results" / "national" / "baseline_scores.csv")
     assert set(scores.unit) == {"China"} and scores.year.min() == 2012
     assert scores.loc[scores.year == 2012, "total"].iloc[0] == pytest.approx(100)
+    page = (tmp_path / "results" / "national" / "report.html").read_text(encoding="utf-8")
+    assert "China&#x27;s index: " in page and " in 2022 (5th-95th percentile" in page
+    assert "<h2>Rank stability</h2>" not in page and "places from its nominal rank" not in page

@@ -341,7 +341,8 @@ def _render(
         ("sobol_summary", "Sobol indices: summary"),
         ("sobol_outputs", "Sobol indices: which outputs can be read"),
     ):
-        if name in tables:
+        single = baseline.unit.nunique() == 1 and name in ("rank_stability", "rank_shift")
+        if name in tables and not single:  # one unit: its rank is 1 in every scenario
             parts.append(f"<h2>{title}</h2>" + _table(tables[name]))
     if figures:
         parts.append(

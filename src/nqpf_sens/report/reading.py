@@ -10,11 +10,34 @@ import pandas as pd
 
 from nqpf_sens.wording import plural
 
+#: tables about ranks and tiers, which say nothing when there is a single unit
+SINGLE_UNIT_SILENT = ("rank_stability", "tier_bands", "rank_shift", "rank_agreement", "what_if")
+
+
+def _trajectory_line(bands: pd.DataFrame) -> str:
+    """A single unit's index in its first and last year: nominal, and the band over scenarios."""
+    ordered = bands.sort_values("year") if "year" in bands else bands
+    first, last = ordered.iloc[0], ordered.iloc[-1]
+
+    def at(row: pd.Series) -> str:
+        when = f" in {int(row.year)}" if "year" in row else ""
+        return (
+            f"{row.total_nominal:.1f}{when} (5th-95th percentile over scenarios "
+            f"{row.total_p05:.1f}-{row.total_p95:.1f})"
+        )
+
+    span = f"; {at(first)} at the start" if len(ordered) > 1 else ""
+    return f"{last.unit}'s index: {at(last)}{span}."
+
 
 def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, bool]]:
     """Plain-language findings generated from the numbers: (plain text, is a warning) pairs; the
     page escapes them, since unit and factor names are the user's text."""
     lines = []
+    if tables["baseline_scores"].unit.nunique() == 1:  # a trajectory: no ranks to speak of
+        if "tier_bands" in tables:
+            lines.append(_trajectory_line(tables["tier_bands"]))
+        tables = {k: v for k, v in tables.items() if k not in SINGLE_UNIT_SILENT}
     if "paper_comparison" in tables:
         from nqpf_sens.indices.nqpf.paper import paper_summary
 
