@@ -34,7 +34,8 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
     """Plain-language findings generated from the numbers: (plain text, is a warning) pairs; the
     page escapes them, since unit and factor names are the user's text."""
     lines = []
-    if tables["baseline_scores"].unit.nunique() == 1:  # a trajectory: no ranks to speak of
+    scores = tables.get("baseline_scores")
+    if scores is not None and scores.unit.nunique() == 1:  # a trajectory: no ranks to speak of
         if "tier_bands" in tables:
             lines.append(_trajectory_line(tables["tier_bands"]))
         tables = {k: v for k, v in tables.items() if k not in SINGLE_UNIT_SILENT}
