@@ -333,6 +333,11 @@ def importance_against_weights(importance: pd.DataFrame, stem: Path) -> Path:
 
 def quadrant(bands: pd.DataFrame, gdp: pd.Series, labels: dict[str, str], stem: Path) -> Path:
     """Index vs GDP per capita (the paper's Figure 3) with the index's 5th-95th percentile band."""
+    return _save(quadrant_figure(bands, gdp, labels), stem)
+
+
+def quadrant_figure(bands: pd.DataFrame, gdp: pd.Series, labels: dict[str, str]):
+    """The quadrant chart, its unit labels placed so that none overlaps another."""
     index_mean = bands.total_nominal.mean()  # over every unit, as in the paper's Figure 3
     frame = bands.set_index("unit").join(gdp.rename("gdp"), how="inner").dropna(subset=["gdp"])
     figure, axis = plt.subplots(figsize=(6.5, 5.0))
@@ -348,18 +353,46 @@ def quadrant(bands: pd.DataFrame, gdp: pd.Series, labels: dict[str, str], stem: 
     )
     axis.axvline(frame.gdp.mean() / 1e4, color=GREYS[1], linestyle="--", linewidth=0.8)
     axis.axhline(index_mean, color=GREYS[1], linestyle="--", linewidth=0.8)
-    for unit, row in frame.iterrows():
-        axis.annotate(
-            labels.get(unit, unit),
-            (row.gdp / 1e4, row.total_nominal),
-            fontsize=6,
-            xytext=(3, 2),
-            textcoords="offset points",
-        )
     axis.set_xlabel("GDP per capita 2022 (10,000 yuan)")
     axis.set_ylabel("index (nominal, with 5th-95th percentile)")
     axis.set_title("Index and GDP per capita (dashed: means)")
-    return _save(figure, stem)
+    place_labels(
+        axis,
+        frame.gdp.to_numpy() / 1e4,
+        frame.total_nominal.to_numpy(),
+        [labels.get(unit, unit) for unit in frame.index],
+    )
+    return figure
+
+
+#: where a label may sit around its point (offset in points), tried in this order
+LABEL_OFFSETS = [(dx, dy) for dy in (2, -8, 8, -14, 14, -20) for dx in (3, -3)]
+
+
+def place_labels(axis, xs: np.ndarray, ys: np.ndarray, texts: list[str], size: float = 6):
+    """Annotate each point with the first offset of ``LABEL_OFFSETS`` whose text box overlaps no
+    label placed before (nor its own marker); a label that fits nowhere takes the last and its
+    overlap is accepted. Placed after the layout is fixed, with the real text extents; the
+    highest points choose first."""
+    figure = axis.figure
+    figure.canvas.draw()  # the layout first: the boxes below are the final ones
+    renderer = figure.canvas.get_renderer()
+    placed: list = []
+    for x, y, text in sorted(zip(xs, ys, texts, strict=True), key=lambda item: -item[1]):
+        for k, (dx, dy) in enumerate(LABEL_OFFSETS):
+            label = axis.annotate(
+                text,
+                (x, y),
+                fontsize=size,
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha="left" if dx > 0 else "right",
+            )
+            box = label.get_window_extent(renderer)
+            if k == len(LABEL_OFFSETS) - 1 or not any(box.overlaps(o) for o in placed):
+                break
+            label.remove()
+        placed.append(box)
 
 
 def trajectory(bands: pd.DataFrame, aggregates: list[str], stem: Path) -> Path:
