@@ -33,5 +33,4 @@ result <- get_sensitivity(coin, SA_specs = specs, N = n, SA_type = "SA", dset = 
 seconds <- as.numeric(difftime(Sys.time(), started, units = "secs"))
 write.csv(result$Sensitivity, file.path(out, "sensitivity.csv"), row.names = FALSE)
 write.csv(result$RankStats, file.path(out, "rank_stats.csv"), row.names = FALSE)
-writeLines(sprintf("N = %d, %d runs, %.0f s", n, nrow(result$Para$parameters), seconds),
-           file.path(out, "run.txt"))
+writeLines(sprintf("N = %d, %d runs, %.0f s", n, 6L * n, seconds), file.path(out, "run.txt"))
