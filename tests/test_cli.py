@@ -98,7 +98,8 @@ def test_bad_config_one_line_exit_2_nothing_written(project, config, expected):
 def test_the_national_config_runs_from_any_folder(tmp_path):
     """``[data] shipped = "national"`` names the packaged panel, so the shipped config needs no
     path into the source tree: copied anywhere, it runs (here with a small sample); its report
-    reads a trajectory, with no statement about the ranks of a single unit."""
+    reads a trajectory, with no statement about the ranks of a single unit, and sets the paper's
+    published values beside the reproduction."""
     from pathlib import Path
 
     shipped = Path(__file__).resolve().parents[1] / "configs" / "national.toml"
@@ -112,3 +113,5 @@ def test_the_national_config_runs_from_any_folder(tmp_path):
     page = (tmp_path / "results" / "national" / "report.html").read_text(encoding="utf-8")
     assert "China&#x27;s index: " in page and " in 2022 (5th-95th percentile" in page
     assert "<h2>Rank stability</h2>" not in page and "places from its nominal rank" not in page
+    assert "The paper publishes for 2022 (2012 = 100)" in page and "total 248.7 against" in page
+    assert "the paper&#x27;s published 2022 values" in page  # drawn in the fan chart

@@ -115,7 +115,8 @@ def describe_inputs(
         cells = {"observed": int(table.values.size) - missing, "missing": missing}
     return {
         "index": nqpf.CITATION if shipped else f"the index described by {config.data.metadata}",
-        "values": str(config.data.values or "the shipped NQPF data (see DATA.md)"),
+        "values": str(config.data.values or f"the shipped NQPF data, {config.data.shipped}"),
+        "shipped": None if config.data.values else config.data.shipped,
         "units": len(table.units),
         "indicators": len(spec.indicators),
         "levels": [len(level) for level in spec.levels],

@@ -19,6 +19,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 
+from nqpf_sens.indices.nqpf.paper import national_published  # noqa: E402
+
 CJK_FONTS = (
     "Noto Sans CJK SC",
     "Noto Sans CJK JP",
@@ -395,9 +397,15 @@ def place_labels(axis, xs: np.ndarray, ys: np.ndarray, texts: list[str], size: f
         placed.append(box)
 
 
-def trajectory(bands: pd.DataFrame, aggregates: list[str], stem: Path) -> Path:
+def trajectory(
+    bands: pd.DataFrame,
+    aggregates: list[str],
+    stem: Path,
+    published: dict[str, tuple[int, float]] | None = None,
+) -> Path:
     """Fan chart of the index and sub-indices over the years (median, 5th-95th percentile and
-    nominal)."""
+    nominal), with the values a publication gives (``published``: aggregate -> (year, value))
+    drawn beside them."""
     figure, axes = plt.subplots(
         1, len(aggregates), figsize=(2.8 * len(aggregates), 2.8), sharex=True
     )
@@ -416,9 +424,15 @@ def trajectory(bands: pd.DataFrame, aggregates: list[str], stem: Path) -> Path:
         axis.plot(
             frame.index, frame[f"{name}_nominal"], color=GREYS[1], linestyle="--", label="nominal"
         )
-        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        if published and name in published:
+            year, value = published[name]
+            axis.scatter([year], [value], marker="x", color=GREYS[0], zorder=3, label="published")
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=4, integer=True))
         if frame.to_numpy().max() > 20 * max(frame.to_numpy().min(), 1e-9):
             axis.set_yscale("log")  # bands spanning orders of magnitude stay readable
+            axis.yaxis.set_major_formatter(  # plain numbers: 1,000, not 10^3 in math text
+                matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}")
+            )
         axis.set_title(name)
     np.atleast_1d(axes)[0].legend(frameon=False, fontsize=7)
     figure.suptitle("Trajectory with its band")
@@ -528,9 +542,17 @@ def make_figures(
                     "5th-95th percentile; units without GDP per capita are left out.",
                 )
     if multi_year:
+        about = manifest.get("about") or {}
+        published = national_published() if about.get("shipped") == "national" else None
         add(
-            trajectory(bands, aggregates, target / "trajectory"),
-            "Trajectory of the index and sub-indices with the 5th-95th percentile band.",
+            trajectory(bands, aggregates, target / "trajectory", published),
+            "Trajectory of the index and sub-indices with the 5th-95th percentile band"
+            + (
+                "; x: the paper's published 2022 values, which its stated inputs cannot give "
+                "under its method (DATA.md)."
+                if published
+                else "."
+            ),
         )
     importance = tables.get("importance")
     if importance is not None and len(importance):

@@ -30,6 +30,32 @@ def _trajectory_line(bands: pd.DataFrame) -> str:
     return f"{last.unit}'s index: {at(last)}{span}."
 
 
+def _published_line(bands: pd.DataFrame) -> str:
+    """The paper's published national values beside the reproduction's in the same year."""
+    from nqpf_sens.indices.nqpf.paper import national_published
+
+    compared, outside = [], []
+    for name, (year, value) in national_published().items():
+        row = bands[bands.year == year]
+        if row.empty or f"{name}_nominal" not in row:
+            continue
+        row = row.iloc[0]
+        compared.append(
+            f"{name} {value:,.1f} against {row[f'{name}_nominal']:,.1f} "
+            f"({row[f'{name}_p05']:,.1f}-{row[f'{name}_p95']:,.1f})"
+        )
+        if not row[f"{name}_p05"] <= value <= row[f"{name}_p95"]:
+            outside.append(name)
+    verdict = (
+        f"; outside the band: {', '.join(outside)}" if outside else "; every one inside the band"
+    )
+    return (
+        "The paper publishes for 2022 (2012 = 100) against the reproduction's nominal value and "
+        f"5th-95th percentile band: {'; '.join(compared)}{verdict}. DATA.md explains why its "
+        "stated inputs cannot give its figures under its method as written."
+    )
+
+
 def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, bool]]:
     """Plain-language findings generated from the numbers: (plain text, is a warning) pairs; the
     page escapes them, since unit and factor names are the user's text."""
@@ -38,6 +64,8 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
     if scores is not None and scores.unit.nunique() == 1:  # a trajectory: no ranks to speak of
         if "tier_bands" in tables:
             lines.append(_trajectory_line(tables["tier_bands"]))
+            if (manifest.get("about") or {}).get("shipped") == "national":
+                lines.append(_published_line(tables["tier_bands"]))
         tables = {k: v for k, v in tables.items() if k not in SINGLE_UNIT_SILENT}
     if "paper_comparison" in tables:
         from nqpf_sens.indices.nqpf.paper import paper_summary

@@ -73,6 +73,13 @@ def rank_mismatches(comparison: pd.DataFrame) -> pd.DataFrame:
     return ranks[keep]
 
 
+def national_published() -> dict[str, tuple[int, float]]:
+    """The national index and sub-indices the paper publishes (2012 = 100): output -> (year,
+    value). DATA.md explains why its stated inputs cannot give them under its method."""
+    stated = pd.read_csv(packaged("paper/national_2012_2022.csv")).set_index("quantity").value
+    return {name: (2022, float(stated[f"index_{name}_2022"])) for name in OUTPUTS}
+
+
 def paper_summary(comparison: pd.DataFrame) -> str:
     """One paragraph: the largest score difference and the ranks that differ beyond printed ties."""
     scores = comparison[~comparison.output.str.endswith("_rank")]
