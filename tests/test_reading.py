@@ -110,3 +110,14 @@ def test_a_region_at_the_edge_of_its_band_is_said_to_be_read_most_favourably():
     assert len(lines) == 1 and lines[0].startswith("East's nominal mean index (39.9) is at the top")
     regions.loc[1, "nominal_mean"] = 14.05
     assert "the most unfavourable reading for West" in _edge_regions(regions)[1]
+
+
+def test_bands_below_the_floor_of_a_rescaled_index_are_explained():
+    """Under a normalisation factor, bands mapped onto the nominal scale can reach below 0; the
+    reading says so (only then, and not when the nominal scores themselves are negative)."""
+    from nqpf_sens.report.reading import _below_floor_line
+
+    bands = pd.DataFrame({"total_nominal": [5.0, 50.0, 90.0], "total_p05": [-3.0, 40.0, 80.0]})
+    assert _below_floor_line(bands)[0].startswith("1 of 3 index score bands reach below 0")
+    assert _below_floor_line(bands.assign(total_nominal=[-1.0, 0.0, 1.0])) == []
+    assert _below_floor_line(bands.assign(total_p05=[1.0, 40.0, 80.0])) == []

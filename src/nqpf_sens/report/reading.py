@@ -14,6 +14,20 @@ from nqpf_sens.wording import plural
 SINGLE_UNIT_SILENT = ("rank_stability", "tier_bands", "rank_shift", "rank_agreement", "what_if")
 
 
+def _below_floor_line(bands: pd.DataFrame) -> list[str]:
+    """Score bands reaching below 0 where no nominal score does: say what they are, since a
+    negative value on a 0-100 index reads as an error."""
+    below = int((bands.total_p05 < 0).sum())
+    if not below or (bands.total_nominal < 0).any():
+        return []
+    return [
+        f"{below} of {len(bands)} index score bands reach below 0 although no nominal score "
+        "does: as the normalisation is a factor, each scenario's scores are mapped onto the "
+        "nominal scale (its mean and standard deviation across units), which has no floor; read "
+        "such a band as a relative position, not as a score the index could take."
+    ]
+
+
 def _trajectory_line(bands: pd.DataFrame) -> str:
     """A single unit's index in its first and last year: nominal, and the band over scenarios."""
     ordered = bands.sort_values("year") if "year" in bands else bands
@@ -74,6 +88,10 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
     bands = tables.get("tier_bands")
     if bands is not None and ("year" not in bands or bands.year.nunique() == 1):
         lines += _tier_lines(bands)
+    factors = manifest.get("config", {}).get("factors", [])
+    rescaled = any(f.get("key") == "normalisation" for f in factors)  # see on_nominal_scale
+    if bands is not None and "total_p05" in bands and rescaled:
+        lines += _below_floor_line(bands)
     stability = tables.get("rank_stability")
     if stability is not None and ("year" not in stability or stability.year.nunique() == 1):
         width = stability.p95_rank - stability.p05_rank
