@@ -121,3 +121,22 @@ def test_bands_below_the_floor_of_a_rescaled_index_are_explained():
     assert _below_floor_line(bands)[0].startswith("1 of 3 index score bands reach below 0")
     assert _below_floor_line(bands.assign(total_nominal=[-1.0, 0.0, 1.0])) == []
     assert _below_floor_line(bands.assign(total_p05=[1.0, 40.0, 80.0])) == []
+
+
+def test_a_band_spanning_an_order_of_magnitude_is_flagged():
+    """A trajectory whose last-year band spans more than tenfold gets a sentence naming it; a
+    narrower one does not."""
+    from nqpf_sens.report.reading import _wide_band_lines
+
+    bands = pd.DataFrame(
+        {
+            "year": [2012, 2022],
+            "total_p05": [100.0, 260.0],
+            "total_p95": [100.0, 13_000.0],
+            "tech_p05": [100.0, 330.0],
+            "tech_p95": [100.0, 370.0],
+        }
+    )
+    (line,) = _wide_band_lines(bands)
+    assert "total 260.0-13,000.0" in line and "tech" not in line
+    assert _wide_band_lines(bands.assign(total_p95=[100.0, 2_000.0])) == []

@@ -28,6 +28,25 @@ def _below_floor_line(bands: pd.DataFrame) -> list[str]:
     ]
 
 
+def _wide_band_lines(bands: pd.DataFrame, ratio: float = 10.0) -> list[str]:
+    """Bands whose 95th percentile is more than ``ratio`` times their 5th in the last year: the
+    choices disagree about the order of magnitude, which a fan chart on a log axis can hide."""
+    last = bands.sort_values("year").iloc[-1] if "year" in bands else bands.iloc[-1]
+    names = [c.removesuffix("_p05") for c in bands.columns if c.endswith("_p05")]
+    wide = [
+        f"{name} {last[f'{name}_p05']:,.1f}-{last[f'{name}_p95']:,.1f}"
+        for name in names
+        if last[f"{name}_p05"] > 0 and last[f"{name}_p95"] > ratio * last[f"{name}_p05"]
+    ]
+    if not wide:
+        return []
+    return [
+        f"Bands spanning more than a factor of {ratio:g} in the last year ({'; '.join(wide)}): "
+        "the alternative choices disagree about the order of magnitude, so no single value "
+        "of these is supported."
+    ]
+
+
 def _trajectory_line(bands: pd.DataFrame) -> str:
     """A single unit's index in its first and last year: nominal, and the band over scenarios."""
     ordered = bands.sort_values("year") if "year" in bands else bands
@@ -36,8 +55,8 @@ def _trajectory_line(bands: pd.DataFrame) -> str:
     def at(row: pd.Series) -> str:
         when = f" in {int(row.year)}" if "year" in row else ""
         return (
-            f"{row.total_nominal:.1f}{when} (5th-95th percentile over scenarios "
-            f"{row.total_p05:.1f}-{row.total_p95:.1f})"
+            f"{row.total_nominal:,.1f}{when} (5th-95th percentile over scenarios "
+            f"{row.total_p05:,.1f}-{row.total_p95:,.1f})"
         )
 
     span = f"; {at(first)} at the start" if len(ordered) > 1 else ""
@@ -78,6 +97,7 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
     if scores is not None and scores.unit.nunique() == 1:  # a trajectory: no ranks to speak of
         if "tier_bands" in tables:
             lines.append(_trajectory_line(tables["tier_bands"]))
+            lines += _wide_band_lines(tables["tier_bands"])
             if (manifest.get("about") or {}).get("shipped") == "national":
                 lines.append(_published_line(tables["tier_bands"]))
         tables = {k: v for k, v in tables.items() if k not in SINGLE_UNIT_SILENT}
