@@ -1,6 +1,7 @@
 """Figures flag what the tables flag: unreliable Sobol outputs are marked, never drawn as read."""
 
 import matplotlib.axes
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -28,7 +29,7 @@ def indices():
     return pd.DataFrame(rows)
 
 
-def test_the_heat_map_hatches_the_outputs_the_tables_set_aside(tmp_path, monkeypatch):
+def test_the_heat_map_hatches_the_outputs_the_tables_set_aside(monkeypatch):
     hatched = []
     real = matplotlib.axes.Axes.add_patch
     monkeypatch.setattr(
@@ -42,11 +43,11 @@ def test_the_heat_map_hatches_the_outputs_the_tables_set_aside(tmp_path, monkeyp
         return real_ticks(self, ticks, names, **kwargs)
 
     monkeypatch.setattr(matplotlib.axes.Axes, "set_yticks", yticks)
-    figures.sobol_heatmap(indices(), ["a", "b"], {}, tmp_path / "heat")
+    plt.close(figures.sobol_heatmap(indices(), ["a", "b"], {}))
     assert len(hatched) == 1 and labels == ["a", "b (not read)"]
 
 
-def test_bars_of_an_unreliable_output_say_so(tmp_path, monkeypatch):
+def test_bars_of_an_unreliable_output_say_so(monkeypatch):
     titles = []
     real = matplotlib.axes.Axes.set_title
     monkeypatch.setattr(
@@ -54,8 +55,8 @@ def test_bars_of_an_unreliable_output_say_so(tmp_path, monkeypatch):
         "set_title",
         lambda self, t, *a, **k: titles.append(t) or real(self, t),
     )
-    figures.sobol_bars(indices(), "rank:b", "Sobol indices of b", tmp_path / "b")
-    figures.sobol_bars(indices(), "rank:a", "Sobol indices of a", tmp_path / "a")
+    plt.close(figures.sobol_bars(indices(), "rank:b", "Sobol indices of b"))
+    plt.close(figures.sobol_bars(indices(), "rank:a", "Sobol indices of a"))
     assert titles == [
         "Sobol indices of b (not reliable: see sobol_outputs.csv)",
         "Sobol indices of a",
@@ -66,9 +67,7 @@ def test_quadrant_labels_never_overlap_in_a_crowded_corner():
     """Twenty-six units crowded in the low-left quarter (as the provinces are in the paper's
     Figure 3) and five leaders: labels all put beside their points collide; placed by the chart,
     no two label boxes overlap."""
-    import matplotlib.pyplot as plt
-
-    from nqpf_sens.report.figures import LABEL_OFFSETS, quadrant_figure
+    from nqpf_sens.report.figures import LABEL_OFFSETS, quadrant
 
     rng = np.random.default_rng(7)
     units = [f"Province{i:02d}" for i in range(31)]
@@ -84,9 +83,9 @@ def test_quadrant_labels_never_overlap_in_a_crowded_corner():
         assert len(boxes) == 31
         return sum(boxes[a].overlaps(boxes[b]) for a in range(31) for b in range(a))
 
-    placed = quadrant_figure(bands, gdp, {})
+    placed = quadrant(bands, gdp, {})
     assert crossings(placed) == 0
-    naive = quadrant_figure(bands, gdp, {})
+    naive = quadrant(bands, gdp, {})
     for text in naive.axes[0].texts:  # every label at the first offset: what the chart avoids
         text.set_position(LABEL_OFFSETS[0])
         text.set_horizontalalignment("left")

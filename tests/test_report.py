@@ -24,6 +24,8 @@ units = "units.csv"
 [sampling]
 n = 64
 bootstrap = 20
+[outputs]
+svg = true
 [[factors]]
 name = "normalisation"
 kind = "choice"

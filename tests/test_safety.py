@@ -289,6 +289,7 @@ units = "units.csv"
 n = 32
 bootstrap = 10
 [outputs]
+svg = true
 focus_unit = '{HOSTILE[1]}'
 [[factors]]
 name = '{HOSTILE[0]}'

@@ -96,6 +96,8 @@ values = "values.csv"
 [sampling]
 n = 128
 bootstrap = 50
+[outputs]
+svg = true
 [[factors]]
 name = "norm"
 kind = "choice"

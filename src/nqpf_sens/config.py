@@ -81,6 +81,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "focus_unit": (str,),
         "labels": (str,),
         "figures": (bool,),
+        "svg": (bool,),
     },
     "audit": {
         "coherence": (bool,),
@@ -160,6 +161,7 @@ class OutputConfig:
     convergence_tolerance: float = 0.10
     chinese_labels: bool = False
     figures: bool = True
+    svg: bool = False
 
 
 @dataclass(frozen=True)
@@ -375,6 +377,7 @@ def _outputs(section: dict[str, Any], path: Path) -> OutputConfig:
         convergence_tolerance=tolerance,
         chinese_labels=labels == "zh",
         figures=section.get("figures", True),
+        svg=section.get("svg", False),
     )
 
 

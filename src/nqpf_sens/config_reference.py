@@ -153,6 +153,7 @@ HELP: dict[str, dict[str, str]] = {
         "focus_unit": "The unit of the per-unit Sobol figure. Default: the first in rank order.",
         "labels": "en or zh (Chinese unit names in the figures, with a CJK font).",
         "figures": "Draw the figures and report.html.",
+        "svg": "Also save each figure as SVG (a second rendering: off by default).",
     },
     "audit": {
         "coherence": "Indicator statistics, correlations, Cronbach's alpha and PCA.",

@@ -1,8 +1,10 @@
-"""Figures drawn from a run's saved tables (never from a re-run): PNG and SVG, readable in grey.
+"""Figures drawn from a run's saved tables (never from a re-run): PNG (and SVG on request),
+readable in grey.
 
 :func:`make_figures` draws every figure a run's tables allow. Each drawing function takes the
-tables it needs and a target path stem, writes ``stem.png`` and ``stem.svg``, and returns the PNG
-path. Units are labelled by name, or by Chinese name when asked for and a CJK font is installed
+tables it needs and returns the figure; :func:`make_figures` saves it once as PNG, and as SVG too
+when ``[outputs] svg`` asks (each format is a full rendering: SVG doubled the figures' time).
+Units are labelled by name, or by Chinese name when asked for and a CJK font is installed
 (otherwise the English names are kept and a warning is returned by :func:`label_font`).
 """
 
@@ -18,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from nqpf_sens.indices.nqpf.paper import national_published  # noqa: E402
 
@@ -63,17 +66,16 @@ def label_font(chinese: bool) -> tuple[bool, str | None]:
     )
 
 
-def _save(figure, stem: Path) -> Path:
+def _save(figure: Figure, stem: Path, svg: bool) -> Path:
     stem.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(stem.with_suffix(".png"))
-    figure.savefig(stem.with_suffix(".svg"), metadata={"Date": None})  # same run, same bytes
+    if svg:
+        figure.savefig(stem.with_suffix(".svg"), metadata={"Date": None})  # same run, same bytes
     plt.close(figure)
     return stem.with_suffix(".png")
 
 
-def rank_intervals(
-    stability: pd.DataFrame, labels: dict[str, str], interval: str, stem: Path
-) -> Path:
+def rank_intervals(stability: pd.DataFrame, labels: dict[str, str], interval: str) -> Figure:
     """JRC-style chart: nominal rank, median rank and the 5th-95th percentile interval per unit."""
     frame = stability.sort_values("nominal_rank")
     y = np.arange(len(frame))
@@ -98,10 +100,10 @@ def rank_intervals(
     axis.grid(axis="x", color=GREYS[3], linewidth=0.5)
     axis.legend(loc="upper right", frameon=True, framealpha=0.9, edgecolor="white")
     axis.set_title("Rank intervals under the uncertain choices")
-    return _save(figure, stem)
+    return figure
 
 
-def tier_probabilities(bands: pd.DataFrame, labels: dict[str, str], stem: Path) -> Path:
+def tier_probabilities(bands: pd.DataFrame, labels: dict[str, str]) -> Figure:
     """Units x tiers heat map of tier probabilities; the nominal tier is outlined."""
     frame = bands.sort_values("nominal_rank")
     columns = [c for c in frame.columns if c.startswith("p_tier_") and not c.endswith("_se")]
@@ -129,12 +131,10 @@ def tier_probabilities(bands: pd.DataFrame, labels: dict[str, str], stem: Path) 
     axis.set_yticks(range(len(frame)), [labels.get(u, u) for u in frame.unit])
     figure.colorbar(image, ax=axis, fraction=0.05, label="probability")
     axis.set_title("Tier probabilities (outline: nominal tier)")
-    return _save(figure, stem)
+    return figure
 
 
-def score_bands(
-    bands: pd.DataFrame, aggregates: list[str], labels: dict[str, str], stem: Path
-) -> Path:
+def score_bands(bands: pd.DataFrame, aggregates: list[str], labels: dict[str, str]) -> Figure:
     """Median and 5th-95th percentile band of the index and each sub-index, per unit."""
     frame = bands.sort_values("nominal_rank")
     y = np.arange(len(frame))
@@ -161,10 +161,10 @@ def score_bands(
     first.set_yticks(y, [labels.get(u, u) for u in frame.unit])
     first.invert_yaxis()
     figure.suptitle("Scores: median (dot), nominal (diamond), 5th-95th percentile (bar)")
-    return _save(figure, stem)
+    return figure
 
 
-def sobol_bars(indices: pd.DataFrame, output: str, title: str, stem: Path) -> Path:
+def sobol_bars(indices: pd.DataFrame, output: str, title: str) -> Figure:
     """First- (S1) and total-order (ST) indices of one output with their 95% percentile
     intervals; an output whose indices are not reliable says so in its title."""
     frame = indices[indices.output == output].sort_values("ST", ascending=True)
@@ -197,7 +197,7 @@ def sobol_bars(indices: pd.DataFrame, output: str, title: str, stem: Path) -> Pa
     axis.set_xlabel("Sobol index (lines: 95% interval)")
     axis.legend(loc="lower right", frameon=False)
     axis.set_title(title)
-    return _save(figure, stem)
+    return figure
 
 
 def _interval_arms(frame: pd.DataFrame, index: str) -> np.ndarray:
@@ -212,8 +212,7 @@ def sobol_heatmap(
     indices: pd.DataFrame,
     order: list[str] | None,
     labels: dict[str, str],
-    stem: Path,
-) -> Path:
+) -> Figure:
     """Units x factors heat map of the total-order index of each unit's rank; units whose indices
     are not reliable (``reliable`` false: a rank that hardly varies, or intervals too wide) are
     hatched."""
@@ -248,12 +247,12 @@ def sobol_heatmap(
     )
     figure.colorbar(image, ax=axis, fraction=0.05, label="ST of the unit's rank")
     axis.set_title("Which choice moves which unit (total-order indices)")
-    return _save(figure, stem)
+    return figure
 
 
 def single_changes(
-    per_unit: pd.DataFrame, order: list[str] | None, labels: dict[str, str], stem: Path
-) -> Path:
+    per_unit: pd.DataFrame, order: list[str] | None, labels: dict[str, str]
+) -> Figure:
     """Units x changes heat map of the rank shift when one choice changes alone (red: the unit
     falls, blue: it rises), so the direction shows beside the size."""
     table = per_unit.pivot(index="unit", columns="change", values="shift")
@@ -265,10 +264,10 @@ def single_changes(
     axis.set_yticks(range(len(table)), [labels.get(u, u) for u in table.index])
     figure.colorbar(image, ax=axis, fraction=0.05, label="rank shift (positive: falls)")
     axis.set_title("One change at a time: who moves, and which way")
-    return _save(figure, stem)
+    return figure
 
 
-def importance_against_weights(importance: pd.DataFrame, stem: Path) -> Path:
+def importance_against_weights(importance: pd.DataFrame) -> Figure:
     """Each part's importance share within its parent (bar, with its bootstrap interval) against
     its nominal weight share (tick) and its effective share (diamond), one panel per level."""
     levels = sorted(importance.level.unique())
@@ -330,16 +329,12 @@ def importance_against_weights(importance: pd.DataFrame, stem: Path) -> Path:
         axis.set_title(f"Level {level}: importance against weight")
     handles, names = axes[0, 0].get_legend_handles_labels()
     figure.legend(handles, names, loc="outside lower center", ncols=3, frameon=False)
-    return _save(figure, stem)
+    return figure
 
 
-def quadrant(bands: pd.DataFrame, gdp: pd.Series, labels: dict[str, str], stem: Path) -> Path:
-    """Index vs GDP per capita (the paper's Figure 3) with the index's 5th-95th percentile band."""
-    return _save(quadrant_figure(bands, gdp, labels), stem)
-
-
-def quadrant_figure(bands: pd.DataFrame, gdp: pd.Series, labels: dict[str, str]):
-    """The quadrant chart, its unit labels placed so that none overlaps another."""
+def quadrant(bands: pd.DataFrame, gdp: pd.Series, labels: dict[str, str]) -> Figure:
+    """Index vs GDP per capita (the paper's Figure 3) with the index's 5th-95th percentile band,
+    its unit labels placed so that none overlaps another."""
     index_mean = bands.total_nominal.mean()  # over every unit, as in the paper's Figure 3
     frame = bands.set_index("unit").join(gdp.rename("gdp"), how="inner").dropna(subset=["gdp"])
     figure, axis = plt.subplots(figsize=(6.5, 5.0))
@@ -400,9 +395,8 @@ def place_labels(axis, xs: np.ndarray, ys: np.ndarray, texts: list[str], size: f
 def trajectory(
     bands: pd.DataFrame,
     aggregates: list[str],
-    stem: Path,
     published: dict[str, tuple[int, float]] | None = None,
-) -> Path:
+) -> Figure:
     """Fan chart of the index and sub-indices over the years (median, 5th-95th percentile and
     nominal), with the values a publication gives (``published``: aggregate -> (year, value))
     drawn beside them."""
@@ -436,10 +430,10 @@ def trajectory(
         axis.set_title(name)
     np.atleast_1d(axes)[0].legend(frameon=False, fontsize=7)
     figure.suptitle("Trajectory with its band")
-    return _save(figure, stem)
+    return figure
 
 
-def convergence(table: pd.DataFrame, rank_target: float, stem: Path) -> Path:
+def convergence(table: pd.DataFrame, rank_target: float) -> Figure:
     """Monte Carlo error from disjoint blocks of the design: the standard error of every rank
     quantile (against ``rank_target`` places), and the main sensitivity statistics with their 95%
     intervals and block values. Every number drawn is a number of ``convergence.csv``."""
@@ -487,7 +481,7 @@ def convergence(table: pd.DataFrame, rank_target: float, stem: Path) -> Path:
     axes[1].set_xticks(x, shown["item"], rotation=45, ha="right", fontsize=7)
     axes[1].set_title(f"{title}: whole sample (95%) and blocks", fontsize=9)
     figure.suptitle("Convergence: disjoint blocks of the design")
-    return _save(figure, stem)
+    return figure
 
 
 def unit_labels(
@@ -507,17 +501,20 @@ def make_figures(
     target = folder / "figures"
     labels, warning = unit_labels(tables, chinese)
     warnings = [warning] if warning else []
-    interval = f"{100 * manifest['config'].get('outputs', {}).get('interval', 0.9):g}%"
+    outputs = manifest["config"].get("outputs", {})
+    interval = f"{100 * outputs.get('interval', 0.9):g}%"
+    svg = outputs.get("svg", False) is True
     drawn: list[tuple[Path, str]] = []
 
-    def add(png: Path, caption: str) -> None:
-        drawn.append((png, caption))
+    def add(figure: Figure, name: str, caption: str) -> None:
+        drawn.append((_save(figure, target / name, svg), caption))
 
     stability, bands = tables.get("rank_stability"), tables.get("tier_bands")
     multi_year = bands is not None and "year" in bands and bands.year.nunique() > 1
     if stability is not None and not multi_year:
         add(
-            rank_intervals(stability, labels, "5th-95th percentile", target / "rank_intervals"),
+            rank_intervals(stability, labels, "5th-95th percentile"),
+            "rank_intervals",
             "Rank intervals: nominal rank, median rank and 5th-95th percentile "
             f"({interval} configured) per unit, sorted by nominal rank.",
         )
@@ -525,11 +522,13 @@ def make_figures(
     aggregates = ["total"] + [d for d in dimensions if bands is not None and f"{d}_median" in bands]
     if bands is not None and not multi_year:
         add(
-            tier_probabilities(bands, labels, target / "tier_probabilities"),
+            tier_probabilities(bands, labels),
+            "tier_probabilities",
             "Probability of each tier; the nominal tier is outlined.",
         )
         add(
-            score_bands(bands, aggregates, labels, target / "score_bands"),
+            score_bands(bands, aggregates, labels),
+            "score_bands",
             "Index and sub-index scores: nominal, median and 5th-95th percentile.",
         )
         attributes = tables.get("unit_attributes")
@@ -537,7 +536,8 @@ def make_figures(
             gdp = attributes.set_index("unit").gdp_per_capita
             if gdp.notna().any():
                 add(
-                    quadrant(bands, gdp, labels, target / "quadrant"),
+                    quadrant(bands, gdp, labels),
+                    "quadrant",
                     "The paper's Figure 3: index against GDP per capita with the index's "
                     "5th-95th percentile; units without GDP per capita are left out.",
                 )
@@ -545,7 +545,8 @@ def make_figures(
         about = manifest.get("about") or {}
         published = national_published() if about.get("shipped") == "national" else None
         add(
-            trajectory(bands, aggregates, target / "trajectory", published),
+            trajectory(bands, aggregates, published),
+            "trajectory",
             "Trajectory of the index and sub-indices with the 5th-95th percentile band"
             + (
                 "; x: the paper's published 2022 values, which its stated inputs cannot give "
@@ -557,7 +558,8 @@ def make_figures(
     importance = tables.get("importance")
     if importance is not None and len(importance):
         add(
-            importance_against_weights(importance, target / "importance"),
+            importance_against_weights(importance),
+            "importance",
             "Importance (the part's correlation ratio on the index, as a share of its "
             "siblings', with its bootstrap interval) against its nominal and effective weight "
             "share.",
@@ -566,14 +568,16 @@ def make_figures(
     order = stability.sort_values("nominal_rank").unit.tolist() if stability is not None else []
     if single is not None and "year" not in single and len(single):
         add(
-            single_changes(single, order or None, labels, target / "one_at_a_time"),
+            single_changes(single, order or None, labels),
+            "one_at_a_time",
             "Rank shift of each unit when one choice changes alone, everything else nominal.",
         )
     indices = tables.get("sobol_indices")
     if indices is not None:
         title = "Sobol indices of the mean rank shift R_S"
         add(
-            sobol_bars(indices, "rank_shift", title, target / "sobol_rank_shift"),
+            sobol_bars(indices, "rank_shift", title),
+            "sobol_rank_shift",
             "First- and total-order Sobol indices of the mean absolute rank shift, with 95% "
             "percentile bootstrap intervals.",
         )
@@ -581,17 +585,20 @@ def make_figures(
         if focus is not None and f"rank:{focus}" in set(indices.output):
             title = f"Sobol indices of the rank of {labels.get(focus, focus)}"
             add(
-                sobol_bars(indices, f"rank:{focus}", title, target / "sobol_focus_unit"),
+                sobol_bars(indices, f"rank:{focus}", title),
+                "sobol_focus_unit",
                 f"Sobol indices of the rank of {focus}.",
             )
         add(
-            sobol_heatmap(indices, order or None, labels, target / "sobol_heatmap"),
+            sobol_heatmap(indices, order or None, labels),
+            "sobol_heatmap",
             "Total-order index of each unit's rank for each factor.",
         )
     if "convergence" in tables:
         rank_target = manifest["convergence"].get("rank_error_target", 0.5)
         add(
-            convergence(tables["convergence"], rank_target, target / "convergence"),
+            convergence(tables["convergence"], rank_target),
+            "convergence",
             "Monte Carlo error from disjoint blocks of the design: standard errors of the rank "
             "quantiles (dashed: the target) and the main statistics with 95% intervals (grey: the "
             "blocks).",
