@@ -66,6 +66,20 @@ def test_mixed_batch_equals_each_scenario_alone(spec, table):
             )
         )
         np.testing.assert_allclose(result.scores[s], alone.scores[0], rtol=1e-12)
+
+
+def test_a_batch_with_its_own_data_prepares_no_clean_matrix(spec, table):
+    """Noise gives every scenario its own data: the tables' clean normalised matrices would be
+    computed only to be thrown away (they once took half the main job's evaluation), so none is;
+    a pipeline whose options are wrong is still refused before anything runs."""
+    engine = Engine(spec, table)
+    noise = np.ones((2, *table.values.shape))
+    batch = ScenarioBatch((Pipeline(imputation="median"),), np.zeros(2, dtype=int), noise)
+    engine.evaluate(batch)
+    assert engine._matrix_cache == {}
+    wrong = ScenarioBatch((Pipeline(normalisation="maxmin"),), np.zeros(2, dtype=int), noise)
+    with pytest.raises(UserError, match="normalisation: unknown option 'maxmin'"):
+        engine.evaluate(wrong)
         np.testing.assert_array_equal(result.ranks[s], alone.ranks[0])
         np.testing.assert_array_equal(result.tiers[s], alone.tiers[0])
 

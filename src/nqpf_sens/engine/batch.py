@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from nqpf_sens.engine.aggregate import aggregate_tree
-from nqpf_sens.engine.pipeline import Pipeline, pipeline_weights, prepare
+from nqpf_sens.engine.pipeline import Pipeline, option_problem, pipeline_weights, prepare
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
 from nqpf_sens.errors import UserError
@@ -116,11 +116,18 @@ class Engine:
             self._weight_cache[key] = pipeline_weights(pipeline, self.table(pipeline), self.spec)
         return self._weight_cache[key]
 
-    def check(self, pipelines: Sequence[Pipeline]) -> None:
+    def check(self, pipelines: Sequence[Pipeline], data: bool = True) -> None:
         """Raise a :class:`UserError` for the first pipeline that cannot run, before anything
-        runs."""
+        runs. Without ``data`` the tables' own normalised matrices are not computed: a batch that
+        brings its own data (noise, masks) never uses them, and its data are checked as they are
+        prepared."""
         for pipeline in dict.fromkeys(pipelines):
-            self.normalised(pipeline)
+            if data:
+                self.normalised(pipeline)
+            else:
+                problem = option_problem(pipeline, self.spec)
+                if problem:
+                    raise UserError(problem)
             self.scheme_weights(pipeline)
             problem = pipeline.tiers.problem(len(self.table(pipeline).units))
             if problem:
@@ -128,7 +135,7 @@ class Engine:
 
     def evaluate(self, batch: ScenarioBatch) -> BatchResult:
         """Scores, ranks and tiers of every scenario in ``batch``."""
-        self.check(batch.pipelines)
+        self.check(batch.pipelines, data=batch.value_factors is None and batch.masked is None)
         self._check_shapes(batch)
         first = self.table(batch.pipelines[0])
         n_years, n_units = len(first.years), len(first.units)
