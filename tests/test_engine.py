@@ -67,6 +67,9 @@ def test_mixed_batch_equals_each_scenario_alone(spec, table):
         )
         np.testing.assert_allclose(result.scores[s], alone.scores[0], rtol=1e-12)
 
+        np.testing.assert_array_equal(result.ranks[s], alone.ranks[0])
+        np.testing.assert_array_equal(result.tiers[s], alone.tiers[0])
+
 
 def test_a_batch_with_its_own_data_prepares_no_clean_matrix(spec, table):
     """Noise gives every scenario its own data: the tables' clean normalised matrices would be
@@ -74,14 +77,16 @@ def test_a_batch_with_its_own_data_prepares_no_clean_matrix(spec, table):
     a pipeline whose options are wrong is still refused before anything runs."""
     engine = Engine(spec, table)
     noise = np.ones((2, *table.values.shape))
-    batch = ScenarioBatch((Pipeline(imputation="median"),), np.zeros(2, dtype=int), noise)
+    batch = ScenarioBatch(
+        (Pipeline(imputation="median"),), np.zeros(2, dtype=int), value_factors=noise
+    )
     engine.evaluate(batch)
     assert engine._matrix_cache == {}
-    wrong = ScenarioBatch((Pipeline(normalisation="maxmin"),), np.zeros(2, dtype=int), noise)
+    wrong = ScenarioBatch(
+        (Pipeline(normalisation="maxmin"),), np.zeros(2, dtype=int), value_factors=noise
+    )
     with pytest.raises(UserError, match="normalisation: unknown option 'maxmin'"):
         engine.evaluate(wrong)
-        np.testing.assert_array_equal(result.ranks[s], alone.ranks[0])
-        np.testing.assert_array_equal(result.tiers[s], alone.tiers[0])
 
 
 def test_per_scenario_noise_and_masks_equal_precomputed_data(spec, table):
