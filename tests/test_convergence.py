@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 import matplotlib.axes
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -52,7 +53,7 @@ def test_a_noisy_small_sample_warns_and_recommends_more():
     assert (ranks.standard_error <= RANK_ERROR).all()
 
 
-def test_the_figure_draws_the_numbers_of_the_table(tmp_path, monkeypatch):
+def test_the_figure_draws_the_numbers_of_the_table(monkeypatch):
     design, stats = saltelli_outputs(256, noise=3.0)
     table, _, _ = convergence(stats, design, UNITS, tolerance=0.1)
     drawn = {"scatter": [], "errorbar": []}
@@ -68,7 +69,7 @@ def test_the_figure_draws_the_numbers_of_the_table(tmp_path, monkeypatch):
 
     monkeypatch.setattr(matplotlib.axes.Axes, "scatter", scatter)
     monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", errorbar)
-    figures.convergence(table, RANK_ERROR, tmp_path / "convergence")
+    plt.close(figures.convergence(table, RANK_ERROR))
     for k, name in enumerate(("median_rank", "p05_rank", "p95_rank")):
         expected = table[table.statistic == name].standard_error.to_numpy()
         np.testing.assert_array_equal(drawn["scatter"][k], expected)
