@@ -140,3 +140,12 @@ def test_a_band_spanning_an_order_of_magnitude_is_flagged():
     (line,) = _wide_band_lines(bands)
     assert "total 260.0-13,000.0" in line and "tech" not in line
     assert _wide_band_lines(bands.assign(total_p95=[100.0, 2_000.0])) == []
+
+
+def test_the_sobol_sentences_state_the_configured_confidence():
+    """Intervals at [sampling] confidence 0.9 are called 90% intervals, not 95%."""
+    tables = {"sobol_summary": summary([0.45, 0.4, 0.1], [0.35, 0.3, 0.0], [0.55, 0.5, 0.2])}
+    manifest = {"convergence": {}, "config": {"sampling": {"confidence": 0.9}}}
+    found = " ".join(line for line, _ in reading(manifest, tables))
+    assert "(90% intervals overlap)" in found and "upper end of the 90% interval" in found
+    assert "95%" not in found

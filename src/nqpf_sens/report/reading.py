@@ -153,7 +153,8 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
     if regions is not None:
         lines += _edge_regions(regions)
     if "sobol_summary" in tables:
-        lines += _sobol_lines(tables["sobol_summary"], tables.get("sobol_outputs"))
+        level = manifest.get("config", {}).get("sampling", {}).get("confidence", 0.95)
+        lines += _sobol_lines(tables["sobol_summary"], tables.get("sobol_outputs"), level)
     if "sobol_indices" in tables:
         s1 = tables["sobol_indices"].S1.dropna()
         if (s1 < 0).any():
@@ -245,7 +246,7 @@ def _interval(summary: pd.Series, name: str) -> str:
     return f"{summary[name]:.2f} [{summary[f'{name}_low']:.2f}, {summary[f'{name}_high']:.2f}]"
 
 
-def _leaders(summary: pd.DataFrame, name: str, what: str) -> str | None:
+def _leaders(summary: pd.DataFrame, name: str, what: str, level: float) -> str | None:
     """The factor with the largest ST of ``name``, called largest only when its interval clears
     every other factor's; a total effect said to be "more than half" only when its interval is
     above 1/2. None when no factor has an estimate (the output does not vary)."""
@@ -263,22 +264,29 @@ def _leaders(summary: pd.DataFrame, name: str, what: str) -> str | None:
     tied = ordered[ordered[f"{name}_high"] >= first[f"{name}_low"]]
     named = ", ".join(f"'{r.factor}' ({_interval(r, name)})" for _, r in tied.iterrows())
     return (
-        f"The largest total effects on {what} cannot be told apart (95% intervals overlap): "
+        f"The largest total effects on {what} cannot be told apart ({100 * level:g}% intervals "
+        "overlap): "
         f"{named}."
     )
 
 
-def _sobol_lines(summary: pd.DataFrame, outputs: pd.DataFrame | None) -> list[str]:
+def _sobol_lines(
+    summary: pd.DataFrame, outputs: pd.DataFrame | None, level: float = 0.95
+) -> list[str]:
+    """The Sobol findings; ``level`` is the confidence of the indices' intervals."""
     lines = [
-        _leaders(summary, "ST_rank_shift", "the mean rank shift R_S"),
-        _leaders(summary, "ST_ranks", "all units' ranks (variance-weighted)"),
+        _leaders(summary, "ST_rank_shift", "the mean rank shift R_S", level),
+        _leaders(summary, "ST_ranks", "all units' ranks (variance-weighted)", level),
     ]
     most = summary.units_where_top.max()
     leading = summary[summary.units_where_top == most].factor.tolist()
     if most > 0:
         who = " and ".join(f"'{f}'" for f in leading)
         each = "each has" if len(leading) > 1 else "has"
-        lines.append(f"{who} {each} the largest ST for the rank of {plural(int(most), 'unit')}.")
+        lines.append(
+            f"{who} {each} the largest ST for the rank of {plural(int(most), 'unit')} (by point "
+            "estimate: a close second is not told apart)."
+        )
     if outputs is not None:
         reliable = outputs.reliable.astype(str) == "True"
         ranks = outputs.output.str.startswith("rank:")
@@ -304,7 +312,7 @@ def _sobol_lines(summary: pd.DataFrame, outputs: pd.DataFrame | None) -> list[st
     if inert:
         lines.append(
             "Factors whose total effect stays below 0.05 for every reliable unit (upper end of "
-            f"the 95% interval): {', '.join(inert)}."
+            f"the {100 * level:g}% interval): {', '.join(inert)}."
         )
     return [line for line in lines if line is not None]
 
