@@ -103,6 +103,12 @@ STATUSES = {
     "missing": "no value",
 }
 
+
+def _probability(event: str, note: str = "") -> _Meaning:
+    """The share of scenarios in which ``event`` happens, with its binomial standard error."""
+    return _Meaning(f"the probability (share of scenarios) that {event}", note, SHARE)
+
+
 EXACT: dict[str, _Meaning] = {
     # units, scores, ranks and tiers
     "unit": _Meaning("the unit (e.g. a province or country) the row is about"),
@@ -152,10 +158,7 @@ EXACT: dict[str, _Meaning] = {
         "across scenarios, in places",
         "0 means the middle half of the scenarios agree on one rank",
     ),
-    "p_nominal_rank": _Meaning(
-        "the probability (share of scenarios) that the unit keeps exactly its nominal rank",
-        error=SHARE,
-    ),
+    "p_nominal_rank": _probability("the unit keeps exactly its nominal rank"),
     "monte_carlo_p05_rank": _Meaning(
         "the 5th percentile of the unit's rank in the Monte Carlo scenarios (every factor "
         "varying), beside the exact bounds for comparison"
@@ -168,10 +171,7 @@ EXACT: dict[str, _Meaning] = {
     "most_likely_tier": _Meaning(
         "the tier the unit falls in most often across scenarios", "on a tie, the better tier"
     ),
-    "p_nominal_tier": _Meaning(
-        "the probability (share of scenarios) that the unit stays in its nominal tier",
-        error=SHARE,
-    ),
+    "p_nominal_tier": _probability("the unit stays in its nominal tier"),
     "scenarios": _Meaning(
         "the number of scenarios behind the row's estimates",
         "in a Sobol run only the design's two independent samples (rows A and B) count, except "
@@ -194,11 +194,9 @@ EXACT: dict[str, _Meaning] = {
     "p95": _Meaning(
         "the 95th percentile over scenarios of the region's mean index score", RESCALED, ORDER
     ),
-    "p_paper_order": _Meaning(
-        "the probability (share of scenarios) that the regions' mean index scores keep the "
-        f"paper's order {' > '.join(REGION_ORDER)}",
+    "p_paper_order": _probability(
+        f"the regions' mean index scores keep the paper's order {' > '.join(REGION_ORDER)}",
         "the same on every row; empty unless all four regions are present",
-        SHARE,
     ),
     # rank shift, rank agreement, convergence
     "statistic": _Meaning("the name of the row's statistic (each is explained in this glossary)"),
@@ -497,28 +495,17 @@ def _places(k: str) -> str:
 
 def _within(match: re.Match[str], context: _Context) -> _Meaning:
     k = _places(match[1])
-    return _Meaning(
-        f"the probability (share of scenarios) that the unit's rank is within {k} of its "
-        "nominal rank",
-        f"at most {k} better or worse",
-        SHARE,
+    return _probability(
+        f"the unit's rank is within {k} of its nominal rank", f"at most {k} better or worse"
     )
 
 
 def _top(match: re.Match[str], context: _Context) -> _Meaning:
-    return _Meaning(
-        f"the probability (share of scenarios) that the unit ranks in the top {match[1]} (rank "
-        f"{match[1]} or better)",
-        error=SHARE,
-    )
+    return _probability(f"the unit ranks in the top {match[1]} (rank {match[1]} or better)")
 
 
 def _tier(match: re.Match[str], context: _Context) -> _Meaning:
-    return _Meaning(
-        f"the probability (share of scenarios) that the unit falls in tier {match[1]} (1 = top "
-        "tier)",
-        error=SHARE,
-    )
+    return _probability(f"the unit falls in tier {match[1]} (1 = top tier)")
 
 
 def _moved(match: re.Match[str], context: _Context) -> _Meaning:
@@ -580,23 +567,20 @@ def _sobol_output(match: re.Match[str], context: _Context) -> _Meaning:
 
 
 def _interval_rank(match: re.Match[str], context: _Context) -> _Meaning:
-    tail = (1 - context.interval) / 2
-    q = tail if match[1] == "low" else 1 - tail
     end = "lower" if match[1] == "low" else "upper"
     return _Meaning(
-        f"the {_percentile(q)} of the unit's rank across scenarios",
+        f"{_statistic(f'interval_{match[1]}', context.interval)} of the unit's rank across "
+        "scenarios",
         f"the {end} end of the central {_percent(context.interval)} rank interval",
         ORDER,
     )
 
 
 def _quadrant(match: re.Match[str], context: _Context) -> _Meaning:
-    return _Meaning(
-        f"the probability (share of scenarios) that the unit has a {match[1]} index score and a "
-        f"{match[2]} GDP per capita",
+    return _probability(
+        f"the unit has a {match[1]} index score and a {match[2]} GDP per capita",
         "high means above the mean over the units (for GDP, those with a figure), low at or "
         "below it",
-        SHARE,
     )
 
 
