@@ -21,6 +21,21 @@ def synthetic_frame(spec, n_units=31, seed=0):
     return frame
 
 
+def write_units_and_values(folder, n_units=12):
+    """``values.csv`` of synthetic NQPF data and ``units.csv`` of their attributes (a Chinese name,
+    one of four regions, GDP per capita) for ``n_units`` units (a multiple of 4)."""
+    frame = synthetic_frame(nqpf_spec(), n_units=n_units)
+    frame.to_csv(folder / "values.csv", index=False)
+    pd.DataFrame(
+        {
+            "unit": frame.unit,
+            "unit_zh": [f"单位{i}" for i in range(n_units)],
+            "region": ["East", "West", "Central", "Northeast"] * (n_units // 4),
+            "gdp_per_capita": range(50000, 50000 + 5000 * n_units, 5000),
+        }
+    ).to_csv(folder / "units.csv", index=False)
+
+
 @pytest.fixture
 def table(spec) -> IndicatorTable:
     return table_from_frame(synthetic_frame(spec), spec)

@@ -4,9 +4,8 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import synthetic_frame
+from conftest import write_units_and_values
 
-from nqpf_sens import nqpf_spec
 from nqpf_sens.glossary import describe
 from nqpf_sens.run import run_config
 
@@ -111,16 +110,7 @@ def runs(tmp_path_factory):
     """Results folders of a Sobol and a Monte Carlo run on synthetic data with a units file, and
     of the paper's baseline on the shipped data."""
     folder = tmp_path_factory.mktemp("glossary")
-    frame = synthetic_frame(nqpf_spec(), n_units=12)
-    frame.to_csv(folder / "values.csv", index=False)
-    pd.DataFrame(
-        {
-            "unit": frame.unit,
-            "unit_zh": [f"单位{i}" for i in range(12)],
-            "region": ["East", "West", "Central", "Northeast"] * 3,
-            "gdp_per_capita": range(50000, 110000, 5000),
-        }
-    ).to_csv(folder / "units.csv", index=False)
+    write_units_and_values(folder)
     folders = {}
     for name, text in (("sobol", SOBOL), ("montecarlo", MONTECARLO), ("baseline", BASELINE)):
         (folder / f"{name}.toml").write_text(text, encoding="utf-8")

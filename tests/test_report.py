@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from conftest import synthetic_frame
+from conftest import synthetic_frame, write_units_and_values
 
 from nqpf_sens.run import run_config
 
@@ -53,19 +52,8 @@ FIGURES = [
 
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory):
-    from nqpf_sens import nqpf_spec
-
     folder = tmp_path_factory.mktemp("report")
-    frame = synthetic_frame(nqpf_spec(), n_units=12)
-    frame.to_csv(folder / "values.csv", index=False)
-    pd.DataFrame(
-        {
-            "unit": frame.unit,
-            "unit_zh": [f"单位{i}" for i in range(12)],
-            "region": ["East", "West", "Central", "Northeast"] * 3,
-            "gdp_per_capita": range(50000, 110000, 5000),
-        }
-    ).to_csv(folder / "units.csv", index=False)
+    write_units_and_values(folder)
     (folder / "r.toml").write_text(CONFIG)
     return run_config(folder / "r.toml", out=folder / "out", quiet=True)
 
