@@ -259,12 +259,7 @@ def prepare(
     problem = option_problem(pipeline, spec)
     if problem:
         raise UserError(problem)
-    filled = impute.impute(
-        denominated(pipeline, table, raw),
-        pipeline.imputation,
-        pipeline.imputation_fallback,
-        unit_groups(pipeline, table),
-    )
+    filled = imputed(pipeline, table, raw)
     missing_allowed = pipeline.data_threshold is not None
     if np.isnan(filled).any() and not missing_allowed:
         reason = (
@@ -385,6 +380,16 @@ def denominated(
     return values
 
 
+def imputed(pipeline: Pipeline, table: IndicatorTable, raw: np.ndarray | None = None) -> np.ndarray:
+    """Raw values (default: the table's) denominated and imputed as the pipeline says."""
+    return impute.impute(
+        denominated(pipeline, table, raw),
+        pipeline.imputation,
+        pipeline.imputation_fallback,
+        unit_groups(pipeline, table),
+    )
+
+
 def unit_groups(pipeline: Pipeline, table: IndicatorTable) -> np.ndarray | None:
     if pipeline.imputation_group is None:
         return None
@@ -439,12 +444,7 @@ def pipeline_weights(
     data."""
     if pipeline.weighting in ("expert", "equal"):
         return weights.scheme_weights(spec, pipeline.weighting)
-    filled = impute.impute(
-        denominated(pipeline, table),
-        pipeline.imputation,
-        pipeline.imputation_fallback,
-        unit_groups(pipeline, table),
-    )
+    filled = imputed(pipeline, table)
     if np.isnan(filled).any():
         raise UserError(
             f"weighting '{pipeline.weighting}' derives weights from complete data: "
