@@ -25,14 +25,12 @@ class Pipeline:
     works; ``winsor_max``, the thresholds, ``treat_fallback``, ``force_winsorise`` and
     ``boxcox_lambda`` drive the ``treat`` transformation (see :mod:`nqpf_sens.engine.transform`);
     ``minmax_range``, ``zscore_scale``, ``zscore_ddof``, ``reference_unit`` and ``distance_scale``
-    parametrise those
-    normalisations (see :mod:`nqpf_sens.engine.normalise`); ``nonpositive`` says what geometric
-    and harmonic means do with a child that is not all positive: ``shift`` it by ``-min +
-    mean_shift`` of its range, or ``refuse`` the run, as COINr does; ``power`` is the order of the
-    ``generalised`` mean (see :mod:`nqpf_sens.engine.aggregate`); ``data_threshold`` (COINr's
-    ``dat_thresh``, one number or one per level), when set, lets missing cells through to
-    aggregation without imputation instead of refusing them (see
-    :mod:`nqpf_sens.engine.aggregate`)."""
+    parametrise those normalisations (see :mod:`nqpf_sens.engine.normalise`); ``nonpositive`` says
+    what geometric and harmonic means do with a child that is not all positive: ``shift`` it by
+    ``-min + mean_shift`` of its range, or ``refuse`` the run, as COINr does; ``power`` is the
+    order of the ``generalised`` mean; ``data_threshold`` (COINr's ``dat_thresh``, one number or
+    one per level), when set, lets missing cells through to aggregation without imputation
+    instead of refusing them (both: see :mod:`nqpf_sens.engine.aggregate`)."""
 
     imputation: str = "growth"
     imputation_fallback: str | None = None
