@@ -172,6 +172,11 @@ def _pick(frame: pd.DataFrame, role: str, source: Path) -> str:
     return name
 
 
+def _cell(codes: pd.Series, row: int, column: str) -> str:
+    """Where a metadata cell is: its file row (after the header), indicator and column."""
+    return f"row {row + 2} ({codes.iloc[row]}), column '{column}'"
+
+
 def _numbers(
     series: pd.Series, column: str, codes: pd.Series, source: Path, required: bool
 ) -> np.ndarray:
@@ -185,7 +190,7 @@ def _numbers(
         raise UserError(
             f"not a finite number: {cell_text(series, row)}",
             source,
-            f"row {row + 2} ({codes.iloc[row]}), column '{column}'",
+            _cell(codes, row, column),
         )
     return values
 
@@ -200,7 +205,7 @@ def _weights(series: pd.Series, column: str, codes: pd.Series, source: Path) -> 
             f"weight {cell_text(series, row)} is too large to sum "
             "(only ratios matter: rescale the weights)",
             source,
-            f"row {row + 2} ({codes.iloc[row]}), column '{column}'",
+            _cell(codes, row, column),
         )
     return values
 
@@ -254,22 +259,20 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
             raise UserError(
                 "empty direction (use positive/negative or 1/-1)",
                 source,
-                f"row {row + 2} ({codes.iloc[row]}), column '{direction_col}'",
+                _cell(codes, row, direction_col),
             )
         if value not in _DIRECTIONS:
             raise UserError(
                 f"unknown direction {value!r} (use positive/negative or 1/-1)",
                 source,
-                f"row {row + 2} ({codes.iloc[row]}), column '{direction_col}'",
+                _cell(codes, row, direction_col),
             )
         directions.append(_DIRECTIONS[value])
     weights = _weights(frame[weight_col], weight_col, codes, source)
     parent_names = frame[parent_col]
     if parent_names.isna().any():
         row = int(np.flatnonzero(parent_names.isna().to_numpy())[0])
-        raise UserError(
-            "empty dimension", source, f"row {row + 2} ({codes.iloc[row]}), column '{parent_col}'"
-        )
+        raise UserError("empty dimension", source, _cell(codes, row, parent_col))
     parent_names = parent_names.astype(str).str.strip()
     transform_col = _find(frame, "transform")
     flags = np.zeros(len(frame), dtype=bool)
@@ -326,7 +329,7 @@ def _own_methods(
                 raise UserError(
                     f"unknown {column} {method!r} (choose from {', '.join(allowed)})",
                     source,
-                    f"row {row + 2} ({codes.iloc[row]}), column '{column}'",
+                    _cell(codes, row, column),
                 )
         found[column] = tuple(method or None for method in own)
     return found
@@ -347,7 +350,7 @@ def _parameters(frame: pd.DataFrame, codes: pd.Series, source: Path) -> dict[str
         raise UserError(
             f"not a whole number of points >= 0: {cell_text(frame['winsor_max'], row)}",
             source,
-            f"row {row + 2} ({codes.iloc[row]}), column 'winsor_max'",
+            _cell(codes, row, "winsor_max"),
         )
     return found
 
