@@ -581,7 +581,7 @@ def make_figures(
             "First- and total-order Sobol indices of the mean absolute rank shift, with 95% "
             "percentile bootstrap intervals.",
         )
-        focus = manifest["config"].get("outputs", {}).get("focus_unit") or next(iter(order), None)
+        focus = outputs.get("focus_unit") or next(iter(order), None)
         if focus is not None and f"rank:{focus}" in set(indices.output):
             title = f"Sobol indices of the rank of {labels.get(focus, focus)}"
             add(

@@ -29,9 +29,10 @@ def _below_floor_line(bands: pd.DataFrame) -> list[str]:
 
 
 def _wide_band_lines(bands: pd.DataFrame, ratio: float = 10.0) -> list[str]:
-    """Bands whose 95th percentile is more than ``ratio`` times their 5th in the last year: the
-    choices disagree about the order of magnitude, which a fan chart on a log axis can hide."""
-    last = bands.sort_values("year").iloc[-1] if "year" in bands else bands.iloc[-1]
+    """Bands (rows in year order) whose 95th percentile is more than ``ratio`` times their 5th
+    in the last year: the choices disagree about the order of magnitude, which a fan chart on a
+    log axis can hide."""
+    last = bands.iloc[-1]
     names = [c.removesuffix("_p05") for c in bands.columns if c.endswith("_p05")]
     wide = [
         f"{name} {last[f'{name}_p05']:,.1f}-{last[f'{name}_p95']:,.1f}"
@@ -48,9 +49,9 @@ def _wide_band_lines(bands: pd.DataFrame, ratio: float = 10.0) -> list[str]:
 
 
 def _trajectory_line(bands: pd.DataFrame) -> str:
-    """A single unit's index in its first and last year: nominal, and the band over scenarios."""
-    ordered = bands.sort_values("year") if "year" in bands else bands
-    first, last = ordered.iloc[0], ordered.iloc[-1]
+    """A single unit's index in its first and last year (rows in year order): nominal, and the
+    band over scenarios."""
+    first, last = bands.iloc[0], bands.iloc[-1]
 
     def at(row: pd.Series) -> str:
         when = f" in {int(row.year)}" if "year" in row else ""
@@ -59,7 +60,7 @@ def _trajectory_line(bands: pd.DataFrame) -> str:
             f"{row.total_p05:,.1f}-{row.total_p95:,.1f})"
         )
 
-    span = f"; {at(first)} at the start" if len(ordered) > 1 else ""
+    span = f"; {at(first)} at the start" if len(bands) > 1 else ""
     return f"{last.unit}'s index: {at(last)}{span}."
 
 
@@ -96,8 +97,10 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
     scores = tables.get("baseline_scores")
     if scores is not None and scores.unit.nunique() == 1:  # a trajectory: no ranks to speak of
         if "tier_bands" in tables:
-            lines.append(_trajectory_line(tables["tier_bands"]))
-            lines += _wide_band_lines(tables["tier_bands"])
+            bands = tables["tier_bands"]
+            by_year = bands.sort_values("year") if "year" in bands else bands
+            lines.append(_trajectory_line(by_year))
+            lines += _wide_band_lines(by_year)
             if (manifest.get("about") or {}).get("shipped") == "national":
                 lines.append(_published_line(tables["tier_bands"]))
         tables = {k: v for k, v in tables.items() if k not in SINGLE_UNIT_SILENT}
