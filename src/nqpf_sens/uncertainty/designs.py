@@ -1,11 +1,14 @@
 """Designs in the unit hypercube: rows are scenarios, columns belong to factors.
 
-Every method produces the same rows whatever the chunking or the number of workers: plain Monte
-Carlo rows come in fixed blocks, each from its own stream
-``SeedSequence(seed, spawn_key=(block,))``; Sobol points are fast-forwarded to the first row
-wanted; Saltelli's design is built once, with numpy, as SALib builds it.
+Every method produces the same rows whatever the chunking or the number of workers: each column of
+plain Monte Carlo rows is its own stream, ``SeedSequence(seed, spawn_key=(group, column))`` keyed by
+its factor group's name and its place in the group, advanced to the first row wanted; Sobol points
+are fast-forwarded to the first row wanted; Saltelli's design is built once, with numpy, as SALib
+builds it.
 
-- ``random``: independent uniforms (uncertainty analysis).
+- ``random``: independent uniforms (uncertainty analysis). Keyed streams give a factor the same
+  draws whatever other factors the run has: adding, removing or reordering factors changes no other
+  factor's values.
 - ``sobol``: scrambled Sobol low-discrepancy points (uncertainty analysis, faster convergence).
 - ``saltelli``: SALib's Saltelli/Sobol design for first- and total-order indices with factor groups
   (``SALib.sample.sobol.sample`` without second order, bit for bit: a test compares them), N (G + 2)
@@ -16,12 +19,12 @@ wanted; Saltelli's design is built once, with numpy, as SALib builds it.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 
 import numpy as np
 
 METHODS = ("random", "sobol", "saltelli")
-BLOCK = 4096
 
 
 def design_rows(method: str, n: int, n_factors: int) -> int:
@@ -90,11 +93,18 @@ class Design:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 return engine.random(stop - start)
-        blocks = range(start // BLOCK, (stop - 1) // BLOCK + 1)
-        stacked = np.empty((len(blocks) * BLOCK, self.n_columns))
-        for k, b in enumerate(blocks):
-            np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(b,))).random(
-                out=stacked[k * BLOCK : (k + 1) * BLOCK]
-            )
-        offset = blocks.start * BLOCK
-        return stacked[start - offset : stop - offset]
+        columns = np.empty((self.n_columns, stop - start))
+        for column, key in zip(columns, self._column_keys(), strict=True):
+            stream = np.random.PCG64(np.random.SeedSequence(self.seed, spawn_key=key))
+            stream.advance(start)  # one 64-bit draw per uniform
+            np.random.Generator(stream).random(out=column)
+        return columns.T
+
+    def _column_keys(self) -> list[tuple[int, int]]:
+        """Each column's stream key: a stable hash of its group's name, its place in the group."""
+        keys, seen = [], {}
+        for group in self.groups:
+            name = int.from_bytes(hashlib.blake2b(group.encode(), digest_size=4).digest(), "big")
+            keys.append((name, seen.setdefault(group, 0)))
+            seen[group] += 1
+        return keys
