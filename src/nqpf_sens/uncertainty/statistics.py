@@ -195,7 +195,7 @@ def tier_bands(
         named += [("interval_low", low), ("interval_high", high)]
     for a, code in enumerate(labels.aggregates):
         name = "total" if a == len(labels.aggregates) - 1 else code
-        scores = stats.scores[..., a].astype(np.float64)
+        scores = nominal_scores[..., a] + stats.scores[..., a]  # kept as differences
         missing = np.isnan(scores).any(axis=0)  # a part left missing: no band rather than a guess
         values = np.where(missing, np.nan, np.quantile(scores, [q for _, q in named], axis=0))
         bounds = [
@@ -219,7 +219,7 @@ def region_bands(
     ``expected_order`` (best first; the column ``p_paper_order``, NaN unless every region of the
     order is present), from the systematic subsample of scenarios whose scores are kept
     (``scenarios``)."""
-    means = stats.region_means
+    means = nominal_means + stats.region_means  # kept as differences
     n = len(means)
     rows = []
     order = [labels.regions.index(r) for r in expected_order if r in labels.regions]

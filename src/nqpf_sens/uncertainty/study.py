@@ -4,8 +4,9 @@ Each chunk of design rows is decoded into a :class:`ScenarioBatch` and evaluated
 be accumulated is accumulated (rank and tier histograms: ranks are integers, so rank quantiles are
 exact from counts; so are R_S's, from the histogram of total rank shifts; quadrant counts; each
 scenario's Spearman and Kendall correlation with the nominal ranking, on a grid of 0.0001); what
-the estimators need row by row is kept compactly (float32 scores and region means of a systematic
-subsample of at most ``MAX_KEPT_SCORES`` scenarios; the Sobol outputs of a Saltelli design), so
+the estimators need row by row is kept compactly (scores and region means of a systematic subsample
+of at most ``MAX_KEPT_SCORES`` scenarios, as float32 differences from the nominal ones: a scenario
+equal to the nominal run is kept exactly; the Sobol outputs of a Saltelli design), so
 memory does not grow with N beyond that. Chunks are independent, so results do not depend on the
 number of workers; each is also written to a work folder, from which an interrupted run resumes.
 Workers are threads by default (one engine and its caches shared; the compiled kernels release the
@@ -100,8 +101,8 @@ class ChunkStats:
     shift_counts: np.ndarray  # (cells x (units - 1) + 1,): total absolute rank shift (R_S x cells)
     within_counts: np.ndarray  # (len(WITHIN_LIMITS),): cells within k places, over all rows
     agreement_counts: np.ndarray  # (years, 2, AGREEMENT_BINS): Spearman's rho, Kendall's tau-b
-    scores: np.ndarray  # (kept, years, units, aggregates) float32
-    region_means: np.ndarray  # (kept, years, regions) float32
+    scores: np.ndarray  # (kept, years, units, aggregates): float32 differences from the nominal
+    region_means: np.ndarray  # (kept, years, regions): float32 differences from the nominal
     outputs: np.ndarray  # (rows, 2 units + 1): last-year ranks, index scores (on the nominal scale
     # when normalisation varies), R_S (every row of a
     # Saltelli design; the kept rows of a Monte Carlo design, as float32)
@@ -232,8 +233,10 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
         shift_counts=np.bincount(shift_totals[selected], minlength=cells * (n_units - 1) + 1),
         within_counts=within_counts,
         agreement_counts=agreement_histogram(agreement),
-        scores=kept_scores.astype(np.float32),
-        region_means=study.region_means(kept_scores[..., -1]).astype(np.float32),
+        scores=(kept_scores - study.nominal_scores).astype(np.float32),
+        region_means=(
+            study.region_means(kept_scores[..., -1] - study.nominal_scores[..., -1])
+        ).astype(np.float32),
         outputs=outputs if saltelli else outputs.astype(np.float32),
     )
 
