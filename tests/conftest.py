@@ -1,9 +1,24 @@
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 from nqpf_sens import IndicatorTable, nqpf_spec
 from nqpf_sens.engine.table import table_from_frame
+
+#: hypothesis's examples per property: the suite's default, or many more with
+#: NQPF_SENS_PROPERTIES=thorough (a run of its own, outside the suite's time budget)
+THOROUGH = os.environ.get("NQPF_SENS_PROPERTIES", "fast") == "thorough"
+settings.register_profile("fast", max_examples=60, deadline=None)
+settings.register_profile("thorough", max_examples=1000, deadline=None)
+settings.load_profile("thorough" if THOROUGH else "fast")
+
+
+def examples(fast: int) -> int:
+    """Examples for a property whose default is ``fast`` (20 times more when thorough)."""
+    return 20 * fast if THOROUGH else fast
 
 
 @pytest.fixture(scope="session")

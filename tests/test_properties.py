@@ -1,7 +1,7 @@
 """Invariants of the index, checked on many random tables (hypothesis)."""
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -18,8 +18,6 @@ values_strategy = st.integers(3, 12).flatmap(
         np.float64, (1, n, N_IND), elements=st.integers(0, 10**9).map(lambda i: i / 1000)
     )
 )
-settings.register_profile("index", max_examples=60, deadline=None)
-settings.load_profile("index")
 
 
 def make_table(values):
