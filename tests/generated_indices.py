@@ -4,6 +4,7 @@ a project folder (COINr-style metadata, a values file) that a run's config names
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -142,16 +143,11 @@ def _factor(draw, index: GeneratedIndex, kind: str, level: int = 0) -> dict:
     return {"name": "exclude", "kind": "exclude", "options": ["none", left_out]}
 
 
-def config(
-    folder: Path,
-    factors: list[dict],
-    kind: str = "montecarlo",
-    n: int = 64,
-    seed: int = 1,
-    **sections: dict,
-) -> ns.RunConfig:
-    """A run of the index written in ``folder``: median imputation, ranks 1-2 and 3-4 as tiers,
-    the audit off, ``sections`` merged over these."""
+def raw_config(
+    factors: list[dict], kind: str = "montecarlo", n: int = 64, seed: int = 1, **sections: dict
+) -> dict:
+    """The sections of a run of a generated index: median imputation, rank 1, rank 2 and the rest
+    as tiers, the audit off, ``sections`` merged over these."""
     raw = {
         "run": {"name": "generated", "kind": kind, "seed": seed, "jobs": 1},
         "data": {"metadata": "meta.csv", "values": "values.csv"},
@@ -163,7 +159,25 @@ def config(
     }
     for name, section in sections.items():
         raw[name] = {**raw.get(name, {}), **section}
-    return ns.config_from_dict(raw, folder)
+    return raw
+
+
+def config(folder: Path, factors: list[dict], *args, **sections) -> ns.RunConfig:
+    """The run of :func:`raw_config` on the index written in ``folder``."""
+    return ns.config_from_dict(raw_config(factors, *args, **sections), folder)
+
+
+def write_config(folder: Path, raw: dict) -> Path:
+    """``raw`` as ``folder/run.toml`` (JSON's strings, numbers, booleans and lists are TOML's)."""
+    lines = []
+    for name, section in raw.items():
+        tables = section if name == "factors" else [section]
+        for table in tables:
+            lines.append(f"[[{name}]]" if name == "factors" else f"[{name}]")
+            lines += [f"{key} = {json.dumps(value)}" for key, value in table.items()]
+    path = folder / "run.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 @contextmanager

@@ -3,15 +3,24 @@ trees of depth 1-3, 3-40 units, integer data with ties, zeros and missing cells,
 sets; see ``generated_indices``). The README lists them under "Validation"; set
 ``NQPF_SENS_PROPERTIES=thorough`` for many more examples than the suite's default."""
 
+import re
+from pathlib import Path
+from unittest import mock
+
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import examples
-from generated_indices import config, factor_sets, indices, project
+from generated_indices import config, factor_sets, indices, project, raw_config, write_config
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 import nqpf_sens as ns
+from nqpf_sens.errors import RunInterrupted
+from nqpf_sens.inputs import load_inputs
+from nqpf_sens.plan import prepare_study
+from nqpf_sens.uncertainty import study as study_module
+from nqpf_sens.uncertainty.study import batch_for_rows
 
 #: the uncertainty tables: what the scenarios say (the others describe the nominal run)
 UNCERTAINTY = ("rank_stability", "tier_bands", "rank_shift", "rank_agreement", "convergence")
@@ -119,3 +128,351 @@ def test_probabilities_are_probabilities_and_add_up(data):
     for name in [c[: -len("_median")] for c in bands if c.endswith("_median")]:
         assert (bands[f"{name}_p05"] <= bands[f"{name}_median"] + 1e-9).all()
         assert (bands[f"{name}_median"] <= bands[f"{name}_p95"] + 1e-9).all()
+
+
+def relabelled(frame: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    """``frame`` with every unit name (alone or in an output name such as ``rank:<unit>``) mapped
+    by ``names``, its rows in the order of its text columns: a table keyed by unit, compared
+    whatever order its units came in."""
+
+    def rename(cell):
+        if not isinstance(cell, str):
+            return cell
+        prefix, _, unit = cell.rpartition(":")
+        return f"{prefix}:{names[unit]}" if prefix and unit in names else names.get(cell, cell)
+
+    frame = frame.map(rename)
+    keys = list(frame.select_dtypes(exclude=["number", "bool"]).columns)
+    return frame.sort_values(keys, kind="stable").reset_index(drop=True) if keys else frame
+
+
+def no_per_cell_draws(factors: list[dict]) -> list[dict]:
+    """The factors whose draws do not depend on where a cell sits in the data file (noise and
+    masks draw per cell position)."""
+    kept = [f for f in factors if f["kind"] not in ("noise", "mask")]
+    return kept or reject()
+
+
+@settings(max_examples=examples(10))
+@given(st.data())
+def test_relabelling_and_reordering_units_and_indicators_permutes_every_output(data):
+    """Which row of the data file a unit is on, what it is called and in which column an indicator
+    comes are not facts about the index: every table is the same once renamed and reordered.
+    (Noise and masks draw by cell position, so reordering the file redraws them: they are left
+    out here.)"""
+    index = data.draw(indices())
+    factors = no_per_cell_draws(data.draw(factor_sets(index)))
+    kind = data.draw(st.sampled_from(["montecarlo", "sobol"]))
+    rows = data.draw(st.permutations(range(len(index.units))))
+    columns = data.draw(st.permutations(index.indicators))
+    names = data.draw(
+        st.lists(
+            st.text("abcdefghij", min_size=1, max_size=4).map("unit_{}".format),
+            min_size=len(index.units),
+            max_size=len(index.units),
+            unique=True,
+        )
+    )
+    moved = index.values.iloc[list(rows)][["unit", *columns]]
+    back = dict(zip(names, moved.unit, strict=True))
+    moved = moved.assign(unit=names)
+    with project(index) as folder:
+        before = computed(config(folder, factors, kind=kind))
+    with project(index.with_values(moved)) as folder:
+        after = computed(config(folder, factors, kind=kind))
+    assert before.tables.keys() == after.tables.keys()
+    for name, table in before.tables.items():
+        pd.testing.assert_frame_equal(
+            relabelled(after[name], back), relabelled(table, {}), rtol=1e-9, atol=1e-9
+        )
+
+
+#: a choice the index cannot feel: the shift of a geometric or harmonic mean, under the
+#: arithmetic mean
+INERT = {"name": "inert", "kind": "choice", "key": "mean_shift", "options": [0.01, 0.1]}
+
+
+def arithmetic_only(factors: list[dict]) -> list[dict]:
+    kept = [f for f in factors if f.get("key") != "aggregation"]
+    return kept or reject()
+
+
+@settings(max_examples=examples(10))
+@given(st.data())
+def test_a_factor_the_index_cannot_feel_changes_nothing(data):
+    """A factor without effect must not look like one: added to a Monte Carlo run it leaves every
+    uncertainty table byte for byte as it was (each factor's draws are its own stream), and in a
+    Sobol run its S1 and ST are exactly 0, intervals included."""
+    index = data.draw(indices())
+    factors = arithmetic_only(data.draw(factor_sets(index)))
+    with project(index) as folder:
+        without = computed(config(folder, factors))
+        with_inert = computed(config(folder, [*factors, INERT]))
+        for name in UNCERTAINTY:
+            pd.testing.assert_frame_equal(with_inert[name], without[name], check_exact=True)
+        sobol = computed(config(folder, [*factors, INERT], kind="sobol"))["sobol_indices"]
+    inert = sobol[(sobol.factor == "inert") & (sobol.output_sd > 0)]
+    assert (inert[["S1", "ST", "S1_low", "S1_high", "ST_low", "ST_high"]] == 0).all().all()
+
+
+@settings(max_examples=examples(10))
+@given(st.data())
+def test_a_group_has_at_least_its_parts_total_effect_and_at_most_their_sum(data):
+    """Every variance term that involves a group's factors involves one of them, so a group's ST
+    lies between the largest and the sum of its parts' ST (Sobol 1993); the estimates keep that
+    within their intervals, for the rank shift R_S and for all ranks together."""
+    index = data.draw(indices(min_units=5))
+    others = [f for f in data.draw(factor_sets(index)) if f["kind"] != "weights"] or reject()
+    parts = [
+        {"name": "part_a", "kind": "weights", "level": 0, "spread": 0.4},
+        {"name": "part_b", "kind": "weights", "level": index.depth - 1, "spread": 0.4},
+    ]
+    grouped = [{**part, "group": "both"} for part in parts]
+    sampling = {"n": 256, "bootstrap": 200}
+    with project(index) as folder:
+        apart = computed(config(folder, [*parts, *others], "sobol", sampling=sampling))
+        together = computed(config(folder, [*grouped, *others], "sobol", sampling=sampling))
+    for output in ("rank_shift", "all_ranks"):
+        a, b = (
+            apart["sobol_indices"].set_index(["output", "factor"]).loc[(output, name)]
+            for name in ("part_a", "part_b")
+        )
+        both = together["sobol_indices"].set_index(["output", "factor"]).loc[(output, "both")]
+        if both.output_sd == 0:
+            continue
+        assert both.ST_low <= a.ST_high + b.ST_high
+        assert max(a.ST_low, b.ST_low) <= both.ST_high
+
+
+@settings(max_examples=examples(8))
+@given(st.data())
+def test_a_unit_that_does_better_never_ranks_worse(data):
+    """Under weights-only uncertainty with min-max and the arithmetic mean, raising one unit's value
+    on a positive indicator raises its score and lowers or keeps everyone else's in every scenario
+    (the same scenarios: same seed and factors), so its chance of a top-k place, its rank
+    quantiles and its best and worst attainable ranks can only improve."""
+    index = data.draw(indices(missing=False))
+    factors = data.draw(factor_sets(index, weights_only=True))
+    positive = [code for code in index.indicators if index.directions[code] == 1] or reject()
+    indicator = data.draw(st.sampled_from(positive))
+    unit = data.draw(st.sampled_from(index.units))
+    raised = index.values.copy()
+    raised.loc[raised.unit == unit, indicator] += data.draw(st.integers(1, 40))
+    top = data.draw(st.integers(1, len(index.units)))
+    sections = {"outputs": {"top": top}, "audit": {"rank_bounds": True}}
+    found = []
+    for values in (index.values, raised):
+        with project(index.with_values(values)) as folder:
+            results = computed(config(folder, factors, **sections))
+        stability = results["rank_stability"].set_index("unit").loc[unit]
+        bounds = results["rank_bounds"].set_index("unit").loc[unit]
+        found.append(pd.concat([stability, bounds.add_prefix("bound_")]))
+    before, after = found
+    assert after[f"p_top_{top}"] >= before[f"p_top_{top}"]
+    for name in ("p05_rank", "median_rank", "p95_rank", "mean_rank", "bound_best_rank"):
+        assert after[name] <= before[name] + 1e-12
+    assert after.bound_worst_rank <= before.bound_worst_rank
+
+
+@settings(max_examples=examples(20))
+@given(st.data())
+def test_an_indicator_split_into_two_half_weight_copies_changes_no_score(data):
+    """Under min-max and the arithmetic mean an indicator counts by its weight alone: two identical
+    copies with half its weight each give its parent, and every score above, the same value."""
+    index = data.draw(indices())
+    split = data.draw(st.sampled_from(index.indicators))
+    tree = {}
+    for code, parent in index.tree.items():
+        tree |= {f"{code}a": parent, f"{code}b": parent} if code == split else {code: parent}
+    weights = dict(index.weights) | {f"{split}{c}": index.weights[split] / 2 for c in "ab"}
+    directions = dict(index.directions) | {f"{split}{c}": index.directions[split] for c in "ab"}
+    values = index.values.drop(columns=split)
+    values[f"{split}a"] = values[f"{split}b"] = index.values[split]
+    copies = type(index)(
+        tree, weights, directions, values[["unit", *(c for c in tree if c in values)]]
+    )
+    found = []
+    for generated in (index, copies):
+        with project(generated) as folder:
+            found.append(computed(config(folder, [], kind="baseline"))["baseline_scores"])
+    pd.testing.assert_frame_equal(found[1], found[0], rtol=1e-9, atol=1e-9)
+
+
+def scenario_ranks(run_config: ns.RunConfig) -> np.ndarray:
+    """Every scenario's ranks (scenarios, units), evaluated in one batch outside the run."""
+    spec, table = load_inputs(run_config)
+    nominal = ns.evaluate(spec, table, run_config.pipeline, run_config.ties)
+    study = prepare_study(run_config, spec, table, nominal).study
+    rows = study.design.rows(0, study.design.n_rows)
+    return study.engine().evaluate(batch_for_rows(study, rows)).ranks[:, 0]
+
+
+@settings(max_examples=examples(15))
+@given(st.data())
+def test_exact_rank_bounds_hold_every_scenario_and_grow_with_the_region(data):
+    """The exact bounds range over the whole weight region, so no scenario drawn inside it can rank
+    a unit better or worse; a wider spread is a larger region, whose bounds cannot be narrower."""
+    index = data.draw(indices())
+    factors = data.draw(factor_sets(index, weights_only=True))
+    wider = [{**f, "spread": min(0.9, f["spread"] * 1.5)} for f in factors]
+    audit = {"audit": {"rank_bounds": True}}
+    with project(index) as folder:
+        narrow = config(folder, factors, n=256, **audit)
+        bounds = computed(narrow)["rank_bounds"].set_index("unit").loc[index.units]
+        ranks = scenario_ranks(narrow)
+        widened = computed(config(folder, wider, **audit))["rank_bounds"].set_index("unit")
+        widened = widened.loc[index.units]
+    assert (bounds.best_rank.to_numpy() <= ranks.min(axis=0)).all()
+    assert (bounds.worst_rank.to_numpy() >= ranks.max(axis=0)).all()
+    assert (widened.best_rank <= bounds.best_rank).all()
+    assert (widened.worst_rank >= bounds.worst_rank).all()
+
+
+#: what the manifest and the page say about when a run finished and how long it computed
+CLOCK = re.compile(rb'\d{4}-\d\d-\d\dT[0-9:+]+|"wall_seconds": [0-9.]+|[0-9.]+ s \(computing')
+
+
+def files(folder: Path, pattern: str = "*") -> dict[str, bytes]:
+    """The files a run wrote that match ``pattern``, by their path in the folder, with the clock
+    readings blanked."""
+    return {
+        path.relative_to(folder).as_posix(): CLOCK.sub(b"(clock)", path.read_bytes())
+        for path in sorted(p for p in folder.rglob(pattern) if p.is_file())
+    }
+
+
+def interrupted_then_resumed(path: Path, out: Path) -> Path:
+    """The run of ``path`` stopped (as by Ctrl-C) after its first chunk, then resumed."""
+    evaluate_span = study_module._evaluate_span
+    calls = []
+
+    def stop_after_one(*args):
+        calls.append(args)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return evaluate_span(*args)
+
+    with mock.patch.object(study_module, "_evaluate_span", stop_after_one):
+        try:
+            ns.run_config(path, out=out, jobs=1, quiet=True)
+        except RunInterrupted:
+            pass
+    return ns.run_config(path, out=out, jobs=1, quiet=True, resume=True)
+
+
+@settings(max_examples=examples(4))
+@given(st.data())
+def test_results_do_not_depend_on_chunks_workers_backend_or_resume(data):
+    """Chunks are spans of one fixed design, evaluated independently and merged in design order,
+    so neither their size, nor how many workers of which kind evaluate them, nor an interruption
+    and resumption may change a single byte of the tables."""
+    index = data.draw(indices())
+    raw = raw_config(
+        data.draw(factor_sets(index)),
+        data.draw(st.sampled_from(["montecarlo", "sobol"])),
+        outputs={"figures": False},
+    )
+    chunk = data.draw(st.integers(8, 200))
+    backend = data.draw(st.sampled_from(["threading", "threading", "loky"]))
+    with project(index) as folder:
+        try:
+            reference = ns.run_config(write_config(folder, raw), out=folder / "a", quiet=True)
+        except ns.UserError:
+            reject()
+        raw["run"] |= {"chunk_size": chunk, "backend": backend}
+        path = write_config(folder, raw)
+        split = ns.run_config(path, out=folder / "b", jobs=2, quiet=True)
+        raw["run"]["backend"] = "threading"
+        resumed = interrupted_then_resumed(write_config(folder, raw), folder / "c")
+        expected = files(reference, "*.csv")
+        assert files(split, "*.csv") == expected and files(resumed, "*.csv") == expected
+
+
+@settings(max_examples=examples(2))
+@given(st.data())
+def test_every_file_is_a_function_of_config_data_and_seed(data):
+    """Two runs of one config on one data set write the same bytes: tables, figures, page."""
+    index = data.draw(indices())
+    raw = raw_config(
+        data.draw(factor_sets(index)), data.draw(st.sampled_from(["montecarlo", "sobol"]))
+    )
+    with project(index) as folder:
+        path = write_config(folder, raw)
+        try:
+            first = ns.run_config(path, out=folder / "first", quiet=True)
+        except ns.UserError:
+            reject()
+        second = ns.run_config(path, out=folder / "second", quiet=True)
+        assert files(first) == files(second)
+
+
+def unexplained_gaps(results: ns.Results) -> list[str]:
+    """The table cells that are infinite, or empty with nothing in the run saying why. Explained:
+    text columns that name a flag, a problem or a reason only when there is one; Sobol indices of
+    an output no scenario moves (``output_sd`` 0, ``why_not`` "does not vary"), and what is
+    summed from them alone; skewness of fewer than 3 values, kurtosis of fewer than 4; Cronbach's
+    alpha of fewer than 2 items."""
+    found = []
+    tables = results.tables
+    explained: dict[tuple[str, str], pd.Series] = {}
+    outputs = tables.get("sobol_outputs")
+    if outputs is not None:
+        still = set(outputs.output[outputs.output_sd == 0])
+        sobol = tables["sobol_indices"]
+        for column in ("S1", "S1_conf", "S1_low", "S1_high", "ST", "ST_conf", "ST_low", "ST_high"):
+            explained[("sobol_indices", column)] = sobol.output.isin(still)
+        for column in ("sum_S1", "interaction_share", "widest_ST_interval"):
+            explained[("sobol_outputs", column)] = outputs.output.isin(still)
+        summary = tables["sobol_summary"]
+        for name, output in (("rank_shift", "rank_shift"), ("ranks", "all_ranks")):
+            for column in (c for c in summary if c.startswith(("S1_", "ST_")) and name in c):
+                explained[("sobol_summary", column)] = pd.Series(output in still, summary.index)
+        reliable_ranks = outputs.reliable & outputs.output.str.startswith("rank:")
+        for column in ("max_ST_ranks", "max_ST_high_ranks"):
+            explained[("sobol_summary", column)] = pd.Series(
+                not reliable_ranks.any(), summary.index
+            )
+        convergence = tables["convergence"]
+        for column in ("value", "standard_error", *(c for c in convergence if "block" in c)):
+            explained[("convergence", column)] = convergence.statistic.eq("ST_rank_shift") & (
+                "rank_shift" in still
+            )
+    if "indicator_statistics" in tables:
+        statistics = tables["indicator_statistics"]
+        explained[("indicator_statistics", "skewness")] = statistics.n < 3
+        explained[("indicator_statistics", "kurtosis")] = statistics.n < 4
+        cronbach = tables["cronbach"]
+        explained[("cronbach", "alpha_children")] = cronbach.n_children < 2
+        explained[("cronbach", "alpha_indicators")] = cronbach.n_indicators < 2
+    for name, frame in tables.items():
+        for column in frame.select_dtypes("number"):
+            values = frame[column].to_numpy(dtype=float)
+            if np.isinf(values).any():
+                found.append(f"{name}.{column}: infinite")
+            gaps = pd.Series(np.isnan(values), frame.index)
+            why = explained.get((name, column), pd.Series(False, frame.index))
+            if (gaps & ~why).any():
+                found.append(f"{name}.{column}: empty in {int((gaps & ~why).sum())} rows")
+        for column in frame.select_dtypes(exclude=["number", "bool"]):
+            if frame[column].isna().any() and column not in ("flag", "problem", "why_not"):
+                found.append(f"{name}.{column}: empty text")
+    return found
+
+
+@settings(max_examples=examples(12))
+@given(st.data())
+def test_no_output_holds_an_unexplained_nan_or_infinity(data):
+    """A number a reader cannot trust must not look like one: whatever the index, data (ties, zeros,
+    missing cells) and factors, a run either refuses with one line or writes tables whose every
+    empty cell the run explains and none of whose cells is infinite."""
+    index = data.draw(indices())
+    factors = data.draw(factor_sets(index))
+    kind = data.draw(st.sampled_from(["montecarlo", "sobol"]))
+    audit = {"coherence": True, "importance": True, "what_if": True, "rank_bounds": True}
+    with project(index) as folder:
+        try:
+            results = ns.run(config(folder, factors, kind=kind, audit=audit | {"bootstrap": 10}))
+        except ns.UserError as refusal:
+            assert "\n" not in str(refusal)
+            return
+    assert unexplained_gaps(results) == []
