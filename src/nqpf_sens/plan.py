@@ -24,7 +24,7 @@ from nqpf_sens.uncertainty import statistics
 from nqpf_sens.uncertainty.chunks import fingerprint
 from nqpf_sens.uncertainty.convergence import convergence
 from nqpf_sens.uncertainty.designs import Design, design_rows
-from nqpf_sens.uncertainty.factors import FactorSet, build_factor
+from nqpf_sens.uncertainty.factors import FactorSet, build_factor, cell_keys
 from nqpf_sens.uncertainty.resources import RunSize, check_resources
 from nqpf_sens.uncertainty.sobol import (
     bootstrap_seed,
@@ -139,6 +139,7 @@ def prepare_study(
         base_weights,
         table.values.shape,
         ~np.isnan(table.values),
+        cell_keys(table.years, table.units, table.indicators),
     )
     _check_combinations(engine, factors, config)
     mask = next((f for f in entries if f.kind == "mask"), None)

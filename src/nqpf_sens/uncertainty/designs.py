@@ -102,9 +102,14 @@ class Design:
 
     def _column_keys(self) -> list[tuple[int, int]]:
         """Each column's stream key: a stable hash of its group's name, its place in the group."""
-        keys, seen = [], {}
+        keys: list[tuple[int, int]] = []
+        seen: dict[str, int] = {}
         for group in self.groups:
-            name = int.from_bytes(hashlib.blake2b(group.encode(), digest_size=4).digest(), "big")
-            keys.append((name, seen.setdefault(group, 0)))
+            keys.append((stable_hash(group), seen.setdefault(group, 0)))
             seen[group] += 1
         return keys
+
+
+def stable_hash(name: str) -> int:
+    """A 64-bit hash of ``name``, the same in every process and session (``hash`` is salted)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
