@@ -1,4 +1,6 @@
-"""Measurement noise by cell provenance: statuses read from tidy data, one spread per status."""
+"""Factors decoded from design rows: measurement noise, by cell provenance (statuses read from
+tidy data, one spread per status) or uniform, uniform weight multipliers, weighted choices and
+masked cells."""
 
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ from nqpf_sens import UserError, load_spec, load_table
 from nqpf_sens.engine.batch import Engine, ScenarioBatch
 from nqpf_sens.engine.pipeline import Pipeline
 from nqpf_sens.indices.nqpf.data import alternative_tables, province_table
-from nqpf_sens.uncertainty.factors import FactorSet, build_factor
+from nqpf_sens.uncertainty.factors import Factor, FactorSet, build_factor
 
 META = "code,dimension,weight,direction\na,d1,1,positive\nb,d1,1,positive\nc,d2,1,positive\n"
 TIDY = """unit,indicator,year,value,status
@@ -35,7 +37,8 @@ def small(tmp_path):
 
 
 def noise_factor(spec, table, entry):
-    """A noise factor built as a run builds it, and a factor set around it."""
+    """A noise factor (or another kind that ``entry`` names) built as a run builds it, and a factor
+    set around it."""
     factor = build_factor(
         {"name": "noise", "kind": "noise", **entry},
         1,
@@ -49,7 +52,7 @@ def noise_factor(spec, table, entry):
         [factor],
         Pipeline(),
         [len(level) for level in spec.levels[:-1]],
-        [],
+        list(spec.weights),
         table.values.shape,
         ~np.isnan(table.values),
     )
@@ -97,6 +100,43 @@ def test_each_cell_gets_the_spread_of_its_status(small):
     assert np.all(noise[:, spread == 0] == 1)  # reconstructed: never perturbed
     varying = spread > 0
     assert np.all(np.ptp(noise[:, varying], axis=0) > 1.9 * spread[varying])  # fills its band
+
+
+@pytest.mark.parametrize(
+    "entry", [{"spread": 0.2}, {"kind": "weights", "spread": 0.2}], ids=["noise", "weights"]
+)
+def test_uniform_multipliers_fall_on_both_sides_of_one(small, entry):
+    """A spread s draws multipliers from U[1 - s, 1 + s]: inside that band, reaching both sides of
+    1, and 1 on average (one-sided draws 1 + s U would average 1 + s / 2)."""
+    spec, table = small
+    _, factors = noise_factor(spec, table, entry)
+    decoded = factors.decode(np.random.default_rng(4).random((2000, factors.n_columns)))
+    multipliers = decoded.weight_factors[0] if "kind" in entry else decoded.value_factors
+    assert np.all(np.abs(multipliers - 1) <= 0.2)
+    assert multipliers.min() < 0.9 and multipliers.max() > 1.1
+    assert multipliers.mean() == pytest.approx(1, abs=0.01)
+
+
+def test_a_weighted_choice_follows_its_probabilities():
+    """Probabilities (0.2, 0.8) cut [0, 1) at 0.2: u below it picks the first option, u from it on
+    the second; equiprobable options cut at k / n."""
+    weighted = Factor("w", "choice", options=("a", "b"), probabilities=(0.2, 0.8))
+    u = np.array([0.0, 0.19, 0.2, 0.21, 0.99])
+    np.testing.assert_array_equal(weighted.option_index(u), [0, 0, 1, 1, 1])
+    equal = Factor("e", "choice", options=("a", "b", "c"))
+    np.testing.assert_array_equal(
+        equal.option_index(np.array([0.3, 0.34, 0.67, 0.9])), [0, 1, 2, 2]
+    )
+
+
+def test_a_mask_blanks_exactly_its_cells_among_the_observed(small):
+    """cells = 2: every scenario blanks two cells, each observed (a missing cell is no blank)."""
+    spec, table = small
+    _, factors = noise_factor(spec, table, {"kind": "mask", "cells": 2})
+    masked = factors.decode(np.random.default_rng(6).random((200, 1))).masked
+    assert (masked.sum(axis=(1, 2, 3)) == 2).all()
+    assert not masked[:, np.isnan(table.values)].any()
+    assert masked.any(axis=0).sum() > 2  # different cells in different scenarios
 
 
 def test_unlisted_statuses_are_not_perturbed_by_default(small):

@@ -1,6 +1,7 @@
 """Figures and the self-contained HTML report, rebuilt from saved results; rendered in headless
 Chromium."""
 
+import html
 import re
 import shutil
 import subprocess
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import synthetic_frame, write_units_and_values
 
+from nqpf_sens import nqpf_spec
+from nqpf_sens.report import html as report_page
 from nqpf_sens.run import run_config
 
 CONFIG = """
@@ -151,12 +154,67 @@ def test_report_renders_in_headless_chromium(run_folder, tmp_path):
 
 
 def test_a_run_without_a_name_is_titled_by_its_config(tmp_path):
-    from nqpf_sens import nqpf_spec
-
     synthetic_frame(nqpf_spec(), n_units=6).to_csv(tmp_path / "values.csv", index=False)
     (tmp_path / "plain.toml").write_text('[data]\nvalues = "values.csv"\n')
     folder = run_config(tmp_path / "plain.toml", out=tmp_path / "out", quiet=True)
     assert "<h1>nqpf_sens: plain</h1>" in (folder / "report.html").read_text(encoding="utf-8")
+
+
+HOSTILE = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
+HOSTILE_RUN = """[run]
+name = '{image}'
+kind = "montecarlo"
+[data]
+values = '{image}.csv'
+[pipeline]
+reference_unit = '{script} 0'
+[sampling]
+n = 16
+[outputs]
+figures = false
+[audit]
+coherence = false
+importance = false
+what_if = false
+rank_bounds = false
+[[factors]]
+name = '{script}'
+kind = "weights"
+level = 0
+description = '{image}'
+"""
+
+
+def test_hostile_text_is_escaped_on_every_path_into_the_report(tmp_path, monkeypatch):
+    """Markup in unit names (score table, reading), a factor's name and description (factor
+    table), config values (run name, a pipeline option, the data file's name among the about
+    rows) and a figure's caption and warning reaches the page on each of its paths as text, never
+    as markup."""
+    frame = synthetic_frame(nqpf_spec(), n_units=8)
+    frame["unit"] = [f"{HOSTILE[i % 2]} {i}" for i in range(8)]
+    frame.to_csv(tmp_path / f"{HOSTILE[1]}.csv", index=False)
+    (tmp_path / "run.toml").write_text(HOSTILE_RUN.format(script=HOSTILE[0], image=HOSTILE[1]))
+    folder = run_config(tmp_path / "run.toml", out=tmp_path / "out", quiet=True)
+    figure = tmp_path / "figure.png"
+    figure.write_bytes(b"png")
+    drawn = ([(figure, HOSTILE[0])], [HOSTILE[1]])  # a figure's caption, a drawing warning
+    monkeypatch.setattr(report_page, "make_figures", lambda *_: drawn)
+    page = report_page.build_report(folder).read_text(encoding="utf-8")
+    assert "<script>alert" not in page and "<img src=x" not in page
+    script, image = (html.escape(text) for text in HOSTILE)
+    for expected in (
+        f"<h1>nqpf_sens: {image}</h1>",
+        f"{image}.csv</td>",  # the about rows
+        f"reference_unit = {script} 0</code>",
+        f'<p class="warning">{image}</p>',
+        f'<img alt="{script}"',
+        f"<figcaption>{script}</figcaption>",
+    ):
+        assert expected in page, expected
+    sections = dict(part.split("</h2>", 1) for part in page.split("<h2>")[1:])
+    for title in ("Reading", "What was run", "Baseline scores"):  # the factor table: What was run
+        assert "&lt;script&gt;alert(1)" in sections[title], title
+        assert "&lt;img src=x onerror=alert(1)&gt;" in sections[title], title
 
 
 # Clicks every column header of every sortable table twice, as a reader does, and records per

@@ -66,6 +66,18 @@ def test_designs_do_not_depend_on_chunking():
         np.testing.assert_array_equal(whole, pieces)
 
 
+def test_random_rows_past_the_first_4096_are_new_draws_whatever_the_range():
+    """However the random design is seeded (per-block streams once repeated every 4,096 rows):
+    any range [start, stop) equals those rows of one full draw, no row repeats an earlier one
+    and no column copies another, even within a group."""
+    design = Design("random", 9000, ["a", "b", "b"], 7)
+    whole = design.rows(0, 9000)
+    for start, stop in ((4090, 4100), (4096, 8192), (8999, 9000)):
+        np.testing.assert_array_equal(design.rows(start, stop), whole[start:stop])
+    assert len(np.unique(whole, axis=0)) == len(whole)
+    assert np.abs(np.corrcoef(whole.T) - np.eye(3)).max() < 0.05
+
+
 META_NO_FLAGS = (
     "code,dimension,weight,direction\n"
     + "\n".join(f"i{j},d{j % 3},1,positive" for j in range(6))
@@ -267,8 +279,10 @@ options = ["arithmetic", "geometric"]
 """
     (project / "direct.toml").write_text(config_text)
     gdp = np.array([5.0, 1, 7, 3, np.nan, 9, 2, 8, 4, 6, 1.5, 7.5])
+    regions = ["A", "B", "B", "C", "C", "C"] * 2
+    regions[-1] = None  # regions of 2, 4 and 5 units, and a unit in none
     pd.DataFrame(
-        {"unit": [f"u{i}" for i in range(12)], "region": ["A", "B", "C"] * 4, "gdp_per_capita": gdp}
+        {"unit": [f"u{i}" for i in range(12)], "region": regions, "gdp_per_capita": gdp}
     ).to_csv(project / "units.csv", index=False)
     out = run_config(project / "direct.toml", out=project / "direct", jobs=2, quiet=True)
 
@@ -341,6 +355,14 @@ options = ["arithmetic", "geometric"]
     }
     for column, hits in expected.items():
         np.testing.assert_allclose(quadrants[column], hits[:, known].mean(axis=0))
+
+    # regional means: each region's own units (none for the unit without a region), by group-by
+    means = pd.DataFrame(index.T, index=list(table.units)).groupby(regions).mean()
+    by_region = pd.read_csv(out / "region_bands.csv").set_index("region").loc[means.index]
+    nominal_means = pd.Series(nominal.index[0, 0], index=list(table.units)).groupby(regions).mean()
+    np.testing.assert_allclose(by_region.nominal_mean, nominal_means.loc[means.index])
+    for column, q in (("p05", 0.05), ("median", 0.5), ("p95", 0.95)):
+        np.testing.assert_allclose(by_region[column], np.quantile(means, q, axis=1), rtol=1e-5)
 
 
 def test_chunks_shrink_to_the_memory_budget_without_changing_results(project, monkeypatch):

@@ -153,6 +153,29 @@ def test_grouped_columns_move_together_in_the_saltelli_design():
     np.testing.assert_array_equal(ab_h[:, 2], b[:, 2])
 
 
+def test_the_uncertainty_statistics_take_rows_a_and_b():
+    """Of each base sample's rows A, AB_zeta, AB_alpha, B the statistics take A and B, 2 N rows
+    in all (in any chunking): two independent draws, which differ in every column, whereas A and
+    AB_zeta share alpha's columns."""
+    design = Design("saltelli", 16, ["zeta", "alpha", "alpha"], seed=2)
+    n = design.n_rows
+    chosen = design.uncertainty_rows(0, n)
+    pieces = [design.uncertainty_rows(a, min(a + 7, n)) for a in range(0, n, 7)]
+    np.testing.assert_array_equal(np.concatenate(pieces), chosen)
+    pairs = design.rows(0, n)[chosen].reshape(16, 2, 3)
+    assert np.all(pairs[:, 0] != pairs[:, 1])
+
+
+def test_indices_are_labelled_by_groups_in_order_of_first_appearance():
+    """Groups named ["zeta", "alpha"], not in alphabetical order: the output is zeta's column, so
+    zeta's ST is 1 and alpha's 0, and the table lists zeta first, as the design and SALib do."""
+    design = Design("saltelli", 256, ["zeta", "alpha"], seed=4)
+    y = design.rows(0, design.n_rows)[:, :1]
+    table = sobol_indices(y, ["y"], design.problem(), 20, 0.95, 1).set_index("factor")
+    assert list(table.index) == ["zeta", "alpha"]
+    np.testing.assert_allclose(table.ST, [1, 0], atol=0.05)
+
+
 @pytest.mark.parametrize(
     "groups, n, seed",
     [

@@ -96,6 +96,15 @@ def test_normalisations_by_hand():
     np.testing.assert_allclose(normalise(x, "distance_to_mean", down).ravel(), [162.5, 125, 12.5])
 
 
+def test_distance_to_mean_keeps_the_order_when_the_mean_is_negative():
+    """100 (1 + d (x - mean) / |mean|): of (-3, -2, -1), mean -2, the highest value still scores
+    highest (50, 100, 150); dividing by the signed mean would turn the ranking upside down."""
+    x = np.array([[[-3.0], [-2.0], [-1.0]]])
+    up, down = np.array([1.0]), np.array([-1.0])
+    np.testing.assert_allclose(normalise(x, "distance_to_mean", up).ravel(), [50, 100, 150])
+    np.testing.assert_allclose(normalise(x, "distance_to_mean", down).ravel(), [150, 100, 50])
+
+
 def test_normalisation_parameters_as_coinr_defines_them():
     """COINr's n_minmax(x, l_u = c(1, 100)) maps the minimum to 1 and the maximum to 100;
     n_zscore(x, m_sd = c(10, 2)) gives 10 + 2 z (with R's sd when zscore_ddof = 1); a constant
@@ -285,6 +294,14 @@ def test_tier_rules():
         TierRule("score_thresholds", thresholds=(55.0, 40.0)).assign(scores, ranks),
         [1, 1, 2, 2, 2, 3, 3],
     )
+
+
+def test_a_score_exactly_on_a_threshold_takes_the_tier_above():
+    """Thresholds [55, 40]: score >= 55 is tier 1 and 40 <= score < 55 tier 2, so 55 and 40
+    themselves are tiers 1 and 2, and scores just below them tiers 2 and 3."""
+    scores = np.array([55.0, 54.999, 40.0, 39.999])
+    rule = TierRule("score_thresholds", thresholds=(55.0, 40.0))
+    np.testing.assert_array_equal(rule.assign(scores, rank_scores(scores)), [1, 2, 2, 3])
 
 
 def _brute_force_jenks(values, k):

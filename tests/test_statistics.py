@@ -1,15 +1,21 @@
 """Monte Carlo error of the statistics tables: standard errors and order-statistic intervals
 against known answers (exact binomial probabilities, and simulation with a fixed seed)."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from scipy.stats import binom
 
 from nqpf_sens.uncertainty.statistics import (
+    Labels,
     binomial_se,
     count_interval,
     order_statistics,
+    rank_stability,
+    region_bands,
     sample_intervals,
+    tier_bands,
 )
 
 
@@ -65,3 +71,60 @@ def test_rank_agreement_without_any_defined_correlation_is_missing_not_minus_one
     assert table.scenarios.iloc[0] == 0
     correlations = table[[c for c in table if c.startswith(("spearman", "kendall"))]]
     assert correlations.isna().all().all()
+
+
+def counts_of(draws: np.ndarray, size: int) -> np.ndarray:
+    """Counts of the values 1..size of each column of (scenarios, units) draws: (1, units, size)."""
+    return np.stack([np.bincount(column - 1, minlength=size) for column in draws.T])[None]
+
+
+@pytest.mark.parametrize("interval", [0.8, 0.5])
+def test_rank_intervals_and_shares_are_those_of_the_ranks_drawn(interval):
+    """Any ``interval`` (not only the default 0.9) is read off the rank counts as the quantiles
+    (1 -/+ interval) / 2 of the ranks themselves; p_within_k and p_top_k are the shares of
+    scenarios within k places of the nominal rank and at rank k or better."""
+    ranks = np.random.default_rng(2).integers(1, 6, size=(203, 5))  # 203 scenarios, 5 units
+    nominal = np.array([[1, 2, 3, 4, 5]])
+    labels = Labels(tuple("abcde"), (None,), ("total",), ())
+    stats = SimpleNamespace(rank_counts=counts_of(ranks, 5))
+    table = rank_stability(stats, nominal, labels, interval, within=1, top=2)
+    for column, q in (("low", (1 - interval) / 2), ("high", (1 + interval) / 2)):
+        expected = np.quantile(ranks, q, axis=0, method="inverted_cdf")
+        np.testing.assert_array_equal(table[f"interval_{column}_rank"], expected)
+    np.testing.assert_allclose(table.p_within_1, (np.abs(ranks - nominal) <= 1).mean(axis=0))
+    np.testing.assert_allclose(table.p_top_2, (ranks <= 2).mean(axis=0))
+
+
+@pytest.mark.parametrize("interval", [0.8, 0.5])
+def test_score_bands_of_any_interval_are_quantiles_of_the_scores(interval):
+    """total_interval_low / _high are the (1 -/+ interval) / 2 quantiles of the kept scores."""
+    scores = np.random.default_rng(3).gamma(2.0, 10.0, size=(203, 1, 3, 1))
+    stats = SimpleNamespace(tier_counts=np.ones((1, 3, 2), dtype=np.int64), scores=scores)
+    labels = Labels(tuple("abc"), (None,), ("total",), ())
+    tiers = np.ones((1, 3), dtype=np.int64)
+    table = tier_bands(stats, tiers, tiers, np.zeros((1, 3, 1)), labels, interval)
+    for column, q in (("low", (1 - interval) / 2), ("high", (1 + interval) / 2)):
+        expected = np.quantile(scores[:, 0, :, 0], q, axis=0)
+        np.testing.assert_allclose(table[f"total_interval_{column}"], expected)
+
+
+def test_most_likely_tier_is_the_tier_counted_most_often():
+    """Tier counts (5, 3, 2), (1, 2, 7) and (0, 6, 4): the most likely tiers are 1, 3 and 2."""
+    counts = np.array([[[5, 3, 2], [1, 2, 7], [0, 6, 4]]])
+    stats = SimpleNamespace(tier_counts=counts, scores=np.zeros((4, 1, 3, 1)))
+    labels = Labels(tuple("abc"), (None,), ("total",), ())
+    tiers = np.ones((1, 3), dtype=np.int64)
+    table = tier_bands(stats, tiers, tiers, np.zeros((1, 3, 1)), labels, 0.9)
+    assert table.most_likely_tier.tolist() == [1, 3, 2]
+
+
+def test_paper_order_counts_the_scenarios_that_keep_it_best_first():
+    """Regions listed alphabetically, as a run lists them; of four scenarios two rank East >
+    Central > West > Northeast, one the reverse and one ties East with Central: p = 0.5."""
+    regions = ("Central", "East", "Northeast", "West")
+    means = {"paper": (30, 40, 10, 20), "reversed": (20, 10, 40, 30), "tie": (40, 40, 10, 20)}
+    order = [means[k] for k in ("paper", "reversed", "tie", "paper")]
+    stats = SimpleNamespace(region_means=np.array(order, dtype=float)[:, None, :])
+    labels = Labels((), (None,), ("total",), regions)
+    table = region_bands(stats, np.zeros((1, 4)), labels, ("East", "Central", "West", "Northeast"))
+    assert (table.p_paper_order == 0.5).all()
