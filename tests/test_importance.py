@@ -2,6 +2,7 @@
 
 import numpy as np
 
+import nqpf_sens as ns
 from nqpf_sens import Pipeline
 from nqpf_sens.audit.coherence import nominal_levels
 from nqpf_sens.audit.importance import correlation_ratio, importance_tables, local_linear
@@ -52,3 +53,26 @@ def test_the_bootstrap_in_one_batch_equals_one_resample_at_a_time():
     batch = correlation_ratio(x[resamples], y[resamples], 0.2)
     single = [correlation_ratio(x[r], y[r], 0.2) for r in resamples]
     np.testing.assert_allclose(batch, single, rtol=1e-12)
+
+
+def test_an_index_equal_for_every_unit_skips_importance_and_says_why(tmp_path):
+    """Three units each first on one of three equally weighted indicators tie on the index: there
+    is no variance across units for a part to explain, so importance (and the optimised weights,
+    which share its measure) are left out with a note instead of a table of undefined ratios."""
+    (tmp_path / "values.csv").write_text("unit,a,b,c\nu0,0,1,0\nu1,0,0,1\nu2,1,0,0\n")
+    (tmp_path / "meta.csv").write_text(
+        "code,dimension,weight,direction\na,P,1,1\nb,P,1,1\nc,P,1,1\n"
+    )
+    config = ns.config_from_dict(
+        {
+            "data": {"metadata": "meta.csv", "values": "values.csv"},
+            "audit": {"optimal_weights": "equal"},
+        },
+        tmp_path,
+    )
+    results = ns.run(config)
+    assert "importance" not in results.tables and "optimal_weights" not in results.tables
+    assert [n.split(":")[0] for n in results.notes] == [
+        "importance skipped",
+        "optimal weights skipped",
+    ]

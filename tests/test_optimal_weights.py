@@ -89,11 +89,23 @@ def test_a_target_already_met_moves_no_weight():
 
 def test_nqpf_optimised_weights_never_end_further_from_the_target(spec, table):
     levels, _ = nominal_levels(spec, table, Pipeline())
-    found = optimal_weights_tables(Engine(spec, table), Pipeline(), levels, "weights")
+    found, skipped = optimal_weights_tables(Engine(spec, table), Pipeline(), levels, "weights")
     summary, rows = found["optimal_weights_summary"], found["optimal_weights"]
+    assert skipped == []
     assert list(summary.level) == [0, 1]
     assert (summary.optimised_distance <= summary.nominal_distance).all()
     for column in ("nominal_weight", "optimised_weight"):
         np.testing.assert_allclose(rows.groupby(["level", "parent"])[column].sum(), 1.0)
     np.testing.assert_allclose(rows.groupby("level").target_share.sum(), 1.0)
     assert (rows.optimised_weight > 0).all()
+
+
+def test_a_level_whose_correlations_cancel_out_is_skipped_with_a_note():
+    """Indicators (0, 0, 1), (1, 0, 0), (0, 1, 0) weighted 1, 1, 2 give the index (1, 2, 1),
+    whose correlations with them, -1/2, -1/2 and 1, sum to 0: no share of that sum is defined
+    (COINr divides by it), so the level is left out and the run says why."""
+    spec = flat_spec([1.0, 1.0, 2.0])
+    engine = engine_for(spec, np.array([[0.0, 1, 0], [0, 0, 1], [1, 0, 0]]))
+    levels, _ = nominal_levels(spec, engine.tables[0], Pipeline())
+    tables, skipped = optimal_weights_tables(engine, Pipeline(), levels)
+    assert tables == {} and len(skipped) == 1 and "level 0 skipped" in skipped[0]

@@ -26,6 +26,7 @@ from nqpf_sens.audit.rank_bounds import rank_bounds, weight_spreads
 from nqpf_sens.audit.whatif import leave_one_out, one_at_a_time
 from nqpf_sens.config import MAX_JOBS, RunConfig, load_config
 from nqpf_sens.engine.batch import Engine, evaluate
+from nqpf_sens.engine.kernels import RANK_TOLERANCE
 from nqpf_sens.engine.pipeline import option_problem
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
@@ -243,6 +244,10 @@ INCOMPLETE = (
     "{step} skipped: they need every unit's every part, and aggregation without imputation "
     "leaves some missing"
 )
+CONSTANT_INDEX = (
+    "{step} skipped: every unit has the same index score, so there is no variance across units "
+    "for the parts to explain"
+)
 
 
 def _plan(
@@ -270,20 +275,28 @@ def _plan(
     if levels is not None and len(table.units) >= 3:  # correlations need three units
         if audit.coherence:
             tables.update(coherence_tables(levels, spec, table))
-        if audit.importance:
+        index = levels[-1]
+        varies = bool(np.nanmax(index) - np.nanmin(index) > RANK_TOLERANCE * np.nanmax(abs(index)))
+        if audit.importance and not varies:
+            notes = [*notes, CONSTANT_INDEX.format(step="importance")]
+        elif audit.importance:
             tables.update(
                 importance_tables(
                     levels, spec, weights, audit.confidence, config.seed, audit.bootstrap
                 )
             )
         complete = not any(np.isnan(level).any() for level in levels)
-        if audit.optimal_weights != "none" and not complete:
+        if audit.optimal_weights != "none" and not varies:
+            notes = [*notes, CONSTANT_INDEX.format(step="optimal weights")]
+        elif audit.optimal_weights != "none" and not complete:
             notes = [*notes, INCOMPLETE.format(step="optimal weights")]
         elif audit.optimal_weights != "none":
             engine = Engine(spec, table, config.ties)
-            tables.update(
-                optimal_weights_tables(engine, config.pipeline, levels, audit.optimal_weights)
+            optimal, skipped = optimal_weights_tables(
+                engine, config.pipeline, levels, audit.optimal_weights
             )
+            tables.update(optimal)
+            notes = [*notes, *skipped]
     if audit.what_if and len(table.units) > 1:
         what_if = leave_one_out(spec, table, config.pipeline, config.ties)
         if len(what_if):

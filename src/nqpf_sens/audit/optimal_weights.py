@@ -30,19 +30,27 @@ STEP = 1e-6  # central-difference step on the log multipliers
 FTOL = 1e-12  # stop when a step (or the gradient) gains less than this on the squared distance
 
 
-def influence_shares(index: np.ndarray, nodes: np.ndarray) -> np.ndarray:
-    """Each node's Pearson correlation with the index, as a share of their sum over the nodes.
+#: the smallest sum of a level's correlations with the index that gives meaningful shares
+MIN_CORRELATION_TOTAL = 1e-6
 
-    ``index`` (scenarios, units), ``nodes`` (units, nodes) -> (scenarios, nodes).
-    """
+
+def correlations(index: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """Each node's Pearson correlation with the index, 0 for a constant node (or index): it
+    carries no influence. ``index`` (scenarios, units), ``nodes`` (units, nodes) -> (scenarios,
+    nodes)."""
     centred = nodes - nodes.mean(axis=0)
     index = index - index.mean(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         r = (index @ centred) / np.outer(
             np.linalg.norm(index, axis=1), np.linalg.norm(centred, axis=0)
         )
-        r = np.nan_to_num(r)  # a constant node (or index) carries no influence
-        return r / r.sum(axis=1, keepdims=True)
+    return np.nan_to_num(r)
+
+
+def influence_shares(index: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """Each node's correlation with the index as a share of their sum over the nodes."""
+    r = correlations(index, nodes)
+    return r / r.sum(axis=1, keepdims=True)
 
 
 def within_parent(weights: np.ndarray, parents: np.ndarray) -> np.ndarray:
@@ -152,16 +160,27 @@ def optimise_level(
 
 def optimal_weights_tables(
     engine: Engine, pipeline: Pipeline, levels: list[np.ndarray], target: str = "weights"
-) -> dict[str, pd.DataFrame]:
-    """Optimised weights of every weighted level in turn (the others nominal), by file name."""
-    rows, summaries = [], []
-    for k in range(len(engine.spec.levels) - 1):
-        if len(engine.spec.levels[k]) < 2:
+) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Optimised weights of every weighted level in turn (the others nominal), by file name, and
+    a note per level left out: one whose nodes' correlations with the index do not sum to a
+    clearly positive total has no influence shares (COINr divides by that total)."""
+    rows, summaries, notes = [], [], []
+    for k, names in enumerate(engine.spec.levels[:-1]):
+        if len(names) < 2:
+            continue
+        if not correlations(levels[-1].T, levels[k]).sum() > MIN_CORRELATION_TOTAL:
+            notes.append(
+                f"optimal weights of level {k} skipped: its parts' correlations with the index "
+                "sum to about 0 or less, so their influence shares are undefined"
+            )
             continue
         found, summary = optimise_level(engine, pipeline, k, levels[k], target)
         rows.append(found)
         summaries.append(summary)
-    return {
+    if not rows:
+        return {}, notes
+    tables = {
         "optimal_weights": pd.concat(rows, ignore_index=True),
         "optimal_weights_summary": pd.DataFrame(summaries),
     }
+    return tables, notes
