@@ -294,7 +294,8 @@ EXACT: dict[str, _Meaning] = {
     ),
     "flag": _Meaning(
         f"negative (r < 0), weak (0 <= r < {WEAK_THRESHOLD:g}) or redundant (r > "
-        f"{REDUNDANT_THRESHOLD:g} between siblings, which then double count); empty otherwise"
+        f"{REDUNDANT_THRESHOLD:g} between siblings, which then double count), undefined (no r: "
+        "a constant node, or fewer than three units observed in both); empty otherwise"
     ),
     "method": _Meaning("the correlation used: pearson (linear) or spearman (on ranks)"),
     "node": _Meaning(
@@ -304,12 +305,15 @@ EXACT: dict[str, _Meaning] = {
     "n_children": _Meaning("the number of the aggregate's direct parts"),
     "alpha_children": _Meaning(
         "Cronbach's alpha of the aggregate's direct parts, on the units where all are observed",
-        "closer to 1 when the parts rise and fall together, i.e. measure one thing",
+        "closer to 1 when the parts rise and fall together, i.e. measure one thing; empty with "
+        "fewer than two parts or two such units, or when the parts' total is the same for every "
+        "unit (alpha is then undefined)",
     ),
     "n_indicators": _Meaning("the number of indicators below the aggregate"),
     "alpha_indicators": _Meaning(
         "Cronbach's alpha of all the indicators below the aggregate, on the units where all are "
-        "observed"
+        "observed",
+        "empty as alpha_children is",
     ),
     "component": _Meaning(
         "the number of the principal component (a direction in which the aggregate's parts vary "

@@ -135,7 +135,8 @@ def correlations(
     Per level: ``within`` for every pair of siblings, ``parent`` for each node with its parent,
     ``index`` for each node with the index when the index is not already its parent. ``flag`` is
     ``negative`` (r < 0), ``weak`` (0 <= r < 0.3), ``redundant`` (r > 0.9 between siblings,
-    where two indicators double count) or empty. Unlike ``get_corr`` no r is blanked for its
+    where two indicators double count), ``undefined`` (no r: a constant node, or fewer than three
+    units observed in both) or empty. Unlike ``get_corr`` no r is blanked for its
     p-value: the flags are about size, and blanking would hide exactly the weak ones.
     """
     if method not in ("pearson", "spearman"):
@@ -161,8 +162,13 @@ def correlations(
     frame = pd.DataFrame(rows, columns=["level", "node_a", "node_b", "kind", "r"])
     r = frame["r"].to_numpy(dtype=float)
     frame["flag"] = np.select(
-        [r < 0, (r >= 0) & (r < weak), (r > redundant) & (frame["kind"] == "within")],
-        ["negative", "weak", "redundant"],
+        [
+            r < 0,
+            (r >= 0) & (r < weak),
+            (r > redundant) & (frame["kind"] == "within"),
+            np.isnan(r),
+        ],
+        ["negative", "weak", "redundant", "undefined"],
         "",
     )
     return frame
