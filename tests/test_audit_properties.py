@@ -16,6 +16,7 @@ from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 import nqpf_sens as ns
+from nqpf_sens.audit.coherence import nominal_levels
 from nqpf_sens.errors import RunInterrupted
 from nqpf_sens.inputs import load_inputs
 from nqpf_sens.plan import prepare_study
@@ -401,12 +402,33 @@ def test_every_file_is_a_function_of_config_data_and_seed(data):
         assert files(first) == files(second)
 
 
-def unexplained_gaps(results: ns.Results) -> list[str]:
+def constant_totals(run_config: ns.RunConfig) -> tuple[list[bool], list[bool]]:
+    """Per aggregate, in the order of ``cronbach.csv``: whether its children, and whether its
+    indicators, are fewer than two or have the same total for every unit (complete cases)."""
+    spec, table = load_inputs(run_config)
+    levels, _ = nominal_levels(spec, table, run_config.pipeline, run_config.ties)
+    found: tuple[list[bool], list[bool]] = ([], [])
+    for k in range(1, len(spec.levels)):
+        for p in range(len(spec.levels[k])):
+            for items, into in (
+                (levels[k - 1][:, spec.parents[k - 1] == p], found[0]),
+                (levels[0][:, spec.leaf_parent(k) == p], found[1]),
+            ):
+                complete = items[~np.isnan(items).any(axis=1)]
+                total = complete.sum(axis=1)
+                into.append(items.shape[1] < 2 or len(total) < 2 or np.ptp(total) <= 1e-9)
+    return found
+
+
+def unexplained_gaps(results: ns.Results, run_config: ns.RunConfig) -> list[str]:
     """The table cells that are infinite, or empty with nothing in the run saying why. Explained:
-    text columns that name a flag, a problem or a reason only when there is one; Sobol indices of
+    text columns that name a flag, a problem, a bound or a reason only when there is one; rank
+    agreement without a scenario whose correlation is defined; a correlation flagged undefined;
+    Sobol indices of
     an output no scenario moves (``output_sd`` 0, ``why_not`` "does not vary"), and what is
     summed from them alone; skewness of fewer than 3 values, kurtosis of fewer than 4; Cronbach's
-    alpha of fewer than 2 items."""
+    alpha of fewer than 2 items or of items whose total is the same for every unit (recomputed
+    here from the nominal scores of every level)."""
     found = []
     tables = results.tables
     explained: dict[tuple[str, str], pd.Series] = {}
@@ -432,13 +454,22 @@ def unexplained_gaps(results: ns.Results) -> list[str]:
             explained[("convergence", column)] = convergence.statistic.eq("ST_rank_shift") & (
                 "rank_shift" in still
             )
+    if "rank_agreement" in tables:
+        agreement = tables["rank_agreement"]
+        for column in agreement:
+            explained[("rank_agreement", column)] = agreement.scenarios == 0
+    if "correlations" in tables:
+        correlations = tables["correlations"]
+        explained[("correlations", "r")] = correlations.flag == "undefined"
     if "indicator_statistics" in tables:
         statistics = tables["indicator_statistics"]
         explained[("indicator_statistics", "skewness")] = statistics.n < 3
         explained[("indicator_statistics", "kurtosis")] = statistics.n < 4
         cronbach = tables["cronbach"]
-        explained[("cronbach", "alpha_children")] = cronbach.n_children < 2
-        explained[("cronbach", "alpha_indicators")] = cronbach.n_indicators < 2
+        for column, constant in zip(
+            ("alpha_children", "alpha_indicators"), constant_totals(run_config), strict=True
+        ):
+            explained[("cronbach", column)] = pd.Series(constant, cronbach.index)
     for name, frame in tables.items():
         for column in frame.select_dtypes("number"):
             values = frame[column].to_numpy(dtype=float)
@@ -449,7 +480,12 @@ def unexplained_gaps(results: ns.Results) -> list[str]:
             if (gaps & ~why).any():
                 found.append(f"{name}.{column}: empty in {int((gaps & ~why).sum())} rows")
         for column in frame.select_dtypes(exclude=["number", "bool"]):
-            if frame[column].isna().any() and column not in ("flag", "problem", "why_not"):
+            if frame[column].isna().any() and column not in (
+                "flag",
+                "problem",
+                "why_not",
+                "at_bound",
+            ):
                 found.append(f"{name}.{column}: empty text")
     return found
 
@@ -464,10 +500,12 @@ def test_no_output_holds_an_unexplained_nan_or_infinity(data):
     factors = data.draw(factor_sets(index))
     kind = data.draw(st.sampled_from(["montecarlo", "sobol"]))
     audit = {"coherence": True, "importance": True, "what_if": True, "rank_bounds": True}
+    audit |= {"optimal_weights": data.draw(st.sampled_from(["none", "weights", "equal"]))}
     with project(index) as folder:
         try:
-            results = ns.run(config(folder, factors, kind=kind, audit=audit | {"bootstrap": 10}))
+            run_config = config(folder, factors, kind=kind, audit=audit | {"bootstrap": 10})
+            results = ns.run(run_config)
         except ns.UserError as refusal:
             assert "\n" not in str(refusal)
             return
-    assert unexplained_gaps(results) == []
+        assert unexplained_gaps(results, run_config) == []
