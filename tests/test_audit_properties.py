@@ -424,6 +424,7 @@ def unexplained_gaps(results: ns.Results, run_config: ns.RunConfig) -> list[str]
     """The table cells that are infinite, or empty with nothing in the run saying why. Explained:
     text columns that name a flag, a problem, a bound or a reason only when there is one; rank
     agreement without a scenario whose correlation is defined; a correlation flagged undefined;
+    convergence blocks where the ST of R_S is undefined (counted in ``blocks``);
     Sobol indices of
     an output no scenario moves (``output_sd`` 0, ``why_not`` "does not vary"), and what is
     summed from them alone; skewness of fewer than 3 values, kurtosis of fewer than 4; Cronbach's
@@ -450,10 +451,12 @@ def unexplained_gaps(results: ns.Results, run_config: ns.RunConfig) -> list[str]
                 not reliable_ranks.any(), summary.index
             )
         convergence = tables["convergence"]
-        for column in ("value", "standard_error", *(c for c in convergence if "block" in c)):
-            explained[("convergence", column)] = convergence.statistic.eq("ST_rank_shift") & (
-                "rank_shift" in still
-            )
+        undefined = convergence.statistic.eq("ST_rank_shift") & ("rank_shift" in still)
+        explained[("convergence", "value")] = undefined
+        explained[("convergence", "standard_error")] = convergence.blocks < 2
+        block_columns = [c for c in convergence if c.startswith("block_")]
+        for column in block_columns:
+            explained[("convergence", column)] = convergence.blocks < len(block_columns)
     if "rank_agreement" in tables:
         agreement = tables["rank_agreement"]
         for column in agreement:

@@ -207,9 +207,13 @@ EXACT: dict[str, _Meaning] = {
         "what the row's statistic is about: a unit (its rank percentiles), 'all' (the mean rank "
         "shift) or a factor (its ST)"
     ),
+    "blocks": _Meaning(
+        "the number of blocks with a value: all of them, except for the ST of the rank shift, "
+        "which is undefined (empty) in a block where the rank shift does not vary"
+    ),
     "standard_error": _Meaning(
         "the Monte Carlo standard error of value: the standard deviation of the block values "
-        "divided by the square root of their number",
+        "divided by the square root of their number (the blocks with a value)",
         "how far value may be from what infinitely many scenarios would give",
     ),
     "rank_shift_mean": _Meaning("the mean rank shift R_S, averaged over scenarios", R_S),

@@ -82,14 +82,16 @@ def convergence(
     records = []
     for (statistic, item), value in whole.items():
         values = np.array([r[(statistic, item)] for r in replicates])
-        sd = float(values.std(ddof=1)) if len(values) >= 2 else math.nan
+        defined = values[~np.isnan(values)]  # ST of R_S: none in a block where R_S is constant
+        error = defined.std(ddof=1) / math.sqrt(len(defined)) if len(defined) >= 2 else math.nan
         records.append(
             {
                 "statistic": statistic,
                 "item": units[int(item)] if statistic.endswith("_rank") else item,
                 "value": value,
                 **{f"block_{b + 1}": v for b, v in enumerate(values)},
-                "standard_error": sd / math.sqrt(len(values)) if len(values) >= 2 else math.nan,
+                "blocks": len(defined),
+                "standard_error": float(error),
                 "scenarios": len(
                     whole_rows if statistic == "ST_rank_shift" else whole_statistic_rows
                 ),
@@ -120,6 +122,12 @@ def _verdict(table: pd.DataFrame, tolerance: float, z: float) -> tuple[list[str]
         )
         growth = max(growth, (worst.standard_error / RANK_ERROR) ** 2)
     sobol = table[table.statistic == "ST_rank_shift"]
+    unassessed = sobol[sobol.value.notna() & sobol.standard_error.isna()]
+    if len(unassessed):
+        warnings.append(
+            f"the ST of the rank shift of {len(unassessed)} factor(s) cannot be assessed: the rank "
+            "shift varies in fewer than 2 blocks of the design"
+        )
     for row in sobol[z * sobol.standard_error > tolerance].itertuples():
         warnings.append(
             f"ST of '{row.item}' (rank shift) is {row.value:.2f} +/- {z * row.standard_error:.2f}"
