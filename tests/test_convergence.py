@@ -91,3 +91,24 @@ def test_too_small_a_sample_is_not_assessed_and_never_called_enough():
     lines = [line for line, _ in reading({"convergence": verdict}, {})]
     assert not any("enough" in line for line in lines)
     assert any("not assessed" in line for line in lines)
+
+
+def test_blocks_where_the_rank_shift_does_not_vary_are_left_out_and_counted():
+    """R_S constant in the first half of the base samples: there its ST is 0/0, so those blocks
+    are empty, ``blocks`` counts the others and the standard error comes from them alone; with a
+    single varying block no error can be assessed, and the verdict says so."""
+    design, stats = saltelli_outputs(256, noise=3.0)
+    half = len(stats.outputs) // 2
+    stats.outputs[:half, -1] = 1.0
+    table, warnings, _ = convergence(stats, design, UNITS, tolerance=0.1)
+    shift = table[table.statistic == "ST_rank_shift"]
+    blocks = [f"block_{b + 1}" for b in range(BLOCKS)]
+    assert shift[blocks[: BLOCKS // 2]].isna().all().all() and (shift.blocks == BLOCKS // 2).all()
+    later = shift[blocks[BLOCKS // 2 :]]
+    np.testing.assert_allclose(
+        shift.standard_error, later.std(axis=1, ddof=1) / np.sqrt(BLOCKS // 2)
+    )
+    assert not any("cannot be assessed" in w for w in warnings)
+    stats.outputs[: len(stats.outputs) * 7 // 8, -1] = 1.0
+    _, warnings, _ = convergence(stats, design, UNITS, tolerance=0.1)
+    assert any("cannot be assessed" in w for w in warnings)
