@@ -60,7 +60,7 @@ def _statistics(
         no_resamples = np.empty((0, len(sobol_rows) // (len(factors) + 2)))
         indices = estimate(shift, len(factors), no_resamples)
         with np.errstate(divide="ignore", invalid="ignore"):
-            totals = indices.ST[0]
+            totals = np.where(indices.varies[0], indices.ST[0], np.nan)  # R_S constant: none
         found.update({("ST_rank_shift", f): float(v) for f, v in zip(factors, totals, strict=True)})
     return found
 

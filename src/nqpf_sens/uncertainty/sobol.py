@@ -26,6 +26,7 @@ MIN_RANK_SD = 0.5  # a rank varying less (standard deviation, in places) has lit
 MAX_INTERVAL = 0.3  # an output whose widest ST interval is wider cannot rank the factors
 BLOCK_ELEMENTS = 1 << 25  # outputs go in blocks of at most this many rows x outputs
 BOOTSTRAP_STREAM = 1  # the bootstrap's random stream, independent of the design's
+ROUNDING = 1e-12  # a variance below this share of its output's level is rounding, not variation
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ class Estimates:
     scale (centred): ``first`` and ``total`` are the numerators of S1 and ST (K, D), ``variance``
     their common denominator (K,), and the ``*_replicates`` the same for every resample: (R, K, D)
     and (R, K). Summing numerators and variances over outputs gives the generalised indices.
-    ``level`` (K,) is the squared mean: a variance below 1e-20 of it is rounding, not variation."""
+    ``level`` (K,) is the squared mean of all rows plus that of rows A and B centred by it: the
+    variance, a difference of squares of that size, carries rounding errors relative to it."""
 
     level: np.ndarray
     variance: np.ndarray
@@ -43,6 +45,12 @@ class Estimates:
     variance_replicates: np.ndarray
     first_replicates: np.ndarray
     total_replicates: np.ndarray
+
+    @property
+    def varies(self) -> np.ndarray:
+        """(K,) whether each output varies: a variance below ``ROUNDING`` of its level is
+        rounding, and its indices are undefined."""
+        return self.variance > ROUNDING * self.level
 
     @property
     def S1(self) -> np.ndarray:
@@ -116,7 +124,7 @@ def estimate(outputs: np.ndarray, n_factors: int, counts: np.ndarray) -> Estimat
                 arrays[name][:, block] = values
             else:
                 arrays[name][block] = values
-    arrays["level"] = means**2
+    arrays["level"] += means**2
     return Estimates(**arrays)
 
 
@@ -137,7 +145,7 @@ def _estimate_block(
     first = sums[:, :n_factors].transpose(0, 2, 1)
     total = sums[:, n_factors : 2 * n_factors].transpose(0, 2, 1)
     return {
-        "level": np.zeros(k),  # set by estimate from the means
+        "level": mean[0] ** 2,  # estimate adds the squared means of all rows
         "variance": variance[0],
         "first": first[0],
         "total": total[0],
@@ -206,7 +214,7 @@ def _index_frame(
     sd = np.sqrt(np.maximum(estimates.variance, 0) / outputs)
     z = ndtri(0.5 + confidence / 2)
     tail = (1 - confidence) / 2
-    constant = (estimates.variance <= 1e-20 * estimates.level)[:, None]
+    constant = ~estimates.varies[:, None]
     columns: dict[str, np.ndarray] = {}
     with np.errstate(divide="ignore", invalid="ignore"):
         for index in ("S1", "ST"):
