@@ -12,7 +12,9 @@ import pytest
 from conftest import synthetic_frame, write_units_and_values
 
 from nqpf_sens import nqpf_spec
+from nqpf_sens.report import figures
 from nqpf_sens.report import html as report_page
+from nqpf_sens.report.saved_run import load_run
 from nqpf_sens.run import run_config
 
 CONFIG = """
@@ -65,6 +67,36 @@ def test_every_figure_is_written_as_png_and_svg(run_folder):
     for name in FIGURES:
         assert (run_folder / "figures" / f"{name}.png").stat().st_size > 1000, name
         assert (run_folder / "figures" / f"{name}.svg").stat().st_size > 1000, name
+
+
+@pytest.mark.parametrize("suffix", ["", " Uygur Autonomous Region (long name)"])
+def test_no_text_leaves_its_figure(run_folder, tmp_path, monkeypatch, suffix):
+    """Margins are fixed from measured label widths, not found by a layout engine: every figure's
+    drawn extent (labels, titles, legends, colour bars) lies inside it, long unit names too."""
+    manifest, tables = load_run(run_folder)
+    long_names = {unit: unit + suffix for unit in tables["rank_stability"].unit}
+    monkeypatch.setattr(figures, "unit_labels", lambda tables, chinese: (long_names, None))
+    real_save, outside = figures._save, []
+
+    def checked_save(figure, stem, svg):
+        width, height = figure.get_size_inches()
+        drawn = figure.get_tightbbox(figure.canvas.get_renderer())  # inches
+        if drawn.x0 < -0.01 or drawn.y0 < -0.01 or drawn.x1 > width + 0.01 or drawn.y1 > height:
+            outside.append((stem.name, drawn.bounds, (width, height)))
+        return real_save(figure, stem, svg)
+
+    monkeypatch.setattr(figures, "_save", checked_save)
+    drawn, _ = figures.make_figures(tmp_path, manifest, tables, False, jobs=1)
+    assert len(drawn) == len(FIGURES) and not outside
+
+
+def test_figures_drawn_in_parallel_are_those_drawn_one_by_one(run_folder, tmp_path):
+    manifest, tables = load_run(run_folder)
+    one = figures.make_figures(tmp_path / "one", manifest, tables, False, jobs=1)[0]
+    two = figures.make_figures(tmp_path / "two", manifest, tables, False, jobs=2)[0]
+    assert [caption for _, caption in one] == [caption for _, caption in two]
+    for (a, _), (b, _) in zip(one, two, strict=True):
+        assert a.name == b.name and a.read_bytes() == b.read_bytes(), a.name
 
 
 def test_report_is_self_contained_and_reads_the_numbers(run_folder):
