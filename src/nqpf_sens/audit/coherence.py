@@ -17,12 +17,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from nqpf_sens.engine.batch import Engine, ScenarioBatch
 from nqpf_sens.engine.pipeline import Pipeline
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
+from nqpf_sens.engine.transform import sample_moments
 
 #: JRC/COINr thresholds (get_stats: t_skew, t_kurt; get_corr_flags: cor_thresh)
 SKEW_THRESHOLD = 2.0
@@ -57,24 +57,15 @@ def indicator_statistics(
         raise ValueError(f"raw has shape {raw.shape}, expected (units, {len(indicators)})")
     frame = pd.DataFrame(raw, columns=list(indicators))
     n = frame.count().to_numpy(dtype=float)
-    mean = frame.mean()
-    deviations = raw - mean.to_numpy()
-    m2, m3, m4 = (np.nansum(deviations**p, axis=0) for p in (2, 3, 4))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g1 = np.sqrt(n) * m3 / m2**1.5
-        skewness = np.where(n >= 3, g1 * np.sqrt(n * (n - 1)) / (n - 2), np.nan)
-        ratio = n * m4 / m2**2
-        kurtosis = np.where(
-            n >= 4, ((n + 1) * (ratio - 3) + 6) * (n - 1) / ((n - 2) * (n - 3)), np.nan
-        )
-        missing_share = 1.0 - n / raw.shape[0]
+    skewness, kurtosis = sample_moments(raw.T)
+    missing_share = 1.0 - n / raw.shape[0]
     table = pd.DataFrame(
         {
             "indicator": list(indicators),
             "n": n.astype(int),
             "missing_share": missing_share,
             "zeros": (raw == 0).sum(axis=0),
-            "mean": mean.to_numpy(),
+            "mean": frame.mean().to_numpy(),
             "sd": frame.std(ddof=1).to_numpy(),
             "min": frame.min().to_numpy(),
             "max": frame.max().to_numpy(),
@@ -107,6 +98,18 @@ def _check_levels(values_by_level: Sequence[np.ndarray], spec: IndexSpec) -> lis
     return arrays
 
 
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, tied values sharing the mean of their places (``scipy.stats.rankdata``'s
+    default, without importing scipy.stats for it)."""
+    order = np.argsort(x, kind="stable")
+    ordered = x[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    sizes = np.diff(np.r_[starts, x.size])
+    ranks = np.empty(x.size)
+    ranks[order] = np.repeat(starts + (sizes + 1) / 2, sizes)
+    return ranks
+
+
 def _pairwise_r(x: np.ndarray, y: np.ndarray, method: str) -> float:
     """R's ``cor(x, y, method, use = "pairwise.complete.obs")``: Spearman ranks (average ties)
     only the units where both are present; NaN with fewer than 2 of them or no spread."""
@@ -115,7 +118,7 @@ def _pairwise_r(x: np.ndarray, y: np.ndarray, method: str) -> float:
     if x.size < 2:
         return np.nan
     if method == "spearman":
-        x, y = rankdata(x), rankdata(y)
+        x, y = average_ranks(x), average_ranks(y)
     dx, dy = x - x.mean(), y - y.mean()
     scale = np.sqrt((dx @ dx) * (dy @ dy))
     return float(dx @ dy / scale) if scale > 0 else np.nan

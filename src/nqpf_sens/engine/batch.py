@@ -111,7 +111,7 @@ class Engine:
         return self._matrix_cache[key]
 
     def scheme_weights(self, pipeline: Pipeline) -> tuple[np.ndarray, ...]:
-        key = (pipeline.weighting, *pipeline.data_key)
+        key = pipeline.weights_key
         if key not in self._weight_cache:
             self._weight_cache[key] = pipeline_weights(pipeline, self.table(pipeline), self.spec)
         return self._weight_cache[key]
@@ -284,7 +284,7 @@ class Engine:
 
     def _weights(self, batch: ScenarioBatch) -> list[np.ndarray]:
         """(scenarios, nodes) weights per level: the scheme's weights times the batch's factors."""
-        keys = _ids([(p.weighting, *p.data_key) for p in batch.pipelines])
+        keys = _ids([p.weights_key for p in batch.pipelines])
         representative = [batch.pipelines[i] for i in keys[2]]
         tables = [
             np.stack([self.scheme_weights(p)[k] for p in representative])

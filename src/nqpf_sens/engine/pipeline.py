@@ -76,9 +76,8 @@ class Pipeline:
         return threshold[level] if isinstance(threshold, tuple) else threshold
 
     @property
-    def data_key(self) -> tuple:
-        """The choices that determine the normalised matrix (scenarios sharing it share the
-        work)."""
+    def transformed_key(self) -> tuple:
+        """The choices that determine the imputed and transformed data."""
         return (
             self.dataset,
             self.imputation,
@@ -94,6 +93,22 @@ class Pipeline:
             self.treat_fallback,
             self.force_winsorise,
             self.boxcox_lambda,
+        )
+
+    @property
+    def weights_key(self) -> tuple:
+        """The choices that determine the scheme's weights (data-driven ones: from the
+        transformed data; see :func:`pipeline_weights`)."""
+        if self.weighting in ("expert", "equal"):
+            return (self.weighting,)
+        return (self.weighting, *self.transformed_key)
+
+    @property
+    def data_key(self) -> tuple:
+        """The choices that determine the normalised matrix (scenarios sharing it share the
+        work)."""
+        return (
+            *self.transformed_key,
             self.normalisation,
             self.minmax_range,
             self.zscore_scale,

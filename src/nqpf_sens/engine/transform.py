@@ -74,24 +74,29 @@ def transform(
         changed = np.sqrt(np.where(values == 0, 1.0, values))
     elif method == "log1p":
         changed = np.log1p(values)
-    elif method == "treat":
-        n = values.shape[-1]
-        points = np.broadcast_to(winmax, n)
-        fallbacks = [fallback] * n if isinstance(fallback, str) else list(fallback)
-        lambdas = np.broadcast_to(boxcox_lambda, n)
+    elif method == "treat":  # every targeted indicator of every scenario and year at once
+        targets = np.flatnonzero(mask)
+        columns = np.moveaxis(values[..., targets], -1, 0)  # (indicators, ..., units)
+        rows = columns.shape[:-1]
+
+        def per_row(setting) -> np.ndarray:
+            chosen = np.broadcast_to(np.asarray(setting), values.shape[-1:])[targets]
+            return np.broadcast_to(chosen.reshape((-1,) + (1,) * (len(rows) - 1)), rows)
+
         changed = values.copy()
-        for j in np.flatnonzero(mask):  # each indicator with its own parameters
-            changed[..., j] = np.apply_along_axis(
-                treat_outliers,
-                -1,
-                values[..., j],
-                int(points[j]),
+        changed[..., targets] = np.moveaxis(
+            treat_outliers(
+                columns,
+                per_row(winmax),
                 skew_threshold,
                 kurtosis_threshold,
-                fallbacks[j],
+                per_row(fallback),
                 force,
-                float(lambdas[j]),
-            )
+                per_row(boxcox_lambda),
+            ),
+            0,
+            -1,
+        )
     else:
         if not 0 <= limit < 0.5:
             raise ValueError("the winsorisation limit is a quantile in [0, 0.5)")
@@ -100,74 +105,99 @@ def transform(
     return np.where(mask, changed, values)
 
 
-def skewness(x: np.ndarray) -> float:
-    """Sample skewness (type 2: Excel, e1071)."""
-    n = x.size
-    d = x - x.mean()
-    m2 = (d**2).sum()
-    return (
-        float(np.sqrt(n) * (d**3).sum() / m2**1.5 * np.sqrt(n * (n - 1)) / (n - 2))
-        if m2 > 0 and n > 2
-        else 0.0
-    )
+def sample_moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sample skewness and excess kurtosis (type 2: Excel, e1071, COINr) of each row of
+    ``values`` (..., n), skipping NaN; NaN where undefined (fewer than 3, or 4, values; a
+    constant row)."""
+    observed = ~np.isnan(values)
+    n = observed.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(observed, values, 0.0).sum(axis=-1, keepdims=True) / n[..., None]
+        deviations = np.where(observed, values - mean, 0.0)
+        squares = deviations * deviations
+        m2, m3, m4 = ((squares * factor).sum(axis=-1) for factor in (1.0, deviations, squares))
+        skewness = np.sqrt(n) * m3 / m2**1.5 * np.sqrt(n * (n - 1)) / (n - 2)
+        ratio = n * m4 / m2**2
+        kurtosis = ((n + 1) * (ratio - 3) + 6) * (n - 1) / ((n - 2) * (n - 3))
+    return np.where(n >= 3, skewness, np.nan), np.where(n >= 4, kurtosis, np.nan)
 
 
-def kurtosis(x: np.ndarray) -> float:
-    """Sample excess kurtosis (type 2: Excel, e1071)."""
-    n = x.size
-    d = x - x.mean()
-    m2 = (d**2).sum()
-    if m2 == 0 or n < 4:
-        return 0.0
-    r = n * (d**4).sum() / m2**2
-    return float(((n + 1) * (r - 3) + 6) * (n - 1) / ((n - 2) * (n - 3)))
-
-
-def _passes(x: np.ndarray, skew_threshold: float, kurtosis_threshold: float) -> bool:
-    return abs(skewness(x)) < skew_threshold or kurtosis(x) < kurtosis_threshold
+def _passes(x: np.ndarray, skew_threshold: float, kurtosis_threshold: float) -> np.ndarray:
+    """Whether each row passes the outlier rule (an undefined moment passes)."""
+    skewness, kurtosis = sample_moments(x)
+    return ~((np.abs(skewness) >= skew_threshold) & (kurtosis >= kurtosis_threshold))
 
 
 def treat_outliers(
-    column: np.ndarray,
-    winmax: int = 5,
+    values: np.ndarray,
+    winmax: int | np.ndarray = 5,
     skew_threshold: float = 2.0,
     kurtosis_threshold: float = 3.5,
-    fallback: str = "log_CT",
+    fallback: str | np.ndarray = "log_CT",
     force: bool = False,
-    boxcox_lambda: float = 0.5,
+    boxcox_lambda: float | np.ndarray = 0.5,
 ) -> np.ndarray:
-    """One indicator across units, treated as the module docstring describes (NaN cells
-    untouched)."""
-    column = np.asarray(column, dtype=float)
-    observed = ~np.isnan(column)
-    x = column[observed].copy()
-    if x.size < 4 or _passes(x, skew_threshold, kurtosis_threshold):
-        return column  # COINr's Treat checks first: even force_win leaves a passing one alone
-    treated: set[int] = set()
-    while (force or not _passes(x, skew_threshold, kurtosis_threshold)) and len(treated) < winmax:
-        high = skewness(x) >= 0
-        extreme = x.max() if high else x.min()
-        at_extreme = np.flatnonzero(x == extreme)
-        rest = np.delete(x, at_extreme)
-        if rest.size == 0:
+    """Each row of ``values`` (..., units: one indicator across units, per scenario and year)
+    treated as the module docstring describes, all rows at once (NaN cells untouched);
+    ``winmax``, ``fallback`` and ``boxcox_lambda`` are one or one per row (``values.shape[:-1]``).
+    """
+    values = np.asarray(values, dtype=float)
+    original = values.reshape(-1, values.shape[-1])
+
+    def per_row(setting) -> np.ndarray:
+        return np.broadcast_to(setting, values.shape[:-1]).reshape(-1)
+
+    limits, fallbacks, lambdas = per_row(winmax), per_row(fallback), per_row(boxcox_lambda)
+    observed = ~np.isnan(original)
+    x = original.copy()
+    # COINr's Treat checks first: even force_win leaves a passing indicator alone
+    failing = (observed.sum(axis=1) >= 4) & ~_passes(x, skew_threshold, kurtosis_threshold)
+    treated = np.zeros(x.shape, dtype=bool)
+    rows = np.flatnonzero(failing)
+    while True:
+        if not force:
+            rows = rows[~_passes(x[rows], skew_threshold, kurtosis_threshold)]
+        rows = rows[treated[rows].sum(axis=1) < limits[rows]]
+        if rows.size == 0:
             break
-        x[at_extreme] = rest.max() if high else rest.min()
-        treated.update(at_extreme.tolist())
-    if not _passes(x, skew_threshold, kurtosis_threshold) and fallback != "none":
-        x = _fallback(column[observed], fallback, boxcox_lambda)
-    result = column.copy()
-    result[observed] = x
-    return result
+        part, seen = x[rows], observed[rows]
+        high = ~(sample_moments(part)[0] < 0)  # an undefined skew counts as 0: the high side
+        extreme = np.where(
+            high,
+            np.where(seen, part, -np.inf).max(axis=1),
+            np.where(seen, part, np.inf).min(axis=1),
+        )
+        at_extreme = part == extreme[:, None]
+        rest = seen & ~at_extreme
+        replacement = np.where(
+            high,
+            np.where(rest, part, -np.inf).max(axis=1),
+            np.where(rest, part, np.inf).min(axis=1),
+        )
+        moved = rest.any(axis=1)  # a row of equal values has nothing to move to: it stops
+        at_extreme &= moved[:, None]
+        x[rows] = np.where(at_extreme, replacement[:, None], part)
+        treated[rows] |= at_extreme
+        rows = rows[moved]
+    unresolved = failing & ~_passes(x, skew_threshold, kurtosis_threshold)
+    for method in set(fallbacks[unresolved]) - {"none"}:
+        chosen = unresolved & (fallbacks == method)
+        x[chosen] = _fallback(original[chosen], method, lambdas[chosen])
+    return x.reshape(values.shape)
 
 
-def _fallback(x: np.ndarray, method: str, boxcox_lambda: float) -> np.ndarray:
-    """The transformation an indicator gets when winsorisation cannot make it pass."""
-    low, high = x.min(), x.max()
+def _fallback(x: np.ndarray, method: str, boxcox_lambda: np.ndarray) -> np.ndarray:
+    """The transformation rows (of an indicator) get when winsorisation cannot make them pass;
+    ``boxcox_lambda`` has one value per row."""
+    low, high = np.nanmin(x, axis=1, keepdims=True), np.nanmax(x, axis=1, keepdims=True)
     a = 0.01 * (high - low)
     if method == "boxcox":
         y = x - low + 1.0
-        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported by the caller
-            return np.log(y) if boxcox_lambda == 0 else (y**boxcox_lambda - 1.0) / boxcox_lambda
-    if method == "log_CT_plus" and skewness(x) <= 0:
-        return -np.log(high + a - x)
+        power = boxcox_lambda[:, None]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # reported later
+            return np.where(power == 0, np.log(y), (y**power - 1.0) / power)
+    if method == "log_CT_plus":
+        negative = sample_moments(x)[0][:, None] <= 0
+        with np.errstate(invalid="ignore", divide="ignore"):  # each row takes one branch
+            return np.where(negative, -np.log(high + a - x), np.log(x - low + a))
     return np.log(x - low + a)
