@@ -1,10 +1,13 @@
 """The batched engine: equal to the plain path, faithful to the paper's identities."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from nqpf_sens import Pipeline, ScenarioBatch, evaluate, evaluate_batch
 from nqpf_sens.engine.batch import Engine
+from nqpf_sens.engine.pipeline import pipeline_weights
 from nqpf_sens.engine.rank import TierRule
 from nqpf_sens.engine.reference import reference_scores
 from nqpf_sens.errors import UserError
@@ -107,6 +110,27 @@ def test_per_scenario_noise_and_masks_equal_precomputed_data(spec, table):
             spec, IndicatorTable(values, table.years, table.units, table.indicators), pipeline
         )
         np.testing.assert_allclose(result.scores[s], alone.scores[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("weighting", ["entropy", "critic"])
+def test_data_driven_weights_of_stacked_tables_are_each_tables_own(spec, table, weighting):
+    """Alternative tables differing only in their values get their data-driven weights in one
+    stacked pass: the same weights as each table alone (a table with other denominators, or other
+    unit attributes, would be computed alone)."""
+    rng = np.random.default_rng(5)
+    tables = [
+        dataclasses.replace(table, values=table.values * rng.uniform(0.5, 2.0, table.values.shape))
+        for _ in range(3)
+    ]
+    engine = Engine(spec, tables)
+    for dataset in (2, 0, 1):
+        pipeline = Pipeline(
+            imputation="none", transformation="treat", weighting=weighting, dataset=dataset
+        )
+        alone = pipeline_weights(pipeline, tables[dataset], spec)
+        for stacked, own in zip(engine.scheme_weights(pipeline), alone, strict=True):
+            np.testing.assert_allclose(stacked, own, rtol=1e-12)
+    assert len(engine._weight_cache) == 3  # all three from the first request
 
 
 def test_paper_tiers_from_the_baseline_setting(spec):

@@ -10,6 +10,7 @@ with a leading scenario axis; they are processed vectorised, group by group.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -111,10 +112,42 @@ class Engine:
         return self._matrix_cache[key]
 
     def scheme_weights(self, pipeline: Pipeline) -> tuple[np.ndarray, ...]:
+        """The pipeline's scheme weights per level, computed once; data-driven weights of
+        alternative tables that differ in their values alone are computed for all of them at
+        once (a design that draws one table draws them all)."""
         key = pipeline.weights_key
-        if key not in self._weight_cache:
-            self._weight_cache[key] = pipeline_weights(pipeline, self.table(pipeline), self.spec)
+        if key in self._weight_cache:
+            return self._weight_cache[key]
+        table = self.table(pipeline)
+        if len(key) == 1 or not self._values_alone_differ:
+            self._weight_cache[key] = pipeline_weights(pipeline, table, self.spec)
+            return self._weight_cache[key]
+        raw = np.stack([t.values for t in self.tables])
+        every = pipeline_weights(pipeline, table, self.spec, raw)
+        for dataset in range(len(self.tables)):
+            chosen = tuple(level[dataset] for level in every)
+            self._weight_cache[pipeline.with_(dataset=dataset).weights_key] = chosen
         return self._weight_cache[key]
+
+    @functools.cached_property
+    def _values_alone_differ(self) -> bool:
+        """Whether the alternative tables share everything but their values (so that they can be
+        imputed and transformed as one stack)."""
+        first = self.tables[0]
+        return len(self.tables) > 1 and all(
+            t.values.shape == first.values.shape
+            and (t.years, t.units) == (first.years, first.units)
+            and t.attributes.equals(first.attributes)
+            and (
+                t.denominators is first.denominators
+                or (
+                    t.denominators is not None
+                    and first.denominators is not None
+                    and np.array_equal(t.denominators, first.denominators)
+                )
+            )
+            for t in self.tables[1:]
+        )
 
     def check(self, pipelines: Sequence[Pipeline], data: bool = True) -> None:
         """Raise a :class:`UserError` for the first pipeline that cannot run, before anything

@@ -451,13 +451,14 @@ def _transform(pipeline: Pipeline, spec: IndexSpec, values: np.ndarray) -> np.nd
 
 
 def pipeline_weights(
-    pipeline: Pipeline, table: IndicatorTable, spec: IndexSpec
+    pipeline: Pipeline, table: IndicatorTable, spec: IndexSpec, raw: np.ndarray | None = None
 ) -> tuple[np.ndarray, ...]:
     """The weighting scheme's weights per level, data-driven schemes computed from the imputed
-    data."""
+    and transformed data (default: the table's values; ``raw`` with a leading axis of
+    alternative tables gives one set of weights per table)."""
     if pipeline.weighting in ("expert", "equal"):
         return weights.scheme_weights(spec, pipeline.weighting)
-    filled = imputed(pipeline, table)
+    filled = imputed(pipeline, table, raw)
     if np.isnan(filled).any():
         raise UserError(
             f"weighting '{pipeline.weighting}' derives weights from complete data: "
@@ -465,5 +466,6 @@ def pipeline_weights(
             table.source,
             _first_missing(filled, table),
         )
-    changed = _transform(pipeline, spec, filled)
-    return weights.scheme_weights(spec, pipeline.weighting, changed * spec.direction)
+    changed = _transform(pipeline, spec, filled) * spec.direction
+    observations = changed.reshape(*changed.shape[:-3], -1, changed.shape[-1])  # years x units
+    return weights.scheme_weights(spec, pipeline.weighting, observations)

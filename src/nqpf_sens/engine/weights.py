@@ -20,49 +20,51 @@ SCHEMES = ("expert", "equal", "entropy", "critic")
 
 
 def _unit_interval(values: np.ndarray) -> np.ndarray:
-    """Min-max to [0, 1] over all rows; a constant column becomes 0."""
-    low, high = values.min(axis=0), values.max(axis=0)
+    """Min-max to [0, 1] over the observations (axis -2); a constant column becomes 0."""
+    low, high = values.min(axis=-2, keepdims=True), values.max(axis=-2, keepdims=True)
     spread = np.where(high > low, high - low, 1.0)
     return (values - low) / spread
 
 
+def _shares(parts: np.ndarray) -> np.ndarray:
+    """Parts (..., indicators) as shares of their sum; equal shares where nothing is positive."""
+    total = parts.sum(axis=-1, keepdims=True)
+    return np.where(total > 0, parts / np.where(total > 0, total, 1.0), 1.0 / parts.shape[-1])
+
+
 def entropy_weights(values: np.ndarray) -> np.ndarray:
-    """Entropy weights of the columns of an (observations x indicators) array."""
+    """Entropy weights of the columns of (..., observations, indicators) ``values``."""
     x = _unit_interval(values)
-    n = x.shape[0]
-    totals = x.sum(axis=0)
+    n = x.shape[-2]
+    totals = x.sum(axis=-2, keepdims=True)
     shares = np.where(totals > 0, x / np.where(totals > 0, totals, 1.0), 1.0 / n)
     with np.errstate(divide="ignore", invalid="ignore"):
         plogp = np.where(shares > 0, shares * np.log(shares), 0.0)
-    entropy = -plogp.sum(axis=0) / np.log(n) if n > 1 else np.ones(x.shape[1])
-    diversity = np.clip(1.0 - entropy, 0.0, None)
-    return (
-        diversity / diversity.sum()
-        if diversity.sum() > 0
-        else np.full(x.shape[1], 1.0 / x.shape[1])
-    )
+    entropy = -plogp.sum(axis=-2) / np.log(n) if n > 1 else np.ones(plogp.sum(axis=-2).shape)
+    return _shares(np.clip(1.0 - entropy, 0.0, None))
 
 
 def critic_weights(values: np.ndarray) -> np.ndarray:
-    """CRITIC weights: sd of each normalised column times its total conflict sum(1 - r) with the
-    others."""
+    """CRITIC weights of the columns of (..., observations, indicators) ``values``: sd of each
+    normalised column times its total conflict sum(1 - r) with the others."""
     x = _unit_interval(values)
-    sd = x.std(axis=0, ddof=1) if x.shape[0] > 1 else np.zeros(x.shape[1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        correlation = np.nan_to_num(np.corrcoef(x, rowvar=False), nan=0.0)
-    information = sd * (1.0 - np.atleast_2d(correlation)).sum(axis=0)
-    return (
-        information / information.sum()
-        if information.sum() > 0
-        else np.full(x.shape[1], 1.0 / x.shape[1])
-    )
+    n = x.shape[-2]
+    centred = x - x.mean(axis=-2, keepdims=True)
+    sums = (centred * centred).sum(axis=-2)
+    sd = np.sqrt(sums / (n - 1)) if n > 1 else np.zeros(sums.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a constant column: no correlation
+        scale = np.sqrt(sums)
+        correlation = centred.swapaxes(-1, -2) @ centred / scale[..., :, None] / scale[..., None, :]
+    correlation = np.nan_to_num(np.clip(correlation, -1.0, 1.0), nan=0.0)
+    return _shares(sd * (1.0 - correlation).sum(axis=-2))
 
 
 def scheme_weights(
     spec: IndexSpec, scheme: str, values: np.ndarray | None = None
 ) -> tuple[np.ndarray, ...]:
-    """Weights per level for ``scheme``; ``values`` (..., units, indicators) are needed by the
-    data-driven ones."""
+    """Weights per level for ``scheme``; the data-driven ones need ``values`` (..., observations,
+    indicators), one set of weights per leading index (years and units pooled into observations
+    by the caller)."""
     if scheme == "expert":
         return spec.weights
     if scheme == "equal":
@@ -71,7 +73,7 @@ def scheme_weights(
         raise ValueError(f"unknown weighting scheme {scheme!r}")
     if values is None:
         raise ValueError(f"the {scheme} scheme needs the data")
-    rows = np.asarray(values, dtype=float).reshape(-1, len(spec.indicators))
+    rows = np.asarray(values, dtype=float)
     leaf = entropy_weights(rows) if scheme == "entropy" else critic_weights(rows)
     levels = [leaf]
     for k in range(len(spec.levels) - 2):
