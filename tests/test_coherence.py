@@ -3,13 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 from scipy import stats
 
 from nqpf_sens.audit.coherence import (
-    average_ranks,
     correlations,
     cronbach_alpha,
     cronbach_table,
@@ -312,8 +308,3 @@ def test_pca_of_a_constant_child_is_undefined(spec):
     assert variance[variance.node == "d1"].eigenvalue.isna().all()
     assert loadings[loadings.node == "d1"].loading.isna().all()
     assert variance[variance.node == "d2"].eigenvalue.notna().all()
-
-
-@given(hnp.arrays(float, st.integers(1, 30), elements=st.integers(-3, 3).map(float)))
-def test_average_ranks_are_scipys(x):
-    np.testing.assert_array_equal(average_ranks(x), stats.rankdata(x))

@@ -2,11 +2,15 @@
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy import stats
 
 from nqpf_sens.engine.aggregate import SHIFT_FRACTION, aggregate, aggregate_tree
 from nqpf_sens.engine.impute import impute
 from nqpf_sens.engine.kernels import prepare_children
-from nqpf_sens.engine.normalise import domain_problem, normalise
+from nqpf_sens.engine.normalise import ascending_ranks, domain_problem, normalise
 from nqpf_sens.engine.rank import TierRule, natural_breaks, rank_scores
 from nqpf_sens.engine.transform import transform
 from nqpf_sens.engine.weights import critic_weights, entropy_weights
@@ -348,3 +352,18 @@ def test_critic_weights_by_hand():
     r = np.corrcoef(x, rowvar=False)
     c = sd * (1 - r).sum(0)
     np.testing.assert_allclose(critic_weights(values), c / c.sum())
+
+
+@given(
+    hnp.arrays(
+        float,
+        st.tuples(st.integers(1, 4), st.integers(1, 12)),
+        elements=st.sampled_from([-2.0, 0.0, 1.0, 1.5, 7.0, np.nan]),
+    ),
+    st.sampled_from(["average", "min"]),
+    st.sampled_from([0, 1, -1]),
+)
+def test_ascending_ranks_are_scipys(values, ties, axis):
+    """Ties, missing cells, any axis: the ranks of scipy.stats.rankdata (nan_policy omit)."""
+    expected = stats.rankdata(values, method=ties, axis=axis, nan_policy="omit")
+    np.testing.assert_array_equal(ascending_ranks(values, axis, ties), expected)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from nqpf_sens.engine.batch import Engine, ScenarioBatch
+from nqpf_sens.engine.normalise import ascending_ranks
 from nqpf_sens.engine.pipeline import Pipeline
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
@@ -98,18 +99,6 @@ def _check_levels(values_by_level: Sequence[np.ndarray], spec: IndexSpec) -> lis
     return arrays
 
 
-def average_ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n, tied values sharing the mean of their places (``scipy.stats.rankdata``'s
-    default, without importing scipy.stats for it)."""
-    order = np.argsort(x, kind="stable")
-    ordered = x[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    sizes = np.diff(np.r_[starts, x.size])
-    ranks = np.empty(x.size)
-    ranks[order] = np.repeat(starts + (sizes + 1) / 2, sizes)
-    return ranks
-
-
 def _pairwise_r(x: np.ndarray, y: np.ndarray, method: str) -> float:
     """R's ``cor(x, y, method, use = "pairwise.complete.obs")``: Spearman ranks (average ties)
     only the units where both are present; NaN with fewer than 2 of them or no spread."""
@@ -118,7 +107,7 @@ def _pairwise_r(x: np.ndarray, y: np.ndarray, method: str) -> float:
     if x.size < 2:
         return np.nan
     if method == "spearman":
-        x, y = average_ranks(x), average_ranks(y)
+        x, y = ascending_ranks(x), ascending_ranks(y)
     dx, dy = x - x.mean(), y - y.mean()
     scale = np.sqrt((dx @ dx) * (dy @ dy))
     return float(dx @ dy / scale) if scale > 0 else np.nan
