@@ -3,6 +3,7 @@
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -126,6 +127,8 @@ def test_monte_carlo_ranks_of_a_weights_only_run_lie_inside(spec, table):
     assert (found.best_rank <= found.nominal_rank).all()
     assert (found.nominal_rank <= found.worst_rank).all()
     assert (found.worst_rank > found.best_rank).any()  # +/-25% moves some provinces
+    in_threads = rank_bounds(leaves, spec, weights, [0.25, 0.25], table.units, jobs=3)
+    pd.testing.assert_frame_equal(in_threads, found)  # the programmes solved in parallel
 
 
 def test_no_spread_pins_every_unit_to_its_nominal_rank():

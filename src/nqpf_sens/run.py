@@ -312,7 +312,7 @@ def _plan(
             )
             tables["one_at_a_time"], tables["one_at_a_time_summary"] = per_unit, summary
         if audit.rank_bounds and levels is not None:  # after the study has checked the factors
-            bounds = _rank_bounds(config, spec, levels[0], weights, table.units, notes)
+            bounds = _rank_bounds(config, spec, levels[0], weights, table.units, notes, jobs)
             if bounds is not None:
                 tables["rank_bounds"] = bounds
     n_tables = 1 if prepared is None else len(prepared.study.tables)
@@ -327,6 +327,7 @@ def _rank_bounds(
     weights: tuple[np.ndarray, ...],
     units: tuple[str, ...],
     notes: list[str],
+    jobs: int,
 ) -> pd.DataFrame | None:
     """Exact best and worst ranks over the weights the config's uniform ``weights`` factors
     allow, when they apply: arithmetic aggregation at every level, ties shared, and (said in
@@ -339,7 +340,7 @@ def _rank_bounds(
     if np.isnan(leaves).any():
         notes.append(INCOMPLETE.format(step="exact rank bounds"))
         return None
-    bounds = rank_bounds(leaves, spec, weights, spreads, units)
+    bounds = rank_bounds(leaves, spec, weights, spreads, units, jobs)
     return bounds.sort_values(["nominal_rank", "unit"], kind="stable", ignore_index=True)
 
 

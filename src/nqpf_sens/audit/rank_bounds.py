@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -145,6 +146,7 @@ def rank_bounds(
     weights: Sequence[np.ndarray],
     spreads: Sequence[float | tuple[float, float]],
     units: Sequence[str],
+    jobs: int = 1,
 ) -> pd.DataFrame:
     """Per unit: its nominal rank and the best and worst rank it can reach when each level's
     weights move within ``+/- spreads[k]`` (relative; or a multiplier range, see
@@ -152,7 +154,8 @@ def rank_bounds(
     parent, under arithmetic aggregation of ``leaves`` (units x indicators, normalised).
 
     Pairs whose order is the same everywhere in the region (found exactly by
-    :func:`difference_range`) are counted directly; only the rest enter the integer programme.
+    :func:`difference_range`) are counted directly; only the rest enter the integer programmes,
+    solved in ``jobs`` threads (HiGHS releases the interpreter while it solves).
     """
     leaves = np.asarray(leaves, dtype=float)
     n_units = len(leaves)
@@ -169,13 +172,17 @@ def rank_bounds(
     scale = max(float(np.ptp(leaves)), 1e-12)
     always = least > MARGIN * scale  # [u, v]: v beats u at every point of the region
     never = most <= 0  # v beats u nowhere (a unit never beats itself)
+    programmes = [  # (unit, fewest, leaves of the undecided others minus the unit's)
+        (u, fewest, leaves[undecided] - leaves[u])
+        for u in range(n_units)
+        if (undecided := np.flatnonzero(~always[u] & ~never[u])).size
+        for fewest in (True, False)
+    ]
+    with _solver_output_silenced(), ThreadPoolExecutor(max(1, jobs)) as pool:
+        counts = list(pool.map(lambda p: region.count(p[2], scale, fewest=p[1]), programmes))
     best, worst = always.sum(axis=1) + 1, always.sum(axis=1) + 1
-    for u in range(n_units):
-        undecided = np.flatnonzero(~always[u] & ~never[u])
-        if undecided.size:
-            difference = leaves[undecided] - leaves[u]  # (undecided, indicators)
-            best[u] += region.count(difference, scale, fewest=True)
-            worst[u] += region.count(difference, scale, fewest=False)
+    for (u, fewest, _), count in zip(programmes, counts, strict=True):
+        (best if fewest else worst)[u] += count
     return pd.DataFrame(
         {
             "unit": list(units),
@@ -276,10 +283,7 @@ class _Region:
         integrality = np.r_[np.zeros(self.n_vars), np.ones(n_others)]
         upper = np.r_[np.full(self.n_vars, np.inf), np.ones(n_others)]
         bounds = Bounds(np.zeros(self.n_vars + n_others), upper)
-        with _solver_output_silenced():
-            result = milp(
-                objective, constraints=constraints, integrality=integrality, bounds=bounds
-            )
+        result = milp(objective, constraints=constraints, integrality=integrality, bounds=bounds)
         if result.x is None:
             raise RuntimeError(f"rank bounds: {result.message}")
         return int(round(result.x[self.n_vars :].sum()))
