@@ -1,5 +1,7 @@
 """Each pipeline option against a small case computed by hand."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -59,6 +61,24 @@ def test_cross_section_rules_and_fallback():
     # a single year leaves a time-series rule nothing to work with: the fallback fills it
     assert np.isnan(impute(values, "growth")).any()
     np.testing.assert_allclose(impute(values, "growth", fallback="mean")[0, 1, 0], 4.5)
+
+
+@given(
+    hnp.arrays(
+        float,
+        st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 3)),
+        elements=st.sampled_from([-1.0, 0.0, 2.0, 2.5, 9.0, np.nan]),
+    ),
+    st.sampled_from(["mean", "median"]),
+)
+def test_cross_sectional_imputation_fills_with_numpys_nan_statistics(values, rule):
+    """Each missing cell takes its indicator's mean or median over the observed units (numpy's
+    nanmean and nanmedian, ties and even counts included); a column with none stays missing."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column with nothing observed
+        centre = getattr(np, f"nan{rule}")(values, axis=-2, keepdims=True)
+    expected = np.where(np.isnan(values), centre, values)
+    np.testing.assert_array_equal(impute(values, rule), expected)
 
 
 def test_imputation_leaves_observed_cells_alone(table):

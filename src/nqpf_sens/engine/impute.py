@@ -72,9 +72,19 @@ def _cross_section(values: np.ndarray, rule: str) -> np.ndarray:
         centre = (
             np.nanmean(values, axis=-2, keepdims=True)
             if rule == "mean"
-            else np.nanmedian(values, axis=-2, keepdims=True)
+            else _nanmedian(values, axis=-2)
         )
     return np.where(missing, np.broadcast_to(centre, values.shape), values)
+
+
+def _nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
+    """``np.nanmedian(values, axis, keepdims=True)`` by one sort (missing cells sort last):
+    numpy's is many times slower on the many short columns of a batch of scenarios."""
+    ordered = np.sort(np.moveaxis(values, axis, -1), axis=-1)
+    n = (~np.isnan(ordered)).sum(axis=-1, keepdims=True)
+    low = np.take_along_axis(ordered, np.maximum(n - 1, 0) // 2, axis=-1)
+    high = np.take_along_axis(ordered, np.minimum(n // 2, ordered.shape[-1] - 1), axis=-1)
+    return np.moveaxis((low + high) / 2, -1, axis)
 
 
 def _within_groups(values: np.ndarray, rule: str, groups: np.ndarray) -> np.ndarray:
