@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nqpf_sens import Pipeline, ScenarioBatch, evaluate, evaluate_batch
+from nqpf_sens.engine import batch
 from nqpf_sens.engine.batch import Engine
 from nqpf_sens.engine.pipeline import pipeline_weights
 from nqpf_sens.engine.rank import TierRule
@@ -113,24 +114,31 @@ def test_per_scenario_noise_and_masks_equal_precomputed_data(spec, table):
 
 
 @pytest.mark.parametrize("weighting", ["entropy", "critic"])
-def test_data_driven_weights_of_stacked_tables_are_each_tables_own(spec, table, weighting):
-    """Alternative tables differing only in their values get their data-driven weights in one
-    stacked pass: the same weights as each table alone (a table with other denominators, or other
-    unit attributes, would be computed alone)."""
+def test_data_driven_weights_of_stacked_tables_are_each_tables_own(
+    spec, table, weighting, monkeypatch
+):
+    """Alternative tables differing only in their values get the data-driven weights a batch
+    needs in one stacked pass: the same weights as each table alone."""
     rng = np.random.default_rng(5)
     tables = [
         dataclasses.replace(table, values=table.values * rng.uniform(0.5, 2.0, table.values.shape))
-        for _ in range(3)
+        for _ in range(4)
     ]
+    pipelines = [
+        Pipeline(imputation="none", transformation="treat", weighting=weighting, dataset=dataset)
+        for dataset in (3, 0, 2)
+    ]
+    alone = [pipeline_weights(p, tables[p.dataset], spec) for p in pipelines]
+    passes = []
+    monkeypatch.setattr(
+        batch, "pipeline_weights", lambda *args: passes.append(args) or pipeline_weights(*args)
+    )
     engine = Engine(spec, tables)
-    for dataset in (2, 0, 1):
-        pipeline = Pipeline(
-            imputation="none", transformation="treat", weighting=weighting, dataset=dataset
-        )
-        alone = pipeline_weights(pipeline, tables[dataset], spec)
-        for stacked, own in zip(engine.scheme_weights(pipeline), alone, strict=True):
-            np.testing.assert_allclose(stacked, own, rtol=1e-12)
-    assert len(engine._weight_cache) == 3  # all three from the first request
+    engine.check(pipelines)
+    assert len(passes) == 1 and passes[0][3].shape[0] == 3  # one pass over the three tables
+    for pipeline, own in zip(pipelines, alone, strict=True):
+        for stacked, expected in zip(engine.scheme_weights(pipeline), own, strict=True):
+            np.testing.assert_allclose(stacked, expected, rtol=1e-12)
 
 
 def test_paper_tiers_from_the_baseline_setting(spec):

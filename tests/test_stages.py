@@ -387,3 +387,21 @@ def test_ascending_ranks_are_scipys(values, ties, axis):
     """Ties, missing cells, any axis: the ranks of scipy.stats.rankdata (nan_policy omit)."""
     expected = stats.rankdata(values, method=ties, axis=axis, nan_policy="omit")
     np.testing.assert_array_equal(ascending_ranks(values, axis, ties), expected)
+
+
+@given(
+    hnp.arrays(
+        float,
+        st.tuples(st.integers(1, 3), st.integers(1, 12), st.integers(1, 3)),
+        elements=st.sampled_from([-1.0, 0.0, 0.3, 2.0, 9.0, 1e6, np.nan]),
+    ),
+    st.sampled_from([0.0, 0.01, 0.05, 0.1, 0.25, 0.4]),
+)
+def test_winsorisation_clips_at_numpys_nan_quantiles(values, limit):
+    """Each indicator clipped to its [q, 1 - q] quantiles over the observed units, as numpy's
+    nanquantile (linear) computes them, bit for bit."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column with nothing observed
+        low, high = np.nanquantile(values, [limit, 1 - limit], axis=-2, keepdims=True)
+    found = transform(values, "winsorise", limit=limit)
+    np.testing.assert_array_equal(found, np.clip(values, low, high))

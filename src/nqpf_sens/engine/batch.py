@@ -112,22 +112,33 @@ class Engine:
         return self._matrix_cache[key]
 
     def scheme_weights(self, pipeline: Pipeline) -> tuple[np.ndarray, ...]:
-        """The pipeline's scheme weights per level, computed once; data-driven weights of
-        alternative tables that differ in their values alone are computed for all of them at
-        once (a design that draws one table draws them all)."""
+        """The pipeline's scheme weights per level, computed once."""
         key = pipeline.weights_key
-        if key in self._weight_cache:
-            return self._weight_cache[key]
-        table = self.table(pipeline)
-        if len(key) == 1 or not self._values_alone_differ:
-            self._weight_cache[key] = pipeline_weights(pipeline, table, self.spec)
-            return self._weight_cache[key]
-        raw = np.stack([t.values for t in self.tables])
-        every = pipeline_weights(pipeline, table, self.spec, raw)
-        for dataset in range(len(self.tables)):
-            chosen = tuple(level[dataset] for level in every)
-            self._weight_cache[pipeline.with_(dataset=dataset).weights_key] = chosen
+        if key not in self._weight_cache:
+            self._weight_cache[key] = pipeline_weights(pipeline, self.table(pipeline), self.spec)
         return self._weight_cache[key]
+
+    def _stack_weights(self, pipelines: Sequence[Pipeline]) -> None:
+        """Cache the data-driven weights ``pipelines`` need, those of alternative tables that
+        differ in their values alone computed together: one stacked pass per weighting scheme
+        and treatment of the data, over the tables drawn."""
+        if not self._values_alone_differ:
+            return
+        wanted: dict[tuple, dict[int, Pipeline]] = {}
+        for pipeline in pipelines:
+            if len(pipeline.weights_key) > 1 and pipeline.weights_key not in self._weight_cache:
+                choices = (pipeline.weighting, *pipeline.treatment_key)
+                wanted.setdefault(choices, {})[pipeline.dataset] = pipeline
+        for by_dataset in wanted.values():
+            datasets = sorted(by_dataset)
+            if len(datasets) < 2 or not 0 <= datasets[0] <= datasets[-1] < len(self.tables):
+                continue  # one table, or one that does not exist: left to scheme_weights
+            first = by_dataset[datasets[0]]
+            raw = np.stack([self.tables[d].values for d in datasets])
+            every = pipeline_weights(first, self.table(first), self.spec, raw)
+            for place, dataset in enumerate(datasets):
+                chosen = tuple(level[place] for level in every)
+                self._weight_cache[by_dataset[dataset].weights_key] = chosen
 
     @functools.cached_property
     def _values_alone_differ(self) -> bool:
@@ -154,7 +165,9 @@ class Engine:
         runs. Without ``data`` the tables' own normalised matrices are not computed: a batch that
         brings its own data (noise, masks) never uses them, and its data are checked as they are
         prepared."""
-        for pipeline in dict.fromkeys(pipelines):
+        distinct = list(dict.fromkeys(pipelines))
+        self._stack_weights(distinct)
+        for pipeline in distinct:
             if data:
                 self.normalised(pipeline)
             else:

@@ -76,10 +76,9 @@ class Pipeline:
         return threshold[level] if isinstance(threshold, tuple) else threshold
 
     @property
-    def transformed_key(self) -> tuple:
-        """The choices that determine the imputed and transformed data."""
+    def treatment_key(self) -> tuple:
+        """The choices that determine how a table's data are imputed and transformed."""
         return (
-            self.dataset,
             self.imputation,
             self.imputation_fallback,
             self.imputation_group,
@@ -101,14 +100,15 @@ class Pipeline:
         transformed data; see :func:`pipeline_weights`)."""
         if self.weighting in ("expert", "equal"):
             return (self.weighting,)
-        return (self.weighting, *self.transformed_key)
+        return (self.weighting, self.dataset, *self.treatment_key)
 
     @property
     def data_key(self) -> tuple:
         """The choices that determine the normalised matrix (scenarios sharing it share the
         work)."""
         return (
-            *self.transformed_key,
+            self.dataset,
+            *self.treatment_key,
             self.normalisation,
             self.minmax_range,
             self.zscore_scale,
