@@ -7,8 +7,9 @@ import pytest
 
 from nqpf_sens import Pipeline, ScenarioBatch, evaluate, evaluate_batch
 from nqpf_sens.engine import batch
+from nqpf_sens.engine.aggregate import aggregate_tree
 from nqpf_sens.engine.batch import Engine
-from nqpf_sens.engine.pipeline import pipeline_weights
+from nqpf_sens.engine.pipeline import pipeline_weights, prepare
 from nqpf_sens.engine.rank import TierRule
 from nqpf_sens.engine.reference import reference_scores
 from nqpf_sens.errors import UserError
@@ -73,6 +74,50 @@ def test_mixed_batch_equals_each_scenario_alone(spec, table):
 
         np.testing.assert_array_equal(result.ranks[s], alone.ranks[0])
         np.testing.assert_array_equal(result.tiers[s], alone.tiers[0])
+
+
+def test_options_a_scenario_does_not_use_neither_split_its_work_nor_change_it(
+    spec, table, monkeypatch
+):
+    """The outlier treatment's parameters matter only under it, the winsorisation's quantile only
+    under winsorisation, the shift and power only under the means that use them: scenarios that
+    differ only there are prepared and aggregated together, and each gets what it gets alone."""
+    pipelines = tuple(
+        Pipeline(
+            imputation="median",
+            transformation=transformation,
+            winsor_max=winsor_max,
+            winsor_limit=limit,
+            treat_fallback=fallback,
+            aggregation=aggregation,
+            mean_shift=shift,
+            power=power,
+        )
+        for transformation in ("sqrt", "winsorise", "treat")
+        for winsor_max, fallback in ((3, "log_CT"), (5, "boxcox"))
+        for limit in (0.05, 0.1)
+        for aggregation in ("arithmetic", "geometric", "generalised")
+        for shift, power in ((0.01, 0.5), (0.1, 2.0))
+    )
+    n = len(pipelines)
+    rng = np.random.default_rng(3)
+    noise = rng.uniform(0.95, 1.05, size=(n, *table.values.shape))
+    batch_of_all = ScenarioBatch(pipelines, np.arange(n), value_factors=noise)
+    prepared, aggregated = [], []
+    monkeypatch.setattr(batch, "prepare", lambda *a: prepared.append(a) or prepare(*a))
+    monkeypatch.setattr(
+        batch, "aggregate_tree", lambda *a: aggregated.append(a) or aggregate_tree(*a)
+    )
+    result = Engine(spec, table).evaluate(batch_of_all)
+    # sqrt: 1; winsorise: 2 quantiles; treat: 2 (points, fallback) pairs
+    assert len(prepared) == 1 + 2 + 2
+    # arithmetic: 1; geometric: 2 shifts; generalised: 2 (shift, power) pairs
+    assert len(aggregated) == 1 + 2 + 2
+    for s, pipeline in enumerate(pipelines):
+        alone = Engine(spec, table).evaluate(
+            ScenarioBatch((pipeline,), np.zeros(1, dtype=int), value_factors=noise[s : s + 1])
+        )
+        np.testing.assert_array_equal(result.scores[s], alone.scores[0])
 
 
 def test_a_batch_with_its_own_data_prepares_no_clean_matrix(spec, table):

@@ -191,17 +191,7 @@ class Engine:
         scores: np.ndarray = np.empty((batch.size, len(self.spec.aggregates), n_years * n_units))
         ranks: np.ndarray = np.empty((batch.size, n_years * n_units), dtype=np.int64)
         levels = range(len(self.memberships))
-        aggregation = _ids(
-            [
-                (
-                    tuple(p.aggregation_at(k) for k in levels),
-                    p.shift_fraction,
-                    p.power,
-                    p.data_threshold,
-                )
-                for p in pipelines
-            ]
-        )
+        aggregation = _ids([p.aggregation_key(len(levels)) for p in pipelines])
         for methods, members in _groups(aggregation[0][batch.pipeline_index]):
             group_scores, group_ranks = aggregate_tree(
                 normalised(members),

@@ -77,21 +77,24 @@ class Pipeline:
 
     @property
     def treatment_key(self) -> tuple:
-        """The choices that determine how a table's data are imputed and transformed."""
+        """The choices that determine how a table's data are imputed and transformed; a
+        transformation's parameters count only with it (scenarios that differ in the others
+        share the work)."""
+        treat = self.transformation == "treat"
         return (
             self.imputation,
             self.imputation_fallback,
             self.imputation_group,
             self.denominate,
             self.transformation,
-            self.transform_target,
-            self.winsor_limit,
-            self.winsor_max,
-            self.skew_threshold,
-            self.kurtosis_threshold,
-            self.treat_fallback,
-            self.force_winsorise,
-            self.boxcox_lambda,
+            None if self.transformation == "none" else self.transform_target,
+            self.winsor_limit if self.transformation == "winsorise" else None,
+            self.winsor_max if treat else None,
+            self.skew_threshold if treat else None,
+            self.kurtosis_threshold if treat else None,
+            self.treat_fallback if treat else None,
+            self.force_winsorise if treat else None,
+            self.boxcox_lambda if treat else None,
         )
 
     @property
@@ -117,6 +120,18 @@ class Pipeline:
             self.distance_scale,
             self.base_year,
             self.data_threshold is None,  # whether missing cells are refused
+        )
+
+    def aggregation_key(self, n_levels: int) -> tuple:
+        """Each level's mean, the shift and the power they use (the defaults where no mean uses
+        them: scenarios that differ only there aggregate together) and the data threshold."""
+        methods = tuple(self.aggregation_at(k) for k in range(n_levels))
+        shifted = any(m in ("geometric", "harmonic", "generalised") for m in methods)
+        return (
+            methods,
+            self.shift_fraction if shifted else aggregate.SHIFT_FRACTION,
+            self.power if "generalised" in methods else aggregate.POWER,
+            self.data_threshold,
         )
 
     @property
