@@ -5,7 +5,12 @@ import numpy as np
 import nqpf_sens as ns
 from nqpf_sens import Pipeline
 from nqpf_sens.audit.coherence import nominal_levels
-from nqpf_sens.audit.importance import correlation_ratio, importance_tables, local_linear
+from nqpf_sens.audit.importance import (
+    correlation_ratio,
+    importance_tables,
+    local_linear,
+    resampled_correlation_ratios,
+)
 
 
 def test_local_linear_reproduces_a_straight_line_exactly():
@@ -45,14 +50,18 @@ def test_nqpf_importance_shares_sum_to_one_within_each_parent(spec, table):
     )
 
 
-def test_the_bootstrap_in_one_batch_equals_one_resample_at_a_time():
-    """The batched fit gives every resample's ratio as a single-sample fit would."""
+def test_the_bootstrap_from_counts_equals_one_resample_at_a_time():
+    """Every resample's ratio from the units' kernel weighted by its counts is the ratio of a fit
+    on the resampled units themselves; a resample of one repeated unit (no spread) gives 0."""
     rng = np.random.default_rng(4)
     x, y = rng.random(12), rng.random(12)
-    resamples = rng.integers(0, 12, size=(5, 12))
-    batch = correlation_ratio(x[resamples], y[resamples], 0.2)
-    single = [correlation_ratio(x[r], y[r], 0.2) for r in resamples]
-    np.testing.assert_allclose(batch, single, rtol=1e-12)
+    resamples = np.vstack([rng.integers(0, 12, size=(30, 12)), np.full((1, 12), 5)])
+    counts = np.stack([np.bincount(r, minlength=12) for r in resamples]).astype(float)
+    for bandwidth in (0.02, 0.2, 3.0):
+        found = resampled_correlation_ratios(x, y, bandwidth, counts)
+        single = [correlation_ratio(x[r], y[r], bandwidth) for r in resamples]
+        np.testing.assert_allclose(found, single, rtol=1e-9, atol=1e-12)
+    assert found[-1] == 0.0
 
 
 def test_an_index_equal_for_every_unit_skips_importance_and_says_why(tmp_path):

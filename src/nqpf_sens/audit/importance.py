@@ -79,6 +79,41 @@ def correlation_ratio(
     return float(ratio) if ratio.ndim == 0 else ratio
 
 
+def resampled_correlation_ratios(
+    x: np.ndarray, y: np.ndarray, bandwidth: float, counts: np.ndarray
+) -> np.ndarray:
+    """The correlation ratio of each bootstrap resample, given as ``counts`` (resamples x units)
+    of each unit: with the bandwidth fixed, a resample's kernel sums at a unit are the whole
+    sample's weighted by the counts, so every resample's fit is five matrix products over the
+    units' kernel instead of a kernel of its own (equal to :func:`correlation_ratio` on the
+    resampled units up to rounding)."""
+    gap = x[None, :] - x[:, None]  # [i, j]: unit j seen from unit i
+    kernel = np.exp(-0.5 * (gap / bandwidth) ** 2)
+    sums = np.stack([kernel, kernel * gap, kernel * gap**2, kernel * y, kernel * gap * y]) @ (
+        counts.T
+    )
+    s0, s1, s2, t0, t1 = sums  # each (units, resamples)
+    drawn = counts.sum(axis=1)
+    mean_y = counts @ y / drawn
+    determinant = s0 * s2 - s1**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        local = np.where(
+            np.abs(determinant) > 1e-12 * s0 * s2, (s2 * t0 - s1 * t1) / determinant, t0 / s0
+        )
+    present = counts > 0
+    fitted = np.where(present, np.where(np.isfinite(local.T), local.T, mean_y[:, None]), 0.0)
+
+    def variance(values: np.ndarray) -> np.ndarray:
+        centred = values - (counts * values).sum(axis=1, keepdims=True) / drawn[:, None]
+        return (counts * centred**2).sum(axis=1) / drawn
+
+    spread = variance(np.broadcast_to(y, counts.shape))
+    varies = np.where(present, x, -np.inf).max(axis=1) > np.where(present, x, np.inf).min(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(varies & (spread > 0), variance(fitted) / spread, 0.0)
+    return np.clip(ratio, 0.0, 1.0)
+
+
 def importance_table(
     values_by_level: list[np.ndarray],
     spec: IndexSpec,
@@ -108,7 +143,9 @@ def importance_table(
         for j, node in enumerate(spec.levels[k]):
             x, y, draws = _observed(values_by_level[k][:, j], index, resamples, (seed, k, j))
             h = choose_bandwidth(x, y) if np.ptp(x) > 0 else 1.0
-            boots.append(correlation_ratio(x[draws], y[draws], h))
+            counts = np.zeros((len(draws), len(x)))
+            np.add.at(counts, (np.arange(len(draws))[:, None], draws), 1.0)
+            boots.append(resampled_correlation_ratios(x, y, h, counts))
             siblings = parents == parents[j]
             covariance, variance = np.cov(x, y, bias=True)[0, 1], np.var(y)
             rows.append(
