@@ -4,8 +4,9 @@ Usage: ``python experiments/bench.py [--quick]``; writes ``experiments/results/b
 
 Wall times with ``time.perf_counter``; every speed is the median of ``REPEATS`` measurements (this
 machine's speed drifts by up to a third between minutes, so one measurement says little). Whole
-runs report the peak of the summed resident memory of the process tree, polled every 50 ms with
-psutil (installed with dask.distributed).
+runs report the peak of the summed proportional set size (PSS: resident memory, each shared page
+divided among the processes sharing it) of the process tree, polled every 50 ms with psutil
+(installed with dask.distributed).
 
 - ``reference``: ``nqpf_sens.engine.reference.reference_scores``, one pandas DataFrame per scenario
   (weights perturbed): the straightforward implementation every speed is compared with.
@@ -16,7 +17,14 @@ psutil (installed with dask.distributed).
   design, in process after a warm-up run: what "the study evaluates N scenarios per second" means.
 - ``cli``: ``python -m nqpf_sens run`` on the same config in a fresh interpreter, end to end
   (imports, inputs, nominal run, study, tables; figures off).
-- ``sobol_default``: ``configs/sobol.toml`` end to end (figures and report included).
+- ``sobol_default``: ``configs/sobol.toml`` end to end (figures and report included), warm (the
+  compiled kernels cached), the median of ``REPEATS`` runs; ``sobol_default_first_run``: the same
+  with an empty kernel cache (``NUMBA_CACHE_DIR`` pointed at a new folder), as after an install.
+- ``asem_vignette``: ``configs/asem_sobol.toml`` (COINr's ASEM example, its vignette's Sobol
+  study, audit steps and figures), the median of ``REPEATS`` runs.
+- ``sobol_20_factors``: ``experiments/configs/sobol_20_factors.toml``, 20 factors at N = 2^14
+  (360,448 scenarios, every unit's rank and score a Sobol output), and the same at N = 2^13 to
+  show how memory grows with N.
 
 Cases: the NQPF index (31 provinces x 15 indicators) and a synthetic 3,000 units x 100 indicators.
 """
@@ -182,21 +190,34 @@ def study_seconds(folder: Path, n: int, jobs: int) -> float:
     return statistics.median(times)
 
 
-def run_command(config: Path, out: Path) -> tuple[float, float]:
-    """Wall seconds and peak memory (MiB, process tree) of one ``run`` in a fresh interpreter."""
+def _unique_memory(process) -> int:
+    """Bytes of memory ``process`` holds, shared pages divided among their sharers (PSS, on
+    Linux): figures are drawn in forked processes, whose resident sets count the pages they share
+    with the run once each."""
+    try:
+        return process.memory_full_info().pss
+    except AttributeError:  # no PSS on this system
+        return process.memory_info().rss
+
+
+def run_command(config: Path, out: Path, env: dict | None = None) -> tuple[float, float]:
+    """Wall seconds and peak memory (MiB, process tree) of one ``run`` in a fresh interpreter
+    (``env``: variables to set for it)."""
     import psutil
 
+    shutil.rmtree(out, ignore_errors=True)  # a folder of this benchmark's temporary directory
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "nqpf_sens", "run", str(config), "--out", str(out), "--quiet"],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
     )
     tree = psutil.Process(process.pid)
     peak = 0
     while process.poll() is None:
         try:
             members = [tree, *tree.children(recursive=True)]
-            peak = max(peak, sum(m.memory_info().rss for m in members if m.is_running()))
+            peak = max(peak, sum(_unique_memory(m) for m in members if m.is_running()))
         except psutil.Error:
             pass
         time.sleep(0.05)
@@ -204,6 +225,21 @@ def run_command(config: Path, out: Path) -> tuple[float, float]:
     if process.returncode:
         raise RuntimeError(f"run failed: {config}")
     return seconds, peak / 2**20
+
+
+def end_to_end_cases(folder: Path) -> list[tuple[str, Path, int, dict | None]]:
+    """(name, config, repeats, environment) of the whole runs timed in a fresh interpreter."""
+    twenty = ROOT / "experiments" / "configs" / "sobol_20_factors.toml"
+    half = folder / "sobol_20_factors_half.toml"
+    half.write_text(twenty.read_text().replace("n = 16384", "n = 8192", 1))
+    empty_cache = {"NUMBA_CACHE_DIR": str(folder / "kernel_cache")}
+    return [
+        ("sobol_default", ROOT / "configs" / "sobol.toml", REPEATS, None),
+        ("sobol_default_first_run", ROOT / "configs" / "sobol.toml", 1, empty_cache),
+        ("asem_vignette", ROOT / "configs" / "asem_sobol.toml", REPEATS, None),
+        ("sobol_20_factors_n8192", half, 1, None),
+        ("sobol_20_factors", twenty, 1, None),
+    ]
 
 
 def main() -> None:
@@ -277,18 +313,22 @@ def main() -> None:
                 peak_mib=memory,
             )
         if not args.quick:
-            seconds, memory = run_command(ROOT / "configs" / "sobol.toml", Path(folder) / "sobol")
-            n_sobol = load_config(ROOT / "configs" / "sobol.toml").sampling.n * 13
-            record(
-                case="nqpf_31x15",
-                what="sobol_default",
-                scenarios=n_sobol,
-                workers="2 threads",
-                scenarios_per_second=n_sobol / seconds,
-                ratio_to_reference=n_sobol / seconds / reference,
-                wall_seconds=seconds,
-                peak_mib=memory,
-            )
+            for what, config, repeats, env in end_to_end_cases(Path(folder)):
+                runs = [run_command(config, Path(folder) / what, env) for _ in range(repeats)]
+                seconds = statistics.median(r[0] for r in runs)
+                memory = max(r[1] for r in runs)
+                settings = load_config(config)
+                n_sobol = settings.sampling.n * (len(settings.factors) + 2)
+                record(
+                    case=settings.name,
+                    what=what,
+                    scenarios=n_sobol,
+                    workers=f"{settings.jobs} threads",
+                    scenarios_per_second=n_sobol / seconds,
+                    ratio_to_reference=n_sobol / seconds / reference,
+                    wall_seconds=seconds,
+                    peak_mib=memory,
+                )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(rows)
     frame["cpus"] = os.cpu_count()

@@ -382,7 +382,7 @@ def test_the_kept_subsample_does_not_depend_on_the_chunk_size(project, monkeypat
     (they were counted from the start of each chunk, so the chunk size changed them)."""
     import nqpf_sens.plan
 
-    monkeypatch.setattr(nqpf_sens.plan, "MAX_KEPT_SCORES", 60)  # 256 A/B rows: keep every 5th
+    monkeypatch.setattr(nqpf_sens.plan, "kept_scenarios", lambda n, size: 60)  # every 5th of 256
     (project / "a.toml").write_text(SOBOL.replace("chunk_size = 500", "chunk_size = 77"))
     (project / "b.toml").write_text(SOBOL.replace("chunk_size = 500", "chunk_size = 1000"))
     small = run_config(project / "a.toml", out=project / "a", jobs=1, quiet=True)

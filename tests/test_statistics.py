@@ -128,3 +128,15 @@ def test_paper_order_counts_the_scenarios_that_keep_it_best_first():
     labels = Labels((), (None,), ("total",), regions)
     table = region_bands(stats, np.zeros((1, 4)), labels, ("East", "Central", "West", "Northeast"))
     assert (table.p_paper_order == 0.5).all()
+
+
+def test_a_large_index_keeps_fewer_scores_within_the_memory_set_aside():
+    """Score bands come from a subsample: 65,536 scenarios for a small index, as many as fit in
+    512 MiB of float32 scores for a large one (3,000 units x 6 aggregates: 72 KB a scenario),
+    never fewer than 4,096."""
+    from nqpf_sens.uncertainty.study import kept_scenarios
+
+    assert kept_scenarios(10**6, 31 * 4 * 4) == 65_536
+    assert kept_scenarios(1_000, 31 * 4 * 4) == 1_000
+    assert kept_scenarios(10**5, 3_000 * 6 * 4) == 512 * 2**20 // 72_000 == 7_456
+    assert kept_scenarios(10**5, 10**8) == 4_096

@@ -27,7 +27,7 @@ from nqpf_sens.indices.nqpf.paper import OUTPUTS, REGION_ORDER
 from nqpf_sens.uncertainty.convergence import BLOCKS
 from nqpf_sens.uncertainty.sobol import MAX_INTERVAL, MIN_RANK_SD
 from nqpf_sens.uncertainty.statistics import CONFIDENCE as QUANTILE_CONFIDENCE
-from nqpf_sens.uncertainty.study import MAX_KEPT_SCORES
+from nqpf_sens.uncertainty.study import KEPT_SCORES_BYTES, MAX_KEPT_SCORES, MIN_KEPT_SCORES
 
 INDEX = "total"  # the index's own column
 
@@ -180,7 +180,9 @@ EXACT: dict[str, _Meaning] = {
     ),
     "score_scenarios": _Meaning(
         "the number of scenarios behind the score bands",
-        f"an evenly spaced subsample of at most {MAX_KEPT_SCORES:,} scenarios (all when fewer)",
+        f"an evenly spaced subsample of at most {MAX_KEPT_SCORES:,} scenarios (all when fewer; "
+        f"fewer for an index so large that their scores would pass {KEPT_SCORES_BYTES // 2**20} "
+        f"MiB, never fewer than {MIN_KEPT_SCORES:,})",
     ),
     # regions
     "region": _Meaning("the region the row is about"),

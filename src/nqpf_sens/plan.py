@@ -33,10 +33,10 @@ from nqpf_sens.uncertainty.sobol import (
     sobol_summary,
 )
 from nqpf_sens.uncertainty.study import (
-    MAX_KEPT_SCORES,
     ChunkStats,
     Study,
     capped_chunk_rows,
+    kept_scenarios,
     per_scenario_bytes,
 )
 
@@ -181,13 +181,15 @@ def prepare_study(
     per_scenario = per_scenario_bytes(
         table.values.shape, len(spec.aggregates), factors.per_scenario_data
     )
+    kept_bytes = len(table.years) * (len(table.units) * len(spec.aggregates) + len(regions)) * 4
+    kept = kept_scenarios(n_uncertain, kept_bytes)  # float32 scores and region means
     size = RunSize(
         rows=n_rows,
         columns=factors.n_columns,
         saltelli=config.sampling.method == "saltelli",
         base_n=config.sampling.n,
         bootstrap=config.sampling.bootstrap,
-        kept=min(n_uncertain, MAX_KEPT_SCORES),
+        kept=kept,
         years=len(table.years),
         units=len(table.units),
         aggregates=len(spec.aggregates) + 1,
@@ -229,7 +231,7 @@ def prepare_study(
         region_codes=region_codes,
         n_regions=len(regions),
         gdp=gdp,
-        keep_stride=max(1, -(-n_uncertain // MAX_KEPT_SCORES)),
+        keep_stride=max(1, -(-n_uncertain // kept)),
     )
     labels = statistics.Labels(table.units, table.years, spec.aggregates, regions)
     return Prepared(study, nominal, labels, _not_exercised(factors, table, spec, config))

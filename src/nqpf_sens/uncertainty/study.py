@@ -5,7 +5,8 @@ be accumulated is accumulated (rank and tier histograms: ranks are integers, so 
 exact from counts; so are R_S's, from the histogram of total rank shifts; quadrant counts; each
 scenario's Spearman and Kendall correlation with the nominal ranking, on a grid of 0.0001); what
 the estimators need row by row is kept compactly (scores and region means of a systematic subsample
-of at most ``MAX_KEPT_SCORES`` scenarios, as float32 differences from the nominal ones: a scenario
+of at most ``MAX_KEPT_SCORES`` scenarios (:func:`kept_scenarios`), as float32 differences from the
+nominal ones: a scenario
 equal to the nominal run is kept exactly; the Sobol outputs of a Saltelli design), so
 memory does not grow with N beyond that. Chunks are independent, so results do not depend on the
 number of workers; each is also written to a work folder, from which an interrupted run resumes.
@@ -39,9 +40,9 @@ from nqpf_sens.uncertainty.factors import FactorSet
 from nqpf_sens.uncertainty.memory import retain_freed_memory
 from nqpf_sens.uncertainty.workers import die_with_parent
 
-MAX_KEPT_SCORES = (
-    1 << 16
-)  # scenarios kept for score bands (a quantile's sampling error: < 0.001 in probability)
+MAX_KEPT_SCORES = 1 << 16  # scenarios kept for score bands (quantile error < 0.001 in probability)
+KEPT_SCORES_BYTES = 512 * 2**20  # fewer for a large index: its kept scores stay within this
+MIN_KEPT_SCORES = 1 << 12  # but never fewer than this (error of a 5% quantile < 0.004)
 CHUNK_MEMORY = 256 * 2**20  # bytes of per-scenario arrays one chunk may hold
 WITHIN_LIMITS = np.array([0, 1, 3, 5])  # R_S companions: shares of units within k places (0: kept)
 AGREEMENT_GRID = 10_000  # histogram bins per unit of rank correlation: quantiles to +/- 0.00005
@@ -263,6 +264,14 @@ def _evaluate_span(
     if work is not None:
         stats.save(chunk_path(work, start), chunk_key(token, start, stop))
     return start, stats
+
+
+def kept_scenarios(n_uncertain: int, scenario_bytes: int) -> int:
+    """How many of ``n_uncertain`` scenarios keep their scores (``scenario_bytes`` each): at most
+    ``MAX_KEPT_SCORES``, and within ``KEPT_SCORES_BYTES`` unless that leaves fewer than
+    ``MIN_KEPT_SCORES`` (3,000 units: 7,456 scenarios of 72 KB)."""
+    fitting = max(MIN_KEPT_SCORES, KEPT_SCORES_BYTES // max(scenario_bytes, 1))
+    return max(1, min(n_uncertain, MAX_KEPT_SCORES, fitting))
 
 
 def chunk_rows(study: Study, requested: int) -> int:
