@@ -350,15 +350,7 @@ def sobol_heatmap(
         for u, flagged in zip(table.index, unreliable, strict=True)
     ]
     title = "Which choice moves which unit (total-order indices)"
-    figure, axis = plt.subplots(figsize=(0.55 * table.shape[1] + 0.6, 0.22 * len(table) + 0.4))
-    _layout(
-        figure,
-        left=max(TICKS + _text(names)[0], _overhang(table.columns, 0.55)),
-        bottom=TICKS + _text(table.columns, rotation=45)[1],
-        top=_title(),
-        right=_colorbar(["0.0", "1.0"]),
-        heading=title + "  ",  # the colour bar takes a tenth of the area
-    )
+    figure, axis = _heat_map(names, table.columns, 0.55, title, ["0.0", "1.0"])
     image = axis.imshow(table.clip(lower=0).to_numpy(), aspect="auto", cmap="Greys", vmin=0, vmax=1)
     for i, flagged in enumerate(unreliable):
         if flagged:
@@ -380,6 +372,22 @@ def sobol_heatmap(
     return figure
 
 
+def _heat_map(rows: list[str], columns, cell: float, title: str, ticks: list[str]):
+    """The figure and axes of a rows x ``columns`` heat map with a colour bar (tick labels like
+    ``ticks``): columns ``cell`` inches wide, labelled at 45 degrees, margins fitted to the
+    labels."""
+    figure, axis = plt.subplots(figsize=(cell * len(columns) + 0.6, 0.22 * len(rows) + 0.4))
+    _layout(
+        figure,
+        left=max(TICKS + _text(rows)[0], _overhang(columns, cell)),
+        bottom=TICKS + _text(columns, rotation=45)[1],
+        top=_title(),
+        right=_colorbar(ticks),
+        heading=title + "  ",  # the colour bar takes a tenth of the area
+    )
+    return figure, axis
+
+
 def single_changes(
     per_unit: pd.DataFrame, order: list[str] | None, labels: dict[str, str]
 ) -> Figure:
@@ -390,15 +398,7 @@ def single_changes(
     limit = max(float(np.abs(table.to_numpy()).max()), 1.0)
     names = [labels.get(u, u) for u in table.index]
     title = "One change at a time: who moves, and which way"
-    figure, axis = plt.subplots(figsize=(0.45 * table.shape[1] + 0.6, 0.22 * len(table) + 0.4))
-    _layout(
-        figure,
-        left=max(TICKS + _text(names)[0], _overhang(table.columns, 0.45)),
-        bottom=TICKS + _text(table.columns, rotation=45)[1],
-        top=_title(),
-        right=_colorbar([f"\N{MINUS SIGN}{limit:.1f}"]),
-        heading=title + "  ",  # the colour bar takes a tenth of the area
-    )
+    figure, axis = _heat_map(names, table.columns, 0.45, title, [f"\N{MINUS SIGN}{limit:.1f}"])
     image = axis.imshow(table.to_numpy(), aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit)
     axis.set_xticks(range(table.shape[1]), table.columns, rotation=45, ha="right")
     axis.set_yticks(range(len(table)), names)
