@@ -38,12 +38,18 @@ def local_linear(
     y = y[..., None, :]
     s0, s1, s2 = weights.sum(-1), (weights * gap).sum(-1), (weights * gap**2).sum(-1)
     t0, t1 = (weights * y).sum(-1), (weights * gap * y).sum(-1)
+    return _local_fit(s0, s1, s2, t0, t1, y.mean(-1))
+
+
+def _local_fit(s0, s1, s2, t0, t1, mean: np.ndarray) -> np.ndarray:
+    """The local-linear value from the kernel sums of 1, gap, gap^2, y and gap y: the local
+    mean where the local slope is undetermined, ``mean`` where no neighbour has any weight."""
     determinant = s0 * s2 - s1**2
     with np.errstate(divide="ignore", invalid="ignore"):
         local = np.where(
             np.abs(determinant) > 1e-12 * s0 * s2, (s2 * t0 - s1 * t1) / determinant, t0 / s0
         )
-    return np.where(np.isfinite(local), local, y.mean(-1))  # no neighbour at all: the mean
+    return np.where(np.isfinite(local), local, mean)
 
 
 def _loo_error(x: np.ndarray, y: np.ndarray, bandwidth: float) -> float:
@@ -94,14 +100,9 @@ def resampled_correlation_ratios(
     )
     s0, s1, s2, t0, t1 = sums  # each (units, resamples)
     drawn = counts.sum(axis=1)
-    mean_y = counts @ y / drawn
-    determinant = s0 * s2 - s1**2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        local = np.where(
-            np.abs(determinant) > 1e-12 * s0 * s2, (s2 * t0 - s1 * t1) / determinant, t0 / s0
-        )
+    local = _local_fit(s0, s1, s2, t0, t1, counts @ y / drawn)
     present = counts > 0
-    fitted = np.where(present, np.where(np.isfinite(local.T), local.T, mean_y[:, None]), 0.0)
+    fitted = np.where(present, local.T, 0.0)
 
     def variance(values: np.ndarray) -> np.ndarray:
         centred = values - (counts * values).sum(axis=1, keepdims=True) / drawn[:, None]
