@@ -25,7 +25,7 @@ from nqpf_sens.uncertainty.chunks import fingerprint
 from nqpf_sens.uncertainty.convergence import convergence
 from nqpf_sens.uncertainty.designs import Design, design_rows
 from nqpf_sens.uncertainty.factors import FactorSet, build_factor, cell_keys
-from nqpf_sens.uncertainty.resources import RunSize, check_resources
+from nqpf_sens.uncertainty.resources import RunSize, check_resources, kept_values
 from nqpf_sens.uncertainty.sobol import (
     bootstrap_seed,
     output_reliability,
@@ -181,8 +181,10 @@ def prepare_study(
     per_scenario = per_scenario_bytes(
         table.values.shape, len(spec.aggregates), factors.per_scenario_data
     )
-    kept_bytes = len(table.years) * (len(table.units) * len(spec.aggregates) + len(regions)) * 4
-    kept = kept_scenarios(n_uncertain, kept_bytes)  # float32 scores and region means
+    kept = kept_scenarios(  # float32 scores and region means
+        n_uncertain,
+        4 * kept_values(len(table.years), len(table.units), len(spec.aggregates), len(regions)),
+    )
     size = RunSize(
         rows=n_rows,
         columns=factors.n_columns,

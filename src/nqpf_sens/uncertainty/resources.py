@@ -24,6 +24,12 @@ MAX_ROWS = 2**36  # scenarios: about a day at a million per second
 REPLICATE_COPIES = 6  # arrays of resamples x outputs x factors the Sobol analysis holds at once
 
 
+def kept_values(years: int, units: int, aggregates: int, regions: int) -> int:
+    """Numbers a scenario whose scores are kept holds: every aggregate's score of every unit
+    and each region's mean, per year."""
+    return years * (units * aggregates + regions)
+
+
 @dataclass(frozen=True)
 class RunSize:
     """The dimensions of a run that drive its memory and disk."""
@@ -42,6 +48,11 @@ class RunSize:
     chunk_rows: int
     per_scenario: int  # bytes one scenario of a chunk occupies
     jobs: int
+
+    @property
+    def kept_values(self) -> int:
+        """Numbers one kept scenario holds (see :func:`kept_values`)."""
+        return kept_values(self.years, self.units, self.aggregates, self.regions)
 
     @property
     def histogram_bytes(self) -> int:
@@ -67,7 +78,7 @@ class RunSize:
                 "[run] chunk_size",
             ),
             "the kept scores": (
-                self.kept * self.years * (self.units * self.aggregates + self.regions) * 8,
+                self.kept * self.kept_values * 8,
                 "[sampling] n",
             ),
         }
@@ -85,7 +96,7 @@ class RunSize:
     def disk(self) -> int:
         """Bytes of the chunk files a run keeps for ``--resume``."""
         rows = self.rows * (2 * self.units + 1) * 8 if self.saltelli else 0
-        kept = self.kept * self.years * (self.units * self.aggregates + self.regions) * 4
+        kept = self.kept * self.kept_values * 4
         return self.chunks * (self.histogram_bytes + 1024) + rows + kept
 
 
