@@ -126,7 +126,8 @@ class Engine:
             return
         wanted: dict[tuple, dict[int, Pipeline]] = {}
         for pipeline in pipelines:
-            if len(pipeline.weights_key) > 1 and pipeline.weights_key not in self._weight_cache:
+            key = pipeline.weights_key
+            if len(key) > 1 and key not in self._weight_cache:
                 choices = (pipeline.weighting, *pipeline.treatment_key)
                 wanted.setdefault(choices, {})[pipeline.dataset] = pipeline
         for by_dataset in wanted.values():
