@@ -154,7 +154,9 @@ n = {n}
 method = "random"
 [outputs]
 figures = false
-[[factors]]
+"""
+#: the weights of both levels, +/-25%: the factors of every weights-only benchmark
+WEIGHT_FACTORS = """[[factors]]
 name = "indicator_weights"
 kind = "weights"
 level = 0
@@ -165,6 +167,7 @@ kind = "weights"
 level = 1
 spread = 0.25
 """
+WEIGHTS_ONLY += WEIGHT_FACTORS
 
 
 def study_seconds(folder: Path, n: int, jobs: int) -> float:

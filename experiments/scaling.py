@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import run_command  # noqa: E402  (the same measurement as the benchmarks)
+from bench import WEIGHT_FACTORS, run_command  # noqa: E402  (as the benchmarks measure)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "results" / "scaling.csv"
@@ -48,14 +48,6 @@ importance = false
 what_if = false
 rank_bounds = false
 optimal_weights = "none"
-[[factors]]
-name = "indicator_weights"
-kind = "weights"
-level = 0
-[[factors]]
-name = "dimension_weights"
-kind = "weights"
-level = 1
 """
 MORE_FACTORS = """[[factors]]
 name = "normalisation"
@@ -83,7 +75,7 @@ def write_case(folder: Path, units: int, indicators: int, n: int, factors: int) 
     values.insert(0, "unit", [f"u{i}" for i in range(units)])
     values.to_csv(folder / "values.csv", index=False)
     config = folder / "run.toml"
-    config.write_text(CONFIG.format(n=n) + (MORE_FACTORS if factors == 4 else ""))
+    config.write_text(CONFIG.format(n=n) + WEIGHT_FACTORS + (MORE_FACTORS if factors == 4 else ""))
     return config
 
 
