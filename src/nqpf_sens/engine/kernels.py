@@ -10,15 +10,23 @@ the plain numpy formulation it replaces.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
 PAIRWISE_LIMIT = 64  # up to this many units, counting better scores beats sorting
 RANK_TOLERANCE = 1e-9  # relative: scores closer than this share a place (rounding is not a ranking)
-INSERTION_RUN = 32  # Kendall's merge sort starts from runs this long, sorted by insertion
+INSERTION_RUN = 32  # merge sorts start from runs this long, sorted by insertion
+
+kernel = njit(cache=True, nogil=True, error_model="numpy")
+#: for functions only compiled code calls: no Python entry points to build (a fifth of the time
+#: their callers take to compile); options numba's type stubs do not list
+_NO_ENTRY_POINTS: dict[str, Any] = {"no_cpython_wrapper": True, "no_cfunc_wrapper": True}
+compiled_helper = njit(cache=True, nogil=True, error_model="numpy", **_NO_ENTRY_POINTS)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@compiled_helper
 def _tolerance(row):
     """Scores closer than this tie: ``RANK_TOLERANCE`` times the row's largest absolute score."""
     largest = 0.0
@@ -28,7 +36,7 @@ def _tolerance(row):
     return RANK_TOLERANCE * largest
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@compiled_helper
 def _rank_row_pairwise(row, out):
     n = row.size
     tolerance = _tolerance(row)
@@ -48,35 +56,42 @@ def _rank_row_pairwise(row, out):
         out[u] = place
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _rank_row_sorted(row, out):
-    order = np.argsort(-row, kind="mergesort")  # NaN last, in data order
+@compiled_helper
+def _rank_row_sorted(row, out, work, values):
+    n = row.size
+    order, ordered = work[:n], values[:n]
+    for position in range(n):
+        order[position], ordered[position] = position, row[position]
+    _merge_sort(ordered, order, 0, n, values[n : 2 * n], work[n : 2 * n])  # NaN last
     tolerance = _tolerance(row)
     better = 0  # scores above the current one by more than the tolerance: a prefix of ``order``
-    for position in range(order.size):
-        value = row[order[position]]
+    for position in range(n):
+        value = ordered[position]
         if np.isnan(value):
             out[order[position]] = position + 1
             continue
-        while row[order[better]] > value + tolerance:
+        while ordered[better] > value + tolerance:
             better += 1
         out[order[position]] = better + 1
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _rank_row(row, ordinal, out):
-    """Shared best places (``min``); ``ordinal`` then breaks each tie in data order."""
-    if row.size <= PAIRWISE_LIMIT:
+@compiled_helper
+def _rank_row(row, ordinal, out, work, values):
+    """Shared best places (``min``); ``ordinal`` then breaks each tie in data order. Scratch:
+    ``work``, at least ``2 * row.size + 1`` integers, and ``values``, ``2 * row.size`` floats."""
+    n = row.size
+    if n <= PAIRWISE_LIMIT:
         _rank_row_pairwise(row, out)
     else:
-        _rank_row_sorted(row, out)
+        _rank_row_sorted(row, out, work, values)
     if ordinal:
-        order = np.argsort(out, kind="mergesort")
-        for position in range(order.size):
+        order = work[:n]
+        _counting_order(out, order, work[n : 2 * n + 1])
+        for position in range(n):
             out[order[position]] = position + 1
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel
 def rank_rows(scores, ordinal):
     """Ranks (1 = highest) of each row of a 2-D array; NaN ranks after every score, in data order.
 
@@ -86,12 +101,14 @@ def rank_rows(scores, ordinal):
     data order (``ordinal`` True).
     """
     ranks = np.empty(scores.shape, dtype=np.int64)
+    work = np.empty(2 * scores.shape[1] + 1, dtype=np.int64)
+    values = np.empty(2 * scores.shape[1])
     for r in range(scores.shape[0]):
-        _rank_row(scores[r], ordinal, ranks[r])
+        _rank_row(scores[r], ordinal, ranks[r], work, values)
     return ranks
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel
 def prepare_children(values, method, shift_fraction, power, out):
     """Children rows (C, R) as ``method`` averages them: the logarithm (geometric, 1), reciprocal
     (harmonic, 2) or ``power``-th power (generalised, 3) of values made admissible. A child with a
@@ -101,7 +118,7 @@ def prepare_children(values, method, shift_fraction, power, out):
     _prepare(values, values.shape[0], method, shift_fraction, power, out)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@compiled_helper
 def _prepare(values, n_children, method, shift_fraction, power, out):
     zero_allowed = method == 3 and power > 0  # x^p with p > 0 is defined at 0
     for c in range(n_children):
@@ -132,7 +149,7 @@ def _prepare(values, n_children, method, shift_fraction, power, out):
 COPELAND = 4
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@compiled_helper
 def _children_weight(weights, node, children, first, last):
     """The summed weight of one parent's children ``first .. last - 1`` of a level."""
     total = 0.0
@@ -141,7 +158,7 @@ def _children_weight(weights, node, children, first, last):
     return total
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@compiled_helper
 def _copeland(children_values, weights, node, child_start, children, start, n_parents, block, out):
     """Copeland scores of one level of one scenario (COINr's ``a_copeland``): within each block
     of ``block`` rows (a year), unit i's score is the number of units it outranks minus the number
@@ -180,7 +197,7 @@ def _copeland(children_values, weights, node, child_start, children, start, n_pa
                         out[p, j] += 1.0
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@compiled_helper
 def _finish_mean(value, method, power):
     """A weighted mean of prepared children back on the children's scale."""
     if method == 1:
@@ -192,7 +209,7 @@ def _finish_mean(value, method, power):
     return value
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@compiled_helper
 def _available_means(
     observed,
     children_values,
@@ -231,7 +248,7 @@ def _available_means(
                 out[p, r] = mean if mean == mean else np.inf
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@compiled_helper
 def _parents(
     children_values,
     weights,
@@ -272,7 +289,7 @@ def _parents(
                 out[p, r] = _finish_mean(out[p, r], method, power)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel
 def aggregate_tree(
     leaves,
     leaves_prepared,
@@ -306,11 +323,15 @@ def aggregate_tree(
     """
     n_levels = sizes.size - 1
     n_rows = leaves.shape[2]
-    widest = sizes.max()
+    widest = 0
+    for k in range(sizes.size):
+        widest = max(widest, sizes[k])
     current = np.empty((widest, n_rows))
     following = np.empty((widest, n_rows))
     prepared = np.empty((widest, n_rows))
     root = np.empty(n_rows)
+    work = np.empty(2 * n_units + 1, dtype=np.int64)
+    values = np.empty(2 * n_units)
     for s in range(weights.shape[0]):
         leaf = leaves[0] if leaves.shape[0] == 1 else leaves[s]
         row_weights = weights[s]
@@ -362,10 +383,11 @@ def aggregate_tree(
             for r in range(n_rows):
                 root[r] = current[0, r]
             for first in range(0, n_rows, n_units):
-                _rank_row(root[first : first + n_units], ordinal, ranks[s, first : first + n_units])
+                row = root[first : first + n_units]
+                _rank_row(row, ordinal, ranks[s, first : first + n_units], work, values)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel
 def count_above_mean(index, mean_weights, above):
     """``above[y * units + u] +=`` 1 for each scenario where unit u's index exceeds that scenario's
     weighted mean index (``mean_weights`` over units) in year y."""
@@ -379,14 +401,14 @@ def count_above_mean(index, mean_weights, above):
                 above[y * n_units + u] += index[s, y, u] > mean
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@compiled_helper
 def _add_level(counts, cell, level):
     if level < 1 or level > counts.shape[1]:
         raise ValueError("rank or tier out of range")
     counts[cell, level - 1] += 1
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel
 def tally_ranks(ranks, tiers, nominal, limits, counted, rank_counts, tier_counts, within_counts):
     """One pass over a chunk's ranks and tiers (S, cells): returns each scenario's total absolute
     rank change against ``nominal``; for the ``counted`` scenarios, adds to the histograms
@@ -414,13 +436,14 @@ def tally_ranks(ranks, tiers, nominal, limits, counted, rank_counts, tier_counts
     return totals
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@compiled_helper
 def _average_ranks(ranks, tally, places):
     """Tally integer ranks 1..n into ``places`` (n + 1): each value's average rank, ties sharing the
     mean of the places they span (as ``scipy.stats.rankdata``), by counting: O(n). Returns the
     tied pairs and the sum of t^3 - t over groups of t ties (Spearman's tie correction)."""
     n = ranks.size
-    tally[:] = 0
+    for v in range(n + 1):
+        tally[v] = 0
     for u in range(n):
         if ranks[u] < 1 or ranks[u] > n:
             raise ValueError("rank out of range")
@@ -435,52 +458,87 @@ def _average_ranks(ranks, tally, places):
     return pairs, cubes
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _sort_counting_inversions(values, lo, hi, scratch):
-    """Sort ``values[lo:hi]`` and return its inversions, the pairs i < j with values[i] >
-    values[j]: insertion sort within runs of ``INSERTION_RUN`` (each shift one inversion; fast on
-    the nearly sorted rankings of a study), then bottom-up merges counting the pairs they cross:
-    O(n log n)."""
-    inversions = 0
+@compiled_helper
+def _precedes(a, b):
+    """Whether a key sorts strictly before another: higher first, NaN after every number."""
+    return a > b or (b != b and a == a)
+
+
+@compiled_helper
+def _merge_sort(keys, order, lo, hi, key_scratch, order_scratch):
+    """Sort ``keys[lo:hi]`` highest first, NaN last, equal keys in their given order, moving
+    ``order[lo:hi]`` alike unless it is empty (from positions, it becomes ``np.argsort(-keys,
+    kind="stable")``); return the pairs the sort reversed (a later key strictly before an earlier
+    one): insertion sort within runs of ``INSERTION_RUN`` (each shift one pair; fast on the nearly
+    sorted rankings of a study), then bottom-up merges counting the pairs they cross."""
+    carry = order.size > 0
+    reversed_pairs = 0
     for first in range(lo, hi, INSERTION_RUN):
         last = min(first + INSERTION_RUN, hi)
         for i in range(first + 1, last):
-            value = values[i]
+            key, item = keys[i], order[i] if carry else 0
             j = i
-            while j > first and values[j - 1] > value:
-                values[j] = values[j - 1]
+            while j > first and _precedes(key, keys[j - 1]):
+                keys[j] = keys[j - 1]
+                if carry:
+                    order[j] = order[j - 1]
                 j -= 1
-            values[j] = value
-            inversions += i - j
-    source, target = values, scratch
+            keys[j] = key
+            if carry:
+                order[j] = item
+            reversed_pairs += i - j
+    source, target = keys, key_scratch
+    source_order, target_order = order, order_scratch
     in_scratch = False
     width = INSERTION_RUN
     while width < hi - lo:
         for left in range(lo, hi, 2 * width):
             middle, right = min(left + width, hi), min(left + 2 * width, hi)
-            if middle >= right or source[middle - 1] <= source[middle]:  # in order: copy
-                for k in range(left, right):
-                    target[k] = source[k]
-                continue
             i, j = left, middle
+            in_order = middle >= right or not _precedes(source[middle], source[middle - 1])
             for k in range(left, right):
-                if j < right and (i >= middle or source[j] < source[i]):
+                if not in_order and j < right and (i >= middle or _precedes(source[j], source[i])):
                     target[k] = source[j]
-                    inversions += middle - i
+                    if carry:
+                        target_order[k] = source_order[j]
+                    reversed_pairs += middle - i
                     j += 1
                 else:
                     target[k] = source[i]
+                    if carry:
+                        target_order[k] = source_order[i]
                     i += 1
         source, target = target, source
+        source_order, target_order = target_order, source_order
         in_scratch = not in_scratch
         width *= 2
     if in_scratch:
         for k in range(lo, hi):
-            values[k] = scratch[k]
-    return inversions
+            keys[k] = key_scratch[k]
+            if carry:
+                order[k] = order_scratch[k]
+    return reversed_pairs
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@compiled_helper
+def _counting_order(keys, order, tally):
+    """The positions of integer ``keys`` in 1..n (n = ``keys.size``) in ascending order, equal keys
+    in data order (as ``np.argsort(keys, kind="stable")``), by counting: O(n). ``tally``: n + 1
+    integers of scratch."""
+    n = keys.size
+    for v in range(n + 1):
+        tally[v] = 0
+    for u in range(n):
+        tally[keys[u]] += 1
+    below = 0
+    for v in range(n + 1):
+        below, tally[v] = below + tally[v], below
+    for u in range(n):
+        order[tally[keys[u]]] = u
+        tally[keys[u]] += 1
+
+
+@compiled_helper
 def _tied_pairs(ordered, lo, hi):
     """Pairs of equal values in sorted ``ordered[lo:hi]``."""
     pairs, run = 0, 1
@@ -493,30 +551,31 @@ def _tied_pairs(ordered, lo, hi):
     return pairs
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _kendall_tau_b(y, order, x_sorted, x_ties, y_ties, buffer, scratch):
-    """Kendall's tau-b of (x, y) by Knight's merge-sort count, O(n log n): ``order`` sorts x
+@compiled_helper
+def _kendall_tau_b(y_by_x, x_sorted, x_ties, y_ties, scratch):
+    """Kendall's tau-b of (x, y) by Knight's merge-sort count, O(n log n): ``y_by_x`` is y negated
+    (so that the descending merge sort puts it in ascending order) in the order that sorts x
     (``x_sorted``, with ``x_ties`` tied pairs; y has ``y_ties``); y is sorted within tied x, then
-    merge-sorted whole, whose inversions are the discordant pairs. Neither may be all tied."""
-    n = y.size
-    for p in range(n):
-        buffer[p] = y[order[p]]
+    sorted whole, reversing each discordant pair once. Neither may be all tied; ``y_by_x`` is
+    sorted in place."""
+    n = y_by_x.size
+    unordered = scratch[:0]  # nothing to move alongside
     joint_ties = 0
     if x_ties:  # sort y within each run of tied x
         start = 0
         for p in range(1, n + 1):
             if p == n or x_sorted[p] != x_sorted[start]:
                 if p - start > 1:
-                    _sort_counting_inversions(buffer, start, p, scratch)
-                    joint_ties += _tied_pairs(buffer, start, p)
+                    _merge_sort(y_by_x, unordered, start, p, scratch, unordered)
+                    joint_ties += _tied_pairs(y_by_x, start, p)
                 start = p
-    discordant = _sort_counting_inversions(buffer, 0, n, scratch)
+    discordant = _merge_sort(y_by_x, unordered, 0, n, scratch, unordered)
     pairs = n * (n - 1) // 2
     numerator = pairs - x_ties - y_ties + joint_ties - 2 * discordant
     return numerator / np.sqrt(float(pairs - x_ties) * float(pairs - y_ties))
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel
 def rank_agreement(ranks, nominal, n_units, counted):
     """Spearman's rho and Kendall's tau-b (ties handled) between each ``counted`` scenario's
     ranking and ``nominal``, per block of ``n_units`` cells (a year): (S, years, 2), NaN where not
@@ -540,10 +599,10 @@ def rank_agreement(ranks, nominal, n_units, counted):
         x_squares[t] = (float(n) ** 3 - n - cubes) / 12
         for u in range(n):
             centred[t, u] = places[x[u]] - middle
-        orders[t] = np.argsort(x, kind="mergesort")
+        _counting_order(x, orders[t], tally)
         for p in range(n):
             x_sorted[t, p] = x[orders[t, p]]
-    buffer = np.empty(n, dtype=np.int64)
+    y_by_x = np.empty(n, dtype=np.int64)
     scratch = np.empty(n, dtype=np.int64)
     for s in range(n_scenarios):
         if not counted[s]:
@@ -558,13 +617,13 @@ def rank_agreement(ranks, nominal, n_units, counted):
             for u in range(n):
                 products += centred[t, u] * (places[y[u]] - middle)
             result[s, t, 0] = products / np.sqrt(x_squares[t] * y_squares)
-            result[s, t, 1] = _kendall_tau_b(
-                y, orders[t], x_sorted[t], x_ties[t], y_ties, buffer, scratch
-            )
+            for p in range(n):
+                y_by_x[p] = -y[orders[t, p]]
+            result[s, t, 1] = _kendall_tau_b(y_by_x, x_sorted[t], x_ties[t], y_ties, scratch)
     return result
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel
 def natural_break_rows(scores, classes):
     """Fisher-Jenks classes of each row (1 = highest scores): the split into ``classes`` runs of the
     sorted scores with the least within-class sum of squares, by dynamic programming on prefix
@@ -578,8 +637,13 @@ def natural_break_rows(scores, classes):
     following = np.empty(n)
     starts = np.empty((classes, n), dtype=np.int64)
     class_ascending = np.empty(n, dtype=np.int64)
+    order = np.empty(n, dtype=np.int64)
+    order_scratch = np.empty(n, dtype=np.int64)
+    descending = np.empty(n)
     for row in range(n_rows):
-        order = np.argsort(-scores[row], kind="mergesort")
+        for p in range(n):
+            order[p], descending[p] = p, scores[row, p]
+        _merge_sort(descending, order, 0, n, ordered, order_scratch)
         for p in range(n):
             ordered[p] = scores[row, order[n - 1 - p]]
         for p in range(n):
@@ -598,7 +662,8 @@ def natural_break_rows(scores, classes):
                         chosen, lowest = i, candidate
                 starts[m, j] = chosen
                 following[j] = lowest
-            best[:] = following
+            for j in range(n):
+                best[j] = following[j]
         class_ascending[:] = 1
         end = n - 1
         for m in range(classes - 1, 0, -1):
@@ -611,7 +676,7 @@ def natural_break_rows(scores, classes):
     return tiers
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@compiled_helper
 def _run_cost(s1, s2, i, j):
     """Within-run sum of squares of sorted values i..j from prefix sums (never negative)."""
     total = s1[j + 1] - s1[i]
