@@ -51,6 +51,7 @@ from nqpf_sens.outputs import (
 )
 from nqpf_sens.plan import Prepared, prepare_study, tables_from
 from nqpf_sens.uncertainty.chunks import check_work_folder, remove_work
+from nqpf_sens.uncertainty.compiling import start_compiling
 from nqpf_sens.uncertainty.convergence import RANK_ERROR
 from nqpf_sens.uncertainty.study import ChunkStats, run_study
 from nqpf_sens.wording import plural
@@ -260,6 +261,8 @@ def _plan(
 ) -> _Plan:
     """The nominal run and its tables, and the study of an uncertainty run (checked against the
     machine's memory, and the disk under ``work`` when chunk files are kept)."""
+    if config.kind != "baseline" and jobs > 1:
+        start_compiling()  # the study's kernels, on another core while the audits run
     nominal = evaluate(spec, table, config.pipeline, config.ties)
     scores = nominal.to_frame()
     tables: dict[str, pd.DataFrame] = {"baseline_scores": scores}

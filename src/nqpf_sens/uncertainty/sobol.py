@@ -138,7 +138,7 @@ def _estimate_block(
     n, k = len(outputs) // (n_factors + 2), outputs.shape[1]
     # per base sample: B (AB_j - A), (A - AB_j)^2 / 2 for every factor j, then A, B, A^2, B^2
     terms = buffer[: n * (2 * n_factors + 4) * k].reshape(n, 2 * n_factors + 4, k)
-    _saltelli_terms(outputs, means, n_factors, terms)
+    saltelli_terms(outputs, means, n_factors, terms)
     sums = (weights @ terms.reshape(n, -1) / n).reshape(len(weights), -1, k)
     mean = (sums[:, -4] + sums[:, -3]) / 2
     variance = (sums[:, -2] + sums[:, -1]) / 2 - mean**2
@@ -156,7 +156,7 @@ def _estimate_block(
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _saltelli_terms(outputs, means, n_factors, out):  # pragma: no cover - compiled
+def saltelli_terms(outputs, means, n_factors, out):  # pragma: no cover - compiled
     """The per-sample terms of every estimator in one pass over the outputs (rows A, AB_1 ..
     AB_D, B per base sample; ``means`` centre A and B; AB_j - A needs no centring)."""
     per_sample = n_factors + 2

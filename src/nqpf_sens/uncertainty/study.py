@@ -35,6 +35,7 @@ from nqpf_sens.uncertainty.chunks import (
     prepare_work,
     save_arrays,
 )
+from nqpf_sens.uncertainty.compiling import wait_for_kernels
 from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty.factors import FactorSet
 from nqpf_sens.uncertainty.memory import retain_freed_memory
@@ -315,6 +316,7 @@ def run_study(
     Counts are summed as chunks finish, so memory holds one chunk's histograms per worker."""
     from joblib import Parallel, delayed
 
+    wait_for_kernels()
     chunk_size = chunk_rows(study, chunk_size)
     token = f"{study.token}-{chunk_size}"  # chunk files are only reused for the same spans
     n_rows = study.design.n_rows

@@ -1,0 +1,71 @@
+"""The study's compiled kernels, compiled in a second process while the run does its audits.
+
+The first run after an install compiles its numba kernels into numba's disk cache, one at a time
+(compilation holds a global lock). The engine's kernels (the index tree, ranks) are needed at once,
+for the nominal index; the study's (rank tallies, rank agreement, the Sobol estimators' terms) only
+after the audits and the design. :func:`start_compiling` compiles those in a forked child at the
+same time, into the same cache; :func:`wait_for_kernels`, called before the study's first chunk,
+lets the child finish, after which this process loads them from the cache instead of compiling
+them. Once they are cached the child only loads them, on the other core. A child that fails costs
+nothing: the kernels then compile on first call, as without it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from multiprocessing.process import BaseProcess
+
+from numba import types
+
+from nqpf_sens.engine import kernels
+from nqpf_sens.uncertainty import sobol
+
+WAIT_SECONDS = 600  # a child still compiling after this long is stopped (never seen: ~10 s)
+
+_INTEGERS = types.Array(types.int64, 1, "C")
+_INTEGER_TABLE = types.Array(types.int64, 2, "C")
+_FLAGS = types.Array(types.boolean, 1, "C")
+_VALUES = types.Array(types.float64, 1, "C")
+_VALUE_TABLE = types.Array(types.float64, 2, "C")
+_VALUE_CUBE = types.Array(types.float64, 3, "C")
+#: each kernel the study calls, with the types of the arguments it is called with there
+STUDY_KERNELS = (
+    (
+        kernels.tally_ranks,
+        (_INTEGER_TABLE, _INTEGER_TABLE, _INTEGERS, _INTEGERS, _FLAGS)
+        + (_INTEGER_TABLE, _INTEGER_TABLE, _INTEGERS),
+    ),
+    (kernels.rank_agreement, (_INTEGER_TABLE, _INTEGERS, types.int64, _FLAGS)),
+    (kernels.count_above_mean, (_VALUE_CUBE, _VALUES, _INTEGERS)),
+    (sobol.saltelli_terms, (_VALUE_TABLE, _VALUES, types.int64, _VALUE_CUBE)),
+)
+
+_children: list[BaseProcess] = []
+
+
+def start_compiling() -> None:
+    """Compile the study's kernels in a forked child, where forking is safe (Linux) and a second
+    core exists; elsewhere they compile on their first call."""
+    if _children or sys.platform != "linux" or (os.cpu_count() or 1) < 2:
+        return
+    child = multiprocessing.get_context("fork").Process(target=compile_study_kernels, daemon=True)
+    child.start()
+    _children.append(child)
+
+
+def wait_for_kernels() -> None:
+    """Let a child started by :func:`start_compiling` finish (its kernels are then cached)."""
+    while _children:
+        child = _children.pop()
+        child.join(WAIT_SECONDS)
+        if child.is_alive():
+            child.kill()
+            child.join()
+
+
+def compile_study_kernels() -> None:
+    """Compile (or load from the cache) each of :data:`STUDY_KERNELS` for its argument types."""
+    for kernel, argument_types in STUDY_KERNELS:
+        kernel.compile(argument_types)
