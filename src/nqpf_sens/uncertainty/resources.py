@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nqpf_sens.errors import UserError
-from nqpf_sens.uncertainty.sobol import BLOCK_ELEMENTS
+from nqpf_sens.uncertainty.sobol import block_width
 from nqpf_sens.uncertainty.study import AGREEMENT_BINS
 
 BUDGET = 0.8  # share of the available memory or free disk a run may plan to use
@@ -86,7 +86,7 @@ class RunSize:
             items["the Saltelli design"] = (2 * self.rows * self.columns * 8, "[sampling] n")
             items["the Sobol outputs"] = (self.rows * outputs * 8, "[sampling] n")
             factors = self.rows // self.base_n - 2
-            width = min(outputs, max(1, BLOCK_ELEMENTS // self.rows))
+            width = block_width(self.base_n, factors, outputs)
             counts = (self.bootstrap + 1) * self.base_n
             terms = self.base_n * (2 * factors + 4) * width
             replicates = REPLICATE_COPIES * self.bootstrap * (outputs + 1) * factors

@@ -24,7 +24,7 @@ from scipy.special import ndtri  # normal quantiles
 
 MIN_RANK_SD = 0.5  # a rank varying less (standard deviation, in places) has little to explain
 MAX_INTERVAL = 0.3  # an output whose widest ST interval is wider cannot rank the factors
-BLOCK_ELEMENTS = 1 << 25  # outputs go in blocks of at most this many rows x outputs
+TERMS_BLOCK = 1 << 23  # outputs go in blocks whose per-sample terms hold at most this many numbers
 BOOTSTRAP_STREAM = 1  # the bootstrap's random stream, independent of the design's
 ROUNDING = 1e-12  # a variance below this share of its output's level is rounding, not variation
 
@@ -113,9 +113,9 @@ def estimate(outputs: np.ndarray, n_factors: int, counts: np.ndarray) -> Estimat
     weights = np.vstack([np.ones(counts.shape[1]), counts])  # the sample itself, then resamples
     outputs = np.asarray(outputs, dtype=np.float64)
     means = outputs.mean(axis=0)
-    width = max(1, BLOCK_ELEMENTS // max(rows, 1))
+    width = block_width(counts.shape[1], n_factors, n_outputs)
     # one buffer for every block's terms: fresh pages cost more to touch than to compute
-    buffer = np.empty(counts.shape[1] * (2 * n_factors + 4) * min(width, n_outputs))
+    buffer = np.empty(counts.shape[1] * (2 * n_factors + 4) * width)
     for start in range(0, n_outputs, width):
         block = slice(start, min(start + width, n_outputs))
         parts = _estimate_block(outputs[:, block], means[block], n_factors, weights, buffer)
@@ -126,6 +126,12 @@ def estimate(outputs: np.ndarray, n_factors: int, counts: np.ndarray) -> Estimat
                 arrays[name][block] = values
     arrays["level"] += means**2
     return Estimates(**arrays)
+
+
+def block_width(n: int, n_factors: int, n_outputs: int) -> int:
+    """Outputs per block: the block's terms, n base samples x (2 D + 4) x outputs, within
+    ``TERMS_BLOCK`` (64 MiB), so that the memory they take does not grow with the outputs."""
+    return max(1, min(n_outputs, TERMS_BLOCK // max(n * (2 * n_factors + 4), 1)))
 
 
 def _estimate_block(
