@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import threading
 from multiprocessing.process import BaseProcess
 
 from numba import types
@@ -22,7 +23,7 @@ from numba import types
 from nqpf_sens.engine import kernels
 from nqpf_sens.uncertainty import sobol
 
-WAIT_SECONDS = 600  # a child still compiling after this long is stopped (never seen: ~10 s)
+WAIT_SECONDS = 300  # a child still compiling after this long is stopped (it takes ~10 s)
 
 _INTEGERS = types.Array(types.int64, 1, "C")
 _INTEGER_TABLE = types.Array(types.int64, 2, "C")
@@ -46,9 +47,11 @@ _children: list[BaseProcess] = []
 
 
 def start_compiling() -> None:
-    """Compile the study's kernels in a forked child, where forking is safe (Linux) and a second
-    core exists; elsewhere they compile on their first call."""
-    if _children or sys.platform != "linux" or (os.cpu_count() or 1) < 2:
+    """Compile the study's kernels in a forked child, where forking is safe (Linux, and no other
+    thread of this process, which could hold numba's compiler lock in the child for ever) and a
+    second core exists; elsewhere they compile on their first call."""
+    alone = threading.active_count() == 1
+    if _children or not alone or sys.platform != "linux" or (os.cpu_count() or 1) < 2:
         return
     child = multiprocessing.get_context("fork").Process(target=compile_study_kernels, daemon=True)
     child.start()
