@@ -21,7 +21,8 @@ divided among the processes sharing it) of the process tree, polled every 50 ms 
   compiled kernels cached), the median of ``REPEATS`` runs; ``sobol_default_first_run``: the same
   with an empty kernel cache (``NUMBA_CACHE_DIR`` pointed at a new folder), as after an install.
 - ``asem_vignette``: ``configs/asem_sobol.toml`` (COINr's ASEM example, its vignette's Sobol
-  study, audit steps and figures), the median of ``REPEATS`` runs.
+  study, audit steps and figures), the median of ``REPEATS`` runs; ``asem_vignette_first_run``:
+  with an empty kernel cache.
 - ``sobol_20_factors``: ``experiments/configs/sobol_20_factors.toml``, 20 factors at N = 2^14
   (360,448 scenarios, every unit's rank and score a Sobol output), and the same at N = 2^13 to
   show how memory grows with N.
@@ -235,11 +236,15 @@ def end_to_end_cases(folder: Path) -> list[tuple[str, Path, int, dict | None]]:
     twenty = ROOT / "experiments" / "configs" / "sobol_20_factors.toml"
     half = folder / "sobol_20_factors_half.toml"
     half.write_text(twenty.read_text().replace("n = 16384", "n = 8192", 1))
-    empty_cache = {"NUMBA_CACHE_DIR": str(folder / "kernel_cache")}
+
+    def empty_cache(name: str) -> dict:  # a kernel cache of its own: nothing compiled yet
+        return {"NUMBA_CACHE_DIR": str(folder / f"kernel_cache_{name}")}
+
     return [
         ("sobol_default", ROOT / "configs" / "sobol.toml", REPEATS, None),
-        ("sobol_default_first_run", ROOT / "configs" / "sobol.toml", 1, empty_cache),
+        ("sobol_default_first_run", ROOT / "configs" / "sobol.toml", 1, empty_cache("sobol")),
         ("asem_vignette", ROOT / "configs" / "asem_sobol.toml", REPEATS, None),
+        ("asem_vignette_first_run", ROOT / "configs" / "asem_sobol.toml", 1, empty_cache("asem")),
         ("sobol_20_factors_n8192", half, 1, None),
         ("sobol_20_factors", twenty, 1, None),
     ]
