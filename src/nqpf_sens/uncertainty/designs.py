@@ -3,8 +3,8 @@
 Every method produces the same rows whatever the chunking or the number of workers: each column of
 plain Monte Carlo rows is its own stream, ``SeedSequence(seed, spawn_key=(group, column))`` keyed by
 its factor group's name and its place in the group, advanced to the first row wanted; Sobol points
-are fast-forwarded to the first row wanted; Saltelli's design is built once, with numpy, as SALib
-builds it.
+are computed from their index (scipy's scrambled sequence, bit for bit, without importing
+``scipy.stats``); Saltelli's design is built once, with numpy, as SALib builds it.
 
 - ``random``: independent uniforms (uncertainty analysis). Keyed streams give a factor the same
   draws whatever other factors the run has: adding, removing or reordering factors changes no other
@@ -20,9 +20,10 @@ builds it.
 from __future__ import annotations
 
 import hashlib
-import warnings
 
 import numpy as np
+
+from nqpf_sens.uncertainty.sobol_sequence import ScrambledSobol
 
 METHODS = ("random", "sobol", "saltelli")
 
@@ -42,6 +43,7 @@ class Design:
         self.n_columns = len(groups)
         self.factor_names = list(dict.fromkeys(groups))
         self._matrix = self._saltelli() if method == "saltelli" else None
+        self._sequence = ScrambledSobol(self.n_columns, seed) if method == "sobol" else None
 
     @property
     def n_rows(self) -> int:
@@ -60,11 +62,7 @@ class Design:
         """Per base point: A, then A with group k's columns taken from B (groups in order of
         first appearance), then B; A and B are the two halves of a scrambled Sobol sequence in
         2 x columns dimensions, as SALib draws it."""
-        from scipy.stats import qmc  # here: scipy.stats takes a second to import
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # qmc's balance warning for N not a power of two
-            base = qmc.Sobol(2 * self.n_columns, scramble=True, seed=self.seed).random(self.n)
+        base = ScrambledSobol(2 * self.n_columns, self.seed).points(0, self.n)
         a, b = base[:, : self.n_columns], base[:, self.n_columns :]
         member = np.array([[g == name for g in self.groups] for name in self.factor_names])
         blocks = np.empty((self.n, len(self.factor_names) + 2, self.n_columns))
@@ -84,15 +82,8 @@ class Design:
     def rows(self, start: int, stop: int) -> np.ndarray:
         if self._matrix is not None:
             return self._matrix[start:stop]
-        if self.method == "sobol":
-            from scipy.stats import qmc  # here: scipy.stats takes a second to import
-
-            engine = qmc.Sobol(self.n_columns, scramble=True, seed=self.seed)
-            if start:
-                engine.fast_forward(start)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return engine.random(stop - start)
+        if self._sequence is not None:
+            return self._sequence.points(start, stop)
         columns = np.empty((self.n_columns, stop - start))
         for column, key in zip(columns, self._column_keys(), strict=True):
             stream = np.random.PCG64(np.random.SeedSequence(self.seed, spawn_key=key))
