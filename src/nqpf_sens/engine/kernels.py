@@ -643,9 +643,9 @@ def natural_break_rows(scores, classes):
     for row in range(n_rows):
         for p in range(n):
             order[p], descending[p] = p, scores[row, p]
-        _merge_sort(descending, order, 0, n, ordered, order_scratch)
+        _merge_sort(descending, order, 0, n, ordered, order_scratch)  # ``ordered``: scratch
         for p in range(n):
-            ordered[p] = scores[row, order[n - 1 - p]]
+            ordered[p] = descending[n - 1 - p]  # ascending
         for p in range(n):
             s1[p + 1] = s1[p] + ordered[p]
             s2[p + 1] = s2[p] + ordered[p] ** 2
