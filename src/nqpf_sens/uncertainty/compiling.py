@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 from multiprocessing.process import BaseProcess
@@ -53,7 +54,7 @@ def start_compiling() -> None:
     alone = threading.active_count() == 1
     if _children or not alone or sys.platform != "linux" or (os.cpu_count() or 1) < 2:
         return
-    child = multiprocessing.get_context("fork").Process(target=compile_study_kernels, daemon=True)
+    child = multiprocessing.get_context("fork").Process(target=_compile_in_child, daemon=True)
     child.start()
     _children.append(child)
 
@@ -66,6 +67,16 @@ def wait_for_kernels() -> None:
         if child.is_alive():
             child.kill()
             child.join()
+
+
+def _compile_in_child() -> None:
+    """The child's work, out of the user's way: an interruption is the run's to handle (the child,
+    a daemon, ends with the run) and nothing it prints (numba's warnings) reaches the terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(quiet, 1)
+    os.dup2(quiet, 2)
+    compile_study_kernels()
 
 
 def compile_study_kernels() -> None:
