@@ -177,6 +177,7 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
     cells = n_years * n_units
     uncertain = study.design.uncertainty_rows(start, stop)
     positions = np.flatnonzero(uncertain)
+    kept = kept_rows(study, start, positions)
     selected = slice(None) if positions.size == n_rows else positions
     ranks = result.ranks.reshape(n_rows, cells)
     rank_counts = np.zeros((cells, n_units), dtype=np.int64)
@@ -214,11 +215,7 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
             [above * high_gdp, above * ~high_gdp, below * high_gdp, below * ~high_gdp], axis=-1
         )
         quadrant_counts[:, ~known] = 0
-    design = study.design
-    saltelli = design.method == "saltelli"
-    rows = start + positions  # the design's own row numbers: the same whatever the chunking
-    sample = rows // (len(design.factor_names) + 2) if saltelli else rows
-    kept = np.flatnonzero(sample % study.keep_stride == 0)
+    saltelli = study.design.method == "saltelli"
     output_rows = slice(None) if saltelli else positions[kept]
     index = result.index[output_rows]
     if study.rescale_scores:  # scores comparable across normalisations (see on_nominal_scale)
@@ -241,6 +238,24 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
         ).astype(np.float32),
         outputs=outputs if saltelli else outputs.astype(np.float32),
     )
+
+
+def kept_rows(study: Study, start: int, positions: np.ndarray) -> np.ndarray:
+    """Which of a chunk's uncertainty rows (``positions`` from ``start``) keep their scores: each
+    ``keep_stride``-th base sample of the design, by its own row numbers, so the same whatever
+    the chunking."""
+    design = study.design
+    rows = start + positions
+    sample = rows // (len(design.factor_names) + 2) if design.method == "saltelli" else rows
+    return np.flatnonzero(sample % study.keep_stride == 0)
+
+
+def row_counts(study: Study, start: int, stop: int) -> dict[str, int]:
+    """How many rows each row array of a chunk's statistics holds (see :class:`ChunkStats`)."""
+    positions = np.flatnonzero(study.design.uncertainty_rows(start, stop))
+    kept = len(kept_rows(study, start, positions))
+    outputs = stop - start if study.design.method == "saltelli" else kept
+    return {"scores": kept, "region_means": kept, "outputs": outputs}
 
 
 def agreement_histogram(agreement: np.ndarray) -> np.ndarray:
@@ -326,10 +341,10 @@ def run_study(
         if note:
             say(f"note: {note}")
         totals: dict[str, np.ndarray] = {}  # counts, summed as chunks finish
-        parts: dict[int, dict[str, np.ndarray]] = {}  # row arrays, concatenated in design order
+        rows = _RowArrays(study, spans)  # row arrays, each chunk's in its place as it finishes
 
         def add(start: int, stats: ChunkStats) -> None:
-            parts[start] = {name: getattr(stats, name) for name in ROW_FIELDS}
+            rows.place(start, stats)
             for name in COUNT_FIELDS:
                 if name in totals:
                     totals[name] += getattr(stats, name)
@@ -359,9 +374,31 @@ def run_study(
                 bar.update(1)
     if bar is not None:
         bar.close()
-    ordered = [parts[a] for a, _ in spans]
-    rows = {name: np.concatenate([part[name] for part in ordered]) for name in ROW_FIELDS}
-    return ChunkStats(**totals, **rows)
+    return ChunkStats(**totals, **rows.arrays)
+
+
+class _RowArrays:
+    """The merged row arrays of a study, allocated once its first chunk shows their types, each
+    chunk's rows copied into their place in design order as the chunk finishes: the chunks' own
+    arrays are freed at once, not held until a final concatenation (which doubled the peak of a
+    large Sobol study)."""
+
+    def __init__(self, study: Study, spans: list[tuple[int, int]]):
+        counts = [row_counts(study, start, stop) for start, stop in spans]
+        self.index = {start: i for i, (start, _) in enumerate(spans)}
+        self.offsets = {
+            name: np.cumsum([0] + [count[name] for count in counts]) for name in ROW_FIELDS
+        }
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def place(self, start: int, stats: ChunkStats) -> None:
+        i = self.index[start]
+        for name, offsets in self.offsets.items():
+            part = getattr(stats, name)
+            if name not in self.arrays:
+                shape = (offsets[-1], *part.shape[1:])
+                self.arrays[name] = np.empty(shape, dtype=part.dtype)
+            self.arrays[name][offsets[i] : offsets[i + 1]] = part
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
