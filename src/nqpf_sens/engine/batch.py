@@ -208,9 +208,12 @@ class Engine:
                 _place(scores, members, group_scores),
                 _place(ranks, members, group_ranks),
             )
-        failed = self._failed(scores, batch)  # even a node that cannot reach the index's value
-        if failed.any():
-            raise UserError(self._aggregation_problem(failed, first, batch))
+        # a sum is finite when every score is (or, if it overflows, the check below clears it):
+        # one pass instead of a mask as large as the scores, on every chunk
+        if not np.isfinite(scores.sum()):
+            failed = self._failed(scores, batch)  # even a node that cannot reach the index's value
+            if failed.any():
+                raise UserError(self._aggregation_problem(failed, first, batch))
         scores = scores.reshape(batch.size, -1, n_years, n_units).transpose(
             0, 2, 3, 1
         )  # a view: each node's scores stay contiguous
