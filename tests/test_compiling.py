@@ -1,7 +1,10 @@
 """The study's kernels compiled ahead, in a child process, are the ones a study then calls."""
 
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import write_units_and_values
 
@@ -34,3 +37,30 @@ def test_a_child_compiles_the_kernels_and_the_run_waits_for_it():
         "assert not compiling._children and child.exitcode == 0, child.exitcode\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=600)
+
+
+def test_a_reinstalled_package_loads_its_compiled_kernels_instead_of_compiling_them(tmp_path):
+    """A reinstall writes every file again (same contents, new modification times); the kernel
+    cache is keyed to the contents (numba >= 0.68), so the kernels compiled before still load."""
+    site = tmp_path / "site"
+    shutil.copytree(
+        Path(ns.__file__).parent, site / "nqpf_sens", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    script = (
+        "import numpy as np\n"
+        "from nqpf_sens.engine.kernels import count_above_mean as kernel\n"
+        "kernel(np.ones((1, 1, 2)), np.full(2, 0.5), np.zeros(2, dtype=np.int64))\n"
+        "print(sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values()))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}  # the in-tree cache
+    env["PYTHONPATH"] = str(site)
+
+    def hits_and_misses() -> str:
+        command = [sys.executable, "-c", script]
+        return subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+
+    assert hits_and_misses().split() == ["0", "1"]  # compiled and cached
+    for source in (site / "nqpf_sens").rglob("*.py"):
+        source.write_bytes(source.read_bytes())  # as a reinstall does
+        os.utime(source, (source.stat().st_atime, source.stat().st_mtime + 60))
+    assert hits_and_misses().split() == ["1", "0"]
