@@ -10,6 +10,9 @@ divided among the processes sharing it) of the process tree, polled every 50 ms 
 
 - ``reference``: ``nqpf_sens.engine.reference.reference_scores``, one pandas DataFrame per scenario
   (weights perturbed): the straightforward implementation every speed is compared with.
+- ``numpy_batch``: a plain numpy batch on one thread (:func:`numpy_batch_rate`): one matrix
+  product and two argsorts per batch, the index and its ranks only; the engine's yardstick in the
+  same run (``ratio_to_numpy_batch``).
 - ``engine``: ``Engine.evaluate`` on batches of 16,384 weight-perturbed scenarios (scores of every
   node, ranks, tiers), in one thread, two threads, or two loky worker processes (warm).
 - ``study``: the parallel study itself (``uncertainty.study.run_study``: design rows, decoding,
@@ -127,6 +130,41 @@ def engine_rate(spec, table, n: int, workers: int, mode: str) -> float:
         started = time.perf_counter()
         done = run(share)
         rates.append(done / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+def numpy_batch_rate(spec, table, n: int) -> float:
+    """Scenarios per second of a plain numpy batch on one thread: the yardstick for the engine's
+    speed (its goal was set as a multiple of this). Each scenario's effective indicator weights
+    (every level's weights divided by their parent's sum, multiplied down the tree) times the
+    normalised data in one matrix product gives the index; ranks by two argsorts (ties in data
+    order); no other node, no tiers. The product is small: one BLAS thread runs it as fast."""
+    pipeline = Pipeline(imputation="none")
+    engine = Engine(spec, table)
+    leaves = engine.normalised(pipeline)[0]
+    scheme = engine.scheme_weights(pipeline)
+    batch = weight_batch(spec, BATCH, 1)
+    assert batch.weight_factors is not None
+
+    def ranks(factors):
+        effective = ancestors = None  # (S, leaves); each leaf's node at the level reached
+        for k, membership in enumerate(engine.memberships):
+            w = scheme[k] * factors[k]
+            share = w / (w @ membership @ membership.T)
+            if ancestors is None:
+                effective, ancestors = share, membership
+            else:
+                effective, ancestors = effective * (share @ ancestors.T), ancestors @ membership
+        index = effective @ leaves.T
+        return np.argsort(np.argsort(-index, axis=1, kind="stable"), axis=1) + 1
+
+    ranks(batch.weight_factors)
+    rates = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        for _ in range(max(1, n // BATCH)):
+            ranks(batch.weight_factors)
+        rates.append(max(1, n // BATCH) * BATCH / (time.perf_counter() - started))
     return statistics.median(rates)
 
 
@@ -281,6 +319,16 @@ def main() -> None:
             scenarios_per_second=reference,
             ratio_to_reference=1.0,
         )
+        numpy_batch = numpy_batch_rate(spec, table, n)
+        record(
+            case=case,
+            what="numpy_batch",
+            scenarios=n,
+            workers="1",
+            scenarios_per_second=numpy_batch,
+            ratio_to_reference=numpy_batch / reference,
+            ratio_to_numpy_batch=1.0,
+        )
         for workers, mode in ((1, "threads"), (2, "threads"), (2, "processes")):
             rate = engine_rate(spec, table, n, workers, mode)
             record(
@@ -290,6 +338,7 @@ def main() -> None:
                 workers=f"{workers} {mode}",
                 scenarios_per_second=rate,
                 ratio_to_reference=rate / reference,
+                ratio_to_numpy_batch=rate / numpy_batch,
             )
     reference = references["nqpf_31x15"]
     sizes = [10**5] if args.quick else [10**6, 4 * 10**6]
