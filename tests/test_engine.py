@@ -9,7 +9,7 @@ from nqpf_sens import Pipeline, ScenarioBatch, evaluate, evaluate_batch
 from nqpf_sens.engine import batch
 from nqpf_sens.engine.aggregate import aggregate_tree
 from nqpf_sens.engine.batch import Engine
-from nqpf_sens.engine.pipeline import pipeline_weights, prepare
+from nqpf_sens.engine.pipeline import option_problem, pipeline_weights, prepare
 from nqpf_sens.engine.rank import TierRule
 from nqpf_sens.engine.reference import reference_scores
 from nqpf_sens.errors import UserError
@@ -282,3 +282,20 @@ def test_lists_given_in_code_are_accepted_like_tuples(spec, table):
     listed = evaluate(spec, table, Pipeline(minmax_range=[1, 100], aggregation=["arithmetic"] * 2))
     tupled = evaluate(spec, table, Pipeline(minmax_range=(1, 100)))
     np.testing.assert_array_equal(listed.scores, tupled.scores)
+
+
+def test_a_changed_pipeline_equals_one_built_with_the_same_options():
+    nominal = Pipeline(normalisation="zscore")
+    changed = nominal.with_(minmax_range=[1, 100], aggregation=["geometric", "arithmetic"])
+    built = Pipeline(
+        normalisation="zscore", minmax_range=(1, 100), aggregation=("geometric", "arithmetic")
+    )
+    assert changed == built and hash(changed) == hash(built)
+    assert nominal == Pipeline(normalisation="zscore")  # left as it was
+    with pytest.raises(TypeError, match="no option 'normalization'"):
+        nominal.with_(normalization="rank")
+
+
+def test_options_that_are_not_numbers_get_a_message_not_a_crash(spec):
+    problem = option_problem(Pipeline(minmax_range=("low", 100)), spec)
+    assert problem == "minmax_range: must be two finite numbers, not ['low', 100]"
