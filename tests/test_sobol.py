@@ -156,6 +156,16 @@ def test_grouped_columns_move_together_in_the_saltelli_design():
     np.testing.assert_array_equal(ab_h[:, 2], b[:, 2])
 
 
+@pytest.mark.parametrize("step", [1, 5, 7, 64])
+def test_saltelli_rows_computed_chunk_by_chunk_are_the_whole_designs(step):
+    """Each chunk's rows come from the base points it needs (the design is never held whole), so
+    a chunk may start or stop inside a base sample's rows."""
+    design = Design("saltelli", 32, ["g", "g", "h", "k"], seed=3)
+    n = design.n_rows
+    pieces = [design.rows(a, min(a + step, n)) for a in range(0, n, step)]
+    np.testing.assert_array_equal(np.concatenate(pieces), design.rows(0, n))
+
+
 def test_the_uncertainty_statistics_take_rows_a_and_b():
     """Of each base sample's rows A, AB_zeta, AB_alpha, B the statistics take A and B, 2 N rows
     in all (in any chunking): two independent draws, which differ in every column, whereas A and

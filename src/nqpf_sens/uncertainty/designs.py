@@ -42,8 +42,8 @@ class Design:
         self.method, self.n, self.groups, self.seed = method, n, groups, seed
         self.n_columns = len(groups)
         self.factor_names = list(dict.fromkeys(groups))
-        self._matrix = self._saltelli() if method == "saltelli" else None
-        self._sequence = ScrambledSobol(self.n_columns, seed) if method == "sobol" else None
+        dimensions = 2 * self.n_columns if method == "saltelli" else self.n_columns
+        self._sequence = ScrambledSobol(dimensions, seed) if method != "random" else None
 
     @property
     def n_rows(self) -> int:
@@ -58,18 +58,24 @@ class Design:
             "groups": self.groups,
         }
 
-    def _saltelli(self) -> np.ndarray:
-        """Per base point: A, then A with group k's columns taken from B (groups in order of
-        first appearance), then B; A and B are the two halves of a scrambled Sobol sequence in
-        2 x columns dimensions, as SALib draws it."""
-        base = ScrambledSobol(2 * self.n_columns, self.seed).points(0, self.n)
+    def _saltelli(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` of Saltelli's design, computed from the base points they need
+        (the whole design is never held: N (G + 2) rows of every column). Per base point: A, then
+        A with group k's columns taken from B (groups in order of first appearance), then B; A
+        and B are the two halves of a scrambled Sobol sequence in 2 x columns dimensions, as SALib
+        draws it."""
+        per_sample = len(self.factor_names) + 2
+        first, last = start // per_sample, -(-stop // per_sample)
+        assert self._sequence is not None
+        base = self._sequence.points(first, last)
         a, b = base[:, : self.n_columns], base[:, self.n_columns :]
         member = np.array([[g == name for g in self.groups] for name in self.factor_names])
-        blocks = np.empty((self.n, len(self.factor_names) + 2, self.n_columns))
+        blocks = np.empty((last - first, per_sample, self.n_columns))
         blocks[:, 0] = a
         blocks[:, 1:-1] = np.where(member[None], b[:, None, :], a[:, None, :])
         blocks[:, -1] = b
-        return blocks.reshape(-1, self.n_columns)
+        offset = first * per_sample
+        return blocks.reshape(-1, self.n_columns)[start - offset : stop - offset]
 
     def uncertainty_rows(self, start: int, stop: int) -> np.ndarray:
         """Which rows feed the uncertainty statistics (all, or A and B of a Saltelli design)."""
@@ -80,8 +86,8 @@ class Design:
         return (position == 0) | (position == len(self.factor_names) + 1)
 
     def rows(self, start: int, stop: int) -> np.ndarray:
-        if self._matrix is not None:
-            return self._matrix[start:stop]
+        if self.method == "saltelli":
+            return self._saltelli(start, stop)
         if self._sequence is not None:
             return self._sequence.points(start, stop)
         columns = np.empty((self.n_columns, stop - start))

@@ -1,11 +1,11 @@
 """What a run will need, checked against the machine before anything runs.
 
-The estimate counts the arrays that grow with the configuration: the Saltelli design and the Sobol
-outputs (every row), the kept scores, each worker's chunk (per-scenario arrays and the histograms:
-units x ranks per year, rank correlations on a fine grid), the bootstrap of the Sobol estimator,
-and the chunk files written for ``--resume``. A run whose estimate exceeds ``BUDGET`` of the
-available memory or of the free disk is refused in one line that names the largest item and the
-key that lowers it.
+The estimate counts the arrays that grow with the configuration: the Sobol outputs (every row of a
+Saltelli design; the design itself is computed chunk by chunk), the kept scores, each worker's
+chunk (per-scenario arrays and the histograms: units x ranks per year, rank correlations on a fine
+grid), the bootstrap of the Sobol estimator, and the chunk files written for ``--resume``. A run
+whose estimate exceeds ``BUDGET`` of the available memory or of the free disk is refused in one
+line that names the largest item and the key that lowers it.
 """
 
 from __future__ import annotations
@@ -83,7 +83,6 @@ class RunSize:
             ),
         }
         if self.saltelli:
-            items["the Saltelli design"] = (2 * self.rows * self.columns * 8, "[sampling] n")
             items["the Sobol outputs"] = (self.rows * outputs * 8, "[sampling] n")
             factors = self.rows // self.base_n - 2
             width = block_width(self.base_n, factors, outputs)
