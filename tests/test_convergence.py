@@ -15,18 +15,20 @@ UNITS = ("a", "b", "c")
 
 
 def saltelli_outputs(n: int, noise: float, seed: int = 0):
-    """A Saltelli design of 2 factors and outputs shaped like a run's: ranks, scores, R_S."""
+    """A Saltelli design of 2 factors and outputs shaped like a run's: ranks, scores, R_S; as a
+    study keeps them: rows A and B, and every row's R_S."""
     design = Design("saltelli", n, ["f", "g"], seed)
     u = design.rows(0, design.n_rows)
     scores = u[:, :1] * np.array([3.0, 2.0, 1.0]) + noise * u[:, 1:2] * np.array([0, 1, 2])
     ranks = (-scores).argsort(axis=1).argsort(axis=1) + 1.0
     outputs = np.column_stack([ranks, scores, u[:, 0] + 0.1 * u[:, 1]])
-    return design, SimpleNamespace(outputs=outputs)
+    a_and_b = design.uncertainty_rows(0, design.n_rows)
+    return design, SimpleNamespace(outputs=outputs[a_and_b]), outputs[:, -1].copy()
 
 
 def test_blocks_are_independent_replicates_and_their_spread_is_the_error():
-    design, stats = saltelli_outputs(256, noise=3.0)
-    table, _, recommended = convergence(stats, design, UNITS, tolerance=0.1)
+    design, stats, shift_rows = saltelli_outputs(256, noise=3.0)
+    table, _, recommended = convergence(stats, design, UNITS, 0.1, shift_rows)
     blocks = [f"block_{b + 1}" for b in range(BLOCKS)]
     assert set(blocks) <= set(table.columns)
     expected = table[blocks].std(axis=1, ddof=1) / np.sqrt(BLOCKS)
@@ -35,27 +37,24 @@ def test_blocks_are_independent_replicates_and_their_spread_is_the_error():
     assert shift.loc["f", "value"] > shift.loc["g", "value"]  # R_S is mostly f
     assert recommended >= design.n and recommended & (recommended - 1) == 0
     # each block on its own: the first block's value is the statistic of its base samples only
-    per_sample = 4
-    rows = np.arange(256 // BLOCKS * per_sample)
-    a_and_b = rows[(rows % per_sample == 0) | (rows % per_sample == per_sample - 1)]
-    mean_shift = stats.outputs[a_and_b, -1].mean()
+    mean_shift = stats.outputs[: 2 * 256 // BLOCKS, -1].mean()  # rows A and B of its samples
     block = table[table.statistic == "rank_shift_mean"].block_1.iloc[0]
     assert block == pytest.approx(mean_shift)
 
 
 def test_a_noisy_small_sample_warns_and_recommends_more():
-    design, stats = saltelli_outputs(32, noise=3.0, seed=1)
-    table, warnings, recommended = convergence(stats, design, UNITS, tolerance=0.01)
+    design, stats, shift_rows = saltelli_outputs(32, noise=3.0, seed=1)
+    table, warnings, recommended = convergence(stats, design, UNITS, 0.01, shift_rows)
     assert warnings and recommended > design.n
-    design, stats = saltelli_outputs(1024, noise=0.0)
-    settled, _, _ = convergence(stats, design, UNITS, tolerance=0.5)
+    design, stats, shift_rows = saltelli_outputs(1024, noise=0.0)
+    settled, _, _ = convergence(stats, design, UNITS, 0.5, shift_rows)
     ranks = settled[settled.statistic.str.endswith("_rank")]
     assert (ranks.standard_error <= RANK_ERROR).all()
 
 
 def test_the_figure_draws_the_numbers_of_the_table(monkeypatch):
-    design, stats = saltelli_outputs(256, noise=3.0)
-    table, _, _ = convergence(stats, design, UNITS, tolerance=0.1)
+    design, stats, shift_rows = saltelli_outputs(256, noise=3.0)
+    table, _, _ = convergence(stats, design, UNITS, 0.1, shift_rows)
     drawn = {"scatter": [], "errorbar": []}
     real_scatter, real_errorbar = matplotlib.axes.Axes.scatter, matplotlib.axes.Axes.errorbar
 
@@ -84,8 +83,8 @@ def test_the_figure_draws_the_numbers_of_the_table(monkeypatch):
 def test_too_small_a_sample_is_not_assessed_and_never_called_enough():
     from nqpf_sens.report.reading import reading
 
-    design, stats = saltelli_outputs(4, noise=1.0)
-    table, warnings, recommended = convergence(stats, design, UNITS, tolerance=0.1)
+    design, stats, shift_rows = saltelli_outputs(4, noise=1.0)
+    table, warnings, recommended = convergence(stats, design, UNITS, 0.1, shift_rows)
     assert warnings and warnings[0].startswith("not assessed") and recommended == 4
     verdict = {"warnings": warnings, "recommended_n": recommended, "n": 4}
     lines = [line for line, _ in reading({"convergence": verdict}, {})]
@@ -98,10 +97,11 @@ def test_blocks_where_the_rank_shift_does_not_vary_are_left_out_and_counted():
     vary): there its variance is 0 and its ST undefined, not infinite, so those blocks are empty,
     ``blocks`` counts the others and the standard error comes from them alone; with a single
     varying block no error can be assessed, and the verdict says so."""
-    design, stats = saltelli_outputs(256, noise=3.0)
-    rows = np.arange(len(stats.outputs) // 2)
-    stats.outputs[rows[(rows % 4 == 0) | (rows % 4 == 3)], -1] = 1.0  # rows A and B
-    table, warnings, _ = convergence(stats, design, UNITS, tolerance=0.1)
+    design, stats, shift_rows = saltelli_outputs(256, noise=3.0)
+    rows = np.arange(len(shift_rows) // 2)
+    shift_rows[rows[(rows % 4 == 0) | (rows % 4 == 3)]] = 1.0  # rows A and B
+    stats.outputs[: len(stats.outputs) // 2, -1] = 1.0
+    table, warnings, _ = convergence(stats, design, UNITS, 0.1, shift_rows)
     shift = table[table.statistic == "ST_rank_shift"]
     blocks = [f"block_{b + 1}" for b in range(BLOCKS)]
     assert shift[blocks[: BLOCKS // 2]].isna().all().all() and (shift.blocks == BLOCKS // 2).all()
@@ -110,6 +110,7 @@ def test_blocks_where_the_rank_shift_does_not_vary_are_left_out_and_counted():
         shift.standard_error, later.std(axis=1, ddof=1) / np.sqrt(BLOCKS // 2)
     )
     assert not any("cannot be assessed" in w for w in warnings)
+    shift_rows[: len(shift_rows) * 7 // 8] = 1.0
     stats.outputs[: len(stats.outputs) * 7 // 8, -1] = 1.0
-    _, warnings, _ = convergence(stats, design, UNITS, tolerance=0.1)
+    _, warnings, _ = convergence(stats, design, UNITS, 0.1, shift_rows)
     assert any("cannot be assessed" in w for w in warnings)

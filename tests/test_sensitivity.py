@@ -390,3 +390,30 @@ def test_the_kept_subsample_does_not_depend_on_the_chunk_size(project, monkeypat
     assert read_outputs(small) == read_outputs(large)
     bands = pd.read_csv(small / "tier_bands.csv")
     assert (bands.score_scenarios < bands.scenarios).all()
+
+
+def test_a_resume_merges_the_chunks_found_in_design_order(project, monkeypatch):
+    """Chunks on disk after a missing one (a worker finished later chunks first, or a file was
+    damaged) are merged in their turn: the Sobol sums take the rows in design order."""
+    from nqpf_sens.errors import RunInterrupted
+
+    (project / "s.toml").write_text(SOBOL.replace("chunk_size = 500", "chunk_size = 100"))
+    fresh = run_config(project / "s.toml", out=project / "fresh", jobs=1, quiet=True)
+    evaluate_span = uncertainty._evaluate_span
+
+    def stop_at_the_fifth(study, start, *rest):
+        if start == 400:
+            raise KeyboardInterrupt
+        return evaluate_span(study, start, *rest)
+
+    monkeypatch.setattr(uncertainty, "_evaluate_span", stop_at_the_fifth)
+    with pytest.raises(RunInterrupted):
+        run_config(project / "s.toml", out=project / "resumed", jobs=1, quiet=True)
+    monkeypatch.setattr(uncertainty, "_evaluate_span", evaluate_span)
+    chunks = sorted(project.rglob("chunk_*.npz"))
+    assert [int(c.stem.split("_")[1]) for c in chunks] == [0, 100, 200, 300]
+    chunks[1].unlink()  # stored: 0, 200 and 300; missing: 100 and 400 onwards
+    resumed = run_config(
+        project / "s.toml", out=project / "resumed", jobs=1, quiet=True, resume=True
+    )
+    assert read_outputs(resumed) == read_outputs(fresh)

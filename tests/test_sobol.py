@@ -5,6 +5,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from SALib.analyze import sobol as salib
 
 from nqpf_sens.uncertainty import sobol
@@ -208,3 +210,50 @@ def test_the_saltelli_design_is_salibs_bit_for_bit(groups, n, seed):
             design.problem(), n, calc_second_order=False, scramble=True, seed=seed
         )
     assert np.array_equal(design.rows(0, design.n_rows), expected)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    pieces=st.lists(st.integers(1, 60), min_size=1, max_size=40),
+    n=st.integers(1, 40),
+    offset=st.floats(-50, 50),
+)
+def test_sums_are_the_same_bytes_however_the_rows_arrive(pieces, n, offset):
+    """A study adds each chunk's rows as it is merged: blocks of base samples at fixed places make
+    the sums independent of the chunking, and any centre gives the mean-centred estimates."""
+    design = Design("saltelli", n, GROUPS, 5)
+    y = outputs_of(design.rows(0, design.n_rows))[:, :3]
+    counts = sobol.resample_counts(n, 30, 9)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sobol, "SAMPLES_BLOCK", 3)  # many blocks, the last one partial
+        whole = sobol.SobolSums(3, y[0] + offset, counts, keep=(2,))
+        whole.add(y, 0)
+        split = sobol.SobolSums(3, y[0] + offset, counts, keep=(2,))
+        edges = np.minimum(np.cumsum([0, *pieces]), len(y))
+        for start, stop in zip(edges[:-1], edges[1:], strict=True):
+            split.add(y[start:stop], start)
+        split.add(y[edges[-1] :], edges[-1])
+    for name in ("sums", "row_sums", "kept"):
+        np.testing.assert_array_equal(getattr(split, name), getattr(whole, name))
+    np.testing.assert_array_equal(whole.kept[:, 0], y[:, 2])
+    mean_centred = sobol.estimate(y, 3, counts)
+    found = whole.estimates()
+    for name in ("variance", "first", "total", "first_replicates", "total_replicates"):
+        scale = np.abs(getattr(mean_centred, name)).max() + 1.0
+        np.testing.assert_allclose(
+            getattr(found, name), getattr(mean_centred, name), atol=1e-12 * scale
+        )
+    np.testing.assert_allclose(found.level, mean_centred.level, rtol=1e-12)
+
+
+def test_sums_refuse_rows_out_of_order_or_too_many_and_estimates_before_the_last():
+    design = Design("saltelli", 4, GROUPS, 5)
+    y = outputs_of(design.rows(0, design.n_rows))
+    sums = sobol.SobolSums(3, y.mean(axis=0), sobol.resample_counts(4, 5, 1))
+    sums.add(y[:-1], 0)
+    with pytest.raises(ValueError, match="3 of 4 base samples"):
+        sums.estimates()
+    with pytest.raises(ValueError, match="rows from 3 given after 19: not in order"):
+        sums.add(y[3:], 3)
+    with pytest.raises(ValueError, match="more rows than the design has"):
+        sums.add(y[-1:].repeat(2, axis=0), len(y) - 1)

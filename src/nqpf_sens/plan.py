@@ -27,9 +27,11 @@ from nqpf_sens.uncertainty.designs import Design, design_rows
 from nqpf_sens.uncertainty.factors import FactorSet, build_factor, cell_keys
 from nqpf_sens.uncertainty.resources import RunSize, check_resources, kept_values
 from nqpf_sens.uncertainty.sobol import (
+    SobolSums,
     bootstrap_seed,
+    indices_table,
     output_reliability,
-    sobol_indices,
+    resample_counts,
     sobol_summary,
 )
 from nqpf_sens.uncertainty.study import (
@@ -49,6 +51,7 @@ class Prepared:
     nominal: BatchResult
     labels: statistics.Labels
     notes: list[str]
+    sobol: SobolSums | None = None  # a Saltelli design's sums, filled by the study
     warnings: list[str] = field(default_factory=list)
     recommended_n: int = 0
 
@@ -236,7 +239,20 @@ def prepare_study(
         keep_stride=max(1, -(-n_uncertain // kept)),
     )
     labels = statistics.Labels(table.units, table.years, spec.aggregates, regions)
-    return Prepared(study, nominal, labels, _not_exercised(factors, table, spec, config))
+    notes = _not_exercised(factors, table, spec, config)
+    return Prepared(study, nominal, labels, notes, _sobol_sums(design, config, nominal))
+
+
+def _sobol_sums(design: Design, config: RunConfig, nominal: BatchResult) -> SobolSums | None:
+    """The sums of a Saltelli design's outputs (see ``output_names``), centred by the nominal
+    run's, with the bootstrap's resamples drawn ahead; each row's rank shift kept for the
+    convergence check."""
+    if design.method != "saltelli":
+        return None
+    centre = np.concatenate([nominal.ranks[0, -1], nominal.index[0, -1], [0.0]])
+    sampling = config.sampling
+    counts = resample_counts(sampling.n, sampling.bootstrap, bootstrap_seed(config.seed))
+    return SobolSums(len(design.factor_names), centre, counts, keep=(len(centre) - 1,))
 
 
 def output_names(units: tuple[str, ...]) -> list[str]:
@@ -270,18 +286,20 @@ def tables_from(
         )
     if prepared.study.gdp is not None:
         tables["quadrants"] = statistics.quadrants(stats, labels)
+    sums = prepared.sobol
     tables["convergence"], prepared.warnings, prepared.recommended_n = convergence(
-        stats, prepared.study.design, labels.units, out.convergence_tolerance
+        stats,
+        prepared.study.design,
+        labels.units,
+        out.convergence_tolerance,
+        None if sums is None else sums.kept[:, 0],
     )
-    if config.kind == "sobol":
-        design = prepared.study.design
-        indices = sobol_indices(
-            stats.outputs,
+    if sums is not None:
+        indices = indices_table(
+            sums.estimates(),
             output_names(labels.units),
-            design.problem(),
-            config.sampling.bootstrap,
+            prepared.study.design.factor_names,
             config.sampling.confidence,
-            bootstrap_seed(config.seed),
             aggregates={"all_ranks": np.arange(len(labels.units))},
         )
         reliability = output_reliability(indices)

@@ -407,6 +407,7 @@ def _study(
             resume,
             progress=progress,
             say=_say,
+            sobol=prepared.sobol,
         )
     except UserError:
         if work is not None:

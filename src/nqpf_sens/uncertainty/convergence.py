@@ -32,33 +32,27 @@ def _blocks(n_base: int) -> int:
     return min(BLOCKS, n_base // 4)
 
 
-def _rows(design: Design, n_rows: int, blocks: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per block of base samples, the rows of the outputs array (``n_rows``) for the uncertainty
-    statistics (the design's own choice: every row, or A and B) and for Sobol (all of them)."""
-    per_sample = len(design.factor_names) + 2 if design.method == "saltelli" else 1
-    edges = np.linspace(0, n_rows // per_sample, blocks + 1).astype(int) * per_sample
-    spans = []
-    for start, stop in zip(edges[:-1], edges[1:], strict=True):
-        rows = np.arange(start, stop)
-        spans.append((rows[design.uncertainty_rows(start, stop)], rows))
-    return spans
+def _spans(n_items: int, blocks: int) -> list[slice]:
+    """``blocks`` contiguous, disjoint spans of ``n_items`` base samples."""
+    edges = np.linspace(0, n_items, blocks + 1).astype(int)
+    return [slice(start, stop) for start, stop in zip(edges[:-1], edges[1:], strict=True)]
 
 
 def _statistics(
-    outputs: np.ndarray, statistic_rows: np.ndarray, sobol_rows: np.ndarray, design: Design, n: int
+    outputs: np.ndarray, shift_rows: np.ndarray | None, design: Design, n: int
 ) -> dict[tuple[str, str], float]:
-    """The monitored statistics of one sample: rank quantiles, R_S, and ST of R_S."""
-    ranks = outputs[statistic_rows, :n]
+    """The monitored statistics of one sample: rank quantiles and R_S from the uncertainty rows'
+    ``outputs``, ST of R_S from every row's rank shift (``shift_rows``, a Saltelli design)."""
+    ranks = outputs[:, :n]
     found: dict[tuple[str, str], float] = {}
     for name, q in (("median_rank", 0.5), ("p05_rank", 0.05), ("p95_rank", 0.95)):
         values = np.quantile(ranks, q, axis=0, method="inverted_cdf")
         found.update({(name, str(k)): float(v) for k, v in enumerate(values)})
-    found[("rank_shift_mean", "all")] = float(outputs[statistic_rows, -1].mean())
-    if design.method == "saltelli":
-        factors = list(dict.fromkeys(design.groups))
-        shift = outputs[sobol_rows, -1:]
-        no_resamples = np.empty((0, len(sobol_rows) // (len(factors) + 2)))
-        indices = estimate(shift, len(factors), no_resamples)
+    found[("rank_shift_mean", "all")] = float(outputs[:, -1].mean())
+    if shift_rows is not None:
+        factors = design.factor_names
+        no_resamples = np.empty((0, len(shift_rows) // (len(factors) + 2)))
+        indices = estimate(shift_rows[:, None], len(factors), no_resamples)
         with np.errstate(divide="ignore", invalid="ignore"):
             totals = np.where(indices.varies[0], indices.ST[0], np.nan)  # R_S constant: none
         found.update({("ST_rank_shift", f): float(v) for f, v in zip(factors, totals, strict=True)})
@@ -66,19 +60,33 @@ def _statistics(
 
 
 def convergence(
-    stats: ChunkStats, design: Design, units: tuple[str, ...], tolerance: float
+    stats: ChunkStats,
+    design: Design,
+    units: tuple[str, ...],
+    tolerance: float,
+    shift_rows: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, list[str], int]:
     """The monitored statistics on the whole sample and on each block, their standard errors,
     warnings where a rank quantile's standard error exceeds ``RANK_ERROR`` places or the 95%
     interval of a factor's ST of R_S is wider than ``tolerance`` either side, and the N that would
-    meet both (a power of two, at least the current N)."""
+    meet both (a power of two, at least the current N). ``stats.outputs``: the uncertainty rows
+    (rows A and B of each base sample of a Saltelli design, whose ``shift_rows`` give every row's
+    rank shift; the kept rows of a Monte Carlo design)."""
     blocks = _blocks(design.n)
     n_units = len(units)
-    whole_rows = np.arange(len(stats.outputs))
-    whole_statistic_rows = _rows(design, len(stats.outputs), 1)[0][0]
-    whole = _statistics(stats.outputs, whole_statistic_rows, whole_rows, design, n_units)
-    spans = _rows(design, len(stats.outputs), blocks) if blocks >= 2 else []
-    replicates = [_statistics(stats.outputs, *span, design, n_units) for span in spans]
+    outputs = stats.outputs
+    saltelli = shift_rows is not None
+    n_samples = design.n if saltelli else len(outputs)
+    statistic_rows, sobol_rows = (2, len(design.factor_names) + 2) if saltelli else (1, 1)
+
+    def sample(span: slice) -> dict[tuple[str, str], float]:
+        start, stop = span.start, span.stop
+        rows = outputs[start * statistic_rows : stop * statistic_rows]
+        shift = None if shift_rows is None else shift_rows[start * sobol_rows : stop * sobol_rows]
+        return _statistics(rows, shift, design, n_units)
+
+    whole = sample(slice(0, n_samples))
+    replicates = [sample(span) for span in _spans(n_samples, blocks)] if blocks >= 2 else []
     records = []
     for (statistic, item), value in whole.items():
         values = np.array([r[(statistic, item)] for r in replicates])
@@ -93,7 +101,9 @@ def convergence(
                 "blocks": len(defined),
                 "standard_error": float(error),
                 "scenarios": len(
-                    whole_rows if statistic == "ST_rank_shift" else whole_statistic_rows
+                    shift_rows
+                    if statistic == "ST_rank_shift" and shift_rows is not None
+                    else outputs
                 ),
             }
         )

@@ -1,11 +1,12 @@
 """What a run will need, checked against the machine before anything runs.
 
-The estimate counts the arrays that grow with the configuration: the Sobol outputs (every row of a
-Saltelli design; the design itself is computed chunk by chunk), the kept scores, each worker's
-chunk (per-scenario arrays and the histograms: units x ranks per year, rank correlations on a fine
-grid), the bootstrap of the Sobol estimator, and the chunk files written for ``--resume``. A run
-whose estimate exceeds ``BUDGET`` of the available memory or of the free disk is refused in one
-line that names the largest item and the key that lowers it.
+The estimate counts the arrays that grow with the configuration: the Sobol outputs kept (rows A
+and B of a Saltelli design and every row's rank shift; the design is computed and its outputs
+summed chunk by chunk), the kept scores, each worker's chunk (per-scenario arrays and the
+histograms: units x ranks per year, rank correlations on a fine grid), the bootstrap of the Sobol
+estimator, and the chunk files written for ``--resume``. A run whose estimate exceeds ``BUDGET``
+of the available memory or of the free disk is refused in one line that names the largest item
+and the key that lowers it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nqpf_sens.errors import UserError
-from nqpf_sens.uncertainty.sobol import block_width
+from nqpf_sens.uncertainty.sobol import TERMS_BLOCK
 from nqpf_sens.uncertainty.study import AGREEMENT_BINS
 
 BUDGET = 0.8  # share of the available memory or free disk a run may plan to use
@@ -82,14 +83,17 @@ class RunSize:
                 "[sampling] n",
             ),
         }
-        if self.saltelli:
-            items["the Sobol outputs"] = (self.rows * outputs * 8, "[sampling] n")
+        if self.saltelli:  # the analysis keeps rows A and B and every row's rank shift
             factors = self.rows // self.base_n - 2
-            width = block_width(self.base_n, factors, outputs)
-            counts = (self.bootstrap + 1) * self.base_n
-            terms = self.base_n * (2 * factors + 4) * width
+            kept_rows = 2 * self.base_n * outputs + self.rows
+            items["the Sobol outputs kept"] = (kept_rows * 8, "[sampling] n")
+            sums = (self.bootstrap + 1) * (3 * factors + 4) * outputs
+            draws = self.bootstrap * self.base_n  # the resamples (32-bit draws, small counts)
             replicates = REPLICATE_COPIES * self.bootstrap * (outputs + 1) * factors
-            items["the bootstrap"] = (8 * (counts + terms + replicates), "[sampling] bootstrap")
+            items["the bootstrap"] = (
+                8 * (sums + draws + TERMS_BLOCK + replicates),
+                "[sampling] bootstrap",
+            )
         return items
 
     def disk(self) -> int:

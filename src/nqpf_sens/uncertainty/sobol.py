@@ -25,6 +25,7 @@ from scipy.special import ndtri  # normal quantiles
 MIN_RANK_SD = 0.5  # a rank varying less (standard deviation, in places) has little to explain
 MAX_INTERVAL = 0.3  # an output whose widest ST interval is wider cannot rank the factors
 TERMS_BLOCK = 1 << 23  # outputs go in blocks whose per-sample terms hold at most this many numbers
+SAMPLES_BLOCK = 256  # base samples summed at once: fixed places, so sums never depend on chunking
 BOOTSTRAP_STREAM = 1  # the bootstrap's random stream, independent of the design's
 ROUNDING = 1e-12  # a variance below this share of its output's level is rounding, not variation
 
@@ -88,101 +89,150 @@ def bootstrap_seed(seed: int) -> np.random.SeedSequence:
 
 
 def resample_counts(n: int, bootstrap: int, seed: int | np.random.SeedSequence) -> np.ndarray:
-    """(bootstrap, n) counts of each base sample in each resample, drawn as SALib draws them."""
-    draws = np.random.default_rng(seed).integers(n, size=(n, bootstrap))
-    counts = np.empty((bootstrap, n))
+    """(bootstrap, n) counts of each base sample in each resample, drawn as SALib draws them (its
+    64-bit draws are the same numbers as 32-bit ones, which take half the memory)."""
+    wide = n > np.iinfo(np.int32).max
+    draws = np.random.default_rng(seed).integers(
+        n, size=(n, bootstrap), dtype=np.int64 if wide else np.int32
+    )
+    counts = np.empty((bootstrap, n), dtype=np.min_scalar_type(n))
     for b in range(bootstrap):
         counts[b] = np.bincount(draws[:, b], minlength=n)
     return counts
 
 
+class SobolSums:
+    """The sums Sobol's estimators need, accumulated from a Saltelli design's outputs as its rows
+    arrive (in design order, in any pieces): a study keeps no output row for the analysis.
+
+    Per base sample the terms are B (AB_j - A), (AB_j - A)^2 / 2 and AB_j - A for every factor j,
+    then A, B, A^2 and B^2 (each output centred by ``centre``, a value near its mean: the nominal
+    run's); each resample's sums are one matrix product of its counts with the terms. Blocks of
+    ``SAMPLES_BLOCK`` base samples, at fixed places in the design, are summed one at a time and
+    added in order, so the sums are the same bytes however the rows arrive. SALib's centring by
+    the mean of all rows is applied at the end (exact algebra: see :meth:`estimates`).
+    ``keep`` names columns kept for every row (the convergence check's rank shift)."""
+
+    def __init__(
+        self, n_factors: int, centre: np.ndarray, counts: np.ndarray, keep: tuple[int, ...] = ()
+    ):
+        self.n_factors = n_factors
+        self.per_sample = n_factors + 2
+        self.n = counts.shape[1]
+        self.centre = np.ascontiguousarray(centre, dtype=np.float64)
+        self.counts = counts.astype(np.min_scalar_type(int(counts.max(initial=0))), copy=False)
+        n_outputs, n_terms = len(self.centre), 3 * n_factors + 4
+        self.sums = np.zeros((len(counts) + 1, n_terms, n_outputs))
+        self.row_sums = np.zeros(n_outputs)  # of every row, centred
+        self.keep = keep
+        self.kept = np.empty((self.n * self.per_sample, len(keep)))
+        self.rows_added = 0
+        self.samples_summed = 0
+        self._pending = np.empty((0, n_outputs))  # rows of a block not yet complete
+        self._width = max(1, min(n_outputs, TERMS_BLOCK // (SAMPLES_BLOCK * n_terms)))
+        self._terms = np.empty(SAMPLES_BLOCK * n_terms * self._width)
+
+    def add(self, rows: np.ndarray, start: int) -> None:
+        """Rows ``start``, ``start + 1``, ... of the design, all outputs: the rows that follow
+        those added so far."""
+        rows = np.asarray(rows, dtype=np.float64)
+        if start != self.rows_added:
+            raise ValueError(f"rows from {start} given after {self.rows_added}: not in order")
+        if start + len(rows) > len(self.kept):
+            raise ValueError("more rows than the design has")
+        self.kept[start : start + len(rows)] = rows[:, list(self.keep)]
+        self.rows_added += len(rows)
+        block = SAMPLES_BLOCK * self.per_sample
+        if len(self._pending):
+            missing = block - len(self._pending)
+            self._pending = np.concatenate([self._pending, rows[:missing]])
+            rows = rows[missing:]
+            if len(self._pending) == block or self.rows_added == len(self.kept):
+                self._add_block(self._pending)
+                self._pending = self._pending[:0]
+        whole = len(rows) if self.rows_added == len(self.kept) else len(rows) // block * block
+        for first in range(0, whole, block):
+            self._add_block(rows[first : first + block])
+        if whole < len(rows):
+            self._pending = rows[whole:].copy()
+
+    def _add_block(self, rows: np.ndarray) -> None:
+        """Add one block's sums (every block but the design's last holds ``SAMPLES_BLOCK`` base
+        samples), in blocks of outputs whose terms fit ``TERMS_BLOCK`` numbers."""
+        samples, first = len(rows) // self.per_sample, self.samples_summed
+        weights = np.vstack([np.ones(samples), self.counts[:, first : first + samples]])
+        n_terms, n_outputs = self.sums.shape[1:]
+        for start in range(0, n_outputs, self._width):
+            columns = slice(start, min(start + self._width, n_outputs))
+            width = columns.stop - start
+            terms = self._terms[: samples * n_terms * width].reshape(samples, n_terms, width)
+            saltelli_terms(
+                np.ascontiguousarray(rows[:, columns]), self.centre[columns], self.n_factors, terms
+            )
+            products = weights @ terms.reshape(samples, -1)
+            self.sums[:, :, columns] += products.reshape(len(weights), n_terms, width)
+        self.row_sums += (rows - self.centre).sum(axis=0)
+        self.samples_summed += samples
+
+    def estimates(self) -> Estimates:
+        """The estimates, once every row is in. With outputs centred by c instead of their mean m
+        (m' = m - c, from the row sums), B - m = (B - c) - m', so E[(B - m) d] = E[(B - c) d] - m'
+        E[d] for d = AB_j - A; the variance and Jansen's total need no correction."""
+        if self.rows_added < len(self.kept):
+            raise ValueError(f"{self.rows_added // self.per_sample} of {self.n} base samples added")
+        d = self.n_factors
+        means = self.sums / self.n
+        shift = self.row_sums / (self.n * self.per_sample)
+        a, b, a2, b2 = (means[:, 3 * d + k] for k in range(4))
+        mean = (a + b) / 2
+        variance = (a2 + b2) / 2 - mean**2
+        first = (means[:, :d] - shift * means[:, 2 * d : 3 * d]).transpose(0, 2, 1)
+        total = means[:, d : 2 * d].transpose(0, 2, 1)
+        return Estimates(
+            level=(self.centre + shift) ** 2 + (mean[0] - shift) ** 2,
+            variance=variance[0],
+            first=first[0],
+            total=total[0],
+            variance_replicates=variance[1:],
+            first_replicates=first[1:],
+            total_replicates=total[1:],
+        )
+
+
 def estimate(outputs: np.ndarray, n_factors: int, counts: np.ndarray) -> Estimates:
     """S1 and ST of every column of ``outputs`` (rows in Saltelli order: A, AB_1 .. AB_D, B for
     each base sample) and their bootstrap replicates for the resamples ``counts``."""
-    rows, n_outputs = outputs.shape
-    n_resamples = len(counts)
-    arrays = {
-        "level": np.zeros(n_outputs),
-        "variance": np.zeros(n_outputs),
-        "first": np.zeros((n_outputs, n_factors)),
-        "total": np.zeros((n_outputs, n_factors)),
-        "variance_replicates": np.zeros((n_resamples, n_outputs)),
-        "first_replicates": np.zeros((n_resamples, n_outputs, n_factors)),
-        "total_replicates": np.zeros((n_resamples, n_outputs, n_factors)),
-    }
-    weights = np.vstack([np.ones(counts.shape[1]), counts])  # the sample itself, then resamples
     outputs = np.asarray(outputs, dtype=np.float64)
-    means = outputs.mean(axis=0)
-    width = block_width(counts.shape[1], n_factors, n_outputs)
-    # one buffer for every block's terms: fresh pages cost more to touch than to compute
-    buffer = np.empty(counts.shape[1] * (2 * n_factors + 4) * width)
-    for start in range(0, n_outputs, width):
-        block = slice(start, min(start + width, n_outputs))
-        parts = _estimate_block(outputs[:, block], means[block], n_factors, weights, buffer)
-        for name, values in parts.items():
-            if name.endswith("replicates"):  # resamples first, then outputs
-                arrays[name][:, block] = values
-            else:
-                arrays[name][block] = values
-    arrays["level"] += means**2
-    return Estimates(**arrays)
+    sums = SobolSums(n_factors, outputs.mean(axis=0), counts)
+    sums.add(outputs, 0)
+    return sums.estimates()
 
 
-def block_width(n: int, n_factors: int, n_outputs: int) -> int:
-    """Outputs per block: the block's terms, n base samples x (2 D + 4) x outputs, within
-    ``TERMS_BLOCK`` (64 MiB), so that the memory they take does not grow with the outputs."""
-    return max(1, min(n_outputs, TERMS_BLOCK // max(n * (2 * n_factors + 4), 1)))
-
-
-def _estimate_block(
-    outputs: np.ndarray, means: np.ndarray, n_factors: int, weights: np.ndarray, buffer: np.ndarray
-) -> dict:
-    """One block of outputs, centred by ``means`` as SALib centres them. Each estimator is a mean
-    over base samples, so the sample's (weights' first row, all ones) and every resample's (the
-    counts) come from one matrix product per block: the counts are read once, whatever the
-    factors."""
-    n, k = len(outputs) // (n_factors + 2), outputs.shape[1]
-    # per base sample: B (AB_j - A), (A - AB_j)^2 / 2 for every factor j, then A, B, A^2, B^2
-    terms = buffer[: n * (2 * n_factors + 4) * k].reshape(n, 2 * n_factors + 4, k)
-    saltelli_terms(outputs, means, n_factors, terms)
-    sums = (weights @ terms.reshape(n, -1) / n).reshape(len(weights), -1, k)
-    mean = (sums[:, -4] + sums[:, -3]) / 2
-    variance = (sums[:, -2] + sums[:, -1]) / 2 - mean**2
-    first = sums[:, :n_factors].transpose(0, 2, 1)
-    total = sums[:, n_factors : 2 * n_factors].transpose(0, 2, 1)
-    return {
-        "level": mean[0] ** 2,  # estimate adds the squared means of all rows
-        "variance": variance[0],
-        "first": first[0],
-        "total": total[0],
-        "variance_replicates": variance[1:],
-        "first_replicates": first[1:],
-        "total_replicates": total[1:],
-    }
-
-
-@numba.njit(parallel=True, nogil=True, cache=True)
-def saltelli_terms(outputs, means, n_factors, out):  # pragma: no cover - compiled
+@numba.njit(nogil=True, cache=True)
+def saltelli_terms(outputs, centre, n_factors, out):  # pragma: no cover - compiled
     """The per-sample terms of every estimator in one pass over the outputs (rows A, AB_1 ..
-    AB_D, B per base sample; ``means`` centre A and B; AB_j - A needs no centring)."""
+    AB_D, B per base sample; ``centre`` centres A and B; AB_j - A needs no centring): for each
+    factor j, B (AB_j - A), (AB_j - A)^2 / 2 and AB_j - A, then A, B, A^2, B^2."""
     per_sample = n_factors + 2
     n, k = out.shape[0], out.shape[2]
-    for i in numba.prange(n):
+    d = n_factors
+    for i in range(n):
         first_row = i * per_sample
         last_row = first_row + per_sample - 1
         for c in range(k):
-            a = outputs[first_row, c] - means[c]
-            b = outputs[last_row, c] - means[c]
-            out[i, 2 * n_factors, c] = a
-            out[i, 2 * n_factors + 1, c] = b
-            out[i, 2 * n_factors + 2, c] = a * a
-            out[i, 2 * n_factors + 3, c] = b * b
-        for j in range(n_factors):
+            a = outputs[first_row, c] - centre[c]
+            b = outputs[last_row, c] - centre[c]
+            out[i, 3 * d, c] = a
+            out[i, 3 * d + 1, c] = b
+            out[i, 3 * d + 2, c] = a * a
+            out[i, 3 * d + 3, c] = b * b
+        for j in range(d):
             for c in range(k):
                 difference = outputs[first_row + 1 + j, c] - outputs[first_row, c]
-                b = outputs[last_row, c] - means[c]
+                b = outputs[last_row, c] - centre[c]
                 out[i, j, c] = b * difference
-                out[i, n_factors + j, c] = 0.5 * difference * difference
+                out[i, d + j, c] = 0.5 * difference * difference
+                out[i, 2 * d + j, c] = difference
 
 
 def sobol_indices(
@@ -205,6 +255,18 @@ def sobol_indices(
     factors = list(dict.fromkeys(problem["groups"]))
     n = len(outputs) // (len(factors) + 2)
     estimates = estimate(outputs, len(factors), resample_counts(n, bootstrap, seed))
+    return indices_table(estimates, names, factors, confidence, aggregates)
+
+
+def indices_table(
+    estimates: Estimates,
+    names: list[str],
+    factors: list[str],
+    confidence: float,
+    aggregates: dict[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """The long table of :func:`sobol_indices` from estimates already made (a study's
+    :class:`SobolSums`)."""
     frames = [_index_frame(estimates, names, factors, confidence)]
     for name, columns in (aggregates or {}).items():
         aggregate = estimates.generalised(columns)

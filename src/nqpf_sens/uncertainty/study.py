@@ -6,10 +6,11 @@ exact from counts; so are R_S's, from the histogram of total rank shifts; quadra
 scenario's Spearman and Kendall correlation with the nominal ranking, on a grid of 0.0001); what
 the estimators need row by row is kept compactly (scores and region means of a systematic subsample
 of at most ``MAX_KEPT_SCORES`` scenarios (:func:`kept_scenarios`), as float32 differences from the
-nominal ones: a scenario
-equal to the nominal run is kept exactly; the Sobol outputs of a Saltelli design), so
-memory does not grow with N beyond that. Chunks are independent, so results do not depend on the
-number of workers; each is also written to a work folder, from which an interrupted run resumes.
+nominal ones: a scenario equal to the nominal run is kept exactly); a Saltelli design's outputs
+go to the Sobol estimators' sums as the chunks are merged, in design order
+(:class:`~nqpf_sens.uncertainty.sobol.SobolSums`), and only its rows A and B are kept, so memory
+hardly grows with N. Chunks are independent, so results do not depend on the number of workers;
+each is also written to a work folder, from which an interrupted run resumes.
 Workers are threads by default (one engine and its caches shared; the compiled kernels release the
 GIL), loky processes or dask workers on request.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import deque
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -39,6 +41,7 @@ from nqpf_sens.uncertainty.compiling import wait_for_kernels
 from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty.factors import FactorSet
 from nqpf_sens.uncertainty.memory import retain_freed_memory
+from nqpf_sens.uncertainty.sobol import SobolSums
 from nqpf_sens.uncertainty.workers import die_with_parent
 
 MAX_KEPT_SCORES = 1 << 16  # scenarios kept for score bands (quantile error < 0.001 in probability)
@@ -106,8 +109,8 @@ class ChunkStats:
     scores: np.ndarray  # (kept, years, units, aggregates): float32 differences from the nominal
     region_means: np.ndarray  # (kept, years, regions): float32 differences from the nominal
     outputs: np.ndarray  # (rows, 2 units + 1): last-year ranks, index scores (on the nominal scale
-    # when normalisation varies), R_S (every row of a
-    # Saltelli design; the kept rows of a Monte Carlo design, as float32)
+    # when normalisation varies), R_S (every row of a Saltelli design, merged into rows A and B
+    # when the study has Sobol sums; the kept rows of a Monte Carlo design, as float32)
 
     def save(self, path: Path, key: str) -> None:
         save_arrays(path, {f.name: getattr(self, f.name) for f in fields(self)}, key)
@@ -324,11 +327,15 @@ def run_study(
     resume: bool,
     progress: bool,
     say=print,
+    sobol: SobolSums | None = None,
 ) -> ChunkStats:
     """Evaluate every design row in chunks (skipping those a resumed run already has) and merge;
-    with ``work`` None no chunk file is written.
+    with ``work`` None no chunk file is written. With ``sobol`` (a Saltelli design's sums) every
+    chunk's outputs are added to it and only rows A and B are kept.
 
-    Counts are summed as chunks finish, so memory holds one chunk's histograms per worker."""
+    Counts are summed as chunks finish, so memory holds one chunk's histograms per worker; row
+    arrays are merged in design order (chunks already on disk in their turn), as the Sobol sums
+    must be."""
     from joblib import Parallel, delayed
 
     wait_for_kernels()
@@ -340,8 +347,9 @@ def run_study(
         found, note = prepare_work(work, token, resume) if work is not None else (set(), None)
         if note:
             say(f"note: {note}")
+        stored = {a for a, b in spans if a in found and _load(work, token, a, b) is not None}
         totals: dict[str, np.ndarray] = {}  # counts, summed as chunks finish
-        rows = _RowArrays(study, spans)  # row arrays, each chunk's in its place as it finishes
+        rows = _RowArrays(study, spans, sobol)
 
         def add(start: int, stats: ChunkStats) -> None:
             rows.place(start, stats)
@@ -351,40 +359,60 @@ def run_study(
                 else:
                     totals[name] = getattr(stats, name).copy()
 
-        todo = []
-        for start, stop in spans:
-            stats = None
-            if work is not None and start in found:
-                stats = ChunkStats.load(chunk_path(work, start), chunk_key(token, start, stop))
-            if stats is None:
-                todo.append((start, stop))
-            else:
-                add(start, stats)
-        bar = _progress_bar(len(spans), len(spans) - len(todo), progress)
+        waiting = deque(spans)  # in design order, until merged
+
+        def add_stored_before(limit: float) -> None:
+            """Merge the chunks on disk before ``limit`` (one damaged since it was checked is
+            evaluated again)."""
+            while waiting and waiting[0][0] < limit:
+                start, stop = waiting.popleft()
+                if start in stored:
+                    loaded = _load(work, token, start, stop)
+                    add(*(loaded or _evaluate_span(study, start, stop, work, token)))
+
+        bar = _progress_bar(len(spans), len(stored), progress)
         parallel = (
             Parallel(n_jobs=jobs, return_as="generator")
             if backend != "dask"
             else Parallel(return_as="generator")
         )
-        for start, stats in parallel(
+        todo = [(a, b) for a, b in spans if a not in stored]
+        for start, stats in parallel(  # results in the order of ``todo``
             delayed(_evaluate_span)(study, a, b, work, token) for a, b in todo
         ):
+            add_stored_before(start)
+            waiting.popleft()  # this chunk
             add(start, stats)
             if bar is not None:
                 bar.update(1)
+        add_stored_before(np.inf)
     if bar is not None:
         bar.close()
     return ChunkStats(**totals, **rows.arrays)
+
+
+def _load(work: Path | None, token: str, start: int, stop: int) -> tuple[int, ChunkStats] | None:
+    """A chunk saved by an earlier run, or None if it is missing, damaged or foreign."""
+    if work is None:
+        return None
+    stats = ChunkStats.load(chunk_path(work, start), chunk_key(token, start, stop))
+    return None if stats is None else (start, stats)
 
 
 class _RowArrays:
     """The merged row arrays of a study, allocated once its first chunk shows their types, each
     chunk's rows copied into their place in design order as the chunk finishes: the chunks' own
     arrays are freed at once, not held until a final concatenation (which doubled the peak of a
-    large Sobol study)."""
+    large Sobol study). With Sobol sums, each chunk's outputs go to them (in design order) and
+    only rows A and B are kept."""
 
-    def __init__(self, study: Study, spans: list[tuple[int, int]]):
+    def __init__(self, study: Study, spans: list[tuple[int, int]], sobol: SobolSums | None):
+        self.design, self.sobol = study.design, sobol
         counts = [row_counts(study, start, stop) for start, stop in spans]
+        if sobol is not None:
+            for count, (start, stop) in zip(counts, spans, strict=True):
+                count["outputs"] = int(self.design.uncertainty_rows(start, stop).sum())
+        self.spans = dict(spans)
         self.index = {start: i for i, (start, _) in enumerate(spans)}
         self.offsets = {
             name: np.cumsum([0] + [count[name] for count in counts]) for name in ROW_FIELDS
@@ -395,6 +423,9 @@ class _RowArrays:
         i = self.index[start]
         for name, offsets in self.offsets.items():
             part = getattr(stats, name)
+            if name == "outputs" and self.sobol is not None:
+                self.sobol.add(part, start)
+                part = part[self.design.uncertainty_rows(start, self.spans[start])]
             if name not in self.arrays:
                 shape = (offsets[-1], *part.shape[1:])
                 self.arrays[name] = np.empty(shape, dtype=part.dtype)
