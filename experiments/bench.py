@@ -27,8 +27,8 @@ divided among the processes sharing it) of the process tree, polled every 50 ms 
   study, audit steps and figures), the median of ``REPEATS`` runs; ``asem_vignette_first_run``:
   with an empty kernel cache.
 - ``sobol_20_factors``: ``experiments/configs/sobol_20_factors.toml``, 20 factors at N = 2^14
-  (360,448 scenarios, every unit's rank and score a Sobol output), and the same at N = 2^13 to
-  show how memory grows with N.
+  (360,448 scenarios, every unit's rank and score a Sobol output), and the same at N = 2^13 and
+  2^15 to show how memory grows with N.
 
 Cases: the NQPF index (31 provinces x 15 indicators) and a synthetic 3,000 units x 100 indicators.
 """
@@ -272,8 +272,9 @@ def run_command(config: Path, out: Path, env: dict | None = None) -> tuple[float
 def end_to_end_cases(folder: Path) -> list[tuple[str, Path, int, dict | None]]:
     """(name, config, repeats, environment) of the whole runs timed in a fresh interpreter."""
     twenty = ROOT / "experiments" / "configs" / "sobol_20_factors.toml"
-    half = folder / "sobol_20_factors_half.toml"
+    half, double = folder / "sobol_20_factors_half.toml", folder / "sobol_20_factors_double.toml"
     half.write_text(twenty.read_text().replace("n = 16384", "n = 8192", 1))
+    double.write_text(twenty.read_text().replace("n = 16384", "n = 32768", 1))
 
     def empty_cache(name: str) -> dict:  # a kernel cache of its own: nothing compiled yet
         return {"NUMBA_CACHE_DIR": str(folder / f"kernel_cache_{name}")}
@@ -285,6 +286,7 @@ def end_to_end_cases(folder: Path) -> list[tuple[str, Path, int, dict | None]]:
         ("asem_vignette_first_run", ROOT / "configs" / "asem_sobol.toml", 1, empty_cache("asem")),
         ("sobol_20_factors_n8192", half, 1, None),
         ("sobol_20_factors", twenty, 1, None),
+        ("sobol_20_factors_n32768", double, 1, None),
     ]
 
 
