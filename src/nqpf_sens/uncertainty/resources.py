@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nqpf_sens.errors import UserError
-from nqpf_sens.uncertainty.sobol import TERMS_BLOCK
+from nqpf_sens.uncertainty.sobol import SAMPLES_BLOCK, TERMS_BLOCK
 from nqpf_sens.uncertainty.study import AGREEMENT_BINS
 
 BUDGET = 0.8  # share of the available memory or free disk a run may plan to use
@@ -88,6 +88,7 @@ class RunSize:
             kept_rows = 2 * self.base_n * outputs + self.rows
             items["the Sobol outputs kept"] = (kept_rows * 8, "[sampling] n")
             sums = (self.bootstrap + 1) * (3 * factors + 4) * outputs
+            sums += min(SAMPLES_BLOCK * (factors + 2), self.rows) * outputs  # a pending block
             draws = self.bootstrap * self.base_n  # the resamples (32-bit draws, small counts)
             replicates = REPLICATE_COPIES * self.bootstrap * (outputs + 1) * factors
             items["the bootstrap"] = (

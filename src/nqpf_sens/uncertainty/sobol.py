@@ -128,7 +128,9 @@ class SobolSums:
         self.kept = np.empty((self.n * self.per_sample, len(keep)))
         self.rows_added = 0
         self.samples_summed = 0
-        self._pending = np.empty((0, n_outputs))  # rows of a block not yet complete
+        block_rows = min(SAMPLES_BLOCK * self.per_sample, len(self.kept))
+        self._pending = np.empty((block_rows, n_outputs))  # a block's rows, until it is complete
+        self._filled = 0  # rows of the pending block so far
         self._width = max(1, min(n_outputs, TERMS_BLOCK // (SAMPLES_BLOCK * n_terms)))
         self._terms = np.empty(SAMPLES_BLOCK * n_terms * self._width)
 
@@ -143,18 +145,21 @@ class SobolSums:
         self.kept[start : start + len(rows)] = rows[:, list(self.keep)]
         self.rows_added += len(rows)
         block = SAMPLES_BLOCK * self.per_sample
-        if len(self._pending):
-            missing = block - len(self._pending)
-            self._pending = np.concatenate([self._pending, rows[:missing]])
-            rows = rows[missing:]
-            if len(self._pending) == block or self.rows_added == len(self.kept):
-                self._add_block(self._pending)
-                self._pending = self._pending[:0]
-        whole = len(rows) if self.rows_added == len(self.kept) else len(rows) // block * block
+        last = self.rows_added == len(self.kept)
+        if self._filled:  # complete the pending block first (copied once, however small the pieces)
+            taken = min(block - self._filled, len(rows))
+            self._pending[self._filled : self._filled + taken] = rows[:taken]
+            self._filled += taken
+            rows = rows[taken:]
+            if self._filled == block or last:
+                self._add_block(self._pending[: self._filled])
+                self._filled = 0
+        whole = len(rows) if last else len(rows) // block * block
         for first in range(0, whole, block):
             self._add_block(rows[first : first + block])
         if whole < len(rows):
-            self._pending = rows[whole:].copy()
+            self._filled = len(rows) - whole
+            self._pending[: self._filled] = rows[whole:]
 
     def _add_block(self, rows: np.ndarray) -> None:
         """Add one block's sums (every block but the design's last holds ``SAMPLES_BLOCK`` base

@@ -381,7 +381,8 @@ def run_study(
             delayed(_evaluate_span)(study, a, b, work, token) for a, b in todo
         ):
             add_stored_before(start)
-            waiting.popleft()  # this chunk
+            expected, _ = waiting.popleft()
+            assert expected == start, "joblib returned chunks out of order"
             add(start, stats)
             if bar is not None:
                 bar.update(1)
