@@ -3,6 +3,7 @@
 import itertools
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -229,11 +230,15 @@ def test_natural_breaks_equal_numpy_dynamic_programming(n_rows, n_units, classes
     )
 
 
-def test_rank_agreement_equals_scipy_with_ties():
+@pytest.mark.parametrize("tied_nominal", [False, True])
+def test_rank_agreement_equals_scipy_with_ties(tied_nominal):
     """Spearman's rho and Kendall's tau-b per scenario and year equal scipy's on competition and
-    ordinal rankings with ties; rows not counted, and all-tied rankings, give NaN."""
+    ordinal rankings with ties (also an untied ranking against a tied nominal one, and 63 and 64
+    units, either side of the bit count's limit); rows not counted, and all-tied rankings, give
+    NaN."""
     rng = np.random.default_rng(5)
-    for n_units, n_scenarios in ((1, 3), (2, 20), (3, 50), (31, 200), (200, 30), (3000, 3)):
+    sizes = ((1, 3), (2, 20), (3, 50), (31, 200), (63, 40), (64, 40), (200, 30), (3000, 3))
+    for n_units, n_scenarios in sizes:
         n_years = 2
         scores = rng.normal(size=(n_scenarios + 1, n_years * n_units)).round(1)  # many ties
         scores[1, :n_units] = 0.0  # one ranking all tied
@@ -241,6 +246,8 @@ def test_rank_agreement_equals_scipy_with_ties():
             [rank_rows(scores[:, t * n_units : (t + 1) * n_units], t == 1) for t in range(n_years)],
             axis=1,
         )
+        if tied_nominal:  # the second year's nominal ranking with ties, the scenarios' without
+            ranks[0, n_units:] = rank_rows(scores[:1, n_units:], False)[0]
         nominal, ranks = ranks[0], ranks[1:]
         counted = rng.random(n_scenarios) > 0.2
         found = rank_agreement(ranks, nominal, n_units, counted)

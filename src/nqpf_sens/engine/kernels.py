@@ -18,6 +18,7 @@ from numba import njit
 PAIRWISE_LIMIT = 64  # up to this many units, counting better scores beats sorting
 RANK_TOLERANCE = 1e-9  # relative: scores closer than this share a place (rounding is not a ranking)
 INSERTION_RUN = 32  # merge sorts start from runs this long, sorted by insertion
+BITMASK_UNITS = 63  # up to this many units, Kendall's count of an untied ranking uses a bitmask
 
 kernel = njit(cache=True, nogil=True, error_model="numpy")
 #: for functions only compiled code calls: no Python entry points to build (a fifth of the time
@@ -552,24 +553,56 @@ def _tied_pairs(ordered, lo, hi):
 
 
 @compiled_helper
+def _discordant_by_bits(y_by_x, x_sorted):
+    """Discordant pairs of an untied ranking y of at most ``BITMASK_UNITS`` units, negated in x's
+    order (``y_by_x``, as for :func:`_kendall_tau_b`): the ranks of the units before each run of
+    tied x are the bits of one word, so a unit's discordant pairs are the bits above its rank,
+    counted at once. O(n), against the merge sort's O(n log n) with a branch per step."""
+    one = np.uint64(1)
+    before, run = np.uint64(0), np.uint64(0)
+    discordant = 0
+    for p in range(y_by_x.size):
+        if p > 0 and x_sorted[p] != x_sorted[p - 1]:
+            before, run = before | run, np.uint64(0)
+        rank = np.uint64(-y_by_x[p])
+        discordant += _bit_count(before >> rank)  # earlier units ranked below (rank r: bit r - 1)
+        run |= one << (rank - one)
+    return discordant
+
+
+@compiled_helper
+def _bit_count(word):
+    """Set bits of a 64-bit word (the classic SWAR sum, which the compiler turns into popcnt)."""
+    word = word - ((word >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    word = (word & np.uint64(0x3333333333333333)) + (
+        (word >> np.uint64(2)) & np.uint64(0x3333333333333333)
+    )
+    word = (word + (word >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return int((word * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@compiled_helper
 def _kendall_tau_b(y_by_x, x_sorted, x_ties, y_ties, scratch):
-    """Kendall's tau-b of (x, y) by Knight's merge-sort count, O(n log n): ``y_by_x`` is y negated
-    (so that the descending merge sort puts it in ascending order) in the order that sorts x
-    (``x_sorted``, with ``x_ties`` tied pairs; y has ``y_ties``); y is sorted within tied x, then
-    sorted whole, reversing each discordant pair once. Neither may be all tied; ``y_by_x`` is
-    sorted in place."""
+    """Kendall's tau-b of (x, y) by Knight's merge-sort count, O(n log n) (by bits for an untied y
+    of at most ``BITMASK_UNITS`` units, O(n)): ``y_by_x`` is y negated (so that the descending
+    merge sort puts it in ascending order) in the order that sorts x (``x_sorted``, with ``x_ties``
+    tied pairs; y has ``y_ties``); y is sorted within tied x, then sorted whole, reversing each
+    discordant pair once. Neither may be all tied; ``y_by_x`` may be sorted in place."""
     n = y_by_x.size
-    unordered = scratch[:0]  # nothing to move alongside
     joint_ties = 0
-    if x_ties:  # sort y within each run of tied x
-        start = 0
-        for p in range(1, n + 1):
-            if p == n or x_sorted[p] != x_sorted[start]:
-                if p - start > 1:
-                    _merge_sort(y_by_x, unordered, start, p, scratch, unordered)
-                    joint_ties += _tied_pairs(y_by_x, start, p)
-                start = p
-    discordant = _merge_sort(y_by_x, unordered, 0, n, scratch, unordered)
+    if y_ties == 0 and n <= BITMASK_UNITS:
+        discordant = _discordant_by_bits(y_by_x, x_sorted)
+    else:
+        unordered = scratch[:0]  # nothing to move alongside
+        if x_ties:  # sort y within each run of tied x
+            start = 0
+            for p in range(1, n + 1):
+                if p == n or x_sorted[p] != x_sorted[start]:
+                    if p - start > 1:
+                        _merge_sort(y_by_x, unordered, start, p, scratch, unordered)
+                        joint_ties += _tied_pairs(y_by_x, start, p)
+                    start = p
+        discordant = _merge_sort(y_by_x, unordered, 0, n, scratch, unordered)
     pairs = n * (n - 1) // 2
     numerator = pairs - x_ties - y_ties + joint_ties - 2 * discordant
     return numerator / np.sqrt(float(pairs - x_ties) * float(pairs - y_ties))
@@ -580,7 +613,8 @@ def rank_agreement(ranks, nominal, n_units, counted):
     """Spearman's rho and Kendall's tau-b (ties handled) between each ``counted`` scenario's
     ranking and ``nominal``, per block of ``n_units`` cells (a year): (S, years, 2), NaN where not
     counted or either ranking is all tied. Ranks are integers 1..n_units: Spearman's average ranks
-    come from counts, O(n); Kendall's count is a merge sort, O(n log n), as units can be many."""
+    come from counts, O(n); Kendall's count is a merge sort, O(n log n), as units can be many (or,
+    for an untied ranking of at most ``BITMASK_UNITS`` units, a count of bits, O(n))."""
     n_scenarios, n_cells = ranks.shape
     n = n_units
     n_years = n_cells // n
