@@ -125,10 +125,11 @@ class SobolSums:
         self.sums = np.zeros((len(counts) + 1, n_terms, n_outputs))
         self.row_sums = np.zeros(n_outputs)  # of every row, centred
         self.keep = keep
-        self.kept = np.empty((self.n * self.per_sample, len(keep)))
+        self.n_rows = self.n * self.per_sample  # of the design
+        self.kept = np.empty((self.n_rows, len(keep)))
         self.rows_added = 0
         self.samples_summed = 0
-        block_rows = min(SAMPLES_BLOCK * self.per_sample, len(self.kept))
+        block_rows = min(SAMPLES_BLOCK * self.per_sample, self.n_rows)
         self._pending = np.empty((block_rows, n_outputs))  # a block's rows, until it is complete
         self._filled = 0  # rows of the pending block so far
         self._width = max(1, min(n_outputs, TERMS_BLOCK // (SAMPLES_BLOCK * n_terms)))
@@ -140,12 +141,12 @@ class SobolSums:
         rows = np.asarray(rows, dtype=np.float64)
         if start != self.rows_added:
             raise ValueError(f"rows from {start} given after {self.rows_added}: not in order")
-        if start + len(rows) > len(self.kept):
+        if start + len(rows) > self.n_rows:
             raise ValueError("more rows than the design has")
         self.kept[start : start + len(rows)] = rows[:, list(self.keep)]
         self.rows_added += len(rows)
         block = SAMPLES_BLOCK * self.per_sample
-        last = self.rows_added == len(self.kept)
+        last = self.rows_added == self.n_rows
         if self._filled:  # complete the pending block first (copied once, however small the pieces)
             taken = min(block - self._filled, len(rows))
             self._pending[self._filled : self._filled + taken] = rows[:taken]
@@ -183,7 +184,7 @@ class SobolSums:
         """The estimates, once every row is in. With outputs centred by c instead of their mean m
         (m' = m - c, from the row sums), B - m = (B - c) - m', so E[(B - m) d] = E[(B - c) d] - m'
         E[d] for d = AB_j - A; the variance and Jansen's total need no correction."""
-        if self.rows_added < len(self.kept):
+        if self.rows_added < self.n_rows:
             raise ValueError(f"{self.rows_added // self.per_sample} of {self.n} base samples added")
         d = self.n_factors
         means = self.sums / self.n

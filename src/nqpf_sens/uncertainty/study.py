@@ -347,7 +347,7 @@ def run_study(
         found, note = prepare_work(work, token, resume) if work is not None else (set(), None)
         if note:
             say(f"note: {note}")
-        stored = {a for a, b in spans if a in found and _load(work, token, a, b) is not None}
+        stored = found & {start for start, _ in spans}  # read in their turn, not before
         totals: dict[str, np.ndarray] = {}  # counts, summed as chunks finish
         rows = _RowArrays(study, spans, sobol)
 
@@ -362,8 +362,8 @@ def run_study(
         waiting = deque(spans)  # in design order, until merged
 
         def add_stored_before(limit: float) -> None:
-            """Merge the chunks on disk before ``limit`` (one damaged since it was checked is
-            evaluated again)."""
+            """Merge the chunks on disk before ``limit``; one that is damaged, truncated or
+            foreign is evaluated again, here."""
             while waiting and waiting[0][0] < limit:
                 start, stop = waiting.popleft()
                 if start in stored:
