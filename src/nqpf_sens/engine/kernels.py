@@ -608,13 +608,29 @@ def _kendall_tau_b(y_by_x, x_sorted, x_ties, y_ties, scratch):
     return numerator / np.sqrt(float(pairs - x_ties) * float(pairs - y_ties))
 
 
+@compiled_helper
+def _is_permutation(ranks):
+    """Whether ranks of at most ``BITMASK_UNITS`` units are 1..n, each once (no ties), by the
+    bits of one word; False for more units or a rank out of range."""
+    n = ranks.size
+    if n > BITMASK_UNITS:
+        return False
+    seen = np.uint64(0)
+    for u in range(n):
+        if ranks[u] < 1 or ranks[u] > n:
+            return False
+        seen |= np.uint64(1) << np.uint64(ranks[u] - 1)
+    return seen == (np.uint64(1) << np.uint64(n)) - np.uint64(1)
+
+
 @kernel
 def rank_agreement(ranks, nominal, n_units, counted):
     """Spearman's rho and Kendall's tau-b (ties handled) between each ``counted`` scenario's
     ranking and ``nominal``, per block of ``n_units`` cells (a year): (S, years, 2), NaN where not
     counted or either ranking is all tied. Ranks are integers 1..n_units: Spearman's average ranks
-    come from counts, O(n); Kendall's count is a merge sort, O(n log n), as units can be many (or,
-    for an untied ranking of at most ``BITMASK_UNITS`` units, a count of bits, O(n))."""
+    come from counts, O(n) (an untied ranking of at most ``BITMASK_UNITS`` units is its own);
+    Kendall's count is a merge sort, O(n log n), as units can be many (or, for such an untied
+    ranking, a count of bits, O(n))."""
     n_scenarios, n_cells = ranks.shape
     n = n_units
     n_years = n_cells // n
@@ -643,13 +659,18 @@ def rank_agreement(ranks, nominal, n_units, counted):
             continue
         for t in range(n_years):
             y = ranks[s, t * n : (t + 1) * n]
-            y_ties, cubes = _average_ranks(y, tally, places)
-            y_squares = (float(n) ** 3 - n - cubes) / 12
+            products = 0.0
+            if _is_permutation(y):  # the usual case, without the tally: places[v] = v
+                y_ties, y_squares = 0, (float(n) ** 3 - n) / 12
+                for u in range(n):
+                    products += centred[t, u] * (y[u] - middle)
+            else:
+                y_ties, cubes = _average_ranks(y, tally, places)
+                y_squares = (float(n) ** 3 - n - cubes) / 12
+                for u in range(n):
+                    products += centred[t, u] * (places[y[u]] - middle)
             if x_squares[t] <= 0 or y_squares <= 0:
                 continue  # a ranking all tied: undefined
-            products = 0.0
-            for u in range(n):
-                products += centred[t, u] * (places[y[u]] - middle)
             result[s, t, 0] = products / np.sqrt(x_squares[t] * y_squares)
             for p in range(n):
                 y_by_x[p] = -y[orders[t, p]]
