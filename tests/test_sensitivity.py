@@ -417,3 +417,31 @@ def test_a_resume_merges_the_chunks_found_in_design_order(project, monkeypatch):
         project / "s.toml", out=project / "resumed", jobs=1, quiet=True, resume=True
     )
     assert read_outputs(resumed) == read_outputs(fresh)
+
+
+def test_a_chunk_file_gives_back_its_counts_exactly(tmp_path):
+    """Counts are written in the smallest unsigned type that holds them and read back as int64,
+    equal; the other arrays keep their types."""
+    rng = np.random.default_rng(3)
+    largest = (1, 299, 70_000, 2**33, 0, 4)  # 0: empty counts
+    arrays = {
+        name: rng.integers(0, top, size=(2, 3), endpoint=True)
+        for name, top in zip(uncertainty.COUNT_FIELDS, largest, strict=True)
+    }
+    for name, top in zip(uncertainty.COUNT_FIELDS, largest, strict=True):
+        arrays[name][0, 0] = top
+    arrays |= {name: rng.random((4, 2)).astype(np.float32) for name in uncertainty.ROW_FIELDS}
+    arrays["outputs"] = rng.random((4, 3))
+    chunk = uncertainty.ChunkStats(**arrays)
+    path = tmp_path / "chunk.npz"
+    chunk.save(path, "key")
+    with np.load(path) as stored:
+        types = {name: stored[name].dtype for name in uncertainty.COUNT_FIELDS}
+    assert types == dict(
+        zip(uncertainty.COUNT_FIELDS, map(np.dtype, "u1 u2 u4 u8 u1 u1".split()), strict=True)
+    )
+    loaded = uncertainty.ChunkStats.load(path, "key")
+    assert loaded is not None
+    for name, array in arrays.items():
+        assert getattr(loaded, name).dtype == array.dtype
+        np.testing.assert_array_equal(getattr(loaded, name), array)

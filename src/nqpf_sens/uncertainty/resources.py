@@ -85,7 +85,7 @@ class RunSize:
         }
         if self.saltelli:  # the analysis keeps rows A and B and every row's rank shift
             factors = self.rows // self.base_n - 2
-            kept_rows = 2 * self.base_n * outputs + self.rows
+            kept_rows = 2 * self.base_n * (self.units + 1) + self.rows  # ranks and R_S
             items["the Sobol outputs kept"] = (kept_rows * 8, "[sampling] n")
             sums = (self.bootstrap + 1) * (3 * factors + 4) * outputs
             sums += min(SAMPLES_BLOCK * (factors + 2), self.rows) * outputs  # a pending block

@@ -108,19 +108,29 @@ class ChunkStats:
     agreement_counts: np.ndarray  # (years, 2, AGREEMENT_BINS): Spearman's rho, Kendall's tau-b
     scores: np.ndarray  # (kept, years, units, aggregates): float32 differences from the nominal
     region_means: np.ndarray  # (kept, years, regions): float32 differences from the nominal
-    outputs: np.ndarray  # (rows, 2 units + 1): last-year ranks, index scores (on the nominal scale
-    # when normalisation varies), R_S (every row of a Saltelli design, merged into rows A and B
-    # when the study has Sobol sums; the kept rows of a Monte Carlo design, as float32)
+    outputs: np.ndarray  # every row of a Saltelli design, its Sobol outputs: last-year ranks,
+    # index scores (on the nominal scale when normalisation varies), R_S (2 units + 1); merged
+    # into rows A and B, their ranks and R_S only (see ``monitored``), when the study has Sobol
+    # sums. The kept rows of a Monte Carlo design: ranks and R_S (units + 1), as float32
 
     def save(self, path: Path, key: str) -> None:
-        save_arrays(path, {f.name: getattr(self, f.name) for f in fields(self)}, key)
+        """Write the chunk, its counts in the smallest unsigned type that holds them (a fine
+        histogram is mostly zeros: a quarter or an eighth of the bytes to write and check)."""
+        arrays = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in COUNT_FIELDS:
+            arrays[name] = arrays[name].astype(np.min_scalar_type(arrays[name].max(initial=0)))
+        save_arrays(path, arrays, key)
 
     @classmethod
     def load(cls, path: Path, key: str) -> ChunkStats | None:
         """The chunk saved at ``path`` under ``key``, or None if it is damaged, truncated or
         foreign."""
         arrays = load_arrays(path, [f.name for f in fields(cls)], key)
-        return None if arrays is None else cls(**arrays)
+        if arrays is None:
+            return None
+        for name in COUNT_FIELDS:
+            arrays[name] = arrays[name].astype(np.int64)
+        return cls(**arrays)
 
 
 COUNT_FIELDS = tuple(f.name for f in fields(ChunkStats) if f.name.endswith("counts"))
@@ -220,13 +230,13 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
         quadrant_counts[:, ~known] = 0
     saltelli = study.design.method == "saltelli"
     output_rows = slice(None) if saltelli else positions[kept]
-    index = result.index[output_rows]
-    if study.rescale_scores:  # scores comparable across normalisations (see on_nominal_scale)
-        nominal_index = study.nominal_scores[..., -1:]
-        index = on_nominal_scale(index[..., None], nominal_index)[..., 0]
-    outputs = np.column_stack(
-        [ranks[output_rows, -n_units:], index[:, -1], shift_totals[output_rows] / cells]
-    )
+    outputs = [ranks[output_rows, -n_units:], shift_totals[output_rows, None] / cells]
+    if saltelli:  # the Sobol outputs also hold the index scores
+        index = result.index[:, -1]
+        if study.rescale_scores:  # scores comparable across normalisations (see on_nominal_scale)
+            nominal_index = study.nominal_scores[-1:, :, -1:]
+            index = on_nominal_scale(index[:, :, None], nominal_index)[:, :, 0]
+        outputs.insert(1, index)
     kept_scores = scores[kept]
     return ChunkStats(
         rank_counts=rank_counts.reshape(n_years, n_units, n_units),
@@ -239,8 +249,15 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
         region_means=(
             study.region_means(kept_scores[..., -1] - study.nominal_scores[..., -1])
         ).astype(np.float32),
-        outputs=outputs if saltelli else outputs.astype(np.float32),
+        outputs=np.hstack(outputs, dtype=np.float64 if saltelli else np.float32),
     )
+
+
+def monitored(outputs: np.ndarray) -> np.ndarray:
+    """The columns of Sobol outputs (ranks, index scores, R_S) that the convergence check reads
+    and a Monte Carlo design keeps: ranks and R_S."""
+    n_units = outputs.shape[1] // 2
+    return np.delete(outputs, np.s_[n_units:-1], axis=1)
 
 
 def kept_rows(study: Study, start: int, positions: np.ndarray) -> np.ndarray:
@@ -426,7 +443,7 @@ class _RowArrays:
             part = getattr(stats, name)
             if name == "outputs" and self.sobol is not None:
                 self.sobol.add(part, start)
-                part = part[self.design.uncertainty_rows(start, self.spans[start])]
+                part = monitored(part[self.design.uncertainty_rows(start, self.spans[start])])
             if name not in self.arrays:
                 shape = (offsets[-1], *part.shape[1:])
                 self.arrays[name] = np.empty(shape, dtype=part.dtype)
