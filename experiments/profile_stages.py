@@ -31,6 +31,7 @@ from nqpf_sens.report import html  # noqa: E402
 
 run = importlib.import_module("nqpf_sens.run")  # the package exports a function of that name
 plan = importlib.import_module("nqpf_sens.plan")
+SobolSums = importlib.import_module("nqpf_sens.uncertainty.sobol").SobolSums
 
 ROOT = Path(__file__).resolve().parents[1]
 #: (module, function, stage): the function whose calls make the stage, patched where it is called
@@ -46,7 +47,8 @@ STAGES = (
     (run, "_rank_bounds", "audit: exact rank bounds"),
     (run, "prepare_study", "study: design and checks"),
     (run, "run_study", "study: evaluation and tallies"),
-    (plan, "sobol_indices", "Sobol analysis"),
+    (SobolSums, "estimates", "Sobol analysis (from the sums the study added up)"),
+    (plan, "indices_table", "Sobol analysis (from the sums the study added up)"),
     (plan, "convergence", "convergence"),
     (run, "tables_from", "statistics (with Sobol and convergence)"),
     (run, "write_table", "writing tables"),
