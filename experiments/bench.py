@@ -183,7 +183,6 @@ name = "bench"
 kind = "montecarlo"
 seed = 1
 jobs = {jobs}
-chunk_size = 16384
 [data]
 year = 2022
 [pipeline]

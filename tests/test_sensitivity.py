@@ -377,6 +377,26 @@ def test_chunks_shrink_to_the_memory_budget_without_changing_results(project, mo
     assert read_outputs(whole) == read_outputs(small)
 
 
+def test_a_config_without_a_chunk_size_gets_an_eighth_of_the_design_within_bounds(project):
+    """The default chunk splits a design into at least 8 chunks for the workers (within the
+    bounds) and depends on the design alone; the memory cap still applies; results equal those
+    of a set chunk size."""
+    smallest, largest = uncertainty.DEFAULT_CHUNK_ROWS
+    for n_rows in (1, 100, 8 * smallest, 8 * smallest + 1, 10**5, 10**6, 10**9):
+        rows = uncertainty.planned_chunk_rows(None, n_rows, per_scenario=1)
+        assert smallest <= rows <= largest
+        assert -(-n_rows // rows) >= 8 or rows == smallest
+    assert uncertainty.planned_chunk_rows(None, 10**6, uncertainty.CHUNK_MEMORY // 10) == 10
+    assert uncertainty.planned_chunk_rows(300, 10**6, per_scenario=1) == 300
+    (project / "set.toml").write_text(SOBOL)
+    (project / "default.toml").write_text(SOBOL.replace("chunk_size = 500\n", ""))
+    config, _, _, study = prepared_study(project / "default.toml")
+    assert config.chunk_size is None and uncertainty.chunk_rows(study, None) == smallest
+    default = run_config(project / "default.toml", out=project / "default", jobs=2, quiet=True)
+    chunked = run_config(project / "set.toml", out=project / "set", jobs=2, quiet=True)
+    assert read_outputs(default) == read_outputs(chunked)
+
+
 def test_the_kept_subsample_does_not_depend_on_the_chunk_size(project, monkeypatch):
     """Score bands come from every k-th base sample of the design, counted over the whole design
     (they were counted from the start of each chunk, so the chunk size changed them)."""

@@ -186,7 +186,7 @@ class RunConfig:
     kind: str = "baseline"
     seed: int = 0
     jobs: int = 1
-    chunk_size: int = 8192
+    chunk_size: int | None = None  # None: the study's default (uncertainty.study)
     backend: str = "threading"
     scheduler: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
@@ -468,7 +468,7 @@ def _config(raw: dict[str, Any], path: Path, base: Path) -> RunConfig:
         kind=kind,
         seed=run.get("seed", 0),
         jobs=run.get("jobs", 1),
-        chunk_size=run.get("chunk_size", 8192),
+        chunk_size=run.get("chunk_size"),
         backend=backend,
         scheduler=run.get("scheduler"),
         sampling=sampling,

@@ -75,7 +75,7 @@ HELP: dict[str, dict[str, str]] = {
         "seed": "Seed of the design and of every random draw: the same seed, the same files.",
         "jobs": "Parallel workers (the command line's --jobs overrides it).",
         "chunk_size": "Scenarios evaluated per chunk (memory per worker; results do not depend "
-        "on it).",
+        "on it). Default: an eighth of the design, within 1,024 to 16,384.",
         "backend": "How workers run: threads, loky processes or a dask cluster.",
         "scheduler": "Address of a dask scheduler (backend dask). Default: a local cluster.",
     },
@@ -191,7 +191,8 @@ def default(section: str, key: str) -> str:
     if holder is None:
         return f"`{name}`"
     found = {f.name: f for f in dataclasses.fields(holder)}.get(name)
-    if found is None or found.default is dataclasses.MISSING:
+    stated = "Default:" in HELP.get(section, {}).get(key, "")
+    if found is None or found.default is dataclasses.MISSING or stated:
         return "-"
     if found.default is None:
         return "none"

@@ -37,9 +37,9 @@ from nqpf_sens.uncertainty.sobol import (
 from nqpf_sens.uncertainty.study import (
     ChunkStats,
     Study,
-    capped_chunk_rows,
     kept_scenarios,
     per_scenario_bytes,
+    planned_chunk_rows,
 )
 
 DATA_KEYS = ("imputation", "transformation", "normalisation")
@@ -200,7 +200,7 @@ def prepare_study(
         aggregates=len(spec.aggregates) + 1,
         regions=len(regions),
         tiers=config.pipeline.tiers.n_tiers,
-        chunk_rows=capped_chunk_rows(config.chunk_size, per_scenario),
+        chunk_rows=planned_chunk_rows(config.chunk_size, n_rows, per_scenario),
         per_scenario=per_scenario,
         jobs=jobs,
     )

@@ -48,6 +48,7 @@ MAX_KEPT_SCORES = 1 << 16  # scenarios kept for score bands (quantile error < 0.
 KEPT_SCORES_BYTES = 512 * 2**20  # fewer for a large index: its kept scores stay within this
 MIN_KEPT_SCORES = 1 << 12  # but never fewer than this (error of a 5% quantile < 0.004)
 CHUNK_MEMORY = 256 * 2**20  # bytes of per-scenario arrays one chunk may hold
+DEFAULT_CHUNK_ROWS = (1024, 16384)  # bounds of the chunk size a config does not set
 WITHIN_LIMITS = np.array([0, 1, 3, 5])  # R_S companions: shares of units within k places (0: kept)
 AGREEMENT_GRID = 10_000  # histogram bins per unit of rank correlation: quantiles to +/- 0.00005
 AGREEMENT_BINS = 2 * AGREEMENT_GRID + 1  # the grid -1, -0.9999, ..., 1
@@ -310,19 +311,33 @@ def kept_scenarios(n_uncertain: int, scenario_bytes: int) -> int:
     return max(1, min(n_uncertain, MAX_KEPT_SCORES, fitting))
 
 
-def chunk_rows(study: Study, requested: int) -> int:
-    """The configured chunk size, lowered so that one chunk's per-scenario arrays stay within
-    ``CHUNK_MEMORY`` per worker: under noise or masks every scenario carries its own copy of the
-    data (and its imputed, transformed and normalised versions), which on large data sets would
-    otherwise exhaust memory. Results do not depend on the chunk size."""
+def chunk_rows(study: Study, requested: int | None) -> int:
+    """The chunk size of a study (see :func:`planned_chunk_rows`)."""
     per_scenario = per_scenario_bytes(
         study.tables[0].values.shape, len(study.spec.aggregates), study.factors.per_scenario_data
     )
-    return capped_chunk_rows(requested, per_scenario)
+    return planned_chunk_rows(requested, study.design.n_rows, per_scenario)
 
 
-def capped_chunk_rows(requested: int, per_scenario: int) -> int:
-    return max(1, min(requested, CHUNK_MEMORY // per_scenario))
+def planned_chunk_rows(requested: int | None, n_rows: int, per_scenario: int) -> int:
+    """The configured chunk size (None: the default, :func:`default_chunk_rows`), lowered so
+    that one chunk's per-scenario arrays stay within ``CHUNK_MEMORY`` per worker: under noise or
+    masks every scenario carries its own copy of the data (and its imputed, transformed and
+    normalised versions), which on large data sets would otherwise exhaust memory. Results do not
+    depend on the chunk size."""
+    wanted = default_chunk_rows(n_rows) if requested is None else requested
+    return max(1, min(wanted, CHUNK_MEMORY // per_scenario))
+
+
+def default_chunk_rows(n_rows: int) -> int:
+    """The chunk size when the config sets none: an eighth of the design (chunks enough for the
+    workers to share), within ``DEFAULT_CHUNK_ROWS``. Each chunk has costs of its own (a file
+    for ``--resume``, a random stream per column, the histograms, the merge: 2-3 ms), and
+    scenarios that share their choices are prepared together only within a chunk: large chunks
+    make a large study faster. It depends on the design alone, so a resume with other workers
+    finds the chunks it wrote."""
+    smallest, largest = DEFAULT_CHUNK_ROWS
+    return min(largest, max(smallest, -(-n_rows // 8)))
 
 
 def per_scenario_bytes(shape: tuple[int, ...], n_aggregates: int, per_scenario_data: bool) -> int:
@@ -337,7 +352,7 @@ def per_scenario_bytes(shape: tuple[int, ...], n_aggregates: int, per_scenario_d
 def run_study(
     study: Study,
     work: Path | None,
-    chunk_size: int,
+    chunk_size: int | None,
     jobs: int,
     backend: str,
     scheduler: str | None,
