@@ -260,9 +260,9 @@ def output_names(units: tuple[str, ...]) -> list[str]:
 
 
 def tables_from(
-    prepared: Prepared, stats: ChunkStats, config: RunConfig
+    prepared: Prepared, stats: ChunkStats, config: RunConfig, jobs: int = 1
 ) -> dict[str, pd.DataFrame]:
-    """Every output table of a run, by file name."""
+    """Every output table of a run, by file name (the score bands in ``jobs`` threads)."""
     out = config.outputs
     labels, nominal = prepared.labels, prepared.nominal
     tables = {
@@ -273,7 +273,13 @@ def tables_from(
         ),
         "tier_bands": _by_nominal_rank(
             statistics.tier_bands(
-                stats, nominal.tiers[0], nominal.ranks[0], nominal.scores[0], labels, out.interval
+                stats,
+                nominal.tiers[0],
+                nominal.ranks[0],
+                nominal.scores[0],
+                labels,
+                out.interval,
+                jobs,
             )
         ),
         "rank_shift": statistics.rank_shift(stats, len(labels.units) * len(labels.years)),

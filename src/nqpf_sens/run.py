@@ -354,7 +354,7 @@ def _compute(plan: _Plan, work: Path | None, resume: bool, progress: bool) -> Re
     prepared, config = plan.prepared, plan.config
     if prepared is not None:
         stats = _study(prepared, config, work, plan.jobs, resume, progress)
-        tables.update(tables_from(prepared, stats, config))
+        tables.update(tables_from(prepared, stats, config, plan.jobs))
         if "rank_bounds" in tables:  # beside the Monte Carlo interval of every factor together
             interval = tables["rank_stability"][["unit", "p05_rank", "p95_rank"]]
             tables["rank_bounds"] = tables["rank_bounds"].merge(

@@ -10,6 +10,7 @@ and the Monte Carlo error of each estimate: a standard error for a probability, 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -173,10 +174,12 @@ def tier_bands(
     nominal_scores: np.ndarray,
     labels: Labels,
     interval: float,
+    jobs: int = 1,
 ) -> pd.DataFrame:
     """Tier probabilities (from every counted scenario: ``scenarios``) and score bands (from the
     kept subsample: ``score_scenarios``; none for a part that aggregation without imputation leaves
-    missing in some of them). When the normalisation is a factor, scores of different
+    missing in some of them), each aggregate's bands in one of ``jobs`` threads (numpy's partial
+    sorts release the interpreter). When the normalisation is a factor, scores of different
     scales are first mapped onto the nominal scale (see ``uncertainty.on_nominal_scale``)."""
     counts = stats.tier_counts
     n = counts.sum(axis=-1)
@@ -193,15 +196,22 @@ def tier_bands(
     named = [("median", 0.5), ("p05", 0.05), ("p95", 0.95)]
     if not np.isclose(interval, 0.9):
         named += [("interval_low", low), ("interval_high", high)]
-    for a, code in enumerate(labels.aggregates):
-        name = "total" if a == len(labels.aggregates) - 1 else code
+    quantiles = tuple(q for _, q in named)
+
+    def bands(a: int) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
         scores = nominal_scores[..., a] + stats.scores[..., a]  # kept as differences
         missing = np.isnan(scores).any(axis=0)  # a part left missing: no band rather than a guess
-        values = np.where(missing, np.nan, np.quantile(scores, [q for _, q in named], axis=0))
+        values = np.where(missing, np.nan, np.quantile(scores, quantiles, axis=0))
         bounds = [
             (np.where(missing, np.nan, low), np.where(missing, np.nan, high))
-            for low, high in sample_intervals(scores, tuple(q for _, q in named))
+            for low, high in sample_intervals(scores, quantiles)
         ]
+        return values, bounds
+
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        every_band = list(pool.map(bands, range(len(labels.aggregates))))
+    for a, (code, (values, bounds)) in enumerate(zip(labels.aggregates, every_band, strict=True)):
+        name = "total" if a == len(labels.aggregates) - 1 else code
         columns[f"{name}_nominal"] = nominal_scores[..., a]
         for (statistic, _), value, (value_low, value_high) in zip(
             named, values, bounds, strict=True
