@@ -465,3 +465,30 @@ def test_a_chunk_file_gives_back_its_counts_exactly(tmp_path):
     for name, array in arrays.items():
         assert getattr(loaded, name).dtype == array.dtype
         np.testing.assert_array_equal(getattr(loaded, name), array)
+
+
+def test_a_resume_starts_over_on_chunks_of_another_layout(project, monkeypatch, capsys):
+    """Chunk files written by a version that laid them out otherwise are not merged (their
+    arrays would not fit): the run starts over, saying so."""
+    from nqpf_sens.errors import RunInterrupted
+
+    (project / "s.toml").write_text(SOBOL.replace("chunk_size = 500", "chunk_size = 100"))
+    fresh = run_config(project / "s.toml", out=project / "fresh", jobs=1, quiet=True)
+    evaluate_span = uncertainty._evaluate_span
+
+    def stop_at_the_third(study, start, *rest):
+        if start == 200:
+            raise KeyboardInterrupt
+        return evaluate_span(study, start, *rest)
+
+    monkeypatch.setattr(uncertainty, "_evaluate_span", stop_at_the_third)
+    with pytest.raises(RunInterrupted):
+        run_config(project / "s.toml", out=project / "resumed", jobs=1, quiet=True)
+    monkeypatch.setattr(uncertainty, "_evaluate_span", evaluate_span)
+    monkeypatch.setattr(uncertainty, "CHUNK_LAYOUT", uncertainty.CHUNK_LAYOUT + 1)
+    capsys.readouterr()
+    resumed = run_config(
+        project / "s.toml", out=project / "resumed", jobs=1, quiet=False, resume=True
+    )
+    assert "starting over" in capsys.readouterr().err
+    assert read_outputs(resumed) == read_outputs(fresh)

@@ -134,6 +134,8 @@ class ChunkStats:
         return cls(**arrays)
 
 
+#: the layout of a chunk file (its arrays and columns): a resume does not mix layouts
+CHUNK_LAYOUT = 2
 COUNT_FIELDS = tuple(f.name for f in fields(ChunkStats) if f.name.endswith("counts"))
 ROW_FIELDS = tuple(f.name for f in fields(ChunkStats) if not f.name.endswith("counts"))
 
@@ -372,7 +374,8 @@ def run_study(
 
     wait_for_kernels()
     chunk_size = chunk_rows(study, chunk_size)
-    token = f"{study.token}-{chunk_size}"  # chunk files are only reused for the same spans
+    # chunk files are only reused for the same spans, written in the same layout
+    token = f"{study.token}-{chunk_size}-{CHUNK_LAYOUT}"
     n_rows = study.design.n_rows
     spans = [(a, min(a + chunk_size, n_rows)) for a in range(0, n_rows, chunk_size)]
     with _backend(backend, scheduler, jobs):
