@@ -412,24 +412,31 @@ def test_the_kept_subsample_does_not_depend_on_the_chunk_size(project, monkeypat
     assert (bands.score_scenarios < bands.scenarios).all()
 
 
-def test_a_resume_merges_the_chunks_found_in_design_order(project, monkeypatch):
-    """Chunks on disk after a missing one (a worker finished later chunks first, or a file was
-    damaged) are merged in their turn: the Sobol sums take the rows in design order."""
+def interrupted_at(project, monkeypatch, stop: int):
+    """A full run of SOBOL in chunks of 100 ("fresh"), and the same run ("resumed") interrupted
+    at the chunk starting at row ``stop``."""
     from nqpf_sens.errors import RunInterrupted
 
     (project / "s.toml").write_text(SOBOL.replace("chunk_size = 500", "chunk_size = 100"))
     fresh = run_config(project / "s.toml", out=project / "fresh", jobs=1, quiet=True)
     evaluate_span = uncertainty._evaluate_span
 
-    def stop_at_the_fifth(study, start, *rest):
-        if start == 400:
+    def stop_there(study, start, *rest):
+        if start == stop:
             raise KeyboardInterrupt
         return evaluate_span(study, start, *rest)
 
-    monkeypatch.setattr(uncertainty, "_evaluate_span", stop_at_the_fifth)
-    with pytest.raises(RunInterrupted):
-        run_config(project / "s.toml", out=project / "resumed", jobs=1, quiet=True)
-    monkeypatch.setattr(uncertainty, "_evaluate_span", evaluate_span)
+    with monkeypatch.context() as patched:
+        patched.setattr(uncertainty, "_evaluate_span", stop_there)
+        with pytest.raises(RunInterrupted):
+            run_config(project / "s.toml", out=project / "resumed", jobs=1, quiet=True)
+    return fresh
+
+
+def test_a_resume_merges_the_chunks_found_in_design_order(project, monkeypatch):
+    """Chunks on disk after a missing one (a worker finished later chunks first, or a file was
+    damaged) are merged in their turn: the Sobol sums take the rows in design order."""
+    fresh = interrupted_at(project, monkeypatch, 400)
     chunks = sorted(project.rglob("chunk_*.npz"))
     assert [int(c.stem.split("_")[1]) for c in chunks] == [0, 100, 200, 300]
     chunks[1].unlink()  # stored: 0, 200 and 300; missing: 100 and 400 onwards
@@ -470,21 +477,7 @@ def test_a_chunk_file_gives_back_its_counts_exactly(tmp_path):
 def test_a_resume_starts_over_on_chunks_of_another_layout(project, monkeypatch, capsys):
     """Chunk files written by a version that laid them out otherwise are not merged (their
     arrays would not fit): the run starts over, saying so."""
-    from nqpf_sens.errors import RunInterrupted
-
-    (project / "s.toml").write_text(SOBOL.replace("chunk_size = 500", "chunk_size = 100"))
-    fresh = run_config(project / "s.toml", out=project / "fresh", jobs=1, quiet=True)
-    evaluate_span = uncertainty._evaluate_span
-
-    def stop_at_the_third(study, start, *rest):
-        if start == 200:
-            raise KeyboardInterrupt
-        return evaluate_span(study, start, *rest)
-
-    monkeypatch.setattr(uncertainty, "_evaluate_span", stop_at_the_third)
-    with pytest.raises(RunInterrupted):
-        run_config(project / "s.toml", out=project / "resumed", jobs=1, quiet=True)
-    monkeypatch.setattr(uncertainty, "_evaluate_span", evaluate_span)
+    fresh = interrupted_at(project, monkeypatch, 200)
     monkeypatch.setattr(uncertainty, "CHUNK_LAYOUT", uncertainty.CHUNK_LAYOUT + 1)
     capsys.readouterr()
     resumed = run_config(
