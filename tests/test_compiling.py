@@ -64,3 +64,29 @@ def test_a_reinstalled_package_loads_its_compiled_kernels_instead_of_compiling_t
         source.write_bytes(source.read_bytes())  # as a reinstall does
         os.utime(source, (source.stat().st_atime, source.stat().st_mtime + 60))
     assert hits_and_misses().split() == ["1", "0"]
+
+
+def test_each_compiled_function_is_compiled_once_per_run(tmp_path):
+    """A helper called with a literal 0 in one place and an integer variable in another compiles
+    twice (numba specialises on literals): the index tree, natural breaks and the study's kernels
+    compile every function they call for one argument type each. An empty kernel cache: functions
+    loaded from a cache are not compiled, so their helpers would not show."""
+    script = (
+        "import numpy as np\n"
+        "import nqpf_sens as ns\n"
+        "from nqpf_sens.engine import kernels\n"
+        "from nqpf_sens.engine.batch import evaluate\n"
+        "from nqpf_sens.indices.nqpf.data import province_table\n"
+        "from nqpf_sens.uncertainty.compiling import compile_study_kernels\n"
+        "spec = ns.nqpf_spec()\n"
+        "evaluate(spec, province_table(spec), ns.Pipeline(imputation='none'))\n"
+        "kernels.natural_break_rows(np.arange(12.0).reshape(2, 6), 3)\n"
+        "compile_study_kernels()\n"
+        "from numba.core.types import unliteral\n"
+        "for name in dir(kernels):\n"
+        "    signatures = getattr(getattr(kernels, name), 'signatures', [])\n"
+        "    types = [tuple(map(unliteral, signature)) for signature in signatures]\n"
+        "    assert len(set(types)) == len(types), (name, signatures)\n"
+    )
+    env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=600)

@@ -336,7 +336,8 @@ def aggregate_tree(
     for s in range(weights.shape[0]):
         leaf = leaves[0] if leaves.shape[0] == 1 else leaves[s]
         row_weights = weights[s]
-        node, start, column = 0, 0, 0
+        # typed int64 from the start: a literal 0 would compile every helper twice, once for it
+        node, start, column = np.int64(0), np.int64(0), np.int64(0)
         for k in range(n_levels):
             n_children, n_parents = sizes[k], sizes[k + 1]
             observed = leaf if k == 0 else current
@@ -594,15 +595,16 @@ def _kendall_tau_b(y_by_x, x_sorted, x_ties, y_ties, scratch):
         discordant = _discordant_by_bits(y_by_x, x_sorted)
     else:
         unordered = scratch[:0]  # nothing to move alongside
+        first = np.int64(0)  # not a literal 0: one compilation of each helper (see aggregate_tree)
         if x_ties:  # sort y within each run of tied x
-            start = 0
+            start = first
             for p in range(1, n + 1):
                 if p == n or x_sorted[p] != x_sorted[start]:
                     if p - start > 1:
                         _merge_sort(y_by_x, unordered, start, p, scratch, unordered)
                         joint_ties += _tied_pairs(y_by_x, start, p)
                     start = p
-        discordant = _merge_sort(y_by_x, unordered, 0, n, scratch, unordered)
+        discordant = _merge_sort(y_by_x, unordered, first, n, scratch, unordered)
     pairs = n * (n - 1) // 2
     numerator = pairs - x_ties - y_ties + joint_ties - 2 * discordant
     return numerator / np.sqrt(float(pairs - x_ties) * float(pairs - y_ties))
@@ -705,7 +707,7 @@ def natural_break_rows(scores, classes):
             s1[p + 1] = s1[p] + ordered[p]
             s2[p + 1] = s2[p] + ordered[p] ** 2
         for j in range(n):
-            best[j] = _run_cost(s1, s2, 0, j)
+            best[j] = _run_cost(s1, s2, np.int64(0), j)  # not a literal 0: see aggregate_tree
         for m in range(1, classes):
             for j in range(n):
                 chosen, lowest = 0, np.inf
