@@ -23,6 +23,7 @@ from nqpf_sens.uncertainty.study import AGREEMENT_BINS
 BUDGET = 0.8  # share of the available memory or free disk a run may plan to use
 MAX_ROWS = 2**36  # scenarios: about a day at a million per second
 REPLICATE_COPIES = 6  # arrays of resamples x outputs x factors the Sobol analysis holds at once
+BAND_COPIES = 3  # float64 copies of one aggregate's kept scores its score bands hold at once
 
 
 def kept_values(years: int, units: int, aggregates: int, regions: int) -> int:
@@ -56,14 +57,22 @@ class RunSize:
         return kept_values(self.years, self.units, self.aggregates, self.regions)
 
     @property
+    def cells(self) -> int:
+        return self.years * self.units
+
+    @property
     def histogram_bytes(self) -> int:
         """One chunk's counts: ranks, tiers, quadrants per unit-year, the rank-shift histogram and
         the two rank correlations' histograms per year."""
-        cells = self.years * self.units
-        shifts = cells * max(self.units - 1, 1) + 4
+        shifts = self.cells * max(self.units - 1, 1) + 4
         return 8 * (
-            cells * (self.units + self.tiers + 4) + shifts + self.years * 2 * AGREEMENT_BINS
+            self.cells * (self.units + self.tiers + 4) + shifts + self.years * 2 * AGREEMENT_BINS
         )
+
+    @property
+    def band_threads(self) -> int:
+        """Aggregates whose score bands are computed at once (``statistics.tier_bands``)."""
+        return max(1, min(self.jobs, os.cpu_count() or 1, self.aggregates))
 
     @property
     def chunks(self) -> int:
@@ -78,8 +87,12 @@ class RunSize:
                 * (self.chunk_rows * (self.per_scenario + 8 * self.columns) + self.histogram_bytes),
                 "[run] chunk_size",
             ),
-            "the kept scores": (
-                self.kept * self.kept_values * 8,
+            "the kept scores": (  # their ranks and R_S; the score bands of an aggregate a thread
+                8
+                * self.kept
+                * (
+                    self.kept_values + self.units + 1 + self.band_threads * BAND_COPIES * self.cells
+                ),
                 "[sampling] n",
             ),
         }

@@ -10,6 +10,7 @@ and the Monte Carlo error of each estimate: a standard error for a probability, 
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -179,8 +180,10 @@ def tier_bands(
     """Tier probabilities (from every counted scenario: ``scenarios``) and score bands (from the
     kept subsample: ``score_scenarios``; none for a part that aggregation without imputation leaves
     missing in some of them), each aggregate's bands in one of ``jobs`` threads (numpy's partial
-    sorts release the interpreter). When the normalisation is a factor, scores of different
-    scales are first mapped onto the nominal scale (see ``uncertainty.on_nominal_scale``)."""
+    sorts release the interpreter; no more threads than cores: each holds copies of its
+    aggregate's kept scores, counted in ``resources.BAND_COPIES``). When the normalisation is a
+    factor, scores of different scales are first mapped onto the nominal scale (see
+    ``uncertainty.on_nominal_scale``)."""
     counts = stats.tier_counts
     n = counts.sum(axis=-1)
     share = counts / np.maximum(n[..., None], 1)
@@ -208,7 +211,7 @@ def tier_bands(
         ]
         return values, bounds
 
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
+    with ThreadPoolExecutor(max(1, min(jobs, os.cpu_count() or 1))) as pool:
         every_band = list(pool.map(bands, range(len(labels.aggregates))))
     for a, (code, (values, bounds)) in enumerate(zip(labels.aggregates, every_band, strict=True)):
         name = "total" if a == len(labels.aggregates) - 1 else code

@@ -47,7 +47,7 @@ from nqpf_sens.uncertainty.workers import die_with_parent
 MAX_KEPT_SCORES = 1 << 16  # scenarios kept for score bands (quantile error < 0.001 in probability)
 KEPT_SCORES_BYTES = 512 * 2**20  # fewer for a large index: its kept scores stay within this
 MIN_KEPT_SCORES = 1 << 12  # but never fewer than this (error of a 5% quantile < 0.004)
-CHUNK_MEMORY = 256 * 2**20  # bytes of per-scenario arrays one chunk may hold
+CHUNK_MEMORY = 192 * 2**20  # bytes of per-scenario arrays one chunk may hold
 DEFAULT_CHUNK_ROWS = (1024, 16384)  # bounds of the chunk size a config does not set
 WITHIN_LIMITS = np.array([0, 1, 3, 5])  # R_S companions: shares of units within k places (0: kept)
 AGREEMENT_GRID = 10_000  # histogram bins per unit of rank correlation: quantiles to +/- 0.00005
