@@ -163,7 +163,9 @@ def test_data_driven_weights_of_stacked_tables_are_each_tables_own(
     spec, table, weighting, monkeypatch
 ):
     """Alternative tables differing only in their values get the data-driven weights a batch
-    needs in one stacked pass: the same weights as each table alone."""
+    needs in one stacked pass over their block of tables: the same weights as each table alone,
+    and the same bits whichever tables a batch draws, in whatever order (a chunk's draw must not
+    change another chunk's numbers)."""
     rng = np.random.default_rng(5)
     tables = [
         dataclasses.replace(table, values=table.values * rng.uniform(0.5, 2.0, table.values.shape))
@@ -180,10 +182,36 @@ def test_data_driven_weights_of_stacked_tables_are_each_tables_own(
     )
     engine = Engine(spec, tables)
     engine.check(pipelines)
-    assert len(passes) == 1 and passes[0][3].shape[0] == 3  # one pass over the three tables
+    assert len(passes) == 1 and passes[0][3].shape[0] == 4  # one pass over the block
     for pipeline, own in zip(pipelines, alone, strict=True):
         for stacked, expected in zip(engine.scheme_weights(pipeline), own, strict=True):
             np.testing.assert_allclose(stacked, expected, rtol=1e-12)
+    for drawn in ([pipelines[1]], pipelines[::-1], pipelines[2:]):
+        other = Engine(spec, tables)
+        other.check(drawn)
+        for pipeline in pipelines:
+            for got, first in zip(
+                other.scheme_weights(pipeline), engine.scheme_weights(pipeline), strict=True
+            ):
+                np.testing.assert_array_equal(got, first)
+
+
+def test_a_table_the_weights_cannot_come_from_leaves_the_others_of_its_block_their_own(spec, table):
+    """A table of the block that no scenario draws, missing a cell (entropy needs complete data),
+    costs the others nothing: their weights are computed table by table."""
+    broken = table.values.copy()
+    broken[0, 0, 0] = np.nan
+    tables = [table, dataclasses.replace(table, values=table.values * 1.5)]
+    tables.append(dataclasses.replace(table, values=broken))
+    pipeline = Pipeline(imputation="none", weighting="entropy", dataset=1)
+    engine = Engine(spec, tables)
+    engine.check([pipeline])
+    for got, expected in zip(
+        engine.scheme_weights(pipeline), pipeline_weights(pipeline, tables[1], spec), strict=True
+    ):
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises(UserError, match="missing value"):
+        engine.check([pipeline.with_(dataset=2)])
 
 
 def test_paper_tiers_from_the_baseline_setting(spec):

@@ -24,6 +24,7 @@ from nqpf_sens.engine.table import IndicatorTable
 from nqpf_sens.errors import UserError
 
 INDEX_COLUMN = "total"  # the index's column in tables, whatever its code in the metadata
+WEIGHT_BLOCK = 32  # alternative tables whose data-driven weights are computed in one pass
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,6 +96,7 @@ class Engine:
         self.ties = ties
         self._matrix_cache: dict[tuple, np.ndarray] = {}
         self._weight_cache: dict[tuple, tuple[np.ndarray, ...]] = {}
+        self._unstackable: set[tuple] = set()  # blocks of tables left to scheme_weights
         self.memberships = tuple(spec.membership(k) for k in range(len(spec.levels) - 1))
 
     def table(self, pipeline: Pipeline) -> IndicatorTable:
@@ -119,27 +121,40 @@ class Engine:
         return self._weight_cache[key]
 
     def _stack_weights(self, pipelines: Sequence[Pipeline]) -> None:
-        """Cache the data-driven weights ``pipelines`` need, those of alternative tables that
-        differ in their values alone computed together: one stacked pass per weighting scheme
-        and treatment of the data, over the tables drawn."""
+        """Cache the data-driven weights ``pipelines`` need. Alternative tables that differ in
+        their values alone are imputed, transformed and weighted as one stack, in blocks of
+        ``WEIGHT_BLOCK`` tables at fixed places (one pass per block, scheme and treatment): a
+        stacked pass can change the last bits of a table's weights with the other tables in it,
+        so a table's weights must not depend on which tables a chunk happened to draw, or on
+        which chunk, thread or worker needed them first."""
         if not self._values_alone_differ:
             return
-        wanted: dict[tuple, dict[int, Pipeline]] = {}
         for pipeline in pipelines:
-            key = pipeline.weights_key
-            if len(key) > 1 and key not in self._weight_cache:
-                choices = (pipeline.weighting, *pipeline.treatment_key)
-                wanted.setdefault(choices, {})[pipeline.dataset] = pipeline
-        for by_dataset in wanted.values():
-            datasets = sorted(by_dataset)
-            if len(datasets) < 2 or not 0 <= datasets[0] <= datasets[-1] < len(self.tables):
-                continue  # one table, or one that does not exist: left to scheme_weights
-            first = by_dataset[datasets[0]]
-            raw = np.stack([self.tables[d].values for d in datasets])
-            every = pipeline_weights(first, self.table(first), self.spec, raw)
-            for place, dataset in enumerate(datasets):
-                chosen = tuple(level[place] for level in every)
-                self._weight_cache[by_dataset[dataset].weights_key] = chosen
+            if (
+                len(pipeline.weights_key) > 1
+                and pipeline.weights_key not in self._weight_cache
+                and 0 <= pipeline.dataset < len(self.tables)
+            ):
+                self._weight_block(pipeline)
+
+    def _weight_block(self, pipeline: Pipeline) -> None:
+        """The data-driven weights of every table in ``pipeline``'s block, in one pass; a block
+        with a table they cannot be derived from is left to :meth:`scheme_weights`, table by
+        table (which names the table when it is one a scenario uses)."""
+        first = pipeline.dataset - pipeline.dataset % WEIGHT_BLOCK
+        block = (first, pipeline.weighting, *pipeline.treatment_key)
+        if block in self._unstackable:
+            return
+        datasets = range(first, min(first + WEIGHT_BLOCK, len(self.tables)))
+        raw = np.stack([self.tables[d].values for d in datasets])
+        try:
+            every = pipeline_weights(pipeline, self.table(pipeline), self.spec, raw)
+        except UserError:
+            self._unstackable.add(block)
+            return
+        for place, dataset in enumerate(datasets):
+            key = pipeline.with_(dataset=dataset).weights_key
+            self._weight_cache[key] = tuple(level[place] for level in every)
 
     @functools.cached_property
     def _values_alone_differ(self) -> bool:
