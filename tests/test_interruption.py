@@ -50,12 +50,16 @@ def command(out, *extra):
 
 
 def start(project, *extra):
+    """The run in a child that a Ctrl-C reaches: a test run started in the background (as a
+    non-interactive shell starts a command with ``&``) passes on SIGINT ignored, and Python then
+    never turns it into KeyboardInterrupt."""
     return subprocess.Popen(
         command("results/long", *extra),
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
