@@ -148,8 +148,8 @@ class Pipeline:
             raise TypeError(f"Pipeline has no option {sorted(unknown)[0]!r}")
         changed = object.__new__(Pipeline)
         changed.__dict__.update(self.__dict__)
-        for name, value in changes.items():
-            changed.__dict__[name] = tuple(value) if isinstance(value, list) else value
+        changed.__dict__.update(changes)
+        changed.__post_init__()
         return changed
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from nqpf_sens.errors import UserError
 from nqpf_sens.uncertainty.sobol import SAMPLES_BLOCK, TERMS_BLOCK
+from nqpf_sens.uncertainty.statistics import band_threads
 from nqpf_sens.uncertainty.study import AGREEMENT_BINS
 
 BUDGET = 0.8  # share of the available memory or free disk a run may plan to use
@@ -70,11 +71,6 @@ class RunSize:
         )
 
     @property
-    def band_threads(self) -> int:
-        """Aggregates whose score bands are computed at once (``statistics.tier_bands``)."""
-        return max(1, min(self.jobs, os.cpu_count() or 1, self.aggregates))
-
-    @property
     def chunks(self) -> int:
         return -(-self.rows // self.chunk_rows)
 
@@ -91,7 +87,10 @@ class RunSize:
                 8
                 * self.kept
                 * (
-                    self.kept_values + self.units + 1 + self.band_threads * BAND_COPIES * self.cells
+                    self.kept_values
+                    + self.units
+                    + 1
+                    + band_threads(self.jobs, self.aggregates) * BAND_COPIES * self.cells
                 ),
                 "[sampling] n",
             ),

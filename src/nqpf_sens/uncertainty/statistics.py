@@ -179,9 +179,9 @@ def tier_bands(
 ) -> pd.DataFrame:
     """Tier probabilities (from every counted scenario: ``scenarios``) and score bands (from the
     kept subsample: ``score_scenarios``; none for a part that aggregation without imputation leaves
-    missing in some of them), each aggregate's bands in one of ``jobs`` threads (numpy's partial
-    sorts release the interpreter; no more threads than cores: each holds copies of its
-    aggregate's kept scores, counted in ``resources.BAND_COPIES``). When the normalisation is a
+    missing in some of them), each aggregate's bands in one of :func:`band_threads` threads
+    (numpy's partial sorts release the interpreter; their copies of the kept scores are counted
+    in ``resources.BAND_COPIES``). When the normalisation is a
     factor, scores of different scales are first mapped onto the nominal scale (see
     ``uncertainty.on_nominal_scale``)."""
     counts = stats.tier_counts
@@ -211,7 +211,7 @@ def tier_bands(
         ]
         return values, bounds
 
-    with ThreadPoolExecutor(max(1, min(jobs, os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(band_threads(jobs, len(labels.aggregates))) as pool:
         every_band = list(pool.map(bands, range(len(labels.aggregates))))
     for a, (code, (values, bounds)) in enumerate(zip(labels.aggregates, every_band, strict=True)):
         name = "total" if a == len(labels.aggregates) - 1 else code
@@ -223,6 +223,12 @@ def tier_bands(
             columns[f"{name}_{statistic}_low"] = value_low
             columns[f"{name}_{statistic}_high"] = value_high
     return _frame(labels, columns)
+
+
+def band_threads(jobs: int, aggregates: int) -> int:
+    """Threads that compute score bands, one aggregate each: no more than cores (each holds
+    copies of its aggregate's kept scores)."""
+    return max(1, min(jobs, os.cpu_count() or 1, aggregates))
 
 
 def region_bands(
