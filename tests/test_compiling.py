@@ -19,7 +19,12 @@ def test_the_kernels_compiled_ahead_have_the_argument_types_of_a_study(tmp_path,
         "run": {"kind": "sobol", "jobs": 2},
         "sampling": {"n": 16, "bootstrap": 10},
         "data": {"values": "values.csv", "units": "units.csv"},
-        "factors": [{"name": "weights", "kind": "weights", "level": 0, "spread": 0.3}],
+        "pipeline": {"imputation": "median"},
+        "factors": [
+            {"name": "weights", "kind": "weights", "level": 0, "spread": 0.3},
+            {"name": "noise", "kind": "noise", "spread": 0.02},
+            {"name": "mask", "kind": "mask", "cells": 2},
+        ],
     }
     ns.run(ns.config_from_dict(config, tmp_path))  # every study kernel, compiled or loaded here
     for kernel, argument_types in compiling.STUDY_KERNELS:
@@ -83,10 +88,12 @@ def test_each_compiled_function_is_compiled_once_per_run(tmp_path):
         "kernels.natural_break_rows(np.arange(12.0).reshape(2, 6), 3)\n"
         "compile_study_kernels()\n"
         "from numba.core.types import unliteral\n"
-        "for name in dir(kernels):\n"
-        "    signatures = getattr(getattr(kernels, name), 'signatures', [])\n"
-        "    types = [tuple(map(unliteral, signature)) for signature in signatures]\n"
-        "    assert len(set(types)) == len(types), (name, signatures)\n"
+        "from nqpf_sens.uncertainty import cell_draws\n"
+        "for module in (kernels, cell_draws):\n"
+        "    for name in dir(module):\n"
+        "        signatures = getattr(getattr(module, name), 'signatures', [])\n"
+        "        types = [tuple(map(unliteral, signature)) for signature in signatures]\n"
+        "        assert len(set(types)) == len(types), (name, signatures)\n"
     )
     env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path)}
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=600)

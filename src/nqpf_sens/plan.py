@@ -21,10 +21,11 @@ from nqpf_sens.indices.nqpf.data import alternative_tables
 from nqpf_sens.indices.nqpf.paper import REGION_ORDER
 from nqpf_sens.inputs import input_files, unit_attributes
 from nqpf_sens.uncertainty import statistics
+from nqpf_sens.uncertainty.cell_draws import cell_keys
 from nqpf_sens.uncertainty.chunks import fingerprint
 from nqpf_sens.uncertainty.convergence import convergence
 from nqpf_sens.uncertainty.designs import Design, design_rows
-from nqpf_sens.uncertainty.factors import FactorSet, build_factor, cell_keys
+from nqpf_sens.uncertainty.factors import FactorSet, build_factor
 from nqpf_sens.uncertainty.resources import RunSize, check_resources, kept_values
 from nqpf_sens.uncertainty.sobol import (
     SobolSums,

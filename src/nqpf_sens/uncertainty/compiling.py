@@ -22,13 +22,14 @@ from multiprocessing.process import BaseProcess
 from numba import types
 
 from nqpf_sens.engine import kernels
-from nqpf_sens.uncertainty import sobol
+from nqpf_sens.uncertainty import cell_draws, sobol
 
 WAIT_SECONDS = 300  # a child still compiling after this long is stopped (it takes ~10 s)
 
 _INTEGERS = types.Array(types.int64, 1, "C")
 _INTEGER_TABLE = types.Array(types.int64, 2, "C")
 _FLAGS = types.Array(types.boolean, 1, "C")
+_KEYS = types.Array(types.uint64, 1, "C")
 _VALUES = types.Array(types.float64, 1, "C")
 _VALUE_TABLE = types.Array(types.float64, 2, "C")
 _VALUE_CUBE = types.Array(types.float64, 3, "C")
@@ -42,6 +43,8 @@ STUDY_KERNELS = (
     (kernels.rank_agreement, (_INTEGER_TABLE, _INTEGERS, types.int64, _FLAGS)),
     (kernels.count_above_mean, (_VALUE_CUBE, _VALUES, _INTEGERS)),
     (sobol.saltelli_terms, (_VALUE_TABLE, _VALUES, types.int64, _VALUE_CUBE)),
+    (cell_draws.noise_multipliers, (_KEYS, _KEYS, _VALUES)),
+    (cell_draws.masked_cells, (_KEYS, _KEYS, _INTEGERS, types.int64, types.int64)),
 )
 
 _children: list[BaseProcess] = []

@@ -22,8 +22,8 @@ low-discrepancy points, Saltelli's design) drives the same code. Kinds:
 
 ``noise`` and ``mask`` use one column each: its value seeds a counter-based hash (splitmix64) that
 draws the whole realisation, a deterministic function of the coordinate as the Sobol estimators
-need, each cell's draw keyed by the cell's year, unit and indicator names (:func:`cell_keys`), not
-by where it sits in the data file.
+need, each cell's draw keyed by the cell's year, unit and indicator names, not by where it sits in
+the data file (``uncertainty.cell_draws``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 
 from nqpf_sens.engine.pipeline import Pipeline
 from nqpf_sens.errors import UserError
-from nqpf_sens.uncertainty.designs import stable_hash
+from nqpf_sens.uncertainty.cell_draws import masked_cells, noise_multipliers, scenario_keys
 
 CHOICE_KEYS = (
     "imputation",
@@ -102,42 +102,6 @@ def matching_concentration(shares: np.ndarray, spread: float) -> float:
     uniform = spread / np.sqrt(3) * np.sqrt(1 - 2 * positive + (positive**2).sum()).mean()
     dirichlet = np.sqrt((1 - positive) / positive).mean()
     return max(float((dirichlet / uniform) ** 2 - 1), 1e-6)
-
-
-def splitmix_uniform(keys: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """(len(keys), len(cells)) uniforms in [0, 1), a deterministic hash of (key, cell key)."""
-    with np.errstate(over="ignore"):
-        x = keys.astype(np.uint64)[:, None] * np.uint64(0x9E3779B97F4A7C15) + cells.astype(
-            np.uint64
-        )[None, :] * np.uint64(0xBF58476D1CE4E5B9)
-        x ^= x >> np.uint64(30)
-        x *= np.uint64(0xBF58476D1CE4E5B9)
-        x ^= x >> np.uint64(27)
-        x *= np.uint64(0x94D049BB133111EB)
-        x ^= x >> np.uint64(31)
-    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-
-
-def _keys(u: np.ndarray) -> np.ndarray:
-    return np.floor(u * 2.0**53).astype(np.uint64)
-
-
-def cell_keys(
-    years: tuple[int | None, ...], units: tuple[str, ...], indicators: tuple[str, ...]
-) -> np.ndarray:
-    """A 64-bit key per cell (years, units, indicators) from its year, unit and indicator names:
-    a cell's noise and masking draws follow it wherever its row or column sits in the data file,
-    and do not change when other units or indicators come or go."""
-    hashed = [
-        np.array([stable_hash(str(label)) for label in labels], dtype=np.uint64)
-        for labels in (years, units, indicators)
-    ]
-    with np.errstate(over="ignore"):
-        return (
-            hashed[0][:, None, None] * np.uint64(0xD6E8FEB86659FD93)
-            + hashed[1][None, :, None] * np.uint64(0xA0761D6478BD642F)
-            + hashed[2][None, None, :]
-        )
 
 
 @dataclass
@@ -236,11 +200,13 @@ class FactorSet:
                         weight_factors[k][chosen == code, j] = 0.0
                     start += size
             elif factor.kind == "noise":
-                draws = splitmix_uniform(_keys(block[:, 0]), self.cells).reshape(
-                    n, *self.data_shape
+                spread = (
+                    np.full(self.cells.size, factor.spread)
+                    if factor.cell_spread is None
+                    else factor.cell_spread.ravel()
                 )
-                spread = factor.spread if factor.cell_spread is None else factor.cell_spread
-                noise = 1.0 + spread * (2.0 * draws - 1.0)
+                noise = noise_multipliers(scenario_keys(block[:, 0]), self.cells, spread)
+                noise = noise.reshape(n, *self.data_shape)
                 value_factors = noise if value_factors is None else value_factors * noise
             elif factor.kind == "mask":
                 masked = self._mask(factor, block[:, 0])
@@ -264,10 +230,7 @@ class FactorSet:
     def _mask(self, factor: Factor, u: np.ndarray) -> np.ndarray:
         observed = self.observed.reshape(-1)
         candidates = np.flatnonzero(observed)
-        scores = splitmix_uniform(_keys(u), self.cells[candidates])
-        picked = candidates[np.argpartition(scores, factor.cells - 1, axis=1)[:, : factor.cells]]
-        masked = np.zeros((len(u), observed.size), dtype=bool)
-        np.put_along_axis(masked, picked, True, axis=1)
+        masked = masked_cells(scenario_keys(u), self.cells, candidates, factor.cells, observed.size)
         return masked.reshape(len(u), *self.data_shape)
 
     def pipeline(self, combination: np.ndarray) -> Pipeline:
