@@ -369,7 +369,7 @@ def test_results_do_not_depend_on_chunks_workers_backend_or_resume(data):
         outputs={"figures": False},
     )
     chunk = data.draw(st.integers(8, 200))
-    backend = data.draw(st.sampled_from(["threading", "threading", "loky"]))
+    backend = data.draw(st.sampled_from(["threading", "auto", "fork", "loky"]))
     with project(index) as folder:
         try:
             reference = ns.run_config(write_config(folder, raw), out=folder / "a", quiet=True)

@@ -16,7 +16,7 @@ def test_the_kernels_compiled_ahead_have_the_argument_types_of_a_study(tmp_path,
     write_units_and_values(tmp_path)
     monkeypatch.chdir(tmp_path)
     config = {
-        "run": {"kind": "sobol", "jobs": 2},
+        "run": {"kind": "sobol", "jobs": 2, "backend": "threading"},  # kernels in this process
         "sampling": {"n": 16, "bootstrap": 10},
         "data": {"values": "values.csv", "units": "units.csv"},
         "pipeline": {"imputation": "median"},

@@ -77,8 +77,13 @@ def csv_bytes(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.csv"))}
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
-def test_interrupted_run_resumes_to_identical_results(project, how):
+@pytest.mark.parametrize(
+    "how, jobs", [(signal.SIGKILL, 1), (signal.SIGINT, 1), (signal.SIGINT, 2), (signal.SIGKILL, 2)]
+)
+def test_interrupted_run_resumes_to_identical_results(project, how, jobs):
+    """One worker (in the run's process) or two (forked copies of it: the noise makes the
+    backend auto fork)."""
+    (project / "long.toml").write_text(CONFIG.replace("jobs = 1", f"jobs = {jobs}"))
     process = start(project)
     wait_for_chunks(project, 3, process)
     process.send_signal(how)

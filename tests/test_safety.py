@@ -415,14 +415,15 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signals are Linux's")
-def test_worker_processes_die_with_a_killed_run(project):
-    (project / "loky.toml").write_text(
-        STUDY.replace("seed = 5", 'seed = 5\nbackend = "loky"\njobs = 2')
+@pytest.mark.parametrize("backend", ["loky", "fork"])
+def test_worker_processes_die_with_a_killed_run(project, backend):
+    (project / "workers.toml").write_text(
+        STUDY.replace("seed = 5", f'seed = 5\nbackend = "{backend}"\njobs = 2')
         .replace("n = 512", "n = 65536")
         .replace("chunk_size = 64", "chunk_size = 256")
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "nqpf_sens", "run", "loky.toml", "--quiet"], cwd=project
+        [sys.executable, "-m", "nqpf_sens", "run", "workers.toml", "--quiet"], cwd=project
     )
     deadline = time.time() + 120
     work = project / "results" / ".study.work"
@@ -432,6 +433,40 @@ def test_worker_processes_die_with_a_killed_run(project):
     assert workers, "no worker process was started"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
+    deadline = time.time() + 20
+    while time.time() < deadline and any(alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(alive(w) for w in workers)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked workers are Linux's")
+def test_a_killed_worker_ends_the_run_with_one_line_and_keeps_its_chunks(project):
+    """A worker the system kills (out of memory) stops the run in one line, the other worker
+    with it, and the finished chunks stay for --resume."""
+    (project / "workers.toml").write_text(
+        STUDY.replace("seed = 5", 'seed = 5\nbackend = "fork"\njobs = 2')
+        .replace("n = 512", "n = 65536")
+        .replace("chunk_size = 64", "chunk_size = 256")
+        + '[[factors]]\nname = "noise"\nkind = "noise"\n'  # slower: the run is still going
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nqpf_sens", "run", "workers.toml", "--quiet"],
+        cwd=project,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    work = project / "results" / ".study.work"
+    while time.time() < deadline and len(list(work.glob("chunk_*.npz"))) < 2:
+        time.sleep(0.05)
+    workers = children(process.pid)
+    assert len(workers) == 2, (workers, process.poll(), process.stderr.read())
+    os.kill(min(workers), signal.SIGKILL)
+    _, error = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert error.count("\n") == 1 and "a worker process died" in error, error
+    assert "--resume" in error and any(work.glob("chunk_*.npz"))
+    assert not (project / "results" / "study").exists()
     deadline = time.time() + 20
     while time.time() < deadline and any(alive(w) for w in workers):
         time.sleep(0.2)

@@ -1,5 +1,9 @@
 """Sobol estimation against analytic answers, and the parallel study's guarantees."""
 
+import sys
+import threading
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +19,7 @@ from nqpf_sens.uncertainty import study as uncertainty
 from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty.sobol import sobol_indices
 from nqpf_sens.uncertainty.statistics import order_statistics
-from nqpf_sens.uncertainty.study import batch_for_rows
+from nqpf_sens.uncertainty.study import batch_for_rows, resolved_backend
 
 
 def ishigami(u):
@@ -133,15 +137,17 @@ def read_outputs(folder):
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files}
 
 
-def test_same_seed_same_results_with_one_or_two_workers(project):
+def test_same_seed_same_results_with_one_or_two_workers_of_each_kind(project):
     (project / "s.toml").write_text(SOBOL)
-    (project / "l.toml").write_text(
-        SOBOL.replace("chunk_size = 500", 'chunk_size = 300\nbackend = "loky"')
-    )
     one = run_config(project / "s.toml", out=project / "one", jobs=1, quiet=True)
-    two = run_config(project / "s.toml", out=project / "two", jobs=2, quiet=True)
-    processes = run_config(project / "l.toml", out=project / "loky", jobs=2, quiet=True)
-    assert read_outputs(one) == read_outputs(two) == read_outputs(processes)
+    outputs = [read_outputs(one)]
+    for backend in ("threading", "fork", "loky"):
+        (project / f"{backend}.toml").write_text(
+            SOBOL.replace("chunk_size = 500", f'chunk_size = 300\nbackend = "{backend}"')
+        )
+        folder = run_config(project / f"{backend}.toml", out=project / backend, jobs=2, quiet=True)
+        outputs.append(read_outputs(folder))
+    assert all(output == outputs[0] for output in outputs[1:])
     expected = {
         "rank_stability.csv",
         "tier_bands.csv",
@@ -149,9 +155,22 @@ def test_same_seed_same_results_with_one_or_two_workers(project):
         "sobol_indices.csv",
         "sobol_summary.csv",
     }
-    assert expected | {"figures/sobol_heatmap.svg", "figures/sobol_heatmap.png"} <= set(
-        read_outputs(one)
-    )
+    assert expected | {"figures/sobol_heatmap.svg", "figures/sobol_heatmap.png"} <= set(outputs[0])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked workers are Linux's")
+def test_auto_forks_where_scenarios_differ_in_more_than_their_weights(monkeypatch):
+    """Preparing choices, tables, noise and masks is Python work that threads take turns at;
+    weights alone go to the compiled kernels, which threads share. A fork copies no thread, so
+    with another thread running (a notebook's, say) auto keeps to threads."""
+    weights, noisy = SimpleNamespace(weights_alone=True), SimpleNamespace(weights_alone=False)
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    assert resolved_backend("auto", 2, noisy) == "fork"
+    assert resolved_backend("auto", 2, weights) == "threading"
+    assert resolved_backend("auto", 1, noisy) == "threading"
+    assert resolved_backend("loky", 2, noisy) == "loky"
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    assert resolved_backend("auto", 2, noisy) == "threading"
 
 
 def test_dask_backend_gives_identical_results(project):

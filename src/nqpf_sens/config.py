@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +129,7 @@ MAX_BOOTSTRAP = 100_000  # resamples of a few dozen units: more cannot change an
 IN_MEMORY = "<config dict>"  # the file name errors give for a config built in code
 DEFAULT_NAME = "run"  # the run name of a config built in code that gives none
 KINDS = ("baseline", "montecarlo", "sobol")
-BACKENDS = ("threading", "loky", "dask")
+BACKENDS = ("auto", "threading", "fork", "loky", "dask")
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ class RunConfig:
     seed: int = 0
     jobs: int = 1
     chunk_size: int | None = None  # None: the study's default (uncertainty.study)
-    backend: str = "threading"
+    backend: str = "auto"
     scheduler: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     pipeline: Pipeline = field(default_factory=Pipeline)
@@ -450,13 +451,15 @@ def _config(raw: dict[str, Any], path: Path, base: Path) -> RunConfig:
     name = check_run_name(
         run.get("name", DEFAULT_NAME if path == Path(IN_MEMORY) else path.stem), path
     )
-    backend = run.get("backend", "threading")
+    backend = run.get("backend", "auto")
     if backend not in BACKENDS:
         raise UserError(
             f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})",
             path,
             "[run] backend",
         )
+    if backend == "fork" and not sys.platform.startswith("linux"):
+        raise UserError("fork needs Linux; use auto or threading", path, "[run] backend")
     sampling = _sampling(raw.get("sampling", {}), kind, path)
     outputs = _outputs(raw.get("outputs", {}), path)
     if kind != "baseline" and not raw.get("factors"):

@@ -76,7 +76,10 @@ HELP: dict[str, dict[str, str]] = {
         "jobs": "Parallel workers (the command line's --jobs overrides it).",
         "chunk_size": "Scenarios evaluated per chunk (memory per worker; results do not depend "
         "on it). Default: an eighth of the design, within 1,024 to 16,384.",
-        "backend": "How workers run: threads, loky processes or a dask cluster.",
+        "backend": "How workers run: threading (threads sharing one engine), fork (copies of "
+        "the run's process, Linux), loky processes or a dask cluster. Default: auto, which "
+        "forks where scenarios differ in more than their weights (their preparation is Python "
+        "work that threads cannot share) and uses threads otherwise.",
         "scheduler": "Address of a dask scheduler (backend dask). Default: a local cluster.",
     },
     "data": {

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -207,6 +208,12 @@ def _one_line_errors(config: RunConfig) -> Iterator[None]:
     except MemoryError:
         raise UserError(
             "out of memory: lower [sampling] n, [run] chunk_size or [run] jobs", config.path
+        ) from None
+    except BrokenProcessPool:  # loky's lost workers too
+        raise UserError(
+            "a worker process died (killed for lack of memory?): lower [run] chunk_size or "
+            "[run] jobs; --resume keeps the finished chunks",
+            config.path,
         ) from None
     except OSError as error:
         raise UserError(system_problem(error), error.filename or config.path) from None

@@ -157,6 +157,8 @@ class FactorSet:
         self.choices = [f for f in factors if f.kind == "choice"]
         #: noise or masks give every scenario its own copy of the data
         self.per_scenario_data = any(f.kind in ("noise", "mask") for f in factors)
+        #: scenarios differ in their weights alone (one pipeline and the data for all)
+        self.weights_alone = all(f.kind in ("weights", "exclude") for f in factors)
 
     def single_changes(self) -> list[tuple[str, Pipeline]]:
         """Every alternative of every choice factor alone, the rest nominal (the what-if)."""

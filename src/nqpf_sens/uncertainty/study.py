@@ -17,9 +17,13 @@ GIL), loky processes or dask workers on request.
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
+import threading
 import warnings
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -40,6 +44,7 @@ from nqpf_sens.uncertainty.chunks import (
 from nqpf_sens.uncertainty.compiling import wait_for_kernels
 from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty.factors import FactorSet
+from nqpf_sens.uncertainty.forked import ForkedPool
 from nqpf_sens.uncertainty.memory import retain_freed_memory
 from nqpf_sens.uncertainty.sobol import SobolSums
 from nqpf_sens.uncertainty.workers import die_with_parent
@@ -370,15 +375,13 @@ def run_study(
     Counts are summed as chunks finish, so memory holds one chunk's histograms per worker; row
     arrays are merged in design order (chunks already on disk in their turn), as the Sobol sums
     must be."""
-    from joblib import Parallel, delayed
-
     wait_for_kernels()
     chunk_size = chunk_rows(study, chunk_size)
     # chunk files are only reused for the same spans, written in the same layout
     token = f"{study.token}-{chunk_size}-{CHUNK_LAYOUT}"
     n_rows = study.design.n_rows
     spans = [(a, min(a + chunk_size, n_rows)) for a in range(0, n_rows, chunk_size)]
-    with _backend(backend, scheduler, jobs):
+    with _Workers(resolved_backend(backend, jobs, study.factors), scheduler, jobs) as workers:
         found, note = prepare_work(work, token, resume) if work is not None else (set(), None)
         if note:
             say(f"note: {note}")
@@ -406,15 +409,8 @@ def run_study(
                     add(*(loaded or _evaluate_span(study, start, stop, work, token)))
 
         bar = _progress_bar(len(spans), len(stored), progress)
-        parallel = (
-            Parallel(n_jobs=jobs, return_as="generator")
-            if backend != "dask"
-            else Parallel(return_as="generator")
-        )
         todo = [(a, b) for a, b in spans if a not in stored]
-        for start, stats in parallel(  # results in the order of ``todo``
-            delayed(_evaluate_span)(study, a, b, work, token) for a, b in todo
-        ):
+        for start, stats in workers.chunks(study, todo, work, token):  # in the order of todo
             add_stored_before(start)
             expected, _ = waiting.popleft()
             assert expected == start, "joblib returned chunks out of order"
@@ -481,15 +477,46 @@ def _progress_bar(total: int, initial: int, enabled: bool):
 DASK_TIMEOUT = 10  # seconds a dask scheduler has to answer
 
 
-class _backend:
-    """joblib's backend as configured; ``dask`` connects to a scheduler (or starts a local
-    cluster)."""
+def resolved_backend(backend: str, jobs: int, factors: FactorSet) -> str:
+    """The backend ``auto`` stands for: forked copies of this process where scenarios differ in
+    more than their weights (choices, tables, noise and masks are prepared by numpy on small
+    arrays, Python work that threads take turns at), on Linux, with several workers and no
+    other thread in this process (a fork copies no thread, so a lock another one holds would
+    stay locked in the copy); threads otherwise, whose compiled kernels release the GIL."""
+    if backend != "auto":
+        return backend
+    forkable = sys.platform.startswith("linux") and threading.active_count() == 1
+    return "fork" if forkable and jobs > 1 and not factors.weights_alone else "threading"
+
+
+class _Workers:
+    """The workers of a study: joblib's threads or loky processes, a dask cluster (started, or
+    reached at ``scheduler``), or forked copies of this process; :meth:`chunks` evaluates spans
+    with them."""
 
     def __init__(self, name: str, scheduler: str | None, jobs: int):
         self.name, self.scheduler, self.jobs = name, scheduler, jobs
         self.client = self.cluster = self.config = None
+        self.pool: ForkedPool | None = None
+
+    def chunks(
+        self, study: Study, todo: list[tuple[int, int]], work: Path | None, token: str
+    ) -> Iterator[tuple[int, ChunkStats]]:
+        """(start, statistics) of each span of ``todo``, in that order."""
+        if self.name == "fork":
+            evaluate = functools.partial(_evaluate_forked, study, work=work, token=token)
+            pool = self.pool = ForkedPool(evaluate, self.jobs)
+            return pool.map(todo)
+        from joblib import Parallel, delayed
+
+        parallel = Parallel(
+            return_as="generator", **({} if self.name == "dask" else {"n_jobs": self.jobs})
+        )
+        return parallel(delayed(_evaluate_span)(study, a, b, work, token) for a, b in todo)
 
     def __enter__(self):
+        if self.name == "fork":
+            return self
         from joblib import parallel_config
 
         if self.name == "dask":
@@ -521,10 +548,18 @@ class _backend:
         self.config.__enter__()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, kind, *exc):
+        if self.pool is not None:
+            self.pool.__exit__(kind, *exc)
         if self.config is not None:
-            self.config.__exit__(*exc)
+            self.config.__exit__(kind, *exc)
         if self.client is not None:
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def _evaluate_forked(
+    study: Study, span: tuple[int, int], work: Path | None, token: str
+) -> tuple[int, ChunkStats]:
+    return _evaluate_span(study, *span, work, token)

@@ -1,0 +1,74 @@
+"""Forked workers: results in the order of the items whatever order they finish in, a worker's
+exception raised in the run, a dead worker reported instead of waited for, no worker left."""
+
+import functools
+import os
+import signal
+import sys
+import time
+from concurrent.futures.process import BrokenProcessPool
+
+import pytest
+
+from nqpf_sens.errors import UserError
+from nqpf_sens.uncertainty.forked import AHEAD, ForkedPool
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork is Linux's")
+
+
+def slow_square(item: int) -> tuple[int, int]:
+    time.sleep(0.05 if item % 3 == 0 else 0.001)  # later items finish first
+    return item * item, os.getpid()
+
+
+def test_results_come_in_the_order_of_the_items():
+    with ForkedPool(slow_square, 3) as pool:
+        results = list(pool.map(range(20)))
+        workers = [process for process, _ in pool.workers]
+    assert [square for square, _ in results] == [i * i for i in range(20)]
+    assert len({pid for _, pid in results}) > 1 and os.getpid() not in {p for _, p in results}
+    assert not any(process.is_alive() for process in workers)
+
+
+def mark_done(folder, item: int) -> int:
+    """Item 0 is slow; it returns how many items were done meanwhile."""
+    if item == 0:
+        time.sleep(0.5)
+    done = len(os.listdir(folder))
+    (folder / str(item)).touch()
+    return done
+
+
+def test_while_the_next_result_is_due_workers_run_only_a_few_items_ahead(tmp_path):
+    """Results that finish early wait in the run's memory: at most ``AHEAD`` per worker."""
+    with ForkedPool(functools.partial(mark_done, tmp_path), 2) as pool:
+        done_meanwhile = next(pool.map(range(30)))
+    assert 1 <= done_meanwhile <= 2 * AHEAD - 1  # items 1 to 3 of the first four handed out
+
+
+def refuse_seven(item: int) -> int:
+    if item == 7:
+        raise UserError("item 7 is refused", "config.toml", "[run]")
+    return item
+
+
+def test_an_exception_in_a_worker_is_raised_in_the_run_and_the_workers_stop():
+    with pytest.raises(UserError, match="config.toml: \\[run\\]: item 7 is refused"):
+        with ForkedPool(refuse_seven, 2) as pool:
+            workers = [process for process, _ in pool.workers]
+            list(pool.map(range(20)))
+    assert not any(process.is_alive() for process in workers)
+
+
+def die_at_five(item: int) -> int:
+    if item == 5:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer would
+    return item
+
+
+def test_a_dead_worker_is_reported_not_waited_for():
+    with pytest.raises(BrokenProcessPool):
+        with ForkedPool(die_at_five, 2) as pool:
+            workers = [process for process, _ in pool.workers]
+            list(pool.map(range(20)))
+    assert not any(process.is_alive() for process in workers)
