@@ -10,6 +10,7 @@ import pytest
 from conftest import synthetic_frame
 from scipy.stats import kendalltau, spearmanr
 
+from nqpf_sens import UserError, config_from_dict
 from nqpf_sens.config import load_config
 from nqpf_sens.engine.batch import evaluate
 from nqpf_sens.inputs import load_inputs
@@ -171,6 +172,13 @@ def test_auto_forks_where_scenarios_differ_in_more_than_their_weights(monkeypatc
     assert resolved_backend("loky", 2, noisy) == "loky"
     monkeypatch.setattr(threading, "active_count", lambda: 2)
     assert resolved_backend("auto", 2, noisy) == "threading"
+
+
+def test_fork_is_refused_where_processes_cannot_fork(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "platform", "darwin")
+    with pytest.raises(UserError, match=r"\[run\] backend: fork needs Linux; use auto or"):
+        config_from_dict({"run": {"backend": "fork"}}, tmp_path)
+    assert config_from_dict({"run": {}}, tmp_path).backend == "auto"
 
 
 def test_dask_backend_gives_identical_results(project):
