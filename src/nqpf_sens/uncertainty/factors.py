@@ -182,6 +182,7 @@ class FactorSet:
         n = len(u)
         choice_index = np.zeros((n, len(self.choices) + 1), dtype=np.int64)
         weight_factors = [np.ones((n, size)) for size in self.level_sizes]
+        ones = set(range(len(weight_factors)))  # levels no factor has touched
         value_factors = None
         masked = None
         for factor, columns in zip(self.factors, self.columns, strict=True):
@@ -191,10 +192,14 @@ class FactorSet:
             elif factor.kind == "dataset":
                 choice_index[:, -1] = factor.option_index(block[:, 0])
             elif factor.kind == "weights":
-                weight_factors[factor.level] = weight_factors[
-                    factor.level
-                ] * self._weight_multipliers(factor, block)
+                multipliers = self._weight_multipliers(factor, block)  # a new array
+                level = factor.level
+                weight_factors[level] = (
+                    multipliers if level in ones else weight_factors[level] * multipliers
+                )
+                ones.discard(level)
             elif factor.kind == "exclude":
+                ones.clear()
                 chosen = np.asarray(factor.options, dtype=object)[factor.option_index(block[:, 0])]
                 start = 0
                 for k, size in enumerate(self.level_sizes):
