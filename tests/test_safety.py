@@ -457,12 +457,16 @@ def test_a_killed_worker_ends_the_run_with_one_line_and_keeps_its_chunks(project
     )
     deadline = time.time() + 120
     work = project / "results" / ".study.work"
-    while time.time() < deadline and len(list(work.glob("chunk_*.npz"))) < 2:
-        time.sleep(0.05)
-    workers = children(process.pid)
-    assert len(workers) == 2, (workers, process.poll(), process.stderr.read())
-    os.kill(min(workers), signal.SIGKILL)
-    _, error = process.communicate(timeout=60)
+    try:
+        while time.time() < deadline and len(list(work.glob("chunk_*.npz"))) < 2:
+            time.sleep(0.05)
+        workers = children(process.pid)
+        assert len(workers) == 2, (workers, process.poll(), process.stderr.read())
+        os.kill(min(workers), signal.SIGKILL)
+        _, error = process.communicate(timeout=60)
+    finally:  # a run that hangs must not outlive the test
+        if process.poll() is None:
+            process.kill()
     assert process.returncode == 2
     assert error.count("\n") == 1 and "a worker process died" in error, error
     assert "--resume" in error and any(work.glob("chunk_*.npz"))
