@@ -72,3 +72,22 @@ def test_a_dead_worker_is_reported_not_waited_for():
             workers = [process for process, _ in pool.workers]
             list(pool.map(range(20)))
     assert not any(process.is_alive() for process in workers)
+
+
+def test_a_worker_that_cannot_start_leaves_none_behind(monkeypatch):
+    """Forking can fail (too many processes, no memory): the workers already started stop."""
+    from multiprocessing.context import ForkProcess
+
+    started = []
+    start = ForkProcess.start
+
+    def start_once(process):
+        if started:
+            raise OSError(11, "Resource temporarily unavailable")
+        start(process)
+        started.append(process)
+
+    monkeypatch.setattr(ForkProcess, "start", start_once)
+    with pytest.raises(OSError, match="temporarily unavailable"):
+        ForkedPool(slow_square, 3)
+    assert len(started) == 1 and not started[0].is_alive()

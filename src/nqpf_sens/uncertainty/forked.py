@@ -30,14 +30,18 @@ class ForkedPool:
     def __init__(self, function: Callable[[Any], Any], jobs: int):
         context = multiprocessing.get_context("fork")
         self.workers: list[tuple[BaseProcess, Connection]] = []
-        for _ in range(jobs):
-            ours, theirs = context.Pipe()
-            process = context.Process(
-                target=_serve, args=(function, theirs, os.getpid()), daemon=True
-            )
-            process.start()
-            theirs.close()  # the worker's end is the worker's alone: its death ends the pipe
-            self.workers.append((process, ours))
+        try:
+            for _ in range(jobs):
+                ours, theirs = context.Pipe()
+                process = context.Process(
+                    target=_serve, args=(function, theirs, os.getpid()), daemon=True
+                )
+                process.start()
+                theirs.close()  # the worker's end is the worker's alone: its death ends the pipe
+                self.workers.append((process, ours))
+        except BaseException:  # no process left (too many processes, no memory)
+            self.__exit__(Exception)
+            raise
 
     def map(self, items: Iterable[Any]) -> Iterator[Any]:
         """``function(item)`` for each item, in the order of ``items``; an exception raised by the
