@@ -5,6 +5,7 @@ import functools
 import os
 import signal
 import sys
+import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 
@@ -91,3 +92,63 @@ def test_a_worker_that_cannot_start_leaves_none_behind(monkeypatch):
     with pytest.raises(OSError, match="temporarily unavailable"):
         ForkedPool(slow_square, 3)
     assert len(started) == 1 and not started[0].is_alive()
+
+
+def slow_first(folder, item: int) -> int:
+    if item == 0:
+        (folder / "busy").write_text(str(os.getpid()))
+        time.sleep(5)
+    return item
+
+
+def test_a_worker_that_dies_idle_is_reported_at_once(tmp_path):
+    """While the next result is due, the others may sit idle (``AHEAD``): one that dies then is
+    reported without waiting for the busy one."""
+    with ForkedPool(functools.partial(slow_first, tmp_path), 2) as pool:
+        results = pool.map(range(10))
+        pids = {process.pid for process, _ in pool.workers}
+
+        def kill_the_idle_one():
+            while not (tmp_path / "busy").exists():
+                time.sleep(0.01)
+            time.sleep(0.3)  # the other worker has finished what it was handed
+            os.kill((pids - {int((tmp_path / "busy").read_text())}).pop(), signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_the_idle_one)
+        killer.start()
+        started = time.time()
+        with pytest.raises(BrokenProcessPool):
+            next(results)
+        killer.join()
+        assert time.time() - started < 3
+
+
+def divide(item: int) -> float:
+    return 1 / (item - 3)
+
+
+class Unsendable(Exception):
+    def __init__(self, item):
+        super().__init__(f"{item} and a lock")
+        self.lock = threading.Lock()  # cannot be pickled
+
+
+def refuse_with_unsendable(item: int) -> int:
+    raise Unsendable(item)
+
+
+def test_a_worker_error_keeps_its_traceback_and_an_unsendable_one_its_name():
+    with pytest.raises(ZeroDivisionError) as raised:
+        with ForkedPool(divide, 2) as pool:
+            list(pool.map(range(6)))
+    assert "in divide" in str(raised.value.__cause__) and "1 / (item - 3)" in str(
+        raised.value.__cause__
+    )
+    with pytest.raises(RuntimeError, match="Unsendable: 0 and a lock"):
+        with ForkedPool(refuse_with_unsendable, 2) as pool:
+            list(pool.map(range(3)))
+
+
+def test_a_pool_needs_a_worker():
+    with pytest.raises(ValueError, match="at least one worker"):
+        ForkedPool(divide, 0)

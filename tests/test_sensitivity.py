@@ -10,7 +10,7 @@ import pytest
 from conftest import synthetic_frame
 from scipy.stats import kendalltau, spearmanr
 
-from nqpf_sens import UserError, config_from_dict
+from nqpf_sens import UserError, config_from_dict, run
 from nqpf_sens.config import load_config
 from nqpf_sens.engine.batch import evaluate
 from nqpf_sens.inputs import load_inputs
@@ -179,6 +179,13 @@ def test_fork_is_refused_where_processes_cannot_fork(monkeypatch, tmp_path):
     with pytest.raises(UserError, match=r"\[run\] backend: fork needs Linux; use auto or"):
         config_from_dict({"run": {"backend": "fork"}}, tmp_path)
     assert config_from_dict({"run": {}}, tmp_path).backend == "auto"
+
+
+@pytest.mark.parametrize("jobs", [0, -1])
+def test_a_run_needs_at_least_one_worker(project, jobs):
+    (project / "s.toml").write_text(SOBOL)
+    with pytest.raises(UserError, match="--jobs: from 1 to"):
+        run(project / "s.toml", jobs=jobs)
 
 
 def test_dask_backend_gives_identical_results(project):

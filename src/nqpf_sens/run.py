@@ -149,7 +149,7 @@ def run(config: RunConfig | str | Path, jobs: int | None = None, progress: bool 
 
     Problems raise :class:`UserError` with the same one-line message as the command line."""
     config = config if isinstance(config, RunConfig) else load_config(Path(config))
-    with _one_line_errors(config):
+    with _one_line_errors(config, keeps_chunks=False):
         return _compute(_plan(config, *_inputs(config, jobs), work=None), None, False, progress)
 
 
@@ -166,7 +166,7 @@ def run_config(
     system, such as a full disk, included); an interrupted run raises :class:`RunInterrupted`."""
     started = time.perf_counter()
     config = load_config(Path(path))
-    with _one_line_errors(config):
+    with _one_line_errors(config, keeps_chunks=True):
         spec, table, notes, jobs = _inputs(config, jobs)
         destination = check_destination(
             Path(out) if out is not None else Path("results") / config.name,
@@ -196,9 +196,9 @@ def run_config(
 
 
 @contextmanager
-def _one_line_errors(config: RunConfig) -> Iterator[None]:
+def _one_line_errors(config: RunConfig, keeps_chunks: bool) -> Iterator[None]:
     """Name the config file in an error about its options; turn failures of the system into
-    one-line errors too."""
+    one-line errors too (a run that ``keeps_chunks`` says that --resume can use them)."""
     try:
         yield
     except UserError as error:
@@ -210,9 +210,10 @@ def _one_line_errors(config: RunConfig) -> Iterator[None]:
             "out of memory: lower [sampling] n, [run] chunk_size or [run] jobs", config.path
         ) from None
     except BrokenProcessPool:  # loky's lost workers too
+        resume = "; --resume keeps the finished chunks" if keeps_chunks else ""
         raise UserError(
             "a worker process died (killed for lack of memory?): lower [run] chunk_size or "
-            "[run] jobs; --resume keeps the finished chunks",
+            f"[run] jobs{resume}",
             config.path,
         ) from None
     except OSError as error:
@@ -242,9 +243,9 @@ def _inputs(
         problem = paper_problem(spec, table)
         if problem:
             raise UserError(problem, config.path, "[data] compare_with_paper")
-    jobs = jobs or config.jobs
-    if jobs > MAX_JOBS:
-        raise UserError(f"at most {MAX_JOBS} workers", where="--jobs")
+    jobs = config.jobs if jobs is None else jobs
+    if not 1 <= jobs <= MAX_JOBS:
+        raise UserError(f"from 1 to {MAX_JOBS} workers", where="--jobs")
     return spec, table, notes, jobs
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import sys
 import threading
 from multiprocessing.process import BaseProcess
@@ -23,6 +22,7 @@ from numba import types
 
 from nqpf_sens.engine import kernels
 from nqpf_sens.uncertainty import cell_draws, sobol
+from nqpf_sens.uncertainty.workers import ignore_interrupts, interrupts_held
 
 WAIT_SECONDS = 300  # a child still compiling after this long is stopped (it takes ~10 s)
 
@@ -58,7 +58,8 @@ def start_compiling() -> None:
     if _children or not alone or sys.platform != "linux" or (os.cpu_count() or 1) < 2:
         return
     child = multiprocessing.get_context("fork").Process(target=_compile_in_child, daemon=True)
-    child.start()
+    with interrupts_held():
+        child.start()
     _children.append(child)
 
 
@@ -75,7 +76,7 @@ def wait_for_kernels() -> None:
 def _compile_in_child() -> None:
     """The child's work, out of the user's way: an interruption is the run's to handle (the child,
     a daemon, ends with the run) and nothing it prints (numba's warnings) reaches the terminal."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_interrupts()
     quiet = os.open(os.devnull, os.O_WRONLY)
     os.dup2(quiet, 1)
     os.dup2(quiet, 2)

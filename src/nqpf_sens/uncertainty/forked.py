@@ -11,16 +11,25 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
+import pickle
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from nqpf_sens.uncertainty.workers import die_with_parent
+from nqpf_sens.uncertainty.workers import die_with_parent, ignore_interrupts, interrupts_held
 
 AHEAD = 2  # items handed out per worker beyond the next result due: bounds the results waiting
+
+
+class WorkerTraceback(Exception):
+    """Where in a worker an exception was raised (its ``__cause__``, as ``concurrent.futures``
+    shows it)."""
+
+    def __str__(self) -> str:
+        return f"\n{self.args[0]}"
 
 
 class ForkedPool:
@@ -28,47 +37,56 @@ class ForkedPool:
     results and a worker's exceptions come back pickled through its pipe. Linux only (fork)."""
 
     def __init__(self, function: Callable[[Any], Any], jobs: int):
+        if jobs < 1:
+            raise ValueError(f"a pool needs at least one worker, not {jobs}")
         context = multiprocessing.get_context("fork")
         self.workers: list[tuple[BaseProcess, Connection]] = []
         try:
-            for _ in range(jobs):
-                ours, theirs = context.Pipe()
-                process = context.Process(
-                    target=_serve, args=(function, theirs, os.getpid()), daemon=True
-                )
-                process.start()
-                theirs.close()  # the worker's end is the worker's alone: its death ends the pipe
-                self.workers.append((process, ours))
-        except BaseException:  # no process left (too many processes, no memory)
+            with interrupts_held():  # a Ctrl-C while forking comes after, to the run alone
+                for _ in range(jobs):
+                    ours, theirs = context.Pipe()
+                    process = context.Process(
+                        target=_serve, args=(function, theirs, os.getpid()), daemon=True
+                    )
+                    process.start()
+                    theirs.close()  # the worker's end is the worker's alone: its death ends it
+                    self.workers.append((process, ours))
+        except BaseException:  # no process left (too many processes, no memory, Ctrl-C)
             self.__exit__(Exception)
             raise
 
     def map(self, items: Iterable[Any]) -> Iterator[Any]:
         """``function(item)`` for each item, in the order of ``items``; an exception raised by the
-        function is raised here, a worker that dies raises ``BrokenProcessPool``."""
+        function is raised here in its turn, and a worker that dies (busy or idle) raises
+        ``BrokenProcessPool``."""
         items = list(items)
         done: dict[int, Any] = {}
         handed = 0
-        idle = [connection for _, connection in self.workers]
+        connections = [connection for _, connection in self.workers]
+        idle = list(connections)
         busy: dict[Connection, int] = {}
         for due in range(len(items)):
             while due not in done:
                 while idle and handed < min(len(items), due + AHEAD * len(self.workers)):
                     connection = idle.pop()
-                    connection.send(items[handed])
+                    try:
+                        connection.send(items[handed])
+                    except OSError:
+                        raise BrokenProcessPool("a worker process died") from None
                     busy[connection] = handed
                     handed += 1
-                for ready in wait(list(busy)):
+                for ready in wait(connections):  # an idle one is ready only when it died
                     assert isinstance(ready, Connection)
                     try:
-                        failed, value = ready.recv()
-                    except (EOFError, OSError):
+                        done[busy.pop(ready)] = ready.recv()  # (failed, value)
+                    except (EOFError, OSError, KeyError):
                         raise BrokenProcessPool("a worker process died") from None
-                    if failed:
-                        raise value
-                    done[busy.pop(ready)] = value
                     idle.append(ready)
-            yield done.pop(due)
+            failed, value = done.pop(due)
+            if failed:  # the first error in the order of the items, whichever came first
+                error, where = value
+                raise error from WorkerTraceback(where)
+            yield value
 
     def __enter__(self) -> ForkedPool:
         return self
@@ -89,13 +107,21 @@ class ForkedPool:
 
 
 def _serve(function: Callable[[Any], Any], connection: Connection, parent: int) -> None:
-    """A worker: items in, (failed, result or exception) out, until told to stop. Ctrl-C is the
-    run's to handle (it stops the workers), and the worker dies with the run."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """A worker: items in, (failed, result or (exception, traceback)) out, until told to stop.
+    Ctrl-C is the run's to handle (it stops the workers), and the worker dies with the run."""
+    ignore_interrupts()
     die_with_parent(parent)
     while (item := connection.recv()) is not None:
         try:
-            reply = (False, function(item))
-        except Exception as error:  # sent back to be raised in the run
-            reply = (True, error)
+            reply: tuple[bool, Any] = (False, function(item))
+        except Exception as error:  # raised in the run, with where it happened
+            reply = (True, (_sendable(error), traceback.format_exc()))
         connection.send(reply)
+
+
+def _sendable(error: Exception) -> Exception:
+    """The exception itself if it survives pickling, else a RuntimeError that names it."""
+    try:
+        return pickle.loads(pickle.dumps(error))
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")

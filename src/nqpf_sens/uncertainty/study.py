@@ -11,8 +11,10 @@ go to the Sobol estimators' sums as the chunks are merged, in design order
 (:class:`~nqpf_sens.uncertainty.sobol.SobolSums`), and only its rows A and B are kept, so memory
 hardly grows with N. Chunks are independent, so results do not depend on the number of workers;
 each is also written to a work folder, from which an interrupted run resumes.
-Workers are threads by default (one engine and its caches shared; the compiled kernels release the
-GIL), loky processes or dask workers on request.
+Workers are threads where scenarios differ in their weights alone (one engine and its caches
+shared; the compiled kernels release the GIL) and forked copies of the run's process otherwise
+(preparing choices, tables, noise and masks is Python work that threads take turns at; see
+:func:`resolved_backend`), loky processes or dask workers on request.
 """
 
 from __future__ import annotations
@@ -408,12 +410,13 @@ def run_study(
                     loaded = _load(work, token, start, stop)
                     add(*(loaded or _evaluate_span(study, start, stop, work, token)))
 
-        bar = _progress_bar(len(spans), len(stored), progress)
         todo = [(a, b) for a, b in spans if a not in stored]
-        for start, stats in workers.chunks(study, todo, work, token):  # in the order of todo
+        finished = workers.chunks(study, todo, work, token)  # forks before the bar's thread
+        bar = _progress_bar(len(spans), len(stored), progress)
+        for start, stats in finished:  # in the order of todo
             add_stored_before(start)
             expected, _ = waiting.popleft()
-            assert expected == start, "joblib returned chunks out of order"
+            assert expected == start, "the workers returned chunks out of order"
             add(start, stats)
             if bar is not None:
                 bar.update(1)
@@ -503,6 +506,8 @@ class _Workers:
         self, study: Study, todo: list[tuple[int, int]], work: Path | None, token: str
     ) -> Iterator[tuple[int, ChunkStats]]:
         """(start, statistics) of each span of ``todo``, in that order."""
+        if not todo:  # a resumed run whose chunks are all on disk: no worker to start
+            return iter(())
         if self.name == "fork":
             evaluate = functools.partial(_evaluate_forked, study, work=work, token=token)
             pool = self.pool = ForkedPool(evaluate, self.jobs)

@@ -1,8 +1,14 @@
-"""Worker processes never outlive the run that started them.
+"""Worker processes never outlive the run that started them, and never take its Ctrl-C.
 
 A process pool (loky, a local dask cluster) normally stops its workers when the run ends, but a run
 killed outright (SIGKILL, out of memory) gets no chance to. On Linux each worker asks the kernel to
 kill it when its parent dies (``PR_SET_PDEATHSIG``); elsewhere this does nothing.
+
+A Ctrl-C is the run's to handle (it stops its workers and says what was kept). One that arrives
+while a process forks would otherwise reach the child before it can ignore it (a stray traceback),
+or be swallowed by the parent's after-fork hooks (the run goes on): forks happen with it held
+(:func:`interrupts_held`), and a forked child ignores it before letting it through
+(:func:`ignore_interrupts`).
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ import ctypes
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 PR_SET_PDEATHSIG = 1
 
@@ -29,3 +37,20 @@ def die_with_parent(parent: int | None = None) -> bool:
     if parent is not None and os.getppid() != parent:
         os._exit(1)
     return agreed
+
+
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold SIGINT for this thread while forking: it is delivered when the block ends."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def ignore_interrupts() -> None:
+    """A forked child's first step: ignore SIGINT, then stop holding it (one held since the fork
+    is discarded)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
