@@ -1,5 +1,6 @@
 """Sobol estimation against analytic answers, and the parallel study's guarantees."""
 
+import json
 import sys
 import threading
 from types import SimpleNamespace
@@ -138,17 +139,33 @@ def read_outputs(folder):
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files}
 
 
+def used_backend(folder) -> str:
+    """The workers a run used, as its manifest states them (``auto`` resolved)."""
+    return json.loads((folder / "manifest.json").read_text())["backend"]
+
+
 def test_same_seed_same_results_with_one_or_two_workers_of_each_kind(project):
     (project / "s.toml").write_text(SOBOL)
     one = run_config(project / "s.toml", out=project / "one", jobs=1, quiet=True)
     outputs = [read_outputs(one)]
-    for backend in ("threading", "fork", "loky"):
+    used = {"auto, one worker": used_backend(one)}
+    alone = threading.active_count() == 1  # else auto keeps to threads (loky's stay behind)
+    for backend in ("auto", "threading", "fork", "loky"):
         (project / f"{backend}.toml").write_text(
             SOBOL.replace("chunk_size = 500", f'chunk_size = 300\nbackend = "{backend}"')
         )
         folder = run_config(project / f"{backend}.toml", out=project / backend, jobs=2, quiet=True)
         outputs.append(read_outputs(folder))
+        used[backend] = used_backend(folder)
     assert all(output == outputs[0] for output in outputs[1:])
+    auto = "fork" if alone else "threading"
+    assert used == {
+        "auto, one worker": "threading",
+        "auto": auto,
+        "threading": "threading",
+        "fork": "fork",
+        "loky": "loky",
+    }
     expected = {
         "rank_stability.csv",
         "tier_bands.csv",

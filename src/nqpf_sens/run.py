@@ -54,7 +54,7 @@ from nqpf_sens.plan import Prepared, prepare_study, tables_from
 from nqpf_sens.uncertainty.chunks import check_work_folder, remove_work
 from nqpf_sens.uncertainty.compiling import start_compiling
 from nqpf_sens.uncertainty.convergence import RANK_ERROR
-from nqpf_sens.uncertainty.study import ChunkStats, run_study
+from nqpf_sens.uncertainty.study import ChunkStats, resolved_backend, run_study
 from nqpf_sens.wording import plural
 
 #: every package whose code computes or draws results
@@ -125,6 +125,7 @@ class Results:
     dimensions: list[str]
     jobs: int
     about: dict
+    backend: str | None = None  # the study's workers (``auto`` resolved), None without a study
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.tables[name]
@@ -360,8 +361,10 @@ def _compute(plan: _Plan, work: Path | None, resume: bool, progress: bool) -> Re
     convergence: dict = {}
     scenarios = 1
     prepared, config = plan.prepared, plan.config
+    backend = None
     if prepared is not None:
-        stats = _study(prepared, config, work, plan.jobs, resume, progress)
+        backend = resolved_backend(config.backend, plan.jobs, prepared.study.factors)
+        stats = _study(prepared, config, backend, work, plan.jobs, resume, progress)
         tables.update(tables_from(prepared, stats, config, plan.jobs))
         if "rank_bounds" in tables:  # beside the Monte Carlo interval of every factor together
             interval = tables["rank_stability"][["unit", "p05_rank", "p95_rank"]]
@@ -380,7 +383,15 @@ def _compute(plan: _Plan, work: Path | None, resume: bool, progress: bool) -> Re
         }
     tables["glossary"] = glossary_table(tables, config.outputs.interval, config.sampling.confidence)
     return Results(
-        config, tables, plan.notes, convergence, scenarios, plan.dimensions, plan.jobs, plan.about
+        config,
+        tables,
+        plan.notes,
+        convergence,
+        scenarios,
+        plan.dimensions,
+        plan.jobs,
+        plan.about,
+        backend,
     )
 
 
@@ -398,6 +409,7 @@ def _write(results: Results, folder: Path, seconds: float, quiet: bool = True) -
 def _study(
     prepared: Prepared,
     config: RunConfig,
+    backend: str,
     work: Path | None,
     jobs: int,
     resume: bool,
@@ -410,7 +422,7 @@ def _study(
             work,
             config.chunk_size,
             jobs,
-            config.backend,
+            backend,
             config.scheduler,
             resume,
             progress=progress,
@@ -485,7 +497,7 @@ def _manifest(results: Results, seconds: float) -> dict:
         "kind": config.kind,
         "seed": config.seed,
         "jobs": results.jobs,
-        "backend": config.backend,
+        "backend": results.backend,
         "scenarios": results.scenarios,
         "dimensions": results.dimensions,
         "wall_seconds": seconds,
