@@ -520,3 +520,19 @@ def test_the_resource_check_counts_the_per_unit_histograms(tmp_path):
         check_resources(size, tmp_path, memory=2 * 2**30, disk=64 * 2**30)
     with pytest.raises(UserError, match="chunk files need"):
         check_resources(size, tmp_path, memory=64 * 2**30, disk=2**30)
+
+
+def test_the_resource_check_counts_what_forked_workers_copy(tmp_path):
+    """A forked worker comes to copy the pages of the run's process it writes to."""
+    from nqpf_sens.errors import UserError
+    from nqpf_sens.uncertainty.resources import FORKED_WORKER_BYTES, RunSize, check_resources
+
+    small = dict(rows=1024, columns=15, saltelli=False, base_n=1024, bootstrap=0, kept=1024)
+    small |= dict(years=1, units=31, aggregates=4, regions=0, tiers=3, chunk_rows=1024)
+    threads = RunSize(**small, per_scenario=8 * 31 * 8, jobs=8)
+    forks = RunSize(**small, per_scenario=8 * 31 * 8, jobs=8, forked=True)
+    needed = sum(b for b, _ in forks.memory().values())
+    assert needed - sum(b for b, _ in threads.memory().values()) == 8 * FORKED_WORKER_BYTES
+    check_resources(threads, None, memory=int(needed))
+    with pytest.raises(UserError, match=r"\[run\] jobs: .*forked workers.*backend = \"threading\""):
+        check_resources(forks, None, memory=int(needed))

@@ -41,6 +41,7 @@ from nqpf_sens.uncertainty.study import (
     kept_scenarios,
     per_scenario_bytes,
     planned_chunk_rows,
+    resolved_backend,
 )
 
 DATA_KEYS = ("imputation", "transformation", "normalisation")
@@ -204,6 +205,7 @@ def prepare_study(
         chunk_rows=planned_chunk_rows(config.chunk_size, n_rows, per_scenario),
         per_scenario=per_scenario,
         jobs=jobs,
+        forked=resolved_backend(config.backend, jobs, factors) == "fork",
     )
     check_resources(size, work)
     design = Design(config.sampling.method, config.sampling.n, factors.groups, config.seed)
