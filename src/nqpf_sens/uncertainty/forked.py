@@ -58,23 +58,29 @@ class ForkedPool:
     def map(self, items: Iterable[Any]) -> Iterator[Any]:
         """``function(item)`` for each item, in the order of ``items``; an exception raised by the
         function is raised here in its turn, and a worker that dies (busy or idle) raises
-        ``BrokenProcessPool``."""
+        ``BrokenProcessPool``. Idle workers get their next items before a result is yielded, so
+        they work while the caller does."""
         items = list(items)
         done: dict[int, Any] = {}
-        handed = 0
         connections = [connection for _, connection in self.workers]
         idle = list(connections)
         busy: dict[Connection, int] = {}
+        handed = 0
+
+        def hand_out(due: int) -> None:
+            nonlocal handed
+            while idle and handed < min(len(items), due + AHEAD * len(self.workers)):
+                connection = idle.pop()
+                try:
+                    connection.send(items[handed])
+                except OSError:
+                    raise BrokenProcessPool("a worker process died") from None
+                busy[connection] = handed
+                handed += 1
+
         for due in range(len(items)):
+            hand_out(due)
             while due not in done:
-                while idle and handed < min(len(items), due + AHEAD * len(self.workers)):
-                    connection = idle.pop()
-                    try:
-                        connection.send(items[handed])
-                    except OSError:
-                        raise BrokenProcessPool("a worker process died") from None
-                    busy[connection] = handed
-                    handed += 1
                 for ready in wait(connections):  # an idle one is ready only when it died
                     assert isinstance(ready, Connection)
                     try:
@@ -82,10 +88,12 @@ class ForkedPool:
                     except (EOFError, OSError, KeyError):
                         raise BrokenProcessPool("a worker process died") from None
                     idle.append(ready)
+                hand_out(due)
             failed, value = done.pop(due)
             if failed:  # the first error in the order of the items, whichever came first
                 error, where = value
                 raise error from WorkerTraceback(where)
+            hand_out(due + 1)
             yield value
 
     def __enter__(self) -> ForkedPool:
