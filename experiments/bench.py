@@ -20,6 +20,9 @@ divided among the processes sharing it) of the process tree, polled every 50 ms 
   design, in process after a warm-up run: what "the study evaluates N scenarios per second" means.
 - ``cli``: ``python -m nqpf_sens run`` on the same config in a fresh interpreter, end to end
   (imports, inputs, nominal run, study, tables; figures off).
+- ``cli_own_data``: a Monte Carlo of 2^15 scenarios that each prepare their own data (noise,
+  masks, one of three normalisations) end to end on two workers: threads, then the default
+  (``auto``: forked workers); ``workers`` names what each run used, from its manifest.
 - ``sobol_default``: ``configs/sobol.toml`` end to end (figures and report included), warm (the
   compiled kernels cached), the median of ``REPEATS`` runs; ``sobol_default_first_run``: the same
   with an empty kernel cache (``NUMBA_CACHE_DIR`` pointed at a new folder), as after an install.
@@ -36,6 +39,7 @@ Cases: the NQPF index (31 provinces x 15 indicators) and a synthetic 3,000 units
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -206,6 +210,27 @@ level = 1
 spread = 0.25
 """
 WEIGHTS_ONLY += WEIGHT_FACTORS
+#: scenarios that prepare their own data (noise, masks, a normalisation each): Python-level numpy
+#: work, which the default backend (auto) gives to forked workers instead of threads
+OWN_DATA = (
+    WEIGHTS_ONLY.replace('imputation = "none"', 'imputation = "median"').replace(
+        "jobs = {jobs}", 'jobs = {jobs}\nbackend = "{backend}"'
+    )
+    + """[[factors]]
+name = "noise"
+kind = "noise"
+spread = 0.02
+[[factors]]
+name = "missing_cells"
+kind = "mask"
+cells = 3
+[[factors]]
+name = "normalisation"
+kind = "choice"
+key = "normalisation"
+options = ["minmax", "zscore", "rank"]
+"""
+)
 
 
 def study_seconds(folder: Path, n: int, jobs: int) -> float:
@@ -266,6 +291,11 @@ def run_command(config: Path, out: Path, env: dict | None = None) -> tuple[float
     if process.returncode:
         raise RuntimeError(f"run failed: {config}")
     return seconds, peak / 2**20
+
+
+def used_backend(out: Path) -> str:
+    """The workers a finished run used, as its manifest states them (``auto`` resolved)."""
+    return str(json.loads((out / "manifest.json").read_text())["backend"])
 
 
 def end_to_end_cases(folder: Path) -> list[tuple[str, Path, int, dict | None]]:
@@ -372,6 +402,23 @@ def main() -> None:
                 wall_seconds=seconds,
                 peak_mib=memory,
             )
+        n_own = 2**11 if args.quick else 2**15
+        for backend in ("threading", "auto"):  # two workers: threads, then forks
+            config = Path(folder) / f"own_data_{backend}.toml"
+            config.write_text(OWN_DATA.format(n=n_own, jobs=2, backend=backend))
+            if backend == "threading":  # untimed: the kernel cache filled
+                run_command(config, Path(folder) / "out")
+            seconds, memory = run_command(config, Path(folder) / "out")
+            record(
+                case="nqpf_31x15",
+                what="cli_own_data",
+                scenarios=n_own,
+                workers=f"2 {used_backend(Path(folder) / 'out')}",
+                scenarios_per_second=n_own / seconds,
+                ratio_to_reference=n_own / seconds / reference,
+                wall_seconds=seconds,
+                peak_mib=memory,
+            )
         if not args.quick:
             for what, config, repeats, env in end_to_end_cases(Path(folder)):
                 if env is None and repeats > 1:  # warm means warm: one untimed run first
@@ -385,7 +432,7 @@ def main() -> None:
                     case=settings.name,
                     what=what,
                     scenarios=n_sobol,
-                    workers=f"{settings.jobs} threads",
+                    workers=f"{settings.jobs} {used_backend(Path(folder) / what)}",
                     scenarios_per_second=n_sobol / seconds,
                     ratio_to_reference=n_sobol / seconds / reference,
                     wall_seconds=seconds,
