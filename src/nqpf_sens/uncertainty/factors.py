@@ -181,8 +181,7 @@ class FactorSet:
     def decode(self, u: np.ndarray) -> Decoded:
         n = len(u)
         choice_index = np.zeros((n, len(self.choices) + 1), dtype=np.int64)
-        weight_factors = [np.ones((n, size)) for size in self.level_sizes]
-        ones = set(range(len(weight_factors)))  # levels no factor has touched
+        weight_factors: list[np.ndarray | None] = [None] * len(self.level_sizes)  # None: ones
         value_factors = None
         masked = None
         for factor, columns in zip(self.factors, self.columns, strict=True):
@@ -193,18 +192,19 @@ class FactorSet:
                 choice_index[:, -1] = factor.option_index(block[:, 0])
             elif factor.kind == "weights":
                 multipliers = self._weight_multipliers(factor, block)  # a new array
-                level = factor.level
-                weight_factors[level] = (
-                    multipliers if level in ones else weight_factors[level] * multipliers
+                current = weight_factors[factor.level]
+                weight_factors[factor.level] = (
+                    multipliers if current is None else current * multipliers
                 )
-                ones.discard(level)
             elif factor.kind == "exclude":
-                ones.clear()
                 chosen = np.asarray(factor.options, dtype=object)[factor.option_index(block[:, 0])]
                 start = 0
                 for k, size in enumerate(self.level_sizes):
+                    level = weight_factors[k]
+                    if level is None:
+                        level = weight_factors[k] = np.ones((n, size))
                     for j, code in enumerate(factor.elements[start : start + size]):
-                        weight_factors[k][chosen == code, j] = 0.0
+                        level[chosen == code, j] = 0.0
                     start += size
             elif factor.kind == "noise":
                 spread = (
@@ -217,7 +217,11 @@ class FactorSet:
                 value_factors = noise if value_factors is None else value_factors * noise
             elif factor.kind == "mask":
                 masked = self._mask(factor, block[:, 0])
-        return Decoded(choice_index, weight_factors, value_factors, masked)
+        every_level = [
+            np.ones((n, size)) if level is None else level
+            for level, size in zip(weight_factors, self.level_sizes, strict=True)
+        ]
+        return Decoded(choice_index, every_level, value_factors, masked)
 
     def _weight_multipliers(self, factor: Factor, block: np.ndarray) -> np.ndarray:
         base = self.base_weights[factor.level]

@@ -5,9 +5,8 @@ and B of a Saltelli design and every row's rank shift; the design is computed an
 summed chunk by chunk), the kept scores, each worker's chunk (per-scenario arrays and the
 histograms: units x ranks per year, rank correlations on a fine grid), a forked worker's copies of
 the run's pages, the bootstrap of the Sobol estimator, and the chunk files written for
-``--resume``. A run whose estimate exceeds ``BUDGET``
-of the available memory or of the free disk is refused in one line that names the largest item
-and the key that lowers it.
+``--resume``. A run whose estimate exceeds ``BUDGET`` of the available memory or of the free disk
+is refused in one line that names the largest item and the key that lowers it.
 """
 
 from __future__ import annotations
