@@ -386,39 +386,34 @@ def main() -> None:
                     ratio_to_reference=n / seconds / reference,
                     wall_seconds=seconds,
                 )
-        for jobs in (1, 2):
-            config = Path(folder) / f"cli_{jobs}.toml"
-            config.write_text(WEIGHTS_ONLY.format(n=sizes[0], jobs=jobs))
-            if jobs == 1:  # untimed: the kernel cache filled, as after any earlier run
-                run_command(config, Path(folder) / "out")
-            seconds, memory = run_command(config, Path(folder) / "out")
+
+        def command_line(what: str, config: Path, n: int, warm_up: bool) -> None:
+            """One ``run`` of ``config`` in a fresh interpreter (after an untimed one that fills
+            the kernel cache, when ``warm_up``), recorded with the workers it used."""
+            out = Path(folder) / "out"
+            if warm_up:
+                run_command(config, out)
+            seconds, memory = run_command(config, out)
             record(
                 case="nqpf_31x15",
-                what="cli_weights_only",
-                scenarios=sizes[0],
-                workers=f"{jobs} threads",
-                scenarios_per_second=sizes[0] / seconds,
-                ratio_to_reference=sizes[0] / seconds / reference,
+                what=what,
+                scenarios=n,
+                workers=f"{load_config(config).jobs} {used_backend(out)}",
+                scenarios_per_second=n / seconds,
+                ratio_to_reference=n / seconds / reference,
                 wall_seconds=seconds,
                 peak_mib=memory,
             )
+
+        for jobs in (1, 2):
+            config = Path(folder) / f"cli_{jobs}.toml"
+            config.write_text(WEIGHTS_ONLY.format(n=sizes[0], jobs=jobs))
+            command_line("cli_weights_only", config, sizes[0], warm_up=jobs == 1)
         n_own = 2**11 if args.quick else 2**15
         for backend in ("threading", "auto"):  # two workers: threads, then forks
             config = Path(folder) / f"own_data_{backend}.toml"
             config.write_text(OWN_DATA.format(n=n_own, jobs=2, backend=backend))
-            if backend == "threading":  # untimed: the kernel cache filled
-                run_command(config, Path(folder) / "out")
-            seconds, memory = run_command(config, Path(folder) / "out")
-            record(
-                case="nqpf_31x15",
-                what="cli_own_data",
-                scenarios=n_own,
-                workers=f"2 {used_backend(Path(folder) / 'out')}",
-                scenarios_per_second=n_own / seconds,
-                ratio_to_reference=n_own / seconds / reference,
-                wall_seconds=seconds,
-                peak_mib=memory,
-            )
+            command_line("cli_own_data", config, n_own, warm_up=backend == "threading")
         if not args.quick:
             for what, config, repeats, env in end_to_end_cases(Path(folder)):
                 if env is None and repeats > 1:  # warm means warm: one untimed run first
