@@ -11,11 +11,13 @@ from scipy.stats import kendalltau, spearmanr
 
 from nqpf_sens.engine.aggregate import METHODS, POWER, SHIFT_FRACTION, aggregate_tree
 from nqpf_sens.engine.kernels import (
+    COPELAND,
     PAIRWISE_LIMIT,
     RANK_TOLERANCE,
     natural_break_rows,
     rank_agreement,
     rank_rows,
+    tree_kernel,
 )
 
 
@@ -117,6 +119,20 @@ few_distinct = st.sampled_from([0.0, 1.0, 2.5, -3.0, np.nan, 1e-300, 7.0])
 )
 def test_rank_rows_equals_sorting(scores, ordinal):
     np.testing.assert_array_equal(rank_rows(scores, ordinal), argsort_ranks(scores, ordinal))
+
+
+def test_a_tree_kernel_compiled_without_copeland_refuses_a_copeland_level():
+    """The variant is chosen from the levels' methods; one that does not cover them says so
+    rather than averaging."""
+    leaves, weights = np.ones((1, 2, 3)), np.ones((1, 3))
+    sizes, child_start, children = np.array([2, 1]), np.array([0, 2]), np.array([0, 1])
+    scores, ranks = np.empty((1, 1, 3)), np.empty((1, 3), dtype=np.int64)
+    arguments = (leaves, False, weights, sizes, child_start, children, np.array([COPELAND]))
+    arguments += (0.01, 2.0, 3, False, np.array([-1.0]), scores, ranks)
+    with pytest.raises(ValueError, match="Copeland"):
+        tree_kernel(False, False, False)(*arguments)
+    tree_kernel(True, False, False)(*arguments)
+    np.testing.assert_array_equal(scores, 0.0)  # three units tied on every child
 
 
 def test_rank_rows_both_algorithms_on_continuous_scores():

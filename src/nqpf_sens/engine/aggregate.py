@@ -39,8 +39,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nqpf_sens.engine.kernels import aggregate_tree as _aggregate_tree
-from nqpf_sens.engine.kernels import prepare_children
+from nqpf_sens.engine.kernels import COPELAND, prepare_children, sorts_ranks, tree_kernel
 
 METHODS = ("arithmetic", "geometric", "harmonic", "generalised", "copeland")
 POWER = 2.0  # the default order of the generalised mean (COINr's a_genmean p)
@@ -106,7 +105,13 @@ def aggregate_tree(
         leaves = shared
     scores = np.empty((n_scenarios, int(sizes[1:].sum()), leaves.shape[-1]))
     ranks = np.empty((n_scenarios, leaves.shape[-1] if n_units else 0), dtype=np.int64)
-    _aggregate_tree(
+    block = n_units or leaves.shape[-1]  # Copeland compares a year's units: all rows if not told
+    kernel = tree_kernel(
+        copeland=bool((codes == COPELAND).any()),
+        by_sorting=bool(n_units) and sorts_ranks(block),
+        skip_missing=skip_missing,
+    )
+    kernel(
         leaves,
         prepared,
         flat_weights,
@@ -116,7 +121,7 @@ def aggregate_tree(
         codes,
         shift_fraction,
         power,
-        n_units or leaves.shape[-1],  # Copeland compares the units of a year: all rows if not told
+        block,
         ties == "ordinal",
         thresholds,
         scores,

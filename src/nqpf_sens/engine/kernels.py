@@ -10,6 +10,7 @@ the plain numpy formulation it replaces.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,9 @@ def _tolerance(row):
 
 
 @compiled_helper
-def _rank_row_pairwise(row, out):
+def _rank_row_pairwise(row, ordinal, out, work):
+    """Ranks of one row by counting, for each unit, the scores above it: O(n^2) without a branch
+    per step, the faster way up to ``PAIRWISE_LIMIT`` units."""
     n = row.size
     tolerance = _tolerance(row)
     scored = 0
@@ -55,10 +58,14 @@ def _rank_row_pairwise(row, out):
         for v in range(n):
             place += row[v] > value + tolerance
         out[u] = place
+    if ordinal:
+        _in_data_order(out, work)
 
 
 @compiled_helper
-def _rank_row_sorted(row, out, work, values):
+def _rank_row_sorted(row, ordinal, out, work, values):
+    """Ranks of one row by a merge sort, O(n log n): the faster way beyond ``PAIRWISE_LIMIT``
+    units."""
     n = row.size
     order, ordered = work[:n], values[:n]
     for position in range(n):
@@ -74,39 +81,55 @@ def _rank_row_sorted(row, out, work, values):
         while ordered[better] > value + tolerance:
             better += 1
         out[order[position]] = better + 1
+    if ordinal:
+        _in_data_order(out, work)
 
 
 @compiled_helper
-def _rank_row(row, ordinal, out, work, values):
-    """Shared best places (``min``); ``ordinal`` then breaks each tie in data order. Scratch:
-    ``work``, at least ``2 * row.size + 1`` integers, and ``values``, ``2 * row.size`` floats."""
-    n = row.size
-    if n <= PAIRWISE_LIMIT:
-        _rank_row_pairwise(row, out)
-    else:
-        _rank_row_sorted(row, out, work, values)
-    if ordinal:
-        order = work[:n]
-        _counting_order(out, order, work[n : 2 * n + 1])
-        for position in range(n):
-            out[order[position]] = position + 1
+def _in_data_order(out, work):
+    """Break each tie of shared places in data order (ties ``ordinal``)."""
+    n = out.size
+    order = work[:n]
+    _counting_order(out, order, work[n : 2 * n + 1])
+    for position in range(n):
+        out[order[position]] = position + 1
 
 
-@kernel
-def rank_rows(scores, ordinal):
-    """Ranks (1 = highest) of each row of a 2-D array; NaN ranks after every score, in data order.
+def sorts_ranks(n_units: int) -> bool:
+    """Whether rows of ``n_units`` are ranked by sorting rather than by counting."""
+    return n_units > PAIRWISE_LIMIT
+
+
+def rank_rows(scores: np.ndarray, ordinal: bool) -> np.ndarray:
+    """Ranks (1 = highest) of each row of a 2-D float array; NaN ranks after every score, in data
+    order.
 
     Ties: scores within ``RANK_TOLERANCE`` times the row's largest absolute score of each other
     count as equal; a unit's place is one more than the number of scores above it by more than
     that. Equal scores share their best place (``ordinal`` False) or take consecutive places in
     data order (``ordinal`` True).
     """
-    ranks = np.empty(scores.shape, dtype=np.int64)
-    work = np.empty(2 * scores.shape[1] + 1, dtype=np.int64)
-    values = np.empty(2 * scores.shape[1])
-    for r in range(scores.shape[0]):
-        _rank_row(scores[r], ordinal, ranks[r], work, values)
-    return ranks
+    return _rank_rows_kernel(sorts_ranks(scores.shape[1]))(scores, ordinal)
+
+
+@functools.cache
+def _rank_rows_kernel(by_sorting: bool):
+    """The kernel of :func:`rank_rows` with one ranking algorithm compiled in (see
+    :func:`tree_kernel`)."""
+
+    @kernel
+    def rank_rows(scores, ordinal):
+        ranks = np.empty(scores.shape, dtype=np.int64)
+        work = np.empty(2 * scores.shape[1] + 1, dtype=np.int64)
+        values = np.empty(2 * scores.shape[1])
+        for r in range(scores.shape[0]):
+            if by_sorting:
+                _rank_row_sorted(scores[r], ordinal, ranks[r], work, values)
+            else:
+                _rank_row_pairwise(scores[r], ordinal, ranks[r], work)
+        return ranks
+
+    return rank_rows
 
 
 @kernel
@@ -250,7 +273,7 @@ def _available_means(
 
 
 @compiled_helper
-def _parents(
+def _weighted_means(
     children_values,
     weights,
     node,
@@ -260,18 +283,11 @@ def _parents(
     n_parents,
     method,
     power,
-    block,
     out,
 ):
     """One level of one scenario: rows 0..n_parents-1 of ``out`` get each parent's weighted mean of
-    its (prepared) children, or its Copeland score within blocks of ``block`` rows; the level's
-    weights, parents and children start at ``node``/``start``. Whole buffers and offsets, no
-    slices: every array stays contiguous for the compiler."""
-    if method == COPELAND:
-        _copeland(
-            children_values, weights, node, child_start, children, start, n_parents, block, out
-        )
-        return
+    its (prepared) children; the level's weights, parents and children start at ``node``/``start``.
+    Whole buffers and offsets, no slices: every array stays contiguous for the compiler."""
     n_rows = children_values.shape[1]
     for p in range(n_parents):
         first, last = child_start[start + p], child_start[start + p + 1]
@@ -290,103 +306,129 @@ def _parents(
                 out[p, r] = _finish_mean(out[p, r], method, power)
 
 
-@kernel
-def aggregate_tree(
-    leaves,
-    leaves_prepared,
-    weights,
-    sizes,
-    child_start,
-    children,
-    methods,
-    shift_fraction,
-    power,
-    n_units,
-    ordinal,
-    thresholds,
-    scores,
-    ranks,
-):
-    """Every aggregate node of every scenario, and the root's ranks, one scenario at a time.
+@functools.cache
+def tree_kernel(copeland: bool, by_sorting: bool, skip_missing: bool):
+    """The index tree's kernel (below) with only the paths an index takes compiled in: Copeland
+    levels, ranks by sorting (:func:`sorts_ranks`), means over the children observed. Each is a
+    third or more of the kernel's compilation on a first run; numba drops a branch on a closure's
+    constant before compiling what it calls, and caches each variant under its constants. A
+    variant must cover its call: without ``copeland`` a Copeland level is refused."""
 
-    ``leaves``: (S, C0, R), or (1, C0, R) shared by all scenarios (already prepared for the first
-    level's method when ``leaves_prepared``). ``sizes``: node count of each level, leaves first,
-    root last. Level k's weights are columns ``sum(sizes[:k])`` onwards of ``weights`` (S, ...),
-    its children lists ``children[sum(sizes[:k]):]``, delimited by ``child_start[sum(sizes[1:k+1])
-    + k:]`` (both concatenated level by level, positions local to the level). ``methods[k]``:
-    0/1/2/3/4 = arithmetic/geometric/harmonic/generalised (of order ``power``)/Copeland (within
-    each block of ``n_units`` rows). ``thresholds[k]`` >= 0 lets level k's means skip missing
-    children (see ``_available_means``; Copeland needs every child); below 0 every child is
-    present. Writes
-    ``scores``
-    (S, aggregates level by level, root last, R) and, if it has columns, ``ranks`` (S, R): the
-    root ranked within each block of ``n_units`` rows (a year).
-    """
-    n_levels = sizes.size - 1
-    n_rows = leaves.shape[2]
-    widest = 0
-    for k in range(sizes.size):
-        widest = max(widest, sizes[k])
-    current = np.empty((widest, n_rows))
-    following = np.empty((widest, n_rows))
-    prepared = np.empty((widest, n_rows))
-    root = np.empty(n_rows)
-    work = np.empty(2 * n_units + 1, dtype=np.int64)
-    values = np.empty(2 * n_units)
-    for s in range(weights.shape[0]):
-        leaf = leaves[0] if leaves.shape[0] == 1 else leaves[s]
-        row_weights = weights[s]
-        # typed int64 from the start: a literal 0 would compile every helper twice, once for it
-        node, start, column = np.int64(0), np.int64(0), np.int64(0)
-        for k in range(n_levels):
-            n_children, n_parents = sizes[k], sizes[k + 1]
-            observed = leaf if k == 0 else current
-            source = observed
-            if methods[k] in (1, 2, 3) and not (k == 0 and leaves_prepared):
-                _prepare(source, n_children, methods[k], shift_fraction, power, prepared)
-                source = prepared
-            if thresholds[k] >= 0 and methods[k] != COPELAND:
-                _available_means(
-                    observed,
-                    source,
-                    row_weights,
-                    node,
-                    child_start,
-                    children,
-                    start,
-                    n_parents,
-                    methods[k],
-                    power,
-                    thresholds[k],
-                    following,
-                )
-            else:
-                _parents(
-                    source,
-                    row_weights,
-                    node,
-                    child_start,
-                    children,
-                    start,
-                    n_parents,
-                    methods[k],
-                    power,
-                    n_units,
-                    following,
-                )
-            for p in range(n_parents):
+    @kernel
+    def aggregate_tree(
+        leaves,
+        leaves_prepared,
+        weights,
+        sizes,
+        child_start,
+        children,
+        methods,
+        shift_fraction,
+        power,
+        n_units,
+        ordinal,
+        thresholds,
+        scores,
+        ranks,
+    ):
+        """Every aggregate node of every scenario, and the root's ranks, one scenario at a time.
+
+        ``leaves``: (S, C0, R), or (1, C0, R) shared by all scenarios (already prepared for the
+        first level's method when ``leaves_prepared``). ``sizes``: node count of each level,
+        leaves first, root last. Level k's weights are columns ``sum(sizes[:k])`` onwards of
+        ``weights`` (S, ...), its children lists ``children[sum(sizes[:k]):]``, delimited by
+        ``child_start[sum(sizes[1:k+1]) + k:]`` (both concatenated level by level, positions local
+        to the level). ``methods[k]``: 0/1/2/3/4 = arithmetic/geometric/harmonic/generalised (of
+        order ``power``)/Copeland (within each block of ``n_units`` rows). ``thresholds[k]`` >= 0
+        lets level k's means skip missing children (see ``_available_means``; Copeland needs every
+        child); below 0 every child is present. Writes ``scores`` (S, aggregates level by level,
+        root last, R) and, if it has columns, ``ranks`` (S, R): the root ranked within each block
+        of ``n_units`` rows (a year).
+        """
+        n_levels = sizes.size - 1
+        n_rows = leaves.shape[2]
+        widest = 0
+        for k in range(sizes.size):
+            widest = max(widest, sizes[k])
+            if not copeland and k < n_levels and methods[k] == COPELAND:
+                raise ValueError("a Copeland level in a kernel compiled without Copeland")
+        current = np.empty((widest, n_rows))
+        following = np.empty((widest, n_rows))
+        prepared = np.empty((widest, n_rows))
+        root = np.empty(n_rows)
+        work = np.empty(2 * n_units + 1, dtype=np.int64)
+        values = np.empty(2 * n_units)
+        for s in range(weights.shape[0]):
+            leaf = leaves[0] if leaves.shape[0] == 1 else leaves[s]
+            row_weights = weights[s]
+            # typed int64 from the start: a literal 0 would compile every helper twice, once for it
+            node, start, column = np.int64(0), np.int64(0), np.int64(0)
+            for k in range(n_levels):
+                n_children, n_parents = sizes[k], sizes[k + 1]
+                observed = leaf if k == 0 else current
+                source = observed
+                if methods[k] in (1, 2, 3) and not (k == 0 and leaves_prepared):
+                    _prepare(source, n_children, methods[k], shift_fraction, power, prepared)
+                    source = prepared
+                if copeland and methods[k] == COPELAND:
+                    _copeland(
+                        source,
+                        row_weights,
+                        node,
+                        child_start,
+                        children,
+                        start,
+                        n_parents,
+                        n_units,
+                        following,
+                    )
+                elif skip_missing and thresholds[k] >= 0:
+                    _available_means(
+                        observed,
+                        source,
+                        row_weights,
+                        node,
+                        child_start,
+                        children,
+                        start,
+                        n_parents,
+                        methods[k],
+                        power,
+                        thresholds[k],
+                        following,
+                    )
+                else:
+                    _weighted_means(
+                        source,
+                        row_weights,
+                        node,
+                        child_start,
+                        children,
+                        start,
+                        n_parents,
+                        methods[k],
+                        power,
+                        following,
+                    )
+                for p in range(n_parents):
+                    for r in range(n_rows):
+                        scores[s, column + p, r] = following[p, r]
+                current, following = following, current
+                node += n_children
+                start += n_parents + 1
+                column += n_parents
+            if ranks.shape[1]:
                 for r in range(n_rows):
-                    scores[s, column + p, r] = following[p, r]
-            current, following = following, current
-            node += n_children
-            start += n_parents + 1
-            column += n_parents
-        if ranks.shape[1]:
-            for r in range(n_rows):
-                root[r] = current[0, r]
-            for first in range(0, n_rows, n_units):
-                row = root[first : first + n_units]
-                _rank_row(row, ordinal, ranks[s, first : first + n_units], work, values)
+                    root[r] = current[0, r]
+                for first in range(0, n_rows, n_units):
+                    row = root[first : first + n_units]
+                    out = ranks[s, first : first + n_units]
+                    if by_sorting:
+                        _rank_row_sorted(row, ordinal, out, work, values)
+                    else:
+                        _rank_row_pairwise(row, ordinal, out, work)
+
+    return aggregate_tree
 
 
 @kernel
