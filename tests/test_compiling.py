@@ -31,8 +31,10 @@ def test_the_kernels_compiled_ahead_have_the_argument_types_of_a_study(tmp_path,
         assert argument_types in kernel.signatures, kernel.__name__
 
 
-def test_a_child_compiles_the_kernels_and_the_run_waits_for_it():
-    """In a process of one thread, as a command-line run is when it starts the child."""
+def test_a_child_compiles_the_kernels_and_the_run_waits_for_it(tmp_path):
+    """In a process of one thread, as a command-line run is when it starts the child; an empty
+    kernel cache. The child takes kernels from the first, the run from the last: each is compiled
+    once, by one of them, and the run loads the child's from the cache."""
     script = (
         "from nqpf_sens.uncertainty import compiling\n"
         "compiling.wait_for_kernels()\n"  # nothing started: returns at once
@@ -40,8 +42,15 @@ def test_a_child_compiles_the_kernels_and_the_run_waits_for_it():
         "child, = compiling._children\n"
         "compiling.wait_for_kernels()\n"
         "assert not compiling._children and child.exitcode == 0, child.exitcode\n"
+        "ours = [bool(k.signatures) for k, _ in compiling.STUDY_KERNELS]\n"
+        "assert not ours[0] and ours[-1], ours\n"  # the longest is the child's, the last ours
+        "compiling.compile_study_kernels()\n"
+        "for (kernel, _), compiled in zip(compiling.STUDY_KERNELS, ours):\n"
+        "    misses, hits = kernel.stats.cache_misses, kernel.stats.cache_hits\n"
+        "    assert (sum(misses.values()), sum(hits.values())) == (compiled, not compiled)\n"
     )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=600)
+    env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=600)
 
 
 def test_a_reinstalled_package_loads_its_compiled_kernels_instead_of_compiling_them(tmp_path):
@@ -74,8 +83,10 @@ def test_a_reinstalled_package_loads_its_compiled_kernels_instead_of_compiling_t
 def test_each_compiled_function_is_compiled_once_per_run(tmp_path):
     """A helper called with a literal 0 in one place and an integer variable in another compiles
     twice (numba specialises on literals): the index tree, natural breaks and the study's kernels
-    compile every function they call for one argument type each. An empty kernel cache: functions
-    loaded from a cache are not compiled, so their helpers would not show."""
+    compile every function they call for one argument type each; the index tree of an index
+    without Copeland levels, missing children or many units compiles none of those paths. An
+    empty kernel cache: functions loaded from a cache are not compiled, so their helpers would not
+    show."""
     script = (
         "import numpy as np\n"
         "import nqpf_sens as ns\n"
@@ -85,6 +96,8 @@ def test_each_compiled_function_is_compiled_once_per_run(tmp_path):
         "from nqpf_sens.uncertainty.compiling import compile_study_kernels\n"
         "spec = ns.nqpf_spec()\n"
         "evaluate(spec, province_table(spec), ns.Pipeline(imputation='none'))\n"
+        "for path in ('_copeland', '_available_means', '_rank_row_sorted'):\n"  # not this index's
+        "    assert not getattr(kernels, path).signatures, path\n"
         "kernels.natural_break_rows(np.arange(12.0).reshape(2, 6), 3)\n"
         "compile_study_kernels()\n"
         "from numba.core.types import unliteral\n"

@@ -4,10 +4,12 @@ The first run after an install compiles its numba kernels into numba's disk cach
 (compilation holds a global lock). The engine's kernels (the index tree, ranks) are needed at once,
 for the nominal index; the study's (rank tallies, rank agreement, the Sobol estimators' terms) only
 after the audits and the design. :func:`start_compiling` compiles those in a forked child at the
-same time, into the same cache; :func:`wait_for_kernels`, called before the study's first chunk,
-lets the child finish, after which this process loads them from the cache instead of compiling
-them. Once they are cached the child only loads them, on the other core. A child that fails costs
-nothing: the kernels then compile on first call, as without it.
+same time, into the same cache, from the first kernel on; :func:`wait_for_kernels`, called before
+the study's first chunk, compiles the ones the child has not yet begun, from the last, and lets
+the child finish: each kernel is claimed once, by one of them, so the two never compile the same.
+This process loads what the child compiled from the cache instead of compiling it. Once they are
+cached both only load them. A child that fails costs nothing: the kernels then compile on first
+call, as without it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import sys
 import threading
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from numba import types
 
@@ -33,14 +36,15 @@ _KEYS = types.Array(types.uint64, 1, "C")
 _VALUES = types.Array(types.float64, 1, "C")
 _VALUE_TABLE = types.Array(types.float64, 2, "C")
 _VALUE_CUBE = types.Array(types.float64, 3, "C")
-#: each kernel the study calls, with the types of the arguments it is called with there
+#: each kernel the study calls, with the types of the arguments it is called with there, the
+#: longest to compile first (the child's): the run then takes the short ones from the end
 STUDY_KERNELS = (
+    (kernels.rank_agreement, (_INTEGER_TABLE, _INTEGERS, types.int64, _FLAGS)),
     (
         kernels.tally_ranks,
         (_INTEGER_TABLE, _INTEGER_TABLE, _INTEGERS, _INTEGERS, _FLAGS)
         + (_INTEGER_TABLE, _INTEGER_TABLE, _INTEGERS),
     ),
-    (kernels.rank_agreement, (_INTEGER_TABLE, _INTEGERS, types.int64, _FLAGS)),
     (kernels.count_above_mean, (_VALUE_CUBE, _VALUES, _INTEGERS)),
     (sobol.saltelli_terms, (_VALUE_TABLE, _VALUES, types.int64, _VALUE_CUBE)),
     (cell_draws.noise_multipliers, (_KEYS, _KEYS, _VALUES)),
@@ -48,6 +52,9 @@ STUDY_KERNELS = (
 )
 
 _children: list[BaseProcess] = []
+#: the positions in STUDY_KERNELS not yet claimed, [first, last): the child claims from the first,
+#: the run from the last (shared with the child: made before it is forked)
+_unclaimed: Any = None
 
 
 def start_compiling() -> None:
@@ -57,16 +64,21 @@ def start_compiling() -> None:
     alone = threading.active_count() == 1
     if _children or not alone or sys.platform != "linux" or (os.cpu_count() or 1) < 2:
         return
-    child = multiprocessing.get_context("fork").Process(target=_compile_in_child, daemon=True)
+    context = multiprocessing.get_context("fork")
+    global _unclaimed
+    _unclaimed = context.Array("l", [0, len(STUDY_KERNELS)])
+    child = context.Process(target=_compile_in_child, daemon=True)
     with interrupts_held():
         child.start()
     _children.append(child)
 
 
 def wait_for_kernels() -> None:
-    """Let a child started by :func:`start_compiling` finish (its kernels are then cached)."""
+    """Compile the kernels a child started by :func:`start_compiling` has not claimed, from the
+    last, and let the child finish those it has (they are then cached)."""
     while _children:
         child = _children.pop()
+        _compile_claimed(from_first=False)
         child.join(WAIT_SECONDS)
         if child.is_alive():
             child.kill()
@@ -80,7 +92,21 @@ def _compile_in_child() -> None:
     quiet = os.open(os.devnull, os.O_WRONLY)
     os.dup2(quiet, 1)
     os.dup2(quiet, 2)
-    compile_study_kernels()
+    _compile_claimed(from_first=True)
+
+
+def _compile_claimed(from_first: bool) -> None:
+    """Claim the first (or the last) kernel nobody has claimed and compile it, until none is
+    left."""
+    while True:
+        with _unclaimed.get_lock():
+            first, last = _unclaimed
+            if first >= last:
+                return
+            position = first if from_first else last - 1
+            _unclaimed[0 if from_first else 1] = position + from_first
+        kernel, argument_types = STUDY_KERNELS[position]
+        kernel.compile(argument_types)
 
 
 def compile_study_kernels() -> None:
