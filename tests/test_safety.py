@@ -201,9 +201,15 @@ def test_resume_never_unpickles_and_recomputes_damaged_chunks(project, monkeypat
     chunks[0].write_bytes(pickle.dumps({"rank_counts": Exploit()}))
     chunks[1].write_bytes(chunks[1].read_bytes()[:100])  # truncated
     chunks[2].write_bytes(chunks[3].read_bytes())  # another span's chunk
+    with np.load(chunks[3]) as archive:  # one bit of one count flipped
+        counts = archive["rank_counts"]
+    raw = bytearray(chunks[3].read_bytes())
+    at = raw.index(counts.tobytes()) + counts.nbytes // 2
+    raw[at] ^= 1
+    chunks[3].write_bytes(raw)
     evaluated = count_evaluations(monkeypatch)
     assert main(["run", "study.toml", "--quiet", "--resume"]) == 0
-    assert len(evaluated) == 4  # the three damaged chunks and the one never finished
+    assert len(evaluated) == 5  # the four damaged chunks and the one never finished
     assert not planted.exists()
     got = tree(project / "results" / "study")
     assert {k: v for k, v in got.items() if k.endswith(".csv")} == {
@@ -480,7 +486,7 @@ def test_a_killed_worker_ends_the_run_with_one_line_and_keeps_its_chunks(project
 def test_chunk_files_hold_plain_arrays(project, monkeypatch):
     work, chunks = interrupted_study(project, monkeypatch)
     with np.load(chunks[0], allow_pickle=False) as archive:
-        assert "checksum" in archive.files and all(
+        assert "key" in archive.files and all(
             archive[name].dtype != object for name in archive.files
         )
 

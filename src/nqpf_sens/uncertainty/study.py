@@ -142,7 +142,7 @@ class ChunkStats:
 
 
 #: the layout of a chunk file (its arrays and columns): a resume does not mix layouts
-CHUNK_LAYOUT = 2
+CHUNK_LAYOUT = 3
 COUNT_FIELDS = tuple(f.name for f in fields(ChunkStats) if f.name.endswith("counts"))
 ROW_FIELDS = tuple(f.name for f in fields(ChunkStats) if not f.name.endswith("counts"))
 
