@@ -191,6 +191,25 @@ def test_auto_forks_where_scenarios_differ_in_more_than_their_weights(monkeypatc
     assert resolved_backend("auto", 2, noisy) == "threading"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked workers are Linux's")
+def test_auto_keeps_to_threads_where_forked_workers_would_not_fit(project, monkeypatch):
+    """A forked worker copies the pages of the run's process it writes to; where that is what
+    would not fit, auto runs the study on threads and says so, rather than refusing the run."""
+    from nqpf_sens import plan
+
+    monkeypatch.setattr(threading, "active_count", lambda: 1)  # auto would fork
+    monkeypatch.setattr(plan, "fits_in_memory", lambda size, memory=None: not size.forked)
+    (project / "s.toml").write_text(SOBOL)
+    folder = run_config(project / "s.toml", out=project / "auto", jobs=2, quiet=True)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["backend"] == "threading"
+    assert plan.FORKS_DO_NOT_FIT in manifest["notes"]
+    monkeypatch.setattr(plan, "fits_in_memory", lambda size, memory=None: True)
+    folder = run_config(project / "s.toml", out=project / "fits", jobs=2, quiet=True)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["backend"] == "fork" and plan.FORKS_DO_NOT_FIT not in manifest["notes"]
+
+
 def test_fork_is_refused_where_processes_cannot_fork(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "platform", "darwin")
     with pytest.raises(UserError, match=r"\[run\] backend: fork needs Linux; use auto or"):

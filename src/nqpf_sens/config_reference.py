@@ -79,7 +79,8 @@ HELP: dict[str, dict[str, str]] = {
         "backend": "How workers run: threading (threads sharing one engine), fork (copies of "
         "the run's process, Linux), loky processes or a dask cluster. Default: auto, which "
         "forks where scenarios differ in more than their weights (their preparation is Python "
-        "work that threads cannot share) and uses threads otherwise.",
+        "work that threads cannot share) and uses threads otherwise, or where the forks' copies "
+        "of the run's memory would not fit.",
         "scheduler": "Address of a dask scheduler (backend dask). Default: a local cluster.",
     },
     "data": {

@@ -4,7 +4,7 @@ and from the study's statistics to the output tables."""
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from nqpf_sens.uncertainty.chunks import fingerprint
 from nqpf_sens.uncertainty.convergence import convergence
 from nqpf_sens.uncertainty.designs import Design, design_rows
 from nqpf_sens.uncertainty.factors import FactorSet, build_factor
-from nqpf_sens.uncertainty.resources import RunSize, check_resources, kept_values
+from nqpf_sens.uncertainty.resources import RunSize, check_resources, fits_in_memory, kept_values
 from nqpf_sens.uncertainty.sobol import (
     SobolSums,
     bootstrap_seed,
@@ -45,6 +45,10 @@ from nqpf_sens.uncertainty.study import (
 )
 
 DATA_KEYS = ("imputation", "transformation", "normalisation")
+FORKS_DO_NOT_FIT = (
+    "the study runs on threads: forked workers, faster here, would need more memory than is "
+    "available"
+)
 
 
 @dataclass
@@ -54,6 +58,7 @@ class Prepared:
     labels: statistics.Labels
     notes: list[str]
     sobol: SobolSums | None = None  # a Saltelli design's sums, filled by the study
+    backend: str = "auto"  # the workers asked for: the config's, or threads where forks do not fit
     warnings: list[str] = field(default_factory=list)
     recommended_n: int = 0
 
@@ -207,6 +212,12 @@ def prepare_study(
         jobs=jobs,
         forked=resolved_backend(config.backend, jobs, factors) == "fork",
     )
+    backend, notes = config.backend, []
+    if size.forked and backend == "auto" and not fits_in_memory(size):
+        threads = replace(size, forked=False)
+        if fits_in_memory(threads):  # threads share the run's pages: slower here, but it fits
+            size, backend = threads, "threading"
+            notes.append(FORKS_DO_NOT_FIT)
     check_resources(size, work)
     design = Design(config.sampling.method, config.sampling.n, factors.groups, config.seed)
     region_codes = (
@@ -242,8 +253,8 @@ def prepare_study(
         keep_stride=max(1, -(-n_uncertain // kept)),
     )
     labels = statistics.Labels(table.units, table.years, spec.aggregates, regions)
-    notes = _not_exercised(factors, table, spec, config)
-    return Prepared(study, nominal, labels, notes, _sobol_sums(design, config, nominal))
+    notes += _not_exercised(factors, table, spec, config)
+    return Prepared(study, nominal, labels, notes, _sobol_sums(design, config, nominal), backend)
 
 
 def _sobol_sums(design: Design, config: RunConfig, nominal: BatchResult) -> SobolSums | None:

@@ -152,6 +152,13 @@ def _size(n_bytes: float) -> str:
     raise AssertionError("unreachable")
 
 
+def fits_in_memory(size: RunSize, memory: int | None = None) -> bool:
+    """Whether the run's memory stays within the budget of ``memory`` (default: what is
+    available)."""
+    needed = sum(b for b, _ in size.memory().values())
+    return needed <= BUDGET * (available_memory() if memory is None else memory)
+
+
 def check_resources(
     size: RunSize, work: Path | None, memory: int | None = None, disk: int | None = None
 ) -> None:
@@ -166,7 +173,7 @@ def check_resources(
     items = size.memory()
     needed = sum(b for b, _ in items.values())
     memory = available_memory() if memory is None else memory
-    if needed > BUDGET * memory:
+    if not fits_in_memory(size, memory):
         name, (largest, key) = max(items.items(), key=lambda item: item[1][0])
         advice = {
             "[run] chunk_size": "lower it (or [run] jobs)",
