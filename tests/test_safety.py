@@ -491,6 +491,29 @@ def test_chunk_files_hold_plain_arrays(project, monkeypatch):
         )
 
 
+@pytest.mark.parametrize("damage", ["shape", "data", "truncated", "method", "key"])
+def test_a_damaged_chunk_file_is_never_trusted(tmp_path, damage):
+    """numpy reads only the bytes an array's header announces, so one bit turning a shape's 3
+    into a 1 leaves the rest unread: every member is checked to its end before any is used."""
+    from nqpf_sens.uncertainty.chunks import load_arrays, save_arrays
+
+    counts = np.arange(3 * 102 * 102, dtype=np.uint8).reshape(3, 102, 102)  # beyond zip's 4 KB
+    path = tmp_path / "chunk.npz"
+    save_arrays(path, {"rank_counts": counts}, "key")
+    assert np.array_equal(load_arrays(path, ["rank_counts"], "key")["rank_counts"], counts)
+    raw = bytearray(path.read_bytes())
+    if damage == "shape":
+        raw[raw.index(b"'shape': (3, 102, 102)") + 10] ^= 0x02
+    elif damage == "data":
+        raw[raw.index(counts.tobytes()) + 5000] ^= 1
+    elif damage == "truncated":
+        raw = raw[: len(raw) // 2]
+    elif damage == "method":  # stored -> "shrunk" in the central directory: zipfile refuses
+        raw[raw.index(b"PK\x01\x02") + 10] = 1
+    path.write_bytes(raw)
+    assert load_arrays(path, ["rank_counts"], "other" if damage == "key" else "key") is None
+
+
 def test_a_symlinked_work_folder_is_refused_before_running(project, capsys):
     (project / "results").mkdir()
     (project / "elsewhere").mkdir()
