@@ -121,18 +121,25 @@ def test_rank_rows_equals_sorting(scores, ordinal):
     np.testing.assert_array_equal(rank_rows(scores, ordinal), argsort_ranks(scores, ordinal))
 
 
-def test_a_tree_kernel_compiled_without_copeland_refuses_a_copeland_level():
-    """The variant is chosen from the levels' methods; one that does not cover them says so
-    rather than averaging."""
+def test_a_tree_kernel_refuses_a_level_it_was_made_without():
+    """The variant is chosen from the levels' methods and thresholds; one that does not cover
+    them says so rather than averaging every child."""
     leaves, weights = np.ones((1, 2, 3)), np.ones((1, 3))
     sizes, child_start, children = np.array([2, 1]), np.array([0, 2]), np.array([0, 1])
     scores, ranks = np.empty((1, 1, 3)), np.empty((1, 3), dtype=np.int64)
-    arguments = (leaves, False, weights, sizes, child_start, children, np.array([COPELAND]))
-    arguments += (0.01, 2.0, 3, False, np.array([-1.0]), scores, ranks)
-    with pytest.raises(ValueError, match="Copeland"):
-        tree_kernel(False, False, False)(*arguments)
-    tree_kernel(True, False, False)(*arguments)
+
+    def arguments(method: int, threshold: float) -> tuple:
+        shape = (leaves, False, weights, sizes, child_start, children, np.array([method]))
+        return shape + (0.01, 2.0, 3, False, np.array([threshold]), scores, ranks)
+
+    plain = tree_kernel(copeland=False, by_sorting=False, skip_missing=False)
+    for method, threshold in ((COPELAND, -1.0), (0, 0.5)):
+        with pytest.raises(ValueError, match="made without"):
+            plain(*arguments(method, threshold))
+    tree_kernel(copeland=True, by_sorting=False, skip_missing=False)(*arguments(COPELAND, -1.0))
     np.testing.assert_array_equal(scores, 0.0)  # three units tied on every child
+    tree_kernel(copeland=False, by_sorting=False, skip_missing=True)(*arguments(0, 0.5))
+    np.testing.assert_array_equal(scores, 1.0)
 
 
 def test_rank_rows_both_algorithms_on_continuous_scores():

@@ -58,7 +58,7 @@ class Prepared:
     labels: statistics.Labels
     notes: list[str]
     sobol: SobolSums | None = None  # a Saltelli design's sums, filled by the study
-    backend: str = "auto"  # the workers asked for: the config's, or threads where forks do not fit
+    backend: str = "threading"  # the study's workers, ``auto`` resolved (see ``run._compute``)
     warnings: list[str] = field(default_factory=list)
     recommended_n: int = 0
 
@@ -195,6 +195,7 @@ def prepare_study(
         n_uncertain,
         4 * kept_values(len(table.years), len(table.units), len(spec.aggregates), len(regions)),
     )
+    backend = resolved_backend(config.backend, jobs, factors)
     size = RunSize(
         rows=n_rows,
         columns=factors.n_columns,
@@ -210,14 +211,13 @@ def prepare_study(
         chunk_rows=planned_chunk_rows(config.chunk_size, n_rows, per_scenario),
         per_scenario=per_scenario,
         jobs=jobs,
-        forked=resolved_backend(config.backend, jobs, factors) == "fork",
+        forked=backend == "fork",
     )
-    backend, notes = config.backend, []
-    if size.forked and backend == "auto" and not fits_in_memory(size):
-        threads = replace(size, forked=False)
-        if fits_in_memory(threads):  # threads share the run's pages: slower here, but it fits
-            size, backend = threads, "threading"
-            notes.append(FORKS_DO_NOT_FIT)
+    notes = []
+    if backend == "fork" and config.backend == "auto" and not fits_in_memory(size):
+        # threads share the run's pages: slower here, but they may fit (if not, that is the error)
+        size, backend = replace(size, forked=False), "threading"
+        notes.append(FORKS_DO_NOT_FIT)
     check_resources(size, work)
     design = Design(config.sampling.method, config.sampling.n, factors.groups, config.seed)
     region_codes = (

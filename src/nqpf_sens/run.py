@@ -363,7 +363,11 @@ def _compute(plan: _Plan, work: Path | None, resume: bool, progress: bool) -> Re
     prepared, config = plan.prepared, plan.config
     backend = None
     if prepared is not None:
-        backend = resolved_backend(prepared.backend, plan.jobs, prepared.study.factors)
+        # the workers the memory check counted; auto turns forks into threads if a thread has
+        # appeared since (a fork copies no thread), and never threads into forks
+        backend = prepared.backend
+        if backend == "fork":
+            backend = resolved_backend(config.backend, plan.jobs, prepared.study.factors)
         stats = _study(prepared, config, backend, work, plan.jobs, resume, progress)
         tables.update(tables_from(prepared, stats, config, plan.jobs))
         if "rank_bounds" in tables:  # beside the Monte Carlo interval of every factor together

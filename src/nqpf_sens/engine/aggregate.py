@@ -7,7 +7,7 @@ more than half of the children's weight, ties counting half) minus the number th
 
 Children are laid out children-first, (..., children, rows), where leading axes are scenarios and
 rows are (year, unit) pairs. A batch of weight vectors goes up the whole tree in one compiled pass
-(``kernels.aggregate_tree``): each scenario's nodes stay in a small buffer from the leaves to the
+(``kernels.tree_kernel``): each scenario's nodes stay in a small buffer from the leaves to the
 root, which is ranked there and then; leaves shared by all scenarios are read in place and, for a
 geometric or harmonic first level, transformed once.
 

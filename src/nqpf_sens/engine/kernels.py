@@ -109,11 +109,11 @@ def rank_rows(scores: np.ndarray, ordinal: bool) -> np.ndarray:
     that. Equal scores share their best place (``ordinal`` False) or take consecutive places in
     data order (``ordinal`` True).
     """
-    return _rank_rows_kernel(sorts_ranks(scores.shape[1]))(scores, ordinal)
+    return _rank_rows_kernel(by_sorting=sorts_ranks(scores.shape[1]))(scores, ordinal)
 
 
 @functools.cache
-def _rank_rows_kernel(by_sorting: bool):
+def _rank_rows_kernel(*, by_sorting: bool):
     """The kernel of :func:`rank_rows` with one ranking algorithm compiled in (see
     :func:`tree_kernel`)."""
 
@@ -307,12 +307,13 @@ def _weighted_means(
 
 
 @functools.cache
-def tree_kernel(copeland: bool, by_sorting: bool, skip_missing: bool):
+def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
     """The index tree's kernel (below) with only the paths an index takes compiled in: Copeland
     levels, ranks by sorting (:func:`sorts_ranks`), means over the children observed. Each is a
     third or more of the kernel's compilation on a first run; numba drops a branch on a closure's
     constant before compiling what it calls, and caches each variant under its constants. A
-    variant must cover its call: without ``copeland`` a Copeland level is refused."""
+    variant must cover its call: a Copeland level, or a threshold, it was made without is
+    refused."""
 
     @kernel
     def aggregate_tree(
@@ -350,8 +351,11 @@ def tree_kernel(copeland: bool, by_sorting: bool, skip_missing: bool):
         widest = 0
         for k in range(sizes.size):
             widest = max(widest, sizes[k])
-            if not copeland and k < n_levels and methods[k] == COPELAND:
-                raise ValueError("a Copeland level in a kernel compiled without Copeland")
+            if k < n_levels and (
+                (not copeland and methods[k] == COPELAND)
+                or (not skip_missing and thresholds[k] >= 0)
+            ):
+                raise ValueError("a Copeland level or a threshold the kernel was made without")
         current = np.empty((widest, n_rows))
         following = np.empty((widest, n_rows))
         prepared = np.empty((widest, n_rows))

@@ -98,13 +98,18 @@ def _compile_in_child() -> None:
 def _compile_claimed(from_first: bool) -> None:
     """Claim the first (or the last) kernel nobody has claimed and compile it, until none is
     left."""
+    lock = _unclaimed.get_lock()
     while True:
-        with _unclaimed.get_lock():
+        if not lock.acquire(timeout=WAIT_SECONDS):  # held by a process that died holding it
+            return
+        try:
             first, last = _unclaimed
             if first >= last:
                 return
             position = first if from_first else last - 1
             _unclaimed[0 if from_first else 1] = position + from_first
+        finally:
+            lock.release()
         kernel, argument_types = STUDY_KERNELS[position]
         kernel.compile(argument_types)
 
