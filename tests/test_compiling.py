@@ -2,11 +2,15 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import write_units_and_values
+from numba import njit
+from numba.core import event
 
 import nqpf_sens as ns
 from nqpf_sens.uncertainty import compiling
@@ -110,3 +114,25 @@ def test_each_compiled_function_is_compiled_once_per_run(tmp_path):
     )
     env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path)}
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=600)
+
+
+def test_ctrl_c_while_a_kernel_compiles_is_delivered_once_it_is_compiled():
+    """numba's compiler can swallow Ctrl-C in a callback of llvmlite's and then fail with an
+    error of its own; the command line defers it while the main thread compiles."""
+
+    @njit
+    def kernel(x):
+        return x + 1
+
+    class Interrupts(event.Listener):
+        def on_start(self, ev):
+            os.kill(os.getpid(), signal.SIGINT)
+
+        def on_end(self, ev):
+            pass
+
+    with compiling.interrupts_deferred_while_compiling():
+        with event.install_listener("numba:compile", Interrupts()):
+            with pytest.raises(KeyboardInterrupt):
+                kernel(1)
+    assert kernel.signatures  # compiled in full before the interruption

@@ -18,14 +18,21 @@ import multiprocessing
 import os
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from numba import types
+from numba.core import event
 
 from nqpf_sens.engine import kernels
 from nqpf_sens.uncertainty import cell_draws, sobol
-from nqpf_sens.uncertainty.workers import ignore_interrupts, interrupts_held
+from nqpf_sens.uncertainty.workers import (
+    ignore_interrupts,
+    interrupts_deferred,
+    interrupts_held,
+)
 
 WAIT_SECONDS = 300  # a child still compiling after this long is stopped (it takes ~10 s)
 
@@ -111,10 +118,39 @@ def _compile_claimed(from_first: bool) -> None:
         finally:
             lock.release()
         kernel, argument_types = STUDY_KERNELS[position]
-        kernel.compile(argument_types)
+        with interrupts_deferred():  # numba saves what it compiled after its compile event
+            kernel.compile(argument_types)
 
 
 def compile_study_kernels() -> None:
     """Compile (or load from the cache) each of :data:`STUDY_KERNELS` for its argument types."""
     for kernel, argument_types in STUDY_KERNELS:
         kernel.compile(argument_types)
+
+
+class _InterruptsDeferred(event.Listener):
+    """Defers Ctrl-C while this process compiles (compilations nest: the outermost decides)."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.deferral: Any = None
+
+    def on_start(self, ev) -> None:
+        if not self.depth:
+            self.deferral = interrupts_deferred()
+            self.deferral.__enter__()
+        self.depth += 1
+
+    def on_end(self, ev) -> None:
+        self.depth -= 1
+        if not self.depth:
+            self.deferral.__exit__(None, None, None)  # raises a Ctrl-C received meanwhile
+
+
+@contextmanager
+def interrupts_deferred_while_compiling() -> Iterator[None]:
+    """Ctrl-C while the main thread compiles a kernel is raised, as KeyboardInterrupt, once it
+    is compiled: numba's compiler can swallow it in a callback of llvmlite's and then fail with
+    an error of its own as it caches the kernel (a traceback instead of a one-line stop)."""
+    with event.install_listener("numba:compile", _InterruptsDeferred()):
+        yield

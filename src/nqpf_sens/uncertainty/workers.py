@@ -8,7 +8,8 @@ A Ctrl-C is the run's to handle (it stops its workers and says what was kept). O
 while a process forks would otherwise reach the child before it can ignore it (a stray traceback),
 or be swallowed by the parent's after-fork hooks (the run goes on): forks happen with it held
 (:func:`interrupts_held`), and a forked child ignores it before letting it through
-(:func:`ignore_interrupts`).
+(:func:`ignore_interrupts`). While the run compiles a kernel, a Ctrl-C is deferred to the end of
+the compilation (:func:`interrupts_deferred`): numba's compiler could swallow it and fail.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -47,6 +49,27 @@ def interrupts_held() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Remember a Ctrl-C instead of raising it while the block runs, and raise it when the block
+    ends: the block runs Python inside C callbacks, where an exception is swallowed (numba's
+    compiler in llvmlite's; blocking the signal does not help, as it goes to another thread,
+    a BLAS one say, and Python still runs its handler here). Only in the main thread, where
+    handlers are, and not where Ctrl-C is ignored."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 def ignore_interrupts() -> None:
