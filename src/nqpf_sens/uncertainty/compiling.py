@@ -31,7 +31,6 @@ from nqpf_sens.uncertainty import cell_draws, sobol
 from nqpf_sens.uncertainty.workers import (
     ignore_interrupts,
     interrupts_deferred,
-    interrupts_held,
 )
 
 WAIT_SECONDS = 300  # a child still compiling after this long is stopped (it takes ~10 s)
@@ -75,7 +74,7 @@ def start_compiling() -> None:
     global _unclaimed
     _unclaimed = context.Array("l", [0, len(STUDY_KERNELS)])
     child = context.Process(target=_compile_in_child, daemon=True)
-    with interrupts_held():
+    with interrupts_deferred():
         child.start()
     _children.append(child)
 
@@ -129,19 +128,24 @@ def compile_study_kernels() -> None:
 
 
 class _InterruptsDeferred(event.Listener):
-    """Defers Ctrl-C while this process compiles (compilations nest: the outermost decides)."""
+    """Defers Ctrl-C while the main thread compiles (compilations nest: the outermost decides;
+    other threads' compilations, which no handler interrupts, are not counted)."""
 
     def __init__(self) -> None:
         self.depth = 0
         self.deferral: Any = None
 
     def on_start(self, ev) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
         if not self.depth:
             self.deferral = interrupts_deferred()
             self.deferral.__enter__()
         self.depth += 1
 
     def on_end(self, ev) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
         self.depth -= 1
         if not self.depth:
             self.deferral.__exit__(None, None, None)  # raises a Ctrl-C received meanwhile

@@ -19,7 +19,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from nqpf_sens.uncertainty.workers import die_with_parent, ignore_interrupts, interrupts_held
+from nqpf_sens.uncertainty.workers import die_with_parent, ignore_interrupts, interrupts_deferred
 
 AHEAD = 2  # items handed out per worker beyond the next result due: bounds the results waiting
 
@@ -42,7 +42,7 @@ class ForkedPool:
         context = multiprocessing.get_context("fork")
         self.workers: list[tuple[BaseProcess, Connection]] = []
         try:
-            with interrupts_held():  # a Ctrl-C while forking comes after, to the run alone
+            with interrupts_deferred():  # a Ctrl-C while forking comes after, to the run alone
                 for _ in range(jobs):
                     ours, theirs = context.Pipe()
                     process = context.Process(

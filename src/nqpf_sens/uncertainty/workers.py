@@ -5,11 +5,11 @@ killed outright (SIGKILL, out of memory) gets no chance to. On Linux each worker
 kill it when its parent dies (``PR_SET_PDEATHSIG``); elsewhere this does nothing.
 
 A Ctrl-C is the run's to handle (it stops its workers and says what was kept). One that arrives
-while a process forks would otherwise reach the child before it can ignore it (a stray traceback),
-or be swallowed by the parent's after-fork hooks (the run goes on): forks happen with it held
-(:func:`interrupts_held`), and a forked child ignores it before letting it through
-(:func:`ignore_interrupts`). While the run compiles a kernel, a Ctrl-C is deferred to the end of
-the compilation (:func:`interrupts_deferred`): numba's compiler could swallow it and fail.
+while a process forks would otherwise be raised in the parent's after-fork hooks, which swallow it
+(the run goes on), or in the child before it can ignore it (a stray traceback); one that arrives
+while the run compiles a kernel, in a callback of llvmlite's, which swallows it too (and numba then
+fails). Both happen with it deferred (:func:`interrupts_deferred`: remembered, raised at the end),
+and a forked child ignores it (:func:`ignore_interrupts`).
 """
 
 from __future__ import annotations
@@ -42,22 +42,12 @@ def die_with_parent(parent: int | None = None) -> bool:
 
 
 @contextmanager
-def interrupts_held() -> Iterator[None]:
-    """Hold SIGINT for this thread while forking: it is delivered when the block ends."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-@contextmanager
 def interrupts_deferred() -> Iterator[None]:
     """Remember a Ctrl-C instead of raising it while the block runs, and raise it when the block
-    ends: the block runs Python inside C callbacks, where an exception is swallowed (numba's
-    compiler in llvmlite's; blocking the signal does not help, as it goes to another thread,
-    a BLAS one say, and Python still runs its handler here). Only in the main thread, where
-    handlers are, and not where Ctrl-C is ignored."""
+    ends: the block runs Python where an exception is swallowed (after-fork hooks, C callbacks).
+    Blocking the signal does not do: the system delivers it to another thread (a BLAS one, say)
+    and Python still runs its handler in this one. Only in the main thread, where handlers are,
+    and not where Ctrl-C is ignored."""
     main = threading.current_thread() is threading.main_thread()
     if not main or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield
@@ -73,7 +63,5 @@ def interrupts_deferred() -> Iterator[None]:
 
 
 def ignore_interrupts() -> None:
-    """A forked child's first step: ignore SIGINT, then stop holding it (one held since the fork
-    is discarded)."""
+    """A forked child's first step: ignore SIGINT (one deferred since the fork is discarded)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
