@@ -16,6 +16,13 @@ import nqpf_sens as ns
 from nqpf_sens.uncertainty import compiling
 
 
+def run_with_empty_kernel_cache(script: str, cache: Path) -> None:
+    """Run ``script`` in a new interpreter whose kernels compile into the empty folder ``cache``:
+    kernels loaded from a cache are not compiled, so what a compilation does would not show."""
+    env = os.environ | {"NUMBA_CACHE_DIR": str(cache)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=600)
+
+
 def test_the_kernels_compiled_ahead_have_the_argument_types_of_a_study(tmp_path, monkeypatch):
     write_units_and_values(tmp_path)
     monkeypatch.chdir(tmp_path)
@@ -53,8 +60,7 @@ def test_a_child_compiles_the_kernels_and_the_run_waits_for_it(tmp_path):
         "    misses, hits = kernel.stats.cache_misses, kernel.stats.cache_hits\n"
         "    assert (sum(misses.values()), sum(hits.values())) == (compiled, not compiled)\n"
     )
-    env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path)}
-    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=600)
+    run_with_empty_kernel_cache(script, tmp_path)
 
 
 def test_a_reinstalled_package_loads_its_compiled_kernels_instead_of_compiling_them(tmp_path):
@@ -112,8 +118,7 @@ def test_each_compiled_function_is_compiled_once_per_run(tmp_path):
         "        types = [tuple(map(unliteral, signature)) for signature in signatures]\n"
         "        assert len(set(types)) == len(types), (name, signatures)\n"
     )
-    env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path)}
-    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=600)
+    run_with_empty_kernel_cache(script, tmp_path)
 
 
 def test_ctrl_c_while_a_kernel_compiles_is_delivered_once_it_is_compiled():
