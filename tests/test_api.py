@@ -2,6 +2,8 @@
 
 import ast
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -75,6 +77,19 @@ def test_optimal_weights_are_asked_for_by_name(folder):
     )
     assert set(tables["optimal_weights_summary"].target) == {"equal"}
     assert len(tables["optimal_weights"]) == 15 + 3
+
+
+def test_a_run_without_the_solver_steps_does_not_import_the_solver(folder):
+    """scipy.optimize (a tenth of a second or more to import) is loaded by the steps that solve
+    (rank bounds, optimal weights) and by nothing else."""
+    config = {**CONFIG, "audit": {"rank_bounds": False}}
+    script = (
+        "import sys\n"
+        "import nqpf_sens as ns\n"
+        f"ns.run(ns.config_from_dict({config!r}, {str(folder)!r}))\n"
+        "assert 'scipy.optimize' not in sys.modules, 'scipy.optimize was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300, cwd=folder)
 
 
 def test_factors_sharing_a_group_are_one_sobol_factor(folder):

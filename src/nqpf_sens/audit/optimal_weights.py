@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 
 from nqpf_sens.engine.batch import Engine, ScenarioBatch
 from nqpf_sens.engine.pipeline import Pipeline
@@ -110,6 +109,8 @@ def optimise_level(
         steps = STEP * np.eye(size)
         values = distance(np.vstack([theta, theta + steps, theta - steps]))
         return float(values[0]), (values[1 : size + 1] - values[size + 1 :]) / (2 * STEP)
+
+    from scipy.optimize import minimize  # here: a run without this step need not import it
 
     start = np.zeros(size)
     bounds = [(-LOG_BOUND, LOG_BOUND)] * size

@@ -28,8 +28,6 @@ from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import coo_array
 
 from nqpf_sens.engine.aggregate import aggregate_tree
 from nqpf_sens.engine.rank import rank_scores
@@ -136,6 +134,8 @@ def _region_rows(spec: IndexSpec, low: np.ndarray, high: np.ndarray, parents: li
     highs.append(1.0)
     row += 1
     n_vars = n_below + 2 * n_aggregates
+    from scipy.sparse import coo_array  # here: as the solver, imported only by this step
+
     matrix = coo_array((vals, (rows, cols)), shape=(row, n_vars)).tocsr()
     return matrix, np.array(lows), np.array(highs), n_vars
 
@@ -264,6 +264,8 @@ class _Region:
         where counted); most needs ``score_v - score_u >= margin - big_v (1 - b_v)`` (counted
         only where v leads).
         """
+        from scipy.optimize import Bounds, LinearConstraint, milp  # a run without the step: none
+
         n_others, n_indicators = difference.shape
         big = np.abs(difference).max(axis=1) + 2 * MARGIN * scale
         beat = np.zeros((n_others, self.n_vars + n_others))
