@@ -121,23 +121,60 @@ def test_each_compiled_function_is_compiled_once_per_run(tmp_path):
     run_with_empty_kernel_cache(script, tmp_path)
 
 
+class _CtrlC(event.Listener):
+    """Ctrl-C at the start of an event, once."""
+
+    def __init__(self):
+        self.sent = False
+
+    def on_start(self, ev):
+        if not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def on_end(self, ev):
+        pass
+
+
 def test_ctrl_c_while_a_kernel_compiles_is_delivered_once_it_is_compiled():
     """numba's compiler can swallow Ctrl-C in a callback of llvmlite's and then fail with an
-    error of its own; the command line defers it while the main thread compiles."""
+    error of its own; a run defers it while the main thread compiles."""
 
     @njit
     def kernel(x):
         return x + 1
 
-    class Interrupts(event.Listener):
-        def on_start(self, ev):
-            os.kill(os.getpid(), signal.SIGINT)
-
-        def on_end(self, ev):
-            pass
-
     with compiling.interrupts_deferred_while_compiling():
-        with event.install_listener("numba:compile", Interrupts()):
+        with event.install_listener("numba:compile", _CtrlC()):
             with pytest.raises(KeyboardInterrupt):
                 kernel(1)
     assert kernel.signatures  # compiled in full before the interruption
+
+
+def test_a_run_from_a_notebook_defers_ctrl_c_while_a_kernel_compiles(tmp_path, monkeypatch):
+    """As the command line's run does: a kernel that compiles during ``ns.run`` (here one the
+    nominal evaluation calls first) is compiled in full, then the run stops with
+    KeyboardInterrupt."""
+    write_units_and_values(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    run_module = sys.modules["nqpf_sens.run"]
+
+    @njit
+    def kernel(x):
+        return x + 1
+
+    def evaluate_after_compiling(*arguments, **options):
+        kernel(1)
+        return ns.evaluate(*arguments, **options)
+
+    monkeypatch.setattr(run_module, "evaluate", evaluate_after_compiling)
+    config = {
+        "run": {"kind": "montecarlo"},
+        "sampling": {"n": 8},
+        "factors": [{"name": "weights", "kind": "weights", "level": 0}],
+    }
+    # a compiler pass's event: inside the compilation whichever listener numba calls first
+    with event.install_listener("numba:run_pass", _CtrlC()):
+        with pytest.raises(KeyboardInterrupt):
+            ns.run(ns.config_from_dict(config, tmp_path))
+    assert kernel.signatures

@@ -64,14 +64,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {rebuild_report(args.folder, args.chinese)}")
             return 0
         from nqpf_sens.run import run_config
-        from nqpf_sens.uncertainty.compiling import interrupts_deferred_while_compiling
 
         if args.jobs is not None and args.jobs < 1:
             raise UserError("must be at least 1", where="--jobs")
-        with interrupts_deferred_while_compiling():
-            run_config(
-                args.config, out=args.out, jobs=args.jobs, quiet=args.quiet, resume=args.resume
-            )
+        run_config(args.config, out=args.out, jobs=args.jobs, quiet=args.quiet, resume=args.resume)
     except UserError as error:
         print(f"error: {error.one_line()}", file=sys.stderr)
         return 2

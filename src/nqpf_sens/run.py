@@ -52,7 +52,10 @@ from nqpf_sens.outputs import (
 )
 from nqpf_sens.plan import Prepared, prepare_study, tables_from
 from nqpf_sens.uncertainty.chunks import check_work_folder, remove_work
-from nqpf_sens.uncertainty.compiling import start_compiling
+from nqpf_sens.uncertainty.compiling import (
+    interrupts_deferred_while_compiling,
+    start_compiling,
+)
 from nqpf_sens.uncertainty.convergence import RANK_ERROR
 from nqpf_sens.uncertainty.study import ChunkStats, resolved_backend, run_study
 from nqpf_sens.wording import plural
@@ -148,9 +151,11 @@ def run(config: RunConfig | str | Path, jobs: int | None = None, progress: bool 
     """Run a config (a :class:`RunConfig` or the path of a TOML file) and return its tables,
     writing nothing: no results folder, no figures, no chunk files (so no ``--resume`` either).
 
-    Problems raise :class:`UserError` with the same one-line message as the command line."""
+    Problems raise :class:`UserError` with the same one-line message as the command line; a
+    Ctrl-C while a kernel compiles is raised once it is compiled (see
+    :func:`~nqpf_sens.uncertainty.compiling.interrupts_deferred_while_compiling`)."""
     config = config if isinstance(config, RunConfig) else load_config(Path(config))
-    with _one_line_errors(config, keeps_chunks=False):
+    with _one_line_errors(config, keeps_chunks=False), interrupts_deferred_while_compiling():
         return _compute(_plan(config, *_inputs(config, jobs), work=None), None, False, progress)
 
 
@@ -164,10 +169,11 @@ def run_config(
     """Run the config at ``path`` and write its results folder; returns the folder.
 
     Every problem is a :class:`UserError` naming the file and the key or cell (a failure of the
-    system, such as a full disk, included); an interrupted run raises :class:`RunInterrupted`."""
+    system, such as a full disk, included); an interrupted run raises :class:`RunInterrupted`
+    (a Ctrl-C while a kernel compiles, once it is compiled)."""
     started = time.perf_counter()
     config = load_config(Path(path))
-    with _one_line_errors(config, keeps_chunks=True):
+    with _one_line_errors(config, keeps_chunks=True), interrupts_deferred_while_compiling():
         spec, table, notes, jobs = _inputs(config, jobs)
         destination = check_destination(
             Path(out) if out is not None else Path("results") / config.name,
