@@ -193,7 +193,9 @@ def ascending_ranks(values: np.ndarray, axis: int = -1, ties: str = "average") -
     (``average``) or the first (``min``); NaN cells are left out and stay NaN. As
     ``scipy.stats.rankdata(nan_policy="omit")``, without its second of import time."""
     x = np.moveaxis(np.asarray(values, dtype=float), axis, -1)
-    order = np.argsort(x, axis=-1, kind="stable")  # NaN last: the others' places are unchanged
+    # NaN last, so the others' places are unchanged; not a stable sort (three to four times
+    # slower here): tied values share a place, in whatever order they are sorted
+    order = np.argsort(x, axis=-1)
     ordered = np.take_along_axis(x, order, axis=-1)
     places = np.broadcast_to(np.arange(x.shape[-1]), x.shape)
     starts = np.ones(x.shape, dtype=bool)
