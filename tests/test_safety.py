@@ -16,6 +16,7 @@ from conftest import synthetic_frame
 
 from nqpf_sens.cli import main
 from nqpf_sens.outputs import MARKER, destination_lock
+from nqpf_sens.uncertainty.chunks import WORK_STAMP, chunk_key, load_arrays, save_arrays
 
 BASE = '[run]\nname = "base"\n[data]\nvalues = "data/values.csv"\n[outputs]\nfigures = false\n'
 STUDY = """[run]
@@ -207,9 +208,16 @@ def test_resume_never_unpickles_and_recomputes_damaged_chunks(project, monkeypat
     at = raw.index(counts.tobytes()) + counts.nbytes // 2
     raw[at] ^= 1
     chunks[3].write_bytes(raw)
+    with np.load(chunks[4]) as archive:  # other arrays beside the chunk's own digest
+        arrays = {name: archive[name] for name in archive.files}
+    np.savez(chunks[4], **arrays | {"rank_counts": np.ones(1, dtype=np.uint8)})
+    start = int(chunks[5].stem.split("_")[1])  # arrays of a wrong shape under a right digest
+    key = chunk_key((work / WORK_STAMP).read_text(), start, start + 64)
+    own = {name: array for name, array in arrays.items() if name != "key"}
+    save_arrays(chunks[5], own | {"scores": own["scores"][:1]}, key)
     evaluated = count_evaluations(monkeypatch)
     assert main(["run", "study.toml", "--quiet", "--resume"]) == 0
-    assert len(evaluated) == 5  # the four damaged chunks and the one never finished
+    assert len(evaluated) == 7  # the six damaged chunks and the one never finished
     assert not planted.exists()
     got = tree(project / "results" / "study")
     assert {k: v for k, v in got.items() if k.endswith(".csv")} == {
@@ -495,8 +503,6 @@ def test_chunk_files_hold_plain_arrays(project, monkeypatch):
 def test_a_damaged_chunk_file_is_never_trusted(tmp_path, damage):
     """numpy reads only the bytes an array's header announces, so one bit turning a shape's 3
     into a 1 leaves the rest unread: every member is checked to its end before any is used."""
-    from nqpf_sens.uncertainty.chunks import load_arrays, save_arrays
-
     counts = np.arange(3 * 102 * 102, dtype=np.uint8).reshape(3, 102, 102)  # beyond zip's 4 KB
     path = tmp_path / "chunk.npz"
     save_arrays(path, {"rank_counts": counts}, "key")

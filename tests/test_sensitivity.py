@@ -537,11 +537,22 @@ def test_a_chunk_file_gives_back_its_counts_exactly(tmp_path):
     assert types == dict(
         zip(uncertainty.COUNT_FIELDS, map(np.dtype, "u1 u2 u4 u8 u1 u1".split()), strict=True)
     )
-    loaded = uncertainty.ChunkStats.load(path, "key")
+    layout = {
+        name: (array.shape, "unsigned" if name in uncertainty.COUNT_FIELDS else array.dtype.name)
+        for name, array in arrays.items()
+    }
+    loaded = uncertainty.ChunkStats.load(path, "key", layout)
     assert loaded is not None
     for name, array in arrays.items():
         assert getattr(loaded, name).dtype == array.dtype
         np.testing.assert_array_equal(getattr(loaded, name), array)
+    for name, (shape, dtype) in layout.items():  # a chunk not of its span's layout: computed again
+        assert (
+            uncertainty.ChunkStats.load(path, "key", layout | {name: ((9, *shape), dtype)}) is None
+        )
+    assert (
+        uncertainty.ChunkStats.load(path, "key", layout | {"scores": ((4, 2), "float64")}) is None
+    )
 
 
 def test_a_resume_starts_over_on_chunks_of_another_layout(project, monkeypatch, capsys):

@@ -2,51 +2,68 @@
 continues.
 
 A chunk file is an ``.npz`` read without pickle: the zip format's CRC-32 of each array finds a
-damaged or truncated chunk, and a stored digest of the run's fingerprint and the chunk's rows a
-foreign one; either is computed again. (A SHA-256 over every byte, as before, cost a sixth of a
-weights-only study's time and guarded against nothing more: the fingerprint is no secret.) The
-folder holds nothing else than those files and the fingerprint, and only those are ever deleted.
+damaged or truncated chunk, and a stored digest of the run's fingerprint, the chunk's rows and
+every array's name, CRC-32 and size a foreign one, or arrays put beside another chunk's digest;
+either is computed again. (A SHA-256 over every byte, as before, cost a sixth of a weights-only
+study's time and guarded against nothing more: the fingerprint is no secret.) The folder holds
+nothing else than those files and the fingerprint, and only those are ever deleted.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import zipfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from nqpf_sens.errors import UserError
 from nqpf_sens.outputs import make_folders
 
+KEY_MEMBER = "key.npy"
 
-def _key_digest(key: str) -> np.ndarray:
-    return np.frombuffer(hashlib.sha256(key.encode()).digest(), dtype=np.uint8)
+
+def _key_digest(key: str, members: list[zipfile.ZipInfo]) -> np.ndarray:
+    """A digest of ``key`` and of each array member's name, CRC-32 and size, as the zip
+    directory states them: it binds the arrays to the key without reading them."""
+    digest = hashlib.sha256(key.encode())
+    for member in sorted(members, key=lambda m: m.filename):
+        if member.filename != KEY_MEMBER:
+            digest.update(f"|{member.filename}:{member.CRC}:{member.file_size}".encode())
+    return np.frombuffer(digest.digest(), dtype=np.uint8)
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray], key: str) -> None:
-    """Write plain arrays and the digest of ``key``, atomically: a resumed run never reads half a
-    chunk."""
+    """Write plain arrays and their digest under ``key``, atomically: a resumed run never reads
+    half a chunk."""
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "wb") as handle:
-        payload: dict[str, Any] = {**arrays, "key": _key_digest(key)}
-        np.savez(handle, **payload)
+        np.savez(handle, **arrays)
+    with zipfile.ZipFile(temporary, "a") as archive:
+        stored = io.BytesIO()
+        np.lib.format.write_array(stored, _key_digest(key, archive.infolist()))
+        archive.writestr(KEY_MEMBER, stored.getvalue())
     os.replace(temporary, path)
 
 
 def load_arrays(path: Path, names: list[str], key: str) -> dict[str, np.ndarray] | None:
     """The arrays ``names`` saved at ``path`` under ``key``, or None if the file is damaged (a
     CRC-32 that does not match), truncated, foreign or holds other arrays (read as data only: no
-    pickle). Every member is checked to its end first: numpy reads only the bytes an array's
-    header announces, so a header damaged into a smaller shape would pass unchecked."""
+    pickle). The digest is checked first (a foreign file is never decompressed), then every
+    member to its end: numpy reads only the bytes an array's header announces, so a header
+    damaged into a smaller shape would pass unchecked."""
     try:
         with np.load(path, allow_pickle=False) as archive:
-            if set(archive.files) != {*names, "key"} or archive.zip.testzip() is not None:
+            if set(archive.files) != {*names, "key"}:
                 return None
             stored = archive["key"]
-            if stored.dtype != np.uint8 or not np.array_equal(stored, _key_digest(key)):
+            expected = _key_digest(key, archive.zip.infolist())
+            if stored.dtype != np.uint8 or not np.array_equal(stored, expected):
+                return None
+            if archive.zip.testzip() is not None:
                 return None
             return {name: archive[name] for name in names}
     except Exception:  # a damaged zip or header can raise almost anything: compute it again

@@ -130,19 +130,29 @@ class ChunkStats:
         save_arrays(path, arrays, key)
 
     @classmethod
-    def load(cls, path: Path, key: str) -> ChunkStats | None:
-        """The chunk saved at ``path`` under ``key``, or None if it is damaged, truncated or
-        foreign."""
+    def load(
+        cls, path: Path, key: str, layout: dict[str, tuple[tuple[int, ...], str]]
+    ) -> ChunkStats | None:
+        """The chunk saved at ``path`` under ``key``, or None if it is damaged, truncated,
+        foreign or not of the ``layout`` (:func:`chunk_layout`) its span must have."""
         arrays = load_arrays(path, [f.name for f in fields(cls)], key)
-        if arrays is None:
+        if arrays is None or any(
+            arrays[name].shape != shape or not _has_type(arrays[name], dtype)
+            for name, (shape, dtype) in layout.items()
+        ):
             return None
         for name in COUNT_FIELDS:
             arrays[name] = arrays[name].astype(np.int64)
         return cls(**arrays)
 
 
+def _has_type(array: np.ndarray, dtype: str) -> bool:
+    """Whether ``array`` is of ``dtype``, where "unsigned" is any unsigned integer type."""
+    return array.dtype.kind == "u" if dtype == "unsigned" else array.dtype == np.dtype(dtype)
+
+
 #: the layout of a chunk file (its arrays and columns): a resume does not mix layouts
-CHUNK_LAYOUT = 3
+CHUNK_LAYOUT = 4
 COUNT_FIELDS = tuple(f.name for f in fields(ChunkStats) if f.name.endswith("counts"))
 ROW_FIELDS = tuple(f.name for f in fields(ChunkStats) if not f.name.endswith("counts"))
 
@@ -288,6 +298,29 @@ def row_counts(study: Study, start: int, stop: int) -> dict[str, int]:
     return {"scores": kept, "region_means": kept, "outputs": outputs}
 
 
+def chunk_layout(study: Study, start: int, stop: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The shape and type of each array of the statistics of rows ``[start, stop)``, as
+    :func:`summarise` makes them and :meth:`ChunkStats.save` writes them (counts in the smallest
+    unsigned type that holds them)."""
+    n_years, n_units, n_aggregates = study.nominal_scores.shape
+    rows = row_counts(study, start, stop)
+    saltelli = study.design.method == "saltelli"
+    return {
+        "rank_counts": ((n_years, n_units, n_units), "unsigned"),
+        "tier_counts": ((n_years, n_units, study.n_tiers), "unsigned"),
+        "quadrant_counts": ((n_years, n_units, 4), "unsigned"),
+        "shift_counts": ((n_years * n_units * (n_units - 1) + 1,), "unsigned"),
+        "within_counts": ((len(WITHIN_LIMITS),), "unsigned"),
+        "agreement_counts": ((n_years, 2, AGREEMENT_BINS), "unsigned"),
+        "scores": ((rows["scores"], n_years, n_units, n_aggregates), "float32"),
+        "region_means": ((rows["region_means"], n_years, study.n_regions), "float32"),
+        "outputs": (
+            (rows["outputs"], 2 * n_units + 1 if saltelli else n_units + 1),
+            "float64" if saltelli else "float32",
+        ),
+    }
+
+
 def agreement_histogram(agreement: np.ndarray) -> np.ndarray:
     """Counts of rank correlations (scenarios, years, 2) on the grid of ``AGREEMENT_GRID`` bins
     per unit, (years, 2, AGREEMENT_BINS): integers, so any chunking sums to the same histogram.
@@ -407,7 +440,7 @@ def run_study(
             while waiting and waiting[0][0] < limit:
                 start, stop = waiting.popleft()
                 if start in stored:
-                    loaded = _load(work, token, start, stop)
+                    loaded = _load(study, work, token, start, stop)
                     add(*(loaded or _evaluate_span(study, start, stop, work, token)))
 
         todo = [(a, b) for a, b in spans if a not in stored]
@@ -426,11 +459,15 @@ def run_study(
     return ChunkStats(**totals, **rows.arrays)
 
 
-def _load(work: Path | None, token: str, start: int, stop: int) -> tuple[int, ChunkStats] | None:
+def _load(
+    study: Study, work: Path | None, token: str, start: int, stop: int
+) -> tuple[int, ChunkStats] | None:
     """A chunk saved by an earlier run, or None if it is missing, damaged or foreign."""
     if work is None:
         return None
-    stats = ChunkStats.load(chunk_path(work, start), chunk_key(token, start, stop))
+    stats = ChunkStats.load(
+        chunk_path(work, start), chunk_key(token, start, stop), chunk_layout(study, start, stop)
+    )
     return None if stats is None else (start, stats)
 
 
