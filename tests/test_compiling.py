@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,38 @@ def test_ctrl_c_while_a_kernel_compiles_is_delivered_once_it_is_compiled():
             with pytest.raises(KeyboardInterrupt):
                 kernel(1)
     assert kernel.signatures  # compiled in full before the interruption
+
+
+def test_a_run_in_another_thread_leaves_ctrl_c_to_the_main_thread():
+    """A run in a background thread installs no deferral: one ending while the main thread
+    compiles would leave its handler in place, swallowing every later Ctrl-C."""
+    entered, leave = threading.Event(), threading.Event()
+
+    def background_run():
+        with compiling.interrupts_deferred_while_compiling():
+            entered.set()
+            leave.wait(60)
+
+    thread = threading.Thread(target=background_run)
+    thread.start()
+    entered.wait(60)
+
+    @njit
+    def kernel(x):
+        return x + 1
+
+    class EndTheBackgroundRun(event.Listener):
+        def on_start(self, ev):
+            leave.set()
+            thread.join(60)
+
+        def on_end(self, ev):
+            pass
+
+    handler = signal.getsignal(signal.SIGINT)
+    with event.install_listener("numba:run_pass", EndTheBackgroundRun()):
+        kernel(1)  # the main thread compiles; the background run ends meanwhile
+    assert signal.getsignal(signal.SIGINT) is handler
 
 
 def test_a_run_from_a_notebook_defers_ctrl_c_while_a_kernel_compiles(tmp_path, monkeypatch):

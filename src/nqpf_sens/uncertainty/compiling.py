@@ -152,6 +152,13 @@ class _InterruptsDeferred(event.Listener):
 def interrupts_deferred_while_compiling() -> Iterator[None]:
     """Ctrl-C while the main thread compiles a kernel is raised, as KeyboardInterrupt, once it
     is compiled: numba's compiler can swallow it in a callback of llvmlite's and then fail with
-    an error of its own as it caches the kernel (a traceback instead of a one-line stop)."""
+    an error of its own as it caches the kernel (a traceback instead of a one-line stop).
+
+    Only for a run in the main thread, whose compilations all happen within it: numba's
+    listeners are the whole process's, and one installed by a run in another thread could end
+    while the main thread compiles, leaving Ctrl-C deferred for ever."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     with event.install_listener("numba:compile", _InterruptsDeferred()):
         yield
