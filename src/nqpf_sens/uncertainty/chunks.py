@@ -17,6 +17,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,8 @@ def save_arrays(path: Path, arrays: dict[str, np.ndarray], key: str) -> None:
     half a chunk."""
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "wb") as handle:
-        np.savez(handle, **arrays)
+        members: dict[str, Any] = arrays  # numpy's stubs take any keyword for its own options
+        np.savez(handle, **members)
     with zipfile.ZipFile(temporary, "a") as archive:
         stored = io.BytesIO()
         np.lib.format.write_array(stored, _key_digest(key, archive.infolist()))
