@@ -1,5 +1,6 @@
 """A run never harms a folder it did not create, never runs planted code, never injects script."""
 
+import io
 import os
 import pickle
 import signal
@@ -7,6 +8,7 @@ import stat
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,14 @@ from conftest import synthetic_frame
 
 from nqpf_sens.cli import main
 from nqpf_sens.outputs import MARKER, destination_lock
-from nqpf_sens.uncertainty.chunks import WORK_STAMP, chunk_key, load_arrays, save_arrays
+from nqpf_sens.uncertainty.chunks import (
+    KEY_MEMBER,
+    WORK_STAMP,
+    _key_digest,
+    chunk_key,
+    load_arrays,
+    save_arrays,
+)
 
 BASE = '[run]\nname = "base"\n[data]\nvalues = "data/values.csv"\n[outputs]\nfigures = false\n'
 STUDY = """[run]
@@ -224,6 +233,13 @@ def test_resume_never_unpickles_and_recomputes_damaged_chunks(project, monkeypat
         k: v for k, v in expected.items() if k.endswith(".csv")
     }
     assert not work.exists()
+
+
+def test_resume_passes_over_a_chunk_name_that_is_no_row_number(project, monkeypatch):
+    """'²' is a digit to Python's isdigit but not a number to int(): no traceback."""
+    work, _ = interrupted_study(project, monkeypatch)
+    (work / "chunk_\u00b2.npz").write_bytes(b"")
+    assert main(["run", "study.toml", "--quiet", "--resume"]) == 0
 
 
 def test_resume_after_the_data_changed_starts_over(project, monkeypatch, capsys):
@@ -499,25 +515,82 @@ def test_chunk_files_hold_plain_arrays(project, monkeypatch):
         )
 
 
+COUNTS = np.arange(3 * 102 * 102, dtype=np.uint8).reshape(3, 102, 102)  # beyond zip's 4 KB
+LAYOUT = {"rank_counts": (COUNTS.shape, "unsigned")}
+
+
 @pytest.mark.parametrize("damage", ["shape", "data", "truncated", "method", "key"])
 def test_a_damaged_chunk_file_is_never_trusted(tmp_path, damage):
     """numpy reads only the bytes an array's header announces, so one bit turning a shape's 3
     into a 1 leaves the rest unread: every member is checked to its end before any is used."""
-    counts = np.arange(3 * 102 * 102, dtype=np.uint8).reshape(3, 102, 102)  # beyond zip's 4 KB
     path = tmp_path / "chunk.npz"
-    save_arrays(path, {"rank_counts": counts}, "key")
-    assert np.array_equal(load_arrays(path, ["rank_counts"], "key")["rank_counts"], counts)
+    save_arrays(path, {"rank_counts": COUNTS}, "key")
+    assert np.array_equal(load_arrays(path, LAYOUT, "key")["rank_counts"], COUNTS)
     raw = bytearray(path.read_bytes())
     if damage == "shape":
         raw[raw.index(b"'shape': (3, 102, 102)") + 10] ^= 0x02
     elif damage == "data":
-        raw[raw.index(counts.tobytes()) + 5000] ^= 1
+        raw[raw.index(COUNTS.tobytes()) + 5000] ^= 1
     elif damage == "truncated":
         raw = raw[: len(raw) // 2]
     elif damage == "method":  # stored -> "shrunk" in the central directory: zipfile refuses
         raw[raw.index(b"PK\x01\x02") + 10] = 1
     path.write_bytes(raw)
-    assert load_arrays(path, ["rank_counts"], "other" if damage == "key" else "key") is None
+    assert load_arrays(path, LAYOUT, "other" if damage == "key" else "key") is None
+
+
+def signed_zip(path, members: dict[str, bytes], key: str) -> None:
+    """A chunk file of raw ``members`` with a valid digest under ``key`` (which is no secret: a
+    forger can compute it)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(KEY_MEMBER, _key_digest(key, archive.infolist()))
+
+
+def npy(array: np.ndarray) -> bytes:
+    stored = io.BytesIO()
+    np.lib.format.write_array(stored, array)
+    return stored.getvalue()
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        {"rank_counts": COUNTS.tobytes()},  # not an .npy member: numpy would give bytes
+        {"rank_counts.npy": npy(np.full(COUNTS.shape, 2**63, dtype=np.uint64))},  # not an int64
+        {"rank_counts.npy": npy(COUNTS.astype(np.int16))},  # signed counts
+        {"rank_counts.npy": npy(COUNTS[:1])},  # another shape
+        {"rank_counts.npy": npy(np.zeros((30, 102, 102), dtype=np.uint8))},  # larger than allowed
+    ],
+    ids=["raw", "beyond-int64", "signed", "shape", "size"],
+)
+def test_a_forged_chunk_of_the_wrong_layout_is_never_used(tmp_path, members):
+    """Even under a valid digest, a chunk whose arrays are not of its span's layout is computed
+    again rather than merged (or stopping the run with a traceback)."""
+    path = tmp_path / "chunk.npz"
+    signed_zip(path, members, "key")
+    assert load_arrays(path, LAYOUT, "key") is None
+
+
+def test_a_foreign_chunk_is_refused_before_anything_is_decompressed(tmp_path, monkeypatch):
+    """A deflated digest member announcing a gigabyte, and a member larger than its layout
+    allows, are refused from the zip directory: neither is opened."""
+    path = tmp_path / "chunk.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("rank_counts.npy", npy(COUNTS))
+        archive.writestr(KEY_MEMBER, bytes(2**24))  # 16 MB of zeros: a few KB deflated
+    opened = []
+    real_open = zipfile.ZipFile.open
+
+    def recorded(self, name, *args, **kwargs):
+        opened.append(getattr(name, "filename", name))
+        return real_open(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", recorded)
+    assert load_arrays(path, LAYOUT, "key") is None
+    assert opened == []
 
 
 def test_a_symlinked_work_folder_is_refused_before_running(project, capsys):

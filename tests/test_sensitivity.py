@@ -566,3 +566,13 @@ def test_a_resume_starts_over_on_chunks_of_another_layout(project, monkeypatch, 
     )
     assert "starting over" in capsys.readouterr().err
     assert read_outputs(resumed) == read_outputs(fresh)
+
+
+def test_region_means_of_a_chunk_that_keeps_no_scores():
+    """A chunk can keep no row's scores (a large design in small chunks): its region means are an
+    empty array of the right shape, not a failed reshape."""
+    regions = SimpleNamespace(region_codes=np.array([0, 1, 1, -1]), n_regions=2)
+    means = uncertainty.Study.region_means(regions, np.empty((0, 3, 4)))
+    assert means.shape == (0, 3, 2)
+    some = uncertainty.Study.region_means(regions, np.arange(8.0).reshape(1, 2, 4))
+    np.testing.assert_allclose(some, [[[0.0, 1.5], [4.0, 5.5]]])

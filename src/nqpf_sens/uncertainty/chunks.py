@@ -25,16 +25,23 @@ from nqpf_sens.errors import UserError
 from nqpf_sens.outputs import make_folders
 
 KEY_MEMBER = "key.npy"
+NPY_HEADER = 10 + 2**16  # the largest header of an .npy file of format 1.0, which numpy writes
+#: each array of a chunk file: its shape and type, "unsigned" for any unsigned integer type whose
+#: values fit an int64 (counts are written in the smallest that holds them)
+Layout = dict[str, tuple[tuple[int, ...], str]]
 
 
-def _key_digest(key: str, members: list[zipfile.ZipInfo]) -> np.ndarray:
-    """A digest of ``key`` and of each array member's name, CRC-32 and size, as the zip
-    directory states them: it binds the arrays to the key without reading them."""
+def _key_digest(key: str, members: list[zipfile.ZipInfo]) -> bytes:
+    """The ``.npy`` bytes of a digest of ``key`` and of each array member's name, CRC-32 and
+    size, as the zip directory states them: it binds the arrays to the key without reading
+    them."""
     digest = hashlib.sha256(key.encode())
     for member in sorted(members, key=lambda m: m.filename):
         if member.filename != KEY_MEMBER:
             digest.update(f"|{member.filename}:{member.CRC}:{member.file_size}".encode())
-    return np.frombuffer(digest.digest(), dtype=np.uint8)
+    stored = io.BytesIO()
+    np.lib.format.write_array(stored, np.frombuffer(digest.digest(), dtype=np.uint8))
+    return stored.getvalue()
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray], key: str) -> None:
@@ -45,31 +52,52 @@ def save_arrays(path: Path, arrays: dict[str, np.ndarray], key: str) -> None:
         members: dict[str, Any] = arrays  # numpy's stubs take any keyword for its own options
         np.savez(handle, **members)
     with zipfile.ZipFile(temporary, "a") as archive:
-        stored = io.BytesIO()
-        np.lib.format.write_array(stored, _key_digest(key, archive.infolist()))
-        archive.writestr(KEY_MEMBER, stored.getvalue())
+        archive.writestr(KEY_MEMBER, _key_digest(key, archive.infolist()))
     os.replace(temporary, path)
 
 
-def load_arrays(path: Path, names: list[str], key: str) -> dict[str, np.ndarray] | None:
-    """The arrays ``names`` saved at ``path`` under ``key``, or None if the file is damaged (a
-    CRC-32 that does not match), truncated, foreign or holds other arrays (read as data only: no
-    pickle). The digest is checked first (a foreign file is never decompressed), then every
-    member to its end: numpy reads only the bytes an array's header announces, so a header
-    damaged into a smaller shape would pass unchecked."""
+def load_arrays(path: Path, layout: Layout, key: str) -> dict[str, np.ndarray] | None:
+    """The arrays of ``layout`` saved at ``path`` under ``key``, or None if the file is damaged (a
+    CRC-32 that does not match), truncated, foreign, holds other members or arrays not of their
+    layout (read as data only: no pickle). Nothing larger than its layout allows is read, and
+    the digest is checked before any array: a foreign file is never decompressed. Then every
+    member is read to its end: numpy reads only the bytes an array's header announces, so a
+    header damaged into a smaller shape would pass unchecked."""
     try:
         with np.load(path, allow_pickle=False) as archive:
-            if set(archive.files) != {*names, "key"}:
+            members = archive.zip.infolist()
+            sizes = {member.filename: member.file_size for member in members}
+            expected = _key_digest(key, members)
+            limits = {f"{name}.npy": _largest(*layout[name]) for name in layout}
+            if (
+                len(sizes) != len(members)  # a name twice
+                or sizes.keys() != {*limits, KEY_MEMBER}
+                or any(sizes[name] > limit for name, limit in limits.items())
+                or sizes[KEY_MEMBER] != len(expected)
+                or archive.zip.read(KEY_MEMBER) != expected
+                or archive.zip.testzip() is not None
+            ):
                 return None
-            stored = archive["key"]
-            expected = _key_digest(key, archive.zip.infolist())
-            if stored.dtype != np.uint8 or not np.array_equal(stored, expected):
-                return None
-            if archive.zip.testzip() is not None:
-                return None
-            return {name: archive[name] for name in names}
+            arrays = {name: archive[name] for name in layout}
     except Exception:  # a damaged zip or header can raise almost anything: compute it again
         return None
+    fits = all(_fits(arrays[name], *layout[name]) for name in layout)
+    return arrays if fits else None
+
+
+def _largest(shape: tuple[int, ...], dtype: str) -> int:
+    """The most bytes an ``.npy`` member of this shape and type can hold."""
+    itemsize = 8 if dtype == "unsigned" else np.dtype(dtype).itemsize
+    return NPY_HEADER + int(np.prod(shape)) * itemsize
+
+
+def _fits(array: object, shape: tuple[int, ...], dtype: str) -> bool:
+    """Whether ``array`` is an array of ``shape`` and ``dtype`` (see :data:`Layout`)."""
+    if not isinstance(array, np.ndarray) or array.shape != shape:
+        return False
+    if dtype != "unsigned":
+        return array.dtype == np.dtype(dtype)
+    return array.dtype.kind == "u" and int(array.max(initial=0)) <= np.iinfo(np.int64).max
 
 
 def chunk_path(work: Path, start: int) -> Path:
@@ -147,7 +175,9 @@ def prepare_work(work: Path, token: str, resume: bool) -> tuple[set[int], str | 
             )
         else:
             starts = {
-                int(p.stem.split("_")[1]) for p in work.glob("chunk_*.npz") if p.stem[6:].isdigit()
+                int(p.stem[6:])
+                for p in work.glob("chunk_*.npz")
+                if p.stem[6:].isascii() and p.stem[6:].isdigit()  # int() refuses some digits
             }
             return starts, None
     remove_work(work)

@@ -37,6 +37,7 @@ from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
 from nqpf_sens.errors import UserError
 from nqpf_sens.uncertainty.chunks import (
+    Layout,
     chunk_key,
     chunk_path,
     load_arrays,
@@ -92,7 +93,8 @@ class Study:
         membership[np.flatnonzero(has_region), self.region_codes[has_region]] = 1.0
         weights = membership / np.maximum(membership.sum(axis=0), 1.0)
         # one 2-D product: numpy's stacked products of tiny matrices are slow
-        return (index.reshape(-1, index.shape[-1]) @ weights).reshape(*index.shape[:-1], -1)
+        means = index.reshape(-1, index.shape[-1]) @ weights
+        return means.reshape(*index.shape[:-1], self.n_regions)  # not -1: no rows may be kept
 
     def engine(self) -> Engine:
         if self.token not in _ENGINES:
@@ -130,25 +132,15 @@ class ChunkStats:
         save_arrays(path, arrays, key)
 
     @classmethod
-    def load(
-        cls, path: Path, key: str, layout: dict[str, tuple[tuple[int, ...], str]]
-    ) -> ChunkStats | None:
+    def load(cls, path: Path, key: str, layout: Layout) -> ChunkStats | None:
         """The chunk saved at ``path`` under ``key``, or None if it is damaged, truncated,
         foreign or not of the ``layout`` (:func:`chunk_layout`) its span must have."""
-        arrays = load_arrays(path, [f.name for f in fields(cls)], key)
-        if arrays is None or any(
-            arrays[name].shape != shape or not _has_type(arrays[name], dtype)
-            for name, (shape, dtype) in layout.items()
-        ):
+        arrays = load_arrays(path, layout, key)
+        if arrays is None:
             return None
         for name in COUNT_FIELDS:
             arrays[name] = arrays[name].astype(np.int64)
         return cls(**arrays)
-
-
-def _has_type(array: np.ndarray, dtype: str) -> bool:
-    """Whether ``array`` is of ``dtype``, where "unsigned" is any unsigned integer type."""
-    return array.dtype.kind == "u" if dtype == "unsigned" else array.dtype == np.dtype(dtype)
 
 
 #: the layout of a chunk file (its arrays and columns): a resume does not mix layouts
@@ -298,7 +290,7 @@ def row_counts(study: Study, start: int, stop: int) -> dict[str, int]:
     return {"scores": kept, "region_means": kept, "outputs": outputs}
 
 
-def chunk_layout(study: Study, start: int, stop: int) -> dict[str, tuple[tuple[int, ...], str]]:
+def chunk_layout(study: Study, start: int, stop: int) -> Layout:
     """The shape and type of each array of the statistics of rows ``[start, stop)``, as
     :func:`summarise` makes them and :meth:`ChunkStats.save` writes them (counts in the smallest
     unsigned type that holds them)."""
