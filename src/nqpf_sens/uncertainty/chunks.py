@@ -4,9 +4,10 @@ continues.
 A chunk file is an ``.npz`` read without pickle: the zip format's CRC-32 of each array finds a
 damaged or truncated chunk, and a stored digest of the run's fingerprint, the chunk's rows and
 every array's name, CRC-32 and size a foreign one, or arrays put beside another chunk's digest;
-either is computed again. (A SHA-256 over every byte, as before, cost a sixth of a weights-only
-study's time and guarded against nothing more: the fingerprint is no secret.) The folder holds
-nothing else than those files and the fingerprint, and only those are ever deleted.
+arrays not of the shapes and types their span must have are refused too; each is computed
+again. (A SHA-256 over every byte, as before, cost a sixth of a weights-only study's time and
+guarded against nothing more: the fingerprint is no secret.) The folder holds nothing else than
+those files and the fingerprint, and only those are ever deleted.
 """
 
 from __future__ import annotations
