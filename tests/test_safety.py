@@ -7,6 +7,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -539,10 +540,10 @@ def test_a_damaged_chunk_file_is_never_trusted(tmp_path, damage):
     assert load_arrays(path, LAYOUT, "other" if damage == "key" else "key") is None
 
 
-def signed_zip(path, members: dict[str, bytes], key: str) -> None:
+def signed_zip(path, members: dict[str, bytes], key: str, compression=zipfile.ZIP_STORED) -> None:
     """A chunk file of raw ``members`` with a valid digest under ``key`` (which is no secret: a
     forger can compute it)."""
-    with zipfile.ZipFile(path, "w") as archive:
+    with zipfile.ZipFile(path, "w", compression=compression) as archive:
         for name, data in members.items():
             archive.writestr(name, data)
     with zipfile.ZipFile(path, "a") as archive:
@@ -574,13 +575,56 @@ def test_a_forged_chunk_of_the_wrong_layout_is_never_used(tmp_path, members):
     assert load_arrays(path, LAYOUT, "key") is None
 
 
-def test_a_foreign_chunk_is_refused_before_anything_is_decompressed(tmp_path, monkeypatch):
-    """A deflated digest member announcing a gigabyte, and a member larger than its layout
-    allows, are refused from the zip directory: neither is opened."""
+@pytest.mark.parametrize(
+    "compression", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2], ids=["deflate", "bzip2"]
+)
+def test_a_compressed_member_is_never_decompressed(tmp_path, monkeypatch, compression):
+    """Chunk files are written uncompressed: a compressed member (a few bytes that inflate to
+    gigabytes, say), even under a valid digest, is refused unopened."""
     path = tmp_path / "chunk.npz"
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("rank_counts.npy", npy(COUNTS))
-        archive.writestr(KEY_MEMBER, bytes(2**24))  # 16 MB of zeros: a few KB deflated
+    signed_zip(path, {"rank_counts.npy": npy(COUNTS)}, "key", compression)
+    opened = record_opened_members(monkeypatch)
+    assert load_arrays(path, LAYOUT, "key") is None
+    assert opened == []
+
+
+def test_a_chunk_file_larger_than_its_layout_is_not_parsed(tmp_path, monkeypatch):
+    """A file of a million one-letter members took seconds and half a gigabyte to parse."""
+    path = tmp_path / "chunk.npz"
+    save_arrays(path, {"rank_counts": COUNTS}, "key")
+    with open(path, "ab") as handle:
+        handle.write(bytes(2 * 2**20))
+    parsed = []
+    monkeypatch.setattr(np, "load", lambda *a, **k: parsed.append(a))
+    assert load_arrays(path, LAYOUT, "key") is None
+    assert parsed == []
+
+
+def test_a_fifo_in_place_of_a_chunk_does_not_block(tmp_path):
+    path = tmp_path / "chunk.npz"
+    os.mkfifo(path)
+    found = []
+    reader = threading.Thread(target=lambda: found.append(load_arrays(path, LAYOUT, "key")))
+    reader.daemon = True
+    reader.start()
+    reader.join(30)
+    assert not reader.is_alive() and found == [None]
+
+
+def test_a_chunk_is_never_written_through_a_link_left_at_its_temporary_name(tmp_path):
+    outside = tmp_path / "thesis.tex"
+    outside.write_text("\\chapter{One}")
+    path = tmp_path / "work" / "chunk.npz"
+    path.parent.mkdir()
+    path.with_name("chunk.npz.tmp").symlink_to(outside)
+    save_arrays(path, {"rank_counts": COUNTS}, "key")
+    assert outside.read_text() == "\\chapter{One}"
+    assert not path.is_symlink()
+    assert np.array_equal(load_arrays(path, LAYOUT, "key")["rank_counts"], COUNTS)
+
+
+def record_opened_members(monkeypatch) -> list[str]:
+    """The names of the zip members opened from now on."""
     opened = []
     real_open = zipfile.ZipFile.open
 
@@ -589,6 +633,17 @@ def test_a_foreign_chunk_is_refused_before_anything_is_decompressed(tmp_path, mo
         return real_open(self, name, *args, **kwargs)
 
     monkeypatch.setattr(zipfile.ZipFile, "open", recorded)
+    return opened
+
+
+def test_a_foreign_chunk_is_refused_before_anything_is_decompressed(tmp_path, monkeypatch):
+    """A deflated digest member announcing a gigabyte, and a member larger than its layout
+    allows, are refused from the zip directory: neither is opened."""
+    path = tmp_path / "chunk.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("rank_counts.npy", npy(COUNTS))
+        archive.writestr(KEY_MEMBER, bytes(2**24))  # 16 MB of zeros: a few KB deflated
+    opened = record_opened_members(monkeypatch)
     assert load_arrays(path, LAYOUT, "key") is None
     assert opened == []
 

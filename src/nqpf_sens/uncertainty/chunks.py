@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from nqpf_sens.outputs import make_folders
 
 KEY_MEMBER = "key.npy"
 NPY_HEADER = 10 + 2**16  # the largest header of an .npy file of format 1.0, which numpy writes
+ZIP_OVERHEAD = 2**12  # bytes of zip headers per member, beyond its name's (generous)
 #: each array of a chunk file: its shape and type, "unsigned" for any unsigned integer type whose
 #: values fit an int64 (counts are written in the smallest that holds them)
 Layout = dict[str, tuple[tuple[int, ...], str]]
@@ -47,39 +49,53 @@ def _key_digest(key: str, members: list[zipfile.ZipInfo]) -> bytes:
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray], key: str) -> None:
     """Write plain arrays and their digest under ``key``, atomically: a resumed run never reads
-    half a chunk."""
+    half a chunk. The file is created new (never written through a link left at its name)."""
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
+    temporary.unlink(missing_ok=True)  # a save cut short; a link itself, not what it points to
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    with os.fdopen(os.open(temporary, flags, 0o644), "w+b") as handle:
         members: dict[str, Any] = arrays  # numpy's stubs take any keyword for its own options
-        np.savez(handle, **members)
-    with zipfile.ZipFile(temporary, "a") as archive:
-        archive.writestr(KEY_MEMBER, _key_digest(key, archive.infolist()))
+        np.savez(handle, **members)  # members stored, not compressed
+        with zipfile.ZipFile(handle, "a") as archive:
+            archive.writestr(KEY_MEMBER, _key_digest(key, archive.infolist()))
     os.replace(temporary, path)
 
 
 def load_arrays(path: Path, layout: Layout, key: str) -> dict[str, np.ndarray] | None:
     """The arrays of ``layout`` saved at ``path`` under ``key``, or None if the file is damaged (a
     CRC-32 that does not match), truncated, foreign, holds other members or arrays not of their
-    layout (read as data only: no pickle). Nothing larger than its layout allows is read, and
-    the digest is checked before any array: a foreign file is never decompressed. Then every
-    member is read to its end: numpy reads only the bytes an array's header announces, so a
-    header damaged into a smaller shape would pass unchecked."""
+    layout (read as data only: no pickle). Nothing larger than its layout allows is read: the
+    file is a regular one of at most the layout's size (opened without waiting or following a
+    link), its members stored uncompressed (as written) and each of at most its array's size,
+    and the digest is checked before any array. Then every member is read to its end: numpy
+    reads only the bytes an array's header announces, so a header damaged into a smaller shape
+    would pass unchecked."""
+    limits = {f"{name}.npy": _largest(*layout[name]) for name in layout}
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            members = archive.zip.infolist()
-            sizes = {member.filename: member.file_size for member in members}
-            expected = _key_digest(key, members)
-            limits = {f"{name}.npy": _largest(*layout[name]) for name in layout}
-            if (
-                len(sizes) != len(members)  # a name twice
-                or sizes.keys() != {*limits, KEY_MEMBER}
-                or any(sizes[name] > limit for name, limit in limits.items())
-                or sizes[KEY_MEMBER] != len(expected)
-                or archive.zip.read(KEY_MEMBER) != expected
-                or archive.zip.testzip() is not None
-            ):
+        with os.fdopen(os.open(path, flags), "rb") as handle:
+            status = os.fstat(handle.fileno())
+            largest_file = sum(limits.values()) + ZIP_OVERHEAD * (len(limits) + 1)
+            if not stat.S_ISREG(status.st_mode) or status.st_size > largest_file:
                 return None
-            arrays = {name: archive[name] for name in layout}
+            with np.load(handle, allow_pickle=False) as archive:
+                members = archive.zip.infolist()
+                sizes = {member.filename: member.file_size for member in members}
+                expected = _key_digest(key, members)
+                if (
+                    len(sizes) != len(members)  # a name twice
+                    or sizes.keys() != {*limits, KEY_MEMBER}
+                    or any(
+                        m.compress_type != zipfile.ZIP_STORED or m.compress_size != m.file_size
+                        for m in members
+                    )
+                    or any(sizes[name] > limit for name, limit in limits.items())
+                    or sizes[KEY_MEMBER] != len(expected)
+                    or archive.zip.read(KEY_MEMBER) != expected
+                    or archive.zip.testzip() is not None
+                ):
+                    return None
+                arrays = {name: archive[name] for name in layout}
     except Exception:  # a damaged zip or header can raise almost anything: compute it again
         return None
     fits = all(_fits(arrays[name], *layout[name]) for name in layout)
