@@ -493,16 +493,10 @@ def quadrant(bands: pd.DataFrame, gdp: pd.Series, labels: dict[str, str]) -> Fig
     y_axis = TICKS + _text(["100"])[0] + LABEL_PAD + _text(["Xg"])[1]
     title = "Index and GDP per capita (dashed: means)"
     _layout(figure, left=y_axis, bottom=_x_axis(), top=_title(), right=0.3, heading=title)
-    axis.errorbar(
-        frame.gdp / 1e4,
-        frame.total_nominal,
-        yerr=[frame.total_nominal - frame.total_p05, frame.total_p95 - frame.total_nominal],
-        fmt="o",
-        color=GREYS[0],
-        ecolor=GREYS[2],
-        markersize=4,
-        capsize=2,
-    )
+    # the band as it is: a nominal score outside it (choices that all move a unit one way) is
+    # drawn outside, not turned into an error bar of negative length
+    axis.vlines(frame.gdp / 1e4, frame.total_p05, frame.total_p95, color=GREYS[2], linewidth=1)
+    axis.plot(frame.gdp / 1e4, frame.total_nominal, "o", color=GREYS[0], markersize=4)
     axis.axvline(frame.gdp.mean() / 1e4, color=GREYS[1], linestyle="--", linewidth=0.8)
     axis.axhline(index_mean, color=GREYS[1], linestyle="--", linewidth=0.8)
     axis.set_xlabel("GDP per capita 2022 (10,000 yuan)")
