@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import synthetic_frame, write_units_and_values
 
@@ -88,6 +89,24 @@ def test_no_text_leaves_its_figure(run_folder, tmp_path, monkeypatch, suffix):
     monkeypatch.setattr(figures, "_save", checked_save)
     drawn, _ = figures.make_figures(tmp_path, manifest, tables, False, jobs=1)
     assert len(drawn) == len(FIGURES) and not outside
+
+
+def test_a_nominal_score_outside_its_band_is_drawn_outside_it(tmp_path):
+    """Choices that all move every unit one way (geometric and harmonic means never exceed the
+    nominal arithmetic one) leave nominal scores outside their 5th-95th percentile bands: the
+    figures draw them there (the quadrant figure stopped the run, drawing the band as error bars
+    of negative length)."""
+    write_units_and_values(tmp_path)
+    config = CONFIG.replace('kind = "sobol"', 'kind = "montecarlo"').replace(
+        'options = ["minmax", "zscore"]', 'options = ["geometric", "harmonic"]'
+    )
+    config = config.replace('key = "normalisation"', 'key = "aggregation"')
+    (tmp_path / "r.toml").write_text(config)
+    folder = run_config(tmp_path / "r.toml", out=tmp_path / "out", quiet=True)
+    bands = pd.read_csv(folder / "tier_bands.csv")
+    assert (bands.total_nominal > bands.total_p95).any()
+    for name in ("quadrant", "score_bands", "rank_intervals"):
+        assert (folder / "figures" / f"{name}.png").stat().st_size > 1000, name
 
 
 def test_figures_drawn_in_parallel_are_those_drawn_one_by_one(run_folder, tmp_path):
@@ -250,21 +269,26 @@ def test_hostile_text_is_escaped_on_every_path_into_the_report(tmp_path, monkeyp
 
 
 # Clicks every column header of every sortable table twice, as a reader does, and records per
-# table whether each column then read in ascending and then descending order: numbers by value,
-# texts alphabetically, empty cells last either way.
+# table whether each column then read in ascending and then descending order: numbers by value
+# (as a reader reads them, thousands separators too), then texts alphabetically, empty cells last
+# either way.
 CLICK_EVERY_HEADER = """<script>window.addEventListener('load', function () {
+  function read(text) {
+    if (/^[-+]?\\d{1,3}(,\\d{3})+(\\.\\d+)?$/.test(text)) { text = text.split(',').join(''); }
+    var number = Number(text);
+    return text === '' ? null : (isNaN(number) ? text : number);
+  }
   function values(table, column) {
     return Array.prototype.map.call(table.tBodies[0].rows, function (row) {
-      var text = row.cells[column].textContent.trim(), number = Number(text);
-      return text === '' ? null : (isNaN(number) ? text : number); });
+      return read(row.cells[column].textContent.trim()); });
   }
+  function kind(v) { return v === null ? 2 : (typeof v === 'string' ? 1 : 0); }
   function ordered(list, sign) {
-    var seenEmpty = false;
     return list.every(function (v, i) {
-      if (v === null) { seenEmpty = true; return true; }
-      if (seenEmpty) { return false; }
       var w = list[i - 1];
-      if (i === 0 || typeof v !== typeof w) { return true; }
+      if (i === 0) { return true; }
+      if (kind(v) !== kind(w)) { return kind(v) > kind(w); }
+      if (v === null) { return true; }
       return sign * (typeof v === 'string' ? v.localeCompare(w) : v - w) >= 0; });
   }
   var results = Array.prototype.map.call(document.querySelectorAll('table.sortable'),
@@ -279,19 +303,37 @@ CLICK_EVERY_HEADER = """<script>window.addEventListener('load', function () {
 });</script></body>"""
 
 
-def test_clicking_any_header_sorts_its_table(run_folder, tmp_path):
-    page = (
-        (run_folder / "report.html")
-        .read_text(encoding="utf-8")
-        .replace("</body>", CLICK_EVERY_HEADER)
-    )
+def clicked_tables(report: Path, tmp_path: Path) -> tuple[list[str], str]:
+    """Per sortable table of ``report``, whether clicking each header sorted it (``"true"``),
+    and the page's body tag."""
+    page = report.read_text(encoding="utf-8").replace("</body>", CLICK_EVERY_HEADER)
     (tmp_path / "clicked.html").write_text(page, encoding="utf-8")
     body = re.search(
         r"<body[^>]*>", render(tmp_path / "clicked.html", tmp_path / "profile").stdout
     ).group(0)
-    sorted_tables = re.search(r'data-sorted="([^"]*)"', body).group(1).split(",")
+    return re.search(r'data-sorted="([^"]*)"', body).group(1).split(","), body
+
+
+def test_clicking_any_header_sorts_its_table(run_folder, tmp_path):
+    sorted_tables, body = clicked_tables(run_folder / "report.html", tmp_path)
     assert len(sorted_tables) >= 8 and all(flag == "true" for flag in sorted_tables), body
     assert 'data-click-errors="0"' in body
+
+
+def test_numbers_with_thousands_separators_sort_by_value(run_folder, tmp_path):
+    """An index on a scale of thousands, negative too (an affine map of the saved scores,
+    which keeps their order): written as "-12,345.68", and a click still sorts them by value."""
+    folder = tmp_path / "run"
+    shutil.copytree(run_folder, folder)
+    bands = pd.read_csv(folder / "tier_bands.csv")
+    scores = [c for c in bands if c.startswith("total_")]
+    bands[scores] = bands[scores] * 1000 - 1000 * bands.total_nominal.median()
+    bands.to_csv(folder / "tier_bands.csv", index=False)
+    page = report_page.rebuild_report(folder, quiet=True).read_text(encoding="utf-8")
+    assert re.search(r"<td>-\d{1,3},\d{3}\.\d\d</td>", page)
+    assert re.search(r"<td>\d{1,3},\d{3}\.\d\d</td>", page)
+    sorted_tables, body = clicked_tables(folder / "report.html", tmp_path)
+    assert sorted_tables and all(flag == "true" for flag in sorted_tables), body
 
 
 MEASURE_WIDTH = """<script>window.addEventListener('load', function () {
