@@ -110,6 +110,26 @@ def test_a_region_at_the_edge_of_its_band_is_said_to_be_read_most_favourably():
     assert len(lines) == 1 and lines[0].startswith("East's nominal mean index (39.9) is at the top")
     regions.loc[1, "nominal_mean"] = 14.05
     assert "the most unfavourable reading for West" in _edge_regions(regions)[1]
+    assert "about 95% or more of the scenarios (within" in _edge_regions(regions)[1]
+
+
+def test_a_region_beyond_its_band_is_said_to_be_beyond_it():
+    """A nominal regional mean outside its band (choices that all move it one way) is not "at the
+    top" of it: at least 95% of the scenarios give a lower mean, a fact of the sample."""
+    from nqpf_sens.report.reading import _edge_regions
+
+    columns = ["region", "nominal_mean", "p05", "p05_high", "p95_low", "p95"]
+    regions = pd.DataFrame(
+        [["East", 39.9, 23.6, 23.9, 31.0, 31.6], ["West", 3.0, 4.4, 4.6, 7.5, 7.7]],
+        columns=columns,
+    )
+    east, west = _edge_regions(regions)
+    assert east == (
+        "East's nominal mean index (39.9) is above its 5th-95th percentile band over scenarios"
+        " (23.6-31.6): at least 95% of the scenarios give a lower mean, so the nominal method is"
+        " the most favourable reading for East."
+    )
+    assert "is below its 5th-95th" in west and "the most unfavourable reading for West" in west
 
 
 def test_bands_below_the_floor_of_a_rescaled_index_are_explained():

@@ -184,22 +184,26 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
 
 def _edge_regions(regions: pd.DataFrame) -> list[str]:
     """Regions whose nominal mean sits at an end of its 5th-95th percentile band (within the
-    band's Monte Carlo error): the nominal method is then the most (or least) favourable reading
-    of that region, which a band alone does not say."""
+    band's Monte Carlo error) or beyond it: the nominal method is then the most (or least)
+    favourable reading of that region, which a band alone does not say."""
     lines = []
     for row in regions.drop_duplicates("region", keep="last").itertuples():
         band = f"its 5th-95th percentile band over scenarios ({row.p05:.1f}-{row.p95:.1f})"
         if row.nominal_mean >= row.p95_low:
-            side, effect = "top", "give a lower"
+            high, effect = True, "give a lower"
         elif row.nominal_mean <= row.p05_high:
-            side, effect = "bottom", "give a higher"
+            high, effect = False, "give a higher"
         else:
             continue
+        if row.nominal_mean > row.p95 or row.nominal_mean < row.p05:  # a fact of the sample
+            where = f"{'above' if high else 'below'} {band}: at least 95% of the scenarios"
+        else:
+            where = f"at the {'top' if high else 'bottom'} of {band}: about 95% or more of the"
+            where += " scenarios (within Monte Carlo error)"
         lines.append(
-            f"{row.region}'s nominal mean index ({row.nominal_mean:.1f}) is at the {side} of "
-            f"{band}: about 95% or more of the scenarios {effect} mean (within Monte Carlo "
-            f"error), so the nominal method is the most "
-            f"{'favourable' if side == 'top' else 'unfavourable'} reading for {row.region}."
+            f"{row.region}'s nominal mean index ({row.nominal_mean:.1f}) is {where} {effect}"
+            f" mean, so the nominal method is the most {'' if high else 'un'}favourable reading"
+            f" for {row.region}."
         )
     return lines
 
