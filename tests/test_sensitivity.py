@@ -576,3 +576,45 @@ def test_region_means_of_a_chunk_that_keeps_no_scores():
     assert means.shape == (0, 3, 2)
     some = uncertainty.Study.region_means(regions, np.arange(8.0).reshape(1, 2, 4))
     np.testing.assert_allclose(some, [[[0.0, 1.5], [4.0, 5.5]]])
+
+
+def test_score_thresholds_cut_every_normalisation_on_the_nominal_scale(project):
+    """Thresholds are written for the nominal scale (min-max 0-100 here, the index 20-51): a
+    scenario normalised otherwise is cut after its index is mapped onto that scale, as its score
+    bands are. On its own scale (z-scores around 0) every unit fell in the lowest tier."""
+    (project / "t.toml").write_text(
+        """
+[run]
+name = "t"
+kind = "montecarlo"
+seed = 2
+[data]
+values = "values.csv"
+[tiers]
+scheme = "score_thresholds"
+thresholds = [40, 30]
+[sampling]
+n = 64
+[[factors]]
+name = "norm"
+kind = "choice"
+key = "normalisation"
+options = ["zscore", "rank"]
+[[factors]]
+name = "w"
+kind = "weights"
+level = 0
+"""
+    )
+    config, _, nominal, study = prepared_study(project / "t.toml")
+    batch = batch_for_rows(study, study.design.rows(0, 64))
+    result = study.engine().evaluate(batch)
+    index = uncertainty.on_nominal_scale(result.index[..., None], nominal.scores[0][..., -1:])
+    expected = config.pipeline.tiers.assign(index[..., 0], result.ranks)
+    found = uncertainty.thresholds_on_nominal_scale(study, batch, result).tiers
+    np.testing.assert_array_equal(found, expected)
+    bands = pd.read_csv(
+        run_config(project / "t.toml", out=project / "out", quiet=True) / "tier_bands.csv"
+    )
+    first = bands[bands.nominal_rank == 1].iloc[0]  # its index 50.7, far above the thresholds
+    assert first.nominal_tier == 1 and first.p_nominal_tier > 0.9

@@ -19,6 +19,7 @@ shared; the compiled kernels release the GIL) and forked copies of the run's pro
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
@@ -177,8 +178,30 @@ def _distinct_rows(choices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def evaluate_rows(study: Study, start: int, stop: int) -> ChunkStats:
     """Evaluate design rows ``[start, stop)`` and reduce them to chunk statistics."""
-    result = study.engine().evaluate(batch_for_rows(study, study.design.rows(start, stop)))
+    batch = batch_for_rows(study, study.design.rows(start, stop))
+    result = study.engine().evaluate(batch)
+    if study.rescale_scores:
+        result = thresholds_on_nominal_scale(study, batch, result)
     return summarise(study, result, start, stop)
+
+
+def thresholds_on_nominal_scale(
+    study: Study, batch: ScenarioBatch, result: BatchResult
+) -> BatchResult:
+    """Tiers by score thresholds when the normalisation varies: the thresholds are on the nominal
+    scale, so each scenario's index is first mapped onto it (:func:`on_nominal_scale`, as for
+    its score bands); under z-scores, say, the raw scores would all fall in the lowest tier.
+    Tiers by rank or by natural breaks are unchanged by such a map."""
+    rules = [pipeline.tiers for pipeline in batch.pipelines]
+    cut_by_score = {rule for rule in rules if rule.scheme == "score_thresholds"}
+    if not cut_by_score:
+        return result
+    index = on_nominal_scale(result.index[..., None], study.nominal_scores[..., -1:])[..., 0]
+    tiers = result.tiers.copy()
+    for rule in cut_by_score:
+        members = np.isin(batch.pipeline_index, [k for k, r in enumerate(rules) if r == rule])
+        tiers[members] = rule.assign(index[members], result.ranks[members])
+    return dataclasses.replace(result, tiers=tiers)
 
 
 def on_nominal_scale(scores: np.ndarray, nominal: np.ndarray) -> np.ndarray:
