@@ -1,8 +1,11 @@
 """The report's reading says only what the intervals support."""
 
+import numpy as np
 import pandas as pd
+from conftest import write_units_and_values
 
 from nqpf_sens.report.reading import reading
+from nqpf_sens.run import run_config
 
 
 def summary(st, low, high):
@@ -96,40 +99,49 @@ def test_negative_first_order_estimates_are_called_noise():
     assert any("1 of 2 S1 estimates are below 0: estimator noise" in line for line in found)
 
 
-def test_a_region_at_the_edge_of_its_band_is_said_to_be_read_most_favourably():
-    """A nominal regional mean at the top (bottom) of its 5th-95th percentile band, within the
-    band's Monte Carlo error, gets a sentence; one inside the band does not."""
+def test_a_region_whose_nominal_mean_tops_the_scenarios_is_said_to_be_read_favourably():
+    """A nominal regional mean above (below) the mean of about 95% or more of the scenarios,
+    within Monte Carlo error, gets a sentence with that share; one that scenarios leave as it is
+    (a factor without effect: a band of one point) or that half of them raise does not."""
     from nqpf_sens.report.reading import _edge_regions
 
-    columns = ["region", "nominal_mean", "p05", "p05_high", "p95_low", "p95"]
+    columns = ["region", "nominal_mean", "p05", "p95", "scenarios"]
+    shares = ["p_below_nominal", "p_above_nominal"]
     regions = pd.DataFrame(
-        [["East", 39.9, 37.3, 37.4, 39.8, 39.9], ["West", 15.0, 14.0, 14.1, 16.9, 17.0]],
-        columns=columns,
+        [
+            ["East", 39.9, 23.6, 31.6, 400, 1.0, 0.0],
+            ["West", 3.0, 3.2, 7.7, 400, 0.02, 0.96],
+            ["Central", 19.7, 19.7, 19.7, 400, 0.0, 0.0],
+            ["Northeast", 8.5, 8.5, 9.4, 400, 0.0, 0.5],
+        ],
+        columns=columns + shares,
     )
-    lines = _edge_regions(regions)
-    assert len(lines) == 1 and lines[0].startswith("East's nominal mean index (39.9) is at the top")
-    regions.loc[1, "nominal_mean"] = 14.05
-    assert "the most unfavourable reading for West" in _edge_regions(regions)[1]
-    assert "about 95% or more of the scenarios (within" in _edge_regions(regions)[1]
-
-
-def test_a_region_beyond_its_band_is_said_to_be_beyond_it():
-    """A nominal regional mean outside its band (choices that all move it one way) is not "at the
-    top" of it: at least 95% of the scenarios give a lower mean, a fact of the sample."""
-    from nqpf_sens.report.reading import _edge_regions
-
-    columns = ["region", "nominal_mean", "p05", "p05_high", "p95_low", "p95"]
-    regions = pd.DataFrame(
-        [["East", 39.9, 23.6, 23.9, 31.0, 31.6], ["West", 3.0, 4.4, 4.6, 7.5, 7.7]],
-        columns=columns,
-    )
+    for share in shares:
+        regions[f"{share}_se"] = np.sqrt(regions[share] * (1 - regions[share]) / 400)
     east, west = _edge_regions(regions)
     assert east == (
-        "East's nominal mean index (39.9) is above its 5th-95th percentile band over scenarios"
-        " (23.6-31.6): at least 95% of the scenarios give a lower mean, so the nominal method is"
-        " the most favourable reading for East."
+        "East's nominal mean index (39.9) is higher than in all 400 scenarios (5th-95th"
+        " percentile band 23.6-31.6): the nominal method is among the most favourable readings"
+        " for East."
     )
-    assert "is below its 5th-95th" in west and "the most unfavourable reading for West" in west
+    assert west.startswith("West's nominal mean index (3.0) is lower than in 96% (+/- 2%) of")
+    assert west.endswith("among the least favourable readings for West.")
+    assert _edge_regions(regions.drop(columns=shares)) == []  # a run saved without the shares
+
+
+def test_a_factor_without_effect_gives_no_region_a_favourable_reading(tmp_path):
+    """Every scenario equal to the nominal one (a choice whose options change nothing here):
+    no region is below or above its nominal mean, and the report says nothing of the kind."""
+    write_units_and_values(tmp_path)
+    (tmp_path / "r.toml").write_text(
+        '[run]\nname = "r"\nkind = "montecarlo"\nseed = 1\n[data]\nvalues = "values.csv"\n'
+        'units = "units.csv"\n[sampling]\nn = 16\n[[factors]]\nname = "fallback"\n'
+        'kind = "choice"\nkey = "treat_fallback"\noptions = ["log_CT", "boxcox"]\n'
+    )
+    folder = run_config(tmp_path / "r.toml", out=tmp_path / "out", quiet=True)
+    regions = pd.read_csv(folder / "region_bands.csv")
+    assert (regions.p_below_nominal == 0).all() and (regions.p_above_nominal == 0).all()
+    assert "favourable reading" not in (folder / "report.html").read_text(encoding="utf-8")
 
 
 def test_bands_below_the_floor_of_a_rescaled_index_are_explained():

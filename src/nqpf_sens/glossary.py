@@ -196,6 +196,12 @@ EXACT: dict[str, _Meaning] = {
     "p95": _Meaning(
         "the 95th percentile over scenarios of the region's mean index score", RESCALED, ORDER
     ),
+    "p_below_nominal": _probability(
+        "the region's mean index score is below its nominal mean", "beyond rounding; " + RESCALED
+    ),
+    "p_above_nominal": _probability(
+        "the region's mean index score is above its nominal mean", "beyond rounding; " + RESCALED
+    ),
     "p_paper_order": _probability(
         f"the regions' mean index scores keep the paper's order {' > '.join(REGION_ORDER)}",
         "the same on every row; empty unless all four regions are present",

@@ -183,28 +183,31 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
 
 
 def _edge_regions(regions: pd.DataFrame) -> list[str]:
-    """Regions whose nominal mean sits at an end of its 5th-95th percentile band (within the
-    band's Monte Carlo error) or beyond it: the nominal method is then the most (or least)
-    favourable reading of that region, which a band alone does not say."""
+    """Regions whose nominal mean is above (below) the mean of about 95% or more of the scenarios
+    (within Monte Carlo error): the nominal method is then among the most (or least) favourable
+    readings of that region, which a band alone does not say. Scenarios that leave the mean as
+    it is count on neither side."""
+    if "p_below_nominal" not in regions:  # saved before the shares were
+        return []
     lines = []
     for row in regions.drop_duplicates("region", keep="last").itertuples():
-        band = f"its 5th-95th percentile band over scenarios ({row.p05:.1f}-{row.p95:.1f})"
-        if row.nominal_mean >= row.p95_low:
-            high, effect = True, "give a lower"
-        elif row.nominal_mean <= row.p05_high:
-            high, effect = False, "give a higher"
-        else:
-            continue
-        if row.nominal_mean > row.p95 or row.nominal_mean < row.p05:  # a fact of the sample
-            where = f"{'above' if high else 'below'} {band}: at least 95% of the scenarios"
-        else:
-            where = f"at the {'top' if high else 'bottom'} of {band}: about 95% or more of the"
-            where += " scenarios (within Monte Carlo error)"
-        lines.append(
-            f"{row.region}'s nominal mean index ({row.nominal_mean:.1f}) is {where} {effect}"
-            f" mean, so the nominal method is the most {'' if high else 'un'}favourable reading"
-            f" for {row.region}."
-        )
+        for share, se, high in (
+            (row.p_below_nominal, row.p_below_nominal_se, True),
+            (row.p_above_nominal, row.p_above_nominal_se, False),
+        ):
+            if share < 0.5 or share + 1.96 * se < 0.95:
+                continue
+            than = (
+                f"all {int(row.scenarios):,} scenarios"
+                if share == 1
+                else f"{100 * share:.0f}% (+/- {100 * 1.96 * se:.0f}%) of the scenarios"
+            )
+            lines.append(
+                f"{row.region}'s nominal mean index ({row.nominal_mean:.1f}) is"
+                f" {'higher' if high else 'lower'} than in {than} (5th-95th percentile band"
+                f" {row.p05:.1f}-{row.p95:.1f}): the nominal method is among the"
+                f" {'most' if high else 'least'} favourable readings for {row.region}."
+            )
     return lines
 
 

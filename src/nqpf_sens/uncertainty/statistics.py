@@ -20,6 +20,7 @@ import pandas as pd
 from nqpf_sens.uncertainty.study import AGREEMENT_GRID, WITHIN_LIMITS, ChunkStats
 
 CONFIDENCE = 0.95  # of the quantiles' order-statistic intervals
+SAME_MEAN = 1e-9  # regional means closer to the nominal one than this (relative) equal it
 
 
 @dataclass(frozen=True)
@@ -236,10 +237,13 @@ def region_bands(
 ) -> pd.DataFrame:
     """Regional mean index scores per year, with bands and the probability that the regions keep
     ``expected_order`` (best first; the column ``p_paper_order``, NaN unless every region of the
-    order is present), from the systematic subsample of scenarios whose scores are kept
-    (``scenarios``)."""
+    order is present) and that a region's mean is below (above) its nominal one, from the
+    systematic subsample of scenarios whose scores are kept (``scenarios``)."""
     means = nominal_means + stats.region_means  # kept as differences
     n = len(means)
+    # a scenario within rounding of the nominal mean is neither below nor above it
+    tolerance = SAME_MEAN * max(1.0, float(np.nanmax(np.abs(nominal_means), initial=0.0)))
+    below, above = ((sign * stats.region_means > tolerance).mean(axis=0) for sign in (-1, 1))
     rows = []
     order = [labels.regions.index(r) for r in expected_order if r in labels.regions]
     paper_order = np.nan
@@ -260,6 +264,8 @@ def region_bands(
                     f"{statistic}_low": value_low[r],
                     f"{statistic}_high": value_high[r],
                 }
+            for side, share in (("below", below[t, r]), ("above", above[t, r])):
+                row |= _with_se(f"p_{side}_nominal", share, n)
             row |= {
                 "p_paper_order": paper_order,
                 "p_paper_order_se": float(binomial_se(paper_order, n)),
