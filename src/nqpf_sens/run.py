@@ -246,6 +246,9 @@ def _inputs(
     if problem:
         key, message = problem.split(": ", 1)
         raise UserError(message, config.path, f"[pipeline] {key}")
+    focus = config.raw.get("outputs", {}).get("focus_unit")
+    if focus and focus not in table.units:
+        raise UserError(f"{focus!r} is not a unit of the data", config.path, "[outputs] focus_unit")
     if config.data.compare_with_paper:
         problem = paper_problem(spec, table)
         if problem:
