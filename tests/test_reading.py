@@ -181,3 +181,22 @@ def test_the_sobol_sentences_state_the_configured_confidence():
     found = " ".join(line for line, _ in reading(manifest, tables))
     assert "(90% intervals overlap)" in found and "upper end of the 90% interval" in found
     assert "95%" not in found
+
+
+def test_single_changes_of_a_panel_are_counted_by_change_not_by_year():
+    """The one-at-a-time summary of data with several years has a row per change and year: two
+    changes over three years are two changes, and the largest move names its year."""
+    from nqpf_sens.report.reading import _single_changes_line
+
+    summary = pd.DataFrame(
+        {
+            "change": ["norm = rank"] * 3 + ["aggregation = geometric"] * 3,
+            "year": [2020, 2021, 2022] * 2,
+            "mean_abs_shift": [0.4, 1.2, 0.0, 0.0, 0.0, 0.0],
+            "max_abs_shift": [2, 3, 0, 0, 0, 0],
+            "spearman": [0.99, 0.95, 1.0, 1.0, 1.0, 1.0],
+        }
+    )
+    line = _single_changes_line(summary)
+    assert "norm = rank moves the ranking most in 2021 (mean |rank shift| 1.20" in line
+    assert line.endswith("1 of 2 single changes move no unit at all.")

@@ -353,18 +353,24 @@ def _coherence_line(statistics: pd.DataFrame, correlations: pd.DataFrame) -> str
 
 
 def _single_changes_line(summary: pd.DataFrame) -> str:
-    """The single choice that moves the ranking most, and how many move nothing."""
+    """The single choice that moves the ranking most, and how many move nothing (in any year:
+    the summary has a row per change and year when the data have several)."""
     ran = summary[summary.mean_abs_shift.notna()]
     if ran.empty:
         return "No single change of a choice could be evaluated."
     largest = ran.loc[ran.mean_abs_shift.idxmax()]
-    still = int((ran.max_abs_shift == 0).sum())
+    by_change = ran.groupby("change", sort=False).max_abs_shift.max()
     return (
-        f"One choice at a time, everything else nominal: {largest.change} moves the ranking most "
-        f"(mean |rank shift| {largest.mean_abs_shift:.2f}, at most {int(largest.max_abs_shift)} "
-        f"places, Spearman {largest.spearman:.3f}); {still} of {len(ran)} single changes move no "
-        "unit at all."
+        f"One choice at a time, everything else nominal: {largest.change} moves the ranking most"
+        f"{_in_year(largest)} (mean |rank shift| {largest.mean_abs_shift:.2f}, at most "
+        f"{int(largest.max_abs_shift)} places, Spearman {largest.spearman:.3f}); "
+        f"{int((by_change == 0).sum())} of {len(by_change)} single changes move no unit at all."
     )
+
+
+def _in_year(row: pd.Series) -> str:
+    """' in 2021' for a row of a table with a year column (data of several years), else ''."""
+    return f" in {int(row.year)}" if "year" in row.index and pd.notna(row.year) else ""
 
 
 def _importance_line(importance: pd.DataFrame) -> str:
@@ -432,7 +438,7 @@ def _what_if_line(what_if: pd.DataFrame) -> str:
     direction = "falls" if largest["shift"] > 0 else "rises"
     return (
         f"Leaving one part out at a time (a structural what-if, not an uncertainty): the largest "
-        f"move is {largest.unit}, which {direction} {abs(int(largest['shift']))} places "
-        f"{largest.change}; {calm} of {len(by_change)} such changes move no unit by more than "
-        "2 places."
+        f"move is {largest.unit}{_in_year(largest)}, which {direction} "
+        f"{abs(int(largest['shift']))} places {largest.change}; {calm} of {len(by_change)} such "
+        "changes move no unit by more than 2 places."
     )
