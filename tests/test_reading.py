@@ -91,6 +91,9 @@ def test_a_certain_tier_needs_enough_scenarios_to_be_called_robust():
     few = " ".join(lines({"tier_bands": bands.assign(scenarios=16)}))
     many = " ".join(lines({"tier_bands": bands.assign(scenarios=2048)}))
     assert "0 of them robust" in few and "1 of them robust" in many
+    assert "least robust" not in few  # it never left its tier: too few scenarios, not fragile
+    assert "1 unit keeps its tier in 90% or more of the scenarios but too few" in few
+    assert "too few" not in many
 
 
 def test_negative_first_order_estimates_are_called_noise():

@@ -241,7 +241,7 @@ def _tier_lines(bands: pd.DataFrame) -> list[str]:
         + "; ".join(described)
         + "."
     ]
-    fragile = bands[~robust].sort_values("p_nominal_tier")
+    fragile = bands[bands.p_nominal_tier < 0.9].sort_values("p_nominal_tier")
     if len(fragile):
         described = [
             f"{r.unit} (tier {r.nominal_tier} in {100 * r.p_nominal_tier:.0f}%, "
@@ -249,6 +249,13 @@ def _tier_lines(bands: pd.DataFrame) -> list[str]:
             for r in fragile.head(8).itertuples()
         ]
         lines.append("The least robust: " + "; ".join(described) + ".")
+    undecided = int((~robust & (bands.p_nominal_tier >= 0.9)).sum())
+    if undecided:
+        lines.append(
+            f"{plural(undecided, 'unit')} {'keeps its' if undecided == 1 else 'keep their'} "
+            "tier in 90% or more of the scenarios but too few scenarios were run to tell that "
+            "beyond Monte Carlo error (a larger n would)."
+        )
     return lines
 
 
