@@ -203,3 +203,30 @@ def test_single_changes_of_a_panel_are_counted_by_change_not_by_year():
     line = _single_changes_line(summary)
     assert "norm = rank moves the ranking most in 2021 (mean |rank shift| 1.20" in line
     assert line.endswith("1 of 2 single changes move no unit at all.")
+
+
+def test_sobol_outputs_too_uncertain_to_rank_factors_are_not_read():
+    """R_S and all ranks flagged unreliable (an ST interval wider than 0.3): no leader is named
+    and no interaction share is read; a small interaction share is not called a combination."""
+    table = summary([0.89, 0.1, 0.1], [0.54, 0.0, 0.0], [1.0, 0.3, 0.3])
+    outputs = pd.DataFrame(
+        {
+            "output": ["rank_shift", "all_ranks", "rank:u1"],
+            "reliable": ["False", "False", "True"],
+            "interaction_share": [0.4, 0.3, 0.2],
+        }
+    )
+    found = lines({"sobol_summary": table, "sobol_outputs": outputs})
+    assert not any("largest total effect" in line or "Interactions" in line for line in found)
+    assert any("Not read: the Sobol indices of the mean rank shift R_S" in line for line in found)
+    assert any("Not read: the Sobol indices of all units' ranks" in line for line in found)
+    outputs["reliable"] = "True"
+    outputs.loc[0, "interaction_share"] = 0.01
+    found = lines({"sobol_summary": table, "sobol_outputs": outputs})
+    assert any("'a' has the largest total effect on the mean rank shift" in line for line in found)
+    assert any(
+        "Interactions: 1% of the variance" in line and "act mostly alone" in line for line in found
+    )
+    outputs.loc[0, "interaction_share"] = float("nan")  # R_S does not vary
+    found = lines({"sobol_summary": table, "sobol_outputs": outputs})
+    assert not any("Interactions" in line or "sum to" in line for line in found)

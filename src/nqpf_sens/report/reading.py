@@ -287,14 +287,29 @@ def _leaders(summary: pd.DataFrame, name: str, what: str, level: float) -> str |
     )
 
 
+INTERACTING = 0.1  # a share of variance no factor explains alone that calls for combinations
+
+
 def _sobol_lines(
     summary: pd.DataFrame, outputs: pd.DataFrame | None, level: float = 0.95
 ) -> list[str]:
-    """The Sobol findings; ``level`` is the confidence of the indices' intervals."""
-    lines = [
-        _leaders(summary, "ST_rank_shift", "the mean rank shift R_S", level),
-        _leaders(summary, "ST_ranks", "all units' ranks (variance-weighted)", level),
-    ]
+    """The Sobol findings; ``level`` is the confidence of the indices' intervals. An output whose
+    indices cannot rank the factors (``reliable`` False in ``outputs``) is not read."""
+    unreliable = (
+        set() if outputs is None else set(outputs.output[outputs.reliable.astype(str) != "True"])
+    )
+    lines: list[str | None] = []
+    for output, column, what in (
+        ("rank_shift", "ST_rank_shift", "the mean rank shift R_S"),
+        ("all_ranks", "ST_ranks", "all units' ranks (variance-weighted)"),
+    ):
+        if output in unreliable:
+            lines.append(
+                f"Not read: the Sobol indices of {what}, whose intervals are too wide to rank "
+                "the factors (a larger n narrows them)."
+            )
+        else:
+            lines.append(_leaders(summary, column, what, level))
     most = summary.units_where_top.max()
     leading = summary[summary.units_where_top == most].factor.tolist()
     if most > 0:
@@ -305,24 +320,30 @@ def _sobol_lines(
             "estimate: a close second is not told apart)."
         )
     if outputs is not None:
-        reliable = outputs.reliable.astype(str) == "True"
-        ranks = outputs.output.str.startswith("rank:")
-        set_aside = outputs[ranks & ~reliable]
-        if len(set_aside):
-            names = ", ".join(set_aside.output.str.removeprefix("rank:").head(6))
+        set_aside = [o for o in outputs.output if o in unreliable and o.startswith("rank:")]
+        if set_aside:
+            names = ", ".join(o.removeprefix("rank:") for o in set_aside[:6])
             lines.append(
                 f"Not read: the Sobol indices of {plural(len(set_aside), 'unit')} whose rank "
                 f"hardly varies or whose intervals are too wide ({names})."
             )
         shares = outputs.set_index("output").interaction_share
-        if "rank_shift" in shares and shares["rank_shift"] >= 0:
-            lines.append(
-                f"Interactions: {100 * shares['rank_shift']:.0f}% of the variance of R_S is "
-                "explained by no factor alone (1 - sum of S1): choices matter in combination."
+        share = None if "rank_shift" in unreliable else shares.get("rank_shift")
+        if share is None or pd.isna(share):
+            pass  # R_S does not vary, or its indices are not read
+        elif share >= 0:
+            meaning = (
+                "choices matter in combination"
+                if share >= INTERACTING
+                else "the factors act mostly alone"
             )
-        elif "rank_shift" in shares and shares["rank_shift"] < 0:
             lines.append(
-                f"The S1 of R_S sum to {1 - shares['rank_shift']:.2f}, above 1: estimator noise, "
+                f"Interactions: {100 * share:.0f}% of the variance of R_S is explained by no "
+                f"factor alone (1 - sum of S1, a point estimate): {meaning}."
+            )
+        else:
+            lines.append(
+                f"The S1 of R_S sum to {1 - share:.2f}, above 1: estimator noise, "
                 "and no sign of interactions."
             )
     inert = summary[summary.max_ST_high_ranks < 0.05].factor.tolist()
