@@ -164,10 +164,20 @@ def optimal_weights_tables(
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Optimised weights of every weighted level in turn (the others nominal), by file name, and
     a note per level left out: one whose nodes' correlations with the index do not sum to a
-    clearly positive total has no influence shares (COINr divides by that total)."""
+    clearly positive total has no influence shares (COINr divides by that total); one aggregated
+    by Copeland's rule on the way to the index is a step function of its weights (votes flip at
+    ties), which a gradient search cannot optimise."""
     rows, summaries, notes = [], [], []
+    n_levels = len(engine.spec.levels) - 1
     for k, names in enumerate(engine.spec.levels[:-1]):
         if len(names) < 2:
+            continue
+        copeland = [j for j in range(k, n_levels) if pipeline.aggregation_at(j) == "copeland"]
+        if copeland:
+            notes.append(
+                f"optimal weights of level {k} skipped: Copeland aggregation (level "
+                f"{copeland[0]}) makes the index a step function of its weights"
+            )
             continue
         if not correlations(levels[-1].T, levels[k]).sum() > MIN_CORRELATION_TOTAL:
             notes.append(
