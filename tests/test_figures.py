@@ -92,3 +92,43 @@ def test_quadrant_labels_never_overlap_in_a_crowded_corner():
     assert crossings(naive) > 0
     plt.close(placed)
     plt.close(naive)
+
+
+def test_a_panel_of_several_units_draws_one_units_trajectory(tmp_path):
+    """Several units over several years: the trajectory is the first unit's (or the focus
+    unit's), named in its title and caption; averaging every unit's quantiles year by year drew
+    the band of no quantity."""
+    from nqpf_sens.run import run_config
+
+    (tmp_path / "meta.csv").write_text(
+        "code,dimension,weight,direction\na1,A,1,positive\na2,A,1,positive\nb1,B,1,positive\n"
+    )
+    rng = np.random.default_rng(0)
+    rows = [
+        (unit, code, year, float(rng.uniform(1, 10)))
+        for unit in ("U1", "U2", "U3")
+        for code in ("a1", "a2", "b1")
+        for year in (2021, 2022)
+    ]
+    pd.DataFrame(rows, columns=["unit", "indicator", "year", "value"]).to_csv(
+        tmp_path / "values.csv", index=False
+    )
+    config = (
+        '[run]\nname = "panel"\nkind = "montecarlo"\nseed = 1\n[data]\nmetadata = "meta.csv"\n'
+        'values = "values.csv"\n[sampling]\nn = 16\n[outputs]\nsvg = true\n{focus}'
+        '[[factors]]\nname = "w"\nkind = "weights"\nlevel = 0\n'
+    )
+    drawn = []
+    for focus in ("", 'focus_unit = "U2"\n'):
+        (tmp_path / "p.toml").write_text(config.format(focus=focus))
+        folder = run_config(tmp_path / "p.toml", out=tmp_path / f"out{len(drawn)}", quiet=True)
+        bands = pd.read_csv(folder / "tier_bands.csv")
+        first = bands[bands.year == 2022].sort_values("nominal_rank").unit.iloc[0]
+        unit = "U2" if focus else first
+        svg = (folder / "figures" / "trajectory.svg").read_text(encoding="utf-8")
+        assert f"Trajectory of {unit} with its band" in svg
+        page = (folder / "report.html").read_text(encoding="utf-8")
+        assert (
+            f"Trajectory of {unit}&#x27;s index" in page or f"Trajectory of {unit}'s index" in page
+        )
+        drawn.append(unit)

@@ -557,10 +557,13 @@ def trajectory(
     bands: pd.DataFrame,
     aggregates: list[str],
     published: dict[str, tuple[int, float]] | None = None,
+    unit: str | None = None,
 ) -> Figure:
-    """Fan chart of the index and sub-indices over the years (median, 5th-95th percentile and
-    nominal), with the values a publication gives (``published``: aggregate -> (year, value))
-    drawn beside them."""
+    """Fan chart of one unit's index and sub-indices over the years (median, 5th-95th percentile
+    and nominal; ``bands``: its rows, one a year), with the values a publication gives
+    (``published``: aggregate -> (year, value)) drawn beside them; ``unit`` names it in the
+    title."""
+    heading = f"Trajectory of {unit} with its band" if unit else "Trajectory with its band"
     figure, axes = plt.subplots(
         1, len(aggregates), figsize=(2.2 * len(aggregates), 2.1), sharex=True
     )
@@ -572,12 +575,14 @@ def trajectory(
         top=2 * _title(),
         right=0.2,
         gap=(y_ticks + 0.1, 0.0),
-        heading="Trajectory with its band",
+        heading=heading,
     )
+    if bands.unit.nunique() > 1:
+        raise ValueError("trajectory: the bands of one unit")
     for axis, name in zip(np.atleast_1d(axes), aggregates, strict=True):
-        frame = bands.groupby("year")[
+        frame = bands.set_index("year")[
             [f"{name}_p05", f"{name}_median", f"{name}_p95", f"{name}_nominal"]
-        ].mean()
+        ]
         axis.fill_between(
             frame.index,
             frame[f"{name}_p05"],
@@ -600,7 +605,7 @@ def trajectory(
             )
         axis.set_title(name)
     np.atleast_1d(axes)[0].legend(frameon=False, fontsize=7)
-    _suptitle(figure, "Trajectory with its band")
+    _suptitle(figure, heading)
     return figure
 
 
@@ -736,11 +741,18 @@ def make_figures(
     if multi_year:
         about = manifest.get("about") or {}
         published = national_published() if about.get("shipped") == "national" else None
+        # several units: the focus unit's (default: the first in the last year), not a mean of
+        # quantiles, which is the band of no quantity
+        last_year = bands[bands.year == bands.year.max()].sort_values("nominal_rank")
+        focus = outputs.get("focus_unit")
+        unit = focus if focus in set(bands.unit) else last_year.unit.iloc[0]
+        several = bands.unit.nunique() > 1
+        whose, named = (f"{unit}'s", labels.get(unit, unit)) if several else ("the", None)
         add(
             trajectory,
-            (bands, aggregates, published),
+            (bands[bands.unit == unit], aggregates, published, named),
             "trajectory",
-            "Trajectory of the index and sub-indices with the 5th-95th percentile band"
+            f"Trajectory of {whose} index and sub-indices with the 5th-95th percentile band"
             + (
                 "; x: the paper's published 2022 values, which its stated inputs cannot give "
                 "under its method (DATA.md)."
