@@ -154,7 +154,10 @@ HELP: dict[str, dict[str, str]] = {
         "top": "Report P(rank <= top).",
         "convergence_tolerance": "Relative change that counts as converged in the convergence "
         "check.",
-        "focus_unit": "The unit of the per-unit Sobol figure. Default: the first in rank order.",
+        "focus_unit": (
+            "The unit of the per-unit Sobol figure and, for data of several years, of the "
+            "trajectory figure. Default: the first in rank order (of the last year)."
+        ),
         "labels": "en or zh (Chinese unit names in the figures, with a CJK font).",
         "figures": "Draw the figures and report.html.",
         "svg": "Also save each figure as SVG (a second rendering: off by default).",
