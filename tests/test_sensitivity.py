@@ -618,3 +618,35 @@ level = 0
     )
     first = bands[bands.nominal_rank == 1].iloc[0]  # its index 50.7, far above the thresholds
     assert first.nominal_tier == 1 and first.p_nominal_tier > 0.9
+
+
+@pytest.mark.parametrize(
+    "factors, noted",
+    [
+        ('key = "treat_fallback"\noptions = ["log_CT", "boxcox"]', True),
+        ('key = "power"\noptions = [0.5, 2.0]', True),
+        ('key = "mean_shift"\noptions = [0.01, 0.1]', True),
+        (
+            'key = "mean_shift"\noptions = [0.01, 0.1]\n[[factors]]\nname = "a"\nkind = "choice"\n'
+            'key = "aggregation"\noptions = ["arithmetic", ["arithmetic", "geometric"]]',
+            False,
+        ),
+        (
+            'key = "treat_fallback"\noptions = ["log_CT", "boxcox"]\n[[factors]]\nname = "t"\n'
+            'kind = "choice"\nkey = "transformation"\noptions = ["none", "treat"]',
+            False,
+        ),
+    ],
+)
+def test_a_choice_that_only_matters_under_a_setting_nothing_chooses_is_noted(
+    project, factors, noted
+):
+    """A treatment, mean or shift parameter varied where neither the pipeline nor any factor
+    picks the method it steers: every index of it is 0, and the run says why."""
+    (project / "c.toml").write_text(
+        '[run]\nname = "c"\nkind = "montecarlo"\n[data]\nvalues = "values.csv"\n'
+        f'[sampling]\nn = 8\n[[factors]]\nname = "p"\nkind = "choice"\n{factors}\n'
+    )
+    config, table, nominal, _ = prepared_study(project / "c.toml")
+    notes = prepare_study(config, load_inputs(config)[0], table, nominal).notes
+    assert any(n.startswith("factor 'p':") and "only matters under" in n for n in notes) == noted

@@ -121,7 +121,44 @@ def _not_exercised(
                 f"factor '{factor.name}': "
                 "no indicator is flagged for transformation in the metadata"
             )
+    for factor in factors.choices:
+        governing = SETTING_NEEDS.get(factor.key)
+        if governing is None:
+            continue
+        key, enabling = governing
+        reachable = _values(getattr(config.pipeline, key)) | {
+            value for f in factors.choices if f.key == key for value in _values(f.options)
+        }
+        if not reachable & set(enabling):
+            notes.append(
+                f"factor '{factor.name}': {factor.key} only matters under {key} = "
+                f"{' or '.join(enabling)}, which neither the pipeline nor any factor chooses"
+            )
     return notes
+
+
+#: choices that only matter under some values of another: (that key, those values)
+_TREAT = ("transformation", ("treat",))
+_SHIFTED_MEANS = ("aggregation", ("geometric", "harmonic", "generalised"))
+SETTING_NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "winsor_limit": ("transformation", ("winsorise",)),
+    "winsor_max": _TREAT,
+    "skew_threshold": _TREAT,
+    "kurtosis_threshold": _TREAT,
+    "treat_fallback": _TREAT,
+    "force_winsorise": _TREAT,
+    "boxcox_lambda": _TREAT,
+    "power": ("aggregation", ("generalised",)),
+    "mean_shift": _SHIFTED_MEANS,
+    "nonpositive": _SHIFTED_MEANS,
+}
+
+
+def _values(setting: object) -> set[object]:
+    """The values a setting holds: itself, or each of a per-level tuple's (or an option's)."""
+    if isinstance(setting, (list, tuple)):
+        return {value for item in setting for value in _values(item)}
+    return {setting}
 
 
 def prepare_study(
