@@ -132,3 +132,36 @@ def test_a_panel_of_several_units_draws_one_units_trajectory(tmp_path):
             f"Trajectory of {unit}&#x27;s index" in page or f"Trajectory of {unit}'s index" in page
         )
         drawn.append(unit)
+
+
+def test_undefined_statistics_draw_without_a_warning(tmp_path):
+    """A dimension constant across units (its importance is undefined) and a factor that moves no
+    rank (the ST of R_S is undefined): the run says nothing on the terminal (numpy's All-NaN
+    warnings leaked from the convergence figure and the importance intervals)."""
+    import subprocess
+    import sys
+
+    from conftest import synthetic_frame
+
+    from nqpf_sens import nqpf_spec
+
+    frame = synthetic_frame(nqpf_spec(), n_units=8)
+    spec = nqpf_spec()
+    constant = [c for c, d in zip(spec.indicators, spec.parents[0], strict=True) if d == 2]
+    frame[constant] = 5.0
+    frame.to_csv(tmp_path / "values.csv", index=False)
+    (tmp_path / "c.toml").write_text(
+        '[run]\nname = "c"\nkind = "sobol"\n[data]\nvalues = "values.csv"\n[sampling]\nn = 16\n'
+        'bootstrap = 10\n[[factors]]\nname = "f"\nkind = "choice"\nkey = "treat_fallback"\n'
+        'options = ["log_CT", "boxcox"]\n[[factors]]\nname = "g"\nkind = "choice"\n'
+        'key = "winsor_max"\noptions = [1, 2]\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "nqpf_sens", "run", "c.toml", "--out", "out", "--quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert (tmp_path / "out" / "figures" / "convergence.png").is_file()

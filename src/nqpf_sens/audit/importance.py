@@ -16,6 +16,7 @@ arithmetic index).
 
 from __future__ import annotations
 
+import warnings
 import numpy as np
 import pandas as pd
 
@@ -170,8 +171,10 @@ def importance_table(
     for members in grouped.indices.values():
         with np.errstate(divide="ignore", invalid="ignore"):
             shares[members] = shares[members] / shares[members].sum(axis=0)
-    frame["importance_share_low"] = np.nanquantile(shares, alpha, axis=1)
-    frame["importance_share_high"] = np.nanquantile(shares, 1 - alpha, axis=1)
+    with warnings.catch_warnings():  # a part constant across units has no share: NaN, said so
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        frame["importance_share_low"] = np.nanquantile(shares, alpha, axis=1)
+        frame["importance_share_high"] = np.nanquantile(shares, 1 - alpha, axis=1)
     frame["effective_share"] = frame.effective / grouped.effective.transform("sum")
     frame["importance_minus_nominal"] = frame.importance_share - frame.nominal_share
     frame["importance_over_nominal"] = frame.importance_share / frame.nominal_share

@@ -662,8 +662,9 @@ def convergence(table: pd.DataFrame, rank_target: float) -> Figure:
     # from zero: a change of a few thousandths is drawn as the small change it is, not a V
     reach = 1.96 * shown.standard_error
     drawn = np.r_[shown.value + reach, shown.value - reach, *(shown[c] for c in blocks)]
-    highest = np.nanmax(np.abs(drawn)) if np.isfinite(drawn).any() else 1.0
-    axes[1].set_ylim(min(0.0, float(np.nanmin(drawn)) * 1.1), 1.1 * highest or 1.0)
+    finite = drawn[np.isfinite(drawn)]  # none where the statistic is undefined (R_S constant)
+    highest, lowest = (np.abs(finite).max(), finite.min()) if finite.size else (1.0, 0.0)
+    axes[1].set_ylim(min(0.0, float(lowest) * 1.1), 1.1 * highest or 1.0)
     axes[1].set_xticks(x, shown["item"], rotation=45, ha="right", fontsize=7)
     axes[1].set_title(f"{title}: whole sample (95%) and blocks", fontsize=9)
     _suptitle(figure, "Convergence: disjoint blocks of the design")
