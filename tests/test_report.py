@@ -220,7 +220,7 @@ values = '{image}.csv'
 [pipeline]
 reference_unit = '{script} 0'
 [sampling]
-n = 16
+n = 64
 [outputs]
 figures = false
 [audit]
@@ -232,6 +232,7 @@ rank_bounds = false
 name = '{script}'
 kind = "weights"
 level = 0
+spread = 0.9
 description = '{image}'
 """
 
