@@ -17,6 +17,7 @@ arithmetic index).
 from __future__ import annotations
 
 import warnings
+
 import numpy as np
 import pandas as pd
 
