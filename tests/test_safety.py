@@ -18,7 +18,7 @@ import pytest
 from conftest import synthetic_frame
 
 from nqpf_sens.cli import main
-from nqpf_sens.outputs import MARKER, destination_lock
+from nqpf_sens.outputs import LOCK_TEXT, MARKER, destination_lock
 from nqpf_sens.uncertainty.chunks import (
     KEY_MEMBER,
     WORK_STAMP,
@@ -164,6 +164,22 @@ def test_a_second_run_on_the_same_destination_is_refused(project, capsys):
     with destination_lock(project / "results" / "base"):
         assert "another nqpf_sens run" in refused(capsys, "run", "base.toml")
     assert main(["run", "base.toml", "--quiet"]) == 0  # the lock is gone with its holder
+
+
+@pytest.mark.parametrize("command", ["run", "report"])
+def test_a_file_with_the_lock_files_name_is_the_users_and_survives(project, capsys, command):
+    """A file of the user's where the lock file goes is neither used as the lock nor deleted
+    (it was, when the run ended); a lock left by a run that was killed is taken over."""
+    (project / "results").mkdir()
+    assert main(["run", "base.toml", "--quiet"]) == 0
+    argv = ["run", "base.toml", "--quiet"] if command == "run" else ["report", "results/base"]
+    lock = project / "results" / ".base.lock"
+    lock.write_text("my notes\n")
+    assert "did not make has the name of its lock file" in refused(capsys, *argv)
+    assert lock.read_text() == "my notes\n"
+    lock.write_bytes(LOCK_TEXT)  # as a run that was killed leaves it
+    assert main(argv) == 0
+    assert not lock.exists()
 
 
 def interrupted_study(project, monkeypatch):

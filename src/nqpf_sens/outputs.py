@@ -7,7 +7,8 @@ else. The root, the home folder, the working folder and any folder that contains
 data or the installed package are always refused; symbolic links are never followed or deleted.
 Publishing swaps the two folders atomically (``renameat2``; elsewhere: rename aside, move in), so a
 crash at any instant leaves the old or the new result, and deleting the old one removes only the
-files its marker lists. A lock beside the destination keeps two runs from writing it at once.
+files its marker lists. A lock file beside the destination keeps two runs from writing it at
+once; a file of its name that the tool did not make is left alone and the run refused.
 Folders are created with the user's umask.
 """
 
@@ -20,6 +21,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -245,13 +247,23 @@ def remove_empty_folders(folders: Iterable[Path]) -> None:
 
 @contextmanager
 def destination_lock(final: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``final`` (a lock file beside it) or refuse in one line."""
+    """Hold an exclusive lock on ``final`` (a lock file beside it) or refuse in one line. The
+    lock file is one this tool made (it appears whole, holding :data:`LOCK_TEXT`): a file of
+    that name that holds anything else is the user's, left alone, and the run refused."""
     lock = final.with_name(f".{final.name}.lock")
     while True:
+        _place_lock(lock)
         try:
-            handle = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+            handle = os.open(lock, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:  # removed by the run that held it: place a new one
+            continue
         except OSError as exc:
-            raise UserError(f"cannot create the lock file ({exc.strerror})", lock) from None
+            raise UserError(f"cannot open the lock file ({exc.strerror})", lock) from None
+        if not _is_lock(handle):
+            os.close(handle)
+            raise UserError(
+                "a file nqpf_sens did not make has the name of its lock file: move it away", lock
+            )
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -270,9 +282,40 @@ def destination_lock(final: Path) -> Iterator[None]:
         yield
     finally:
         try:
-            os.unlink(lock)
+            os.unlink(lock)  # ours: locked, and only a holder of the lock removes it
         finally:
             os.close(handle)
+
+
+LOCK_TEXT = b"nqpf_sens: a run holds this file while it writes the folder beside it\n"
+
+
+def _place_lock(lock: Path) -> None:
+    """Create the lock file, whole, unless a file of its name exists: written under a new name,
+    then linked into place (a link never replaces a file), so that no run sees it half-written."""
+    temporary = lock.with_name(f"{lock.name}.{secrets.token_hex(4)}")
+    try:
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+    except OSError as exc:
+        raise UserError(f"cannot create the lock file ({exc.strerror})", lock) from None
+    try:
+        os.write(handle, LOCK_TEXT)
+        os.close(handle)
+        os.link(temporary, lock, follow_symlinks=False)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise UserError(f"cannot create the lock file ({exc.strerror})", lock) from None
+    finally:
+        os.unlink(temporary)
+
+
+def _is_lock(handle: int) -> bool:
+    """Whether an open file is a lock file this tool made: a regular file holding LOCK_TEXT."""
+    status = os.fstat(handle)
+    if not stat.S_ISREG(status.st_mode) or status.st_size != len(LOCK_TEXT):
+        return False
+    return os.pread(handle, len(LOCK_TEXT) + 1, 0) == LOCK_TEXT
 
 
 @contextmanager
