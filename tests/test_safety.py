@@ -715,3 +715,12 @@ def test_the_resource_check_counts_what_forked_workers_copy(tmp_path):
     check_resources(threads, None, memory=int(needed))
     with pytest.raises(UserError, match=r"\[run\] jobs: .*forked workers.*backend = \"threading\""):
         check_resources(forks, None, memory=int(needed))
+
+
+def test_folders_made_for_a_destination_that_cannot_be_made_are_removed(project, capsys):
+    """A destination whose name the file system refuses (too long): the parent folders the run
+    made for it are gone again, and a folder of the user's on the way is kept."""
+    (project / "mine").mkdir()
+    out = project / "mine" / "new" / "deeper" / ("n" * 300) / "result"
+    assert "cannot create the folder" in refused(capsys, "run", "base.toml", "--out", str(out))
+    assert (project / "mine").is_dir() and not (project / "mine" / "new").exists()

@@ -224,20 +224,24 @@ def publish(staging: Path, final: Path) -> None:
 
 def make_folders(folder: Path) -> list[Path]:
     """Create ``folder`` and its missing parents (umask honoured); returns those created, deepest
-    first, so that a failed run can remove them again."""
-    created = []
+    first, so that a failed run can remove them again. If one cannot be made (a name too long,
+    say), those made before it are removed at once."""
+    missing = []
     for path in [folder, *folder.parents]:
         if path.exists():
             break
-        created.append(path)
-    for path in reversed(created):
+        missing.append(path)
+    made: list[Path] = []
+    for path in reversed(missing):
         try:
             path.mkdir()
-        except FileExistsError:
-            pass
+        except FileExistsError:  # made meanwhile by someone else: not ours to remove
+            continue
         except OSError as exc:
+            remove_empty_folders(reversed(made))
             raise UserError(f"cannot create the folder ({exc.strerror})", path) from None
-    return created
+        made.append(path)
+    return made[::-1]
 
 
 def remove_empty_folders(folders: Iterable[Path]) -> None:
