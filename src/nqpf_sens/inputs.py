@@ -54,12 +54,32 @@ def unit_attributes(config: RunConfig, table: IndicatorTable) -> pd.DataFrame:
         frame = read_csv(config.data.units)
         if "unit" not in frame:
             raise UserError("missing column 'unit'", config.data.units)
+        twice = frame.unit[frame.unit.duplicated()]
+        if len(twice):
+            raise UserError(f"unit '{twice.iloc[0]}' is listed twice", config.data.units)
         frame = frame.set_index("unit")
+        source = config.data.units
     elif config.data.values is None and config.data.shipped == "provinces":
         frame = read_csv(nqpf.packaged(nqpf.UNITS)).set_index("unit")
+        source = nqpf.packaged(nqpf.UNITS)
     else:
-        frame = table.attributes
-    return frame.reindex(list(table.units)).rename_axis("unit")
+        frame, source = table.attributes, table.source
+    frame = frame.reindex(list(table.units)).rename_axis("unit")
+    if "gdp_per_capita" in frame:
+        frame["gdp_per_capita"] = _positive_numbers(frame.gdp_per_capita, source)
+    return frame
+
+
+def _positive_numbers(column: pd.Series, source: Path | None) -> pd.Series:
+    """A column of positive finite numbers (empty cells allowed), or an error naming the cell."""
+    values = pd.to_numeric(column, errors="coerce")
+    bad = (column.notna() & values.isna()) | ~(values.isna() | (np.isfinite(values) & (values > 0)))
+    if bad.any():
+        unit = bad.index[bad.to_numpy().argmax()]
+        raise UserError(
+            f"unit '{unit}': {column.name} {column[unit]!r} is not a positive number", source
+        )
+    return values
 
 
 def input_files(config: RunConfig) -> list[Path]:
