@@ -308,3 +308,17 @@ def test_pca_of_a_constant_child_is_undefined(spec):
     assert variance[variance.node == "d1"].eigenvalue.isna().all()
     assert loadings[loadings.node == "d1"].loading.isna().all()
     assert variance[variance.node == "d2"].eigenvalue.notna().all()
+
+
+def test_statistics_of_huge_values_are_finite():
+    """Values near 1e200 (their squares overflow): the same skewness, kurtosis and relative
+    spread as the values near 1, and a finite standard deviation."""
+    from nqpf_sens.audit.coherence import indicator_statistics
+
+    small = np.array([[1.0, 2.0], [2.0, 3.0], [4.0, 1.0], [9.0, 7.0], [3.0, 2.5]])
+    plain = indicator_statistics(small, ["a", "b"])
+    huge = indicator_statistics(small * 1e200, ["a", "b"])
+    for column in ("skewness", "kurtosis"):
+        np.testing.assert_allclose(huge[column], plain[column], rtol=1e-12)
+    np.testing.assert_allclose(huge.sd / 1e200, plain.sd, rtol=1e-12)
+    assert (huge.outlier_flag == plain.outlier_flag).all()

@@ -13,6 +13,7 @@ spec's 0-based levels (COINr counts from 1).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -58,7 +59,8 @@ def indicator_statistics(
         raise ValueError(f"raw has shape {raw.shape}, expected (units, {len(indicators)})")
     frame = pd.DataFrame(raw, columns=list(indicators))
     n = frame.count().to_numpy(dtype=float)
-    skewness, kurtosis = sample_moments(raw.T)
+    scale = column_scales(raw)  # moments of values near 1: squares of huge ones overflow
+    skewness, kurtosis = sample_moments((raw / scale).T)
     missing_share = 1.0 - n / raw.shape[0]
     table = pd.DataFrame(
         {
@@ -67,7 +69,7 @@ def indicator_statistics(
             "missing_share": missing_share,
             "zeros": (raw == 0).sum(axis=0),
             "mean": frame.mean().to_numpy(),
-            "sd": frame.std(ddof=1).to_numpy(),
+            "sd": (frame / scale).std(ddof=1).to_numpy() * scale,
             "min": frame.min().to_numpy(),
             "max": frame.max().to_numpy(),
             "skewness": skewness,
@@ -213,12 +215,25 @@ def cronbach_table(values_by_level: Sequence[np.ndarray], spec: IndexSpec) -> pd
     return pd.DataFrame(rows, columns=columns)
 
 
+def column_scales(matrix: np.ndarray) -> np.ndarray:
+    """Each column's largest absolute value (1 for a column of zeros or without values): dividing
+    by it keeps sums of squares finite whatever the magnitude of the data."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        largest = np.nanmax(np.abs(matrix), axis=0) if len(matrix) else np.ones(matrix.shape[1])
+    return np.where(np.isfinite(largest) & (largest > 0), largest, 1.0)
+
+
+def scaled_columns(matrix: np.ndarray) -> np.ndarray:
+    return matrix / column_scales(matrix)
+
+
 def _pca(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues and unit eigenvectors (columns) of R's ``prcomp(center = TRUE, scale. =
     TRUE)`` on complete cases: min(units, items) components, each eigenvector signed so that its
     largest |loading| (the first, within rounding) is positive. NaN without two complete units or
     with a constant item (where prcomp refuses to scale)."""
-    matrix = matrix[~np.isnan(matrix).any(axis=1)]
+    matrix = scaled_columns(matrix[~np.isnan(matrix).any(axis=1)])  # prcomp scales them anyway
     n, p = matrix.shape
     sd = matrix.std(axis=0, ddof=1) if n >= 2 else np.zeros(p)
     if n < 2 or not (sd > 0).all():

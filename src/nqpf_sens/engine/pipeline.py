@@ -362,6 +362,7 @@ def prepare(
             table,
             f"normalisation '{method}'",
             None if missing is None else missing[..., columns],
+            limit=MAX_NORMALISED,
         )
     return normalised
 
@@ -397,18 +398,34 @@ def _normalisation_groups(pipeline: Pipeline, spec: IndexSpec) -> dict[str, np.n
     return {method: np.flatnonzero(methods == method) for method in dict.fromkeys(methods)}
 
 
+MAX_NORMALISED = 1e100  # beyond this, sums of squares (variances, correlations) overflow
+
+
 def check_finite(
-    values: np.ndarray, table: IndicatorTable, stage: str, missing: np.ndarray | None = None
+    values: np.ndarray,
+    table: IndicatorTable,
+    stage: str,
+    missing: np.ndarray | None = None,
+    limit: float = np.inf,
 ) -> None:
     """Stop at the first stage that makes a value infinite or undefined (overflow of huge
-    values); the cells of ``missing`` (data left missing for aggregation) may stay missing."""
-    finite = np.isfinite(values)
+    values), or, with a ``limit``, larger than it in absolute value (normalised values every
+    statistic squares: a scale of 1e308 in the config, say); the cells of ``missing`` (data left
+    missing for aggregation) may stay missing."""
+    with np.errstate(invalid="ignore"):
+        finite = np.abs(values) < limit  # NaN and inf never are
     if missing is not None:
         finite |= missing & np.isnan(values)
     if not finite.all():
         where = _first_missing(np.where(finite, 0.0, np.nan), table)
+        scales = ", or a scale or range in the config or metadata," if limit < np.inf else ""
+        problem = (
+            f"values beyond {limit:g}"
+            if np.isfinite(values[~finite]).all()
+            else "a non-finite value"
+        )
         raise UserError(
-            f"{stage} gives a non-finite value (are the raw values too large?)", table.source, where
+            f"{stage} gives {problem} (are the raw values{scales} too large?)", table.source, where
         )
 
 
