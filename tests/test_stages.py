@@ -48,6 +48,20 @@ def test_growth_uses_average_rate_over_the_whole_observed_span():
     np.testing.assert_allclose(filled.ravel(), [100, 130, 121, 133.1, 146.41])
 
 
+@pytest.mark.parametrize(
+    "rule, expected",
+    [
+        ("linear", [10, 20, 50, 60]),  # 40 over 4 years: 10 a year
+        ("growth", [10, 10 * 5 ** (1 / 4), 50, 50 * 5 ** (1 / 4)]),  # x5 over 4 years
+        ("loglinear_trend", [10, 10 * 5 ** (1 / 4), 50, 50 * 5 ** (1 / 4)]),
+    ],
+)
+def test_time_series_rules_measure_time_in_years(rule, expected):
+    """Years 2018, 2019, 2022, 2023: a gap of three years is three years of growth, not one."""
+    filled = impute(series(10, NAN, 50, NAN), rule, years=(2018, 2019, 2022, 2023))
+    np.testing.assert_allclose(filled.ravel(), expected)
+
+
 def test_growth_falls_back_to_linear_where_a_value_is_not_positive():
     filled = impute(series(0, NAN, 4), "growth")
     np.testing.assert_allclose(filled.ravel(), [0, 2, 4])

@@ -26,6 +26,8 @@ values it never states.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 TIME_SERIES_RULES = ("growth", "linear", "locf", "loglinear_trend")
@@ -39,8 +41,11 @@ def impute(
     rule: str = "growth",
     fallback: str | None = None,
     groups: np.ndarray | None = None,
+    years: Sequence[int | None] | None = None,
 ) -> np.ndarray:
-    """Return a copy of ``values`` with missing cells filled by ``rule`` (then ``fallback``)."""
+    """Return a copy of ``values`` with missing cells filled by ``rule`` (then ``fallback``).
+    Time-series rules measure time in ``years`` (the years of the second-to-last axis of values;
+    default: one apart), so that a gap of three years grows three years' worth."""
     if rule not in RULES:
         raise ValueError(f"unknown imputation rule {rule!r}")
     if fallback is not None and fallback not in FALLBACKS:
@@ -55,7 +60,12 @@ def impute(
     else:
         series = np.moveaxis(filled, -3, -1)
         shape = series.shape
-        series = _fill_series(series.reshape(-1, shape[-1]), rule).reshape(shape)
+        times = (
+            np.arange(shape[-1], dtype=float)
+            if years is None or None in years
+            else np.asarray(years, dtype=float)
+        )
+        series = _fill_series(series.reshape(-1, shape[-1]), rule, times).reshape(shape)
         filled = np.moveaxis(series, -1, -3)
     if fallback is not None and np.isnan(filled).any():
         filled = (
@@ -124,11 +134,11 @@ def _take(series: np.ndarray, index: np.ndarray) -> np.ndarray:
     return np.take_along_axis(series, np.clip(index, 0, series.shape[1] - 1), axis=1)
 
 
-def _fill_series(series: np.ndarray, rule: str) -> np.ndarray:
-    """Fill rows of a (rows, years) array; rows without any observation stay NaN."""
+def _fill_series(series: np.ndarray, rule: str, times: np.ndarray) -> np.ndarray:
+    """Fill rows of a (rows, years) array, its columns at ``times``; rows without any
+    observation stay NaN."""
     observed = ~np.isnan(series)
-    n_years = series.shape[1]
-    t = np.broadcast_to(np.arange(n_years, dtype=float), series.shape)
+    t = np.broadcast_to(times, series.shape)
     previous, following = _neighbours(observed)
     first = following[:, :1]
     last = previous[:, -1:]
@@ -137,50 +147,66 @@ def _fill_series(series: np.ndarray, rule: str) -> np.ndarray:
     elif rule == "locf":
         estimate = np.where(previous >= 0, _take(series, previous), _take(series, following))
     else:
-        estimate = _linear(series, t, previous, following, first, last)
+        estimate = _linear(series, times, previous, following, first, last)
         if rule == "growth":
-            geometric = _growth(series, t, previous, following, first, last)
+            geometric = _growth(series, times, previous, following, first, last)
             estimate = np.where(np.isnan(geometric), estimate, geometric)
     has_any = observed.any(axis=1, keepdims=True)
     return np.where(observed, series, np.where(has_any, estimate, np.nan))
 
 
-def _linear(series, t, previous, following, first, last):
+def _time(times: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The time of each column index (clipped to the columns, as :func:`_take`)."""
+    return times[np.clip(index, 0, times.size - 1)]
+
+
+def _linear(series, times, previous, following, first, last):
     """Interpolate between neighbours; extrapolate through the two nearest observations."""
     n_years = series.shape[1]
+    steps = np.arange(n_years)
+    t = np.broadcast_to(times, series.shape)
     second_last = np.where(last >= 1, _take(previous, last - 1), -1)
     second = np.where(first + 1 < n_years, _take(following, first + 1), n_years)
+    y_previous, y_following = _take(series, previous), _take(series, following)
+    y_first, y_last = _take(series, first), _take(series, last)
     with np.errstate(all="ignore"):
-        inner = _take(series, previous) + (_take(series, following) - _take(series, previous)) * (
-            t - previous
-        ) / (following - previous)
+        inner = y_previous + (y_following - y_previous) * (t - _time(times, previous)) / (
+            _time(times, following) - _time(times, previous)
+        )
         slope_end = np.where(
             second_last >= 0,
-            (_take(series, last) - _take(series, second_last)) / (last - second_last),
+            (y_last - _take(series, second_last))
+            / (_time(times, last) - _time(times, second_last)),
             0.0,
         )
         slope_start = np.where(
-            second < n_years, (_take(series, second) - _take(series, first)) / (second - first), 0.0
+            second < n_years,
+            (_take(series, second) - y_first) / (_time(times, second) - _time(times, first)),
+            0.0,
         )
-    after = _take(series, last) + slope_end * (t - last)
-    before = _take(series, first) + slope_start * (t - first)
-    return np.where(t > last, after, np.where(t < first, before, inner))
+    after = y_last + slope_end * (t - _time(times, last))
+    before = y_first + slope_start * (t - _time(times, first))
+    return np.where(steps > last, after, np.where(steps < first, before, inner))
 
 
-def _growth(series, t, previous, following, first, last):
+def _growth(series, times, previous, following, first, last):
     """Constant growth between neighbours; average growth over the observed span outside it (NaN
     if undefined)."""
+    steps = np.arange(series.shape[1])
+    t = np.broadcast_to(times, series.shape)
     with np.errstate(all="ignore"):
         y_prev, y_next = _take(series, previous), _take(series, following)
-        inner = y_prev * (y_next / y_prev) ** ((t - previous) / (following - previous))
+        t_prev = _time(times, previous)
+        inner = y_prev * (y_next / y_prev) ** ((t - t_prev) / (_time(times, following) - t_prev))
         inner = np.where((y_prev > 0) & (y_next > 0), inner, np.nan)
         y_first, y_last = _take(series, first), _take(series, last)
-        span = last - first
+        t_first, t_last = _time(times, first), _time(times, last)
+        span = t_last - t_first
         rate = np.where(span > 0, (y_last / y_first) ** (1.0 / np.where(span > 0, span, 1)), 1.0)
         positive = (y_first > 0) & (y_last > 0)
-        after = np.where(positive, y_last * rate ** (t - last), np.nan)
-        before = np.where(positive, y_first * rate ** (t - first), np.nan)
-    return np.where(t > last, after, np.where(t < first, before, inner))
+        after = np.where(positive, y_last * rate ** (t - t_last), np.nan)
+        before = np.where(positive, y_first * rate ** (t - t_first), np.nan)
+    return np.where(steps > last, after, np.where(steps < first, before, inner))
 
 
 def _trend(series, observed, t):

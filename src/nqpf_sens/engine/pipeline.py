@@ -448,6 +448,7 @@ def imputed(pipeline: Pipeline, table: IndicatorTable, raw: np.ndarray | None = 
         pipeline.imputation,
         pipeline.imputation_fallback,
         unit_groups(pipeline, table),
+        table.years,
     )
 
 
