@@ -15,6 +15,7 @@ from nqpf_sens.errors import UserError
 UNIT_COLUMN = "unit"
 YEAR_COLUMN = "year"
 STATUS_COLUMN = "status"
+MAX_YEAR = 9999  # a year beyond this is a typo (and would not fit the integers years are kept in)
 TIDY_COLUMNS = {"unit", "indicator", "value"}
 
 
@@ -155,6 +156,14 @@ def table_from_frame(
         years_raw = _check_numeric(frame, YEAR_COLUMN, source)
         if np.isnan(years_raw).any() or np.any(years_raw != np.round(years_raw)):
             raise UserError("years must be whole numbers", source, f"column '{YEAR_COLUMN}'")
+        outside = np.flatnonzero((years_raw < 1) | (years_raw > MAX_YEAR))
+        if outside.size:
+            raise UserError(
+                f"year {cell_text(frame[YEAR_COLUMN], int(outside[0]))} is not a year "
+                f"(1 to {MAX_YEAR})",
+                source,
+                f"column '{YEAR_COLUMN}'",
+            )
         frame = frame.assign(**{YEAR_COLUMN: years_raw.astype(int)})
     keys = [UNIT_COLUMN] + ([YEAR_COLUMN] if has_year else [])
     duplicated = frame.duplicated(keys)
