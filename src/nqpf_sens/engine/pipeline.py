@@ -436,6 +436,14 @@ def denominated(
     asks."""
     values = table.values if raw is None else raw
     if pipeline.denominate and table.denominators is not None:
+        zero = (table.denominators == 0) & ~np.isnan(table.values)
+        if zero.any():  # not a missing value for imputation to invent: the data are wrong
+            raise UserError(
+                "an observed value divided by a denominator of 0 (the metadata names the column "
+                "it is divided by)",
+                table.source,
+                _first_missing(np.where(zero, np.nan, 0.0), table),
+            )
         with np.errstate(divide="ignore", invalid="ignore"):
             values = np.where(table.denominators != 0, values / table.denominators, np.nan)
     return values
