@@ -322,7 +322,7 @@ def test_hostile_names_never_reach_the_page_unescaped(tmp_path, spec, monkeypatc
         {
             "unit": frame.unit,
             "region": ["<b>East</b>"] * 4 + ["West"] * 4,
-            "gdp_per_capita": range(8),
+            "gdp_per_capita": range(1000, 9000, 1000),
         }
     )
     units.to_csv(tmp_path / "units.csv", index=False)

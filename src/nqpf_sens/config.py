@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nqpf_sens.audit.optimal_weights import TARGETS
+from nqpf_sens.engine.cells import control_character
 from nqpf_sens.engine.pipeline import Pipeline
 from nqpf_sens.engine.rank import TIES, TierRule
 from nqpf_sens.errors import UserError
@@ -227,16 +228,19 @@ def _toml(value: Any) -> str:
     return str(value)
 
 
-def _check_finite(value: Any, path: Path, where: str) -> None:
-    """Refuse nan and inf anywhere in a config (TOML allows them; no key means them)."""
+def _check_values(value: Any, path: Path, where: str) -> None:
+    """Refuse nan and inf anywhere in a config (TOML allows them; no key means them), and text
+    holding a control character (TOML allows "\\u0001"; no figure or report could show it)."""
     if isinstance(value, float) and not math.isfinite(value):
         raise UserError(f"not a finite number: {value}", path, where)
+    if isinstance(value, str) and control_character(value):
+        raise UserError(f"a control character ({control_character(value)})", path, where)
     if isinstance(value, list):
         for k, item in enumerate(value, start=1):
-            _check_finite(item, path, f"{where} item {k}")
+            _check_values(item, path, f"{where} item {k}")
     if isinstance(value, dict):
         for key, item in value.items():
-            _check_finite(item, path, f"{where} {key}")
+            _check_values(item, path, f"{where} {key}")
 
 
 def _check_factors(entries: Any, path: Path) -> None:
@@ -272,9 +276,9 @@ def _check_keys(raw: dict[str, Any], path: Path) -> None:
     for section, content in raw.items():
         if isinstance(content, list):
             for k, entry in enumerate(content, start=1):
-                _check_finite(entry, path, f"[[{section}]] #{k}")
+                _check_values(entry, path, f"[[{section}]] #{k}")
         else:
-            _check_finite(content, path, f"[{section}]")
+            _check_values(content, path, f"[{section}]")
         if section == "factors":
             _check_factors(content, path)
             continue

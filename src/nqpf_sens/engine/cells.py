@@ -6,6 +6,7 @@ parsed, so a bad cell is reported as the user wrote it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,7 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise UserError("the file is empty", path) from None
     except pd.errors.ParserError as exc:
         raise UserError(f"not a valid CSV table ({str(exc).splitlines()[0]})", path) from None
+    _refuse_control_characters(frame, path)
     header = str(frame.columns[0]) if len(frame.columns) == 1 else ""
     for delimiter, name in ((";", "semicolons"), ("\t", "tabs")):
         if delimiter in header:
@@ -65,6 +67,35 @@ def read_csv(path: Path) -> pd.DataFrame:
                 path,
             )
     return frame
+
+
+#: characters no XML document may hold (C0 controls but tab, line feed and carriage return), so
+#: that no figure (SVG) or report could show a name holding one
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def control_character(text: str) -> str | None:
+    """The first character of ``text`` that no XML document may hold, as U+XXXX, or None."""
+    found = CONTROL_CHARACTERS.search(text)
+    return None if found is None else f"U+{ord(found.group()):04X}"
+
+
+def _refuse_control_characters(frame: pd.DataFrame, path: Path) -> None:
+    """Refuse a cell or header holding a control character (a name with one would make every
+    figure showing it an invalid SVG)."""
+    for column in frame.columns:
+        found = control_character(str(column))
+        if found:
+            raise UserError(f"a control character ({found}) in the header", path)
+        cells = frame[column].fillna("")
+        bad = cells.str.contains(CONTROL_CHARACTERS).to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise UserError(
+                f"a control character ({control_character(cells.iloc[row])}) in a cell",
+                path,
+                f"row {row + 2}, column '{column}'",
+            )
 
 
 def parse_numbers(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
