@@ -165,3 +165,33 @@ def test_undefined_statistics_draw_without_a_warning(tmp_path):
     )
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert (tmp_path / "out" / "figures" / "convergence.png").is_file()
+
+
+def test_characters_no_font_has_are_said_once(tmp_path):
+    """A unit name with a character no font draws (a private-use one): one warning line on the
+    terminal and in the report, not matplotlib's warning per character and figure."""
+    import subprocess
+    import sys
+
+    from conftest import synthetic_frame
+
+    from nqpf_sens import nqpf_spec
+
+    frame = synthetic_frame(nqpf_spec(), n_units=6)
+    frame.loc[0, "unit"] = "unit \ue000\ue001"
+    frame.to_csv(tmp_path / "values.csv", index=False)
+    (tmp_path / "c.toml").write_text(
+        '[run]\nname = "c"\nkind = "montecarlo"\n[data]\nvalues = "values.csv"\n[sampling]\n'
+        'n = 16\n[[factors]]\nname = "w"\nkind = "weights"\nlevel = 0\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "nqpf_sens", "run", "c.toml", "--out", "out"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0
+    assert result.stderr.splitlines() == [f"warning: {figures.MISSING_GLYPHS}"], result.stderr
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "some names hold characters no installed font can draw" in page

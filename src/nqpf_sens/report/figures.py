@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -692,7 +693,7 @@ def make_figures(
     workers); returns (png, caption) pairs and warnings."""
     target = folder / "figures"
     labels, warning = unit_labels(tables, chinese)
-    warnings = [warning] if warning else []
+    said = [warning] if warning else []
     outputs = manifest["config"].get("outputs", {})
     interval = f"{100 * outputs.get('interval', 0.9):g}%"
     svg = outputs.get("svg", False) is True
@@ -821,13 +822,30 @@ def make_figures(
         # a fresh interpreter would spend about what it saves on importing matplotlib
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            paths = list(pool.map(_draw, tasks))
+            drawn = list(pool.map(_draw, tasks))
     else:
-        paths = [_draw(task) for task in tasks]
-    return list(zip(paths, captions, strict=True)), warnings
+        drawn = [_draw(task) for task in tasks]
+    if any(missing for _, missing in drawn):
+        said.append(MISSING_GLYPHS)
+    return [(path, caption) for (path, _), caption in zip(drawn, captions, strict=True)], said
 
 
-def _draw(task: tuple[Callable[..., Figure], tuple, Path, bool]) -> Path:
-    """Draw and save one figure (a worker's job: everything it needs comes in ``task``)."""
+MISSING_GLYPHS = (
+    "some names hold characters no installed font can draw (shown as boxes in the figures): "
+    "install a font that has them (e.g. fonts-noto-cjk)"
+)
+
+
+def _draw(task: tuple[Callable[..., Figure], tuple, Path, bool]) -> tuple[Path, bool]:
+    """Draw and save one figure (a worker's job: everything it needs comes in ``task``); and
+    whether a character had no glyph in the fonts (matplotlib warns once per character and
+    figure: dozens of lines for a few Chinese names, said once instead)."""
     draw, arguments, stem, svg = task
-    return _save(draw(*arguments), stem, svg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", "Glyph .* missing from", UserWarning)
+        path = _save(draw(*arguments), stem, svg)
+    missing = [w for w in caught if "missing from" in str(w.message)]
+    for other in caught:
+        if other not in missing:
+            warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
+    return path, bool(missing)
