@@ -322,3 +322,17 @@ def test_statistics_of_huge_values_are_finite():
         np.testing.assert_allclose(huge[column], plain[column], rtol=1e-12)
     np.testing.assert_allclose(huge.sd / 1e200, plain.sd, rtol=1e-12)
     assert (huge.outlier_flag == plain.outlier_flag).all()
+
+
+def test_an_index_of_one_indicator_runs_its_audit(tmp_path):
+    """One indicator: no aggregate has two parts, so no PCA; the audit leaves those tables out
+    (an empty one stopped the run, its report refusing a table without rows)."""
+    from nqpf_sens.run import run_config
+
+    (tmp_path / "meta.csv").write_text("code,dimension,weight,direction\na,d1,1,positive\n")
+    (tmp_path / "values.csv").write_text("unit,a\nu1,1\nu2,3\nu3,2\nu4,7\n")
+    (tmp_path / "c.toml").write_text('[data]\nmetadata = "meta.csv"\nvalues = "values.csv"\n')
+    folder = run_config(tmp_path / "c.toml", out=tmp_path / "out", quiet=True)
+    assert (folder / "indicator_statistics.csv").is_file()
+    assert not (folder / "pca_variance.csv").exists()
+    assert (folder / "report.html").is_file()

@@ -300,7 +300,8 @@ def coherence_tables(
 ) -> dict[str, pd.DataFrame]:
     """Every coherence table of one year's data, by file name: indicator statistics of the raw
     data, correlations (Pearson and Spearman) of the nominal scores of every level (see
-    :func:`nominal_levels`), Cronbach's alpha and PCA of each aggregate."""
+    :func:`nominal_levels`), Cronbach's alpha and PCA of each aggregate; a table without rows
+    (no aggregate of two parts has a PCA, say) is left out."""
     statuses = None if table.statuses is None else table.statuses[0]
     pairs = pd.concat(
         [correlations(by_level, spec, method).assign(method=method) for method in METHODS],
@@ -308,10 +309,11 @@ def coherence_tables(
     )
     pairs["flag"] = pairs["flag"].where(pairs["flag"] != "")  # no flag: missing, as in a CSV
     eigenvalues, loadings = pca_table(by_level, spec)
-    return {
+    tables = {
         "indicator_statistics": indicator_statistics(table.values[0], spec.indicators, statuses),
         "correlations": pairs,
         "cronbach": cronbach_table(by_level, spec),
         "pca_variance": eigenvalues,
         "pca_loadings": loadings,
     }
+    return {name: frame for name, frame in tables.items() if len(frame)}
