@@ -257,3 +257,28 @@ def test_sums_refuse_rows_out_of_order_or_too_many_and_estimates_before_the_last
         sums.add(y[3:], 3)
     with pytest.raises(ValueError, match="more rows than the design has"):
         sums.add(y[-1:].repeat(2, axis=0), len(y) - 1)
+
+
+@pytest.mark.parametrize("concentration", [0.001, 0.05, 5.0])
+def test_dirichlet_weights_of_any_concentration_are_weights_with_the_nominal_mean(
+    spec, table, concentration
+):
+    """Drawn Dirichlet weights are finite, sum to 1 and average the nominal shares, however small
+    the concentration (below about 0.05 a whole row of gamma draws underflowed to 0: 0 / 0)."""
+    from nqpf_sens import Pipeline
+    from nqpf_sens.uncertainty.factors import FactorSet, build_factor
+
+    entry = {"name": "w", "kind": "weights", "level": 1, "distribution": "dirichlet"}
+    factor = build_factor(
+        {**entry, "concentration": concentration}, 1, spec, Pipeline(), 1, "r.toml", None
+    )
+    sizes = [len(level) for level in spec.levels[:-1]]
+    observed = ~np.isnan(table.values)
+    factors = FactorSet([factor], Pipeline(), sizes, list(spec.weights), observed.shape, observed)
+    u = np.random.default_rng(1).random((20_000, factors.n_columns))
+    multipliers = factors.decode(u).weight_factors[1]
+    shares = spec.weights[1] / spec.weights[1].sum()
+    weights = multipliers * shares
+    assert np.isfinite(weights).all()
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+    np.testing.assert_allclose(weights.mean(axis=0), shares, atol=0.01)

@@ -227,6 +227,7 @@ class FactorSet:
         base = self.base_weights[factor.level]
         if factor.distribution == "uniform":
             return 1.0 + factor.spread * (2.0 * block - 1.0)
+        from scipy.special import gammaln
         from scipy.stats import gamma  # here: scipy.stats takes a second to import
 
         shares = base / base.sum()
@@ -234,8 +235,14 @@ class FactorSet:
             return np.ones_like(block)
         concentration = factor.concentration or matching_concentration(shares, factor.spread)
         alpha = np.maximum(concentration * shares, 1e-6)
-        draws = gamma.ppf(np.clip(block, 1e-12, 1 - 1e-12), alpha)
-        dirichlet = draws / draws.sum(axis=1, keepdims=True)
+        u = np.clip(block, 1e-12, 1 - 1e-12)
+        draws = gamma.ppf(u, alpha)
+        # a small alpha's draws underflow to 0 (a whole row of them, for a small concentration):
+        # their logarithms from the gamma CDF's leading term u = x^a / Gamma(a + 1), exact there
+        with np.errstate(divide="ignore"):
+            logs = np.where(draws > 0, np.log(draws), (np.log(u) + gammaln(alpha + 1)) / alpha)
+        dirichlet = np.exp(logs - logs.max(axis=1, keepdims=True))
+        dirichlet /= dirichlet.sum(axis=1, keepdims=True)
         return np.where(shares > 0, dirichlet / np.where(shares > 0, shares, 1.0), 0.0)
 
     def _mask(self, factor: Factor, u: np.ndarray) -> np.ndarray:
