@@ -650,3 +650,18 @@ def test_a_choice_that_only_matters_under_a_setting_nothing_chooses_is_noted(
     config, table, nominal, _ = prepared_study(project / "c.toml")
     notes = prepare_study(config, load_inputs(config)[0], table, nominal).notes
     assert any(n.startswith("factor 'p':") and "only matters under" in n for n in notes) == noted
+
+
+def test_an_alternative_table_with_its_rows_in_another_order_is_the_same_data(project):
+    """The alternative holds the values file's rows reversed: accepted, put in the same order,
+    and choosing between the two moves nothing."""
+    values = pd.read_csv(project / "values.csv")
+    values.iloc[::-1].to_csv(project / "reversed.csv", index=False)
+    (project / "alt.toml").write_text(
+        '[run]\nname = "alt"\nkind = "montecarlo"\n[data]\nvalues = "values.csv"\n'
+        'alternatives = ["reversed.csv"]\n[sampling]\nn = 16\n[[factors]]\nname = "d"\n'
+        'kind = "dataset"\n'
+    )
+    folder = run_config(project / "alt.toml", out=project / "out", quiet=True)
+    stability = pd.read_csv(folder / "rank_stability.csv")
+    assert (stability.p_nominal_rank == 1).all()

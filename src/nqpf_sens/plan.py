@@ -72,6 +72,8 @@ def _tables(
             if not path.is_file():
                 raise UserError(f"file not found: {path}", config.path, "[data] alternatives")
             other = load_table(path, spec, config.data.unit_column, config.data.year_column)
+            if set(other.units) == set(table.units):
+                other = other.in_unit_order(table.units)  # rows in another order: the same data
             if other.units != table.units or other.values.shape[-1] != table.values.shape[-1]:
                 raise UserError(
                     "an alternative table must have the same units and indicators as [data] values",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,21 @@ class IndicatorTable:
             self.source,
             denominators,
             statuses,
+        )
+
+    def in_unit_order(self, units: tuple[str, ...]) -> IndicatorTable:
+        """The same table with its units (the same set) in the order of ``units``."""
+        rows = [self.units.index(unit) for unit in units]
+
+        def ordered(cells: np.ndarray | None) -> np.ndarray | None:
+            return None if cells is None else cells[:, rows]
+
+        return dataclasses.replace(
+            self,
+            values=self.values[:, rows],
+            units=tuple(units),
+            denominators=ordered(self.denominators),
+            statuses=ordered(self.statuses),
         )
 
     def to_frame(self, year_index: int = -1) -> pd.DataFrame:
