@@ -366,9 +366,12 @@ def _outputs(section: dict[str, Any], path: Path) -> OutputConfig:
     interval = float(section.get("interval", 0.90))
     if not 0 < interval < 1:
         raise UserError("must be between 0 and 1", path, "[outputs] interval")
-    for key in ("within", "top"):
-        if section.get(key, 1) < 0:
-            raise UserError("must not be negative", path, f"[outputs] {key}")
+    if section.get("within", 0) < 0:
+        raise UserError("must not be negative", path, "[outputs] within")
+    if section.get("top", 1) < 1:
+        raise UserError(
+            "must be at least 1 (the top places a unit may reach)", path, "[outputs] top"
+        )
     tolerance = float(section.get("convergence_tolerance", 0.10))
     if not 0 < tolerance <= 1:
         raise UserError("must be in (0, 1]", path, "[outputs] convergence_tolerance")
