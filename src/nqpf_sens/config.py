@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nqpf_sens.audit.optimal_weights import TARGETS
-from nqpf_sens.engine.cells import control_character
+from nqpf_sens.engine.cells import control_character, not_a_file
 from nqpf_sens.engine.pipeline import Pipeline
 from nqpf_sens.engine.rank import TIES, TierRule
 from nqpf_sens.errors import UserError
@@ -412,8 +412,9 @@ def _audit(section: dict[str, Any], path: Path) -> AuditConfig:
 def load_config(path: str | Path) -> RunConfig:
     """Read and check a run configuration; paths inside it are relative to the file."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError("config file not found", path)
+    problem = not_a_file(path)
+    if problem:
+        raise UserError(f"config {problem}", path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:

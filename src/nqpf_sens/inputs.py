@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from nqpf_sens.config import RunConfig
-from nqpf_sens.engine.cells import read_csv
+from nqpf_sens.engine.cells import not_a_file, read_csv
 from nqpf_sens.engine.spec import IndexSpec, load_spec
 from nqpf_sens.engine.table import IndicatorTable, load_table
 from nqpf_sens.errors import UserError
@@ -19,8 +19,9 @@ from nqpf_sens.indices.nqpf import data as nqpf
 def load_inputs(config: RunConfig) -> tuple[IndexSpec, IndicatorTable]:
     """Spec and (optionally one year of) the data table of a run."""
     for key, path in (("metadata", config.data.metadata), ("values", config.data.values)):
-        if path is not None and not path.is_file():
-            raise UserError(f"file not found: {path}", config.path, f"[data] {key}")
+        problem = None if path is None else not_a_file(path)
+        if problem:
+            raise UserError(f"{problem}: {path}", config.path, f"[data] {key}")
     spec = nqpf.nqpf_spec() if config.data.metadata is None else load_spec(config.data.metadata)
     values = config.data.values or shipped_values(config)
     table = load_table(values, spec, config.data.unit_column, config.data.year_column)
@@ -49,8 +50,9 @@ def unit_attributes(config: RunConfig, table: IndicatorTable) -> pd.DataFrame:
     ``[data] units``, the shipped NQPF file (with the shipped data) or the data's own text
     columns."""
     if config.data.units is not None:
-        if not config.data.units.is_file():
-            raise UserError(f"file not found: {config.data.units}", config.path, "[data] units")
+        problem = not_a_file(config.data.units)
+        if problem:
+            raise UserError(f"{problem}: {config.data.units}", config.path, "[data] units")
         frame = read_csv(config.data.units)
         if "unit" not in frame:
             raise UserError("missing column 'unit'", config.data.units)

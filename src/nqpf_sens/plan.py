@@ -12,6 +12,7 @@ import pandas as pd
 
 from nqpf_sens.config import RunConfig
 from nqpf_sens.engine.batch import BatchResult, Engine
+from nqpf_sens.engine.cells import not_a_file
 from nqpf_sens.engine.impute import TIME_SERIES_RULES
 from nqpf_sens.engine.pipeline import pipeline_weights
 from nqpf_sens.engine.spec import IndexSpec
@@ -69,8 +70,9 @@ def _tables(
     if config.data.alternatives:
         others = []
         for path in config.data.alternatives:
-            if not path.is_file():
-                raise UserError(f"file not found: {path}", config.path, "[data] alternatives")
+            problem = not_a_file(path)
+            if problem:
+                raise UserError(f"{problem}: {path}", config.path, "[data] alternatives")
             other = load_table(path, spec, config.data.unit_column, config.data.year_column)
             if set(other.units) == set(table.units):
                 other = other.in_unit_order(table.units)  # rows in another order: the same data

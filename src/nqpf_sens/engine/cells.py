@@ -40,12 +40,21 @@ MISSING_TOKENS = frozenset(
 )
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file (it does not exist, or is a folder, a device, a
+    pipe), or None."""
+    if path.is_file():
+        return None
+    return "not a regular file" if path.exists() else "file not found"
+
+
 def read_csv(path: Path) -> pd.DataFrame:
     """Read a CSV file as text (codes such as ``01`` and names such as ``NA`` stay as written; only
     empty cells are missing), turning every way it can fail into one clear line."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError("file not found", path)
+    problem = not_a_file(path)
+    if problem:
+        raise UserError(problem, path)
     try:
         frame = pd.read_csv(
             path, encoding="utf-8-sig", dtype=str, keep_default_na=False, na_values=[""]
