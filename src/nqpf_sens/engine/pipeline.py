@@ -412,8 +412,11 @@ def check_finite(
     values), or, with a ``limit``, larger than it in absolute value (normalised values every
     statistic squares: a scale of 1e308 in the config, say); the cells of ``missing`` (data left
     missing for aggregation) may stay missing."""
-    with np.errstate(invalid="ignore"):
-        finite = np.abs(values) < limit  # NaN and inf never are
+    if limit == np.inf:
+        finite = np.isfinite(values)
+    else:
+        with np.errstate(invalid="ignore"):
+            finite = np.abs(values) < limit  # NaN and inf never are
     if missing is not None:
         finite |= missing & np.isnan(values)
     if not finite.all():
