@@ -1,6 +1,7 @@
 """The compiled kernels equal the plain numpy formulations they replace."""
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -24,7 +25,8 @@ from nqpf_sens.engine.kernels import (
 def argsort_ranks(scores: np.ndarray, ordinal: bool) -> np.ndarray:
     """Ranks by counting, for each unit, the scores above it by more than the tolerance; NaN last
     in data order; ``ordinal`` sorts by (shared place, position)."""
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)  # a row all NaN
         largest = np.nan_to_num(np.nanmax(np.abs(scores), axis=-1, keepdims=True), nan=0.0)
     better = scores[..., None, :] > scores[..., :, None] + RANK_TOLERANCE * largest[..., None]
     unscored = np.isnan(scores)
