@@ -74,7 +74,7 @@ def unit_attributes(config: RunConfig, table: IndicatorTable) -> pd.DataFrame:
 
 def _positive_numbers(column: pd.Series, source: Path | None) -> pd.Series:
     """A column of positive finite numbers (empty cells allowed), or an error naming the cell."""
-    values = pd.to_numeric(column, errors="coerce")
+    values = pd.to_numeric(column, errors="coerce").astype(float)
     bad = (column.notna() & values.isna()) | ~(values.isna() | (np.isfinite(values) & (values > 0)))
     if bad.any():
         unit = bad.index[bad.to_numpy().argmax()]
