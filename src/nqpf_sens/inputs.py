@@ -60,7 +60,7 @@ def unit_attributes(config: RunConfig, table: IndicatorTable) -> pd.DataFrame:
         if len(twice):
             raise UserError(f"unit '{twice.iloc[0]}' is listed twice", config.data.units)
         frame = frame.set_index("unit")
-        source = config.data.units
+        source: Path | str | None = config.data.units
     elif config.data.values is None and config.data.shipped == "provinces":
         frame = read_csv(nqpf.packaged(nqpf.UNITS)).set_index("unit")
         source = nqpf.packaged(nqpf.UNITS)
@@ -72,7 +72,7 @@ def unit_attributes(config: RunConfig, table: IndicatorTable) -> pd.DataFrame:
     return frame
 
 
-def _positive_numbers(column: pd.Series, source: Path | None) -> pd.Series:
+def _positive_numbers(column: pd.Series, source: Path | str | None) -> pd.Series:
     """A column of positive finite numbers (empty cells allowed), or an error naming the cell."""
     values = pd.to_numeric(column, errors="coerce").astype(float)
     bad = (column.notna() & values.isna()) | ~(values.isna() | (np.isfinite(values) & (values > 0)))

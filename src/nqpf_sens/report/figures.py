@@ -740,7 +740,7 @@ def make_figures(
                     "The paper's Figure 3: index against GDP per capita with the index's "
                     "5th-95th percentile; units without GDP per capita are left out.",
                 )
-    if multi_year:
+    if multi_year and bands is not None:
         about = manifest.get("about") or {}
         published = national_published() if about.get("shipped") == "national" else None
         # several units: the focus unit's (default: the first in the last year), not a mean of

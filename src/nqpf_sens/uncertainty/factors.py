@@ -312,9 +312,9 @@ def build_factor(
     if kind not in KINDS:
         raise UserError(f"unknown kind {kind!r} (choose from {', '.join(KINDS)})", source, where)
     fields = {"name": entry["name"], "kind": kind, "group": entry.get("group", entry["name"])}
-    for key in ("name", "group"):
-        if not fields[key].strip():
-            raise UserError(f"{key} must be a non-empty name", source, where)
+    for label in ("name", "group"):
+        if not fields[label].strip():
+            raise UserError(f"{label} must be a non-empty name", source, where)
     probabilities = tuple(float(p) for p in entry.get("probabilities", ()))
     if kind == "choice":
         key = entry.get("key")

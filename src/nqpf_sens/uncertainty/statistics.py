@@ -265,7 +265,10 @@ def region_bands(
                     f"{statistic}_high": value_high[r],
                 }
             for side, share in (("below", below[t, r]), ("above", above[t, r])):
-                row |= _with_se(f"p_{side}_nominal", share, n)
+                row |= {
+                    f"p_{side}_nominal": share,
+                    f"p_{side}_nominal_se": float(binomial_se(share, n)),
+                }
             row |= {
                 "p_paper_order": paper_order,
                 "p_paper_order_se": float(binomial_se(paper_order, n)),
