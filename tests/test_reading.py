@@ -127,9 +127,14 @@ def test_a_region_whose_nominal_mean_tops_the_scenarios_is_said_to_be_read_favou
         " percentile band 23.6-31.6): the nominal method is among the most favourable readings"
         " for East."
     )
-    assert west.startswith("West's nominal mean index (3.0) is lower than in 96% (+/- 2%) of")
+    assert west.startswith(
+        "West's nominal mean index (3.0) is lower than in 384 of the 400 scenarios"
+        " (96.0%, +/- 1.9%)"
+    )
     assert west.endswith("among the least favourable readings for West.")
     assert _edge_regions(regions.drop(columns=shares)) == []  # a run saved without the shares
+    relative, _ = _edge_regions(regions, rescaled=True)  # the normalisation varies
+    assert "(its standing among the units: each scenario's scores on the nominal scale)" in relative
 
 
 def test_a_factor_without_effect_gives_no_region_a_favourable_reading(tmp_path):

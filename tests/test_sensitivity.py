@@ -578,12 +578,7 @@ def test_region_means_of_a_chunk_that_keeps_no_scores():
     np.testing.assert_allclose(some, [[[0.0, 1.5], [4.0, 5.5]]])
 
 
-def test_score_thresholds_cut_every_normalisation_on_the_nominal_scale(project):
-    """Thresholds are written for the nominal scale (min-max 0-100 here, the index 20-51): a
-    scenario normalised otherwise is cut after its index is mapped onto that scale, as its score
-    bands are. On its own scale (z-scores around 0) every unit fell in the lowest tier."""
-    (project / "t.toml").write_text(
-        """
+THRESHOLDS = """
 [run]
 name = "t"
 kind = "montecarlo"
@@ -599,18 +594,28 @@ n = 64
 name = "norm"
 kind = "choice"
 key = "normalisation"
-options = ["zscore", "rank"]
+options = {options}
 [[factors]]
 name = "w"
 kind = "weights"
 level = 0
 """
-    )
+
+
+@pytest.mark.parametrize("options", ['["zscore", "rank"]', '["minmax", "zscore"]'])
+def test_score_thresholds_cut_every_normalisation_on_the_nominal_scale(project, options):
+    """Thresholds are written for the nominal scale (min-max 0-100 here, the index 20-51): a
+    scenario normalised otherwise is cut after its index is mapped onto that scale, as its score
+    bands are (on its own scale, z-scores around 0, every unit fell in the lowest tier); a
+    scenario normalised as the nominal run is cut on its own scores."""
+    (project / "t.toml").write_text(THRESHOLDS.format(options=options))
     config, _, nominal, study = prepared_study(project / "t.toml")
     batch = batch_for_rows(study, study.design.rows(0, 64))
     result = study.engine().evaluate(batch)
-    index = uncertainty.on_nominal_scale(result.index[..., None], nominal.scores[0][..., -1:])
-    expected = config.pipeline.tiers.assign(index[..., 0], result.ranks)
+    mapped = uncertainty.on_nominal_scale(result.index[..., None], nominal.scores[0][..., -1:])
+    own = np.array([p.normalisation == "minmax" for p in batch.pipelines])[batch.pipeline_index]
+    index = np.where(own[:, None, None], result.index, mapped[..., 0])
+    expected = config.pipeline.tiers.assign(index, result.ranks)
     found = uncertainty.thresholds_on_nominal_scale(study, batch, result).tiers
     np.testing.assert_array_equal(found, expected)
     bands = pd.read_csv(

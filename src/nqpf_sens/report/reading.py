@@ -154,7 +154,7 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
             f"{100 * regions.p_paper_order.iloc[0]:.0f}% of scenarios."
         )
     if regions is not None:
-        lines += _edge_regions(regions)
+        lines += _edge_regions(regions, rescaled)
     if "sobol_summary" in tables:
         level = manifest.get("config", {}).get("sampling", {}).get("confidence", 0.95)
         lines += _sobol_lines(tables["sobol_summary"], tables.get("sobol_outputs"), level)
@@ -182,13 +182,19 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
     return findings
 
 
-def _edge_regions(regions: pd.DataFrame) -> list[str]:
+def _edge_regions(regions: pd.DataFrame, rescaled: bool = False) -> list[str]:
     """Regions whose nominal mean is above (below) the mean of about 95% or more of the scenarios
     (within Monte Carlo error): the nominal method is then among the most (or least) favourable
     readings of that region, which a band alone does not say. Scenarios that leave the mean as
-    it is count on neither side."""
+    it is count on neither side. When the normalisation varies (``rescaled``) the means compared
+    are of scores on the nominal scale: the region's standing among the units, not its level."""
     if "p_below_nominal" not in regions:  # saved before the shares were
         return []
+    standing = (
+        " (its standing among the units: each scenario's scores on the nominal scale)"
+        if rescaled
+        else ""
+    )
     lines = []
     for row in regions.drop_duplicates("region", keep="last").itertuples():
         for share, se, high in (
@@ -197,18 +203,24 @@ def _edge_regions(regions: pd.DataFrame) -> list[str]:
         ):
             if share < 0.5 or share + 1.96 * se < 0.95:
                 continue
-            than = (
-                f"all {int(row.scenarios):,} scenarios"
-                if share == 1
-                else f"{100 * share:.0f}% (+/- {100 * 1.96 * se:.0f}%) of the scenarios"
-            )
             lines.append(
                 f"{row.region}'s nominal mean index ({row.nominal_mean:.1f}) is"
-                f" {'higher' if high else 'lower'} than in {than} (5th-95th percentile band"
-                f" {row.p05:.1f}-{row.p95:.1f}): the nominal method is among the"
-                f" {'most' if high else 'least'} favourable readings for {row.region}."
+                f" {'higher' if high else 'lower'} than in {_share_of(share, se, row.scenarios)}"
+                f" (5th-95th percentile band {row.p05:.1f}-{row.p95:.1f}){standing}: the nominal"
+                f" method is among the {'most' if high else 'least'} favourable readings for"
+                f" {row.region}."
             )
     return lines
+
+
+def _share_of(share: float, se: float, scenarios: float) -> str:
+    """'all 400 scenarios' or '384 of the 400 scenarios (96.0%, +/- 1.9%)': counts, so that a
+    share is never rounded to 100%."""
+    n = int(scenarios)
+    count = round(share * n)
+    if count == n:
+        return f"all {n:,} scenarios"
+    return f"{count:,} of the {n:,} scenarios ({100 * share:.1f}%, +/- {100 * 1.96 * se:.1f}%)"
 
 
 def wilson_low(p: pd.Series, n: int, z: float = 1.96) -> pd.Series:
