@@ -168,15 +168,22 @@ def test_a_second_run_on_the_same_destination_is_refused(project, capsys):
 
 @pytest.mark.parametrize("command", ["run", "report"])
 def test_a_file_with_the_lock_files_name_is_the_users_and_survives(project, capsys, command):
-    """A file of the user's where the lock file goes is neither used as the lock nor deleted
-    (it was, when the run ended); a lock left by a run that was killed is taken over."""
+    """A file of the user's (or an empty one, or a link) where the lock file goes is neither
+    used as the lock nor deleted (it was, when the run ended); a lock left by a run that was
+    killed is taken over."""
     (project / "results").mkdir()
     assert main(["run", "base.toml", "--quiet"]) == 0
     argv = ["run", "base.toml", "--quiet"] if command == "run" else ["report", "results/base"]
     lock = project / "results" / ".base.lock"
-    lock.write_text("my notes\n")
-    assert "did not make has the name of its lock file" in refused(capsys, *argv)
-    assert lock.read_text() == "my notes\n"
+    for content in ("my notes\n", ""):
+        lock.write_text(content)
+        assert "cannot tell it made" in refused(capsys, *argv)
+        assert lock.read_text() == content
+    lock.unlink()
+    lock.symlink_to(project / "base.toml")
+    assert "cannot tell it made" in refused(capsys, *argv)
+    assert lock.is_symlink() and (project / "base.toml").is_file()
+    lock.unlink()
     lock.write_bytes(LOCK_TEXT)  # as a run that was killed leaves it
     assert main(argv) == 0
     assert not lock.exists()

@@ -257,16 +257,21 @@ def destination_lock(final: Path) -> Iterator[None]:
     lock = final.with_name(f".{final.name}.lock")
     while True:
         _place_lock(lock)
-        try:
-            handle = os.open(lock, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:  # read only: flock needs no more, and a umask may leave the file read only
+            handle = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:  # removed by the run that held it: place a new one
             continue
         except OSError as exc:
-            raise UserError(f"cannot open the lock file ({exc.strerror})", lock) from None
-        if not _is_lock(handle):
-            os.close(handle)
+            if exc.errno != errno.ELOOP:  # ELOOP: a symbolic link has the lock's name
+                raise UserError(f"cannot open the lock file ({exc.strerror})", lock) from None
+            handle = None
+        if handle is None or not _is_lock(handle):
+            if handle is not None:
+                os.close(handle)
             raise UserError(
-                "a file nqpf_sens did not make has the name of its lock file: move it away", lock
+                "a file of the lock file's name that nqpf_sens cannot tell it made (an older "
+                "version left an empty one): if no run is writing this folder, remove it",
+                lock,
             )
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
