@@ -82,3 +82,20 @@ def test_constant_indicator_under_minmax_is_defined(corpus):
     assert result.returncode == 0, result.stderr
     scores = pd.read_csv(corpus / "results" / "constant" / "baseline_scores.csv")
     assert scores.notna().all().all()
+
+
+def test_a_units_file_with_missing_tokens_and_blank_rows_is_read(corpus, monkeypatch, capsys):
+    """GDP per capita written 'NA' is missing (as in any number column) and rows a spreadsheet
+    left blank at the end are no units: both were refused."""
+    from nqpf_sens.cli import main
+
+    monkeypatch.chdir(corpus)
+    (corpus / "units_ok.toml").write_text(
+        '[data]\nmetadata = "meta.csv"\nvalues = "values.csv"\n'
+        'units = "units_na_and_blank_rows.csv"\n'
+    )
+    assert main(["run", "units_ok.toml", "--out", "results/out", "--quiet"]) == 0, (
+        capsys.readouterr()
+    )
+    attributes = pd.read_csv(corpus / "results" / "out" / "unit_attributes.csv")
+    assert len(attributes) == 8 and attributes.gdp_per_capita.isna().sum() == 1

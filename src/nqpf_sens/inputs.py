@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from nqpf_sens.config import RunConfig
-from nqpf_sens.engine.cells import not_a_file, read_csv
+from nqpf_sens.engine.cells import not_a_file, parse_numbers, read_csv
 from nqpf_sens.engine.spec import IndexSpec, load_spec
 from nqpf_sens.engine.table import IndicatorTable, load_table
 from nqpf_sens.errors import UserError
@@ -53,9 +53,12 @@ def unit_attributes(config: RunConfig, table: IndicatorTable) -> pd.DataFrame:
         problem = not_a_file(config.data.units)
         if problem:
             raise UserError(f"{problem}: {config.data.units}", config.path, "[data] units")
-        frame = read_csv(config.data.units)
+        frame = read_csv(config.data.units).dropna(how="all")  # rows a spreadsheet left blank
         if "unit" not in frame:
             raise UserError("missing column 'unit'", config.data.units)
+        if frame.unit.isna().any():
+            row = int(frame.index[frame.unit.isna()][0])
+            raise UserError("empty unit name", config.data.units, f"row {row + 2}")
         twice = frame.unit[frame.unit.duplicated()]
         if len(twice):
             raise UserError(f"unit '{twice.iloc[0]}' is listed twice", config.data.units)
@@ -73,15 +76,16 @@ def unit_attributes(config: RunConfig, table: IndicatorTable) -> pd.DataFrame:
 
 
 def _positive_numbers(column: pd.Series, source: Path | str | None) -> pd.Series:
-    """A column of positive finite numbers (empty cells allowed), or an error naming the cell."""
-    values = pd.to_numeric(column, errors="coerce").astype(float)
-    bad = (column.notna() & values.isna()) | ~(values.isna() | (np.isfinite(values) & (values > 0)))
+    """A column of positive finite numbers (missing cells, empty or a token such as ``NA``,
+    allowed), or an error naming the cell."""
+    numbers, bad = parse_numbers(column)
+    bad |= numbers <= 0
     if bad.any():
-        unit = bad.index[bad.to_numpy().argmax()]
+        unit = column.index[int(np.flatnonzero(bad)[0])]
         raise UserError(
             f"unit '{unit}': {column.name} {column[unit]!r} is not a positive number", source
         )
-    return values
+    return pd.Series(numbers, index=column.index, name=column.name)
 
 
 def input_files(config: RunConfig) -> list[Path]:
