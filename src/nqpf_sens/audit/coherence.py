@@ -68,7 +68,7 @@ def indicator_statistics(
             "n": n.astype(int),
             "missing_share": missing_share,
             "zeros": (raw == 0).sum(axis=0),
-            "mean": frame.mean().to_numpy(),
+            "mean": (frame / scale).mean().to_numpy() * scale,
             "sd": (frame / scale).std(ddof=1).to_numpy() * scale,
             "min": frame.min().to_numpy(),
             "max": frame.max().to_numpy(),
