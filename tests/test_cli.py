@@ -117,3 +117,12 @@ def test_the_national_config_runs_from_any_folder(tmp_path):
     assert "the paper&#x27;s published 2022 values" in page  # drawn in the fan chart
     figures = tmp_path / "results" / "national" / "figures"
     assert list(figures.glob("*.png")) and not list(figures.glob("*.svg"))  # SVG on request
+
+
+@pytest.mark.parametrize("name", ["nope.toml", "a" * 300 + ".toml", "."])
+def test_a_config_that_cannot_be_read_is_one_line(project, name):
+    """Missing, a name too long for the system (a traceback), a folder."""
+    result = run_cli("run", name, cwd=project)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "the config file: " in result.stderr

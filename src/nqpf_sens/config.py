@@ -414,7 +414,7 @@ def load_config(path: str | Path) -> RunConfig:
     path = Path(path)
     problem = not_a_file(path)
     if problem:
-        raise UserError(f"config {problem}", path)
+        raise UserError(f"the config file: {problem}", path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:

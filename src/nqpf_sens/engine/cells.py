@@ -42,10 +42,13 @@ MISSING_TOKENS = frozenset(
 
 def not_a_file(path: Path) -> str | None:
     """Why ``path`` cannot be read as a file (it does not exist, or is a folder, a device, a
-    pipe), or None."""
-    if path.is_file():
-        return None
-    return "not a regular file" if path.exists() else "file not found"
+    pipe, or its name is too long for the system), or None."""
+    try:
+        if path.is_file():
+            return None
+        return "not a regular file" if path.exists() else "file not found"
+    except OSError as exc:  # a name too long, say
+        return f"cannot be read ({exc.strerror})"
 
 
 def read_csv(path: Path) -> pd.DataFrame:
