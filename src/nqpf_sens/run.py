@@ -249,6 +249,13 @@ def _inputs(
     focus = config.raw.get("outputs", {}).get("focus_unit")
     if focus and focus not in table.units:
         raise UserError(f"{focus!r} is not a unit of the data", config.path, "[outputs] focus_unit")
+    n_units = len(table.units)
+    if n_units > 1 and config.outputs.top > n_units:
+        raise UserError(
+            f"{config.outputs.top} is more than the {n_units} units (every unit is in the top)",
+            config.path,
+            "[outputs] top",
+        )
     if config.data.compare_with_paper:
         problem = paper_problem(spec, table)
         if problem:
