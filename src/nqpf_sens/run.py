@@ -250,7 +250,8 @@ def _inputs(
     if focus and focus not in table.units:
         raise UserError(f"{focus!r} is not a unit of the data", config.path, "[outputs] focus_unit")
     n_units = len(table.units)
-    if n_units > 1 and config.outputs.top > n_units:
+    top_set = "top" in config.raw.get("outputs", {})  # the default, 5, suits any index
+    if top_set and n_units > 1 and config.outputs.top > n_units:
         raise UserError(
             f"{config.outputs.top} is more than the {n_units} units (every unit is in the top)",
             config.path,
