@@ -112,3 +112,27 @@ def test_interrupted_run_resumes_to_identical_results(project, how, jobs):
     )
     assert fresh.returncode == 0, fresh.stderr
     assert resumed_files == csv_bytes(project / "results" / "fresh")
+
+
+def test_a_run_killed_while_drawing_leaves_no_worker_holding_its_lock(project):
+    """The figures' forked workers die with a killed run: they held the output folder's lock, and
+    every later run was told that another run was writing it, for ever."""
+    (project / "figs.toml").write_text(
+        '[run]\nname = "figs"\nkind = "montecarlo"\njobs = 2\n[data]\nvalues = "values.csv"\n'
+        '[sampling]\nn = 64\n[[factors]]\nname = "w"\nkind = "weights"\nlevel = 0\n'
+    )
+    argv = [sys.executable, "-m", "nqpf_sens", "run", "figs.toml", "--quiet"]
+    run = subprocess.Popen(argv, cwd=project, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list((project / "results").glob(".figs.partial-*/figures/*.png")):
+        assert run.poll() is None and time.time() < deadline, "no figure was drawn"
+        time.sleep(0.02)
+    run.kill()
+    run.wait()
+    deadline = time.time() + 20
+    while True:
+        again = subprocess.run(argv, cwd=project, capture_output=True, text=True, timeout=300)
+        if again.returncode == 0 or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert again.returncode == 0, again.stderr

@@ -32,6 +32,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.textpath import text_to_path  # noqa: E402
 
 from nqpf_sens.indices.nqpf.paper import national_published  # noqa: E402
+from nqpf_sens.processes import die_with_parent  # noqa: E402
 
 CJK_FONTS = (
     "Noto Sans CJK SC",
@@ -821,7 +822,10 @@ def make_figures(
         # forked workers start at once, with the fonts and settings of this process; elsewhere
         # a fresh interpreter would spend about what it saves on importing matplotlib
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pool = ProcessPoolExecutor(
+            workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
+        )
+        with pool:
             drawn = list(pool.map(_draw, tasks))
     else:
         drawn = [_draw(task) for task in tasks]

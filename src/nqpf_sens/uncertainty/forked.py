@@ -19,7 +19,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from nqpf_sens.uncertainty.workers import die_with_parent, ignore_interrupts, interrupts_deferred
+from nqpf_sens.processes import die_with_parent
+from nqpf_sens.uncertainty.workers import ignore_interrupts, interrupts_deferred
 
 AHEAD = 2  # items handed out per worker beyond the next result due: bounds the results waiting
 

@@ -38,6 +38,7 @@ from nqpf_sens.engine.pipeline import Pipeline
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
 from nqpf_sens.errors import UserError
+from nqpf_sens.processes import die_with_parent
 from nqpf_sens.uncertainty.chunks import (
     Layout,
     chunk_key,
@@ -52,7 +53,6 @@ from nqpf_sens.uncertainty.factors import FactorSet
 from nqpf_sens.uncertainty.forked import ForkedPool
 from nqpf_sens.uncertainty.memory import retain_freed_memory
 from nqpf_sens.uncertainty.sobol import SobolSums
-from nqpf_sens.uncertainty.workers import die_with_parent
 
 MAX_KEPT_SCORES = 1 << 16  # scenarios kept for score bands (quantile error < 0.001 in probability)
 KEPT_SCORES_BYTES = 512 * 2**20  # fewer for a large index: its kept scores stay within this

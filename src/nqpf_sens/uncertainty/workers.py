@@ -1,8 +1,5 @@
-"""Worker processes never outlive the run that started them, and never take its Ctrl-C.
-
-A process pool (loky, a local dask cluster) normally stops its workers when the run ends, but a run
-killed outright (SIGKILL, out of memory) gets no chance to. On Linux each worker asks the kernel to
-kill it when its parent dies (``PR_SET_PDEATHSIG``); elsewhere this does nothing.
+"""Worker processes never take the run's Ctrl-C (that they never outlive it:
+:mod:`nqpf_sens.processes`).
 
 A Ctrl-C is the run's to handle (it stops its workers and says what was kept). One that arrives
 while a process forks would otherwise be raised in the parent's after-fork hooks, which swallow it
@@ -14,31 +11,10 @@ and a forked child ignores it (:func:`ignore_interrupts`).
 
 from __future__ import annotations
 
-import ctypes
-import os
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(parent: int | None = None) -> bool:
-    """Have the kernel kill this process when its parent exits; True if it agreed. Given the
-    ``parent``'s process id, a worker whose parent died before it asked (while it was still
-    starting) exits at once: the kernel only signals deaths that come after the request."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return False
-    agreed = prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
-    if parent is not None and os.getppid() != parent:
-        os._exit(1)
-    return agreed
 
 
 @contextmanager
