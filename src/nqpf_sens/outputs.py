@@ -269,8 +269,9 @@ def destination_lock(final: Path) -> Iterator[None]:
             if handle is not None:
                 os.close(handle)
             raise UserError(
-                "a file of the lock file's name that nqpf_sens cannot tell it made (an older "
-                "version left an empty one): if no run is writing this folder, remove it",
+                "something has the lock file's name that nqpf_sens cannot tell it made (a "
+                "file, a folder or a link; an older version's lock is empty): if no run is "
+                "writing this folder, remove it",
                 lock,
             )
         try:
@@ -308,6 +309,7 @@ def _place_lock(lock: Path) -> None:
     except OSError as exc:
         raise UserError(f"cannot create the lock file ({exc.strerror})", lock) from None
     try:
+        os.fchmod(handle, 0o644)  # readable whatever the umask: every run must open it
         os.write(handle, LOCK_TEXT)
         os.close(handle)
         os.link(temporary, lock, follow_symlinks=False)
