@@ -15,7 +15,7 @@ from nqpf_sens import UserError, config_from_dict, run
 from nqpf_sens.config import load_config
 from nqpf_sens.engine.batch import evaluate
 from nqpf_sens.inputs import load_inputs
-from nqpf_sens.plan import prepare_study
+from nqpf_sens.plan import THRESHOLDS_AND_BANDS, prepare_study
 from nqpf_sens.run import run_config
 from nqpf_sens.uncertainty import study as uncertainty
 from nqpf_sens.uncertainty.designs import Design
@@ -618,11 +618,12 @@ def test_score_thresholds_cut_every_normalisation_on_the_nominal_scale(project, 
     expected = config.pipeline.tiers.assign(index, result.ranks)
     found = uncertainty.thresholds_on_nominal_scale(study, batch, result).tiers
     np.testing.assert_array_equal(found, expected)
-    bands = pd.read_csv(
-        run_config(project / "t.toml", out=project / "out", quiet=True) / "tier_bands.csv"
-    )
+    folder = run_config(project / "t.toml", out=project / "out", quiet=True)
+    bands = pd.read_csv(folder / "tier_bands.csv")
     first = bands[bands.nominal_rank == 1].iloc[0]  # its index 50.7, far above the thresholds
     assert first.nominal_tier == 1 and first.p_nominal_tier > 0.9
+    notes = json.loads((folder / "manifest.json").read_text())["notes"]
+    assert THRESHOLDS_AND_BANDS in notes  # bands and thresholds read different scales
 
 
 @pytest.mark.parametrize(
@@ -670,3 +671,23 @@ def test_an_alternative_table_with_its_rows_in_another_order_is_the_same_data(pr
     folder = run_config(project / "alt.toml", out=project / "out", quiet=True)
     stability = pd.read_csv(folder / "rank_stability.csv")
     assert (stability.p_nominal_rank == 1).all()
+
+
+def test_score_thresholds_read_the_metadatas_own_normalisation(project):
+    """Every indicator normalised by min-max in the metadata: a scenario whose pipeline says
+    'rank' has the nominal run's scale (its scores are the min-max ones), so its own scores are
+    cut, as any other's (it was mapped onto the nominal scale: identical scores, other tiers)."""
+    meta = pd.read_csv(project / "meta.csv").assign(normalisation="minmax")
+    meta.to_csv(project / "own.csv", index=False)
+    (project / "own.toml").write_text(
+        '[run]\nname = "own"\nkind = "montecarlo"\n[data]\nmetadata = "own.csv"\n'
+        'values = "small.csv"\n[tiers]\nscheme = "score_thresholds"\nthresholds = [60, 40]\n'
+        '[sampling]\nn = 64\n[[factors]]\nname = "norm"\nkind = "choice"\n'
+        'key = "normalisation"\noptions = ["minmax", "rank"]\n[[factors]]\nname = "w"\n'
+        'kind = "weights"\nlevel = 0\nspread = 0.5\n'
+    )
+    config, _, _, study = prepared_study(project / "own.toml")
+    batch = batch_for_rows(study, study.design.rows(0, 64))
+    result = study.engine().evaluate(batch)
+    found = uncertainty.thresholds_on_nominal_scale(study, batch, result).tiers
+    np.testing.assert_array_equal(found, config.pipeline.tiers.assign(result.index, result.ranks))

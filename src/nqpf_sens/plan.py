@@ -104,6 +104,14 @@ def _check_combinations(engine: Engine, factors: FactorSet, config: RunConfig) -
             raise UserError(f"{chosen}: {error.one_line()}", config.path, "[[factors]]") from None
 
 
+THRESHOLDS_AND_BANDS = (
+    "the normalisation varies: score thresholds cut a scenario normalised as the nominal run on "
+    "its own scores and any other on the nominal scale, while the score bands put every scenario "
+    "on the nominal scale (standing among the units), so a unit's band can clear a threshold that "
+    "some of its scenarios' own scores do not"
+)
+
+
 def _not_exercised(
     factors: FactorSet, table: IndicatorTable, spec: IndexSpec, config: RunConfig
 ) -> list[str]:
@@ -295,6 +303,8 @@ def prepare_study(
     )
     labels = statistics.Labels(table.units, table.years, spec.aggregates, regions)
     notes += _not_exercised(factors, table, spec, config)
+    if study.rescale_scores and config.pipeline.tiers.scheme == "score_thresholds":
+        notes.append(THRESHOLDS_AND_BANDS)
     return Prepared(study, nominal, labels, notes, _sobol_sums(design, config, nominal), backend)
 
 

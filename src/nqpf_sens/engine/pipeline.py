@@ -391,10 +391,15 @@ def _own_scales(
     return (lower, upper), (mean, sd)
 
 
+def normalisation_methods(pipeline: Pipeline, spec: IndexSpec) -> tuple[str, ...]:
+    """Each indicator's normalisation method: the metadata's own where it names one (COINr's
+    per-indicator specs), the pipeline's elsewhere."""
+    return tuple(_own_or(spec, "normalisation", pipeline.normalisation))
+
+
 def _normalisation_groups(pipeline: Pipeline, spec: IndexSpec) -> dict[str, np.ndarray]:
-    """The indicators each normalisation method treats: the metadata's own method where it names
-    one (COINr's per-indicator specs), the pipeline's elsewhere."""
-    methods = np.array(_own_or(spec, "normalisation", pipeline.normalisation))
+    """The indicators each normalisation method treats (see :func:`normalisation_methods`)."""
+    methods = np.array(normalisation_methods(pipeline, spec))
     return {method: np.flatnonzero(methods == method) for method in dict.fromkeys(methods)}
 
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from nqpf_sens.engine.batch import BatchResult, Engine, ScenarioBatch
 from nqpf_sens.engine.kernels import count_above_mean, rank_agreement, tally_ranks
-from nqpf_sens.engine.pipeline import Pipeline
+from nqpf_sens.engine.pipeline import normalisation_methods
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
 from nqpf_sens.errors import UserError
@@ -191,16 +191,18 @@ def thresholds_on_nominal_scale(
 ) -> BatchResult:
     """Tiers by score thresholds when the normalisation varies: the thresholds are on the nominal
     scale, so the index of a scenario normalised otherwise is first mapped onto it
-    (:func:`on_nominal_scale`, as for its score bands); under z-scores, say, the raw scores would
-    all fall in the lowest tier. A scenario normalised as the nominal run is on that scale
-    already: its own scores are cut, as the paper's method cuts them. Tiers by rank or by natural
-    breaks are unchanged by such a map."""
+    (:func:`on_nominal_scale`); under z-scores, say, the raw scores would all fall in the lowest
+    tier. A scenario whose indicators are normalised as the nominal run's (the metadata may fix
+    some or all of them) is on that scale already: its own scores are cut, as the paper's method
+    cuts them. (Score bands map every scenario: they compare standing among the units, so a band
+    can clear a threshold that some scenarios' own scores do not; the run notes it.) Tiers by rank
+    or by natural breaks are unchanged by such a map."""
     rules = [pipeline.tiers for pipeline in batch.pipelines]
     cut_by_score = {rule for rule in rules if rule.scheme == "score_thresholds"}
     if not cut_by_score:
         return result
-    nominal_scale = _scale(study.factors.nominal)
-    elsewhere = np.array([_scale(p) != nominal_scale for p in batch.pipelines])
+    nominal = normalisation_methods(study.factors.nominal, study.spec)
+    elsewhere = np.array([normalisation_methods(p, study.spec) != nominal for p in batch.pipelines])
     mapped = on_nominal_scale(result.index[..., None], study.nominal_scores[..., -1:])[..., 0]
     index = np.where(elsewhere[batch.pipeline_index, None, None], mapped, result.index)
     tiers = result.tiers.copy()
@@ -208,22 +210,6 @@ def thresholds_on_nominal_scale(
         members = np.isin(batch.pipeline_index, [k for k, r in enumerate(rules) if r == rule])
         tiers[members] = rule.assign(index[members], result.ranks[members])
     return dataclasses.replace(result, tiers=tiers)
-
-
-#: the settings that fix the scale of the normalised data, and so of the scores
-SCALE_SETTINGS = (
-    "normalisation",
-    "minmax_range",
-    "zscore_scale",
-    "zscore_ddof",
-    "reference_unit",
-    "distance_scale",
-    "base_year",
-)
-
-
-def _scale(pipeline: Pipeline) -> tuple:
-    return tuple(getattr(pipeline, name) for name in SCALE_SETTINGS)
 
 
 def on_nominal_scale(scores: np.ndarray, nominal: np.ndarray) -> np.ndarray:
