@@ -123,9 +123,9 @@ def test_a_region_whose_nominal_mean_tops_the_scenarios_is_said_to_be_read_favou
         regions[f"{share}_se"] = np.sqrt(regions[share] * (1 - regions[share]) / 400)
     east, west = _edge_regions(regions)
     assert east == (
-        "East's nominal mean index (39.9) is higher than in all 400 scenarios (5th-95th"
-        " percentile band 23.6-31.6): the nominal method is among the most favourable readings"
-        " for East."
+        "East's nominal mean index (39.9) is higher than in all 400 scenarios; its 5th-95th"
+        " percentile band over scenarios is 23.6-31.6. The nominal method is among the most"
+        " favourable readings for East."
     )
     assert west.startswith(
         "West's nominal mean index (3.0) is lower than in 384 of the 400 scenarios"
@@ -134,7 +134,12 @@ def test_a_region_whose_nominal_mean_tops_the_scenarios_is_said_to_be_read_favou
     assert west.endswith("among the least favourable readings for West.")
     assert _edge_regions(regions.drop(columns=shares)) == []  # a run saved without the shares
     relative, _ = _edge_regions(regions, rescaled=True)  # the normalisation varies
-    assert "(its standing among the units: each scenario's scores on the nominal scale)" in relative
+    assert "(scores on the nominal scale: its standing among the units)" in relative
+    from nqpf_sens.report.reading import _share_of
+
+    assert (
+        _share_of(2047 / 2048, 0.0005, 2048) == "2,047 of the 2,048 scenarios (99.95%, +/- 0.10%)"
+    )
 
 
 def test_a_factor_without_effect_gives_no_region_a_favourable_reading(tmp_path):

@@ -190,11 +190,7 @@ def _edge_regions(regions: pd.DataFrame, rescaled: bool = False) -> list[str]:
     are of scores on the nominal scale: the region's standing among the units, not its level."""
     if "p_below_nominal" not in regions:  # saved before the shares were
         return []
-    standing = (
-        " (its standing among the units: each scenario's scores on the nominal scale)"
-        if rescaled
-        else ""
-    )
+    standing = " (scores on the nominal scale: its standing among the units)" if rescaled else ""
     lines = []
     for row in regions.drop_duplicates("region", keep="last").itertuples():
         for share, se, high in (
@@ -206,21 +202,25 @@ def _edge_regions(regions: pd.DataFrame, rescaled: bool = False) -> list[str]:
             lines.append(
                 f"{row.region}'s nominal mean index ({row.nominal_mean:.1f}) is"
                 f" {'higher' if high else 'lower'} than in {_share_of(share, se, row.scenarios)}"
-                f" (5th-95th percentile band {row.p05:.1f}-{row.p95:.1f}){standing}: the nominal"
-                f" method is among the {'most' if high else 'least'} favourable readings for"
-                f" {row.region}."
+                f"{standing}; its 5th-95th percentile band over scenarios is {row.p05:.1f}-"
+                f"{row.p95:.1f}. The nominal method is among the {'most' if high else 'least'}"
+                f" favourable readings for {row.region}."
             )
     return lines
 
 
 def _share_of(share: float, se: float, scenarios: float) -> str:
-    """'all 400 scenarios' or '384 of the 400 scenarios (96.0%, +/- 1.9%)': counts, so that a
-    share is never rounded to 100%."""
+    """'all 400 scenarios' or '384 of the 400 scenarios (96.0%, +/- 1.9%)': counts, and as many
+    decimals as keep a share short of 100% from reading 100%."""
     n = int(scenarios)
     count = round(share * n)
     if count == n:
         return f"all {n:,} scenarios"
-    return f"{count:,} of the {n:,} scenarios ({100 * share:.1f}%, +/- {100 * 1.96 * se:.1f}%)"
+    percent, decimals = 100 * share, 1
+    while round(percent, decimals) >= 100 and decimals < 6:
+        decimals += 1
+    error = 100 * 1.96 * se
+    return f"{count:,} of the {n:,} scenarios ({percent:.{decimals}f}%, +/- {error:.{decimals}f}%)"
 
 
 def wilson_low(p: pd.Series, n: int, z: float = 1.96) -> pd.Series:
