@@ -85,8 +85,9 @@ def test_constant_indicator_under_minmax_is_defined(corpus):
 
 
 def test_a_units_file_with_missing_tokens_and_blank_rows_is_read(corpus, monkeypatch, capsys):
-    """GDP per capita written 'NA' is missing (as in any number column) and rows a spreadsheet
-    left blank at the end are no units: both were refused."""
+    """GDP per capita written 'NA' is missing (as in any number column), rows a spreadsheet left
+    blank (or of spaces) at the end are no units, and cells are trimmed as the data file's unit
+    names are (' u3 ' lost its attributes, ' East ' was a region of its own)."""
     from nqpf_sens.cli import main
 
     monkeypatch.chdir(corpus)
@@ -99,3 +100,4 @@ def test_a_units_file_with_missing_tokens_and_blank_rows_is_read(corpus, monkeyp
     )
     attributes = pd.read_csv(corpus / "results" / "out" / "unit_attributes.csv")
     assert len(attributes) == 8 and attributes.gdp_per_capita.isna().sum() == 1
+    assert set(attributes.region) == {"East"}

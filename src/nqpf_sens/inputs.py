@@ -53,12 +53,17 @@ def unit_attributes(config: RunConfig, table: IndicatorTable) -> pd.DataFrame:
         problem = not_a_file(config.data.units)
         if problem:
             raise UserError(f"{problem}: {config.data.units}", config.path, "[data] units")
-        frame = read_csv(config.data.units).dropna(how="all")  # rows a spreadsheet left blank
+        frame = read_csv(config.data.units)
         if "unit" not in frame:
             raise UserError("missing column 'unit'", config.data.units)
+        # cells trimmed as the data file's unit names are; rows a spreadsheet left blank dropped
+        frame = frame.apply(lambda column: column.str.strip()).replace("", None)
+        frame = frame.dropna(how="all")
         if frame.unit.isna().any():
-            row = int(frame.index[frame.unit.isna()][0])
-            raise UserError("empty unit name", config.data.units, f"row {row + 2}")
+            cells = frame[frame.unit.isna()].iloc[0].dropna()
+            raise UserError(
+                f"a row without a unit name ({', '.join(map(str, cells))})", config.data.units
+            )
         twice = frame.unit[frame.unit.duplicated()]
         if len(twice):
             raise UserError(f"unit '{twice.iloc[0]}' is listed twice", config.data.units)
