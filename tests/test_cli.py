@@ -126,3 +126,15 @@ def test_a_config_that_cannot_be_read_is_one_line(project, name):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "the config file: " in result.stderr
+
+
+def test_paths_that_cannot_be_resolved_are_one_line(project):
+    """A data path that is a loop of symbolic links, and a report of a folder whose name is too
+    long for the system: one line each (tracebacks)."""
+    (project / "loop1").symlink_to("loop2")
+    (project / "loop2").symlink_to("loop1")
+    (project / "loop.toml").write_text('[data]\nvalues = "loop1"\n')
+    for argv in (("run", "loop.toml"), ("report", "z" * 300)):
+        result = run_cli(*argv, cwd=project)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -304,8 +304,20 @@ def _check_keys(raw: dict[str, Any], path: Path) -> None:
             _check_value(value, allowed[key], path, f"[{section}] {key}")
 
 
-def _path(value: str | None, base: Path) -> Path | None:
-    return None if value is None else (base / value).resolve()
+def _path(value: str | None, base: Path, config: Path, key: str) -> Path | None:
+    return None if value is None else _resolved(value, base, config, key)
+
+
+def _resolved(value: str, base: Path, config: Path, key: str) -> Path:
+    """A path of the config, relative to its folder, resolved (or refused in one line: a loop of
+    symbolic links, a name too long)."""
+    try:
+        return (base / value).resolve()
+    except (OSError, RuntimeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise UserError(
+            f"cannot be resolved ({reason}): {value}", config, f"[data] {key}"
+        ) from None
 
 
 def _tier_rule(section: dict[str, Any], path: Path) -> TierRule:
@@ -487,13 +499,15 @@ def _config(raw: dict[str, Any], path: Path, base: Path) -> RunConfig:
         audit=_audit(raw.get("audit", {}), path),
         factors=tuple(raw.get("factors", ())),
         data=DataConfig(
-            metadata=_path(data.get("metadata"), base),
-            values=_path(data.get("values"), base),
+            metadata=_path(data.get("metadata"), base, path, "metadata"),
+            values=_path(data.get("values"), base, path, "values"),
             year=data.get("year"),
             compare_with_paper=data.get("compare_with_paper", False),
             allow_empty_units=data.get("allow_empty_units", False),
-            alternatives=tuple((base / p).resolve() for p in data.get("alternatives", ())),
-            units=_path(data.get("units"), base),
+            alternatives=tuple(
+                _resolved(p, base, path, "alternatives") for p in data.get("alternatives", ())
+            ),
+            units=_path(data.get("units"), base, path, "units"),
             unit_column=data.get("unit_column", "unit"),
             year_column=data.get("year_column", "year"),
             shipped=data.get("shipped", "provinces"),

@@ -366,7 +366,11 @@ def rebuild_report(folder: str | Path, chinese: bool = False, quiet: bool = Fals
     until the new version is complete. Its saved files are checked first, then copied with the
     new figures and report into a staging folder that replaces the run's folder as a run does."""
     folder = Path(folder)
-    if not folder.is_dir():
+    try:
+        found = folder.is_dir()
+    except OSError as exc:  # a name too long, say
+        raise UserError(f"cannot be read ({exc.strerror})", folder) from None
+    if not found:
         raise UserError("no such folder", folder)
     listed = result_files(folder)
     if listed is None:
