@@ -251,9 +251,10 @@ def _inputs(
         raise UserError(f"{focus!r} is not a unit of the data", config.path, "[outputs] focus_unit")
     n_units = len(table.units)
     top_set = "top" in config.raw.get("outputs", {})  # the default, 5, suits any index
-    if top_set and n_units > 1 and config.outputs.top > n_units:
+    if top_set and config.kind != "baseline" and 1 < n_units <= config.outputs.top:
         raise UserError(
-            f"{config.outputs.top} is more than the {n_units} units (every unit is in the top)",
+            f"{config.outputs.top} is not fewer than the {n_units} units (every unit would be in "
+            "the top)",
             config.path,
             "[outputs] top",
         )
