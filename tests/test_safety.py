@@ -731,3 +731,22 @@ def test_folders_made_for_a_destination_that_cannot_be_made_are_removed(project,
     out = project / "mine" / "new" / "deeper" / ("n" * 300) / "result"
     assert "cannot create the folder" in refused(capsys, "run", "base.toml", "--out", str(out))
     assert (project / "mine").is_dir() and not (project / "mine" / "new").exists()
+
+
+def test_a_replaced_result_that_cannot_be_deleted_is_said_not_fatal(project, capsys, monkeypatch):
+    """The new result is published; the old one's files cannot be deleted (a read-only folder,
+    which root never meets): a warning names where they are, and the run succeeds (it exited 2
+    after publishing, and `report` with a traceback)."""
+    from nqpf_sens import outputs
+
+    assert main(["run", "base.toml", "--quiet"]) == 0
+
+    def read_only(folder):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(outputs, "remove_result", read_only)
+    for argv in (["run", "base.toml", "--quiet"], ["report", "results/base"]):
+        assert main(argv) == 0
+        assert "warning: the replaced result could not be deleted" in capsys.readouterr().err
+    assert (project / "results" / "base" / "report.html").is_file()
+    assert len(list((project / "results").glob(".base.*"))) == 2  # the two replaced results

@@ -22,6 +22,7 @@ import os
 import secrets
 import shutil
 import stat
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -214,12 +215,26 @@ def publish(staging: Path, final: Path) -> None:
         return
     check_replaceable(final)  # again: files may have been added while the run was going
     if _renameat2(staging, final, _RENAME_EXCHANGE):
-        remove_result(staging)  # the staging path now holds the old result
+        _remove_replaced(staging)  # the staging path now holds the old result
         return
     aside = final.with_name(f".{final.name}.old-{secrets.token_hex(4)}")
     os.rename(final, aside)
     os.rename(staging, final)
-    remove_result(aside)
+    _remove_replaced(aside)
+
+
+def _remove_replaced(old: Path) -> None:
+    """Delete the result a new one replaced; the new one is published already, so a file that
+    cannot be deleted (a read-only folder, say) is said, not fatal: it stays, hidden, where it
+    is."""
+    try:
+        remove_result(old)
+    except OSError as exc:
+        print(
+            f"warning: the replaced result could not be deleted ({exc.strerror}); what is left of "
+            f"it is in {old}",
+            file=sys.stderr,
+        )
 
 
 def make_folders(folder: Path) -> list[Path]:
@@ -343,9 +358,9 @@ def staged_directory(final: Path) -> Iterator[Path]:
         yield staging
         write_marker(staging)
         publish(staging, final)
-    finally:
-        if os.path.lexists(staging):
-            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def write_marker(folder: Path) -> None:
