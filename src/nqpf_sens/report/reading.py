@@ -201,9 +201,9 @@ def _edge_regions(regions: pd.DataFrame, rescaled: bool = False) -> list[str]:
                 continue
             lines.append(
                 f"{row.region}'s nominal mean index ({row.nominal_mean:.1f}) is"
-                f" {'higher' if high else 'lower'} than in {_share_of(share, se, row.scenarios)}"
-                f"{standing}; its 5th-95th percentile band over scenarios is {row.p05:.1f}-"
-                f"{row.p95:.1f}. The nominal method is among the {'most' if high else 'least'}"
+                f" {'higher' if high else 'lower'} than in {_share_of(share, se, row.scenarios)};"
+                f" its 5th-95th percentile band over scenarios is {row.p05:.1f}-{row.p95:.1f}"
+                f"{standing}. The nominal method is among the {'most' if high else 'least'}"
                 f" favourable readings for {row.region}."
             )
     return lines
