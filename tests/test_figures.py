@@ -145,8 +145,8 @@ def test_undefined_statistics_draw_without_a_warning(tmp_path):
 
     from nqpf_sens import nqpf_spec
 
-    frame = synthetic_frame(nqpf_spec(), n_units=8)
     spec = nqpf_spec()
+    frame = synthetic_frame(spec, n_units=8)
     constant = [c for c, d in zip(spec.indicators, spec.parents[0], strict=True) if d == 2]
     frame[constant] = 5.0
     frame.to_csv(tmp_path / "values.csv", index=False)
