@@ -134,7 +134,10 @@ def test_a_region_whose_nominal_mean_tops_the_scenarios_is_said_to_be_read_favou
     assert west.endswith("among the least favourable readings for West.")
     assert _edge_regions(regions.drop(columns=shares)) == []  # a run saved without the shares
     relative, _ = _edge_regions(regions, rescaled=True)  # the normalisation varies
-    assert "(scores on the nominal scale: its standing among the units)" in relative
+    assert (
+        "31.6. Both compare scores on the nominal scale (each scenario's mapped onto it)"
+        in relative
+    )
     from nqpf_sens.report.reading import _share_of
 
     assert (

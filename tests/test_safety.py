@@ -733,16 +733,21 @@ def test_folders_made_for_a_destination_that_cannot_be_made_are_removed(project,
     assert (project / "mine").is_dir() and not (project / "mine" / "new").exists()
 
 
-def test_a_replaced_result_that_cannot_be_deleted_is_said_not_fatal(project, capsys, monkeypatch):
-    """The new result is published; the old one's files cannot be deleted (a read-only folder,
-    which root never meets): a warning names where they are, and the run succeeds (it exited 2
-    after publishing, and `report` with a traceback)."""
+@pytest.mark.parametrize("fails", ["raising", "silently"])
+def test_a_replaced_result_that_cannot_be_deleted_is_said_not_fatal(
+    project, capsys, monkeypatch, fails
+):
+    """The new result is published; the old one's files cannot be deleted (a read-only folder:
+    an error; a folder that cannot be searched: files that seem absent), which root never meets:
+    a warning names where they are, and the run succeeds (it exited 2 after publishing, and
+    `report` with a traceback; an unsearchable folder was left without a word)."""
     from nqpf_sens import outputs
 
     assert main(["run", "base.toml", "--quiet"]) == 0
 
     def read_only(folder):
-        raise PermissionError(13, "Permission denied")
+        if fails == "raising":
+            raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(outputs, "remove_result", read_only)
     for argv in (["run", "base.toml", "--quiet"], ["report", "results/base"]):
@@ -750,3 +755,22 @@ def test_a_replaced_result_that_cannot_be_deleted_is_said_not_fatal(project, cap
         assert "warning: the replaced result could not be deleted" in capsys.readouterr().err
     assert (project / "results" / "base" / "report.html").is_file()
     assert len(list((project / "results").glob(".base.*"))) == 2  # the two replaced results
+
+
+def test_an_output_path_through_a_loop_of_links_is_one_line(project, capsys):
+    (project / "loopA").symlink_to("loopB")
+    (project / "loopB").symlink_to("loopA")
+    assert "cannot be resolved" in refused(capsys, "run", "base.toml", "--out", "loopA/result")
+
+
+def test_a_run_folder_that_cannot_be_read_is_one_line(project, capsys, monkeypatch):
+    """``report`` of a folder the user may not read (which root never meets): one line."""
+    from nqpf_sens.report import html
+
+    assert main(["run", "base.toml", "--quiet"]) == 0
+
+    def unreadable(folder):
+        raise PermissionError(13, "Permission denied", str(folder / ".nqpf_sens-result.json"))
+
+    monkeypatch.setattr(html, "result_files", unreadable)
+    assert "cannot be read (Permission denied)" in refused(capsys, "report", "results/base")

@@ -691,3 +691,20 @@ def test_score_thresholds_read_the_metadatas_own_normalisation(project):
     result = study.engine().evaluate(batch)
     found = uncertainty.thresholds_on_nominal_scale(study, batch, result).tiers
     np.testing.assert_array_equal(found, config.pipeline.tiers.assign(result.index, result.ranks))
+
+
+def test_a_normalisation_factor_the_metadata_overrides_is_noted_not_said_to_vary(project):
+    """The metadata fixes every indicator's method: a normalisation factor changes nothing, is
+    noted as such, and the run does not say that the normalisation varies."""
+    meta = pd.read_csv(project / "meta.csv").assign(normalisation="minmax")
+    meta.to_csv(project / "own.csv", index=False)
+    (project / "fixed.toml").write_text(
+        '[run]\nname = "fixed"\nkind = "montecarlo"\n[data]\nmetadata = "own.csv"\n'
+        'values = "small.csv"\n[tiers]\nscheme = "score_thresholds"\nthresholds = [60, 40]\n'
+        '[sampling]\nn = 16\n[[factors]]\nname = "norm"\nkind = "choice"\n'
+        'key = "normalisation"\noptions = ["rank", "zscore"]\n'
+    )
+    config, table, nominal, _ = prepared_study(project / "fixed.toml")
+    notes = prepare_study(config, load_inputs(config)[0], table, nominal).notes
+    assert THRESHOLDS_AND_BANDS not in notes
+    assert any(n.startswith("factor 'norm': the metadata fixes every") for n in notes)

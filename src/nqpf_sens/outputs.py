@@ -60,11 +60,17 @@ def check_run_name(name: object, source: Path) -> str:
 
 
 def _absolute(path: Path) -> Path:
-    """The absolute path with the parents' links resolved but the last component kept as it is."""
+    """The absolute path with the parents' links resolved but the last component kept as it is
+    (a loop of links, or a name too long for the system, refused in one line)."""
     path = Path(os.path.abspath(path))
-    if path.name in ("", ".."):
-        return path.resolve()
-    return path.parent.resolve() / path.name
+    try:
+        if path.name in ("", ".."):
+            return path.resolve()
+        return path.parent.resolve() / path.name
+    except (OSError, RuntimeError) as exc:
+        raise UserError(
+            f"cannot be resolved ({getattr(exc, 'strerror', None) or exc})", path
+        ) from None
 
 
 def _contains(folder: Path, path: Path) -> bool:
@@ -229,10 +235,13 @@ def _remove_replaced(old: Path) -> None:
     is."""
     try:
         remove_result(old)
+        reason = "some of it could not be read" if os.path.lexists(old) else None
     except OSError as exc:
+        reason = exc.strerror
+    if reason:
         print(
-            f"warning: the replaced result could not be deleted ({exc.strerror}); what is left of "
-            f"it is in {old}",
+            f"warning: the replaced result could not be deleted ({reason}); what is left of it "
+            f"is in {old}",
             file=sys.stderr,
         )
 

@@ -14,7 +14,7 @@ from nqpf_sens.config import RunConfig
 from nqpf_sens.engine.batch import BatchResult, Engine
 from nqpf_sens.engine.cells import not_a_file
 from nqpf_sens.engine.impute import TIME_SERIES_RULES
-from nqpf_sens.engine.pipeline import pipeline_weights
+from nqpf_sens.engine.pipeline import Pipeline, normalisation_methods, pipeline_weights
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable, load_table
 from nqpf_sens.errors import UserError
@@ -133,6 +133,13 @@ def _not_exercised(
                 f"factor '{factor.name}': "
                 "no indicator is flagged for transformation in the metadata"
             )
+    if not _normalisation_varies(factors, config.pipeline, spec):
+        notes += [
+            f"factor '{f.name}': the metadata fixes every indicator's normalisation, so this "
+            "choice cannot matter"
+            for f in factors.choices
+            if f.key == "normalisation"
+        ]
     for factor in factors.choices:
         governing = SETTING_NEEDS.get(factor.key)
         if governing is None:
@@ -147,6 +154,16 @@ def _not_exercised(
                 f"{' or '.join(enabling)}, which neither the pipeline nor any factor chooses"
             )
     return notes
+
+
+def _normalisation_varies(factors: FactorSet, nominal: Pipeline, spec: IndexSpec) -> bool:
+    """Whether some normalisation option normalises an indicator otherwise than another (the
+    metadata may fix some or all indicators' method, whatever the pipeline says)."""
+    options = {nominal.normalisation} | {
+        option for f in factors.choices if f.key == "normalisation" for option in f.options
+    }
+    methods = {normalisation_methods(nominal.with_(normalisation=o), spec) for o in options}
+    return len(methods) > 1
 
 
 #: choices that only matter under some values of another: (that key, those values)
@@ -303,7 +320,8 @@ def prepare_study(
     )
     labels = statistics.Labels(table.units, table.years, spec.aggregates, regions)
     notes += _not_exercised(factors, table, spec, config)
-    if study.rescale_scores and config.pipeline.tiers.scheme == "score_thresholds":
+    varies = _normalisation_varies(factors, config.pipeline, spec)
+    if study.rescale_scores and varies and config.pipeline.tiers.scheme == "score_thresholds":
         notes.append(THRESHOLDS_AND_BANDS)
     return Prepared(study, nominal, labels, notes, _sobol_sums(design, config, nominal), backend)
 

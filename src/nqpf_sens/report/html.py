@@ -367,16 +367,15 @@ def rebuild_report(folder: str | Path, chinese: bool = False, quiet: bool = Fals
     new figures and report into a staging folder that replaces the run's folder as a run does."""
     folder = Path(folder)
     try:
-        found = folder.is_dir()
-    except OSError as exc:  # a name too long, say
-        raise UserError(f"cannot be read ({exc.strerror})", folder) from None
-    if not found:
-        raise UserError("no such folder", folder)
-    listed = result_files(folder)
-    if listed is None:
-        raise UserError("not a complete run (no nqpf_sens marker file)", folder)
-    folder = check_destination(folder)
-    manifest, tables = load_run(folder)
+        if not folder.is_dir():
+            raise UserError("no such folder", folder)
+        listed = result_files(folder)
+        if listed is None:
+            raise UserError("not a complete run (no nqpf_sens marker file)", folder)
+        folder = check_destination(folder)
+        manifest, tables = load_run(folder)
+    except OSError as exc:  # a name too long, a folder or file the user may not read
+        raise UserError(f"cannot be read ({exc.strerror})", exc.filename or folder) from None
     keep = [name for name in listed if not name.startswith("figures/") and name != "report.html"]
     with destination_lock(folder), staged_directory(folder) as staging:
         for name in keep:

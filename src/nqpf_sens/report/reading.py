@@ -190,7 +190,12 @@ def _edge_regions(regions: pd.DataFrame, rescaled: bool = False) -> list[str]:
     are of scores on the nominal scale: the region's standing among the units, not its level."""
     if "p_below_nominal" not in regions:  # saved before the shares were
         return []
-    standing = " (scores on the nominal scale: its standing among the units)" if rescaled else ""
+    standing = (
+        " Both compare scores on the nominal scale (each scenario's mapped onto it): the region's"
+        " standing among the units, not its level."
+        if rescaled
+        else ""
+    )
     lines = []
     for row in regions.drop_duplicates("region", keep="last").itertuples():
         for share, se, high in (
@@ -202,8 +207,8 @@ def _edge_regions(regions: pd.DataFrame, rescaled: bool = False) -> list[str]:
             lines.append(
                 f"{row.region}'s nominal mean index ({row.nominal_mean:.1f}) is"
                 f" {'higher' if high else 'lower'} than in {_share_of(share, se, row.scenarios)};"
-                f" its 5th-95th percentile band over scenarios is {row.p05:.1f}-{row.p95:.1f}"
-                f"{standing}. The nominal method is among the {'most' if high else 'least'}"
+                f" its 5th-95th percentile band over scenarios is {row.p05:.1f}-{row.p95:.1f}."
+                f"{standing} The nominal method is among the {'most' if high else 'least'}"
                 f" favourable readings for {row.region}."
             )
     return lines

@@ -249,9 +249,10 @@ def load_run(folder: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
     for name in REQUIRED_TABLES[manifest["kind"]]:
         if not (folder / f"{name}.csv").is_file():
             raise UserError(f"missing {name}.csv; run the config again", folder)
-    for path in sorted(folder.glob("*.csv")):
-        if path.stem in COLUMNS:
-            tables[path.stem] = _read_table(path)
+    for name in sorted(COLUMNS):  # by name: a folder that cannot be listed would look empty
+        path = folder / f"{name}.csv"
+        if path.is_file():
+            tables[name] = _read_table(path)
     if "rank_shift" in tables and not set(SHIFT_STATISTICS) <= set(tables["rank_shift"].statistic):
         raise UserError(
             f"damaged table: the statistics {', '.join(SHIFT_STATISTICS)} are missing",
