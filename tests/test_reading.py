@@ -243,3 +243,18 @@ def test_sobol_outputs_too_uncertain_to_rank_factors_are_not_read():
     outputs.loc[0, "interaction_share"] = float("nan")  # R_S does not vary
     found = lines({"sobol_summary": table, "sobol_outputs": outputs})
     assert not any("Interactions" in line or "sum to" in line for line in found)
+
+
+def test_rank_intervals_equally_wide_are_all_named():
+    """Two units whose 5th-95th percentile rank intervals are equally the widest: both are
+    named (the first in rank order was named as 'the widest' alone)."""
+    stability = pd.DataFrame(
+        {
+            "unit": ["a", "b", "c"],
+            "nominal_rank": [1, 2, 3],
+            "p05_rank": [1, 1, 2],
+            "p95_rank": [2, 3, 4],
+        }
+    )
+    found = " ".join(lines({"rank_stability": stability}))
+    assert "The widest 5th-95th percentile rank intervals are b's (1-3, nominal 2) and c's" in found

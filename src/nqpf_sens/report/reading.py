@@ -118,10 +118,18 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
     stability = tables.get("rank_stability")
     if stability is not None and ("year" not in stability or stability.year.nunique() == 1):
         width = stability.p95_rank - stability.p05_rank
-        widest = stability.loc[width.idxmax()]
+        widest = stability[width == width.max()]
+        parts = [
+            f"{row.unit}'s ({int(row.p05_rank)}-{int(row.p95_rank)}, nominal "
+            f"{int(row.nominal_rank)})"
+            for row in widest.head(3).itertuples()
+        ]
+        if len(widest) > 3:
+            parts.append(f"{len(widest) - 3} more as wide")
+        named = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
         lines.append(
-            f"The widest 5th-95th percentile rank interval is {widest.unit}'s "
-            f"({int(widest.p05_rank)}-{int(widest.p95_rank)}, nominal {int(widest.nominal_rank)}); "
+            f"The widest 5th-95th percentile rank interval{'s are' if len(widest) > 1 else ' is'} "
+            f"{named}; "
             f"for {plural(int((width <= 2).sum()), 'unit')} the 5th and 95th percentile ranks "
             "differ by at most 2."
         )
