@@ -673,20 +673,26 @@ def test_an_alternative_table_with_its_rows_in_another_order_is_the_same_data(pr
     assert (stability.p_nominal_rank == 1).all()
 
 
-def test_score_thresholds_read_the_metadatas_own_normalisation(project):
-    """Every indicator normalised by min-max in the metadata: a scenario whose pipeline says
-    'rank' has the nominal run's scale (its scores are the min-max ones), so its own scores are
-    cut, as any other's (it was mapped onto the nominal scale: identical scores, other tiers)."""
+def fixed_normalisation_study(project, options: str, extra: str = ""):
+    """A run's study over metadata that normalises every indicator by min-max itself, with
+    score-threshold tiers and a normalisation factor over ``options``."""
     meta = pd.read_csv(project / "meta.csv").assign(normalisation="minmax")
     meta.to_csv(project / "own.csv", index=False)
     (project / "own.toml").write_text(
         '[run]\nname = "own"\nkind = "montecarlo"\n[data]\nmetadata = "own.csv"\n'
         'values = "small.csv"\n[tiers]\nscheme = "score_thresholds"\nthresholds = [60, 40]\n'
         '[sampling]\nn = 64\n[[factors]]\nname = "norm"\nkind = "choice"\n'
-        'key = "normalisation"\noptions = ["minmax", "rank"]\n[[factors]]\nname = "w"\n'
-        'kind = "weights"\nlevel = 0\nspread = 0.5\n'
+        f'key = "normalisation"\noptions = {options}\n{extra}'
     )
-    config, _, _, study = prepared_study(project / "own.toml")
+    return prepared_study(project / "own.toml")
+
+
+def test_score_thresholds_read_the_metadatas_own_normalisation(project):
+    """Every indicator normalised by min-max in the metadata: a scenario whose pipeline says
+    'rank' has the nominal run's scale (its scores are the min-max ones), so its own scores are
+    cut, as any other's (it was mapped onto the nominal scale: identical scores, other tiers)."""
+    weights = '[[factors]]\nname = "w"\nkind = "weights"\nlevel = 0\nspread = 0.5\n'
+    config, _, _, study = fixed_normalisation_study(project, '["minmax", "rank"]', weights)
     batch = batch_for_rows(study, study.design.rows(0, 64))
     result = study.engine().evaluate(batch)
     found = uncertainty.thresholds_on_nominal_scale(study, batch, result).tiers
@@ -696,15 +702,7 @@ def test_score_thresholds_read_the_metadatas_own_normalisation(project):
 def test_a_normalisation_factor_the_metadata_overrides_is_noted_not_said_to_vary(project):
     """The metadata fixes every indicator's method: a normalisation factor changes nothing, is
     noted as such, and the run does not say that the normalisation varies."""
-    meta = pd.read_csv(project / "meta.csv").assign(normalisation="minmax")
-    meta.to_csv(project / "own.csv", index=False)
-    (project / "fixed.toml").write_text(
-        '[run]\nname = "fixed"\nkind = "montecarlo"\n[data]\nmetadata = "own.csv"\n'
-        'values = "small.csv"\n[tiers]\nscheme = "score_thresholds"\nthresholds = [60, 40]\n'
-        '[sampling]\nn = 16\n[[factors]]\nname = "norm"\nkind = "choice"\n'
-        'key = "normalisation"\noptions = ["rank", "zscore"]\n'
-    )
-    config, table, nominal, _ = prepared_study(project / "fixed.toml")
+    config, table, nominal, _ = fixed_normalisation_study(project, '["rank", "zscore"]')
     notes = prepare_study(config, load_inputs(config)[0], table, nominal).notes
     assert THRESHOLDS_AND_BANDS not in notes
     assert any(n.startswith("factor 'norm': the metadata fixes every") for n in notes)
