@@ -233,8 +233,9 @@ def _check_values(value: Any, path: Path, where: str) -> None:
     holding a control character (TOML allows "\\u0001"; no figure or report could show it)."""
     if isinstance(value, float) and not math.isfinite(value):
         raise UserError(f"not a finite number: {value}", path, where)
-    if isinstance(value, str) and control_character(value):
-        raise UserError(f"a control character ({control_character(value)})", path, where)
+    found = control_character(value) if isinstance(value, str) else None
+    if found:
+        raise UserError(f"a control character ({found})", path, where)
     if isinstance(value, list):
         for k, item in enumerate(value, start=1):
             _check_values(item, path, f"{where} item {k}")

@@ -19,9 +19,8 @@ from nqpf_sens.indices.nqpf import data as nqpf
 def load_inputs(config: RunConfig) -> tuple[IndexSpec, IndicatorTable]:
     """Spec and (optionally one year of) the data table of a run."""
     for key, path in (("metadata", config.data.metadata), ("values", config.data.values)):
-        problem = None if path is None else not_a_file(path)
-        if problem:
-            raise UserError(f"{problem}: {path}", config.path, f"[data] {key}")
+        if path is not None:
+            check_data_file(config, key, path)
     spec = nqpf.nqpf_spec() if config.data.metadata is None else load_spec(config.data.metadata)
     values = config.data.values or shipped_values(config)
     table = load_table(values, spec, config.data.unit_column, config.data.year_column)
@@ -32,6 +31,14 @@ def load_inputs(config: RunConfig) -> tuple[IndexSpec, IndicatorTable]:
             )
         table = table.year(config.data.year)
     return spec, table
+
+
+def check_data_file(config: RunConfig, key: str, path: Path) -> None:
+    """Refuse a data file the config names under ``[data] key`` that cannot be read as a file,
+    naming the key (reading it would name the file alone)."""
+    problem = not_a_file(path)
+    if problem:
+        raise UserError(f"{problem}: {path}", config.path, f"[data] {key}")
 
 
 def shipped_values(config: RunConfig) -> Path:
@@ -50,9 +57,7 @@ def unit_attributes(config: RunConfig, table: IndicatorTable) -> pd.DataFrame:
     ``[data] units``, the shipped NQPF file (with the shipped data) or the data's own text
     columns."""
     if config.data.units is not None:
-        problem = not_a_file(config.data.units)
-        if problem:
-            raise UserError(f"{problem}: {config.data.units}", config.path, "[data] units")
+        check_data_file(config, "units", config.data.units)
         frame = read_csv(config.data.units)
         if "unit" not in frame:
             raise UserError("missing column 'unit'", config.data.units)

@@ -12,7 +12,6 @@ import pandas as pd
 
 from nqpf_sens.config import RunConfig
 from nqpf_sens.engine.batch import BatchResult, Engine
-from nqpf_sens.engine.cells import not_a_file
 from nqpf_sens.engine.impute import TIME_SERIES_RULES
 from nqpf_sens.engine.pipeline import Pipeline, normalisation_methods, pipeline_weights
 from nqpf_sens.engine.spec import IndexSpec
@@ -20,7 +19,7 @@ from nqpf_sens.engine.table import IndicatorTable, load_table
 from nqpf_sens.errors import UserError
 from nqpf_sens.indices.nqpf.data import alternative_tables
 from nqpf_sens.indices.nqpf.paper import REGION_ORDER
-from nqpf_sens.inputs import input_files, unit_attributes
+from nqpf_sens.inputs import check_data_file, input_files, unit_attributes
 from nqpf_sens.uncertainty import statistics
 from nqpf_sens.uncertainty.cell_draws import cell_keys
 from nqpf_sens.uncertainty.chunks import fingerprint
@@ -70,9 +69,7 @@ def _tables(
     if config.data.alternatives:
         others = []
         for path in config.data.alternatives:
-            problem = not_a_file(path)
-            if problem:
-                raise UserError(f"{problem}: {path}", config.path, "[data] alternatives")
+            check_data_file(config, "alternatives", path)
             other = load_table(path, spec, config.data.unit_column, config.data.year_column)
             if set(other.units) == set(table.units):
                 other = other.in_unit_order(table.units)  # rows in another order: the same data
@@ -113,7 +110,11 @@ THRESHOLDS_AND_BANDS = (
 
 
 def _not_exercised(
-    factors: FactorSet, table: IndicatorTable, spec: IndexSpec, config: RunConfig
+    factors: FactorSet,
+    table: IndicatorTable,
+    spec: IndexSpec,
+    config: RunConfig,
+    normalisation_varies: bool,
 ) -> list[str]:
     """Factors the config names but the data cannot exercise (reported, not silently ignored)."""
     notes = []
@@ -133,7 +134,7 @@ def _not_exercised(
                 f"factor '{factor.name}': "
                 "no indicator is flagged for transformation in the metadata"
             )
-    if not _normalisation_varies(factors, config.pipeline, spec):
+    if not normalisation_varies:
         notes += [
             f"factor '{f.name}': the metadata fixes every indicator's normalisation, so this "
             "choice cannot matter"
@@ -319,8 +320,8 @@ def prepare_study(
         keep_stride=max(1, -(-n_uncertain // kept)),
     )
     labels = statistics.Labels(table.units, table.years, spec.aggregates, regions)
-    notes += _not_exercised(factors, table, spec, config)
     varies = _normalisation_varies(factors, config.pipeline, spec)
+    notes += _not_exercised(factors, table, spec, config, varies)
     if study.rescale_scores and varies and config.pipeline.tiers.scheme == "score_thresholds":
         notes.append(THRESHOLDS_AND_BANDS)
     return Prepared(study, nominal, labels, notes, _sobol_sums(design, config, nominal), backend)

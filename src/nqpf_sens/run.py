@@ -246,11 +246,12 @@ def _inputs(
     if problem:
         key, message = problem.split(": ", 1)
         raise UserError(message, config.path, f"[pipeline] {key}")
-    focus = config.raw.get("outputs", {}).get("focus_unit")
+    written = config.raw.get("outputs", {})  # the [outputs] keys the config sets
+    focus = written.get("focus_unit")
     if focus and focus not in table.units:
         raise UserError(f"{focus!r} is not a unit of the data", config.path, "[outputs] focus_unit")
     n_units = len(table.units)
-    top_set = "top" in config.raw.get("outputs", {})  # the default, 5, suits any index
+    top_set = "top" in written  # the default, 5, suits any index
     if top_set and config.kind != "baseline" and 1 < n_units <= config.outputs.top:
         raise UserError(
             f"{config.outputs.top} is not fewer than the {n_units} units (every unit would be in "

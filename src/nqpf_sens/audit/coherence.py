@@ -224,16 +224,13 @@ def column_scales(matrix: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(largest) & (largest > 0), largest, 1.0)
 
 
-def scaled_columns(matrix: np.ndarray) -> np.ndarray:
-    return matrix / column_scales(matrix)
-
-
 def _pca(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues and unit eigenvectors (columns) of R's ``prcomp(center = TRUE, scale. =
     TRUE)`` on complete cases: min(units, items) components, each eigenvector signed so that its
     largest |loading| (the first, within rounding) is positive. NaN without two complete units or
     with a constant item (where prcomp refuses to scale)."""
-    matrix = scaled_columns(matrix[~np.isnan(matrix).any(axis=1)])  # prcomp scales them anyway
+    matrix = matrix[~np.isnan(matrix).any(axis=1)]
+    matrix = matrix / column_scales(matrix)  # prcomp scales them anyway
     n, p = matrix.shape
     sd = matrix.std(axis=0, ddof=1) if n >= 2 else np.zeros(p)
     if n < 2 or not (sd > 0).all():

@@ -354,23 +354,8 @@ def _sobol_lines(
             )
         shares = outputs.set_index("output").interaction_share
         share = None if "rank_shift" in unreliable else shares.get("rank_shift")
-        if share is None or pd.isna(share):
-            pass  # R_S does not vary, or its indices are not read
-        elif share >= 0:
-            meaning = (
-                "choices matter in combination"
-                if share >= INTERACTING
-                else "the factors act mostly alone"
-            )
-            lines.append(
-                f"Interactions: {100 * share:.0f}% of the variance of R_S is explained by no "
-                f"factor alone (1 - sum of S1, a point estimate): {meaning}."
-            )
-        else:
-            lines.append(
-                f"The S1 of R_S sum to {1 - share:.2f}, above 1: estimator noise, "
-                "and no sign of interactions."
-            )
+        if share is not None and pd.notna(share):  # R_S varies and its indices are read
+            lines.append(_interaction_line(share))
     inert = summary[summary.max_ST_high_ranks < 0.05].factor.tolist()
     if inert:
         lines.append(
@@ -378,6 +363,22 @@ def _sobol_lines(
             f"the {100 * level:g}% interval): {', '.join(inert)}."
         )
     return [line for line in lines if line is not None]
+
+
+def _interaction_line(share: float) -> str:
+    """What the share of R_S's variance that no factor explains alone (1 - sum of S1) says."""
+    if share < 0:
+        return (
+            f"The S1 of R_S sum to {1 - share:.2f}, above 1: estimator noise, and no sign of "
+            "interactions."
+        )
+    meaning = (
+        "choices matter in combination" if share >= INTERACTING else "the factors act mostly alone"
+    )
+    return (
+        f"Interactions: {100 * share:.0f}% of the variance of R_S is explained by no factor alone"
+        f" (1 - sum of S1, a point estimate): {meaning}."
+    )
 
 
 def _coherence_line(statistics: pd.DataFrame, correlations: pd.DataFrame) -> str:

@@ -54,9 +54,8 @@ from nqpf_sens.uncertainty.forked import ForkedPool
 from nqpf_sens.uncertainty.memory import retain_freed_memory
 from nqpf_sens.uncertainty.sobol import SobolSums
 
-MAX_KEPT_SCORES = (
-    1 << 16
-)  # kept for score bands (standard error in probability: p05 0.0009, median 0.002)
+#: scenarios kept for score bands (standard error in probability: p05 0.0009, median 0.002)
+MAX_KEPT_SCORES = 1 << 16
 KEPT_SCORES_BYTES = 512 * 2**20  # fewer for a large index: its kept scores stay within this
 MIN_KEPT_SCORES = 1 << 12  # but never fewer than this (error of a 5% quantile < 0.004)
 CHUNK_MEMORY = 192 * 2**20  # bytes of per-scenario arrays one chunk may hold
