@@ -18,7 +18,7 @@ import pytest
 from conftest import synthetic_frame
 
 from nqpf_sens.cli import main
-from nqpf_sens.outputs import LOCK_TEXT, MARKER, destination_lock
+from nqpf_sens.outputs import LOCK_TEXT, MARKER, STAGING_MARKER, STAGING_TEXT, destination_lock
 from nqpf_sens.uncertainty.chunks import (
     KEY_MEMBER,
     WORK_STAMP,
@@ -187,6 +187,43 @@ def test_a_file_with_the_lock_files_name_is_the_users_and_survives(project, caps
     lock.write_bytes(LOCK_TEXT)  # as a run that was killed leaves it
     assert main(argv) == 0
     assert not lock.exists()
+
+
+def test_only_what_killed_runs_left_beside_the_destination_is_removed(project):
+    """A run removes the staging folders that killed runs left beside its destination (marked
+    when made) and the listed files of a result moved aside; lookalikes of the user's survive."""
+    results = project / "results"
+    assert main(["run", "base.toml", "--quiet"]) == 0
+
+    def folder(name: str, marker: bytes | None = None, file: str = "notes.txt") -> Path:
+        path = results / name
+        path.mkdir()
+        (path / file).write_text("mine")
+        if marker is not None:
+            (path / STAGING_MARKER).write_bytes(marker)
+        return path
+
+    left = folder(".base.partial-deadbeef", STAGING_TEXT, "ranks.csv")  # as a killed run leaves
+    lookalikes = [
+        folder(".base.partial-0123abcd"),
+        folder(".base.partial-4567abcd", b"mine"),
+        folder(".base.partial-DEADBEEF", STAGING_TEXT),
+        folder(".other.partial-01234567", STAGING_TEXT),  # another destination's
+        folder("base.partial-01234567", STAGING_TEXT),
+    ]
+    target = folder("linked", STAGING_TEXT)
+    (results / ".base.partial-89abcdef").symlink_to(target)
+    aside = results / ".base.old-0123abcd"  # an earlier result a killed run moved aside
+    aside.mkdir()
+    for name in (MARKER, "baseline_scores.csv"):
+        (aside / name).write_bytes((results / "base" / name).read_bytes())
+    (aside / "notes.txt").write_text("mine")
+    saved = {path: tree(path) for path in [*lookalikes, target]}
+    assert main(["run", "base.toml", "--quiet"]) == 0
+    assert not left.exists()
+    assert {path: tree(path) for path in [*lookalikes, target]} == saved
+    assert (results / ".base.partial-89abcdef").is_symlink()
+    assert tree(aside) == {"notes.txt": b"mine"}
 
 
 def interrupted_study(project, monkeypatch):
