@@ -336,6 +336,21 @@ def test_disk_full_while_writing_is_one_line_and_leaves_nothing(project, monkeyp
     assert not (project / "results").exists()
 
 
+@pytest.mark.parametrize(
+    "code, again", [("EACCES", False), ("EROFS", False), ("EBUSY", True), ("EIO", True)]
+)
+def test_only_a_failure_that_may_pass_asks_to_run_again(project, monkeypatch, capsys, code, again):
+    import errno
+
+    def failing(*args, **kwargs):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), "scores.csv")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", failing)
+    line = refused(capsys, "run", "base.toml")
+    assert os.strerror(getattr(errno, code)) in line
+    assert line.endswith("; run again") == again, line
+
+
 def test_the_results_folder_deleted_mid_run_is_one_line(project, monkeypatch, capsys):
     import shutil
 

@@ -227,13 +227,19 @@ def _one_line_errors(config: RunConfig, keeps_chunks: bool) -> Iterator[None]:
         raise UserError(system_problem(error), error.filename or config.path) from None
 
 
+#: failures of the system that may pass by themselves (a busy or interrupted device, a timeout)
+TRANSIENT_ERRORS = frozenset({errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT, errno.EIO})
+
+
 def system_problem(error: OSError) -> str:
     """One line for a failure of the system while a run reads or writes."""
     if error.errno == errno.ENOSPC:
         return "the disk is full: free space and run again (--resume keeps the finished chunks)"
     if error.errno == errno.ENOENT:
         return "disappeared while the run was writing (was a folder deleted?); run again"
-    return f"{error.strerror or error}; run again"
+    # "run again" only where that may help (not after "Permission denied", say)
+    again = "; run again" if error.errno in TRANSIENT_ERRORS else ""
+    return f"{error.strerror or error}{again}"
 
 
 def _inputs(
