@@ -258,3 +258,26 @@ def test_rank_intervals_equally_wide_are_all_named():
     )
     found = " ".join(lines({"rank_stability": stability}))
     assert "The widest 5th-95th percentile rank intervals are b's (1-3, nominal 2) and c's" in found
+
+
+def test_rank_ranges_and_what_if_moves_equally_the_largest_are_all_named():
+    """Rank bounds and leave-one-out moves are whole numbers, often tied: every unit tied for
+    the widest range or the largest move is named (one of them was, as if it stood alone)."""
+    from nqpf_sens.report.reading import _rank_bounds_line, _what_if_line
+
+    bounds = pd.DataFrame(
+        {"unit": ["a", "b", "c", "d"], "best_rank": [1, 1, 3, 4], "worst_rank": [3, 2, 5, 4]}
+    )
+    line = _rank_bounds_line(bounds)
+    assert "the widest range of ranks, 2 places, belongs to a (1 to 3) and c (3 to 5);" in line
+    assert "2 of 4 units can rank first" in line and "1 keep their rank" in line
+    what_if = pd.DataFrame(
+        {
+            "change": ["without x"] * 3 + ["without y"] * 3,
+            "unit": ["a", "b", "c"] * 2,
+            "shift": [3, -3, 0, 1, 0, -1],
+        }
+    )
+    line = _what_if_line(what_if)
+    assert "the largest move is 3 places: a falls without x and b rises without x;" in line
+    assert "1 of 2 such changes move no unit by more than 2 places" in line

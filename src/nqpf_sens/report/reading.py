@@ -119,14 +119,14 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
     if stability is not None and ("year" not in stability or stability.year.nunique() == 1):
         width = stability.p95_rank - stability.p05_rank
         widest = stability[width == width.max()]
-        parts = [
-            f"{row.unit}'s ({int(row.p05_rank)}-{int(row.p95_rank)}, nominal "
-            f"{int(row.nominal_rank)})"
-            for row in widest.head(3).itertuples()
-        ]
-        if len(widest) > 3:
-            parts.append(f"{len(widest) - 3} more as wide")
-        named = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+        named = _listed(
+            [
+                f"{row.unit}'s ({int(row.p05_rank)}-{int(row.p95_rank)}, nominal "
+                f"{int(row.nominal_rank)})"
+                for row in widest.itertuples()
+            ],
+            "more as wide",
+        )
         lines.append(
             f"The widest 5th-95th percentile rank interval{'s are' if len(widest) > 1 else ' is'} "
             f"{named}; "
@@ -473,26 +473,45 @@ def _optimal_weights_line(summary: pd.DataFrame, nodes: pd.DataFrame) -> str:
 def _rank_bounds_line(bounds: pd.DataFrame) -> str:
     """How far the weights alone can move units, exactly (no sampling error to state)."""
     width = bounds.worst_rank - bounds.best_rank
-    widest = bounds.loc[width.idxmax()]
+    widest = bounds[width == width.max()]
     can_lead = int((bounds.best_rank == 1).sum())
     fixed = int((width == 0).sum())
+    named = _listed(
+        [
+            f"{row.unit} ({int(row.best_rank)} to {int(row.worst_rank)})"
+            for row in widest.itertuples()
+        ],
+        "more",
+    )
     return (
         "Over every admissible weight vector (the configured weight spreads, exact bounds, "
-        f"not a sample): {can_lead} of {len(bounds)} units can rank first; {widest.unit} has the "
-        f"widest range, from rank {int(widest.best_rank)} to {int(widest.worst_rank)}; "
-        f"{fixed} keep their rank whatever the weights."
+        f"not a sample): {can_lead} of {len(bounds)} units can rank first; the widest range of "
+        f"ranks, {int(width.max())} places, belongs to {named}; {fixed} keep their rank whatever "
+        "the weights."
     )
 
 
 def _what_if_line(what_if: pd.DataFrame) -> str:
-    """The largest move when one part is left out, and how many changes stay within 2 places."""
-    largest = what_if.loc[what_if["shift"].abs().idxmax()]
+    """The largest moves when one part is left out, and how many changes stay within 2 places."""
+    size = what_if["shift"].abs()
+    largest = what_if[size == size.max()]
     by_change = what_if.groupby("change")["shift"].apply(lambda s: s.abs().max())
     calm = int((by_change <= 2).sum())
-    direction = "falls" if largest["shift"] > 0 else "rises"
+    moves = _listed(
+        [
+            f"{row.unit}{_in_year(row)} {'falls' if row['shift'] > 0 else 'rises'} {row.change}"
+            for _, row in largest.iterrows()
+        ],
+        "more as far",
+    )
     return (
         f"Leaving one part out at a time (a structural what-if, not an uncertainty): the largest "
-        f"move is {largest.unit}{_in_year(largest)}, which {direction} "
-        f"{abs(int(largest['shift']))} places {largest.change}; {calm} of {len(by_change)} such "
-        "changes move no unit by more than 2 places."
+        f"move is {int(size.max())} places: {moves}; {calm} of {len(by_change)} such changes "
+        "move no unit by more than 2 places."
     )
+
+
+def _listed(items: list[str], more: str, shown: int = 3) -> str:
+    """'a', 'a and b', 'a, b and c', or the first ``shown`` and 'k ``more``'."""
+    parts = items[:shown] + ([f"{len(items) - shown} {more}"] if len(items) > shown else [])
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
