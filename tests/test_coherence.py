@@ -158,6 +158,18 @@ def test_missing_values_are_dropped_pair_by_pair(spec):
     assert found["i3", "i4"] == pytest.approx(frame.corr().loc["i3", "i4"])
 
 
+def test_two_units_in_common_give_no_correlation(spec):
+    """A pair observed together in two units only: undefined, as documented (R's +/-1 was
+    flagged redundant or negative)."""
+    x = np.array([1.0, 2, 3, 4, 5])
+    sparse = np.array([1.0, 2, np.nan, np.nan, np.nan])
+    values = levels(x, x**2, x, sparse, d1=x, d2=x, total=x)
+    for method in ("pearson", "spearman"):
+        found = correlations(values, spec, method).set_index(["node_a", "node_b"])
+        assert np.isnan(found.r["i3", "i4"]) and found.flag["i3", "i4"] == "undefined"
+        assert found.r["i1", "i2"] > 0.9  # five units: defined
+
+
 def test_spearman_ranks_only_the_complete_pairs(spec):
     # R: cor(x, y, "spearman", "pairwise.complete.obs") ranks units 1, 3, 4 only:
     # x ranks 1,2,3 and y ranks 1,3,2 -> r = 1/2 (ranking before dropping would give 0.65)

@@ -103,10 +103,11 @@ def _check_levels(values_by_level: Sequence[np.ndarray], spec: IndexSpec) -> lis
 
 def _pairwise_r(x: np.ndarray, y: np.ndarray, method: str) -> float:
     """R's ``cor(x, y, method, use = "pairwise.complete.obs")``: Spearman ranks (average ties)
-    only the units where both are present; NaN with fewer than 2 of them or no spread."""
+    only the units where both are present; NaN with no spread or fewer than 3 of them (where R
+    gives two units' +/-1, which says nothing of redundancy)."""
     both = ~(np.isnan(x) | np.isnan(y))
     x, y = x[both], y[both]
-    if x.size < 2:
+    if x.size < 3:
         return np.nan
     if method == "spearman":
         x, y = ascending_ranks(x), ascending_ranks(y)
