@@ -129,7 +129,7 @@ def test_correlation_rows_and_flags_on_known_r(spec):
         ("i1", "total"): ("index", 0.1, "weak"),
         ("d1", "d2"): ("within", -1.0, "negative"),
         ("d1", "total"): ("parent", 0.1, "weak"),
-        ("d2", "total"): ("parent", -0.1, "negative"),
+        ("d2", "total"): ("parent", -0.1, "weak"),  # too small to call a trade-off
     }
     for pair, (kind, r, flag) in expected.items():
         row = found.loc[pair]

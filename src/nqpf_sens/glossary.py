@@ -305,7 +305,8 @@ EXACT: dict[str, _Meaning] = {
         "observed for both"
     ),
     "flag": _Meaning(
-        f"negative (r < 0), weak (0 <= r < {WEAK_THRESHOLD:g}) or redundant (r > "
+        f"negative (r <= -{WEAK_THRESHOLD:g}: a trade-off), weak (|r| < {WEAK_THRESHOLD:g}, "
+        f"either sign) or redundant (r > "
         f"{REDUNDANT_THRESHOLD:g} between siblings, which then double count), undefined (no r: "
         "a constant node, or fewer than three units observed in both); empty otherwise"
     ),

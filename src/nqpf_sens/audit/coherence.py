@@ -129,7 +129,8 @@ def correlations(
 
     Per level: ``within`` for every pair of siblings, ``parent`` for each node with its parent,
     ``index`` for each node with the index when the index is not already its parent. ``flag`` is
-    ``negative`` (r < 0), ``weak`` (0 <= r < 0.3), ``redundant`` (r > 0.9 between siblings,
+    ``negative`` (r <= -0.3: a trade-off), ``weak`` (|r| < 0.3: a correlation of either sign
+    this small is no evidence of one), ``redundant`` (r > 0.9 between siblings,
     where two indicators double count), ``undefined`` (no r: a constant node, or fewer than three
     units observed in both) or empty. Unlike ``get_corr`` no r is blanked for its
     p-value: the flags are about size, and blanking would hide exactly the weak ones.
@@ -158,8 +159,8 @@ def correlations(
     r = frame["r"].to_numpy(dtype=float)
     frame["flag"] = np.select(
         [
-            r < 0,
-            (r >= 0) & (r < weak),
+            r <= -weak,
+            np.abs(r) < weak,
             (r > redundant) & (frame["kind"] == "within"),
             np.isnan(r),
         ],

@@ -393,17 +393,19 @@ def _coherence_line(statistics: pd.DataFrame, correlations: pd.DataFrame) -> str
             f"{a} ~ {b} ({r:.2f})" for a, b, r in rows[["node_a", "node_b", "r"]].values
         )
 
-    parts = [
-        f"{len(outliers)} of {len(statistics)} indicators have outliers by the JRC rule "
-        f"(|skewness| > 2 and kurtosis > 3.5){': ' + ', '.join(outliers) if outliers else ''}"
-    ]
+    parts = []
     for flag, meaning in (
         ("redundant", "redundant pairs (r > 0.9 within one aggregate)"),
-        ("negative", "negative correlations"),
-        ("weak", "weak correlations (r < 0.3)"),
+        ("negative", "negative (r <= -0.3)"),
+        ("weak", "weak (|r| < 0.3)"),
     ):
         parts.append(f"{meaning}: {pairs(flag) or 'none'}")
-    return "Statistical coherence (Pearson, nominal data): " + "; ".join(parts) + "."
+    return (
+        f"Statistical coherence: {len(outliers)} of {len(statistics)} indicators have outliers "
+        "in the raw data by the JRC rule (|skewness| > 2 and kurtosis > 3.5)"
+        f"{': ' + ', '.join(outliers) if outliers else ''}. Pearson correlations of the nominal "
+        "run's normalised indicators and aggregates: " + "; ".join(parts) + "."
+    )
 
 
 def _single_changes_line(summary: pd.DataFrame) -> str:
