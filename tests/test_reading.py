@@ -281,3 +281,33 @@ def test_rank_ranges_and_what_if_moves_equally_the_largest_are_all_named():
     line = _what_if_line(what_if)
     assert "the largest move is 3 places: a falls without x and b rises without x;" in line
     assert "1 of 2 such changes move no unit by more than 2 places" in line
+
+
+def test_optimal_weights_are_read_as_a_local_optimum_and_an_unfinished_search_is_said():
+    from nqpf_sens.report.reading import _optimal_weights_line
+
+    summary = pd.DataFrame(
+        {
+            "level": [0, 1],
+            "target": ["weights"] * 2,
+            "nominal_distance": [0.02, 0.03],
+            "optimised_distance": [0.01, 0.02],
+            "converged": ["True", "False"],
+            "largest_weight_change": [0.1, 0.2],
+            "mean_rank_shift": [0.5, 1.0],
+        }
+    )
+    nodes = pd.DataFrame(
+        {
+            "level": [0, 0, 1, 1],
+            "node": ["a", "b", "d1", "d2"],
+            "optimised_influence_share": [0.5, 0.5, 0.4, 0.6],
+            "target_share": [0.4, 0.6, 0.5, 0.5],
+            "at_bound": [None, None, None, "ceiling"],
+        }
+    )
+    line = _optimal_weights_line(summary, nodes)
+    assert "a local optimum, searched from the nominal weights" in line
+    assert line.endswith("The search of level 1 stopped before it converged.")
+    summary["converged"] = "True"
+    assert "stopped before" not in _optimal_weights_line(summary, nodes)

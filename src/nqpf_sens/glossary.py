@@ -22,7 +22,7 @@ from nqpf_sens.audit.coherence import (
     SKEW_THRESHOLD,
     WEAK_THRESHOLD,
 )
-from nqpf_sens.audit.optimal_weights import BOUND
+from nqpf_sens.audit.optimal_weights import BOUND, MAX_RESTARTS, RESTART_GAIN
 from nqpf_sens.indices.nqpf.paper import OUTPUTS, REGION_ORDER
 from nqpf_sens.uncertainty.convergence import BLOCKS
 from nqpf_sens.uncertainty.sobol import MAX_INTERVAL, MIN_RANK_SD
@@ -398,7 +398,8 @@ EXACT: dict[str, _Meaning] = {
     ),
     "optimised_weight": _Meaning(
         "the part's weight, again as a share of its siblings', that brings the level's "
-        "influence shares closest to their target (least squares)"
+        "influence shares closest to their target (least squares) of the weights a local search "
+        "from the nominal ones found: other starting weights may reach another local optimum"
     ),
     "target_share": _Meaning(
         "the influence share aimed at: the part's nominal effective weight (the product of the "
@@ -424,7 +425,14 @@ EXACT: dict[str, _Meaning] = {
         "the sum of squared differences between the level's influence shares and their target, "
         "with the optimised weights"
     ),
-    "converged": _Meaning("whether the optimiser (L-BFGS-B) reports that it converged"),
+    "converged": _Meaning(
+        "whether the optimiser (L-BFGS-B) reports that it converged and a restart from where it "
+        f"stopped gained less than {RESTART_GAIN:g} of the distance"
+    ),
+    "restarts": _Meaning(
+        f"how often the search was restarted from where it stopped (at most {MAX_RESTARTS}): "
+        "its memory of the curvature stalls on this objective"
+    ),
     "evaluations": _Meaning("the number of index computations the search used"),
     "largest_weight_change": _Meaning(
         "the largest absolute change of a part's weight share from nominal to optimised"

@@ -466,9 +466,20 @@ def _optimal_weights_line(summary: pd.DataFrame, nodes: pd.DataFrame) -> str:
             + ")"
         )
     target = "the nominal effective weights" if summary.target.iloc[0] == "weights" else "equal"
+    unsettled = [
+        str(int(row.level)) for row in summary.itertuples() if str(row.converged) != "True"
+    ]
+    caveat = (
+        f" The search of level {' and '.join(unsettled)} stopped before it converged."
+        if unsettled
+        else ""
+    )
     return (
         "Weights that balance influence (each part's correlation with the index as a share; "
-        f"target: {target}): " + "; ".join(parts) + "."
+        f"target: {target}; a local optimum, searched from the nominal weights): "
+        + "; ".join(parts)
+        + "."
+        + caveat
     )
 
 
