@@ -6,6 +6,8 @@ import nqpf_sens as ns
 from nqpf_sens import Pipeline
 from nqpf_sens.audit.coherence import nominal_levels
 from nqpf_sens.audit.importance import (
+    BANDWIDTHS,
+    bootstrap_correlation_ratios,
     correlation_ratio,
     importance_tables,
     local_linear,
@@ -62,6 +64,31 @@ def test_the_bootstrap_from_counts_equals_one_resample_at_a_time():
         single = [correlation_ratio(x[r], y[r], bandwidth) for r in resamples]
         np.testing.assert_allclose(found, single, rtol=1e-9, atol=1e-12)
     assert found[-1] == 0.0
+
+
+def test_each_resample_chooses_its_bandwidth_leaving_out_every_copy_of_a_unit():
+    """A resample's bandwidth is the one of the grid (sd of all units) whose leave-one-out error
+    on the resample, each unit left out with all its copies, is smallest; its ratio is the fit's
+    at that bandwidth (a loop over resamples, each unit predicted from the units left). On all
+    units once each, the choice is the point estimate's."""
+    rng = np.random.default_rng(6)
+    x, y = rng.lognormal(0, 1, 15), rng.random(15)
+    resamples = rng.integers(0, 15, size=(25, 15))
+    counts = np.stack([np.bincount(r, minlength=15) for r in resamples]).astype(float)
+    grid = BANDWIDTHS * np.std(x)
+    expected = []
+    for r in resamples:
+        errors = []
+        for h in grid:
+            left = [r[r != unit] for unit in r]
+            predicted = [
+                local_linear(x[k], y[k], h, x[[u]])[0] for k, u in zip(left, r, strict=True)
+            ]
+            errors.append(np.mean((y[r] - predicted) ** 2))
+        expected.append(correlation_ratio(x[r], y[r], grid[int(np.argmin(errors))]))
+    np.testing.assert_allclose(bootstrap_correlation_ratios(x, y, counts), expected, atol=1e-9)
+    once = bootstrap_correlation_ratios(x, y, np.ones((1, 15)))
+    np.testing.assert_allclose(once, correlation_ratio(x, y), atol=1e-12)
 
 
 def test_an_index_equal_for_every_unit_skips_importance_and_says_why(tmp_path):
