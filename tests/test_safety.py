@@ -336,6 +336,24 @@ def test_disk_full_while_writing_is_one_line_and_leaves_nothing(project, monkeyp
     assert not (project / "results").exists()
 
 
+def test_report_on_a_full_disk_is_one_line_and_leaves_the_run_as_it_was(
+    project, monkeypatch, capsys
+):
+    import errno
+
+    assert main(["run", "base.toml", "--quiet"]) == 0
+    before = tree(project / "results")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "report.html")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    line = refused(capsys, "report", "results/base")
+    assert "the disk is full" in line and "--resume" not in line
+    assert tree(project / "results") == before
+    assert not list((project / "results").glob(".base.*"))
+
+
 @pytest.mark.parametrize(
     "code, again", [("EACCES", False), ("EROFS", False), ("EBUSY", True), ("EIO", True)]
 )
@@ -363,7 +381,7 @@ def test_the_results_folder_deleted_mid_run_is_one_line(project, monkeypatch, ca
         return real(study, start, stop)
 
     monkeypatch.setattr(uncertainty, "evaluate_rows", delete_results)
-    assert "disappeared while the run was writing" in refused(
+    assert "disappeared while it was being written" in refused(
         capsys, "run", "study.toml", "--jobs", "1"
     )
 

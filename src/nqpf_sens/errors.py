@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -27,3 +28,20 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, message: str):
         self.message = message
         super().__init__(message)
+
+
+#: failures of the system that may pass by themselves (a busy or interrupted device, a timeout)
+TRANSIENT_ERRORS = frozenset({errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT, errno.EIO})
+
+
+def system_problem(error: OSError, keeps_chunks: bool = False) -> str:
+    """One line for a failure of the system while a run or ``report`` reads or writes (a run
+    that ``keeps_chunks`` says that --resume can use them)."""
+    if error.errno == errno.ENOSPC:
+        kept = " (--resume keeps the finished chunks)" if keeps_chunks else ""
+        return f"the disk is full: free space and run again{kept}"
+    if error.errno == errno.ENOENT:
+        return "disappeared while it was being written (was a folder deleted?); run again"
+    # "run again" only where that may help (not after "Permission denied", say)
+    again = "; run again" if error.errno in TRANSIENT_ERRORS else ""
+    return f"{error.strerror or error}{again}"

@@ -4,7 +4,6 @@ whole output folder is written at once; :func:`run` returns the tables without w
 from __future__ import annotations
 
 import dataclasses
-import errno
 import platform
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from nqpf_sens.engine.kernels import RANK_TOLERANCE
 from nqpf_sens.engine.pipeline import option_problem
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
-from nqpf_sens.errors import RunInterrupted, UserError
+from nqpf_sens.errors import RunInterrupted, UserError, system_problem
 from nqpf_sens.glossary import glossary_table
 from nqpf_sens.indices.nqpf.paper import compare_with_table3, paper_problem, paper_summary
 from nqpf_sens.inputs import (
@@ -224,22 +223,9 @@ def _one_line_errors(config: RunConfig, keeps_chunks: bool) -> Iterator[None]:
             config.path,
         ) from None
     except OSError as error:
-        raise UserError(system_problem(error), error.filename or config.path) from None
-
-
-#: failures of the system that may pass by themselves (a busy or interrupted device, a timeout)
-TRANSIENT_ERRORS = frozenset({errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT, errno.EIO})
-
-
-def system_problem(error: OSError) -> str:
-    """One line for a failure of the system while a run reads or writes."""
-    if error.errno == errno.ENOSPC:
-        return "the disk is full: free space and run again (--resume keeps the finished chunks)"
-    if error.errno == errno.ENOENT:
-        return "disappeared while the run was writing (was a folder deleted?); run again"
-    # "run again" only where that may help (not after "Permission denied", say)
-    again = "; run again" if error.errno in TRANSIENT_ERRORS else ""
-    return f"{error.strerror or error}{again}"
+        raise UserError(
+            system_problem(error, keeps_chunks), error.filename or config.path
+        ) from None
 
 
 def _inputs(

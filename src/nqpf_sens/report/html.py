@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nqpf_sens.errors import UserError
+from nqpf_sens.errors import UserError, system_problem
 from nqpf_sens.outputs import check_destination, destination_lock, result_files, staged_directory
 from nqpf_sens.report.figures import make_figures
 from nqpf_sens.report.reading import reading
@@ -377,9 +377,12 @@ def rebuild_report(folder: str | Path, chinese: bool = False, quiet: bool = Fals
     except OSError as exc:  # a name too long, a folder or file the user may not read
         raise UserError(f"cannot be read ({exc.strerror})", exc.filename or folder) from None
     keep = [name for name in listed if not name.startswith("figures/") and name != "report.html"]
-    with destination_lock(folder), staged_directory(folder) as staging:
-        for name in keep:
-            (staging / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(folder / name, staging / name)
-        _render(staging, manifest, tables, chinese, quiet)
+    try:
+        with destination_lock(folder), staged_directory(folder) as staging:
+            for name in keep:
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(folder / name, staging / name)
+            _render(staging, manifest, tables, chinese, quiet)
+    except OSError as exc:  # a full disk, say: the run's folder is as it was
+        raise UserError(system_problem(exc), exc.filename or folder) from None
     return folder / "report.html"
