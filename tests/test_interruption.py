@@ -116,8 +116,8 @@ def test_interrupted_run_resumes_to_identical_results(project, how, jobs):
 
 def test_a_run_killed_while_drawing_leaves_no_worker_holding_its_lock(project):
     """The figures' forked workers die with a killed run: they held the output folder's lock, and
-    every later run was told that another run was writing it, for ever. The next run removes the
-    killed run's unfinished folder."""
+    every later run was told that another run was writing it, for ever. The next run names the
+    killed run's unfinished folder in a warning."""
     (project / "figs.toml").write_text(
         '[run]\nname = "figs"\nkind = "montecarlo"\njobs = 2\n[data]\nvalues = "values.csv"\n'
         '[sampling]\nn = 64\n[[factors]]\nname = "w"\nkind = "weights"\nlevel = 0\n'
@@ -137,4 +137,5 @@ def test_a_run_killed_while_drawing_leaves_no_worker_holding_its_lock(project):
             break
         time.sleep(0.5)
     assert again.returncode == 0, again.stderr
-    assert not list((project / "results").glob(".figs.partial-*"))  # the killed run's, removed
+    left = list((project / "results").glob(".figs.partial-*"))  # the killed run's: named, kept
+    assert len(left) == 1 and f"warning: {left[0]}" in again.stderr, again.stderr

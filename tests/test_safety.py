@@ -18,7 +18,7 @@ import pytest
 from conftest import synthetic_frame
 
 from nqpf_sens.cli import main
-from nqpf_sens.outputs import LOCK_TEXT, MARKER, STAGING_MARKER, STAGING_TEXT, destination_lock
+from nqpf_sens.outputs import LOCK_TEXT, MARKER, destination_lock
 from nqpf_sens.uncertainty.chunks import (
     KEY_MEMBER,
     WORK_STAMP,
@@ -189,41 +189,48 @@ def test_a_file_with_the_lock_files_name_is_the_users_and_survives(project, caps
     assert not lock.exists()
 
 
-def test_only_what_killed_runs_left_beside_the_destination_is_removed(project):
-    """A run removes the staging folders that killed runs left beside its destination (marked
-    when made) and the listed files of a result moved aside; lookalikes of the user's survive."""
+def test_folders_beside_the_destination_named_as_a_killed_runs_are_named_never_deleted(
+    project, capsys
+):
+    """A folder named as a run names its staging folder or a result it moves aside is what a
+    killed run leaves, or a user's copy of one, or a user's own: the next run names it in a
+    warning and deletes nothing in it, nor behind a link of that name."""
     results = project / "results"
     assert main(["run", "base.toml", "--quiet"]) == 0
+    capsys.readouterr()
 
-    def folder(name: str, marker: bytes | None = None, file: str = "notes.txt") -> Path:
+    def folder(name: str) -> Path:
         path = results / name
         path.mkdir()
-        (path / file).write_text("mine")
-        if marker is not None:
-            (path / STAGING_MARKER).write_bytes(marker)
+        (path / "notes.txt").write_text("mine")
         return path
 
-    left = folder(".base.partial-deadbeef", STAGING_TEXT, "ranks.csv")  # as a killed run leaves
-    lookalikes = [
-        folder(".base.partial-0123abcd"),
-        folder(".base.partial-4567abcd", b"mine"),
-        folder(".base.partial-DEADBEEF", STAGING_TEXT),
-        folder(".other.partial-01234567", STAGING_TEXT),  # another destination's
-        folder("base.partial-01234567", STAGING_TEXT),
-    ]
-    target = folder("linked", STAGING_TEXT)
-    (results / ".base.partial-89abcdef").symlink_to(target)
-    aside = results / ".base.old-0123abcd"  # an earlier result a killed run moved aside
-    aside.mkdir()
-    for name in (MARKER, "baseline_scores.csv"):
-        (aside / name).write_bytes((results / "base" / name).read_bytes())
-    (aside / "notes.txt").write_text("mine")
-    saved = {path: tree(path) for path in [*lookalikes, target]}
+    named = [folder(".base.partial-deadbeef"), folder(".base.old-20240101")]
+    (named[1] / MARKER).write_bytes((results / "base" / MARKER).read_bytes())  # a copied result
+    (named[1] / "figures").symlink_to(project / "thesis" / "figures")
+    others = [folder(".base.partial-DEADBEEF"), folder(".other.partial-01234567")]
+    (results / ".base.partial-89abcdef").symlink_to(project / "thesis")
+    saved = {path: tree(path) for path in [*named, *others, project / "thesis"]}
     assert main(["run", "base.toml", "--quiet"]) == 0
-    assert not left.exists()
-    assert {path: tree(path) for path in [*lookalikes, target]} == saved
-    assert (results / ".base.partial-89abcdef").is_symlink()
-    assert tree(aside) == {"notes.txt": b"mine"}
+    warned = capsys.readouterr().err
+    assert {path: tree(path) for path in [*named, *others, project / "thesis"]} == saved
+    assert all(str(path) in warned for path in named)
+    assert not any(str(path) in warned for path in others)
+    assert ".base.partial-89abcdef" not in warned
+    assert main(["report", "results/base"]) == 0  # report takes the same lock: the same warning
+    assert {path: tree(path) for path in [*named, *others, project / "thesis"]} == saved
+
+
+def test_a_marker_too_deep_or_too_large_to_read_is_no_marker(project, capsys):
+    """A marker json parses only by recursing 100,000 deep (a traceback), or one of 20 MB (read
+    whole): the folder is not taken for a result, in one line, and survives."""
+    assert main(["run", "base.toml", "--quiet"]) == 0
+    marker = project / "results" / "base" / MARKER
+    for content in ("[" * 100_000 + "]" * 100_000, " " * 20 * 2**20 + "{}"):
+        marker.write_text(content)
+        for argv in (["run", "base.toml", "--quiet"], ["report", "results/base"]):
+            assert "marker" in refused(capsys, *argv)
+        assert marker.read_text() == content
 
 
 def interrupted_study(project, monkeypatch):

@@ -8,10 +8,10 @@ data or the installed package are always refused; symbolic links are never follo
 Publishing swaps the two folders atomically (``renameat2``; elsewhere: rename aside, move in), so a
 crash at any instant leaves the old or the new result, and deleting the old one removes only the
 files its marker lists. A lock file beside the destination keeps two runs from writing it at
-once; a file of its name that the tool did not make is left alone and the run refused. The run that
-takes the lock over from a killed one removes what the killed run left beside the destination: a
-staging folder holding the staging marker (made with the folder, so everything in it is the
-tool's), or an earlier result moved aside (only the files its marker lists).
+once; a file of its name that the tool did not make is left alone and the run refused. What a
+killed run leaves beside the destination (its staging folder, or an earlier result moved aside) is
+named in a warning by the next run on that destination, never deleted: a copy of such a folder, or
+one the user filled, could not be told from it.
 Folders are created with the user's umask.
 """
 
@@ -37,8 +37,7 @@ import pandas as pd
 from nqpf_sens.errors import UserError
 
 MARKER = ".nqpf_sens-result.json"
-STAGING_MARKER = ".nqpf_sens-staging"  # in a staging folder from its making until it is published
-STAGING_TEXT = b"nqpf_sens: a run is writing this folder; it becomes the result when complete\n"
+MAX_MARKER_BYTES = 16 * 2**20  # a marker lists file names: larger is none of this tool's
 TOOL = "nqpf_sens"
 _RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
 _AT_FDCWD = -100
@@ -124,8 +123,12 @@ def result_files(folder: Path) -> list[str] | None:
     if os.path.islink(marker) or not marker.is_file():
         return None
     try:
-        content = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        with open(marker, "rb") as handle:
+            text = handle.read(MAX_MARKER_BYTES + 1)
+        if len(text) > MAX_MARKER_BYTES:
+            return None
+        content = json.loads(text.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     if not isinstance(content, dict) or content.get("tool") != TOOL:
         return None
@@ -319,7 +322,12 @@ def destination_lock(final: Path) -> Iterator[None]:
             break
         os.close(handle)
     try:
-        _remove_abandoned(final)  # no other run writes beside it now: what is left, is left
+        for left in abandoned(final):  # no other run writes beside it now: what is there, is left
+            print(
+                f"warning: {left} looks like what a killed run left (an unfinished or a replaced "
+                "result); nqpf_sens does not delete it: remove it if you do not need it",
+                file=sys.stderr,
+            )
         yield
     finally:
         try:
@@ -354,60 +362,30 @@ def _place_lock(lock: Path) -> None:
 
 def _is_lock(handle: int) -> bool:
     """Whether an open file is a lock file this tool made: a regular file holding LOCK_TEXT."""
-    return _holds_exactly(handle, LOCK_TEXT)
-
-
-def _holds_exactly(handle: int, text: bytes) -> bool:
-    """Whether an open file is a regular file holding ``text`` and nothing else."""
     status = os.fstat(handle)
-    if not stat.S_ISREG(status.st_mode) or status.st_size != len(text):
+    if not stat.S_ISREG(status.st_mode) or status.st_size != len(LOCK_TEXT):
         return False
-    return os.pread(handle, len(text) + 1, 0) == text
+    return os.pread(handle, len(LOCK_TEXT) + 1, 0) == LOCK_TEXT
 
 
-def _remove_abandoned(final: Path) -> None:
-    """Remove what runs killed while writing ``final`` left beside it (the caller holds its
-    lock, so no live run is writing there): each staging folder (``.<name>.partial-<hex>``)
-    still holding its staging marker, whole, for the tool made it and everything in it; and each
-    earlier result moved aside to be replaced (``.old-<hex>``, or a staging name after the
-    folders were swapped), the files its marker lists only. Anything else is left alone."""
+def abandoned(final: Path) -> list[Path]:
+    """The folders beside ``final`` named as a run names its staging folder
+    (``.<name>.partial-<hex>``) or an earlier result it moves aside to replace it
+    (``.<name>.old-<hex>``): a run killed while it writes or publishes leaves them. Real folders
+    only, not links; their content is not read."""
     pattern = re.compile(rf"\.{re.escape(final.name)}\.(partial|old)-[0-9a-f]{{8}}")
     try:
-        names = [name for name in os.listdir(final.parent) if pattern.fullmatch(name)]
+        names = sorted(name for name in os.listdir(final.parent) if pattern.fullmatch(name))
     except OSError:
-        return
-    for name in names:
-        folder = final.parent / name
-        try:
-            if os.path.islink(folder) or not folder.is_dir():
-                continue
-            if _is_staging(folder):
-                shutil.rmtree(folder)
-            elif result_files(folder) is not None:
-                remove_result(folder)
-        except OSError:  # left for the user, as a killed run left it
-            continue
-
-
-def _is_staging(folder: Path) -> bool:
-    """Whether ``folder`` holds the staging marker this tool writes when it makes one."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
-    try:
-        handle = os.open(folder / STAGING_MARKER, flags)
-    except OSError:
-        return False
-    try:
-        return _holds_exactly(handle, STAGING_TEXT)
-    finally:
-        os.close(handle)
+        return []
+    folders = [final.parent / name for name in names]
+    return [f for f in folders if not os.path.islink(f) and f.is_dir()]
 
 
 @contextmanager
 def staged_directory(final: Path) -> Iterator[Path]:
-    """Yield a staging folder beside ``final``, empty but for its staging marker; on success it
-    is published as ``final`` (see :func:`publish`) with a marker listing every file in it, the
-    staging marker removed. On failure it is removed; if the run is killed, by the next run that
-    writes ``final`` (see :func:`destination_lock`)."""
+    """Yield an empty staging folder beside ``final``; on success it is published as ``final``
+    (see :func:`publish`) with a marker listing every file in it. On failure it is removed."""
     final = Path(final)
     staging = final.with_name(f".{final.name}.partial-{secrets.token_hex(4)}")
     try:
@@ -415,12 +393,8 @@ def staged_directory(final: Path) -> Iterator[Path]:
     except OSError as exc:
         raise UserError(f"cannot write the output folder ({exc.strerror})", final.parent) from None
     try:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        with os.fdopen(os.open(staging / STAGING_MARKER, flags, 0o644), "wb") as marker:
-            marker.write(STAGING_TEXT)
         yield staging
         write_marker(staging)
-        os.unlink(staging / STAGING_MARKER)
         publish(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -435,7 +409,7 @@ def write_marker(folder: Path) -> None:
         str(Path(root, name).relative_to(folder))
         for root, _, names in os.walk(folder)
         for name in names
-        if name not in (MARKER, STAGING_MARKER)
+        if name != MARKER
     )
     payload = {"tool": TOOL, "version": __version__, "files": files}
     write_json(payload, folder / MARKER)
