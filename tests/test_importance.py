@@ -69,10 +69,12 @@ def test_the_bootstrap_from_counts_equals_one_resample_at_a_time():
 def test_each_resample_chooses_its_bandwidth_leaving_out_every_copy_of_a_unit():
     """A resample's bandwidth is the one of the grid (sd of all units) whose leave-one-out error
     on the resample, each unit left out with all its copies, is smallest; its ratio is the fit's
-    at that bandwidth (a loop over resamples, each unit predicted from the units left). On all
-    units once each, the choice is the point estimate's."""
+    at that bandwidth (a loop over resamples, each unit predicted from the units left, by their
+    mean where none weighs: a far unit). On all units once each, the choice is the point
+    estimate's."""
     rng = np.random.default_rng(6)
-    x, y = rng.lognormal(0, 1, 15), rng.random(15)
+    x, y = np.append(rng.random(14), 50.0), rng.random(15)
+    y[-1] += 3  # a unit far from the rest, and unlike them
     resamples = rng.integers(0, 15, size=(25, 15))
     counts = np.stack([np.bincount(r, minlength=15) for r in resamples]).astype(float)
     grid = BANDWIDTHS * np.std(x)

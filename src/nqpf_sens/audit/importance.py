@@ -133,11 +133,13 @@ def _kernel_sums(x: np.ndarray, y: np.ndarray, bandwidth: float, counts: np.ndar
 
 def _loo_errors(y: np.ndarray, counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
     """Each resample's mean squared error of predicting each unit from the others (its copies
-    left out)."""
+    left out; the others' mean where none of them is near enough to weigh)."""
     _, s1, s2, _, t1, s0, t0 = sums
-    drawn = counts.sum(axis=1)
-    predicted = _local_fit(s0, s1, s2, t0, t1, counts @ y / drawn)
-    return (counts.T * (y[:, None] - predicted) ** 2).sum(axis=0) / drawn
+    copies, drawn = counts.T, counts.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a resample of one unit: no others
+        others_mean = (counts @ y - copies * y[:, None]) / (drawn - copies)
+    predicted = _local_fit(s0, s1, s2, t0, t1, others_mean)
+    return (copies * (y[:, None] - predicted) ** 2).sum(axis=0) / drawn
 
 
 def _ratios(x: np.ndarray, y: np.ndarray, counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
