@@ -311,3 +311,30 @@ def test_optimal_weights_are_read_as_a_local_optimum_and_an_unfinished_search_is
     assert line.endswith("The search of level 1 stopped before it converged.")
     summary["converged"] = "True"
     assert "stopped before" not in _optimal_weights_line(summary, nodes)
+
+
+def test_nothing_moving_is_said_so_not_listed_as_ties():
+    """Where no unit moves (a dominant unit, weights that change nothing), the largest move and
+    the widest ranges are 0: every unit tied for them was listed ('u0 rises', '0 places')."""
+    from nqpf_sens.report.reading import _rank_bounds_line, _what_if_line
+
+    units = [f"u{k}" for k in range(6)]
+    what_if = pd.DataFrame({"change": ["without a"] * 6, "unit": units, "shift": [0] * 6})
+    assert _what_if_line(what_if).endswith(": the one change moves no unit.")
+    what_if["change"] = ["without a", "without b"] * 3
+    assert _what_if_line(what_if).endswith(": none of the 2 changes moves any unit.")
+    bounds = pd.DataFrame({"unit": units, "best_rank": range(1, 7), "worst_rank": range(1, 7)})
+    line = _rank_bounds_line(bounds)
+    assert line.endswith(
+        "1 of 6 units can rank first; every unit keeps its rank whatever the weights."
+    )
+    stability = pd.DataFrame(
+        {
+            "unit": units,
+            "nominal_rank": range(1, 7),
+            "p05_rank": range(1, 7),
+            "p95_rank": range(1, 7),
+        }
+    )
+    found = " ".join(lines({"rank_stability": stability}))
+    assert "percentile ranks are the same" in found and "widest" not in found

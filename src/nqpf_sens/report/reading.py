@@ -117,22 +117,7 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         lines += _below_floor_line(bands)
     stability = tables.get("rank_stability")
     if stability is not None and ("year" not in stability or stability.year.nunique() == 1):
-        width = stability.p95_rank - stability.p05_rank
-        widest = stability[width == width.max()]
-        named = _listed(
-            [
-                f"{row.unit}'s ({int(row.p05_rank)}-{int(row.p95_rank)}, nominal "
-                f"{int(row.nominal_rank)})"
-                for row in widest.itertuples()
-            ],
-            "more as wide",
-        )
-        lines.append(
-            f"The widest 5th-95th percentile rank interval{'s are' if len(widest) > 1 else ' is'} "
-            f"{named}; "
-            f"for {plural(int((width <= 2).sum()), 'unit')} the 5th and 95th percentile ranks "
-            "differ by at most 2."
-        )
+        lines.append(_rank_interval_line(stability))
     shift = tables.get("rank_shift")
     if shift is not None:
         values = shift.set_index("statistic").value
@@ -483,12 +468,40 @@ def _optimal_weights_line(summary: pd.DataFrame, nodes: pd.DataFrame) -> str:
     )
 
 
+def _rank_interval_line(stability: pd.DataFrame) -> str:
+    """The widest 5th-95th percentile rank intervals (every unit tied for the widest named) and
+    how many units stay within 2 places."""
+    width = stability.p95_rank - stability.p05_rank
+    if width.max() == 0:
+        return "Every unit's 5th and 95th percentile ranks are the same: no rank interval is wider."
+    widest = stability[width == width.max()]
+    named = _listed(
+        [
+            f"{row.unit}'s ({int(row.p05_rank)}-{int(row.p95_rank)}, nominal "
+            f"{int(row.nominal_rank)})"
+            for row in widest.itertuples()
+        ],
+        "more as wide",
+    )
+    return (
+        f"The widest 5th-95th percentile rank interval{'s are' if len(widest) > 1 else ' is'} "
+        f"{named}; for {plural(int((width <= 2).sum()), 'unit')} the 5th and 95th percentile "
+        "ranks differ by at most 2."
+    )
+
+
 def _rank_bounds_line(bounds: pd.DataFrame) -> str:
     """How far the weights alone can move units, exactly (no sampling error to state)."""
     width = bounds.worst_rank - bounds.best_rank
     widest = bounds[width == width.max()]
     can_lead = int((bounds.best_rank == 1).sum())
     fixed = int((width == 0).sum())
+    head = (
+        "Over every admissible weight vector (the configured weight spreads, exact bounds, "
+        f"not a sample): {can_lead} of {len(bounds)} units can rank first; "
+    )
+    if width.max() == 0:
+        return head + "every unit keeps its rank whatever the weights."
     named = _listed(
         [
             f"{row.unit} ({int(row.best_rank)} to {int(row.worst_rank)})"
@@ -497,10 +510,8 @@ def _rank_bounds_line(bounds: pd.DataFrame) -> str:
         "more",
     )
     return (
-        "Over every admissible weight vector (the configured weight spreads, exact bounds, "
-        f"not a sample): {can_lead} of {len(bounds)} units can rank first; the widest range of "
-        f"ranks, {int(width.max())} places, belongs to {named}; {fixed} keep their rank whatever "
-        "the weights."
+        head + f"the widest range of ranks, {int(width.max())} places, belongs to {named}; "
+        f"{fixed} keep their rank whatever the weights."
     )
 
 
@@ -510,6 +521,13 @@ def _what_if_line(what_if: pd.DataFrame) -> str:
     largest = what_if[size == size.max()]
     by_change = what_if.groupby("change")["shift"].apply(lambda s: s.abs().max())
     calm = int((by_change <= 2).sum())
+    if size.max() == 0:
+        none = (
+            "the one change moves no unit"
+            if len(by_change) == 1
+            else f"none of the {len(by_change)} changes moves any unit"
+        )
+        return f"Leaving one part out at a time (a structural what-if, not an uncertainty): {none}."
     moves = _listed(
         [
             f"{row.unit}{_in_year(row)} {'falls' if row['shift'] > 0 else 'rises'} {row.change}"
