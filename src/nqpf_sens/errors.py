@@ -30,16 +30,18 @@ class RunInterrupted(KeyboardInterrupt):
         super().__init__(message)
 
 
-#: failures of the system that may pass by themselves (a busy or interrupted device, a timeout)
-TRANSIENT_ERRORS = frozenset({errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT, errno.EIO})
+#: failures of the system that may pass by themselves (a busy or interrupted device, a timeout;
+#: not an I/O error, which usually means a failing disk)
+TRANSIENT_ERRORS = frozenset({errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT})
 
 
 def system_problem(error: OSError, keeps_chunks: bool = False) -> str:
     """One line for a failure of the system while a run or ``report`` reads or writes (a run
     that ``keeps_chunks`` says that --resume can use them)."""
-    if error.errno == errno.ENOSPC:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
         kept = " (--resume keeps the finished chunks)" if keeps_chunks else ""
-        return f"the disk is full: free space and run again{kept}"
+        full = "the disk is full" if error.errno == errno.ENOSPC else "the disk quota is used up"
+        return f"{full}: free space and run again{kept}"
     if error.errno == errno.ENOENT:
         return "disappeared while it was being written (was a folder deleted?); run again"
     # "run again" only where that may help (not after "Permission denied", say)
