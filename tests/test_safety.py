@@ -325,6 +325,48 @@ def test_resume_after_the_data_changed_starts_over(project, monkeypatch, capsys)
     }
 
 
+def test_resume_after_the_code_changed_starts_over(project, monkeypatch, capsys, tmp_path):
+    """The package's version number stays while its code changes: the fingerprint hashes every
+    module and the versions of the libraries that compute."""
+    from nqpf_sens.uncertainty import chunks
+
+    package = tmp_path / "package"
+    (package / "engine").mkdir(parents=True)
+    (package / "engine" / "kernels.py").write_text("SCALE = 1\n")
+    before = chunks.code_digest(package)
+    (package / "engine" / "kernels.py").write_text("SCALE = 2\n")
+    chunks.code_digest.cache_clear()
+    assert chunks.code_digest(package) != before
+    work, _ = interrupted_study(project, monkeypatch)
+    monkeypatch.setattr(chunks, "code_digest", lambda: "another version of the code")
+    capsys.readouterr()
+    assert main(["run", "study.toml", "--quiet", "--resume"]) == 0
+    assert "changed since the interrupted run; starting over" in capsys.readouterr().err
+
+
+def test_data_changed_while_the_run_reads_it_is_refused(project, monkeypatch, capsys):
+    """A data file saved between the moment the run read it and the moment it fingerprints its
+    inputs (the audits run in between): the chunks would be of the old data under the new data's
+    fingerprint, and a resume on the new data would take them. Refused in one line, nothing
+    written."""
+    import importlib
+
+    running = importlib.import_module("nqpf_sens.run")  # the package exports a function of it
+    real = running._plan
+
+    def saved_meanwhile(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        values = pd.read_csv(project / "data" / "values.csv")
+        values.iloc[0, 1] *= 3
+        values.to_csv(project / "data" / "values.csv", index=False)
+        return plan
+
+    monkeypatch.setattr(running, "_plan", saved_meanwhile)
+    line = refused(capsys, "run", "study.toml")
+    assert "values.csv: changed while the run was reading it; run again" in line
+    assert not (project / "results").exists()
+
+
 def test_a_foreign_work_folder_is_refused(project, capsys):
     (project / "results" / ".study.work").mkdir(parents=True)
     (project / "results" / ".study.work" / "mine.txt").write_text("keep")

@@ -22,7 +22,7 @@ from nqpf_sens.indices.nqpf.paper import REGION_ORDER
 from nqpf_sens.inputs import check_data_file, input_files, unit_attributes
 from nqpf_sens.uncertainty import statistics
 from nqpf_sens.uncertainty.cell_draws import cell_keys
-from nqpf_sens.uncertainty.chunks import fingerprint
+from nqpf_sens.uncertainty.chunks import fingerprint, input_digests
 from nqpf_sens.uncertainty.convergence import convergence
 from nqpf_sens.uncertainty.designs import Design, design_rows
 from nqpf_sens.uncertainty.factors import FactorSet, build_factor
@@ -300,10 +300,8 @@ def prepare_study(
         if "gdp_per_capita" in attributes
         else None
     )
-    from nqpf_sens import __version__
-
     study = Study(
-        token=fingerprint(config.raw, __version__, input_files(config)),
+        token=fingerprint(config.raw, input_digests(input_files(config))),
         spec=spec,
         tables=tables,
         factors=factors,

@@ -50,7 +50,7 @@ from nqpf_sens.outputs import (
     write_table,
 )
 from nqpf_sens.plan import Prepared, prepare_study, tables_from
-from nqpf_sens.uncertainty.chunks import check_work_folder, remove_work
+from nqpf_sens.uncertainty.chunks import check_work_folder, input_digests, remove_work
 from nqpf_sens.uncertainty.compiling import (
     interrupts_deferred_while_compiling,
     start_compiling,
@@ -173,6 +173,7 @@ def run_config(
     started = time.perf_counter()
     config = load_config(Path(path))
     with _one_line_errors(config, keeps_chunks=True), interrupts_deferred_while_compiling():
+        read = input_digests(input_files(config))  # before reading, to compare after
         spec, table, notes, jobs = _inputs(config, jobs)
         destination = check_destination(
             Path(out) if out is not None else Path("results") / config.name,
@@ -181,6 +182,7 @@ def run_config(
         work = destination.with_name(f".{destination.name}.work")
         check_work_folder(work)
         plan = _plan(config, spec, table, notes, jobs, work)
+        _check_unchanged(read)
         created = make_folders(destination.parent)
         try:
             with destination_lock(destination):
@@ -199,6 +201,15 @@ def run_config(
             f"{seconds:.1f} s)"
         )
     return destination
+
+
+def _check_unchanged(read: dict[Path, str]) -> None:
+    """Refuse a run whose input files changed while it read them: its chunk files would be
+    stamped with the new bytes' fingerprint and a resume would mix them with the new data."""
+    now = input_digests(list(read))
+    for path, digest in read.items():
+        if now[path] != digest:
+            raise UserError("changed while the run was reading it; run again", path)
 
 
 @contextmanager

@@ -12,12 +12,14 @@ those files and the fingerprint, and only those are ever deleted.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import os
 import stat
 import zipfile
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -126,16 +128,44 @@ def chunk_key(token: str, start: int, stop: int) -> str:
     return f"{token}:{start}:{stop}"
 
 
-def fingerprint(raw_config: dict, version: str, inputs: list[Path]) -> str:
+def fingerprint(raw_config: dict, inputs: dict[Path, str]) -> str:
     """A hash of what determines the results: the config (not its workers, backend or name), the
-    bytes of every input file and the package version."""
+    digests of the input files (:func:`input_digests`) and the code (:func:`code_digest`)."""
     relevant = {k: v for k, v in raw_config.items() if k != "run"}
     relevant["run"] = {k: v for k, v in raw_config.get("run", {}).items() if k in ("seed", "kind")}
-    text = json.dumps({"config": relevant, "version": version}, sort_keys=True, default=str)
-    digest = hashlib.sha256(text.encode())
-    for path in inputs:
+    text = json.dumps(
+        {"config": relevant, "inputs": list(inputs.values()), "code": code_digest()},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def input_digests(inputs: list[Path]) -> dict[Path, str]:
+    """The SHA-256 of each input file's bytes."""
+    return {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in inputs}
+
+
+#: the libraries whose versions can change a run's numbers
+DEPENDENCIES = ("numpy", "pandas", "scipy", "numba", "SALib")
+PACKAGE = Path(__file__).resolve().parents[1]  # the nqpf_sens modules
+
+
+@functools.cache
+def code_digest(package: Path = PACKAGE) -> str:
+    """A hash of the code that computes: every module of the ``package`` and the versions of
+    :data:`DEPENDENCIES` (the package's version number alone does not change with its code)."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(f"{path.relative_to(package).as_posix()}:".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:32]
+    for name in DEPENDENCIES:
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            version = "-"
+        digest.update(f"|{name}={version}".encode())
+    return digest.hexdigest()
 
 
 WORK_STAMP = "fingerprint.txt"
