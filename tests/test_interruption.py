@@ -78,7 +78,14 @@ def csv_bytes(folder):
 
 
 @pytest.mark.parametrize(
-    "how, jobs", [(signal.SIGKILL, 1), (signal.SIGINT, 1), (signal.SIGINT, 2), (signal.SIGKILL, 2)]
+    "how, jobs",
+    [
+        (signal.SIGKILL, 1),
+        (signal.SIGINT, 1),
+        (signal.SIGINT, 2),
+        (signal.SIGKILL, 2),
+        (signal.SIGTERM, 2),  # timeout's, kill's, a scheduler's: as Ctrl-C
+    ],
 )
 def test_interrupted_run_resumes_to_identical_results(project, how, jobs):
     """One worker (in the run's process) or two (forked copies of it: the noise makes the
@@ -89,8 +96,9 @@ def test_interrupted_run_resumes_to_identical_results(project, how, jobs):
     process.send_signal(how)
     process.wait(timeout=60)
     assert process.returncode != 0
-    if how == signal.SIGINT:
+    if how != signal.SIGKILL:
         assert process.returncode == 130 and "--resume" in process.stderr.read()
+        assert not (project / "results" / ".long.lock").exists()
     assert not (project / "results" / "long").exists(), (
         "an interrupted run must not leave an output folder"
     )
@@ -112,6 +120,29 @@ def test_interrupted_run_resumes_to_identical_results(project, how, jobs):
     )
     assert fresh.returncode == 0, fresh.stderr
     assert resumed_files == csv_bytes(project / "results" / "fresh")
+
+
+def test_a_run_terminated_while_drawing_stops_as_ctrl_c_does(project):
+    """SIGTERM while the figures are drawn: one line, exit 130, no staging folder or lock left
+    (they were left, with no message), and the next run succeeds."""
+    (project / "figs.toml").write_text(
+        '[run]\nname = "figs"\nkind = "montecarlo"\njobs = 2\n[data]\nvalues = "values.csv"\n'
+        '[sampling]\nn = 64\n[[factors]]\nname = "w"\nkind = "weights"\nlevel = 0\n'
+    )
+    argv = [sys.executable, "-m", "nqpf_sens", "run", "figs.toml", "--quiet"]
+    run = subprocess.Popen(argv, cwd=project, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list((project / "results").glob(".figs.partial-*/figures/*.png")):
+        assert run.poll() is None and time.time() < deadline, "no figure was drawn"
+        time.sleep(0.02)
+    run.terminate()
+    _, error = run.communicate(timeout=60)
+    assert run.returncode == 130 and error.startswith("interrupted"), error
+    assert error.count("\n") == 1, error
+    left = sorted(p.name for p in (project / "results").iterdir())
+    assert left == [".figs.work"] and "--resume" in error  # the chunks, for --resume
+    again = subprocess.run(argv, cwd=project, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and not again.stderr, again.stderr
 
 
 def test_a_run_killed_while_drawing_leaves_no_worker_holding_its_lock(project):

@@ -1,3 +1,4 @@
-from nqpf_sens.cli import main
+from nqpf_sens.cli import main, stop_on_terminate
 
+stop_on_terminate()
 raise SystemExit(main())

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 from nqpf_sens.errors import RunInterrupted, UserError
 
@@ -53,6 +56,23 @@ def _parser() -> argparse.ArgumentParser:
         help="label units with their Chinese names (needs a CJK font)",
     )
     return parser
+
+
+def stop_on_terminate() -> None:
+    """SIGTERM (``timeout``, ``kill``, a batch scheduler) stops this process as Ctrl-C does: the
+    staging folder removed, the lock released, the finished chunks kept and said. A forked
+    worker inherits the handler and dies as SIGTERM kills it, as where Ctrl-C is ignored."""
+    this = os.getpid()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        interrupt = signal.getsignal(signal.SIGINT)
+        if os.getpid() == this and callable(interrupt):
+            interrupt(signal.SIGINT, frame)  # raised, or deferred where Ctrl-C is
+            return
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -188,8 +188,11 @@ def run_config(
             with destination_lock(destination):
                 results = _compute(plan, work, resume, progress=not quiet)
                 seconds = round(time.perf_counter() - started, 3)  # the one wall time reported
-                with staged_directory(destination) as folder:
-                    _write(results, folder, seconds, quiet)
+                try:
+                    with staged_directory(destination) as folder:
+                        _write(results, folder, seconds, quiet)
+                except KeyboardInterrupt:  # while the tables, figures or report are written
+                    raise _interrupted(work) from None
                 remove_work(work)
         except BaseException:
             remove_empty_folders(created)
@@ -460,13 +463,18 @@ def _study(
             remove_work(work)
         raise
     except KeyboardInterrupt:
-        kept = work is not None and work.is_dir() and any(work.glob("chunk_*.npz"))
-        hint = (
-            "; the finished chunks are kept: run the same command with --resume to continue"
-            if kept
-            else ""
-        )
-        raise RunInterrupted(f"interrupted: no results were written{hint}") from None
+        raise _interrupted(work) from None
+
+
+def _interrupted(work: Path | None) -> RunInterrupted:
+    """The stop of an interrupted run, saying whether --resume can use finished chunks."""
+    kept = work is not None and work.is_dir() and any(work.glob("chunk_*.npz"))
+    hint = (
+        "; the finished chunks are kept: run the same command with --resume to continue"
+        if kept
+        else ""
+    )
+    return RunInterrupted(f"interrupted: no results were written{hint}")
 
 
 def _say(line: str) -> None:
