@@ -367,6 +367,23 @@ def test_data_changed_while_the_run_reads_it_is_refused(project, monkeypatch, ca
     assert not (project / "results").exists()
 
 
+def test_a_stamp_longer_than_a_fingerprint_is_not_one(project, monkeypatch, capsys):
+    """The work folder's fingerprint file holding the right fingerprint and a gigabyte after it
+    (a sparse file; it was read whole, 2 GB of memory): only one character more than a
+    fingerprint is read, and it is not the run's."""
+    from nqpf_sens.uncertainty.chunks import _stamped
+
+    work, _ = interrupted_study(project, monkeypatch)
+    stamp = work / WORK_STAMP
+    token = stamp.read_text()
+    with open(stamp, "ab") as handle:
+        handle.truncate(len(token) + 2**30)
+    assert _stamped(stamp, len(token)) == token + "\0"
+    capsys.readouterr()
+    assert main(["run", "study.toml", "--quiet", "--resume"]) == 0
+    assert "changed since the interrupted run; starting over" in capsys.readouterr().err
+
+
 def test_a_foreign_work_folder_is_refused(project, capsys):
     (project / "results" / ".study.work").mkdir(parents=True)
     (project / "results" / ".study.work" / "mine.txt").write_text("keep")

@@ -206,6 +206,13 @@ def remove_work(work: Path) -> None:
         pass
 
 
+def _stamped(stamp: Path, size: int) -> str:
+    """The fingerprint a work folder was stamped with (no more than ``size`` + 1 characters of
+    its file are read: a longer one is not the token)."""
+    with open(stamp, "rb") as handle:
+        return handle.read(size + 1).decode("utf-8", errors="replace")
+
+
 def prepare_work(work: Path, token: str, resume: bool) -> tuple[set[int], str | None]:
     """Create (or, when resuming a run of the same fingerprint, reuse) the work folder; returns the
     chunk starts found and a one-line note for the user when a resume cannot continue."""
@@ -215,7 +222,7 @@ def prepare_work(work: Path, token: str, resume: bool) -> tuple[set[int], str | 
     if resume:
         if not stamp.is_file():
             note = "nothing to resume (no finished chunks were found); starting from the beginning"
-        elif stamp.read_text(encoding="utf-8", errors="replace") != token:
+        elif _stamped(stamp, len(token)) != token:
             note = (
                 "the config, the data or the package changed since the interrupted run; "
                 "starting over"
