@@ -34,6 +34,7 @@ from matplotlib.textpath import text_to_path  # noqa: E402
 from nqpf_sens.indices.nqpf.paper import national_published  # noqa: E402
 from nqpf_sens.processes import die_with_parent  # noqa: E402
 
+MAX_FIGURE_UNITS = 60  # units drawn in a figure with a row per unit (the first by nominal rank)
 CJK_FONTS = (
     "Noto Sans CJK SC",
     "Noto Sans CJK JP",
@@ -701,12 +702,28 @@ def make_figures(
     tasks: list[tuple[Callable[..., Figure], tuple, Path, bool]] = []
     captions: list[str] = []
 
-    def add(draw: Callable[..., Figure], arguments: tuple, name: str, caption: str) -> None:
-        tasks.append((draw, arguments, target / name, svg))
-        captions.append(caption)
-
     stability, bands = tables.get("rank_stability"), tables.get("tier_bands")
     multi_year = bands is not None and "year" in bands and bands.year.nunique() > 1
+    ranked = next((t for t in (stability, bands) if t is not None and not multi_year), None)
+    order = [] if ranked is None else ranked.sort_values("nominal_rank").unit.tolist()
+    shown = order[:MAX_FIGURE_UNITS]
+    if len(order) > len(shown):  # a figure a row per unit: tall beyond any page or memory
+        stability, bands = (
+            None if t is None else t[t.unit.isin(shown)] for t in (stability, bands)
+        )
+    some = (
+        f" The first {len(shown)} of {len(order):,} units by nominal rank are shown; the tables "
+        "hold every unit."
+        if len(order) > len(shown)
+        else ""
+    )
+    per_unit = {"rank_intervals", "tier_probabilities", "score_bands", "quadrant"}
+    per_unit |= {"one_at_a_time", "sobol_heatmap"}
+
+    def add(draw: Callable[..., Figure], arguments: tuple, name: str, caption: str) -> None:
+        tasks.append((draw, arguments, target / name, svg))
+        captions.append(caption + (some if name in per_unit else ""))
+
     if stability is not None and not multi_year:
         add(
             rank_intervals,
@@ -774,11 +791,10 @@ def make_figures(
             "share.",
         )
     single = tables.get("one_at_a_time")
-    order = stability.sort_values("nominal_rank").unit.tolist() if stability is not None else []
     if single is not None and "year" not in single and len(single):
         add(
             single_changes,
-            (single, order or None, labels),
+            (single, shown or None, labels),
             "one_at_a_time",
             "Rank shift of each unit when one choice changes alone, everything else nominal.",
         )
@@ -803,7 +819,7 @@ def make_figures(
             )
         add(
             sobol_heatmap,
-            (indices, order or None, labels),
+            (indices, shown or None, labels),
             "sobol_heatmap",
             "Total-order index of each unit's rank for each factor.",
         )
