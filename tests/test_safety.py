@@ -1,6 +1,7 @@
 """A run never harms a folder it did not create, never runs planted code, never injects script."""
 
 import io
+import json
 import os
 import pickle
 import signal
@@ -538,6 +539,26 @@ def damaged(folder: Path, how: str) -> None:
         frame = pd.read_csv(folder / "tier_bands.csv")
         frame["p_nominal_tier"] = "high"
         frame.to_csv(folder / "tier_bands.csv", index=False)
+    elif how == "an infinite rank":
+        frame = pd.read_csv(folder / "rank_stability.csv")
+        frame["p95_rank"] = frame.p95_rank.astype(float)
+        frame.loc[0, "p95_rank"] = np.inf
+        frame.to_csv(folder / "rank_stability.csv", index=False)
+    elif how == "no count of scenarios":
+        frame = pd.read_csv(folder / "rank_stability.csv")
+        frame["scenarios"] = np.nan
+        frame.to_csv(folder / "rank_stability.csv", index=False)
+    elif how == "text in a column the checks pass over":
+        frame = pd.read_csv(folder / "convergence.csv")
+        frame["block_1"] = "x"
+        frame.to_csv(folder / "convergence.csv", index=False)
+    elif how == "a listed file removed":
+        (folder / "glossary.csv").unlink()
+    elif how == "manifest facts of another shape":
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["about"] = {"years": 5, "cells": "many"}
+        manifest["design"] = {"n": "many"}
+        (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
 @pytest.mark.parametrize(
@@ -550,6 +571,11 @@ def damaged(folder: Path, how: str) -> None:
         "empty csv",
         "other columns",
         "text where numbers are due",
+        "an infinite rank",
+        "no count of scenarios",
+        "text in a column the checks pass over",
+        "a listed file removed",
+        "manifest facts of another shape",
     ],
 )
 def test_report_on_a_damaged_folder_is_one_line_and_rewrites_nothing(project, capsys, how):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -377,6 +378,12 @@ def rebuild_report(folder: str | Path, chinese: bool = False, quiet: bool = Fals
     except OSError as exc:  # a name too long, a folder or file the user may not read
         raise UserError(f"cannot be read ({exc.strerror})", exc.filename or folder) from None
     keep = [name for name in listed if not name.startswith("figures/") and name != "report.html"]
+    for name in keep:
+        if os.path.islink(folder / name) or not (folder / name).is_file():
+            raise UserError(
+                f"lists '{name}', which is missing or not a regular file; run the config again",
+                folder,
+            )
     try:
         with destination_lock(folder), staged_directory(folder) as staging:
             for name in keep:
@@ -385,4 +392,11 @@ def rebuild_report(folder: str | Path, chinese: bool = False, quiet: bool = Fals
             _render(staging, manifest, tables, chinese, quiet)
     except OSError as exc:  # a full disk, say: the run's folder is as it was
         raise UserError(system_problem(exc), exc.filename or folder) from None
+    except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
+        # what load_run's checks let through: values no run writes, in a hand-edited folder
+        raise UserError(
+            f"the saved files hold what no run writes (edited by hand?): {type(exc).__name__}: "
+            f"{exc}; run the config again",
+            folder,
+        ) from None
     return folder / "report.html"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from nqpf_sens.errors import UserError
@@ -281,5 +282,10 @@ def _read_table(path: Path) -> pd.DataFrame:
         ):
             raise UserError(
                 f"damaged table: column '{column}' is not numeric; run the config again", path
+            )
+        elif np.isinf(frame[column]).any():  # a run writes NaN where a number is undefined
+            raise UserError(
+                f"damaged table: column '{column}' holds an infinite value; run the config again",
+                path,
             )
     return frame
