@@ -145,6 +145,24 @@ class ChunkStats:
             arrays[name] = arrays[name].astype(np.int64)
         return cls(**arrays)
 
+    def consistent(self, counted: int) -> bool:
+        """Whether the counts are those of ``counted`` scenarios: each unit-year's ranks and tiers
+        counted once per scenario, each scenario's total rank shift once, the quadrants once or
+        never (a unit without GDP per capita), at most one correlation per scenario, and no more
+        unit-years within k places than within k + 1 (what a chunk file rebuilt by hand with a
+        valid digest could break)."""
+        cells = self.rank_counts.shape[0] * self.rank_counts.shape[1]
+        quadrants = self.quadrant_counts.sum(axis=-1)
+        return bool(
+            (self.rank_counts.sum(axis=-1) == counted).all()
+            and (self.tier_counts.sum(axis=-1) == counted).all()
+            and self.shift_counts.sum() == counted
+            and ((quadrants == counted) | (quadrants == 0)).all()
+            and (self.agreement_counts.sum(axis=-1) <= counted).all()
+            and (np.diff(self.within_counts) >= 0).all()
+            and self.within_counts[-1] <= counted * cells
+        )
+
 
 #: the layout of a chunk file (its arrays and columns): a resume does not mix layouts
 CHUNK_LAYOUT = 4
@@ -486,13 +504,15 @@ def run_study(
 def _load(
     study: Study, work: Path | None, token: str, start: int, stop: int
 ) -> tuple[int, ChunkStats] | None:
-    """A chunk saved by an earlier run, or None if it is missing, damaged or foreign."""
+    """A chunk saved by an earlier run, or None if it is missing, damaged, foreign or holds
+    counts no span of its rows gives."""
     if work is None:
         return None
     stats = ChunkStats.load(
         chunk_path(work, start), chunk_key(token, start, stop), chunk_layout(study, start, stop)
     )
-    return None if stats is None else (start, stats)
+    counted = int(study.design.uncertainty_rows(start, stop).sum())
+    return None if stats is None or not stats.consistent(counted) else (start, stats)
 
 
 class _RowArrays:
