@@ -118,6 +118,36 @@ def test_a_config_built_in_code_is_checked_like_a_file(folder):
     assert config.data.values == folder / "values.csv" and config.name == "run"
 
 
+def test_what_no_config_file_can_hold_is_a_user_error_not_a_traceback(folder):
+    """A notebook can hand over anything: a factor that is not a table, keys that are not text,
+    a dict that holds itself, nesting 100,000 deep, a folder that is a number, a config that is
+    neither a RunConfig nor a path, workers that are not a whole number (AttributeError,
+    TypeError, RecursionError before; 2.5 workers ran)."""
+    looped: dict = {"run": {}}
+    looped["run"]["self"] = looped
+    deep: dict = {}
+    for _ in range(100_000):
+        deep = {"x": deep}
+    bad = [
+        {**CONFIG, "factors": [None]},
+        {**CONFIG, 1: {}},
+        {**CONFIG, "run": {2: "x"}},
+        looped,
+        {"run": deep},
+    ]
+    for raw in bad:
+        with pytest.raises(ns.UserError):
+            ns.config_from_dict(raw)
+    with pytest.raises(ns.UserError):
+        ns.config_from_dict(CONFIG, folder=3)
+    with pytest.raises(ns.UserError):
+        ns.run(123)
+    config = ns.config_from_dict(CONFIG)
+    for jobs in ("2", 2.5, True):
+        with pytest.raises(ns.UserError, match="workers"):
+            ns.run(config, jobs=jobs)
+
+
 def test_a_toml_path_runs_and_errors_name_the_config(folder):
     (folder / "base.toml").write_text('[data]\nvalues = "values.csv"\n')
     assert ns.run(folder / "base.toml")["baseline_scores"].shape[0] == 10

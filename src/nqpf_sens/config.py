@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import os
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -248,6 +249,8 @@ def _check_factors(entries: Any, path: Path) -> None:
     if not isinstance(entries, list):
         raise UserError("factors are written as [[factors]] tables", path, "factors")
     for k, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            raise UserError("each [[factors]] entry is a table of keys", path, f"[[factors]] #{k}")
         for key, value in entry.items():
             where = f"[[factors]] #{k} {key}"
             if key not in FACTOR_KEYS:
@@ -442,7 +445,28 @@ def config_from_dict(raw: dict[str, Any], folder: str | Path = ".") -> RunConfig
     (lists for arrays), checked the same way; relative paths are relative to ``folder``."""
     if not isinstance(raw, dict):
         raise UserError("a config is a dict of sections", where="config_from_dict")
+    if not isinstance(folder, (str, os.PathLike)):
+        raise UserError("must be a path", where="config_from_dict folder")
+    _check_plain(raw, "config")
     return _config(copy.deepcopy(raw), Path(IN_MEMORY), Path(folder).resolve())
+
+
+MAX_NESTING = 8  # a config's deepest value: [[factors]] -> a table -> options -> an option's list
+
+
+def _check_plain(value: Any, where: str, depth: int = 0) -> None:
+    """Refuse what no TOML file can hold before anything walks it: keys that are not text, and
+    nesting deeper than a config's (a dict that holds itself, say)."""
+    if depth > MAX_NESTING:
+        raise UserError("nested deeper than any config (does a value hold itself?)", where=where)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise UserError(f"keys are text, got {key!r}", where=where)
+            _check_plain(item, f"{where} {key}", depth + 1)
+    elif isinstance(value, list):
+        for k, item in enumerate(value, start=1):
+            _check_plain(item, f"{where} item {k}", depth + 1)
 
 
 def _config(raw: dict[str, Any], path: Path, base: Path) -> RunConfig:

@@ -4,6 +4,7 @@ whole output folder is written at once; :func:`run` returns the tables without w
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import subprocess
 import sys
@@ -153,6 +154,8 @@ def run(config: RunConfig | str | Path, jobs: int | None = None, progress: bool 
     Problems raise :class:`UserError` with the same one-line message as the command line; a
     Ctrl-C while a kernel compiles is raised once it is compiled (see
     :func:`~nqpf_sens.uncertainty.compiling.interrupts_deferred_while_compiling`)."""
+    if not isinstance(config, (RunConfig, str, os.PathLike)):
+        raise UserError("give a RunConfig or the path of a TOML file", where="run config")
     config = config if isinstance(config, RunConfig) else load_config(Path(config))
     with _one_line_errors(config, keeps_chunks=False), interrupts_deferred_while_compiling():
         return _compute(_plan(config, *_inputs(config, jobs), work=None), None, False, progress)
@@ -270,7 +273,7 @@ def _inputs(
         if problem:
             raise UserError(problem, config.path, "[data] compare_with_paper")
     jobs = config.jobs if jobs is None else jobs
-    if not 1 <= jobs <= MAX_JOBS:
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or not 1 <= jobs <= MAX_JOBS:
         raise UserError(f"from 1 to {MAX_JOBS} workers", where="--jobs")
     return spec, table, notes, jobs
 
