@@ -327,3 +327,26 @@ def test_a_changed_pipeline_equals_one_built_with_the_same_options():
 def test_options_that_are_not_numbers_get_a_message_not_a_crash(spec):
     problem = option_problem(Pipeline(minmax_range=("low", 100)), spec)
     assert problem == "minmax_range: must be two finite numbers, not ['low', 100]"
+
+
+def test_tables_and_batches_built_in_code_are_checked():
+    """Built directly, a table with a unit twice or values of another shape, or a batch whose
+    index points past its pipelines (-1 picked the last) or whose weights are negative, raises a
+    ValueError instead of computing."""
+    from nqpf_sens import IndicatorTable
+
+    values = np.ones((1, 2, 3))
+    IndicatorTable(values, (None,), ("a", "b"), ("x", "y", "z"))
+    for units, array in ((("a", "a"), values), (("a", "b"), values[:, :, :2])):
+        with pytest.raises(ValueError):
+            IndicatorTable(array, (None,), units, ("x", "y", "z"))
+    with pytest.raises(ValueError):
+        IndicatorTable([[[1.0]]], (None,), ("a",), ("x",))  # type: ignore[arg-type]
+    pipelines = (Pipeline(),)
+    ScenarioBatch(pipelines, np.zeros(2, dtype=np.int64), (np.ones((2, 3)),))
+    for index in (np.array([0, -1]), np.array([0, 1]), np.array([], dtype=np.int64)):
+        with pytest.raises(ValueError):
+            ScenarioBatch(pipelines, index)
+    for factors in (-np.ones((2, 3)), np.full((2, 3), np.nan), np.ones((3, 3))):
+        with pytest.raises(ValueError):
+            ScenarioBatch(pipelines, np.zeros(2, dtype=np.int64), (factors,))

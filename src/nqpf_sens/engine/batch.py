@@ -43,6 +43,20 @@ class ScenarioBatch:
     value_factors: np.ndarray | None = None
     masked: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        """A batch built in code: every index names one of its pipelines (-1 no longer wraps to
+        the last), and weight factors are finite and not negative, one row per scenario."""
+        index = np.asarray(self.pipeline_index)
+        if not self.pipelines or index.ndim != 1 or index.size == 0 or index.dtype.kind not in "iu":
+            raise ValueError("a batch needs pipelines and a 1-D integer pipeline_index")
+        if index.min() < 0 or index.max() >= len(self.pipelines):
+            raise ValueError(f"pipeline_index must lie in 0..{len(self.pipelines) - 1}")
+        for factors in self.weight_factors or ():
+            if np.ndim(factors) != 2 or len(factors) != index.size:
+                raise ValueError("weight_factors hold one row per scenario")
+            if not (np.isfinite(factors).all() and (factors >= 0).all()):
+                raise ValueError("weight_factors must be finite and not negative")
+
     @property
     def size(self) -> int:
         return len(self.pipeline_index)

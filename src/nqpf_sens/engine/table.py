@@ -42,6 +42,25 @@ class IndicatorTable:
     denominators: np.ndarray | None = None
     statuses: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        """A table built in code is checked as one read from a file is: a (years, units,
+        indicators) array of numbers, each name once."""
+        values = self.values
+        shape = (len(self.years), len(self.units), len(self.indicators))
+        if not isinstance(values, np.ndarray) or values.dtype.kind not in "fiu":
+            raise ValueError("values must be a numpy array of numbers")
+        if values.shape != shape or 0 in shape:
+            raise ValueError(
+                f"values of shape {values.shape} for {shape[0]} year(s), {shape[1]} units and "
+                f"{shape[2]} indicators (none may be empty)"
+            )
+        for what, names in (("unit", self.units), ("indicator", self.indicators)):
+            if len(set(names)) < len(names):
+                raise ValueError(f"a {what} is named twice")
+        for name, array in (("denominators", self.denominators), ("statuses", self.statuses)):
+            if array is not None and np.shape(array) != shape:
+                raise ValueError(f"{name} must have the shape of the values, {shape}")
+
     def year(self, year: int) -> IndicatorTable:
         """The cross-section of one year."""
         if year not in self.years:
