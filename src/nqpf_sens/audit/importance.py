@@ -52,13 +52,18 @@ def _local_fit(s0, s1, s2, t0, t1, mean: np.ndarray) -> np.ndarray:
 def choose_bandwidth(x: np.ndarray, y: np.ndarray) -> float:
     """The bandwidth (from ``BANDWIDTHS`` x sd(x)) with the smallest leave-one-out error."""
     once = np.ones((1, len(x)))
-    errors = [_loo_errors(y, once, _kernel_sums(x, y, h, once))[0] for h in _grid(x)]
-    return float(_grid(x)[int(np.argmin(errors))])
+    errors = _loo_errors(y, once, _kernel_sums(x, y, _grid(x), once))[:, 0]
+    return float(_grid(x)[_first_smallest(errors[:, None])[0]])
 
 
 def _grid(x: np.ndarray) -> np.ndarray:
     """The bandwidths tried: ``BANDWIDTHS`` in units of the standard deviation of ``x``."""
     return BANDWIDTHS * (float(np.std(x)) or 1.0)
+
+
+def _first_smallest(errors: np.ndarray) -> np.ndarray:
+    """Per column, the first row of the smallest error (an undefined error is no candidate)."""
+    return np.argmin(np.where(np.isnan(errors), np.inf, errors), axis=0)
 
 
 def correlation_ratio(
@@ -90,7 +95,7 @@ def resampled_correlation_ratios(
     sample's weighted by the counts, so every resample's fit is five matrix products over the
     units' kernel instead of a kernel of its own (equal to :func:`correlation_ratio` on the
     resampled units up to rounding)."""
-    return _ratios(x, y, counts, _kernel_sums(x, y, bandwidth, counts))
+    return _ratios(x, y, counts, _kernel_sums(x, y, np.array([bandwidth]), counts))[0]
 
 
 def bootstrap_correlation_ratios(x: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -98,26 +103,22 @@ def bootstrap_correlation_ratios(x: np.ndarray, y: np.ndarray, counts: np.ndarra
     leave-one-out cross-validation chooses from the grid of :func:`choose_bandwidth`: holding the
     bandwidth chosen on all units instead made 95% intervals cover the true ratio in only 48-91%
     of simulated data sets, 71-100% so (``experiments/validate_estimators.py``; README,
-    "Validation"). A unit is left out with all
-    its copies: a copy left in would predict it, and favour ever smaller bandwidths."""
-    best_error = np.full(len(counts), np.inf)
-    best = np.zeros(len(counts))
-    for bandwidth in _grid(x):
-        sums = _kernel_sums(x, y, bandwidth, counts)
-        error = _loo_errors(y, counts, sums)
-        better = error < best_error  # the first of equally good, as argmin
-        best_error = np.where(better, error, best_error)
-        best = np.where(better, _ratios(x, y, counts, sums), best)
-    return best
+    "Validation"). A unit is left out with all its copies: a copy left in would predict it, and
+    favour ever smaller bandwidths. Every bandwidth at once: a few matrix products each."""
+    sums = _kernel_sums(x, y, _grid(x), counts)
+    chosen = _first_smallest(_loo_errors(y, counts, sums))
+    return _ratios(x, y, counts, sums)[chosen, np.arange(len(counts))]
 
 
-def _kernel_sums(x: np.ndarray, y: np.ndarray, bandwidth: float, counts: np.ndarray) -> np.ndarray:
-    """The kernel sums of 1, gap, gap^2, y and gap y at each unit over each resample's units,
-    then those of 1 and y without the unit's own copies (the others' terms vanish with the gap):
-    (7, units, resamples). Summed without them, not subtracted: a unit far from the rest would
-    be left with rounding error instead of nothing."""
+def _kernel_sums(
+    x: np.ndarray, y: np.ndarray, bandwidths: np.ndarray, counts: np.ndarray
+) -> np.ndarray:
+    """Per bandwidth, the kernel sums of 1, gap, gap^2, y and gap y at each unit over each
+    resample's units, then those of 1 and y without the unit's own copies (the others' terms
+    vanish with the gap): (bandwidths, 7, units, resamples). Summed without them, not
+    subtracted: a unit far from the rest would be left with rounding error instead of nothing."""
     gap = x[None, :] - x[:, None]  # [i, j]: unit j seen from unit i
-    kernel = np.exp(-0.5 * (gap / bandwidth) ** 2)
+    kernel = np.exp(-0.5 * (gap / bandwidths[:, None, None]) ** 2)
     others = kernel * (1.0 - np.eye(len(x)))
     terms = [
         kernel,
@@ -128,31 +129,32 @@ def _kernel_sums(x: np.ndarray, y: np.ndarray, bandwidth: float, counts: np.ndar
         others,
         others * y,
     ]
-    return np.stack(terms) @ counts.T
+    return np.stack(terms, axis=1) @ counts.T
 
 
 def _loo_errors(y: np.ndarray, counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
     """Each resample's mean squared error of predicting each unit from the others (its copies
     left out; the others' mean where none of them is near enough to weigh)."""
-    _, s1, s2, _, t1, s0, t0 = sums
+    s1, s2, t1, s0, t0 = (sums[:, k] for k in (1, 2, 4, 5, 6))
     copies, drawn = counts.T, counts.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):  # a resample of one unit: no others
         others_mean = (counts @ y - copies * y[:, None]) / (drawn - copies)
     predicted = _local_fit(s0, s1, s2, t0, t1, others_mean)
-    return (copies * (y[:, None] - predicted) ** 2).sum(axis=0) / drawn
+    return (copies * (y[:, None] - predicted) ** 2).sum(axis=-2) / drawn  # (bandwidths, resamples)
 
 
 def _ratios(x: np.ndarray, y: np.ndarray, counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
-    """Each resample's correlation ratio from its kernel sums (see :func:`_kernel_sums`)."""
-    s0, s1, s2, t0, t1 = sums[:5]  # each (units, resamples)
+    """Each resample's correlation ratio at each bandwidth from its kernel sums (see
+    :func:`_kernel_sums`): (bandwidths, resamples)."""
+    s0, s1, s2, t0, t1 = (sums[:, k] for k in range(5))  # each (bandwidths, units, resamples)
     drawn = counts.sum(axis=1)
     local = _local_fit(s0, s1, s2, t0, t1, counts @ y / drawn)
     present = counts > 0
-    fitted = np.where(present, local.T, 0.0)
+    fitted = np.where(present, np.swapaxes(local, -1, -2), 0.0)
 
     def variance(values: np.ndarray) -> np.ndarray:
-        centred = values - (counts * values).sum(axis=1, keepdims=True) / drawn[:, None]
-        return (counts * centred**2).sum(axis=1) / drawn
+        centred = values - (counts * values).sum(axis=-1, keepdims=True) / drawn[:, None]
+        return (counts * centred**2).sum(axis=-1) / drawn
 
     spread = variance(np.broadcast_to(y, counts.shape))
     varies = np.where(present, x, -np.inf).max(axis=1) > np.where(present, x, np.inf).min(axis=1)
