@@ -32,7 +32,7 @@ BOUND = 100.0  # a weight may move at most this factor away from its nominal val
 LOG_BOUND = float(np.log(BOUND))
 STEP = 1e-6  # central-difference step on the log multipliers
 FTOL = 1e-12  # stop when a step (or the gradient) gains less than this on the squared distance
-RESTART_GAIN = 1e-6  # restart the search until a restart gains less than this share of the distance
+RESTART_GAIN = 1e-4  # restart the search until a restart gains less than this share of the distance
 MAX_RESTARTS = 20  # and at most this often (then it has not converged)
 
 
