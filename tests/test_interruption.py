@@ -122,26 +122,34 @@ def test_interrupted_run_resumes_to_identical_results(project, how, jobs):
     assert resumed_files == csv_bytes(project / "results" / "fresh")
 
 
-def test_a_run_terminated_while_drawing_stops_as_ctrl_c_does(project):
-    """SIGTERM while the figures are drawn: one line, exit 130, no staging folder or lock left
-    (they were left, with no message), and the next run succeeds."""
+FIGS = [sys.executable, "-m", "nqpf_sens", "run", "figs.toml", "--quiet"]
+
+
+def drawing(project) -> subprocess.Popen:
+    """A run of ``FIGS`` started and caught while it draws its figures."""
     (project / "figs.toml").write_text(
         '[run]\nname = "figs"\nkind = "montecarlo"\njobs = 2\n[data]\nvalues = "values.csv"\n'
         '[sampling]\nn = 64\n[[factors]]\nname = "w"\nkind = "weights"\nlevel = 0\n'
     )
-    argv = [sys.executable, "-m", "nqpf_sens", "run", "figs.toml", "--quiet"]
-    run = subprocess.Popen(argv, cwd=project, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(FIGS, cwd=project, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not list((project / "results").glob(".figs.partial-*/figures/*.png")):
         assert run.poll() is None and time.time() < deadline, "no figure was drawn"
         time.sleep(0.02)
+    return run
+
+
+def test_a_run_terminated_while_drawing_stops_as_ctrl_c_does(project):
+    """SIGTERM while the figures are drawn: one line, exit 130, no staging folder or lock left
+    (they were left, with no message), and the next run succeeds."""
+    run = drawing(project)
     run.terminate()
     _, error = run.communicate(timeout=60)
     assert run.returncode == 130 and error.startswith("interrupted"), error
     assert error.count("\n") == 1, error
     left = sorted(p.name for p in (project / "results").iterdir())
     assert left == [".figs.work"] and "--resume" in error  # the chunks, for --resume
-    again = subprocess.run(argv, cwd=project, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(FIGS, cwd=project, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and not again.stderr, again.stderr
 
 
@@ -149,21 +157,12 @@ def test_a_run_killed_while_drawing_leaves_no_worker_holding_its_lock(project):
     """The figures' forked workers die with a killed run: they held the output folder's lock, and
     every later run was told that another run was writing it, for ever. The next run names the
     killed run's unfinished folder in a warning."""
-    (project / "figs.toml").write_text(
-        '[run]\nname = "figs"\nkind = "montecarlo"\njobs = 2\n[data]\nvalues = "values.csv"\n'
-        '[sampling]\nn = 64\n[[factors]]\nname = "w"\nkind = "weights"\nlevel = 0\n'
-    )
-    argv = [sys.executable, "-m", "nqpf_sens", "run", "figs.toml", "--quiet"]
-    run = subprocess.Popen(argv, cwd=project, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not list((project / "results").glob(".figs.partial-*/figures/*.png")):
-        assert run.poll() is None and time.time() < deadline, "no figure was drawn"
-        time.sleep(0.02)
+    run = drawing(project)
     run.kill()
     run.wait()
     deadline = time.time() + 20
     while True:
-        again = subprocess.run(argv, cwd=project, capture_output=True, text=True, timeout=300)
+        again = subprocess.run(FIGS, cwd=project, capture_output=True, text=True, timeout=300)
         if again.returncode == 0 or time.time() > deadline:
             break
         time.sleep(0.5)
