@@ -146,6 +146,9 @@ def test_what_no_config_file_can_hold_is_a_user_error_not_a_traceback(folder):
     for jobs in ("2", 2.5, True):
         with pytest.raises(ns.UserError, match="workers"):
             ns.run(config, jobs=jobs)
+    import numpy as np
+
+    assert ns.run(ns.config_from_dict({**CONFIG, "sampling": {"n": 16}}), jobs=np.int64(1))
 
 
 def test_a_toml_path_runs_and_errors_name_the_config(folder):

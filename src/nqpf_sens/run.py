@@ -273,9 +273,10 @@ def _inputs(
         if problem:
             raise UserError(problem, config.path, "[data] compare_with_paper")
     jobs = config.jobs if jobs is None else jobs
-    if not isinstance(jobs, int) or isinstance(jobs, bool) or not 1 <= jobs <= MAX_JOBS:
+    whole = isinstance(jobs, (int, np.integer)) and not isinstance(jobs, bool)
+    if not whole or not 1 <= jobs <= MAX_JOBS:
         raise UserError(f"from 1 to {MAX_JOBS} workers", where="--jobs")
-    return spec, table, notes, jobs
+    return spec, table, notes, int(jobs)
 
 
 INCOMPLETE = (

@@ -12,7 +12,6 @@ those files and the fingerprint, and only those are ever deleted.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
@@ -151,12 +150,14 @@ DEPENDENCIES = ("numpy", "pandas", "scipy", "numba", "SALib")
 PACKAGE = Path(__file__).resolve().parents[1]  # the nqpf_sens modules
 
 
-@functools.cache
 def code_digest(package: Path = PACKAGE) -> str:
     """A hash of the code that computes: every module of the ``package`` and the versions of
-    :data:`DEPENDENCIES` (the package's version number alone does not change with its code)."""
+    :data:`DEPENDENCIES` (the package's version number alone does not change with its code).
+    Computed each time (9 ms): a notebook may reload edited modules. Links (an editor's lock
+    file named like a module, say) are not modules."""
     digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
+    modules = (p for p in package.rglob("*.py") if p.is_file() and not p.is_symlink())
+    for path in sorted(modules):
         digest.update(f"{path.relative_to(package).as_posix()}:".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     for name in DEPENDENCIES:
