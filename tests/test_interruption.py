@@ -125,13 +125,21 @@ def test_interrupted_run_resumes_to_identical_results(project, how, jobs):
 FIGS = [sys.executable, "-m", "nqpf_sens", "run", "figs.toml", "--quiet"]
 
 
-def drawing(project) -> subprocess.Popen:
-    """A run of ``FIGS`` started and caught while it draws its figures."""
+def drawing(project, background: bool = False) -> subprocess.Popen:
+    """A run of ``FIGS`` started (in the ``background`` of a script: Ctrl-C ignored) and caught
+    while it draws its figures."""
     (project / "figs.toml").write_text(
         '[run]\nname = "figs"\nkind = "montecarlo"\njobs = 2\n[data]\nvalues = "values.csv"\n'
         '[sampling]\nn = 64\n[[factors]]\nname = "w"\nkind = "weights"\nlevel = 0\n'
     )
-    run = subprocess.Popen(FIGS, cwd=project, stderr=subprocess.PIPE, text=True)
+    ignored = signal.SIG_IGN if background else signal.SIG_DFL
+    run = subprocess.Popen(
+        FIGS,
+        cwd=project,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, ignored),
+    )
     deadline = time.time() + 120
     while not list((project / "results").glob(".figs.partial-*/figures/*.png")):
         assert run.poll() is None and time.time() < deadline, "no figure was drawn"
@@ -139,10 +147,12 @@ def drawing(project) -> subprocess.Popen:
     return run
 
 
-def test_a_run_terminated_while_drawing_stops_as_ctrl_c_does(project):
-    """SIGTERM while the figures are drawn: one line, exit 130, no staging folder or lock left
-    (they were left, with no message), and the next run succeeds."""
-    run = drawing(project)
+@pytest.mark.parametrize("background", [False, True])
+def test_a_run_terminated_while_drawing_stops_as_ctrl_c_does(project, background):
+    """SIGTERM while the figures are drawn, to a run started as a command or in the background
+    of a script (Ctrl-C ignored): one line, exit 130, no staging folder or lock left (they were
+    left, with no message), and the next run succeeds."""
+    run = drawing(project, background)
     run.terminate()
     _, error = run.communicate(timeout=60)
     assert run.returncode == 130 and error.startswith("interrupted"), error
@@ -151,6 +161,20 @@ def test_a_run_terminated_while_drawing_stops_as_ctrl_c_does(project):
     assert left == [".figs.work"] and "--resume" in error  # the chunks, for --resume
     again = subprocess.run(FIGS, cwd=project, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and not again.stderr, again.stderr
+
+
+def test_a_run_terminated_twice_while_drawing_does_not_hang(project):
+    """Two SIGTERMs 20 ms apart while the figures are drawn: the run waited for ever on the
+    figure workers (an executor told to wait for its queue, then interrupted)."""
+    run = drawing(project)
+    run.terminate()
+    time.sleep(0.02)
+    run.terminate()
+    try:
+        _, error = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 130 and error.startswith("interrupted"), error
 
 
 def test_a_run_killed_while_drawing_leaves_no_worker_holding_its_lock(project):

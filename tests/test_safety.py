@@ -410,6 +410,23 @@ def test_a_stamp_longer_than_a_fingerprint_is_not_one(project, monkeypatch, caps
     assert "changed since the interrupted run; starting over" in capsys.readouterr().err
 
 
+def test_an_interruption_after_the_result_is_written_says_so(project, monkeypatch, capsys):
+    """Ctrl-C or SIGTERM while the summary prints, the result already published: it said "no
+    results were written" of a complete result."""
+    import importlib
+
+    running = importlib.import_module("nqpf_sens.run")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(running, "_print_summary", interrupted)
+    assert main(["run", "study.toml"]) == 130
+    error = capsys.readouterr().err
+    assert error.startswith("interrupted after") and "results/study was written" in error, error
+    assert (project / "results" / "study" / "rank_stability.csv").is_file()
+
+
 def test_a_foreign_work_folder_is_refused(project, capsys):
     (project / "results" / ".study.work").mkdir(parents=True)
     (project / "results" / ".study.work" / "mine.txt").write_text("keep")

@@ -1,4 +1,3 @@
-from nqpf_sens.cli import main, stop_on_terminate
+from nqpf_sens.cli import console
 
-stop_on_terminate()
-raise SystemExit(main())
+console()

@@ -60,19 +60,38 @@ def _parser() -> argparse.ArgumentParser:
 
 def stop_on_terminate() -> None:
     """SIGTERM (``timeout``, ``kill``, a batch scheduler) stops this process as Ctrl-C does: the
-    staging folder removed, the lock released, the finished chunks kept and said. A forked
-    worker inherits the handler and dies as SIGTERM kills it, as where Ctrl-C is ignored."""
+    staging folder removed, the lock released, the finished chunks kept and said; one is enough
+    (later ones are ignored while it stops), and it stops a run started with Ctrl-C ignored (in
+    the background of a script) too. A forked worker inherits the handler and dies as SIGTERM
+    kills it."""
     this = os.getpid()
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        interrupt = signal.getsignal(signal.SIGINT)
-        if os.getpid() == this and callable(interrupt):
-            interrupt(signal.SIGINT, frame)  # raised, or deferred where Ctrl-C is
+        if os.getpid() != this:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
             return
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        interrupt = signal.getsignal(signal.SIGINT)
+        if not callable(interrupt):  # Ctrl-C ignored: the run stops all the same
+            raise KeyboardInterrupt
+        interrupt(signal.SIGINT, frame)  # raised, or deferred where Ctrl-C is
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def console() -> None:
+    """The command (``python -m nqpf_sens``, ``nqpf-sens``): SIGTERM handled as Ctrl-C, and a
+    second interruption while the first is reported, or at exit, ends the process as the first
+    did instead of in a traceback."""
+    stop_on_terminate()
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 130
+    for name in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(name, signal.SIG_IGN)
+    raise SystemExit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,3 +31,12 @@ def die_with_parent(parent: int | None = None) -> bool:
     if parent is not None and os.getppid() != parent:
         os._exit(1)
     return agreed
+
+
+def figure_worker(parent: int) -> None:
+    """The first step of a worker the run stops itself (terminates when done or interrupted):
+    it dies with the run, and leaves Ctrl-C and SIGTERM to the run (a handler inherited from it
+    would turn them into an exception and a traceback in the worker)."""
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -187,6 +187,7 @@ def run_config(
         plan = _plan(config, spec, table, notes, jobs, work)
         _check_unchanged(read)
         created = make_folders(destination.parent)
+        published = False
         try:
             with destination_lock(destination):
                 results = _compute(plan, work, resume, progress=not quiet)
@@ -196,16 +197,22 @@ def run_config(
                         _write(results, folder, seconds, quiet)
                 except KeyboardInterrupt:  # while the tables, figures or report are written
                     raise _interrupted(work) from None
+                published = True
                 remove_work(work)
+            if not quiet:
+                _print_summary(results.tables, results.notes, results.convergence)
+                print(
+                    f"\nwrote {destination} ({plural(results.scenarios, 'scenario')} computed "
+                    f"in {seconds:.1f} s)"
+                )
+        except KeyboardInterrupt:
+            remove_empty_folders(created)
+            if published:  # the result is whole: only the tidying or the summary was cut short
+                raise RunInterrupted(f"interrupted after {destination} was written") from None
+            raise
         except BaseException:
             remove_empty_folders(created)
             raise
-    if not quiet:
-        _print_summary(results.tables, results.notes, results.convergence)
-        print(
-            f"\nwrote {destination} ({plural(results.scenarios, 'scenario')} computed in "
-            f"{seconds:.1f} s)"
-        )
     return destination
 
 

@@ -17,7 +17,6 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import matplotlib
@@ -32,7 +31,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.textpath import text_to_path  # noqa: E402
 
 from nqpf_sens.indices.nqpf.paper import national_published  # noqa: E402
-from nqpf_sens.processes import die_with_parent  # noqa: E402
+from nqpf_sens.processes import figure_worker  # noqa: E402
 
 MAX_FIGURE_UNITS = 60  # units drawn in a figure with a row per unit (the first by nominal rank)
 CJK_FONTS = (
@@ -703,11 +702,14 @@ def make_figures(
     captions: list[str] = []
 
     stability, bands = tables.get("rank_stability"), tables.get("tier_bands")
+    every_band = bands  # the quadrant is a scatter of every unit, its means theirs
     multi_year = bands is not None and "year" in bands and bands.year.nunique() > 1
-    ranked = next((t for t in (stability, bands) if t is not None and not multi_year), None)
+    ranked = next((t for t in (stability, bands) if t is not None), None)
+    if ranked is not None and "year" in ranked:  # a panel: the last year's order
+        ranked = ranked[ranked.year == ranked.year.max()]
     order = [] if ranked is None else ranked.sort_values("nominal_rank").unit.tolist()
     shown = order[:MAX_FIGURE_UNITS]
-    if len(order) > len(shown):  # a figure a row per unit: tall beyond any page or memory
+    if len(order) > len(shown) and not multi_year:  # a row per unit: taller than any page
         stability, bands = (
             None if t is None else t[t.unit.isin(shown)] for t in (stability, bands)
         )
@@ -717,8 +719,8 @@ def make_figures(
         if len(order) > len(shown)
         else ""
     )
-    per_unit = {"rank_intervals", "tier_probabilities", "score_bands", "quadrant"}
-    per_unit |= {"one_at_a_time", "sobol_heatmap"}
+    per_unit = {"rank_intervals", "tier_probabilities", "score_bands", "one_at_a_time"}
+    per_unit |= {"sobol_heatmap"}
 
     def add(draw: Callable[..., Figure], arguments: tuple, name: str, caption: str) -> None:
         tasks.append((draw, arguments, target / name, svg))
@@ -753,7 +755,7 @@ def make_figures(
             if gdp.notna().any():
                 add(
                     quadrant,
-                    (bands, gdp, labels),
+                    (every_band, gdp, labels),
                     "quadrant",
                     "The paper's Figure 3: index against GDP per capita with the index's "
                     "5th-95th percentile; units without GDP per capita are left out.",
@@ -838,11 +840,10 @@ def make_figures(
         # forked workers start at once, with the fonts and settings of this process; elsewhere
         # a fresh interpreter would spend about what it saves on importing matplotlib
         context = multiprocessing.get_context("fork")
-        pool = ProcessPoolExecutor(
-            workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
-        )
-        with pool:
-            drawn = list(pool.map(_draw, tasks))
+        # the pool's exit terminates its workers at once, done or interrupted: a second Ctrl-C
+        # or SIGTERM while an executor waited for them to finish their queue left the run hung
+        with context.Pool(workers, initializer=figure_worker, initargs=(os.getpid(),)) as pool:
+            drawn = pool.map(_draw, tasks, chunksize=1)
     else:
         drawn = [_draw(task) for task in tasks]
     if any(missing for _, missing in drawn):
