@@ -33,10 +33,10 @@ def die_with_parent(parent: int | None = None) -> bool:
     return agreed
 
 
-def figure_worker(parent: int) -> None:
-    """The first step of a worker the run stops itself (terminates when done or interrupted):
-    it dies with the run, and leaves Ctrl-C and SIGTERM to the run (a handler inherited from it
-    would turn them into an exception and a traceback in the worker)."""
-    die_with_parent(parent)
+def become_worker(parent: int) -> None:
+    """The first step of a forked worker the run stops itself: Ctrl-C and SIGTERM are the run's
+    (one inherited from it would be raised in the worker, a traceback there; SIGTERM, which the
+    run sends to stop it, kills it), and it dies with the run."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent(parent)

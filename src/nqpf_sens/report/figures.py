@@ -31,7 +31,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.textpath import text_to_path  # noqa: E402
 
 from nqpf_sens.indices.nqpf.paper import national_published  # noqa: E402
-from nqpf_sens.processes import figure_worker  # noqa: E402
+from nqpf_sens.processes import become_worker  # noqa: E402
 
 MAX_FIGURE_UNITS = 60  # units drawn in a figure with a row per unit (the first by nominal rank)
 CJK_FONTS = (
@@ -719,8 +719,13 @@ def make_figures(
         if len(order) > len(shown)
         else ""
     )
-    per_unit = {"rank_intervals", "tier_probabilities", "score_bands", "one_at_a_time"}
-    per_unit |= {"sobol_heatmap"}
+    per_unit = {
+        "rank_intervals",
+        "tier_probabilities",
+        "score_bands",
+        "one_at_a_time",
+        "sobol_heatmap",
+    }
 
     def add(draw: Callable[..., Figure], arguments: tuple, name: str, caption: str) -> None:
         tasks.append((draw, arguments, target / name, svg))
@@ -842,7 +847,7 @@ def make_figures(
         context = multiprocessing.get_context("fork")
         # the pool's exit terminates its workers at once, done or interrupted: a second Ctrl-C
         # or SIGTERM while an executor waited for them to finish their queue left the run hung
-        with context.Pool(workers, initializer=figure_worker, initargs=(os.getpid(),)) as pool:
+        with context.Pool(workers, initializer=become_worker, initargs=(os.getpid(),)) as pool:
             drawn = pool.map(_draw, tasks, chunksize=1)
     else:
         drawn = [_draw(task) for task in tasks]

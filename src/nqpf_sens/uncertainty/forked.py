@@ -19,8 +19,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from nqpf_sens.processes import die_with_parent
-from nqpf_sens.uncertainty.workers import ignore_interrupts, interrupts_deferred
+from nqpf_sens.processes import become_worker
+from nqpf_sens.uncertainty.workers import interrupts_deferred
 
 AHEAD = 2  # items handed out per worker beyond the next result due: bounds the results waiting
 
@@ -118,8 +118,7 @@ class ForkedPool:
 def _serve(function: Callable[[Any], Any], connection: Connection, parent: int) -> None:
     """A worker: items in, (failed, result or (exception, traceback)) out, until told to stop.
     Ctrl-C is the run's to handle (it stops the workers), and the worker dies with the run."""
-    ignore_interrupts()
-    die_with_parent(parent)
+    become_worker(parent)
     while (item := connection.recv()) is not None:
         try:
             reply: tuple[bool, Any] = (False, function(item))
