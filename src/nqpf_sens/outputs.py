@@ -232,7 +232,7 @@ def publish(staging: Path, final: Path) -> None:
     if _renameat2(staging, final, _RENAME_EXCHANGE):
         _remove_replaced(staging)  # the staging path now holds the old result
         return
-    aside = final.with_name(f".{final.name}.old-{secrets.token_hex(4)}")
+    aside = _beside(final, ASIDE)
     os.rename(final, aside)
     os.rename(staging, final)
     _remove_replaced(aside)
@@ -368,12 +368,20 @@ def _is_lock(handle: int) -> bool:
     return os.pread(handle, len(LOCK_TEXT) + 1, 0) == LOCK_TEXT
 
 
+STAGING, ASIDE = "partial", "old"  # the hidden folders beside a destination: see _beside
+
+
+def _beside(final: Path, kind: str) -> Path:
+    """A new hidden folder name beside ``final``: ``.<name>.<kind>-<8 hex digits>``."""
+    return final.with_name(f".{final.name}.{kind}-{secrets.token_hex(4)}")
+
+
 def abandoned(final: Path) -> list[Path]:
     """The folders beside ``final`` named as a run names its staging folder
     (``.<name>.partial-<hex>``) or an earlier result it moves aside to replace it
     (``.<name>.old-<hex>``): a run killed while it writes or publishes leaves them. Real folders
     only, not links; their content is not read."""
-    pattern = re.compile(rf"\.{re.escape(final.name)}\.(partial|old)-[0-9a-f]{{8}}")
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.({STAGING}|{ASIDE})-[0-9a-f]{{8}}")
     try:
         names = sorted(name for name in os.listdir(final.parent) if pattern.fullmatch(name))
     except OSError:
@@ -387,7 +395,7 @@ def staged_directory(final: Path) -> Iterator[Path]:
     """Yield an empty staging folder beside ``final``; on success it is published as ``final``
     (see :func:`publish`) with a marker listing every file in it. On failure it is removed."""
     final = Path(final)
-    staging = final.with_name(f".{final.name}.partial-{secrets.token_hex(4)}")
+    staging = _beside(final, STAGING)
     try:
         staging.mkdir()
     except OSError as exc:

@@ -205,13 +205,11 @@ def run_config(
                     f"\nwrote {destination} ({plural(results.scenarios, 'scenario')} computed "
                     f"in {seconds:.1f} s)"
                 )
-        except KeyboardInterrupt:
+        except BaseException as stop:
             remove_empty_folders(created)
-            if published:  # the result is whole: only the tidying or the summary was cut short
+            # published, the result is whole: only the tidying or the summary was cut short
+            if published and isinstance(stop, KeyboardInterrupt):
                 raise RunInterrupted(f"interrupted after {destination} was written") from None
-            raise
-        except BaseException:
-            remove_empty_folders(created)
             raise
     return destination
 

@@ -51,9 +51,9 @@ def _local_fit(s0, s1, s2, t0, t1, mean: np.ndarray) -> np.ndarray:
 
 def choose_bandwidth(x: np.ndarray, y: np.ndarray) -> float:
     """The bandwidth (from ``BANDWIDTHS`` x sd(x)) with the smallest leave-one-out error."""
-    once = np.ones((1, len(x)))
-    errors = _loo_errors(y, once, _kernel_sums(x, y, _grid(x), once))[:, 0]
-    return float(_grid(x)[_first_smallest(errors[:, None])[0]])
+    grid, once = _grid(x), np.ones((1, len(x)))
+    errors = _loo_errors(y, once, _kernel_sums(x, y, grid, once))
+    return float(grid[_first_smallest(errors)[0]])
 
 
 def _grid(x: np.ndarray) -> np.ndarray:
