@@ -12,7 +12,7 @@ from concurrent.futures.process import BrokenProcessPool
 import pytest
 
 from nqpf_sens.errors import UserError
-from nqpf_sens.uncertainty.forked import AHEAD, ForkedPool
+from nqpf_sens.processes import AHEAD, ForkedPool, WorkerDied
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork is Linux's")
 
@@ -61,18 +61,28 @@ def test_an_exception_in_a_worker_is_raised_in_the_run_and_the_workers_stop():
     assert not any(process.is_alive() for process in workers)
 
 
-def die_at_five(item: int) -> int:
+def die_at_five(how: int, item: int) -> int:
     if item == 5:
-        os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer would
+        os.kill(os.getpid(), how)
     return item
 
 
-def test_a_dead_worker_is_reported_not_waited_for():
-    with pytest.raises(BrokenProcessPool):
-        with ForkedPool(die_at_five, 2) as pool:
+@pytest.mark.parametrize(
+    "how, said, outright",
+    [
+        (signal.SIGKILL, "killed (SIGKILL: for lack of memory?)", True),  # the system's killer
+        (signal.SIGTERM, "stopped by SIGTERM, sent from outside the run", False),
+    ],
+)
+def test_a_dead_worker_is_reported_not_waited_for(how, said, outright):
+    """The death names the signal: a SIGTERM sent to a worker was reported as lack of memory."""
+    with pytest.raises(WorkerDied) as died:
+        with ForkedPool(functools.partial(die_at_five, how), 2) as pool:
             workers = [process for process, _ in pool.workers]
             list(pool.map(range(20)))
     assert not any(process.is_alive() for process in workers)
+    assert str(died.value) == f"a worker process was {said}"
+    assert died.value.killed_outright == outright and isinstance(died.value, BrokenProcessPool)
 
 
 def test_a_worker_that_cannot_start_leaves_none_behind(monkeypatch):

@@ -1,12 +1,13 @@
 """An interrupted run leaves nothing that looks complete, and --resume finishes it identically."""
 
+import os
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import synthetic_frame
+from conftest import children, synthetic_frame
 
 CONFIG = """
 [run]
@@ -175,6 +176,27 @@ def test_a_run_terminated_twice_while_drawing_does_not_hang(project):
     finally:
         run.kill()
     assert run.returncode == 130 and error.startswith("interrupted"), error
+
+
+@pytest.mark.parametrize(
+    "how, said",
+    [
+        (signal.SIGKILL, "was killed (SIGKILL: for lack of memory?): lower [run] chunk_size"),
+        (signal.SIGTERM, "was stopped by SIGTERM, sent from outside the run;"),
+    ],
+)
+def test_a_figure_worker_killed_while_drawing_is_reported_not_waited_for(project, how, said):
+    """The system killing a figure's worker (out of memory, say) left the run waiting for ever
+    for that figure; now one line that names the signal, exit 2, the chunks kept."""
+    run = drawing(project)
+    os.kill(max(children(run.pid)), how)
+    try:
+        _, error = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 2 and error.count("\n") == 1, error
+    assert error.startswith("error: figs.toml: a worker process ") and said in error, error
+    assert sorted(p.name for p in (project / "results").iterdir()) == [".figs.work"]
 
 
 def test_a_run_killed_while_drawing_leaves_no_worker_holding_its_lock(project):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import synthetic_frame
+from conftest import alive, children, synthetic_frame
 
 from nqpf_sens.cli import main
 from nqpf_sens.outputs import LOCK_TEXT, MARKER, destination_lock
@@ -656,26 +656,6 @@ def test_a_unit_without_data_is_kept_only_when_asked_and_then_named(project, cap
     assert any("unit03" in note for note in notes)
 
 
-def children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.add(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                pass
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signals are Linux's")
 @pytest.mark.parametrize("backend", ["loky", "fork"])
 def test_worker_processes_die_with_a_killed_run(project, backend):
@@ -730,7 +710,7 @@ def test_a_killed_worker_ends_the_run_with_one_line_and_keeps_its_chunks(project
         if process.poll() is None:
             process.kill()
     assert process.returncode == 2
-    assert error.count("\n") == 1 and "a worker process died" in error, error
+    assert error.count("\n") == 1 and "a worker process was killed (SIGKILL" in error, error
     assert "--resume" in error and any(work.glob("chunk_*.npz"))
     assert not (project / "results" / "study").exists()
     deadline = time.time() + 20

@@ -51,6 +51,7 @@ from nqpf_sens.outputs import (
     write_table,
 )
 from nqpf_sens.plan import Prepared, prepare_study, tables_from
+from nqpf_sens.processes import WorkerDied
 from nqpf_sens.uncertainty.chunks import check_work_folder, input_digests, remove_work
 from nqpf_sens.uncertainty.compiling import (
     interrupts_deferred_while_compiling,
@@ -237,13 +238,11 @@ def _one_line_errors(config: RunConfig, keeps_chunks: bool) -> Iterator[None]:
         raise UserError(
             "out of memory: lower [sampling] n, [run] chunk_size or [run] jobs", config.path
         ) from None
-    except BrokenProcessPool:  # loky's lost workers too
+    except BrokenProcessPool as error:  # loky's lost workers too
+        died = error if isinstance(error, WorkerDied) else WorkerDied(None)
+        advice = ": lower [run] chunk_size or [run] jobs" if died.killed_outright else ""
         resume = "; --resume keeps the finished chunks" if keeps_chunks else ""
-        raise UserError(
-            "a worker process died (killed for lack of memory?): lower [run] chunk_size or "
-            f"[run] jobs{resume}",
-            config.path,
-        ) from None
+        raise UserError(f"{died}{advice}{resume}", config.path) from None
     except OSError as error:
         raise UserError(
             system_problem(error, keeps_chunks), error.filename or config.path

@@ -12,7 +12,6 @@ Units are labelled by name, or by Chinese name when asked for and a CJK font is 
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 import warnings
@@ -31,7 +30,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.textpath import text_to_path  # noqa: E402
 
 from nqpf_sens.indices.nqpf.paper import national_published  # noqa: E402
-from nqpf_sens.processes import become_worker  # noqa: E402
+from nqpf_sens.processes import ForkedPool  # noqa: E402
 
 MAX_FIGURE_UNITS = 60  # units drawn in a figure with a row per unit (the first by nominal rank)
 CJK_FONTS = (
@@ -844,11 +843,10 @@ def make_figures(
     if workers > 1 and sys.platform == "linux":
         # forked workers start at once, with the fonts and settings of this process; elsewhere
         # a fresh interpreter would spend about what it saves on importing matplotlib
-        context = multiprocessing.get_context("fork")
-        # the pool's exit terminates its workers at once, done or interrupted: a second Ctrl-C
-        # or SIGTERM while an executor waited for them to finish their queue left the run hung
-        with context.Pool(workers, initializer=become_worker, initargs=(os.getpid(),)) as pool:
-            drawn = pool.map(_draw, tasks, chunksize=1)
+        # (an executor waiting for its queue hung the run on a second Ctrl-C or SIGTERM, and a
+        # multiprocessing pool waited for ever for the figure of a worker the system killed)
+        with ForkedPool(_draw, workers) as pool:
+            drawn = list(pool.map(tasks))
     else:
         drawn = [_draw(task) for task in tasks]
     if any(missing for _, missing in drawn):

@@ -18,6 +18,7 @@ import pandas as pd
 
 from nqpf_sens.errors import UserError, system_problem
 from nqpf_sens.outputs import check_destination, destination_lock, result_files, staged_directory
+from nqpf_sens.processes import WorkerDied
 from nqpf_sens.report.figures import make_figures
 from nqpf_sens.report.reading import reading
 from nqpf_sens.report.saved_run import load_run
@@ -392,6 +393,8 @@ def rebuild_report(folder: str | Path, chinese: bool = False, quiet: bool = Fals
             _render(staging, manifest, tables, chinese, quiet)
     except OSError as exc:  # a full disk, say: the run's folder is as it was
         raise UserError(system_problem(exc), exc.filename or folder) from None
+    except WorkerDied as died:  # a figure's worker, killed: the run's folder is as it was
+        raise UserError(f"{died}; the folder is as it was", folder) from None
     except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
         # what load_run's checks let through: values no run writes, in a hand-edited folder
         raise UserError(

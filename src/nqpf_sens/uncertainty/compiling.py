@@ -27,8 +27,8 @@ from numba import types
 from numba.core import event
 
 from nqpf_sens.engine import kernels
+from nqpf_sens.processes import ignore_interrupts, interrupts_deferred
 from nqpf_sens.uncertainty import cell_draws, sobol
-from nqpf_sens.uncertainty.workers import ignore_interrupts, interrupts_deferred
 
 WAIT_SECONDS = 300  # a child still compiling after this long is stopped (it takes ~10 s)
 

@@ -38,7 +38,7 @@ from nqpf_sens.engine.pipeline import normalisation_methods
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
 from nqpf_sens.errors import UserError
-from nqpf_sens.processes import die_with_parent
+from nqpf_sens.processes import ForkedPool, die_with_parent
 from nqpf_sens.uncertainty.chunks import (
     Layout,
     chunk_key,
@@ -50,7 +50,6 @@ from nqpf_sens.uncertainty.chunks import (
 from nqpf_sens.uncertainty.compiling import wait_for_kernels
 from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty.factors import FactorSet
-from nqpf_sens.uncertainty.forked import ForkedPool
 from nqpf_sens.uncertainty.memory import retain_freed_memory
 from nqpf_sens.uncertainty.sobol import SobolSums
 
