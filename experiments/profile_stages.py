@@ -21,15 +21,15 @@ from pathlib import Path
 
 STARTED = time.perf_counter()
 import nqpf_sens.report.html  # noqa: E402  (timed: every import a run with figures needs)
-import nqpf_sens.run  # noqa: E402
+import nqpf_sens.running  # noqa: E402
 
 IMPORTED = time.perf_counter()
 
 import pandas as pd  # noqa: E402
 
+from nqpf_sens import running as run  # noqa: E402
 from nqpf_sens.report import html  # noqa: E402
 
-run = importlib.import_module("nqpf_sens.run")  # the package exports a function of that name
 plan = importlib.import_module("nqpf_sens.plan")
 SobolSums = importlib.import_module("nqpf_sens.uncertainty.sobol").SobolSums
 

@@ -3,8 +3,11 @@ written."""
 
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -45,6 +48,48 @@ def test_version():
     assert result.returncode == 0 and result.stdout.strip() == (
         f"nqpf_sens {metadata.version('nqpf_sens')}"
     )
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
+def test_a_run_stopped_while_the_program_loads_ends_in_one_line(project, how):
+    """Ctrl-C (or SIGTERM) while the command imports numpy, pandas and the kernels: a
+    KeyboardInterrupt traceback, since importing the package imported everything before the
+    command could handle it."""
+    command = [sys.executable, "-m", "nqpf_sens", "run", "base.toml", "--quiet"]
+    run = subprocess.Popen(
+        command,
+        cwd=project,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    maps = Path(f"/proc/{run.pid}/maps")
+    deadline = time.time() + 60
+    while "_multiarray_umath" not in maps.read_text():  # numpy loaded: the rest still to come
+        assert run.poll() is None and time.time() < deadline, "the run ended before it loaded"
+        time.sleep(0.002)
+    run.send_signal(how)
+    _, error = run.communicate(timeout=60)
+    assert run.returncode == 130 and error == "interrupted: no results were written\n", error
+    assert not (project / "results").exists()
+
+
+def test_the_package_exports_its_names_on_first_use():
+    """``import nqpf_sens`` imports nothing heavy; each exported name is there when asked for."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import sys, nqpf_sens; print('pandas' in sys.modules)"],
+        capture_output=True,
+        text=True,
+    )
+    assert found.stdout == "False\n", found.stderr
+    import nqpf_sens
+
+    for name in nqpf_sens.__all__:
+        assert getattr(nqpf_sens, name).__module__.startswith("nqpf_sens."), name
+    import nqpf_sens.running  # the module of the same name does not hide the function
+
+    assert callable(nqpf_sens.run) and name in dir(nqpf_sens)
 
 
 def test_baseline_run_writes_scores_and_manifest(project):

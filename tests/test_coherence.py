@@ -341,7 +341,7 @@ def test_statistics_of_huge_values_are_finite():
 def test_an_index_of_one_indicator_runs_its_audit(tmp_path):
     """One indicator: no aggregate has two parts, so no PCA; the audit leaves those tables out
     (an empty one stopped the run, its report refusing a table without rows)."""
-    from nqpf_sens.run import run_config
+    from nqpf_sens.running import run_config
 
     (tmp_path / "meta.csv").write_text("code,dimension,weight,direction\na,d1,1,positive\n")
     (tmp_path / "values.csv").write_text("unit,a\nu1,1\nu2,3\nu3,2\nu4,7\n")

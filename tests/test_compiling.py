@@ -190,7 +190,7 @@ def test_a_run_from_a_notebook_defers_ctrl_c_while_a_kernel_compiles(tmp_path, m
     KeyboardInterrupt."""
     write_units_and_values(tmp_path)
     monkeypatch.chdir(tmp_path)
-    run_module = sys.modules["nqpf_sens.run"]
+    run_module = sys.modules["nqpf_sens.running"]
 
     @njit
     def kernel(x):

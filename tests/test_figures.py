@@ -98,7 +98,7 @@ def test_a_panel_of_several_units_draws_one_units_trajectory(tmp_path):
     """Several units over several years: the trajectory is the first unit's (or the focus
     unit's), named in its title and caption; averaging every unit's quantiles year by year drew
     the band of no quantity."""
-    from nqpf_sens.run import run_config
+    from nqpf_sens.running import run_config
 
     (tmp_path / "meta.csv").write_text(
         "code,dimension,weight,direction\na1,A,1,positive\na2,A,1,positive\nb1,B,1,positive\n"

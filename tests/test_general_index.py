@@ -189,7 +189,7 @@ def test_an_indicator_may_name_its_own_normalisation(tmp_path):
 
 @needs_asem
 def test_asem_index_builds_like_the_example_coin(tmp_path):
-    from nqpf_sens.run import run_config
+    from nqpf_sens.running import run_config
 
     config = Path(__file__).resolve().parents[1] / "configs" / "asem.toml"
     out = run_config(config, out=tmp_path / "asem", quiet=True)

@@ -7,7 +7,7 @@ import pytest
 from conftest import write_units_and_values
 
 from nqpf_sens.glossary import describe
-from nqpf_sens.run import run_config
+from nqpf_sens.running import run_config
 
 FACTORS = """
 [[factors]]

@@ -5,7 +5,7 @@ import pandas as pd
 from conftest import write_units_and_values
 
 from nqpf_sens.report.reading import reading
-from nqpf_sens.run import run_config
+from nqpf_sens.running import run_config
 
 
 def summary(st, low, high):

@@ -16,7 +16,7 @@ from nqpf_sens import nqpf_spec
 from nqpf_sens.report import figures
 from nqpf_sens.report import html as report_page
 from nqpf_sens.report.saved_run import load_run
-from nqpf_sens.run import run_config
+from nqpf_sens.running import run_config
 
 CONFIG = """
 [run]

@@ -375,9 +375,9 @@ def test_data_changed_while_the_run_reads_it_is_refused(project, monkeypatch, ca
     inputs (the audits run in between): the chunks would be of the old data under the new data's
     fingerprint, and a resume on the new data would take them. Refused in one line, nothing
     written."""
-    import importlib
 
-    running = importlib.import_module("nqpf_sens.run")  # the package exports a function of it
+    from nqpf_sens import running
+
     real = running._plan
 
     def saved_meanwhile(*args, **kwargs):
@@ -413,9 +413,8 @@ def test_a_stamp_longer_than_a_fingerprint_is_not_one(project, monkeypatch, caps
 def test_an_interruption_after_the_result_is_written_says_so(project, monkeypatch, capsys):
     """Ctrl-C or SIGTERM while the summary prints, the result already published: it said "no
     results were written" of a complete result."""
-    import importlib
 
-    running = importlib.import_module("nqpf_sens.run")
+    from nqpf_sens import running
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -503,7 +502,7 @@ HOSTILE = ['<script>alert("u")</script>', "<img src=x onerror=alert(1)>", "Tom &
 
 
 def test_hostile_names_never_reach_the_page_unescaped(tmp_path, spec, monkeypatch):
-    from nqpf_sens.run import run_config
+    from nqpf_sens.running import run_config
 
     frame = synthetic_frame(spec, n_units=8)
     frame["unit"] = [*HOSTILE, "NA", "None", "nan", "01", "u7"]

@@ -16,7 +16,7 @@ from nqpf_sens.config import load_config
 from nqpf_sens.engine.batch import evaluate
 from nqpf_sens.inputs import load_inputs
 from nqpf_sens.plan import THRESHOLDS_AND_BANDS, prepare_study
-from nqpf_sens.run import run_config
+from nqpf_sens.running import run_config
 from nqpf_sens.uncertainty import study as uncertainty
 from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty.sobol import sobol_indices

@@ -11,16 +11,25 @@ rank and tier stability and Sobol sensitivity indices. For notebooks::
     results["rank_stability"]  # a DataFrame, as in rank_stability.csv
 
 ``run_config`` is the command line's run: it writes the results folder, figures and report.
+
+The names below are imported on first use: ``import nqpf_sens`` itself imports nothing heavy,
+so the command line starts at once and a Ctrl-C while it loads the rest ends in one line.
 """
 
-from nqpf_sens.config import RunConfig, config_from_dict, load_config
-from nqpf_sens.engine.batch import BatchResult, ScenarioBatch, evaluate, evaluate_batch
-from nqpf_sens.engine.pipeline import Pipeline
-from nqpf_sens.engine.spec import IndexSpec, load_spec
-from nqpf_sens.engine.table import IndicatorTable, load_table
-from nqpf_sens.errors import UserError
-from nqpf_sens.indices.nqpf.data import nqpf_spec
-from nqpf_sens.run import Results, run, run_config
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names as type checkers and editors see them
+    from nqpf_sens.config import RunConfig, config_from_dict, load_config
+    from nqpf_sens.engine.batch import BatchResult, ScenarioBatch, evaluate, evaluate_batch
+    from nqpf_sens.engine.pipeline import Pipeline
+    from nqpf_sens.engine.spec import IndexSpec, load_spec
+    from nqpf_sens.engine.table import IndicatorTable, load_table
+    from nqpf_sens.errors import UserError
+    from nqpf_sens.indices.nqpf.data import nqpf_spec
+    from nqpf_sens.running import Results, run, run_config
 
 __all__ = [
     "BatchResult",
@@ -42,4 +51,38 @@ __all__ = [
     "run_config",
 ]
 
+#: each exported name and the module that defines it
+_EXPORTS = {
+    "BatchResult": "nqpf_sens.engine.batch",
+    "IndexSpec": "nqpf_sens.engine.spec",
+    "IndicatorTable": "nqpf_sens.engine.table",
+    "Pipeline": "nqpf_sens.engine.pipeline",
+    "Results": "nqpf_sens.running",
+    "RunConfig": "nqpf_sens.config",
+    "ScenarioBatch": "nqpf_sens.engine.batch",
+    "UserError": "nqpf_sens.errors",
+    "config_from_dict": "nqpf_sens.config",
+    "evaluate": "nqpf_sens.engine.batch",
+    "evaluate_batch": "nqpf_sens.engine.batch",
+    "load_config": "nqpf_sens.config",
+    "load_spec": "nqpf_sens.engine.spec",
+    "load_table": "nqpf_sens.engine.table",
+    "nqpf_spec": "nqpf_sens.indices.nqpf.data",
+    "run": "nqpf_sens.running",
+    "run_config": "nqpf_sens.running",
+}
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """An exported name, imported from its module the first time it is asked for."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'nqpf_sens' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

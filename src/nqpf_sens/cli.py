@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"wrote {rebuild_report(args.folder, args.chinese)}")
             return 0
-        from nqpf_sens.run import run_config
+        from nqpf_sens.running import run_config
 
         if args.jobs is not None and args.jobs < 1:
             raise UserError("must be at least 1", where="--jobs")
