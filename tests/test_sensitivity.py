@@ -21,7 +21,7 @@ from nqpf_sens.uncertainty import study as uncertainty
 from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty.sobol import sobol_indices
 from nqpf_sens.uncertainty.statistics import order_statistics
-from nqpf_sens.uncertainty.study import batch_for_rows, resolved_backend
+from nqpf_sens.uncertainty.study import batch_for_rows, kept_rows, resolved_backend
 
 
 def ishigami(u):
@@ -316,6 +316,37 @@ def prepared_study(path):
     spec, table = load_inputs(config)
     nominal = evaluate(spec, table, config.pipeline, config.ties)
     return config, table, nominal, prepare_study(config, spec, table, nominal).study
+
+
+@pytest.mark.parametrize("method", ["sobol", "saltelli", "random"])
+def test_kept_scenarios_are_balanced_in_every_factor(project, monkeypatch, method):
+    """The scenarios whose scores are kept (score and region bands; a Monte Carlo run's
+    convergence) are those of the design's first base samples, a power of two of them, balanced
+    in every column of a Sobol sequence as the whole design is. Every k-th scenario was kept: with
+    k = 2 one factor's draws all lay in one half (a choice between two options: one option only),
+    and the bands of all 31 units missed the full sample's quantiles."""
+    monkeypatch.setattr("nqpf_sens.uncertainty.study.MAX_KEPT_SCORES", 1000)
+    (project / "kept.toml").write_text(
+        f'[run]\nname = "kept"\nkind = "{"sobol" if method == "saltelli" else "montecarlo"}"\n'
+        '[data]\nvalues = "values.csv"\n'
+        f'[sampling]\nn = 4096\nmethod = "{method}"\n'
+        '[[factors]]\nname = "w0"\nkind = "weights"\nlevel = 0\n'
+        '[[factors]]\nname = "w1"\nkind = "weights"\nlevel = 1\n'
+        '[[factors]]\nname = "norm"\nkind = "choice"\nkey = "normalisation"\n'
+        'options = ["minmax", "rank"]\n'
+    )
+    study = prepared_study(project / "kept.toml")[3]
+    design = study.design
+    uncertain = np.flatnonzero(design.uncertainty_rows(0, design.n_rows))
+    kept = uncertain[kept_rows(study, 0, uncertain)]
+    samples = 2 * 256 if method == "saltelli" else 512  # kept: at most 1,000 scenarios
+    assert len(kept) == samples and study.kept_samples == 512 // (1 + (method == "saltelli"))
+    draws = design.rows(0, design.n_rows)[kept]
+    halves = (draws < 0.5).mean(axis=0)
+    if method == "random":
+        assert (np.abs(halves - 0.5) < 0.1).all()
+    else:  # a net: exactly half of every column in each half
+        assert (halves == 0.5).all(), halves
 
 
 def test_accumulated_statistics_equal_direct_computation(project):

@@ -38,6 +38,7 @@ from nqpf_sens.uncertainty.sobol import (
 from nqpf_sens.uncertainty.study import (
     ChunkStats,
     Study,
+    kept_base_samples,
     kept_scenarios,
     per_scenario_bytes,
     planned_chunk_rows,
@@ -254,7 +255,8 @@ def prepare_study(
         tuple(sorted(attributes["region"].dropna().unique())) if "region" in attributes else ()
     )
     n_rows = design_rows(config.sampling.method, config.sampling.n, len(entries))
-    n_uncertain = 2 * config.sampling.n if config.sampling.method == "saltelli" else n_rows
+    per_sample = 2 if config.sampling.method == "saltelli" else 1  # rows A and B of each
+    n_uncertain = config.sampling.n * per_sample
     per_scenario = per_scenario_bytes(
         table.values.shape, len(spec.aggregates), factors.per_scenario_data
     )
@@ -315,7 +317,7 @@ def prepare_study(
         region_codes=region_codes,
         n_regions=len(regions),
         gdp=gdp,
-        keep_stride=max(1, -(-n_uncertain // kept)),
+        kept_samples=kept_base_samples(config.sampling.n, per_sample, kept),
     )
     labels = statistics.Labels(table.units, table.years, spec.aggregates, regions)
     varies = _normalisation_varies(factors, config.pipeline, spec)

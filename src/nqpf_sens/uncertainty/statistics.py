@@ -238,7 +238,7 @@ def region_bands(
     """Regional mean index scores per year, with bands and the probability that the regions keep
     ``expected_order`` (best first; the column ``p_paper_order``, NaN unless every region of the
     order is present) and that a region's mean is below (above) its nominal one, from the
-    systematic subsample of scenarios whose scores are kept (``scenarios``)."""
+    scenarios whose scores are kept, those of the design's first base samples (``scenarios``)."""
     means = nominal_means + stats.region_means  # kept as differences
     n = len(means)
     # a scenario within rounding of the nominal mean is neither below nor above it

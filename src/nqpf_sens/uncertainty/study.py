@@ -4,9 +4,10 @@ Each chunk of design rows is decoded into a :class:`ScenarioBatch` and evaluated
 be accumulated is accumulated (rank and tier histograms: ranks are integers, so rank quantiles are
 exact from counts; so are R_S's, from the histogram of total rank shifts; quadrant counts; each
 scenario's Spearman and Kendall correlation with the nominal ranking, on a grid of 0.0001); what
-the estimators need row by row is kept compactly (scores and region means of a systematic subsample
-of at most ``MAX_KEPT_SCORES`` scenarios (:func:`kept_scenarios`), as float32 differences from the
-nominal ones: a scenario equal to the nominal run is kept exactly); a Saltelli design's outputs
+the estimators need row by row is kept compactly (scores and region means of the scenarios of the
+design's first base samples, at most ``MAX_KEPT_SCORES`` (:func:`kept_scenarios`,
+:func:`kept_base_samples`), as float32 differences from the nominal ones: a scenario equal to the
+nominal run is kept exactly); a Saltelli design's outputs
 go to the Sobol estimators' sums as the chunks are merged, in design order
 (:class:`~nqpf_sens.uncertainty.sobol.SobolSums`), and only its rows A and B are kept, so memory
 hardly grows with N. Chunks are independent, so results do not depend on the number of workers;
@@ -84,7 +85,7 @@ class Study:
     region_codes: np.ndarray  # (units,) index into region names, -1 if none
     n_regions: int
     gdp: np.ndarray | None  # (units,), NaN where unknown
-    keep_stride: int
+    kept_samples: int  # the first base samples keep their scores (see kept_base_samples)
     parent_pid: int = field(default_factory=os.getpid)  # the run's process (workers die with it)
 
     def region_means(self, index: np.ndarray) -> np.ndarray:
@@ -322,13 +323,24 @@ def monitored(outputs: np.ndarray) -> np.ndarray:
 
 
 def kept_rows(study: Study, start: int, positions: np.ndarray) -> np.ndarray:
-    """Which of a chunk's uncertainty rows (``positions`` from ``start``) keep their scores: each
-    ``keep_stride``-th base sample of the design, by its own row numbers, so the same whatever
-    the chunking."""
+    """Which of a chunk's uncertainty rows (``positions`` from ``start``) keep their scores: those
+    of the design's first ``kept_samples`` base samples, by their own row numbers, so the same
+    whatever the chunking."""
     design = study.design
     rows = start + positions
     sample = rows // (len(design.factor_names) + 2) if design.method == "saltelli" else rows
-    return np.flatnonzero(sample % study.keep_stride == 0)
+    return np.flatnonzero(sample < study.kept_samples)
+
+
+def kept_base_samples(n_samples: int, per_sample: int, kept: int) -> int:
+    """How many base samples, of ``per_sample`` uncertainty rows each, keep their scores, for
+    ``kept`` scenarios at most: all, or the first power of two of them. A prefix of a scrambled
+    Sobol sequence whose length is a power of two is itself a net, balanced in every column
+    (every k-th point is not: with k = 2 a whole column lies in one half), and one of a random
+    design is a random sample."""
+    if kept >= n_samples * per_sample:
+        return n_samples
+    return 1 << max(0, (kept // per_sample).bit_length() - 1)
 
 
 def row_counts(study: Study, start: int, stop: int) -> dict[str, int]:
