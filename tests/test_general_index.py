@@ -411,3 +411,15 @@ def test_an_indicator_may_carry_its_own_scale(tmp_path):
     )
     with pytest.raises(UserError, match="indicator 'x': its min-max range needs minmax_lower"):
         prepare(Pipeline(), load_table(data, load_spec(bad)), load_spec(bad))
+
+
+def test_a_tree_deeper_than_python_recursion_and_types_with_spaces_load(tmp_path):
+    """A chain of 1,200 aggregates (a RecursionError traceback before) and iMeta types written
+    with spaces around them ('Indicator ' rows were dropped without a word)."""
+    depth = 1200
+    rows = ["iCode,Parent,Weight,Direction,Type", "a,n0,1,1, Indicator ", "b,n0,1,1,indicator"]
+    rows += [f"n{k},n{k + 1},1,,Aggregate " for k in range(depth)] + [f"n{depth},,1,,AGGREGATE"]
+    (tmp_path / "meta.csv").write_text("\n".join(rows) + "\n")
+    spec = load_spec(tmp_path / "meta.csv")
+    assert spec.indicators == ("a", "b") and len(spec.levels) == depth + 2
+    assert spec.index_code == f"n{depth}"

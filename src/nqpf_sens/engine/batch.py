@@ -88,15 +88,14 @@ class BatchResult:
         ``tier`` (with a leading ``year`` column when the data hold several years)."""
         scores = self.scores[scenario]
         n_years, n_units, _ = scores.shape
-        frame = pd.DataFrame({"unit": np.tile(self.units, n_years)})
+        columns = {"unit": np.tile(self.units, n_years), INDEX_COLUMN: scores[..., -1].ravel()}
         if len(self.years) > 1:
-            frame.insert(0, "year", np.repeat(np.asarray(self.years), n_units))
-        frame[INDEX_COLUMN] = scores[..., -1].ravel()
+            columns = {"year": np.repeat(np.asarray(self.years), n_units), **columns}
         for k, code in enumerate(self.aggregates[:-1]):
-            frame[code] = scores[..., k].ravel()
-        frame["rank"] = self.ranks[scenario].ravel()
-        frame["tier"] = self.tiers[scenario].ravel()
-        return frame
+            columns[code] = scores[..., k].ravel()
+        columns["rank"] = self.ranks[scenario].ravel()
+        columns["tier"] = self.tiers[scenario].ravel()
+        return pd.DataFrame(columns)  # at once: a column at a time fragments a wide frame
 
 
 class Engine:

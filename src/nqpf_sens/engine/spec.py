@@ -41,6 +41,8 @@ PARAMETER_COLUMNS = (
 OWN_METHOD_COLUMNS = {"normalisation": NORMALISATIONS, "treat_fallback": TREAT_FALLBACKS}
 #: names the output tables use for their own columns: no indicator or aggregate may take them
 RESERVED_CODES = ("unit", "year", "rank", "tier", "total", "indicator", "value")
+#: the row types of COINr's iMeta (case and spaces aside); "other" rows are not used
+ROW_TYPES = ("indicator", "aggregate", "group", "denominator", "other")
 
 _ALIASES = {
     "code": ("code", "iCode", "indicator"),
@@ -234,7 +236,15 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
     type_col = _find(frame, "type")
     declared: tuple[str, ...] = ()
     if type_col is not None:
-        kinds = frame[type_col].fillna("Indicator").astype(str).str.lower()
+        kinds = frame[type_col].fillna("Indicator").astype(str).str.strip().str.lower()
+        for row, kind in enumerate(kinds):
+            if kind not in ROW_TYPES:
+                raise UserError(
+                    f"unknown type {frame[type_col].iloc[row]!r} (Indicator, Aggregate, Group, "
+                    "Denominator or Other)",
+                    source,
+                    f"row {row + 2}, column '{type_col}'",
+                )
         aggregates = frame[kinds == "aggregate"]
         declared = tuple(
             frame.loc[kinds.isin(["group", "denominator"]), _pick(frame, "code", source)].astype(
@@ -405,6 +415,8 @@ def _aggregate_nodes(
     clash = set(agg_codes) & set(codes)
     if clash:
         raise UserError(f"code '{sorted(clash)[0]}' is both an indicator and an aggregate", source)
+    for dup in agg_codes[agg_codes.duplicated()]:
+        raise UserError(f"aggregate '{dup}' is listed twice", source, f"column '{code_col}'")
     agg_weights = _weights(aggregates[weight_col], weight_col, agg_codes, source)
     node_parent = {
         c: (None if pd.isna(p) or not str(p).strip() else str(p).strip())
@@ -433,14 +445,24 @@ def _layer_tree(
         )
     depth: dict[str, int] = {}
 
-    def node_depth(code: str, seen: tuple[str, ...] = ()) -> int:
-        if code in seen:
-            raise UserError(f"cycle in the aggregation tree at '{code}'", source)
-        if code not in depth:
-            parent = node_parent.get(code, "")
+    def node_depth(code: str) -> int:
+        """Levels between ``code`` and the root, walking up (not recursing: a tree may be
+        deeper than Python's recursion allows)."""
+        chain: list[str] = []  # the nodes walked through, whose depths follow from the last
+        node = code
+        while node not in depth:
+            if node in chain:
+                raise UserError(f"cycle in the aggregation tree at '{node}'", source)
+            parent = node_parent.get(node, "")
             if parent == "":
-                raise UserError(f"parent '{code}' is not defined", source)
-            depth[code] = 0 if parent is None else node_depth(parent, (*seen, code)) + 1
+                raise UserError(f"parent '{node}' is not defined", source)
+            if parent is None:
+                depth[node] = 0
+                break
+            chain.append(node)
+            node = parent
+        for child in reversed(chain):
+            depth[child] = depth[str(node_parent[child])] + 1
         return depth[code]
 
     leaf_depths = {node_depth(p) + 1 for p in parent_names}
