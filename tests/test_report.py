@@ -211,6 +211,30 @@ def test_a_run_without_a_name_is_titled_by_its_config(tmp_path):
     assert "<h1>nqpf_sens: plain</h1>" in (folder / "report.html").read_text(encoding="utf-8")
 
 
+def test_names_that_look_like_numbers_are_shown_as_written(tmp_path):
+    """Units '1', '01', '1.0' and a factor '1e3': the report read the saved tables with numbers
+    guessed, showed '01' as 1 and '1e3' as 1000.0, and a run with units '1' and '01' failed in
+    a traceback after its study (two units became one)."""
+    frame = synthetic_frame(nqpf_spec(), n_units=6)
+    frame["unit"] = ["1", "01", "1.0", "2", "002", "NA"]
+    frame.to_csv(tmp_path / "values.csv", index=False)
+    (tmp_path / "names.toml").write_text(
+        '[run]\nkind = "sobol"\n[data]\nvalues = "values.csv"\n[sampling]\nn = 16\n'
+        "bootstrap = 10\n"
+        '[[factors]]\nname = "1e3"\nkind = "weights"\nlevel = 0\n'
+        '[[factors]]\nname = "01"\nkind = "choice"\nkey = "normalisation"\n'
+        'options = ["minmax", "rank"]\n'
+    )
+    folder = run_config(tmp_path / "names.toml", out=tmp_path / "out", quiet=True)
+    _, tables = load_run(folder)
+    assert sorted(tables["rank_stability"].unit) == sorted(frame.unit)
+    assert set(tables["sobol_summary"].factor) == {"1e3", "01"}
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    for name in ("01", "1.0", "002", "1e3"):
+        assert f"<td>{name}</td>" in page, name
+    assert "<td>1000.0</td>" not in page
+
+
 HOSTILE = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
 HOSTILE_RUN = """[run]
 name = '{image}'

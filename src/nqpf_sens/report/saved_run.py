@@ -179,6 +179,28 @@ COLUMNS: dict[str, dict[str, str]] = {
         "reliable": TEXT,
     },
 }
+#: columns that hold names (of units, indicators, factors, ...) wherever they appear: read as
+#: written, so that a unit '01' or a factor '1e3' is not shown as the number 1 or 1000.0
+NAME_COLUMNS = frozenset(
+    {
+        "unit",
+        "unit_zh",
+        "region",
+        "indicator",
+        "node",
+        "node_a",
+        "node_b",
+        "parent",
+        "child",
+        "furthest",
+        "factor",
+        "output",
+        "item",
+        "change",
+        "statistic",
+        "column",
+    }
+)
 REQUIRED_TABLES = {
     "baseline": ("baseline_scores",),
     "montecarlo": ("baseline_scores", "rank_stability", "tier_bands", "rank_shift", "convergence"),
@@ -263,9 +285,13 @@ def load_run(folder: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
 
 
 def _read_table(path: Path) -> pd.DataFrame:
-    """A saved table (unit names such as ``NA`` stay names) with the columns the report reads."""
+    """A saved table (names such as ``NA`` or ``01`` stay as written) with the columns the report
+    reads."""
     try:
-        frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        text = NAME_COLUMNS | {c for c, kind in COLUMNS[path.stem].items() if kind == TEXT}
+        frame = pd.read_csv(
+            path, keep_default_na=False, na_values=[""], dtype=dict.fromkeys(text, str)
+        )
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise UserError(
             f"damaged table ({type(exc).__name__}); run the config again", path
