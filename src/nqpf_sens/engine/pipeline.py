@@ -533,4 +533,17 @@ def pipeline_weights(
         )
     changed = _transform(pipeline, spec, filled) * spec.direction
     observations = changed.reshape(*changed.shape[:-3], -1, changed.shape[-1])  # years x units
-    return weights.scheme_weights(spec, pipeline.weighting, observations)
+    levels = weights.scheme_weights(spec, pipeline.weighting, observations)
+    for k in range(1, len(levels)):  # an aggregate weighing 0: all of its indicators weigh 0
+        empty = np.flatnonzero((levels[k] <= 0).reshape(-1, levels[k].shape[-1]).any(axis=0))
+        if empty.size:
+            node = int(empty[0])
+            indicators = np.asarray(spec.indicators)[spec.leaf_parent(k) == node]
+            raise UserError(
+                f"weighting '{pipeline.weighting}' gives every indicator of "
+                f"'{spec.levels[k][node]}' ({', '.join(indicators)}) weight 0: they do not vary "
+                "over the data, so its score is undefined; use expert or equal weights, or "
+                "leave them out",
+                table.source,
+            )
+    return levels
