@@ -183,3 +183,13 @@ def test_paths_that_cannot_be_resolved_are_one_line(project):
         result = run_cli(*argv, cwd=project)
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_name_too_long_for_the_folders_beside_it_is_refused_before_running(project):
+    """240 characters fit a folder name, not the staging folder's (18 more): the study ran in
+    full, then failed to write, leaving its chunks and no word of them."""
+    name = "n" * 240
+    result = run_cli("run", "base.toml", "--out", f"results/{name}", "--quiet", cwd=project)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "the name is too long" in result.stderr and "255 bytes" in result.stderr
+    assert not (project / "results").exists()

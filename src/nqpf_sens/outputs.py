@@ -114,7 +114,23 @@ def check_destination(destination: Path, protected: Iterable[Path] = ()) -> Path
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
         raise UserError("cannot write the output folder here (not a writable folder)", ancestor)
+    longest = _beside(final, STAGING).name  # the longest name a run gives a folder beside it
+    limit = _longest_name(ancestor)
+    if len(os.fsencode(longest)) > limit:
+        raise UserError(
+            f"the name is too long: the run's staging folder beside it ({longest[:24]}...) would "
+            f"pass the system's limit of {limit} bytes for a name; choose a shorter one",
+            final,
+        )
     return final
+
+
+def _longest_name(folder: Path) -> int:
+    """The longest file name (bytes) the system allows in ``folder`` (255 if it does not say)."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no answer
+        return 255
 
 
 def result_files(folder: Path) -> list[str] | None:
