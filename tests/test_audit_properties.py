@@ -424,7 +424,8 @@ def unexplained_gaps(results: ns.Results, run_config: ns.RunConfig) -> list[str]
     """The table cells that are infinite, or empty with nothing in the run saying why. Explained:
     text columns that name a flag, a problem, a bound or a reason only when there is one; rank
     agreement without a scenario whose correlation is defined; a correlation flagged undefined;
-    convergence blocks where the ST of R_S is undefined (counted in ``blocks``);
+    convergence blocks where the ST of R_S is undefined (counted in ``blocks``), the flip error
+    of a statistic other than a rank percentile;
     Sobol indices of
     an output no scenario moves (``output_sd`` 0, ``why_not`` "does not vary"), and what is
     summed from them alone; skewness of fewer than 3 values, kurtosis of fewer than 4; Cronbach's
@@ -457,6 +458,9 @@ def unexplained_gaps(results: ns.Results, run_config: ns.RunConfig) -> list[str]
         block_columns = [c for c in convergence if c.startswith("block_")]
         for column in block_columns:
             explained[("convergence", column)] = convergence.blocks < len(block_columns)
+    if "convergence" in tables:  # a flip error is a rank percentile's alone
+        statistic = tables["convergence"].statistic
+        explained[("convergence", "flip_error")] = ~statistic.str.endswith("_rank")
     if "rank_agreement" in tables:
         agreement = tables["rank_agreement"]
         for column in agreement:

@@ -224,6 +224,13 @@ EXACT: dict[str, _Meaning] = {
         "divided by the square root of their number (the blocks with a value)",
         "how far value may be from what infinitely many scenarios would give",
     ),
+    "flip_error": _Meaning(
+        "for a rank percentile, its standard error from the sample's shares of scenarios at the "
+        "ranks around it: large where a share lies within sampling error of the percentile's "
+        "level, so that the value flips between two ranks (more scenarios settle it only if "
+        "that share moves away from the level)",
+        "the blocks (standard_error) understate such an error; empty for other statistics",
+    ),
     "rank_shift_mean": _Meaning("the mean rank shift R_S, averaged over scenarios", R_S),
     "share_unchanged": _Meaning(
         "the share of all (unit, scenario) pairs in which the unit keeps its nominal rank",
