@@ -103,9 +103,11 @@ def test_negative_first_order_estimates_are_called_noise():
 
 
 def test_a_region_whose_nominal_mean_tops_the_scenarios_is_said_to_be_read_favourably():
-    """A nominal regional mean above (below) the mean of about 95% or more of the scenarios,
-    within Monte Carlo error, gets a sentence with that share; one that scenarios leave as it is
-    (a factor without effect: a band of one point) or that half of them raise does not."""
+    """A nominal regional mean above (below) the mean of at least 90% of the scenarios beyond
+    Monte Carlo error (the lower end of the share's 95% Wilson interval, as for the tiers) gets a
+    sentence with that share; one that scenarios leave as it is (a factor without effect: a band
+    of one point), that half of them raise, or whose share only reaches 90% within its error
+    (91% of 400) does not."""
     from nqpf_sens.report.reading import _edge_regions
 
     columns = ["region", "nominal_mean", "p05", "p95", "scenarios"]
@@ -116,6 +118,7 @@ def test_a_region_whose_nominal_mean_tops_the_scenarios_is_said_to_be_read_favou
             ["West", 3.0, 3.2, 7.7, 400, 0.02, 0.96],
             ["Central", 19.7, 19.7, 19.7, 400, 0.0, 0.0],
             ["Northeast", 8.5, 8.5, 9.4, 400, 0.0, 0.5],
+            ["South", 8.5, 8.5, 9.4, 400, 0.91, 0.0],
         ],
         columns=columns + shares,
     )
@@ -338,3 +341,26 @@ def test_nothing_moving_is_said_so_not_listed_as_ties():
     )
     found = " ".join(lines({"rank_stability": stability}))
     assert "percentile ranks are the same" in found and "widest" not in found
+
+
+def test_the_rank_shift_sentence_gives_its_errors_and_says_it_pools_units():
+    """'85% of units stay within 3 places' read a share of unit-scenario pairs as a share of
+    units (there, 35% of the units stayed within 3 places in 95% of scenarios), without an
+    error."""
+    from nqpf_sens.report.reading import _rank_shift_line
+
+    values = pd.Series(
+        {
+            "rank_shift_mean": 1.679,
+            "rank_shift_mean_se": 0.015,
+            "share_within_3": 0.849,
+            "share_within_3_se": 0.008,
+            "scenarios": 2048.0,
+        }
+    )
+    assert _rank_shift_line(values) == (
+        "On average a unit moves 1.68 places (+/- 0.03) from its nominal rank (R_S, 2,048 "
+        "scenarios); 85% (+/- 1.6%) of all unit-scenario pairs are within 3 places of it (a "
+        "share of pairs: some units move more, others less; rank_stability.csv gives each "
+        "unit's own share)."
+    )

@@ -410,6 +410,8 @@ options = ["arithmetic", "geometric"]
     shift = np.abs(ranks - nominal.ranks[0, 0]).mean(axis=1)
     rank_shift = pd.read_csv(out / "rank_shift.csv").set_index("statistic").value
     assert rank_shift.rank_shift_mean == pytest.approx(shift.mean())
+    standard_error = shift.std(ddof=1) / np.sqrt(len(shift))
+    assert rank_shift.rank_shift_mean_se == pytest.approx(standard_error)
     for name, q in (("median", 0.5), ("p05", 0.05), ("p95", 0.95)):
         assert rank_shift[f"rank_shift_{name}"] == pytest.approx(
             np.quantile(shift, q, method="inverted_cdf")

@@ -232,6 +232,11 @@ EXACT: dict[str, _Meaning] = {
         "the blocks (standard_error) understate such an error; empty for other statistics",
     ),
     "rank_shift_mean": _Meaning("the mean rank shift R_S, averaged over scenarios", R_S),
+    "rank_shift_mean_se": _Meaning(
+        "the Monte Carlo standard error of rank_shift_mean: the standard deviation of the "
+        "scenarios' rank shifts divided by the square root of their number",
+        "its error from the finite number of scenarios",
+    ),
     "share_unchanged": _Meaning(
         "the share of all (unit, scenario) pairs in which the unit keeps its nominal rank",
         error=SHARE,

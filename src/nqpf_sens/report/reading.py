@@ -120,12 +120,7 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         lines.append(_rank_interval_line(stability))
     shift = tables.get("rank_shift")
     if shift is not None:
-        values = shift.set_index("statistic").value
-        lines.append(
-            f"On average a unit moves {values['rank_shift_mean']:.2f} places from its nominal "
-            f"rank (R_S); {100 * values['share_within_3']:.0f}% of units stay within 3 places "
-            "of it."
-        )
+        lines.append(_rank_shift_line(shift.set_index("statistic").value))
     if "what_if" in tables:
         lines.append(_what_if_line(tables["what_if"]))
     if "correlations" in tables and "indicator_statistics" in tables:
@@ -175,10 +170,34 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
     return findings
 
 
+EDGE_SHARE = 0.9  # scenarios below (above) the nominal regional mean: an edge of the readings
+
+
+def _rank_shift_line(values: pd.Series) -> str:
+    """R_S and the pooled share within 3 places, each with its 95% Monte Carlo error (a share of
+    unit-scenario pairs: not a share of units)."""
+    mean, share = values["rank_shift_mean"], values["share_within_3"]
+    mean_error = (
+        f" (+/- {1.96 * values['rank_shift_mean_se']:.2f})"
+        if "rank_shift_mean_se" in values
+        else ""
+    )
+    share_error = (
+        f" (+/- {196 * values['share_within_3_se']:.1f}%)" if "share_within_3_se" in values else ""
+    )
+    return (
+        f"On average a unit moves {mean:.2f} places{mean_error} from its nominal rank (R_S, "
+        f"{plural(int(values['scenarios']), 'scenario')}); {100 * share:.0f}%{share_error} of "
+        "all unit-scenario pairs are within 3 places of it (a share of pairs: some units move "
+        "more, others less; rank_stability.csv gives each unit's own share)."
+    )
+
+
 def _edge_regions(regions: pd.DataFrame, rescaled: bool = False) -> list[str]:
-    """Regions whose nominal mean is above (below) the mean of about 95% or more of the scenarios
-    (within Monte Carlo error): the nominal method is then among the most (or least) favourable
-    readings of that region, which a band alone does not say. Scenarios that leave the mean as
+    """Regions whose nominal mean is above (below) the mean of at least ``EDGE_SHARE`` of the
+    scenarios beyond Monte Carlo error (the lower end of a 95% Wilson interval, as for the tiers):
+    the nominal method is then among the most (or least) favourable readings of that region,
+    which a band alone does not say. Scenarios that leave the mean as
     it is count on neither side. When the normalisation varies (``rescaled``) the means compared
     are of scores on the nominal scale: the region's standing among the units, not its level."""
     if "p_below_nominal" not in regions:  # saved before the shares were
@@ -195,7 +214,7 @@ def _edge_regions(regions: pd.DataFrame, rescaled: bool = False) -> list[str]:
             (row.p_below_nominal, row.p_below_nominal_se, True),
             (row.p_above_nominal, row.p_above_nominal_se, False),
         ):
-            if share < 0.5 or share + 1.96 * se < 0.95:
+            if wilson_low(share, int(row.scenarios)) < EDGE_SHARE:
                 continue
             lines.append(
                 f"{row.region}'s nominal mean index ({row.nominal_mean:.1f}) is"

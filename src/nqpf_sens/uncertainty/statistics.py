@@ -296,12 +296,16 @@ def quadrants(stats: ChunkStats, labels: Labels) -> pd.DataFrame:
 
 
 def rank_shift(stats: ChunkStats, n_cells: int) -> pd.DataFrame:
-    """R_S (mean absolute rank shift against the nominal ranking over ``n_cells`` unit-years) and
-    the shares of unit-years within k places of their nominal rank; quantiles are exact, from the
-    histogram of total shifts, with their intervals; ``scenarios``: the scenarios counted."""
+    """R_S (mean absolute rank shift against the nominal ranking over ``n_cells`` unit-years,
+    with the standard error of that mean over scenarios) and the shares of unit-years within k
+    places of their nominal rank; quantiles are exact, from the histogram of total shifts, with
+    their intervals; ``scenarios``: the scenarios counted."""
     counts = stats.shift_counts
     n = counts.sum()
-    rows = [("rank_shift_mean", counts @ np.arange(len(counts)) / max(n, 1) / n_cells)]
+    shifts = np.arange(len(counts)) / n_cells  # each scenario's R_S
+    mean = counts @ shifts / max(n, 1)
+    variance = max(counts @ (shifts - mean) ** 2 / max(n - 1, 1), 0.0)
+    rows = [("rank_shift_mean", mean), ("rank_shift_mean_se", np.sqrt(variance / max(n, 1)))]
     for name, q in (("median", 0.5), ("p05", 0.05), ("p95", 0.95)):
         rows += _with_interval(f"rank_shift_{name}", counts, q, lambda x: x / n_cells).items()
     for k, within in zip(WITHIN_LIMITS, stats.within_counts, strict=True):
