@@ -223,7 +223,9 @@ def test_single_changes_of_a_panel_are_counted_by_change_not_by_year():
 
 def test_sobol_outputs_too_uncertain_to_rank_factors_are_not_read():
     """R_S and all ranks flagged unreliable (an ST interval wider than 0.3): no leader is named
-    and no interaction share is read; a small interaction share is not called a combination."""
+    and no interaction share is read. An interaction share is called a combination (or factors
+    acting alone) only when its whole interval is at or above (below) 10%: the shipped run's 19%,
+    interval 5-31%, was called a combination."""
     table = summary([0.89, 0.1, 0.1], [0.54, 0.0, 0.0], [1.0, 0.3, 0.3])
     outputs = pd.DataFrame(
         {
@@ -240,9 +242,22 @@ def test_sobol_outputs_too_uncertain_to_rank_factors_are_not_read():
     outputs.loc[0, "interaction_share"] = 0.01
     found = lines({"sobol_summary": table, "sobol_outputs": outputs})
     assert any("'a' has the largest total effect on the mean rank shift" in line for line in found)
+    assert any("Interactions: 1% of the variance" in line for line in found)
+    assert not any("act mostly alone" in line for line in found)  # a point estimate: no verdict
+    outputs["interaction_share_low"], outputs["interaction_share_high"] = -0.02, 0.04
+    found = lines({"sobol_summary": table, "sobol_outputs": outputs})
     assert any(
-        "Interactions: 1% of the variance" in line and "act mostly alone" in line for line in found
+        "Interactions: 1% (95% interval -2 to 4%) of the variance" in line
+        and "act mostly alone" in line
+        for line in found
     )
+    outputs.loc[0, "interaction_share"] = 0.19  # the shipped run's: 0.05-0.31, across 10%
+    outputs.loc[0, ["interaction_share_low", "interaction_share_high"]] = 0.05, 0.31
+    found = " ".join(lines({"sobol_summary": table, "sobol_outputs": outputs}))
+    assert "spans 10%, so whether choices matter in combination cannot be told" in found
+    outputs.loc[0, "interaction_share_low"] = 0.12
+    found = " ".join(lines({"sobol_summary": table, "sobol_outputs": outputs}))
+    assert "(95% interval 12 to 31%)" in found and "choices matter in combination." in found
     outputs.loc[0, "interaction_share"] = float("nan")  # R_S does not vary
     found = lines({"sobol_summary": table, "sobol_outputs": outputs})
     assert not any("Interactions" in line or "sum to" in line for line in found)

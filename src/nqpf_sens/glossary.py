@@ -509,6 +509,14 @@ EXACT: dict[str, _Meaning] = {
         "i.e. that comes from factors acting together",
         "a negative value is estimator noise",
     ),
+    **{
+        f"interaction_share_{end}": _Meaning(
+            f"the {end} end of the bootstrap confidence interval for interaction_share (at the "
+            "level of the Sobol indices' intervals)",
+            "from the same resamples of the design's base samples, not clipped",
+        )
+        for end in ("low", "high")
+    },
     "max_ST_ranks": _Meaning(
         "the factor's largest ST over the units' ranks, reliable ones only: the most it drives "
         "any one unit's rank"

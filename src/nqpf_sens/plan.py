@@ -28,6 +28,7 @@ from nqpf_sens.uncertainty.designs import Design, design_rows
 from nqpf_sens.uncertainty.factors import FactorSet, build_factor
 from nqpf_sens.uncertainty.resources import RunSize, check_resources, fits_in_memory, kept_values
 from nqpf_sens.uncertainty.sobol import (
+    INTERACTION_INTERVAL,
     SobolSums,
     bootstrap_seed,
     indices_table,
@@ -393,6 +394,7 @@ def tables_from(
             aggregates={"all_ranks": np.arange(len(labels.units))},
         )
         reliability = output_reliability(indices)
+        indices = indices.drop(columns=list(INTERACTION_INTERVAL))  # an output's, not a factor's
         tables["sobol_indices"] = indices.merge(reliability[["output", "reliable"]], on="output")
         tables["sobol_outputs"] = reliability
         tables["sobol_summary"] = sobol_summary(indices, reliability)

@@ -356,10 +356,12 @@ def _sobol_lines(
                 f"Not read: the Sobol indices of {plural(len(set_aside), 'unit')} whose rank "
                 f"hardly varies or whose intervals are too wide ({names})."
             )
-        shares = outputs.set_index("output").interaction_share
-        share = None if "rank_shift" in unreliable else shares.get("rank_shift")
-        if share is not None and pd.notna(share):  # R_S varies and its indices are read
-            lines.append(_interaction_line(share))
+        by_output = outputs.set_index("output")
+        if "rank_shift" in by_output.index and "rank_shift" not in unreliable:
+            row = by_output.loc["rank_shift"]
+            if pd.notna(row.interaction_share):  # R_S varies and its indices are read
+                low, high = (row.get(f"interaction_share_{end}") for end in ("low", "high"))
+                lines.append(_interaction_line(row.interaction_share, low, high, level))
     inert = summary[summary.max_ST_high_ranks < 0.05].factor.tolist()
     if inert:
         lines.append(
@@ -369,19 +371,32 @@ def _sobol_lines(
     return [line for line in lines if line is not None]
 
 
-def _interaction_line(share: float) -> str:
-    """What the share of R_S's variance that no factor explains alone (1 - sum of S1) says."""
-    if share < 0:
+def _interaction_line(share: float, low: float | None, high: float | None, level: float) -> str:
+    """What the share of R_S's variance that no factor explains alone (1 - sum of S1) says: that
+    choices matter in combination only when its whole bootstrap interval is at or above
+    ``INTERACTING``, that the factors act mostly alone only when it is below (a run saved without
+    the interval says neither)."""
+    if share < 0 and (high is None or pd.isna(high) or high < 0):
         return (
             f"The S1 of R_S sum to {1 - share:.2f}, above 1: estimator noise, and no sign of "
             "interactions."
         )
-    meaning = (
-        "choices matter in combination" if share >= INTERACTING else "the factors act mostly alone"
-    )
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        meaning, interval = "a point estimate without an interval, so no conclusion is drawn", ""
+    else:
+        interval = f" ({100 * level:g}% interval {100 * low:.0f} to {100 * high:.0f}%)"
+        if low >= INTERACTING:
+            meaning = "choices matter in combination"
+        elif high < INTERACTING:
+            meaning = "the factors act mostly alone"
+        else:
+            meaning = (
+                f"its interval spans {100 * INTERACTING:.0f}%, so whether choices matter in "
+                "combination cannot be told at this n"
+            )
     return (
-        f"Interactions: {100 * share:.0f}% of the variance of R_S is explained by no factor alone"
-        f" (1 - sum of S1, a point estimate): {meaning}."
+        f"Interactions: {100 * share:.0f}%{interval} of the variance of R_S is explained by no "
+        f"factor alone (1 - sum of S1): {meaning}."
     )
 
 

@@ -300,6 +300,11 @@ def _index_frame(
                 columns[f"{index}_conf"] = z * np.nanstd(replicates, axis=0, ddof=1)
             columns[f"{index}_low"] = np.clip(low, 0, 1)
             columns[f"{index}_high"] = np.clip(high, 0, 1)
+            if index == "S1":  # the share no factor explains alone, 1 - sum of S1, resampled
+                alone = 1 - replicates.sum(axis=-1, keepdims=True)
+                share_low, share_high = _percentiles(alone, tail)
+                for name, end in (("low", share_low), ("high", share_high)):
+                    columns[f"interaction_share_{name}"] = np.repeat(end, len(factors), axis=1)
     return pd.DataFrame(
         {
             "output": np.repeat(names, len(factors)),
@@ -312,11 +317,16 @@ def _index_frame(
     )
 
 
+#: the percentile bootstrap interval of an output's interaction share, carried by its factors' rows
+#: of the indices table until :func:`output_reliability` takes it to the output's own row
+INTERACTION_INTERVAL = ("interaction_share_low", "interaction_share_high")
+
+
 def output_reliability(indices: pd.DataFrame, rank_prefix: str = "rank:") -> pd.DataFrame:
-    """Per output: the interaction share 1 - sum of S1 (variance no single factor explains alone),
-    the widest ST interval, and whether its indices can rank the factors (``reliable``), with the
-    reason when not: a constant output, a rank varying by less than ``MIN_RANK_SD`` places, or
-    an ST interval wider than ``MAX_INTERVAL``."""
+    """Per output: the interaction share 1 - sum of S1 (variance no single factor explains alone)
+    with its bootstrap interval, the widest ST interval, and whether its indices can rank the
+    factors (``reliable``), with the reason when not: a constant output, a rank varying by less
+    than ``MIN_RANK_SD`` places, or an ST interval wider than ``MAX_INTERVAL``."""
     by_output = indices.groupby("output", sort=False)
     table = pd.DataFrame(
         {
@@ -326,6 +336,8 @@ def output_reliability(indices: pd.DataFrame, rank_prefix: str = "rank:") -> pd.
         }
     )
     table["interaction_share"] = 1 - table.sum_S1
+    for end in INTERACTION_INTERVAL:
+        table[end] = by_output[end].first()
     is_rank = table.index.str.startswith(rank_prefix)
     reasons = np.select(
         [
