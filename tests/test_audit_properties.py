@@ -21,6 +21,7 @@ from nqpf_sens.errors import RunInterrupted
 from nqpf_sens.inputs import load_inputs
 from nqpf_sens.plan import prepare_study
 from nqpf_sens.uncertainty import study as study_module
+from nqpf_sens.uncertainty.sobol import INTERACTION_INTERVAL
 from nqpf_sens.uncertainty.study import batch_for_rows
 
 #: the uncertainty tables: what the scenarios say (the others describe the nominal run)
@@ -440,7 +441,7 @@ def unexplained_gaps(results: ns.Results, run_config: ns.RunConfig) -> list[str]
         sobol = tables["sobol_indices"]
         for column in ("S1", "S1_conf", "S1_low", "S1_high", "ST", "ST_conf", "ST_low", "ST_high"):
             explained[("sobol_indices", column)] = sobol.output.isin(still)
-        for column in ("sum_S1", "interaction_share", "widest_ST_interval"):
+        for column in ("sum_S1", "widest_ST_interval", "interaction_share", *INTERACTION_INTERVAL):
             explained[("sobol_outputs", column)] = outputs.output.isin(still)
         summary = tables["sobol_summary"]
         for name, output in (("rank_shift", "rank_shift"), ("ranks", "all_ranks")):

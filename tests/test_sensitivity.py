@@ -423,9 +423,9 @@ options = ["arithmetic", "geometric"]
     n = len(ranks)
     assert rank_shift.scenarios == n and (stability.scenarios == n).all()
     assert (bands.scenarios == n).all() and (bands.score_scenarios == n).all()
+    centre = (stability.p_nominal_rank * n + 1.96**2 / 2) / (n + 1.96**2)  # Agresti and Coull
     np.testing.assert_allclose(
-        stability.p_nominal_rank_se,
-        np.sqrt(stability.p_nominal_rank * (1 - stability.p_nominal_rank) / n),
+        stability.p_nominal_rank_se, np.sqrt(centre * (1 - centre) / (n + 1.96**2))
     )
     low, high = order_statistics(n, 0.05)
     ordered = np.sort(ranks, axis=0)

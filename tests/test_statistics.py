@@ -19,11 +19,16 @@ from nqpf_sens.uncertainty.statistics import (
 )
 
 
-def test_binomial_se_is_the_spread_of_a_simulated_share():
-    assert binomial_se(0.5, 100) == pytest.approx(0.05)
+def test_binomial_se_is_the_spread_of_a_simulated_share_and_never_zero():
+    """Agresti and Coull's: the spread of a simulated share, and for a share of 0 or 1 (every
+    scenario agrees) not 0, which claimed certainty, but of the size of the exact bound."""
+    assert binomial_se(0.5, 100) == pytest.approx(0.05, rel=0.02)
     assert np.isnan(binomial_se(0.5, 0))
     shares = np.random.default_rng(1).binomial(500, 0.3, size=20_000) / 500
     assert binomial_se(0.3, 500) == pytest.approx(shares.std(), rel=0.02)
+    upper = 1 - 0.025 ** (1 / 2048)  # exact: 0 of 2,048 scenarios, one-sided 97.5%
+    for p in (0.0, 1.0):
+        assert upper / 3 < binomial_se(p, 2048) < upper
 
 
 @pytest.mark.parametrize("n", [100, 1000, 2048, 65_536])

@@ -702,7 +702,8 @@ def _standard_error(base: _Meaning, context: _Context) -> _Meaning | None:
         return None
     return _Meaning(
         f"the Monte Carlo standard error of {base.what}",
-        "its error from the finite number n of scenarios, sqrt(p (1 - p) / n)",
+        "its error from the finite number n of scenarios, about sqrt(p (1 - p) / n) (Agresti "
+        "and Coull's, which is not 0 when every scenario agrees)",
     )
 
 

@@ -34,13 +34,19 @@ class Labels:
 
 
 def binomial_se(p: np.ndarray | float, n: np.ndarray | float) -> np.ndarray:
-    """Monte Carlo standard error sqrt(p (1 - p) / n) of a probability estimated as the share p of
-    n independent scenarios (NaN without scenarios). For a share pooled over the units of each
-    scenario (rank_shift's) it is an upper bound: a mean of per-scenario shares in [0, 1] has
-    variance at most p (1 - p) / n."""
+    """Monte Carlo standard error of a probability estimated as the share p of n independent
+    scenarios, by Agresti and Coull: sqrt(p~ (1 - p~) / (n + z^2)) with p~ = (p n + z^2 / 2) /
+    (n + z^2), z = 1.96 (NaN without scenarios). It is sqrt(p (1 - p) / n) within a few percent
+    once p n and (1 - p) n pass about 10, and not 0 where every scenario agrees: that formula's
+    0 for a share of 0 or 1 claimed certainty (for 0 of 2,048 scenarios this gives 0.0007; the
+    exact upper 97.5% bound is 0.0018). For a share pooled over the units of each scenario
+    (rank_shift's) it is an upper bound: a mean of per-scenario shares in [0, 1] has variance
+    at most p (1 - p) / n."""
     p, n = np.asarray(p, dtype=float), np.asarray(n, dtype=float)
+    z2 = 1.96**2
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, np.sqrt(np.clip(p * (1 - p), 0, None) / n), np.nan)
+        centre = (p * n + z2 / 2) / (n + z2)
+        return np.where(n > 0, np.sqrt(np.clip(centre * (1 - centre), 0, None) / (n + z2)), np.nan)
 
 
 def order_statistics(
