@@ -402,6 +402,9 @@ options = ["arithmetic", "geometric"]
     )
     np.testing.assert_allclose(stability.mean_rank, ranks.mean(axis=0))
     np.testing.assert_allclose(
+        stability.mean_rank_se, ranks.std(axis=0, ddof=1) / np.sqrt(len(ranks))
+    )
+    np.testing.assert_allclose(
         stability.p_nominal_rank, (ranks == nominal.ranks[0, 0]).mean(axis=0)
     )
     bands = pd.read_csv(out / "tier_bands.csv").set_index("unit").loc[list(table.units)]

@@ -36,6 +36,7 @@ ORDER = "order"  # a distribution-free interval for a quantile over scenarios (o
 UNITS = "units"  # a percentile bootstrap over the units (importance against weights)
 SOBOL = "sobol"  # a bootstrap over the design's base samples (Sobol indices)
 SHARE = "share"  # a share of scenarios: a binomial Monte Carlo standard error
+MEAN = "mean"  # a mean over scenarios: its standard deviation over the root of their number
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ EXACT: dict[str, _Meaning] = {
     ),
     # rank stability
     "median_rank": _Meaning("the median of the unit's rank across scenarios", error=ORDER),
-    "mean_rank": _Meaning("the mean of the unit's rank across scenarios"),
+    "mean_rank": _Meaning("the mean of the unit's rank across scenarios", error=MEAN),
     "p05_rank": _Meaning(
         "the 5th percentile of the unit's rank across scenarios",
         "at least 5% of scenarios rank the unit here or better (1 = best)",
@@ -231,11 +232,8 @@ EXACT: dict[str, _Meaning] = {
         "that share moves away from the level)",
         "the blocks (standard_error) understate such an error; empty for other statistics",
     ),
-    "rank_shift_mean": _Meaning("the mean rank shift R_S, averaged over scenarios", R_S),
-    "rank_shift_mean_se": _Meaning(
-        "the Monte Carlo standard error of rank_shift_mean: the standard deviation of the "
-        "scenarios' rank shifts divided by the square root of their number",
-        "its error from the finite number of scenarios",
+    "rank_shift_mean": _Meaning(
+        "the mean rank shift R_S, averaged over scenarios", R_S, error=MEAN
     ),
     "share_unchanged": _Meaning(
         "the share of all (unit, scenario) pairs in which the unit keeps its nominal rank",
@@ -245,11 +243,13 @@ EXACT: dict[str, _Meaning] = {
         "the mean over scenarios of Spearman's rank correlation between the scenario's ranking "
         "and the nominal one",
         "1 means the same order",
+        error=MEAN,
     ),
     "kendall_mean": _Meaning(
         "the mean over scenarios of Kendall's rank correlation (tau-b) between the scenario's "
         "ranking and the nominal one",
         "1 means the same order",
+        error=MEAN,
     ),
     "share_nominal_rank_in_p05_p95": _Meaning(
         "the share of units whose nominal rank lies between their own 5th and 95th percentile "
@@ -698,6 +698,11 @@ def _confidence_end(end: str) -> Callable[[_Meaning, _Context], _Meaning | None]
 
 
 def _standard_error(base: _Meaning, context: _Context) -> _Meaning | None:
+    if base.error == MEAN:
+        return _Meaning(
+            f"the Monte Carlo standard error of {base.what}",
+            "the standard deviation over scenarios divided by the square root of their number",
+        )
     if base.error != SHARE:
         return None
     return _Meaning(

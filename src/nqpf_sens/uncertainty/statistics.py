@@ -122,6 +122,16 @@ def _with_interval(name: str, counts: np.ndarray, q: float, scale) -> dict[str, 
     }
 
 
+def _mean_with_se(name: str, counts: np.ndarray, values: np.ndarray) -> dict[str, np.ndarray]:
+    """The mean of ``values`` counted on the last axis and its Monte Carlo standard error (the
+    standard deviation over the counted scenarios divided by the root of their number)."""
+    n = counts.sum(axis=-1)
+    mean = (counts @ values) / np.maximum(n, 1)
+    squares = (counts * (values - mean[..., None]) ** 2).sum(axis=-1)
+    variance = squares / np.maximum(n - 1, 1)
+    return {name: mean, f"{name}_se": np.sqrt(variance / np.maximum(n, 1))}
+
+
 def _with_se(name: str, p: np.ndarray, n: np.ndarray) -> dict[str, np.ndarray]:
     return {name: p, f"{name}_se": binomial_se(p, n)}
 
@@ -155,7 +165,7 @@ def rank_stability(
         {
             "nominal_rank": nominal,
             **_with_interval("median_rank", counts, 0.5, _rank),
-            "mean_rank": (share * places).sum(axis=-1),
+            **_mean_with_se("mean_rank", counts, places),
             **_with_interval("p05_rank", counts, 0.05, _rank),
             **_with_interval("p95_rank", counts, 0.95, _rank),
             **(
@@ -308,10 +318,7 @@ def rank_shift(stats: ChunkStats, n_cells: int) -> pd.DataFrame:
     their intervals; ``scenarios``: the scenarios counted."""
     counts = stats.shift_counts
     n = counts.sum()
-    shifts = np.arange(len(counts)) / n_cells  # each scenario's R_S
-    mean = counts @ shifts / max(n, 1)
-    variance = max(counts @ (shifts - mean) ** 2 / max(n - 1, 1), 0.0)
-    rows = [("rank_shift_mean", mean), ("rank_shift_mean_se", np.sqrt(variance / max(n, 1)))]
+    rows = list(_mean_with_se("rank_shift_mean", counts, np.arange(len(counts)) / n_cells).items())
     for name, q in (("median", 0.5), ("p05", 0.05), ("p95", 0.95)):
         rows += _with_interval(f"rank_shift_{name}", counts, q, lambda x: x / n_cells).items()
     for k, within in zip(WITHIN_LIMITS, stats.within_counts, strict=True):
@@ -335,7 +342,7 @@ def rank_agreement(stats: ChunkStats, nominal: np.ndarray, labels: Labels) -> pd
     n = counts.sum(axis=-1)
     columns: dict[str, np.ndarray] = {}
     for m, measure in enumerate(("spearman", "kendall")):
-        columns[f"{measure}_mean"] = (counts[:, m] @ grid) / np.maximum(n[:, m], 1)
+        columns |= _mean_with_se(f"{measure}_mean", counts[:, m], grid)
         for name, q in (("median", 0.5), ("p05", 0.05), ("p95", 0.95)):
             columns |= _with_interval(f"{measure}_{name}", counts[:, m], q, grid.take)
     ranks = stats.rank_counts
