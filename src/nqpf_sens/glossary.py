@@ -499,6 +499,10 @@ EXACT: dict[str, _Meaning] = {
         f"{MIN_RANK_SD:g} places, or has an ST interval wider than {MAX_INTERVAL:g}",
     ),
     "why_not": _Meaning("the reason the output's indices are not reliable (empty when they are)"),
+    "base_samples": _Meaning(
+        "the number N of base samples of the Saltelli design behind the Sobol estimates: "
+        "N (k + 2) scenarios for k factors, whose rows A and B are 2 N independent scenarios"
+    ),
     "sum_S1": _Meaning("the sum of the output's first-order indices S1 over all factors"),
     "widest_ST_interval": _Meaning(
         "the width (upper minus lower end) of the output's widest ST confidence interval over "

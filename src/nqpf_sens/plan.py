@@ -398,6 +398,8 @@ def tables_from(
         tables["sobol_indices"] = indices.merge(reliability[["output", "reliable"]], on="output")
         tables["sobol_outputs"] = reliability
         tables["sobol_summary"] = sobol_summary(indices, reliability)
+        for name in ("sobol_indices", "sobol_outputs", "sobol_summary"):  # the sample behind them
+            tables[name]["base_samples"] = prepared.study.design.n
     return tables
 
 
