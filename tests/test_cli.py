@@ -90,6 +90,22 @@ def test_the_package_exports_its_names_on_first_use():
     import nqpf_sens.running  # the module of the same name does not hide the function
 
     assert callable(nqpf_sens.run) and name in dir(nqpf_sens)
+    assert nqpf_sens.errors.UserError is nqpf_sens.UserError  # sub-modules, as before
+    assert not {"importlib", "Any", "annotations"} & set(dir(nqpf_sens))
+    reloaded = subprocess.run(  # in a process of its own: a reload makes new classes
+        [sys.executable, "-c", RELOAD], capture_output=True, text=True
+    )
+    assert reloaded.stdout == "True\n", reloaded.stderr
+
+
+#: a reload of the package forgets the names it cached, so edited code is seen
+RELOAD = (
+    "import importlib, nqpf_sens as ns, nqpf_sens.running\n"
+    "ns.run\n"
+    "importlib.reload(nqpf_sens.running)\n"
+    "importlib.reload(ns)\n"
+    "print(ns.run is nqpf_sens.running.run)\n"
+)
 
 
 def test_baseline_run_writes_scores_and_manifest(project):

@@ -151,3 +151,72 @@ def test_leave_one_out_keeps_the_tree(spec):
             pd.DataFrame({"code": ["a"], "dimension": ["d"], "weight": [1], "direction": [1]}),
             "m.csv",
         ).drop(["a"])
+
+
+VALUES = "unit,a,b,c\nu0,1.5,2,3\nu1,4,5,6.25\nu2,7,8,9\n"
+
+
+def compressed(tmp_path, ending: str):
+    """``VALUES`` in a file compressed as its ``ending`` says."""
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    path = tmp_path / f"values.csv{ending}"
+    data = VALUES.encode()
+    if ending == ".zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("values.csv", data)
+    else:
+        path.write_bytes({".gz": gzip, ".bz2": bz2, ".xz": lzma}[ending].compress(data))
+    return path
+
+
+@pytest.mark.parametrize("ending", [".gz", ".bz2", ".xz", ".zip"])
+def test_compressed_tables_are_read(tmp_path, ending):
+    """Compressions read by the name's ending (only .gz was, for a while, and a .xz file was then
+    called 'not UTF-8 text')."""
+    spec = load_spec(write(tmp_path, "meta.csv", META))
+    table = load_table(compressed(tmp_path, ending), spec)
+    np.testing.assert_allclose(table.values[0, :, 0], [1.5, 4, 7])
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (VALUES.replace("\n", "\r\n"), None),  # Windows line ends
+        ('unit,a,b,c,note\nu0,1,2,3,"two\r\nlines"\nu1,4,5,6,x\nu2,7,8,9,y\n', None),
+        ("\nunit,a,b,c,a\nu0,1,2,3,4\n", "the header names column 'a' twice"),  # a blank first line
+        ("unit,a\nu0," + "9" * 200_000 + ",7\n", "every row has one cell more"),  # a long cell
+        ("unit,a,b,c\nu0,1,2,3,\nu1,4,5,6,7\n", "row 3 has 5 cells"),  # a trailing comma is none
+    ],
+)
+def test_what_a_file_holds_is_read_or_refused_in_one_line(tmp_path, text, expected):
+    """A line break of Windows inside a quoted cell is read (it was refused as a carriage return);
+    the header of a file starting with a blank line is checked; a cell longer than the csv
+    module's limit gives one line (a traceback before); a trailing comma is not a cell."""
+    from nqpf_sens.engine.cells import read_csv
+
+    path = write(tmp_path, "values.csv", text)
+    if expected is None:
+        frame = read_csv(path)
+        assert "\r" not in "".join(frame.fillna("").to_numpy().ravel())
+        return
+    with pytest.raises(UserError, match=expected) as refused:
+        read_csv(path)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_configured_unit_column_is_matched_as_the_header_is_read(tmp_path):
+    """Header names lose their spaces, so a configured ``unit_column = "uCode "`` must too."""
+    import nqpf_sens as ns
+    from nqpf_sens.inputs import load_inputs
+
+    write(tmp_path, "meta.csv", META)
+    write(tmp_path, "values.csv", VALUES.replace("unit,", "uCode ,"))
+    config = ns.config_from_dict(
+        {"data": {"metadata": "meta.csv", "values": "values.csv", "unit_column": "uCode "}},
+        tmp_path,
+    )
+    assert load_inputs(config)[1].units == ("u0", "u1", "u2")

@@ -181,8 +181,12 @@ def test_a_run_terminated_twice_while_drawing_does_not_hang(project):
 @pytest.mark.parametrize(
     "how, said",
     [
-        (signal.SIGKILL, "was killed (SIGKILL: for lack of memory?): lower [run] chunk_size"),
-        (signal.SIGTERM, "was stopped by SIGTERM, sent from outside the run;"),
+        (
+            signal.SIGKILL,
+            "was killed (SIGKILL: for lack of memory?) while drawing the figures: lower [run] "
+            "jobs, or set [outputs] figures = false;",
+        ),
+        (signal.SIGTERM, "was stopped by SIGTERM, sent from outside the run while drawing"),
     ],
 )
 def test_a_figure_worker_killed_while_drawing_is_reported_not_waited_for(project, how, said):

@@ -16,10 +16,9 @@ The names below are imported on first use: ``import nqpf_sens`` itself imports n
 so the command line starts at once and a Ctrl-C while it loads the rest ends in one line.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+from importlib import import_module as _import_module
+from importlib import util as _util
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the names as type checkers and editors see them
     from nqpf_sens.config import RunConfig, config_from_dict, load_config
@@ -75,14 +74,25 @@ _EXPORTS = {
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
-    """An exported name, imported from its module the first time it is asked for."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'nqpf_sens' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+for _name in _EXPORTS:  # a reload forgets the names a first use cached (they may have changed)
+    globals().pop(_name, None)
+
+if not TYPE_CHECKING:  # hidden from type checkers, which then still flag a misspelt name
+
+    def __getattr__(name: str):
+        """An exported name, imported from its module the first time it is asked for; or a
+        sub-package or module of nqpf_sens (``ns.errors``, ``ns.engine``)."""
+        if name in _EXPORTS:
+            value = getattr(_import_module(_EXPORTS[name]), name)
+        elif not name.startswith("_") and _util.find_spec(f"{__name__}.{name}"):
+            value = _import_module(f"{__name__}.{name}")
+        else:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+    """The exported names and the modules imported so far."""
+    public = {name for name in globals() if not name.startswith("_") and name != "TYPE_CHECKING"}
+    return sorted({*__all__, *public, "__version__"})

@@ -533,8 +533,8 @@ def _config(raw: dict[str, Any], path: Path, base: Path) -> RunConfig:
                 _resolved(p, base, path, "alternatives") for p in data.get("alternatives", ())
             ),
             units=_path(data.get("units"), base, path, "units"),
-            unit_column=data.get("unit_column", "unit"),
-            year_column=data.get("year_column", "year"),
+            unit_column=data.get("unit_column", "unit").strip(),  # as the header is read
+            year_column=data.get("year_column", "year").strip(),
             shipped=data.get("shipped", "provinces"),
         ),
         pipeline=pipeline_from(section, _tier_rule(raw.get("tiers", {}), path)),

@@ -128,9 +128,10 @@ def check_destination(destination: Path, protected: Iterable[Path] = ()) -> Path
 def _longest_name(folder: Path) -> int:
     """The longest file name (bytes) the system allows in ``folder`` (255 if it does not say)."""
     try:
-        return os.pathconf(folder, "PC_NAME_MAX")
+        limit = os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no answer
         return 255
+    return limit if limit > 0 else 255  # -1: no fixed limit
 
 
 def result_files(folder: Path) -> list[str] | None:

@@ -100,11 +100,12 @@ DEATH_SECONDS = 1.0  # how long a worker whose pipe ended is given to end, for i
 
 class WorkerDied(BrokenProcessPool):
     """A worker process ended without its result: ``exitcode`` is its exit status, minus the
-    signal that killed it (None if unknown); the message says which."""
+    signal that killed it (None if unknown), and ``doing`` what the workers were doing, if said;
+    the message says both."""
 
-    def __init__(self, exitcode: int | None):
-        self.exitcode = exitcode
-        super().__init__(_death(exitcode))
+    def __init__(self, exitcode: int | None, doing: str = ""):
+        self.exitcode, self.doing = exitcode, doing
+        super().__init__(_death(exitcode) + (f" while {doing}" if doing else ""))
 
     @property
     def killed_outright(self) -> bool:

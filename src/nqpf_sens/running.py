@@ -240,7 +240,12 @@ def _one_line_errors(config: RunConfig, keeps_chunks: bool) -> Iterator[None]:
         ) from None
     except BrokenProcessPool as error:  # loky's lost workers too
         died = error if isinstance(error, WorkerDied) else WorkerDied(None)
-        advice = ": lower [run] chunk_size or [run] jobs" if died.killed_outright else ""
+        if not died.killed_outright:
+            advice = ""
+        elif died.doing:  # the figures': the study's chunks have no part in it
+            advice = ": lower [run] jobs, or set [outputs] figures = false"
+        else:
+            advice = ": lower [run] chunk_size or [run] jobs"
         resume = "; --resume keeps the finished chunks" if keeps_chunks else ""
         raise UserError(f"{died}{advice}{resume}", config.path) from None
     except OSError as error:

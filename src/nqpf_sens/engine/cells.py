@@ -6,12 +6,16 @@ parsed, so a bad cell is reported as the user wrote it.
 
 from __future__ import annotations
 
+import bz2
 import csv
 import gzip
+import io
+import lzma
 import re
 import warnings
+import zipfile
 import zlib
-from collections.abc import Iterator
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -57,45 +61,46 @@ def not_a_file(path: Path) -> str | None:
         return f"cannot be read ({exc.strerror})"
 
 
+#: compressions read by the name's ending (one file per zip archive)
+COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zip": None}
+#: endings of compressions not read, and what to do instead
+NOT_READ = (".zst", ".zstd", ".tar", ".tgz", ".7z", ".rar")
+CELL_LIMIT = 2**31 - 1  # characters in one cell (the csv module's limit is a C long)
+
+
 def read_csv(path: Path) -> pd.DataFrame:
-    """Read a CSV file (gzip-compressed if its name ends in ``.gz``; no other compression is
-    guessed from a name) as text: codes such as ``01`` and names such as ``NA`` stay as written,
-    only empty cells are missing, and names in the header lose surrounding spaces. Every way it
-    can fail is one clear line, and so are rows longer than the header (pandas would take their
-    first column as a row index and shift every other) and a header naming a column twice."""
+    """Read a CSV file (compressed if its name ends in ``.gz``, ``.bz2``, ``.xz`` or ``.zip``) as
+    text: codes such as ``01`` and names such as ``NA`` stay as written, only empty cells are
+    missing, names in the header lose surrounding spaces, and Windows line breaks inside a cell
+    become plain ones. Every way it can fail is one clear line, and so are rows with more cells
+    than the header names columns (pandas would take the first column as row names and shift
+    every other, or drop the last: which one the file means cannot be told) and a header naming a
+    column twice."""
     path = Path(path)
     problem = not_a_file(path)
     if problem:
         raise UserError(problem, path)
-    compression = "gzip" if path.name.lower().endswith(".gz") else None
+    text = _text(path).replace("\r\n", "\n")
+    rows = [row for row in _rows(text, path) if any(cell.strip() for cell in row)]
+    if not rows:
+        raise UserError("the file is empty", path)
+    header = [name.strip() for name in rows[0]]
+    longer = _longer_row(rows, len(header))
+    if longer:
+        raise UserError(longer, path)
+    for name, count in Counter(header).items():
+        if name and count > 1:
+            raise UserError(f"the header names column '{name}' twice", path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", pd.errors.ParserWarning)  # a row longer than the header
+        with warnings.catch_warnings():  # empty cells beyond the header (checked above): dropped
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
             frame = pd.read_csv(
-                path,
-                encoding="utf-8-sig",
-                dtype=str,
-                keep_default_na=False,
-                na_values=[""],
-                index_col=False,
-                compression=compression,
+                io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""], index_col=False
             )
-        header = _header(path, compression)
-    except UnicodeDecodeError as exc:
-        raise UserError(
-            f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", path
-        ) from None
     except pd.errors.EmptyDataError:
         raise UserError("the file is empty", path) from None
-    except (pd.errors.ParserError, csv.Error) as exc:
+    except pd.errors.ParserError as exc:
         raise UserError(f"not a valid CSV table ({str(exc).splitlines()[0]})", path) from None
-    except pd.errors.ParserWarning:
-        raise UserError(_longer_row(path, compression), path) from None
-    except (OSError, EOFError, zlib.error) as exc:  # not gzip, or a truncated one
-        raise UserError(f"cannot be read as gzip-compressed text ({exc})", path) from None
-    for name in header:
-        if name and header.count(name) > 1:
-            raise UserError(f"the header names column '{name}' twice", path)
     if len(header) == len(frame.columns):  # pandas' own names for unnamed columns stay
         frame.columns = [name or column for name, column in zip(header, frame.columns, strict=True)]
     _refuse_control_characters(frame, path)
@@ -109,30 +114,63 @@ def read_csv(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _rows(path: Path, compression: str | None) -> Iterator[list[str]]:
-    """The rows of a CSV file as the csv module splits them."""
-    opened = gzip.open if compression == "gzip" else open
-    with opened(path, "rt", encoding="utf-8-sig", newline="") as handle:
-        yield from csv.reader(handle)
+def _text(path: Path) -> str:
+    """The file's text, decompressed by its name's ending (:data:`COMPRESSIONS`), as UTF-8 (a
+    byte-order mark dropped)."""
+    ending = path.suffix.lower()
+    if ending in NOT_READ:
+        raise UserError(f"'{ending}' files are not read; save it as .csv or .csv.gz", path)
+    try:
+        if ending == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                members = [m for m in archive.infolist() if not m.is_dir()]
+                if len(members) != 1:
+                    raise UserError(f"a zip archive must hold one file, not {len(members)}", path)
+                raw = archive.read(members[0])
+        else:
+            with (COMPRESSIONS.get(ending) or open)(path, "rb") as handle:
+                raw = handle.read()
+    except UserError:
+        raise
+    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as exc:
+        kind = ending.lstrip(".")
+        raise UserError(f"cannot be read as {kind}-compressed text ({exc})", path) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", path
+        ) from None
 
 
-def _header(path: Path, compression: str | None) -> list[str]:
-    """The names of the first row as written, spaces around them removed."""
-    return [name.strip() for name in next(_rows(path, compression), [])]
+def _rows(text: str, path: Path) -> list[list[str]]:
+    """The rows of CSV text as the csv module splits them (cells of any length: the module's
+    limit, 131,072 characters, is raised for good)."""
+    csv.field_size_limit(max(csv.field_size_limit(), CELL_LIMIT))
+    try:
+        return list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise UserError(f"not a valid CSV table ({exc})", path) from None
 
 
-def _longer_row(path: Path, compression: str | None) -> str:
-    """Name the first row with more cells than the header."""
-    rows = _rows(path, compression)
-    width = len(next(rows, []))
-    for number, row in enumerate(rows, start=2):
-        if len(row) > width:
-            return (
-                f"row {number} has {len(row)} cells where the header names "
-                f"{plural(width, 'column')} "
-                "(a comma too many, or a column without a name?)"
-            )
-    return "a row has more cells than the header names columns"
+def _longer_row(rows: list[list[str]], width: int) -> str | None:
+    """What is wrong with the first row holding a cell beyond the header's columns (an empty
+    last cell, a trailing comma, is not one), or None."""
+    long = [n for n, row in enumerate(rows[1:], start=2) if any(c.strip() for c in row[width:])]
+    if not long:
+        return None
+    if len(long) == len(rows) - 1 and all(len(row) == width + 1 for row in rows[1:]):
+        return (
+            f"every row has one cell more than the header names columns ({width}): row names "
+            "without a header (as R's write.table writes them), or a last column without a "
+            "name? Name that column in the header, or remove it"
+        )
+    number = long[0]
+    cells = len(rows[number - 1])
+    return (
+        f"row {number} has {cells} cells where the header names {plural(width, 'column')} "
+        "(a comma too many, or a column without a name?)"
+    )
 
 
 #: characters no XML document may hold (C0 controls but tab, line feed and carriage return), so

@@ -30,7 +30,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.textpath import text_to_path  # noqa: E402
 
 from nqpf_sens.indices.nqpf.paper import national_published  # noqa: E402
-from nqpf_sens.processes import ForkedPool  # noqa: E402
+from nqpf_sens.processes import ForkedPool, WorkerDied  # noqa: E402
 
 MAX_FIGURE_UNITS = 60  # units drawn in a figure with a row per unit (the first by nominal rank)
 CJK_FONTS = (
@@ -845,8 +845,11 @@ def make_figures(
         # a fresh interpreter would spend about what it saves on importing matplotlib
         # (an executor waiting for its queue hung the run on a second Ctrl-C or SIGTERM, and a
         # multiprocessing pool waited for ever for the figure of a worker the system killed)
-        with ForkedPool(_draw, workers) as pool:
-            drawn = list(pool.map(tasks))
+        try:
+            with ForkedPool(_draw, workers) as pool:
+                drawn = list(pool.map(tasks))
+        except WorkerDied as died:
+            raise WorkerDied(died.exitcode, DRAWING) from None
     else:
         drawn = [_draw(task) for task in tasks]
     if any(missing for _, missing in drawn):
@@ -854,6 +857,7 @@ def make_figures(
     return [(path, caption) for (path, _), caption in zip(drawn, captions, strict=True)], said
 
 
+DRAWING = "drawing the figures"  # what a figure worker that died was doing
 MISSING_GLYPHS = (
     "some names hold characters no installed font can draw (shown as boxes in the figures): "
     "install a font that has them (e.g. fonts-noto-cjk)"
