@@ -226,11 +226,11 @@ EXACT: dict[str, _Meaning] = {
         "how far value may be from what infinitely many scenarios would give",
     ),
     "flip_error": _Meaning(
-        "for a rank percentile, its standard error from the sample's shares of scenarios at the "
-        "ranks around it: large where a share lies within sampling error of the percentile's "
-        "level, so that the value flips between two ranks (more scenarios settle it only if "
-        "that share moves away from the level)",
-        "the blocks (standard_error) understate such an error; empty for other statistics",
+        "for a rank percentile, its root mean square error in places from the shares of all "
+        "scenarios at the ranks around it: large where such a share lies within sampling error "
+        "of the percentile's level, so that the value could be the next rank the scenarios hold",
+        "the blocks (standard_error) understate such an error; it assumes independent scenarios "
+        "(on a Sobol design it overstates); empty for other statistics",
     ),
     "rank_shift_mean": _Meaning(
         "the mean rank shift R_S, averaged over scenarios", R_S, error=MEAN
