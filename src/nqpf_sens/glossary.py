@@ -181,7 +181,8 @@ EXACT: dict[str, _Meaning] = {
     ),
     "score_scenarios": _Meaning(
         "the number of scenarios behind the score bands",
-        f"an evenly spaced subsample of at most {MAX_KEPT_SCORES:,} scenarios (all when fewer; "
+        f"those of the design's first base samples, at most {MAX_KEPT_SCORES:,} scenarios (all "
+        "when fewer; "
         f"fewer for an index so large that their scores would pass {KEPT_SCORES_BYTES // 2**20} "
         f"MiB, never fewer than {MIN_KEPT_SCORES:,})",
     ),

@@ -137,9 +137,11 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         lines.append(_rank_bounds_line(tables["rank_bounds"]))
     regions = tables.get("region_bands")
     if regions is not None and regions.p_paper_order.notna().any():
+        first = regions.iloc[0]
         lines.append(
             "The paper's regional ordering East > Central > West > Northeast holds in "
-            f"{100 * regions.p_paper_order.iloc[0]:.0f}% of scenarios."
+            f"{_share_of(first.p_paper_order, first.p_paper_order_se, first.scenarios)} "
+            "(those whose scores are kept)."
         )
     if regions is not None:
         lines += _edge_regions(regions, rescaled)
