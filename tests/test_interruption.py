@@ -123,6 +123,22 @@ def test_interrupted_run_resumes_to_identical_results(project, how, jobs):
     assert resumed_files == csv_bytes(project / "results" / "fresh")
 
 
+@pytest.mark.parametrize("backend", ["threading", "loky", "dask"])
+def test_a_run_stopped_on_any_backend_says_so_in_one_line(project, backend):
+    """Ctrl-C with joblib's threads, loky's processes or a local dask cluster: one line, exit 130.
+    A dask run printed its scheduler's and client's tracebacks (about one stop in five) and joblib
+    a warning about the results left unread."""
+    (project / "long.toml").write_text(
+        CONFIG.replace("jobs = 1", f'jobs = 2\nbackend = "{backend}"')
+    )
+    process = start(project)
+    wait_for_chunks(project, 3, process)
+    process.send_signal(signal.SIGINT)
+    _, error = process.communicate(timeout=120)
+    assert process.returncode == 130 and error.count("\n") == 1, error
+    assert error.startswith("interrupted: no results were written"), error
+
+
 FIGS = [sys.executable, "-m", "nqpf_sens", "run", "figs.toml", "--quiet"]
 
 

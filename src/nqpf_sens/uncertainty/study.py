@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 import sys
 import threading
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -593,6 +594,7 @@ class _Workers:
         self.name, self.scheduler, self.jobs = name, scheduler, jobs
         self.client = self.cluster = self.config = None
         self.pool: ForkedPool | None = None
+        self.results: Iterator | None = None  # joblib's generator of results
 
     def chunks(
         self, study: Study, todo: list[tuple[int, int]], work: Path | None, token: str
@@ -609,7 +611,8 @@ class _Workers:
         parallel = Parallel(
             return_as="generator", **({} if self.name == "dask" else {"n_jobs": self.jobs})
         )
-        return parallel(delayed(_evaluate_span)(study, a, b, work, token) for a, b in todo)
+        self.results = parallel(delayed(_evaluate_span)(study, a, b, work, token) for a, b in todo)
+        return self.results
 
     def __enter__(self):
         if self.name == "fork":
@@ -625,6 +628,7 @@ class _Workers:
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
+                    silence_logs=logging.CRITICAL,  # its failures reach the run, which says them
                 )
             try:
                 self.client = Client(self.scheduler or self.cluster, timeout=f"{DASK_TIMEOUT}s")
@@ -646,8 +650,17 @@ class _Workers:
         return self
 
     def __exit__(self, kind, *exc):
+        if kind is not None and self.client is not None:
+            # the run reports the stop in one line; dask's client and scheduler would log the
+            # tasks it cancels, in tracebacks, as they close
+            for name in ("distributed", "tornado"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
         if self.pool is not None:
             self.pool.__exit__(kind, *exc)
+        if kind is not None and isinstance(self.results, Generator):
+            with warnings.catch_warnings():  # joblib's count of the results left unread
+                warnings.simplefilter("ignore", UserWarning)
+                self.results.close()
         if self.config is not None:
             self.config.__exit__(kind, *exc)
         if self.client is not None:
