@@ -1,5 +1,7 @@
 """Metadata and indicator tables: what loads, and the one-line errors for what does not."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -220,3 +222,55 @@ def test_a_configured_unit_column_is_matched_as_the_header_is_read(tmp_path):
         tmp_path,
     )
     assert load_inputs(config)[1].units == ("u0", "u1", "u2")
+
+
+def test_archives_as_they_come_are_read_or_refused_in_one_line(tmp_path, monkeypatch):
+    """A zip as macOS Finder makes it (its own files under __MACOSX/) is read; an encrypted zip
+    (a traceback before), a .tar.gz (parsed as CSV text) and a text beyond the size limit (read
+    whole, 8 GB for a 100 KB gz of line breaks) are refused in one line."""
+    import gzip
+    import zipfile
+
+    from nqpf_sens.engine import cells
+
+    finder = tmp_path / "finder.csv.zip"
+    with zipfile.ZipFile(finder, "w") as archive:
+        archive.writestr("values.csv", VALUES)
+        archive.writestr("__MACOSX/._values.csv", b"\x00\x05\x16\x07")
+    assert list(cells.read_csv(finder).unit) == ["u0", "u1", "u2"]
+    locked = tmp_path / "locked.csv.zip"
+    with zipfile.ZipFile(locked, "w") as archive:
+        archive.writestr("values.csv", VALUES)
+    data = bytearray(locked.read_bytes())  # set the 'encrypted' flag of the local and central
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # headers
+        data[data.index(signature) + offset] |= 1
+    locked.write_bytes(bytes(data))
+    (tmp_path / "values.tar.gz").write_bytes(gzip.compress(b"values.csv\x00..."))
+    big = tmp_path / "big.csv.gz"
+    big.write_bytes(gzip.compress(b"unit,a\n" + b"\n" * 5000))
+    monkeypatch.setattr(cells, "MAX_TEXT_BYTES", 4096)
+    for name, expected in (
+        ("locked.csv.zip", "cannot be read as zip-compressed text (File <ZipInfo"),
+        ("values.tar.gz", "'.tar.gz' files are not read"),
+        ("big.csv.gz", "holds more than 0 MiB of text"),
+    ):
+        with pytest.raises(UserError, match=re.escape(expected)) as refused:
+            cells.read_csv(tmp_path / name)
+        assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (",,,\nunit,a,b,c\nu0,1,2,3\n", "the first row holds no names"),  # Excel's empty row
+        ("unit;a;b\nu0;1,5;2,5\n", "the header is separated by semicolons"),  # decimal commas
+        ("unit,a\nu0,1\n,,\n,,\nu1,2,9\n", "row 5 has 3 cells"),  # rows counted as pandas does
+    ],
+)
+def test_a_table_of_the_wrong_shape_is_named_for_what_it_is(tmp_path, text, expected):
+    """An empty first row (the header became a row of data), a semicolon file with decimal
+    commas (called 'a comma too many'), a row number that skipped rows of commas."""
+    from nqpf_sens.engine.cells import read_csv
+
+    with pytest.raises(UserError, match=expected):
+        read_csv(write(tmp_path, "values.csv", text))

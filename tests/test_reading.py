@@ -80,7 +80,14 @@ def test_ties_negative_interactions_and_constant_outputs_are_said_as_they_are():
     assert any(
         "'a' and 'b' each has the largest ST for the rank of 2 units" in line for line in found
     )
-    assert any("estimator noise, and no sign of interactions" in line for line in found)
+    assert any(
+        "The S1 of R_S sum to 1.12, above 1 (1 - sum of S1: -12%): estimator noise" in line
+        for line in found
+    )
+    outputs["interaction_share_low"], outputs["interaction_share_high"] = -0.30, 0.25
+    found = lines({"sobol_summary": table, "sobol_outputs": outputs})  # never "a negative share"
+    assert any("(1 - sum of S1: -12% (95% interval -30 to 25%))" in line for line in found)
+    assert not any("Interactions: -12%" in line for line in found)
     assert not any("choices matter in combination" in line for line in found)
 
 

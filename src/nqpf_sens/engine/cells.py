@@ -63,36 +63,31 @@ def not_a_file(path: Path) -> str | None:
 
 #: compressions read by the name's ending (one file per zip archive)
 COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zip": None}
-#: endings of compressions not read, and what to do instead
-NOT_READ = (".zst", ".zstd", ".tar", ".tgz", ".7z", ".rar")
+#: endings of archives and compressions not read
+NOT_READ = (".zst", ".zstd", ".tar", ".tgz", ".7z", ".rar", ".tar.gz", ".tar.bz2", ".tar.xz")
 CELL_LIMIT = 2**31 - 1  # characters in one cell (the csv module's limit is a C long)
+MAX_TEXT_BYTES = 512 * 2**20  # an input file's text, decompressed: an index's data are far less
+ZIP_CLUTTER = ("__MACOSX/",)  # folders of an archiver's own files in a zip (macOS Finder's)
 
 
 def read_csv(path: Path) -> pd.DataFrame:
     """Read a CSV file (compressed if its name ends in ``.gz``, ``.bz2``, ``.xz`` or ``.zip``) as
     text: codes such as ``01`` and names such as ``NA`` stay as written, only empty cells are
     missing, names in the header lose surrounding spaces, and Windows line breaks inside a cell
-    become plain ones. Every way it can fail is one clear line, and so are rows with more cells
-    than the header names columns (pandas would take the first column as row names and shift
-    every other, or drop the last: which one the file means cannot be told) and a header naming a
-    column twice."""
+    become plain ones. Every way it can fail is one clear line, and so are a text larger than
+    ``MAX_TEXT_BYTES``, rows with more cells than the header names columns (pandas would take the
+    first column as row names and shift every other, or drop the last: which one the file means
+    cannot be told), a header naming a column twice and a first row without names."""
     path = Path(path)
     problem = not_a_file(path)
     if problem:
         raise UserError(problem, path)
     text = _text(path).replace("\r\n", "\n")
-    rows = [row for row in _rows(text, path) if any(cell.strip() for cell in row)]
-    if not rows:
-        raise UserError("the file is empty", path)
-    header = [name.strip() for name in rows[0]]
-    longer = _longer_row(rows, len(header))
-    if longer:
-        raise UserError(longer, path)
-    for name, count in Counter(header).items():
-        if name and count > 1:
-            raise UserError(f"the header names column '{name}' twice", path)
+    problem = _shape_problem(text, path)
+    if problem:
+        raise UserError(problem, path)
     try:
-        with warnings.catch_warnings():  # empty cells beyond the header (checked above): dropped
+        with warnings.catch_warnings():  # empty cells beyond the header (checked): dropped
             warnings.simplefilter("ignore", pd.errors.ParserWarning)
             frame = pd.read_csv(
                 io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""], index_col=False
@@ -101,40 +96,54 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise UserError("the file is empty", path) from None
     except pd.errors.ParserError as exc:
         raise UserError(f"not a valid CSV table ({str(exc).splitlines()[0]})", path) from None
-    if len(header) == len(frame.columns):  # pandas' own names for unnamed columns stay
-        frame.columns = [name or column for name, column in zip(header, frame.columns, strict=True)]
+    frame.columns = [str(name).strip() for name in frame.columns]
     _refuse_control_characters(frame, path)
-    first = str(frame.columns[0]) if len(frame.columns) == 1 else ""
-    for delimiter, name in ((";", "semicolons"), ("\t", "tabs")):
-        if delimiter in first:
-            raise UserError(
-                f"the header is separated by {name}; save the file with commas between columns",
-                path,
-            )
     return frame
 
 
 def _text(path: Path) -> str:
     """The file's text, decompressed by its name's ending (:data:`COMPRESSIONS`), as UTF-8 (a
-    byte-order mark dropped)."""
+    byte-order mark dropped), read no further than ``MAX_TEXT_BYTES``."""
+    name = path.name.lower()
+    refused = next((ending for ending in NOT_READ if name.endswith(ending)), None)
+    if refused:
+        raise UserError(f"'{refused}' files are not read; save it as .csv or .csv.gz", path)
     ending = path.suffix.lower()
-    if ending in NOT_READ:
-        raise UserError(f"'{ending}' files are not read; save it as .csv or .csv.gz", path)
     try:
         if ending == ".zip":
             with zipfile.ZipFile(path) as archive:
-                members = [m for m in archive.infolist() if not m.is_dir()]
+                members = [
+                    m
+                    for m in archive.infolist()
+                    if not m.is_dir() and not m.filename.startswith(ZIP_CLUTTER)
+                ]
                 if len(members) != 1:
                     raise UserError(f"a zip archive must hold one file, not {len(members)}", path)
-                raw = archive.read(members[0])
+                with archive.open(members[0]) as handle:
+                    raw = handle.read(MAX_TEXT_BYTES + 1)
         else:
             with (COMPRESSIONS.get(ending) or open)(path, "rb") as handle:
-                raw = handle.read()
+                raw = handle.read(MAX_TEXT_BYTES + 1)
     except UserError:
         raise
-    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as exc:
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        RuntimeError,  # an encrypted zip
+        NotImplementedError,  # a zip compression Python does not know (Deflate64)
+        zlib.error,
+        lzma.LZMAError,
+        zipfile.BadZipFile,
+    ) as exc:
         kind = ending.lstrip(".")
         raise UserError(f"cannot be read as {kind}-compressed text ({exc})", path) from None
+    if len(raw) > MAX_TEXT_BYTES:
+        raise UserError(
+            f"holds more than {MAX_TEXT_BYTES // 2**20} MiB of text (decompressed): not an "
+            "index's data",
+            path,
+        )
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -143,30 +152,47 @@ def _text(path: Path) -> str:
         ) from None
 
 
-def _rows(text: str, path: Path) -> list[list[str]]:
-    """The rows of CSV text as the csv module splits them (cells of any length: the module's
-    limit, 131,072 characters, is raised for good)."""
+def _shape_problem(text: str, path: Path) -> str | None:
+    """What is wrong with the rows of CSV ``text`` as a table, or None: a first row without names
+    (empty rows above the header), a header separated by semicolons or tabs, a column named
+    twice, or a cell beyond the header's columns (an empty last cell, a trailing comma, is none).
+    Rows are counted as pandas counts them (blank lines aside, the header row 1), one at a time:
+    nothing but the text is held."""
     csv.field_size_limit(max(csv.field_size_limit(), CELL_LIMIT))
+    rows = (row for row in csv.reader(io.StringIO(text, newline="")) if row)  # blank lines
     try:
-        return list(csv.reader(io.StringIO(text, newline="")))
+        header = [name.strip() for name in next(rows, [])]
+        if not header:
+            return "the file is empty"
+        if not any(header):
+            return "the first row holds no names: the header must come first (delete rows above)"
+        if len(header) == 1:
+            for delimiter, name in ((";", "semicolons"), ("\t", "tabs")):
+                if delimiter in header[0]:
+                    return (
+                        f"the header is separated by {name}; save the file with commas between "
+                        "columns"
+                    )
+        for name, count in Counter(header).items():
+            if name and count > 1:
+                return f"the header names column '{name}' twice"
+        width, first, longer, body = len(header), None, 0, 0
+        for number, row in enumerate(rows, start=2):
+            body += 1
+            if any(cell.strip() for cell in row[width:]):
+                first = first or (number, len(row))
+                longer += len(row) == width + 1
     except csv.Error as exc:
-        raise UserError(f"not a valid CSV table ({exc})", path) from None
-
-
-def _longer_row(rows: list[list[str]], width: int) -> str | None:
-    """What is wrong with the first row holding a cell beyond the header's columns (an empty
-    last cell, a trailing comma, is not one), or None."""
-    long = [n for n, row in enumerate(rows[1:], start=2) if any(c.strip() for c in row[width:])]
-    if not long:
+        return f"not a valid CSV table ({exc})"
+    if first is None:
         return None
-    if len(long) == len(rows) - 1 and all(len(row) == width + 1 for row in rows[1:]):
+    if longer == body:
         return (
             f"every row has one cell more than the header names columns ({width}): row names "
             "without a header (as R's write.table writes them), or a last column without a "
             "name? Name that column in the header, or remove it"
         )
-    number = long[0]
-    cells = len(rows[number - 1])
+    number, cells = first
     return (
         f"row {number} has {cells} cells where the header names {plural(width, 'column')} "
         "(a comma too many, or a column without a name?)"

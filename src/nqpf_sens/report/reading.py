@@ -140,8 +140,8 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         first = regions.iloc[0]
         lines.append(
             "The paper's regional ordering East > Central > West > Northeast holds in "
-            f"{_share_of(first.p_paper_order, first.p_paper_order_se, first.scenarios)} "
-            "(those whose scores are kept)."
+            f"{_share_of(first.p_paper_order, first.p_paper_order_se, first.scenarios)}, "
+            "counted over those whose scores are kept."
         )
     if regions is not None:
         lines += _edge_regions(regions, rescaled)
@@ -372,6 +372,7 @@ def _sobol_lines(
         set_aside = [o for o in outputs.output if o in unreliable and o.startswith("rank:")]
         if set_aside:
             names = ", ".join(o.removeprefix("rank:") for o in set_aside[:6])
+            names += ", ..." if len(set_aside) > 6 else ""
             lines.append(
                 f"Not read: the Sobol indices of {plural(len(set_aside), 'unit')} whose rank "
                 f"hardly varies or whose intervals are too wide ({names})."
@@ -396,13 +397,8 @@ def _interaction_line(share: float, low: float | None, high: float | None, level
     choices matter in combination only when its whole bootstrap interval is at or above
     ``INTERACTING``, that the factors act mostly alone only when it is below (a run saved without
     the interval says neither)."""
-    if share < 0 and (high is None or pd.isna(high) or high < 0):
-        return (
-            f"The S1 of R_S sum to {1 - share:.2f}, above 1: estimator noise, and no sign of "
-            "interactions."
-        )
     if low is None or high is None or pd.isna(low) or pd.isna(high):
-        meaning, interval = "a point estimate without an interval, so no conclusion is drawn", ""
+        interval, meaning = "", "a point estimate without an interval, so no conclusion is drawn"
     else:
         interval = f" ({100 * level:g}% interval {100 * low:.0f} to {100 * high:.0f}%)"
         if low >= INTERACTING:
@@ -414,6 +410,11 @@ def _interaction_line(share: float, low: float | None, high: float | None, level
                 f"its interval spans {100 * INTERACTING:.0f}%, so whether choices matter in "
                 "combination cannot be told at this n"
             )
+    if share < 0:  # no share of variance is negative
+        return (
+            f"The S1 of R_S sum to {1 - share:.2f}, above 1 (1 - sum of S1: {100 * share:.0f}%"
+            f"{interval}): estimator noise, so the S1 say nothing about interactions here."
+        )
     return (
         f"Interactions: {100 * share:.0f}%{interval} of the variance of R_S is explained by no "
         f"factor alone (1 - sum of S1): {meaning}."
