@@ -12,7 +12,7 @@ while a process forks would otherwise be raised in the parent's after-fork hooks
 (the run goes on), or in the child before it can ignore it (a stray traceback); one that arrives
 while the run compiles a kernel, in a callback of llvmlite's, which swallows it too (and numba then
 fails). Both happen with it deferred (:func:`interrupts_deferred`: remembered, raised at the end),
-and a forked child ignores it (:func:`ignore_interrupts`).
+and a forked worker ignores it (:func:`become_worker`).
 
 :class:`ForkedPool`: copies of the run's process that start at once, with its modules, compiled
 kernels and data, and evaluate the items they are handed, results in order. Each worker has a pipe
@@ -87,11 +87,6 @@ def interrupts_deferred() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
     if received:
         raise KeyboardInterrupt
-
-
-def ignore_interrupts() -> None:
-    """A forked child's first step: ignore SIGINT (one deferred since the fork is discarded)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 AHEAD = 2  # items handed out per worker beyond the next result due: bounds the results waiting

@@ -27,7 +27,7 @@ from numba import types
 from numba.core import event
 
 from nqpf_sens.engine import kernels
-from nqpf_sens.processes import ignore_interrupts, interrupts_deferred
+from nqpf_sens.processes import become_worker, interrupts_deferred
 from nqpf_sens.uncertainty import cell_draws, sobol
 
 WAIT_SECONDS = 300  # a child still compiling after this long is stopped (it takes ~10 s)
@@ -70,7 +70,7 @@ def start_compiling() -> None:
     context = multiprocessing.get_context("fork")
     global _unclaimed
     _unclaimed = context.Array("l", [0, len(STUDY_KERNELS)])
-    child = context.Process(target=_compile_in_child, daemon=True)
+    child = context.Process(target=_compile_in_child, args=(os.getpid(),), daemon=True)
     with interrupts_deferred():
         child.start()
     _children.append(child)
@@ -88,10 +88,11 @@ def wait_for_kernels() -> None:
             child.join()
 
 
-def _compile_in_child() -> None:
-    """The child's work, out of the user's way: an interruption is the run's to handle (the child,
-    a daemon, ends with the run) and nothing it prints (numba's warnings) reaches the terminal."""
-    ignore_interrupts()
+def _compile_in_child(parent: int) -> None:
+    """The child's work, out of the user's way: an interruption is the run's to handle (the child
+    becomes a worker of the run's: it ignores Ctrl-C and dies with the run) and nothing it prints
+    (numba's warnings) reaches the terminal."""
+    become_worker(parent)
     quiet = os.open(os.devnull, os.O_WRONLY)
     os.dup2(quiet, 1)
     os.dup2(quiet, 2)
