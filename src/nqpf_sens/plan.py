@@ -200,10 +200,12 @@ def prepare_study(
     nominal: BatchResult,
     jobs: int = 1,
     work: Path | None = None,
+    inputs: dict[Path, str] | None = None,
 ) -> Prepared:
     """Factors, design and checks of a run around its ``nominal`` result (the config's pipeline);
     the run's memory and disk (chunk files under ``work``, if any) are checked against the
-    machine."""
+    machine. ``inputs``: the digests of the input files as the run read them (a run compares
+    them with the files afterwards), for the chunks' fingerprint; computed here if not given."""
     tables = _tables(config, spec, table)
     entries = [
         build_factor(entry, k, spec, config.pipeline, len(tables), config.path, table.statuses)
@@ -304,7 +306,7 @@ def prepare_study(
         else None
     )
     study = Study(
-        token=fingerprint(config.raw, input_digests(input_files(config))),
+        token=fingerprint(config.raw, inputs or input_digests(input_files(config))),
         spec=spec,
         tables=tables,
         factors=factors,

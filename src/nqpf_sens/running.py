@@ -185,7 +185,7 @@ def run_config(
         )
         work = destination.with_name(f".{destination.name}.work")
         check_work_folder(work)
-        plan = _plan(config, spec, table, notes, jobs, work)
+        plan = _plan(config, spec, table, notes, jobs, work, read)
         _check_unchanged(read)
         created = make_folders(destination.parent)
         published = False
@@ -305,9 +305,11 @@ def _plan(
     notes: list[str],
     jobs: int,
     work: Path | None,
+    inputs: dict[Path, str] | None = None,
 ) -> _Plan:
     """The nominal run and its tables, and the study of an uncertainty run (checked against the
-    machine's memory, and the disk under ``work`` when chunk files are kept)."""
+    machine's memory, and the disk under ``work`` when chunk files are kept; ``inputs``: the
+    digests of the input files as read, for the chunks' fingerprint)."""
     if config.kind != "baseline" and jobs > 1:
         start_compiling()  # the study's kernels, on another core while the audits run
     nominal = evaluate(spec, table, config.pipeline, config.ties)
@@ -353,7 +355,7 @@ def _plan(
             tables["what_if"] = what_if
     prepared = None
     if config.kind != "baseline":
-        prepared = prepare_study(config, spec, table, nominal, jobs, work)
+        prepared = prepare_study(config, spec, table, nominal, jobs, work, inputs)
         notes = notes + prepared.notes
         changes = prepared.study.factors.single_changes()
         if audit.what_if and changes and len(table.units) > 1:
