@@ -182,9 +182,8 @@ EXACT: dict[str, _Meaning] = {
     "score_scenarios": _Meaning(
         "the number of scenarios behind the score bands",
         f"those of the design's first base samples, at most {MAX_KEPT_SCORES:,} scenarios (all "
-        "when fewer; "
-        f"fewer for an index so large that their scores would pass {KEPT_SCORES_BYTES // 2**20} "
-        f"MiB, never fewer than {MIN_KEPT_SCORES:,})",
+        "when fewer; fewer for an index so large that their scores would pass "
+        f"{KEPT_SCORES_BYTES // 2**20} MiB, never fewer than {MIN_KEPT_SCORES:,})",
     ),
     # regions
     "region": _Meaning("the region the row is about"),

@@ -31,7 +31,7 @@ from scipy.special import bdtr, bdtrc, stdtrit  # binomial tails, Student's t qu
 
 from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty.sobol import estimate
-from nqpf_sens.uncertainty.statistics import count_quantile
+from nqpf_sens.uncertainty.statistics import QUANTILES, count_quantile
 from nqpf_sens.uncertainty.study import ChunkStats
 
 BLOCKS = 8  # replicates (fewer when the base sample is small: at least 4 samples each)
@@ -48,7 +48,7 @@ def _spans(n_items: int, blocks: int) -> list[slice]:
     return [slice(start, stop) for start, stop in zip(edges[:-1], edges[1:], strict=True)]
 
 
-QUANTILES = (("median_rank", 0.5), ("p05_rank", 0.05), ("p95_rank", 0.95))
+RANK_QUANTILES = tuple((f"{name}_rank", q) for name, q in QUANTILES)
 
 
 def flip_error(counts: np.ndarray, q: float) -> np.ndarray:
@@ -88,7 +88,7 @@ def _statistics(
     ``outputs``, ST of R_S from every row's rank shift (``shift_rows``, a Saltelli design)."""
     ranks = outputs[:, :n]
     found: dict[tuple[str, str], float] = {}
-    for name, q in QUANTILES:
+    for name, q in RANK_QUANTILES:
         values = np.quantile(ranks, q, axis=0, method="inverted_cdf")
         found.update({(name, str(k)): float(v) for k, v in enumerate(values)})
     found[("rank_shift_mean", "all")] = float(outputs[:, -1].mean())
@@ -133,7 +133,7 @@ def convergence(
     last_year = stats.rank_counts[-1]  # (units, ranks), every scenario: as rank_stability's
     flips = {
         (name, str(k)): error
-        for name, q in QUANTILES
+        for name, q in RANK_QUANTILES
         for k, error in enumerate(flip_error(last_year, q))
     }
     records = []

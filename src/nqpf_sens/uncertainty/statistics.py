@@ -20,6 +20,7 @@ import pandas as pd
 from nqpf_sens.uncertainty.study import AGREEMENT_GRID, WITHIN_LIMITS, ChunkStats
 
 CONFIDENCE = 0.95  # of the quantiles' order-statistic intervals
+QUANTILES = (("median", 0.5), ("p05", 0.05), ("p95", 0.95))  # what every band and table gives
 SAME_MEAN = 1e-9  # regional means closer to the nominal one than this (relative) equal it
 
 
@@ -213,7 +214,7 @@ def tier_bands(
     columns["scenarios"] = n
     columns["score_scenarios"] = np.full(n.shape, len(stats.scores))
     low, high = (1 - interval) / 2, 1 - (1 - interval) / 2
-    named = [("median", 0.5), ("p05", 0.05), ("p95", 0.95)]
+    named = list(QUANTILES)
     if not np.isclose(interval, 0.9):
         named += [("interval_low", low), ("interval_high", high)]
     quantiles = tuple(q for _, q in named)
@@ -263,7 +264,7 @@ def region_bands(
     rows = []
     order = [labels.regions.index(r) for r in expected_order if r in labels.regions]
     paper_order = np.nan
-    named = (("median", 0.5), ("p05", 0.05), ("p95", 0.95))
+    named = QUANTILES
     for t, year in enumerate(labels.years):
         if order and len(order) == len(expected_order):
             ordered = means[:, t, order]
@@ -319,7 +320,7 @@ def rank_shift(stats: ChunkStats, n_cells: int) -> pd.DataFrame:
     counts = stats.shift_counts
     n = counts.sum()
     rows = list(_mean_with_se("rank_shift_mean", counts, np.arange(len(counts)) / n_cells).items())
-    for name, q in (("median", 0.5), ("p05", 0.05), ("p95", 0.95)):
+    for name, q in QUANTILES:
         rows += _with_interval(f"rank_shift_{name}", counts, q, lambda x: x / n_cells).items()
     for k, within in zip(WITHIN_LIMITS, stats.within_counts, strict=True):
         name = "share_unchanged" if k == 0 else f"share_within_{k}"
@@ -343,7 +344,7 @@ def rank_agreement(stats: ChunkStats, nominal: np.ndarray, labels: Labels) -> pd
     columns: dict[str, np.ndarray] = {}
     for m, measure in enumerate(("spearman", "kendall")):
         columns |= _mean_with_se(f"{measure}_mean", counts[:, m], grid)
-        for name, q in (("median", 0.5), ("p05", 0.05), ("p95", 0.95)):
+        for name, q in QUANTILES:
             columns |= _with_interval(f"{measure}_{name}", counts[:, m], q, grid.take)
     ranks = stats.rank_counts
     inside = (rank_quantile(ranks, 0.05) <= nominal) & (nominal <= rank_quantile(ranks, 0.95))
