@@ -255,6 +255,14 @@ def test_natural_breaks_equal_numpy_dynamic_programming(n_rows, n_units, classes
     )
 
 
+@pytest.mark.parametrize("ranking", [[1, 2, 0], [1, 2, 4], [2, 3, 65], [1, 1, -1]])
+def test_rank_agreement_refuses_a_rank_out_of_range(ranking):
+    """A rank outside 1..n is an error, never a correlation (a rank of n + 62 would set the same
+    bit of a 64-bit word as rank 1 would)."""
+    with pytest.raises(ValueError, match="rank out of range"):
+        rank_agreement(np.array([ranking]), np.array([1, 2, 3]), 3, np.ones(1, dtype=bool))
+
+
 @pytest.mark.parametrize("tied_nominal", [False, True])
 def test_rank_agreement_equals_scipy_with_ties(tied_nominal):
     """Spearman's rho and Kendall's tau-b per scenario and year equal scipy's on competition and

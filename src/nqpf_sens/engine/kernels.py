@@ -485,10 +485,11 @@ def tally_ranks(ranks, tiers, nominal, limits, counted, rank_counts, tier_counts
 
 
 @compiled_helper
-def _average_ranks(ranks, tally, places):
-    """Tally integer ranks 1..n into ``places`` (n + 1): each value's average rank, ties sharing the
-    mean of the places they span (as ``scipy.stats.rankdata``), by counting: O(n). Returns the
-    tied pairs and the sum of t^3 - t over groups of t ties (Spearman's tie correction)."""
+def _twice_average_ranks(ranks, tally, twice_places):
+    """Tally integer ranks 1..n into ``twice_places`` (n + 1): each value's average rank, ties
+    sharing the mean of the places they span (as ``scipy.stats.rankdata``), doubled so that it is
+    an integer, by counting: O(n). Returns the tied pairs and the sum of t^3 - t over groups of t
+    ties (Spearman's tie correction)."""
     n = ranks.size
     for v in range(n + 1):
         tally[v] = 0
@@ -499,7 +500,7 @@ def _average_ranks(ranks, tally, places):
     below, pairs, cubes = 0, 0, 0.0
     for v in range(1, n + 1):
         t = tally[v]
-        places[v] = below + (t + 1) / 2
+        twice_places[v] = 2 * below + t + 1
         below += t
         pairs += t * (t - 1) // 2
         cubes += float(t) ** 3 - t
@@ -600,21 +601,24 @@ def _tied_pairs(ordered, lo, hi):
 
 
 @compiled_helper
-def _discordant_by_bits(y_by_x, x_sorted):
-    """Discordant pairs of an untied ranking y of at most ``BITMASK_UNITS`` units, negated in x's
-    order (``y_by_x``, as for :func:`_kendall_tau_b`): the ranks of the units before each run of
-    tied x are the bits of one word, so a unit's discordant pairs are the bits above its rank,
-    counted at once. O(n), against the merge sort's O(n log n) with a branch per step."""
+def _discordant_by_bits(y, order):
+    """The discordant pairs of a ranking y of at most ``BITMASK_UNITS`` units against an untied x
+    that ``order`` sorts, and whether y is untied: the ranks of the units before each are the bits
+    of one word, so its discordant pairs are the bits above its rank, counted at once, and y is
+    untied when its ranks fill the word's n lowest bits. O(n), against the merge sort's
+    O(n log n) with a branch per step. (-1, False) for a rank out of 1..n."""
+    n = y.size
     one = np.uint64(1)
-    before, run = np.uint64(0), np.uint64(0)
+    before = np.uint64(0)
     discordant = 0
-    for p in range(y_by_x.size):
-        if p > 0 and x_sorted[p] != x_sorted[p - 1]:
-            before, run = before | run, np.uint64(0)
-        rank = np.uint64(-y_by_x[p])
-        discordant += _bit_count(before >> rank)  # earlier units ranked below (rank r: bit r - 1)
-        run |= one << (rank - one)
-    return discordant
+    for p in range(n):
+        rank = y[order[p]]
+        if rank < 1 or rank > n:
+            return -1, False
+        bit = np.uint64(rank)
+        discordant += _bit_count(before >> bit)  # earlier units ranked below (rank r: bit r - 1)
+        before |= one << (bit - one)
+    return discordant, before == (one << np.uint64(n)) - one
 
 
 @compiled_helper
@@ -629,100 +633,100 @@ def _bit_count(word):
 
 
 @compiled_helper
-def _kendall_tau_b(y_by_x, x_sorted, x_ties, y_ties, scratch):
-    """Kendall's tau-b of (x, y) by Knight's merge-sort count, O(n log n) (by bits for an untied y
-    of at most ``BITMASK_UNITS`` units, O(n)): ``y_by_x`` is y negated (so that the descending
-    merge sort puts it in ascending order) in the order that sorts x (``x_sorted``, with ``x_ties``
-    tied pairs; y has ``y_ties``); y is sorted within tied x, then sorted whole, reversing each
-    discordant pair once. Neither may be all tied; ``y_by_x`` may be sorted in place."""
-    n = y_by_x.size
-    joint_ties = 0
-    if y_ties == 0 and n <= BITMASK_UNITS:
-        discordant = _discordant_by_bits(y_by_x, x_sorted)
-    else:
-        unordered = scratch[:0]  # nothing to move alongside
-        first = np.int64(0)  # not a literal 0: one compilation of each helper (see aggregate_tree)
-        if x_ties:  # sort y within each run of tied x
-            start = first
-            for p in range(1, n + 1):
-                if p == n or x_sorted[p] != x_sorted[start]:
-                    if p - start > 1:
-                        _merge_sort(y_by_x, unordered, start, p, scratch, unordered)
-                        joint_ties += _tied_pairs(y_by_x, start, p)
-                    start = p
-        discordant = _merge_sort(y_by_x, unordered, first, n, scratch, unordered)
-    pairs = n * (n - 1) // 2
-    numerator = pairs - x_ties - y_ties + joint_ties - 2 * discordant
-    return numerator / np.sqrt(float(pairs - x_ties) * float(pairs - y_ties))
+def _kendall_tau_b(y, order, x_sorted, x_ties, y_ties, y_by_x, scratch):
+    """Kendall's tau-b of (x, y) by Knight's merge-sort count, O(n log n): ``order`` sorts x
+    (``x_sorted``, with ``x_ties`` tied pairs; y has ``y_ties``); y, negated (so that the
+    descending merge sort puts it in ascending order) into ``y_by_x`` in that order, is sorted
+    within tied x, then sorted whole, reversing each discordant pair once. Neither may be all
+    tied."""
+    n = y.size
+    for p in range(n):
+        y_by_x[p] = -y[order[p]]
+    unordered = scratch[:0]  # nothing to move alongside
+    first = np.int64(0)  # not a literal 0: one compilation of each helper (see aggregate_tree)
+    joint_ties = first
+    if x_ties:  # sort y within each run of tied x
+        start = first
+        for p in range(1, n + 1):
+            if p == n or x_sorted[p] != x_sorted[start]:
+                if p - start > 1:
+                    _merge_sort(y_by_x, unordered, start, p, scratch, unordered)
+                    joint_ties += _tied_pairs(y_by_x, start, p)
+                start = p
+    discordant = _merge_sort(y_by_x, unordered, first, n, scratch, unordered)
+    return _tau_b(n, x_ties, y_ties, joint_ties, discordant)
 
 
 @compiled_helper
-def _is_permutation(ranks):
-    """Whether ranks of at most ``BITMASK_UNITS`` units are 1..n, each once (no ties), by the
-    bits of one word; False for more units or a rank out of range."""
-    n = ranks.size
-    if n > BITMASK_UNITS:
-        return False
-    seen = np.uint64(0)
-    for u in range(n):
-        if ranks[u] < 1 or ranks[u] > n:
-            return False
-        seen |= np.uint64(1) << np.uint64(ranks[u] - 1)
-    return seen == (np.uint64(1) << np.uint64(n)) - np.uint64(1)
+def _tau_b(n, x_ties, y_ties, joint_ties, discordant):
+    """Kendall's tau-b of n units from its counts of pairs."""
+    pairs = n * (n - 1) // 2
+    numerator = pairs - x_ties - y_ties + joint_ties - 2 * discordant
+    return numerator / np.sqrt(float(pairs - x_ties) * float(pairs - y_ties))
 
 
 @kernel
 def rank_agreement(ranks, nominal, n_units, counted):
     """Spearman's rho and Kendall's tau-b (ties handled) between each ``counted`` scenario's
     ranking and ``nominal``, per block of ``n_units`` cells (a year): (S, years, 2), NaN where not
-    counted or either ranking is all tied. Ranks are integers 1..n_units: Spearman's average ranks
-    come from counts, O(n) (an untied ranking of at most ``BITMASK_UNITS`` units is its own);
-    Kendall's count is a merge sort, O(n log n), as units can be many (or, for such an untied
-    ranking, a count of bits, O(n))."""
+    counted or either ranking is all tied. Ranks are integers 1..n_units. In the usual case, an
+    untied ranking of at most ``BITMASK_UNITS`` units against an untied nominal one, a count of
+    bits gives Kendall's discordant pairs and tells that the ranking is untied, O(n); otherwise
+    Spearman's average ranks come from counts, O(n), and Kendall's count is a merge sort,
+    O(n log n). Average ranks are doubled, so that Spearman's sum of products is an integer sum
+    (vectorised; a sum of floats is added one by one), exact as the float sum of these
+    quarter-integers was."""
     n_scenarios, n_cells = ranks.shape
     n = n_units
     n_years = n_cells // n
-    middle = (n + 1) / 2  # the mean of any n average ranks
     result = np.full((n_scenarios, n_years, 2), np.nan)
     tally = np.empty(n + 1, dtype=np.int64)
-    places = np.empty(n + 1)
-    centred = np.empty((n_years, n))  # nominal average ranks minus their mean
+    twice_places = np.empty(n + 1, dtype=np.int64)
+    x_centred = np.empty((n_years, n), dtype=np.int64)  # nominal average ranks minus their mean,
+    # doubled: the mean of any n average ranks is (n + 1) / 2
     x_squares = np.empty(n_years)
     orders = np.empty((n_years, n), dtype=np.int64)
     x_sorted = np.empty((n_years, n), dtype=np.int64)
     x_ties = np.empty(n_years, dtype=np.int64)
     for t in range(n_years):
         x = nominal[t * n : (t + 1) * n]
-        x_ties[t], cubes = _average_ranks(x, tally, places)
+        x_ties[t], cubes = _twice_average_ranks(x, tally, twice_places)
         x_squares[t] = (float(n) ** 3 - n - cubes) / 12
         for u in range(n):
-            centred[t, u] = places[x[u]] - middle
+            x_centred[t, u] = twice_places[x[u]] - (n + 1)
         _counting_order(x, orders[t], tally)
         for p in range(n):
             x_sorted[t, p] = x[orders[t, p]]
     y_by_x = np.empty(n, dtype=np.int64)
     scratch = np.empty(n, dtype=np.int64)
+    by_bits = n <= BITMASK_UNITS
+    no_ties = np.int64(0)  # not a literal 0 (see aggregate_tree)
     for s in range(n_scenarios):
         if not counted[s]:
             continue
         for t in range(n_years):
             y = ranks[s, t * n : (t + 1) * n]
-            products = 0.0
-            if _is_permutation(y):  # the usual case, without the tally: places[v] = v
+            discordant, untied = -1, False
+            if by_bits and x_ties[t] == 0:  # the usual case
+                discordant, untied = _discordant_by_bits(y, orders[t])
+            products = 0  # four times the sum of products of centred average ranks
+            if untied:  # average rank = rank
                 y_ties, y_squares = 0, (float(n) ** 3 - n) / 12
                 for u in range(n):
-                    products += centred[t, u] * (y[u] - middle)
+                    products += x_centred[t, u] * (2 * y[u] - (n + 1))
             else:
-                y_ties, cubes = _average_ranks(y, tally, places)
+                y_ties, cubes = _twice_average_ranks(y, tally, twice_places)
                 y_squares = (float(n) ** 3 - n - cubes) / 12
                 for u in range(n):
-                    products += centred[t, u] * (places[y[u]] - middle)
+                    products += x_centred[t, u] * (twice_places[y[u]] - (n + 1))
             if x_squares[t] <= 0 or y_squares <= 0:
                 continue  # a ranking all tied: undefined
-            result[s, t, 0] = products / np.sqrt(x_squares[t] * y_squares)
-            for p in range(n):
-                y_by_x[p] = -y[orders[t, p]]
-            result[s, t, 1] = _kendall_tau_b(y_by_x, x_sorted[t], x_ties[t], y_ties, scratch)
+            result[s, t, 0] = products / 4 / np.sqrt(x_squares[t] * y_squares)
+            result[s, t, 1] = (
+                _tau_b(n, no_ties, no_ties, no_ties, discordant)
+                if untied
+                else _kendall_tau_b(y, orders[t], x_sorted[t], x_ties[t], y_ties, y_by_x, scratch)
+            )
     return result
 
 
