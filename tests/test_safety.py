@@ -305,19 +305,18 @@ def test_resume_never_unpickles_and_recomputes_damaged_chunks(project, monkeypat
 
 
 def test_resume_recomputes_chunks_whose_counts_no_span_gives(project, monkeypatch):
-    """Chunk files rebuilt with a valid digest but counts 64 scenarios cannot give (every rank
-    counted twice, twice the rank shifts, more units within 0 places than within 5) are computed
-    again, not merged (a forged chunk gave a share within 5 places of 1.03)."""
+    """Chunk files rebuilt with a valid digest but counts 64 scenarios cannot give (every rank,
+    rank shift or tier counted twice) are computed again, not merged."""
     assert main(["run", "study.toml", "--quiet", "--out", "fresh"]) == 0
     expected = tree(project / "fresh")
     work, chunks = interrupted_study(project, monkeypatch)
     stamp = (work / WORK_STAMP).read_text()
-    forgeries = ("rank_counts", "shift_counts", "within_counts")
+    forgeries = ("rank_counts", "shift_counts", "tier_counts")
     for chunk, forged in zip(chunks[:3], forgeries, strict=True):
         start = int(chunk.stem.split("_")[1])
         with np.load(chunk) as archive:
             arrays = {name: archive[name] for name in archive.files if name != "key"}
-        arrays[forged] = arrays[forged][::-1] if forged == "within_counts" else 2 * arrays[forged]
+        arrays[forged] = 2 * arrays[forged]
         save_arrays(chunk, arrays, chunk_key(stamp, start, start + 64))
     evaluated = count_evaluations(monkeypatch)
     assert main(["run", "study.toml", "--quiet", "--resume"]) == 0

@@ -369,7 +369,7 @@ def tables_from(
                 jobs,
             )
         ),
-        "rank_shift": statistics.rank_shift(stats, len(labels.units) * len(labels.years)),
+        "rank_shift": statistics.rank_shift(stats, nominal.ranks[0]),
     }
     if len(labels.units) > 1:  # a ranking of one unit agrees with anything
         tables["rank_agreement"] = statistics.rank_agreement(stats, nominal.ranks[0], labels)

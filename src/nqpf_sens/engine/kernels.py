@@ -457,30 +457,22 @@ def _add_level(counts, cell, level):
 
 
 @kernel
-def tally_ranks(ranks, tiers, nominal, limits, counted, rank_counts, tier_counts, within_counts):
+def tally_ranks(ranks, tiers, nominal, counted, rank_counts, tier_counts):
     """One pass over a chunk's ranks and tiers (S, cells): returns each scenario's total absolute
     rank change against ``nominal``; for the ``counted`` scenarios, adds to the histograms
-    ``rank_counts`` (cells, ranks) and ``tier_counts`` (cells, tiers) and counts in
-    ``within_counts`` the cells within each limit of their nominal rank (|shift| <= limit)."""
+    ``rank_counts`` (cells, ranks) and ``tier_counts`` (cells, tiers)."""
     n_scenarios, n_cells = ranks.shape
     totals = np.empty(n_scenarios, dtype=np.int64)
-    shifts = np.empty(n_cells, dtype=np.int64)
     for s in range(n_scenarios):
         total = 0
         for c in range(n_cells):
-            shifts[c] = abs(ranks[s, c] - nominal[c])
-            total += shifts[c]
+            total += abs(ranks[s, c] - nominal[c])
         totals[s] = total
         if not counted[s]:
             continue
         for c in range(n_cells):
             _add_level(rank_counts, c, ranks[s, c])
             _add_level(tier_counts, c, tiers[s, c])
-        for k in range(limits.size):
-            within = 0
-            for c in range(n_cells):
-                within += shifts[c] <= limits[k]
-            within_counts[k] += within
     return totals
 
 

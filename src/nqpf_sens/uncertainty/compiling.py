@@ -45,8 +45,7 @@ STUDY_KERNELS = (
     (kernels.rank_agreement, (_INTEGER_TABLE, _INTEGERS, types.int64, _FLAGS)),
     (
         kernels.tally_ranks,
-        (_INTEGER_TABLE, _INTEGER_TABLE, _INTEGERS, _INTEGERS, _FLAGS)
-        + (_INTEGER_TABLE, _INTEGER_TABLE, _INTEGERS),
+        (_INTEGER_TABLE, _INTEGER_TABLE, _INTEGERS, _FLAGS, _INTEGER_TABLE, _INTEGER_TABLE),
     ),
     (kernels.count_above_mean, (_VALUE_CUBE, _VALUES, _INTEGERS)),
     (sobol.saltelli_terms, (_VALUE_TABLE, _VALUES, types.int64, _VALUE_CUBE)),

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from nqpf_sens.uncertainty.study import AGREEMENT_GRID, WITHIN_LIMITS, ChunkStats
+from nqpf_sens.uncertainty.study import AGREEMENT_GRID, ChunkStats
 
 CONFIDENCE = 0.95  # of the quantiles' order-statistic intervals
 QUANTILES = (("median", 0.5), ("p05", 0.05), ("p95", 0.95))  # what every band and table gives
+WITHIN_LIMITS = (0, 1, 3, 5)  # R_S companions: shares of unit-years within k places (0: kept)
 SAME_MEAN = 1e-9  # regional means closer to the nominal one than this (relative) equal it
 
 
@@ -160,7 +161,7 @@ def rank_stability(
     places = np.arange(1, counts.shape[-1] + 1)
     share = counts / np.maximum(n[..., None], 1)
     low, high = (1 - interval) / 2, 1 - (1 - interval) / 2
-    distance = np.abs(places[None, None, :] - nominal[..., None])
+    distance = _places_from(nominal, counts.shape[-1])
     return _frame(
         labels,
         {
@@ -184,6 +185,12 @@ def rank_stability(
             "scenarios": n,
         },
     )
+
+
+def _places_from(nominal: np.ndarray, n_ranks: int) -> np.ndarray:
+    """How many places each rank 1..``n_ranks`` lies from each unit-year's ``nominal`` rank:
+    (years, units, ranks), beside the rank counts."""
+    return np.abs(np.arange(1, n_ranks + 1) - nominal[..., None])
 
 
 def tier_bands(
@@ -312,17 +319,19 @@ def quadrants(stats: ChunkStats, labels: Labels) -> pd.DataFrame:
     return frame[frame.scenarios > 0].reset_index(drop=True)
 
 
-def rank_shift(stats: ChunkStats, n_cells: int) -> pd.DataFrame:
-    """R_S (mean absolute rank shift against the nominal ranking over ``n_cells`` unit-years,
-    with the standard error of that mean over scenarios) and the shares of unit-years within k
-    places of their nominal rank; quantiles are exact, from the histogram of total shifts, with
-    their intervals; ``scenarios``: the scenarios counted."""
-    counts = stats.shift_counts
+def rank_shift(stats: ChunkStats, nominal: np.ndarray) -> pd.DataFrame:
+    """R_S (mean absolute rank shift against the ``nominal`` ranks (years, units) over the
+    unit-years, with the standard error of that mean over scenarios) and the shares of unit-years
+    within k places of their nominal rank (from the rank counts); quantiles are exact, from the
+    histogram of total shifts, with their intervals; ``scenarios``: the scenarios counted."""
+    counts, n_cells = stats.shift_counts, nominal.size
+    distance = _places_from(nominal, stats.rank_counts.shape[-1])
     n = counts.sum()
     rows = list(_mean_with_se("rank_shift_mean", counts, np.arange(len(counts)) / n_cells).items())
     for name, q in QUANTILES:
         rows += _with_interval(f"rank_shift_{name}", counts, q, lambda x: x / n_cells).items()
-    for k, within in zip(WITHIN_LIMITS, stats.within_counts, strict=True):
+    for k in WITHIN_LIMITS:
+        within = stats.rank_counts[distance <= k].sum()
         name = "share_unchanged" if k == 0 else f"share_within_{k}"
         rows += _with_se(name, within / max(n * n_cells, 1), n).items()
     rows.append(("scenarios", n))

@@ -61,7 +61,6 @@ KEPT_SCORES_BYTES = 512 * 2**20  # fewer for a large index: its kept scores stay
 MIN_KEPT_SCORES = 1 << 12  # but never fewer than this (error of a 5% quantile < 0.004)
 CHUNK_MEMORY = 192 * 2**20  # bytes of per-scenario arrays one chunk may hold
 DEFAULT_CHUNK_ROWS = (1024, 16384)  # bounds of the chunk size a config does not set
-WITHIN_LIMITS = np.array([0, 1, 3, 5])  # R_S companions: shares of units within k places (0: kept)
 AGREEMENT_GRID = 10_000  # histogram bins per unit of rank correlation: quantiles to +/- 0.00005
 AGREEMENT_BINS = 2 * AGREEMENT_GRID + 1  # the grid -1, -0.9999, ..., 1
 _ENGINES: dict[str, Engine] = {}
@@ -118,7 +117,6 @@ class ChunkStats:
     tier_counts: np.ndarray  # (years, units, tiers)
     quadrant_counts: np.ndarray  # (years, units, 4)
     shift_counts: np.ndarray  # (cells x (units - 1) + 1,): total absolute rank shift (R_S x cells)
-    within_counts: np.ndarray  # (len(WITHIN_LIMITS),): cells within k places, over all rows
     agreement_counts: np.ndarray  # (years, 2, AGREEMENT_BINS): Spearman's rho, Kendall's tau-b
     scores: np.ndarray  # (kept, years, units, aggregates): float32 differences from the nominal
     region_means: np.ndarray  # (kept, years, regions): float32 differences from the nominal
@@ -149,10 +147,8 @@ class ChunkStats:
     def consistent(self, counted: int) -> bool:
         """Whether the counts are those of ``counted`` scenarios: each unit-year's ranks and tiers
         counted once per scenario, each scenario's total rank shift once, the quadrants once or
-        never (a unit without GDP per capita), at most one correlation per scenario, and no more
-        unit-years within k places than within k + 1 (what a chunk file rebuilt by hand with a
-        valid digest could break)."""
-        cells = self.rank_counts.shape[0] * self.rank_counts.shape[1]
+        never (a unit without GDP per capita) and at most one correlation per scenario (what a
+        chunk file rebuilt by hand with a valid digest could break)."""
         quadrants = self.quadrant_counts.sum(axis=-1)
         return bool(
             (self.rank_counts.sum(axis=-1) == counted).all()
@@ -160,13 +156,11 @@ class ChunkStats:
             and self.shift_counts.sum() == counted
             and ((quadrants == counted) | (quadrants == 0)).all()
             and (self.agreement_counts.sum(axis=-1) <= counted).all()
-            and (np.diff(self.within_counts) >= 0).all()
-            and self.within_counts[-1] <= counted * cells
         )
 
 
 #: the layout of a chunk file (its arrays and columns): a resume does not mix layouts
-CHUNK_LAYOUT = 4
+CHUNK_LAYOUT = 5
 COUNT_FIELDS = tuple(f.name for f in fields(ChunkStats) if f.name.endswith("counts"))
 ROW_FIELDS = tuple(f.name for f in fields(ChunkStats) if not f.name.endswith("counts"))
 
@@ -258,17 +252,9 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
     ranks = result.ranks.reshape(n_rows, cells)
     rank_counts = np.zeros((cells, n_units), dtype=np.int64)
     tier_counts = np.zeros((cells, study.n_tiers), dtype=np.int64)
-    within_counts = np.zeros(len(WITHIN_LIMITS), dtype=np.int64)
     tiers = np.ascontiguousarray(result.tiers.reshape(n_rows, cells))
     shift_totals = tally_ranks(
-        ranks,
-        tiers,
-        study.nominal_ranks.ravel(),
-        WITHIN_LIMITS,
-        uncertain,
-        rank_counts,
-        tier_counts,
-        within_counts,
+        ranks, tiers, study.nominal_ranks.ravel(), uncertain, rank_counts, tier_counts
     )
     agreement = rank_agreement(ranks, study.nominal_ranks.ravel(), n_units, uncertain)[selected]
     scores = result.scores[selected]
@@ -306,7 +292,6 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
         tier_counts=tier_counts.reshape(n_years, n_units, study.n_tiers),
         quadrant_counts=quadrant_counts,
         shift_counts=np.bincount(shift_totals[selected], minlength=cells * (n_units - 1) + 1),
-        within_counts=within_counts,
         agreement_counts=agreement_histogram(agreement),
         scores=(kept_scores - study.nominal_scores).astype(np.float32),
         region_means=(
@@ -364,7 +349,6 @@ def chunk_layout(study: Study, start: int, stop: int) -> Layout:
         "tier_counts": ((n_years, n_units, study.n_tiers), "unsigned"),
         "quadrant_counts": ((n_years, n_units, 4), "unsigned"),
         "shift_counts": ((n_years * n_units * (n_units - 1) + 1,), "unsigned"),
-        "within_counts": ((len(WITHIN_LIMITS),), "unsigned"),
         "agreement_counts": ((n_years, 2, AGREEMENT_BINS), "unsigned"),
         "scores": ((rows["scores"], n_years, n_units, n_aggregates), "float32"),
         "region_means": ((rows["region_means"], n_years, study.n_regions), "float32"),
