@@ -15,6 +15,7 @@ from nqpf_sens.engine.kernels import (
     COPELAND,
     PAIRWISE_LIMIT,
     RANK_TOLERANCE,
+    count_above_mean,
     natural_break_rows,
     rank_agreement,
     rank_rows,
@@ -253,6 +254,20 @@ def test_natural_breaks_equal_numpy_dynamic_programming(n_rows, n_units, classes
     np.testing.assert_array_equal(
         natural_break_rows(scores, classes), numpy_natural_breaks(scores, classes)
     )
+
+
+def test_count_above_mean_equals_numpy():
+    """Per year and unit, the scenarios where the unit's index is above that scenario's weighted
+    mean, added to the counts given."""
+    rng = np.random.default_rng(2)
+    scores = rng.normal(size=(500, 2, 7, 3))
+    scores[:, :, 0, -1] = scores[:, :, 1:, -1].mean(axis=-1)  # a unit exactly at the mean
+    weights = np.full(7, 1 / 7)
+    above = np.arange(14)
+    count_above_mean(np.ascontiguousarray(scores[..., -1]), weights, above)
+    mean = (scores[..., -1] * weights).sum(axis=-1, keepdims=True)
+    expected = np.arange(14) + (scores[..., -1] > mean).sum(axis=0).ravel()
+    np.testing.assert_array_equal(above, expected)
 
 
 @pytest.mark.parametrize("ranking", [[1, 2, 0], [1, 2, 4], [2, 3, 65], [1, 1, -1]])

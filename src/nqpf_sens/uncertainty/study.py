@@ -269,7 +269,7 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
         # per capita still counts towards the mean, though it sits in no quadrant)
         count_above_mean(
             np.ascontiguousarray(scores[..., -1]), np.full(n_units, 1 / n_units), above
-        )  # contiguous: compiled loops vectorise
+        )  # a copy: counting on the strided view took 2-3 times as long as copying and counting
         above = above.reshape(n_years, n_units)
         below = len(positions) - above
         # quadrants in the order of analysis.quadrants: high/high, high/low, low/high, low/low
