@@ -21,7 +21,7 @@ from nqpf_sens.uncertainty import study as uncertainty
 from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty.sobol import sobol_indices
 from nqpf_sens.uncertainty.statistics import order_statistics
-from nqpf_sens.uncertainty.study import batch_for_rows, kept_rows, resolved_backend
+from nqpf_sens.uncertainty.study import batch_for_rows, kept_count, resolved_backend
 
 
 def ishigami(u):
@@ -338,7 +338,7 @@ def test_kept_scenarios_are_balanced_in_every_factor(project, monkeypatch, metho
     study = prepared_study(project / "kept.toml")[3]
     design = study.design
     uncertain = np.flatnonzero(design.uncertainty_rows(0, design.n_rows))
-    kept = uncertain[kept_rows(study, 0, uncertain)]
+    kept = uncertain[: kept_count(study, 0, uncertain)]
     samples = 2 * 256 if method == "saltelli" else 512  # kept: at most 1,000 scenarios
     assert len(kept) == samples and study.kept_samples == 512 // (1 + (method == "saltelli"))
     draws = design.rows(0, design.n_rows)[kept]

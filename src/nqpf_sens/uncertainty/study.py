@@ -247,7 +247,7 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
     cells = n_years * n_units
     uncertain = study.design.uncertainty_rows(start, stop)
     positions = np.flatnonzero(uncertain)
-    kept = kept_rows(study, start, positions)
+    kept = slice(kept_count(study, start, positions))  # a view: no copy of the scores
     selected = slice(None) if positions.size == n_rows else positions
     ranks = result.ranks.reshape(n_rows, cells)
     rank_counts = np.zeros((cells, n_units), dtype=np.int64)
@@ -308,14 +308,14 @@ def monitored(outputs: np.ndarray) -> np.ndarray:
     return np.delete(outputs, np.s_[n_units:-1], axis=1)
 
 
-def kept_rows(study: Study, start: int, positions: np.ndarray) -> np.ndarray:
-    """Which of a chunk's uncertainty rows (``positions`` from ``start``) keep their scores: those
-    of the design's first ``kept_samples`` base samples, by their own row numbers, so the same
-    whatever the chunking."""
+def kept_count(study: Study, start: int, positions: np.ndarray) -> int:
+    """How many of a chunk's uncertainty rows (``positions`` from ``start``, ascending) keep their
+    scores: those of the design's first ``kept_samples`` base samples, by their own row numbers,
+    so the same whatever the chunking; always the first ones."""
     design = study.design
     rows = start + positions
     sample = rows // (len(design.factor_names) + 2) if design.method == "saltelli" else rows
-    return np.flatnonzero(sample < study.kept_samples)
+    return int(np.searchsorted(sample, study.kept_samples))
 
 
 def kept_base_samples(n_samples: int, per_sample: int, kept: int) -> int:
@@ -332,7 +332,7 @@ def kept_base_samples(n_samples: int, per_sample: int, kept: int) -> int:
 def row_counts(study: Study, start: int, stop: int) -> dict[str, int]:
     """How many rows each row array of a chunk's statistics holds (see :class:`ChunkStats`)."""
     positions = np.flatnonzero(study.design.uncertainty_rows(start, stop))
-    kept = len(kept_rows(study, start, positions))
+    kept = kept_count(study, start, positions)
     outputs = stop - start if study.design.method == "saltelli" else kept
     return {"scores": kept, "region_means": kept, "outputs": outputs}
 
