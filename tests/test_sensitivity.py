@@ -1,8 +1,10 @@
 """Sobol estimation against analytic answers, and the parallel study's guarantees."""
 
 import json
+import pickle
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,7 +20,7 @@ from nqpf_sens.inputs import load_inputs
 from nqpf_sens.plan import THRESHOLDS_AND_BANDS, prepare_study
 from nqpf_sens.running import run_config
 from nqpf_sens.uncertainty import study as uncertainty
-from nqpf_sens.uncertainty.designs import Design
+from nqpf_sens.uncertainty.designs import Design, stable_hash
 from nqpf_sens.uncertainty.sobol import sobol_indices
 from nqpf_sens.uncertainty.statistics import order_statistics
 from nqpf_sens.uncertainty.study import batch_for_rows, kept_count, resolved_backend
@@ -70,6 +72,29 @@ def test_designs_do_not_depend_on_chunking():
             [design.rows(a, min(a + 100, design.n_rows)) for a in range(0, design.n_rows, 100)]
         )
         np.testing.assert_array_equal(whole, pieces)
+
+
+def test_random_rows_are_the_keyed_streams_in_any_thread_and_after_pickling():
+    """Each column is ``SeedSequence(seed, spawn_key=(group, place))`` advanced to the first row,
+    however the generators are reused: by threads drawing at once, and by a copy pickled for
+    another process."""
+    design = Design("random", 5000, ["a", "b", "b"], 7)
+    spans = [(a, min(a + 333, 5000)) for a in range(0, 5000, 333)] * 3
+
+    def expected(start: int, stop: int) -> np.ndarray:
+        columns = []
+        for key in ((stable_hash("a"), 0), (stable_hash("b"), 0), (stable_hash("b"), 1)):
+            stream = np.random.PCG64(np.random.SeedSequence(7, spawn_key=key))
+            stream.advance(start)
+            columns.append(np.random.Generator(stream).random(stop - start))
+        return np.stack(columns, axis=1)
+
+    with ThreadPoolExecutor(4) as pool:
+        drawn = list(pool.map(lambda span: design.rows(*span), spans))
+    for (start, stop), rows in zip(spans, drawn, strict=True):
+        np.testing.assert_array_equal(rows, expected(start, stop))
+    copy = pickle.loads(pickle.dumps(design))
+    np.testing.assert_array_equal(copy.rows(4000, 4100), expected(4000, 4100))
 
 
 def test_random_rows_past_the_first_4096_are_new_draws_whatever_the_range():

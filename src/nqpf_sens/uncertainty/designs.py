@@ -19,7 +19,11 @@ are computed from their index (scipy's scrambled sequence, bit for bit, without 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import threading
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +48,19 @@ class Design:
         self.factor_names = list(dict.fromkeys(groups))
         dimensions = 2 * self.n_columns if method == "saltelli" else self.n_columns
         self._sequence = ScrambledSobol(dimensions, seed) if method != "random" else None
+        self._streams = threading.local()  # each thread's generators, reset for every chunk
+
+    def __getstate__(self) -> dict:
+        """Picklable (for dask's and loky's workers): without this process's thread-local
+        generators."""
+        state = self.__dict__.copy()
+        del state["_streams"]
+        state.pop("_seeded_states", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._streams = threading.local()
 
     @property
     def n_rows(self) -> int:
@@ -91,11 +108,23 @@ class Design:
         if self._sequence is not None:
             return self._sequence.points(start, stop)
         columns = np.empty((self.n_columns, stop - start))
-        for column, key in zip(columns, self._column_keys(), strict=True):
-            stream = np.random.PCG64(np.random.SeedSequence(self.seed, spawn_key=key))
+        if not hasattr(self._streams, "generators"):
+            self._streams.generators = [np.random.PCG64() for _ in range(self.n_columns)]
+        generators = self._streams.generators
+        for column, stream, state in zip(columns, generators, self._seeded_states, strict=True):
+            stream.state = state  # as seeded: the same as seeding anew, in a tenth of the time
             stream.advance(start)  # one 64-bit draw per uniform
             np.random.Generator(stream).random(out=column)
         return columns.T
+
+    @functools.cached_property
+    def _seeded_states(self) -> list[Mapping[str, Any]]:
+        """Each column's stream as seeded: ``SeedSequence(seed, spawn_key=key)``, computed once
+        (seeding holds the interpreter for 15 us a column, for every chunk of every thread)."""
+        return [
+            np.random.PCG64(np.random.SeedSequence(self.seed, spawn_key=key)).state
+            for key in self._column_keys()
+        ]
 
     def _column_keys(self) -> list[tuple[int, int]]:
         """Each column's stream key: a stable hash of its group's name, its place in the group."""
