@@ -15,6 +15,7 @@ from nqpf_sens.engine.kernels import (
     COPELAND,
     PAIRWISE_LIMIT,
     RANK_TOLERANCE,
+    bin_correlations,
     count_above_mean,
     natural_break_rows,
     rank_agreement,
@@ -254,6 +255,26 @@ def test_natural_breaks_equal_numpy_dynamic_programming(n_rows, n_units, classes
     np.testing.assert_array_equal(
         natural_break_rows(scores, classes), numpy_natural_breaks(scores, classes)
     )
+
+
+def test_bin_correlations_equal_numpy_rounding_and_clipping():
+    """Correlations (S, years, 2) binned on a grid of 1 / grid from -1: numpy's round half to
+    even (values half-way between two points included), out-of-grid values in the end bins, NaN
+    left out, added to the counts given."""
+    rng = np.random.default_rng(4)
+    grid = 100
+    values = rng.uniform(-1, 1, size=(400, 3, 2))
+    values[:50] = np.round(values[:50] * grid * 2) / (grid * 2)  # half-way points
+    values[50:60] = np.nan
+    values[60, 0] = [-1.0, 1.0]
+    values[61, 1] = [1.5, -np.inf]
+    counts = np.ones((3, 2, 2 * grid + 1), dtype=np.int64)
+    bin_correlations(values, grid, counts)
+    bins = np.clip(np.rint((values + 1) * grid), 0, 2 * grid)
+    expected = np.ones_like(counts)
+    for s, t, m in zip(*np.nonzero(~np.isnan(values)), strict=True):
+        expected[t, m, int(bins[s, t, m])] += 1
+    np.testing.assert_array_equal(counts, expected)
 
 
 def test_count_above_mean_equals_numpy():

@@ -455,6 +455,21 @@ def count_above_mean(index, mean_weights, above):
             above[y * n_units + u] += counts[y, u]
 
 
+@kernel
+def bin_correlations(values, grid, counts):
+    """Add each defined correlation of ``values`` (S, years, 2) to ``counts`` (years, 2, bins) at
+    its nearest point of a grid of ``grid`` bins per unit from -1 (rounded half to even, as
+    ``np.rint``; values beyond the grid in its end bins); NaN (undefined) is left out."""
+    n_bins = counts.shape[2]
+    for s in range(values.shape[0]):
+        for t in range(values.shape[1]):
+            for m in range(values.shape[2]):
+                value = values[s, t, m]
+                if value == value:
+                    place = min(max(np.rint((value + 1) * grid), 0.0), n_bins - 1.0)
+                    counts[t, m, int(place)] += 1
+
+
 @compiled_helper
 def _add_level(counts, cell, level):
     if level < 1 or level > counts.shape[1]:

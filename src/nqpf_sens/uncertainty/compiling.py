@@ -36,6 +36,7 @@ _INTEGERS = types.Array(types.int64, 1, "C")
 _INTEGER_TABLE = types.Array(types.int64, 2, "C")
 _FLAGS = types.Array(types.boolean, 1, "C")
 _KEYS = types.Array(types.uint64, 1, "C")
+_INTEGER_CUBE = types.Array(types.int64, 3, "C")
 _VALUES = types.Array(types.float64, 1, "C")
 _VALUE_TABLE = types.Array(types.float64, 2, "C")
 _VALUE_CUBE = types.Array(types.float64, 3, "C")
@@ -48,6 +49,7 @@ STUDY_KERNELS = (
         (_INTEGER_TABLE, _INTEGER_TABLE, _INTEGERS, _FLAGS, _INTEGER_TABLE, _INTEGER_TABLE),
     ),
     (kernels.count_above_mean, (_VALUE_CUBE, _VALUES, _INTEGERS)),
+    (kernels.bin_correlations, (_VALUE_CUBE, types.int64, _INTEGER_CUBE)),
     (sobol.saltelli_terms, (_VALUE_TABLE, _VALUES, types.int64, _VALUE_CUBE)),
     (cell_draws.noise_multipliers, (_KEYS, _KEYS, _VALUES)),
     (cell_draws.masked_cells, (_KEYS, _KEYS, _INTEGERS, types.int64, types.int64)),

@@ -35,7 +35,12 @@ from pathlib import Path
 import numpy as np
 
 from nqpf_sens.engine.batch import BatchResult, Engine, ScenarioBatch
-from nqpf_sens.engine.kernels import count_above_mean, rank_agreement, tally_ranks
+from nqpf_sens.engine.kernels import (
+    bin_correlations,
+    count_above_mean,
+    rank_agreement,
+    tally_ranks,
+)
 from nqpf_sens.engine.pipeline import normalisation_methods
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
@@ -87,6 +92,13 @@ class Study:
     gdp: np.ndarray | None  # (units,), NaN where unknown
     kept_samples: int  # the first base samples keep their scores (see kept_base_samples)
     parent_pid: int = field(default_factory=os.getpid)  # the run's process (workers die with it)
+
+    @functools.cached_property
+    def gdp_known_and_high(self) -> tuple[np.ndarray, np.ndarray]:
+        """Which units have a GDP per capita, and which one above the mean (once, not per
+        chunk: ``nanmean`` holds the interpreter for tens of microseconds)."""
+        assert self.gdp is not None
+        return ~np.isnan(self.gdp), self.gdp > np.nanmean(self.gdp)
 
     def region_means(self, index: np.ndarray) -> np.ndarray:
         """Mean index score of each region, (..., units) -> (..., regions); units without a region
@@ -256,14 +268,14 @@ def summarise(study: Study, result: BatchResult, start: int, stop: int) -> Chunk
     shift_totals = tally_ranks(
         ranks, tiers, study.nominal_ranks.ravel(), uncertain, rank_counts, tier_counts
     )
-    agreement = rank_agreement(ranks, study.nominal_ranks.ravel(), n_units, uncertain)[selected]
+    # NaN where not counted: binned as undefined
+    agreement = rank_agreement(ranks, study.nominal_ranks.ravel(), n_units, uncertain)
     scores = result.scores[selected]
     if study.rescale_scores:
         scores = on_nominal_scale(scores, study.nominal_scores)
     quadrant_counts = np.zeros((n_years, n_units, 4), dtype=np.int64)
     if study.gdp is not None:
-        known = ~np.isnan(study.gdp)
-        high_gdp = study.gdp > np.nanmean(study.gdp)
+        known, high_gdp = study.gdp_known_and_high
         above = np.zeros(cells, dtype=np.int64)
         # the index mean is over every unit, as the paper's Figure 3 has it (a unit without GDP
         # per capita still counts towards the mean, though it sits in no quadrant)
@@ -362,14 +374,10 @@ def chunk_layout(study: Study, start: int, stop: int) -> Layout:
 def agreement_histogram(agreement: np.ndarray) -> np.ndarray:
     """Counts of rank correlations (scenarios, years, 2) on the grid of ``AGREEMENT_GRID`` bins
     per unit, (years, 2, AGREEMENT_BINS): integers, so any chunking sums to the same histogram.
-    Undefined correlations (a ranking all tied) are left out."""
-    n_years = agreement.shape[1]
-    bins = np.rint((agreement + 1) * AGREEMENT_GRID)
-    defined = ~np.isnan(bins)
-    offsets = np.arange(n_years * 2).reshape(n_years, 2) * AGREEMENT_BINS
-    flat = (offsets + np.clip(np.nan_to_num(bins), 0, AGREEMENT_BINS - 1).astype(np.int64))[defined]
-    counts = np.bincount(flat, minlength=n_years * 2 * AGREEMENT_BINS)
-    return counts.reshape(n_years, 2, AGREEMENT_BINS)
+    Undefined correlations (a ranking all tied, a row not counted) are left out."""
+    counts = np.zeros((agreement.shape[1], 2, AGREEMENT_BINS), dtype=np.int64)
+    bin_correlations(agreement, AGREEMENT_GRID, counts)
+    return counts
 
 
 def _evaluate_span(
