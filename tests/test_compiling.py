@@ -64,6 +64,23 @@ def test_a_child_compiles_the_kernels_and_the_run_waits_for_it(tmp_path):
     run_with_empty_kernel_cache(script, tmp_path)
 
 
+def test_both_ranking_kernels_load_from_the_cache_into_one_process(tmp_path):
+    """Ranks by counting and by sorting are two variants of one function. One run compiles the
+    first; a later one loads it and compiles the second; a third loads both and ranks both ways:
+    it failed with numba's "'descr' is NULL" when the variants returned their ranks."""
+    script = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from nqpf_sens.engine.kernels import PAIRWISE_LIMIT, rank_rows\n"
+        "for n in (3, PAIRWISE_LIMIT + 1)[: int(sys.argv[1])]:\n"
+        "    scores = np.arange(2.0 * n).reshape(2, n)\n"
+        "    assert (rank_rows(scores, False) == np.arange(n, 0, -1)).all()\n"
+    )
+    env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path)}
+    for variants in ("1", "2", "2"):
+        subprocess.run([sys.executable, "-c", script, variants], env=env, check=True, timeout=600)
+
+
 def test_a_reinstalled_package_loads_its_compiled_kernels_instead_of_compiling_them(tmp_path):
     """A reinstall writes every file again (same contents, new modification times); the kernel
     cache is keyed to the contents (numba >= 0.68), so the kernels compiled before still load."""

@@ -109,17 +109,21 @@ def rank_rows(scores: np.ndarray, ordinal: bool) -> np.ndarray:
     that. Equal scores share their best place (``ordinal`` False) or take consecutive places in
     data order (``ordinal`` True).
     """
-    return _rank_rows_kernel(by_sorting=sorts_ranks(scores.shape[1]))(scores, ordinal)
+    ranks = np.empty(scores.shape, dtype=np.int64)
+    _rank_rows_kernel(by_sorting=sorts_ranks(scores.shape[1]))(scores, ordinal, ranks)
+    return ranks
 
 
 @functools.cache
 def _rank_rows_kernel(*, by_sorting: bool):
     """The kernel of :func:`rank_rows` with one ranking algorithm compiled in (see
-    :func:`tree_kernel`)."""
+    :func:`tree_kernel`). It returns no array: of two variants, one compiled in a process that
+    had loaded the other from the cache, the second to return an array failed once both were
+    loaded from the cache (numba's "'descr' is NULL"), as the tree's kernels, which return
+    nothing, do not."""
 
     @kernel
-    def rank_rows(scores, ordinal):
-        ranks = np.empty(scores.shape, dtype=np.int64)
+    def rank_rows(scores, ordinal, ranks):
         work = np.empty(2 * scores.shape[1] + 1, dtype=np.int64)
         values = np.empty(2 * scores.shape[1])
         for r in range(scores.shape[0]):
@@ -127,7 +131,6 @@ def _rank_rows_kernel(*, by_sorting: bool):
                 _rank_row_sorted(scores[r], ordinal, ranks[r], work, values)
             else:
                 _rank_row_pairwise(scores[r], ordinal, ranks[r], work)
-        return ranks
 
     return rank_rows
 
