@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-PAIRWISE_LIMIT = 64  # up to this many units, counting better scores beats sorting
+PAIRWISE_LIMIT = 512  # up to this many units, counting better scores beats sorting (see README)
+PAIRWISE_LANES = 8  # int32 counts in a 256-bit vector register
 RANK_TOLERANCE = 1e-9  # relative: scores closer than this share a place (rounding is not a ranking)
 INSERTION_RUN = 32  # merge sorts start from runs this long, sorted by insertion
 BITMASK_UNITS = 63  # up to this many units, Kendall's count of an untied ranking uses a bitmask
@@ -39,27 +40,42 @@ def _tolerance(row):
 
 
 @compiled_helper
-def _rank_row_pairwise(row, ordinal, out, work):
+def _rank_row_pairwise(row, ordinal, out, work, cutoffs, counts):
     """Ranks of one row by counting, for each unit, the scores above it: O(n^2) without a branch
-    per step, the faster way up to ``PAIRWISE_LIMIT`` units."""
+    per step, the faster way up to ``PAIRWISE_LIMIT`` units. Each score is compared with every
+    unit's cutoff (its score plus the tolerance) at once, into ``counts`` (int32) beside
+    ``cutoffs``, both padded to whole vector steps (:func:`_pairwise_width`; the padding's
+    cutoffs are +inf, which no score exceeds). Counting one unit's at a time ends each unit with a
+    sum across the vector: as fast for 31 units, 1.2-1.5 times as slow for 200 or 500."""
     n = row.size
     tolerance = _tolerance(row)
     scored = 0
+    for u in range(n):
+        cutoffs[u] = row[u] + tolerance
+        scored += not np.isnan(row[u])
+    for u in range(n, cutoffs.size):
+        cutoffs[u] = np.inf
+    for u in range(counts.size):
+        counts[u] = 1
     for v in range(n):
-        scored += not np.isnan(row[v])
+        value = row[v]  # NaN is above nothing
+        for u in range(counts.size):
+            counts[u] += np.int32(value > cutoffs[u])
     unscored_before = 0
     for u in range(n):
-        value = row[u]
-        if np.isnan(value):
+        if np.isnan(row[u]):
             out[u] = 1 + scored + unscored_before
             unscored_before += 1
-            continue
-        place = 1
-        for v in range(n):
-            place += row[v] > value + tolerance
-        out[u] = place
+        else:
+            out[u] = counts[u]
     if ordinal:
         _in_data_order(out, work)
+
+
+@compiled_helper
+def _pairwise_width(n_units):
+    """The counts of a row ranked by counting: ``n_units`` padded to whole vector steps."""
+    return -(-n_units // PAIRWISE_LANES) * PAIRWISE_LANES
 
 
 @compiled_helper
@@ -126,11 +142,13 @@ def _rank_rows_kernel(*, by_sorting: bool):
     def rank_rows(scores, ordinal, ranks):
         work = np.empty(2 * scores.shape[1] + 1, dtype=np.int64)
         values = np.empty(2 * scores.shape[1])
+        cutoffs = np.empty(_pairwise_width(scores.shape[1]))
+        counts = np.empty(cutoffs.size, dtype=np.int32)
         for r in range(scores.shape[0]):
             if by_sorting:
                 _rank_row_sorted(scores[r], ordinal, ranks[r], work, values)
             else:
-                _rank_row_pairwise(scores[r], ordinal, ranks[r], work)
+                _rank_row_pairwise(scores[r], ordinal, ranks[r], work, cutoffs, counts)
 
     return rank_rows
 
@@ -365,6 +383,8 @@ def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
         root = np.empty(n_rows)
         work = np.empty(2 * n_units + 1, dtype=np.int64)
         values = np.empty(2 * n_units)
+        cutoffs = np.empty(_pairwise_width(n_units))
+        counts = np.empty(cutoffs.size, dtype=np.int32)
         for s in range(weights.shape[0]):
             leaf = leaves[0] if leaves.shape[0] == 1 else leaves[s]
             row_weights = weights[s]
@@ -433,7 +453,7 @@ def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
                     if by_sorting:
                         _rank_row_sorted(row, ordinal, out, work, values)
                     else:
-                        _rank_row_pairwise(row, ordinal, out, work)
+                        _rank_row_pairwise(row, ordinal, out, work, cutoffs, counts)
 
     return aggregate_tree
 
