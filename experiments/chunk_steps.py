@@ -1,0 +1,75 @@
+"""What one chunk of a weights-only study costs, step by step, per scenario.
+
+Usage: ``python experiments/chunk_steps.py [--rows 16384] [--chunks 40]``. Evaluates ``--chunks``
+chunks of the NQPF weights-only Monte Carlo design that ``bench.py`` uses (one thread, rows from
+163,840 on, past the scenarios that keep their scores), timing each step of the study's own
+functions in turn on fresh rows, as a study runs them: the design rows, their decoding into a
+batch, the engine, the chunk's statistics and its file for ``--resume``; then the whole chunk as
+the study evaluates it, its file included. Prints the best and the median nanoseconds per scenario
+of each step. Run it against another checkout with ``PYTHONPATH=<checkout>/src`` to compare
+versions: alternate the two, as the machine's speed drifts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench import WEIGHTS_ONLY
+
+from nqpf_sens.config import load_config
+from nqpf_sens.engine.batch import evaluate
+from nqpf_sens.inputs import load_inputs
+from nqpf_sens.plan import prepare_study
+from nqpf_sens.uncertainty import study as uncertainty
+from nqpf_sens.uncertainty.chunks import chunk_key, chunk_path
+
+FIRST_ROW = 163_840  # past the first 65,536 scenarios, whose scores a study keeps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=16_384, help="rows per chunk")
+    parser.add_argument("--chunks", type=int, default=40, help="chunks timed")
+    options = parser.parse_args()
+    size = options.rows
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "study.toml"
+        path.write_text(WEIGHTS_ONLY.format(n=FIRST_ROW + size * (options.chunks + 1), jobs=1))
+        config = load_config(path)
+        spec, table = load_inputs(config)
+        nominal = evaluate(spec, table, config.pipeline, config.ties)
+        study = prepare_study(config, spec, table, nominal).study
+        engine = study.engine()
+        work = Path(folder) / "work"
+        work.mkdir()
+        seconds: dict[str, list[float]] = {}
+
+        def timed(step: str, function, *arguments):
+            started = time.perf_counter()
+            result = function(*arguments)
+            seconds.setdefault(step, []).append(time.perf_counter() - started)
+            return result
+
+        for chunk in range(options.chunks + 1):  # the first warms the engine and the kernels
+            start = FIRST_ROW + chunk * size
+            rows = timed("design rows", study.design.rows, start, start + size)
+            batch = timed("decoding", uncertainty.batch_for_rows, study, rows)
+            result = timed("engine", engine.evaluate, batch)
+            stats = timed("statistics", uncertainty.summarise, study, result, start, start + size)
+            key = chunk_key("steps", start, start + size)
+            timed("chunk file", stats.save, chunk_path(work, start), key)
+            chunk_path(work, start).unlink()
+            timed("whole chunk", uncertainty._evaluate_span, study, start, start + size, work, key)
+            chunk_path(work, start).unlink()
+    print(f"{'step':12s} {'best':>6s} {'median':>7s}  (ns per scenario, chunks of {size:,})")
+    for step, values in seconds.items():
+        best, median = min(values[1:]), statistics.median(values[1:])
+        print(f"{step:12s} {best / size * 1e9:6.0f} {median / size * 1e9:7.0f}")
+
+
+if __name__ == "__main__":
+    main()
