@@ -701,19 +701,19 @@ def _confidence_end(end: str) -> Callable[[_Meaning, _Context], _Meaning | None]
     return extend
 
 
+#: how the Monte Carlo standard error of each kind of estimate is computed
+STANDARD_ERRORS = {
+    MEAN: "the standard deviation over scenarios divided by the square root of their number",
+    SHARE: "its error from the finite number n of scenarios, about sqrt(p (1 - p) / n) (Agresti "
+    "and Coull's, which is not 0 when every scenario agrees)",
+}
+
+
 def _standard_error(base: _Meaning, context: _Context) -> _Meaning | None:
-    if base.error == MEAN:
-        return _Meaning(
-            f"the Monte Carlo standard error of {base.what}",
-            "the standard deviation over scenarios divided by the square root of their number",
-        )
-    if base.error != SHARE:
+    how = STANDARD_ERRORS.get(base.error)
+    if how is None:
         return None
-    return _Meaning(
-        f"the Monte Carlo standard error of {base.what}",
-        "its error from the finite number n of scenarios, about sqrt(p (1 - p) / n) (Agresti "
-        "and Coull's, which is not 0 when every scenario agrees)",
-    )
+    return _Meaning(f"the Monte Carlo standard error of {base.what}", how)
 
 
 def _half_width(base: _Meaning, context: _Context) -> _Meaning | None:
