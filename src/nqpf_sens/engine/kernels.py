@@ -463,7 +463,7 @@ def count_above_mean(index, mean_weights, above):
     """``above[y * units + u] +=`` 1 for each scenario where unit u's index exceeds that scenario's
     weighted mean index (``mean_weights`` over units) in year y. The counts are kept in an array
     of the kernel's own until the end: nothing else can alias them, so the compiler vectorises
-    the count (2x faster than adding to ``above`` scenario by scenario)."""
+    the count (50 -> 28 ns per 31-unit scenario against adding to ``above`` as it goes)."""
     n_scenarios, n_years, n_units = index.shape
     counts = np.zeros((n_years, n_units), dtype=np.int64)
     for s in range(n_scenarios):
@@ -718,8 +718,8 @@ def rank_agreement(ranks, nominal, n_units, counted):
     result = np.full((n_scenarios, n_years, 2), np.nan)
     tally = np.empty(n + 1, dtype=np.int64)
     twice_places = np.empty(n + 1, dtype=np.int64)
-    x_centred = np.empty((n_years, n), dtype=np.int64)  # nominal average ranks minus their mean,
-    # doubled: the mean of any n average ranks is (n + 1) / 2
+    # twice the nominal average ranks minus their mean (any n average ranks have mean (n + 1) / 2)
+    x_centred = np.empty((n_years, n), dtype=np.int64)
     x_squares = np.empty(n_years)
     orders = np.empty((n_years, n), dtype=np.int64)
     x_sorted = np.empty((n_years, n), dtype=np.int64)

@@ -217,9 +217,9 @@ def _edge_regions(regions: pd.DataFrame, rescaled: bool = False) -> list[str]:
     """Regions whose nominal mean is above (below) the mean of at least ``EDGE_SHARE`` of the
     scenarios beyond Monte Carlo error (the lower end of a 95% Wilson interval, as for the tiers):
     the nominal method is then among the most (or least) favourable readings of that region,
-    which a band alone does not say. Scenarios that leave the mean as
-    it is count on neither side. When the normalisation varies (``rescaled``) the means compared
-    are of scores on the nominal scale: the region's standing among the units, not its level."""
+    which a band alone does not say. Scenarios that leave the mean as it is count on neither
+    side. When the normalisation varies (``rescaled``) the means compared are of scores on the
+    nominal scale: the region's standing among the units, not its level."""
     if "p_below_nominal" not in regions:  # saved before the shares were
         return []
     standing = (
