@@ -58,6 +58,7 @@ from nqpf_sens.uncertainty.compiling import (
     start_compiling,
 )
 from nqpf_sens.uncertainty.convergence import RANK_ERROR
+from nqpf_sens.uncertainty.memory import retain_freed_memory
 from nqpf_sens.uncertainty.study import ChunkStats, resolved_backend, run_study
 from nqpf_sens.wording import plural
 
@@ -175,6 +176,7 @@ def run_config(
     system, such as a full disk, included); an interrupted run raises :class:`RunInterrupted`
     (a Ctrl-C while a kernel compiles, once it is compiled)."""
     started = time.perf_counter()
+    retain_freed_memory()  # before any thread allocates (the audit's threads, the study's)
     config = load_config(Path(path))
     with _one_line_errors(config, keeps_chunks=True), interrupts_deferred_while_compiling():
         read = input_digests(input_files(config))  # before reading, to compare after

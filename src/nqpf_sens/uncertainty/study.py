@@ -457,6 +457,7 @@ def run_study(
     arrays are merged in design order (chunks already on disk in their turn), as the Sobol sums
     must be."""
     wait_for_kernels()
+    retain_freed_memory()  # before the workers allocate: see the memory module
     chunk_size = chunk_rows(study, chunk_size)
     # chunk files are only reused for the same spans, written in the same layout
     token = f"{study.token}-{chunk_size}-{CHUNK_LAYOUT}"
