@@ -18,6 +18,8 @@ divided among the processes sharing it) of the process tree, polled every 50 ms 
 - ``study``: the parallel study itself (``uncertainty.study.run_study``: design rows, decoding,
   engine, chunk statistics, chunk files for ``--resume``, merge) on a weights-only Monte Carlo
   design, in process after a warm-up run: what "the study evaluates N scenarios per second" means.
+  ``ratio_to_engine``: its rate over the engine's on the same data and workers, the median (and
+  ``ratio_to_engine_range``) of ``PAIRS`` ratios of measurements taken one right after the other.
 - ``cli``: ``python -m nqpf_sens run`` on the same config in a fresh interpreter, end to end
   (imports, inputs, nominal run, study, tables; figures off).
 - ``cli_own_data``: a Monte Carlo of 2^15 scenarios that each prepare their own data (noise,
@@ -69,6 +71,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "results" / "bench.csv"
 BATCH = 16384
 REPEATS = 3
+PAIRS = 6  # study and engine measured one after the other (study_against_engine)
 
 
 def synthetic_case(n_units: int, n_indicators: int, seed: int = 0):
@@ -106,18 +109,16 @@ def _evaluate_many(spec, table, n: int, batch_size: int) -> int:
     return done
 
 
-def engine_rate(spec, table, n: int, workers: int, mode: str) -> float:
-    """Scenarios per second of ``workers`` threads or loky processes, each evaluating
-    n / workers.
-    """
-    batch_size = min(BATCH, n)
-    share = n // workers
+def engine_runner(spec, table, workers: int, mode: str):
+    """A function evaluating ``size`` scenarios in each of ``workers`` threads or loky processes
+    (warm: compiled kernels, worker processes) and returning how many it evaluated."""
     if mode == "processes":
 
         def run(size):
             return sum(
                 Parallel(n_jobs=workers)(
-                    delayed(_evaluate_many)(spec, table, size, batch_size) for _ in range(workers)
+                    delayed(_evaluate_many)(spec, table, size, min(BATCH, size))
+                    for _ in range(workers)
                 )
             )
     else:
@@ -125,16 +126,28 @@ def engine_rate(spec, table, n: int, workers: int, mode: str) -> float:
 
         def run(size):
             return sum(
-                pool.map(lambda _: _evaluate_many(spec, table, size, batch_size), range(workers))
+                pool.map(
+                    lambda _: _evaluate_many(spec, table, size, min(BATCH, size)), range(workers)
+                )
             )
 
-    run(batch_size)  # warm: compiled kernels, worker processes
-    rates = []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        done = run(share)
-        rates.append(done / (time.perf_counter() - started))
-    return statistics.median(rates)
+    run(BATCH)
+    return run
+
+
+def timed_rate(run, size: int) -> float:
+    """Scenarios per second of one call ``run(size)``."""
+    started = time.perf_counter()
+    done = run(size)
+    return done / (time.perf_counter() - started)
+
+
+def engine_rate(spec, table, n: int, workers: int, mode: str) -> float:
+    """Scenarios per second of ``workers`` threads or loky processes, each evaluating
+    n / workers.
+    """
+    run = engine_runner(spec, table, workers, mode)
+    return statistics.median(timed_rate(run, n // workers) for _ in range(REPEATS))
 
 
 def numpy_batch_rate(spec, table, n: int) -> float:
@@ -233,9 +246,11 @@ options = ["minmax", "zscore", "rank"]
 )
 
 
-def study_seconds(folder: Path, n: int, jobs: int) -> float:
-    """Median wall seconds of ``run_study`` (the parallel study) on a weights-only design
-    of n rows.
+def study_against_engine(folder: Path, n: int, jobs: int) -> tuple[float, list[float]]:
+    """Median wall seconds of ``run_study`` (the parallel study) on a weights-only design of n
+    rows, and its rate divided by the engine's (``jobs`` threads, n scenarios on the same data)
+    in each of ``PAIRS`` pairs of measurements taken one right after the other, in alternating
+    order: the machine's speed drifts between minutes, so only a pair's ratio is comparable.
     """
     path = folder / f"study_{n}_{jobs}.toml"
     path.write_text(WEIGHTS_ONLY.format(n=n, jobs=jobs))
@@ -244,16 +259,27 @@ def study_seconds(folder: Path, n: int, jobs: int) -> float:
     study = prepare_study(
         config, spec, table, evaluate(spec, table, config.pipeline, config.ties)
     ).study
-    times = []
-    for repeat in range(REPEATS + 1):  # the first run warms the thread pool and the engine
+    engine = engine_runner(spec, table, jobs, "threads")
+
+    def study_seconds() -> float:
         started = time.perf_counter()
         run_study(
             study, folder / ".work", config.chunk_size, jobs, config.backend, None, False, False
         )
-        if repeat:
-            times.append(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
         shutil.rmtree(folder / ".work")  # as a run does once its outputs are written
-    return statistics.median(times)
+        return seconds
+
+    study_seconds()  # warm: the thread pool and the study's engine
+    times, ratios = [], []
+    for pair in range(PAIRS):
+        if pair % 2:
+            seconds, engine_speed = study_seconds(), timed_rate(engine, n // jobs)
+        else:
+            engine_speed, seconds = timed_rate(engine, n // jobs), study_seconds()
+        times.append(seconds)
+        ratios.append(n / seconds / engine_speed)
+    return statistics.median(times), ratios
 
 
 def _unique_memory(process) -> int:
@@ -376,7 +402,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for n in sizes:
             for jobs in (1, 2):
-                seconds = study_seconds(Path(folder), n, jobs)
+                seconds, ratios = study_against_engine(Path(folder), n, jobs)
                 record(
                     case="nqpf_31x15",
                     what="study",
@@ -384,6 +410,8 @@ def main() -> None:
                     workers=f"{jobs} threads",
                     scenarios_per_second=n / seconds,
                     ratio_to_reference=n / seconds / reference,
+                    ratio_to_engine=statistics.median(ratios),
+                    ratio_to_engine_range=f"{min(ratios):.2f}-{max(ratios):.2f}",
                     wall_seconds=seconds,
                 )
 
