@@ -39,9 +39,9 @@ CHUNKS_IN_THREADS = textwrap.dedent(
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
 def test_worker_threads_reuse_freed_memory():
     """Without one arena for all threads each worker's 64 MiB heaps were unmapped as they emptied
-    and faulted in again: 15,000 faults of 4 KiB for the second pair of threads (of 20,480 pages
-    they touch), against a few with it."""
+    and faulted in again: 15,600 faults of 4 KiB for the second pair of threads (which touch
+    409,600 pages), against 2 or 521 with it; fewer than one array's pages (4,096) pass."""
     ran = subprocess.run(
         [sys.executable, "-c", CHUNKS_IN_THREADS], capture_output=True, text=True, check=True
     )
-    assert int(ran.stdout) < 1024
+    assert int(ran.stdout) < 4096
