@@ -158,6 +158,7 @@ def run(config: RunConfig | str | Path, jobs: int | None = None, progress: bool 
     :func:`~nqpf_sens.uncertainty.compiling.interrupts_deferred_while_compiling`)."""
     if not isinstance(config, (RunConfig, str, os.PathLike)):
         raise UserError("give a RunConfig or the path of a TOML file", where="run config")
+    retain_freed_memory()  # before any thread allocates (the audit's threads, the study's)
     config = config if isinstance(config, RunConfig) else load_config(Path(config))
     with _one_line_errors(config, keeps_chunks=False), interrupts_deferred_while_compiling():
         return _compute(_plan(config, *_inputs(config, jobs), work=None), None, False, progress)

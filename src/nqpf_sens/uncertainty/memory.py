@@ -7,10 +7,11 @@ with ``experiments/bench.py``). Raising the mmap threshold to glibc's maximum (3
 threshold to 1 GiB keeps those blocks on the heap, reused chunk after chunk; the peak resident
 memory is unchanged. That heap is the main thread's: every other thread gets an arena of its own,
 made of 64 MiB heaps of which glibc unmaps every one that empties, whatever the trim threshold, so
-two worker threads faulted in a chunk's pages again and again (12,000-17,000 faults, 0.4 s of
-system time in a study of 10^6 scenarios). One arena for every thread keeps them too: it must be
-asked for before other threads allocate (an arena once made is reused), so a study asks before it
-starts its workers. Elsewhere than glibc this does nothing.
+two worker threads faulted a chunk's pages in again and again (up to 15,600 faults and 0.5 s of
+system time in a warm study of 10^6 scenarios). One arena for every thread keeps them too: it must
+be asked for before other threads allocate (an arena once made is reused by later threads), so a
+run asks first of all and a study before it starts its workers. Elsewhere than glibc this does
+nothing.
 """
 
 from __future__ import annotations
