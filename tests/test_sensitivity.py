@@ -1,9 +1,12 @@
 """Sobol estimation against analytic answers, and the parallel study's guarantees."""
 
+import contextlib
 import json
 import pickle
+import socket
 import sys
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
@@ -250,14 +253,22 @@ def test_a_run_needs_at_least_one_worker(project, jobs):
 
 
 def test_dask_backend_gives_identical_results(project):
+    """... and says nothing of its own, even when another cluster or dashboard holds dask's usual
+    port (its scheduler warned that port 8787 was in use)."""
     pytest.importorskip("distributed")
     (project / "s.toml").write_text(SOBOL)
     (project / "d.toml").write_text(
         SOBOL.replace("chunk_size = 500", 'chunk_size = 300\nbackend = "dask"')
     )
     threads = run_config(project / "s.toml", out=project / "threads", jobs=2, quiet=True)
-    dask = run_config(project / "d.toml", out=project / "dask", jobs=2, quiet=True)
+    with socket.socket() as taken, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with contextlib.suppress(OSError):  # taken already: all the better
+            taken.bind(("127.0.0.1", 8787))
+            taken.listen()
+        dask = run_config(project / "d.toml", out=project / "dask", jobs=2, quiet=True)
     assert read_outputs(threads) == read_outputs(dask)
+    assert not [w for w in caught if "8787" in str(w.message)]
 
 
 def test_factor_without_effect_has_zero_total_index_and_is_reported(project):

@@ -621,6 +621,9 @@ class _Workers:
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
+                    # its web server (health, metrics) stays on: on a free port, not on 8787,
+                    # where another cluster or dashboard made it warn, on the run's screen
+                    scheduler_kwargs={"dashboard_address": ":0"},
                     silence_logs=logging.CRITICAL,  # its failures reach the run, which says them
                 )
             try:
