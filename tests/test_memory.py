@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -54,9 +55,10 @@ CHUNKS_IN_THREADS = textwrap.dedent(
 )
 
 
-def python(code: str, cwd=None) -> str:
+def python(code: str, env: dict[str, str] | None = None) -> str:
+    """What ``code`` prints, run in a fresh interpreter."""
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=cwd
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     ).stdout
 
 
@@ -87,3 +89,24 @@ def test_a_run_keeps_one_arena_for_all_its_threads(tmp_path, entry):
     if int(arenas) == 0:
         pytest.skip("no glibc malloc_info")
     assert int(arenas) == 1
+
+
+@pytest.mark.parametrize("told, advised", [(None, "False"), ("1", "True")])
+def test_numpy_asks_for_huge_pages_only_when_told(told, advised):
+    """numpy's advice to back large arrays with huge pages made a run's first chunks fault slowly
+    (the kernel compacting memory as each page was first touched); a run turns it off, unless
+    ``NUMPY_MADVISE_HUGEPAGE`` asks for it."""
+    multiarray = pytest.importorskip("numpy._core.multiarray")
+    if not hasattr(multiarray, "_set_madvise_hugepage"):
+        pytest.skip("no huge-page advice in this numpy")
+    environment = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if told is not None:
+        environment["NUMPY_MADVISE_HUGEPAGE"] = told
+    code = (
+        "from numpy._core import multiarray\n"
+        "from nqpf_sens.uncertainty.memory import retain_freed_memory\n"
+        "multiarray._set_madvise_hugepage(True)  # numpy's choice on a Linux of 4.6 or later\n"
+        "retain_freed_memory()\n"
+        "print(multiarray._set_madvise_hugepage(False))"
+    )
+    assert python(code, env=environment).strip() == advised

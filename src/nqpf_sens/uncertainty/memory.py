@@ -12,12 +12,19 @@ system time in a warm study of 10^6 scenarios). One arena for every thread keeps
 be asked for before other threads allocate (an arena once made is reused by later threads), so a
 run asks first of all and a study before it starts its workers. Elsewhere than glibc this does
 nothing.
+
+numpy also advises the kernel to back each large array with 2 MiB pages; where the kernel then
+compacts memory to find them as the pages are first touched (transparent huge pages in "madvise"
+mode, Debian's default), a run's first chunks faulted slowly: about 1 s of system time in a run of
+10^6 scenarios. Unless ``NUMPY_MADVISE_HUGEPAGE`` says otherwise, that advice is turned off.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib
+import os
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's mallopt options
@@ -26,11 +33,27 @@ SETTINGS = ((M_MMAP_THRESHOLD, 32 * 2**20), (M_TRIM_THRESHOLD, 2**30), (M_ARENA_
 
 
 def retain_freed_memory() -> bool:
-    """Ask the C allocator to keep freed blocks for reuse; True if it agreed."""
+    """Ask the C allocator to keep freed blocks for reuse, and numpy not to ask for huge pages;
+    True if the allocator agreed."""
     if not sys.platform.startswith("linux"):
         return False
+    if "NUMPY_MADVISE_HUGEPAGE" not in os.environ:
+        _hugepage_advice()(False)
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
     except (OSError, AttributeError, TypeError):
         return False
     return all([bool(mallopt(option, value)) for option, value in SETTINGS])  # each one asked
+
+
+def _hugepage_advice():
+    """numpy's switch of its huge-page advice (``NUMPY_MADVISE_HUGEPAGE`` at import), or a stand-in
+    that does nothing where numpy has none."""
+    for name in ("numpy._core.multiarray", "numpy.core.multiarray"):  # numpy 2, numpy 1
+        try:
+            switch = getattr(importlib.import_module(name), "_set_madvise_hugepage", None)
+        except ImportError:
+            continue
+        if switch is not None:
+            return switch
+    return lambda enabled: enabled
