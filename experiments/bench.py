@@ -109,16 +109,17 @@ def _evaluate_many(spec, table, n: int, batch_size: int) -> int:
     return done
 
 
-def engine_runner(spec, table, workers: int, mode: str):
-    """A function evaluating ``size`` scenarios in each of ``workers`` threads or loky processes
-    (warm: compiled kernels, worker processes) and returning how many it evaluated."""
+def engine_runner(spec, table, n: int, workers: int, mode: str):
+    """A function evaluating ``size`` scenarios in each of ``workers`` threads or loky processes,
+    in batches of at most n, and returning how many it evaluated (warm: compiled kernels, worker
+    processes)."""
+    batch_size = min(BATCH, n)
     if mode == "processes":
 
         def run(size):
             return sum(
                 Parallel(n_jobs=workers)(
-                    delayed(_evaluate_many)(spec, table, size, min(BATCH, size))
-                    for _ in range(workers)
+                    delayed(_evaluate_many)(spec, table, size, batch_size) for _ in range(workers)
                 )
             )
     else:
@@ -126,12 +127,10 @@ def engine_runner(spec, table, workers: int, mode: str):
 
         def run(size):
             return sum(
-                pool.map(
-                    lambda _: _evaluate_many(spec, table, size, min(BATCH, size)), range(workers)
-                )
+                pool.map(lambda _: _evaluate_many(spec, table, size, batch_size), range(workers))
             )
 
-    run(BATCH)
+    run(batch_size)
     return run
 
 
@@ -146,7 +145,7 @@ def engine_rate(spec, table, n: int, workers: int, mode: str) -> float:
     """Scenarios per second of ``workers`` threads or loky processes, each evaluating
     n / workers.
     """
-    run = engine_runner(spec, table, workers, mode)
+    run = engine_runner(spec, table, n, workers, mode)
     return statistics.median(timed_rate(run, n // workers) for _ in range(REPEATS))
 
 
@@ -259,7 +258,7 @@ def study_against_engine(folder: Path, n: int, jobs: int) -> tuple[float, list[f
     study = prepare_study(
         config, spec, table, evaluate(spec, table, config.pipeline, config.ties)
     ).study
-    engine = engine_runner(spec, table, jobs, "threads")
+    engine = engine_runner(spec, table, n, jobs, "threads")
 
     def study_seconds() -> float:
         started = time.perf_counter()

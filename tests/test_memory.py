@@ -94,8 +94,8 @@ def test_a_run_keeps_one_arena_for_all_its_threads(tmp_path, entry):
 @pytest.mark.parametrize("told, advised", [(None, "False"), ("1", "True")])
 def test_numpy_asks_for_huge_pages_only_when_told(told, advised):
     """numpy's advice to back large arrays with huge pages made a run's first chunks fault slowly
-    (the kernel compacting memory as each page was first touched); a run turns it off, unless
-    ``NUMPY_MADVISE_HUGEPAGE`` asks for it."""
+    (a huge page not used before took ~18 ms of system time on the machine measured); a run turns
+    it off, unless ``NUMPY_MADVISE_HUGEPAGE`` asks for it."""
     multiarray = pytest.importorskip("numpy._core.multiarray")
     if not hasattr(multiarray, "_set_madvise_hugepage"):
         pytest.skip("no huge-page advice in this numpy")
