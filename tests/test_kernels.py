@@ -134,7 +134,8 @@ def test_a_tree_kernel_refuses_a_level_it_was_made_without():
 
     def arguments(method: int, threshold: float) -> tuple:
         shape = (leaves, False, weights, sizes, child_start, children, np.array([method]))
-        return shape + (0.01, 2.0, 3, False, np.array([threshold]), scores, ranks)
+        finite = np.empty(1, dtype=bool)
+        return shape + (0.01, 2.0, 3, False, np.array([threshold]), scores, ranks, finite)
 
     plain = tree_kernel(copeland=False, by_sorting=False, skip_missing=False)
     for method, threshold in ((COPELAND, -1.0), (0, 0.5)):
@@ -179,9 +180,10 @@ def test_aggregate_tree_equals_numpy(n_scenarios, n_years, shared, methods, seed
     leaves = rng.normal(
         50, 30, size=(1 if shared else n_scenarios, n_leaves, n_years * n_units)
     ).round(1)
-    scores, ranks = aggregate_tree(
+    scores, ranks, finite = aggregate_tree(
         leaves[0] if shared else leaves, weights, memberships, methods, n_units, "min"
     )
+    assert finite == np.isfinite(scores).all()
     with np.errstate(
         divide="ignore", invalid="ignore"
     ):  # all-zero weights: a harmonic mean of nothing

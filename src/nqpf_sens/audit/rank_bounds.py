@@ -162,7 +162,7 @@ def rank_bounds(
     low, high, parents = weight_region(spec, weights, spreads)
     region = _Region(*_region_rows(spec, low, high, parents))
     memberships = [spec.membership(k) for k in range(len(spec.levels) - 1)]
-    scores, _ = aggregate_tree(
+    scores, _, _ = aggregate_tree(
         leaves.T,
         [np.asarray(w, dtype=float)[None] for w in weights],
         memberships,

@@ -57,8 +57,9 @@ def aggregate_tree(
     shift_fraction: float = SHIFT_FRACTION,
     power: float = POWER,
     threshold: float | Sequence[float] | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Scores of every aggregate node for a batch of weight vectors, and the root's ranks.
+) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """Scores of every aggregate node for a batch of weight vectors, the root's ranks, and
+    whether every score is a finite number.
 
     ``leaves`` (S, C, R) or (C, R) when all scenarios share them; ``weights`` one (S, nodes) array
     per level (a level's weights are divided by their parent's sum); ``memberships`` the (children,
@@ -105,6 +106,7 @@ def aggregate_tree(
         leaves = shared
     scores = np.empty((n_scenarios, int(sizes[1:].sum()), leaves.shape[-1]))
     ranks = np.empty((n_scenarios, leaves.shape[-1] if n_units else 0), dtype=np.int64)
+    finite = np.empty(1, dtype=np.bool_)
     block = n_units or leaves.shape[-1]  # Copeland compares a year's units: all rows if not told
     kernel = tree_kernel(
         copeland=bool((codes == COPELAND).any()),
@@ -126,8 +128,9 @@ def aggregate_tree(
         thresholds,
         scores,
         ranks,
+        finite,
     )
-    return scores, ranks if n_units else None
+    return scores, ranks if n_units else None, bool(finite[0])
 
 
 def aggregate(
@@ -148,5 +151,5 @@ def aggregate(
         )
     )
     flat_weights = np.broadcast_to(weights, (*batch_shape, n_children)).reshape(-1, n_children)
-    parents, _ = aggregate_tree(leaves, [flat_weights], [membership], [method])
+    parents, _, _ = aggregate_tree(leaves, [flat_weights], [membership], [method])
     return parents.reshape(*batch_shape, membership.shape[1], n_rows)

@@ -221,8 +221,9 @@ class Engine:
         ranks: np.ndarray = np.empty((batch.size, n_years * n_units), dtype=np.int64)
         levels = range(len(self.memberships))
         aggregation = _ids([p.aggregation_key(len(levels)) for p in pipelines])
+        every_finite = True
         for methods, members in _groups(aggregation[0][batch.pipeline_index]):
-            group_scores, group_ranks = aggregate_tree(
+            group_scores, group_ranks, group_finite = aggregate_tree(
                 normalised(members),
                 [w[members] for w in weights],
                 self.memberships,
@@ -232,13 +233,12 @@ class Engine:
                 *aggregation[1][methods][1:],
             )
             assert group_ranks is not None  # n_units was given
+            every_finite &= group_finite
             scores, ranks = (
                 _place(scores, members, group_scores),
                 _place(ranks, members, group_ranks),
             )
-        # a sum is finite when every score is (or, if it overflows, the check below clears it):
-        # one pass instead of a mask as large as the scores, on every chunk
-        if not np.isfinite(scores.sum()):
+        if not every_finite:
             failed = self._failed(scores, batch)  # even a node that cannot reach the index's value
             if failed.any():
                 raise UserError(self._aggregation_problem(failed, first, batch))

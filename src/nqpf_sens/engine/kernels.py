@@ -358,6 +358,7 @@ def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
         thresholds,
         scores,
         ranks,
+        finite,
     ):
         """Every aggregate node of every scenario, and the root's ranks, one scenario at a time.
 
@@ -371,7 +372,9 @@ def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
         lets level k's means skip missing children (see ``_available_means``; Copeland needs every
         child); below 0 every child is present. Writes ``scores`` (S, aggregates level by level,
         root last, R) and, if it has columns, ``ranks`` (S, R): the root ranked within each block
-        of ``n_units`` rows (a year).
+        of ``n_units`` rows (a year); ``finite[0]``: whether every score is a finite number,
+        checked while the scores are in cache (a pass over a chunk's scores afterwards took a
+        tenth of the engine's time).
         """
         n_levels = sizes.size - 1
         n_rows = leaves.shape[2]
@@ -388,6 +391,7 @@ def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
         values = np.empty(2 * n_units)
         cutoffs = np.empty(_pairwise_width(n_units))
         counts = np.empty(cutoffs.size, dtype=np.int64)
+        every_finite = True
         for s in range(weights.shape[0]):
             leaf = leaves[0] if leaves.shape[0] == 1 else leaves[s]
             row_weights = weights[s]
@@ -443,6 +447,9 @@ def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
                         power,
                         following,
                     )
+                for p in range(n_parents):
+                    for r in range(n_rows):  # 0 * x is 0 unless x is infinite or NaN
+                        every_finite &= following[p, r] * 0.0 == 0.0
                 current = following
                 node += n_children
                 start += n_parents + 1
@@ -455,6 +462,7 @@ def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
                         _rank_row_sorted(row, ordinal, out, work, values)
                     else:
                         _rank_row_pairwise(row, ordinal, out, work, cutoffs, counts)
+        finite[0] = every_finite
 
     return aggregate_tree
 
