@@ -135,7 +135,7 @@ def test_a_tree_kernel_refuses_a_level_it_was_made_without():
     def arguments(method: int, threshold: float) -> tuple:
         shape = (leaves, False, weights, sizes, child_start, children, np.array([method]))
         finite = np.empty(1, dtype=bool)
-        return shape + (0.01, 2.0, 3, False, np.array([threshold]), scores, ranks, finite)
+        return shape + (0.01, 2.0, 3, 3, False, np.array([threshold]), scores, ranks, finite)
 
     plain = tree_kernel(copeland=False, by_sorting=False, skip_missing=False)
     for method, threshold in ((COPELAND, -1.0), (0, 0.5)):
@@ -194,6 +194,27 @@ def test_aggregate_tree_equals_numpy(n_scenarios, n_years, shared, methods, seed
         ranks.reshape(index.shape),
         argsort_ranks(index.reshape(-1, n_units), False).reshape(index.shape),
     )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 40),
+    st.lists(st.sampled_from(METHODS[:4]), min_size=2, max_size=2),
+    st.integers(0, 2**32 - 1),
+)
+def test_shared_leaves_padded_in_memory_give_the_same_bits(n_units, methods, seed):
+    """Leaves shared by every scenario are padded to whole vector steps of rows; the scores and
+    ranks are those of the same leaves given to each scenario, which are not padded."""
+    rng = np.random.default_rng(seed)
+    memberships = [np.eye(2)[np.arange(5) % 2], np.ones((2, 1))]
+    weights = [rng.uniform(0, 2, size=(3, 5)), rng.uniform(0.1, 1, size=(3, 2))]
+    leaves = rng.normal(50, 30, size=(5, n_units))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shared = aggregate_tree(leaves, weights, memberships, methods, n_units)
+        apart = aggregate_tree(np.repeat(leaves[None], 3, axis=0), weights, memberships, methods)
+    np.testing.assert_array_equal(shared[0], apart[0])
+    np.testing.assert_array_equal(shared[1], rank_rows(apart[0][:, -1], False))
+    assert shared[2] == apart[2] == np.isfinite(shared[0]).all()
 
 
 def _class_costs(ordered: np.ndarray) -> np.ndarray:

@@ -166,24 +166,25 @@ def prepare_children(values, method, shift_fraction, power, out):
     value out of the method's domain (<= 0; < 0 for a positive ``power``) is shifted by ``-min +
     shift_fraction * range`` (``-min + 1`` if constant); with ``shift_fraction`` 0 it is not
     shifted and such a value becomes NaN. Arithmetic (0) copies."""
-    _prepare(values, values.shape[0], method, shift_fraction, power, out)
+    _prepare(values, values.shape[0], values.shape[1], method, shift_fraction, power, out)
 
 
 @compiled_helper
-def _prepare(values, n_children, method, shift_fraction, power, out):
+def _prepare(values, n_children, n_rows, method, shift_fraction, power, out):
+    """The first ``n_rows`` rows of :func:`prepare_children` (any further ones are padding)."""
     zero_allowed = method == 3 and power > 0  # x^p with p > 0 is defined at 0
     for c in range(n_children):
         shift = 0.0
         if method != 0:
             low, high = np.inf, -np.inf  # over the rows observed: a missing cell stays missing
-            for r in range(values.shape[1]):
+            for r in range(n_rows):
                 if values[c, r] == values[c, r]:
                     low = min(low, values[c, r])
                     high = max(high, values[c, r])
             outside = low < 0 if zero_allowed else low <= 0
             if outside and shift_fraction > 0:
                 shift = (shift_fraction * (high - low) if high > low else 1.0) - low
-        for r in range(values.shape[1]):
+        for r in range(n_rows):
             x = values[c, r] + shift
             if method == 0:
                 out[c, r] = x
@@ -354,6 +355,7 @@ def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
         shift_fraction,
         power,
         n_units,
+        n_rows,
         ordinal,
         thresholds,
         scores,
@@ -363,7 +365,10 @@ def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
         """Every aggregate node of every scenario, and the root's ranks, one scenario at a time.
 
         ``leaves``: (S, C0, R), or (1, C0, R) shared by all scenarios (already prepared for the
-        first level's method when ``leaves_prepared``). ``sizes``: node count of each level,
+        first level's method when ``leaves_prepared``), of which the first ``n_rows`` rows are data
+        and the rest, if any, padding (zeros) that makes the rows a whole number of the compiler's
+        vector steps; means of plain levels only, no Copeland level or threshold. The padding's
+        scores are meaningless and neither checked nor ranked. ``sizes``: node count of each level,
         leaves first, root last. Level k's weights are columns ``sum(sizes[:k])`` onwards of
         ``weights`` (S, ...), its children lists ``children[sum(sizes[:k]):]``, delimited by
         ``child_start[sum(sizes[1:k+1]) + k:]`` (both concatenated level by level, positions local
@@ -371,13 +376,15 @@ def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
         order ``power``)/Copeland (within each block of ``n_units`` rows). ``thresholds[k]`` >= 0
         lets level k's means skip missing children (see ``_available_means``; Copeland needs every
         child); below 0 every child is present. Writes ``scores`` (S, aggregates level by level,
-        root last, R) and, if it has columns, ``ranks`` (S, R): the root ranked within each block
-        of ``n_units`` rows (a year); ``finite[0]``: whether every score is a finite number,
-        checked while the scores are in cache (a pass over a chunk's scores afterwards took a
-        tenth of the engine's time).
+        root last, R) and, if it has columns, ``ranks`` (S, R): the root ranked within each block of
+        ``n_units`` rows (a year); ``finite[0]``: whether every score is a finite number, checked
+        while the scores are in cache (a pass over a chunk's scores afterwards took a tenth of the
+        engine's time).
         """
         n_levels = sizes.size - 1
-        n_rows = leaves.shape[2]
+        width = leaves.shape[2]
+        if width != n_rows and (copeland or skip_missing):
+            raise ValueError("rows padded for a kernel of plain means only")
         widest = 0
         for k in range(sizes.size):
             widest = max(widest, sizes[k])
@@ -386,7 +393,7 @@ def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
                 or (not skip_missing and thresholds[k] >= 0)
             ):
                 raise ValueError("a Copeland level or a threshold the kernel was made without")
-        prepared = np.empty((widest, n_rows))
+        prepared = np.zeros((widest, width))  # its padding stays 0: never a subnormal
         work = np.empty(2 * n_units + 1, dtype=np.int64)
         values = np.empty(2 * n_units)
         cutoffs = np.empty(_pairwise_width(n_units))
@@ -405,7 +412,9 @@ def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
                 following = scores[s, column : column + n_parents]
                 source = observed
                 if methods[k] in (1, 2, 3) and not (k == 0 and leaves_prepared):
-                    _prepare(source, n_children, methods[k], shift_fraction, power, prepared)
+                    _prepare(
+                        source, n_children, n_rows, methods[k], shift_fraction, power, prepared
+                    )
                     source = prepared
                 if copeland and methods[k] == COPELAND:
                     _copeland(
