@@ -22,7 +22,12 @@ from nqpf_sens.audit.coherence import (
     SKEW_THRESHOLD,
     WEAK_THRESHOLD,
 )
-from nqpf_sens.audit.optimal_weights import BOUND, MAX_RESTARTS, RESTART_GAIN
+from nqpf_sens.audit.optimal_weights import (
+    BOUND,
+    MAX_RESTARTS,
+    RESTART_GAIN,
+    SETTLED_RESTARTS,
+)
 from nqpf_sens.indices.nqpf.paper import OUTPUTS, REGION_ORDER
 from nqpf_sens.uncertainty.convergence import BLOCKS
 from nqpf_sens.uncertainty.sobol import MAX_INTERVAL, MIN_RANK_SD
@@ -438,8 +443,9 @@ EXACT: dict[str, _Meaning] = {
         "with the optimised weights"
     ),
     "converged": _Meaning(
-        "whether the optimiser (L-BFGS-B) reports that it converged and a restart from where it "
-        f"stopped gained less than {RESTART_GAIN:g} of the distance"
+        "whether the optimiser (L-BFGS-B) reports that it converged and the last "
+        f"{SETTLED_RESTARTS} restarts from where it stopped each gained less than "
+        f"{RESTART_GAIN:g} of the distance"
     ),
     "restarts": _Meaning(
         f"how often the search was restarted from where it stopped (at most {MAX_RESTARTS}): "
