@@ -273,9 +273,11 @@ def score_bands(bands: pd.DataFrame, aggregates: list[str], labels: dict[str, st
         )
         axis.set_title(name)
         axis.grid(axis="x", color=GREYS[3], linewidth=0.5)
-    first = np.atleast_1d(axes)[0]
+    first, *others = np.atleast_1d(axes)
     first.set_yticks(y, names)
     first.invert_yaxis()
+    for axis in others:  # the rows are the first panel's: ticks drawn again took a third
+        axis.tick_params(axis="y", left=False, labelleft=False)
     _suptitle(figure, "Scores: median (dot), nominal (diamond), 5th-95th percentile (bar)")
     return figure
 
