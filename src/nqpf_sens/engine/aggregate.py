@@ -173,4 +173,5 @@ def aggregate(
     )
     flat_weights = np.broadcast_to(weights, (*batch_shape, n_children)).reshape(-1, n_children)
     parents, _, _ = aggregate_tree(leaves, [flat_weights], [membership], [method])
-    return parents.reshape(*batch_shape, membership.shape[1], n_rows)
+    # contiguous: a view would keep the padded rows of the scores alive (see _padded)
+    return np.ascontiguousarray(parents.reshape(*batch_shape, membership.shape[1], n_rows))

@@ -465,7 +465,7 @@ def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
                 column += n_parents
             if ranks.shape[1]:
                 for first in range(0, n_rows, n_units):
-                    row = current[0, first : first + n_units]
+                    row = current[0, first : min(first + n_units, n_rows)]  # not the padding
                     out = ranks[s, first : first + n_units]
                     if by_sorting:
                         _rank_row_sorted(row, ordinal, out, work, values)
