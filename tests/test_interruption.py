@@ -235,3 +235,24 @@ def test_a_run_killed_while_drawing_leaves_no_worker_holding_its_lock(project):
     assert again.returncode == 0, again.stderr
     left = list((project / "results").glob(".figs.partial-*"))  # the killed run's: named, kept
     assert len(left) == 1 and f"warning: {left[0]}" in again.stderr, again.stderr
+
+
+def test_loky_s_resource_tracker_says_nothing_of_semaphores_a_stop_left():
+    """A stopped loky run's workers can leave semaphores registered with loky's resource
+    tracker, which then warned on the run's screen, beside its one line, that they had leaked
+    and could not be found: the run quiets that tracker before loky starts it."""
+    script = (
+        "from nqpf_sens.uncertainty.study import quiet_resource_tracker\n"
+        "quiet_resource_tracker()\n"
+        "from joblib.externals.loky.backend import resource_tracker\n"
+        "resource_tracker.ensure_running()\n"
+        "resource_tracker.register('/nqpf-sens-test-semaphore', 'semlock')\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    for quiet in (False, True):
+        code = script if quiet else script.replace("quiet_resource_tracker()\n", "")
+        run = subprocess.run(  # its output read to the end: the tracker's too, which outlives it
+            [sys.executable, "-c", code], env=environment, capture_output=True, text=True
+        )
+        assert run.returncode == 0
+        assert ("leaked semlock" in run.stderr) is not quiet, run.stderr
