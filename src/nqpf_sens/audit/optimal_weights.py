@@ -16,9 +16,8 @@ convex, and L-BFGS-B's memory of its curvature stalls on it far from a minimum (
 example, 14% above the distance a restart reaches), so the search is restarted from where it
 stops until ``SETTLED_RESTARTS`` restarts in a row each gain less than ``RESTART_GAIN`` of the
 distance (one such restart is no proof: on ASEM under min-max to [1, 100] one gained 0.003%, the
-next 0.2%). The result is a local
-optimum, the closest weights found from the nominal ones: other starting weights may lead to
-another.
+next 0.2%). The result is a local optimum, the closest weights found from the nominal ones: other
+starting weights may lead to another.
 """
 
 from __future__ import annotations

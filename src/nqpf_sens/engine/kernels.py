@@ -407,10 +407,9 @@ def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
             current = leaf
             for k in range(n_levels):
                 n_children, n_parents = sizes[k], sizes[k + 1]
-                observed = current
                 # each level's means go straight to its rows of the scores, which the next reads
                 following = scores[s, column : column + n_parents]
-                source = observed
+                source = current  # the children, or their prepared values below
                 if methods[k] in (1, 2, 3) and not (k == 0 and leaves_prepared):
                     _prepare(
                         source, n_children, n_rows, methods[k], shift_fraction, power, prepared
@@ -430,7 +429,7 @@ def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
                     )
                 elif skip_missing and thresholds[k] >= 0:
                     _available_means(
-                        observed,
+                        current,
                         source,
                         row_weights,
                         node,
