@@ -4,6 +4,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import signal
 import stat
 import subprocess
@@ -18,6 +19,7 @@ import pandas as pd
 import pytest
 from conftest import alive, children, synthetic_frame
 
+from nqpf_sens import nqpf_spec
 from nqpf_sens.cli import main
 from nqpf_sens.outputs import LOCK_TEXT, MARKER, destination_lock
 from nqpf_sens.uncertainty.chunks import (
@@ -601,6 +603,22 @@ def damaged(folder: Path, how: str) -> None:
         (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A run with its figures, which a copy of passes the report's checks (the copies are
+    damaged)."""
+    project = tmp_path_factory.mktemp("finished")
+    (project / "data").mkdir()
+    synthetic_frame(nqpf_spec(), n_units=12).to_csv(project / "data" / "values.csv", index=False)
+    (project / "study.toml").write_text(STUDY.replace("figures = false", "figures = true"))
+    finished = project / "study"
+    assert main(["run", str(project / "study.toml"), "--out", str(finished), "--quiet"]) == 0
+    copy = project / "copy"
+    shutil.copytree(finished, copy, symlinks=True)
+    assert main(["report", str(copy)]) == 0
+    return finished
+
+
 @pytest.mark.parametrize(
     "how",
     [
@@ -618,14 +636,29 @@ def damaged(folder: Path, how: str) -> None:
         "manifest facts of another shape",
     ],
 )
-def test_report_on_a_damaged_folder_is_one_line_and_rewrites_nothing(project, capsys, how):
-    (project / "study.toml").write_text(STUDY.replace("figures = false", "figures = true"))
-    assert main(["run", "study.toml", "--quiet"]) == 0
-    folder = project / "results" / "study"
+def test_report_on_a_damaged_folder_is_one_line_and_rewrites_nothing(
+    finished_run, tmp_path, capsys, how
+):
+    folder = tmp_path / "study"
+    shutil.copytree(finished_run, folder, symlinks=True)
     damaged(folder, how)
     before = tree(folder)
     refused(capsys, "report", str(folder))
     assert tree(folder) == before
+
+
+def test_a_page_that_cannot_be_written_draws_no_figure(finished_run, tmp_path, capsys, monkeypatch):
+    """A saved value the page's text cannot read is refused before seconds of drawing."""
+    from nqpf_sens.report import html
+
+    drawn = []
+    monkeypatch.setattr(html, "make_figures", lambda *arguments: drawn.append(arguments))
+    for how in ("no count of scenarios", "manifest facts of another shape"):
+        folder = tmp_path / how.replace(" ", "_")
+        shutil.copytree(finished_run, folder, symlinks=True)
+        damaged(folder, how)
+        refused(capsys, "report", str(folder))
+    assert not drawn
 
 
 def test_units_equal_up_to_rounding_share_a_rank(project):

@@ -289,11 +289,9 @@ def build_report(folder: str | Path, chinese: bool = False, quiet: bool = True) 
 def _render(
     folder: Path, manifest: dict, tables: dict[str, pd.DataFrame], chinese: bool, quiet: bool
 ) -> Path:
-    """Draw the figures and write the page of a run's checked manifest and tables to ``folder``."""
-    figures, warnings = make_figures(folder, manifest, tables, chinese)
-    if not quiet:
-        for warning in warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+    """Draw the figures and write the page of a run's checked manifest and tables to ``folder``:
+    the page's text first, so that a saved value it cannot read (in a folder edited by hand)
+    fails before any figure is drawn."""
     default_name = Path(manifest["config_file"]).stem  # a run's name when the config gives none
     name = manifest["config"].get("run", {}).get("name", default_name)
     parts = [f"<h1>nqpf_sens: {html.escape(str(name))}</h1>"]
@@ -306,8 +304,7 @@ def _render(
     ]
     parts.append("<h2>Reading</h2><ul class='reading'>" + "".join(items) + "</ul>")
     parts.append("<h2>What was run</h2>" + _run_description(manifest, tables))
-    for warning in warnings:
-        parts.append(f'<p class="warning">{html.escape(warning)}</p>')
+    warnings_at = len(parts)  # the figures' warnings, once they are drawn
     if "paper_comparison" in tables:
         comparison = tables["paper_comparison"]
         parts.append(
@@ -321,7 +318,9 @@ def _render(
     )
     if "correlations" in tables:  # the flagged pairs only: the full matrix is in the CSV
         pairs = tables["correlations"]
-        tables = {**tables, "correlations": pairs[pairs.flag.fillna("") != ""]}
+        shown = {**tables, "correlations": pairs[pairs.flag.fillna("") != ""]}
+    else:
+        shown = tables
     for name, title in (
         ("indicator_statistics", "Statistical coherence: the indicators (raw data)"),
         ("correlations", "Statistical coherence: flagged correlations (weak, negative, redundant)"),
@@ -344,8 +343,15 @@ def _render(
         ("sobol_outputs", "Sobol indices: which outputs can be read"),
     ):
         single = baseline.unit.nunique() == 1 and name in ("rank_stability", "rank_shift")
-        if name in tables and not single:  # one unit: its rank is 1 in every scenario
-            parts.append(f"<h2>{title}</h2>" + _table(tables[name]))
+        if name in shown and not single:  # one unit: its rank is 1 in every scenario
+            parts.append(f"<h2>{title}</h2>" + _table(shown[name]))
+    figures, warnings = make_figures(folder, manifest, tables, chinese)
+    if not quiet:
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    parts[warnings_at:warnings_at] = [
+        f'<p class="warning">{html.escape(warning)}</p>' for warning in warnings
+    ]
     if figures:
         parts.append(
             "<h2>Figures</h2>" + "".join(_image(path, caption) for path, caption in figures)
