@@ -209,7 +209,8 @@ def test_figures_of_many_units_draw_the_first_by_nominal_rank(tmp_path):
     synthetic_frame(nqpf_spec(), n_units=n_units).to_csv(tmp_path / "values.csv", index=False)
     (tmp_path / "c.toml").write_text(
         '[run]\nname = "c"\nkind = "sobol"\n[data]\nvalues = "values.csv"\n[sampling]\nn = 16\n'
-        'bootstrap = 10\n[audit]\nwhat_if = true\n[[factors]]\nname = "w"\nkind = "weights"\n'
+        "bootstrap = 10\n[audit]\nwhat_if = true\nrank_bounds = false\n"
+        '[[factors]]\nname = "w"\nkind = "weights"\n'
         'level = 0\n[[factors]]\nname = "a"\nkind = "choice"\nkey = "aggregation"\n'
         'options = ["arithmetic", "geometric"]\n'
     )
