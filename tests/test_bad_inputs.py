@@ -37,8 +37,10 @@ def test_broken_input_is_refused_clearly(corpus, config, expected, monkeypatch, 
     """In process through the CLI's entry point: any exception but the one-line error fails the test
     (a traceback), and so does a warning (a second line on the terminal)."""
     from nqpf_sens.cli import main
+    from nqpf_sens.uncertainty import study
 
     monkeypatch.chdir(corpus)
+    monkeypatch.setattr(study, "DASK_TIMEOUT", 1)  # an unreachable scheduler: refused after 1 s
     code = main(["run", config, "--out", "results/out"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert not [str(w.message) for w in recwarn if not issubclass(w.category, DeprecationWarning)]
