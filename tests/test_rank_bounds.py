@@ -183,3 +183,30 @@ def test_two_weight_factors_on_one_level_multiply_their_ranges():
         multipliers = (1 + 0.2 * (2 * rng.random(4) - 1)) * (1 + 0.1 * (2 * rng.random(4) - 1))
         ranks = ranks_under(leaves, spec, [spec.weights[0] * multipliers, spec.weights[1]])
         assert (found.best_rank <= ranks).all() and (ranks <= found.worst_rank).all()
+
+
+def test_solver_options_are_quiet_and_an_unknown_one_changes_nothing(monkeypatch):
+    """The solver's heuristics are switched off by name; a HiGHS that does not know a name
+    ignores it, and neither that nor scipy's note that it passes the names on reaches the user
+    (a warning is a second line on the terminal)."""
+    import warnings
+
+    from nqpf_sens.audit import rank_bounds as module
+
+    rng = np.random.default_rng(5)
+    leaves = rng.random((12, 4))
+    spec = two_level_spec()
+
+    def bounds() -> pd.DataFrame:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            found = rank_bounds(leaves, spec, spec.weights, [0.5, 0.5], list("abcdefghijkl"))
+        assert not caught, [str(w.message) for w in caught]
+        return found
+
+    known = bounds()
+    monkeypatch.setattr(module, "SOLVER_OPTIONS", {**module.SOLVER_OPTIONS, "no_such_option": 1})
+    pd.testing.assert_frame_equal(bounds(), known)
+    monkeypatch.setattr(module, "SOLVER_OPTIONS", {})  # HiGHS's defaults: the same bounds
+    pd.testing.assert_frame_equal(bounds(), known)
+    assert (known.best_rank < known.worst_rank).any()  # programmes were solved

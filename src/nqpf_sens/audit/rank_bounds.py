@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -34,6 +35,16 @@ from nqpf_sens.engine.rank import rank_scores
 from nqpf_sens.engine.spec import IndexSpec
 
 MARGIN = 1e-9  # a unit beats another when its score is larger by at least this (x score scale)
+#: HiGHS's searches for feasible points, off: each programme has an obvious one (every undecided
+#: unit counted, for the fewest; none, for the most), and they took two thirds of the solver's
+#: time, mostly at the root (the optimum does not depend on them). A HiGHS that does not know an
+#: option ignores it; scipy warns that it passes them on, which the solve keeps quiet.
+SOLVER_OPTIONS = {
+    "mip_heuristic_run_feasibility_jump": False,
+    "mip_heuristic_run_root_reduced_cost": False,
+    "mip_heuristic_run_rens": False,
+    "mip_heuristic_run_rins": False,
+}
 
 
 def weight_spreads(factors: Sequence[dict], n_levels: int) -> list[tuple[float, float]] | None:
@@ -179,8 +190,10 @@ def rank_bounds(
         if (undecided := np.flatnonzero(~always[u] & ~never[u])).size
         for fewest, reach in ((True, most[u, undecided]), (False, -least[u, undecided]))
     ]
-    with _solver_output_silenced(), ThreadPoolExecutor(max(1, jobs)) as pool:
-        counts = list(pool.map(lambda p: region.count(p[2], p[3], scale, p[1]), programmes))
+    with _solver_output_silenced(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Unrecognized options detected")  # SOLVER_OPTIONS
+        with ThreadPoolExecutor(max(1, jobs)) as pool:
+            counts = list(pool.map(lambda p: region.count(p[2], p[3], scale, p[1]), programmes))
     best, worst = always.sum(axis=1) + 1, always.sum(axis=1) + 1
     for (u, fewest, _, _), count in zip(programmes, counts, strict=True):
         (best if fewest else worst)[u] += count
@@ -288,7 +301,13 @@ class _Region:
         integrality = np.r_[np.zeros(self.n_vars), np.ones(n_others)]
         upper = np.r_[np.full(self.n_vars, np.inf), np.ones(n_others)]
         bounds = Bounds(np.zeros(self.n_vars + n_others), upper)
-        result = milp(objective, constraints=constraints, integrality=integrality, bounds=bounds)
+        result = milp(
+            objective,
+            constraints=constraints,
+            integrality=integrality,
+            bounds=bounds,
+            options=SOLVER_OPTIONS,
+        )
         if result.x is None:
             raise RuntimeError(f"rank bounds: {result.message}")
         return int(round(result.x[self.n_vars :].sum()))
