@@ -210,3 +210,26 @@ def test_solver_options_are_quiet_and_an_unknown_one_changes_nothing(monkeypatch
     monkeypatch.setattr(module, "SOLVER_OPTIONS", {})  # HiGHS's defaults: the same bounds
     pd.testing.assert_frame_equal(bounds(), known)
     assert (known.best_rank < known.worst_rank).any()  # programmes were solved
+
+
+def test_no_solver_thread_touches_the_warnings_filters(monkeypatch):
+    """Python's warnings filters are one list for the whole process: a thread that sets them
+    (scipy does, to "error", while it checks a dense constraint matrix) sets them for the other
+    threads mid-solve, whose warnings were then raised as errors. Only the run's own thread may
+    enter ``catch_warnings``."""
+    import threading
+    import warnings
+
+    entered = []
+    enter = warnings.catch_warnings.__enter__
+
+    def recorded(self):
+        entered.append(threading.current_thread() is threading.main_thread())
+        return enter(self)
+
+    monkeypatch.setattr(warnings.catch_warnings, "__enter__", recorded)
+    leaves = np.random.default_rng(6).random((12, 4))
+    spec = two_level_spec()
+    found = rank_bounds(leaves, spec, spec.weights, [0.5, 0.5], list("abcdefghijkl"), jobs=2)
+    assert (found.best_rank < found.worst_rank).any()  # programmes were solved, in threads
+    assert entered and all(entered)

@@ -282,6 +282,7 @@ class _Region:
         branch from (a quarter to a third less time with 40-67 units).
         """
         from scipy.optimize import Bounds, LinearConstraint, milp  # a run without the step: none
+        from scipy.sparse import csr_array
 
         n_others, n_indicators = difference.shape
         beat = np.zeros((n_others, self.n_vars + n_others))
@@ -292,9 +293,12 @@ class _Region:
         else:
             beat_low, beat_high = MARGIN * scale - big, np.full(n_others, np.inf)
         padded = np.hstack([self.matrix, np.zeros((len(self.matrix), n_others))])
+        # sparse: scipy checks a dense matrix under a warnings filter set to "error" for the
+        # whole process, in which another thread's solve raised its warnings as errors (and two
+        # such checks at once could leave the filter set)
         constraints = [
-            LinearConstraint(padded, self.lows, self.highs),
-            LinearConstraint(beat, beat_low, beat_high),
+            LinearConstraint(csr_array(padded), self.lows, self.highs),
+            LinearConstraint(csr_array(beat), beat_low, beat_high),
         ]
         sense = 1.0 if fewest else -1.0
         objective = np.r_[np.zeros(self.n_vars), np.full(n_others, sense)]
