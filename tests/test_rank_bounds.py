@@ -233,3 +233,50 @@ def test_no_solver_thread_touches_the_warnings_filters(monkeypatch):
     found = rank_bounds(leaves, spec, spec.weights, [0.5, 0.5], list("abcdefghijkl"), jobs=2)
     assert (found.best_rank < found.worst_rank).any()  # programmes were solved, in threads
     assert entered and all(entered)
+
+
+def test_a_failed_solve_is_retried_with_the_solver_s_defaults_then_noted(monkeypatch, tmp_path):
+    """HiGHS can fail on a programme that has a solution (numerical trouble): it is solved again
+    with HiGHS's own settings; should that fail too, the run goes on without the bounds and
+    says why, rather than ending in a traceback."""
+    import scipy.optimize
+
+    import nqpf_sens as ns
+    from nqpf_sens.audit import rank_bounds as module
+
+    solve = scipy.optimize.milp
+    leaves = np.random.default_rng(7).random((12, 4))
+    spec = two_level_spec()
+    known = rank_bounds(leaves, spec, spec.weights, [0.5, 0.5], list("abcdefghijkl"))
+
+    def failing(when):
+        def milp(*args, options=None, **kwargs):
+            result = solve(*args, options=options, **kwargs)
+            return (
+                scipy.optimize.OptimizeResult(x=None, message="trouble")
+                if when(options)
+                else result
+            )
+
+        return milp
+
+    monkeypatch.setattr(
+        scipy.optimize, "milp", failing(lambda options: options == module.SOLVER_OPTIONS)
+    )
+    again = rank_bounds(leaves, spec, spec.weights, [0.5, 0.5], list("abcdefghijkl"))
+    pd.testing.assert_frame_equal(again, known)
+    monkeypatch.setattr(scipy.optimize, "milp", failing(lambda options: True))
+    with pytest.raises(module.SolverFailed, match="trouble"):
+        rank_bounds(leaves, spec, spec.weights, [0.5, 0.5], list("abcdefghijkl"))
+    config = ns.config_from_dict(
+        {
+            "run": {"kind": "montecarlo"},
+            "sampling": {"n": 16},
+            "outputs": {"figures": False},
+            "factors": [{"name": "w", "kind": "weights", "level": 0}],
+        },
+        tmp_path,
+    )
+    results = ns.run(config)
+    assert "rank_bounds" not in results.tables
+    assert any("exact rank bounds skipped: the solver failed" in note for note in results.notes)

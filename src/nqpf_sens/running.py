@@ -23,7 +23,7 @@ import pandas as pd
 from nqpf_sens.audit.coherence import coherence_tables, nominal_levels
 from nqpf_sens.audit.importance import importance_tables
 from nqpf_sens.audit.optimal_weights import optimal_weights_tables
-from nqpf_sens.audit.rank_bounds import rank_bounds, weight_spreads
+from nqpf_sens.audit.rank_bounds import SolverFailed, rank_bounds, weight_spreads
 from nqpf_sens.audit.whatif import leave_one_out, one_at_a_time
 from nqpf_sens.config import MAX_JOBS, RunConfig, load_config
 from nqpf_sens.engine.batch import Engine, evaluate
@@ -395,7 +395,11 @@ def _rank_bounds(
     if np.isnan(leaves).any():
         notes.append(INCOMPLETE.format(step="exact rank bounds"))
         return None
-    bounds = rank_bounds(leaves, spec, weights, spreads, units, jobs)
+    try:
+        bounds = rank_bounds(leaves, spec, weights, spreads, units, jobs)
+    except SolverFailed as failed:
+        notes.append(f"exact rank bounds skipped: the solver failed ({failed})")
+        return None
     return bounds.sort_values(["nominal_rank", "unit"], kind="stable", ignore_index=True)
 
 

@@ -47,6 +47,10 @@ SOLVER_OPTIONS = {
 }
 
 
+class SolverFailed(RuntimeError):
+    """HiGHS found no solution of a programme that has one (numerical trouble)."""
+
+
 def weight_spreads(factors: Sequence[dict], n_levels: int) -> list[tuple[float, float]] | None:
     """Per weighted level, the range ``(low, high)`` of the multipliers the uniform ``weights``
     factors apply to each weight (several factors on one level multiply: the product of their
@@ -305,16 +309,17 @@ class _Region:
         integrality = np.r_[np.zeros(self.n_vars), np.ones(n_others)]
         upper = np.r_[np.full(self.n_vars, np.inf), np.ones(n_others)]
         bounds = Bounds(np.zeros(self.n_vars + n_others), upper)
-        result = milp(
-            objective,
-            constraints=constraints,
-            integrality=integrality,
-            bounds=bounds,
-            options=SOLVER_OPTIONS,
-        )
-        if result.x is None:
-            raise RuntimeError(f"rank bounds: {result.message}")
-        return int(round(result.x[self.n_vars :].sum()))
+        for options in (SOLVER_OPTIONS, {}):  # then HiGHS's defaults, should it fail
+            result = milp(
+                objective,
+                constraints=constraints,
+                integrality=integrality,
+                bounds=bounds,
+                options=options,
+            )
+            if result.x is not None:
+                return int(round(result.x[self.n_vars :].sum()))
+        raise SolverFailed(str(result.message))
 
 
 @contextmanager
