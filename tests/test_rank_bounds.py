@@ -185,6 +185,13 @@ def test_two_weight_factors_on_one_level_multiply_their_ranges():
         assert (found.best_rank <= ranks).all() and (ranks <= found.worst_rank).all()
 
 
+def twelve_units(seed: int, jobs: int = 1) -> pd.DataFrame:
+    """Rank bounds of twelve random units of the two-level index, every weight within +/- 50%."""
+    leaves = np.random.default_rng(seed).random((12, 4))
+    spec = two_level_spec()
+    return rank_bounds(leaves, spec, spec.weights, [0.5, 0.5], list("abcdefghijkl"), jobs)
+
+
 def test_solver_options_are_quiet_and_an_unknown_one_changes_nothing(monkeypatch):
     """The solver's heuristics are switched off by name; a HiGHS that does not know a name
     ignores it, and neither that nor scipy's note that it passes the names on reaches the user
@@ -193,14 +200,10 @@ def test_solver_options_are_quiet_and_an_unknown_one_changes_nothing(monkeypatch
 
     from nqpf_sens.audit import rank_bounds as module
 
-    rng = np.random.default_rng(5)
-    leaves = rng.random((12, 4))
-    spec = two_level_spec()
-
     def bounds() -> pd.DataFrame:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            found = rank_bounds(leaves, spec, spec.weights, [0.5, 0.5], list("abcdefghijkl"))
+            found = twelve_units(5)
         assert not caught, [str(w.message) for w in caught]
         return found
 
@@ -228,9 +231,7 @@ def test_no_solver_thread_touches_the_warnings_filters(monkeypatch):
         return enter(self)
 
     monkeypatch.setattr(warnings.catch_warnings, "__enter__", recorded)
-    leaves = np.random.default_rng(6).random((12, 4))
-    spec = two_level_spec()
-    found = rank_bounds(leaves, spec, spec.weights, [0.5, 0.5], list("abcdefghijkl"), jobs=2)
+    found = twelve_units(6, jobs=2)
     assert (found.best_rank < found.worst_rank).any()  # programmes were solved, in threads
     assert entered and all(entered)
 
@@ -245,9 +246,7 @@ def test_a_failed_solve_is_retried_with_the_solver_s_defaults_then_noted(monkeyp
     from nqpf_sens.audit import rank_bounds as module
 
     solve = scipy.optimize.milp
-    leaves = np.random.default_rng(7).random((12, 4))
-    spec = two_level_spec()
-    known = rank_bounds(leaves, spec, spec.weights, [0.5, 0.5], list("abcdefghijkl"))
+    known = twelve_units(7)
 
     def failing(when):
         def milp(*args, options=None, **kwargs):
@@ -263,11 +262,10 @@ def test_a_failed_solve_is_retried_with_the_solver_s_defaults_then_noted(monkeyp
     monkeypatch.setattr(
         scipy.optimize, "milp", failing(lambda options: options == module.SOLVER_OPTIONS)
     )
-    again = rank_bounds(leaves, spec, spec.weights, [0.5, 0.5], list("abcdefghijkl"))
-    pd.testing.assert_frame_equal(again, known)
+    pd.testing.assert_frame_equal(twelve_units(7), known)
     monkeypatch.setattr(scipy.optimize, "milp", failing(lambda options: True))
     with pytest.raises(module.SolverFailed, match="trouble"):
-        rank_bounds(leaves, spec, spec.weights, [0.5, 0.5], list("abcdefghijkl"))
+        twelve_units(7)
     config = ns.config_from_dict(
         {
             "run": {"kind": "montecarlo"},
