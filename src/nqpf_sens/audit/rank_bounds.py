@@ -13,9 +13,12 @@ programme (HiGHS): the fewest (most) other units that beat the unit anywhere in 
 pairs keep their order everywhere; the exact range of each pair's difference (a linear-fractional
 programme per parent, solved by sorting) settles them first, so only the others need binaries.
 
-Ties follow the engine's ``min`` rule (a unit tied with another shares the better place); score
-differences within the solver's feasibility tolerance (1e-7 of the score scale) may count either
-way, which can only widen the bounds: they are exact up to such near-ties, else outer.
+Ties follow the engine's ``min`` rule (tied units share the better place), exact ties included,
+such as units tied at some weights and apart at others (common with data on a few levels). The
+solver works to a tolerance, so the worst rank counts a lead only from ``LEAD`` (x the largest
+absolute leaf), a hundred times that tolerance: no exact tie passes for a lead, and a worst place
+that needs smaller leads is a near-tie the bound may miss. The best rank may leave a lead within
+the tolerance uncounted (outer).
 """
 
 from __future__ import annotations
@@ -31,10 +34,16 @@ import numpy as np
 import pandas as pd
 
 from nqpf_sens.engine.aggregate import aggregate_tree
+from nqpf_sens.engine.kernels import RANK_TOLERANCE
 from nqpf_sens.engine.rank import rank_scores
 from nqpf_sens.engine.spec import IndexSpec
 
-MARGIN = 1e-9  # a unit beats another when its score is larger by at least this (x score scale)
+#: the least lead (x the largest absolute leaf) the worst rank counts: a hundred times the
+#: solver's feasibility tolerances (which the programmes' rows, scaled alike, are held to), so
+#: that no exact tie passes for a lead
+LEAD = 1e-6
+#: HiGHS's defaults are 1e-7 and 1e-6; these solved as fast, within the machine's noise
+TOLERANCES = {"primal_feasibility_tolerance": 1e-8, "mip_feasibility_tolerance": 1e-8}
 #: HiGHS's searches for feasible points, off: each programme has an obvious one (every undecided
 #: unit counted, for the fewest; none, for the most), and they took two thirds of the solver's
 #: time, mostly at the root (the optimum does not depend on them). A HiGHS that does not know an
@@ -184,20 +193,25 @@ def rank_bounds(
         ["arithmetic"] * len(memberships),
     )
     least, most = difference_range(leaves, spec, low, high)
-    scale = max(float(np.ptp(leaves)), 1e-12)
-    always = least > MARGIN * scale  # [u, v]: v beats u at every point of the region
-    never = most <= 0  # v beats u nowhere (a unit never beats itself)
-    slack = 2 * MARGIN * scale
-    programmes = [  # (unit, fewest, leaves of the undecided others minus the unit's, big M)
-        (u, fewest, leaves[undecided] - leaves[u], reach + slack)
-        for u in range(n_units)
-        if (undecided := np.flatnonzero(~always[u] & ~never[u])).size
-        for fewest, reach in ((True, most[u, undecided]), (False, -least[u, undecided]))
-    ]
+    scale = float(np.abs(leaves).max()) or 1.0  # no score is larger: the engine's tie scale
+    # [u, v]: v beats u everywhere (by more than the engine's tie tolerance anywhere), or nowhere
+    always = least > RANK_TOLERANCE * scale
+    never = most <= 0
+    programmes = []  # (unit, fewest, the others' leaves minus the unit's, big M), all / scale
+    for u in range(n_units):
+        undecided = np.flatnonzero(~always[u] & ~never[u])
+        leading = undecided[most[u, undecided] >= LEAD * scale]  # the leads the worst rank counts
+        for fewest, others, reach in (
+            (True, undecided, most[u, undecided]),
+            (False, leading, -least[u, leading]),
+        ):
+            if others.size:
+                difference = (leaves[others] - leaves[u]) / scale
+                programmes.append((u, fewest, difference, reach / scale + 2 * LEAD))
     with _solver_output_silenced(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Unrecognized options detected")  # SOLVER_OPTIONS
+        warnings.filterwarnings("ignore", "Unrecognized options detected")  # HiGHS's own
         with ThreadPoolExecutor(max(1, jobs)) as pool:
-            counts = list(pool.map(lambda p: region.count(p[2], p[3], scale, p[1]), programmes))
+            counts = list(pool.map(lambda p: region.count(p[2], p[3], p[1]), programmes))
     best, worst = always.sum(axis=1) + 1, always.sum(axis=1) + 1
     for (u, fewest, _, _), count in zip(programmes, counts, strict=True):
         (best if fewest else worst)[u] += count
@@ -274,12 +288,13 @@ class _Region:
     def __init__(self, matrix, lows: np.ndarray, highs: np.ndarray, n_vars: int) -> None:
         self.matrix, self.lows, self.highs, self.n_vars = matrix.toarray(), lows, highs, n_vars
 
-    def count(self, difference: np.ndarray, big: np.ndarray, scale: float, fewest: bool) -> int:
+    def count(self, difference: np.ndarray, big: np.ndarray, fewest: bool) -> int:
         """The fewest (or most) of the units whose leaves lead the unit's by ``difference``
-        (others x indicators) that beat it somewhere in the region.
+        (others x indicators, in units of the largest absolute leaf) that beat it somewhere in
+        the region.
 
         With ``b_v`` binary: fewest needs ``score_v - score_u <= big_v b_v`` (v may lead only
-        where counted); most needs ``score_v - score_u >= margin - big_v (1 - b_v)`` (counted
+        where counted); most needs ``score_v - score_u >= LEAD - big_v (1 - b_v)`` (counted
         only where v leads). ``big`` must bound ``score_v - score_u`` (fewest) or its opposite
         (most) over the region: the exact ranges of :func:`difference_range` plus a margin,
         tighter than the largest leaf difference, give HiGHS a tighter linear relaxation to
@@ -295,7 +310,7 @@ class _Region:
         if fewest:
             beat_low, beat_high = np.full(n_others, -np.inf), np.zeros(n_others)
         else:
-            beat_low, beat_high = MARGIN * scale - big, np.full(n_others, np.inf)
+            beat_low, beat_high = LEAD - big, np.full(n_others, np.inf)
         padded = np.hstack([self.matrix, np.zeros((len(self.matrix), n_others))])
         # sparse: scipy checks a dense matrix under a warnings filter set to "error" for the
         # whole process, in which another thread's solve raised its warnings as errors (and two
@@ -309,13 +324,13 @@ class _Region:
         integrality = np.r_[np.zeros(self.n_vars), np.ones(n_others)]
         upper = np.r_[np.full(self.n_vars, np.inf), np.ones(n_others)]
         bounds = Bounds(np.zeros(self.n_vars + n_others), upper)
-        for options in (SOLVER_OPTIONS, {}):  # then HiGHS's defaults, should it fail
+        for options in (SOLVER_OPTIONS, {}):  # then HiGHS's own searches, should it fail
             result = milp(
                 objective,
                 constraints=constraints,
                 integrality=integrality,
                 bounds=bounds,
-                options=options,
+                options=TOLERANCES | options,
             )
             if result.x is not None:
                 return int(round(result.x[self.n_vars :].sum()))
