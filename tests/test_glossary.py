@@ -1,6 +1,7 @@
 """Every column of every table a run writes has a plain-English meaning in the run's glossary."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -160,6 +161,27 @@ def test_every_column_of_every_table_is_described(runs):
         described = set(key.column[key.meaning.fillna("") != ""])
         shown = {c for t, frame in tables.items() if t != "glossary" for c in frame.columns}
         assert shown <= described
+
+
+#: a percentile or median over scenarios (not a share of units, such as those inside theirs)
+QUANTILE = re.compile(r"^(?!share_)(.*_)?(p\d\d|median)(_|$)")
+
+
+def test_every_quantile_over_scenarios_carries_its_interval(runs):
+    """A percentile or a median of the scenarios is an estimate: the ends of its confidence
+    interval stand beside it, in every table (the Monte Carlo ranks beside the exact rank bounds
+    once stood alone)."""
+    for name, folder in runs.items():
+        for path in sorted(folder.glob("*.csv")):
+            columns = list(pd.read_csv(path, nrows=0).columns)
+            alone = [
+                column
+                for column in columns
+                if QUANTILE.match(column)
+                and not column.endswith(("_low", "_high", "_se"))
+                and not {f"{column}_low", f"{column}_high"} <= set(columns)
+            ]
+            assert not alone, (name, path.stem, alone)
 
 
 def test_tricky_names_say_what_they_are():

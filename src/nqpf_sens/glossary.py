@@ -167,11 +167,17 @@ EXACT: dict[str, _Meaning] = {
     "p_nominal_rank": _probability("the unit keeps exactly its nominal rank"),
     "monte_carlo_p05_rank": _Meaning(
         "the 5th percentile of the unit's rank in the Monte Carlo scenarios (every factor "
-        "varying), beside the exact bounds for comparison"
+        "varying), beside the exact bounds for comparison",
+        error=ORDER,
     ),
     "monte_carlo_p95_rank": _Meaning(
         "the 95th percentile of the unit's rank in the Monte Carlo scenarios (every factor "
-        "varying), beside the exact bounds for comparison"
+        "varying), beside the exact bounds for comparison",
+        error=ORDER,
+    ),
+    "monte_carlo_scenarios": _Meaning(
+        "the number of Monte Carlo scenarios behind the percentile ranks beside the exact bounds "
+        "(the bounds themselves are exact: no sample)"
     ),
     # tiers and score bands
     "most_likely_tier": _Meaning(

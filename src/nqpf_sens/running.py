@@ -418,7 +418,8 @@ def _compute(plan: _Plan, work: Path | None, resume: bool, progress: bool) -> Re
         stats = _study(prepared, config, backend, work, plan.jobs, resume, progress)
         tables.update(tables_from(prepared, stats, config, plan.jobs))
         if "rank_bounds" in tables:  # beside the Monte Carlo interval of every factor together
-            interval = tables["rank_stability"][["unit", "p05_rank", "p95_rank"]]
+            quantiles = [f"p{q}_rank{end}" for q in ("05", "95") for end in ("", "_low", "_high")]
+            interval = tables["rank_stability"][["unit", *quantiles, "scenarios"]]
             tables["rank_bounds"] = tables["rank_bounds"].merge(
                 interval.rename(columns=lambda c: c if c == "unit" else f"monte_carlo_{c}"),
                 on="unit",
