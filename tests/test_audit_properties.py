@@ -421,6 +421,21 @@ def constant_totals(run_config: ns.RunConfig) -> tuple[list[bool], list[bool]]:
     return found
 
 
+def undefined_components(run_config: ns.RunConfig) -> list[str]:
+    """The aggregates of two or more parts whose principal components are undefined: a part the
+    same for every unit, or fewer than two units with every part observed (nominal scores)."""
+    spec, table = load_inputs(run_config)
+    levels, _ = nominal_levels(spec, table, run_config.pipeline, run_config.ties)
+    found = []
+    for k in range(1, len(spec.levels)):
+        for p, node in enumerate(spec.levels[k]):
+            parts = levels[k - 1][:, spec.parents[k - 1] == p]
+            complete = parts[~np.isnan(parts).any(axis=1)]
+            if len(complete) < 2 or (np.ptp(complete, axis=0) == 0).any():
+                found.append(node)
+    return found
+
+
 def unexplained_gaps(results: ns.Results, run_config: ns.RunConfig) -> list[str]:
     """The table cells that are infinite, or empty with nothing in the run saying why. Explained:
     text columns that name a flag, a problem, a bound or a reason only when there is one; rank
@@ -430,8 +445,9 @@ def unexplained_gaps(results: ns.Results, run_config: ns.RunConfig) -> list[str]
     Sobol indices of
     an output no scenario moves (``output_sd`` 0, ``why_not`` "does not vary"), and what is
     summed from them alone; skewness of fewer than 3 values, kurtosis of fewer than 4; Cronbach's
-    alpha of fewer than 2 items or of items whose total is the same for every unit (recomputed
-    here from the nominal scores of every level)."""
+    alpha of fewer than 2 items or of items whose total is the same for every unit, principal
+    components of parts one of which is the same for every unit or with fewer than two complete
+    units (both recomputed here from the nominal scores of every level)."""
     found = []
     tables = results.tables
     explained: dict[tuple[str, str], pd.Series] = {}
@@ -478,6 +494,14 @@ def unexplained_gaps(results: ns.Results, run_config: ns.RunConfig) -> list[str]
             ("alpha_children", "alpha_indicators"), constant_totals(run_config), strict=True
         ):
             explained[("cronbach", column)] = pd.Series(constant, cronbach.index)
+    if "pca_variance" in tables:
+        undefined = undefined_components(run_config)
+        for name, columns in (
+            ("pca_variance", ("eigenvalue", "share", "cumulative_share")),
+            ("pca_loadings", ("loading",)),
+        ):
+            for column in columns:
+                explained[(name, column)] = tables[name].node.isin(undefined)
     for name, frame in tables.items():
         for column in frame.select_dtypes("number"):
             values = frame[column].to_numpy(dtype=float)

@@ -44,6 +44,13 @@ SHARE = "share"  # a share of scenarios: a binomial Monte Carlo standard error
 MEAN = "mean"  # a mean over scenarios: its standard deviation over the root of their number
 
 
+#: when the principal components of an aggregate's parts are undefined
+NO_COMPONENTS = (
+    "empty when a part has the same value for every unit, or fewer than two units have every "
+    "part observed (each part is scaled to variance 1, which R's prcomp refuses then too)"
+)
+
+
 @dataclass(frozen=True)
 class _Meaning:
     """A noun phrase that other meanings can extend (``what``), a remark for this column alone
@@ -357,14 +364,18 @@ EXACT: dict[str, _Meaning] = {
     ),
     "eigenvalue": _Meaning(
         "the variance the component carries, each part standardised to variance 1",
-        "above 1: more than a single part's",
+        f"above 1: more than a single part's; {NO_COMPONENTS}",
     ),
-    "share": _Meaning("the share of the parts' total standardised variance the component carries"),
-    "cumulative_share": _Meaning("the share carried by this component and all those before it"),
+    "share": _Meaning(
+        "the share of the parts' total standardised variance the component carries", NO_COMPONENTS
+    ),
+    "cumulative_share": _Meaning(
+        "the share carried by this component and all those before it", NO_COMPONENTS
+    ),
     "child": _Meaning("the part of the aggregate the loading belongs to"),
     "loading": _Meaning(
         "the part's weight in the component's direction (a unit-length vector)",
-        "signed so that the largest is positive",
+        f"signed so that the largest is positive; {NO_COMPONENTS}",
     ),
     # importance against weights
     "parent": _Meaning("the aggregate directly above the part"),
