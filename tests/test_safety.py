@@ -993,3 +993,85 @@ def test_a_run_folder_that_cannot_be_read_is_one_line(project, capsys, monkeypat
 
     monkeypatch.setattr(html, "result_files", unreadable)
     assert "cannot be read (Permission denied)" in refused(capsys, "report", "results/base")
+
+
+def test_an_audit_step_too_large_for_memory_is_refused_before_it_starts(tmp_path, monkeypatch):
+    """The importance audit holds units x units kernels, the exact rank bounds every pair of
+    units' leaf differences: a few thousand units outgrew the machine's memory, and the run
+    ended in the study's advice (lower [sampling] n), which does not help. Each such step is
+    estimated first and refused with the key that drops it."""
+    import nqpf_sens as ns
+    from nqpf_sens.audit import importance
+    from nqpf_sens.uncertainty import resources
+
+    def never(*args, **kwargs):
+        raise AssertionError("the step ran")
+
+    monkeypatch.setattr(importance, "importance_tables", never)
+    monkeypatch.setattr("nqpf_sens.running.importance_tables", never)
+    config = ns.config_from_dict({"run": {"kind": "baseline"}}, tmp_path)
+    needed = importance.peak_bytes(31, config.audit.bootstrap)
+    monkeypatch.setattr(resources, "available_memory", lambda: needed)  # 80% of it usable
+    with pytest.raises(
+        ns.UserError, match=r"\[audit\] importance: the importance audit of 31 units"
+    ):
+        ns.run(config)
+    monkeypatch.setattr(resources, "available_memory", lambda: 2 * needed)
+    with pytest.raises(AssertionError, match="the step ran"):
+        ns.run(config)
+    monkeypatch.setattr(resources, "available_memory", lambda: 1024)
+    with pytest.raises(ns.UserError, match=r"\[audit\] coherence: .* set it to false"):
+        ns.run(config)
+
+
+def test_the_audit_memory_estimates_cover_the_measured_peaks():
+    """tracemalloc's peak of each step stays within its estimate, and above half of it (an
+    estimate far too high would refuse runs that fit): 200 random units of 12 indicators, and
+    the correlations of 120 indicators, whose rows are most of their memory."""
+    import tracemalloc
+
+    from nqpf_sens.audit import coherence, importance
+    from nqpf_sens.audit import rank_bounds as exact_bounds
+    from nqpf_sens.engine.spec import IndexSpec
+
+    spec = IndexSpec(
+        levels=(tuple(f"i{j}" for j in range(12)), ("x", "y", "z"), ("index",)),
+        parents=(np.repeat([0, 1, 2], 4), np.zeros(3, dtype=int)),
+        weights=(np.ones(12), np.ones(3)),
+        direction=np.ones(12),
+        transform_flag=np.zeros(12, dtype=bool),
+    )
+    leaves = np.random.default_rng(0).random((200, 12))
+    dimensions = leaves.reshape(200, 3, 4).mean(axis=2)
+    levels = [leaves, dimensions, dimensions.mean(axis=1, keepdims=True)]
+    low, high, _ = exact_bounds.weight_region(spec, spec.weights, [0.25, 0.25])
+    steps = {
+        "importance": (
+            lambda: importance.importance_tables(levels, spec, spec.weights, 0.95, 1, 100),
+            importance.peak_bytes(200, 100),
+        ),
+        "rank bounds": (
+            lambda: exact_bounds.difference_range(leaves, spec, low, high),
+            exact_bounds.peak_bytes(200, 12),
+        ),
+    }
+    wide = IndexSpec(
+        levels=(tuple(f"i{j}" for j in range(120)), ("x", "y"), ("index",)),
+        parents=(np.repeat([0, 1], 60), np.zeros(2, dtype=int)),
+        weights=(np.ones(120), np.ones(2)),
+        direction=np.ones(120),
+        transform_flag=np.zeros(120, dtype=bool),
+    )
+    values = np.random.default_rng(1).random((10, 120))
+    means = values.reshape(10, 2, 60).mean(axis=2)
+    wide_levels = [values, means, means.mean(axis=1, keepdims=True)]
+    steps["correlations"] = (
+        lambda: [coherence.correlations(wide_levels, wide, m) for m in ("pearson", "spearman")],
+        coherence.peak_bytes(wide, 10),
+    )
+    for name, (step, estimate) in steps.items():
+        tracemalloc.start()
+        step()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert estimate / 2 < peak <= estimate, (name, peak, estimate)

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nqpf_sens.audit import coherence, importance
+from nqpf_sens.audit import rank_bounds as exact_bounds
 from nqpf_sens.audit.coherence import coherence_tables, nominal_levels
 from nqpf_sens.audit.importance import importance_tables
 from nqpf_sens.audit.optimal_weights import optimal_weights_tables
@@ -59,6 +61,7 @@ from nqpf_sens.uncertainty.compiling import (
 )
 from nqpf_sens.uncertainty.convergence import RANK_ERROR
 from nqpf_sens.uncertainty.memory import retain_freed_memory
+from nqpf_sens.uncertainty.resources import check_step_memory
 from nqpf_sens.uncertainty.study import ChunkStats, resolved_backend, run_study
 from nqpf_sens.wording import plural
 
@@ -328,13 +331,19 @@ def _plan(
     if len(table.years) == 1 and len(table.units) >= 2:
         levels, weights = nominal_levels(spec, table, config.pipeline, config.ties)
     if levels is not None and len(table.units) >= 3:  # correlations need three units
+        n_units = len(table.units)
         if audit.coherence:
+            what = f"the coherence audit of {len(spec.indicators):,} indicators"
+            check_step_memory(coherence.peak_bytes(spec, n_units), what, "[audit] coherence")
             tables.update(coherence_tables(levels, spec, table))
         index = levels[-1]
         varies = bool(np.nanmax(index) - np.nanmin(index) > RANK_TOLERANCE * np.nanmax(abs(index)))
         if audit.importance and not varies:
             notes = [*notes, CONSTANT_INDEX.format(step="importance")]
         elif audit.importance:
+            what = f"the importance audit of {n_units:,} units"
+            needed = importance.peak_bytes(n_units, audit.bootstrap)
+            check_step_memory(needed, what, "[audit] importance")
             tables.update(
                 importance_tables(
                     levels, spec, weights, audit.confidence, config.seed, audit.bootstrap
@@ -395,6 +404,8 @@ def _rank_bounds(
     if np.isnan(leaves).any():
         notes.append(INCOMPLETE.format(step="exact rank bounds"))
         return None
+    what = f"the exact rank bounds of {len(units):,} units"
+    check_step_memory(exact_bounds.peak_bytes(*leaves.shape), what, "[audit] rank_bounds")
     try:
         bounds = rank_bounds(leaves, spec, weights, spreads, units, jobs)
     except SolverFailed as failed:

@@ -13,6 +13,7 @@ spec's 0-based levels (COINr counts from 1).
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Sequence
 
@@ -101,6 +102,31 @@ def _check_levels(values_by_level: Sequence[np.ndarray], spec: IndexSpec) -> lis
     return arrays
 
 
+#: a total whose variance is below this share of its items' is constant, its spread rounding
+CONSTANT_TOTAL = 1e-20
+
+
+def sibling_pairs(parents: np.ndarray) -> list[tuple[int, int]]:
+    """Every pair ``a < b`` of nodes with one parent, in order: built parent by parent, not
+    filtered from all pairs of the level (two arrays of 28 GiB for 60,000 indicators)."""
+    pairs = [
+        (int(a), int(b))
+        for parent in np.unique(parents)
+        for a, b in itertools.combinations(np.flatnonzero(parents == parent), 2)
+    ]
+    return sorted(pairs)
+
+
+def peak_bytes(spec: IndexSpec, n_units: int) -> int:
+    """The largest parts of :func:`coherence_tables`: the correlation rows (two methods, a row of
+    Python objects per pair of siblings and per node: 205 bytes each by tracemalloc, 300 to 600
+    indicators) and each aggregate's units x parts."""
+    siblings = [np.unique(parents, return_counts=True)[1] for parents in spec.parents]
+    pairs = sum(int((counts * (counts - 1) // 2).sum()) for counts in siblings)
+    nodes = sum(len(level) for level in spec.levels)
+    return 2 * 250 * (pairs + nodes) + 8 * 4 * n_units * len(spec.indicators)
+
+
 def _pairwise_r(x: np.ndarray, y: np.ndarray, method: str) -> float:
     """R's ``cor(x, y, method, use = "pairwise.complete.obs")``: Spearman ranks (average ties)
     only the units where both are present; NaN with no spread or fewer than 3 of them (where R
@@ -143,10 +169,9 @@ def correlations(
     rows = []
     for k in range(top):
         nodes, parents, scores = spec.levels[k], spec.parents[k], values[k]
-        for a, b in zip(*np.triu_indices(len(nodes), 1), strict=True):
-            if parents[a] == parents[b]:
-                r = _pairwise_r(scores[:, a], scores[:, b], method)
-                rows.append((k, nodes[a], nodes[b], "within", r))
+        for a, b in sibling_pairs(parents):
+            r = _pairwise_r(scores[:, a], scores[:, b], method)
+            rows.append((k, nodes[a], nodes[b], "within", r))
         for i, node in enumerate(nodes):
             above = values[k + 1][:, parents[i]]
             r = _pairwise_r(scores[:, i], above, method)
@@ -172,7 +197,8 @@ def correlations(
 
 def cronbach_alpha(matrix: np.ndarray, use: str = "complete") -> float:
     """Cronbach's alpha of the (units x items) ``matrix``: k/(k-1) * (1 - sum of item variances /
-    variance of the total), NaN with fewer than 2 items or no spread.
+    variance of the total), NaN with fewer than 2 items or a total the same for every unit (its
+    variance within ``CONSTANT_TOTAL`` of the items', which rounding alone gave: alpha -2e16).
 
     This is COINr ``get_cronbach``'s ``k^2 * mean off-diagonal covariance / sum of covariances``
     rewritten; COINr builds the covariances from ``pairwise`` observations by default, here the
@@ -186,11 +212,14 @@ def cronbach_alpha(matrix: np.ndarray, use: str = "complete") -> float:
         matrix = matrix[~np.isnan(matrix).any(axis=1)]
     if k < 2 or matrix.shape[0] < 2:
         return np.nan
-    covariance = pd.DataFrame(matrix).cov().to_numpy()
-    total = np.nansum(covariance)
-    if not total > 0:
+    if use == "complete":  # the covariances' sums without their k x k matrix (28 GiB for 60,000)
+        items, total = matrix.var(axis=0, ddof=1).sum(), matrix.sum(axis=1).var(ddof=1)
+    else:
+        covariance = pd.DataFrame(matrix).cov().to_numpy()
+        items, total = np.nansum(np.diag(covariance)), np.nansum(covariance)
+    if not total > CONSTANT_TOTAL * items:  # the same total for every unit, up to rounding
         return np.nan
-    return float(k / (k - 1) * (1.0 - np.nansum(np.diag(covariance)) / total))
+    return float(k / (k - 1) * (1.0 - items / total))
 
 
 def cronbach_table(values_by_level: Sequence[np.ndarray], spec: IndexSpec) -> pd.DataFrame:

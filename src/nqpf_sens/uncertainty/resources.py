@@ -159,6 +159,18 @@ def fits_in_memory(size: RunSize, memory: int | None = None) -> bool:
     return needed <= BUDGET * (available_memory() if memory is None else memory)
 
 
+def check_step_memory(needed: int, what: str, where: str, memory: int | None = None) -> None:
+    """Refuse a step whose largest arrays (``needed`` bytes, estimated from its dimensions)
+    cannot fit this machine's memory: ``what`` names the step, ``where`` the key that drops it."""
+    memory = available_memory() if memory is None else memory
+    if needed > BUDGET * memory:
+        raise UserError(
+            f"{what} needs about {_size(needed)} of memory but {_size(memory)} are available: "
+            "set it to false",
+            where=where,
+        )
+
+
 def check_resources(
     size: RunSize, work: Path | None, memory: int | None = None, disk: int | None = None
 ) -> None:
