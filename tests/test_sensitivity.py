@@ -330,7 +330,8 @@ spread = 0.0
 name = "norm"
 kind = "choice"
 key = "normalisation"
-options = ["minmax", "minmax"]
+options = ["minmax", "zscore"]
+probabilities = [1, 0]
 """
     (project / "flat.toml").write_text(config)
     out = run_config(project / "flat.toml", out=project / "flat", quiet=True)

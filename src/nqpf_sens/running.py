@@ -283,6 +283,23 @@ def _inputs(
             config.path,
             "[outputs] top",
         )
+    within = config.outputs.within
+    if "within" in written and config.kind != "baseline" and 1 < n_units <= within + 1:
+        raise UserError(
+            f"{within} is not fewer than the {n_units - 1} places a unit can move (every unit "
+            "would be within it)",
+            config.path,
+            "[outputs] within",
+        )
+    tiers = config.pipeline.tiers
+    bounds_set = "bounds" in config.raw.get("tiers", {})
+    if bounds_set and tiers.scheme == "fixed_ranks" and 1 < n_units <= tiers.bounds[-1]:
+        raise UserError(
+            f"{tiers.bounds[-1]} is not fewer than the {n_units} units (tier "
+            f"{tiers.n_tiers} would always be empty)",
+            config.path,
+            "[tiers] bounds",
+        )
     if config.data.compare_with_paper:
         problem = paper_problem(spec, table)
         if problem:

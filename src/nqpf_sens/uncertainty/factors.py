@@ -53,6 +53,16 @@ CHOICE_KEYS = (
     "data_threshold",
 )
 KINDS = ("choice", "weights", "exclude", "dataset", "noise", "mask")
+#: the keys each kind of factor takes besides name, kind, group and description (any other is a
+#: mistake: it would be ignored without a word)
+KIND_KEYS = {
+    "choice": ("key", "options", "probabilities"),
+    "weights": ("level", "distribution", "spread", "concentration"),
+    "exclude": ("options", "probabilities"),
+    "dataset": ("count", "probabilities"),
+    "noise": ("spread", "spread_by_status"),
+    "mask": ("cells",),
+}
 NONE = "none"
 
 
@@ -294,6 +304,16 @@ def _cell_spread(
     return spread
 
 
+def _refuse_repeated(options: tuple, source, where: str) -> None:
+    """An option listed twice would be drawn twice as often as the others, without a word."""
+    seen: list = []
+    for option in options:
+        value = (type(option), tuple(option) if isinstance(option, list) else option)
+        if value in seen:
+            raise UserError(f"options: {option!r} is listed twice", source, where)
+        seen.append(value)
+
+
 def build_factor(
     entry: dict,
     number: int,
@@ -311,6 +331,14 @@ def build_factor(
     kind = entry["kind"]
     if kind not in KINDS:
         raise UserError(f"unknown kind {kind!r} (choose from {', '.join(KINDS)})", source, where)
+    stray = [
+        k for k in entry if k not in ("name", "kind", "group", "description", *KIND_KEYS[kind])
+    ]
+    if stray:
+        takes = ", ".join(KIND_KEYS[kind])
+        raise UserError(
+            f"{stray[0]!r} does not apply to a {kind} factor (it takes {takes})", source, where
+        )
     fields = {"name": entry["name"], "kind": kind, "group": entry.get("group", entry["name"])}
     for label in ("name", "group"):
         if not fields[label].strip():
@@ -323,6 +351,7 @@ def build_factor(
         options = tuple(entry.get("options", ()))
         if len(options) < 2:
             raise UserError("a choice needs at least two options", source, where)
+        _refuse_repeated(options, source, where)
         for option in options:
             value = tuple(option) if isinstance(option, list) else option
             problem = option_problem(nominal.with_(**{key: value}), spec)
@@ -340,6 +369,14 @@ def build_factor(
             raise UserError("distribution must be 'uniform' or 'dirichlet'", source, where)
         spread = float(entry.get("spread", 0.25))
         concentration = entry.get("concentration")
+        if concentration is not None and distribution == "uniform":
+            raise UserError("concentration applies to the dirichlet distribution", source, where)
+        if concentration is not None and "spread" in entry:
+            raise UserError(
+                "give the dirichlet distribution its spread or its concentration, not both",
+                source,
+                where,
+            )
         if concentration is not None:
             concentration = float(concentration)
         if not 0 <= spread < 1 or (concentration is not None and concentration <= 0):
@@ -359,6 +396,7 @@ def build_factor(
                 source,
                 where,
             )
+        _refuse_repeated(options, source, where)
         below = [code for level in spec.levels[:-1] for code in level]
         unknown = [o for o in options if o != NONE and o not in below]
         if unknown:
