@@ -50,6 +50,24 @@ def test_version():
     )
 
 
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["run", "base.toml", "--jobs", "abc"], "argument --jobs: invalid int value: 'abc'"),
+        (["run"], "the following arguments are required: config"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_a_command_line_argparse_refuses_is_one_line(project, capsys, argv, expected):
+    """argparse's own errors printed the usage above the error, as the run's errors do not."""
+    from nqpf_sens.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(lines) == 1 and expected in lines[0], lines
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
 def test_a_run_stopped_while_the_program_loads_ends_in_one_line(project, how):

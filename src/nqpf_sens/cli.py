@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 from nqpf_sens.errors import RunInterrupted, UserError
 
@@ -22,8 +23,16 @@ def _version() -> str:
         return "(not installed)"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line as the run's are (not the usage and the
+    error on two to four)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {' '.join(message.split())} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m nqpf_sens",
         description=(
             "How far can a composite index be trusted? Runs the index, Monte Carlo uncertainty and "

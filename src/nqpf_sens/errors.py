@@ -19,7 +19,13 @@ class UserError(Exception):
         parts = [p for p in (self.source, self.where) if p]
         prefix = ": ".join(parts)
         text = f"{prefix}: {self.message}" if prefix else self.message
-        return " ".join(text.split())
+        return _printable(" ".join(text.split()))
+
+
+def _printable(text: str) -> str:
+    """``text`` with every character a terminal would not print escaped: a key, a file name or a
+    cell can hold ESC, which recoloured the terminal as the error echoed it."""
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
 
 
 class RunInterrupted(KeyboardInterrupt):
