@@ -601,6 +601,26 @@ def damaged(folder: Path, how: str) -> None:
         manifest["about"] = {"years": 5, "cells": "many"}
         manifest["design"] = {"n": "many"}
         (folder / "manifest.json").write_text(json.dumps(manifest))
+    elif how == "negative scenarios":
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["scenarios"] = -1
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    else:  # a hand's edit of one cell or row of a table that passes the type checks
+        name, edit = EDITS[how]
+        frame = pd.read_csv(folder / f"{name}.csv")
+        edit(frame).to_csv(folder / f"{name}.csv", index=False)
+
+
+#: impossible values a table of numbers can be edited to hold (12 units, three tiers)
+EDITS = {
+    "a rank beyond the units": ("rank_stability", lambda f: f.assign(p95_rank=99)),
+    "a probability above 1": ("rank_stability", lambda f: f.assign(p_nominal_rank=5.0)),
+    "a tier beyond the tiers": ("tier_bands", lambda f: f.assign(nominal_tier=1_000_000)),
+    "a negative tier": ("tier_bands", lambda f: f.assign(most_likely_tier=-3)),
+    "a unit twice": ("rank_stability", lambda f: pd.concat([f, f.iloc[:1]])),
+    "a unit of no other table": ("rank_stability", lambda f: f.assign(unit="u" + f.unit)),
+    "a ghost unit": ("tier_bands", lambda f: pd.concat([f, f.iloc[:1].assign(unit="ghost")])),
+}
 
 
 @pytest.fixture(scope="module")
@@ -634,6 +654,8 @@ def finished_run(tmp_path_factory) -> Path:
         "text in a column the checks pass over",
         "a listed file removed",
         "manifest facts of another shape",
+        "negative scenarios",
+        *EDITS,
     ],
 )
 def test_report_on_a_damaged_folder_is_one_line_and_rewrites_nothing(
@@ -1075,3 +1097,19 @@ def test_the_audit_memory_estimates_cover_the_measured_peaks():
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert estimate / 2 < peak <= estimate, (name, peak, estimate)
+
+
+def test_a_table_saved_again_by_a_spreadsheet_is_read(finished_run, tmp_path):
+    """A spreadsheet saving a table as UTF-8 starts it with a byte-order mark: still the table
+    (it was refused as damaged)."""
+    folder = tmp_path / "study"
+    shutil.copytree(finished_run, folder, symlinks=True)
+    path = folder / "baseline_scores.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert main(["report", str(folder)]) == 0
+
+
+def test_a_report_of_a_link_names_the_folder_to_give(finished_run, tmp_path, capsys):
+    (tmp_path / "link").symlink_to(finished_run, target_is_directory=True)
+    line = refused(capsys, "report", str(tmp_path / "link"))
+    assert line.endswith("is a symbolic link; give the real folder"), line

@@ -6,6 +6,7 @@ A damaged or hand-edited folder gets one line naming the file and what is wrong,
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -281,7 +282,51 @@ def load_run(folder: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
             f"damaged table: the statistics {', '.join(SHIFT_STATISTICS)} are missing",
             folder / "rank_shift.csv",
         )
+    if manifest["scenarios"] < 0:
+        raise UserError("damaged manifest: a negative number of scenarios", manifest_path)
+    for name, frame in tables.items():
+        problem = _impossible(name, frame, tables["baseline_scores"], tables.get("tier_bands"))
+        if problem:
+            raise UserError(
+                f"edited table: {problem}; run the config again", folder / f"{name}.csv"
+            )
     return manifest, tables
+
+
+#: a rank (a place, a percentile or mean of places), not a width or an error of one
+RANK = re.compile(r"^(?!iqr_).*(^|_)rank(_low|_high)?$")
+#: the units of a saved table appear once each (per year), as in the baseline scores
+PER_UNIT = ("baseline_scores", "rank_stability", "tier_bands", "rank_bounds", "quadrants")
+
+
+def _impossible(
+    name: str, frame: pd.DataFrame, baseline: pd.DataFrame, bands: pd.DataFrame | None
+) -> str | None:
+    """What no run writes, in a table a hand may have edited: a unit of no other table or twice,
+    a rank beyond the units, a probability outside [0, 1], a tier beyond the tiers, a negative
+    count of scenarios. The page would state it as a finding."""
+    units = set(baseline.unit)
+    n_tiers = None if bands is None else sum(bool(re.match(r"p_tier_\d+$", c)) for c in bands)
+    if "unit" in frame:
+        unknown = set(frame.unit) - units
+        if unknown:
+            return f"unit {sorted(unknown)[0]!r} is in no other table"
+        keys = ["year", "unit"] if "year" in frame else ["unit"]
+        if name in PER_UNIT and frame.duplicated(keys).any():
+            return f"unit {frame.unit[frame.duplicated(keys)].iloc[0]!r} appears twice"
+    bounds = {c: (1, len(units)) for c in frame if RANK.match(c)}
+    bounds |= {c: (0, 1) for c in frame if c.startswith("p_") and not c.endswith("_se")}
+    bounds |= {c: (0, np.inf) for c in frame if c == "scenarios" or c.endswith("_scenarios")}
+    if n_tiers:
+        bounds |= {c: (1, n_tiers) for c in ("tier", "nominal_tier", "most_likely_tier")}
+    for column, (low, high) in bounds.items():
+        if column not in frame or not pd.api.types.is_numeric_dtype(frame[column]):
+            continue
+        values = frame[column].to_numpy(dtype=float)
+        outside = ~np.isnan(values) & ((values < low - 1e-9) | (values > high + 1e-9))
+        if outside.any():
+            return f"column '{column}' holds {values[outside][0]:g}, outside [{low}, {high:g}]"
+    return None
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -289,8 +334,12 @@ def _read_table(path: Path) -> pd.DataFrame:
     reads."""
     try:
         text = NAME_COLUMNS | {c for c, kind in COLUMNS[path.stem].items() if kind == TEXT}
-        frame = pd.read_csv(
-            path, keep_default_na=False, na_values=[""], dtype=dict.fromkeys(text, str)
+        frame = pd.read_csv(  # utf-8-sig: a table saved again by a spreadsheet starts with a BOM
+            path,
+            keep_default_na=False,
+            na_values=[""],
+            dtype=dict.fromkeys(text, str),
+            encoding="utf-8-sig",
         )
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise UserError(
