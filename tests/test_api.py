@@ -226,3 +226,16 @@ def test_a_study_without_imputation_leaves_missing_parts_without_a_band(folder, 
     skipped = " ".join(results.notes)
     assert "optimal weights skipped" in skipped and "exact rank bounds skipped" in skipped
     assert "optimal_weights" not in results.tables and "rank_bounds" not in results.tables
+
+
+def test_a_value_of_no_toml_type_is_named_with_its_type(tmp_path):
+    """From Python a config may hold numpy's numbers or paths, which TOML cannot: the refusal
+    names their type ('expected an integer, got 16' read as a contradiction)."""
+    import pathlib
+
+    import numpy as np
+
+    with pytest.raises(ns.UserError, match=r"got 16 \(a numpy\.int64\)"):
+        ns.config_from_dict({"sampling": {"n": np.int64(16)}}, tmp_path)
+    with pytest.raises(ns.UserError, match=r"got meta\.csv \(a pathlib\.\w*Path\)"):
+        ns.config_from_dict({"data": {"metadata": pathlib.Path("meta.csv")}}, tmp_path)

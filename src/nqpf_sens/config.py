@@ -226,6 +226,8 @@ def _toml(value: Any) -> str:
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, dict):
         return "a table"
+    if not isinstance(value, (int, float)):  # from Python: numpy's numbers, paths
+        return f"{value} (a {type(value).__module__}.{type(value).__name__})"
     return str(value)
 
 

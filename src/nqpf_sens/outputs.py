@@ -92,13 +92,17 @@ def protected_paths(extra: Iterable[Path] = ()) -> dict[Path, str]:
     return protected
 
 
-def check_destination(destination: Path, protected: Iterable[Path] = ()) -> Path:
-    """Refuse, before anything runs, a destination that may not be written or replaced.
+def check_destination(
+    destination: Path, protected: Iterable[Path] = (), given_as: str = "--out"
+) -> Path:
+    """Refuse, before anything runs, a destination that may not be written or replaced
+    (``given_as``: the option that named it, if any, for the advice).
 
     Returns its absolute path. Nothing is created here."""
     final = _absolute(destination)
     if os.path.islink(final):
-        raise UserError("is a symbolic link; give the real folder as --out", destination)
+        advice = f" as {given_as}" if given_as else ""
+        raise UserError(f"is a symbolic link; give the real folder{advice}", destination)
     home = Path.home().resolve()
     if final == Path(final.anchor) or final == home:
         raise UserError("refusing to write the root or the home folder; choose a new folder", final)

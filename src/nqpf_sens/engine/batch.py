@@ -284,12 +284,16 @@ class Engine:
                 f"of its parts have data at data_threshold = {pipeline.threshold_at(level)} "
                 "(remove the unit from the data, lower the threshold or impute)"
             )
-        cause = (
-            f"a {method} mean met a value <= 0 with nonpositive = 'refuse' (keep the normalised "
-            "values positive, e.g. minmax_range = [1, 100], or use nonpositive = 'shift')"
-            if pipeline.nonpositive == "refuse" and method != "arithmetic"
-            else "are the weights or values too large?"
-        )
+        if pipeline.nonpositive == "refuse" and method != "arithmetic":
+            cause = (
+                f"a {method} mean met a value <= 0 with nonpositive = 'refuse' (keep the "
+                "normalised values positive, e.g. minmax_range = [1, 100], or use nonpositive = "
+                "'shift')"
+            )
+        elif method == "generalised":  # its values raised to the power overflow first
+            cause = f"is power = {pipeline.power:g} too large in size, or are the values?"
+        else:
+            cause = "are the weights or values too large?"
         return f"aggregation gives a non-finite score {where} (scenario {scenario}): {cause}"
 
     def _normalised_rows(self, batch: ScenarioBatch):

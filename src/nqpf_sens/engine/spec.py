@@ -424,6 +424,10 @@ def _aggregate_nodes(
     }
     node_weight = dict(zip(agg_codes, agg_weights, strict=True))
     for name in parent_names:
+        if name in set(codes):
+            raise UserError(
+                f"'{name}' is an indicator, not an aggregate: it cannot be a parent", source
+            )
         if name not in node_parent:
             raise UserError(f"dimension '{name}' has no aggregate row", source)
     return node_parent, node_weight

@@ -380,7 +380,7 @@ def rebuild_report(folder: str | Path, chinese: bool = False, quiet: bool = Fals
         listed = result_files(folder)
         if listed is None:
             raise UserError("not a complete run (no nqpf_sens marker file)", folder)
-        folder = check_destination(folder)
+        folder = check_destination(folder, given_as="")
         manifest, tables = load_run(folder)
     except OSError as exc:  # a name too long, a folder or file the user may not read
         raise UserError(f"cannot be read ({exc.strerror})", exc.filename or folder) from None
