@@ -605,6 +605,10 @@ def damaged(folder: Path, how: str) -> None:
         manifest = json.loads((folder / "manifest.json").read_text())
         manifest["scenarios"] = -1
         (folder / "manifest.json").write_text(json.dumps(manifest))
+    elif how == "an interval of 500%":
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["design"]["interval"] = 5
+        (folder / "manifest.json").write_text(json.dumps(manifest))
     else:  # a hand's edit of one cell or row of a table that passes the type checks
         name, edit = EDITS[how]
         frame = pd.read_csv(folder / f"{name}.csv")
@@ -655,6 +659,7 @@ def finished_run(tmp_path_factory) -> Path:
         "a listed file removed",
         "manifest facts of another shape",
         "negative scenarios",
+        "an interval of 500%",
         *EDITS,
     ],
 )

@@ -284,6 +284,9 @@ def load_run(folder: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
         )
     if manifest["scenarios"] < 0:
         raise UserError("damaged manifest: a negative number of scenarios", manifest_path)
+    problem = _impossible_design(manifest.get("design"))
+    if problem:
+        raise UserError(f"edited manifest: {problem}; run the config again", manifest_path)
     for name, frame in tables.items():
         problem = _impossible(name, frame, tables["baseline_scores"], tables.get("tier_bands"))
         if problem:
@@ -291,6 +294,21 @@ def load_run(folder: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
                 f"edited table: {problem}; run the config again", folder / f"{name}.csv"
             )
     return manifest, tables
+
+
+def _impossible_design(design: object) -> str | None:
+    """What no run records of its design: a share outside (0, 1), a sample size below 1."""
+    if not isinstance(design, dict):
+        return None
+    for key in ("interval", "confidence"):
+        value = design.get(key, 0.5)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not 0 < value < 1:
+            return f"design {key} {value:g} is not a share in (0, 1)"
+    for key, least in (("n", 1), ("bootstrap", 0)):
+        value = design.get(key, least)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < least:
+            return f"design {key} {value:g} is below {least}"
+    return None
 
 
 #: a rank (a place, a percentile or mean of places), not a width or an error of one
