@@ -397,3 +397,26 @@ def test_a_failed_solve_is_retried_with_the_solver_s_defaults_then_noted(monkeyp
     results = ns.run(config)
     assert "rank_bounds" not in results.tables
     assert any("exact rank bounds skipped: the solver failed" in note for note in results.notes)
+
+
+def test_too_many_pairs_to_settle_are_noted_not_solved_for_hours(monkeypatch, tmp_path):
+    """The programmes' time grows fast with the pairs of units that can swap (150 s for 200
+    random units): beyond ``MAX_UNDECIDED`` the run goes on without the bounds and says why."""
+    import nqpf_sens as ns
+    from nqpf_sens.audit import rank_bounds as module
+
+    monkeypatch.setattr(module, "MAX_UNDECIDED", 10)
+    with pytest.raises(module.TooManyUndecided, match="pairs of units can swap"):
+        twelve_units(7)
+    config = ns.config_from_dict(
+        {
+            "run": {"kind": "montecarlo"},
+            "sampling": {"n": 16},
+            "outputs": {"figures": False},
+            "factors": [{"name": "w", "kind": "weights", "level": 0}],
+        },
+        tmp_path,
+    )
+    results = ns.run(config)
+    assert "rank_bounds" not in results.tables
+    assert any("more than 10 (minutes to hours" in note for note in results.notes)

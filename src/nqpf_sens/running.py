@@ -428,6 +428,9 @@ def _rank_bounds(
     except SolverFailed as failed:
         notes.append(f"exact rank bounds skipped: the solver failed ({failed})")
         return None
+    except exact_bounds.TooManyUndecided as many:
+        notes.append(f"exact rank bounds skipped: {many}; the Monte Carlo rank intervals stand")
+        return None
     return bounds.sort_values(["nominal_rank", "unit"], kind="stable", ignore_index=True)
 
 
