@@ -406,7 +406,7 @@ def test_too_many_pairs_to_settle_are_noted_not_solved_for_hours(monkeypatch, tm
     from nqpf_sens.audit import rank_bounds as module
 
     monkeypatch.setattr(module, "MAX_UNDECIDED", 10)
-    with pytest.raises(module.TooManyUndecided, match="pairs of units can swap"):
+    with pytest.raises(module.TooManyUndecided, match="pairs of units whose order the weights"):
         twelve_units(7)
     config = ns.config_from_dict(
         {

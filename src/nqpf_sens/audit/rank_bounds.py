@@ -56,8 +56,8 @@ SOLVER_OPTIONS = {
 }
 
 
-#: the most undecided pairs (binaries over all programmes) solved: their time grows fast, 12 s
-#: for 10,600 (100 random units, 15 indicators, +/-25%), 150 s for 41,700 (200 units)
+#: the most undecided pairs (binaries over all programmes) solved: their time grows fast (see
+#: ``experiments/rank_bounds_scaling.py``)
 MAX_UNDECIDED = 20_000
 
 
@@ -66,8 +66,15 @@ class SolverFailed(RuntimeError):
 
 
 class TooManyUndecided(RuntimeError):
-    """More pairs of units can swap within the region than the programmes can settle in
-    reasonable time (``MAX_UNDECIDED``)."""
+    """More undecided pairs of units (``pairs``) than the programmes can settle in reasonable
+    time (``MAX_UNDECIDED``)."""
+
+    def __init__(self, pairs: int):
+        self.pairs = pairs
+        super().__init__(
+            f"the integer programmes would hold {pairs:,} pairs of units whose order the weights "
+            f"can change, more than {MAX_UNDECIDED:,} (minutes to hours to solve)"
+        )
 
 
 def peak_bytes(n_units: int, n_indicators: int) -> int:
@@ -226,10 +233,7 @@ def rank_bounds(
                 programmes.append((u, fewest, difference, reach / scale + 2 * LEAD))
     binaries = sum(len(difference) for _, _, difference, _ in programmes)
     if binaries > MAX_UNDECIDED:
-        raise TooManyUndecided(
-            f"{binaries:,} pairs of units can swap within the weight region, more than "
-            f"{MAX_UNDECIDED:,} (minutes to hours to settle)"
-        )
+        raise TooManyUndecided(binaries)
     with _solver_output_silenced(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Unrecognized options detected")  # HiGHS's own
         with ThreadPoolExecutor(max(1, jobs)) as pool:
