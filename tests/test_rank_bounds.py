@@ -353,13 +353,28 @@ def test_no_solver_thread_touches_the_warnings_filters(monkeypatch):
     assert entered and all(entered)
 
 
+def weights_run(folder):
+    """A small Monte Carlo run of the indicator weights of the shipped index, figures off."""
+    import nqpf_sens as ns
+
+    config = ns.config_from_dict(
+        {
+            "run": {"kind": "montecarlo"},
+            "sampling": {"n": 16},
+            "outputs": {"figures": False},
+            "factors": [{"name": "w", "kind": "weights", "level": 0}],
+        },
+        folder,
+    )
+    return ns.run(config)
+
+
 def test_a_failed_solve_is_retried_with_the_solver_s_defaults_then_noted(monkeypatch, tmp_path):
     """HiGHS can fail on a programme that has a solution (numerical trouble): it is solved again
     with HiGHS's own settings; should that fail too, the run goes on without the bounds and
     says why, rather than ending in a traceback."""
     import scipy.optimize
 
-    import nqpf_sens as ns
     from nqpf_sens.audit import rank_bounds as module
 
     solve = scipy.optimize.milp
@@ -385,38 +400,20 @@ def test_a_failed_solve_is_retried_with_the_solver_s_defaults_then_noted(monkeyp
     monkeypatch.setattr(scipy.optimize, "milp", failing(lambda options: True))
     with pytest.raises(module.SolverFailed, match="trouble"):
         twelve_units(7)
-    config = ns.config_from_dict(
-        {
-            "run": {"kind": "montecarlo"},
-            "sampling": {"n": 16},
-            "outputs": {"figures": False},
-            "factors": [{"name": "w", "kind": "weights", "level": 0}],
-        },
-        tmp_path,
-    )
-    results = ns.run(config)
+    results = weights_run(tmp_path)
     assert "rank_bounds" not in results.tables
     assert any("exact rank bounds skipped: the solver failed" in note for note in results.notes)
 
 
 def test_too_many_pairs_to_settle_are_noted_not_solved_for_hours(monkeypatch, tmp_path):
-    """The programmes' time grows fast with the pairs of units that can swap (150 s for 200
-    random units): beyond ``MAX_UNDECIDED`` the run goes on without the bounds and says why."""
-    import nqpf_sens as ns
+    """The programmes' time grows fast with the pairs of units whose order the weights can change
+    (experiments/rank_bounds_scaling.py): beyond ``MAX_UNDECIDED`` the run goes on without the
+    bounds and says why."""
     from nqpf_sens.audit import rank_bounds as module
 
     monkeypatch.setattr(module, "MAX_UNDECIDED", 10)
     with pytest.raises(module.TooManyUndecided, match="pairs of units whose order the weights"):
         twelve_units(7)
-    config = ns.config_from_dict(
-        {
-            "run": {"kind": "montecarlo"},
-            "sampling": {"n": 16},
-            "outputs": {"figures": False},
-            "factors": [{"name": "w", "kind": "weights", "level": 0}],
-        },
-        tmp_path,
-    )
-    results = ns.run(config)
+    results = weights_run(tmp_path)
     assert "rank_bounds" not in results.tables
     assert any("more than 10 (minutes to hours" in note for note in results.notes)

@@ -1051,6 +1051,26 @@ def test_an_audit_step_too_large_for_memory_is_refused_before_it_starts(tmp_path
         ns.run(config)
 
 
+def equal_dimensions(n_indicators: int, n_dimensions: int):
+    """Indicators of equal weight split evenly into dimensions of equal weight."""
+    from nqpf_sens.engine.spec import IndexSpec
+
+    return IndexSpec(
+        levels=(
+            tuple(f"i{j}" for j in range(n_indicators)),
+            tuple(f"d{k}" for k in range(n_dimensions)),
+            ("index",),
+        ),
+        parents=(
+            np.repeat(np.arange(n_dimensions), n_indicators // n_dimensions),
+            np.zeros(n_dimensions, dtype=int),
+        ),
+        weights=(np.ones(n_indicators), np.ones(n_dimensions)),
+        direction=np.ones(n_indicators),
+        transform_flag=np.zeros(n_indicators, dtype=bool),
+    )
+
+
 def test_the_audit_memory_estimates_cover_the_measured_peaks():
     """tracemalloc's peak of each step stays within its estimate, and above half of it (an
     estimate far too high would refuse runs that fit): 200 random units of 12 indicators, and
@@ -1059,15 +1079,8 @@ def test_the_audit_memory_estimates_cover_the_measured_peaks():
 
     from nqpf_sens.audit import coherence, importance
     from nqpf_sens.audit import rank_bounds as exact_bounds
-    from nqpf_sens.engine.spec import IndexSpec
 
-    spec = IndexSpec(
-        levels=(tuple(f"i{j}" for j in range(12)), ("x", "y", "z"), ("index",)),
-        parents=(np.repeat([0, 1, 2], 4), np.zeros(3, dtype=int)),
-        weights=(np.ones(12), np.ones(3)),
-        direction=np.ones(12),
-        transform_flag=np.zeros(12, dtype=bool),
-    )
+    spec = equal_dimensions(12, 3)
     leaves = np.random.default_rng(0).random((200, 12))
     dimensions = leaves.reshape(200, 3, 4).mean(axis=2)
     levels = [leaves, dimensions, dimensions.mean(axis=1, keepdims=True)]
@@ -1082,13 +1095,7 @@ def test_the_audit_memory_estimates_cover_the_measured_peaks():
             exact_bounds.peak_bytes(200, 12),
         ),
     }
-    wide = IndexSpec(
-        levels=(tuple(f"i{j}" for j in range(120)), ("x", "y"), ("index",)),
-        parents=(np.repeat([0, 1], 60), np.zeros(2, dtype=int)),
-        weights=(np.ones(120), np.ones(2)),
-        direction=np.ones(120),
-        transform_flag=np.zeros(120, dtype=bool),
-    )
+    wide = equal_dimensions(120, 2)
     values = np.random.default_rng(1).random((10, 120))
     means = values.reshape(10, 2, 60).mean(axis=2)
     wide_levels = [values, means, means.mean(axis=1, keepdims=True)]

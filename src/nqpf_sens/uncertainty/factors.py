@@ -52,7 +52,6 @@ CHOICE_KEYS = (
     "imputation_group",
     "data_threshold",
 )
-KINDS = ("choice", "weights", "exclude", "dataset", "noise", "mask")
 #: the keys each kind of factor takes besides name, kind, group and description (any other is a
 #: mistake: it would be ignored without a word)
 KIND_KEYS = {
@@ -63,6 +62,7 @@ KIND_KEYS = {
     "noise": ("spread", "spread_by_status"),
     "mask": ("cells",),
 }
+KINDS = tuple(KIND_KEYS)
 NONE = "none"
 
 
