@@ -1128,3 +1128,23 @@ def test_a_report_of_a_link_names_the_folder_to_give(finished_run, tmp_path, cap
     (tmp_path / "link").symlink_to(finished_run, target_is_directory=True)
     line = refused(capsys, "report", str(tmp_path / "link"))
     assert line.endswith("is a symbolic link; give the real folder"), line
+
+
+def test_aggregates_named_like_statistics_pass_the_report_s_checks(tmp_path):
+    """The checks of a saved run's values read statistics by their names (a 'p_' column is a
+    probability, a '_rank' column a rank): a dimension coded 'p_env' or 'x_rank', whose scores
+    stand in columns named after it, failed the run that wrote them."""
+    (tmp_path / "meta.csv").write_text(
+        "code,dimension,weight,direction\na1,p_env,1,positive\na2,p_env,1,positive\n"
+        "b1,x_rank,1,positive\n"
+    )
+    (tmp_path / "values.csv").write_text("unit,a1,a2,b1\nU1,1,5,3\nU2,4,2,6\nU3,7,8,1\nU4,2,9,4\n")
+    (tmp_path / "r.toml").write_text(
+        '[run]\nkind = "montecarlo"\n[data]\nmetadata = "meta.csv"\nvalues = "values.csv"\n'
+        "[sampling]\nn = 32\n[outputs]\nfigures = false\n[tiers]\nbounds = [1, 2]\n"
+        '[[factors]]\nname = "w"\nkind = "weights"\nlevel = 0\n'
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "r.toml"), "--out", str(out), "--quiet"]) == 0
+    assert "p_env_p95" in pd.read_csv(out / "tier_bands.csv")
+    assert main(["report", str(out)]) == 0

@@ -15,10 +15,10 @@ programme per parent, solved by sorting) settles them first, so only the others 
 
 Ties follow the engine's ``min`` rule (tied units share the better place), exact ties included,
 such as units tied at some weights and apart at others (common with data on a few levels). The
-solver works to a tolerance, so the worst rank counts a lead only from ``LEAD`` (x the largest
-absolute leaf), a hundred times that tolerance: no exact tie passes for a lead, and a worst place
-that needs smaller leads is a near-tie the bound may miss. The best rank may leave a lead within
-the tolerance uncounted (outer).
+solver works to a tolerance, so the worst rank counts a lead only from ``LEAD`` (x the range of
+the leaves, so that shifting the data changes nothing), a hundred times that tolerance: no exact
+tie passes for a lead, and a worst place that needs smaller leads is a near-tie the bound may
+miss. The best rank may leave a lead within the tolerance uncounted (outer).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from nqpf_sens.engine.kernels import RANK_TOLERANCE
 from nqpf_sens.engine.rank import rank_scores
 from nqpf_sens.engine.spec import IndexSpec
 
-#: the least lead (x the largest absolute leaf) the worst rank counts: a hundred times the
-#: solver's feasibility tolerances (which the programmes' rows, scaled alike, are held to), so
-#: that no exact tie passes for a lead
+#: the least lead (x the range of the leaves) the worst rank counts: a hundred times the solver's
+#: feasibility tolerances (which the programmes' rows, scaled alike, are held to), so that no
+#: exact tie passes for a lead
 LEAD = 1e-6
 #: HiGHS's defaults are 1e-7 and 1e-6; these solved as fast, within the machine's noise
 TOLERANCES = {"primal_feasibility_tolerance": 1e-8, "mip_feasibility_tolerance": 1e-8}
@@ -56,8 +56,8 @@ SOLVER_OPTIONS = {
 }
 
 
-#: the most undecided pairs (binaries over all programmes) solved: their time grows fast (see
-#: ``experiments/rank_bounds_scaling.py``)
+#: the most binary variables (undecided pairs, over all programmes) solved: their time grows fast
+#: (see ``experiments/rank_bounds_scaling.py``)
 MAX_UNDECIDED = 20_000
 
 
@@ -66,14 +66,15 @@ class SolverFailed(RuntimeError):
 
 
 class TooManyUndecided(RuntimeError):
-    """More undecided pairs of units (``pairs``) than the programmes can settle in reasonable
-    time (``MAX_UNDECIDED``)."""
+    """More binary variables (``binaries``: undecided pairs, in each unit's two programmes) than
+    the programmes can settle in reasonable time (``MAX_UNDECIDED``)."""
 
-    def __init__(self, pairs: int):
-        self.pairs = pairs
+    def __init__(self, binaries: int):
+        self.binaries = binaries
         super().__init__(
-            f"the integer programmes would hold {pairs:,} pairs of units whose order the weights "
-            f"can change, more than {MAX_UNDECIDED:,} (minutes to hours to solve)"
+            f"the integer programmes would hold {binaries:,} binary variables (one per unit "
+            "that may or may not beat another, in each unit's two programmes), more than "
+            f"{MAX_UNDECIDED:,} (minutes to hours to solve)"
         )
 
 
@@ -216,10 +217,11 @@ def rank_bounds(
         ["arithmetic"] * len(memberships),
     )
     least, most = difference_range(leaves, spec, low, high)
-    scale = float(np.abs(leaves).max()) or 1.0  # no score is larger: the engine's tie scale
-    # [u, v]: v beats u everywhere (by more than the engine's tie tolerance anywhere), or nowhere
-    always = least > RANK_TOLERANCE * scale
+    # [u, v]: v beats u everywhere (by more than the engine's tie tolerance anywhere: no score is
+    # larger than the largest leaf), or nowhere
+    always = least > RANK_TOLERANCE * float(np.abs(leaves).max())
     never = most <= 0
+    scale = float(np.ptp(leaves)) or 1.0  # of the differences: the same under a shift of the data
     programmes = []  # (unit, fewest, the others' leaves minus the unit's, big M), all / scale
     for u in range(n_units):
         undecided = np.flatnonzero(~always[u] & ~never[u])

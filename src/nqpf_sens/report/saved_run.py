@@ -325,6 +325,10 @@ def _impossible(
     count of scenarios. The page would state it as a finding."""
     units = set(baseline.unit)
     n_tiers = None if bands is None else sum(bool(re.match(r"p_tier_\d+$", c)) for c in bands)
+    nodes = set(baseline.columns) - {"unit", "unit_zh", "year", "total", "rank", "tier"}
+    statistics = [  # not a node's scores, whose code may read as a statistic ('p_env')
+        c for c in frame if not any(c == node or c.startswith(f"{node}_") for node in nodes)
+    ]
     if "unit" in frame:
         unknown = set(frame.unit) - units
         if unknown:
@@ -332,11 +336,12 @@ def _impossible(
         keys = ["year", "unit"] if "year" in frame else ["unit"]
         if name in PER_UNIT and frame.duplicated(keys).any():
             return f"unit {frame.unit[frame.duplicated(keys)].iloc[0]!r} appears twice"
-    bounds = {c: (1, len(units)) for c in frame if RANK.match(c)}
-    bounds |= {c: (0, 1) for c in frame if c.startswith("p_") and not c.endswith("_se")}
-    bounds |= {c: (0, np.inf) for c in frame if c == "scenarios" or c.endswith("_scenarios")}
+    bounds = {c: (1, len(units)) for c in statistics if RANK.match(c)}
+    bounds |= {c: (0, 1) for c in statistics if c.startswith("p_") and not c.endswith("_se")}
+    bounds |= {c: (0, np.inf) for c in statistics if c == "scenarios" or c.endswith("_scenarios")}
     if n_tiers:
-        bounds |= {c: (1, n_tiers) for c in ("tier", "nominal_tier", "most_likely_tier")}
+        tiers = ("tier", "nominal_tier", "most_likely_tier")
+        bounds |= {c: (1, n_tiers) for c in tiers if c in statistics}
     for column, (low, high) in bounds.items():
         if column not in frame or not pd.api.types.is_numeric_dtype(frame[column]):
             continue
