@@ -436,6 +436,24 @@ def undefined_components(run_config: ns.RunConfig) -> list[str]:
     return found
 
 
+def cancelled_parents(run_config: ns.RunConfig) -> list[tuple[int, str]]:
+    """(level, parent) of the parts whose weighted covariances with the index cancel: together
+    they carry none of its variance, so none has an effective share (nominal scores)."""
+    spec, table = load_inputs(run_config)
+    levels, weights = nominal_levels(spec, table, run_config.pipeline, run_config.ties)
+    index = levels[-1][:, 0]
+    found = []
+    for k in range(len(spec.levels) - 1):
+        carried = np.array(
+            [np.cov(part, index, bias=True)[0, 1] for part in levels[k].T]
+        ) * np.asarray(weights[k])
+        for p, parent in enumerate(spec.levels[k + 1]):
+            parts = carried[np.asarray(spec.parents[k]) == p]
+            if abs(parts.sum()) <= 1e-12 * np.abs(parts).sum():
+                found.append((k, parent))
+    return found
+
+
 def unexplained_gaps(results: ns.Results, run_config: ns.RunConfig) -> list[str]:
     """The table cells that are infinite, or empty with nothing in the run saying why. Explained:
     text columns that name a flag, a problem, a bound or a reason only when there is one; rank
@@ -447,7 +465,8 @@ def unexplained_gaps(results: ns.Results, run_config: ns.RunConfig) -> list[str]
     summed from them alone; skewness of fewer than 3 values, kurtosis of fewer than 4; Cronbach's
     alpha of fewer than 2 items or of items whose total is the same for every unit, principal
     components of parts one of which is the same for every unit or with fewer than two complete
-    units (both recomputed here from the nominal scores of every level)."""
+    units, effective shares of parts whose covariances with the index cancel (all recomputed here
+    from the nominal scores of every level)."""
     found = []
     tables = results.tables
     explained: dict[tuple[str, str], pd.Series] = {}
@@ -494,6 +513,12 @@ def unexplained_gaps(results: ns.Results, run_config: ns.RunConfig) -> list[str]
             ("alpha_children", "alpha_indicators"), constant_totals(run_config), strict=True
         ):
             explained[("cronbach", column)] = pd.Series(constant, cronbach.index)
+    if "importance" in tables:
+        importance = tables["importance"]
+        cancelled = pd.MultiIndex.from_frame(importance[["level", "parent"]])
+        explained[("importance", "effective_share")] = pd.Series(
+            cancelled.isin(cancelled_parents(run_config)), importance.index
+        )
     if "pca_variance" in tables:
         undefined = undefined_components(run_config)
         for name, columns in (

@@ -114,3 +114,25 @@ def test_an_index_equal_for_every_unit_skips_importance_and_says_why(tmp_path):
         "importance skipped",
         "optimal weights skipped",
     ]
+
+
+def test_parts_whose_covariances_with_the_index_cancel_have_no_effective_share():
+    """Parts (0, 0, 1) and (1, 0, 1) average to (0.5, 0, 1), uncorrelated with the index (0.25,
+    0.5, 0.5): their weighted covariances with it sum to 0, and each one's share of that sum was
+    infinite. They have none; the other dimension's part keeps its whole share."""
+    from nqpf_sens.engine.spec import IndexSpec
+
+    spec = IndexSpec(
+        levels=(("i0", "i1", "i2"), ("x", "y"), ("index",)),
+        parents=(np.array([0, 0, 1]), np.array([0, 0])),
+        weights=(np.ones(3), np.ones(2)),
+        direction=np.ones(3),
+        transform_flag=np.zeros(3, dtype=bool),
+    )
+    leaves = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    dimensions = np.c_[leaves[:, :2].mean(axis=1), leaves[:, 2]]
+    levels = [leaves, dimensions, dimensions.mean(axis=1, keepdims=True)]
+    found = importance_tables(levels, spec, spec.weights, bootstrap=20)["importance"]
+    shares = found.set_index("node").effective_share
+    assert np.isnan(shares[["i0", "i1"]]).all() and shares["i2"] == 1.0
+    assert np.isfinite(found.select_dtypes("number").fillna(0)).all().all()

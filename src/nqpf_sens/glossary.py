@@ -400,7 +400,9 @@ EXACT: dict[str, _Meaning] = {
     ),
     "effective_share": _Meaning(
         "the share of the index's variance the part carries through its weight, "
-        "w cov(part, index) / Var(index), normalised over its parent's parts"
+        "w cov(part, index) / Var(index), normalised over its parent's parts",
+        "empty where the parent's parts carry none of it between them (their covariances with "
+        "the index cancel)",
     ),
     "importance_minus_nominal": _Meaning(
         "importance_share minus nominal_share", "positive: the part matters more than its weight"

@@ -25,6 +25,9 @@ from nqpf_sens.engine.spec import IndexSpec
 
 BANDWIDTHS = np.geomspace(0.05, 2.0, 12)  # in units of the part's standard deviation
 BOOTSTRAP = 200
+#: parts whose weighted covariances with the index sum to less than this share of their sizes
+#: carry none of its variance between them (up to rounding): no effective share (x / 0 was inf)
+CANCELLED = 1e-12
 
 
 def local_linear(x: np.ndarray, y: np.ndarray, bandwidth: float, at: np.ndarray) -> np.ndarray:
@@ -229,10 +232,16 @@ def importance_table(
         warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
         frame["importance_share_low"] = np.nanquantile(shares, alpha, axis=1)
         frame["importance_share_high"] = np.nanquantile(shares, 1 - alpha, axis=1)
-    frame["effective_share"] = frame.effective / grouped.effective.transform("sum")
+    total, size = grouped.effective.transform("sum"), grouped.effective.transform(_absolute_sum)
+    carried = total.abs() > CANCELLED * size  # the parts' covariances with the index cancel
+    frame["effective_share"] = (frame.effective / total.where(carried)).where(carried)
     frame["importance_minus_nominal"] = frame.importance_share - frame.nominal_share
     frame["importance_over_nominal"] = frame.importance_share / frame.nominal_share
     return frame.drop(columns="effective").assign(bootstrap=bootstrap, confidence=confidence)
+
+
+def _absolute_sum(values: pd.Series) -> float:
+    return float(values.abs().sum())
 
 
 def _observed(
