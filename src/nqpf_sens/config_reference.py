@@ -137,7 +137,7 @@ HELP: dict[str, dict[str, str]] = {
     },
     "tiers": {
         "scheme": "fixed_ranks (the paper), score_thresholds or natural_breaks (Fisher-Jenks).",
-        "bounds": "fixed_ranks: the last rank of each tier but the last.",
+        "bounds": "fixed_ranks: the last rank of each tier but the last; fewer than the units.",
         "thresholds": "score_thresholds: the lowest score of each tier but the last.",
         "classes": "natural_breaks: the number of tiers.",
     },
@@ -150,7 +150,7 @@ HELP: dict[str, dict[str, str]] = {
     },
     "outputs": {
         "interval": "Central probability of the rank and score intervals reported.",
-        "within": "Report P(|rank shift| <= within).",
+        "within": "Report P(|rank shift| <= within); below the number of units less 1.",
         "top": "Report P(rank <= top).",
         "convergence_tolerance": "Relative change that counts as converged in the convergence "
         "check.",
