@@ -466,7 +466,8 @@ def unexplained_gaps(results: ns.Results, run_config: ns.RunConfig) -> list[str]
     alpha of fewer than 2 items or of items whose total is the same for every unit, principal
     components of parts one of which is the same for every unit or with fewer than two complete
     units, effective shares of parts whose covariances with the index cancel (all recomputed here
-    from the nominal scores of every level)."""
+    from the nominal scores of every level); a one-at-a-time change's Spearman where its ranking
+    or the nominal one is all tied."""
     found = []
     tables = results.tables
     explained: dict[tuple[str, str], pd.Series] = {}
@@ -513,6 +514,11 @@ def unexplained_gaps(results: ns.Results, run_config: ns.RunConfig) -> list[str]
             ("alpha_children", "alpha_indicators"), constant_totals(run_config), strict=True
         ):
             explained[("cronbach", column)] = pd.Series(constant, cronbach.index)
+    if "one_at_a_time" in tables:
+        per_unit = tables["one_at_a_time"].groupby("change", sort=False)
+        tied = (per_unit["rank"].nunique() == 1) | (per_unit["nominal_rank"].nunique() == 1)
+        summary = tables["one_at_a_time_summary"]
+        explained[("one_at_a_time_summary", "spearman")] = summary.change.map(tied).fillna(False)
     if "importance" in tables:
         importance = tables["importance"]
         cancelled = pd.MultiIndex.from_frame(importance[["level", "parent"]])

@@ -290,7 +290,7 @@ EXACT: dict[str, _Meaning] = {
     "max_abs_shift": _Meaning("the largest absolute rank shift of any unit under the change"),
     "spearman": _Meaning(
         "Spearman's rank correlation between the ranking after the change and the nominal one",
-        "1 means the same order",
+        "1 means the same order; empty where either ranking is all tied (one shared place)",
     ),
     "units": _Meaning(
         "the number of units behind the row: in the one-at-a-time summary those ranked (0 when "
