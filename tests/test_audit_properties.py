@@ -403,11 +403,15 @@ def test_every_file_is_a_function_of_config_data_and_seed(data):
         assert files(first) == files(second)
 
 
-def constant_totals(run_config: ns.RunConfig) -> tuple[list[bool], list[bool]]:
+def nominal_run(run_config: ns.RunConfig) -> tuple:
+    """A run's index, the nominal scores of every level and the weights per level."""
+    spec, table = load_inputs(run_config)
+    return spec, *nominal_levels(spec, table, run_config.pipeline, run_config.ties)
+
+
+def constant_totals(spec, levels) -> tuple[list[bool], list[bool]]:
     """Per aggregate, in the order of ``cronbach.csv``: whether its children, and whether its
     indicators, are fewer than two or have the same total for every unit (complete cases)."""
-    spec, table = load_inputs(run_config)
-    levels, _ = nominal_levels(spec, table, run_config.pipeline, run_config.ties)
     found: tuple[list[bool], list[bool]] = ([], [])
     for k in range(1, len(spec.levels)):
         for p in range(len(spec.levels[k])):
@@ -421,11 +425,9 @@ def constant_totals(run_config: ns.RunConfig) -> tuple[list[bool], list[bool]]:
     return found
 
 
-def undefined_components(run_config: ns.RunConfig) -> list[str]:
+def undefined_components(spec, levels) -> list[str]:
     """The aggregates of two or more parts whose principal components are undefined: a part the
     same for every unit, or fewer than two units with every part observed (nominal scores)."""
-    spec, table = load_inputs(run_config)
-    levels, _ = nominal_levels(spec, table, run_config.pipeline, run_config.ties)
     found = []
     for k in range(1, len(spec.levels)):
         for p, node in enumerate(spec.levels[k]):
@@ -436,11 +438,9 @@ def undefined_components(run_config: ns.RunConfig) -> list[str]:
     return found
 
 
-def cancelled_parents(run_config: ns.RunConfig) -> list[tuple[int, str]]:
+def cancelled_parents(spec, levels, weights) -> list[tuple[int, str]]:
     """(level, parent) of the parts whose weighted covariances with the index cancel: together
     they carry none of its variance, so none has an effective share (nominal scores)."""
-    spec, table = load_inputs(run_config)
-    levels, weights = nominal_levels(spec, table, run_config.pipeline, run_config.ties)
     index = levels[-1][:, 0]
     found = []
     for k in range(len(spec.levels) - 1):
@@ -471,6 +471,8 @@ def unexplained_gaps(results: ns.Results, run_config: ns.RunConfig) -> list[str]
     found = []
     tables = results.tables
     explained: dict[tuple[str, str], pd.Series] = {}
+    if {"cronbach", "importance", "pca_variance"} & tables.keys():  # recomputed from the nominal
+        spec, levels, weights = nominal_run(run_config)
     outputs = tables.get("sobol_outputs")
     if outputs is not None:
         still = set(outputs.output[outputs.output_sd == 0])
@@ -511,7 +513,7 @@ def unexplained_gaps(results: ns.Results, run_config: ns.RunConfig) -> list[str]
         explained[("indicator_statistics", "kurtosis")] = statistics.n < 4
         cronbach = tables["cronbach"]
         for column, constant in zip(
-            ("alpha_children", "alpha_indicators"), constant_totals(run_config), strict=True
+            ("alpha_children", "alpha_indicators"), constant_totals(spec, levels), strict=True
         ):
             explained[("cronbach", column)] = pd.Series(constant, cronbach.index)
     if "one_at_a_time" in tables:
@@ -523,10 +525,10 @@ def unexplained_gaps(results: ns.Results, run_config: ns.RunConfig) -> list[str]
         importance = tables["importance"]
         cancelled = pd.MultiIndex.from_frame(importance[["level", "parent"]])
         explained[("importance", "effective_share")] = pd.Series(
-            cancelled.isin(cancelled_parents(run_config)), importance.index
+            cancelled.isin(cancelled_parents(spec, levels, weights)), importance.index
         )
     if "pca_variance" in tables:
-        undefined = undefined_components(run_config)
+        undefined = undefined_components(spec, levels)
         for name, columns in (
             ("pca_variance", ("eigenvalue", "share", "cumulative_share")),
             ("pca_loadings", ("loading",)),

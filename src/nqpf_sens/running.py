@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nqpf_sens.audit import coherence, importance
-from nqpf_sens.audit import rank_bounds as exact_bounds
 from nqpf_sens.audit.coherence import coherence_tables, nominal_levels
+from nqpf_sens.audit.coherence import peak_bytes as coherence_bytes
 from nqpf_sens.audit.importance import importance_tables
+from nqpf_sens.audit.importance import peak_bytes as importance_bytes
 from nqpf_sens.audit.optimal_weights import optimal_weights_tables
-from nqpf_sens.audit.rank_bounds import SolverFailed, rank_bounds, weight_spreads
+from nqpf_sens.audit.rank_bounds import SolverFailed, TooManyUndecided, rank_bounds, weight_spreads
+from nqpf_sens.audit.rank_bounds import peak_bytes as rank_bounds_bytes
 from nqpf_sens.audit.whatif import leave_one_out, one_at_a_time
 from nqpf_sens.config import MAX_JOBS, RunConfig, load_config
 from nqpf_sens.engine.batch import Engine, evaluate
@@ -351,7 +352,7 @@ def _plan(
         n_units = len(table.units)
         if audit.coherence:
             what = f"the coherence audit of {len(spec.indicators):,} indicators"
-            check_step_memory(coherence.peak_bytes(spec, n_units), what, "[audit] coherence")
+            check_step_memory(coherence_bytes(spec, n_units), what, "[audit] coherence")
             tables.update(coherence_tables(levels, spec, table))
         index = levels[-1]
         varies = bool(np.nanmax(index) - np.nanmin(index) > RANK_TOLERANCE * np.nanmax(abs(index)))
@@ -359,7 +360,7 @@ def _plan(
             notes = [*notes, CONSTANT_INDEX.format(step="importance")]
         elif audit.importance:
             what = f"the importance audit of {n_units:,} units"
-            needed = importance.peak_bytes(n_units, audit.bootstrap)
+            needed = importance_bytes(n_units, audit.bootstrap)
             check_step_memory(needed, what, "[audit] importance")
             tables.update(
                 importance_tables(
@@ -422,13 +423,13 @@ def _rank_bounds(
         notes.append(INCOMPLETE.format(step="exact rank bounds"))
         return None
     what = f"the exact rank bounds of {len(units):,} units"
-    check_step_memory(exact_bounds.peak_bytes(*leaves.shape), what, "[audit] rank_bounds")
+    check_step_memory(rank_bounds_bytes(*leaves.shape), what, "[audit] rank_bounds")
     try:
         bounds = rank_bounds(leaves, spec, weights, spreads, units, jobs)
     except SolverFailed as failed:
         notes.append(f"exact rank bounds skipped: the solver failed ({failed})")
         return None
-    except exact_bounds.TooManyUndecided as many:
+    except TooManyUndecided as many:
         notes.append(f"exact rank bounds skipped: {many}; the Monte Carlo rank intervals stand")
         return None
     return bounds.sort_values(["nominal_rank", "unit"], kind="stable", ignore_index=True)

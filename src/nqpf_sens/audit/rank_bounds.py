@@ -318,8 +318,8 @@ class _Region:
 
     def count(self, difference: np.ndarray, big: np.ndarray, fewest: bool) -> int:
         """The fewest (or most) of the units whose leaves lead the unit's by ``difference``
-        (others x indicators, in units of the largest absolute leaf) that beat it somewhere in
-        the region.
+        (others x indicators, in units of the leaves' range) that beat it somewhere in the
+        region.
 
         With ``b_v`` binary: fewest needs ``score_v - score_u <= big_v b_v`` (v may lead only
         where counted); most needs ``score_v - score_u >= LEAD - big_v (1 - b_v)`` (counted

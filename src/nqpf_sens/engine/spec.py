@@ -423,8 +423,9 @@ def _aggregate_nodes(
         for c, p in zip(agg_codes, aggregates[parent_col], strict=True)
     }
     node_weight = dict(zip(agg_codes, agg_weights, strict=True))
+    indicators = set(codes)
     for name in parent_names:
-        if name in set(codes):
+        if name in indicators:
             raise UserError(
                 f"'{name}' is an indicator, not an aggregate: it cannot be a parent", source
             )

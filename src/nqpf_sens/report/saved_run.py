@@ -287,8 +287,12 @@ def load_run(folder: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
     problem = _impossible_design(manifest.get("design"))
     if problem:
         raise UserError(f"edited manifest: {problem}; run the config again", manifest_path)
+    baseline, bands = tables["baseline_scores"], tables.get("tier_bands")
+    units = set(baseline.unit)
+    nodes = set(baseline.columns) - {"unit", "unit_zh", "year", "total", "rank", "tier"}
+    n_tiers = 0 if bands is None else sum(bool(re.match(r"p_tier_\d+$", c)) for c in bands)
     for name, frame in tables.items():
-        problem = _impossible(name, frame, tables["baseline_scores"], tables.get("tier_bands"))
+        problem = _impossible(name, frame, units, nodes, n_tiers)
         if problem:
             raise UserError(
                 f"edited table: {problem}; run the config again", folder / f"{name}.csv"
@@ -318,14 +322,12 @@ PER_UNIT = ("baseline_scores", "rank_stability", "tier_bands", "rank_bounds", "q
 
 
 def _impossible(
-    name: str, frame: pd.DataFrame, baseline: pd.DataFrame, bands: pd.DataFrame | None
+    name: str, frame: pd.DataFrame, units: set[str], nodes: set[str], n_tiers: int
 ) -> str | None:
     """What no run writes, in a table a hand may have edited: a unit of no other table or twice,
-    a rank beyond the units, a probability outside [0, 1], a tier beyond the tiers, a negative
-    count of scenarios. The page would state it as a finding."""
-    units = set(baseline.unit)
-    n_tiers = None if bands is None else sum(bool(re.match(r"p_tier_\d+$", c)) for c in bands)
-    nodes = set(baseline.columns) - {"unit", "unit_zh", "year", "total", "rank", "tier"}
+    a rank beyond the ``units``, a probability outside [0, 1], a tier beyond the ``n_tiers`` (0:
+    unknown), a negative count of scenarios. The page would state it as a finding. Columns named
+    after an aggregate of ``nodes`` hold its scores, not statistics."""
     statistics = [  # not a node's scores, whose code may read as a statistic ('p_env')
         c for c in frame if not any(c == node or c.startswith(f"{node}_") for node in nodes)
     ]
@@ -343,7 +345,7 @@ def _impossible(
         tiers = ("tier", "nominal_tier", "most_likely_tier")
         bounds |= {c: (1, n_tiers) for c in tiers if c in statistics}
     for column, (low, high) in bounds.items():
-        if column not in frame or not pd.api.types.is_numeric_dtype(frame[column]):
+        if not pd.api.types.is_numeric_dtype(frame[column]):
             continue
         values = frame[column].to_numpy(dtype=float)
         outside = ~np.isnan(values) & ((values < low - 1e-9) | (values > high + 1e-9))
