@@ -214,6 +214,65 @@ def test_a_table_the_weights_cannot_come_from_leaves_the_others_of_its_block_the
         engine.check([pipeline.with_(dataset=2)])
 
 
+@pytest.mark.parametrize("own_data", [False, True])
+def test_each_scenario_s_own_table_equals_a_pipeline_per_table(spec, table, own_data, monkeypatch):
+    """A batch may give each scenario its table (``datasets``) instead of a pipeline per table: the
+    numbers are the same bits, the pipelines' work is shared by every table, and a table that does
+    not exist is named."""
+    rng = np.random.default_rng(8)
+    tables = [table] + [
+        dataclasses.replace(table, values=table.values * rng.uniform(0.7, 1.3, table.values.shape))
+        for _ in range(5)
+    ]
+    pipelines = tuple(
+        Pipeline(imputation="median", normalisation=normalisation, weighting=weighting)
+        for normalisation in ("minmax", "rank")
+        for weighting in ("expert", "critic")
+    )
+    n = 40
+    index = rng.integers(0, len(pipelines), n)
+    datasets = rng.integers(0, len(tables), n)
+    noise = rng.uniform(0.95, 1.05, (n, *table.values.shape)) if own_data else None
+    per_table = [p.with_(dataset=d) for p in pipelines for d in range(len(tables))]
+    one_each = ScenarioBatch(tuple(per_table), index * len(tables) + datasets, value_factors=noise)
+    expected = Engine(spec, tables).evaluate(one_each)
+    prepared = []
+    monkeypatch.setattr(batch, "prepare", lambda *a: prepared.append(a) or prepare(*a))
+    shared = ScenarioBatch(pipelines, index, value_factors=noise, datasets=datasets)
+    result = Engine(spec, tables).evaluate(shared)
+    for name in ("scores", "ranks", "tiers"):
+        np.testing.assert_array_equal(getattr(result, name), getattr(expected, name))
+    drawn = len(set(zip(index % 2, datasets, strict=True)))  # normalisation 2 x tables drawn
+    assert len(prepared) == (2 if own_data else drawn)
+    with pytest.raises(UserError, match="dataset 6 does not exist"):
+        Engine(spec, tables).evaluate(dataclasses.replace(shared, datasets=datasets + 1))
+
+
+def test_each_table_is_denominated_by_its_own_denominators(spec, table):
+    """Alternative tables whose denominators differ (each file has its own columns) are each
+    divided by their own, also when every scenario brings its own data."""
+    denominators = np.ones_like(table.values)
+    tables = [
+        dataclasses.replace(table, denominators=denominators),
+        dataclasses.replace(table, denominators=denominators * rng_values(table.values.shape)),
+    ]
+    pipeline = Pipeline(imputation="median")
+    ones = np.ones((4, *table.values.shape))
+    datasets = np.array([0, 1, 1, 0])
+    result = Engine(spec, tables).evaluate(
+        ScenarioBatch(
+            (pipeline,), np.zeros(4, dtype=np.int64), value_factors=ones, datasets=datasets
+        )
+    )
+    for s, dataset in enumerate(datasets):
+        alone = evaluate(spec, tables[dataset], pipeline)
+        np.testing.assert_allclose(result.scores[s], alone.scores[0], rtol=1e-12)
+
+
+def rng_values(shape: tuple[int, ...]) -> np.ndarray:
+    return np.random.default_rng(4).uniform(0.5, 2.0, shape)
+
+
 def test_paper_tiers_from_the_baseline_setting(spec):
     """Bounds [2, 5] put the two best units in tier 1 and the next three in tier 2."""
     import pandas as pd
@@ -350,3 +409,6 @@ def test_tables_and_batches_built_in_code_are_checked():
     for factors in (-np.ones((2, 3)), np.full((2, 3), np.nan), np.ones((3, 3))):
         with pytest.raises(ValueError):
             ScenarioBatch(pipelines, np.zeros(2, dtype=np.int64), (factors,))
+    for datasets in (np.zeros(3, dtype=np.int64), np.zeros(2), np.zeros((2, 1), dtype=np.int64)):
+        with pytest.raises(ValueError, match="datasets"):
+            ScenarioBatch(pipelines, np.zeros(2, dtype=np.int64), datasets=datasets)

@@ -34,7 +34,9 @@ class ScenarioBatch:
     ``pipeline_index[s]`` picks scenario s's pipeline; ``weight_factors[k]`` (S, nodes at level k)
     multiply the scheme's weights (a zero drops a node: leave-one-out); ``value_factors`` (S, years,
     units, indicators) multiply the raw values; ``masked`` (same shape, bool) blanks raw cells
-    before imputation.
+    before imputation; ``datasets`` (S,) picks each scenario's table in place of its pipeline's
+    ``dataset``, so that scenarios differing in their table alone share a pipeline (a study draws
+    one of hundreds of tables per scenario, and per-pipeline work is Python work).
     """
 
     pipelines: tuple[Pipeline, ...]
@@ -42,6 +44,7 @@ class ScenarioBatch:
     weight_factors: tuple[np.ndarray, ...] | None = None
     value_factors: np.ndarray | None = None
     masked: np.ndarray | None = None
+    datasets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         """A batch built in code: every index names one of its pipelines (-1 no longer wraps to
@@ -51,6 +54,10 @@ class ScenarioBatch:
             raise ValueError("a batch needs pipelines and a 1-D integer pipeline_index")
         if index.min() < 0 or index.max() >= len(self.pipelines):
             raise ValueError(f"pipeline_index must lie in 0..{len(self.pipelines) - 1}")
+        if self.datasets is not None:
+            datasets = np.asarray(self.datasets)
+            if datasets.shape != index.shape or datasets.dtype.kind not in "iu":
+                raise ValueError("datasets hold one integer per scenario")
         for factors in self.weight_factors or ():
             if np.ndim(factors) != 2 or len(factors) != index.size:
                 raise ValueError("weight_factors hold one row per scenario")
@@ -112,62 +119,69 @@ class Engine:
         self._unstackable: set[tuple] = set()  # blocks of tables left to scheme_weights
         self.memberships = tuple(spec.membership(k) for k in range(len(spec.levels) - 1))
 
-    def table(self, pipeline: Pipeline) -> IndicatorTable:
-        if not 0 <= pipeline.dataset < len(self.tables):
-            raise UserError(
-                f"dataset {pipeline.dataset} does not exist ({len(self.tables)} available)"
-            )
-        return self.tables[pipeline.dataset]
+    def table(self, pipeline: Pipeline, dataset: int | None = None) -> IndicatorTable:
+        """The pipeline's table, or table ``dataset`` (a batch may give each scenario its own)."""
+        dataset = pipeline.dataset if dataset is None else dataset
+        if not 0 <= dataset < len(self.tables):
+            raise UserError(f"dataset {dataset} does not exist ({len(self.tables)} available)")
+        return self.tables[dataset]
 
-    def normalised(self, pipeline: Pipeline) -> np.ndarray:
-        """The pipeline's normalised (years, units, indicators) matrix, computed once."""
-        key = pipeline.data_key
+    def normalised(self, pipeline: Pipeline, dataset: int | None = None) -> np.ndarray:
+        """The pipeline's normalised (years, units, indicators) matrix of its table (or table
+        ``dataset``), computed once."""
+        table = self.table(pipeline, dataset)
+        key = (pipeline.dataset if dataset is None else dataset, pipeline.data_key)
         if key not in self._matrix_cache:
-            self._matrix_cache[key] = prepare(pipeline, self.table(pipeline), self.spec)
+            self._matrix_cache[key] = prepare(pipeline, table, self.spec)
         return self._matrix_cache[key]
 
-    def scheme_weights(self, pipeline: Pipeline) -> tuple[np.ndarray, ...]:
-        """The pipeline's scheme weights per level, computed once."""
-        key = pipeline.weights_key
+    def scheme_weights(
+        self, pipeline: Pipeline, dataset: int | None = None
+    ) -> tuple[np.ndarray, ...]:
+        """The pipeline's scheme weights per level (data-driven ones from its table, or table
+        ``dataset``), computed once."""
+        table = self.table(pipeline, dataset)
+        key = _weights_key(pipeline, pipeline.dataset if dataset is None else dataset)
         if key not in self._weight_cache:
-            self._weight_cache[key] = pipeline_weights(pipeline, self.table(pipeline), self.spec)
+            self._weight_cache[key] = pipeline_weights(pipeline, table, self.spec)
         return self._weight_cache[key]
 
-    def _stack_weights(self, pipelines: Sequence[Pipeline]) -> None:
-        """Cache the data-driven weights ``pipelines`` need. Alternative tables that differ in
-        their values alone are imputed, transformed and weighted as one stack, in blocks of
-        ``WEIGHT_BLOCK`` tables at fixed places (one pass per block, scheme and treatment): a
-        stacked pass can change the last bits of a table's weights with the other tables in it,
-        so a table's weights must not depend on which tables a chunk happened to draw, or on
-        which chunk, thread or worker needed them first."""
+    def _stack_weights(self, cases: Sequence[tuple[Pipeline, int]]) -> None:
+        """Cache the data-driven weights that (pipeline, table) ``cases`` need. Alternative tables
+        that differ in their values alone are imputed, transformed and weighted as one stack, in
+        blocks of ``WEIGHT_BLOCK`` tables at fixed places (one pass per block, scheme and
+        treatment): a stacked pass can change the last bits of a table's weights with the other
+        tables in it, so a table's weights must not depend on which tables a chunk happened to
+        draw, or on which chunk, thread or worker needed them first."""
         if not self._values_alone_differ:
             return
-        for pipeline in pipelines:
+        for pipeline, dataset in cases:
             if (
-                len(pipeline.weights_key) > 1
-                and pipeline.weights_key not in self._weight_cache
-                and 0 <= pipeline.dataset < len(self.tables)
+                pipeline.weights_from_data
+                and 0 <= dataset < len(self.tables)
+                and _weights_key(pipeline, dataset) not in self._weight_cache
             ):
-                self._weight_block(pipeline)
+                self._weight_block(pipeline, dataset)
 
-    def _weight_block(self, pipeline: Pipeline) -> None:
-        """The data-driven weights of every table in ``pipeline``'s block, in one pass; a block
+    def _weight_block(self, pipeline: Pipeline, dataset: int) -> None:
+        """The data-driven weights of every table in ``dataset``'s block, in one pass; a block
         with a table they cannot be derived from is left to :meth:`scheme_weights`, table by
         table (which names the table when it is one a scenario uses)."""
-        first = pipeline.dataset - pipeline.dataset % WEIGHT_BLOCK
-        block = (first, pipeline.weighting, *pipeline.treatment_key)
+        first = dataset - dataset % WEIGHT_BLOCK
+        block = (first, pipeline.weights_key)
         if block in self._unstackable:
             return
         datasets = range(first, min(first + WEIGHT_BLOCK, len(self.tables)))
         raw = np.stack([self.tables[d].values for d in datasets])
         try:
-            every = pipeline_weights(pipeline, self.table(pipeline), self.spec, raw)
+            every = pipeline_weights(pipeline, self.tables[dataset], self.spec, raw)
         except UserError:
             self._unstackable.add(block)
             return
-        for place, dataset in enumerate(datasets):
-            key = pipeline.with_(dataset=dataset).weights_key
-            self._weight_cache[key] = tuple(level[place] for level in every)
+        for place, other in enumerate(datasets):
+            self._weight_cache[_weights_key(pipeline, other)] = tuple(
+                level[place] for level in every
+            )
 
     @functools.cached_property
     def _values_alone_differ(self) -> bool:
@@ -195,28 +209,34 @@ class Engine:
         brings its own data (noise, masks) never uses them, and its data are checked as they are
         prepared."""
         distinct = list(dict.fromkeys(pipelines))
-        self._stack_weights(distinct)
+        self._stack_weights([(p, p.dataset) for p in distinct])
         for pipeline in distinct:
+            self._check_options(pipeline)
             if data:
                 self.normalised(pipeline)
-            else:
-                problem = option_problem(pipeline, self.spec)
-                if problem:
-                    raise UserError(problem)
             self.scheme_weights(pipeline)
-            problem = pipeline.tiers.problem(len(self.table(pipeline).units))
-            if problem:
-                raise UserError(f"tiers: {problem}")
+
+    def _check_options(self, pipeline: Pipeline) -> None:
+        """Refuse options that are invalid whatever the data (every table has the same units)."""
+        problem = option_problem(pipeline, self.spec)
+        if problem:
+            raise UserError(problem)
+        problem = pipeline.tiers.problem(len(self.tables[0].units))
+        if problem:
+            raise UserError(f"tiers: {problem}")
 
     def evaluate(self, batch: ScenarioBatch) -> BatchResult:
-        """Scores, ranks and tiers of every scenario in ``batch``."""
-        self.check(batch.pipelines, data=batch.value_factors is None and batch.masked is None)
+        """Scores, ranks and tiers of every scenario in ``batch``. Every problem is found before
+        anything is aggregated: the options first, then the data each scenario uses."""
+        datasets = self._datasets(batch)
         self._check_shapes(batch)
-        first = self.table(batch.pipelines[0])
+        for pipeline in dict.fromkeys(batch.pipelines):
+            self._check_options(pipeline)
+        first = self.tables[int(datasets[0])]  # every table has the same units and years
         n_years, n_units = len(first.years), len(first.units)
         pipelines = batch.pipelines
-        normalised = self._normalised_rows(batch)
-        weights = self._weights(batch)
+        normalised = self._normalised_rows(batch, datasets)
+        weights = self._weights(batch, datasets)
         scores: np.ndarray = np.empty((batch.size, len(self.spec.aggregates), n_years * n_units))
         ranks: np.ndarray = np.empty((batch.size, n_years * n_units), dtype=np.int64)
         levels = range(len(self.memberships))
@@ -296,36 +316,68 @@ class Engine:
             cause = "are the weights or values too large?"
         return f"aggregation gives a non-finite score {where} (scenario {scenario}): {cause}"
 
-    def _normalised_rows(self, batch: ScenarioBatch):
+    def _datasets(self, batch: ScenarioBatch) -> np.ndarray:
+        """(S,) each scenario's table: the batch's ``datasets``, else its pipeline's."""
+        if batch.datasets is None:
+            datasets = np.array([p.dataset for p in batch.pipelines])[batch.pipeline_index]
+        else:
+            datasets = np.asarray(batch.datasets, dtype=np.int64)
+        outside = (datasets < 0) | (datasets >= len(self.tables))
+        if outside.any():
+            raise UserError(
+                f"dataset {datasets[outside][0]} does not exist ({len(self.tables)} available)"
+            )
+        return datasets
+
+    def _cases(
+        self, batch: ScenarioBatch, datasets: np.ndarray, key, by_table
+    ) -> tuple[np.ndarray, list[tuple[Pipeline, int]]]:
+        """Each scenario's case and the (pipeline, table) of each case: scenarios share a case
+        when ``key`` of their pipelines agrees and, where ``by_table`` of the pipeline holds, so
+        do their tables. The work per case is done once."""
+        ids, _, first = _ids([key(p) for p in batch.pipelines])
+        keyed = [batch.pipelines[i] for i in first]
+        per_table = np.array([by_table(p) for p in keyed])
+        scenario_key = ids[batch.pipeline_index]
+        n_tables = len(self.tables)
+        codes = scenario_key * n_tables + np.where(per_table[scenario_key], datasets, 0)
+        distinct, case = np.unique(codes, return_inverse=True)
+        cases = [(keyed[code // n_tables], code % n_tables) for code in distinct.tolist()]
+        return case.ravel(), cases
+
+    def _normalised_rows(self, batch: ScenarioBatch, datasets: np.ndarray):
         """A function giving the normalised (members, indicators, rows) matrices of some scenarios.
 
-        Without per-scenario data each distinct (dataset, method) matrix is computed once and
+        Without per-scenario data each distinct (table, method) matrix is computed once and
         shared; with noise or masks the raw data of each method group are processed together,
-        vectorised.
+        vectorised (and table by table where the tables differ in more than their values: each
+        is denominated and grouped by its own metadata).
         """
         pipelines = batch.pipelines
         if batch.value_factors is None and batch.masked is None:
-            keys = _ids([p.data_key for p in pipelines])
-            stack = np.stack([self.normalised(pipelines[i]) for i in keys[2]])
+            case, cases = self._cases(batch, datasets, lambda p: p.data_key, lambda p: True)
+            stack = np.stack([self.normalised(*c) for c in cases])
             stack = np.ascontiguousarray(
                 stack.reshape(stack.shape[0], -1, stack.shape[-1]).transpose(0, 2, 1)
             )
-            scenario_key = keys[0][batch.pipeline_index]
             if stack.shape[0] == 1:
                 return lambda members: stack[0]
-            return lambda members: stack[scenario_key[members]]
+            return lambda members: stack[case[members]]
         raw_stack = np.stack([t.values for t in self.tables])
-        dataset = np.array([p.dataset for p in pipelines])[batch.pipeline_index]
-        methods = _ids([p.data_key[1:] for p in pipelines])
+        methods = _ids([p.data_key for p in pipelines])[0]
+        groups = methods[batch.pipeline_index]
+        if not self._values_alone_differ:
+            groups = groups * len(self.tables) + datasets
         rows: np.ndarray | None = None
-        for key, members in _groups(methods[0][batch.pipeline_index]):
-            pipeline = pipelines[methods[2][key]]
-            raw = raw_stack[dataset[members]]
+        for _, members in _groups(groups):
+            pipeline = pipelines[batch.pipeline_index[members][0]]
+            raw = raw_stack[datasets[members]]
             if batch.value_factors is not None:
                 raw = raw * batch.value_factors[members]
             if batch.masked is not None:
                 raw = np.where(batch.masked[members], np.nan, raw)
-            prepared = prepare(pipeline, self.table(pipeline), self.spec, raw)
+            table = self.tables[datasets[members][0]]
+            prepared = prepare(pipeline, table, self.spec, raw)
             if rows is None:
                 rows = np.empty(
                     (batch.size, prepared.shape[-1], prepared.shape[-3] * prepared.shape[-2])
@@ -354,17 +406,16 @@ class Engine:
             if array is not None and np.shape(array) != (batch.size, *first):
                 raise ValueError(f"{name}: shape {(batch.size, *first)}; got {np.shape(array)}")
 
-    def _weights(self, batch: ScenarioBatch) -> list[np.ndarray]:
+    def _weights(self, batch: ScenarioBatch, datasets: np.ndarray) -> list[np.ndarray]:
         """(scenarios, nodes) weights per level: the scheme's weights times the batch's factors."""
-        keys = _ids([p.weights_key for p in batch.pipelines])
-        representative = [batch.pipelines[i] for i in keys[2]]
-        tables = [
-            np.stack([self.scheme_weights(p)[k] for p in representative])
-            for k in range(len(self.memberships))
-        ]
-        scenario_key = keys[0][batch.pipeline_index]
+        case, cases = self._cases(
+            batch, datasets, lambda p: p.weights_key, lambda p: p.weights_from_data
+        )
+        self._stack_weights(cases)
+        every = [self.scheme_weights(*c) for c in cases]
+        tables = [np.stack([w[k] for w in every]) for k in range(len(self.memberships))]
         weights = [
-            table[scenario_key]
+            table[case]
             if len(table) > 1
             else np.broadcast_to(table[0], (batch.size, table.shape[1]))
             for table in tables
@@ -372,6 +423,12 @@ class Engine:
         if batch.weight_factors is not None:
             weights = [w * f for w, f in zip(weights, batch.weight_factors, strict=True)]
         return weights
+
+
+def _weights_key(pipeline: Pipeline, dataset: int) -> tuple:
+    """What a pipeline's scheme weights depend on: its choices and, if derived from data, the
+    table."""
+    return (dataset if pipeline.weights_from_data else None, pipeline.weights_key)
 
 
 def _ids(keys: list) -> tuple[np.ndarray, list, list[int]]:

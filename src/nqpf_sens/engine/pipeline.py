@@ -99,19 +99,23 @@ class Pipeline:
         )
 
     @property
+    def weights_from_data(self) -> bool:
+        """Whether the scheme derives its weights from the data (see :func:`pipeline_weights`)."""
+        return self.weighting not in ("expert", "equal")
+
+    @property
     def weights_key(self) -> tuple:
-        """The choices that determine the scheme's weights (data-driven ones: from the
-        transformed data; see :func:`pipeline_weights`)."""
-        if self.weighting in ("expert", "equal"):
+        """The choices that determine the scheme's weights (data-driven ones also depend on the
+        table, whose transformed data they come from)."""
+        if not self.weights_from_data:
             return (self.weighting,)
-        return (self.weighting, self.dataset, *self.treatment_key)
+        return (self.weighting, *self.treatment_key)
 
     @property
     def data_key(self) -> tuple:
-        """The choices that determine the normalised matrix (scenarios sharing it share the
-        work)."""
+        """The choices that determine the normalised matrix of a table (scenarios sharing it
+        share the work)."""
         return (
-            self.dataset,
             *self.treatment_key,
             self.normalisation,
             self.minmax_range,
@@ -521,7 +525,7 @@ def pipeline_weights(
     """The weighting scheme's weights per level, data-driven schemes computed from the imputed
     and transformed data (default: the table's values; ``raw`` with a leading axis of
     alternative tables gives one set of weights per table)."""
-    if pipeline.weighting in ("expert", "equal"):
+    if not pipeline.weights_from_data:
         return weights.scheme_weights(spec, pipeline.weighting)
     filled = imputed(pipeline, table, raw)
     if np.isnan(filled).any():

@@ -118,7 +118,8 @@ def matching_concentration(shares: np.ndarray, spread: float) -> float:
 class Decoded:
     """Scenario components decoded from design rows."""
 
-    choice_index: np.ndarray  # (S, n_choice_factors + 1): choice options and dataset
+    choice_index: np.ndarray  # (S, n_choice_factors): each choice factor's option
+    datasets: np.ndarray  # (S,): each scenario's table
     weight_factors: list[np.ndarray]
     value_factors: np.ndarray | None = None
     masked: np.ndarray | None = None
@@ -190,7 +191,8 @@ class FactorSet:
 
     def decode(self, u: np.ndarray) -> Decoded:
         n = len(u)
-        choice_index = np.zeros((n, len(self.choices) + 1), dtype=np.int64)
+        choice_index = np.zeros((n, len(self.choices)), dtype=np.int64)
+        datasets = np.full(n, self.nominal.dataset, dtype=np.int64)
         weight_factors: list[np.ndarray | None] = [None] * len(self.level_sizes)  # None: ones
         value_factors = None
         masked = None
@@ -199,7 +201,7 @@ class FactorSet:
             if factor.kind == "choice":
                 choice_index[:, self.choices.index(factor)] = factor.option_index(block[:, 0])
             elif factor.kind == "dataset":
-                choice_index[:, -1] = factor.option_index(block[:, 0])
+                datasets = factor.option_index(block[:, 0])
             elif factor.kind == "weights":
                 multipliers = self._weight_multipliers(factor, block)  # a new array
                 current = weight_factors[factor.level]
@@ -231,7 +233,7 @@ class FactorSet:
             np.ones((n, size)) if level is None else level
             for level, size in zip(weight_factors, self.level_sizes, strict=True)
         ]
-        return Decoded(choice_index, every_level, value_factors, masked)
+        return Decoded(choice_index, datasets, every_level, value_factors, masked)
 
     def _weight_multipliers(self, factor: Factor, block: np.ndarray) -> np.ndarray:
         base = self.base_weights[factor.level]
@@ -262,14 +264,15 @@ class FactorSet:
         return masked.reshape(len(u), *self.data_shape)
 
     def pipeline(self, combination: np.ndarray) -> Pipeline:
-        """The pipeline of one row of ``choice_index``."""
+        """The pipeline of one row of ``choice_index`` (its table is the scenario's own, drawn
+        apart: see ``Decoded.datasets``)."""
         changes = {
             factor.key: factor.options[int(i)]
-            for factor, i in zip(self.choices, combination[:-1], strict=True)
+            for factor, i in zip(self.choices, combination, strict=True)
         }
         if isinstance(changes.get("aggregation"), list):
             changes["aggregation"] = tuple(changes["aggregation"])
-        return self.nominal.with_(**changes, dataset=int(combination[-1]))
+        return self.nominal.with_(**changes)
 
 
 def _cell_spread(

@@ -179,12 +179,17 @@ ROW_FIELDS = tuple(f.name for f in fields(ChunkStats) if not f.name.endswith("co
 
 def batch_for_rows(study: Study, u: np.ndarray) -> ScenarioBatch:
     """Decode design rows into a scenario batch, one pipeline per distinct combination of
-    choices."""
+    choices (each scenario's table apart: see ``ScenarioBatch.datasets``)."""
     decoded = study.factors.decode(u)
     combinations, index = _distinct_rows(decoded.choice_index)
     pipelines = tuple(study.factors.pipeline(c) for c in combinations)
     return ScenarioBatch(
-        pipelines, index, tuple(decoded.weight_factors), decoded.value_factors, decoded.masked
+        pipelines,
+        index,
+        tuple(decoded.weight_factors),
+        decoded.value_factors,
+        decoded.masked,
+        decoded.datasets,
     )
 
 
