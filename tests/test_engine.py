@@ -242,7 +242,7 @@ def test_each_scenario_s_own_table_equals_a_pipeline_per_table(spec, table, own_
     result = Engine(spec, tables).evaluate(shared)
     for name in ("scores", "ranks", "tiers"):
         np.testing.assert_array_equal(getattr(result, name), getattr(expected, name))
-    drawn = len(set(zip(index % 2, datasets, strict=True)))  # normalisation 2 x tables drawn
+    drawn = len(set(zip(index // 2, datasets, strict=True)))  # (normalisation, table) drawn
     assert len(prepared) == (2 if own_data else drawn)
     with pytest.raises(UserError, match="dataset 6 does not exist"):
         Engine(spec, tables).evaluate(dataclasses.replace(shared, datasets=datasets + 1))
