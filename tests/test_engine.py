@@ -269,6 +269,25 @@ def test_each_table_is_denominated_by_its_own_denominators(spec, table):
         np.testing.assert_allclose(result.scores[s], alone.scores[0], rtol=1e-12)
 
 
+def test_data_that_cannot_be_prepared_name_the_scenario_s_own_table(spec, table):
+    """Scenarios of several tables are prepared together; a missing cell no rule fills names the
+    table it is missing from, not the first table of the group."""
+    broken = table.values.copy()
+    broken[0, 3, 1] = np.nan
+    tables = [dataclasses.replace(table, source=f"t{k}.csv") for k in range(2)]
+    tables.append(dataclasses.replace(table, values=broken, source="t2.csv"))
+    noise = np.ones((3, *table.values.shape))
+    batch = ScenarioBatch(
+        (Pipeline(imputation="none"),),
+        np.zeros(3, dtype=np.int64),
+        value_factors=noise,
+        datasets=np.array([1, 2, 0]),
+    )
+    with pytest.raises(UserError, match="missing value") as error:
+        Engine(spec, tables).evaluate(batch)
+    assert error.value.one_line().startswith("t2.csv")
+
+
 def rng_values(shape: tuple[int, ...]) -> np.ndarray:
     return np.random.default_rng(4).uniform(0.5, 2.0, shape)
 

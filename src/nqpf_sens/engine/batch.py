@@ -376,8 +376,11 @@ class Engine:
                 raw = raw * batch.value_factors[members]
             if batch.masked is not None:
                 raw = np.where(batch.masked[members], np.nan, raw)
-            table = self.tables[datasets[members][0]]
-            prepared = prepare(pipeline, table, self.spec, raw)
+            try:
+                prepared = prepare(pipeline, self.tables[datasets[members][0]], self.spec, raw)
+            except UserError:
+                self._name_the_table(pipeline, raw, datasets[members])
+                raise
             if rows is None:
                 rows = np.empty(
                     (batch.size, prepared.shape[-1], prepared.shape[-3] * prepared.shape[-2])
@@ -387,6 +390,12 @@ class Engine:
             )
         assert rows is not None  # every scenario belongs to a group
         return lambda members: rows[members]
+
+    def _name_the_table(self, pipeline: Pipeline, raw: np.ndarray, datasets: np.ndarray) -> None:
+        """Raise the error of the first of a group's scenarios whose data cannot be prepared,
+        naming that scenario's own table (the group's error names the group's first table)."""
+        for scenario_raw, dataset in zip(raw, datasets.tolist(), strict=True):
+            prepare(pipeline, self.tables[dataset], self.spec, scenario_raw[None])
 
     def _check_shapes(self, batch: ScenarioBatch) -> None:
         """Refuse a batch whose arrays do not fit the index: a missing or extra level of weight
