@@ -80,14 +80,18 @@ def test_cross_section_rules_and_fallback():
 @given(
     hnp.arrays(
         float,
-        st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 3)),
+        st.one_of(  # (years, units, indicators), or a batch of scenarios of them
+            st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 3)),
+            st.tuples(st.integers(1, 3), st.integers(1, 2), st.integers(1, 9), st.integers(1, 3)),
+        ),
         elements=st.sampled_from([-1.0, 0.0, 2.0, 2.5, 9.0, np.nan]),
     ),
     st.sampled_from(["mean", "median"]),
 )
 def test_cross_sectional_imputation_fills_with_numpys_nan_statistics(values, rule):
     """Each missing cell takes its indicator's mean or median over the observed units (numpy's
-    nanmean and nanmedian, ties and even counts included); a column with none stays missing."""
+    nanmean and nanmedian, ties and even counts included), in every scenario of a batch; a column
+    with none stays missing."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a column with nothing observed
         centre = getattr(np, f"nan{rule}")(values, axis=-2, keepdims=True)

@@ -78,23 +78,24 @@ def impute(
 
 def _cross_section(values: np.ndarray, rule: str) -> np.ndarray:
     missing = np.isnan(values)
+    if rule == "median":  # a median sorts its column: only those with a cell to fill are sorted
+        lacking = missing.any(axis=-2)  # (..., indicators)
+        centre = np.full(lacking.shape, np.nan)
+        centre[lacking] = _nanmedian(np.moveaxis(values, -2, -1)[lacking])
+        return np.where(missing, centre[..., None, :], values)
     with np.errstate(all="ignore"), _quiet_all_nan():
-        centre = (
-            np.nanmean(values, axis=-2, keepdims=True)
-            if rule == "mean"
-            else _nanmedian(values, axis=-2)
-        )
+        centre = np.nanmean(values, axis=-2, keepdims=True)
     return np.where(missing, np.broadcast_to(centre, values.shape), values)
 
 
-def _nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
-    """``np.nanmedian(values, axis, keepdims=True)`` by one sort (missing cells sort last):
-    numpy's is many times slower on the many short columns of a batch of scenarios."""
-    ordered = np.sort(np.moveaxis(values, axis, -1), axis=-1)
+def _nanmedian(rows: np.ndarray) -> np.ndarray:
+    """The median of each row's observed values (NaN for a row without any) by one sort, missing
+    cells sorting last: ``np.nanmedian`` is many times slower on many short rows."""
+    ordered = np.sort(rows, axis=-1)
     n = (~np.isnan(ordered)).sum(axis=-1, keepdims=True)
     low = np.take_along_axis(ordered, np.maximum(n - 1, 0) // 2, axis=-1)
     high = np.take_along_axis(ordered, np.minimum(n // 2, ordered.shape[-1] - 1), axis=-1)
-    return np.moveaxis((low + high) / 2, -1, axis)
+    return ((low + high) / 2)[..., 0]
 
 
 def _within_groups(values: np.ndarray, rule: str, groups: np.ndarray) -> np.ndarray:
