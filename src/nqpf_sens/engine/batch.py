@@ -11,7 +11,7 @@ with a leading scenario axis; they are processed vectorised, group by group.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,18 +121,25 @@ class Engine:
 
     def table(self, pipeline: Pipeline, dataset: int | None = None) -> IndicatorTable:
         """The pipeline's table, or table ``dataset`` (a batch may give each scenario its own)."""
+        return self.tables[self._table_number(pipeline, dataset)]
+
+    def _table_number(self, pipeline: Pipeline, dataset: int | None) -> int:
+        """``dataset``, by default the pipeline's, checked to exist."""
         dataset = pipeline.dataset if dataset is None else dataset
         if not 0 <= dataset < len(self.tables):
-            raise UserError(f"dataset {dataset} does not exist ({len(self.tables)} available)")
-        return self.tables[dataset]
+            raise self._no_such_table(dataset)
+        return dataset
+
+    def _no_such_table(self, dataset: int) -> UserError:
+        return UserError(f"dataset {dataset} does not exist ({len(self.tables)} available)")
 
     def normalised(self, pipeline: Pipeline, dataset: int | None = None) -> np.ndarray:
         """The pipeline's normalised (years, units, indicators) matrix of its table (or table
         ``dataset``), computed once."""
-        table = self.table(pipeline, dataset)
-        key = (pipeline.dataset if dataset is None else dataset, pipeline.data_key)
+        dataset = self._table_number(pipeline, dataset)
+        key = (dataset, pipeline.data_key)
         if key not in self._matrix_cache:
-            self._matrix_cache[key] = prepare(pipeline, table, self.spec)
+            self._matrix_cache[key] = prepare(pipeline, self.tables[dataset], self.spec)
         return self._matrix_cache[key]
 
     def scheme_weights(
@@ -140,10 +147,10 @@ class Engine:
     ) -> tuple[np.ndarray, ...]:
         """The pipeline's scheme weights per level (data-driven ones from its table, or table
         ``dataset``), computed once."""
-        table = self.table(pipeline, dataset)
-        key = _weights_key(pipeline, pipeline.dataset if dataset is None else dataset)
+        dataset = self._table_number(pipeline, dataset)
+        key = _weights_key(pipeline, dataset)
         if key not in self._weight_cache:
-            self._weight_cache[key] = pipeline_weights(pipeline, table, self.spec)
+            self._weight_cache[key] = pipeline_weights(pipeline, self.tables[dataset], self.spec)
         return self._weight_cache[key]
 
     def _stack_weights(self, cases: Sequence[tuple[Pipeline, int]]) -> None:
@@ -324,13 +331,15 @@ class Engine:
             datasets = np.asarray(batch.datasets, dtype=np.int64)
         outside = (datasets < 0) | (datasets >= len(self.tables))
         if outside.any():
-            raise UserError(
-                f"dataset {datasets[outside][0]} does not exist ({len(self.tables)} available)"
-            )
+            raise self._no_such_table(int(datasets[outside][0]))
         return datasets
 
     def _cases(
-        self, batch: ScenarioBatch, datasets: np.ndarray, key, by_table
+        self,
+        batch: ScenarioBatch,
+        datasets: np.ndarray,
+        key: Callable[[Pipeline], tuple],
+        by_table: Callable[[Pipeline], bool],
     ) -> tuple[np.ndarray, list[tuple[Pipeline, int]]]:
         """Each scenario's case and the (pipeline, table) of each case: scenarios share a case
         when ``key`` of their pipelines agrees and, where ``by_table`` of the pipeline holds, so
