@@ -28,17 +28,21 @@ ARENAS = textwrap.dedent(
             return report.read().count(b"<heap nr=")
     """
 )
-# two threads, each holding five arrays of 16 MiB at once (a chunk's arrays), ten times over;
-# then the same with two new threads: how many pages the second pair faulted in
+# two threads, each holding five arrays of 16 MiB at once (a chunk's arrays), ten times over,
+# both at once each time (the first pair must reach the peak the second reaches); then the same
+# with two new threads: how many pages the second pair faulted in
 CHUNKS_IN_THREADS = textwrap.dedent(
     """
     import resource, threading
     import numpy as np
     from nqpf_sens.uncertainty.memory import retain_freed_memory
 
+    both = threading.Barrier(2)
+
     def chunks():
         for _ in range(10):
             arrays = [np.ones(2**21) for _ in range(5)]
+            both.wait()
             assert sum(a[-1] for a in arrays) == 5
 
     def faults():
