@@ -59,7 +59,7 @@ def main() -> None:
             rows = timed("design rows", study.design.rows, start, start + size)
             batch = timed("decoding", uncertainty.batch_for_rows, study, rows)
             result = timed("engine", engine.evaluate, batch)
-            stats = timed("statistics", uncertainty.summarise, study, result, start, start + size)
+            stats = timed("statistics", summarised, study, result, start, start + size)
             key = chunk_key("steps", start, start + size)
             timed("chunk file", stats.save, chunk_path(work, start), key)
             chunk_path(work, start).unlink()
@@ -69,6 +69,13 @@ def main() -> None:
     for step, values in seconds.items():
         best, median = min(values[1:]), statistics.median(values[1:])
         print(f"{step:12s} {best / size * 1e9:6.0f} {median / size * 1e9:7.0f}")
+
+
+def summarised(study, result, start: int, stop: int) -> uncertainty.ChunkStats:
+    """One batch's statistics, as a chunk of one batch has them."""
+    tally = uncertainty.ChunkTally(study)
+    tally.add(result, start, stop)
+    return tally.stats()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import synthetic_frame
+from conftest import synthetic_frame, write_units_and_values
 from scipy.stats import kendalltau, spearmanr
 
 from nqpf_sens import UserError, config_from_dict, run
@@ -390,6 +390,31 @@ def test_kept_scenarios_are_balanced_in_every_factor(project, monkeypatch, metho
         assert (halves == 0.5).all(), halves
 
 
+@pytest.mark.parametrize("kind", ["sobol", "montecarlo"])
+def test_a_chunk_evaluated_in_batches_equals_one_batch(tmp_path, monkeypatch, kind):
+    """A chunk is evaluated in batches as memory requires (a large index: batches of a hundred
+    scenarios): its statistics, counts and rows, kept scores, quadrants and Sobol outputs
+    included, equal those of the chunk evaluated at once, bit for bit, whatever the batch size
+    (here one that divides no span)."""
+    monkeypatch.setattr("nqpf_sens.uncertainty.study.MAX_KEPT_SCORES", 300)
+    write_units_and_values(tmp_path)
+    (tmp_path / "run.toml").write_text(
+        SOBOL.replace('kind = "sobol"', f'kind = "{kind}"')
+        .replace('values = "values.csv"', 'values = "values.csv"\nunits = "units.csv"')
+        .replace("n = 128", "n = 1024")
+    )
+    study = prepared_study(tmp_path / "run.toml")[3]
+    assert study.gdp is not None and study.n_regions > 0  # quadrants and region means counted
+    start, stop = 100, 1_000  # some of them keep their scores, the others not
+    assert study.batch_rows >= stop - start
+    whole = uncertainty.evaluate_rows(study, start, stop)
+    assert 0 < len(whole.scores) < study.design.uncertainty_rows(start, stop).sum()
+    study.batch_rows = 7
+    batched = uncertainty.evaluate_rows(study, start, stop)
+    for name in uncertainty.COUNT_FIELDS + uncertainty.ROW_FIELDS:
+        np.testing.assert_array_equal(getattr(batched, name), getattr(whole, name), err_msg=name)
+
+
 def test_accumulated_statistics_equal_direct_computation(project):
     """Rank quantiles, tier shares and R_S from the chunk tallies equal those computed directly
     from every scenario's ranks, evaluated in one batch outside the study."""
@@ -517,9 +542,8 @@ def test_chunks_shrink_to_the_memory_budget_without_changing_results(project, mo
     whole = run_config(project / "s.toml", out=project / "whole", jobs=2, quiet=True)
     monkeypatch.setattr(uncertainty, "CHUNK_MEMORY", 256 * 1024)
     config, _, _, study = prepared_study(project / "s.toml")
-    assert (
-        uncertainty.chunk_rows(study, config.chunk_size) < config.chunk_size
-    )  # noise: every scenario has its own data
+    chunk = uncertainty.chunk_rows(study, config.chunk_size)  # the rows a chunk keeps
+    assert study.batch_rows < chunk < config.chunk_size  # noise: every scenario its own data
     small = run_config(project / "s.toml", out=project / "small", jobs=2, quiet=True)
     assert read_outputs(whole) == read_outputs(small)
 
@@ -530,11 +554,11 @@ def test_a_config_without_a_chunk_size_gets_an_eighth_of_the_design_within_bound
     of a set chunk size."""
     smallest, largest = uncertainty.DEFAULT_CHUNK_ROWS
     for n_rows in (1, 100, 8 * smallest, 8 * smallest + 1, 10**5, 10**6, 10**9):
-        rows = uncertainty.planned_chunk_rows(None, n_rows, per_scenario=1)
+        rows = uncertainty.planned_chunk_rows(None, n_rows, row_bytes=1)
         assert smallest <= rows <= largest
         assert -(-n_rows // rows) >= 8 or rows == smallest
     assert uncertainty.planned_chunk_rows(None, 10**6, uncertainty.CHUNK_MEMORY // 10) == 10
-    assert uncertainty.planned_chunk_rows(300, 10**6, per_scenario=1) == 300
+    assert uncertainty.planned_chunk_rows(300, 10**6, row_bytes=1) == 300
     (project / "set.toml").write_text(SOBOL)
     (project / "default.toml").write_text(SOBOL.replace("chunk_size = 500\n", ""))
     config, _, _, study = prepared_study(project / "default.toml")

@@ -74,8 +74,10 @@ HELP: dict[str, dict[str, str]] = {
         "(uncertainty and sensitivity indices).",
         "seed": "Seed of the design and of every random draw: the same seed, the same files.",
         "jobs": "Parallel workers (the command line's --jobs overrides it).",
-        "chunk_size": "Scenarios evaluated per chunk (memory per worker; results do not depend "
-        "on it). Default: an eighth of the design, within 1,024 to 16,384.",
+        "chunk_size": "Scenarios per chunk: the unit of the histograms, of a file for --resume "
+        "and of the merge (results do not depend on it; a worker evaluates a chunk in batches "
+        "that fit its memory). Default: an eighth of the design, within 1,024 to 16,384, lowered "
+        "so that a chunk's kept rows stay within 192 MiB.",
         "backend": "How workers run: threading (threads sharing one engine), fork (copies of "
         "the run's process, Linux), loky processes or a dask cluster. Default: auto, which "
         "forks where scenarios differ in more than their weights (their preparation is Python "

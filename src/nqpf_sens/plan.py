@@ -39,6 +39,7 @@ from nqpf_sens.uncertainty.sobol import (
 from nqpf_sens.uncertainty.study import (
     ChunkStats,
     Study,
+    chunk_row_bytes,
     kept_base_samples,
     kept_scenarios,
     per_scenario_bytes,
@@ -280,7 +281,11 @@ def prepare_study(
         aggregates=len(spec.aggregates) + 1,
         regions=len(regions),
         tiers=config.pipeline.tiers.n_tiers,
-        chunk_rows=planned_chunk_rows(config.chunk_size, n_rows, per_scenario),
+        chunk_rows=planned_chunk_rows(
+            config.chunk_size,
+            n_rows,
+            chunk_row_bytes(len(table.years), len(table.units), len(spec.aggregates), len(regions)),
+        ),
         per_scenario=per_scenario,
         jobs=jobs,
         forked=backend == "fork",

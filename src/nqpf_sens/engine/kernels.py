@@ -518,10 +518,11 @@ def _add_level(counts, cell, level):
 
 
 @kernel
-def tally_ranks(ranks, tiers, nominal, counted, rank_counts, tier_counts):
+def tally_ranks(ranks, tiers, nominal, counted, rank_counts, tier_counts, shift_counts):
     """One pass over a chunk's ranks and tiers (S, cells): returns each scenario's total absolute
     rank change against ``nominal``; for the ``counted`` scenarios, adds to the histograms
-    ``rank_counts`` (cells, ranks) and ``tier_counts`` (cells, tiers)."""
+    ``rank_counts`` (cells, ranks), ``tier_counts`` (cells, tiers) and ``shift_counts`` (totals
+    0..cells x (ranks - 1))."""
     n_scenarios, n_cells = ranks.shape
     totals = np.empty(n_scenarios, dtype=np.int64)
     for s in range(n_scenarios):
@@ -534,6 +535,9 @@ def tally_ranks(ranks, tiers, nominal, counted, rank_counts, tier_counts):
         for c in range(n_cells):
             _add_level(rank_counts, c, ranks[s, c])
             _add_level(tier_counts, c, tiers[s, c])
+        if total >= shift_counts.size:
+            raise ValueError("rank shift out of range")
+        shift_counts[total] += 1
     return totals
 
 

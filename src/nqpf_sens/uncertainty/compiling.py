@@ -46,7 +46,15 @@ STUDY_KERNELS = (
     (kernels.rank_agreement, (_INTEGER_TABLE, _INTEGERS, types.int64, _FLAGS)),
     (
         kernels.tally_ranks,
-        (_INTEGER_TABLE, _INTEGER_TABLE, _INTEGERS, _FLAGS, _INTEGER_TABLE, _INTEGER_TABLE),
+        (
+            _INTEGER_TABLE,
+            _INTEGER_TABLE,
+            _INTEGERS,
+            _FLAGS,
+            _INTEGER_TABLE,
+            _INTEGER_TABLE,
+            _INTEGERS,
+        ),
     ),
     (kernels.count_above_mean, (_VALUE_CUBE, _VALUES, _INTEGERS)),
     (kernels.bin_correlations, (_VALUE_CUBE, types.int64, _INTEGER_CUBE)),

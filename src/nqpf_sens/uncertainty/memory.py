@@ -31,8 +31,9 @@ import os
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's mallopt options
-#: (option, value): the mmap threshold at glibc's maximum, the trim threshold, one arena
-SETTINGS = ((M_MMAP_THRESHOLD, 32 * 2**20), (M_TRIM_THRESHOLD, 2**30), (M_ARENA_MAX, 1))
+MMAP_THRESHOLD = 32 * 2**20  # glibc's maximum: blocks this large are still mapped on their own
+#: (option, value): the mmap threshold at its maximum, the trim threshold, one arena
+SETTINGS = ((M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, 2**30), (M_ARENA_MAX, 1))
 
 
 def retain_freed_memory() -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 from nqpf_sens.errors import UserError
 from nqpf_sens.uncertainty.sobol import SAMPLES_BLOCK, TERMS_BLOCK
 from nqpf_sens.uncertainty.statistics import band_threads
-from nqpf_sens.uncertainty.study import AGREEMENT_BINS
+from nqpf_sens.uncertainty.study import AGREEMENT_BINS, CHUNK_MEMORY, chunk_row_bytes
 
 BUDGET = 0.8  # share of the available memory or free disk a run may plan to use
 MAX_ROWS = 2**36  # scenarios: about a day at a million per second
@@ -52,7 +52,7 @@ class RunSize:
     regions: int
     tiers: int
     chunk_rows: int
-    per_scenario: int  # bytes one scenario of a chunk occupies
+    per_scenario: int  # bytes one scenario of a batch occupies
     jobs: int
     forked: bool = False  # workers are forked copies of the run's process
 
@@ -66,6 +66,11 @@ class RunSize:
         return self.years * self.units
 
     @property
+    def row_bytes(self) -> int:
+        """The most bytes one row of a chunk's statistics holds (see :func:`chunk_row_bytes`)."""
+        return chunk_row_bytes(self.years, self.units, self.aggregates, self.regions)
+
+    @property
     def histogram_bytes(self) -> int:
         """One chunk's counts: ranks, tiers, quadrants per unit-year, the rank-shift histogram and
         the two rank correlations' histograms per year."""
@@ -75,6 +80,11 @@ class RunSize:
         )
 
     @property
+    def batch_rows(self) -> int:
+        """The most scenarios a worker evaluates at once (see :func:`planned_batch_rows`)."""
+        return min(self.chunk_rows, max(1, CHUNK_MEMORY // self.per_scenario))
+
+    @property
     def chunks(self) -> int:
         return -(-self.rows // self.chunk_rows)
 
@@ -82,9 +92,9 @@ class RunSize:
         """Bytes of each large item and the key that lowers it."""
         outputs = 2 * self.units + 1
         items = {
-            "the chunks in flight": (
-                (self.jobs + 2)
-                * (self.chunk_rows * (self.per_scenario + 8 * self.columns) + self.histogram_bytes),
+            "the chunks in flight": (  # each worker's batch; its chunk's counts and rows
+                self.jobs * self.batch_rows * (self.per_scenario + 8 * self.columns)
+                + (self.jobs + 2) * (self.histogram_bytes + self.chunk_rows * self.row_bytes),
                 "[run] chunk_size",
             ),
             "the kept scores": (  # their ranks and R_S; the score bands of an aggregate a thread

@@ -1,20 +1,20 @@
 """The parallel study: design rows -> scenarios -> engine -> per-chunk statistics.
 
-Each chunk of design rows is decoded into a :class:`ScenarioBatch` and evaluated at once. What can
-be accumulated is accumulated (rank and tier histograms: ranks are integers, so rank quantiles are
-exact from counts; so are R_S's, from the histogram of total rank shifts; quadrant counts; each
-scenario's Spearman and Kendall correlation with the nominal ranking, on a grid of 0.0001); what
-the estimators need row by row is kept compactly (scores and region means of the scenarios of the
-design's first base samples, at most ``MAX_KEPT_SCORES`` (:func:`kept_scenarios`,
-:func:`kept_base_samples`), as float32 differences from the nominal ones: a scenario equal to the
-nominal run is kept exactly); a Saltelli design's outputs
-go to the Sobol estimators' sums as the chunks are merged, in design order
-(:class:`~nqpf_sens.uncertainty.sobol.SobolSums`), and only its rows A and B are kept, so memory
-hardly grows with N. Chunks are independent, so results do not depend on the number of workers;
-each is also written to a work folder, from which an interrupted run resumes.
-Workers are threads where scenarios differ in their weights alone (one engine and its caches
-shared; the compiled kernels release the GIL) and forked copies of the run's process otherwise
-(preparing choices, tables, noise and masks is Python work that threads take turns at; see
+Each chunk of design rows is decoded into scenario batches (:class:`ScenarioBatch`), each as large
+as memory allows, and evaluated batch by batch (:class:`ChunkTally`). What can be accumulated is
+accumulated (rank and tier histograms: ranks are integers, so rank quantiles are exact from counts;
+so are R_S's, from the histogram of total rank shifts; quadrant counts; each scenario's Spearman
+and Kendall correlation with the nominal ranking, on a grid of 0.0001); what the estimators need
+row by row is kept compactly (scores and region means of the scenarios of the design's first base
+samples, at most ``MAX_KEPT_SCORES`` (:func:`kept_scenarios`, :func:`kept_base_samples`), as
+float32 differences from the nominal ones: a scenario equal to the nominal run is kept exactly); a
+Saltelli design's outputs go to the Sobol estimators' sums as the chunks are merged, in design
+order (:class:`~nqpf_sens.uncertainty.sobol.SobolSums`), and only its rows A and B are kept, so
+memory hardly grows with N. Chunks are independent, so results do not depend on the number of
+workers; each is also written to a work folder, from which an interrupted run resumes. Workers are
+threads where scenarios differ in their weights alone (one engine and its caches shared; the
+compiled kernels release the GIL) and forked copies of the run's process otherwise (preparing
+choices, tables, noise and masks is Python work that threads take turns at; see
 :func:`resolved_backend`), loky processes or dask workers on request.
 """
 
@@ -57,14 +57,15 @@ from nqpf_sens.uncertainty.chunks import (
 from nqpf_sens.uncertainty.compiling import wait_for_kernels
 from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty.factors import FactorSet
-from nqpf_sens.uncertainty.memory import retain_freed_memory
+from nqpf_sens.uncertainty.memory import MMAP_THRESHOLD, retain_freed_memory
 from nqpf_sens.uncertainty.sobol import SobolSums
 
 #: scenarios kept for score bands (standard error in probability: p05 0.0009, median 0.002)
 MAX_KEPT_SCORES = 1 << 16
 KEPT_SCORES_BYTES = 512 * 2**20  # fewer for a large index: its kept scores stay within this
 MIN_KEPT_SCORES = 1 << 12  # but never fewer than this (error of a 5% quantile < 0.004)
-CHUNK_MEMORY = 192 * 2**20  # bytes of per-scenario arrays one chunk may hold
+CHUNK_MEMORY = 192 * 2**20  # bytes of a batch's per-scenario arrays, or of a chunk's rows
+HEAP_ARRAY_BYTES = MMAP_THRESHOLD // 2  # bytes of a batch's largest array (planned_batch_rows)
 DEFAULT_CHUNK_ROWS = (1024, 16384)  # bounds of the chunk size a config does not set
 AGREEMENT_GRID = 10_000  # histogram bins per unit of rank correlation: quantiles to +/- 0.00005
 AGREEMENT_BINS = 2 * AGREEMENT_GRID + 1  # the grid -1, -0.9999, ..., 1
@@ -92,6 +93,13 @@ class Study:
     gdp: np.ndarray | None  # (units,), NaN where unknown
     kept_samples: int  # the first base samples keep their scores (see kept_base_samples)
     parent_pid: int = field(default_factory=os.getpid)  # the run's process (workers die with it)
+
+    @functools.cached_property
+    def batch_rows(self) -> int:
+        """The most scenarios the engine evaluates at once (see :func:`planned_batch_rows`)."""
+        return planned_batch_rows(
+            self.tables[0].values.shape, len(self.spec.aggregates), self.factors.per_scenario_data
+        )
 
     @functools.cached_property
     def gdp_known_and_high(self) -> tuple[np.ndarray, np.ndarray]:
@@ -209,12 +217,17 @@ def _distinct_rows(choices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate_rows(study: Study, start: int, stop: int) -> ChunkStats:
-    """Evaluate design rows ``[start, stop)`` and reduce them to chunk statistics."""
-    batch = batch_for_rows(study, study.design.rows(start, stop))
-    result = study.engine().evaluate(batch)
-    if study.rescale_scores:
-        result = thresholds_on_nominal_scale(study, batch, result)
-    return summarise(study, result, start, stop)
+    """Evaluate design rows ``[start, stop)`` in batches of at most ``study.batch_rows`` and
+    reduce them to the chunk's statistics."""
+    tally = ChunkTally(study)
+    for first in range(start, stop, study.batch_rows):
+        last = min(first + study.batch_rows, stop)
+        batch = batch_for_rows(study, study.design.rows(first, last))
+        result = study.engine().evaluate(batch)
+        if study.rescale_scores:
+            result = thresholds_on_nominal_scale(study, batch, result)
+        tally.add(result, first, last)
+    return tally.stats()
 
 
 def thresholds_on_nominal_scale(
@@ -257,65 +270,100 @@ def on_nominal_scale(scores: np.ndarray, nominal: np.ndarray) -> np.ndarray:
     return target_mean + (scores - mean) / np.where(sd > 0, sd, 1.0) * target_sd
 
 
-def summarise(study: Study, result: BatchResult, start: int, stop: int) -> ChunkStats:
-    """Reduce one chunk's results: histograms for all uncertainty rows, compact arrays for the
-    rest."""
-    n_rows, n_years, n_units = result.ranks.shape
-    cells = n_years * n_units
-    uncertain = study.design.uncertainty_rows(start, stop)
-    positions = np.flatnonzero(uncertain)
-    kept = slice(kept_count(study, start, positions))  # a view: no copy of the scores
-    selected = slice(None) if positions.size == n_rows else positions
-    ranks = result.ranks.reshape(n_rows, cells)
-    rank_counts = np.zeros((cells, n_units), dtype=np.int64)
-    tier_counts = np.zeros((cells, study.n_tiers), dtype=np.int64)
-    tiers = np.ascontiguousarray(result.tiers.reshape(n_rows, cells))
-    shift_totals = tally_ranks(
-        ranks, tiers, study.nominal_ranks.ravel(), uncertain, rank_counts, tier_counts
-    )
-    # NaN where not counted: binned as undefined
-    agreement = rank_agreement(ranks, study.nominal_ranks.ravel(), n_units, uncertain)
-    scores = result.scores[selected]
-    if study.rescale_scores:
-        scores = on_nominal_scale(scores, study.nominal_scores)
-    quadrant_counts = np.zeros((n_years, n_units, 4), dtype=np.int64)
-    if study.gdp is not None:
-        known, high_gdp = study.gdp_known_and_high
-        above = np.zeros(cells, dtype=np.int64)
-        # the index mean is over every unit, as the paper's Figure 3 has it (a unit without GDP
-        # per capita still counts towards the mean, though it sits in no quadrant)
-        count_above_mean(
-            np.ascontiguousarray(scores[..., -1]), np.full(n_units, 1 / n_units), above
-        )  # a copy: counting on the strided view took 2-3 times as long as copying and counting
-        above = above.reshape(n_years, n_units)
-        below = len(positions) - above
-        # quadrants in the order of analysis.quadrants: high/high, high/low, low/high, low/low
-        quadrant_counts[...] = np.stack(
-            [above * high_gdp, above * ~high_gdp, below * high_gdp, below * ~high_gdp], axis=-1
+class ChunkTally:
+    """A chunk's statistics, batch by batch: its counts (a year's units x ranks among them)
+    allocated once and added to in place, its row arrays collected in design order. A chunk is
+    the unit of a file for ``--resume``; a batch, the scenarios the engine evaluates at once, is
+    as large as memory allows: for a large index a chunk of several batches pays its histograms,
+    their file and their merge once, not once per batch."""
+
+    def __init__(self, study: Study):
+        n_years, n_units = study.nominal_ranks.shape
+        cells = n_years * n_units
+        self.study = study
+        self.rank_counts = np.zeros((cells, n_units), dtype=np.int64)
+        self.tier_counts = np.zeros((cells, study.n_tiers), dtype=np.int64)
+        self.shift_counts = np.zeros(cells * (n_units - 1) + 1, dtype=np.int64)
+        self.agreement_counts = np.zeros((n_years, 2, AGREEMENT_BINS), dtype=np.int64)
+        self.above_mean = np.zeros(cells, dtype=np.int64)  # for the quadrants
+        self.counted = 0
+        self.rows: dict[str, list[np.ndarray]] = {name: [] for name in ROW_FIELDS}
+
+    def add(self, result: BatchResult, start: int, stop: int) -> None:
+        """Add the results of design rows ``[start, stop)``: histograms for all uncertainty rows,
+        compact arrays for the rest."""
+        study = self.study
+        n_rows, n_years, n_units = result.ranks.shape
+        uncertain = study.design.uncertainty_rows(start, stop)
+        positions = np.flatnonzero(uncertain)
+        kept = slice(kept_count(study, start, positions))  # a view: no copy of the scores
+        selected = slice(None) if positions.size == n_rows else positions
+        ranks = result.ranks.reshape(n_rows, n_years * n_units)
+        tiers = np.ascontiguousarray(result.tiers.reshape(ranks.shape))
+        nominal = study.nominal_ranks.ravel()
+        shift_totals = tally_ranks(
+            ranks, tiers, nominal, uncertain, self.rank_counts, self.tier_counts, self.shift_counts
         )
-        quadrant_counts[:, ~known] = 0
-    saltelli = study.design.method == "saltelli"
-    output_rows = slice(None) if saltelli else positions[kept]
-    outputs = [ranks[output_rows, -n_units:], shift_totals[output_rows, None] / cells]
-    if saltelli:  # the Sobol outputs also hold the index scores
-        index = result.index[:, -1]
-        if study.rescale_scores:  # scores comparable across normalisations (see on_nominal_scale)
-            nominal_index = study.nominal_scores[-1:, :, -1:]
-            index = on_nominal_scale(index[:, :, None], nominal_index)[:, :, 0]
-        outputs.insert(1, index)
-    kept_scores = scores[kept]
-    return ChunkStats(
-        rank_counts=rank_counts.reshape(n_years, n_units, n_units),
-        tier_counts=tier_counts.reshape(n_years, n_units, study.n_tiers),
-        quadrant_counts=quadrant_counts,
-        shift_counts=np.bincount(shift_totals[selected], minlength=cells * (n_units - 1) + 1),
-        agreement_counts=agreement_histogram(agreement),
-        scores=(kept_scores - study.nominal_scores).astype(np.float32),
-        region_means=(
-            study.region_means(kept_scores[..., -1] - study.nominal_scores[..., -1])
-        ).astype(np.float32),
-        outputs=np.hstack(outputs, dtype=np.float64 if saltelli else np.float32),
-    )
+        # NaN where not counted: binned as undefined
+        agreement = rank_agreement(ranks, nominal, n_units, uncertain)
+        bin_correlations(agreement, AGREEMENT_GRID, self.agreement_counts)
+        self.counted += positions.size
+        scores = result.scores[selected]
+        if study.rescale_scores:
+            scores = on_nominal_scale(scores, study.nominal_scores)
+        if study.gdp is not None:
+            # the index mean is over every unit, as the paper's Figure 3 has it (a unit without
+            # GDP per capita still counts towards the mean, though it sits in no quadrant)
+            count_above_mean(
+                np.ascontiguousarray(scores[..., -1]),
+                np.full(n_units, 1 / n_units),
+                self.above_mean,
+            )  # a copy: counting on the strided view took 2-3 times as long as copying and counting
+        saltelli = study.design.method == "saltelli"
+        output_rows = slice(None) if saltelli else positions[kept]
+        outputs = [ranks[output_rows, -n_units:], shift_totals[output_rows, None] / ranks.shape[1]]
+        if saltelli:  # the Sobol outputs also hold the index scores
+            index = result.index[:, -1]
+            if study.rescale_scores:  # comparable across normalisations (see on_nominal_scale)
+                nominal_index = study.nominal_scores[-1:, :, -1:]
+                index = on_nominal_scale(index[:, :, None], nominal_index)[:, :, 0]
+            outputs.insert(1, index)
+        kept_scores = scores[kept]
+        self.rows["scores"].append((kept_scores - study.nominal_scores).astype(np.float32))
+        self.rows["region_means"].append(
+            study.region_means(kept_scores[..., -1] - study.nominal_scores[..., -1]).astype(
+                np.float32
+            )
+        )
+        self.rows["outputs"].append(
+            np.hstack(outputs, dtype=np.float64 if saltelli else np.float32)
+        )
+
+    def stats(self) -> ChunkStats:
+        """The chunk's statistics."""
+        n_years, n_units = self.study.nominal_ranks.shape
+        quadrant_counts = np.zeros((n_years, n_units, 4), dtype=np.int64)
+        if self.study.gdp is not None:
+            known, high_gdp = self.study.gdp_known_and_high
+            above = self.above_mean.reshape(n_years, n_units)
+            below = self.counted - above
+            # quadrants in the order of analysis.quadrants: high/high, high/low, low/high, low/low
+            quadrant_counts[...] = np.stack(
+                [above * high_gdp, above * ~high_gdp, below * high_gdp, below * ~high_gdp], axis=-1
+            )
+            quadrant_counts[:, ~known] = 0
+        rows = {
+            name: parts[0] if len(parts) == 1 else np.concatenate(parts)
+            for name, parts in self.rows.items()
+        }
+        return ChunkStats(
+            rank_counts=self.rank_counts.reshape(n_years, n_units, n_units),
+            tier_counts=self.tier_counts.reshape(n_years, n_units, self.study.n_tiers),
+            quadrant_counts=quadrant_counts,
+            shift_counts=self.shift_counts,
+            agreement_counts=self.agreement_counts,
+            **rows,
+        )
 
 
 def monitored(outputs: np.ndarray) -> np.ndarray:
@@ -376,15 +424,6 @@ def chunk_layout(study: Study, start: int, stop: int) -> Layout:
     }
 
 
-def agreement_histogram(agreement: np.ndarray) -> np.ndarray:
-    """Counts of rank correlations (scenarios, years, 2) on the grid of ``AGREEMENT_GRID`` bins
-    per unit, (years, 2, AGREEMENT_BINS): integers, so any chunking sums to the same histogram.
-    Undefined correlations (a ranking all tied, a row not counted) are left out."""
-    counts = np.zeros((agreement.shape[1], 2, AGREEMENT_BINS), dtype=np.int64)
-    bin_correlations(agreement, AGREEMENT_GRID, counts)
-    return counts
-
-
 def _evaluate_span(
     study: Study, start: int, stop: int, work: Path | None, token: str
 ) -> tuple[int, ChunkStats]:
@@ -406,29 +445,47 @@ def kept_scenarios(n_uncertain: int, scenario_bytes: int) -> int:
 
 def chunk_rows(study: Study, requested: int | None) -> int:
     """The chunk size of a study (see :func:`planned_chunk_rows`)."""
-    per_scenario = per_scenario_bytes(
-        study.tables[0].values.shape, len(study.spec.aggregates), study.factors.per_scenario_data
-    )
-    return planned_chunk_rows(requested, study.design.n_rows, per_scenario)
+    n_years, n_units, n_aggregates = study.nominal_scores.shape
+    row_bytes = chunk_row_bytes(n_years, n_units, n_aggregates, study.n_regions)
+    return planned_chunk_rows(requested, study.design.n_rows, row_bytes)
 
 
-def planned_chunk_rows(requested: int | None, n_rows: int, per_scenario: int) -> int:
+def planned_chunk_rows(requested: int | None, n_rows: int, row_bytes: int) -> int:
     """The configured chunk size (None: the default, :func:`default_chunk_rows`), lowered so
-    that one chunk's per-scenario arrays stay within ``CHUNK_MEMORY`` per worker: under noise or
-    masks every scenario carries its own copy of the data (and its imputed, transformed and
-    normalised versions), which on large data sets would otherwise exhaust memory. Results do not
-    depend on the chunk size."""
+    that the rows one chunk's statistics may hold (``row_bytes`` each, see
+    :func:`chunk_row_bytes`) stay within ``CHUNK_MEMORY``. Results do not depend on the chunk
+    size."""
     wanted = default_chunk_rows(n_rows) if requested is None else requested
-    return max(1, min(wanted, CHUNK_MEMORY // per_scenario))
+    return max(1, min(wanted, CHUNK_MEMORY // row_bytes))
+
+
+def planned_batch_rows(shape: tuple[int, ...], n_aggregates: int, per_scenario_data: bool) -> int:
+    """The most scenarios the engine evaluates at once, for data of ``shape`` (years, units,
+    indicators). Their arrays stay within ``CHUNK_MEMORY`` per worker: under noise or masks
+    every scenario carries its own copy of the data (and its imputed, transformed and normalised
+    versions), which on large data sets would otherwise exhaust memory. And each array stays
+    within ``HEAP_ARRAY_BYTES``, under the allocator's mmap threshold (see
+    :mod:`~nqpf_sens.uncertainty.memory`): a larger one is mapped and unmapped batch after
+    batch, its pages faulted in anew each time (3,000 units: batches of 838 scenarios spent a
+    quarter of the engine's time faulting pages in)."""
+    rows = shape[0] * shape[1]
+    largest = 8 * max(rows * n_aggregates, int(np.prod(shape)) if per_scenario_data else 0)
+    per_scenario = per_scenario_bytes(shape, n_aggregates, per_scenario_data)
+    return max(1, min(CHUNK_MEMORY // per_scenario, HEAP_ARRAY_BYTES // largest))
+
+
+def chunk_row_bytes(n_years: int, n_units: int, n_aggregates: int, n_regions: int) -> int:
+    """The most bytes one row of a chunk's statistics holds: a kept scenario's float32 scores and
+    region means, and a row of Sobol outputs (float64 ranks, index scores and R_S)."""
+    return 4 * n_years * (n_units * n_aggregates + n_regions) + 8 * (2 * n_units + 1)
 
 
 def default_chunk_rows(n_rows: int) -> int:
     """The chunk size when the config sets none: an eighth of the design (chunks enough for the
     workers to share), within ``DEFAULT_CHUNK_ROWS``. Each chunk has costs of its own (a file
-    for ``--resume``, a random stream per column, the histograms, the merge: 2-3 ms), and
-    scenarios that share their choices are prepared together only within a chunk: large chunks
-    make a large study faster. It depends on the design alone, so a resume with other workers
-    finds the chunks it wrote."""
+    for ``--resume``, the histograms, the merge: 2-3 ms), and scenarios that share their choices
+    are prepared together only within a chunk's batch: large chunks make a large study faster.
+    It depends on the design alone, so a resume with other workers finds the chunks it wrote."""
     smallest, largest = DEFAULT_CHUNK_ROWS
     return min(largest, max(smallest, -(-n_rows // 8)))
 
