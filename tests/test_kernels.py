@@ -330,14 +330,34 @@ def test_rank_agreement_refuses_a_rank_out_of_range(ranking):
         rank_agreement(np.array([ranking]), np.array([1, 2, 3]), 3, np.ones(1, dtype=bool))
 
 
+@pytest.mark.parametrize("rank", [0, 101, 165, -1])
+def test_rank_agreement_refuses_a_rank_out_of_range_past_one_word(rank):
+    """Past 63 units the ranks are the bits of several words: a rank outside 1..n is still an
+    error (165 would set a bit of a word that 100 units do not have, 101 one of the last word)."""
+    ranking = np.arange(1, 101)
+    ranking[50] = rank
+    with pytest.raises(ValueError, match="rank out of range"):
+        rank_agreement(ranking[None], np.arange(1, 101), 100, np.ones(1, dtype=bool))
+
+
 @pytest.mark.parametrize("tied_nominal", [False, True])
 def test_rank_agreement_equals_scipy_with_ties(tied_nominal):
     """Spearman's rho and Kendall's tau-b per scenario and year equal scipy's on competition and
-    ordinal rankings with ties (also an untied ranking against a tied nominal one, and 63 and 64
-    units, either side of the bit count's limit); rows not counted, and all-tied rankings, give
-    NaN."""
+    ordinal rankings with ties (also an untied ranking against a tied nominal one and the reverse,
+    and 63 and 64 units, either side of one word's limit, and 40,000, past the words' limit);
+    rows not counted, and all-tied rankings, give NaN."""
     rng = np.random.default_rng(5)
-    sizes = ((1, 3), (2, 20), (3, 50), (31, 200), (63, 40), (64, 40), (200, 30), (3000, 3))
+    sizes = (
+        (1, 3),
+        (2, 20),
+        (3, 50),
+        (31, 200),
+        (63, 40),
+        (64, 40),
+        (200, 30),
+        (3000, 3),
+        (40_000, 2),
+    )
     for n_units, n_scenarios in sizes:
         n_years = 2
         scores = rng.normal(size=(n_scenarios + 1, n_years * n_units)).round(1)  # many ties
@@ -348,6 +368,8 @@ def test_rank_agreement_equals_scipy_with_ties(tied_nominal):
         )
         if tied_nominal:  # the second year's nominal ranking with ties, the scenarios' without
             ranks[0, n_units:] = rank_rows(scores[:1, n_units:], False)[0]
+        else:  # half the scenarios' second-year rankings with ties, the nominal one without
+            ranks[2::2, n_units:] = rank_rows(scores[2::2, n_units:], False)
         nominal, ranks = ranks[0], ranks[1:]
         counted = rng.random(n_scenarios) > 0.2
         found = rank_agreement(ranks, nominal, n_units, counted)
