@@ -520,7 +520,7 @@ def _add_level(counts, cell, level):
 
 @kernel
 def tally_ranks(ranks, tiers, nominal, counted, rank_counts, tier_counts, shift_counts):
-    """One pass over a chunk's ranks and tiers (S, cells): returns each scenario's total absolute
+    """One pass over a batch's ranks and tiers (S, cells): returns each scenario's total absolute
     rank change against ``nominal``; for the ``counted`` scenarios, adds to the histograms
     ``rank_counts`` (cells, ranks), ``tier_counts`` (cells, tiers) and ``shift_counts`` (totals
     0..cells x (ranks - 1))."""

@@ -1,13 +1,13 @@
-"""Keep freed memory in the process so that the next chunk reuses it.
+"""Keep freed memory in the process so that the next batch of scenarios reuses it.
 
-Each chunk allocates the same few arrays of several MiB. By default glibc serves such blocks with
-``mmap`` and returns them to the system when freed, so every chunk pays a page fault per 4 KiB page
+Each batch allocates the same few arrays of several MiB. By default glibc serves such blocks with
+``mmap`` and returns them to the system when freed, so every batch pays a page fault per 4 KiB page
 it touches again; in a virtual machine that can cost more than evaluating the scenarios (measured
 with ``experiments/bench.py``). Raising the mmap threshold to glibc's maximum (32 MiB) and the trim
-threshold to 1 GiB keeps those blocks on the heap, reused chunk after chunk; the peak resident
+threshold to 1 GiB keeps those blocks on the heap, reused batch after batch; the peak resident
 memory is unchanged. That heap is the main thread's: every other thread gets an arena of its own,
 made of 64 MiB heaps of which glibc unmaps every one that empties, whatever the trim threshold, so
-two worker threads faulted a chunk's pages in again and again (up to 15,600 faults and 0.5 s of
+two worker threads faulted a batch's pages in again and again (up to 15,600 faults and 0.5 s of
 system time in a warm study of 10^6 scenarios). One arena for every thread keeps them too: it must
 be asked for before other threads allocate (an arena once made is reused by later threads), so a
 run asks first of all and a study before it starts its workers. Elsewhere than glibc this does

@@ -1,12 +1,12 @@
 """What a run will need, checked against the machine before anything runs.
 
-The estimate counts the arrays that grow with the configuration: the Sobol outputs kept (rows A
-and B of a Saltelli design and every row's rank shift; the design is computed and its outputs
-summed chunk by chunk), the kept scores, each worker's chunk (per-scenario arrays and the
-histograms: units x ranks per year, rank correlations on a fine grid), a forked worker's copies of
-the run's pages, the bootstrap of the Sobol estimator, and the chunk files written for
-``--resume``. A run whose estimate exceeds ``BUDGET`` of the available memory or of the free disk
-is refused in one line that names the largest item and the key that lowers it.
+The estimate counts the arrays that grow with the configuration: the Sobol outputs kept (rows A and
+B of a Saltelli design and every row's rank shift; the design is computed and its outputs summed
+chunk by chunk), the kept scores, each worker's batch (per-scenario arrays), the chunks in flight
+(histograms: units x ranks per year, rank correlations on a fine grid; the rows they keep), a forked
+worker's copies of the run's pages, the bootstrap of the Sobol estimator, and the chunk files
+written for ``--resume``. A run whose estimate exceeds ``BUDGET`` of the available memory or of the
+free disk is refused in one line that names the largest item and the key that lowers it.
 """
 
 from __future__ import annotations

@@ -404,7 +404,7 @@ def row_counts(study: Study, start: int, stop: int) -> dict[str, int]:
 
 def chunk_layout(study: Study, start: int, stop: int) -> Layout:
     """The shape and type of each array of the statistics of rows ``[start, stop)``, as
-    :func:`summarise` makes them and :meth:`ChunkStats.save` writes them (counts in the smallest
+    :class:`ChunkTally` makes them and :meth:`ChunkStats.save` writes them (counts in the smallest
     unsigned type that holds them)."""
     n_years, n_units, n_aggregates = study.nominal_scores.shape
     rows = row_counts(study, start, stop)
@@ -483,15 +483,16 @@ def chunk_row_bytes(n_years: int, n_units: int, n_aggregates: int, n_regions: in
 def default_chunk_rows(n_rows: int) -> int:
     """The chunk size when the config sets none: an eighth of the design (chunks enough for the
     workers to share), within ``DEFAULT_CHUNK_ROWS``. Each chunk has costs of its own (a file
-    for ``--resume``, the histograms, the merge: 2-3 ms), and scenarios that share their choices
-    are prepared together only within a chunk's batch: large chunks make a large study faster.
-    It depends on the design alone, so a resume with other workers finds the chunks it wrote."""
+    for ``--resume``, the histograms, the merge: 2-3 ms; for a large index, units x ranks
+    counts), so large chunks make a large study faster; a stopped run loses at most its workers'
+    unfinished chunks. It depends on the design alone, so a resume with other workers finds the
+    chunks it wrote."""
     smallest, largest = DEFAULT_CHUNK_ROWS
     return min(largest, max(smallest, -(-n_rows // 8)))
 
 
 def per_scenario_bytes(shape: tuple[int, ...], n_aggregates: int, per_scenario_data: bool) -> int:
-    """Bytes one scenario of a chunk occupies while it is evaluated and summarised."""
+    """Bytes one scenario of a batch occupies while it is evaluated and tallied."""
     rows = shape[0] * shape[1]
     per_scenario = 8 * rows * (n_aggregates + 4)  # scores, ranks, tiers and their copies
     if per_scenario_data:
