@@ -330,10 +330,11 @@ def test_rank_agreement_refuses_a_rank_out_of_range(ranking):
         rank_agreement(np.array([ranking]), np.array([1, 2, 3]), 3, np.ones(1, dtype=bool))
 
 
-@pytest.mark.parametrize("rank", [0, 101, 165, -1])
+@pytest.mark.parametrize("rank", [0, 101, 165, -1, 2**62])
 def test_rank_agreement_refuses_a_rank_out_of_range_past_one_word(rank):
     """Past 63 units the ranks are the bits of several words: a rank outside 1..n is still an
-    error (165 would set a bit of a word that 100 units do not have, 101 one of the last word)."""
+    error, and never a write past the words (165 would set a bit of a word that 100 units do not
+    have, 2^62 one far beyond; 101 one of the last word)."""
     ranking = np.arange(1, 101)
     ranking[50] = rank
     with pytest.raises(ValueError, match="rank out of range"):
@@ -370,8 +371,12 @@ def test_rank_agreement_equals_scipy_with_ties(tied_nominal):
             ranks[0, n_units:] = rank_rows(scores[:1, n_units:], False)[0]
         else:  # half the scenarios' second-year rankings with ties, the nominal one without
             ranks[2::2, n_units:] = rank_rows(scores[2::2, n_units:], False)
+            # and one whose only tie is its last two places (past the first word from 66 units)
+            last_two_tied = np.minimum(np.argsort(np.argsort(scores[-1, n_units:])), n_units - 2)
+            ranks[-1, n_units:] = last_two_tied + 1 if n_units > 2 else ranks[-1, n_units:]
         nominal, ranks = ranks[0], ranks[1:]
         counted = rng.random(n_scenarios) > 0.2
+        counted[-1] = True
         found = rank_agreement(ranks, nominal, n_units, counted)
         assert found.shape == (n_scenarios, n_years, 2)
         assert np.isnan(found[~counted]).all()

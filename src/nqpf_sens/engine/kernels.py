@@ -682,8 +682,8 @@ def _discordant_by_bits(y, order):
 @compiled_helper
 def _discordant_by_words(y, order, x_sorted, words, above):
     """:func:`_discordant_by_bits` for any number of units and an x with ties: ranks in ``words``
-    of 64 bits (n / 64 of them, uint64), and in ``above`` (int32) each word's count of the ranks
-    set in the words after it, raised for each rank in O(n / 64) steps that the compiler
+    of 64 bits (ceil(n / 64) of them, uint64), and in ``above`` (int32) each word's count of the
+    ranks set in the words after it, raised for each rank in O(n / 64) steps that the compiler
     vectorises; the units of a run of tied x (``x_sorted``, in ``order``) are all counted before
     any is set, so that no pair tied in x counts. O(n^2 / 64), yet the rank agreement took a
     half to a quarter of the time it took by merge sort, O(n log n) with a branch per step, from
@@ -699,7 +699,7 @@ def _discordant_by_words(y, order, x_sorted, words, above):
         last = first + 1
         while last < n and x_sorted[last] == x_sorted[first]:
             last += 1
-        for p in range(first, last):  # units before this run of x ranked below
+        for p in range(first, last):  # units before this run of x ranked worse (rank above)
             rank = y[order[p]]
             if rank < 1 or rank > n:
                 return -1, False
@@ -770,8 +770,9 @@ def rank_agreement(ranks, nominal, n_units, counted):
     or either ranking is all tied. Ranks are integers 1..n_units. For an untied ranking, the usual
     case, a count of bits gives Kendall's discordant pairs and tells that the ranking is untied: in
     one word, O(n), up to ``BITMASK_UNITS`` units against an untied nominal ranking, in several
-    words, O(n^2 / 64), up to ``WORDS_UNITS`` units; otherwise Spearman's average ranks come from
-    counts, O(n), and Kendall's count is a merge sort, O(n log n). Average ranks are doubled, so
+    words, O(n^2 / 64), up to ``WORDS_UNITS`` units; otherwise (a tied ranking, found so by that
+    count) Spearman's average ranks come from counts, O(n), and Kendall's count is a merge sort,
+    O(n log n). Average ranks are doubled, so
     that Spearman's sum of products is an integer sum (vectorised; a sum of floats is added one by
     one), exact as the float sum of these quarter-integers was."""
     n_scenarios, n_cells = ranks.shape
