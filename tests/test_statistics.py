@@ -5,6 +5,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from scipy.stats import binom
 
 from nqpf_sens.uncertainty.statistics import (
@@ -14,7 +17,7 @@ from nqpf_sens.uncertainty.statistics import (
     order_statistics,
     rank_stability,
     region_bands,
-    sample_intervals,
+    sample_quantiles,
     tier_bands,
 )
 
@@ -46,18 +49,38 @@ def test_order_statistics_have_exact_binomial_coverage(n, q):
 def test_sample_intervals_cover_the_true_quantile_as_often_as_the_binomial_says():
     draws = np.random.default_rng(7).random((400, 4000))  # 4,000 samples of 400 uniforms
     quantiles = (0.05, 0.5, 0.95)
-    for q, (low, high) in zip(quantiles, sample_intervals(draws, quantiles), strict=True):
+    for q, (low, high) in zip(quantiles, sample_quantiles(draws, quantiles)[1], strict=True):
         r, s = order_statistics(400, q)
         exact = binom.cdf(s - 1, 400, q) - binom.cdf(r - 1, 400, q)  # 0.96-0.962
         coverage = np.mean((low <= q) & (q <= high))
         assert coverage == pytest.approx(exact, abs=0.01), (q, coverage, exact)
 
 
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=1, max_dims=3, max_side=40),
+        elements=st.floats(-1e6, 1e6) | st.sampled_from([0.0, 1.0, np.nan]),
+    ),
+    st.lists(st.floats(0.001, 0.999), min_size=1, max_size=4).map(tuple),
+)
+def test_sample_quantiles_are_numpys_and_the_order_statistics(samples, quantiles):
+    """One partial sort gives ``np.quantile``'s values to the bit (NaN where a column holds one)
+    and each interval's order statistics, whatever the sample size (one draw included), ties and
+    quantiles."""
+    values, intervals = sample_quantiles(samples, quantiles)
+    np.testing.assert_array_equal(values, np.quantile(samples, quantiles, axis=0))
+    ordered = np.sort(samples, axis=0)
+    for q, (low, high) in zip(quantiles, intervals, strict=True):
+        r, s = order_statistics(len(samples), q)
+        np.testing.assert_array_equal((low, high), (ordered[r - 1], ordered[s - 1]))
+
+
 def test_count_interval_reads_the_same_order_statistics_off_counts():
     draws = np.random.default_rng(3).integers(0, 12, size=(2000, 5))  # values 0..11, 5 units
     counts = np.stack([np.bincount(d, minlength=12) for d in draws.T])
     for q in (0.05, 0.5, 0.95):
-        (low, high), *_ = sample_intervals(draws, (q,))
+        (low, high), *_ = sample_quantiles(draws, (q,))[1]
         np.testing.assert_array_equal(count_interval(counts, q), (low, high))
 
 
