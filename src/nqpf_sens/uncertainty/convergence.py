@@ -88,9 +88,9 @@ def _statistics(
     ``outputs``, ST of R_S from every row's rank shift (``shift_rows``, a Saltelli design)."""
     ranks = outputs[:, :n]
     found: dict[tuple[str, str], float] = {}
-    for name, q in RANK_QUANTILES:
-        values = np.quantile(ranks, q, axis=0, method="inverted_cdf")
-        found.update({(name, str(k)): float(v) for k, v in enumerate(values)})
+    every = np.quantile(ranks, [q for _, q in RANK_QUANTILES], axis=0, method="inverted_cdf")
+    for (name, _), values in zip(RANK_QUANTILES, every, strict=True):  # one partial sort for all
+        found.update({(name, str(k)): float(v) for k, v in enumerate(values.tolist())})
     found[("rank_shift_mean", "all")] = float(outputs[:, -1].mean())
     if shift_rows is not None:
         factors = design.factor_names
