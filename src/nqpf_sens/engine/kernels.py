@@ -772,9 +772,9 @@ def rank_agreement(ranks, nominal, n_units, counted):
     one word, O(n), up to ``BITMASK_UNITS`` units against an untied nominal ranking, in several
     words, O(n^2 / 64), up to ``WORDS_UNITS`` units; otherwise (a tied ranking, found so by that
     count) Spearman's average ranks come from counts, O(n), and Kendall's count is a merge sort,
-    O(n log n). Average ranks are doubled, so
-    that Spearman's sum of products is an integer sum (vectorised; a sum of floats is added one by
-    one), exact as the float sum of these quarter-integers was."""
+    O(n log n). Average ranks are doubled, so that Spearman's sum of products is an integer sum
+    (vectorised; a sum of floats is added one by one), exact as the float sum of these
+    quarter-integers was."""
     n_scenarios, n_cells = ranks.shape
     n = n_units
     n_years = n_cells // n

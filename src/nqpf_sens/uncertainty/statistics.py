@@ -104,7 +104,8 @@ def sample_quantiles(
     virtual = (n - 1) * np.asarray(quantiles, dtype=float)
     below = np.floor(virtual)
     above = below + 1
-    below[virtual >= n - 1] = above[virtual >= n - 1] = -1  # the largest value
+    at_top = virtual >= n - 1
+    below[at_top] = above[at_top] = -1  # the largest value
     below, above = below.astype(np.intp), above.astype(np.intp)
     bounds = [order_statistics(n, q, level) for q in quantiles]
     positions = {n - 1, *(below % n), *(above % n), *(int(k) - 1 for pair in bounds for k in pair)}
