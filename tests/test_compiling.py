@@ -124,7 +124,7 @@ def test_each_compiled_function_is_compiled_once_per_run(tmp_path):
         "from nqpf_sens.uncertainty.compiling import compile_study_kernels\n"
         "spec = ns.nqpf_spec()\n"
         "evaluate(spec, province_table(spec), ns.Pipeline(imputation='none'))\n"
-        "for path in ('_copeland', '_available_means', '_rank_row_sorted'):\n"  # not this index's
+        "for path in ('_copeland', '_available_means', 'ranks_from_order'):\n"  # not this index's
         "    assert not getattr(kernels, path).signatures, path\n"
         "kernels.natural_break_rows(np.arange(12.0).reshape(2, 6), 3)\n"
         "compile_study_kernels()\n"

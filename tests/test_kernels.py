@@ -20,6 +20,7 @@ from nqpf_sens.engine.kernels import (
     natural_break_rows,
     rank_agreement,
     rank_rows,
+    ranks_from_order,
     tree_kernel,
 )
 
@@ -137,13 +138,13 @@ def test_a_tree_kernel_refuses_a_level_it_was_made_without():
         finite = np.empty(1, dtype=bool)
         return shape + (0.01, 2.0, 3, 3, False, np.array([threshold]), scores, ranks, finite)
 
-    plain = tree_kernel(copeland=False, by_sorting=False, skip_missing=False)
+    plain = tree_kernel(copeland=False, skip_missing=False)
     for method, threshold in ((COPELAND, -1.0), (0, 0.5)):
         with pytest.raises(ValueError, match="made without"):
             plain(*arguments(method, threshold))
-    tree_kernel(copeland=True, by_sorting=False, skip_missing=False)(*arguments(COPELAND, -1.0))
+    tree_kernel(copeland=True, skip_missing=False)(*arguments(COPELAND, -1.0))
     np.testing.assert_array_equal(scores, 0.0)  # three units tied on every child
-    tree_kernel(copeland=False, by_sorting=False, skip_missing=True)(*arguments(0, 0.5))
+    tree_kernel(copeland=False, skip_missing=True)(*arguments(0, 0.5))
     np.testing.assert_array_equal(scores, 1.0)
 
 
@@ -223,6 +224,52 @@ def test_shared_leaves_padded_in_memory_give_the_same_bits(n_rows, n_units, meth
     blocks = [rank_rows(index[:, k : k + n_units], False) for k in range(0, n_rows, n_units)]
     np.testing.assert_array_equal(shared[1], np.hstack(blocks))
     assert shared[2] == apart[2] == np.isfinite(shared[0]).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.sampled_from([PAIRWISE_LIMIT + 1, 2 * PAIRWISE_LIMIT + 3]),
+    st.integers(1, 3),
+    st.booleans(),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+)
+def test_the_tree_ranks_many_units_by_sorting_within_each_year(
+    n_units, n_years, shared, ordinal, seed
+):
+    """Past ``PAIRWISE_LIMIT`` units the root is ranked after the kernel, year by year: the ranks
+    of the rule (ties within the tolerance, ``ordinal`` in data order), whatever the padding."""
+    rng = np.random.default_rng(seed)
+    memberships = [np.eye(2)[np.arange(5) % 2], np.ones((2, 1))]
+    weights = [rng.integers(1, 3, size=(4, 5)).astype(float), np.ones((4, 2))]
+    shape = (5, n_years * n_units) if shared else (4, 5, n_years * n_units)
+    leaves = rng.integers(0, 4, size=shape).astype(float)  # many ties
+    scores, ranks, _ = aggregate_tree(
+        leaves, weights, memberships, ["arithmetic"] * 2, n_units, "ordinal" if ordinal else "min"
+    )
+    index = scores[:, -1].reshape(-1, n_units)
+    expected = argsort_ranks(index, ordinal).reshape(4, n_years * n_units)
+    np.testing.assert_array_equal(ranks, expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(1, 4).flatmap(lambda rows: arrays(float, (rows, 9), elements=few_distinct)),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+)
+def test_ranks_from_an_order_do_not_depend_on_how_it_orders_equal_scores(scores, ordinal, seed):
+    """Any ascending order with NaN last gives the ranks of the rule: numpy's sort may put equal
+    scores in any order."""
+    rng = np.random.default_rng(seed)
+    shuffled = np.empty(scores.shape, dtype=np.int64)
+    for r, row in enumerate(scores):
+        keys = np.where(np.isnan(row), np.inf, row)  # NaN last, as np.argsort puts them
+        tiebreak = rng.permutation(row.size)
+        shuffled[r] = np.lexsort((tiebreak, np.isnan(row), keys))
+    ranks = np.empty(scores.shape, dtype=np.int64)
+    ranks_from_order(scores, shuffled, ordinal, ranks)
+    np.testing.assert_array_equal(ranks, argsort_ranks(scores, ordinal))
 
 
 def _class_costs(ordered: np.ndarray) -> np.ndarray:

@@ -39,7 +39,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nqpf_sens.engine.kernels import COPELAND, prepare_children, sorts_ranks, tree_kernel
+from nqpf_sens.engine.kernels import (
+    COPELAND,
+    prepare_children,
+    rank_rows,
+    sorts_ranks,
+    tree_kernel,
+)
 
 METHODS = ("arithmetic", "geometric", "harmonic", "generalised", "copeland")
 POWER = 2.0  # the default order of the generalised mean (COINr's a_genmean p)
@@ -111,14 +117,11 @@ def aggregate_tree(
     if leaves.shape[0] == 1 and not (copeland or skip_missing):
         leaves = _padded(leaves)
     scores = np.empty((n_scenarios, int(sizes[1:].sum()), leaves.shape[-1]))
-    ranks = np.empty((n_scenarios, n_rows if n_units else 0), dtype=np.int64)
     finite = np.empty(1, dtype=np.bool_)
     block = n_units or n_rows  # Copeland compares a year's units: all rows if not told
-    kernel = tree_kernel(
-        copeland=copeland,
-        by_sorting=bool(n_units) and sorts_ranks(block),
-        skip_missing=skip_missing,
-    )
+    sorting = bool(n_units) and sorts_ranks(block)  # after the kernel, by numpy's sort
+    ranks = np.empty((n_scenarios, n_rows if n_units and not sorting else 0), dtype=np.int64)
+    kernel = tree_kernel(copeland=copeland, skip_missing=skip_missing)
     kernel(
         leaves,
         prepared,
@@ -137,6 +140,11 @@ def aggregate_tree(
         ranks,
         finite,
     )
+    if sorting:
+        index = scores[:, -1, :n_rows]
+        ranks = np.hstack(
+            [rank_rows(index[:, k : k + block], ties == "ordinal") for k in range(0, n_rows, block)]
+        )
     return scores[..., :n_rows], ranks if n_units else None, bool(finite[0])
 
 

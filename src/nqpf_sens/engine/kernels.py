@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-PAIRWISE_LIMIT = 512  # up to this many units counting beats sorting (experiments/rank_methods.py)
+PAIRWISE_LIMIT = 100  # up to this many units counting is as fast as sorting (rank_methods.py)
 PAIRWISE_LANES = 4  # int64 counts in a 256-bit vector register
 RANK_TOLERANCE = 1e-9  # relative: scores closer than this share a place (rounding is not a ranking)
 INSERTION_RUN = 32  # merge sorts start from runs this long, sorted by insertion
@@ -86,29 +86,6 @@ def _pairwise_width(n_units):
 
 
 @compiled_helper
-def _rank_row_sorted(row, ordinal, out, work, values):
-    """Ranks of one row by a merge sort, O(n log n): the faster way beyond ``PAIRWISE_LIMIT``
-    units."""
-    n = row.size
-    order, ordered = work[:n], values[:n]
-    for position in range(n):
-        order[position], ordered[position] = position, row[position]
-    _merge_sort(ordered, order, 0, n, values[n : 2 * n], work[n : 2 * n])  # NaN last
-    tolerance = _tolerance(row)
-    better = 0  # scores above the current one by more than the tolerance: a prefix of ``order``
-    for position in range(n):
-        value = ordered[position]
-        if np.isnan(value):
-            out[order[position]] = position + 1
-            continue
-        while ordered[better] > value + tolerance:
-            better += 1
-        out[order[position]] = better + 1
-    if ordinal:
-        _in_data_order(out, work)
-
-
-@compiled_helper
 def _in_data_order(out, work):
     """Break each tie of shared places in data order (ties ``ordinal``)."""
     n = out.size
@@ -132,32 +109,57 @@ def rank_rows(scores: np.ndarray, ordinal: bool) -> np.ndarray:
     that. Equal scores share their best place (``ordinal`` False) or take consecutive places in
     data order (``ordinal`` True).
     """
+    scores = np.ascontiguousarray(scores, dtype=float)
     ranks = np.empty(scores.shape, dtype=np.int64)
-    _rank_rows_kernel(by_sorting=sorts_ranks(scores.shape[1]))(scores, ordinal, ranks)
+    if sorts_ranks(scores.shape[1]):
+        # numpy's sort is vectorised: 3,000 units took a sixth of a compiled merge sort's time
+        ranks_from_order(scores, np.argsort(scores, axis=1), ordinal, ranks)
+    else:
+        rank_rows_by_counting(scores, ordinal, ranks)
     return ranks
 
 
-@functools.cache
-def _rank_rows_kernel(*, by_sorting: bool):
-    """The kernel of :func:`rank_rows` with one ranking algorithm compiled in (see
-    :func:`tree_kernel`). It returns no array: of two variants, one compiled in a process that
-    had loaded the other from the cache, the second to return an array failed once both were
-    loaded from the cache (numba's "'descr' is NULL"), as the tree's kernels, which return
-    nothing, do not."""
+@kernel
+def rank_rows_by_counting(scores, ordinal, ranks):
+    """:func:`rank_rows` by counting (:func:`_rank_row_pairwise`), into ``ranks``. It returns no
+    array: of two ranking kernels, one compiled in a process that had loaded the other from the
+    cache, the second to return an array failed once both were loaded from the cache (numba's
+    "'descr' is NULL"), as kernels that return nothing do not."""
+    work = np.empty(2 * scores.shape[1] + 1, dtype=np.int64)
+    cutoffs = np.empty(_pairwise_width(scores.shape[1]))
+    counts = np.empty(cutoffs.size, dtype=np.int64)
+    for r in range(scores.shape[0]):
+        _rank_row_pairwise(scores[r], ordinal, ranks[r], work, cutoffs, counts)
 
-    @kernel
-    def rank_rows(scores, ordinal, ranks):
-        work = np.empty(2 * scores.shape[1] + 1, dtype=np.int64)
-        values = np.empty(2 * scores.shape[1])
-        cutoffs = np.empty(_pairwise_width(scores.shape[1]))
-        counts = np.empty(cutoffs.size, dtype=np.int64)
-        for r in range(scores.shape[0]):
-            if by_sorting:
-                _rank_row_sorted(scores[r], ordinal, ranks[r], work, values)
-            else:
-                _rank_row_pairwise(scores[r], ordinal, ranks[r], work, cutoffs, counts)
 
-    return rank_rows
+@kernel
+def ranks_from_order(scores, order, ordinal, ranks):
+    """:func:`rank_rows` into ``ranks`` from ``order``, each row's positions in ascending order of
+    score with NaN last (``np.argsort``; equal scores in any order): O(n) a row. From the highest
+    score down, the scores above the current one by more than the tolerance are a suffix of the
+    order that only grows, so one pointer counts them. A place depends on the scores alone, never
+    on how the sort ordered equal ones; NaN take the places after every score in data order."""
+    n = scores.shape[1]
+    work = np.empty(2 * n + 1, dtype=np.int64)
+    for r in range(scores.shape[0]):
+        row, ascending, out = scores[r], order[r], ranks[r]
+        scored = 0
+        for u in range(n):
+            scored += not np.isnan(row[u])
+        tolerance = _tolerance(row)
+        above = scored  # ascending[above:scored]: the scores above the current one
+        for p in range(scored - 1, -1, -1):
+            value = row[ascending[p]]
+            while above > p + 1 and row[ascending[above - 1]] > value + tolerance:
+                above -= 1
+            out[ascending[p]] = 1 + scored - above
+        unscored_before = 0
+        for u in range(n):
+            if np.isnan(row[u]):
+                out[u] = 1 + scored + unscored_before
+                unscored_before += 1
+        if ordinal:
+            _in_data_order(out, work)
 
 
 @kernel
@@ -336,13 +338,12 @@ def _weighted_means(
 
 
 @functools.cache
-def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
+def tree_kernel(*, copeland: bool, skip_missing: bool):
     """The index tree's kernel (below) with only the paths an index takes compiled in: Copeland
-    levels, ranks by sorting (:func:`sorts_ranks`), means over the children observed. Each is a
-    third or more of the kernel's compilation on a first run; numba drops a branch on a closure's
-    constant before compiling what it calls, and caches each variant under its constants. A
-    variant must cover its call: a Copeland level, or a threshold, it was made without is
-    refused."""
+    levels, means over the children observed. Each is a third or more of the kernel's
+    compilation on a first run; numba drops a branch on a closure's constant before compiling
+    what it calls, and caches each variant under its constants. A variant must cover its call: a
+    Copeland level, or a threshold, it was made without is refused."""
 
     @kernel
     def aggregate_tree(
@@ -378,9 +379,10 @@ def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
         lets level k's means skip missing children (see ``_available_means``; Copeland needs every
         child); below 0 every child is present. Writes ``scores`` (S, aggregates level by level,
         root last, R) and, if it has columns, ``ranks`` (S, R): the root ranked within each block of
-        ``n_units`` rows (a year); ``finite[0]``: whether every score is a finite number, checked
-        while the scores are in cache (a pass over a chunk's scores afterwards took a tenth of the
-        engine's time).
+        ``n_units`` rows (a year), by counting (more units than ``PAIRWISE_LIMIT`` are ranked
+        after the kernel, by sorting: see :func:`rank_rows`); ``finite[0]``: whether every score
+        is a finite number, checked while the scores are in cache (a pass over a chunk's scores
+        afterwards took a tenth of the engine's time).
         """
         n_levels = sizes.size - 1
         width = leaves.shape[2]
@@ -396,7 +398,6 @@ def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
                 raise ValueError("a Copeland level or a threshold the kernel was made without")
         prepared = np.zeros((widest, width))  # its padding stays 0: never a subnormal
         work = np.empty(2 * n_units + 1, dtype=np.int64)
-        values = np.empty(2 * n_units)
         cutoffs = np.empty(_pairwise_width(n_units))
         counts = np.empty(cutoffs.size, dtype=np.int64)
         every_finite = True
@@ -467,10 +468,7 @@ def tree_kernel(*, copeland: bool, by_sorting: bool, skip_missing: bool):
                 for first in range(0, n_rows, n_units):
                     row = current[0, first : min(first + n_units, n_rows)]  # not the padding
                     out = ranks[s, first : first + n_units]
-                    if by_sorting:
-                        _rank_row_sorted(row, ordinal, out, work, values)
-                    else:
-                        _rank_row_pairwise(row, ordinal, out, work, cutoffs, counts)
+                    _rank_row_pairwise(row, ordinal, out, work, cutoffs, counts)
         finite[0] = every_finite
 
     return aggregate_tree
