@@ -65,9 +65,9 @@ def test_a_child_compiles_the_kernels_and_the_run_waits_for_it(tmp_path):
 
 
 def test_both_ranking_kernels_load_from_the_cache_into_one_process(tmp_path):
-    """Ranks by counting and by sorting are two variants of one function. One run compiles the
-    first; a later one loads it and compiles the second; a third loads both and ranks both ways:
-    it failed with numba's "'descr' is NULL" when the variants returned their ranks."""
+    """Ranks by counting and by sorting are two kernels. One run compiles the first; a later one
+    loads it and compiles the second; a third loads both and ranks both ways: it failed with
+    numba's "'descr' is NULL" when they were variants of one function returning their ranks."""
     script = (
         "import sys\n"
         "import numpy as np\n"
