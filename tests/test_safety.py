@@ -933,6 +933,7 @@ def test_a_symlinked_work_folder_is_refused_before_running(project, capsys):
 def test_the_resource_check_counts_the_per_unit_histograms(tmp_path):
     from nqpf_sens.errors import UserError
     from nqpf_sens.uncertainty.resources import RunSize, check_resources
+    from nqpf_sens.uncertainty.study import Chunking
 
     size = RunSize(
         rows=1024,
@@ -946,7 +947,7 @@ def test_the_resource_check_counts_the_per_unit_histograms(tmp_path):
         aggregates=4,
         regions=0,
         tiers=3,
-        chunk_rows=400,
+        chunking=Chunking.plan(400, 1024, False, 1024, row_bytes=1),
         per_scenario=8 * 10_000 * 8,
         jobs=2,
     )
@@ -961,9 +962,11 @@ def test_the_resource_check_counts_what_forked_workers_copy(tmp_path):
     """A forked worker comes to copy the pages of the run's process it writes to."""
     from nqpf_sens.errors import UserError
     from nqpf_sens.uncertainty.resources import FORKED_WORKER_BYTES, RunSize, check_resources
+    from nqpf_sens.uncertainty.study import Chunking
 
     small = dict(rows=1024, columns=15, saltelli=False, base_n=1024, bootstrap=0, kept=1024)
-    small |= dict(years=1, units=31, aggregates=4, regions=0, tiers=3, chunk_rows=1024)
+    small |= dict(years=1, units=31, aggregates=4, regions=0, tiers=3)
+    small |= dict(chunking=Chunking.plan(1024, 1024, False, 1024, row_bytes=1))
     threads = RunSize(**small, per_scenario=8 * 31 * 8, jobs=8)
     forks = RunSize(**small, per_scenario=8 * 31 * 8, jobs=8, forked=True)
     needed = sum(b for b, _ in forks.memory().values())

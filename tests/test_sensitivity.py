@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import synthetic_frame, write_units_and_values
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import kendalltau, spearmanr
 
 from nqpf_sens import UserError, config_from_dict, run
@@ -542,7 +544,7 @@ def test_chunks_shrink_to_the_memory_budget_without_changing_results(project, mo
     whole = run_config(project / "s.toml", out=project / "whole", jobs=2, quiet=True)
     monkeypatch.setattr(uncertainty, "CHUNK_MEMORY", 256 * 1024)
     config, _, _, study = prepared_study(project / "s.toml")
-    chunk = uncertainty.chunk_rows(study, config.chunk_size)  # the rows a chunk keeps
+    chunk = uncertainty.Chunking.of(study, config.chunk_size).holding_rows  # a Saltelli design
     assert study.batch_rows < chunk < config.chunk_size  # noise: every scenario its own data
     small = run_config(project / "s.toml", out=project / "small", jobs=2, quiet=True)
     assert read_outputs(whole) == read_outputs(small)
@@ -554,18 +556,73 @@ def test_a_config_without_a_chunk_size_gets_an_eighth_of_the_design_within_bound
     of a set chunk size."""
     smallest, largest = uncertainty.DEFAULT_CHUNK_ROWS
     for n_rows in (1, 100, 8 * smallest, 8 * smallest + 1, 10**5, 10**6, 10**9):
-        rows = uncertainty.planned_chunk_rows(None, n_rows, row_bytes=1)
-        assert smallest <= rows <= largest
-        assert -(-n_rows // rows) >= 8 or rows == smallest
-    assert uncertainty.planned_chunk_rows(None, 10**6, uncertainty.CHUNK_MEMORY // 10) == 10
-    assert uncertainty.planned_chunk_rows(300, 10**6, row_bytes=1) == 300
+        chunking = uncertainty.Chunking.plan(None, n_rows, True, 0, row_bytes=1)
+        assert smallest <= chunking.rows <= largest
+        assert chunking.count >= 8 or chunking.rows == smallest
+    memory = uncertainty.CHUNK_MEMORY
+    assert uncertainty.Chunking.plan(None, 10**6, True, 0, memory // 10).holding_rows == 10
+    assert uncertainty.Chunking.plan(300, 10**6, True, 0, row_bytes=1).rows == 300
     (project / "set.toml").write_text(SOBOL)
     (project / "default.toml").write_text(SOBOL.replace("chunk_size = 500\n", ""))
     config, _, _, study = prepared_study(project / "default.toml")
-    assert config.chunk_size is None and uncertainty.chunk_rows(study, None) == smallest
+    assert config.chunk_size is None and uncertainty.Chunking.of(study, None).rows == smallest
     default = run_config(project / "default.toml", out=project / "default", jobs=2, quiet=True)
     chunked = run_config(project / "set.toml", out=project / "set", jobs=2, quiet=True)
     assert read_outputs(default) == read_outputs(chunked)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 5000),
+    st.one_of(st.none(), st.integers(1, 700)),
+    st.booleans(),
+    st.integers(0, 6000),
+    st.integers(1, 2**20),
+)
+def test_chunks_cover_the_design_in_order_and_hold_their_rows_within_memory(
+    n_rows, requested, saltelli, kept_samples, row_bytes
+):
+    """Chunks follow each other from the first row to the last; a chunk whose rows keep rows of
+    statistics (all of a Saltelli design's; a Monte Carlo design's first ``kept_samples``) keeps
+    them within ``CHUNK_MEMORY``; the others have the configured size."""
+    chunking = uncertainty.Chunking.plan(requested, n_rows, saltelli, kept_samples, row_bytes)
+    spans = chunking.spans()
+    assert len(spans) == chunking.count
+    assert spans[0][0] == 0 and spans[-1][1] == n_rows
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    holding = n_rows if saltelli else kept_samples
+    for start, stop in spans:
+        kept_rows = max(0, min(stop, holding) - start)
+        assert kept_rows * row_bytes <= max(uncertainty.CHUNK_MEMORY, row_bytes)
+        assert stop - start <= chunking.rows
+        assert start >= holding or stop == n_rows or stop - start == chunking.holding_rows
+
+
+def test_monte_carlo_chunks_past_the_kept_scores_keep_their_size(project, monkeypatch):
+    """Chunks lowered to keep their rows within memory stop where the kept scores do; the
+    results are those of chunks of one size."""
+    import nqpf_sens.plan
+
+    monte_carlo = SOBOL.replace('kind = "sobol"', 'kind = "montecarlo"').replace(
+        "n = 128", 'n = 1500\nmethod = "random"'
+    )
+    (project / "mc.toml").write_text(monte_carlo)
+    whole = run_config(project / "mc.toml", out=project / "whole", jobs=2, quiet=True)
+    monkeypatch.setattr(nqpf_sens.plan, "kept_scenarios", lambda n, size: 300)
+    monkeypatch.setattr(uncertainty, "CHUNK_MEMORY", 60 * 1024)
+    config, _, _, study = prepared_study(project / "mc.toml")
+    chunking = uncertainty.Chunking.of(study, config.chunk_size)
+    assert study.kept_samples == 256 and chunking.holding_rows < 256 < chunking.rows == 500
+    spans = chunking.spans()
+    lowered = [(a, b) for a, b in spans if b - a == chunking.holding_rows]
+    assert lowered[-1][0] < 256 <= lowered[-1][1]  # they end with the kept scores
+    assert all(b - a == 500 for a, b in spans[len(lowered) : -1])
+    split = run_config(project / "mc.toml", out=project / "split", jobs=2, quiet=True)
+    monkeypatch.undo()
+    monkeypatch.setattr(nqpf_sens.plan, "kept_scenarios", lambda n, size: 300)
+    kept = run_config(project / "mc.toml", out=project / "kept", jobs=2, quiet=True)
+    assert read_outputs(kept) == read_outputs(split)
+    assert read_outputs(whole) != read_outputs(kept)  # fewer scores kept: other score bands
 
 
 def test_the_kept_subsample_does_not_depend_on_the_chunk_size(project, monkeypatch):

@@ -37,13 +37,13 @@ from nqpf_sens.uncertainty.sobol import (
     sobol_summary,
 )
 from nqpf_sens.uncertainty.study import (
+    Chunking,
     ChunkStats,
     Study,
     chunk_row_bytes,
     kept_base_samples,
     kept_scenarios,
     per_scenario_bytes,
-    planned_chunk_rows,
     resolved_backend,
 )
 
@@ -268,6 +268,7 @@ def prepare_study(
         n_uncertain,
         4 * kept_values(len(table.years), len(table.units), len(spec.aggregates), len(regions)),
     )
+    kept_samples = kept_base_samples(config.sampling.n, per_sample, kept)
     backend = resolved_backend(config.backend, jobs, factors)
     size = RunSize(
         rows=n_rows,
@@ -281,9 +282,11 @@ def prepare_study(
         aggregates=len(spec.aggregates) + 1,
         regions=len(regions),
         tiers=config.pipeline.tiers.n_tiers,
-        chunk_rows=planned_chunk_rows(
+        chunking=Chunking.plan(
             config.chunk_size,
             n_rows,
+            config.sampling.method == "saltelli",
+            kept_samples,
             chunk_row_bytes(len(table.years), len(table.units), len(spec.aggregates), len(regions)),
         ),
         per_scenario=per_scenario,
@@ -325,7 +328,7 @@ def prepare_study(
         region_codes=region_codes,
         n_regions=len(regions),
         gdp=gdp,
-        kept_samples=kept_base_samples(config.sampling.n, per_sample, kept),
+        kept_samples=kept_samples,
     )
     labels = statistics.Labels(table.units, table.years, spec.aggregates, regions)
     varies = _normalisation_varies(factors, config.pipeline, spec)

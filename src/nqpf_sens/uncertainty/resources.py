@@ -19,7 +19,12 @@ from pathlib import Path
 from nqpf_sens.errors import UserError
 from nqpf_sens.uncertainty.sobol import SAMPLES_BLOCK, TERMS_BLOCK
 from nqpf_sens.uncertainty.statistics import band_threads
-from nqpf_sens.uncertainty.study import AGREEMENT_BINS, CHUNK_MEMORY, chunk_row_bytes
+from nqpf_sens.uncertainty.study import (
+    AGREEMENT_BINS,
+    CHUNK_MEMORY,
+    Chunking,
+    chunk_row_bytes,
+)
 
 BUDGET = 0.8  # share of the available memory or free disk a run may plan to use
 MAX_ROWS = 2**36  # scenarios: about a day at a million per second
@@ -51,7 +56,7 @@ class RunSize:
     aggregates: int
     regions: int
     tiers: int
-    chunk_rows: int
+    chunking: Chunking
     per_scenario: int  # bytes one scenario of a batch occupies
     jobs: int
     forked: bool = False  # workers are forked copies of the run's process
@@ -82,11 +87,11 @@ class RunSize:
     @property
     def batch_rows(self) -> int:
         """The most scenarios a worker evaluates at once (see :func:`planned_batch_rows`)."""
-        return min(self.chunk_rows, max(1, CHUNK_MEMORY // self.per_scenario))
+        return min(self.chunking.rows, max(1, CHUNK_MEMORY // self.per_scenario))
 
     @property
     def chunks(self) -> int:
-        return -(-self.rows // self.chunk_rows)
+        return self.chunking.count
 
     def memory(self) -> dict[str, tuple[int, str]]:
         """Bytes of each large item and the key that lowers it."""
@@ -94,7 +99,8 @@ class RunSize:
         items = {
             "the chunks in flight": (  # each worker's batch; its chunk's counts and rows
                 self.jobs * self.batch_rows * (self.per_scenario + 8 * self.columns)
-                + (self.jobs + 2) * (self.histogram_bytes + self.chunk_rows * self.row_bytes),
+                + (self.jobs + 2)
+                * (self.histogram_bytes + self.chunking.holding_rows * self.row_bytes),
                 "[run] chunk_size",
             ),
             "the kept scores": (  # their ranks and R_S; the score bands of an aggregate a thread
