@@ -1,6 +1,6 @@
 """Do the estimators find known answers? Sobol indices on analytic test functions and rank quantiles
 against exhaustive enumeration, through the functions the runs use (``Design``, ``sobol_indices``,
-``rank_quantile``).
+``CountedValues``).
 
 Usage: ``python experiments/validate_estimators.py [--quick]``; writes
 ``experiments/results/sobol_validation.csv`` (absolute error and the share of 95% bootstrap
@@ -42,7 +42,7 @@ from nqpf_sens.engine.batch import Engine
 from nqpf_sens.indices.nqpf.data import province_table
 from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty.sobol import sobol_indices
-from nqpf_sens.uncertainty.statistics import rank_quantile
+from nqpf_sens.uncertainty.statistics import CountedValues
 
 OUT = Path(__file__).resolve().parents[1] / "experiments" / "results"
 G_A = np.array([0.0, 1.0, 4.5, 9.0, 99.0, 99.0])
@@ -239,7 +239,7 @@ def validate_ranks(sizes: list[int], seed: int = 0) -> pd.DataFrame:
             [np.bincount(sample[:, u] - 1, minlength=n_units) for u in range(n_units)]
         )
         for q in (0.05, 0.5, 0.95):
-            truth, estimate = rank_quantile(exact_counts, q), rank_quantile(counts, q)
+            truth, estimate = (1 + CountedValues(c).quantile(q) for c in (exact_counts, counts))
             rows.append(
                 {
                     "scenarios": size,

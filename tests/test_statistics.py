@@ -11,9 +11,9 @@ from hypothesis.extra import numpy as hnp
 from scipy.stats import binom
 
 from nqpf_sens.uncertainty.statistics import (
+    CountedValues,
     Labels,
     binomial_se,
-    count_interval,
     order_statistics,
     rank_stability,
     region_bands,
@@ -76,12 +76,14 @@ def test_sample_quantiles_are_numpys_and_the_order_statistics(samples, quantiles
         np.testing.assert_array_equal((low, high), (ordered[r - 1], ordered[s - 1]))
 
 
-def test_count_interval_reads_the_same_order_statistics_off_counts():
+def test_counted_values_give_the_quantiles_and_order_statistics_of_their_draws():
     draws = np.random.default_rng(3).integers(0, 12, size=(2000, 5))  # values 0..11, 5 units
-    counts = np.stack([np.bincount(d, minlength=12) for d in draws.T])
-    for q in (0.05, 0.5, 0.95):
+    counted = CountedValues(np.stack([np.bincount(d, minlength=12) for d in draws.T]))
+    for q in (0.05, 0.25, 0.5, 0.95):
         (low, high), *_ = sample_quantiles(draws, (q,))[1]
-        np.testing.assert_array_equal(count_interval(counts, q), (low, high))
+        np.testing.assert_array_equal(counted.interval(q), (low, high))
+        expected = np.quantile(draws, q, axis=0, method="inverted_cdf")
+        np.testing.assert_array_equal(counted.quantile(q), expected)
 
 
 def test_rank_agreement_without_any_defined_correlation_is_missing_not_minus_one():

@@ -31,7 +31,7 @@ from scipy.special import bdtr, bdtrc, stdtrit  # binomial tails, Student's t qu
 
 from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty.sobol import estimate
-from nqpf_sens.uncertainty.statistics import QUANTILES, count_quantile
+from nqpf_sens.uncertainty.statistics import QUANTILES, CountedValues
 from nqpf_sens.uncertainty.study import ChunkStats
 
 BLOCKS = 8  # replicates (fewer when the base sample is small: at least 4 samples each)
@@ -60,9 +60,9 @@ def flip_error(counts: np.ndarray, q: float) -> np.ndarray:
     probability alone halves the error at a step, where the estimate is off half the time. For
     moves of one place its square averages at least the true squared error over samples, and at
     most about 0.24 more (tests/test_convergence.py)."""
-    n = counts.sum(axis=-1)
-    cumulative = np.cumsum(counts, axis=-1)
-    position = count_quantile(counts, q)  # as rank_stability's
+    counted = CountedValues(counts)
+    n, cumulative = counted.n, counted.cumulative
+    position = counted.quantile(q)  # as rank_stability's
     places = np.arange(counts.shape[-1])
     held = counts > 0
     rows = np.arange(len(counts))

@@ -10,6 +10,7 @@ and the Monte Carlo error of each estimate: a standard error for a probability, 
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -77,19 +78,34 @@ def binomial_quantile(level: float, n: np.ndarray, p: float) -> np.ndarray:
     return np.where(bdtr(below, n, p) >= level, below, k)
 
 
-def count_order_statistic(counts: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """The k-th smallest (1-based) of the values 0, 1, 2, ... counted on the last axis."""
-    return np.argmax(np.cumsum(counts, axis=-1) >= np.asarray(k)[..., None], axis=-1)
+class CountedValues:
+    """Values 0, 1, 2, ... counted on the last axis of ``counts`` (a histogram per row): their
+    quantiles, order statistics and the quantiles' intervals, read off one cumulative count (a
+    large index's rank counts, units x ranks, took a cumulative sum for each quantile and each
+    bound of its interval)."""
 
+    def __init__(self, counts: np.ndarray):
+        self.counts = counts
+        self.cumulative = np.cumsum(counts, axis=-1)
+        self.n = self.cumulative[..., -1]
 
-def count_interval(
-    counts: np.ndarray, q: float, level: float = CONFIDENCE
-) -> tuple[np.ndarray, np.ndarray]:
-    """Distribution-free ``level`` interval (low, high) for the q-quantile of the values 0, 1, 2,
-    ... counted on the last axis: the order statistics of ``order_statistics``, read off the
-    cumulative counts."""
-    low, high = order_statistics(counts.sum(axis=-1), q, level)
-    return count_order_statistic(counts, low), count_order_statistic(counts, high)
+    @functools.cached_property
+    def _cdf(self) -> np.ndarray:
+        return self.cumulative / np.maximum(self.n[..., None], 1)
+
+    def quantile(self, q: float) -> np.ndarray:
+        """The q-quantile (inverted CDF): the first value whose cumulative share reaches q."""
+        return np.argmax(self._cdf >= q - 1e-12, axis=-1)
+
+    def order_statistic(self, k: np.ndarray) -> np.ndarray:
+        """The k-th smallest value (1-based)."""
+        return np.argmax(self.cumulative >= np.asarray(k)[..., None], axis=-1)
+
+    def interval(self, q: float, level: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+        """Distribution-free ``level`` interval (low, high) for the q-quantile: the order
+        statistics of ``order_statistics``."""
+        low, high = order_statistics(self.n, q, level)
+        return self.order_statistic(low), self.order_statistic(high)
 
 
 def sample_quantiles(
@@ -119,22 +135,11 @@ def sample_quantiles(
     return values, [(ordered[low - 1], ordered[high - 1]) for low, high in bounds]
 
 
-def count_quantile(counts: np.ndarray, q: float) -> np.ndarray:
-    """q-quantile (inverted CDF) of the values 0, 1, 2, ... from their counts on the last axis."""
-    cdf = np.cumsum(counts, axis=-1) / np.maximum(counts.sum(axis=-1, keepdims=True), 1)
-    return np.argmax(cdf >= q - 1e-12, axis=-1)
-
-
-def rank_quantile(counts: np.ndarray, q: float) -> np.ndarray:
-    """q-quantile of ranks (1-based) from counts over ranks on the last axis."""
-    return 1 + count_quantile(counts, q)
-
-
-def _with_interval(name: str, counts: np.ndarray, q: float, scale) -> dict[str, np.ndarray]:
-    """A quantile from counts and its interval, ``scale`` mapping count positions to values."""
-    low, high = count_interval(counts, q)
+def _with_interval(name: str, counted: CountedValues, q: float, scale) -> dict[str, np.ndarray]:
+    """A quantile of counted values and its interval, ``scale`` mapping values to the table's."""
+    low, high = counted.interval(q)
     return {
-        name: scale(count_quantile(counts, q)),
+        name: scale(counted.quantile(q)),
         f"{name}_low": scale(low),
         f"{name}_high": scale(high),
     }
@@ -173,7 +178,8 @@ def rank_stability(
     stats: ChunkStats, nominal: np.ndarray, labels: Labels, interval: float, within: int, top: int
 ) -> pd.DataFrame:
     counts = stats.rank_counts
-    n = counts.sum(axis=-1)
+    counted = CountedValues(counts)
+    n = counted.n
     places = np.arange(1, counts.shape[-1] + 1)
     share = counts / np.maximum(n[..., None], 1)
     low, high = (1 - interval) / 2, 1 - (1 - interval) / 2
@@ -182,19 +188,19 @@ def rank_stability(
         labels,
         {
             "nominal_rank": nominal,
-            **_with_interval("median_rank", counts, 0.5, _rank),
+            **_with_interval("median_rank", counted, 0.5, _rank),
             **_mean_with_se("mean_rank", counts, places),
-            **_with_interval("p05_rank", counts, 0.05, _rank),
-            **_with_interval("p95_rank", counts, 0.95, _rank),
+            **_with_interval("p05_rank", counted, 0.05, _rank),
+            **_with_interval("p95_rank", counted, 0.95, _rank),
             **(
                 {}
                 if np.isclose(interval, 0.9)
                 else {
-                    **_with_interval("interval_low_rank", counts, low, _rank),
-                    **_with_interval("interval_high_rank", counts, high, _rank),
+                    **_with_interval("interval_low_rank", counted, low, _rank),
+                    **_with_interval("interval_high_rank", counted, high, _rank),
                 }
             ),
-            "iqr_rank": rank_quantile(counts, 0.75) - rank_quantile(counts, 0.25),
+            "iqr_rank": counted.quantile(0.75) - counted.quantile(0.25),
             **_with_se("p_nominal_rank", (share * (distance == 0)).sum(axis=-1), n),
             **_with_se(f"p_within_{within}", (share * (distance <= within)).sum(axis=-1), n),
             **_with_se(f"p_top_{top}", share[..., :top].sum(axis=-1), n),
@@ -342,8 +348,9 @@ def rank_shift(stats: ChunkStats, nominal: np.ndarray) -> pd.DataFrame:
     distance = _places_from(nominal, stats.rank_counts.shape[-1])
     n = counts.sum()
     rows = list(_mean_with_se("rank_shift_mean", counts, np.arange(len(counts)) / n_cells).items())
+    counted = CountedValues(counts)
     for name, q in QUANTILES:
-        rows += _with_interval(f"rank_shift_{name}", counts, q, lambda x: x / n_cells).items()
+        rows += _with_interval(f"rank_shift_{name}", counted, q, lambda x: x / n_cells).items()
     for k in WITHIN_LIMITS:
         within = stats.rank_counts[distance <= k].sum()
         name = "share_unchanged" if k == 0 else f"share_within_{k}"
@@ -367,10 +374,11 @@ def rank_agreement(stats: ChunkStats, nominal: np.ndarray, labels: Labels) -> pd
     columns: dict[str, np.ndarray] = {}
     for m, measure in enumerate(("spearman", "kendall")):
         columns |= _mean_with_se(f"{measure}_mean", counts[:, m], grid)
+        counted = CountedValues(counts[:, m])
         for name, q in QUANTILES:
-            columns |= _with_interval(f"{measure}_{name}", counts[:, m], q, grid.take)
-    ranks = stats.rank_counts
-    inside = (rank_quantile(ranks, 0.05) <= nominal) & (nominal <= rank_quantile(ranks, 0.95))
+            columns |= _with_interval(f"{measure}_{name}", counted, q, grid.take)
+    ranks = CountedValues(stats.rank_counts)
+    inside = (1 + ranks.quantile(0.05) <= nominal) & (nominal <= 1 + ranks.quantile(0.95))
     columns["share_nominal_rank_in_p05_p95"] = inside.mean(axis=-1)
     columns["scenarios"] = n[:, 0]
     frame = pd.DataFrame(columns)
