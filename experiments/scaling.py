@@ -95,6 +95,7 @@ def main() -> None:
             (300, 100, 10_000, 4),
             (300, 100, 100_000, 2),
             (3_000, 100, 100_000, 2),
+            (3_000, 100, 1_000_000, 2),
         ]
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
