@@ -252,6 +252,17 @@ def test_the_tree_ranks_many_units_by_sorting_within_each_year(
     np.testing.assert_array_equal(ranks, expected)
 
 
+def test_the_tree_ranks_no_rows_of_many_units():
+    """Ranks by sorting of an empty table: none, as by counting."""
+    memberships = [np.eye(2)[np.arange(4) % 2], np.ones((2, 1))]
+    weights = [np.ones((3, 4)), np.ones((3, 2))]
+    for n_units in (5, PAIRWISE_LIMIT + 1):
+        _, ranks, _ = aggregate_tree(
+            np.empty((4, 0)), weights, memberships, ["arithmetic"] * 2, n_units
+        )
+        assert ranks.shape == (3, 0)
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     st.integers(1, 4).flatmap(lambda rows: arrays(float, (rows, 9), elements=few_distinct)),

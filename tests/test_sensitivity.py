@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import synthetic_frame, write_units_and_values
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.stats import kendalltau, spearmanr
 
@@ -572,6 +572,8 @@ def test_a_config_without_a_chunk_size_gets_an_eighth_of_the_design_within_bound
 
 
 @settings(max_examples=300, deadline=None)
+@example(5000, 700, True, 0, 2**20)  # a Saltelli design: every chunk lowered
+@example(5000, 700, False, 3000, 2**20)  # Monte Carlo: lowered while scores are kept
 @given(
     st.integers(1, 5000),
     st.one_of(st.none(), st.integers(1, 700)),
@@ -623,6 +625,31 @@ def test_monte_carlo_chunks_past_the_kept_scores_keep_their_size(project, monkey
     kept = run_config(project / "mc.toml", out=project / "kept", jobs=2, quiet=True)
     assert read_outputs(kept) == read_outputs(split)
     assert read_outputs(whole) != read_outputs(kept)  # fewer scores kept: other score bands
+
+
+@pytest.mark.parametrize("kind", ["sobol", "montecarlo"])
+def test_the_resource_check_plans_the_chunks_the_study_runs(project, monkeypatch, kind):
+    """The plan checks memory and disk for the chunks ``run_study`` will cut: every chunk of a
+    Saltelli design keeps its outputs, so every one is lowered; a Monte Carlo design's only
+    while it keeps scores."""
+    import nqpf_sens.plan
+
+    planned = []
+    monkeypatch.setattr(nqpf_sens.plan, "check_resources", lambda size, work: planned.append(size))
+    monkeypatch.setattr(nqpf_sens.plan, "kept_scenarios", lambda n, size: 100)
+    monkeypatch.setattr(uncertainty, "CHUNK_MEMORY", 20 * 1024)
+    config = (
+        SOBOL.replace('kind = "sobol"', f'kind = "{kind}"')
+        .replace("chunk_size = 500", "chunk_size = 200")
+        .replace("n = 128", "n = 1024" if kind == "montecarlo" else "n = 128")
+    )
+    (project / "s.toml").write_text(config)
+    config, _, _, study = prepared_study(project / "s.toml")
+    chunking = uncertainty.Chunking.of(study, config.chunk_size)
+    assert planned[-1].chunking == chunking
+    sizes = {stop - start for start, stop in chunking.spans()[:-1]}
+    assert chunking.holding_rows < 200
+    assert sizes == ({chunking.holding_rows} if kind == "sobol" else {chunking.holding_rows, 200})
 
 
 def test_the_kept_subsample_does_not_depend_on_the_chunk_size(project, monkeypatch):

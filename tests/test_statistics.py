@@ -84,6 +84,19 @@ def test_counted_values_give_the_quantiles_and_order_statistics_of_their_draws()
         np.testing.assert_array_equal(counted.interval(q), (low, high))
         expected = np.quantile(draws, q, axis=0, method="inverted_cdf")
         np.testing.assert_array_equal(counted.quantile(q), expected)
+    spread = np.random.default_rng(4).integers(0, 1000, size=(400, 3))  # order statistics differ
+    counted = CountedValues(np.stack([np.bincount(d, minlength=1000) for d in spread.T]))
+    for q in (0.05, 0.5, 0.95):
+        (low, high), *_ = sample_quantiles(spread, (q,))[1]
+        np.testing.assert_array_equal(counted.interval(q), (low, high))
+        expected = np.quantile(spread, q, axis=0, method="inverted_cdf")
+        np.testing.assert_array_equal(counted.quantile(q), expected)
+
+
+def test_a_quantile_at_a_share_the_counts_reach_exactly_is_that_value():
+    """3 of 20 draws are 0: the 15% quantile is 0, though 3 / 20 in floating point falls short
+    of 0.15 computed as (1 - 0.7) / 2."""
+    assert CountedValues(np.array([3, 17])).quantile((1 - 0.7) / 2) == 0
 
 
 def test_rank_agreement_without_any_defined_correlation_is_missing_not_minus_one():

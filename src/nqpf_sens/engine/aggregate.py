@@ -142,9 +142,9 @@ def aggregate_tree(
     )
     if sorting:
         index = scores[:, -1, :n_rows]
-        ranks = np.hstack(
-            [rank_rows(index[:, k : k + block], ties == "ordinal") for k in range(0, n_rows, block)]
-        )
+        ranks = np.empty((n_scenarios, n_rows), dtype=np.int64)
+        for k in range(0, n_rows, block):
+            ranks[:, k : k + block] = rank_rows(index[:, k : k + block], ties == "ordinal")
     return scores[..., :n_rows], ranks if n_units else None, bool(finite[0])
 
 
