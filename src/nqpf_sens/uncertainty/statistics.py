@@ -85,7 +85,6 @@ class CountedValues:
     bound of its interval)."""
 
     def __init__(self, counts: np.ndarray):
-        self.counts = counts
         self.cumulative = np.cumsum(counts, axis=-1)
         self.n = self.cumulative[..., -1]
 
@@ -346,9 +345,9 @@ def rank_shift(stats: ChunkStats, nominal: np.ndarray) -> pd.DataFrame:
     histogram of total shifts, with their intervals; ``scenarios``: the scenarios counted."""
     counts, n_cells = stats.shift_counts, nominal.size
     distance = _places_from(nominal, stats.rank_counts.shape[-1])
-    n = counts.sum()
-    rows = list(_mean_with_se("rank_shift_mean", counts, np.arange(len(counts)) / n_cells).items())
     counted = CountedValues(counts)
+    n = counted.n
+    rows = list(_mean_with_se("rank_shift_mean", counts, np.arange(len(counts)) / n_cells).items())
     for name, q in QUANTILES:
         rows += _with_interval(f"rank_shift_{name}", counted, q, lambda x: x / n_cells).items()
     for k in WITHIN_LIMITS:
@@ -378,7 +377,7 @@ def rank_agreement(stats: ChunkStats, nominal: np.ndarray, labels: Labels) -> pd
         for name, q in QUANTILES:
             columns |= _with_interval(f"{measure}_{name}", counted, q, grid.take)
     ranks = CountedValues(stats.rank_counts)
-    inside = (1 + ranks.quantile(0.05) <= nominal) & (nominal <= 1 + ranks.quantile(0.95))
+    inside = (_rank(ranks.quantile(0.05)) <= nominal) & (nominal <= _rank(ranks.quantile(0.95)))
     columns["share_nominal_rank_in_p05_p95"] = inside.mean(axis=-1)
     columns["scenarios"] = n[:, 0]
     frame = pd.DataFrame(columns)
