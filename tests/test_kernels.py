@@ -263,6 +263,58 @@ def test_the_tree_ranks_no_rows_of_many_units():
         assert ranks.shape == (3, 0)
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 9), st.integers(0, 2**32 - 1))
+def test_copeland_compares_within_a_last_block_cut_short(n_rows, n_units, seed):
+    """Rows that are not whole blocks of ``n_units``: each block, the last one cut short, is scored
+    and ranked as if given alone (the kernel never reads past the rows)."""
+    rng = np.random.default_rng(seed)
+    memberships = [np.eye(2)[np.arange(4) % 2], np.ones((2, 1))]
+    weights = [rng.uniform(0.5, 2, size=(3, 4)), rng.uniform(0.5, 1, size=(3, 2))]
+    leaves = rng.integers(0, 5, size=(4, n_rows)).astype(float)
+    methods = ["copeland", "arithmetic"]
+    scores, ranks, _ = aggregate_tree(leaves, weights, memberships, methods, n_units)
+    for start in range(0, n_rows, n_units):
+        block = leaves[:, start : start + n_units]
+        alone = aggregate_tree(block, weights, memberships, methods, block.shape[1])
+        np.testing.assert_array_equal(scores[..., start : start + n_units], alone[0])
+        np.testing.assert_array_equal(ranks[:, start : start + n_units], alone[1])
+
+
+@pytest.mark.parametrize(
+    ("leaves", "weights", "memberships", "n_units", "message"),
+    [
+        ((3, 7), [(1, 3), (1, 2)], [(3, 2), (2, 1)], 0, "n_units must be at least 1"),
+        ((2, 7), [(1, 3), (1, 2)], [(3, 2), (2, 1)], 7, "level 0: the membership"),
+        ((3, 7), [(1, 3), (1, 2)], [(3, 2), (3, 1)], 7, "level 1: the membership"),
+        ((3, 7), [(1, 2), (1, 2)], [(3, 2), (2, 1)], 7, "level 0: the weights"),
+        ((3, 7), [(3,), (1, 2)], [(3, 2), (2, 1)], 7, "level 0: the weights"),
+        ((4, 3, 7), [(2, 3), (1, 2)], [(3, 2), (2, 1)], 7, "one scenario count"),
+        ((3, 7), [(1, 3)], [(3, 2)], 7, "ranks are of one root"),
+        ((7,), [(1, 3)], [(3, 1)], 7, "leaves must be"),
+    ],
+)
+def test_a_tree_of_mismatched_shapes_is_refused(leaves, weights, memberships, n_units, message):
+    """The compiled kernel trusts its shapes: a mismatch would read or write past an array, so
+    the function refuses it, naming what does not fit."""
+    with pytest.raises(ValueError, match=message):
+        aggregate_tree(
+            np.ones(leaves),
+            [np.ones(w) for w in weights],
+            [np.ones(m) for m in memberships],
+            ["arithmetic"] * len(memberships),
+            n_units,
+        )
+
+
+def test_unknown_methods_and_ties_are_named():
+    tree = (np.ones((2, 3)), [np.ones((1, 2))], [np.ones((2, 1))])
+    with pytest.raises(ValueError, match="unknown aggregation 'median'"):
+        aggregate_tree(*tree, ["median"], 3)
+    with pytest.raises(ValueError, match="unknown ties 'max'"):
+        aggregate_tree(*tree, ["arithmetic"], 3, "max")
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     st.integers(1, 4).flatmap(lambda rows: arrays(float, (rows, 9), elements=few_distinct)),

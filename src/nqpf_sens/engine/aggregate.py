@@ -46,6 +46,7 @@ from nqpf_sens.engine.kernels import (
     sorts_ranks,
     tree_kernel,
 )
+from nqpf_sens.engine.rank import TIES
 
 METHODS = ("arithmetic", "geometric", "harmonic", "generalised", "copeland")
 POWER = 2.0  # the default order of the generalised mean (COINr's a_genmean p)
@@ -82,10 +83,15 @@ def aggregate_tree(
             f"one weight array and one method per level: {len(memberships)} levels, "
             f"{len(weights)} weight arrays, {len(methods)} methods"
         )
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown aggregation {unknown[0]!r}: one of {', '.join(METHODS)}")
+    if ties not in TIES:
+        raise ValueError(f"unknown ties {ties!r}: one of {', '.join(TIES)}")
     codes = np.array([METHODS.index(m) for m in methods], dtype=np.int64)
     leaves = np.asarray(leaves, dtype=float)
     leaves = np.ascontiguousarray(leaves[None] if leaves.ndim == 2 else leaves)
-    n_scenarios = max(len(w) for w in weights)
+    n_scenarios = _scenario_count(leaves, weights, memberships, n_units)
     sizes = np.array([len(memberships[0]), *(m.shape[1] for m in memberships)], dtype=np.int64)
     flat_weights = np.ascontiguousarray(
         np.concatenate(
@@ -118,7 +124,7 @@ def aggregate_tree(
         leaves = _padded(leaves)
     scores = np.empty((n_scenarios, int(sizes[1:].sum()), leaves.shape[-1]))
     finite = np.empty(1, dtype=np.bool_)
-    block = n_units or n_rows  # Copeland compares a year's units: all rows if not told
+    block = n_units or max(n_rows, 1)  # Copeland compares a year's units: all rows if not told
     sorting = bool(n_units) and sorts_ranks(block)  # after the kernel, by numpy's sort
     ranks = np.empty((n_scenarios, n_rows if n_units and not sorting else 0), dtype=np.int64)
     kernel = tree_kernel(copeland=copeland, skip_missing=skip_missing)
@@ -146,6 +152,42 @@ def aggregate_tree(
         for k in range(0, n_rows, block):
             ranks[:, k : k + block] = rank_rows(index[:, k : k + block], ties == "ordinal")
     return scores[..., :n_rows], ranks if n_units else None, bool(finite[0])
+
+
+def _scenario_count(
+    leaves: np.ndarray,
+    weights: Sequence[np.ndarray],
+    memberships: Sequence[np.ndarray],
+    n_units: int | None,
+) -> int:
+    """The batch's scenario count, after checking that the arrays describe one tree: the compiled
+    kernel trusts every shape it is given, so a mismatch would read or write past an array."""
+    if leaves.ndim != 3:
+        raise ValueError(
+            f"leaves must be (children, rows) or (scenarios, children, rows), not "
+            f"{leaves.ndim - 1} axes"
+        )
+    counts = [leaves.shape[1], *(np.shape(m)[-1] for m in memberships)]
+    for level, (membership, w) in enumerate(zip(memberships, weights, strict=True)):
+        if np.ndim(membership) != 2 or np.shape(membership)[0] != counts[level]:
+            raise ValueError(
+                f"level {level}: the membership must be ({counts[level]} children, "
+                f"parents), not {np.shape(membership)}"
+            )
+        if np.ndim(w) != 2 or np.shape(w)[1] != counts[level]:
+            raise ValueError(
+                f"level {level}: the weights must be (scenarios, {counts[level]} "
+                f"children), not {np.shape(w)}"
+            )
+    batches = [len(leaves), *(len(w) for w in weights)]
+    n_scenarios = max(batches)
+    if any(b not in (1, n_scenarios) for b in batches):
+        raise ValueError(f"leaves and weights must share one scenario count (or 1): {batches}")
+    if n_units is not None and n_units < 1:
+        raise ValueError(f"n_units must be at least 1, not {n_units}")
+    if n_units is not None and counts[-1] != 1:
+        raise ValueError(f"ranks are of one root, but the top level has {counts[-1]} parents")
+    return n_scenarios
 
 
 def _padded(leaves: np.ndarray) -> np.ndarray:

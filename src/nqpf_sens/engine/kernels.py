@@ -228,8 +228,9 @@ def _copeland(children_values, weights, node, child_start, children, start, n_pa
         if total <= 0:
             continue
         for block_start in range(0, n_rows, block):
-            for i in range(block_start, block_start + block):
-                for j in range(i + 1, block_start + block):
+            block_end = min(block_start + block, n_rows)  # a last block may be cut short
+            for i in range(block_start, block_end):
+                for j in range(i + 1, block_end):
                     share = 0.0
                     for k in range(first, last):
                         c = children[node + k]
