@@ -1,6 +1,7 @@
 """The batched engine: equal to the plain path, faithful to the paper's identities."""
 
 import dataclasses
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -9,10 +10,14 @@ from nqpf_sens import Pipeline, ScenarioBatch, evaluate, evaluate_batch
 from nqpf_sens.engine import batch
 from nqpf_sens.engine.aggregate import aggregate_tree
 from nqpf_sens.engine.batch import Engine
+from nqpf_sens.engine.kernels import PAIRWISE_LIMIT
 from nqpf_sens.engine.pipeline import option_problem, pipeline_weights, prepare
 from nqpf_sens.engine.rank import TierRule
 from nqpf_sens.engine.reference import reference_scores
+from nqpf_sens.engine.spec import IndexSpec
+from nqpf_sens.engine.table import IndicatorTable
 from nqpf_sens.errors import UserError
+from nqpf_sens.uncertainty.study import per_scenario_bytes
 
 
 def test_paper_identity_total_is_40_40_20_of_the_sub_indices(spec, table):
@@ -431,3 +436,46 @@ def test_tables_and_batches_built_in_code_are_checked():
     for datasets in (np.zeros(3, dtype=np.int64), np.zeros(2), np.zeros((2, 1), dtype=np.int64)):
         with pytest.raises(ValueError, match="datasets"):
             ScenarioBatch(pipelines, np.zeros(2, dtype=np.int64), datasets=datasets)
+
+
+@pytest.mark.parametrize("n_units", [1, 31, PAIRWISE_LIMIT + 1])
+@pytest.mark.parametrize("n_years", [1, 3])
+@pytest.mark.parametrize("kind", ["weights", "choices", "noise"])
+def test_a_batch_stays_within_the_bytes_planned_per_scenario(n_units, n_years, kind):
+    """What numpy allocates at the peak of a batch grows by at most ``per_scenario_bytes`` per
+    scenario (the difference of two batch sizes, so that what every batch shares cancels out):
+    the plan sizes batches and checks a run's memory by it."""
+    rng = np.random.default_rng(0)
+    spec = IndexSpec(
+        levels=(tuple("abcdef"), ("x", "y"), ("index",)),
+        parents=(np.array([0, 0, 0, 1, 1, 1]), np.array([0, 0])),
+        weights=(np.ones(6), np.array([0.6, 0.4])),
+        direction=np.ones(6),
+        transform_flag=np.zeros(6, dtype=bool),
+    )
+    values = rng.uniform(1, 2, size=(n_years, n_units, 6))
+    years = tuple(range(n_years)) if n_years > 1 else (None,)
+    engine = Engine(
+        spec, IndicatorTable(values, years, [f"u{i}" for i in range(n_units)], "abcdef")
+    )
+    pipelines = (Pipeline(),)
+    if kind == "choices":
+        pipelines += (
+            Pipeline(aggregation=("geometric", "arithmetic")),
+            Pipeline(normalisation="zscore"),
+        )
+
+    def peak(size: int) -> int:
+        factors = tuple(rng.uniform(0.8, 1.2, size=(size, n)) for n in (6, 2))
+        noise = rng.uniform(0.9, 1.1, size=(size, *values.shape)) if kind == "noise" else None
+        chosen = np.arange(size) % len(pipelines)
+        scenarios = ScenarioBatch(pipelines, chosen, factors, noise)
+        engine.evaluate(scenarios)  # compiled, and every shared matrix cached
+        tracemalloc.start()
+        engine.evaluate(scenarios)
+        found = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return found
+
+    per_scenario = per_scenario_bytes(values.shape, len(spec.aggregates), kind == "noise")
+    assert peak(400) - peak(200) <= 200 * per_scenario

@@ -242,14 +242,17 @@ class Engine:
         first = self.tables[int(datasets[0])]  # every table has the same units and years
         n_years, n_units = len(first.years), len(first.units)
         pipelines = batch.pipelines
-        normalised = self._normalised_rows(batch, datasets)
+        leaf_case, normalised = self._normalised_rows(batch, datasets)
         weights = self._weights(batch, datasets)
-        scores: np.ndarray = np.empty((batch.size, len(self.spec.aggregates), n_years * n_units))
-        ranks: np.ndarray = np.empty((batch.size, n_years * n_units), dtype=np.int64)
+        scores: np.ndarray | None = None  # the groups' arrays, or the one group's own
+        ranks: np.ndarray | None = None
         levels = range(len(self.memberships))
         aggregation = _ids([p.aggregation_key(len(levels)) for p in pipelines])
+        n_cases = int(leaf_case.max()) + 1
         every_finite = True
-        for methods, members in _groups(aggregation[0][batch.pipeline_index]):
+        # a group shares its aggregation and, unless each scenario has its own, its leaves
+        for group, members in _groups(aggregation[0][batch.pipeline_index] * n_cases + leaf_case):
+            methods = group // n_cases
             group_scores, group_ranks, group_finite = aggregate_tree(
                 normalised(members),
                 [w[members] for w in weights],
@@ -261,10 +264,9 @@ class Engine:
             )
             assert group_ranks is not None  # n_units was given
             every_finite &= group_finite
-            scores, ranks = (
-                _place(scores, members, group_scores),
-                _place(ranks, members, group_ranks),
-            )
+            scores = _place(scores, batch.size, members, group_scores)
+            ranks = _place(ranks, batch.size, members, group_ranks)
+        assert scores is not None and ranks is not None  # a batch has at least one group
         if not every_finite:
             failed = self._failed(scores, batch)  # even a node that cannot reach the index's value
             if failed.any():
@@ -273,12 +275,16 @@ class Engine:
             0, 2, 3, 1
         )  # a view: each node's scores stay contiguous
         ranks = ranks.reshape(batch.size, n_years, n_units)
-        tiers = np.empty_like(ranks)
+        tiers: np.ndarray | None = None
         tier_rules = _ids([p.tiers for p in pipelines])
         for rule, members in _groups(tier_rules[0][batch.pipeline_index]):
             tiers = _place(
-                tiers, members, tier_rules[1][rule].assign(scores[members, ..., -1], ranks[members])
+                tiers,
+                batch.size,
+                members,
+                tier_rules[1][rule].assign(scores[members, ..., -1], ranks[members]),
             )
+        assert tiers is not None
         return BatchResult(scores, ranks, tiers, self.spec.aggregates, first.units, first.years)
 
     @staticmethod
@@ -355,12 +361,16 @@ class Engine:
         return case.ravel(), cases
 
     def _normalised_rows(self, batch: ScenarioBatch, datasets: np.ndarray):
-        """A function giving the normalised (members, indicators, rows) matrices of some scenarios.
+        """Each scenario's case of leaves (S,), and a function giving the normalised leaves of
+        some scenarios of one case: (indicators, rows) shared by them, or (members, indicators,
+        rows).
 
-        Without per-scenario data each distinct (table, method) matrix is computed once and
-        shared; with noise or masks the raw data of each method group are processed together,
-        vectorised (and table by table where the tables differ in more than their values: each
-        is denominated and grouped by its own metadata).
+        Without per-scenario data each distinct (table, method) matrix is a case, computed once
+        and shared by its scenarios, which the kernel reads in place (a copy per scenario would
+        cost as much memory as per-scenario data); with noise or masks every scenario is of case
+        0, and the raw data of each method group are processed together, vectorised (and table by
+        table where the tables differ in more than their values: each is denominated and grouped
+        by its own metadata).
         """
         pipelines = batch.pipelines
         if batch.value_factors is None and batch.masked is None:
@@ -369,9 +379,7 @@ class Engine:
             stack = np.ascontiguousarray(
                 stack.reshape(stack.shape[0], -1, stack.shape[-1]).transpose(0, 2, 1)
             )
-            if stack.shape[0] == 1:
-                return lambda members: stack[0]
-            return lambda members: stack[case[members]]
+            return case, lambda members: stack[case[members][0]]
         raw_stack = np.stack([t.values for t in self.tables])
         methods = _ids([p.data_key for p in pipelines])[0]
         groups = methods[batch.pipeline_index]
@@ -398,7 +406,7 @@ class Engine:
                 0, 2, 1
             )
         assert rows is not None  # every scenario belongs to a group
-        return lambda members: rows[members]
+        return np.zeros(batch.size, dtype=np.int64), lambda members: rows[members]
 
     def _name_the_table(self, pipeline: Pipeline, raw: np.ndarray, datasets: np.ndarray) -> None:
         """Raise the error of the first of a group's scenarios whose data cannot be prepared,
@@ -463,11 +471,14 @@ def _ids(keys: list) -> tuple[np.ndarray, list, list[int]]:
     return ids, list(distinct), first
 
 
-def _place(whole: np.ndarray, members, part: np.ndarray) -> np.ndarray:
-    """``whole`` with a group's ``part`` written in; a group of every scenario (a slice, see
-    :func:`_groups`) is the batch, so its array is used as it is, without a copy."""
+def _place(whole: np.ndarray | None, size: int, members, part: np.ndarray) -> np.ndarray:
+    """``whole`` (None: not yet allocated, for ``size`` scenarios) with a group's ``part``
+    written in; a group of every scenario (a slice, see :func:`_groups`) is the batch, so its
+    array is used as it is, without a copy or an array to copy into."""
     if isinstance(members, slice):
         return part
+    if whole is None:
+        whole = np.empty((size, *part.shape[1:]), dtype=part.dtype)
     whole[members] = part
     return whole
 

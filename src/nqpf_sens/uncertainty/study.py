@@ -34,11 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
+from nqpf_sens.engine.aggregate import ROW_STEP
 from nqpf_sens.engine.batch import BatchResult, Engine, ScenarioBatch
 from nqpf_sens.engine.kernels import (
     bin_correlations,
     count_above_mean,
     rank_agreement,
+    sorts_ranks,
     tally_ranks,
 )
 from nqpf_sens.engine.pipeline import normalisation_methods
@@ -539,9 +541,14 @@ def default_chunk_rows(n_rows: int) -> int:
 
 
 def per_scenario_bytes(shape: tuple[int, ...], n_aggregates: int, per_scenario_data: bool) -> int:
-    """Bytes one scenario of a batch occupies while it is evaluated and tallied."""
+    """Bytes one scenario of a batch occupies while it is evaluated and tallied, for data of
+    ``shape`` (years, units, indicators): an upper bound, tested against what numpy allocates."""
     rows = shape[0] * shape[1]
-    per_scenario = 8 * rows * (n_aggregates + 4)  # scores, ranks, tiers and their copies
+    # the batch's scores and a group's (its rows padded), ranks, tiers and the groups' copies of
+    # them; past the counting limit also the index's contiguous copy and order that numpy sorts
+    per_scenario = 8 * rows * (2 * n_aggregates + 4 + 2 * sorts_ranks(shape[1]))
+    per_scenario += 8 * (ROW_STEP - 1) * n_aggregates
+    per_scenario += 8 * 4 * (shape[2] + n_aggregates)  # weights: factors, scheme, group, kernel
     if per_scenario_data:
         per_scenario += 8 * int(np.prod(shape)) * 6
     return per_scenario
