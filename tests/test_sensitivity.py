@@ -652,6 +652,29 @@ def test_the_resource_check_plans_the_chunks_the_study_runs(project, monkeypatch
     assert sizes == ({chunking.holding_rows} if kind == "sobol" else {chunking.holding_rows, 200})
 
 
+@pytest.mark.parametrize("kind", ["sobol", "montecarlo"])
+def test_the_chunk_files_fit_the_disk_the_resource_check_planned(project, monkeypatch, kind):
+    """The disk the plan checks for (``RunSize.disk``) is at least what the chunk files a run
+    keeps for ``--resume`` take, counted after a run of many chunks whose folder is kept."""
+    import nqpf_sens.plan
+    import nqpf_sens.running
+
+    planned = []
+    check = nqpf_sens.plan.check_resources
+    monkeypatch.setattr(
+        nqpf_sens.plan,
+        "check_resources",
+        lambda size, work: planned.append(size) or check(size, work),
+    )
+    monkeypatch.setattr(nqpf_sens.running, "remove_work", lambda work: None)
+    config = SOBOL.replace('kind = "sobol"', f'kind = "{kind}"').replace("n = 128", "n = 1024")
+    (project / "s.toml").write_text(config.replace("chunk_size = 500", "chunk_size = 100"))
+    run_config(project / "s.toml", out=project / "out", jobs=2, quiet=True)
+    files = [f for f in (project / ".out.work").rglob("*") if f.is_file()]
+    assert len(files) >= planned[-1].chunks > 5
+    assert sum(f.stat().st_size for f in files) <= planned[-1].disk()
+
+
 def test_the_kept_subsample_does_not_depend_on_the_chunk_size(project, monkeypatch):
     """Score bands come from every k-th base sample of the design, counted over the whole design
     (they were counted from the start of each chunk, so the chunk size changed them)."""

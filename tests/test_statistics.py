@@ -136,6 +136,30 @@ def test_rank_intervals_and_shares_are_those_of_the_ranks_drawn(interval):
         np.testing.assert_array_equal(table[f"interval_{column}_rank"], expected)
     np.testing.assert_allclose(table.p_within_1, (np.abs(ranks - nominal) <= 1).mean(axis=0))
     np.testing.assert_allclose(table.p_top_2, (ranks <= 2).mean(axis=0))
+    np.testing.assert_allclose(table.p_nominal_rank, (ranks == nominal).mean(axis=0))
+    quartiles = np.quantile(ranks, [0.25, 0.5, 0.75], axis=0, method="inverted_cdf")
+    np.testing.assert_array_equal(table.median_rank, quartiles[1])
+    np.testing.assert_array_equal(table.iqr_rank, quartiles[2] - quartiles[0])
+
+
+def test_the_share_of_nominal_ranks_inside_their_interval_counts_its_ends_as_inside():
+    """``share_nominal_rank_in_p05_p95``: units whose nominal rank lies in their own 5th-95th
+    percentile rank interval, ends included. Of 20 scenarios, unit a ranks 1 in 19 and 2 in one
+    (interval [1, 1]); b ranks 2 or 3 ten times each ([2, 3]); c ranks 3 in 18 and 4 twice
+    ([3, 4]). Nominal ranks 2, 3, 3: a outside, b on its upper end, c on its lower end."""
+    from nqpf_sens.uncertainty.statistics import rank_agreement
+    from nqpf_sens.uncertainty.study import AGREEMENT_GRID
+
+    ranks = np.array([[1] * 19 + [2], [2] * 10 + [3] * 10, [3] * 18 + [4] * 2]).T
+    stats = SimpleNamespace(
+        agreement_counts=np.ones((1, 2, 2 * AGREEMENT_GRID + 1), dtype=np.int64),
+        rank_counts=counts_of(ranks, 4),
+    )
+    labels = Labels(tuple("abc"), (None,), ("total",), ())
+    table = rank_agreement(stats, np.array([[2, 3, 3]]), labels)
+    assert table.share_nominal_rank_in_p05_p95.iloc[0] == pytest.approx(2 / 3)
+    table = rank_agreement(stats, np.array([[1, 2, 4]]), labels)
+    assert table.share_nominal_rank_in_p05_p95.iloc[0] == 1
 
 
 @pytest.mark.parametrize("interval", [0.8, 0.5])
