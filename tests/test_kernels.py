@@ -1,7 +1,6 @@
 """The compiled kernels equal the plain numpy formulations they replace."""
 
 import itertools
-import warnings
 
 import numpy as np
 import pytest
@@ -26,11 +25,11 @@ from nqpf_sens.engine.kernels import (
 
 
 def argsort_ranks(scores: np.ndarray, ordinal: bool) -> np.ndarray:
-    """Ranks by counting, for each unit, the scores above it by more than the tolerance; NaN last
-    in data order; ``ordinal`` sorts by (shared place, position)."""
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)  # a row all NaN
-        largest = np.nan_to_num(np.nanmax(np.abs(scores), axis=-1, keepdims=True), nan=0.0)
+    """Ranks by counting, for each unit, the scores above it by more than the tolerance (relative
+    to the largest finite score); NaN last in data order; ``ordinal`` sorts by (shared place,
+    position)."""
+    finite = np.where(np.isfinite(scores), np.abs(scores), 0.0)
+    largest = finite.max(axis=-1, keepdims=True, initial=0.0)
     better = scores[..., None, :] > scores[..., :, None] + RANK_TOLERANCE * largest[..., None]
     unscored = np.isnan(scores)
     scored = (~unscored).sum(axis=-1, keepdims=True)
@@ -112,7 +111,7 @@ def numpy_tree(leaves, weights, memberships, methods, n_units):
     return np.concatenate(columns, axis=1)
 
 
-few_distinct = st.sampled_from([0.0, 1.0, 2.5, -3.0, np.nan, 1e-300, 7.0])
+few_distinct = st.sampled_from([0.0, 1.0, 2.5, -3.0, np.nan, 1e-300, 7.0, np.inf, -np.inf])
 
 
 @settings(max_examples=200, deadline=None)

@@ -37,10 +37,11 @@ inlined_helper = njit(
 
 @compiled_helper
 def _tolerance(row):
-    """Scores closer than this tie: ``RANK_TOLERANCE`` times the row's largest absolute score."""
+    """Scores closer than this tie: ``RANK_TOLERANCE`` times the row's largest finite absolute
+    score (an infinite one would tie every score: +inf ranks above every number, -inf below)."""
     largest = 0.0
     for v in range(row.size):
-        if not np.isnan(row[v]):
+        if abs(row[v]) < np.inf:  # neither NaN nor infinite
             largest = max(largest, abs(row[v]))
     return RANK_TOLERANCE * largest
 
@@ -104,10 +105,10 @@ def rank_rows(scores: np.ndarray, ordinal: bool) -> np.ndarray:
     """Ranks (1 = highest) of each row of a 2-D float array; NaN ranks after every score, in data
     order.
 
-    Ties: scores within ``RANK_TOLERANCE`` times the row's largest absolute score of each other
-    count as equal; a unit's place is one more than the number of scores above it by more than
-    that. Equal scores share their best place (``ordinal`` False) or take consecutive places in
-    data order (``ordinal`` True).
+    Ties: scores within ``RANK_TOLERANCE`` times the row's largest finite absolute score of each
+    other count as equal; a unit's place is one more than the number of scores above it by more
+    than that (+inf ranks above every number, -inf below). Equal scores share their best place
+    (``ordinal`` False) or take consecutive places in data order (``ordinal`` True).
     """
     scores = np.ascontiguousarray(scores, dtype=float)
     ranks = np.empty(scores.shape, dtype=np.int64)

@@ -1,8 +1,9 @@
 """Ranks and tiers of units, computed for a whole batch at once (units on the last axis).
 
 Ranks: 1 is the best (highest) score. Scores that differ by less than ``RANK_TOLERANCE`` (1e-9)
-times the largest absolute score of the ranking are equal: sums of the same numbers in another
-order differ in the last digits, and such noise must not decide a place. Tie rule ``min`` (the
+times the largest finite absolute score of the ranking are equal: sums of the same numbers in
+another order differ in the last digits, and such noise must not decide a place (+inf ranks above
+every number, -inf below, NaN after every score). Tie rule ``min`` (the
 default, as R's ``rank(ties="min")`` used by COINr and sports tables): equal scores share the best
 of their places, the next score skips places. ``ordinal``: equal scores take consecutive places in
 data order, so ranks are a permutation.

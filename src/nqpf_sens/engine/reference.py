@@ -68,6 +68,7 @@ def reference_scores(
         result = pd.concat([result, next_level], axis=1)
         current = next_level
     index = current.iloc[:, 0]
-    tolerance = RANK_TOLERANCE * index.abs().max()  # scores this close share a place
+    finite = index.abs()[np.isfinite(index)]
+    tolerance = RANK_TOLERANCE * finite.max() if len(finite) else 0.0  # this close: one place
     result["rank"] = [1 + int((index > value + tolerance).sum()) for value in index]
     return result
