@@ -283,11 +283,11 @@ def test_copeland_compares_within_a_last_block_cut_short(n_rows, n_units, seed):
 @pytest.mark.parametrize(
     ("leaves", "weights", "memberships", "n_units", "message"),
     [
-        ((3, 7), [(1, 3), (1, 2)], [(3, 2), (2, 1)], 0, "n_units must be at least 1"),
+        ((3, 7), [(1, 3), (1, 2)], [(3, 2), (2, 1)], -1, "n_units must be a count"),
         ((2, 7), [(1, 3), (1, 2)], [(3, 2), (2, 1)], 7, "level 0: the membership"),
         ((3, 7), [(1, 3), (1, 2)], [(3, 2), (3, 1)], 7, "level 1: the membership"),
         ((3, 7), [(1, 2), (1, 2)], [(3, 2), (2, 1)], 7, "level 0: the weights"),
-        ((3, 7), [(3,), (1, 2)], [(3, 2), (2, 1)], 7, "level 0: the weights"),
+        ((3, 7), [(1, 1, 3), (1, 2)], [(3, 2), (2, 1)], 7, "level 0: the weights"),
         ((4, 3, 7), [(2, 3), (1, 2)], [(3, 2), (2, 1)], 7, "one scenario count"),
         ((3, 7), [(1, 3)], [(3, 2)], 7, "ranks are of one root"),
         ((7,), [(1, 3)], [(3, 1)], 7, "leaves must be"),
@@ -306,12 +306,32 @@ def test_a_tree_of_mismatched_shapes_is_refused(leaves, weights, memberships, n_
         )
 
 
+def test_counts_of_one_are_shared_as_numpy_broadcasts_them():
+    """Weights of one scenario (or one vector) go with every scenario's leaves, shared leaves with
+    every scenario's weights, even none; ``n_units`` 0 asks for no ranks, as None does."""
+    rng = np.random.default_rng(0)
+    memberships = [np.eye(2)[np.arange(4) % 2], np.ones((2, 1))]
+    leaves = rng.random((5, 4, 6))
+    weights = [rng.random(4), rng.random((1, 2))]
+    scores, ranks, _ = aggregate_tree(leaves, weights, memberships, ["arithmetic"] * 2, 6)
+    alone = [aggregate_tree(one, weights, memberships, ["arithmetic"] * 2, 6) for one in leaves]
+    np.testing.assert_array_equal(scores, np.concatenate([a[0] for a in alone]))
+    np.testing.assert_array_equal(ranks, np.concatenate([a[1] for a in alone]))
+    none = [np.ones((0, 4)), np.ones((0, 2))]
+    scores, ranks, _ = aggregate_tree(leaves[0], none, memberships, ["arithmetic"] * 2, 6)
+    assert scores.shape == (0, 3, 6) and ranks.shape == (0, 6)
+    _, ranks, _ = aggregate_tree(leaves, weights, memberships, ["arithmetic"] * 2, 0)
+    assert ranks is None
+
+
 def test_unknown_methods_and_ties_are_named():
     tree = (np.ones((2, 3)), [np.ones((1, 2))], [np.ones((2, 1))])
     with pytest.raises(ValueError, match="unknown aggregation 'median'"):
         aggregate_tree(*tree, ["median"], 3)
     with pytest.raises(ValueError, match="unknown ties 'max'"):
         aggregate_tree(*tree, ["arithmetic"], 3, "max")
+    with pytest.raises(ValueError, match="order 0 is the geometric mean"):
+        aggregate_tree(*tree, ["generalised"], 3, power=0.0)
 
 
 @settings(max_examples=100, deadline=None)

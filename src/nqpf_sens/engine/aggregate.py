@@ -70,11 +70,12 @@ def aggregate_tree(
     whether every score is a finite number.
 
     ``leaves`` (S, C, R) or (C, R) when all scenarios share them; ``weights`` one (S, nodes) array
-    per level (a level's weights are divided by their parent's sum); ``memberships`` the (children,
+    per level, or (nodes,) shared (a level's weights are divided by their parent's sum); a count
+    of 1 is shared by every scenario, as numpy broadcasts; ``memberships`` the (children,
     parents) 0/1 matrix of each level; ``methods`` one name per level. Returns scores (S,
     aggregates: level by level, root last, R; a view of rows padded in memory, see
-    :func:`_padded`) and, given ``n_units``, ranks (S, R) of the root
-    within each block of ``n_units`` rows (ties as in :func:`nqpf_sens.engine.rank.rank_scores`).
+    :func:`_padded`) and, given ``n_units`` (not None or 0), ranks (S, R) of the root within each
+    block of ``n_units`` rows (ties as in :func:`nqpf_sens.engine.rank.rank_scores`).
     ``threshold`` (None: every child must be present; one number, or one per level) lets means skip
     missing children (see the module docstring).
     """
@@ -88,7 +89,11 @@ def aggregate_tree(
         raise ValueError(f"unknown aggregation {unknown[0]!r}: one of {', '.join(METHODS)}")
     if ties not in TIES:
         raise ValueError(f"unknown ties {ties!r}: one of {', '.join(TIES)}")
+    if power == 0 and "generalised" in methods:
+        raise ValueError("a generalised mean of order 0 is the geometric mean: use 'geometric'")
     codes = np.array([METHODS.index(m) for m in methods], dtype=np.int64)
+    weights = [np.asarray(w, dtype=float) for w in weights]
+    weights = [w[None] if w.ndim == 1 else w for w in weights]
     leaves = np.asarray(leaves, dtype=float)
     leaves = np.ascontiguousarray(leaves[None] if leaves.ndim == 2 else leaves)
     n_scenarios = _scenario_count(leaves, weights, memberships, n_units)
@@ -180,14 +185,14 @@ def _scenario_count(
                 f"children), not {np.shape(w)}"
             )
     batches = [len(leaves), *(len(w) for w in weights)]
-    n_scenarios = max(batches)
-    if any(b not in (1, n_scenarios) for b in batches):
+    counted = set(batches) - {1}  # a count of 1 is shared, as numpy broadcasts it (even to 0)
+    if len(counted) > 1:
         raise ValueError(f"leaves and weights must share one scenario count (or 1): {batches}")
-    if n_units is not None and n_units < 1:
-        raise ValueError(f"n_units must be at least 1, not {n_units}")
-    if n_units is not None and counts[-1] != 1:
+    if n_units is not None and n_units < 0:
+        raise ValueError(f"n_units must be a count of units, not {n_units}")
+    if n_units and counts[-1] != 1:
         raise ValueError(f"ranks are of one root, but the top level has {counts[-1]} parents")
-    return n_scenarios
+    return counted.pop() if counted else 1
 
 
 def _padded(leaves: np.ndarray) -> np.ndarray:
