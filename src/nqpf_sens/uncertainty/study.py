@@ -69,6 +69,10 @@ MIN_KEPT_SCORES = 1 << 12  # but never fewer than this (error of a 5% quantile <
 CHUNK_MEMORY = 192 * 2**20  # bytes of a batch's per-scenario arrays, or of a chunk's rows
 HEAP_ARRAY_BYTES = MMAP_THRESHOLD // 2  # bytes of a batch's largest array (planned_batch_rows)
 DEFAULT_CHUNK_ROWS = (1024, 16384)  # bounds of the chunk size a config does not set
+#: arrays as large as the data that a scenario with its own data holds at once: the raw values,
+#: masked, imputed, transformed and normalised, with the temporaries of each step (growth
+#: imputation with z-scores or Borda counts held the most: 18 copies, measured by tracemalloc)
+DATA_COPIES = 24
 AGREEMENT_GRID = 10_000  # histogram bins per unit of rank correlation: quantiles to +/- 0.00005
 AGREEMENT_BINS = 2 * AGREEMENT_GRID + 1  # the grid -1, -0.9999, ..., 1
 _ENGINES: dict[str, Engine] = {}
@@ -549,8 +553,11 @@ def per_scenario_bytes(shape: tuple[int, ...], n_aggregates: int, per_scenario_d
     per_scenario = 8 * rows * (2 * n_aggregates + 4 + 2 * sorts_ranks(shape[1]))
     per_scenario += 8 * (ROW_STEP - 1) * n_aggregates
     per_scenario += 8 * 4 * (shape[2] + n_aggregates)  # weights: factors, scheme, group, kernel
+    # a copy of its leaves, where groups of one matrix would be small (see engine.batch)
+    cells = int(np.prod(shape))
+    per_scenario += 8 * cells
     if per_scenario_data:
-        per_scenario += 8 * int(np.prod(shape)) * 6
+        per_scenario += 8 * cells * DATA_COPIES
     return per_scenario
 
 
