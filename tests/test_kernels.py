@@ -30,7 +30,11 @@ def argsort_ranks(scores: np.ndarray, ordinal: bool) -> np.ndarray:
     position)."""
     finite = np.where(np.isfinite(scores), np.abs(scores), 0.0)
     largest = finite.max(axis=-1, keepdims=True, initial=0.0)
-    better = scores[..., None, :] > scores[..., :, None] + RANK_TOLERANCE * largest[..., None]
+    with np.errstate(over="ignore"):
+        cutoffs = scores + RANK_TOLERANCE * largest
+    biggest = np.finfo(float).max  # a finite score's cutoff stays finite: +inf ranks above it
+    cutoffs = np.where(np.isinf(cutoffs) & np.isfinite(scores), biggest, cutoffs)
+    better = scores[..., None, :] > cutoffs[..., :, None]
     unscored = np.isnan(scores)
     scored = (~unscored).sum(axis=-1, keepdims=True)
     places = np.where(unscored, scored + np.cumsum(unscored, axis=-1), 1 + better.sum(axis=-1))
@@ -111,7 +115,9 @@ def numpy_tree(leaves, weights, memberships, methods, n_units):
     return np.concatenate(columns, axis=1)
 
 
-few_distinct = st.sampled_from([0.0, 1.0, 2.5, -3.0, np.nan, 1e-300, 7.0, np.inf, -np.inf])
+few_distinct = st.sampled_from(
+    [0.0, 1.0, 2.5, -3.0, np.nan, 1e-300, 7.0, np.inf, -np.inf, np.finfo(float).max]
+)
 
 
 @settings(max_examples=200, deadline=None)

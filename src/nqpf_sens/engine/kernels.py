@@ -47,6 +47,16 @@ def _tolerance(row):
 
 
 @compiled_helper
+def _cutoff(score, tolerance):
+    """What a score must exceed to rank above ``score``: ``score + tolerance``, kept finite for a
+    finite score (near the largest double the sum overflows, and +inf would tie it)."""
+    cutoff = score + tolerance
+    if cutoff == np.inf and score < np.inf:
+        return np.finfo(np.float64).max
+    return cutoff
+
+
+@compiled_helper
 def _rank_row_pairwise(row, ordinal, out, work, cutoffs, counts):
     """Ranks of one row by counting, for each unit, the scores above it: O(n^2) without a branch
     per step, the faster way up to ``PAIRWISE_LIMIT`` units. Each score is compared with every
@@ -59,7 +69,7 @@ def _rank_row_pairwise(row, ordinal, out, work, cutoffs, counts):
     tolerance = _tolerance(row)
     scored = 0
     for u in range(n):
-        cutoffs[u] = row[u] + tolerance
+        cutoffs[u] = _cutoff(row[u], tolerance)
         scored += not np.isnan(row[u])
     for u in range(n, cutoffs.size):
         cutoffs[u] = np.inf
@@ -151,7 +161,8 @@ def ranks_from_order(scores, order, ordinal, ranks):
         above = scored  # ascending[above:scored]: the scores above the current one
         for p in range(scored - 1, -1, -1):
             value = row[ascending[p]]
-            while above > p + 1 and row[ascending[above - 1]] > value + tolerance:
+            cutoff = _cutoff(value, tolerance)
+            while above > p + 1 and row[ascending[above - 1]] > cutoff:
                 above -= 1
             out[ascending[p]] = 1 + scored - above
         unscored_before = 0

@@ -70,5 +70,7 @@ def reference_scores(
     index = current.iloc[:, 0]
     finite = index.abs()[np.isfinite(index)]
     tolerance = RANK_TOLERANCE * finite.max() if len(finite) else 0.0  # this close: one place
-    result["rank"] = [1 + int((index > value + tolerance).sum()) for value in index]
+    biggest = np.finfo(float).max  # a finite score's cutoff stays finite: +inf ranks above it
+    cutoffs = [min(value + tolerance, biggest) if np.isfinite(value) else value for value in index]
+    result["rank"] = [1 + int((index > cutoff).sum()) for cutoff in cutoffs]
     return result
