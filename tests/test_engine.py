@@ -457,7 +457,25 @@ BATCH_KINDS = {
             transform_target="all",
         ),
     ),
+    "threshold": (  # on a chain of single-child nodes: many nodes below the index missing
+        Pipeline(imputation="none", data_threshold=0.5),
+        Pipeline(imputation="none", data_threshold=0.4),
+    ),
 }
+SIX_INDICATORS = IndexSpec(
+    levels=(tuple("abcdef"), ("x", "y"), ("index",)),
+    parents=(np.array([0, 0, 0, 1, 1, 1]), np.array([0, 0])),
+    weights=(np.ones(6), np.array([0.6, 0.4])),
+    direction=np.ones(6),
+    transform_flag=np.zeros(6, dtype=bool),
+)
+CHAIN = IndexSpec(  # a, b -> one parent each -> one node -> a chain of 20 -> the index
+    levels=(("a", "b"), ("pa", "pb"), ("both",), *((f"c{k}",) for k in range(20)), ("index",)),
+    parents=(np.array([0, 1]), np.array([0, 0]), *(np.array([0]),) * 21),
+    weights=(np.ones(2), np.ones(2), *(np.ones(1),) * 21),
+    direction=np.ones(2),
+    transform_flag=np.zeros(2, dtype=bool),
+)
 
 
 @pytest.mark.parametrize("n_units", [1, 31, PAIRWISE_LIMIT + 1])
@@ -468,16 +486,11 @@ def test_a_batch_stays_within_the_bytes_planned_per_scenario(n_units, n_years, k
     scenario (the difference of two batch sizes, so that what every batch shares cancels out):
     the plan sizes batches and checks a run's memory by it. Kinds: weights alone; choices of
     method; 40 tables drawn (groups too small to share their leaves: each scenario a copy);
-    noise and masks on data with missing cells, every scenario preparing its own."""
+    noise and masks on data with missing cells, every scenario preparing its own; aggregation
+    under a data threshold, nodes below the index missing."""
     rng = np.random.default_rng(0)
-    spec = IndexSpec(
-        levels=(tuple("abcdef"), ("x", "y"), ("index",)),
-        parents=(np.array([0, 0, 0, 1, 1, 1]), np.array([0, 0])),
-        weights=(np.ones(6), np.array([0.6, 0.4])),
-        direction=np.ones(6),
-        transform_flag=np.zeros(6, dtype=bool),
-    )
-    shape = (n_years, n_units, 6)
+    spec = CHAIN if kind == "threshold" else SIX_INDICATORS
+    shape = (n_years, n_units, len(spec.indicators))
     years = tuple(range(n_years)) if n_years > 1 else (None,)
     units = [f"u{i}" for i in range(n_units)]
     tables = []
@@ -485,13 +498,15 @@ def test_a_batch_stays_within_the_bytes_planned_per_scenario(n_units, n_years, k
         values = rng.uniform(1, 2, size=shape)
         if kind == "own data" and n_units > 1:  # a lone unit's cell has nothing to fill it
             values[rng.random(shape) < 0.05] = np.nan
-        tables.append(IndicatorTable(values, years, units, "abcdef"))
+        if kind == "threshold":
+            values[..., 0][rng.random(shape[:2]) < 0.3] = np.nan
+        tables.append(IndicatorTable(values, years, units, spec.indicators))
     engine = Engine(spec, tables)
     pipelines = BATCH_KINDS[kind]
     own_data = kind == "own data"
 
     def peak(size: int) -> int:
-        factors = tuple(rng.uniform(0.8, 1.2, size=(size, n)) for n in (6, 2))
+        factors = tuple(rng.uniform(0.8, 1.2, size=(size, len(k))) for k in spec.levels[:-1])
         noise = rng.uniform(0.9, 1.1, size=(size, *shape)) if own_data else None
         masked = rng.random((size, *shape)) < 0.05 if own_data and n_units > 1 else None
         chosen = np.arange(size) % len(pipelines)

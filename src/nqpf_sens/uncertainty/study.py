@@ -551,6 +551,9 @@ def per_scenario_bytes(shape: tuple[int, ...], n_aggregates: int, per_scenario_d
     # the batch's scores and a group's (its rows padded), ranks, tiers and the groups' copies of
     # them; past the counting limit also the index's contiguous copy and order that numpy sorts
     per_scenario = 8 * rows * (2 * n_aggregates + 4 + 2 * sorts_ranks(shape[1]))
+    # the check of scores that are not numbers (under a data threshold, where a node below the
+    # index may be missing): flags and a copy of the scores below the index, 12 bytes a score
+    per_scenario += 12 * rows * n_aggregates
     per_scenario += 8 * (ROW_STEP - 1) * n_aggregates
     per_scenario += 8 * 4 * (shape[2] + n_aggregates)  # weights: factors, scheme, group, kernel
     # a copy of its leaves, where groups of one matrix would be small (see engine.batch)
