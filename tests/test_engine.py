@@ -543,7 +543,7 @@ def test_shared_or_copied_leaves_give_the_same_bits(spec, table, monkeypatch):
     scenarios = ScenarioBatch(pipelines, chosen, factors, datasets=rng.integers(0, 5, size))
     results = []
     for smallest in (0, 10**9):  # always shared; never
-        monkeypatch.setattr(batch, "SHARED_LEAVES_SCENARIOS", smallest)
+        monkeypatch.setattr(batch, "SHARED_LEAVES_CELLS", smallest)
         results.append(engine.evaluate(scenarios))
     for name in ("scores", "ranks", "tiers"):
         first, second = (getattr(r, name) for r in results)

@@ -25,7 +25,7 @@ from nqpf_sens.errors import UserError
 
 INDEX_COLUMN = "total"  # the index's column in tables, whatever its code in the metadata
 WEIGHT_BLOCK = 32  # alternative tables whose data-driven weights are computed in one pass
-SHARED_LEAVES_SCENARIOS = 32  # a group of one case of leaves at least this large on average
+SHARED_LEAVES_CELLS = 16384  # a group shares its matrix from scenarios x leaf cells this many
 
 
 @dataclass(frozen=True, eq=False)
@@ -251,7 +251,8 @@ class Engine:
         aggregation = _ids([p.aggregation_key(len(levels)) for p in pipelines])
         every_finite = True
         aggregated_by = aggregation[0][batch.pipeline_index]
-        for _, members in _groups(_tree_groups(aggregated_by, leaf_case)):
+        cells = len(self.spec.indicators) * n_years * n_units  # the leaves of a scenario
+        for _, members in _groups(_tree_groups(aggregated_by, leaf_case, cells)):
             methods = int(aggregated_by[members][0])
             group_scores, group_ranks, group_finite = aggregate_tree(
                 normalised(members),
@@ -477,16 +478,16 @@ def _ids(keys: list) -> tuple[np.ndarray, list, list[int]]:
     return ids, list(distinct), first
 
 
-def _tree_groups(aggregated_by: np.ndarray, leaf_case: np.ndarray) -> np.ndarray:
-    """Each scenario's group for the tree kernel: scenarios of one aggregation, and of one case of
-    leaves while such groups hold ``SHARED_LEAVES_SCENARIOS`` scenarios on average. Shared leaves
-    are read in place (a copy per scenario costs as much memory as per-scenario data, and time),
-    but each group is a call of the tree, tens of microseconds: a batch drawing among 200 tables
-    took seven times as long in groups of a few scenarios each."""
+def _tree_groups(aggregated_by: np.ndarray, leaf_case: np.ndarray, cells: int) -> np.ndarray:
+    """Each scenario's group for the tree kernel: the scenarios of one aggregation and one case of
+    leaves where they are many enough to share its matrix (``SHARED_LEAVES_CELLS``), those of one
+    aggregation otherwise, each with a copy of its leaves. Shared leaves are read in place, but
+    each group is a call of the tree (tens of microseconds), which a few scenarios' copies of a
+    small matrix cost less than (measured in docs/speed.md)."""
     by_leaves = aggregated_by * (int(leaf_case.max()) + 1) + leaf_case
-    if np.unique(by_leaves).size * SHARED_LEAVES_SCENARIOS <= by_leaves.size:
-        return by_leaves
-    return aggregated_by
+    _, group, sizes = np.unique(by_leaves, return_inverse=True, return_counts=True)
+    shares = sizes[group.ravel()] * cells >= SHARED_LEAVES_CELLS
+    return np.where(shares, by_leaves, by_leaves.max() + 1 + aggregated_by)
 
 
 def _place(whole: np.ndarray | None, size: int, members, part: np.ndarray) -> np.ndarray:
