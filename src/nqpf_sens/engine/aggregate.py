@@ -214,8 +214,6 @@ def aggregate(
 ) -> np.ndarray:
     """One level: parents (..., parents, rows) from children (..., children, rows) and weights
     (..., children)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown aggregation {method!r}")
     scores, weights = np.asarray(scores, dtype=float), np.asarray(weights, dtype=float)
     n_children, n_rows = scores.shape[-2:]
     batch_shape = np.broadcast_shapes(weights.shape[:-1], scores.shape[:-2])

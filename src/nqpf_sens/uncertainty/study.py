@@ -508,8 +508,7 @@ class Chunking:
     @property
     def count(self) -> int:
         """How many chunks there are."""
-        end = self._holding_end
-        return -(-end // self.holding_rows) + -(-(self.n_rows - end) // self.rows)
+        return len(self.spans())
 
 
 def planned_batch_rows(shape: tuple[int, ...], n_aggregates: int, per_scenario_data: bool) -> int:
