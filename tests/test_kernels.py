@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import kendalltau, spearmanr
 
-from nqpf_sens.engine.aggregate import METHODS, POWER, SHIFT_FRACTION, aggregate_tree
+from nqpf_sens.engine.aggregate import (
+    METHODS,
+    POWER,
+    SHIFT_FRACTION,
+    SIDE_BY_SIDE_ROWS,
+    aggregate_tree,
+)
 from nqpf_sens.engine.kernels import (
     COPELAND,
     PAIRWISE_LIMIT,
@@ -22,6 +28,7 @@ from nqpf_sens.engine.kernels import (
     ranks_from_order,
     tree_kernel,
 )
+from nqpf_sens.engine.rank import TIES
 
 
 def argsort_ranks(scores: np.ndarray, ordinal: bool) -> np.ndarray:
@@ -204,13 +211,13 @@ def test_aggregate_tree_equals_numpy(n_scenarios, n_years, shared, methods, seed
 
 @settings(max_examples=60, deadline=None)
 @given(
-    st.integers(1, 40),
+    st.integers(SIDE_BY_SIDE_ROWS + 1, 80),
     st.integers(1, 45),
     st.lists(st.sampled_from(METHODS[:4]), min_size=2, max_size=2),
     st.integers(0, 2**32 - 1),
 )
 def test_shared_leaves_padded_in_memory_give_the_same_bits(n_rows, n_units, methods, seed):
-    """Leaves shared by every scenario are padded to whole vector steps of rows; the scores and
+    """Many rows of leaves shared by every scenario are padded to whole vector steps; the scores and
     ranks are those of the same leaves given to each scenario, which are not padded, whatever
     the blocks of ``n_units`` rows ranked (a last block cut short, or one longer than the rows,
     must not rank the padding)."""
@@ -228,6 +235,49 @@ def test_shared_leaves_padded_in_memory_give_the_same_bits(n_rows, n_units, meth
     index = apart[0][:, -1]
     blocks = [rank_rows(index[:, k : k + n_units], False) for k in range(0, n_rows, n_units)]
     np.testing.assert_array_equal(shared[1], np.hstack(blocks))
+    assert shared[2] == apart[2] == np.isfinite(shared[0]).all()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(1, 70),
+    st.integers(1, SIDE_BY_SIDE_ROWS),
+    st.integers(1, 14),
+    st.lists(st.sampled_from(METHODS[:4]), min_size=3, max_size=3),
+    st.sampled_from(TIES),
+    st.sampled_from(["plain", "ties", "missing", "infinite", "zero weights"]),
+    st.integers(0, 2**32 - 1),
+)
+def test_shared_leaves_side_by_side_give_the_same_bits(
+    n_scenarios, n_rows, n_units, methods, ties, values, seed
+):
+    """Few rows of leaves shared by every scenario go up the tree many scenarios side by side (a
+    kernel of its own); the scores, ranks and check equal those of the same leaves given to each
+    scenario bit for bit, for any scenario count (a last block of scenarios cut short), blocks of
+    ``n_units`` rows (a last one cut short, or one longer than the rows), tied, missing or
+    infinite values and parents whose weights sum to nothing."""
+    rng = np.random.default_rng(seed)
+    memberships = [np.eye(3)[np.arange(7) % 3], np.eye(2)[[0, 1, 1]], np.ones((2, 1))]
+    weights = [rng.uniform(0, 2, size=(n_scenarios, m.shape[0])) for m in memberships]
+    leaves = rng.normal(50, 30, size=(7, n_rows))
+    if values == "ties":
+        leaves = leaves.round(-1)
+    elif values in ("missing", "infinite"):
+        leaves[rng.random(leaves.shape) < 0.1] = np.nan if values == "missing" else np.inf
+    else:
+        weights[0][rng.random(weights[0].shape) < 0.4] = 0.0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        shared = aggregate_tree(leaves, weights, memberships, methods, n_units, ties)
+        apart = aggregate_tree(
+            np.repeat(leaves[None], n_scenarios, axis=0),
+            weights,
+            memberships,
+            methods,
+            n_units,
+            ties,
+        )
+    np.testing.assert_array_equal(shared[0], apart[0])
+    np.testing.assert_array_equal(shared[1], apart[1])
     assert shared[2] == apart[2] == np.isfinite(shared[0]).all()
 
 

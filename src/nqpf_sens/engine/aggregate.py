@@ -41,6 +41,7 @@ import numpy as np
 
 from nqpf_sens.engine.kernels import (
     COPELAND,
+    aggregate_shared,
     prepare_children,
     rank_rows,
     sorts_ranks,
@@ -53,6 +54,10 @@ POWER = 2.0  # the default order of the generalised mean (COINr's a_genmean p)
 SHIFT_FRACTION = 0.01  # the default of Pipeline.mean_shift
 NONPOSITIVE = ("shift", "refuse")  # what geometric and harmonic means do with values <= 0
 ROW_STEP = 16  # shared leaves' rows are padded to a multiple of this (see _padded)
+#: up to this many rows, shared leaves go up the tree many scenarios side by side
+#: (``kernels.aggregate_shared``): faster for 20 and 31 rows, slower for 51 and more
+SIDE_BY_SIDE_ROWS = 32
+SCENARIO_LANES = 32  # scenarios side by side: 8 or 16 were slower for 31 rows
 
 
 def aggregate_tree(
@@ -125,32 +130,44 @@ def aggregate_tree(
         leaves = shared
     n_rows = leaves.shape[-1]
     copeland = bool((codes == COPELAND).any())
-    if leaves.shape[0] == 1 and not (copeland or skip_missing):
+    plain_shared = leaves.shape[0] == 1 and not (copeland or skip_missing)
+    side_by_side = plain_shared and n_rows <= SIDE_BY_SIDE_ROWS
+    if plain_shared and not side_by_side:
         leaves = _padded(leaves)
     scores = np.empty((n_scenarios, int(sizes[1:].sum()), leaves.shape[-1]))
     finite = np.empty(1, dtype=np.bool_)
     block = n_units or max(n_rows, 1)  # Copeland compares a year's units: all rows if not told
     sorting = bool(n_units) and sorts_ranks(block)  # after the kernel, by numpy's sort
     ranks = np.empty((n_scenarios, n_rows if n_units and not sorting else 0), dtype=np.int64)
-    kernel = tree_kernel(copeland=copeland, skip_missing=skip_missing)
-    kernel(
-        leaves,
-        prepared,
-        flat_weights,
-        sizes,
+    tree = (
         np.concatenate(starts).astype(np.int64),
         np.concatenate(children).astype(np.int64),
         codes,
         shift_fraction,
         power,
         block,
-        n_rows,
-        ties == "ordinal",
-        thresholds,
-        scores,
-        ranks,
-        finite,
     )
+    ordinal = ties == "ordinal"
+    if side_by_side:
+        lanes = SCENARIO_LANES
+        aggregate_shared(
+            leaves[0], flat_weights, sizes, *tree, ordinal, lanes, scores, ranks, finite
+        )
+    else:
+        kernel = tree_kernel(copeland=copeland, skip_missing=skip_missing)
+        kernel(
+            leaves,
+            prepared,
+            flat_weights,
+            sizes,
+            *tree,
+            n_rows,
+            ordinal,
+            thresholds,
+            scores,
+            ranks,
+            finite,
+        )
     if sorting:
         index = scores[:, -1, :n_rows]
         ranks = np.empty((n_scenarios, n_rows), dtype=np.int64)
