@@ -4,16 +4,17 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import kendalltau, spearmanr
 
 from nqpf_sens.engine.aggregate import (
+    LANES_BYTES,
     METHODS,
     POWER,
+    SCENARIO_LANES,
     SHIFT_FRACTION,
-    SIDE_BY_SIDE_ROWS,
     aggregate_tree,
 )
 from nqpf_sens.engine.kernels import (
@@ -211,7 +212,7 @@ def test_aggregate_tree_equals_numpy(n_scenarios, n_years, shared, methods, seed
 
 @settings(max_examples=60, deadline=None)
 @given(
-    st.integers(SIDE_BY_SIDE_ROWS + 1, 80),
+    st.integers(LANES_BYTES // (8 * SCENARIO_LANES * 3) + 1, 120),
     st.integers(1, 45),
     st.lists(st.sampled_from(METHODS[:4]), min_size=2, max_size=2),
     st.integers(0, 2**32 - 1),
@@ -223,12 +224,12 @@ def test_shared_leaves_padded_in_memory_give_the_same_bits(n_rows, n_units, meth
     must not rank the padding)."""
     rng = np.random.default_rng(seed)
     memberships = [np.eye(2)[np.arange(5) % 2], np.ones((2, 1))]
-    weights = [rng.uniform(0, 2, size=(3, 5)), rng.uniform(0.1, 1, size=(3, 2))]
+    weights = [rng.uniform(0, 2, size=(40, 5)), rng.uniform(0.1, 1, size=(40, 2))]
     leaves = rng.normal(50, 30, size=(5, n_rows))
     with np.errstate(divide="ignore", invalid="ignore"):
         shared = aggregate_tree(leaves, weights, memberships, methods, n_units)
         apart = aggregate_tree(
-            np.repeat(leaves[None], 3, axis=0), weights, memberships, methods, n_units
+            np.repeat(leaves[None], 40, axis=0), weights, memberships, methods, n_units
         )
     np.testing.assert_array_equal(shared[0], apart[0])
     np.testing.assert_array_equal(shared[1], apart[1])
@@ -238,43 +239,54 @@ def test_shared_leaves_padded_in_memory_give_the_same_bits(n_rows, n_units, meth
     assert shared[2] == apart[2] == np.isfinite(shared[0]).all()
 
 
-@settings(max_examples=80, deadline=None)
+SIDE_BY_SIDE_TREE = [np.eye(3)[np.arange(7) % 3], np.eye(2)[[0, 1, 1]], np.ones((2, 1))]
+#: the most rows a batch of SIDE_BY_SIDE_TREE's goes up side by side (six aggregates a row)
+SIDE_BY_SIDE_ROWS = LANES_BYTES // (8 * SCENARIO_LANES * 6)
+
+
+@settings(max_examples=100, deadline=None)
 @given(
-    st.integers(1, 70),
+    st.integers(0, 70),
     st.integers(1, SIDE_BY_SIDE_ROWS),
     st.integers(1, 14),
     st.lists(st.sampled_from(METHODS[:4]), min_size=3, max_size=3),
     st.sampled_from(TIES),
-    st.sampled_from(["plain", "ties", "missing", "infinite", "zero weights"]),
+    st.sampled_from(
+        ["plain", "ties", "zeros", "missing", "infinite", "zero weights", "NaN weights"]
+    ),
+    st.sampled_from([(0.01, 2.0), (0.0, 2.0), (0.01, -1.0), (0.01, 0.5), (0.3, 3.0)]),
+    st.booleans(),
     st.integers(0, 2**32 - 1),
 )
+@example(33, 4, 4, ["arithmetic", "geometric", "generalised"], "min", "zeros", (0.0, 2.0), False, 1)
 def test_shared_leaves_side_by_side_give_the_same_bits(
-    n_scenarios, n_rows, n_units, methods, ties, values, seed
+    n_scenarios, n_rows, n_units, methods, ties, values, shift_and_power, one_vector, seed
 ):
     """Few rows of leaves shared by every scenario go up the tree many scenarios side by side (a
     kernel of its own); the scores, ranks and check equal those of the same leaves given to each
-    scenario bit for bit, for any scenario count (a last block of scenarios cut short), blocks of
-    ``n_units`` rows (a last one cut short, or one longer than the rows), tied, missing or
-    infinite values and parents whose weights sum to nothing."""
+    scenario bit for bit, for any scenario count (none, fewer than the lanes, a last block cut
+    short), blocks of ``n_units`` rows (a last one cut short, or one longer than the rows), tied,
+    zero, missing or infinite values, parents whose weights sum to nothing or to NaN, one weight
+    vector for every scenario, and each mean's shift and order."""
     rng = np.random.default_rng(seed)
-    memberships = [np.eye(3)[np.arange(7) % 3], np.eye(2)[[0, 1, 1]], np.ones((2, 1))]
-    weights = [rng.uniform(0, 2, size=(n_scenarios, m.shape[0])) for m in memberships]
+    weights = [rng.uniform(0, 2, size=(n_scenarios, m.shape[0])) for m in SIDE_BY_SIDE_TREE]
     leaves = rng.normal(50, 30, size=(7, n_rows))
     if values == "ties":
         leaves = leaves.round(-1)
+    elif values == "zeros":  # whole rows: their means are exactly 0 (in a power mean's domain)
+        leaves[:, rng.random(n_rows) < 0.5] = 0.0
     elif values in ("missing", "infinite"):
         leaves[rng.random(leaves.shape) < 0.1] = np.nan if values == "missing" else np.inf
-    else:
-        weights[0][rng.random(weights[0].shape) < 0.4] = 0.0
+    elif values != "plain":
+        cells = rng.random(weights[0].shape) < 0.4
+        weights[0][cells] = 0.0 if values == "zero weights" else np.nan
+    if one_vector:
+        weights[1] = weights[1][0] if n_scenarios else rng.uniform(0, 2, size=3)
+    shift, power = shift_and_power
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        shared = aggregate_tree(leaves, weights, memberships, methods, n_units, ties)
-        apart = aggregate_tree(
-            np.repeat(leaves[None], n_scenarios, axis=0),
-            weights,
-            memberships,
-            methods,
-            n_units,
-            ties,
+        shared, apart = (
+            aggregate_tree(given, weights, SIDE_BY_SIDE_TREE, methods, n_units, ties, shift, power)
+            for given in (leaves, np.repeat(leaves[None], n_scenarios, axis=0))
         )
     np.testing.assert_array_equal(shared[0], apart[0])
     np.testing.assert_array_equal(shared[1], apart[1])
@@ -356,10 +368,19 @@ def test_a_tree_of_mismatched_shapes_is_refused(leaves, weights, memberships, n_
         aggregate_tree(
             np.ones(leaves),
             [np.ones(w) for w in weights],
-            [np.ones(m) for m in memberships],
+            [np.eye(parents)[np.arange(children) % parents] for children, parents in memberships],
             ["arithmetic"] * len(memberships),
             n_units,
         )
+
+
+@pytest.mark.parametrize("membership", [np.ones((3, 2)), np.eye(3)[:, :2], 2 * np.eye(3)])
+def test_a_child_of_two_parents_or_none_is_refused(membership):
+    """A child's weight and children are found at its position in the level: a child of two
+    parents, or of none, shifts every later one (the kernel read past its arrays)."""
+    weights = np.ones((40, 3))
+    with pytest.raises(ValueError, match="level 0: each child must belong to exactly one parent"):
+        aggregate_tree(np.ones((3, 5)), [weights], [membership], ["arithmetic"])
 
 
 def test_counts_of_one_are_shared_as_numpy_broadcasts_them():

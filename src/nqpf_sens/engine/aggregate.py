@@ -54,10 +54,12 @@ POWER = 2.0  # the default order of the generalised mean (COINr's a_genmean p)
 SHIFT_FRACTION = 0.01  # the default of Pipeline.mean_shift
 NONPOSITIVE = ("shift", "refuse")  # what geometric and harmonic means do with values <= 0
 ROW_STEP = 16  # shared leaves' rows are padded to a multiple of this (see _padded)
-#: up to this many rows, shared leaves go up the tree many scenarios side by side
-#: (``kernels.aggregate_shared``): faster for 20 and 31 rows, slower for 51 and more
-SIDE_BY_SIDE_ROWS = 32
-SCENARIO_LANES = 32  # scenarios side by side: 8 or 16 were slower for 31 rows
+SCENARIO_LANES = 32  # scenarios side by side over shared leaves (8 or 16: slower for 31 rows)
+#: shared leaves go up the tree side by side (``kernels.aggregate_shared``) while the lanes of
+#: every aggregate node take at most this many bytes, about a core's first-level cache: 0.55-0.9
+#: of the tree kernel's time up to 41 KiB, 1.1-1.3 times from 43 KiB (8-40 rows, 15 and 40
+#: indicators; docs/speed.md)
+LANES_BYTES = 40 * 2**10
 
 
 def aggregate_tree(
@@ -131,7 +133,8 @@ def aggregate_tree(
     n_rows = leaves.shape[-1]
     copeland = bool((codes == COPELAND).any())
     plain_shared = leaves.shape[0] == 1 and not (copeland or skip_missing)
-    side_by_side = plain_shared and n_rows <= SIDE_BY_SIDE_ROWS
+    lanes = min(SCENARIO_LANES, max(n_scenarios, 1))
+    side_by_side = plain_shared and 8 * lanes * n_rows * (sizes[1:].sum()) <= LANES_BYTES
     if plain_shared and not side_by_side:
         leaves = _padded(leaves)
     scores = np.empty((n_scenarios, int(sizes[1:].sum()), leaves.shape[-1]))
@@ -149,7 +152,6 @@ def aggregate_tree(
     )
     ordinal = ties == "ordinal"
     if side_by_side:
-        lanes = SCENARIO_LANES
         aggregate_shared(
             leaves[0], flat_weights, sizes, *tree, ordinal, lanes, scores, ranks, finite
         )
@@ -195,6 +197,11 @@ def _scenario_count(
             raise ValueError(
                 f"level {level}: the membership must be ({counts[level]} children, "
                 f"parents), not {np.shape(membership)}"
+            )
+        if not (np.isin(membership, (0, 1)).all() and (np.sum(membership, axis=1) == 1).all()):
+            raise ValueError(
+                f"level {level}: each child must belong to exactly one parent (one 1 a row of "
+                "the 0/1 membership)"
             )
         if np.ndim(w) != 2 or np.shape(w)[1] != counts[level]:
             raise ValueError(

@@ -184,6 +184,29 @@ def prepare_children(values, method, shift_fraction, power, out):
     _prepare(values, values.shape[0], values.shape[1], method, shift_fraction, power, out)
 
 
+@inlined_helper
+def _domain_shift(low, high, zero_allowed, shift_fraction):
+    """What a child whose observed values span ``low .. high`` is shifted by (see
+    :func:`prepare_children`): 0 if the mean's domain takes them or ``shift_fraction`` is 0."""
+    outside = low < 0 if zero_allowed else low <= 0
+    if outside and shift_fraction > 0:
+        return (shift_fraction * (high - low) if high > low else 1.0) - low
+    return 0.0
+
+
+@inlined_helper
+def _in_domain(x, method, power, zero_allowed):
+    """A shifted value as a geometric (1), harmonic (2) or generalised (3) mean averages it: its
+    logarithm, reciprocal or power; NaN outside the domain."""
+    if x < 0 or (x == 0 and not zero_allowed):
+        return np.nan
+    if method == 1:
+        return np.log(x)
+    if method == 2:
+        return 1.0 / x
+    return x**power
+
+
 @compiled_helper
 def _prepare(values, n_children, n_rows, method, shift_fraction, power, out):
     """The first ``n_rows`` rows of :func:`prepare_children` (any further ones are padding)."""
@@ -196,21 +219,10 @@ def _prepare(values, n_children, n_rows, method, shift_fraction, power, out):
                 if values[c, r] == values[c, r]:
                     low = min(low, values[c, r])
                     high = max(high, values[c, r])
-            outside = low < 0 if zero_allowed else low <= 0
-            if outside and shift_fraction > 0:
-                shift = (shift_fraction * (high - low) if high > low else 1.0) - low
+            shift = _domain_shift(low, high, zero_allowed, shift_fraction)
         for r in range(n_rows):
             x = values[c, r] + shift
-            if method == 0:
-                out[c, r] = x
-            elif x < 0 or (x == 0 and not zero_allowed):
-                out[c, r] = np.nan
-            elif method == 1:
-                out[c, r] = np.log(x)
-            elif method == 2:
-                out[c, r] = 1.0 / x
-            else:
-                out[c, r] = x**power
+            out[c, r] = x if method == 0 else _in_domain(x, method, power, zero_allowed)
 
 
 COPELAND = 4
@@ -223,6 +235,13 @@ def _children_weight(weights, node, children, first, last):
     for k in range(first, last):
         total += weights[node + children[node + k]]
     return total
+
+
+@inlined_helper
+def _weight_divisor(total):
+    """What a parent's children's weights are divided by: their sum, or 1 if it is not positive
+    (the children then weigh nothing; a NaN sum stays NaN)."""
+    return 1.0 if total <= 0 else total
 
 
 @compiled_helper
@@ -335,9 +354,7 @@ def _weighted_means(
     n_rows = children_values.shape[1]
     for p in range(n_parents):
         first, last = child_start[start + p], child_start[start + p + 1]
-        total = _children_weight(weights, node, children, first, last)
-        if total <= 0:
-            total = 1.0
+        total = _weight_divisor(_children_weight(weights, node, children, first, last))
         for r in range(n_rows):
             out[p, r] = 0.0
         for k in range(first, last):
@@ -499,57 +516,45 @@ def _lane_weights(weights, first_scenario, out):
 
 @inlined_helper
 def _lane_shares(lane_weights, node, children, first, last, shares):
-    """Rows ``first .. last - 1`` of ``shares``: each child's weight over its parent's summed
-    weight (1 where the weights sum to nothing), added up in the order the tree kernel adds them,
-    so that every score equals its bit for bit."""
-    total = shares[last]  # the row after the children: scratch
+    """Rows ``0 .. last - first - 1`` of ``shares``: each of a parent's children's weight over
+    their sum (:func:`_weight_divisor`), lane by lane, summed in the order the tree kernel sums
+    them; the row after them holds the sums."""
+    total = shares[last - first]
     for lane in range(total.size):
         total[lane] = 0.0
     for k in range(first, last):
         for lane in range(total.size):
             total[lane] += lane_weights[node + children[node + k], lane]
     for lane in range(total.size):
-        if total[lane] <= 0:
-            total[lane] = 1.0
+        total[lane] = _weight_divisor(total[lane])
     for k in range(first, last):
         for lane in range(total.size):
-            shares[k, lane] = lane_weights[node + children[node + k], lane] / total[lane]
+            shares[k - first, lane] = lane_weights[node + children[node + k], lane] / total[lane]
 
 
 @inlined_helper
-def _prepare_lanes(values, first, n_children, method, shift_fraction, power, out):
+def _prepare_lanes(values, first, n_children, method, shift_fraction, power, span, out):
     """:func:`_prepare` of rows ``first .. first + n_children - 1`` of ``values`` (nodes, rows,
-    lanes) into ``out``, each lane (scenario) shifted by its own minimum and range."""
+    lanes) into ``out``, each lane (scenario) shifted by its own span; ``span`` (3, lanes) is
+    scratch for each lane's lowest and highest value and shift."""
     zero_allowed = method == 3 and power > 0
     n_rows, lanes = values.shape[1], values.shape[2]
-    low, high, shift = np.empty(lanes), np.empty(lanes), np.empty(lanes)
+    low, high, shift = span[0], span[1], span[2]
     for c in range(n_children):
         child = values[first + c]
         for lane in range(lanes):
-            low[lane], high[lane], shift[lane] = np.inf, -np.inf, 0.0
+            low[lane], high[lane] = np.inf, -np.inf
         for r in range(n_rows):
             for lane in range(lanes):
                 if child[r, lane] == child[r, lane]:
                     low[lane] = min(low[lane], child[r, lane])
                     high[lane] = max(high[lane], child[r, lane])
         for lane in range(lanes):
-            outside = low[lane] < 0 if zero_allowed else low[lane] <= 0
-            if outside and shift_fraction > 0:
-                spread = (
-                    shift_fraction * (high[lane] - low[lane]) if high[lane] > low[lane] else 1.0
-                )
-                shift[lane] = spread - low[lane]
+            shift[lane] = _domain_shift(low[lane], high[lane], zero_allowed, shift_fraction)
         for r in range(n_rows):
             for lane in range(lanes):
                 x = child[r, lane] + shift[lane]
-                if x < 0 or (x == 0 and not zero_allowed):
-                    out[c, r, lane] = np.nan
-                elif method == 1:
-                    out[c, r, lane] = np.log(x)
-                elif method == 2:
-                    out[c, r, lane] = 1.0 / x
-                else:
-                    out[c, r, lane] = x**power
+                out[c, r, lane] = _in_domain(x, method, power, zero_allowed)
 
 
 @kernel
@@ -569,27 +574,33 @@ def aggregate_shared(
     ranks,
     finite,
 ):
-    """The tree kernel's scores, ranks and check (same arguments) for leaves (C0, R) shared by
-    every scenario and levels of plain means (no Copeland level, no threshold), ``lanes``
-    scenarios side by side: each node's rows are rows of lanes, so that the compiler's vector
-    steps go across scenarios and each leaf value is read once for all of them. Over a row of
-    scores, as the tree kernel goes, the steps of a short row are few and each loop first checks
-    that its arrays do not overlap (numba cannot say they never do): for 31 rows the tree of a
-    weights-only NQPF batch took 330 ns a scenario, side by side 230. Beyond a few dozen rows
-    the lanes of a node outgrow the cache and the tree kernel is faster (see
-    ``aggregate.SIDE_BY_SIDE_ROWS``). Every score equals the tree kernel's bit for bit: the same
-    operations in the same order, lane by lane; the root is then ranked row by row, as there.
-    ``lanes`` is a runtime number: a constant trip count would be unrolled and left scalar."""
+    """The tree kernel's scores, ranks and check for leaves (C0, R) shared by every scenario,
+    already prepared for the first level's method, and levels of plain means (no Copeland level,
+    no threshold), ``lanes`` scenarios side by side: a node's rows are rows of lanes, so that the
+    compiler's vector steps go across scenarios and each leaf value is read once for all of them.
+    Along a row of scores, as the tree kernel goes, a short row is a few vector steps, each loop
+    first checking that its arrays do not overlap (numba cannot say they never do); side by
+    side, the loops are fewer while the lanes of every node stay in the first-level cache (see
+    ``aggregate.LANES_BYTES``). Other arguments as the tree kernel's, but ``scores`` (S,
+    aggregates, R) unpadded. Every score equals the tree kernel's bit for bit (the same
+    operations in the same order, lane by lane; a NaN's sign bit may differ); the root is then
+    ranked row by row, as there. ``lanes`` is a runtime number: a constant trip count would be
+    unrolled and left scalar."""
     n_levels = sizes.size - 1
     n_rows = leaves.shape[1]
     n_scenarios = weights.shape[0]
-    widest = 0
-    for k in range(sizes.size):
-        widest = max(widest, sizes[k])
+    widest_family, widest_level = 0, 0  # a parent's children; the children of a level past 0
+    for k in range(n_levels):
+        if methods[k] == COPELAND:
+            raise ValueError("side by side, means only: a Copeland level takes the tree kernel")
+        widest_family = max(widest_family, sizes[k])
+        if k > 0:
+            widest_level = max(widest_level, sizes[k])
     values = np.zeros((scores.shape[1], n_rows, lanes))  # every aggregate node, lanes innermost
-    prepared = np.zeros((widest, n_rows, lanes))
+    prepared = np.zeros((widest_level, n_rows, lanes))
     lane_weights = np.empty((weights.shape[1], lanes))
-    shares = np.empty((widest + 1, lanes))
+    shares = np.empty((widest_family + 1, lanes))
+    span = np.empty((3, lanes))
     work = np.empty(2 * n_units + 1, dtype=np.int64)
     cutoffs = np.empty(_pairwise_width(n_units))
     counts = np.empty(cutoffs.size, dtype=np.int64)
@@ -602,7 +613,7 @@ def aggregate_shared(
             below = column - n_children  # the children's rows of values (k > 0)
             if k > 0 and methods[k] != 0:
                 _prepare_lanes(
-                    values, below, n_children, methods[k], shift_fraction, power, prepared
+                    values, below, n_children, methods[k], shift_fraction, power, span, prepared
                 )
             for p in range(n_parents):
                 first, last = child_start[start + p], child_start[start + p + 1]
@@ -611,9 +622,9 @@ def aggregate_shared(
                 for r in range(n_rows):
                     for lane in range(lanes):
                         mean[r, lane] = 0.0
-                for k_child in range(first, last):
-                    c = children[node + k_child]
-                    share = shares[k_child]
+                for position in range(last - first):
+                    c = children[node + first + position]
+                    share = shares[position]
                     if k == 0:
                         for r in range(n_rows):
                             leaf = leaves[c, r]
@@ -641,10 +652,11 @@ def aggregate_shared(
                     scores[s, a, r] = values[a, r, lane]
             if ranks.shape[1]:
                 index = scores[s, scores.shape[1] - 1]
-                for first in range(0, n_rows, n_units):
-                    row = index[first : first + n_units]
-                    out = ranks[s, first : first + n_units]
-                    _rank_row_pairwise(row, ordinal, out, work, cutoffs, counts)
+                for block_start in range(0, n_rows, n_units):
+                    block = slice(block_start, block_start + n_units)
+                    _rank_row_pairwise(
+                        index[block], ordinal, ranks[s, block], work, cutoffs, counts
+                    )
     finite[0] = every_finite
 
 
