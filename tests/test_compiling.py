@@ -39,6 +39,9 @@ def test_the_kernels_compiled_ahead_have_the_argument_types_of_a_study(tmp_path,
         ],
     }
     ns.run(ns.config_from_dict(config, tmp_path))  # every study kernel, compiled or loaded here
+    config["factors"] = config["factors"][:1]  # weights alone: batches over shared leaves
+    config["run"]["name"] = "weights_alone"
+    ns.run(ns.config_from_dict(config, tmp_path))
     for kernel, argument_types in compiling.STUDY_KERNELS:
         assert argument_types in kernel.signatures, kernel.__name__
 

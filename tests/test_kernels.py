@@ -246,7 +246,7 @@ SIDE_BY_SIDE_ROWS = LANES_BYTES // (8 * SCENARIO_LANES * 6)
 
 @settings(max_examples=100, deadline=None)
 @given(
-    st.integers(0, 70),
+    st.integers(0, 100),
     st.integers(1, SIDE_BY_SIDE_ROWS),
     st.integers(1, 14),
     st.lists(st.sampled_from(METHODS[:4]), min_size=3, max_size=3),
@@ -264,10 +264,10 @@ def test_shared_leaves_side_by_side_give_the_same_bits(
 ):
     """Few rows of leaves shared by every scenario go up the tree many scenarios side by side (a
     kernel of its own); the scores, ranks and check equal those of the same leaves given to each
-    scenario bit for bit, for any scenario count (none, fewer than the lanes, a last block cut
-    short), blocks of ``n_units`` rows (a last one cut short, or one longer than the rows), tied,
-    zero, missing or infinite values, parents whose weights sum to nothing or to NaN, one weight
-    vector for every scenario, and each mean's shift and order."""
+    scenario bit for bit, for any scenario count (fewer than the lanes take the tree kernel; a
+    last block of lanes cut short), blocks of ``n_units`` rows (a last one cut short, or one
+    longer than the rows), tied, zero, missing or infinite values, parents whose weights sum to
+    nothing or to NaN, one weight vector for every scenario, and each mean's shift and order."""
     rng = np.random.default_rng(seed)
     weights = [rng.uniform(0, 2, size=(n_scenarios, m.shape[0])) for m in SIDE_BY_SIDE_TREE]
     leaves = rng.normal(50, 30, size=(7, n_rows))

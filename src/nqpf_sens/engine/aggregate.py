@@ -54,11 +54,13 @@ POWER = 2.0  # the default order of the generalised mean (COINr's a_genmean p)
 SHIFT_FRACTION = 0.01  # the default of Pipeline.mean_shift
 NONPOSITIVE = ("shift", "refuse")  # what geometric and harmonic means do with values <= 0
 ROW_STEP = 16  # shared leaves' rows are padded to a multiple of this (see _padded)
-SCENARIO_LANES = 32  # scenarios side by side over shared leaves (8 or 16: slower for 31 rows)
-#: shared leaves go up the tree side by side (``kernels.aggregate_shared``) while the lanes of
-#: every aggregate node take at most this many bytes, about a core's first-level cache: 0.55-0.9
-#: of the tree kernel's time up to 41 KiB, 1.1-1.3 times from 43 KiB (8-40 rows, 15 and 40
-#: indicators; docs/speed.md)
+#: a batch of at least this many scenarios over shared leaves goes up the tree this many side by
+#: side (``kernels.aggregate_shared``; 8 or 16 lanes were slower for 31 rows); fewer, such as a
+#: nominal run's one, take the tree kernel, and the study's kernels compile meanwhile
+SCENARIO_LANES = 32
+#: side by side while the lanes of every aggregate node take at most this many bytes, about a
+#: core's first-level cache: 0.55-0.9 of the tree kernel's time up to 41 KiB, 1.1-1.3 times from
+#: 43 KiB (8-40 rows, 15 and 40 indicators; docs/speed.md)
 LANES_BYTES = 40 * 2**10
 
 
@@ -133,8 +135,8 @@ def aggregate_tree(
     n_rows = leaves.shape[-1]
     copeland = bool((codes == COPELAND).any())
     plain_shared = leaves.shape[0] == 1 and not (copeland or skip_missing)
-    lanes = min(SCENARIO_LANES, max(n_scenarios, 1))
-    side_by_side = plain_shared and 8 * lanes * n_rows * (sizes[1:].sum()) <= LANES_BYTES
+    lane_bytes = 8 * SCENARIO_LANES * n_rows * int(sizes[1:].sum())
+    side_by_side = plain_shared and n_scenarios >= SCENARIO_LANES and lane_bytes <= LANES_BYTES
     if plain_shared and not side_by_side:
         leaves = _padded(leaves)
     scores = np.empty((n_scenarios, int(sizes[1:].sum()), leaves.shape[-1]))
@@ -153,7 +155,7 @@ def aggregate_tree(
     ordinal = ties == "ordinal"
     if side_by_side:
         aggregate_shared(
-            leaves[0], flat_weights, sizes, *tree, ordinal, lanes, scores, ranks, finite
+            leaves[0], flat_weights, sizes, *tree, ordinal, SCENARIO_LANES, scores, ranks, finite
         )
     else:
         kernel = tree_kernel(copeland=copeland, skip_missing=skip_missing)

@@ -2,9 +2,10 @@
 
 The first run after an install compiles its numba kernels into numba's disk cache, one at a time
 (compilation holds a global lock). The engine's kernels (the index tree, ranks) are needed at once,
-for the nominal index; the study's (rank tallies, rank agreement, the Sobol estimators' terms) only
-after the audits and the design. :func:`start_compiling` compiles those in a forked child at the
-same time, into the same cache, from the first kernel on; :func:`wait_for_kernels`, called before
+for the nominal index; the study's (its batches' tree over shared leaves, rank tallies, rank
+agreement, the Sobol estimators' terms) only after the audits and the design.
+:func:`start_compiling` compiles those in a forked child at the same time, into the same cache,
+from the first kernel on; :func:`wait_for_kernels`, called before
 the study's first chunk, compiles the ones the child has not yet begun, from the last, and lets
 the child finish: each kernel is claimed once, by one of them, so the two never compile the same.
 This process loads what the child compiled from the cache instead of compiling it. Once they are
@@ -43,6 +44,25 @@ _VALUE_CUBE = types.Array(types.float64, 3, "C")
 #: each kernel the study calls, with the types of the arguments it is called with there, the
 #: longest to compile first (the child's): the run then takes the short ones from the end
 STUDY_KERNELS = (
+    (
+        kernels.aggregate_shared,
+        (
+            _VALUE_TABLE,
+            _VALUE_TABLE,
+            _INTEGERS,
+            _INTEGERS,
+            _INTEGERS,
+            _INTEGERS,
+            types.float64,
+            types.float64,
+            types.int64,
+            types.boolean,
+            types.int64,
+            _VALUE_CUBE,
+            _INTEGER_TABLE,
+            _FLAGS,
+        ),
+    ),
     (kernels.rank_agreement, (_INTEGER_TABLE, _INTEGERS, types.int64, _FLAGS)),
     (
         kernels.tally_ranks,
