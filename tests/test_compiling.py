@@ -67,6 +67,21 @@ def test_a_child_compiles_the_kernels_and_the_run_waits_for_it(tmp_path):
     run_with_empty_kernel_cache(script, tmp_path)
 
 
+def test_a_study_of_data_of_its_own_leaves_out_the_tree_over_shared_leaves(tmp_path):
+    """Noise or masks give every scenario its own data: the child does not compile the tree over
+    shared leaves, which such a study never calls, and still compiles the others."""
+    script = (
+        "import os, pathlib\n"
+        "from nqpf_sens.uncertainty import compiling\n"
+        "compiling.start_compiling(shared_leaves=False)\n"
+        "compiling.wait_for_kernels()\n"
+        "cache = pathlib.Path(os.environ['NUMBA_CACHE_DIR'])\n"
+        "assert not list(cache.rglob('*aggregate_shared*.nbi'))\n"
+        "assert list(cache.rglob('*rank_agreement*.nbi'))\n"
+    )
+    run_with_empty_kernel_cache(script, tmp_path)
+
+
 def test_both_ranking_kernels_load_from_the_cache_into_one_process(tmp_path):
     """Ranks by counting and by sorting are two kernels. One run compiles the first; a later one
     loads it and compiles the second; a third loads both and ranks both ways: it failed with

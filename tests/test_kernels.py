@@ -374,13 +374,28 @@ def test_a_tree_of_mismatched_shapes_is_refused(leaves, weights, memberships, n_
         )
 
 
-@pytest.mark.parametrize("membership", [np.ones((3, 2)), np.eye(3)[:, :2], 2 * np.eye(3)])
-def test_a_child_of_two_parents_or_none_is_refused(membership):
-    """A child's weight and children are found at its position in the level: a child of two
-    parents, or of none, shifts every later one (the kernel read past its arrays)."""
-    weights = np.ones((40, 3))
-    with pytest.raises(ValueError, match="level 0: each child must belong to exactly one parent"):
-        aggregate_tree(np.ones((3, 5)), [weights], [membership], ["arithmetic"])
+@pytest.mark.parametrize("membership", [np.ones((3, 2)), np.eye(3)[:, :2]])
+def test_a_child_of_two_parents_or_none_below_the_top_is_refused(membership):
+    """A child's children and weights are found at its position in the lists of the levels below:
+    below the top, a child of two parents, or of none, shifts every later one (the tree kernel
+    misread the children of the level above; counted side by side, it wrote past its arrays)."""
+    weights = [np.ones((40, 3)), np.ones((40, 2))]
+    with pytest.raises(ValueError, match="level 0: below the top level each child must belong"):
+        aggregate_tree(np.ones((3, 5)), weights, [membership, np.ones((2, 1))], ["arithmetic"] * 2)
+
+
+@pytest.mark.parametrize("n_scenarios", [1, 40])
+def test_the_top_level_may_share_children_or_leave_some_out(n_scenarios):
+    """At the top, each parent is the weighted mean of its own children, whether a child belongs
+    to two parents or to none (both kernels: one scenario, and 40 side by side)."""
+    leaves = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    weights = np.tile([1.0, 1.0, 2.0], (n_scenarios, 1))
+    shared = np.array([[1, 0], [1, 1], [0, 1]])
+    scores = aggregate_tree(leaves, [weights], [shared], ["arithmetic"])[0]
+    np.testing.assert_allclose(scores, np.broadcast_to([[2, 3], [13 / 3, 16 / 3]], scores.shape))
+    left_out = np.array([[1, 0], [0, 0], [0, 1]])
+    scores = aggregate_tree(leaves, [weights], [left_out], ["arithmetic"])[0]
+    np.testing.assert_allclose(scores, np.broadcast_to([[1, 2], [5, 6]], scores.shape))
 
 
 def test_counts_of_one_are_shared_as_numpy_broadcasts_them():

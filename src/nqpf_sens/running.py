@@ -61,6 +61,7 @@ from nqpf_sens.uncertainty.compiling import (
     start_compiling,
 )
 from nqpf_sens.uncertainty.convergence import RANK_ERROR
+from nqpf_sens.uncertainty.factors import OWN_DATA_KINDS
 from nqpf_sens.uncertainty.memory import retain_freed_memory
 from nqpf_sens.uncertainty.resources import check_step_memory
 from nqpf_sens.uncertainty.study import ChunkStats, resolved_backend, run_study
@@ -335,7 +336,8 @@ def _plan(
     machine's memory, and the disk under ``work`` when chunk files are kept; ``inputs``: the
     digests of the input files as read, for the chunks' fingerprint)."""
     if config.kind != "baseline" and jobs > 1:
-        start_compiling()  # the study's kernels, on another core while the audits run
+        # the study's kernels, on another core while the audits run
+        start_compiling(not any(f["kind"] in OWN_DATA_KINDS for f in config.factors))
     nominal = evaluate(spec, table, config.pipeline, config.ties)
     scores = nominal.to_frame()
     tables: dict[str, pd.DataFrame] = {"baseline_scores": scores}

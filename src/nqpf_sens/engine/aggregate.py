@@ -9,7 +9,9 @@ Children are laid out children-first, (..., children, rows), where leading axes 
 rows are (year, unit) pairs. A batch of weight vectors goes up the whole tree in one compiled pass
 (``kernels.tree_kernel``): each scenario's nodes stay in a small buffer from the leaves to the
 root, which is ranked there and then; leaves shared by all scenarios are read in place and, for a
-geometric or harmonic first level, transformed once.
+geometric or harmonic first level, transformed once. Over few shared rows, a batch of plain means
+goes up 32 scenarios side by side instead (``kernels.aggregate_shared``, see ``LANES_BYTES``),
+with the same scores bit for bit.
 
 Geometric and harmonic means (and generalised means of negative order) need positive inputs, a
 generalised mean of positive order non-negative ones. The pipeline's ``nonpositive`` names the rule
@@ -59,8 +61,10 @@ ROW_STEP = 16  # shared leaves' rows are padded to a multiple of this (see _padd
 #: nominal run's one, take the tree kernel, and the study's kernels compile meanwhile
 SCENARIO_LANES = 32
 #: side by side while the lanes of every aggregate node take at most this many bytes, about a
-#: core's first-level cache: 0.55-0.9 of the tree kernel's time up to 41 KiB, 1.1-1.3 times from
-#: 43 KiB (8-40 rows, 15 and 40 indicators; docs/speed.md)
+#: core's first-level cache: arithmetic means of 8-40 rows and 15 or 40 indicators took 0.54-0.93
+#: of the tree kernel's time up to 40 KiB (one pair of ten at 32 KiB: 1.10), 1.04-1.31 times from
+#: 42 KiB (docs/speed.md); a geometric or harmonic level above the first adds a buffer of its
+#: children's lanes, not counted here
 LANES_BYTES = 40 * 2**10
 
 
@@ -82,9 +86,9 @@ def aggregate_tree(
     per level, or (nodes,) shared (a level's weights are divided by their parent's sum); a count
     of 1 is shared by every scenario, as numpy broadcasts; ``memberships`` the (children,
     parents) 0/1 matrix of each level; ``methods`` one name per level. Returns scores (S,
-    aggregates: level by level, root last, R; a view of rows padded in memory, see
-    :func:`_padded`) and, given ``n_units`` (not None or 0), ranks (S, R) of the root within each
-    block of ``n_units`` rows (ties as in :func:`nqpf_sens.engine.rank.rank_scores`).
+    aggregates: level by level, root last, R; on the tree kernel's path a view of rows padded in
+    memory, see :func:`_padded`) and, given ``n_units`` (not None or 0), ranks (S, R) of the root
+    within each block of ``n_units`` rows (ties as in :func:`nqpf_sens.engine.rank.rank_scores`).
     ``threshold`` (None: every child must be present; one number, or one per level) lets means skip
     missing children (see the module docstring).
     """
@@ -200,10 +204,11 @@ def _scenario_count(
                 f"level {level}: the membership must be ({counts[level]} children, "
                 f"parents), not {np.shape(membership)}"
             )
-        if not (np.isin(membership, (0, 1)).all() and (np.sum(membership, axis=1) == 1).all()):
+        # the kernels find a level's children at their positions in the lists of the levels
+        # below: a child of two parents, or of none, would shift those of every level above
+        if level < len(memberships) - 1 and (np.count_nonzero(membership, axis=1) != 1).any():
             raise ValueError(
-                f"level {level}: each child must belong to exactly one parent (one 1 a row of "
-                "the 0/1 membership)"
+                f"level {level}: below the top level each child must belong to exactly one parent"
             )
         if np.ndim(w) != 2 or np.shape(w)[1] != counts[level]:
             raise ValueError(

@@ -2,12 +2,12 @@
 
 The first run after an install compiles its numba kernels into numba's disk cache, one at a time
 (compilation holds a global lock). The engine's kernels (the index tree, ranks) are needed at once,
-for the nominal index; the study's (its batches' tree over shared leaves, rank tallies, rank
-agreement, the Sobol estimators' terms) only after the audits and the design.
-:func:`start_compiling` compiles those in a forked child at the same time, into the same cache,
-from the first kernel on; :func:`wait_for_kernels`, called before
-the study's first chunk, compiles the ones the child has not yet begun, from the last, and lets
-the child finish: each kernel is claimed once, by one of them, so the two never compile the same.
+for the nominal index; the study's (the tree over shared leaves of its batches, if they share
+any, rank tallies, rank agreement, the Sobol estimators' terms) only after the audits and the
+design. :func:`start_compiling` compiles those in a forked child at the same time, into the same
+cache, from the first kernel on; :func:`wait_for_kernels`, called before the study's first chunk,
+compiles the ones the child has not yet begun, from the last, and lets the child finish: each
+kernel is claimed once, by one of them, so the two never compile the same.
 This process loads what the child compiled from the cache instead of compiling it. Once they are
 cached both only load them. A child that fails costs nothing: the kernels then compile on first
 call, as without it.
@@ -42,7 +42,8 @@ _VALUES = types.Array(types.float64, 1, "C")
 _VALUE_TABLE = types.Array(types.float64, 2, "C")
 _VALUE_CUBE = types.Array(types.float64, 3, "C")
 #: each kernel the study calls, with the types of the arguments it is called with there, the
-#: longest to compile first (the child's): the run then takes the short ones from the end
+#: longest to compile first (the child's): the run then takes the short ones from the end; the
+#: tree over shared leaves first of all (a study of data of its own leaves it out)
 STUDY_KERNELS = (
     (
         kernels.aggregate_shared,
@@ -89,16 +90,18 @@ _children: list[BaseProcess] = []
 _unclaimed: Any = None
 
 
-def start_compiling() -> None:
+def start_compiling(shared_leaves: bool = True) -> None:
     """Compile the study's kernels in a forked child, where forking is safe (Linux, and no other
     thread of this process, which could hold numba's compiler lock in the child for ever) and a
-    second core exists; elsewhere they compile on their first call."""
+    second core exists; elsewhere they compile on their first call. Without ``shared_leaves``
+    (every scenario has data of its own) the tree over shared leaves, the first of them, is left
+    out: the study would not call it (``sobol.toml``'s first run took 2 s longer for it)."""
     alone = threading.active_count() == 1
     if _children or not alone or sys.platform != "linux" or (os.cpu_count() or 1) < 2:
         return
     context = multiprocessing.get_context("fork")
     global _unclaimed
-    _unclaimed = context.Array("l", [0, len(STUDY_KERNELS)])
+    _unclaimed = context.Array("l", [0 if shared_leaves else 1, len(STUDY_KERNELS)])
     child = context.Process(target=_compile_in_child, args=(os.getpid(),), daemon=True)
     with interrupts_deferred():
         child.start()

@@ -66,6 +66,10 @@ KINDS = tuple(KIND_KEYS)
 NONE = "none"
 
 
+#: factors that give every scenario its own copy of the data
+OWN_DATA_KINDS = ("noise", "mask")
+
+
 @dataclass(frozen=True)
 class Factor:
     """One uncertain factor (a group of columns in Sobol analysis)."""
@@ -166,8 +170,7 @@ class FactorSet:
             start += factor.n_columns
         self.n_columns = start
         self.choices = [f for f in factors if f.kind == "choice"]
-        #: noise or masks give every scenario its own copy of the data
-        self.per_scenario_data = any(f.kind in ("noise", "mask") for f in factors)
+        self.per_scenario_data = any(f.kind in OWN_DATA_KINDS for f in factors)
         #: scenarios differ in their weights alone (one pipeline and the data for all)
         self.weights_alone = all(f.kind in ("weights", "exclude") for f in factors)
 
