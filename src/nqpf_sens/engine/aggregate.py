@@ -139,11 +139,12 @@ def aggregate_tree(
     n_rows = leaves.shape[-1]
     copeland = bool((codes == COPELAND).any())
     plain_shared = leaves.shape[0] == 1 and not (copeland or skip_missing)
-    lane_bytes = 8 * SCENARIO_LANES * n_rows * int(sizes[1:].sum())
+    n_aggregates = int(sizes[1:].sum())
+    lane_bytes = 8 * SCENARIO_LANES * n_rows * n_aggregates
     side_by_side = plain_shared and n_scenarios >= SCENARIO_LANES and lane_bytes <= LANES_BYTES
     if plain_shared and not side_by_side:
         leaves = _padded(leaves)
-    scores = np.empty((n_scenarios, int(sizes[1:].sum()), leaves.shape[-1]))
+    scores = np.empty((n_scenarios, n_aggregates, leaves.shape[-1]))
     finite = np.empty(1, dtype=np.bool_)
     block = n_units or max(n_rows, 1)  # Copeland compares a year's units: all rows if not told
     sorting = bool(n_units) and sorts_ranks(block)  # after the kernel, by numpy's sort

@@ -185,20 +185,26 @@ def prepare_children(values, method, shift_fraction, power, out):
 
 
 @inlined_helper
-def _domain_shift(low, high, zero_allowed, shift_fraction):
+def _zero_allowed(method, power):
+    """Whether a mean's domain takes 0: x^p with p > 0 is defined there."""
+    return method == 3 and power > 0
+
+
+@inlined_helper
+def _domain_shift(low, high, method, power, shift_fraction):
     """What a child whose observed values span ``low .. high`` is shifted by (see
     :func:`prepare_children`): 0 if the mean's domain takes them or ``shift_fraction`` is 0."""
-    outside = low < 0 if zero_allowed else low <= 0
+    outside = low < 0 if _zero_allowed(method, power) else low <= 0
     if outside and shift_fraction > 0:
         return (shift_fraction * (high - low) if high > low else 1.0) - low
     return 0.0
 
 
 @inlined_helper
-def _in_domain(x, method, power, zero_allowed):
+def _in_domain(x, method, power):
     """A shifted value as a geometric (1), harmonic (2) or generalised (3) mean averages it: its
     logarithm, reciprocal or power; NaN outside the domain."""
-    if x < 0 or (x == 0 and not zero_allowed):
+    if x < 0 or (x == 0 and not _zero_allowed(method, power)):
         return np.nan
     if method == 1:
         return np.log(x)
@@ -210,7 +216,6 @@ def _in_domain(x, method, power, zero_allowed):
 @compiled_helper
 def _prepare(values, n_children, n_rows, method, shift_fraction, power, out):
     """The first ``n_rows`` rows of :func:`prepare_children` (any further ones are padding)."""
-    zero_allowed = method == 3 and power > 0  # x^p with p > 0 is defined at 0
     for c in range(n_children):
         shift = 0.0
         if method != 0:
@@ -219,10 +224,10 @@ def _prepare(values, n_children, n_rows, method, shift_fraction, power, out):
                 if values[c, r] == values[c, r]:
                     low = min(low, values[c, r])
                     high = max(high, values[c, r])
-            shift = _domain_shift(low, high, zero_allowed, shift_fraction)
+            shift = _domain_shift(low, high, method, power, shift_fraction)
         for r in range(n_rows):
             x = values[c, r] + shift
-            out[c, r] = x if method == 0 else _in_domain(x, method, power, zero_allowed)
+            out[c, r] = x if method == 0 else _in_domain(x, method, power)
 
 
 COPELAND = 4
@@ -537,7 +542,6 @@ def _prepare_lanes(values, first, n_children, method, shift_fraction, power, spa
     """:func:`_prepare` of rows ``first .. first + n_children - 1`` of ``values`` (nodes, rows,
     lanes) into ``out``, each lane (scenario) shifted by its own span; ``span`` (3, lanes) is
     scratch for each lane's lowest and highest value and shift."""
-    zero_allowed = method == 3 and power > 0
     n_rows, lanes = values.shape[1], values.shape[2]
     low, high, shift = span[0], span[1], span[2]
     for c in range(n_children):
@@ -550,11 +554,11 @@ def _prepare_lanes(values, first, n_children, method, shift_fraction, power, spa
                     low[lane] = min(low[lane], child[r, lane])
                     high[lane] = max(high[lane], child[r, lane])
         for lane in range(lanes):
-            shift[lane] = _domain_shift(low[lane], high[lane], zero_allowed, shift_fraction)
+            shift[lane] = _domain_shift(low[lane], high[lane], method, power, shift_fraction)
         for r in range(n_rows):
             for lane in range(lanes):
                 x = child[r, lane] + shift[lane]
-                out[c, r, lane] = _in_domain(x, method, power, zero_allowed)
+                out[c, r, lane] = _in_domain(x, method, power)
 
 
 @kernel
