@@ -125,6 +125,9 @@ def numpy_tree(leaves, weights, memberships, methods, n_units):
 
 few_distinct = st.sampled_from(
     [0.0, 1.0, 2.5, -3.0, np.nan, 1e-300, 7.0, np.inf, -np.inf, np.finfo(float).max]
+    # the tolerance is found on the bits: a NaN with its sign bit set, -0, a subnormal, and a
+    # score within the tolerance of another (or just outside it) where the largest is 7
+    + [-np.nan, -0.0, 5e-324, 1.0 + 2e-9, 1.0 + 8e-9]
 )
 
 
