@@ -548,3 +548,14 @@ def test_shared_or_copied_leaves_give_the_same_bits(spec, table, monkeypatch):
     for name in ("scores", "ranks", "tiers"):
         first, second = (getattr(r, name) for r in results)
         assert first.tobytes() == second.tobytes(), name
+
+
+@pytest.mark.parametrize(
+    "codes", [[], [4], [7, 7, 7], [3, 1, 3, 2, 1], list(range(5, -1, -1)), [2**40, 0, 2**40]]
+)
+def test_distinct_codes_are_numpys_unique(codes):
+    """The shortcut for a batch of one code gives what ``np.unique`` gives, as every batch does."""
+    codes = np.asarray(codes, dtype=np.int64)
+    expected = np.unique(codes, return_inverse=True, return_counts=True)
+    for got, want in zip(batch._distinct(codes), expected, strict=True):
+        np.testing.assert_array_equal(got, np.ravel(want))

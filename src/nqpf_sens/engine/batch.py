@@ -357,9 +357,9 @@ class Engine:
         scenario_key = ids[batch.pipeline_index]
         n_tables = len(self.tables)
         codes = scenario_key * n_tables + np.where(per_table[scenario_key], datasets, 0)
-        distinct, case = np.unique(codes, return_inverse=True)
+        distinct, case, _ = _distinct(codes)
         cases = [(keyed[code // n_tables], code % n_tables) for code in distinct.tolist()]
-        return case.ravel(), cases
+        return case, cases
 
     def _normalised_rows(self, batch: ScenarioBatch, datasets: np.ndarray):
         """Each scenario's case of leaves (S,), and a function giving the normalised leaves of
@@ -485,9 +485,19 @@ def _tree_groups(aggregated_by: np.ndarray, leaf_case: np.ndarray, cells: int) -
     each group is a call of the tree (tens of microseconds), which a few scenarios' copies of a
     small matrix cost less than (measured in docs/speed.md)."""
     by_leaves = aggregated_by * (int(leaf_case.max()) + 1) + leaf_case
-    _, group, sizes = np.unique(by_leaves, return_inverse=True, return_counts=True)
-    shares = sizes[group.ravel()] * cells >= SHARED_LEAVES_CELLS
+    _, group, sizes = _distinct(by_leaves)
+    shares = sizes[group] * cells >= SHARED_LEAVES_CELLS
     return np.where(shares, by_leaves, by_leaves.max() + 1 + aggregated_by)
+
+
+def _distinct(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct integer ``codes``, each code's place among them and their counts (as
+    ``np.unique``), without sorting the batch where every scenario has the same code (a
+    weights-only batch sorted three times)."""
+    if codes.size and (codes == codes[0]).all():
+        return codes[:1], np.zeros(codes.size, dtype=np.intp), np.array([codes.size])
+    distinct, place, counts = np.unique(codes, return_inverse=True, return_counts=True)
+    return distinct, place.ravel(), counts
 
 
 def _place(whole: np.ndarray | None, size: int, members, part: np.ndarray) -> np.ndarray:
