@@ -552,13 +552,17 @@ def test_chunks_shrink_to_the_memory_budget_without_changing_results(project, mo
 
 def test_a_config_without_a_chunk_size_gets_an_eighth_of_the_design_within_bounds(project):
     """The default chunk splits a design into at least 8 chunks for the workers (within the
-    bounds) and depends on the design alone; the memory cap still applies; results equal those
-    of a set chunk size."""
+    bounds: larger for chunks of counts alone than for those that hold rows) and depends on the
+    design alone; the memory cap still applies; results equal those of a set chunk size."""
     smallest, largest = uncertainty.DEFAULT_CHUNK_ROWS
     for n_rows in (1, 100, 8 * smallest, 8 * smallest + 1, 10**5, 10**6, 10**9):
-        chunking = uncertainty.Chunking.plan(None, n_rows, True, 0, row_bytes=1)
-        assert smallest <= chunking.rows <= largest
-        assert chunking.count >= 8 or chunking.rows == smallest
+        for saltelli, kept in ((True, 0), (False, 0), (False, n_rows // 3)):
+            chunking = uncertainty.Chunking.plan(None, n_rows, saltelli, kept, row_bytes=1)
+            assert smallest <= chunking.holding_rows <= largest
+            assert smallest <= chunking.rows <= uncertainty.COUNTS_CHUNK_ROWS
+            assert chunking.count >= 8 or chunking.holding_rows == chunking.rows == smallest
+            if saltelli:  # every chunk holds rows
+                assert {b - a for a, b in chunking.spans()[:-1]} <= {chunking.holding_rows}
     memory = uncertainty.CHUNK_MEMORY
     assert uncertainty.Chunking.plan(None, 10**6, True, 0, memory // 10).holding_rows == 10
     assert uncertainty.Chunking.plan(300, 10**6, True, 0, row_bytes=1).rows == 300

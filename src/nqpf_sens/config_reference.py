@@ -76,9 +76,10 @@ HELP: dict[str, dict[str, str]] = {
         "jobs": "Parallel workers (the command line's --jobs overrides it).",
         "chunk_size": "Scenarios per chunk: the unit of the histograms, of a file for --resume "
         "and of the merge (results do not depend on it; a worker evaluates a chunk in batches "
-        "that fit its memory). Default: an eighth of the design, within 1,024 to 16,384. The "
-        "chunks over the rows that keep scores or Sobol outputs are lowered so that those rows "
-        "stay within 192 MiB.",
+        "that fit its memory). Default: an eighth of the design, within 1,024 to 16,384 for "
+        "the chunks over the rows that keep scores or Sobol outputs (lowered further so that "
+        "those rows stay within 192 MiB) and to 65,536 for the later chunks of a Monte Carlo "
+        "design, which hold counts alone.",
         "backend": "How workers run: threading (threads sharing one engine), fork (copies of "
         "the run's process, Linux), loky processes or a dask cluster. Default: auto, which "
         "forks where scenarios differ in more than their weights (their preparation is Python "
