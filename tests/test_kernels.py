@@ -377,14 +377,41 @@ def test_a_tree_of_mismatched_shapes_is_refused(leaves, weights, memberships, n_
         )
 
 
-@pytest.mark.parametrize("membership", [np.ones((3, 2)), np.eye(3)[:, :2]])
-def test_a_child_of_two_parents_or_none_below_the_top_is_refused(membership):
-    """A child's children and weights are found at its position in the lists of the levels below:
-    below the top, a child of two parents, or of none, shifts every later one (the tree kernel
-    misread the children of the level above; counted side by side, it wrote past its arrays)."""
-    weights = [np.ones((40, 3)), np.ones((40, 2))]
-    with pytest.raises(ValueError, match="level 0: below the top level each child must belong"):
-        aggregate_tree(np.ones((3, 5)), weights, [membership, np.ones((2, 1))], ["arithmetic"] * 2)
+@settings(max_examples=80, deadline=None)
+@given(
+    st.sampled_from([1, 3, 40]),
+    st.booleans(),
+    st.lists(st.sampled_from(METHODS), min_size=3, max_size=3),
+    st.integers(0, 2**32 - 1),
+)
+def test_a_child_of_several_parents_or_none_at_any_level(n_scenarios, shared, methods, seed):
+    """A level's children lists follow those of the levels below, however long they are: a child
+    of two parents, or of none, below the top no longer shifts the children of the levels above
+    (the tree kernel misread them; counted side by side, it wrote past its arrays), in either
+    kernel, for every mean, Copeland levels and a threshold among them."""
+    rng = np.random.default_rng(seed)
+    n_units, sizes = 5, (7, 4, 3, 1)
+    memberships = [(rng.random(sizes[k : k + 2]) < 0.45).astype(float) for k in range(2)]
+    memberships[0][0] = [1, 1, 0, 1]  # a leaf of three parents
+    memberships[0][1] = 0  # and one of none
+    memberships[1][0] = [1, 1, 1]
+    memberships[1][1] = 0
+    for membership in memberships:  # every parent has a child (or a threshold leaves it missing)
+        childless = ~membership.any(axis=0)
+        membership[-1, childless] = 1
+    memberships.append(np.ones((3, 1)))
+    weights = [rng.uniform(0.1, 2, size=(n_scenarios, n)) for n in sizes[:-1]]
+    leaves = rng.normal(50, 30, size=(1 if shared else n_scenarios, 7, 2 * n_units)).round(1)
+    arguments = (leaves[0] if shared else leaves, weights, memberships, methods, n_units)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scores, ranks, _ = aggregate_tree(*arguments)
+        expected = numpy_tree(leaves, weights, memberships, methods, n_units)
+    np.testing.assert_allclose(scores, expected, rtol=1e-10, atol=1e-9)
+    if "copeland" not in methods:  # a threshold of 0: every child observed, the same means
+        thresholded = aggregate_tree(*arguments, "min", threshold=0.0)[0]
+        np.testing.assert_allclose(thresholded, expected, rtol=1e-10, atol=1e-9)
+    index = scores[:, -1].reshape(-1, n_units)
+    np.testing.assert_array_equal(ranks.reshape(index.shape), argsort_ranks(index, False))
 
 
 @pytest.mark.parametrize("n_scenarios", [1, 40])

@@ -205,12 +205,6 @@ def _scenario_count(
                 f"level {level}: the membership must be ({counts[level]} children, "
                 f"parents), not {np.shape(membership)}"
             )
-        # the kernels find a level's children at their positions in the lists of the levels
-        # below: a child of two parents, or of none, would shift those of every level above
-        if level < len(memberships) - 1 and (np.count_nonzero(membership, axis=1) != 1).any():
-            raise ValueError(
-                f"level {level}: below the top level each child must belong to exactly one parent"
-            )
         if np.ndim(w) != 2 or np.shape(w)[1] != counts[level]:
             raise ValueError(
                 f"level {level}: the weights must be (scenarios, {counts[level]} "

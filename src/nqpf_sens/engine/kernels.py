@@ -240,10 +240,11 @@ COPELAND = 4
 
 @inlined_helper
 def _children_weight(weights, node, children, first, last):
-    """The summed weight of one parent's children ``first .. last - 1`` of a level."""
+    """The summed weight of one parent's children ``first .. last - 1`` in its level's list
+    ``children`` (the level's weights from ``node``)."""
     total = 0.0
     for k in range(first, last):
-        total += weights[node + children[node + k]]
+        total += weights[node + children[k]]
     return total
 
 
@@ -274,7 +275,7 @@ def _copeland(children_values, weights, node, child_start, children, start, n_pa
                 for j in range(i + 1, block_end):
                     share = 0.0
                     for k in range(first, last):
-                        c = children[node + k]
+                        c = children[k]
                         a, b = children_values[c, i], children_values[c, j]
                         if a != a or b != b:  # NaN: the comparison is undefined
                             share = np.nan
@@ -332,7 +333,7 @@ def _available_means(
         for r in range(n_rows):
             count, total, value = 0, 0.0, 0.0
             for k in range(first, last):
-                c = children[node + k]
+                c = children[k]
                 if observed[c, r] != observed[c, r]:
                     continue
                 count += 1
@@ -359,8 +360,9 @@ def _weighted_means(
     out,
 ):
     """One level of one scenario: rows 0..n_parents-1 of ``out`` get each parent's weighted mean of
-    its (prepared) children; the level's weights, parents and children start at ``node``/``start``.
-    Whole buffers and offsets, no slices: every array stays contiguous for the compiler."""
+    its (prepared) children, found in the level's list ``children``; the level's weights and
+    parents start at ``node``/``start``. Whole buffers and offsets, no slices of the values: every
+    array stays contiguous for the compiler."""
     n_rows = children_values.shape[1]
     for p in range(n_parents):
         first, last = child_start[start + p], child_start[start + p + 1]
@@ -368,7 +370,7 @@ def _weighted_means(
         for r in range(n_rows):
             out[p, r] = 0.0
         for k in range(first, last):
-            c = children[node + k]
+            c = children[k]
             w = weights[node + c] / total
             for r in range(n_rows):
                 out[p, r] += w * children_values[c, r]
@@ -412,12 +414,14 @@ def tree_kernel(*, copeland: bool, skip_missing: bool):
         vector steps; means of plain levels only, no Copeland level or threshold. The padding's
         scores are meaningless and neither checked nor ranked. ``sizes``: node count of each level,
         leaves first, root last. Level k's weights are columns ``sum(sizes[:k])`` onwards of
-        ``weights`` (S, ...), its children lists ``children[sum(sizes[:k]):]``, delimited by
+        ``weights`` (S, ...), one per child; its children lists follow the lists of the levels
+        below in ``children`` (a child may be in several parents' lists, or in none), delimited by
         ``child_start[sum(sizes[1:k+1]) + k:]`` (both concatenated level by level, positions local
-        to the level). ``methods[k]``: 0/1/2/3/4 = arithmetic/geometric/harmonic/generalised (of
-        order ``power``)/Copeland (within each block of ``n_units`` rows). ``thresholds[k]`` >= 0
-        lets level k's means skip missing children (see ``_available_means``; Copeland needs every
-        child); below 0 every child is present. Writes ``scores`` (S, aggregates level by level,
+        to the level: the level's last delimiter is its count of list entries). ``methods[k]``:
+        0/1/2/3/4 = arithmetic/geometric/harmonic/generalised (of order ``power``)/Copeland
+        (within each block of ``n_units`` rows). ``thresholds[k]`` >= 0 lets level k's means skip
+        missing children (see ``_available_means``; Copeland needs every child); below 0 every
+        child is present. Writes ``scores`` (S, aggregates level by level,
         root last, R) and, if it has columns, ``ranks`` (S, R): the root ranked within each block of
         ``n_units`` rows (a year), by counting (more units than ``PAIRWISE_LIMIT`` are ranked
         after the kernel, by sorting: see :func:`rank_rows`); ``finite[0]``: whether every score
@@ -444,10 +448,11 @@ def tree_kernel(*, copeland: bool, skip_missing: bool):
             leaf = leaves[0] if leaves.shape[0] == 1 else leaves[s]
             row_weights = weights[s]
             # typed int64 from the start: a literal 0 would compile every helper twice, once for it
-            node, start, column = np.int64(0), np.int64(0), np.int64(0)
+            node, start, column, entry = np.int64(0), np.int64(0), np.int64(0), np.int64(0)
             current = leaf
             for k in range(n_levels):
                 n_children, n_parents = sizes[k], sizes[k + 1]
+                level_children = children[entry:]
                 # each level's means go straight to its rows of the scores, which the next reads
                 following = scores[s, column : column + n_parents]
                 source = current  # the children, or their prepared values below
@@ -462,7 +467,7 @@ def tree_kernel(*, copeland: bool, skip_missing: bool):
                         row_weights,
                         node,
                         child_start,
-                        children,
+                        level_children,
                         start,
                         n_parents,
                         n_units,
@@ -475,7 +480,7 @@ def tree_kernel(*, copeland: bool, skip_missing: bool):
                         row_weights,
                         node,
                         child_start,
-                        children,
+                        level_children,
                         start,
                         n_parents,
                         methods[k],
@@ -489,7 +494,7 @@ def tree_kernel(*, copeland: bool, skip_missing: bool):
                         row_weights,
                         node,
                         child_start,
-                        children,
+                        level_children,
                         start,
                         n_parents,
                         methods[k],
@@ -501,6 +506,7 @@ def tree_kernel(*, copeland: bool, skip_missing: bool):
                         every_finite &= following[p, r] * 0.0 == 0.0
                 current = following
                 node += n_children
+                entry += child_start[start + n_parents]
                 start += n_parents + 1
                 column += n_parents
             if ranks.shape[1]:
@@ -533,12 +539,12 @@ def _lane_shares(lane_weights, node, children, first, last, shares):
         total[lane] = 0.0
     for k in range(first, last):
         for lane in range(total.size):
-            total[lane] += lane_weights[node + children[node + k], lane]
+            total[lane] += lane_weights[node + children[k], lane]
     for lane in range(total.size):
         total[lane] = _weight_divisor(total[lane])
     for k in range(first, last):
         for lane in range(total.size):
-            shares[k - first, lane] = lane_weights[node + children[node + k], lane] / total[lane]
+            shares[k - first, lane] = lane_weights[node + children[k], lane] / total[lane]
 
 
 @inlined_helper
@@ -614,9 +620,10 @@ def aggregate_shared(
     every_finite = True
     for first_scenario in range(0, n_scenarios, lanes):
         _lane_weights(weights, first_scenario, lane_weights)
-        node, start, column = np.int64(0), np.int64(0), np.int64(0)
+        node, start, column, entry = np.int64(0), np.int64(0), np.int64(0), np.int64(0)
         for k in range(n_levels):
             n_children, n_parents = sizes[k], sizes[k + 1]
+            level_children = children[entry:]
             below = column - n_children  # the children's rows of values (k > 0)
             if k > 0 and methods[k] != 0:
                 _prepare_lanes(
@@ -624,13 +631,13 @@ def aggregate_shared(
                 )
             for p in range(n_parents):
                 first, last = child_start[start + p], child_start[start + p + 1]
-                _lane_shares(lane_weights, node, children, first, last, shares)
+                _lane_shares(lane_weights, node, level_children, first, last, shares)
                 mean = values[column + p]
                 for r in range(n_rows):
                     for lane in range(lanes):
                         mean[r, lane] = 0.0
                 for position in range(last - first):
-                    c = children[node + first + position]
+                    c = level_children[first + position]
                     share = shares[position]
                     if k == 0:
                         for r in range(n_rows):
@@ -650,6 +657,7 @@ def aggregate_shared(
                     for lane in range(lanes):  # 0 * x is 0 unless x is infinite or NaN
                         every_finite &= mean[r, lane] * 0.0 == 0.0
             node += n_children
+            entry += child_start[start + n_parents]
             start += n_parents + 1
             column += n_parents
         for lane in range(min(lanes, n_scenarios - first_scenario)):
