@@ -85,7 +85,10 @@ def aggregate_tree(
     ``leaves`` (S, C, R) or (C, R) when all scenarios share them; ``weights`` one (S, nodes) array
     per level, or (nodes,) shared (a level's weights are divided by their parent's sum); a count
     of 1 is shared by every scenario, as numpy broadcasts; ``memberships`` the (children,
-    parents) 0/1 matrix of each level; ``methods`` one name per level. Returns scores (S,
+    parents) 0/1 matrix of each level, any: a child may belong to several parents or to none, and
+    a parent without children is the mean of nothing (its weights sum to 0, divided by 1: 0 for
+    an arithmetic mean, +inf for a harmonic one; missing under a threshold or Copeland);
+    ``methods`` one name per level. Returns scores (S,
     aggregates: level by level, root last, R; on the tree kernel's path a view of rows padded in
     memory, see :func:`_padded`) and, given ``n_units`` (not None or 0), ranks (S, R) of the root
     within each block of ``n_units`` rows (ties as in :func:`nqpf_sens.engine.rank.rank_scores`).
