@@ -958,6 +958,34 @@ def test_the_resource_check_counts_the_per_unit_histograms(tmp_path):
         check_resources(size, tmp_path, memory=64 * 2**30, disk=2**30)
 
 
+def test_the_resource_check_counts_no_batch_longer_than_a_chunk():
+    """A Saltelli design's chunks all hold rows and keep the smaller default: the memory estimate
+    counts each worker's batch by the longest chunk there is, not by the longer default of chunks
+    of counts alone, which such a design never has (it refused runs that fit)."""
+    from nqpf_sens.uncertainty.resources import RunSize
+    from nqpf_sens.uncertainty.study import Chunking, chunk_row_bytes
+
+    n_rows, per_scenario = 262_144, 9272  # a weights-only NQPF scenario: 21,713 in 192 MiB
+    chunking = Chunking.plan(None, n_rows, True, 0, chunk_row_bytes(1, 31, 8, 5))
+    size = RunSize(
+        rows=n_rows,
+        columns=18,
+        saltelli=True,
+        base_n=65_536,
+        bootstrap=0,
+        kept=65_536,
+        years=1,
+        units=31,
+        aggregates=9,
+        regions=5,
+        tiers=3,
+        chunking=chunking,
+        per_scenario=per_scenario,
+        jobs=2,
+    )
+    assert chunking.rows > chunking.holding_rows == chunking.longest == size.batch_rows
+
+
 def test_the_resource_check_counts_what_forked_workers_copy(tmp_path):
     """A forked worker comes to copy the pages of the run's process it writes to."""
     from nqpf_sens.errors import UserError

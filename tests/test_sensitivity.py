@@ -562,8 +562,10 @@ def test_a_config_without_a_chunk_size_gets_an_eighth_of_the_design_within_bound
             assert smallest <= chunking.holding_rows <= largest
             assert smallest <= chunking.rows <= uncertainty.COUNTS_CHUNK_ROWS
             assert chunking.count >= 8 or chunking.holding_rows == chunking.rows == smallest
+            lengths = [b - a for a, b in chunking.spans()]
+            assert chunking.longest == max(lengths)  # what the memory estimate counts a batch by
             if saltelli:  # every chunk holds rows
-                assert {b - a for a, b in chunking.spans()[:-1]} <= {chunking.holding_rows}
+                assert set(lengths[:-1]) <= {chunking.holding_rows}
     memory = uncertainty.CHUNK_MEMORY
     assert uncertainty.Chunking.plan(None, 10**6, True, 0, memory // 10).holding_rows == 10
     assert uncertainty.Chunking.plan(300, 10**6, True, 0, row_bytes=1).rows == 300

@@ -87,7 +87,7 @@ class RunSize:
     @property
     def batch_rows(self) -> int:
         """The most scenarios a worker evaluates at once (see :func:`planned_batch_rows`)."""
-        return min(self.chunking.rows, max(1, CHUNK_MEMORY // self.per_scenario))
+        return min(self.chunking.longest, max(1, CHUNK_MEMORY // self.per_scenario))
 
     @property
     def chunks(self) -> int:

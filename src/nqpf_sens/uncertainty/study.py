@@ -454,7 +454,8 @@ def kept_scenarios(n_uncertain: int, scenario_bytes: int) -> int:
 class Chunking:
     """How a design is cut into chunks (the unit of a ``--resume`` file, of the counts and of the
     merge), in order: chunks of ``rows`` (the configured size, by default
-    :func:`default_chunk_rows`), except that the chunks over the design's first
+    :func:`default_chunk_rows` up to ``COUNTS_CHUNK_ROWS``), except that the chunks over the
+    design's first
     ``holding_until`` rows, which keep rows of statistics (kept scores; every row of a Saltelli
     design, its outputs), have ``holding_rows``, lowered so that those rows stay within
     ``CHUNK_MEMORY``. A later chunk holds counts alone and keeps the whole size: for a large
@@ -515,6 +516,14 @@ class Chunking:
         """How many chunks there are."""
         return len(self.spans())
 
+    @property
+    def longest(self) -> int:
+        """The rows of the longest chunk (a Saltelli design's are all lowered: none is ``rows``
+        long)."""
+        end = self._holding_end
+        holding = min(self.holding_rows, end)
+        return max(holding, min(self.rows, self.n_rows - end))
+
 
 def planned_batch_rows(shape: tuple[int, ...], n_aggregates: int, per_scenario_data: bool) -> int:
     """The most scenarios the engine evaluates at once, for data of ``shape`` (years, units,
@@ -545,9 +554,9 @@ def default_chunk_rows(n_rows: int, largest: int = DEFAULT_CHUNK_ROWS[1]) -> int
     most its workers' unfinished chunks. Chunks that hold rows as well (kept scores, Sobol
     outputs) hold them until merged, one per worker: those stay within the smaller bound, and
     only chunks of counts alone take ``COUNTS_CHUNK_ROWS`` (a weights-only study of 10^6
-    scenarios spent 110-120 ns a scenario on chunk files at 16,384 rows, 43-44 at 65,536; a
-    20-factor Sobol study with chunks of 45,056 rows peaked 230 MiB higher). It depends on the
-    design alone, so a resume with other workers finds the chunks it wrote."""
+    scenarios spent 110-120 ns a scenario on chunk files at 16,384 rows, 51-56 with its later
+    chunks at 65,536; a 20-factor Sobol study with chunks of 45,056 rows peaked 230 MiB higher).
+    It depends on the design alone, so a resume with other workers finds the chunks it wrote."""
     return min(largest, max(DEFAULT_CHUNK_ROWS[0], -(-n_rows // 8)))
 
 
