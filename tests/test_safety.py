@@ -930,26 +930,27 @@ def test_a_symlinked_work_folder_is_refused_before_running(project, capsys):
     assert not any((project / "elsewhere").iterdir())
 
 
-def test_the_resource_check_counts_the_per_unit_histograms(tmp_path):
-    from nqpf_sens.errors import UserError
-    from nqpf_sens.uncertainty.resources import RunSize, check_resources
+def run_size(**changes):
+    """A small Monte Carlo run's dimensions (31 units, 15 indicators, 1,024 scenarios in one
+    chunk, two workers), with ``changes``."""
+    from nqpf_sens.uncertainty.resources import RunSize
     from nqpf_sens.uncertainty.study import Chunking
 
-    size = RunSize(
-        rows=1024,
-        columns=15,
-        saltelli=False,
-        base_n=1024,
-        bootstrap=0,
-        kept=1024,
-        years=1,
+    small = dict(rows=1024, columns=15, saltelli=False, base_n=1024, bootstrap=0, kept=1024)
+    small |= dict(years=1, units=31, aggregates=4, regions=0, tiers=3, jobs=2)
+    small |= dict(chunking=Chunking.plan(1024, 1024, False, 1024, row_bytes=1))
+    return RunSize(**(small | dict(per_scenario=8 * 31 * 8) | changes))
+
+
+def test_the_resource_check_counts_the_per_unit_histograms(tmp_path):
+    from nqpf_sens.errors import UserError
+    from nqpf_sens.uncertainty.resources import check_resources
+    from nqpf_sens.uncertainty.study import Chunking
+
+    size = run_size(
         units=10_000,
-        aggregates=4,
-        regions=0,
-        tiers=3,
         chunking=Chunking.plan(400, 1024, False, 1024, row_bytes=1),
         per_scenario=8 * 10_000 * 8,
-        jobs=2,
     )
     check_resources(size, tmp_path, memory=64 * 2**30, disk=64 * 2**30)  # fits a large machine
     with pytest.raises(UserError, match=r"\[run\] chunk_size: .*chunks in flight"):
@@ -962,26 +963,20 @@ def test_the_resource_check_counts_no_batch_longer_than_a_chunk():
     """A Saltelli design's chunks all hold rows and keep the smaller default: the memory estimate
     counts each worker's batch by the longest chunk there is, not by the longer default of chunks
     of counts alone, which such a design never has (it refused runs that fit)."""
-    from nqpf_sens.uncertainty.resources import RunSize
     from nqpf_sens.uncertainty.study import Chunking, chunk_row_bytes
 
-    n_rows, per_scenario = 262_144, 9272  # a weights-only NQPF scenario: 21,713 in 192 MiB
+    n_rows = 262_144
     chunking = Chunking.plan(None, n_rows, True, 0, chunk_row_bytes(1, 31, 8, 5))
-    size = RunSize(
+    size = run_size(
         rows=n_rows,
         columns=18,
         saltelli=True,
         base_n=65_536,
-        bootstrap=0,
         kept=65_536,
-        years=1,
-        units=31,
         aggregates=9,
         regions=5,
-        tiers=3,
         chunking=chunking,
-        per_scenario=per_scenario,
-        jobs=2,
+        per_scenario=9272,  # a weights-only NQPF scenario: 21,713 of them in 192 MiB
     )
     assert chunking.rows > chunking.holding_rows == chunking.longest == size.batch_rows
 
@@ -989,14 +984,9 @@ def test_the_resource_check_counts_no_batch_longer_than_a_chunk():
 def test_the_resource_check_counts_what_forked_workers_copy(tmp_path):
     """A forked worker comes to copy the pages of the run's process it writes to."""
     from nqpf_sens.errors import UserError
-    from nqpf_sens.uncertainty.resources import FORKED_WORKER_BYTES, RunSize, check_resources
-    from nqpf_sens.uncertainty.study import Chunking
+    from nqpf_sens.uncertainty.resources import FORKED_WORKER_BYTES, check_resources
 
-    small = dict(rows=1024, columns=15, saltelli=False, base_n=1024, bootstrap=0, kept=1024)
-    small |= dict(years=1, units=31, aggregates=4, regions=0, tiers=3)
-    small |= dict(chunking=Chunking.plan(1024, 1024, False, 1024, row_bytes=1))
-    threads = RunSize(**small, per_scenario=8 * 31 * 8, jobs=8)
-    forks = RunSize(**small, per_scenario=8 * 31 * 8, jobs=8, forked=True)
+    threads, forks = run_size(jobs=8), run_size(jobs=8, forked=True)
     needed = sum(b for b, _ in forks.memory().values())
     assert needed - sum(b for b, _ in threads.memory().values()) == 8 * FORKED_WORKER_BYTES
     check_resources(threads, None, memory=int(needed))
