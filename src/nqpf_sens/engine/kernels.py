@@ -97,6 +97,14 @@ def _rank_row_pairwise(row, ordinal, out, work, cutoffs, padded):
 
 
 @inlined_helper
+def _rank_scratch(n_units):
+    """The scratch arrays of :func:`_rank_row_pairwise` for rows of up to ``n_units``: ``work``
+    (ordinal ties), ``cutoffs`` and the ``padded`` row."""
+    work = np.empty(2 * n_units + 1, dtype=np.int64)
+    return work, np.empty(n_units), np.empty(_pairwise_width(n_units))
+
+
+@inlined_helper
 def _pairwise_width(n_units):
     """The padded row of :func:`_rank_row_pairwise`: ``n_units`` padded to whole vector steps."""
     return -(-n_units // PAIRWISE_LANES) * PAIRWISE_LANES
@@ -142,8 +150,7 @@ def rank_rows_by_counting(scores, ordinal, ranks):
     array: of two ranking kernels, one compiled in a process that had loaded the other from the
     cache, the second to return an array failed once both were loaded from the cache (numba's
     "'descr' is NULL"), as kernels that return nothing do not."""
-    work = np.empty(2 * scores.shape[1] + 1, dtype=np.int64)
-    cutoffs, padded = np.empty(scores.shape[1]), np.empty(_pairwise_width(scores.shape[1]))
+    work, cutoffs, padded = _rank_scratch(scores.shape[1])
     for r in range(scores.shape[0]):
         _rank_row_pairwise(scores[r], ordinal, ranks[r], work, cutoffs, padded)
 
@@ -441,8 +448,7 @@ def tree_kernel(*, copeland: bool, skip_missing: bool):
             ):
                 raise ValueError("a Copeland level or a threshold the kernel was made without")
         prepared = np.zeros((widest, width))  # its padding stays 0: never a subnormal
-        work = np.empty(2 * n_units + 1, dtype=np.int64)
-        cutoffs, padded = np.empty(n_units), np.empty(_pairwise_width(n_units))
+        work, cutoffs, padded = _rank_scratch(n_units)
         every_finite = True
         for s in range(weights.shape[0]):
             leaf = leaves[0] if leaves.shape[0] == 1 else leaves[s]
@@ -615,8 +621,7 @@ def aggregate_shared(
     lane_weights = np.empty((weights.shape[1], lanes))
     shares = np.empty((widest_family + 1, lanes))
     span = np.empty((3, lanes))
-    work = np.empty(2 * n_units + 1, dtype=np.int64)
-    cutoffs, padded = np.empty(n_units), np.empty(_pairwise_width(n_units))
+    work, cutoffs, padded = _rank_scratch(n_units)
     every_finite = True
     for first_scenario in range(0, n_scenarios, lanes):
         _lane_weights(weights, first_scenario, lane_weights)
