@@ -1000,12 +1000,15 @@ def rank_agreement(ranks, nominal, n_units, counted):
         _counting_order(x, orders[t], tally)
         for p in range(n):
             x_sorted[t, p] = x[orders[t, p]]
+    pairs = n * (n - 1) // 2
+    untied_squares = (float(n) ** 3 - n) / 12
+    untied_rho_divisors = np.sqrt(x_squares * untied_squares)
+    untied_tau_divisors = np.sqrt((pairs - x_ties) * float(pairs))
     y_by_x = np.empty(n, dtype=np.int64)
     scratch = np.empty(n, dtype=np.int64)
     by_words = n <= WORDS_UNITS
     words = np.empty((n + 63) // 64, dtype=np.uint64)
     above = np.empty(words.size, dtype=np.int32)
-    no_ties = np.int64(0)  # not a literal 0 (see aggregate_tree)
     for s in range(n_scenarios):
         if not counted[s]:
             continue
@@ -1018,7 +1021,7 @@ def rank_agreement(ranks, nominal, n_units, counted):
                 discordant, untied = _discordant_by_words(y, orders[t], x_sorted[t], words, above)
             products = 0  # four times the sum of products of centred average ranks
             if untied:  # average rank = rank
-                y_ties, y_squares = 0, (float(n) ** 3 - n) / 12
+                y_ties, y_squares = 0, untied_squares
                 for u in range(n):
                     products += x_centred[t, u] * (2 * y[u] - (n + 1))
             else:
@@ -1028,12 +1031,14 @@ def rank_agreement(ranks, nominal, n_units, counted):
                     products += x_centred[t, u] * (twice_places[y[u]] - (n + 1))
             if x_squares[t] <= 0 or y_squares <= 0:
                 continue  # a ranking all tied: undefined
-            result[s, t, 0] = products / 4 / np.sqrt(x_squares[t] * y_squares)
-            result[s, t, 1] = (
-                _tau_b(n, x_ties[t], no_ties, no_ties, discordant)
-                if untied
-                else _kendall_tau_b(y, orders[t], x_sorted[t], x_ties[t], y_ties, y_by_x, scratch)
-            )
+            if untied:  # the divisors of every untied ranking, computed once (as _tau_b would)
+                result[s, t, 0] = products / 4 / untied_rho_divisors[t]
+                result[s, t, 1] = (pairs - x_ties[t] - 2 * discordant) / untied_tau_divisors[t]
+            else:
+                result[s, t, 0] = products / 4 / np.sqrt(x_squares[t] * y_squares)
+                result[s, t, 1] = _kendall_tau_b(
+                    y, orders[t], x_sorted[t], x_ties[t], y_ties, y_by_x, scratch
+                )
     return result
 
 
