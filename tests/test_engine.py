@@ -34,6 +34,18 @@ def test_sub_indices_are_weighted_means_on_0_100(spec, table):
     np.testing.assert_allclose(evaluate(spec, table).scores[0, 0, :, 0], tech.to_numpy())
 
 
+@pytest.mark.parametrize("bad", [np.nan, -np.nan, np.inf, -np.inf, -1e-300, -2.0])
+def test_a_batch_refuses_weight_factors_not_finite_or_negative(bad):
+    """Every weight factor must be a finite number at least 0, wherever it sits in its row."""
+    factors = np.ones((3, 4))
+    factors[2, 3] = bad
+    with pytest.raises(ValueError, match="must be finite and not negative"):
+        ScenarioBatch((Pipeline(),), np.zeros(3, dtype=int), weight_factors=(factors,))
+    factors[2, 3] = 0.0  # what a factor that leaves its node out gives
+    factors[0, 0] = np.finfo(float).max
+    ScenarioBatch((Pipeline(),), np.zeros(3, dtype=int), weight_factors=(factors,))
+
+
 @pytest.mark.parametrize("normalisation", ["minmax", "zscore"])
 @pytest.mark.parametrize("aggregation", ["arithmetic", "geometric"])
 def test_single_scenario_equals_plain_reference(spec, table, normalisation, aggregation):

@@ -62,7 +62,8 @@ class ScenarioBatch:
         for factors in self.weight_factors or ():
             if np.ndim(factors) != 2 or len(factors) != index.size:
                 raise ValueError("weight_factors hold one row per scenario")
-            if not (np.isfinite(factors).all() and (factors >= 0).all()):
+            # NaN fails the first test, +inf the second: two reductions, no array of flags
+            if not (np.min(factors, initial=0.0) >= 0 and np.max(factors, initial=0.0) < np.inf):
                 raise ValueError("weight_factors must be finite and not negative")
 
     @property
