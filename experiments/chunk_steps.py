@@ -6,8 +6,11 @@ chunks of the NQPF weights-only Monte Carlo design that ``bench.py`` uses (one t
 functions in turn on fresh rows, as a study runs them: the design rows, their decoding into a
 batch, the engine, the chunk's statistics and its file for ``--resume``; then the whole chunk as
 the study evaluates it, its file included. Prints the best and the median nanoseconds per scenario
-of each step. Run it against another checkout with ``PYTHONPATH=<checkout>/src`` to compare
-versions: alternate the two, as the machine's speed drifts.
+of each step; of the statistics' compiled loops alone (``kernels``: these statistics' cost without
+the study's bookkeeping); and the ``budget``, what the study may add to the engine's time to run
+at 80% of the engine's rate (a quarter of the engine's time). Run it against another checkout with
+``PYTHONPATH=<checkout>/src`` to compare versions: alternate the two, as the machine's speed
+drifts.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from bench import WEIGHTS_ONLY
 
 from nqpf_sens.config import load_config
+from nqpf_sens.engine import kernels
 from nqpf_sens.engine.batch import evaluate
 from nqpf_sens.inputs import load_inputs
 from nqpf_sens.plan import prepare_study
@@ -60,6 +65,7 @@ def main() -> None:
             batch = timed("decoding", uncertainty.batch_for_rows, study, rows)
             result = timed("engine", engine.evaluate, batch)
             stats = timed("statistics", summarised, study, result, start, start + size)
+            timed("  kernels", statistics_kernels, study, result, start, start + size)
             key = chunk_key("steps", start, start + size)
             timed("chunk file", stats.save, chunk_path(work, start), key)
             chunk_path(work, start).unlink()
@@ -69,6 +75,27 @@ def main() -> None:
     for step, values in seconds.items():
         best, median = min(values[1:]), statistics.median(values[1:])
         print(f"{step:12s} {best / size * 1e9:6.0f} {median / size * 1e9:7.0f}")
+    engine_ns = [value / size * 1e9 for value in seconds["engine"][1:]]
+    budget = f"{min(engine_ns) / 4:6.0f} {statistics.median(engine_ns) / 4:7.0f}"
+    print(f"{'budget':12s} {budget}  (all but the engine, at 80% of its rate)")
+
+
+def statistics_kernels(study, result, start: int, stop: int) -> None:
+    """The compiled loops of :meth:`ChunkTally.add` alone, into counts of their own: the ranks
+    and tiers tallied, both rank correlations and their histogram, the units above the mean."""
+    tally = uncertainty.ChunkTally(study)
+    n_rows, n_years, n_units = result.ranks.shape
+    ranks = result.ranks.reshape(n_rows, n_years * n_units)
+    tiers = result.tiers.reshape(ranks.shape)
+    nominal = study.nominal_ranks.ravel()
+    counted = study.design.uncertainty_rows(start, stop)
+    kernels.tally_ranks(
+        ranks, tiers, nominal, counted, tally.rank_counts, tally.tier_counts, tally.shift_counts
+    )
+    agreement = kernels.rank_agreement(ranks, nominal, n_units, counted)
+    kernels.bin_correlations(agreement, uncertainty.AGREEMENT_GRID, tally.agreement_counts)
+    index = np.ascontiguousarray(result.index)
+    kernels.count_above_mean(index, np.full(n_units, 1 / n_units), tally.above_mean)
 
 
 def summarised(study, result, start: int, stop: int) -> uncertainty.ChunkStats:
