@@ -74,7 +74,7 @@ def sobol_toml_case() -> dict:
             1,
             aggregates={"all_ranks": np.arange(len(units))},
         )
-        sobol_summary(indices, output_reliability(indices))
+        sobol_summary(indices, output_reliability(indices, design.n))
 
     ours = median_seconds(analyse)
     reference = salib_seconds(stats.outputs, design.problem(), bootstrap)

@@ -5,6 +5,10 @@ against exhaustive enumeration, through the functions the runs use (``Design``, 
 Usage: ``python experiments/validate_estimators.py [--quick]``; writes
 ``experiments/results/sobol_validation.csv`` (absolute error and the share of 95% bootstrap
 intervals covering the truth, over repeated seeds) and ``experiments/results/rank_validation.csv``.
+With ``--small``, only ``experiments/results/small_sample_validation.csv``: at N = 4 to 128 (30
+designs each), the share of percentile intervals covering the true S1 and ST, of every output and
+of those that pass the reliability tests of variation and width (why fewer than
+``MIN_BASE_SAMPLES`` base samples make an output unreliable).
 
 Test functions (inputs uniform on the unit hypercube):
 - Ishigami (a = 7, b = 0.1) on [-pi, pi]^3;
@@ -41,10 +45,11 @@ from nqpf_sens.audit.importance import (
 from nqpf_sens.engine.batch import Engine
 from nqpf_sens.indices.nqpf.data import province_table
 from nqpf_sens.uncertainty.designs import Design
-from nqpf_sens.uncertainty.sobol import sobol_indices
+from nqpf_sens.uncertainty.sobol import output_reliability, sobol_indices
 from nqpf_sens.uncertainty.statistics import CountedValues
 
 OUT = Path(__file__).resolve().parents[1] / "experiments" / "results"
+MIN_TESTED = 1 << 20  # as many base samples as reliability's own test of N passes
 G_A = np.array([0.0, 1.0, 4.5, 9.0, 99.0, 99.0])
 LINEAR_W = np.array([4.0, 2.0, 1.0, 0.5])
 
@@ -125,6 +130,60 @@ def validate_sobol(exponents: list[int], seeds_at: dict[int, int]) -> pd.DataFra
         )
         .reset_index()
     )
+
+
+def validate_small_samples(exponents: list[int], seeds: int) -> pd.DataFrame:
+    """How the bootstrap's percentile intervals cover the true indices at small N, over every
+    output and over those that :func:`output_reliability`'s tests of variation and width pass
+    (its test of N left out): the analytic functions and the provinces' discrete ranks."""
+    ranks, shape = exact_choice_ranks()
+    exact = exact_indices(ranks)
+    varying = np.flatnonzero(ranks.reshape(-1, ranks.shape[-1]).std(axis=0) >= 0.5)
+    choices = ["normalisation", "aggregation", "weights"]
+    cases = {
+        name: (
+            function,
+            [f"x{i}" for i in range(d)],
+            (np.array(s1)[:, None], np.array(st)[:, None]),
+        )
+        for name, (function, d, s1, st) in truths().items()
+    }
+    cases["discrete"] = (
+        lambda u: ranks[
+            tuple(np.minimum((u[:, j] * k).astype(int), k - 1) for j, k in enumerate(shape))
+        ][:, varying].astype(float),
+        choices,
+        tuple(e[:, varying] for e in exact),
+    )
+    rows = []
+    for name, (function, groups, (s1, st)) in cases.items():
+        for exponent in exponents:
+            for seed in range(seeds):
+                design = Design("saltelli", 2**exponent, groups, seed)
+                y = function(design.rows(0, design.n_rows))
+                y = y if y.ndim == 2 else y[:, None]
+                outputs = [f"rank:{k}" for k in range(y.shape[1])]
+                found = sobol_indices(y, outputs, design.problem(), 100, 0.95, seed + 1)
+                reliability = output_reliability(found, MIN_TESTED).set_index("output")
+                for row in found.itertuples():
+                    k, j = int(row.output.split(":")[1]), groups.index(row.factor)
+                    for index, truth in (("S1", s1[j, k]), ("ST", st[j, k])):
+                        low, high = getattr(row, f"{index}_low"), getattr(row, f"{index}_high")
+                        rows.append(
+                            {
+                                "case": name,
+                                "n": 2**exponent,
+                                "passes_other_tests": reliability.reliable[row.output],
+                                "covered": low - 1e-12 <= truth <= high + 1e-12,
+                            }
+                        )
+        print(name, flush=True)
+    detail = pd.DataFrame(rows)
+    every = detail.groupby("n").covered.agg(coverage="mean", intervals="size")
+    passing = detail[detail.passes_other_tests].groupby("n").covered
+    return every.join(
+        passing.agg(coverage_passing="mean", intervals_passing="size"), how="left"
+    ).reset_index()
 
 
 def exact_choice_ranks() -> tuple[np.ndarray, tuple[int, ...]]:
@@ -307,12 +366,18 @@ def validate_importance(samples: int, units: int = 31, resamples: int = 200) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--small", action="store_true", help="only the coverage at N = 4 to 128")
     args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    if args.small:
+        small = validate_small_samples(list(range(2, 8)), 30)
+        small.to_csv(OUT / "small_sample_validation.csv", index=False, float_format="%.4g")
+        print(small.to_string(index=False))
+        return
     exponents = [8, 10, 12] if args.quick else [8, 10, 12, 14, 16]
     seeds_at = {8: 100, 10: 100, 12: 100, 14: 40, 16: 20}
     if args.quick:
         seeds_at = {k: 10 for k in seeds_at}
-    OUT.mkdir(parents=True, exist_ok=True)
     sobol = validate_sobol(exponents, seeds_at)
     sobol.to_csv(OUT / "sobol_validation.csv", index=False, float_format="%.4g")
     ranks = validate_ranks([100, 1000, 10000, 100000])

@@ -245,6 +245,21 @@ def test_sobol_outputs_too_uncertain_to_rank_factors_are_not_read():
     assert not any("largest total effect" in line or "Interactions" in line for line in found)
     assert any("Not read: the Sobol indices of the mean rank shift R_S" in line for line in found)
     assert any("Not read: the Sobol indices of all units' ranks" in line for line in found)
+    outputs["why_not"] = [
+        "fewer than 64 base samples: the error cannot be measured",
+        "does not vary",
+        None,
+    ]
+    found = lines({"sobol_summary": table, "sobol_outputs": outputs})
+    assert any(
+        "R_S, which cannot rank the factors (fewer than 64 base samples" in line
+        and "a larger n" in line
+        for line in found
+    )
+    assert any(
+        "ranks (variance-weighted), which cannot rank the factors (does not vary)." in line
+        for line in found
+    )
     outputs["reliable"] = "True"
     outputs.loc[0, "interaction_share"] = 0.01
     found = lines({"sobol_summary": table, "sobol_outputs": outputs})

@@ -13,6 +13,7 @@ from nqpf_sens.uncertainty import sobol
 from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty.factors import matching_concentration
 from nqpf_sens.uncertainty.sobol import (
+    MIN_BASE_SAMPLES,
     MIN_RANK_SD,
     bootstrap_seed,
     output_reliability,
@@ -87,7 +88,11 @@ def test_generalised_indices_of_two_linear_outputs():
     np.testing.assert_allclose(found.S1, [1 / 101, 100 / 101], atol=0.01)
 
 
-def test_intervals_reproducible_bounded_and_constant_outputs_are_missing(design):
+def test_intervals_reproducible_unclipped_and_constant_outputs_are_missing(design):
+    """Percentile intervals as the resamples give them: an index near 1 (f's S1 for a) keeps an
+    upper end above 1 and one near 0 a lower end below 0 (clipped to [0, 1], the interval of an
+    estimate of 0.99 would be narrower than its resamples' spread, and could leave the estimate
+    outside); each contains its estimate here."""
     y = outputs_of(design.rows(0, design.n_rows))
     names = ["f", "g", "h", "constant"]
     first = sobol_indices(y, names, design.problem(), 80, 0.95, bootstrap_seed(0))
@@ -96,8 +101,24 @@ def test_intervals_reproducible_bounded_and_constant_outputs_are_missing(design)
     varying = first[first.output != "constant"]
     for index in ("S1", "ST"):
         low, high = varying[f"{index}_low"], varying[f"{index}_high"]
-        assert ((0 <= low) & (low <= high) & (high <= 1)).all()
+        assert ((low <= varying[index] + 1e-12) & (varying[index] <= high + 1e-12)).all()
+    assert (varying.S1_high > 1).any() and (varying.S1_low < 0).any()
     assert first[first.output == "constant"][["S1", "ST", "S1_low"]].isna().all().all()
+
+
+def test_too_few_base_samples_make_every_varying_output_unreliable(design):
+    """Below ``MIN_BASE_SAMPLES`` a bootstrap over so few samples cannot measure the error, however
+    narrow the intervals it gives (at N = 2 only three distinct resamples exist)."""
+    small = Design("saltelli", 2, GROUPS, 3)
+    y = outputs_of(small.rows(0, small.n_rows))
+    indices = sobol_indices(y, ["f", "g", "h", "constant"], small.problem(), 50, 0.95, 1)
+    reliability = output_reliability(indices, small.n).set_index("output")
+    assert not reliability.reliable.any()
+    assert reliability.why_not["constant"] == "does not vary"
+    varying = reliability.drop(index="constant")
+    assert varying.why_not.str.startswith(f"fewer than {MIN_BASE_SAMPLES} base samples").all()
+    enough = output_reliability(indices, MIN_BASE_SAMPLES).set_index("output")
+    assert not enough.why_not.drop(index="constant").str.contains("base samples").any()
 
 
 def test_unreliable_outputs_are_flagged_and_never_top(design):
@@ -106,7 +127,7 @@ def test_unreliable_outputs_are_flagged_and_never_top(design):
     y = np.column_stack([np.floor(10 * u[:, 0]) + u[:, 3], steady, np.full(len(u), 5.0)])
     names = ["rank:moving", "rank:steady", "rank:fixed"]
     indices = sobol_indices(y, names, design.problem(), 50, 0.95, 1)
-    reliability = output_reliability(indices).set_index("output")
+    reliability = output_reliability(indices, design.n).set_index("output")
     assert reliability.reliable.tolist() == [True, False, False]
     assert reliability.output_sd["rank:steady"] < MIN_RANK_SD
     assert reliability.why_not["rank:fixed"] == "does not vary"

@@ -30,7 +30,7 @@ from nqpf_sens.audit.optimal_weights import (
 )
 from nqpf_sens.indices.nqpf.paper import OUTPUTS, REGION_ORDER
 from nqpf_sens.uncertainty.convergence import BLOCKS
-from nqpf_sens.uncertainty.sobol import MAX_INTERVAL, MIN_RANK_SD
+from nqpf_sens.uncertainty.sobol import MAX_INTERVAL, MIN_BASE_SAMPLES, MIN_RANK_SD
 from nqpf_sens.uncertainty.statistics import CONFIDENCE as QUANTILE_CONFIDENCE
 from nqpf_sens.uncertainty.study import KEPT_SCORES_BYTES, MAX_KEPT_SCORES, MIN_KEPT_SCORES
 
@@ -521,7 +521,9 @@ EXACT: dict[str, _Meaning] = {
     "reliable": _Meaning(
         "whether the output's Sobol indices can rank the factors",
         "False when the output does not vary, is a unit's rank with a standard deviation below "
-        f"{MIN_RANK_SD:g} places, or has an ST interval wider than {MAX_INTERVAL:g}",
+        f"{MIN_RANK_SD:g} places, rests on fewer than {MIN_BASE_SAMPLES} base samples (too few "
+        f"for the bootstrap to measure the error), or has an ST interval wider than "
+        f"{MAX_INTERVAL:g}",
     ),
     "why_not": _Meaning("the reason the output's indices are not reliable (empty when they are)"),
     "base_samples": _Meaning(
@@ -719,7 +721,8 @@ def _confidence_end(end: str) -> Callable[[_Meaning, _Context], _Meaning | None]
             return _Meaning(
                 f"the {end} end of the {_percent(context.confidence)} bootstrap confidence "
                 f"interval for {base.what}",
-                "from bootstrap resamples of the design's base samples, clipped to [0, 1]",
+                "from bootstrap resamples of the design's base samples, as they fall: an end "
+                "below 0 or above 1, where no true index lies, shows the estimator's noise",
             )
         return None
 
@@ -748,7 +751,7 @@ def _half_width(base: _Meaning, context: _Context) -> _Meaning | None:
         f"the half-width of the {_percent(context.confidence)} normal-approximation confidence "
         f"interval for {base.what}",
         "z times the bootstrap standard deviation, as SALib reports it; unlike _low and _high, "
-        "symmetric and not clipped",
+        "symmetric about the estimate",
     )
 
 

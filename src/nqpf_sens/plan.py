@@ -403,7 +403,7 @@ def tables_from(
             config.sampling.confidence,
             aggregates={"all_ranks": np.arange(len(labels.units))},
         )
-        reliability = output_reliability(indices)
+        reliability = output_reliability(indices, prepared.study.design.n)
         indices = indices.drop(columns=list(INTERACTION_INTERVAL))  # an output's, not a factor's
         tables["sobol_indices"] = indices.merge(reliability[["output", "reliable"]], on="output")
         tables["sobol_outputs"] = reliability

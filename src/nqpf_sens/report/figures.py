@@ -327,8 +327,8 @@ def sobol_bars(indices: pd.DataFrame, output: str, title: str) -> Figure:
 
 
 def _interval_arms(frame: pd.DataFrame, index: str) -> np.ndarray:
-    """Error-bar arms from the point to the ends of the interval (none where the clipped interval
-    leaves the point outside)."""
+    """Error-bar arms from the point to the ends of the interval (none on a side where the
+    percentile interval leaves the point outside)."""
     low = (frame[index] - frame[f"{index}_low"]).clip(lower=0)
     high = (frame[f"{index}_high"] - frame[index]).clip(lower=0)
     return np.vstack([low.fillna(0), high.fillna(0)])

@@ -153,7 +153,7 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         if (s1 < 0).any():
             lines.append(
                 f"{int((s1 < 0).sum())} of {len(s1)} S1 estimates are below 0: estimator noise "
-                "(a true index is never negative; the intervals are clipped to [0, 1])."
+                "(a true index is never negative)."
             )
     findings = [(line, False) for line in lines]
     convergence = manifest.get("convergence", {})
@@ -353,9 +353,16 @@ def _sobol_lines(
         ("all_ranks", "ST_ranks", "all units' ranks (variance-weighted)"),
     ):
         if output in unreliable:
+            assert outputs is not None  # only outputs name unreliable ones
+            reasons = outputs.set_index("output").get("why_not", pd.Series(dtype=object))
+            why = reasons.get(output)
+            why = why if isinstance(why, str) else "its intervals are too wide"  # an older run
+            advice = (
+                "" if why.startswith("does not vary") else "; a larger n may make them readable"
+            )
             lines.append(
-                f"Not read: the Sobol indices of {what}, whose intervals are too wide to rank "
-                "the factors (a larger n narrows them)."
+                f"Not read: the Sobol indices of {what}, which cannot rank the factors ({why})"
+                f"{advice}."
             )
         else:
             lines.append(_leaders(summary, column, what, level))
@@ -375,7 +382,8 @@ def _sobol_lines(
             names += ", ..." if len(set_aside) > 6 else ""
             lines.append(
                 f"Not read: the Sobol indices of {plural(len(set_aside), 'unit')} whose rank "
-                f"hardly varies or whose intervals are too wide ({names})."
+                f"hardly varies, whose intervals are too wide or whose n is too small ({names}; "
+                "why_not in sobol_outputs.csv says which)."
             )
         by_output = outputs.set_index("output")
         if "rank_shift" in by_output.index and "rank_shift" not in unreliable:
