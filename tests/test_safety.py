@@ -130,7 +130,7 @@ def test_an_earlier_result_is_replaced_but_not_one_holding_a_foreign_file(projec
     assert main(["run", "base.toml", "--quiet"]) == 0
     result = project / "results" / "base"
     assert (result / MARKER).is_file()
-    (result / "baseline_scores.csv").write_text("edited by hand")
+    (result / "baseline_scores.csv").unlink()  # a listed file the user deleted: nothing to lose
     assert main(["run", "base.toml", "--quiet"]) == 0  # its own files: replaced
     assert (result / "baseline_scores.csv").read_text().startswith("unit,")
     (result / "notes.txt").write_text("mine")
@@ -140,6 +140,39 @@ def test_an_earlier_result_is_replaced_but_not_one_holding_a_foreign_file(projec
     (result / "data.csv").symlink_to(project / "data" / "values.csv")
     assert "data.csv" in refused(capsys, "run", "base.toml")
     assert (project / "data" / "values.csv").is_file()
+
+
+def test_a_file_of_an_earlier_result_edited_since_is_never_replaced(project, capsys):
+    """A file the user changed inside a result is theirs now: a run does not replace the result,
+    and nothing in it changes; ``report`` carries an edited table into the new result as it is
+    (and a later run still finds it edited), but never replaces an edited report or figure. A
+    result whose marker records no digests (an older version's) cannot show its files unchanged,
+    so it is refused too."""
+    assert main(["run", "base.toml", "--quiet"]) == 0
+    result = project / "results" / "base"
+    edited = result / "baseline_scores.csv"
+    annotated = edited.read_text() + "my annotation\n"
+    edited.write_text(annotated)
+    saved = tree(result)
+    message = refused(capsys, "run", "base.toml")
+    assert "'baseline_scores.csv', changed since nqpf_sens wrote it" in message
+    assert tree(result) == saved
+    assert main(["report", "results/base"]) == 0
+    assert edited.read_text() == annotated
+    assert "'baseline_scores.csv', changed since" in refused(capsys, "run", "base.toml")
+    assert edited.read_text() == annotated
+    report = result / "report.html"
+    report.write_text(report.read_text().replace("</body>", "<p>my notes</p></body>"))
+    saved = tree(result)
+    assert "'report.html', changed since" in refused(capsys, "report", "results/base")
+    assert tree(result) == saved
+    report.unlink()
+    marker = json.loads((result / MARKER).read_text())
+    del marker["sha256"]
+    (result / MARKER).write_text(json.dumps(marker))
+    saved = tree(result)
+    assert "older nqpf_sens" in refused(capsys, "run", "base.toml")
+    assert tree(result) == saved
 
 
 def test_a_marker_naming_outside_files_is_not_trusted(project, capsys):

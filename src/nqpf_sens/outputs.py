@@ -2,16 +2,18 @@
 
 A run (or ``report``) writes into a hidden staging folder beside the destination and publishes it
 only when complete. A destination that already exists is replaced only if it is an earlier result:
-it holds the marker file this module writes, which lists every file of the result, and nothing
-else. The root, the home folder, the working folder and any folder that contains the config, the
-data or the installed package are always refused; symbolic links are never followed or deleted.
-Publishing swaps the two folders atomically (``renameat2``; elsewhere: rename aside, move in), so a
-crash at any instant leaves the old or the new result, and deleting the old one removes only the
-files its marker lists. A lock file beside the destination keeps two runs from writing it at
-once; a file of its name that the tool did not make is left alone and the run refused. What a
-killed run leaves beside the destination (its staging folder, or an earlier result moved aside) is
-named in a warning by the next run on that destination, never deleted: a copy of such a folder, or
-one the user filled, could not be told from it.
+it holds the marker file this module writes, which lists every file of the result with the SHA-256
+of its bytes, and nothing else, each file as written (a file edited since, or a result whose marker
+records no digests, is refused: the tool cannot tell it from the user's own work). The root, the
+home folder, the working folder and any folder that contains the config, the data or the installed
+package are always refused; symbolic links are never followed or deleted. Publishing swaps the two
+folders atomically (``renameat2``; elsewhere: rename aside, move in), so a crash at any instant
+leaves the old or the new result, and deleting the old one removes only the files its marker lists.
+A lock file beside the destination keeps two runs from writing it at once; a file of its name that
+the tool did not make is left alone and the run refused. What a killed run leaves beside the
+destination (its staging folder, or an earlier result moved aside) is named in a warning by the next
+run on that destination, never deleted: a copy of such a folder, or one the user filled, could not
+be told from it.
 Folders are created with the user's umask.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -27,7 +30,7 @@ import secrets
 import shutil
 import stat
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -93,10 +96,14 @@ def protected_paths(extra: Iterable[Path] = ()) -> dict[Path, str]:
 
 
 def check_destination(
-    destination: Path, protected: Iterable[Path] = (), given_as: str = "--out"
+    destination: Path,
+    protected: Iterable[Path] = (),
+    given_as: str = "--out",
+    carried: Iterable[str] = (),
 ) -> Path:
     """Refuse, before anything runs, a destination that may not be written or replaced
-    (``given_as``: the option that named it, if any, for the advice).
+    (``given_as``: the option that named it, if any, for the advice; ``carried``: files of an
+    earlier result there that the new one copies as they are, see :func:`check_replaceable`).
 
     Returns its absolute path. Nothing is created here."""
     final = _absolute(destination)
@@ -112,7 +119,7 @@ def check_destination(
                 f"would replace a folder that contains {what}; choose a new folder", final
             )
     if os.path.lexists(final):
-        check_replaceable(final)
+        check_replaceable(final, carried)
     ancestor = final.parent
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -140,6 +147,24 @@ def _longest_name(folder: Path) -> int:
 
 def result_files(folder: Path) -> list[str] | None:
     """The files an earlier result lists in its marker, or None if ``folder`` has no valid one."""
+    content = _marker(folder)
+    return None if content is None else content["files"]
+
+
+def result_digests(folder: Path) -> dict[str, str] | None:
+    """The SHA-256 of each file as the earlier result wrote it, or None if its marker has none
+    (an older version's) or ``folder`` no valid marker."""
+    content = _marker(folder)
+    if content is None:
+        return None
+    digests = content.get("sha256")
+    if not isinstance(digests, dict) or set(digests) != set(content["files"]):
+        return None
+    return digests if all(isinstance(d, str) for d in digests.values()) else None
+
+
+def _marker(folder: Path) -> dict[str, Any] | None:
+    """The content of ``folder``'s marker, its ``files`` checked, or None."""
     marker = folder / MARKER
     if os.path.islink(marker) or not marker.is_file():
         return None
@@ -158,7 +183,14 @@ def result_files(folder: Path) -> list[str] | None:
         return None
     if not all(isinstance(f, str) and _is_relative(f) for f in files):
         return None
-    return files
+    return content
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes, opened without following a link."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    with os.fdopen(os.open(path, flags), "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _is_relative(name: str) -> bool:
@@ -166,8 +198,10 @@ def _is_relative(name: str) -> bool:
     return bool(parts) and not Path(name).is_absolute() and ".." not in parts and "." not in parts
 
 
-def check_replaceable(folder: Path) -> None:
-    """Refuse to replace ``folder`` unless it is an earlier result holding only what it lists."""
+def check_replaceable(folder: Path, carried: Iterable[str] = ()) -> None:
+    """Refuse to replace ``folder`` unless it is an earlier result holding only what it lists,
+    each file as written, except those ``carried`` into the new result as they are (whose bytes
+    live on there, whatever they now hold)."""
     if os.path.islink(folder):
         raise UserError("is a symbolic link; nqpf_sens never replaces one", folder)
     if not folder.is_dir():
@@ -185,6 +219,20 @@ def check_replaceable(folder: Path) -> None:
             " output folder",
             folder,
         )
+    digests = result_digests(folder)
+    if digests is None:
+        raise UserError(
+            "is a result of an older nqpf_sens, whose marker does not record what its files "
+            "held, so edits to them cannot be told; move it away or choose another output folder",
+            folder,
+        )
+    for name in set(listed) - set(carried):
+        if os.path.lexists(folder / name) and file_digest(folder / name) != digests[name]:
+            raise UserError(
+                f"holds '{name}', changed since nqpf_sens wrote it; move it away or choose "
+                "another output folder",
+                folder,
+            )
 
 
 def _foreign_entry(folder: Path, listed: set[str]) -> str | None:
@@ -241,15 +289,16 @@ def _renameat2(source: Path, target: Path, flags: int) -> bool:
     raise OSError(code, os.strerror(code), str(target))
 
 
-def publish(staging: Path, final: Path) -> None:
-    """Make the complete ``staging`` folder the result at ``final``, replacing an earlier result."""
+def publish(staging: Path, final: Path, carried: Iterable[str] = ()) -> None:
+    """Make the complete ``staging`` folder the result at ``final``, replacing an earlier result
+    (``carried``: its files that ``staging`` holds copies of)."""
     if not os.path.lexists(final):
         if not _renameat2(staging, final, _RENAME_NOREPLACE):
             if os.path.lexists(final):
                 raise UserError("appeared while the run was writing; nothing was replaced", final)
             os.rename(staging, final)
         return
-    check_replaceable(final)  # again: files may have been added while the run was going
+    check_replaceable(final, carried)  # again: files may have been added while the run was going
     if _renameat2(staging, final, _RENAME_EXCHANGE):
         _remove_replaced(staging)  # the staging path now holds the old result
         return
@@ -412,9 +461,11 @@ def abandoned(final: Path) -> list[Path]:
 
 
 @contextmanager
-def staged_directory(final: Path) -> Iterator[Path]:
+def staged_directory(final: Path, carried: Mapping[str, str] | None = None) -> Iterator[Path]:
     """Yield an empty staging folder beside ``final``; on success it is published as ``final``
-    (see :func:`publish`) with a marker listing every file in it. On failure it is removed."""
+    (see :func:`publish`) with a marker listing every file in it. On failure it is removed.
+    ``carried``: files of the earlier result at ``final`` copied in as they are, with the digests
+    its marker records (see :func:`write_marker`)."""
     final = Path(final)
     staging = _beside(final, STAGING)
     try:
@@ -423,15 +474,17 @@ def staged_directory(final: Path) -> Iterator[Path]:
         raise UserError(f"cannot write the output folder ({exc.strerror})", final.parent) from None
     try:
         yield staging
-        write_marker(staging)
-        publish(staging, final)
+        write_marker(staging, carried or {})
+        publish(staging, final, carried or {})
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
-def write_marker(folder: Path) -> None:
-    """List every file of a finished result in its marker (what may later be replaced)."""
+def write_marker(folder: Path, carried: Mapping[str, str] | None = None) -> None:
+    """List every file of a finished result in its marker with the SHA-256 of its bytes (what may
+    later be replaced, and only as written). A file ``carried`` from an earlier result keeps the
+    digest recorded when the tool wrote it: copied after an edit, it stays the user's."""
     from nqpf_sens import __version__
 
     files = sorted(
@@ -440,7 +493,8 @@ def write_marker(folder: Path) -> None:
         for name in names
         if name != MARKER
     )
-    payload = {"tool": TOOL, "version": __version__, "files": files}
+    digests = {name: (carried or {}).get(name) or file_digest(folder / name) for name in files}
+    payload = {"tool": TOOL, "version": __version__, "files": files, "sha256": digests}
     write_json(payload, folder / MARKER)
 
 

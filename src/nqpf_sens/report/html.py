@@ -17,7 +17,13 @@ from pathlib import Path
 import pandas as pd
 
 from nqpf_sens.errors import UserError, system_problem
-from nqpf_sens.outputs import check_destination, destination_lock, result_files, staged_directory
+from nqpf_sens.outputs import (
+    check_destination,
+    destination_lock,
+    result_digests,
+    result_files,
+    staged_directory,
+)
 from nqpf_sens.processes import WorkerDied
 from nqpf_sens.report.figures import make_figures
 from nqpf_sens.report.reading import reading
@@ -380,11 +386,12 @@ def rebuild_report(folder: str | Path, chinese: bool = False, quiet: bool = Fals
         listed = result_files(folder)
         if listed is None:
             raise UserError("not a complete run (no nqpf_sens marker file)", folder)
-        folder = check_destination(folder, given_as="")
+        keep = [n for n in listed if not n.startswith("figures/") and n != "report.html"]
+        folder = check_destination(folder, given_as="", carried=keep)
         manifest, tables = load_run(folder)
     except OSError as exc:  # a name too long, a folder or file the user may not read
         raise UserError(f"cannot be read ({exc.strerror})", exc.filename or folder) from None
-    keep = [name for name in listed if not name.startswith("figures/") and name != "report.html"]
+    recorded = result_digests(folder) or {}  # (none: check_destination refused it)
     for name in keep:
         if os.path.islink(folder / name) or not (folder / name).is_file():
             raise UserError(
@@ -392,7 +399,8 @@ def rebuild_report(folder: str | Path, chinese: bool = False, quiet: bool = Fals
                 folder,
             )
     try:
-        with destination_lock(folder), staged_directory(folder) as staging:
+        carried = {name: recorded[name] for name in keep}
+        with destination_lock(folder), staged_directory(folder, carried) as staging:
             for name in keep:
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(folder / name, staging / name)
