@@ -175,6 +175,22 @@ def test_a_file_of_an_earlier_result_edited_since_is_never_replaced(project, cap
     assert tree(result) == saved
 
 
+def test_no_folder_is_created_through_a_link_to_nothing(project, capsys, tmp_path_factory):
+    """A dangling link where the output folder, or a folder above it, would be: resolving the
+    path would create the folders it names, wherever they point."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (project / "results").symlink_to(elsewhere / "a" / "b")
+    assert "results: is a symbolic link to a folder that does not exist" in refused(
+        capsys, "run", "base.toml"
+    )
+    (project / "lnk").symlink_to(elsewhere / "c")
+    assert "lnk: is a symbolic link" in refused(capsys, "run", "base.toml", "--out", "lnk/out")
+    assert list(elsewhere.iterdir()) == []
+    (elsewhere / "c").mkdir()  # a link to a folder that exists is resolved as the system does
+    assert main(["run", "base.toml", "--quiet", "--out", "lnk/out"]) == 0
+    assert (elsewhere / "c" / "out" / MARKER).is_file()
+
+
 def test_a_marker_naming_outside_files_is_not_trusted(project, capsys):
     assert main(["run", "base.toml", "--quiet"]) == 0
     marker = project / "results" / "base" / MARKER

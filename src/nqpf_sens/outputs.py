@@ -6,14 +6,15 @@ it holds the marker file this module writes, which lists every file of the resul
 of its bytes, and nothing else, each file as written (a file edited since, or a result whose marker
 records no digests, is refused: the tool cannot tell it from the user's own work). The root, the
 home folder, the working folder and any folder that contains the config, the data or the installed
-package are always refused; symbolic links are never followed or deleted. Publishing swaps the two
-folders atomically (``renameat2``; elsewhere: rename aside, move in), so a crash at any instant
-leaves the old or the new result, and deleting the old one removes only the files its marker lists.
-A lock file beside the destination keeps two runs from writing it at once; a file of its name that
-the tool did not make is left alone and the run refused. What a killed run leaves beside the
-destination (its staging folder, or an earlier result moved aside) is named in a warning by the next
-run on that destination, never deleted: a copy of such a folder, or one the user filled, could not
-be told from it.
+package are always refused; symbolic links are never followed or deleted (those above the
+destination are resolved as the system resolves them, but no folder is created through one).
+Publishing swaps the two folders atomically (``renameat2``; elsewhere: rename aside, move in), so a
+crash at any instant leaves the old or the new result, and deleting the old one removes only the
+files its marker lists. A lock file beside the destination keeps two runs from writing it at once; a
+file of its name that the tool did not make is left alone and the run refused. What a killed run
+leaves beside the destination (its staging folder, or an earlier result moved aside) is named in a
+warning by the next run on that destination, never deleted: a copy of such a folder, or one the user
+filled, could not be told from it.
 Folders are created with the user's umask.
 """
 
@@ -69,8 +70,10 @@ def check_run_name(name: object, source: Path) -> str:
 
 def _absolute(path: Path) -> Path:
     """The absolute path with the parents' links resolved but the last component kept as it is
-    (a loop of links, or a name too long for the system, refused in one line)."""
+    (a loop of links, a name too long for the system, or a link to nothing on the way, which
+    resolving would follow to wherever it points, refused in one line)."""
     path = Path(os.path.abspath(path))
+    _refuse_link_to_nowhere(path)
     try:
         if path.name in ("", ".."):
             return path.resolve()
@@ -325,10 +328,25 @@ def _remove_replaced(old: Path) -> None:
         )
 
 
+def _refuse_link_to_nowhere(folder: Path) -> None:
+    """Refuse a missing ``folder`` that is, or lies under, a symbolic link to nothing: creating
+    it would create the folders the link names, wherever they are."""
+    for path in [folder, *folder.parents]:
+        if path.exists():
+            return
+        if os.path.islink(path):
+            raise UserError(
+                "is a symbolic link to a folder that does not exist; nqpf_sens creates no folder "
+                "through a link",
+                path,
+            )
+
+
 def make_folders(folder: Path) -> list[Path]:
     """Create ``folder`` and its missing parents (umask honoured); returns those created, deepest
     first, so that a failed run can remove them again. If one cannot be made (a name too long,
     say), those made before it are removed at once."""
+    _refuse_link_to_nowhere(folder)
     missing = []
     for path in [folder, *folder.parents]:
         if path.exists():
