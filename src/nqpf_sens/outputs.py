@@ -332,7 +332,12 @@ def _refuse_link_to_nowhere(folder: Path) -> None:
     """Refuse a missing ``folder`` that is, or lies under, a symbolic link to nothing: creating
     it would create the folders the link names, wherever they are."""
     for path in [folder, *folder.parents]:
-        if path.exists():
+        try:
+            os.stat(path)
+            return
+        except FileNotFoundError:
+            pass
+        except OSError:  # a loop of links, say: resolving refuses it
             return
         if os.path.islink(path):
             raise UserError(
