@@ -148,3 +148,31 @@ def test_blocks_where_the_rank_shift_does_not_vary_are_left_out_and_counted():
     stats.outputs[: len(stats.outputs) * 7 // 8, -1] = 1.0
     _, warnings, _ = convergence(stats, design, UNITS, 0.1, shift_rows)
     assert any("cannot be assessed" in w for w in warnings)
+
+
+def test_a_median_at_a_step_between_ranks_withholds_the_verdict_that_n_was_enough():
+    """Two units that swap ranks 1 and 2 in half of the scenarios: the blocks agree closely
+    (each flips alike), but the sample's median can be either rank, so the verdict is no longer
+    that N was enough and a larger N is recommended."""
+    from nqpf_sens.report.reading import reading
+
+    design = Design("random", 40, ["f"], 0)
+    first = np.random.default_rng(11).random(design.n) < 0.5
+    ranks = np.column_stack([np.where(first, 1, 2), np.where(first, 2, 1), np.full(design.n, 3)])
+    shift = np.abs(ranks - np.array([1, 2, 3])).mean(axis=1)
+    outputs = np.column_stack([ranks, np.zeros_like(ranks), shift]).astype(float)
+    counts = np.stack([np.bincount(r - 1, minlength=3) for r in ranks.T])
+    stats = SimpleNamespace(outputs=outputs, rank_counts=counts[None])
+    table, warnings, recommended = convergence(stats, design, UNITS, 0.1)
+    ranks_only = table[table.statistic.str.endswith("_rank")]
+    assert (ranks_only.standard_error <= RANK_ERROR).all()  # the blocks alone would call it enough
+    assert warnings == [
+        "2 of 9 rank percentiles sit within sampling error of a step between ranks (flip_error "
+        "above 0.5 places, which the blocks understate), so N was not shown to be enough: read "
+        "those units' percentile intervals in rank_stability.csv"
+    ]
+    assert recommended > design.n
+    verdict = {"warnings": warnings, "recommended_n": recommended, "n": design.n}
+    lines = [line for line, _ in reading({"convergence": verdict}, {})]
+    assert not any("was enough" in line for line in lines)
+    assert any(f"consider n = {recommended}" in line for line in lines)

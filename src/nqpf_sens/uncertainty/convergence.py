@@ -13,12 +13,12 @@ safe side (on a smooth test function by a factor of about 3.7).
 
 A rank quantile is a step function of the sample: where the share of scenarios at or above a rank
 lies within sampling error of the quantile's level, the estimate can be either of two ranks, and
-the blocks, each flipping alike, understate that (0.17 against 0.51 places across seeds in a
-review). :func:`flip_error` gives that error from the run's own rank counts (every scenario, as
+the blocks, each flipping alike, understate that (0.17 against 0.51 places across seeds).
+:func:`flip_error` gives that error from the run's own rank counts (every scenario, as
 ``rank_stability.csv``); it assumes independent scenarios, so on a Sobol design it overstates.
-It is reported beside the blocks' error, and the reading counts the percentiles it puts above
-``RANK_ERROR``, but it does not drive the verdict: it flags a few percentiles in most runs, most of
-them not off (a review: 13-31%), and a larger N settles them as sampling error shrinks.
+A percentile whose flip error is above ``RANK_ERROR`` withholds the verdict that N was enough: its
+estimate may be a place or more off. A larger N settles it as sampling error shrinks, unless the
+share sits exactly at the level, where no N decides between the two ranks.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty.sobol import estimate
 from nqpf_sens.uncertainty.statistics import QUANTILES, CountedValues
 from nqpf_sens.uncertainty.study import ChunkStats
+from nqpf_sens.wording import plural
 
 BLOCKS = 8  # replicates (fewer when the base sample is small: at least 4 samples each)
 RANK_ERROR = 0.5  # places: a rank quantile whose standard error is larger is not settled
@@ -110,11 +111,11 @@ def convergence(
     shift_rows: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, list[str], int]:
     """The monitored statistics on the whole sample and on each block, their standard errors,
-    warnings where a rank quantile's standard error exceeds ``RANK_ERROR`` places or the 95%
-    interval of a factor's ST of R_S is wider than ``tolerance`` either side, and the N that would
-    meet both (a power of two, at least the current N). ``stats.outputs``: the uncertainty rows
-    (rows A and B of each base sample of a Saltelli design, whose ``shift_rows`` give every row's
-    rank shift; the kept rows of a Monte Carlo design)."""
+    warnings where a rank quantile's standard error or flip error exceeds ``RANK_ERROR`` places or
+    the 95% interval of a factor's ST of R_S is wider than ``tolerance`` either side, and the N that
+    would meet the targets (a power of two, at least the current N). ``stats.outputs``: the
+    uncertainty rows (rows A and B of each base sample of a Saltelli design, whose ``shift_rows``
+    give every row's rank shift; the kept rows of a Monte Carlo design)."""
     blocks = _blocks(design.n)
     n_units = len(units)
     outputs = stats.outputs
@@ -170,7 +171,9 @@ def convergence(
 
 
 def _verdict(table: pd.DataFrame, tolerance: float, z: float) -> tuple[list[str], float]:
-    """Warnings, and by how much N must grow to meet the targets (errors fall as 1/sqrt N)."""
+    """Warnings, and by how much N must grow to meet the targets (errors fall as 1/sqrt N; a flip
+    error falls faster, as the binomial tail beyond the step thins, unless the share is exactly at
+    the level)."""
     warnings = []
     growth = 1.0
     ranks = table[table.statistic.str.endswith("_rank")]
@@ -181,6 +184,16 @@ def _verdict(table: pd.DataFrame, tolerance: float, z: float) -> tuple[list[str]
             f"error of {worst.standard_error:.2f} places (more than {RANK_ERROR})"
         )
         growth = max(growth, (worst.standard_error / RANK_ERROR) ** 2)
+    at_step = ranks[ranks.flip_error > RANK_ERROR]
+    if len(at_step):
+        warnings.append(
+            f"{len(at_step)} of {plural(len(ranks), 'rank percentile')} "
+            f"{'sits' if len(at_step) == 1 else 'sit'} within sampling error of a step between "
+            f"ranks (flip_error above {RANK_ERROR} places, which the blocks understate), so N "
+            "was not shown to be enough: read those units' percentile intervals in "
+            "rank_stability.csv"
+        )
+        growth = max(growth, (at_step.flip_error.max() / RANK_ERROR) ** 2)
     sobol = table[table.statistic == "ST_rank_shift"]
     unassessed = sobol[sobol.value.notna() & sobol.standard_error.isna()]
     if len(unassessed):
