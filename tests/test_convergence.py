@@ -176,3 +176,19 @@ def test_a_median_at_a_step_between_ranks_withholds_the_verdict_that_n_was_enoug
     lines = [line for line, _ in reading({"convergence": verdict}, {})]
     assert not any("was enough" in line for line in lines)
     assert any(f"consider n = {recommended}" in line for line in lines)
+
+
+def test_a_single_unit_is_not_assessed_and_never_called_enough():
+    """One unit: its rank is 1 and R_S 0 in every scenario, so the blocks agree by construction
+    and the check could not fail; the verdict says it was not assessed."""
+    from nqpf_sens.report.reading import reading
+
+    design = Design("random", 16, ["f"], 0)
+    outputs = np.column_stack([np.ones(design.n), np.zeros(design.n), np.zeros(design.n)])
+    stats = SimpleNamespace(outputs=outputs, rank_counts=np.array([[[design.n]]]))
+    _, warnings, recommended = convergence(stats, design, ("only",), 0.1)
+    assert len(warnings) == 1 and warnings[0].startswith("not assessed: a single unit")
+    assert recommended == design.n
+    verdict = {"warnings": warnings, "recommended_n": recommended, "n": design.n}
+    lines = [line for line, _ in reading({"convergence": verdict}, {})]
+    assert not any("enough" in line for line in lines)

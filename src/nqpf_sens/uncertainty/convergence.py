@@ -115,7 +115,8 @@ def convergence(
     the 95% interval of a factor's ST of R_S is wider than ``tolerance`` either side, and the N that
     would meet the targets (a power of two, at least the current N). ``stats.outputs``: the
     uncertainty rows (rows A and B of each base sample of a Saltelli design, whose ``shift_rows``
-    give every row's rank shift; the kept rows of a Monte Carlo design)."""
+    give every row's rank shift; the kept rows of a Monte Carlo design). With a single unit, whose
+    rank and R_S cannot vary, or too few base samples for replicates, N is not assessed."""
     blocks = _blocks(design.n)
     n_units = len(units)
     outputs = stats.outputs
@@ -159,6 +160,12 @@ def convergence(
             }
         )
     table = pd.DataFrame(records)
+    if n_units == 1:  # the check could not fail: not a verdict that N is enough
+        unassessed = (
+            "a single unit's rank is always 1 and its R_S always 0, so no statistic monitored "
+            "here can vary (the score bands carry their own intervals in tier_bands.csv)"
+        )
+        return table, [f"not assessed: {unassessed}"], design.n
     if len(replicates) < 2:
         return (
             table,
