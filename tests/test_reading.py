@@ -56,10 +56,41 @@ def test_tiers_are_counted_tier_by_tier_beyond_monte_carlo_error():
             "scenarios": [2048] * 4,
         }
     )
+    bands["p_tier_1"] = [0.91, 0.01, 0.0, 0.5]
+    bands["p_tier_2"] = 1 - bands.p_tier_1
+    bands["p_tier_1_se"] = bands["p_tier_2_se"] = bands.p_nominal_tier_se
     found = " ".join(lines({"tier_bands": bands}))
     assert "tier 1: 1 unit, 0 of them robust" in found  # 0.91 - 1.96 x 0.02 < 0.9
     assert "tier 2: 3 units, 2 of them robust" in found
     assert "2,048 scenarios" in found
+
+
+def test_a_most_likely_tier_is_named_only_when_it_clears_the_others_within_their_errors():
+    """Two units each in tier 1 half of the time: estimates of 0.496 and 0.504 (+/- 0.022) name
+    no most likely tier; a third whose likeliest tier's interval clears the next is named, and a
+    tier within error of the likeliest is named beside it (three tiers)."""
+    bands = pd.DataFrame(
+        {
+            "unit": ["A", "B", "C"],
+            "nominal_tier": [1, 1, 2],
+            "p_tier_1": [0.496, 0.504, 0.10],
+            "p_tier_1_se": [0.022, 0.022, 0.01],
+            "p_tier_2": [0.504, 0.496, 0.40],
+            "p_tier_2_se": [0.022, 0.022, 0.02],
+            "p_tier_3": [0.0, 0.0, 0.50],
+            "p_tier_3_se": [0.0, 0.0, 0.02],
+            "most_likely_tier": [2, 1, 3],
+            "scenarios": [512] * 3,
+        }
+    )
+    bands["p_nominal_tier"] = [0.496, 0.504, 0.40]
+    found = " ".join(lines({"tier_bands": bands}))
+    assert "A (tier 1 in 50%, most likely tier 1 or 2, not told apart within" in found
+    assert "B (tier 1 in 50%, most likely tier 1 or 2, not told apart within" in found
+    assert "C (tier 2 in 40%, most likely tier 3)" in found
+    close = bands.assign(p_tier_2=[0.504, 0.496, 0.47], p_nominal_tier=[0.496, 0.504, 0.47])
+    found = " ".join(lines({"tier_bands": close}))
+    assert "C (tier 2 in 47%, most likely tier 2 or 3, not told apart" in found
 
 
 def test_a_leader_must_clear_every_other_factor_not_only_the_runner_up():

@@ -188,7 +188,9 @@ EXACT: dict[str, _Meaning] = {
     ),
     # tiers and score bands
     "most_likely_tier": _Meaning(
-        "the tier the unit falls in most often across scenarios", "on a tie, the better tier"
+        "the tier the unit falls in most often across scenarios",
+        "by point estimate, on a tie the better tier; compare p_tier_<k> within their standard "
+        "errors before calling one tier likelier than another",
     ),
     "p_nominal_tier": _probability("the unit stays in its nominal tier"),
     "scenarios": _Meaning(

@@ -6,6 +6,8 @@ unit and factor names are the user's text.
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from nqpf_sens.wording import plural
@@ -276,9 +278,9 @@ def _tier_lines(bands: pd.DataFrame) -> list[str]:
     fragile = bands[bands.p_nominal_tier < 0.9].sort_values("p_nominal_tier")
     if len(fragile):
         described = [
-            f"{r.unit} (tier {r.nominal_tier} in {100 * r.p_nominal_tier:.0f}%, "
-            f"most likely tier {r.most_likely_tier})"
-            for r in fragile.head(8).itertuples()
+            f"{row.unit} (tier {int(row.nominal_tier)} in {100 * row.p_nominal_tier:.0f}%, "
+            f"{_likeliest_tiers(row)})"
+            for _, row in fragile.head(8).iterrows()
         ]
         lines.append("The least robust: " + "; ".join(described) + ".")
     undecided = int((~robust & (bands.p_nominal_tier >= 0.9)).sum())
@@ -289,6 +291,21 @@ def _tier_lines(bands: pd.DataFrame) -> list[str]:
             "beyond Monte Carlo error (a larger n would)."
         )
     return lines
+
+
+def _likeliest_tiers(row: pd.Series) -> str:
+    """'most likely tier 2', or 'most likely tier 1 or 2, not told apart ...' when the 95%
+    interval (p +/- 1.96 p_se) of the likeliest tier's probability reaches another's: for two
+    tiers exactly the test of their difference, for more a conservative one."""
+    tiers = [int(name[len("p_tier_") :]) for name in row.index if re.fullmatch(r"p_tier_\d+", name)]
+    ends = {k: (row[f"p_tier_{k}"], 1.96 * row[f"p_tier_{k}_se"]) for k in tiers}
+    likeliest = max(tiers, key=lambda k: ends[k][0])
+    lowest = ends[likeliest][0] - ends[likeliest][1]
+    tied = [str(k) for k in tiers if k == likeliest or sum(ends[k]) >= lowest]
+    if len(tied) == 1:
+        return f"most likely tier {likeliest}"
+    named = ", ".join(tied[:-1]) + " or " + tied[-1]
+    return f"most likely tier {named}, not told apart within Monte Carlo error"
 
 
 def _interval(summary: pd.Series, name: str) -> str:
