@@ -259,6 +259,25 @@ def test_single_changes_of_a_panel_are_counted_by_change_not_by_year():
     assert line.endswith("1 of 2 single changes move no unit at all.")
 
 
+def test_single_changes_that_move_nothing_name_none_as_moving_the_ranking_most():
+    from nqpf_sens.report.reading import _single_changes_line
+
+    summary = pd.DataFrame(
+        {
+            "change": ["shift = 0.05", "shift = 0.2"],
+            "mean_abs_shift": [0.0, 0.0],
+            "max_abs_shift": [0, 0],
+            "spearman": [1.0, 1.0],
+        }
+    )
+    line = _single_changes_line(summary)
+    assert (
+        line == "One choice at a time, everything else nominal: none of the 2 alternatives "
+        "moves any unit."
+    )
+    assert "moves the ranking most" not in _single_changes_line(summary.head(1))
+
+
 def test_sobol_outputs_too_uncertain_to_rank_factors_are_not_read():
     """R_S and all ranks flagged unreliable (an ST interval wider than 0.3): no leader is named
     and no interaction share is read. An interaction share is called a combination (or factors

@@ -458,12 +458,20 @@ def _coherence_line(statistics: pd.DataFrame, correlations: pd.DataFrame) -> str
 
 def _single_changes_line(summary: pd.DataFrame) -> str:
     """The single choice that moves the ranking most, and how many move nothing (in any year:
-    the summary has a row per change and year when the data have several)."""
+    the summary has a row per change and year when the data have several); none is named when
+    nothing moves."""
     ran = summary[summary.mean_abs_shift.notna()]
     if ran.empty:
         return "No single change of a choice could be evaluated."
     largest = ran.loc[ran.mean_abs_shift.idxmax()]
     by_change = ran.groupby("change", sort=False).max_abs_shift.max()
+    if (by_change == 0).all():  # none moves the ranking, so none moves it most
+        none = (
+            "the one alternative moves no unit"
+            if len(by_change) == 1
+            else f"none of the {len(by_change)} alternatives moves any unit"
+        )
+        return f"One choice at a time, everything else nominal: {none}."
     return (
         f"One choice at a time, everything else nominal: {largest.change} moves the ranking most"
         f"{_in_year(largest)} (mean |rank shift| {largest.mean_abs_shift:.2f}, at most "
