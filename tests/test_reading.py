@@ -137,7 +137,7 @@ def test_a_certain_tier_needs_enough_scenarios_to_be_called_robust():
 def test_negative_first_order_estimates_are_called_noise():
     indices = pd.DataFrame({"output": ["y", "y"], "factor": ["a", "b"], "S1": [-0.01, 0.5]})
     found = lines({"sobol_indices": indices})
-    assert any("1 of 2 S1 estimates are below 0: estimator noise" in line for line in found)
+    assert any("1 of 2 S1 estimates is below 0: estimator noise" in line for line in found)
 
 
 def test_a_region_whose_nominal_mean_tops_the_scenarios_is_said_to_be_read_favourably():
@@ -207,7 +207,7 @@ def test_bands_below_the_floor_of_a_rescaled_index_are_explained():
     from nqpf_sens.report.reading import _below_floor_line
 
     bands = pd.DataFrame({"total_nominal": [5.0, 50.0, 90.0], "total_p05": [-3.0, 40.0, 80.0]})
-    assert _below_floor_line(bands)[0].startswith("1 of 3 index score bands reach below 0")
+    assert _below_floor_line(bands)[0].startswith("1 of 3 index score bands reaches below 0")
     assert _below_floor_line(bands.assign(total_nominal=[-1.0, 0.0, 1.0])) == []
     assert _below_floor_line(bands.assign(total_p05=[1.0, 40.0, 80.0])) == []
 
@@ -256,7 +256,7 @@ def test_single_changes_of_a_panel_are_counted_by_change_not_by_year():
     )
     line = _single_changes_line(summary)
     assert "norm = rank moves the ranking most in 2021 (mean |rank shift| 1.20" in line
-    assert line.endswith("1 of 2 single changes move no unit at all.")
+    assert line.endswith("1 of 2 single changes moves no unit at all.")
 
 
 def test_single_changes_that_move_nothing_name_none_as_moving_the_ranking_most():
@@ -360,7 +360,7 @@ def test_rank_ranges_and_what_if_moves_equally_the_largest_are_all_named():
     )
     line = _rank_bounds_line(bounds)
     assert "the widest range of ranks, 2 places, belongs to a (1 to 3) and c (3 to 5);" in line
-    assert "2 of 4 units can rank first" in line and "1 keep their rank" in line
+    assert "2 of 4 units can rank first" in line and "1 keeps its rank whatever" in line
     what_if = pd.DataFrame(
         {
             "change": ["without x"] * 3 + ["without y"] * 3,
@@ -451,3 +451,16 @@ def test_the_rank_shift_sentence_gives_its_errors_and_says_it_pools_units():
         "share of pairs: some units move more, others less; rank_stability.csv gives each "
         "unit's own share)."
     )
+
+
+def test_a_count_of_one_takes_a_singular_verb():
+    from nqpf_sens.report.reading import _coherence_line
+
+    statistics = pd.DataFrame({"indicator": ["x1", "x2"], "outlier_flag": ["True", "False"]})
+    correlations = pd.DataFrame(
+        {"method": ["pearson"], "flag": [None], "node_a": ["x1"], "node_b": ["x2"], "r": [0.5]}
+    )
+    line = _coherence_line(statistics, correlations)
+    assert "1 of 2 indicators has outliers in the raw data" in line
+    statistics["outlier_flag"] = "True"
+    assert "2 of 2 indicators have outliers" in _coherence_line(statistics, correlations)

@@ -6,3 +6,8 @@ from __future__ import annotations
 def plural(count: int, noun: str) -> str:
     """``1 scenario``, ``2 scenarios``, ``13,312 scenarios`` (nouns with a plain plural)."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def agreeing(count: int, singular: str, plural_form: str) -> str:
+    """The words after a count that agree with it: '1 of 3 indicators has', '2 of 3 have'."""
+    return singular if count == 1 else plural_form

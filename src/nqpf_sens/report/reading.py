@@ -10,7 +10,7 @@ import re
 
 import pandas as pd
 
-from nqpf_sens.wording import plural
+from nqpf_sens.wording import agreeing, plural
 
 #: tables about ranks and tiers, which say nothing when there is a single unit
 SINGLE_UNIT_SILENT = ("rank_stability", "tier_bands", "rank_shift", "rank_agreement", "what_if")
@@ -23,10 +23,11 @@ def _below_floor_line(bands: pd.DataFrame) -> list[str]:
     if not below or (bands.total_nominal < 0).any():
         return []
     return [
-        f"{below} of {len(bands)} index score bands reach below 0 although no nominal score "
-        "does: as the normalisation is a factor, each scenario's scores are mapped onto the "
-        "nominal scale (its mean and standard deviation across units), which has no floor; read "
-        "such a band as a relative position, not as a score the index could take."
+        f"{below} of {len(bands)} index score bands {agreeing(below, 'reaches', 'reach')} below "
+        "0 although no nominal score does: as the normalisation is a factor, each scenario's "
+        "scores are mapped onto the nominal scale (its mean and standard deviation across "
+        "units), which has no floor; read such a band as a relative position, not as a score "
+        "the index could take."
     ]
 
 
@@ -152,10 +153,11 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         lines += _sobol_lines(tables["sobol_summary"], tables.get("sobol_outputs"), level)
     if "sobol_indices" in tables:
         s1 = tables["sobol_indices"].S1.dropna()
-        if (s1 < 0).any():
+        negative = int((s1 < 0).sum())
+        if negative:
             lines.append(
-                f"{int((s1 < 0).sum())} of {len(s1)} S1 estimates are below 0: estimator noise "
-                "(a true index is never negative)."
+                f"{negative} of {len(s1)} S1 estimates {agreeing(negative, 'is', 'are')} below 0: "
+                "estimator noise (a true index is never negative)."
             )
     findings = [(line, False) for line in lines]
     convergence = manifest.get("convergence", {})
@@ -286,7 +288,7 @@ def _tier_lines(bands: pd.DataFrame) -> list[str]:
     undecided = int((~robust & (bands.p_nominal_tier >= 0.9)).sum())
     if undecided:
         lines.append(
-            f"{plural(undecided, 'unit')} {'keeps its' if undecided == 1 else 'keep their'} "
+            f"{plural(undecided, 'unit')} {agreeing(undecided, 'keeps its', 'keep their')} "
             "tier in 90% or more of the scenarios but too few scenarios were run to tell that "
             "beyond Monte Carlo error (a larger n would)."
         )
@@ -449,8 +451,9 @@ def _coherence_line(statistics: pd.DataFrame, correlations: pd.DataFrame) -> str
     ):
         parts.append(f"{meaning}: {pairs(flag) or 'none'}")
     return (
-        f"Statistical coherence: {len(outliers)} of {len(statistics)} indicators have outliers "
-        "in the raw data by the JRC rule (|skewness| > 2 and kurtosis > 3.5)"
+        f"Statistical coherence: {len(outliers)} of {len(statistics)} indicators "
+        f"{agreeing(len(outliers), 'has', 'have')} outliers in the raw data by the JRC rule "
+        "(|skewness| > 2 and kurtosis > 3.5)"
         f"{': ' + ', '.join(outliers) if outliers else ''}. Pearson correlations of the nominal "
         "run's normalised indicators and aggregates: " + "; ".join(parts) + "."
     )
@@ -465,7 +468,8 @@ def _single_changes_line(summary: pd.DataFrame) -> str:
         return "No single change of a choice could be evaluated."
     largest = ran.loc[ran.mean_abs_shift.idxmax()]
     by_change = ran.groupby("change", sort=False).max_abs_shift.max()
-    if (by_change == 0).all():  # none moves the ranking, so none moves it most
+    still = int((by_change == 0).sum())
+    if still == len(by_change):  # none moves the ranking, so none moves it most
         none = (
             "the one alternative moves no unit"
             if len(by_change) == 1
@@ -476,7 +480,8 @@ def _single_changes_line(summary: pd.DataFrame) -> str:
         f"One choice at a time, everything else nominal: {largest.change} moves the ranking most"
         f"{_in_year(largest)} (mean |rank shift| {largest.mean_abs_shift:.2f}, at most "
         f"{int(largest.max_abs_shift)} places, Spearman {largest.spearman:.3f}); "
-        f"{int((by_change == 0).sum())} of {len(by_change)} single changes move no unit at all."
+        f"{still} of {len(by_change)} single changes {agreeing(still, 'moves', 'move')} no unit "
+        "at all."
     )
 
 
@@ -582,7 +587,7 @@ def _rank_bounds_line(bounds: pd.DataFrame) -> str:
     )
     return (
         head + f"the widest range of ranks, {int(width.max())} places, belongs to {named}; "
-        f"{fixed} keep their rank whatever the weights."
+        f"{fixed} {agreeing(fixed, 'keeps its', 'keep their')} rank whatever the weights."
     )
 
 

@@ -33,7 +33,7 @@ from nqpf_sens.uncertainty.designs import Design
 from nqpf_sens.uncertainty.sobol import estimate
 from nqpf_sens.uncertainty.statistics import QUANTILES, CountedValues
 from nqpf_sens.uncertainty.study import ChunkStats
-from nqpf_sens.wording import plural
+from nqpf_sens.wording import agreeing, plural
 
 BLOCKS = 8  # replicates (fewer when the base sample is small: at least 4 samples each)
 RANK_ERROR = 0.5  # places: a rank quantile whose standard error is larger is not settled
@@ -195,7 +195,7 @@ def _verdict(table: pd.DataFrame, tolerance: float, z: float) -> tuple[list[str]
     if len(at_step):
         warnings.append(
             f"{len(at_step)} of {plural(len(ranks), 'rank percentile')} "
-            f"{'sits' if len(at_step) == 1 else 'sit'} within sampling error of a step between "
+            f"{agreeing(len(at_step), 'sits', 'sit')} within sampling error of a step between "
             f"ranks (flip_error above {RANK_ERROR} places, which the blocks understate), so N "
             "was not shown to be enough: read those units' percentile intervals in "
             "rank_stability.csv"
