@@ -370,7 +370,11 @@ def test_rank_ranges_and_what_if_moves_equally_the_largest_are_all_named():
     )
     line = _what_if_line(what_if)
     assert "the largest move is 3 places: a falls without x and b rises without x;" in line
-    assert "1 of 2 such changes move no unit by more than 2 places" in line
+    assert line.endswith("; 1 of the 2 changes moves a unit more than 2 places.")
+    calm = _what_if_line(what_if.assign(shift=[2, -2, 0, 1, 0, -1]))
+    assert calm.endswith("; none of the 2 changes moves a unit more than 2 places.")
+    alone = _what_if_line(what_if.head(3))
+    assert alone.endswith("a falls without x and b rises without x.")
 
 
 def test_optimal_weights_are_read_as_a_local_optimum_and_an_unfinished_search_is_said():

@@ -592,11 +592,12 @@ def _rank_bounds_line(bounds: pd.DataFrame) -> str:
 
 
 def _what_if_line(what_if: pd.DataFrame) -> str:
-    """The largest moves when one part is left out, and how many changes stay within 2 places."""
+    """The largest moves when one part is left out, and how many changes move some unit more
+    than 2 places (said when there are several changes)."""
     size = what_if["shift"].abs()
     largest = what_if[size == size.max()]
     by_change = what_if.groupby("change")["shift"].apply(lambda s: s.abs().max())
-    calm = int((by_change <= 2).sum())
+    far = int((by_change > 2).sum())
     if size.max() == 0:
         none = (
             "the one change moves no unit"
@@ -611,10 +612,16 @@ def _what_if_line(what_if: pd.DataFrame) -> str:
         ],
         "more as far",
     )
+    if len(by_change) == 1:
+        beyond = ""
+    elif far:
+        moving = agreeing(far, "moves", "move")
+        beyond = f"; {far} of the {len(by_change)} changes {moving} a unit more than 2 places"
+    else:
+        beyond = f"; none of the {len(by_change)} changes moves a unit more than 2 places"
     return (
         f"Leaving one part out at a time (a structural what-if, not an uncertainty): the largest "
-        f"move is {int(size.max())} places: {moves}; {calm} of {len(by_change)} such changes "
-        "move no unit by more than 2 places."
+        f"move is {int(size.max())} places: {moves}{beyond}."
     )
 
 
