@@ -343,11 +343,39 @@ def test_rank_intervals_equally_wide_are_all_named():
             "unit": ["a", "b", "c"],
             "nominal_rank": [1, 2, 3],
             "p05_rank": [1, 1, 2],
+            "p05_rank_low": [1, 1, 2],
+            "p05_rank_high": [1, 1, 2],
             "p95_rank": [2, 3, 4],
+            "p95_rank_low": [2, 3, 4],
+            "p95_rank_high": [2, 3, 4],
         }
     )
     found = " ".join(lines({"rank_stability": stability}))
     assert "The widest 5th-95th percentile rank intervals are b's (1-3, nominal 2) and c's" in found
+
+
+def test_rank_intervals_are_read_with_the_monte_carlo_error_of_their_ends():
+    """A 95th percentile rank of 4 whose interval is 2-4 is said with it, and a unit whose
+    percentiles differ by 2 is counted as within 2 places at their far ends only when their
+    intervals keep it there."""
+    stability = pd.DataFrame(
+        {
+            "unit": ["a", "b", "c"],
+            "nominal_rank": [1, 2, 3],
+            "p05_rank": [1, 1, 2],
+            "p05_rank_low": [1, 1, 1],
+            "p05_rank_high": [1, 1, 2],
+            "p95_rank": [4, 3, 3],
+            "p95_rank_low": [2, 3, 3],
+            "p95_rank_high": [4, 3, 4],
+        }
+    )
+    found = " ".join(lines({"rank_stability": stability}))
+    assert (
+        "interval is a's (1-4, nominal 1; within Monte Carlo error the 95th percentile 2-4), by "
+        "point estimate; for 2 units the 5th and 95th percentile ranks differ by at most 2, for 1 "
+        "of them also at the far ends of the percentiles' 95% Monte Carlo intervals." in found
+    )
 
 
 def test_rank_ranges_and_what_if_moves_equally_the_largest_are_all_named():

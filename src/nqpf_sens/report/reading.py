@@ -545,24 +545,34 @@ def _optimal_weights_line(summary: pd.DataFrame, nodes: pd.DataFrame) -> str:
 
 
 def _rank_interval_line(stability: pd.DataFrame) -> str:
-    """The widest 5th-95th percentile rank intervals (every unit tied for the widest named) and
-    how many units stay within 2 places."""
+    """The widest 5th-95th percentile rank intervals by point estimate (every unit tied for the
+    widest named, with the Monte Carlo interval of an end that is not one rank) and how many units
+    stay within 2 places, by point estimate and at the far ends of those intervals."""
     width = stability.p95_rank - stability.p05_rank
     if width.max() == 0:
         return "Every unit's 5th and 95th percentile ranks are the same: no rank interval is wider."
     widest = stability[width == width.max()]
-    named = _listed(
-        [
+
+    def described(row: pd.Series) -> str:
+        uncertain = [
+            f"the {name[1:3]}th percentile {int(row[f'{name}_low'])}-{int(row[f'{name}_high'])}"
+            for name in ("p05_rank", "p95_rank")
+            if row[f"{name}_low"] != row[f"{name}_high"]
+        ]
+        error = f"; within Monte Carlo error {' and '.join(uncertain)}" if uncertain else ""
+        return (
             f"{row.unit}'s ({int(row.p05_rank)}-{int(row.p95_rank)}, nominal "
-            f"{int(row.nominal_rank)})"
-            for row in widest.itertuples()
-        ],
-        "more as wide",
-    )
+            f"{int(row.nominal_rank)}{error})"
+        )
+
+    named = _listed([described(row) for _, row in widest.iterrows()], "more as wide")
+    within = int((width <= 2).sum())
+    surely = int((stability.p95_rank_high - stability.p05_rank_low <= 2).sum())
     return (
         f"The widest 5th-95th percentile rank interval{'s are' if len(widest) > 1 else ' is'} "
-        f"{named}; for {plural(int((width <= 2).sum()), 'unit')} the 5th and 95th percentile "
-        "ranks differ by at most 2."
+        f"{named}, by point estimate; for {plural(within, 'unit')} the 5th and 95th percentile "
+        f"ranks differ by at most 2, for {surely} of them also at the far ends of the "
+        "percentiles' 95% Monte Carlo intervals."
     )
 
 
