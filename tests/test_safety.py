@@ -1,5 +1,6 @@
 """A run never harms a folder it did not create, never runs planted code, never injects script."""
 
+import dataclasses
 import io
 import json
 import os
@@ -1002,9 +1003,13 @@ def test_the_resource_check_counts_the_per_unit_histograms(tmp_path):
         per_scenario=8 * 10_000 * 8,
     )
     check_resources(size, tmp_path, memory=64 * 2**30, disk=64 * 2**30)  # fits a large machine
-    with pytest.raises(UserError, match=r"\[run\] chunk_size: .*chunks in flight"):
+    square = r"they grow with the square of the units \(10,000 here\)"
+    with pytest.raises(UserError, match=rf"\[run\] jobs: .*rank histograms.*{square}: lower it"):
         check_resources(size, tmp_path, memory=2 * 2**30, disk=64 * 2**30)
-    with pytest.raises(UserError, match="chunk files need"):
+    alone = dataclasses.replace(size, jobs=1)
+    with pytest.raises(UserError, match=rf"\[data\]: .*{square}: use fewer units"):
+        check_resources(alone, tmp_path, memory=2 * 2**30, disk=64 * 2**30)
+    with pytest.raises(UserError, match="chunk files .* need about .* more than the 80% of the"):
         check_resources(size, tmp_path, memory=64 * 2**30, disk=2**30)
 
 

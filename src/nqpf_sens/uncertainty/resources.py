@@ -27,6 +27,7 @@ from nqpf_sens.uncertainty.study import (
 )
 
 BUDGET = 0.8  # share of the available memory or free disk a run may plan to use
+HISTOGRAMS = "the rank histograms"
 MAX_ROWS = 2**36  # scenarios: about a day at a million per second
 REPLICATE_COPIES = 6  # arrays of resamples x outputs x factors the Sobol analysis holds at once
 BAND_COPIES = 3  # float64 copies of one aggregate's kept scores its score bands hold at once
@@ -97,12 +98,14 @@ class RunSize:
         """Bytes of each large item and the key that lowers it."""
         outputs = 2 * self.units + 1
         items = {
-            "the chunks in flight": (  # each worker's batch; its chunk's counts and rows
+            "the chunks in flight": (  # each worker's batch; its chunk's rows
                 self.jobs * self.batch_rows * (self.per_scenario + 8 * self.columns)
-                + (self.jobs + 2)
-                * (self.histogram_bytes + self.chunking.holding_rows * self.row_bytes),
+                + (self.jobs + 2) * self.chunking.holding_rows * self.row_bytes,
                 "[run] chunk_size",
             ),
+            # a chunk's counts, whatever its rows: units x ranks per unit-year, a worker's and
+            # two more (the merge's and one finished, waiting for it)
+            HISTOGRAMS: ((self.jobs + 2) * self.histogram_bytes, "[run] jobs"),
             "the kept scores": (  # their ranks and R_S; the score bands of an aggregate a thread
                 8
                 * self.kept
@@ -207,6 +210,10 @@ def check_resources(
             "[run] chunk_size": "lower it (or [run] jobs)",
             "[run] jobs": 'lower it, or set [run] backend = "threading" (one process)',
         }.get(key, "lower it")
+        if name == HISTOGRAMS:  # units x ranks: no chunk size lowers them
+            square = f"they grow with the square of the units ({size.units:,} here)"
+            advice = f"{square}: lower it" if size.jobs > 1 else f"{square}: use fewer units"
+            key = key if size.jobs > 1 else "[data]"
         raise UserError(
             f"the run needs about {_size(needed)} of memory ({name}: {_size(largest)}) but"
             f" {_size(memory)} are available: {advice}",
@@ -218,7 +225,8 @@ def check_resources(
     disk = free_disk(work) if disk is None else disk
     if needed_disk > BUDGET * disk:
         raise UserError(
-            f"the run's chunk files need about {_size(needed_disk)} of disk but {_size(disk)} are"
-            f" free under {work.parent}: lower it or free space",
+            f"the run's chunk files (kept for --resume) need about {_size(needed_disk)} of disk, "
+            f"more than the {BUDGET:.0%} of the {_size(disk)} free under {work.parent} that a run"
+            " may plan to use: free space, or lower it",
             where="[sampling] n",
         )
