@@ -3,6 +3,8 @@ trees of depth 1-3, 3-40 units, integer data with ties, zeros and missing cells,
 sets; see ``generated_indices``). The README lists them under "Validation"; set
 ``NQPF_SENS_PROPERTIES=thorough`` for many more examples than the suite's default."""
 
+import hashlib
+import json
 import re
 from pathlib import Path
 from unittest import mock
@@ -19,6 +21,7 @@ import nqpf_sens as ns
 from nqpf_sens.audit.coherence import nominal_levels
 from nqpf_sens.errors import RunInterrupted
 from nqpf_sens.inputs import load_inputs
+from nqpf_sens.outputs import MARKER
 from nqpf_sens.plan import prepare_study
 from nqpf_sens.uncertainty import study as study_module
 from nqpf_sens.uncertainty.sobol import INTERACTION_INTERVAL
@@ -331,11 +334,18 @@ CLOCK = re.compile(rb'\d{4}-\d\d-\d\dT[0-9:+]+|"wall_seconds": [0-9.]+|[0-9.]+ s
 
 def files(folder: Path, pattern: str = "*") -> dict[str, bytes]:
     """The files a run wrote that match ``pattern``, by their path in the folder, with the clock
-    readings blanked."""
-    return {
+    readings blanked; the marker's digests, which differ with the clocks in the manifest and the
+    page, checked against the files and left out."""
+    found = {
         path.relative_to(folder).as_posix(): CLOCK.sub(b"(clock)", path.read_bytes())
         for path in sorted(p for p in folder.rglob(pattern) if p.is_file())
     }
+    if MARKER in found:
+        marker = json.loads(found[MARKER])
+        for name, digest in marker.pop("sha256").items():
+            assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
+        found[MARKER] = json.dumps(marker).encode()
+    return found
 
 
 def interrupted_then_resumed(path: Path, out: Path) -> Path:
