@@ -439,6 +439,9 @@ def load_config(path: str | Path) -> RunConfig:
         raise UserError("not UTF-8 text", path) from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"not valid TOML ({exc})", path) from None
+    except RecursionError:  # tomllib parses nested arrays and tables by recursion
+        raise UserError(TOO_DEEP, path) from None
+    _check_plain(raw, path)
     return _config(raw, path, path.resolve().parent)
 
 
@@ -449,26 +452,28 @@ def config_from_dict(raw: dict[str, Any], folder: str | Path = ".") -> RunConfig
         raise UserError("a config is a dict of sections", where="config_from_dict")
     if not isinstance(folder, (str, os.PathLike)):
         raise UserError("must be a path", where="config_from_dict folder")
-    _check_plain(raw, "config")
+    _check_plain(raw, Path(IN_MEMORY))
     return _config(copy.deepcopy(raw), Path(IN_MEMORY), Path(folder).resolve())
 
 
 MAX_NESTING = 8  # a config's deepest value: [[factors]] -> a table -> options -> an option's list
+TOO_DEEP = f"nested more than {MAX_NESTING} levels deep, deeper than any config"
 
 
-def _check_plain(value: Any, where: str, depth: int = 0) -> None:
-    """Refuse what no TOML file can hold before anything walks it: keys that are not text, and
-    nesting deeper than a config's (a dict that holds itself, say)."""
+def _check_plain(value: Any, path: Path, where: str = "", depth: int = 0) -> None:
+    """Refuse what no config can hold before anything walks it (the checks and the errors
+    recurse into values): keys that are not text (from code), and nesting deeper than a
+    config's (a file's hundreds of brackets, a dict that holds itself)."""
     if depth > MAX_NESTING:
-        raise UserError("nested deeper than any config (does a value hold itself?)", where=where)
+        raise UserError(TOO_DEEP, path, where)
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise UserError(f"keys are text, got {key!r}", where=where)
-            _check_plain(item, f"{where} {key}", depth + 1)
+                raise UserError(f"keys are text, got {key!r}", path, where or None)
+            _check_plain(item, path, f"{where} {key}" if where else f"[{key}]", depth + 1)
     elif isinstance(value, list):
         for k, item in enumerate(value, start=1):
-            _check_plain(item, f"{where} item {k}", depth + 1)
+            _check_plain(item, path, f"{where} item {k}", depth + 1)
 
 
 def _config(raw: dict[str, Any], path: Path, base: Path) -> RunConfig:
