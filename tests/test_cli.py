@@ -177,6 +177,15 @@ def test_bad_config_one_line_exit_2_nothing_written(project, config, expected):
     assert not (project / "results").exists() or not any((project / "results").iterdir())
 
 
+def test_a_config_starting_with_a_byte_order_mark_is_read(project):
+    """As a CSV file's is: Windows editors write one (it was "not valid TOML" at line 1)."""
+    from nqpf_sens import load_config
+
+    text = (project / "base.toml").read_text(encoding="utf-8")
+    (project / "bom.toml").write_text(text, encoding="utf-8-sig")
+    assert load_config(project / "bom.toml").name == "base"
+
+
 def test_the_national_config_runs_from_any_folder(tmp_path):
     """``[data] shipped = "national"`` names the packaged panel, so the shipped config needs no
     path into the source tree: copied anywhere, it runs (here with a small sample); its report

@@ -434,7 +434,8 @@ def load_config(path: str | Path) -> RunConfig:
     if problem:
         raise UserError(f"the config file: {problem}", path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        # a byte-order mark (Notepad writes one) is dropped, as the CSV files' is
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError:
         raise UserError("not UTF-8 text", path) from None
     except tomllib.TOMLDecodeError as exc:
