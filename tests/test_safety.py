@@ -624,6 +624,8 @@ def damaged(folder: Path, how: str) -> None:
         (folder / "manifest.json").write_text("")
     elif how == "manifest of another shape":
         (folder / "manifest.json").write_text("[1, 2]")
+    elif how == "manifest nested 5,000 levels deep":  # beyond json's recursion
+        (folder / "manifest.json").write_text('{"a": ' + "[" * 5000 + "]" * 5000 + "}")
     elif how == "missing csv":
         (folder / "rank_stability.csv").unlink()
     elif how == "empty csv":
@@ -702,6 +704,7 @@ def finished_run(tmp_path_factory) -> Path:
         "corrupt manifest",
         "empty manifest",
         "manifest of another shape",
+        "manifest nested 5,000 levels deep",
         "missing csv",
         "empty csv",
         "other columns",

@@ -242,6 +242,10 @@ def load_run(folder: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
         raise UserError(
             f"damaged manifest ({type(exc).__name__}); run the config again", manifest_path
         ) from None
+    except RecursionError:  # json parses nested arrays and objects by recursion
+        raise UserError(
+            "damaged manifest (nested too deeply to read); run the config again", manifest_path
+        ) from None
     if not isinstance(manifest, dict):
         raise UserError("damaged manifest (not a JSON object); run the config again", manifest_path)
     for key, kind in MANIFEST_KEYS.items():
