@@ -313,7 +313,7 @@ def prepare(
         reason = (
             "no imputation rule applies"
             if pipeline.imputation == "none"
-            else f"imputation '{pipeline.imputation}' cannot fill it"
+            else f"imputation '{pipeline.imputation}' cannot fill"
         )
         if pipeline.imputation in impute.TIME_SERIES_RULES and len(table.years) == 1:
             reason += (
