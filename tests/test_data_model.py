@@ -265,12 +265,22 @@ def test_archives_as_they_come_are_read_or_refused_in_one_line(tmp_path, monkeyp
         (",,,\nunit,a,b,c\nu0,1,2,3\n", "the first row holds no names"),  # Excel's empty row
         ("unit;a;b\nu0;1,5;2,5\n", "the header is separated by semicolons"),  # decimal commas
         ("unit,a\nu0,1\n,,\n,,\nu1,2,9\n", "row 5 has 3 cells"),  # rows counted as pandas does
+        ("unit,a,b,c,\nu0,1,2,3,\nu1,4,5,6,7\n", "column 5 has no name in the header, but row 3"),
     ],
 )
 def test_a_table_of_the_wrong_shape_is_named_for_what_it_is(tmp_path, text, expected):
     """An empty first row (the header became a row of data), a semicolon file with decimal
-    commas (called 'a comma too many'), a row number that skipped rows of commas."""
+    commas (called 'a comma too many'), a row number that skipped rows of commas, a value under
+    an empty header cell (named by pandas' 'Unnamed: 4', which the file does not hold)."""
     from nqpf_sens.engine.cells import read_csv
 
     with pytest.raises(UserError, match=expected):
         read_csv(write(tmp_path, "values.csv", text))
+
+
+def test_an_empty_column_without_a_name_is_dropped(tmp_path):
+    """Trailing commas in the header and every row: no column 'Unnamed: 4' in the tables."""
+    from nqpf_sens.engine.cells import read_csv
+
+    frame = read_csv(write(tmp_path, "values.csv", "unit,a,b,c,\nu0,1,2,3,\nu1,4,5,6,\n"))
+    assert list(frame.columns) == ["unit", "a", "b", "c"]

@@ -16,6 +16,7 @@ import warnings
 import zipfile
 import zlib
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -96,9 +97,17 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise UserError("the file is empty", path) from None
     except pd.errors.ParserError as exc:
         raise UserError(f"not a valid CSV table ({str(exc).splitlines()[0]})", path) from None
+    named = [bool(name.strip()) for name in next(_rows(text))]
+    frame = frame.loc[:, named]  # columns without a name are empty (checked): trailing commas
     frame.columns = [str(name).strip() for name in frame.columns]
     _refuse_control_characters(frame, path)
     return frame
+
+
+def _rows(text: str) -> Iterator[list[str]]:
+    """The rows of CSV ``text`` but blank lines, as pandas counts them, one at a time."""
+    csv.field_size_limit(max(csv.field_size_limit(), CELL_LIMIT))
+    return (row for row in csv.reader(io.StringIO(text, newline="")) if row)
 
 
 def _text(path: Path) -> str:
@@ -155,11 +164,11 @@ def _text(path: Path) -> str:
 def _shape_problem(text: str, path: Path) -> str | None:
     """What is wrong with the rows of CSV ``text`` as a table, or None: a first row without names
     (empty rows above the header), a header separated by semicolons or tabs, a column named
-    twice, or a cell beyond the header's columns (an empty last cell, a trailing comma, is none).
-    Rows are counted as pandas counts them (blank lines aside, the header row 1), one at a time:
-    nothing but the text is held."""
-    csv.field_size_limit(max(csv.field_size_limit(), CELL_LIMIT))
-    rows = (row for row in csv.reader(io.StringIO(text, newline="")) if row)  # blank lines
+    twice, a value in a column without a name (pandas would name it 'Unnamed: 4'), or a cell
+    beyond the header's columns (an empty last cell, a trailing comma, is none). Rows are counted
+    as pandas counts them (blank lines aside, the header row 1), one at a time: nothing but the
+    text is held."""
+    rows = _rows(text)
     try:
         header = [name.strip() for name in next(rows, [])]
         if not header:
@@ -177,8 +186,15 @@ def _shape_problem(text: str, path: Path) -> str | None:
             if name and count > 1:
                 return f"the header names column '{name}' twice"
         width, first, longer, body = len(header), None, 0, 0
+        unnamed = [k for k, name in enumerate(header) if not name]
         for number, row in enumerate(rows, start=2):
             body += 1
+            held = next((k for k in unnamed if k < len(row) and row[k].strip()), None)
+            if held is not None:
+                return (
+                    f"column {held + 1} has no name in the header, but row {number} holds a "
+                    "value in it: name that column, or remove it"
+                )
             if any(cell.strip() for cell in row[width:]):
                 first = first or (number, len(row))
                 longer += len(row) == width + 1
