@@ -161,6 +161,7 @@ def test_baseline_run_writes_scores_and_manifest(project):
         ("[pipline]\n", "[pipline]: unknown section (did you mean [pipeline]?)"),
         ('[data]\nvalues = "missing.csv"\n', "bad.toml: [data] values: file not found"),
         ("[run\n", "not valid TOML"),
+        ('[run]\nseed = "' + "x" * 10**5 + '"\n', "xxx'... (100,000 characters)"),
         # hundreds of levels: tomllib, and the checks after it, recurse into them
         ("[tiers]\nbounds = " + "[" * 400 + "]" * 400 + "\n", "[tiers] bounds item 1 item 1"),
         ("[run]\nname = " + "{a = " * 400 + "1" + "}" * 400 + "\n", "nested more than 8 levels"),

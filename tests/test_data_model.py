@@ -210,6 +210,21 @@ def test_what_a_file_holds_is_read_or_refused_in_one_line(tmp_path, text, expect
     assert "\n" not in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    "meta, values, expected",
+    [
+        (META, VALUES.replace("1.5", "1" * 10**6), "not a number: '1111"),
+        (META.replace("d2,3,1", "d2,3," + "u" * 10**6), VALUES, "unknown direction 'uuuu"),
+    ],
+)
+def test_a_long_cell_is_quoted_by_its_beginning(tmp_path, meta, values, expected):
+    """A megabyte-long cell made a megabyte-long error line."""
+    with pytest.raises(UserError, match=expected) as refused:
+        load_table(write(tmp_path, "values.csv", values), load_spec(write(tmp_path, "m.csv", meta)))
+    message = refused.value.message
+    assert "'... (1,000,000 characters)" in message and len(message) < 120
+
+
 def test_a_configured_unit_column_is_matched_as_the_header_is_read(tmp_path):
     """Header names lose their spaces, so a configured ``unit_column = "uCode "`` must too."""
     import nqpf_sens as ns

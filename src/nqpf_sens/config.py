@@ -17,7 +17,7 @@ from nqpf_sens.audit.optimal_weights import TARGETS
 from nqpf_sens.engine.cells import control_character, not_a_file
 from nqpf_sens.engine.pipeline import Pipeline
 from nqpf_sens.engine.rank import TIES, TierRule
-from nqpf_sens.errors import UserError
+from nqpf_sens.errors import UserError, quoted
 from nqpf_sens.outputs import check_run_name
 
 _NUMBER = (int, float)
@@ -221,7 +221,7 @@ def _toml(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return repr(value)
+        return quoted(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, dict):

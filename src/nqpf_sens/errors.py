@@ -22,6 +22,18 @@ class UserError(Exception):
         return _printable(" ".join(text.split()))
 
 
+#: characters of a user's text an error quotes: a cell or a value can be megabytes long
+QUOTED_CHARACTERS = 40
+
+
+def quoted(value: object) -> str:
+    """``value`` as Python writes it (text in quotes), a text longer than ``QUOTED_CHARACTERS``
+    cut to its beginning and an ellipsis: a ten-million-character cell made a 10 MB error line."""
+    if not isinstance(value, str) or len(value) <= QUOTED_CHARACTERS:
+        return repr(value)
+    return f"{value[:QUOTED_CHARACTERS]!r}... ({len(value):,} characters)"
+
+
 def _printable(text: str) -> str:
     """``text`` with every character a terminal would not print escaped: a key, a file name or a
     cell can hold ESC, which recoloured the terminal as the error echoed it."""

@@ -12,7 +12,7 @@ from nqpf_sens.config import RunConfig
 from nqpf_sens.engine.cells import not_a_file, parse_numbers, read_csv
 from nqpf_sens.engine.spec import IndexSpec, load_spec
 from nqpf_sens.engine.table import IndicatorTable, load_table
-from nqpf_sens.errors import UserError
+from nqpf_sens.errors import UserError, quoted
 from nqpf_sens.indices.nqpf import data as nqpf
 
 
@@ -93,7 +93,7 @@ def _positive_numbers(column: pd.Series, source: Path | str | None) -> pd.Series
     if bad.any():
         unit = column.index[int(np.flatnonzero(bad)[0])]
         raise UserError(
-            f"unit '{unit}': {column.name} {column[unit]!r} is not a positive number", source
+            f"unit '{unit}': {column.name} {quoted(column[unit])} is not a positive number", source
         )
     return pd.Series(numbers, index=column.index, name=column.name)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nqpf_sens.errors import UserError
+from nqpf_sens.errors import UserError, quoted
 from nqpf_sens.wording import plural
 
 #: cells that mean "no value" in a numeric column (pandas' defaults); elsewhere they are text
@@ -263,5 +263,5 @@ def parse_numbers(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cell_text(raw: pd.Series, row: int) -> str:
-    """A cell as the user wrote it, quoted."""
-    return repr(str(raw.iloc[row]))
+    """A cell as the user wrote it, quoted (its beginning, when long)."""
+    return quoted(str(raw.iloc[row]))

@@ -12,7 +12,7 @@ from nqpf_sens.engine import aggregate, impute, normalise, transform, weights
 from nqpf_sens.engine.rank import TierRule
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
-from nqpf_sens.errors import UserError
+from nqpf_sens.errors import UserError, quoted
 
 TRANSFORM_TARGETS = ("flagged", "all")
 
@@ -174,7 +174,7 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
     )
     for key, value, allowed in checks:
         if value not in allowed:
-            return f"{key}: unknown option {value!r} (choose from {', '.join(allowed)})"
+            return f"{key}: unknown option {quoted(value)} (choose from {', '.join(allowed)})"
     n_levels = len(spec.levels) - 1
     methods = (
         [pipeline.aggregation]
@@ -188,7 +188,7 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
     for method in methods:
         if method not in aggregate.METHODS:
             return (
-                f"aggregation: unknown option {method!r} "
+                f"aggregation: unknown option {quoted(method)} "
                 f"(choose from {', '.join(aggregate.METHODS)})"
             )
     for key, pair in (

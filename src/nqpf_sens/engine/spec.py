@@ -19,7 +19,7 @@ import pandas as pd
 from nqpf_sens.engine.cells import cell_text, parse_numbers, read_csv
 from nqpf_sens.engine.normalise import METHODS as NORMALISATIONS
 from nqpf_sens.engine.transform import FALLBACKS as TREAT_FALLBACKS
-from nqpf_sens.errors import UserError
+from nqpf_sens.errors import UserError, quoted
 
 ROOT_CODE = "total"
 MAX_WEIGHT = 1e100
@@ -240,7 +240,7 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
         for row, kind in enumerate(kinds):
             if kind not in ROW_TYPES:
                 raise UserError(
-                    f"unknown type {frame[type_col].iloc[row]!r} (Indicator, Aggregate, Group, "
+                    f"unknown type {cell_text(frame[type_col], row)} (Indicator, Aggregate, Group, "
                     "Denominator or Other)",
                     source,
                     f"row {row + 2}, column '{type_col}'",
@@ -273,7 +273,7 @@ def spec_from_frame(frame: pd.DataFrame, source: Path) -> IndexSpec:
             )
         if value not in _DIRECTIONS:
             raise UserError(
-                f"unknown direction {value!r} (use positive/negative or 1/-1)",
+                f"unknown direction {quoted(value)} (use positive/negative or 1/-1)",
                 source,
                 _cell(codes, row, direction_col),
             )
@@ -337,7 +337,7 @@ def _own_methods(
         for row, method in enumerate(own):
             if method and method not in allowed:
                 raise UserError(
-                    f"unknown {column} {method!r} (choose from {', '.join(allowed)})",
+                    f"unknown {column} {quoted(method)} (choose from {', '.join(allowed)})",
                     source,
                     _cell(codes, row, column),
                 )
