@@ -12,6 +12,7 @@ from scipy.stats import kendalltau, spearmanr
 from nqpf_sens.engine.aggregate import (
     LANES_BYTES,
     METHODS,
+    MIN_POWER,
     POWER,
     SCENARIO_LANES,
     SHIFT_FRACTION,
@@ -454,6 +455,27 @@ def test_unknown_methods_and_ties_are_named():
         aggregate_tree(*tree, ["arithmetic"], 3, "max")
     with pytest.raises(ValueError, match="order 0 is the geometric mean"):
         aggregate_tree(*tree, ["generalised"], 3, power=0.0)
+
+
+@pytest.mark.parametrize("power", [MIN_POWER, -MIN_POWER])
+def test_a_generalised_mean_of_the_smallest_order_keeps_its_precision(power):
+    """At |p| = MIN_POWER the mean is within 1e-11 of a 60-digit reference (its rounding error
+    grows as 6e-16 / |p|: at 1e-16 six of eight units tied); below it, it is refused."""
+    from decimal import Decimal, localcontext
+
+    rng = np.random.default_rng(0)
+    values, weights = rng.uniform(1e-3, 100, (15, 200)), rng.uniform(0.1, 1, 15)
+    tree = (values, [weights[None]], [np.ones((15, 1))])
+    scores = aggregate_tree(*tree, ["generalised"], 200, power=power)[0].ravel()
+    with localcontext() as context:
+        context.prec = 60
+        p, w = Decimal(power), [Decimal(x) for x in weights]
+        for score, column in zip(scores, values.T, strict=True):
+            mean = sum(wi * (p * Decimal(x).ln()).exp() for wi, x in zip(w, column, strict=True))
+            mean /= sum(w)
+            assert score == pytest.approx(float((mean.ln() / p).exp()), rel=1e-11, abs=0)
+    with pytest.raises(ValueError, match="is the geometric mean"):
+        aggregate_tree(*tree, ["generalised"], 200, power=power / 2)
 
 
 @settings(max_examples=100, deadline=None)

@@ -132,7 +132,7 @@ HELP: dict[str, dict[str, str]] = {
         "nonpositive": "What geometric and harmonic means do with values <= 0: shift them, or "
         "refuse the run (COINr).",
         "mean_shift": "nonpositive = shift: the shift, as a fraction of the child's range.",
-        "power": "generalised: the order p of the power mean (not 0).",
+        "power": "generalised: the order p of the power mean, |p| >= 1e-4 (near 0: geometric).",
         "data_threshold": "Aggregate without imputation: the share of a parent's children that "
         "must be observed (COINr's dat_thresh), one or a list per level. Default: missing "
         "cells are refused.",

@@ -215,6 +215,12 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
             return f"{key}: must be a finite number, not {getattr(pipeline, key)!r}"
     if pipeline.power == 0:
         return "power: 0 is the limit of the geometric mean: use aggregation 'geometric'"
+    if abs(pipeline.power) < aggregate.MIN_POWER:
+        return (
+            f"power: {pipeline.power:g} is too close to 0 to compute (below "
+            f"{aggregate.MIN_POWER:g} the scores lose about 6e-16 / |power| to rounding), and the "
+            "mean is the geometric one there: use aggregation 'geometric'"
+        )
     threshold = pipeline.data_threshold
     if isinstance(threshold, tuple) and len(threshold) != n_levels:
         return (
