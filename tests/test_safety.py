@@ -499,6 +499,35 @@ def test_disk_full_while_writing_is_one_line_and_leaves_nothing(
     assert not (project / "results").exists()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ulimit -f is POSIX's")
+@pytest.mark.parametrize(
+    "config, limit, named", [("study", 16, ".study.work/chunk_"), ("base", 2, "results/base:")]
+)
+def test_the_file_size_limit_is_named_with_the_file_and_leaves_no_part_of_it(
+    project, config, limit, named
+):
+    """A chunk, then a table, passing ``ulimit -f``: the error blamed the config ("File too
+    large") and left the chunk's .tmp file truncated."""
+    import resource
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit * 1024, resource.RLIM_INFINITY))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "nqpf_sens", "run", f"{config}.toml", "--quiet"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limited,
+    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert named in result.stderr and "the file-size limit (ulimit -f) was reached" in (
+        result.stderr
+    )
+    assert not list((project / "results").rglob("*.tmp"))
+
+
 def test_report_on_a_full_disk_is_one_line_and_leaves_the_run_as_it_was(
     project, monkeypatch, capsys
 ):

@@ -60,6 +60,9 @@ def system_problem(error: OSError, keeps_chunks: bool = False) -> str:
         kept = " (--resume keeps the finished chunks)" if keeps_chunks else ""
         full = "the disk is full" if error.errno == errno.ENOSPC else "the disk quota is used up"
         return f"{full}: free space and run again{kept}"
+    if error.errno == errno.EFBIG:
+        kept = "; --resume keeps the finished chunks" if keeps_chunks else ""
+        return f"the file-size limit (ulimit -f) was reached writing it: raise the limit{kept}"
     if error.errno == errno.ENOENT:
         return "disappeared while it was being written (was a folder deleted?); run again"
     # "run again" only where that may help (not after "Permission denied", say)

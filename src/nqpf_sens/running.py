@@ -206,6 +206,9 @@ def run_config(
                         _write(results, folder, seconds, quiet)
                 except KeyboardInterrupt:  # while the tables, figures or report are written
                     raise _interrupted(work) from None
+                except OSError as error:  # a write names no file: the results' folder, then
+                    error.filename = error.filename or str(destination)
+                    raise
                 published = True
                 remove_work(work)
             if not quiet:

@@ -50,15 +50,22 @@ def _key_digest(key: str, members: list[zipfile.ZipInfo]) -> bytes:
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray], key: str) -> None:
     """Write plain arrays and their digest under ``key``, atomically: a resumed run never reads
-    half a chunk. The file is created new (never written through a link left at its name)."""
+    half a chunk. The file is created new (never written through a link left at its name); a
+    write that fails (a full disk, the file-size limit) removes it and names it."""
     temporary = path.with_name(path.name + ".tmp")
     temporary.unlink(missing_ok=True)  # a save cut short; a link itself, not what it points to
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    with os.fdopen(os.open(temporary, flags, 0o644), "w+b") as handle:
-        members: dict[str, Any] = arrays  # numpy's stubs take any keyword for its own options
-        np.savez(handle, **members)  # members stored, not compressed
-        with zipfile.ZipFile(handle, "a") as archive:
-            archive.writestr(KEY_MEMBER, _key_digest(key, archive.infolist()))
+    descriptor = os.open(temporary, flags, 0o644)  # ours from here: O_EXCL made it
+    try:
+        with os.fdopen(descriptor, "w+b") as handle:
+            members: dict[str, Any] = arrays  # numpy's stubs take any keyword for its options
+            np.savez(handle, **members)  # members stored, not compressed
+            with zipfile.ZipFile(handle, "a") as archive:
+                archive.writestr(KEY_MEMBER, _key_digest(key, archive.infolist()))
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        error.filename = error.filename or str(path)  # a write names no file
+        raise
     os.replace(temporary, path)
 
 
