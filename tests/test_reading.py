@@ -335,21 +335,19 @@ def test_sobol_outputs_too_uncertain_to_rank_factors_are_not_read():
     assert not any("Interactions" in line or "sum to" in line for line in found)
 
 
+def percentile_ranks(**ends: tuple[list[int], list[int], list[int]]) -> pd.DataFrame:
+    """A rank_stability table of units a, b, c (nominal ranks 1-3) with each percentile's ranks,
+    then the low and high ends of their Monte Carlo intervals (``p05=(ranks, lows, highs)``)."""
+    columns: dict[str, list] = {"unit": ["a", "b", "c"], "nominal_rank": [1, 2, 3]}
+    for name, (ranks, lows, highs) in ends.items():
+        columns |= {f"{name}_rank": ranks, f"{name}_rank_low": lows, f"{name}_rank_high": highs}
+    return pd.DataFrame(columns)
+
+
 def test_rank_intervals_equally_wide_are_all_named():
     """Two units whose 5th-95th percentile rank intervals are equally the widest: both are
     named (the first in rank order was named as 'the widest' alone)."""
-    stability = pd.DataFrame(
-        {
-            "unit": ["a", "b", "c"],
-            "nominal_rank": [1, 2, 3],
-            "p05_rank": [1, 1, 2],
-            "p05_rank_low": [1, 1, 2],
-            "p05_rank_high": [1, 1, 2],
-            "p95_rank": [2, 3, 4],
-            "p95_rank_low": [2, 3, 4],
-            "p95_rank_high": [2, 3, 4],
-        }
-    )
+    stability = percentile_ranks(p05=([1, 1, 2],) * 3, p95=([2, 3, 4],) * 3)
     found = " ".join(lines({"rank_stability": stability}))
     assert "The widest 5th-95th percentile rank intervals are b's (1-3, nominal 2) and c's" in found
 
@@ -358,17 +356,8 @@ def test_rank_intervals_are_read_with_the_monte_carlo_error_of_their_ends():
     """A 95th percentile rank of 4 whose interval is 2-4 is said with it, and a unit whose
     percentiles differ by 2 is counted as within 2 places at their far ends only when their
     intervals keep it there."""
-    stability = pd.DataFrame(
-        {
-            "unit": ["a", "b", "c"],
-            "nominal_rank": [1, 2, 3],
-            "p05_rank": [1, 1, 2],
-            "p05_rank_low": [1, 1, 1],
-            "p05_rank_high": [1, 1, 2],
-            "p95_rank": [4, 3, 3],
-            "p95_rank_low": [2, 3, 3],
-            "p95_rank_high": [4, 3, 4],
-        }
+    stability = percentile_ranks(
+        p05=([1, 1, 2], [1, 1, 1], [1, 1, 2]), p95=([4, 3, 3], [2, 3, 3], [4, 3, 4])
     )
     found = " ".join(lines({"rank_stability": stability}))
     assert (
