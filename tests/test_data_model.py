@@ -225,6 +225,18 @@ def test_a_long_cell_is_quoted_by_its_beginning(tmp_path, meta, values, expected
     assert "'... (1,000,000 characters)" in message and len(message) < 120
 
 
+def test_an_error_line_stays_short_whatever_text_it_names(tmp_path):
+    """A unit named by a megabyte of text, listed twice: the error line keeps its start (the
+    file, what is wrong) and its end, and says how much it left out."""
+    name = "u" * 10**6
+    values = VALUES.replace("u0,", f"{name},").replace("u1,", f"{name},")
+    with pytest.raises(UserError) as refused:
+        load_table(write(tmp_path, "values.csv", values), load_spec(write(tmp_path, "m.csv", META)))
+    line = str(refused.value)
+    assert len(line) <= 2000 and "characters left out" in line and "listed twice" in line
+    assert line.startswith(str(tmp_path / "values.csv"))
+
+
 def test_a_configured_unit_column_is_matched_as_the_header_is_read(tmp_path):
     """Header names lose their spaces, so a configured ``unit_column = "uCode "`` must too."""
     import nqpf_sens as ns

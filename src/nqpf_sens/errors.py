@@ -18,12 +18,21 @@ class UserError(Exception):
     def one_line(self) -> str:
         parts = [p for p in (self.source, self.where) if p]
         prefix = ": ".join(parts)
-        text = f"{prefix}: {self.message}" if prefix else self.message
-        return _printable(" ".join(text.split()))
+        text = _printable(
+            " ".join((f"{prefix}: {self.message}" if prefix else self.message).split())
+        )
+        if len(text) <= MAX_LINE:
+            return text
+        # a backstop for text no quoting cut (a unit's name can be megabytes long): its start
+        # names the file and the key, its end says what to do
+        left_out = len(text) - 2 * LINE_END
+        return f"{text[:LINE_END]} ...({left_out:,} characters left out)... {text[-LINE_END:]}"
 
 
 #: characters of a user's text an error quotes: a cell or a value can be megabytes long
 QUOTED_CHARACTERS = 40
+MAX_LINE = 2000  # characters of an error line, whatever it quotes
+LINE_END = 600  # characters kept at either end of a longer one
 
 
 def quoted(value: object) -> str:
