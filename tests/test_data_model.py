@@ -237,6 +237,14 @@ def test_an_error_line_stays_short_whatever_text_it_names(tmp_path):
     assert line.startswith(str(tmp_path / "values.csv"))
 
 
+def test_two_units_whose_names_print_alike_are_one_unit_listed_twice(tmp_path):
+    """'café' written as one character (NFC) and as e and a combining accent (NFD) print alike:
+    two such rows would be two units a reader cannot tell apart in every table."""
+    values = VALUES.replace("u0,", "caf\u00e9,").replace("u1,", "cafe\u0301,")
+    with pytest.raises(UserError, match="row 3, .*listed twice \\(in another Unicode form\\)"):
+        load_table(write(tmp_path, "values.csv", values), load_spec(write(tmp_path, "m.csv", META)))
+
+
 def test_a_configured_unit_column_is_matched_as_the_header_is_read(tmp_path):
     """Header names lose their spaces, so a configured ``unit_column = "uCode "`` must too."""
     import nqpf_sens as ns

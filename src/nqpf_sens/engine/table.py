@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,11 +202,16 @@ def table_from_frame(
             )
         frame = frame.assign(**{YEAR_COLUMN: years_raw.astype(int)})
     keys = [UNIT_COLUMN] + ([YEAR_COLUMN] if has_year else [])
-    duplicated = frame.duplicated(keys)
+    # names compared as they print: 'é' as one character (NFC) or as e and an accent (NFD)
+    printed = frame[keys].assign(**{UNIT_COLUMN: frame[UNIT_COLUMN].map(_composed)})
+    duplicated = printed.duplicated()
     if duplicated.any():
         row = int(np.flatnonzero(duplicated.to_numpy())[0])
+        first = int(np.flatnonzero((printed == printed.iloc[row]).all(axis=1).to_numpy())[0])
+        names = frame[UNIT_COLUMN]
+        forms = "" if names.iloc[row] == names.iloc[first] else " (in another Unicode form)"
         raise UserError(
-            f"unit '{frame[UNIT_COLUMN].iloc[row]}' is listed twice",
+            f"unit '{names.iloc[row]}' is listed twice{forms}",
             source,
             f"row {row + 2}, column '{UNIT_COLUMN}'",
         )
@@ -273,6 +279,11 @@ def table_from_frame(
         denominators,
         statuses,
     )
+
+
+def _composed(name: object) -> object:
+    """A unit's name in Unicode's composed form (NFC), as two names that print alike compare."""
+    return unicodedata.normalize("NFC", name) if isinstance(name, str) else name
 
 
 def load_table(
