@@ -130,6 +130,11 @@ def test_unreliable_outputs_are_flagged_and_never_top(design):
     reliability = output_reliability(indices, design.n).set_index("output")
     assert reliability.reliable.tolist() == [True, False, False]
     assert reliability.output_sd["rank:steady"] < MIN_RANK_SD
+    even = np.arange(len(u)) % 2 + 1.0  # places 1 and 2, exactly half each: sd 0.5
+    flipping = sobol_indices(even[:, None], ["rank:flips"], design.problem(), 50, 0.95, 1)
+    flips = output_reliability(flipping, design.n).set_index("output").loc["rank:flips"]
+    assert flips.output_sd == pytest.approx(MIN_RANK_SD, rel=1e-12)
+    assert flips.why_not == f"rank standard deviation at most {MIN_RANK_SD} places"
     assert reliability.why_not["rank:fixed"] == "does not vary"
     shift = indices[indices.output == "rank:moving"].assign(output="rank_shift")
     both = pd.concat([indices, shift, shift.assign(output="all_ranks")])

@@ -522,9 +522,9 @@ EXACT: dict[str, _Meaning] = {
     ),
     "reliable": _Meaning(
         "whether the output's Sobol indices can rank the factors",
-        "False when the output does not vary, is a unit's rank with a standard deviation below "
-        f"{MIN_RANK_SD:g} places, rests on fewer than {MIN_BASE_SAMPLES} base samples (too few "
-        f"for the bootstrap to measure the error), or has an ST interval wider than "
+        "False when the output does not vary, is a unit's rank with a standard deviation of at "
+        f"most {MIN_RANK_SD:g} places, rests on fewer than {MIN_BASE_SAMPLES} base samples (too "
+        f"few for the bootstrap to measure the error), or has an ST interval wider than "
         f"{MAX_INTERVAL:g}",
     ),
     "why_not": _Meaning("the reason the output's indices are not reliable (empty when they are)"),

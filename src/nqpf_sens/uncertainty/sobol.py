@@ -23,7 +23,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri  # normal quantiles
 
-MIN_RANK_SD = 0.5  # a rank varying less (standard deviation, in places) has little to explain
+#: a rank varying no more (standard deviation, in places) has little to explain: one that only
+#: flips between two adjacent places has at most 0.5, exactly 0.5 when its sample is evenly split,
+#: so "at most" (with rounding's allowance) treats every such rank alike, as "below" did not
+MIN_RANK_SD = 0.5
 MAX_INTERVAL = 0.3  # an output whose widest ST interval is wider cannot rank the factors
 #: fewer base samples and the bootstrap cannot measure the error (``python
 #: experiments/validate_estimators.py --small``, 30 designs at each N): at N = 4 to 32 the few
@@ -332,8 +335,8 @@ def output_reliability(
 ) -> pd.DataFrame:
     """Per output: the interaction share 1 - sum of S1 (variance no single factor explains alone)
     with its bootstrap interval, the widest ST interval, and whether its indices can rank the
-    factors (``reliable``), with the reason when not: a constant output, a rank varying by less
-    than ``MIN_RANK_SD`` places, fewer than ``MIN_BASE_SAMPLES`` base samples behind the
+    factors (``reliable``), with the reason when not: a constant output, a rank varying by at
+    most ``MIN_RANK_SD`` places, fewer than ``MIN_BASE_SAMPLES`` base samples behind the
     estimates, or an ST interval wider than ``MAX_INTERVAL``."""
     by_output = indices.groupby("output", sort=False)
     table = pd.DataFrame(
@@ -350,13 +353,13 @@ def output_reliability(
     reasons = np.select(
         [
             table.sum_S1.isna(),
-            is_rank & (table.output_sd < MIN_RANK_SD),
+            is_rank & (table.output_sd <= MIN_RANK_SD * (1 + ROUNDING)),
             np.full(len(table), base_samples < MIN_BASE_SAMPLES),
             table.widest_ST_interval > MAX_INTERVAL,
         ],
         [
             "does not vary",
-            f"rank standard deviation below {MIN_RANK_SD} places",
+            f"rank standard deviation at most {MIN_RANK_SD} places",
             f"fewer than {MIN_BASE_SAMPLES} base samples: the error cannot be measured",
             f"an ST interval wider than {MAX_INTERVAL}",
         ],
