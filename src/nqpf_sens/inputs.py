@@ -11,7 +11,7 @@ import pandas as pd
 from nqpf_sens.config import RunConfig
 from nqpf_sens.engine.cells import not_a_file, parse_numbers, read_csv
 from nqpf_sens.engine.spec import IndexSpec, load_spec
-from nqpf_sens.engine.table import IndicatorTable, load_table
+from nqpf_sens.engine.table import IndicatorTable, composed_name, load_table
 from nqpf_sens.errors import UserError, quoted
 from nqpf_sens.indices.nqpf import data as nqpf
 
@@ -69,7 +69,7 @@ def unit_attributes(config: RunConfig, table: IndicatorTable) -> pd.DataFrame:
             raise UserError(
                 f"a row without a unit name ({', '.join(map(str, cells))})", config.data.units
             )
-        twice = frame.unit[frame.unit.duplicated()]
+        twice = frame.unit[frame.unit.map(composed_name).duplicated()]  # as they print
         if len(twice):
             raise UserError(f"unit '{twice.iloc[0]}' is listed twice", config.data.units)
         frame = frame.set_index("unit")

@@ -203,7 +203,7 @@ def table_from_frame(
         frame = frame.assign(**{YEAR_COLUMN: years_raw.astype(int)})
     keys = [UNIT_COLUMN] + ([YEAR_COLUMN] if has_year else [])
     # names compared as they print: 'é' as one character (NFC) or as e and an accent (NFD)
-    printed = frame[keys].assign(**{UNIT_COLUMN: frame[UNIT_COLUMN].map(_composed)})
+    printed = frame[keys].assign(**{UNIT_COLUMN: frame[UNIT_COLUMN].map(composed_name)})
     duplicated = printed.duplicated()
     if duplicated.any():
         row = int(np.flatnonzero(duplicated.to_numpy())[0])
@@ -281,7 +281,7 @@ def table_from_frame(
     )
 
 
-def _composed(name: object) -> object:
+def composed_name(name: object) -> object:
     """A unit's name in Unicode's composed form (NFC), as two names that print alike compare."""
     return unicodedata.normalize("NFC", name) if isinstance(name, str) else name
 
