@@ -176,6 +176,50 @@ def test_a_file_of_an_earlier_result_edited_since_is_never_replaced(project, cap
     assert tree(result) == saved
 
 
+def test_a_table_edited_while_report_rebuilds_the_page_is_never_lost(project, capsys, monkeypatch):
+    """``report`` copies the tables, then draws for seconds: a table edited after its copy would
+    be deleted with the old folder, so the publication is refused and the edit stays."""
+    from nqpf_sens.report import html
+
+    assert main(["run", "base.toml", "--quiet"]) == 0
+    table = project / "results" / "base" / "baseline_scores.csv"
+    render = html._render
+
+    def edit_while_drawing(*arguments, **options):
+        render(*arguments, **options)
+        table.write_text(table.read_text() + "my annotation\n")
+
+    monkeypatch.setattr(html, "_render", edit_while_drawing)
+    line = refused(capsys, "report", "results/base")
+    assert "'baseline_scores.csv', changed while the report was rebuilt" in line
+    assert table.read_text().endswith("my annotation\n")
+
+
+def test_a_pipe_or_an_unlistable_folder_in_an_earlier_result_is_refused(
+    project, capsys, monkeypatch
+):
+    """A listed name that is now a pipe is not the tool's file (reading it for its digest could
+    wait forever), and a folder the tool cannot list may hold anything: both are refused."""
+    assert main(["run", "base.toml", "--quiet"]) == 0
+    result = project / "results" / "base"
+    (result / "baseline_scores.csv").unlink()
+    os.mkfifo(result / "baseline_scores.csv")
+    assert "holds 'baseline_scores.csv', which nqpf_sens did not write" in refused(
+        capsys, "run", "base.toml"
+    )
+    (result / "baseline_scores.csv").unlink()
+    walk = os.walk
+
+    def unlistable(top, onerror=None, followlinks=False):
+        onerror(PermissionError(13, "Permission denied", str(Path(top) / "figures")))
+        yield from walk(top, onerror=onerror, followlinks=followlinks)
+
+    monkeypatch.setattr(os, "walk", unlistable)
+    assert "holds 'figures', a folder nqpf_sens cannot list (Permission denied)" in refused(
+        capsys, "run", "base.toml"
+    )
+
+
 def test_no_folder_is_created_through_a_link_to_nothing(project, capsys, tmp_path_factory):
     """A dangling link where the output folder, or a folder above it, would be: resolving the
     path would create the folders it names, wherever they point."""

@@ -201,10 +201,13 @@ def _is_relative(name: str) -> bool:
     return bool(parts) and not Path(name).is_absolute() and ".." not in parts and "." not in parts
 
 
-def check_replaceable(folder: Path, carried: Iterable[str] = ()) -> None:
+def check_replaceable(
+    folder: Path, carried: Iterable[str] = (), copies: Path | None = None
+) -> None:
     """Refuse to replace ``folder`` unless it is an earlier result holding only what it lists,
     each file as written, except those ``carried`` into the new result as they are (whose bytes
-    live on there, whatever they now hold)."""
+    live on there, whatever they held), each still as its copy under ``copies`` once made (an
+    edit made after the copy would be lost)."""
     if os.path.islink(folder):
         raise UserError("is a symbolic link; nqpf_sens never replaces one", folder)
     if not folder.is_dir():
@@ -224,25 +227,49 @@ def check_replaceable(folder: Path, carried: Iterable[str] = ()) -> None:
         )
     digests = result_digests(folder)
     if digests is None:
+        older = "sha256" not in (_marker(folder) or {})
+        what = (
+            "is a result of an older nqpf_sens, whose marker does not record what its files held"
+            if older
+            else "has a damaged marker file (its digests do not match its list of files)"
+        )
         raise UserError(
-            "is a result of an older nqpf_sens, whose marker does not record what its files "
-            "held, so edits to them cannot be told; move it away or choose another output folder",
+            f"{what}, so edits to its files cannot be told; move it away or choose another "
+            "output folder",
             folder,
         )
-    for name in set(listed) - set(carried):
-        if os.path.lexists(folder / name) and file_digest(folder / name) != digests[name]:
+    carried = set(carried)
+    for name in listed:
+        path = folder / name
+        if not os.path.lexists(path):
+            continue
+        if name not in carried:
+            changed = file_digest(path) != digests[name]
+        else:
+            changed = copies is not None and file_digest(path) != file_digest(copies / name)
+        if changed:
+            when = "while the report was rebuilt" if name in carried else "since nqpf_sens wrote it"
             raise UserError(
-                f"holds '{name}', changed since nqpf_sens wrote it; move it away or choose "
-                "another output folder",
+                f"holds '{name}', changed {when}; move it away or choose another output folder",
                 folder,
             )
 
 
 def _foreign_entry(folder: Path, listed: set[str]) -> str | None:
     """The first entry of ``folder`` that is neither a listed regular file nor a folder leading
-    to one."""
+    to one (a device or a pipe at a listed name is foreign too: reading it for its digest could
+    wait forever). A folder that cannot be listed is refused: what it holds cannot be known."""
+
+    def unlistable(error: OSError) -> None:
+        relative = Path(error.filename or folder).relative_to(folder)
+        raise UserError(
+            f"holds '{relative}', a folder nqpf_sens cannot list ({error.strerror}), so what it "
+            "holds cannot be known; move it away or choose another output folder",
+            folder,
+        )
+
     folders = {str(parent) for name in listed for parent in Path(name).parents} - {"."}
-    for root, dirs, files in os.walk(folder, followlinks=False):
+    for root, dirs, files in os.walk(folder, onerror=unlistable, followlinks=False):
         here = Path(root).relative_to(folder)
         for name in dirs:
             relative = str(here / name)
@@ -250,7 +277,7 @@ def _foreign_entry(folder: Path, listed: set[str]) -> str | None:
                 return relative
         for name in files:
             relative = str(here / name)
-            if relative not in listed or os.path.islink(Path(root) / name):
+            if relative not in listed or not stat.S_ISREG(os.lstat(Path(root) / name).st_mode):
                 return relative
     return None
 
@@ -301,7 +328,8 @@ def publish(staging: Path, final: Path, carried: Iterable[str] = ()) -> None:
                 raise UserError("appeared while the run was writing; nothing was replaced", final)
             os.rename(staging, final)
         return
-    check_replaceable(final, carried)  # again: files may have been added while the run was going
+    # again: files may have been added, or carried ones edited, while the run was going
+    check_replaceable(final, carried, copies=staging)
     if _renameat2(staging, final, _RENAME_EXCHANGE):
         _remove_replaced(staging)  # the staging path now holds the old result
         return
