@@ -485,3 +485,15 @@ def test_a_count_of_one_takes_a_singular_verb():
     assert "1 of 2 indicators has outliers in the raw data" in line
     statistics["outlier_flag"] = "True"
     assert "2 of 2 indicators have outliers" in _coherence_line(statistics, correlations)
+
+
+def test_rank_interval_ends_are_named_as_ordinals_and_small_counts_read_plainly():
+    """'the 5th percentile' (not '05th'); no unit within 2 places, or all of those also at the
+    far ends, said without a count of 0 or a repeated count."""
+    wide = percentile_ranks(p05=([1, 1, 1], [1, 1, 1], [1, 1, 3]), p95=([9, 8, 9],) * 3)
+    found = " ".join(lines({"rank_stability": wide}))
+    assert "the 5th percentile 1-3" in found and "05th" not in found
+    assert "no unit's 5th and 95th percentile ranks are within 2 places of each other." in found
+    narrow = percentile_ranks(p05=([1, 1, 2],) * 3, p95=([2, 5, 3],) * 3)
+    found = " ".join(lines({"rank_stability": narrow}))
+    assert "for 2 units the 5th and 95th percentile ranks differ by at most 2, also at" in found

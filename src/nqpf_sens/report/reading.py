@@ -555,7 +555,8 @@ def _rank_interval_line(stability: pd.DataFrame) -> str:
 
     def described(row: pd.Series) -> str:
         uncertain = [
-            f"the {name[1:3]}th percentile {int(row[f'{name}_low'])}-{int(row[f'{name}_high'])}"
+            f"the {int(name[1:3])}th percentile "
+            f"{int(row[f'{name}_low'])}-{int(row[f'{name}_high'])}"
             for name in ("p05_rank", "p95_rank")
             if row[f"{name}_low"] != row[f"{name}_high"]
         ]
@@ -567,12 +568,21 @@ def _rank_interval_line(stability: pd.DataFrame) -> str:
 
     named = _listed([described(row) for _, row in widest.iterrows()], "more as wide")
     within = int((width <= 2).sum())
-    surely = int((stability.p95_rank_high - stability.p05_rank_low <= 2).sum())
+    surely = int((stability.p95_rank_high - stability.p05_rank_low <= 2).sum())  # of ``within``
+    far_ends = "at the far ends of the percentiles' 95% Monte Carlo intervals"
+    if within == 0:
+        narrow = "no unit's 5th and 95th percentile ranks are within 2 places of each other"
+    else:
+        also = {within: f"also {far_ends}", 0: f"but for none of them {far_ends}"}.get(
+            surely, f"for {surely} of them also {far_ends}"
+        )
+        narrow = (
+            f"for {plural(within, 'unit')} the 5th and 95th percentile ranks differ by at most 2, "
+            f"{also}"
+        )
     return (
         f"The widest 5th-95th percentile rank interval{'s are' if len(widest) > 1 else ' is'} "
-        f"{named}, by point estimate; for {plural(within, 'unit')} the 5th and 95th percentile "
-        f"ranks differ by at most 2, for {surely} of them also at the far ends of the "
-        "percentiles' 95% Monte Carlo intervals."
+        f"{named}, by point estimate; {narrow}."
     )
 
 
