@@ -551,7 +551,8 @@ def test_the_file_size_limit_is_named_with_the_file_and_leaves_no_part_of_it(
     project, config, limit, named
 ):
     """A chunk, then a table, passing ``ulimit -f``: the error blamed the config ("File too
-    large") and left the chunk's .tmp file truncated."""
+    large") and left the chunk's .tmp file truncated; --resume is offered only where there are
+    chunks to resume from."""
     import resource
 
     def limited() -> None:
@@ -570,6 +571,7 @@ def test_the_file_size_limit_is_named_with_the_file_and_leaves_no_part_of_it(
         result.stderr
     )
     assert not list((project / "results").rglob("*.tmp"))
+    assert ("--resume" in result.stderr) == (config == "study")  # a baseline run has no chunks
 
 
 def test_report_on_a_full_disk_is_one_line_and_leaves_the_run_as_it_was(

@@ -184,7 +184,8 @@ def run_config(
     started = time.perf_counter()
     retain_freed_memory()  # before any thread allocates (the audit's threads, the study's)
     config = load_config(Path(path))
-    with _one_line_errors(config, keeps_chunks=True), interrupts_deferred_while_compiling():
+    keeps_chunks = config.kind != "baseline"  # a baseline run evaluates no chunks
+    with _one_line_errors(config, keeps_chunks), interrupts_deferred_while_compiling():
         read = input_digests(input_files(config))  # before reading, to compare after
         spec, table, notes, jobs = _inputs(config, jobs)
         destination = check_destination(
