@@ -1072,7 +1072,7 @@ def run_size(**changes):
 
 def test_the_resource_check_counts_the_per_unit_histograms(tmp_path):
     from nqpf_sens.errors import UserError
-    from nqpf_sens.uncertainty.resources import check_resources
+    from nqpf_sens.uncertainty.resources import BUDGET, check_resources
     from nqpf_sens.uncertainty.study import Chunking
 
     size = run_size(
@@ -1082,11 +1082,14 @@ def test_the_resource_check_counts_the_per_unit_histograms(tmp_path):
     )
     check_resources(size, tmp_path, memory=64 * 2**30, disk=64 * 2**30)  # fits a large machine
     square = r"they grow with the square of the units \(10,000 here\)"
-    with pytest.raises(UserError, match=rf"\[run\] jobs: .*rank histograms.*{square}: lower it"):
-        check_resources(size, tmp_path, memory=2 * 2**30, disk=64 * 2**30)
     alone = dataclasses.replace(size, jobs=1)
-    with pytest.raises(UserError, match=rf"\[data\]: .*{square}: use fewer units"):
-        check_resources(alone, tmp_path, memory=2 * 2**30, disk=64 * 2**30)
+    enough_alone = sum(b for b, _ in alone.memory().values()) / BUDGET * 1.01
+    with pytest.raises(UserError, match=rf"\[run\] jobs: .*rank histograms.*{square}, and each"):
+        check_resources(size, tmp_path, memory=enough_alone, disk=64 * 2**30)
+    check_resources(alone, tmp_path, memory=enough_alone, disk=64 * 2**30)  # as it advised
+    for many in (size, alone):  # not even one worker fits: fewer workers would not do
+        with pytest.raises(UserError, match=rf"\[data\]: .*{square}: use fewer units"):
+            check_resources(many, tmp_path, memory=2 * 2**30, disk=64 * 2**30)
     with pytest.raises(UserError, match="chunk files .* need about .* more than the 80% of the"):
         check_resources(size, tmp_path, memory=64 * 2**30, disk=2**30)
 

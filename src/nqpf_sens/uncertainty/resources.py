@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nqpf_sens.errors import UserError
@@ -210,10 +210,13 @@ def check_resources(
             "[run] chunk_size": "lower it (or [run] jobs)",
             "[run] jobs": 'lower it, or set [run] backend = "threading" (one process)',
         }.get(key, "lower it")
-        if name == HISTOGRAMS:  # units x ranks: no chunk size lowers them
+        if name == HISTOGRAMS:  # units x ranks: no chunk size lowers them, fewer workers may
             square = f"they grow with the square of the units ({size.units:,} here)"
-            advice = f"{square}: lower it" if size.jobs > 1 else f"{square}: use fewer units"
-            key = key if size.jobs > 1 else "[data]"
+            alone = replace(size, jobs=1)
+            if size.jobs > 1 and fits_in_memory(alone, memory):
+                advice = f"{square}, and each worker holds a set: fewer workers fit"
+            else:
+                advice, key = f"{square}: use fewer units", "[data]"
         raise UserError(
             f"the run needs about {_size(needed)} of memory ({name}: {_size(largest)}) but"
             f" {_size(memory)} are available: {advice}",
