@@ -235,6 +235,9 @@ def test_an_error_line_stays_short_whatever_text_it_names(tmp_path):
     line = str(refused.value)
     assert len(line) <= 2000 and "characters left out" in line and "listed twice" in line
     assert line.startswith(str(tmp_path / "values.csv"))
+    escaped = UserError("a unit '" + "\x1b" * 10**4 + "' is listed twice").one_line()
+    assert "listed twice" in escaped and "\x1b" not in escaped
+    assert re.fullmatch(r"([^\\]|\\u[0-9a-f]{4})*", escaped)  # no escape cut in two
 
 
 def test_two_units_whose_names_print_alike_are_one_unit_listed_twice(tmp_path):

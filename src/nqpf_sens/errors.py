@@ -18,15 +18,15 @@ class UserError(Exception):
     def one_line(self) -> str:
         parts = [p for p in (self.source, self.where) if p]
         prefix = ": ".join(parts)
-        text = _printable(
-            " ".join((f"{prefix}: {self.message}" if prefix else self.message).split())
-        )
+        text = " ".join((f"{prefix}: {self.message}" if prefix else self.message).split())
         if len(text) <= MAX_LINE:
-            return text
+            return _printable(text)
         # a backstop for text no quoting cut (a unit's name can be megabytes long): its start
-        # names the file and the key, its end says what to do
+        # names the file and the key, its end says what to do; cut before escaping, so that no
+        # escape is cut in two
         left_out = len(text) - 2 * LINE_END
-        return f"{text[:LINE_END]} ...({left_out:,} characters left out)... {text[-LINE_END:]}"
+        start, end = _printable(text[:LINE_END]), _printable(text[-LINE_END:])
+        return f"{start} ...({left_out:,} characters left out)... {end}"
 
 
 #: characters of a user's text an error quotes: a cell or a value can be megabytes long

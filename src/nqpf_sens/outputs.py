@@ -38,7 +38,7 @@ from typing import Any
 
 import pandas as pd
 
-from nqpf_sens.errors import UserError
+from nqpf_sens.errors import UserError, quoted
 
 MARKER = ".nqpf_sens-result.json"
 MAX_MARKER_BYTES = 16 * 2**20  # a marker lists file names: larger is none of this tool's
@@ -50,7 +50,7 @@ _AT_FDCWD = -100
 def check_run_name(name: object, source: Path) -> str:
     """A run name is a plain folder name under ``results/``: no separator, not empty, not hidden."""
     if not isinstance(name, str):
-        raise UserError(f"expected a string, got {name!r}", source, "[run] name")
+        raise UserError(f"expected a string, got {quoted(name)}", source, "[run] name")
     bad = (
         not name.strip()
         or name.startswith(".")
@@ -60,7 +60,7 @@ def check_run_name(name: object, source: Path) -> str:
     )
     if bad:
         raise UserError(
-            f"{name!r} is not a plain folder name "
+            f"{quoted(name)} is not a plain folder name "
             "(no '/', '\\', leading '.', or control characters)",
             source,
             "[run] name",
