@@ -195,6 +195,28 @@ def test_a_table_edited_while_report_rebuilds_the_page_is_never_lost(project, ca
     assert table.read_text().endswith("my annotation\n")
 
 
+def test_a_run_published_just_before_report_takes_the_lock_is_read_whole(
+    project, capsys, monkeypatch
+):
+    """``report`` reads the run's files and digests under the folder's lock: read before it, a
+    run published in between left copies of its files under the earlier run's digests (a mixed
+    result that the next run refused as edited)."""
+    from nqpf_sens.report import html
+
+    assert main(["run", "base.toml", "--quiet"]) == 0
+    lock = html.destination_lock
+
+    def run_first(final):
+        (project / "base.toml").write_text(BASE.replace('name = "base"', 'name = "base"\nseed = 7'))
+        assert main(["run", "base.toml", "--quiet"]) == 0
+        return lock(final)
+
+    monkeypatch.setattr(html, "destination_lock", run_first)
+    assert main(["report", "results/base"]) == 0
+    monkeypatch.setattr(html, "destination_lock", lock)
+    assert main(["run", "base.toml", "--quiet"]) == 0  # the result is whole: replaced
+
+
 def test_a_pipe_or_an_unlistable_folder_in_an_earlier_result_is_refused(
     project, capsys, monkeypatch
 ):

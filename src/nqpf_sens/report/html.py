@@ -19,6 +19,7 @@ import pandas as pd
 from nqpf_sens.errors import UserError, system_problem
 from nqpf_sens.outputs import (
     check_destination,
+    check_replaceable,
     destination_lock,
     result_digests,
     result_files,
@@ -378,35 +379,26 @@ def _render(
 def rebuild_report(folder: str | Path, chinese: bool = False, quiet: bool = False) -> Path:
     """The ``report`` command: redraw a finished run's figures and report without touching it
     until the new version is complete. Its saved files are checked first, then copied with the
-    new figures and report into a staging folder that replaces the run's folder as a run does."""
+    new figures and report into a staging folder that replaces the run's folder as a run does;
+    all under the folder's lock, so that no run publishes there between the reading and the
+    publication (the copies would be that run's files under the digests read before)."""
     folder = Path(folder)
     try:
         if not folder.is_dir():
             raise UserError("no such folder", folder)
-        listed = result_files(folder)
-        if listed is None:
-            raise UserError("not a complete run (no nqpf_sens marker file)", folder)
-        keep = [n for n in listed if not n.startswith("figures/") and n != "report.html"]
-        folder = check_destination(folder, given_as="", carried=keep)
-        manifest, tables = load_run(folder)
+        folder = check_destination(folder, given_as="", carried=_kept_files(folder))
+        with destination_lock(folder):
+            manifest, tables, carried = _saved_run(folder)
+            try:
+                with staged_directory(folder, carried) as staging:
+                    for name in carried:
+                        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copy2(folder / name, staging / name)
+                    _render(staging, manifest, tables, chinese, quiet)
+            except OSError as exc:  # a full disk, say: the run's folder is as it was
+                raise UserError(system_problem(exc), exc.filename or folder) from None
     except OSError as exc:  # a name too long, a folder or file the user may not read
         raise UserError(f"cannot be read ({exc.strerror})", exc.filename or folder) from None
-    recorded = result_digests(folder) or {}  # (none: check_destination refused it)
-    for name in keep:
-        if os.path.islink(folder / name) or not (folder / name).is_file():
-            raise UserError(
-                f"lists '{name}', which is missing or not a regular file; run the config again",
-                folder,
-            )
-    try:
-        carried = {name: recorded[name] for name in keep}
-        with destination_lock(folder), staged_directory(folder, carried) as staging:
-            for name in keep:
-                (staging / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(folder / name, staging / name)
-            _render(staging, manifest, tables, chinese, quiet)
-    except OSError as exc:  # a full disk, say: the run's folder is as it was
-        raise UserError(system_problem(exc), exc.filename or folder) from None
     except WorkerDied as died:  # a figure's worker, killed: the run's folder is as it was
         raise UserError(f"{died}; the folder is as it was", folder) from None
     except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
@@ -417,3 +409,28 @@ def rebuild_report(folder: str | Path, chinese: bool = False, quiet: bool = Fals
             folder,
         ) from None
     return folder / "report.html"
+
+
+def _kept_files(folder: Path) -> list[str]:
+    """The files of a finished run that ``report`` copies as they are: all but the figures and
+    the page it draws anew."""
+    listed = result_files(folder)
+    if listed is None:
+        raise UserError("not a complete run (no nqpf_sens marker file)", folder)
+    return [n for n in listed if not n.startswith("figures/") and n != "report.html"]
+
+
+def _saved_run(folder: Path) -> tuple[dict, dict, dict[str, str]]:
+    """A finished run's manifest and tables, checked again under the lock, and the files to
+    carry with the digests recorded when they were written."""
+    kept = _kept_files(folder)
+    check_replaceable(folder, kept)
+    manifest, tables = load_run(folder)
+    for name in kept:
+        if os.path.islink(folder / name) or not (folder / name).is_file():
+            raise UserError(
+                f"lists '{name}', which is missing or not a regular file; run the config again",
+                folder,
+            )
+    recorded = result_digests(folder) or {}  # (none: check_replaceable refused it)
+    return manifest, tables, {name: recorded[name] for name in kept}
