@@ -217,6 +217,31 @@ def test_a_run_published_just_before_report_takes_the_lock_is_read_whole(
     assert main(["run", "base.toml", "--quiet"]) == 0  # the result is whole: replaced
 
 
+def test_a_file_edited_after_the_last_check_is_kept_not_deleted(project, capsys, monkeypatch):
+    """An edit in the instant between publication's check and the deletion of the old result:
+    the new result is published, the edited file is kept where the old result went, and a
+    warning says so."""
+    from nqpf_sens import outputs
+
+    assert main(["run", "base.toml", "--quiet"]) == 0
+    capsys.readouterr()
+    check = outputs.check_replaceable
+
+    def edit_after_the_check(folder, carried=(), copies=None):
+        found = check(folder, carried, copies)
+        if copies is not None:  # publication's check, the last before the deletion
+            with open(folder / "baseline_scores.csv", "a") as table:
+                table.write("my annotation\n")
+        return found
+
+    monkeypatch.setattr(outputs, "check_replaceable", edit_after_the_check)
+    assert main(["run", "base.toml", "--quiet"]) == 0
+    warned = capsys.readouterr().err
+    assert "'baseline_scores.csv' changed as it was being replaced, and is kept" in warned
+    kept = [p for p in (project / "results").glob(".base.*/baseline_scores.csv")]
+    assert len(kept) == 1 and kept[0].read_text().endswith("my annotation\n")
+
+
 def test_a_pipe_or_an_unlistable_folder_in_an_earlier_result_is_refused(
     project, capsys, monkeypatch
 ):
@@ -1172,7 +1197,7 @@ def test_a_replaced_result_that_cannot_be_deleted_is_said_not_fatal(
 
     assert main(["run", "base.toml", "--quiet"]) == 0
 
-    def read_only(folder):
+    def read_only(folder, found):
         if fails == "raising":
             raise PermissionError(13, "Permission denied")
 

@@ -203,11 +203,12 @@ def _is_relative(name: str) -> bool:
 
 def check_replaceable(
     folder: Path, carried: Iterable[str] = (), copies: Path | None = None
-) -> None:
+) -> dict[str, str]:
     """Refuse to replace ``folder`` unless it is an earlier result holding only what it lists,
     each file as written, except those ``carried`` into the new result as they are (whose bytes
     live on there, whatever they held), each still as its copy under ``copies`` once made (an
-    edit made after the copy would be lost)."""
+    edit made after the copy would be lost). Returns the digest each listed file was found with
+    (see :func:`remove_result`)."""
     if os.path.islink(folder):
         raise UserError("is a symbolic link; nqpf_sens never replaces one", folder)
     if not folder.is_dir():
@@ -239,20 +240,23 @@ def check_replaceable(
             folder,
         )
     carried = set(carried)
+    found = {}
     for name in listed:
         path = folder / name
         if not os.path.lexists(path):
             continue
+        found[name] = file_digest(path)
         if name not in carried:
-            changed = file_digest(path) != digests[name]
+            changed = found[name] != digests[name]
         else:
-            changed = copies is not None and file_digest(path) != file_digest(copies / name)
+            changed = copies is not None and found[name] != file_digest(copies / name)
         if changed:
             when = "while the report was rebuilt" if name in carried else "since nqpf_sens wrote it"
             raise UserError(
                 f"holds '{name}', changed {when}; move it away or choose another output folder",
                 folder,
             )
+    return found
 
 
 def _foreign_entry(folder: Path, listed: set[str]) -> str | None:
@@ -282,19 +286,29 @@ def _foreign_entry(folder: Path, listed: set[str]) -> str | None:
     return None
 
 
-def remove_result(folder: Path) -> None:
-    """Delete an earlier result: only the files its marker lists, then its folders once empty.
+def remove_result(folder: Path, found: Mapping[str, str]) -> list[str]:
+    """Delete an earlier result: only the files its marker lists, each only if it still holds
+    what :func:`check_replaceable` ``found`` (an edit made since is kept), then its folders once
+    empty. Returns the files kept for that.
 
     Anything else (which :func:`check_replaceable` refused before) is left in place."""
     listed = result_files(folder) or []
+    kept = []
     for name in [*listed, MARKER]:
         path = folder / name
-        if os.path.lexists(path) and not path.is_dir():
-            os.unlink(path)
+        if not os.path.lexists(path) or path.is_dir():
+            continue
+        if name != MARKER and (
+            not stat.S_ISREG(os.lstat(path).st_mode) or file_digest(path) != found.get(name)
+        ):
+            kept.append(name)
+            continue
+        os.unlink(path)
     folders = {parent for name in listed for parent in Path(name).parents if str(parent) != "."}
     for relative in sorted(folders, key=lambda p: len(p.parts), reverse=True):
         _remove_empty(folder / relative)
     _remove_empty(folder)
+    return kept
 
 
 def _remove_empty(folder: Path) -> None:
@@ -329,23 +343,25 @@ def publish(staging: Path, final: Path, carried: Iterable[str] = ()) -> None:
             os.rename(staging, final)
         return
     # again: files may have been added, or carried ones edited, while the run was going
-    check_replaceable(final, carried, copies=staging)
+    found = check_replaceable(final, carried, copies=staging)
     if _renameat2(staging, final, _RENAME_EXCHANGE):
-        _remove_replaced(staging)  # the staging path now holds the old result
+        _remove_replaced(staging, found)  # the staging path now holds the old result
         return
     aside = _beside(final, ASIDE)
     os.rename(final, aside)
     os.rename(staging, final)
-    _remove_replaced(aside)
+    _remove_replaced(aside, found)
 
 
-def _remove_replaced(old: Path) -> None:
+def _remove_replaced(old: Path, found: Mapping[str, str]) -> None:
     """Delete the result a new one replaced; the new one is published already, so a file that
-    cannot be deleted (a read-only folder, say) is said, not fatal: it stays, hidden, where it
-    is."""
+    cannot be deleted (a read-only folder, say), or that changed since it was checked, is said,
+    not fatal: it stays, hidden, where it is."""
     try:
-        remove_result(old)
+        kept = remove_result(old, found)
         reason = "some of it could not be read" if os.path.lexists(old) else None
+        if kept:
+            reason = f"'{kept[0]}' changed as it was being replaced, and is kept"
     except OSError as exc:
         reason = exc.strerror
     if reason:
