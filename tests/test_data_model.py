@@ -236,8 +236,9 @@ def test_an_error_line_stays_short_whatever_text_it_names(tmp_path):
     assert len(line) <= 2000 and "characters left out" in line and "listed twice" in line
     assert line.startswith(str(tmp_path / "values.csv"))
     escaped = UserError("a unit '" + "\x1b" * 10**4 + "' is listed twice").one_line()
-    assert "listed twice" in escaped and "\x1b" not in escaped
+    assert "listed twice" in escaped and "\x1b" not in escaped and len(escaped) <= 2000
     assert re.fullmatch(r"([^\\]|\\u[0-9a-f]{4})*", escaped)  # no escape cut in two
+    assert UserError("\U000e0001x").one_line() != UserError("\ue0001x").one_line()
 
 
 def test_two_units_whose_names_print_alike_are_one_unit_listed_twice(tmp_path):

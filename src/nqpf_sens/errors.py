@@ -19,13 +19,14 @@ class UserError(Exception):
         parts = [p for p in (self.source, self.where) if p]
         prefix = ": ".join(parts)
         text = " ".join((f"{prefix}: {self.message}" if prefix else self.message).split())
-        if len(text) <= MAX_LINE:
-            return _printable(text)
+        printable = _printable(text) if len(text) <= MAX_LINE else ""
+        if len(text) <= MAX_LINE and len(printable) <= MAX_LINE:
+            return printable
         # a backstop for text no quoting cut (a unit's name can be megabytes long): its start
-        # names the file and the key, its end says what to do; cut before escaping, so that no
-        # escape is cut in two
-        left_out = len(text) - 2 * LINE_END
-        start, end = _printable(text[:LINE_END]), _printable(text[-LINE_END:])
+        # names the file and the key, its end says what to do; whole escapes only
+        start, first = _printable_part(text, LINE_END)
+        end, last = _printable_part(text, LINE_END, from_end=True)
+        left_out = len(text) - first - last
         return f"{start} ...({left_out:,} characters left out)... {end}"
 
 
@@ -46,7 +47,30 @@ def quoted(value: object) -> str:
 def _printable(text: str) -> str:
     """``text`` with every character a terminal would not print escaped: a key, a file name or a
     cell can hold ESC, which recoloured the terminal as the error echoed it."""
-    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+    return "".join(_escaped(c) for c in text)
+
+
+def _escaped(character: str) -> str:
+    """A character as printed: itself, or Python's escape of its code point (``\\U`` and eight
+    digits past ``\\uffff``, so that no escape reads as another followed by a digit)."""
+    if character.isprintable():
+        return character
+    code = ord(character)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def _printable_part(text: str, budget: int, from_end: bool = False) -> tuple[str, int]:
+    """The longest start (or end) of ``text`` whose printed form fits ``budget`` characters
+    (escapes whole), and how many characters of ``text`` it holds."""
+    pieces: list[str] = []
+    size = 0
+    for character in reversed(text) if from_end else text:
+        piece = _escaped(character)
+        if size + len(piece) > budget:
+            break
+        pieces.append(piece)
+        size += len(piece)
+    return "".join(reversed(pieces) if from_end else pieces), len(pieces)
 
 
 class RunInterrupted(KeyboardInterrupt):
