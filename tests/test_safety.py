@@ -621,6 +621,21 @@ def test_the_file_size_limit_is_named_with_the_file_and_leaves_no_part_of_it(
     assert ("--resume" in result.stderr) == (config == "study")  # a baseline run has no chunks
 
 
+def test_a_system_failure_naming_no_file_is_not_blamed_on_the_config(project, capsys, monkeypatch):
+    """numba's cache, written past ``ulimit -f``, raises without a file's name: the line said the
+    config was being written."""
+    import errno
+
+    from nqpf_sens import running
+
+    def too_large(*arguments):
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(running, "_inputs", too_large)
+    line = refused(capsys, "run", "base.toml")
+    assert line.startswith("error: base.toml: a file the system did not name: the file-size limit")
+
+
 def test_report_on_a_full_disk_is_one_line_and_leaves_the_run_as_it_was(
     project, monkeypatch, capsys
 ):

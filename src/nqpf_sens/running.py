@@ -260,10 +260,9 @@ def _one_line_errors(config: RunConfig, keeps_chunks: bool) -> Iterator[None]:
             advice = ": lower [run] chunk_size or [run] jobs"
         resume = "; --resume keeps the finished chunks" if keeps_chunks else ""
         raise UserError(f"{died}{advice}{resume}", config.path) from None
-    except OSError as error:
-        raise UserError(
-            system_problem(error, keeps_chunks), error.filename or config.path
-        ) from None
+    except OSError as error:  # without a file's name (numba's cache, say), not the config's
+        where = error.filename or f"{config.path}: a file the system did not name"
+        raise UserError(system_problem(error, keeps_chunks), where) from None
 
 
 def _inputs(
