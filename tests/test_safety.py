@@ -242,6 +242,32 @@ def test_a_file_edited_after_the_last_check_is_kept_not_deleted(project, capsys,
     assert len(kept) == 1 and kept[0].read_text().endswith("my annotation\n")
 
 
+def test_without_renameat2_a_folder_made_during_the_swap_is_said_with_the_earlier_result(
+    project, capsys, monkeypatch
+):
+    """Where the system cannot swap two folders, the earlier result is renamed aside, then the new
+    one moved in: a folder made at the destination in between leaves the earlier result aside,
+    and the line says where (it named the deleted staging folder)."""
+    from nqpf_sens import outputs
+
+    assert main(["run", "base.toml", "--quiet"]) == 0
+    monkeypatch.setattr(outputs, "_renameat2", lambda *arguments: False)
+    rename = os.rename
+
+    def made_in_between(source, target):
+        rename(source, target)
+        if ".old-" in str(target):
+            (project / "results" / "base").mkdir()
+            (project / "results" / "base" / "theirs.txt").write_text("mine")
+
+    monkeypatch.setattr(os, "rename", made_in_between)
+    line = refused(capsys, "run", "base.toml")
+    aside = next((project / "results").glob(".base.old-*"))
+    assert f"nothing was published, and the earlier result is in {aside}" in line
+    assert (aside / MARKER).is_file()
+    assert (project / "results" / "base" / "theirs.txt").read_text() == "mine"
+
+
 def test_a_pipe_or_an_unlistable_folder_in_an_earlier_result_is_refused(
     project, capsys, monkeypatch
 ):

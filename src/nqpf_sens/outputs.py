@@ -349,7 +349,14 @@ def publish(staging: Path, final: Path, carried: Iterable[str] = ()) -> None:
         return
     aside = _beside(final, ASIDE)
     os.rename(final, aside)
-    os.rename(staging, final)
+    try:
+        os.rename(staging, final)
+    except OSError:  # a folder made at ``final`` in between: say where the earlier result went
+        raise UserError(
+            f"appeared while the earlier result was moved aside to be replaced; nothing was "
+            f"published, and the earlier result is in {aside}",
+            final,
+        ) from None
     _remove_replaced(aside, found)
 
 
