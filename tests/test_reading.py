@@ -497,3 +497,6 @@ def test_rank_interval_ends_are_named_as_ordinals_and_small_counts_read_plainly(
     narrow = percentile_ranks(p05=([1, 1, 2],) * 3, p95=([2, 5, 3],) * 3)
     found = " ".join(lines({"rank_stability": narrow}))
     assert "for 2 units the 5th and 95th percentile ranks differ by at most 2, also at" in found
+    one = percentile_ranks(p05=([1, 1, 2],) * 3, p95=([9, 3, 9], [9, 3, 9], [9, 4, 9]))
+    found = " ".join(lines({"rank_stability": one}))
+    assert "for 1 unit the 5th and 95th percentile ranks differ by at most 2, but not at" in found

@@ -288,7 +288,7 @@ def test_a_pipe_or_an_unlistable_folder_in_an_earlier_result_is_refused(
         yield from walk(top, onerror=onerror, followlinks=followlinks)
 
     monkeypatch.setattr(os, "walk", unlistable)
-    assert "holds 'figures', a folder nqpf_sens cannot list (Permission denied)" in refused(
+    assert "holds 'figures', a folder that nqpf_sens cannot list (Permission denied)" in refused(
         capsys, "run", "base.toml"
     )
 

@@ -266,9 +266,10 @@ def _foreign_entry(folder: Path, listed: set[str]) -> str | None:
 
     def unlistable(error: OSError) -> None:
         relative = Path(error.filename or folder).relative_to(folder)
+        what = "" if relative == Path(".") else f"holds '{relative}', a folder that "
         raise UserError(
-            f"holds '{relative}', a folder nqpf_sens cannot list ({error.strerror}), so what it "
-            "holds cannot be known; move it away or choose another output folder",
+            f"{what}nqpf_sens cannot list ({error.strerror}), so what it holds cannot be known; "
+            "move it away or choose another output folder",
             folder,
         )
 

@@ -573,7 +573,8 @@ def _rank_interval_line(stability: pd.DataFrame) -> str:
     if within == 0:
         narrow = "no unit's 5th and 95th percentile ranks are within 2 places of each other"
     else:
-        also = {within: f"also {far_ends}", 0: f"but for none of them {far_ends}"}.get(
+        none = "but not" if within == 1 else "but for none of them"
+        also = {within: f"also {far_ends}", 0: f"{none} {far_ends}"}.get(
             surely, f"for {surely} of them also {far_ends}"
         )
         narrow = (
