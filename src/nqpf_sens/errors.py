@@ -19,9 +19,10 @@ class UserError(Exception):
         parts = [p for p in (self.source, self.where) if p]
         prefix = ": ".join(parts)
         text = " ".join((f"{prefix}: {self.message}" if prefix else self.message).split())
-        printable = _printable(text) if len(text) <= MAX_LINE else ""
-        if len(text) <= MAX_LINE and len(printable) <= MAX_LINE:
-            return printable
+        if len(text) <= MAX_LINE:
+            printable = _printable(text)
+            if len(printable) <= MAX_LINE:
+                return printable
         # a backstop for text no quoting cut (a unit's name can be megabytes long): its start
         # names the file and the key, its end says what to do; whole escapes only
         start, first = _printable_part(text, LINE_END)

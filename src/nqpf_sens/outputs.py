@@ -157,7 +157,11 @@ def result_files(folder: Path) -> list[str] | None:
 def result_digests(folder: Path) -> dict[str, str] | None:
     """The SHA-256 of each file as the earlier result wrote it, or None if its marker has none
     (an older version's) or ``folder`` no valid marker."""
-    content = _marker(folder)
+    return _recorded_digests(_marker(folder))
+
+
+def _recorded_digests(content: dict[str, Any] | None) -> dict[str, str] | None:
+    """A marker's digests, one for each file it lists, or None."""
     if content is None:
         return None
     digests = content.get("sha256")
@@ -213,12 +217,13 @@ def check_replaceable(
         raise UserError("is a symbolic link; nqpf_sens never replaces one", folder)
     if not folder.is_dir():
         raise UserError("exists and is not a folder; choose another output folder", folder)
-    listed = result_files(folder)
-    if listed is None:
+    content = _marker(folder)  # read once: the files listed, their digests
+    if content is None:
         raise UserError(
             "exists and is not an nqpf_sens result (no marker file); choose another output folder",
             folder,
         )
+    listed = content["files"]
     foreign = _foreign_entry(folder, set(listed) | {MARKER})
     if foreign is not None:
         raise UserError(
@@ -226,12 +231,11 @@ def check_replaceable(
             " output folder",
             folder,
         )
-    digests = result_digests(folder)
+    digests = _recorded_digests(content)
     if digests is None:
-        older = "sha256" not in (_marker(folder) or {})
         what = (
             "is a result of an older nqpf_sens, whose marker does not record what its files held"
-            if older
+            if "sha256" not in content
             else "has a damaged marker file (its digests do not match its list of files)"
         )
         raise UserError(
@@ -243,14 +247,11 @@ def check_replaceable(
     found = {}
     for name in listed:
         path = folder / name
-        if not os.path.lexists(path):
-            continue
+        if not os.path.lexists(path) or (name in carried and copies is None):
+            continue  # a carried file is checked against its copy, once made
         found[name] = file_digest(path)
-        if name not in carried:
-            changed = found[name] != digests[name]
-        else:
-            changed = copies is not None and found[name] != file_digest(copies / name)
-        if changed:
+        expected = file_digest(copies / name) if name in carried else digests[name]
+        if found[name] != expected:
             when = "while the report was rebuilt" if name in carried else "since nqpf_sens wrote it"
             raise UserError(
                 f"holds '{name}', changed {when}; move it away or choose another output folder",

@@ -349,14 +349,17 @@ def _sobol_lines(
     unreliable = (
         set() if outputs is None else set(outputs.output[outputs.reliable.astype(str) != "True"])
     )
+    reasons = (  # why each is not read (a run saved before ``why_not`` has none)
+        pd.Series(dtype=object)
+        if outputs is None
+        else outputs.set_index("output").get("why_not", pd.Series(dtype=object))
+    )
     lines: list[str | None] = []
     for output, column, what in (
         ("rank_shift", "ST_rank_shift", "the mean rank shift R_S"),
         ("all_ranks", "ST_ranks", "all units' ranks (variance-weighted)"),
     ):
         if output in unreliable:
-            assert outputs is not None  # only outputs name unreliable ones
-            reasons = outputs.set_index("output").get("why_not", pd.Series(dtype=object))
             why = reasons.get(output)
             why = why if isinstance(why, str) else "its intervals are too wide"  # an older run
             advice = (
