@@ -500,3 +500,41 @@ def test_rank_interval_ends_are_named_as_ordinals_and_small_counts_read_plainly(
     one = percentile_ranks(p05=([1, 1, 2],) * 3, p95=([9, 3, 9], [9, 3, 9], [9, 4, 9]))
     found = " ".join(lines({"rank_stability": one}))
     assert "for 1 unit the 5th and 95th percentile ranks differ by at most 2, but not at" in found
+
+
+def test_what_a_publication_said_is_read_from_the_run_s_record_of_it():
+    """The page knows no index: the ordering its regions are tested against, the values an index's
+    authors published and the summary of a reproduction are what the run recorded under
+    ``about``, in its words; a published value of an output or year not computed is passed over,
+    and a publication none of whose values was computed gets no sentence."""
+    regions = pd.DataFrame(
+        {"region": ["North", "South"], "nominal_mean": [2.0, 1.0], "p05": [1.5, 0.5]}
+    ).assign(p95=[2.5, 1.5], p_paper_order=0.75, p_paper_order_se=0.0217, scenarios=400)
+    bands = pd.DataFrame(
+        {"unit": ["Land"] * 2, "year": [2000, 2010], "total_nominal": [100.0, 180.0]}
+    ).assign(total_median=[100.0, 170.0], total_p05=[100.0, 150.0], total_p95=[100.0, 190.0])
+    about = {
+        "regional_ordering": {"label": "the authors' ordering", "order": ["North", "South"]},
+        "published": {
+            "label": "the values the authors give for 2010",
+            "note": "they rounded them",
+            "values": {"total": [2010, 200.0], "other": [2010, 1.0], "total_x": [1999, 5.0]},
+        },
+        "comparison": {"title": "Their table", "summary": "Their table: matched."},
+    }
+    manifest = {"convergence": {}, "about": about}
+    said = [line for line, _ in reading(manifest, {"region_bands": regions})]
+    assert "The authors' ordering North > South holds in 300 of the 400 scenarios" in said[1]
+    assert said[0] == "Their table: matched."
+    scores = pd.DataFrame({"unit": ["Land"] * 2, "year": [2000, 2010], "total": [100.0, 180.0]})
+    trajectory = {"baseline_scores": scores, "tier_bands": bands}
+    said = [line for line, _ in reading(manifest, trajectory)]
+    assert (
+        "The values the authors give for 2010 against the reproduction's nominal value and "
+        "5th-95th percentile band: total 200.0 against 180.0 (150.0-190.0); outside the band: "
+        "total; they rounded them."
+    ) in said
+    about["published"]["values"] = {"total": [1999, 5.0]}
+    said = [line for line, _ in reading(manifest, trajectory)]
+    assert not any("authors give" in line for line in said)
+    assert not any("ordering" in line for line in lines({"region_bands": regions}))

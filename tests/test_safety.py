@@ -819,6 +819,10 @@ def damaged(folder: Path, how: str) -> None:
         manifest["about"] = {"years": 5, "cells": "many"}
         manifest["design"] = {"n": "many"}
         (folder / "manifest.json").write_text(json.dumps(manifest))
+    elif how in ABOUT_EDITS:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["about"] = ABOUT_EDITS[how](manifest["about"])
+        (folder / "manifest.json").write_text(json.dumps(manifest))
     elif how == "negative scenarios":
         manifest = json.loads((folder / "manifest.json").read_text())
         manifest["scenarios"] = -1
@@ -832,6 +836,25 @@ def damaged(folder: Path, how: str) -> None:
         frame = pd.read_csv(folder / f"{name}.csv")
         edit(frame).to_csv(folder / f"{name}.csv", index=False)
 
+
+#: what a manifest's ``about`` (the facts the page states) can be edited to hold
+ABOUT_EDITS = {
+    "'about' not an object": lambda about: ["index", "values"],
+    "cells by provenance as a list": lambda about: {**about, "cells": [1, 2]},
+    "published values as words": lambda about: {
+        **about,
+        "published": {"label": "x", "note": "y", "values": {"total": ["2022", "high"]}},
+    },
+    "a published value not finite": lambda about: {
+        **about,
+        "published": {"label": "x", "note": "y", "values": {"total": [2022, float("nan")]}},
+    },
+    "a comparison without its sentence": lambda about: {**about, "comparison": {"title": "t"}},
+    "a regional ordering of numbers": lambda about: {
+        **about,
+        "regional_ordering": {"label": "x", "order": [1, 2]},
+    },
+}
 
 #: impossible values a table of numbers can be edited to hold (12 units, three tiers)
 EDITS = {
@@ -879,6 +902,7 @@ def finished_run(tmp_path_factory) -> Path:
         "manifest facts of another shape",
         "negative scenarios",
         "an interval of 500%",
+        *ABOUT_EDITS,
         *EDITS,
     ],
 )

@@ -14,6 +14,7 @@ from nqpf_sens.engine.spec import IndexSpec, load_spec
 from nqpf_sens.engine.table import IndicatorTable, composed_name, load_table
 from nqpf_sens.errors import UserError, quoted
 from nqpf_sens.indices.nqpf import data as nqpf
+from nqpf_sens.indices.nqpf.paper import published_values, regional_ordering
 
 
 def load_inputs(config: RunConfig) -> tuple[IndexSpec, IndicatorTable]:
@@ -141,7 +142,8 @@ def describe_inputs(
     config: RunConfig, spec: IndexSpec, table: IndicatorTable, n_tables: int
 ) -> dict[str, object]:
     """What a reader of the results must know about the index and its data: which index, its
-    size, and how many cells are observed, missing or of each provenance status."""
+    size, how many cells are observed, missing or of each provenance status, and what the index's
+    authors published or expected that the report sets the results beside."""
     shipped = config.data.metadata is None
     if table.statuses is not None:
         statuses, counts = np.unique(table.statuses.astype(str), return_counts=True)
@@ -149,7 +151,7 @@ def describe_inputs(
     else:
         missing = int(np.isnan(table.values).sum())
         cells = {"observed": int(table.values.size) - missing, "missing": missing}
-    return {
+    about: dict[str, object] = {
         "index": nqpf.CITATION if shipped else f"the index described by {config.data.metadata}",
         "values": str(config.data.values or f"the shipped NQPF data, {config.data.shipped}"),
         "shipped": None if config.data.values else config.data.shipped,
@@ -159,4 +161,8 @@ def describe_inputs(
         "years": [year for year in table.years if year is not None],
         "cells": cells,
         "alternative_datasets": n_tables - 1,
+        "regional_ordering": regional_ordering(),
     }
+    if about["shipped"] == "national":
+        about["published"] = published_values()
+    return about

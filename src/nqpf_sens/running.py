@@ -213,7 +213,7 @@ def run_config(
                 published = True
                 remove_work(work)
             if not quiet:
-                _print_summary(results.tables, results.notes, results.convergence)
+                _print_summary(results)
                 print(
                     f"\nwrote {destination} ({plural(results.scenarios, 'scenario')} computed "
                     f"in {seconds:.1f} s)"
@@ -404,6 +404,11 @@ def _plan(
                 tables["rank_bounds"] = bounds
     n_tables = 1 if prepared is None else len(prepared.study.tables)
     about = describe_inputs(config, spec, table, n_tables)
+    if "paper_comparison" in tables:
+        about["comparison"] = {
+            "title": "Reproduction of the paper's Table 3",
+            "summary": paper_summary(tables["paper_comparison"]) + ".",
+        }
     return _Plan(config, jobs, tables, notes, list(spec.dimensions), prepared, about)
 
 
@@ -541,7 +546,8 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def _print_summary(tables: dict[str, pd.DataFrame], notes: list[str], convergence: dict) -> None:
+def _print_summary(results: Results) -> None:
+    tables, notes, convergence = results.tables, results.notes, results.convergence
     number = "{:.2f}".format
     if "rank_stability" in tables:
         columns = [
@@ -572,8 +578,8 @@ def _print_summary(tables: dict[str, pd.DataFrame], notes: list[str], convergenc
             "\nSobol indices (R_S = mean absolute rank shift; ST summarised over the units' ranks):"
         )
         print(tables["sobol_summary"].to_string(index=False, float_format=number))
-    if "paper_comparison" in tables:
-        print("\n" + paper_summary(tables["paper_comparison"]))
+    if "comparison" in results.about:
+        print("\n" + results.about["comparison"]["summary"])
     for note in notes:
         print(f"note: {note}")
     for warning in convergence.get("warnings", []):

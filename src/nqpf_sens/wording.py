@@ -11,3 +11,9 @@ def plural(count: int, noun: str) -> str:
 def agreeing(count: int, singular: str, plural_form: str) -> str:
     """The words after a count that agree with it: '1 of 3 indicators has', '2 of 3 have'."""
     return singular if count == 1 else plural_form
+
+
+def sentence_start(text: str) -> str:
+    """``text`` with its first letter in capitals, the rest as written ('the paper's' ->
+    "The paper's", where ``str.capitalize`` would lower every later letter)."""
+    return text[:1].upper() + text[1:]

@@ -29,7 +29,6 @@ from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.textpath import text_to_path  # noqa: E402
 
-from nqpf_sens.indices.nqpf.paper import national_published  # noqa: E402
 from nqpf_sens.processes import ForkedPool, WorkerDied  # noqa: E402
 
 MAX_FIGURE_UNITS = 60  # units drawn in a figure with a row per unit (the first by nominal rank)
@@ -488,9 +487,9 @@ def importance_against_weights(importance: pd.DataFrame) -> Figure:
 
 
 def quadrant(bands: pd.DataFrame, gdp: pd.Series, labels: dict[str, str]) -> Figure:
-    """Index vs GDP per capita (the paper's Figure 3) with the index's 5th-95th percentile band,
-    its unit labels placed so that none overlaps another."""
-    index_mean = bands.total_nominal.mean()  # over every unit, as in the paper's Figure 3
+    """Index vs GDP per capita with the index's 5th-95th percentile band and dashed lines at the
+    means (the NQPF paper's Figure 3), its unit labels placed so that none overlaps another."""
+    index_mean = bands.total_nominal.mean()  # over every unit, as the paper's Figure 3 has it
     frame = bands.set_index("unit").join(gdp.rename("gdp"), how="inner").dropna(subset=["gdp"])
     figure, axis = plt.subplots(figsize=(5.6, 4.2))
     y_axis = TICKS + _text(["100"])[0] + LABEL_PAD + _text(["Xg"])[1]
@@ -559,12 +558,12 @@ def _annotate(axis, text: str, point: tuple, offset: tuple[int, int], size: floa
 def trajectory(
     bands: pd.DataFrame,
     aggregates: list[str],
-    published: dict[str, tuple[int, float]] | None = None,
+    published: dict[str, list[float]] | None = None,
     unit: str | None = None,
 ) -> Figure:
     """Fan chart of one unit's index and sub-indices over the years (median, 5th-95th percentile
     and nominal; ``bands``: its rows, one a year), with the values a publication gives
-    (``published``: aggregate -> (year, value)) drawn beside them; ``unit`` names it in the
+    (``published``: aggregate -> [year, value]) drawn beside them; ``unit`` names it in the
     title."""
     heading = f"Trajectory of {unit} with its band" if unit else "Trajectory with its band"
     figure, axes = plt.subplots(
@@ -763,12 +762,11 @@ def make_figures(
                     quadrant,
                     (every_band, gdp, labels),
                     "quadrant",
-                    "The paper's Figure 3: index against GDP per capita with the index's "
-                    "5th-95th percentile; units without GDP per capita are left out.",
+                    "Index against GDP per capita with the index's 5th-95th percentile; "
+                    "units without GDP per capita are left out.",
                 )
     if multi_year and bands is not None:
-        about = manifest.get("about") or {}
-        published = national_published() if about.get("shipped") == "national" else None
+        published = (manifest.get("about") or {}).get("published")
         # several units: the focus unit's (default: the first in the last year), not a mean of
         # quantiles, which is the band of no quantity
         last_year = bands[bands.year == bands.year.max()].sort_values("nominal_rank")
@@ -778,15 +776,10 @@ def make_figures(
         whose, named = (f"{unit}'s", labels.get(unit, unit)) if several else ("the", None)
         add(
             trajectory,
-            (bands[bands.unit == unit], aggregates, published, named),
+            (bands[bands.unit == unit], aggregates, published and published["values"], named),
             "trajectory",
             f"Trajectory of {whose} index and sub-indices with the 5th-95th percentile band"
-            + (
-                "; x: the paper's published 2022 values, which its stated inputs cannot give "
-                "under its method (DATA.md)."
-                if published
-                else "."
-            ),
+            + (f"; x: {published['label']}; {published['note']}." if published else "."),
         )
     importance = tables.get("importance")
     if importance is not None and len(importance):

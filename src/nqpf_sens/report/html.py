@@ -314,8 +314,9 @@ def _render(
     warnings_at = len(parts)  # the figures' warnings, once they are drawn
     if "paper_comparison" in tables:
         comparison = tables["paper_comparison"]
+        title = ((manifest.get("about") or {}).get("comparison") or {}).get("title")
         parts.append(
-            "<h2>Reproduction of the paper's Table 3</h2>"
+            f"<h2>{html.escape(title or 'Reproduction of the published scores and ranks')}</h2>"
             + _table(comparison.assign(difference=comparison.difference.round(3)))
         )
     baseline = tables["baseline_scores"]

@@ -10,7 +10,7 @@ import re
 
 import pandas as pd
 
-from nqpf_sens.wording import agreeing, plural
+from nqpf_sens.wording import agreeing, plural, sentence_start
 
 #: tables about ranks and tiers, which say nothing when there is a single unit
 SINGLE_UNIT_SILENT = ("rank_stability", "tier_bands", "rank_shift", "rank_agreement", "what_if")
@@ -67,12 +67,11 @@ def _trajectory_line(bands: pd.DataFrame) -> str:
     return f"{last.unit}'s index: {at(last)}{span}."
 
 
-def _published_line(bands: pd.DataFrame) -> str:
-    """The paper's published national values beside the reproduction's in the same year."""
-    from nqpf_sens.indices.nqpf.paper import national_published
-
+def _published_lines(bands: pd.DataFrame, published: dict) -> list[str]:
+    """Published values (a run records them, with what they are, under ``about``) beside the
+    reproduction's in the same year; none if no year or output of theirs was computed."""
     compared, outside = [], []
-    for name, (year, value) in national_published().items():
+    for name, (year, value) in published["values"].items():
         row = bands[bands.year == year]
         if row.empty or f"{name}_nominal" not in row:
             continue
@@ -83,20 +82,22 @@ def _published_line(bands: pd.DataFrame) -> str:
         )
         if not row[f"{name}_p05"] <= value <= row[f"{name}_p95"]:
             outside.append(name)
+    if not compared:
+        return []
     verdict = (
         f"; outside the band: {', '.join(outside)}" if outside else "; every one inside the band"
     )
-    return (
-        "The paper publishes for 2022 (2012 = 100) against the reproduction's nominal value and "
-        f"5th-95th percentile band: {'; '.join(compared)}{verdict}. DATA.md explains why its "
-        "stated inputs cannot give its figures under its method as written."
-    )
+    return [
+        f"{sentence_start(published['label'])} against the reproduction's nominal value and "
+        f"5th-95th percentile band: {'; '.join(compared)}{verdict}; {published['note']}."
+    ]
 
 
 def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, bool]]:
     """Plain-language findings generated from the numbers: (plain text, is a warning) pairs; the
     page escapes them, since unit and factor names are the user's text."""
     lines = []
+    about = manifest.get("about") or {}
     scores = tables.get("baseline_scores")
     if scores is not None and scores.unit.nunique() == 1:  # a trajectory: no ranks to speak of
         if "tier_bands" in tables:
@@ -104,13 +105,11 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
             by_year = bands.sort_values("year") if "year" in bands else bands
             lines.append(_trajectory_line(by_year))
             lines += _wide_band_lines(by_year)
-            if (manifest.get("about") or {}).get("shipped") == "national":
-                lines.append(_published_line(tables["tier_bands"]))
+            if "published" in about:
+                lines += _published_lines(tables["tier_bands"], about["published"])
         tables = {k: v for k, v in tables.items() if k not in SINGLE_UNIT_SILENT}
-    if "paper_comparison" in tables:
-        from nqpf_sens.indices.nqpf.paper import paper_summary
-
-        lines.append(paper_summary(tables["paper_comparison"]) + ".")
+    if "comparison" in about:
+        lines.append(about["comparison"]["summary"])
     bands = tables.get("tier_bands")
     if bands is not None and ("year" not in bands or bands.year.nunique() == 1):
         lines += _tier_lines(bands)
@@ -139,10 +138,11 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
     if "rank_bounds" in tables:
         lines.append(_rank_bounds_line(tables["rank_bounds"]))
     regions = tables.get("region_bands")
-    if regions is not None and regions.p_paper_order.notna().any():
+    ordering = about.get("regional_ordering")
+    if regions is not None and ordering and regions.p_paper_order.notna().any():
         first = regions.iloc[0]
         lines.append(
-            "The paper's regional ordering East > Central > West > Northeast holds in "
+            f"{sentence_start(ordering['label'])} {' > '.join(ordering['order'])} holds in "
             f"{_share_of(first.p_paper_order, first.p_paper_order_se, first.scenarios)}, "
             "counted over those whose scores are kept."
         )

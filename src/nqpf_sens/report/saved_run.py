@@ -6,7 +6,9 @@ A damaged or hand-edited folder gets one line naming the file and what is wrong,
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -291,6 +293,11 @@ def load_run(folder: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
     problem = _impossible_design(manifest.get("design"))
     if problem:
         raise UserError(f"edited manifest: {problem}; run the config again", manifest_path)
+    wrong = _wrong_about(manifest.get("about"))
+    if wrong:
+        raise UserError(
+            f"damaged manifest: {wrong} is of the wrong type; run the config again", manifest_path
+        )
     baseline, bands = tables["baseline_scores"], tables.get("tier_bands")
     units = set(baseline.unit)
     nodes = set(baseline.columns) - {"unit", "unit_zh", "year", "total", "rank", "tier"}
@@ -317,6 +324,64 @@ def _impossible_design(design: object) -> str | None:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < least:
             return f"design {key} {value:g} is below {least}"
     return None
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _list_of(test: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda value: isinstance(value, list) and all(test(item) for item in value)
+
+
+def _record(**tests: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda value: (
+        isinstance(value, dict) and all(test(value.get(key)) for key, test in tests.items())
+    )
+
+
+def _published(values: object) -> bool:
+    """output -> [year, value], the value a finite number"""
+    return isinstance(values, dict) and all(
+        isinstance(pair, list)
+        and len(pair) == 2
+        and _whole(pair[0])
+        and isinstance(pair[1], (int, float))
+        and not isinstance(pair[1], bool)
+        and math.isfinite(pair[1])
+        for pair in values.values()
+    )
+
+
+#: what a manifest's ``about`` records for the page, each key optional
+ABOUT: dict[str, Callable[[object], bool]] = {
+    "index": _text,
+    "values": _text,
+    "shipped": lambda value: value is None or _text(value),
+    "units": _whole,
+    "indicators": _whole,
+    "alternative_datasets": _whole,
+    "levels": _list_of(_whole),
+    "years": _list_of(lambda year: _whole(year) or _text(year)),
+    "cells": lambda value: isinstance(value, dict) and all(map(_whole, value.values())),
+    "regional_ordering": _record(label=_text, order=_list_of(_text)),
+    "published": _record(label=_text, note=_text, values=_published),
+    "comparison": _record(title=_text, summary=_text),
+}
+
+
+def _wrong_about(about: object) -> str | None:
+    """The key of ``about`` that no run records as it is (the page would fail on it), or None."""
+    if about is None:
+        return None
+    if not isinstance(about, dict):
+        return "'about'"
+    wrong = [key for key, test in ABOUT.items() if key in about and not test(about[key])]
+    return f"'about.{wrong[0]}'" if wrong else None
 
 
 #: a rank (a place, a percentile or mean of places), not a width or an error of one

@@ -73,15 +73,26 @@ def rank_mismatches(comparison: pd.DataFrame) -> pd.DataFrame:
     return ranks[keep]
 
 
-def national_published() -> dict[str, tuple[int, float]]:
-    """The national index and sub-indices the paper publishes (2012 = 100): output -> (year,
-    value). DATA.md explains why its stated inputs cannot give them under its method."""
+def published_values() -> dict[str, object]:
+    """The national index and sub-indices the paper publishes (2012 = 100), as a run records them
+    for its report: what they are (``label``), why the reproduction may differ (``note``) and
+    ``values``, output -> [year, value]."""
     stated = pd.read_csv(packaged("paper/national_2012_2022.csv")).set_index("quantity").value
-    return {name: (2022, float(stated[f"index_{name}_2022"])) for name in OUTPUTS}
+    return {
+        "label": "the paper's published 2022 values (2012 = 100)",
+        "note": "its stated inputs cannot give them under its method as written (DATA.md)",
+        "values": {name: [2022, float(stated[f"index_{name}_2022"])] for name in OUTPUTS},
+    }
+
+
+def regional_ordering() -> dict[str, object]:
+    """The regional ordering the study tests (``p_paper_order``), as a run records it."""
+    return {"label": "the paper's regional ordering", "order": list(REGION_ORDER)}
 
 
 def paper_summary(comparison: pd.DataFrame) -> str:
-    """One paragraph: the largest score difference and the ranks that differ beyond printed ties."""
+    """One sentence: the largest score difference and the ranks that differ beyond printed ties
+    (a run records it, with the section's title, for its report)."""
     scores = comparison[~comparison.output.str.endswith("_rank")]
     worst = scores.loc[scores.difference.abs().idxmax()]
     mismatches = rank_mismatches(comparison)
