@@ -538,3 +538,20 @@ def test_what_a_publication_said_is_read_from_the_run_s_record_of_it():
     said = [line for line, _ in reading(manifest, trajectory)]
     assert not any("authors give" in line for line in said)
     assert not any("ordering" in line for line in lines({"region_bands": regions}))
+
+
+def test_a_converged_run_without_sobol_totals_claims_no_st_was_checked():
+    """A Monte Carlo run has no ST of R_S, nor has a Sobol run whose R_S is constant: the verdict
+    must not say their intervals were within the tolerance."""
+    verdict = {"convergence": {"n": 64, "recommended_n": 64, "warnings": []}}
+    rank = {"statistic": "median_rank", "standard_error": 0.0}
+    plain = pd.DataFrame([rank])
+    said = [line for line, _ in reading(verdict, {"convergence": plain})]
+    assert any("n = 64 was enough" in line for line in said)
+    assert not any("ST interval" in line for line in said)
+    constant = pd.DataFrame([rank, {"statistic": "ST_rank_shift", "standard_error": np.nan}])
+    said = [line for line, _ in reading(verdict, {"convergence": constant})]
+    assert not any("ST interval" in line for line in said)
+    measured = pd.DataFrame([rank, {"statistic": "ST_rank_shift", "standard_error": 0.01}])
+    said = [line for line, _ in reading(verdict, {"convergence": measured})]
+    assert any("every ST interval of the rank shift within the tolerance" in line for line in said)

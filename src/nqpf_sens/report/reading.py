@@ -166,15 +166,29 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         advice = f"; consider n = {convergence.get('recommended_n')}" if larger else ""
         findings.append((f"Convergence: {warning}{advice}.", True))
     if convergence and not convergence.get("warnings"):
+        sobol = (
+            " and every ST interval of the rank shift within the tolerance"
+            if _checked_totals(tables)
+            else ""
+        )
         agreement = (
             "Convergence: disjoint blocks of the design put every rank quantile's standard "
-            f"error within {convergence.get('rank_error_target', 0.5)} places and every ST "
-            "interval of the rank shift within the tolerance, and no rank percentile sits within "
-            "sampling error of a step between ranks, "
+            f"error within {convergence.get('rank_error_target', 0.5)} places{sobol}, and no "
+            "rank percentile sits within sampling error of a step between ranks, "
             f"so n = {convergence.get('n')} was enough by that measure."
         )
         findings.append((agreement, False))
     return findings
+
+
+def _checked_totals(tables: dict[str, pd.DataFrame]) -> bool:
+    """Whether the convergence check measured the error of some ST of R_S: a Monte Carlo run has
+    none, and neither has a Sobol run whose R_S does not vary (its verdict says nothing of them)."""
+    table = tables.get("convergence")
+    if table is None or "statistic" not in table:
+        return "sobol_indices" in tables
+    totals = table[table.statistic == "ST_rank_shift"]
+    return bool(totals.standard_error.notna().any())
 
 
 EDGE_SHARE = 0.9  # scenarios below (above) the nominal regional mean: an edge of the readings
