@@ -555,3 +555,17 @@ def test_a_converged_run_without_sobol_totals_claims_no_st_was_checked():
     measured = pd.DataFrame([rank, {"statistic": "ST_rank_shift", "standard_error": 0.01}])
     said = [line for line, _ in reading(verdict, {"convergence": measured})]
     assert any("every ST interval of the rank shift within the tolerance" in line for line in said)
+
+
+def test_a_pooled_share_short_of_all_or_above_none_is_not_rounded_to_100_or_0_percent():
+    from nqpf_sens.report.reading import _rank_shift_line
+
+    def said(share: float) -> str:
+        values = pd.Series({"rank_shift_mean": 0.7, "share_within_3": share, "scenarios": 200.0})
+        return _rank_shift_line(values)
+
+    assert "; 99.9% of all unit-scenario pairs" in said(0.99929)
+    assert "; 0.1% of all unit-scenario pairs" in said(0.0007)
+    assert "; 0.004% of all unit-scenario pairs" in said(0.00004)
+    assert "; 100% of all unit-scenario pairs" in said(1.0)
+    assert "; 85% of all unit-scenario pairs" in said(0.849)

@@ -208,10 +208,22 @@ def _rank_shift_line(values: pd.Series) -> str:
     )
     return (
         f"On average a unit moves {mean:.2f} places{mean_error} from its nominal rank (R_S, "
-        f"{plural(int(values['scenarios']), 'scenario')}); {100 * share:.0f}%{share_error} of "
+        f"{plural(int(values['scenarios']), 'scenario')}); {_percent(share)}{share_error} of "
         "all unit-scenario pairs are within 3 places of it (a share of pairs: some units move "
         "more, others less; rank_stability.csv gives each unit's own share)."
     )
+
+
+def _percent(share: float) -> str:
+    """A share as a whole percentage, with as many decimals as keep a share short of 100% (above
+    0%) from reading 100% (0%): '100%' of pairs within 3 places said that none moved further."""
+    percent, decimals = 100 * share, 0
+    while decimals < 6 and (
+        (share < 1 and round(percent, decimals) >= 100)
+        or (share > 0 and round(percent, decimals) <= 0)
+    ):
+        decimals += 1
+    return f"{percent:.{decimals}f}%"
 
 
 def _edge_regions(regions: pd.DataFrame, rescaled: bool = False) -> list[str]:
