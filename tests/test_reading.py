@@ -569,3 +569,31 @@ def test_a_pooled_share_short_of_all_or_above_none_is_not_rounded_to_100_or_0_pe
     assert "; 0.004% of all unit-scenario pairs" in said(0.00004)
     assert "; 100% of all unit-scenario pairs" in said(1.0)
     assert "; 85% of all unit-scenario pairs" in said(0.849)
+
+
+def test_importance_beyond_a_weight_is_claimed_only_when_its_interval_clears_the_weight():
+    """Seven units gave b an importance share of 0.94 with an interval of 0.06-0.99 against a
+    nominal 0.50: the sentence called it the part that 'matters most beyond its weight' as if the
+    interval supported that."""
+    importance = pd.DataFrame(
+        {
+            "node": ["a", "b", "c", "d"],
+            "parent": ["d1", "d1", "d2", "d2"],
+            "importance_share": [0.06, 0.94, 0.45, 0.55],
+            "importance_share_low": [0.01, 0.06, 0.40, 0.51],
+            "importance_share_high": [0.94, 0.99, 0.49, 0.60],
+            "nominal_share": [0.5] * 4,
+            "units": [7] * 4,
+            "confidence": [0.95] * 4,
+        }
+    )
+    importance["importance_over_nominal"] = importance.importance_share / importance.nominal_share
+    (line,) = [x for x in lines({"importance": importance}) if x.startswith("Importance")]
+    assert "by point estimate" in line
+    assert "b (importance share 0.94" in line
+    assert line.count("the interval holds it, so not told apart from its weight") == 2
+    importance.loc[1, "importance_share_low"] = 0.6  # b now clears its weight
+    importance.loc[0, "importance_share_high"] = 0.4  # and a falls short of its own
+    (line,) = [x for x in lines({"importance": importance}) if x.startswith("Importance")]
+    assert "within d1: above it beyond the interval)" in line
+    assert "within d1: below it beyond the interval)" in line

@@ -520,21 +520,31 @@ def _in_year(row: pd.Series) -> str:
 
 
 def _importance_line(importance: pd.DataFrame) -> str:
-    """The parts whose importance differs most from their weight, with the interval of eta^2."""
+    """The parts whose importance differs most from their weight (by point estimate), each with
+    the interval of its importance share and whether that interval clears its nominal share: an
+    interval that holds the nominal share does not show the part to matter more, or less, than
+    its weight."""
     ratio = importance.importance_over_nominal
     over, under = importance.loc[ratio.idxmax()], importance.loc[ratio.idxmin()]
 
     def told(row: pd.Series) -> str:
+        low, high, nominal = row.importance_share_low, row.importance_share_high, row.nominal_share
+        if low > nominal:
+            verdict = "above it beyond the interval"
+        elif high < nominal:
+            verdict = "below it beyond the interval"
+        else:
+            verdict = "the interval holds it, so not told apart from its weight"
         return (
             f"{row.node} (importance share {row.importance_share:.2f}, {row.confidence:.0%} "
-            f"bootstrap interval {row.importance_share_low:.2f}-{row.importance_share_high:.2f} "
-            f"over {int(row.units)} units, against a nominal {row.nominal_share:.2f} within "
-            f"{row.parent})"
+            f"bootstrap interval {low:.2f}-{high:.2f} over {int(row.units)} units, against a "
+            f"nominal {nominal:.2f} within {row.parent}: {verdict})"
         )
 
     return (
-        "Importance against weights (first-order effect on the index, nonparametric): the part "
-        f"that matters most beyond its weight is {told(over)}; the least, {told(under)}."
+        "Importance against weights (first-order effect on the index, nonparametric): by point "
+        f"estimate, the part that matters most beyond its weight is {told(over)}; the least, "
+        f"{told(under)}."
     )
 
 
