@@ -597,3 +597,17 @@ def test_importance_beyond_a_weight_is_claimed_only_when_its_interval_clears_the
     (line,) = [x for x in lines({"importance": importance}) if x.startswith("Importance")]
     assert "within d1: above it beyond the interval)" in line
     assert "within d1: below it beyond the interval)" in line
+
+
+def test_s1_summing_above_1_with_an_interval_below_the_threshold_still_reads_as_acting_alone():
+    """An additive model's S1 sum above 1 about half the time; an interval of the interaction
+    share wholly below 10% shows the factors acting alone all the same."""
+    from nqpf_sens.report.reading import _interaction_line
+
+    line = _interaction_line(-0.01, -0.07, 0.08, 0.95)
+    assert line == (
+        "The S1 of R_S sum to 1.01, above 1 (1 - sum of S1: -1% (95% interval -7 to 8%)): "
+        "estimator noise, its interval stays below 10%, so the factors act mostly alone."
+    )
+    assert "say nothing about interactions" in _interaction_line(-0.01, -0.07, 0.12, 0.95)
+    assert "say nothing about interactions" in _interaction_line(-0.01, None, None, 0.95)

@@ -450,9 +450,17 @@ def _interaction_line(share: float, low: float | None, high: float | None, level
                 "combination cannot be told at this n"
             )
     if share < 0:  # no share of variance is negative
+        # an interval wholly below the threshold still shows the factors acting alone (a purely
+        # additive model's estimate falls above 1 about half the time)
+        alone = meaning == "the factors act mostly alone"
+        said = (
+            f"its interval stays below {100 * INTERACTING:.0f}%, so {meaning}"
+            if alone
+            else "so the S1 say nothing about interactions here"
+        )
         return (
             f"The S1 of R_S sum to {1 - share:.2f}, above 1 (1 - sum of S1: {100 * share:.0f}%"
-            f"{interval}): estimator noise, so the S1 say nothing about interactions here."
+            f"{interval}): estimator noise, {said}."
         )
     return (
         f"Interactions: {100 * share:.0f}%{interval} of the variance of R_S is explained by no "
