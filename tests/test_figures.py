@@ -224,3 +224,35 @@ def test_figures_of_many_units_draw_the_first_by_nominal_rank(tmp_path):
     for name in (*per_unit, "sobol_heatmap"):
         height = plt.imread(out / "figures" / f"{name}.png").shape[0]
         assert height < (0.22 * figures.MAX_FIGURE_UNITS + 2) * plt.rcParams["savefig.dpi"], name
+
+
+def test_sobol_bars_and_their_caption_state_the_configured_confidence(tmp_path, monkeypatch):
+    """At [sampling] confidence = 0.9 the intervals drawn are 90% ones: the axis and the caption
+    said 95%."""
+    from nqpf_sens.running import run_config
+
+    labels = []
+    real = matplotlib.axes.Axes.set_xlabel
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "set_xlabel",
+        lambda self, t, *a, **k: labels.append(t) or real(self, t),
+    )
+    plt.close(figures.sobol_bars(indices(), "rank:a", "Sobol indices of a", 0.9))
+    assert labels == ["Sobol index (lines: 90% interval)"]
+    (tmp_path / "meta.csv").write_text(
+        "code,dimension,weight,direction\na1,A,1,positive\na2,A,1,positive\nb1,B,1,positive\n"
+    )
+    rng = np.random.default_rng(0)
+    pd.DataFrame(rng.uniform(1, 10, size=(5, 3)), columns=["a1", "a2", "b1"]).assign(
+        unit=[f"U{i}" for i in range(5)]
+    ).to_csv(tmp_path / "values.csv", index=False)
+    (tmp_path / "s.toml").write_text(
+        '[run]\nname = "s"\nkind = "sobol"\nseed = 1\n[data]\nmetadata = "meta.csv"\n'
+        'values = "values.csv"\n[sampling]\nn = 16\nbootstrap = 10\nconfidence = 0.9\n'
+        '[[factors]]\nname = "w"\nkind = "weights"\nlevel = 0\n'
+    )
+    folder = run_config(tmp_path / "s.toml", out=tmp_path / "out", quiet=True)
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    assert "rank shift, with 90% percentile bootstrap intervals." in page
+    assert "with 95% percentile" not in page

@@ -281,9 +281,10 @@ def score_bands(bands: pd.DataFrame, aggregates: list[str], labels: dict[str, st
     return figure
 
 
-def sobol_bars(indices: pd.DataFrame, output: str, title: str) -> Figure:
-    """First- (S1) and total-order (ST) indices of one output with their 95% percentile
-    intervals; an output whose indices are not reliable says so in its title."""
+def sobol_bars(indices: pd.DataFrame, output: str, title: str, level: float = 0.95) -> Figure:
+    """First- (S1) and total-order (ST) indices of one output with their percentile intervals
+    (``level``: the run's confidence, which the axis states); an output whose indices are not
+    reliable says so in its title."""
     frame = indices[indices.output == output].sort_values("ST", ascending=True)
     if not frame.reliable.astype(str).eq("True").all():
         title += " (not reliable: see sobol_outputs.csv)"
@@ -319,7 +320,7 @@ def sobol_bars(indices: pd.DataFrame, output: str, title: str) -> Figure:
     )
     axis.set_yticks(y, frame.factor)
     axis.axvline(0, color=GREYS[0], linewidth=0.6)
-    axis.set_xlabel("Sobol index (lines: 95% interval)")
+    axis.set_xlabel(f"Sobol index (lines: {100 * level:g}% interval)")
     axis.legend(loc="lower right", frameon=False)
     axis.set_title(title)
     return figure
@@ -697,6 +698,7 @@ def make_figures(
     said = [warning] if warning else []
     outputs = manifest["config"].get("outputs", {})
     interval = f"{100 * outputs.get('interval', 0.9):g}%"
+    level = manifest["config"].get("sampling", {}).get("confidence", 0.95)  # Sobol intervals'
     svg = outputs.get("svg", False) is True
     tasks: list[tuple[Callable[..., Figure], tuple, Path, bool]] = []
     captions: list[str] = []
@@ -804,17 +806,17 @@ def make_figures(
         title = "Sobol indices of the mean rank shift R_S"
         add(
             sobol_bars,
-            (indices, "rank_shift", title),
+            (indices, "rank_shift", title, level),
             "sobol_rank_shift",
-            "First- and total-order Sobol indices of the mean absolute rank shift, with 95% "
-            "percentile bootstrap intervals.",
+            "First- and total-order Sobol indices of the mean absolute rank shift, with "
+            f"{100 * level:g}% percentile bootstrap intervals.",
         )
         focus = outputs.get("focus_unit") or next(iter(order), None)
         if focus is not None and f"rank:{focus}" in set(indices.output):
             title = f"Sobol indices of the rank of {labels.get(focus, focus)}"
             add(
                 sobol_bars,
-                (indices, f"rank:{focus}", title),
+                (indices, f"rank:{focus}", title, level),
                 "sobol_focus_unit",
                 f"Sobol indices of the rank of {focus}.",
             )
