@@ -611,3 +611,13 @@ def test_s1_summing_above_1_with_an_interval_below_the_threshold_still_reads_as_
     )
     assert "say nothing about interactions" in _interaction_line(-0.01, -0.07, 0.12, 0.95)
     assert "say nothing about interactions" in _interaction_line(-0.01, None, None, 0.95)
+
+
+def test_a_tier_kept_in_too_few_scenarios_is_not_promised_to_be_robust_at_a_larger_n():
+    """Kept in 15 of 16 scenarios, the true share may well be below 90%: a larger n tells either
+    way, not that the unit is robust."""
+    bands = pd.DataFrame(
+        {"unit": ["u"], "nominal_tier": [1], "p_nominal_tier": [0.9375], "most_likely_tier": [1]}
+    )
+    (line,) = [x for x in lines({"tier_bands": bands.assign(scenarios=16)}) if "too few" in x]
+    assert line.endswith("beyond Monte Carlo error (a larger n would tell, either way).")

@@ -316,7 +316,7 @@ def _tier_lines(bands: pd.DataFrame) -> list[str]:
         lines.append(
             f"{plural(undecided, 'unit')} {agreeing(undecided, 'keeps its', 'keep their')} "
             "tier in 90% or more of the scenarios but too few scenarios were run to tell that "
-            "beyond Monte Carlo error (a larger n would)."
+            "beyond Monte Carlo error (a larger n would tell, either way)."
         )
     return lines
 
