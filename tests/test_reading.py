@@ -621,3 +621,12 @@ def test_a_tier_kept_in_too_few_scenarios_is_not_promised_to_be_robust_at_a_larg
     )
     (line,) = [x for x in lines({"tier_bands": bands.assign(scenarios=16)}) if "too few" in x]
     assert line.endswith("beyond Monte Carlo error (a larger n would tell, either way).")
+
+
+def test_a_move_or_range_of_one_place_is_one_place():
+    from nqpf_sens.report.reading import _rank_bounds_line, _what_if_line
+
+    bounds = pd.DataFrame({"unit": ["a", "b"], "best_rank": [1, 1], "worst_rank": [2, 1]})
+    assert "the widest range of ranks, 1 place, belongs to a (1 to 2);" in _rank_bounds_line(bounds)
+    what_if = pd.DataFrame({"change": ["without x"] * 2, "unit": ["a", "b"], "shift": [1, -1]})
+    assert "the largest move is 1 place: a falls" in _what_if_line(what_if)

@@ -516,7 +516,7 @@ def _single_changes_line(summary: pd.DataFrame) -> str:
     return (
         f"One choice at a time, everything else nominal: {largest.change} moves the ranking most"
         f"{_in_year(largest)} (mean |rank shift| {largest.mean_abs_shift:.2f}, at most "
-        f"{int(largest.max_abs_shift)} places, Spearman {largest.spearman:.3f}); "
+        f"{plural(int(largest.max_abs_shift), 'place')}, Spearman {largest.spearman:.3f}); "
         f"{still} of {len(by_change)} single changes {agreeing(still, 'moves', 'move')} no unit "
         "at all."
     )
@@ -654,7 +654,8 @@ def _rank_bounds_line(bounds: pd.DataFrame) -> str:
         "more",
     )
     return (
-        head + f"the widest range of ranks, {int(width.max())} places, belongs to {named}; "
+        head
+        + f"the widest range of ranks, {plural(int(width.max()), 'place')}, belongs to {named}; "
         f"{fixed} {agreeing(fixed, 'keeps its', 'keep their')} rank whatever the weights."
     )
 
@@ -689,7 +690,7 @@ def _what_if_line(what_if: pd.DataFrame) -> str:
         beyond = f"; none of the {len(by_change)} changes moves a unit more than 2 places"
     return (
         f"Leaving one part out at a time (a structural what-if, not an uncertainty): the largest "
-        f"move is {int(size.max())} places: {moves}{beyond}."
+        f"move is {plural(int(size.max()), 'place')}: {moves}{beyond}."
     )
 
 
