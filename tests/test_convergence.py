@@ -192,3 +192,33 @@ def test_a_single_unit_is_not_assessed_and_never_called_enough():
     verdict = {"warnings": warnings, "recommended_n": recommended, "n": design.n}
     lines = [line for line, _ in reading({"convergence": verdict}, {})]
     assert not any("enough" in line for line in lines)
+
+
+def test_a_monte_carlo_subsample_of_kept_rows_is_scaled_to_every_scenario():
+    """A Monte Carlo design keeps the rows of its first scenarios only (here 256 of 4,096): the
+    values checked are those of rank_stability.csv, from every scenario, and so is their error
+    (the subsample's, 4 times as large, called a rank settled by all 4,096 scenarios unsettled
+    and recommended an N beyond what the run already had)."""
+    design = Design("random", 4096, ["f"], 0)
+    rng = np.random.default_rng(3)
+    # 31 places, each held equally often: no quantile sits near a step between ranks
+    ranks = np.stack([rng.permutation(np.arange(design.n) % 31 + 1) for _ in UNITS], axis=1)
+    totals = np.abs(ranks - np.array([1, 2, 3])).sum(axis=1)
+    kept = 256
+    outputs = np.column_stack([ranks[:kept], totals[:kept] / 3]).astype(float)
+    counts = np.stack([np.bincount(r - 1, minlength=31) for r in ranks.T])
+    stats = SimpleNamespace(
+        outputs=outputs, rank_counts=counts[None], shift_counts=np.bincount(totals)
+    )
+    table, warnings, recommended = convergence(stats, design, UNITS, 0.1)
+    assert warnings == [] and recommended == design.n
+    assert (table.scenarios == design.n).all()
+    by = table.set_index(["statistic", "item"])
+    for unit, column in zip(UNITS, ranks.T, strict=True):
+        for name, q in (("median_rank", 0.5), ("p05_rank", 0.05), ("p95_rank", 0.95)):
+            expected = np.quantile(column, q, method="inverted_cdf")
+            assert by.loc[(name, unit), "value"] == expected
+    assert by.loc[("rank_shift_mean", "all"), "value"] == pytest.approx(totals.mean() / 3)
+    blocks = [f"block_{b + 1}" for b in range(BLOCKS)]
+    spread = table[blocks].std(axis=1, ddof=1) / np.sqrt(BLOCKS)
+    np.testing.assert_allclose(table.standard_error, spread * np.sqrt(kept / design.n))

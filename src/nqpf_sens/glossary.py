@@ -242,7 +242,9 @@ EXACT: dict[str, _Meaning] = {
     ),
     "standard_error": _Meaning(
         "the Monte Carlo standard error of value: the standard deviation of the block values "
-        "divided by the square root of their number (the blocks with a value)",
+        "divided by the square root of their number (the blocks with a value); when a Monte "
+        "Carlo run keeps fewer scenarios' rows than it counts, times the square root of kept "
+        "over counted scenarios, the error of the value from every scenario",
         "how far value may be from what infinitely many scenarios would give",
     ),
     "flip_error": _Meaning(

@@ -9,7 +9,9 @@ error = sd(blocks) / sqrt(BLOCKS), which halves when N quadruples, with Student'
 degrees of freedom for intervals. Blocks of a random design are independent; blocks of one
 scrambled Sobol sequence share its scramble and balance each other (negatively correlated), so
 there the standard error overstates the error of the whole sample and the verdict errs on the
-safe side (on a smooth test function by a factor of about 3.7).
+safe side (on a smooth test function by a factor of about 3.7). A Monte Carlo design keeps the
+rows of its first scenarios only (at most 65,536): the blocks split those, and their error is
+scaled by sqrt(kept / counted) to that of the value the tables give, from every scenario.
 
 A rank quantile is a step function of the sample: where the share of scenarios at or above a rank
 lies within sampling error of the quantile's level, the estimate can be either of two ranks, and
@@ -103,6 +105,20 @@ def _statistics(
     return found
 
 
+def _counted_statistics(stats: ChunkStats, last_year: np.ndarray) -> dict[tuple[str, str], float]:
+    """The monitored rank quantiles and R_S of every counted scenario, as the tables give them:
+    quantiles from the last year's rank counts, R_S from the histogram of total shifts."""
+    found: dict[tuple[str, str], float] = {}
+    ranks = CountedValues(last_year)
+    for name, q in RANK_QUANTILES:
+        found.update({(name, str(k)): float(v + 1) for k, v in enumerate(ranks.quantile(q))})
+    shifts = stats.shift_counts
+    cells = stats.rank_counts.shape[0] * stats.rank_counts.shape[1]
+    mean = float(np.arange(len(shifts)) @ shifts / max(int(shifts.sum()), 1) / cells)
+    found[("rank_shift_mean", "all")] = mean
+    return found
+
+
 def convergence(
     stats: ChunkStats,
     design: Design,
@@ -133,6 +149,15 @@ def convergence(
     whole = sample(slice(0, n_samples))
     replicates = [sample(span) for span in _spans(n_samples, blocks)] if blocks >= 2 else []
     last_year = stats.rank_counts[-1]  # (units, ranks), every scenario: as rank_stability's
+    counted = int(last_year[0].sum()) if n_units else 0
+    # a Monte Carlo design keeps the rows of its first scenarios only: the tables' statistics are
+    # of every scenario, so their values are read from the counts and the blocks' error scaled
+    # to every scenario (1/sqrt(n)); it was that of the subsample, and the N recommended from it
+    # as many times too large as the run holds scenarios beyond the subsample
+    subsample = not saltelli and 0 < len(outputs) < counted
+    scale = math.sqrt(len(outputs) / counted) if subsample else 1.0
+    if subsample:
+        whole.update(_counted_statistics(stats, last_year))
     flips = {
         (name, str(k)): error
         for name, q in RANK_QUANTILES
@@ -143,6 +168,7 @@ def convergence(
         values = np.array([r[(statistic, item)] for r in replicates])
         defined = values[~np.isnan(values)]  # ST of R_S: none in a block where R_S is constant
         error = defined.std(ddof=1) / math.sqrt(len(defined)) if len(defined) >= 2 else math.nan
+        error *= scale
         records.append(
             {
                 "statistic": statistic,
@@ -152,7 +178,9 @@ def convergence(
                 "blocks": len(defined),
                 "standard_error": float(error),
                 "flip_error": float(flips.get((statistic, item), math.nan)),
-                "scenarios": len(
+                "scenarios": counted
+                if subsample
+                else len(
                     shift_rows
                     if statistic == "ST_rank_shift" and shift_rows is not None
                     else outputs
