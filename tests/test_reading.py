@@ -630,3 +630,17 @@ def test_a_move_or_range_of_one_place_is_one_place():
     assert "the widest range of ranks, 1 place, belongs to a (1 to 2);" in _rank_bounds_line(bounds)
     what_if = pd.DataFrame({"change": ["without x"] * 2, "unit": ["a", "b"], "shift": [1, -1]})
     assert "the largest move is 1 place: a falls" in _what_if_line(what_if)
+
+
+def test_the_sobol_sentences_of_a_panel_name_the_year_whose_ranks_they_read():
+    """For data of several years a unit's Sobol outputs are its last year's rank and score (R_S
+    pools every year): the sentences about units' ranks said nothing of the year."""
+    table = summary([0.6, 0.2, 0.1], [0.55, 0.1, 0.0], [0.65, 0.3, 0.2])
+    scores = pd.DataFrame({"year": [2021, 2021, 2022, 2022], "unit": ["u", "v"] * 2})
+    panel = lines({"sobol_summary": table, "baseline_scores": scores})
+    assert any("largest total effect on all units' ranks in 2022 (variance" in x for x in panel)
+    assert any("the largest ST for the rank in 2022 of 3 units" in x for x in panel)
+    assert any("for every reliable unit in 2022 (upper end" in x for x in panel)
+    assert any("total effect on the mean rank shift R_S:" in x for x in panel)
+    one = lines({"sobol_summary": table, "baseline_scores": scores[scores.year == 2022]})
+    assert not any("2022" in x for x in one)

@@ -151,7 +151,8 @@ EXACT: dict[str, _Meaning] = {
         "what the row is about: in the paper comparison, a number of Table 3 "
         f"({', '.join(OUTPUTS)}, or a rank: name_rank); in the Sobol tables, the output "
         "analysed: a unit's rank (rank:<unit>), its index score (score:<unit>), the mean rank "
-        "shift R_S (rank_shift) or all ranks together (all_ranks)"
+        "shift R_S (rank_shift) or all ranks together (all_ranks); for data of several years, "
+        "ranks and scores are the last year's, R_S pools every year"
     ),
     # rank stability
     "median_rank": _Meaning("the median of the unit's rank across scenarios", error=ORDER),

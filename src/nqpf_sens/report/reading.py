@@ -150,7 +150,8 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         lines += _edge_regions(regions, rescaled)
     if "sobol_summary" in tables:
         level = manifest.get("config", {}).get("sampling", {}).get("confidence", 0.95)
-        lines += _sobol_lines(tables["sobol_summary"], tables.get("sobol_outputs"), level)
+        year = _ranked_year(tables)
+        lines += _sobol_lines(tables["sobol_summary"], tables.get("sobol_outputs"), level, year)
     if "sobol_indices" in tables:
         s1 = tables["sobol_indices"].S1.dropna()
         negative = int((s1 < 0).sum())
@@ -367,11 +368,27 @@ def _leaders(summary: pd.DataFrame, name: str, what: str, level: float) -> str |
 INTERACTING = 0.1  # a share of variance no factor explains alone that calls for combinations
 
 
+def _ranked_year(tables: dict[str, pd.DataFrame]) -> int | None:
+    """The year whose ranks the Sobol outputs of units are (the last), for data of several
+    years; None for one year."""
+    for name in ("baseline_scores", "rank_stability", "tier_bands"):
+        table = tables.get(name)
+        if table is not None and "year" in table and table.year.nunique() > 1:
+            return int(table.year.max())
+    return None
+
+
 def _sobol_lines(
-    summary: pd.DataFrame, outputs: pd.DataFrame | None, level: float = 0.95
+    summary: pd.DataFrame,
+    outputs: pd.DataFrame | None,
+    level: float = 0.95,
+    year: int | None = None,
 ) -> list[str]:
     """The Sobol findings; ``level`` is the confidence of the indices' intervals. An output whose
-    indices cannot rank the factors (``reliable`` False in ``outputs``) is not read."""
+    indices cannot rank the factors (``reliable`` False in ``outputs``) is not read. Units' ranks
+    are those of the data's last ``year`` when they hold several (R_S pools every year): said so,
+    since a panel's reader would take them for every year's."""
+    when = f" in {year}" if year is not None else ""
     unreliable = (
         set() if outputs is None else set(outputs.output[outputs.reliable.astype(str) != "True"])
     )
@@ -383,7 +400,7 @@ def _sobol_lines(
     lines: list[str | None] = []
     for output, column, what in (
         ("rank_shift", "ST_rank_shift", "the mean rank shift R_S"),
-        ("all_ranks", "ST_ranks", "all units' ranks (variance-weighted)"),
+        ("all_ranks", "ST_ranks", f"all units' ranks{when} (variance-weighted)"),
     ):
         if output in unreliable:
             why = reasons.get(output)
@@ -403,8 +420,8 @@ def _sobol_lines(
         who = " and ".join(f"'{f}'" for f in leading)
         each = "each has" if len(leading) > 1 else "has"
         lines.append(
-            f"{who} {each} the largest ST for the rank of {plural(int(most), 'unit')} (by point "
-            "estimate: a close second is not told apart)."
+            f"{who} {each} the largest ST for the rank{when} of {plural(int(most), 'unit')} (by "
+            "point estimate: a close second is not told apart)."
         )
     if outputs is not None:
         set_aside = [o for o in outputs.output if o in unreliable and o.startswith("rank:")]
@@ -412,9 +429,9 @@ def _sobol_lines(
             names = ", ".join(o.removeprefix("rank:") for o in set_aside[:6])
             names += ", ..." if len(set_aside) > 6 else ""
             lines.append(
-                f"Not read: the Sobol indices of {plural(len(set_aside), 'unit')} whose rank "
-                f"hardly varies, whose intervals are too wide or whose n is too small ({names}; "
-                "why_not in sobol_outputs.csv says which)."
+                f"Not read: the Sobol indices of {plural(len(set_aside), 'unit')} whose rank"
+                f"{when} hardly varies, whose intervals are too wide or whose n is too small "
+                f"({names}; why_not in sobol_outputs.csv says which)."
             )
         by_output = outputs.set_index("output")
         if "rank_shift" in by_output.index and "rank_shift" not in unreliable:
@@ -425,8 +442,8 @@ def _sobol_lines(
     inert = summary[summary.max_ST_high_ranks < 0.05].factor.tolist()
     if inert:
         lines.append(
-            "Factors whose total effect stays below 0.05 for every reliable unit (upper end of "
-            f"the {100 * level:g}% interval): {', '.join(inert)}."
+            f"Factors whose total effect stays below 0.05 for every reliable unit{when} "
+            f"(upper end of the {100 * level:g}% interval): {', '.join(inert)}."
         )
     return [line for line in lines if line is not None]
 
