@@ -644,3 +644,14 @@ def test_the_sobol_sentences_of_a_panel_name_the_year_whose_ranks_they_read():
     assert any("total effect on the mean rank shift R_S:" in x for x in panel)
     one = lines({"sobol_summary": table, "baseline_scores": scores[scores.year == 2022]})
     assert not any("2022" in x for x in one)
+
+
+def test_a_panels_convergence_verdict_says_only_its_last_years_ranks_were_checked():
+    verdict = {"convergence": {"n": 64, "recommended_n": 64, "warnings": []}}
+    scores = pd.DataFrame({"year": [2021, 2021, 2022, 2022], "unit": ["u", "v"] * 2})
+    said = [line for line, _ in reading(verdict, {"baseline_scores": scores})]
+    assert any(
+        "every rank quantile's standard error in 2022 (the last year, the only one checked) "
+        "within 0.5 places" in line
+        for line in said
+    )

@@ -172,10 +172,12 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
             if _checked_totals(tables)
             else ""
         )
+        year = _ranked_year(tables)  # of a panel, the last year's ranks alone are checked
+        checked = f" in {year} (the last year, the only one checked)" if year is not None else ""
         agreement = (
             "Convergence: disjoint blocks of the design put every rank quantile's standard "
-            f"error within {convergence.get('rank_error_target', 0.5)} places{sobol}, and no "
-            "rank percentile sits within sampling error of a step between ranks, "
+            f"error{checked} within {convergence.get('rank_error_target', 0.5)} places{sobol}, "
+            "and no rank percentile sits within sampling error of a step between ranks, "
             f"so n = {convergence.get('n')} was enough by that measure."
         )
         findings.append((agreement, False))
