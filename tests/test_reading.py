@@ -655,3 +655,34 @@ def test_a_panels_convergence_verdict_says_only_its_last_years_ranks_were_checke
         "within 0.5 places" in line
         for line in said
     )
+
+
+def test_a_panels_regional_sentences_read_its_last_year_and_name_it():
+    """Per year rows of region_bands.csv: the paper's ordering was read from the first year's
+    row, without saying which year (its share in the last year, the paper's, can be far off)."""
+    rows = []
+    for year, order, below in ((2021, 0.098, 0.5), (2022, 0.0, 1.0)):
+        for region in ("Central", "East"):
+            rows.append(
+                {
+                    "year": year,
+                    "region": region,
+                    "nominal_mean": 30.0,
+                    "p05": 20.0,
+                    "p95": 29.0,
+                    "p_below_nominal": below,
+                    "p_below_nominal_se": 0.0,
+                    "p_above_nominal": 1 - below,
+                    "p_above_nominal_se": 0.0,
+                    "p_paper_order": order,
+                    "p_paper_order_se": 0.001,
+                    "scenarios": 512,
+                }
+            )
+    said = lines({"region_bands": pd.DataFrame(rows)})
+    assert any("Northeast holds in 2022 in 0 of the 512 scenarios" in line for line in said)
+    assert any(
+        line.startswith("East's nominal mean index in 2022 (30.0) is higher") for line in said
+    )
+    single = lines({"region_bands": pd.DataFrame(rows[2:]).drop(columns="year")})
+    assert any("Northeast holds in 0 of the 512 scenarios" in line for line in single)

@@ -139,14 +139,17 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         lines.append(_rank_bounds_line(tables["rank_bounds"]))
     regions = tables.get("region_bands")
     ordering = about.get("regional_ordering")
-    if regions is not None and ordering and regions.p_paper_order.notna().any():
-        first = regions.iloc[0]
-        lines.append(
-            f"{sentence_start(ordering['label'])} {' > '.join(ordering['order'])} holds in "
-            f"{_share_of(first.p_paper_order, first.p_paper_order_se, first.scenarios)}, "
-            "counted over those whose scores are kept."
-        )
     if regions is not None:
+        # data of several years: the last year's, named (the first year's was read, unnamed)
+        latest = regions[regions.year == regions.year.max()] if "year" in regions else regions
+        if ordering and latest.p_paper_order.notna().any():
+            row = latest.iloc[0]
+            lines.append(
+                f"{sentence_start(ordering['label'])} {' > '.join(ordering['order'])} holds"
+                f"{_in_year(row)} in "
+                f"{_share_of(row.p_paper_order, row.p_paper_order_se, row.scenarios)}, "
+                "counted over those whose scores are kept."
+            )
         lines += _edge_regions(regions, rescaled)
     if "sobol_summary" in tables:
         level = manifest.get("config", {}).get("sampling", {}).get("confidence", 0.95)
@@ -252,8 +255,9 @@ def _edge_regions(regions: pd.DataFrame, rescaled: bool = False) -> list[str]:
         ):
             if wilson_low(share, int(row.scenarios)) < EDGE_SHARE:
                 continue
+            when = f" in {int(row.year)}" if "year" in regions else ""
             lines.append(
-                f"{row.region}'s nominal mean index ({row.nominal_mean:.1f}) is"
+                f"{row.region}'s nominal mean index{when} ({row.nominal_mean:.1f}) is"
                 f" {'higher' if high else 'lower'} than in {_share_of(share, se, row.scenarios)};"
                 f" its 5th-95th percentile band over scenarios is {row.p05:.1f}-{row.p95:.1f}."
                 f"{standing} The nominal method is among the {'most' if high else 'least'}"
