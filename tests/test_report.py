@@ -380,3 +380,13 @@ def test_the_page_fits_a_1280_pixel_window(run_folder, tmp_path):
     page_width = int(re.search(r'data-page-width="(\d+)"', body).group(1))
     view_width = int(re.search(r'data-view-width="(\d+)"', body).group(1))
     assert view_width == 1280 and page_width <= view_width, body
+
+
+def test_a_table_never_rounds_a_standard_error_to_zero_or_a_share_short_of_all_to_one():
+    frame = pd.DataFrame({"p": [0.9996, 0.5, 1.0], "p_se": [0.000338, 0.02, 0.000338]})
+    page = report_page._table(frame)
+    assert "<td>0.9996</td>" in page and "<td>1.000</td>" in page and "<td>0.500</td>" in page
+    assert "<td>0.0003</td>" in page and "<td>0.020</td>" in page
+    assert "0.000<" not in page
+    whole = report_page._table(pd.DataFrame({"n": [2048.0, 16.0]}))
+    assert "<td>2,048</td>" in whole
