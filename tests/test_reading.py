@@ -679,10 +679,16 @@ def test_a_panels_regional_sentences_read_its_last_year_and_name_it():
                     "scenarios": 512,
                 }
             )
-    said = lines({"region_bands": pd.DataFrame(rows)})
+    ordering = {"label": "the paper's regional ordering", "order": ["East", "Northeast"]}
+    manifest = {"convergence": {}, "about": {"regional_ordering": ordering}}
+
+    def read(regions: pd.DataFrame) -> list[str]:
+        return [line for line, _ in reading(manifest, {"region_bands": regions})]
+
+    said = read(pd.DataFrame(rows))
     assert any("Northeast holds in 2022 in 0 of the 512 scenarios" in line for line in said)
     assert any(
         line.startswith("East's nominal mean index in 2022 (30.0) is higher") for line in said
     )
-    single = lines({"region_bands": pd.DataFrame(rows[2:]).drop(columns="year")})
+    single = read(pd.DataFrame(rows[2:]).drop(columns="year"))
     assert any("Northeast holds in 0 of the 512 scenarios" in line for line in single)
