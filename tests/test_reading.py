@@ -122,6 +122,21 @@ def test_ties_negative_interactions_and_constant_outputs_are_said_as_they_are():
     assert not any("choices matter in combination" in line for line in found)
 
 
+def test_the_least_robust_tiers_say_how_many_more_units_are_not_named():
+    """At most eight units are named; the sentence counts the others below 90%, whose number a
+    reader would otherwise take to be eight."""
+    p = np.linspace(0.3, 0.85, 11)
+    bands = pd.DataFrame(
+        {"unit": [f"u{k}" for k in range(11)], "nominal_tier": 1, "p_nominal_tier": p}
+    ).assign(p_tier_1=p, p_tier_1_se=0.01, p_tier_2=1 - p, p_tier_2_se=0.01, scenarios=4096)
+    (said,) = [line for line in lines({"tier_bands": bands}) if "least robust" in line]
+    assert said.count("(tier 1 in") == 8 and said.endswith(
+        "; 3 more units below 90% in tier_bands.csv."
+    )
+    (said,) = [line for line in lines({"tier_bands": bands[:8]}) if "least robust" in line]
+    assert said.count("(tier 1 in") == 8 and "more unit" not in said
+
+
 def test_a_certain_tier_needs_enough_scenarios_to_be_called_robust():
     bands = pd.DataFrame(
         {"unit": ["u"], "nominal_tier": [1], "p_nominal_tier": [1.0], "most_likely_tier": [1]}

@@ -12,6 +12,7 @@ import pandas as pd
 
 from nqpf_sens.wording import agreeing, plural, sentence_start
 
+MOST_NAMED = 8  # units a sentence names at most (the least robust tiers)
 #: tables about ranks and tiers, which say nothing when there is a single unit
 SINGLE_UNIT_SILENT = ("rank_stability", "tier_bands", "rank_shift", "rank_agreement", "what_if")
 
@@ -315,9 +316,11 @@ def _tier_lines(bands: pd.DataFrame) -> list[str]:
         described = [
             f"{row.unit} (tier {int(row.nominal_tier)} in {100 * row.p_nominal_tier:.0f}%, "
             f"{_likeliest_tiers(row)})"
-            for _, row in fragile.head(8).iterrows()
+            for _, row in fragile.head(MOST_NAMED).iterrows()
         ]
-        lines.append("The least robust: " + "; ".join(described) + ".")
+        rest = len(fragile) - len(described)
+        more = f"; {plural(rest, 'more unit')} below 90% in tier_bands.csv" if rest else ""
+        lines.append("The least robust: " + "; ".join(described) + more + ".")
     undecided = int((~robust & (bands.p_nominal_tier >= 0.9)).sum())
     if undecided:
         lines.append(
