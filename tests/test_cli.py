@@ -241,3 +241,27 @@ def test_a_name_too_long_for_the_folders_beside_it_is_refused_before_running(pro
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "the name is too long" in result.stderr and "255 bytes" in result.stderr
     assert not (project / "results").exists()
+
+
+def test_the_console_never_rounds_a_share_short_of_all_to_one(capsys):
+    """The summary a run prints keeps the decimals that stop 0.9996 reading 1.00 (certainty) and
+    0.0004 reading 0.00; other numbers keep two."""
+    from types import SimpleNamespace
+
+    from nqpf_sens.running import _print_summary
+
+    stability = pd.DataFrame(
+        {
+            "unit": ["a", "b"],
+            "nominal_rank": [1, 2],
+            "median_rank": [1.0, 2.0],
+            "p_nominal_rank": [0.9996, 0.5],
+            "p_within_1": [1.0, 0.0004],
+        }
+    )
+    results = SimpleNamespace(
+        tables={"rank_stability": stability}, notes=[], convergence={}, about={}
+    )
+    _print_summary(results)
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert rows == [["a", "1", "1.00", "0.9996", "1.00"], ["b", "2", "2.00", "0.50", "0.0004"]]

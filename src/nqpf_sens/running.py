@@ -65,7 +65,7 @@ from nqpf_sens.uncertainty.factors import OWN_DATA_KINDS
 from nqpf_sens.uncertainty.memory import retain_freed_memory
 from nqpf_sens.uncertainty.resources import check_step_memory
 from nqpf_sens.uncertainty.study import ChunkStats, resolved_backend, run_study
-from nqpf_sens.wording import plural
+from nqpf_sens.wording import fixed, plural
 
 #: every package whose code computes or draws results
 PACKAGES = (
@@ -548,7 +548,10 @@ def _say(line: str) -> None:
 
 def _print_summary(results: Results) -> None:
     tables, notes, convergence = results.tables, results.notes, results.convergence
-    number = "{:.2f}".format
+
+    def number(value: float) -> str:  # a share short of 1 never reads 1.00
+        return fixed(value, 2)
+
     if "rank_stability" in tables:
         columns = [
             c

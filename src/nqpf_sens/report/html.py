@@ -29,7 +29,7 @@ from nqpf_sens.processes import WorkerDied
 from nqpf_sens.report.figures import make_figures
 from nqpf_sens.report.reading import reading
 from nqpf_sens.report.saved_run import load_run
-from nqpf_sens.wording import plural
+from nqpf_sens.wording import fixed, plural
 
 ERROR_TRAP = (
     "window.reportErrors = []; window.addEventListener('error', "
@@ -99,31 +99,13 @@ def _decimals(values: pd.Series) -> int:
     return 3 if finite.abs().max() <= 1 else 2
 
 
-def _fixed(value: float, decimals: int) -> str:
-    """``value`` with ``decimals`` decimals, or as many more (up to 6) as keep a value other than
-    0 from reading 0 and a share short of 1 from reading 1: a standard error of 0.0003 read
-    0.000, the certainty it is there to deny."""
-    text = f"{value:,.{decimals}f}"
-    while (
-        decimals
-        and decimals < 6
-        and (
-            (value != 0 and float(text.replace(",", "")) == 0)
-            or (abs(value) < 1 and abs(float(text.replace(",", ""))) == 1)
-        )
-    ):
-        decimals += 1
-        text = f"{value:,.{decimals}f}"
-    return text
-
-
 def _table(frame: pd.DataFrame) -> str:
     formatted = frame.copy()
     for column in formatted.columns:
         if pd.api.types.is_float_dtype(formatted[column]):
             digits = _decimals(formatted[column])
             formatted[column] = formatted[column].map(
-                lambda v, d=digits: "" if pd.isna(v) else _fixed(v, d)
+                lambda v, d=digits: "" if pd.isna(v) else fixed(v, d)
             )
         elif formatted[column].isna().any():  # a missing text is an empty cell, not "None"
             formatted[column] = (
