@@ -707,3 +707,38 @@ def test_a_panels_regional_sentences_read_its_last_year_and_name_it():
     )
     single = read(pd.DataFrame(rows[2:]).drop(columns="year"))
     assert any("Northeast holds in 0 of the 512 scenarios" in line for line in single)
+
+
+def test_a_run_that_did_not_record_what_was_published_says_its_sentences_are_left_out():
+    """A folder of an earlier version holds the paper's comparison, its regions' test of the
+    paper's ordering or the national panel without their words under ``about``: the sentences on
+    them were dropped without a word."""
+    regions = pd.DataFrame(
+        {"region": ["North", "South"], "nominal_mean": [2.0, 1.0], "p05": [1.5, 0.5]}
+    ).assign(p95=[2.5, 1.5], p_paper_order=0.75, p_paper_order_se=0.0217, scenarios=400)
+    comparison = pd.DataFrame({"output": ["total"], "difference": [0.01]})
+    earlier = {"convergence": {}, "about": {"shipped": "provinces"}}
+    tables = {"region_bands": regions, "paper_comparison": comparison}
+    warned = [line for line, warning in reading(earlier, tables) if warning]
+    assert warned == [
+        "This run did not record the summary of the reproduction or the regional ordering "
+        "tested (a run of an earlier version), so the reading leaves out what it would say of "
+        "that; run the config again to have it."
+    ]
+    national = {"convergence": {}, "about": {"shipped": "national"}}
+    panel = {"baseline_scores": pd.DataFrame({"unit": ["Land"] * 2, "year": [2021, 2022]})}
+    said = [line for line, _ in reading(national, panel)]
+    assert any("did not record the published values" in line for line in said)
+    about = {
+        "shipped": "provinces",
+        "regional_ordering": {"label": "the authors' ordering", "order": ["North", "South"]},
+        "comparison": {"title": "Their table", "summary": "Their table: matched."},
+    }
+    recorded = reading({"convergence": {}, "about": about}, tables)
+    assert not any(warning for _, warning in recorded)
+    assert not any(
+        warning
+        for _, warning in reading(
+            {"convergence": {}}, {"region_bands": regions.assign(p_paper_order=np.nan)}
+        )
+    )

@@ -165,6 +165,16 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
                 "estimator noise (a true index is never negative)."
             )
     findings = [(line, False) for line in lines]
+    unrecorded = _unrecorded(about, tables) if "about" in manifest else []
+    if unrecorded:
+        findings.append(
+            (
+                f"This run did not record {' or '.join(unrecorded)} (a run of an earlier "
+                "version), so the reading leaves out what it would say of that; run the config "
+                "again to have it.",
+                True,
+            )
+        )
     convergence = manifest.get("convergence", {})
     larger = convergence.get("recommended_n", 0) > convergence.get("n", 0)
     for warning in convergence.get("warnings", []):
@@ -186,6 +196,24 @@ def reading(manifest: dict, tables: dict[str, pd.DataFrame]) -> list[tuple[str, 
         )
         findings.append((agreement, False))
     return findings
+
+
+def _unrecorded(about: dict, tables: dict[str, pd.DataFrame]) -> list[str]:
+    """What a saved table shows was compared with a publication whose words ``about`` lacks (the
+    runs of earlier versions recorded none): the page would drop those sentences unsaid."""
+    if "regional_ordering" in about:  # every run since they are recorded records it
+        return []
+    regions, scores = tables.get("region_bands"), tables.get("baseline_scores")
+    trajectory = scores is not None and scores.unit.nunique() == 1 and "year" in scores
+    wanted = {
+        "the summary of the reproduction": "paper_comparison" in tables,
+        "the regional ordering tested": (
+            regions is not None and regions.p_paper_order.notna().any()
+        ),
+        # a shipped panel of one unit: its publication's values were drawn beside it
+        "the published values": bool(about.get("shipped")) and trajectory,
+    }
+    return [what for what, lost in wanted.items() if lost]
 
 
 def _checked_totals(tables: dict[str, pd.DataFrame]) -> bool:
