@@ -742,3 +742,16 @@ def test_a_run_that_did_not_record_what_was_published_says_its_sentences_are_lef
             {"convergence": {}}, {"region_bands": regions.assign(p_paper_order=np.nan)}
         )
     )
+
+
+def test_the_error_of_a_pooled_share_has_the_share_s_decimals_and_never_reads_zero():
+    from nqpf_sens.report.reading import _rank_shift_line
+
+    def said(share: float, se: float) -> str:
+        values = {"rank_shift_mean": 0.05, "share_within_3": share, "share_within_3_se": se}
+        return _rank_shift_line(pd.Series({**values, "scenarios": 65536.0}))
+
+    assert "; 99.96% (+/- 0.01%) of all" in said(0.9996, 0.00004)
+    assert "; 0.04% (+/- 0.004%) of all" in said(0.0004, 0.00002)
+    assert "; 85% (+/- 0.8%) of all" in said(0.85, 0.004)
+    assert "; 100% (+/- 0.0%) of all" in said(1.0, 0.0)

@@ -239,7 +239,9 @@ def _rank_shift_line(values: pd.Series) -> str:
         else ""
     )
     share_error = (
-        f" (+/- {196 * values['share_within_3_se']:.1f}%)" if "share_within_3_se" in values else ""
+        f" (+/- {_error_percent(values['share_within_3_se'], _percent_decimals(share))})"
+        if "share_within_3_se" in values
+        else ""
     )
     return (
         f"On average a unit moves {mean:.2f} places{mean_error} from its nominal rank (R_S, "
@@ -252,13 +254,28 @@ def _rank_shift_line(values: pd.Series) -> str:
 def _percent(share: float) -> str:
     """A share as a whole percentage, with as many decimals as keep a share short of 100% (above
     0%) from reading 100% (0%): '100%' of pairs within 3 places said that none moved further."""
+    return f"{100 * share:.{_percent_decimals(share)}f}%"
+
+
+def _percent_decimals(share: float) -> int:
+    """The decimals of :func:`_percent`."""
     percent, decimals = 100 * share, 0
     while decimals < 6 and (
         (share < 1 and round(percent, decimals) >= 100)
         or (share > 0 and round(percent, decimals) <= 0)
     ):
         decimals += 1
-    return f"{percent:.{decimals}f}%"
+    return decimals
+
+
+def _error_percent(se: float, decimals: int) -> str:
+    """The 95% Monte Carlo error of a share (standard error ``se``) as a percentage, with at least
+    one decimal and the share's ``decimals``, and more (up to 6) as keep an error from reading 0:
+    '99.96% (+/- 0.0%)' gave a share of scenarios the certainty of a count of all of them."""
+    error, decimals = 196 * se, max(1, decimals)
+    while decimals < 6 and error > 0 and round(error, decimals) <= 0:
+        decimals += 1
+    return f"{error:.{decimals}f}%"
 
 
 def _edge_regions(regions: pd.DataFrame, rescaled: bool = False) -> list[str]:
