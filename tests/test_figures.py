@@ -1,5 +1,7 @@
 """Figures flag what the tables flag: unreliable Sobol outputs are marked, never drawn as read."""
 
+import re
+
 import matplotlib.axes
 import matplotlib.pyplot as plt
 import numpy as np
@@ -256,3 +258,27 @@ def test_sobol_bars_and_their_caption_state_the_configured_confidence(tmp_path, 
     page = (folder / "report.html").read_text(encoding="utf-8")
     assert "rank shift, with 90% percentile bootstrap intervals." in page
     assert "with 95% percentile" not in page
+
+
+def test_a_panels_sobol_unit_figures_name_the_year_whose_ranks_they_are(tmp_path):
+    """For data of several years a unit's Sobol outputs are its last year's rank: the captions of
+    the focus unit's bars and of the heat map said nothing of the year."""
+    from nqpf_sens.running import run_config
+
+    (tmp_path / "meta.csv").write_text(
+        "code,dimension,weight,direction\na1,A,1,positive\na2,A,1,positive\nb1,B,1,positive\n"
+    )
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.uniform(1, 10, size=(10, 3)), columns=["a1", "a2", "b1"])
+    frame.assign(unit=[f"U{i}" for i in range(5)] * 2, year=[2020] * 5 + [2021] * 5).to_csv(
+        tmp_path / "values.csv", index=False
+    )
+    (tmp_path / "s.toml").write_text(
+        '[run]\nname = "s"\nkind = "sobol"\nseed = 1\n[data]\nmetadata = "meta.csv"\n'
+        'values = "values.csv"\n[sampling]\nn = 16\nbootstrap = 10\n'
+        '[[factors]]\nname = "w"\nkind = "weights"\nlevel = 0\n'
+    )
+    folder = run_config(tmp_path / "s.toml", out=tmp_path / "out", quiet=True)
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    assert re.search(r"Sobol indices of the rank in 2021 of U\d\.", page)
+    assert "Total-order index of each unit&#x27;s rank in 2021 for each factor." in page

@@ -811,20 +811,22 @@ def make_figures(
             "First- and total-order Sobol indices of the mean absolute rank shift, with "
             f"{100 * level:g}% percentile bootstrap intervals.",
         )
+        # a panel's units' outputs are their last year's ranks (R_S pools every year)
+        when = f" in {int(ranked.year.max())}" if multi_year and ranked is not None else ""
         focus = outputs.get("focus_unit") or next(iter(order), None)
         if focus is not None and f"rank:{focus}" in set(indices.output):
-            title = f"Sobol indices of the rank of {labels.get(focus, focus)}"
+            title = f"Sobol indices of the rank{when} of {labels.get(focus, focus)}"
             add(
                 sobol_bars,
                 (indices, f"rank:{focus}", title, level),
                 "sobol_focus_unit",
-                f"Sobol indices of the rank of {focus}.",
+                f"Sobol indices of the rank{when} of {focus}.",
             )
         add(
             sobol_heatmap,
             (indices, shown or None, labels),
             "sobol_heatmap",
-            "Total-order index of each unit's rank for each factor.",
+            f"Total-order index of each unit's rank{when} for each factor.",
         )
     if "convergence" in tables:
         rank_target = manifest["convergence"].get("rank_error_target", 0.5)
