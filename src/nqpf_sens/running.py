@@ -298,7 +298,8 @@ def _inputs(
         )
     tiers = config.pipeline.tiers
     bounds_set = "bounds" in config.raw.get("tiers", {})
-    if bounds_set and tiers.scheme == "fixed_ranks" and 1 < n_units <= tiers.bounds[-1]:
+    fixed = tiers.scheme == "fixed_ranks" and tiers.bounds  # none: refused as not increasing
+    if bounds_set and fixed and 1 < n_units <= tiers.bounds[-1]:
         raise UserError(
             f"{tiers.bounds[-1]} is not fewer than the {n_units} units (tier "
             f"{tiers.n_tiers} would always be empty)",
