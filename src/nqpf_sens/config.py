@@ -232,10 +232,13 @@ def _toml(value: Any) -> str:
 
 
 def _check_values(value: Any, path: Path, where: str) -> None:
-    """Refuse nan and inf anywhere in a config (TOML allows them; no key means them), and text
-    holding a control character (TOML allows "\\u0001"; no figure or report could show it)."""
+    """Refuse nan, inf and integers beyond any float anywhere in a config (TOML allows them; no
+    key means them), and text holding a control character (TOML allows "\\u0001"; no figure or
+    report could show it)."""
     if isinstance(value, float) and not math.isfinite(value):
         raise UserError(f"not a finite number: {value}", path, where)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > sys.float_info.max:
+        raise UserError("a number too large to compute with (beyond 1.8e308)", path, where)
     found = control_character(value) if isinstance(value, str) else None
     if found:
         raise UserError(f"a control character ({found})", path, where)
@@ -442,6 +445,8 @@ def load_config(path: str | Path) -> RunConfig:
         raise UserError(f"not valid TOML ({exc})", path) from None
     except RecursionError:  # tomllib parses nested arrays and tables by recursion
         raise UserError(TOO_DEEP, path) from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise UserError("not valid TOML (an integer of more than 4300 digits)", path) from None
     _check_plain(raw, path)
     return _config(raw, path, path.resolve().parent)
 
