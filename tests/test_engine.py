@@ -2,6 +2,7 @@
 
 import dataclasses
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -571,3 +572,20 @@ def test_distinct_codes_are_numpys_unique(codes):
     expected = np.unique(codes, return_inverse=True, return_counts=True)
     for got, want in zip(batch._distinct(codes), expected, strict=True):
         np.testing.assert_array_equal(got, np.ravel(want))
+
+
+def test_a_winsor_max_beyond_int64_treats_as_many_points_as_there_are_units(spec, table):
+    """A count of points past what an int64 holds is as good as unlimited, not wrapped to none."""
+    scores = {}
+    for points in (0, len(table.units), 2**63 - 1):
+        pipeline = Pipeline(
+            transformation="treat",
+            transform_target="all",
+            treat_fallback="none",
+            winsor_max=points,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            scores[points] = evaluate(spec, table, pipeline).scores
+    assert not np.allclose(scores[0], scores[len(table.units)])
+    np.testing.assert_array_equal(scores[2**63 - 1], scores[len(table.units)])

@@ -516,7 +516,10 @@ def _transform(pipeline: Pipeline, spec: IndexSpec, values: np.ndarray) -> np.nd
         pipeline.transformation,
         transform_mask(pipeline, spec),
         pipeline.winsor_limit,
-        _own_number_or(spec, "winsor_max", pipeline.winsor_max).astype(int),
+        # more points than units treat no more, and a count past int64 would wrap to negative
+        np.minimum(
+            _own_number_or(spec, "winsor_max", pipeline.winsor_max), values.shape[-2]
+        ).astype(int),
         pipeline.skew_threshold,
         pipeline.kurtosis_threshold,
         _own_or(spec, "treat_fallback", pipeline.treat_fallback),
