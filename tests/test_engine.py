@@ -425,6 +425,13 @@ def test_options_that_are_not_numbers_get_a_message_not_a_crash(spec):
     assert problem == "minmax_range: must be two finite numbers, not ['low', 100]"
 
 
+@pytest.mark.parametrize("key", ["skew_threshold", "kurtosis_threshold"])
+def test_an_outlier_threshold_that_is_no_number_is_refused_not_never_met(spec, key):
+    """NaN would fail every comparison: no indicator would ever be treated, silently."""
+    problem = option_problem(Pipeline(transformation="treat", **{key: float("nan")}), spec)
+    assert problem == f"{key}: must be a finite number, not nan"
+
+
 def test_tables_and_batches_built_in_code_are_checked():
     """Built directly, a table with a unit twice or values of another shape, or a batch whose
     index points past its pipelines (-1 picked the last) or whose weights are negative, raises a

@@ -210,7 +210,7 @@ def option_problem(pipeline: Pipeline, spec: IndexSpec) -> str | None:
         )
     if not _finite_number(pipeline.distance_scale) or not pipeline.distance_scale > 0:
         return f"distance_scale: must be a positive number, not {pipeline.distance_scale!r}"
-    for key in ("boxcox_lambda", "power"):
+    for key in ("boxcox_lambda", "power", "skew_threshold", "kurtosis_threshold"):
         if not _finite_number(getattr(pipeline, key)):
             return f"{key}: must be a finite number, not {getattr(pipeline, key)!r}"
     if pipeline.power == 0:
