@@ -6,7 +6,9 @@ import matplotlib.axes
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import pytest
 
+from nqpf_sens.errors import UserError
 from nqpf_sens.report import figures
 
 
@@ -282,3 +284,14 @@ def test_a_panels_sobol_unit_figures_name_the_year_whose_ranks_they_are(tmp_path
     page = (folder / "report.html").read_text(encoding="utf-8")
     assert re.search(r"Sobol indices of the rank in 2021 of U\d\.", page)
     assert "Total-order index of each unit&#x27;s rank in 2021 for each factor." in page
+
+
+def test_a_heat_map_sized_to_a_name_of_thousands_of_characters_is_refused_not_drawn(tmp_path):
+    """Its labels turned 45 degrees, a factor named with 5,000 characters asked for a figure of
+    billions of pixels: the drawing ran out of memory, and the error blamed the sample size."""
+    frame = indices()
+    frame["factor"] = frame.factor.str.repeat(2000)
+    figure = figures.sobol_heatmap(frame, None, {})
+    with pytest.raises(UserError, match="sobol_heatmap would be .* pixels, too large to draw"):
+        figures._save(figure, tmp_path / "figures" / "sobol_heatmap", svg=False)
+    assert not (tmp_path / "figures").exists()

@@ -29,6 +29,7 @@ from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.textpath import text_to_path  # noqa: E402
 
+from nqpf_sens.errors import UserError  # noqa: E402
 from nqpf_sens.processes import ForkedPool, WorkerDied  # noqa: E402
 
 MAX_FIGURE_UNITS = 60  # units drawn in a figure with a row per unit (the first by nominal rank)
@@ -153,7 +154,20 @@ def _layout(
     )
 
 
+#: pixels of a figure (4 bytes each when drawn): a row per unit of 60 is a few million; a figure
+#: sized to a label of thousands of characters, turned 45 degrees, asked for billions
+MAX_PIXELS = 2**27
+
+
 def _save(figure: Figure, stem: Path, svg: bool) -> Path:
+    width, height = figure.get_size_inches() * plt.rcParams["savefig.dpi"]
+    if width * height > MAX_PIXELS:
+        plt.close(figure)
+        raise UserError(
+            f"the figure {stem.name} would be {width:,.0f} x {height:,.0f} pixels, too large to "
+            "draw (a name thousands of characters long?): shorten the names, or set [outputs] "
+            "figures = false"
+        )
     stem.parent.mkdir(parents=True, exist_ok=True)
     # compression level 1: files 7% larger than at the default 6, 0.07 s less per figure
     figure.savefig(stem.with_suffix(".png"), pil_kwargs={"compress_level": 1})
