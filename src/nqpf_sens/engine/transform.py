@@ -70,10 +70,12 @@ def transform(
     if method == "none":
         return values
     mask = np.ones(values.shape[-1], dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    # indicators outside the mask are kept as they are, so never computed on (a negative one
+    # made numpy warn)
     if method == "sqrt":
-        changed = np.sqrt(np.where(values == 0, 1.0, values))
+        changed = np.sqrt(np.where((values == 0) | ~mask, 1.0, values))
     elif method == "log1p":
-        changed = np.log1p(values)
+        changed = np.log1p(np.where(mask, values, 0.0))
     elif method == "treat":  # every targeted indicator of every scenario and year at once
         targets = np.flatnonzero(mask)
         columns = np.moveaxis(values[..., targets], -1, 0)  # (indicators, ..., units)
