@@ -1,6 +1,7 @@
 """Importance against weights: the correlation ratio on known curves, shares, the NQPF tables."""
 
 import numpy as np
+import pandas as pd
 
 import nqpf_sens as ns
 from nqpf_sens import Pipeline
@@ -9,6 +10,7 @@ from nqpf_sens.audit.importance import (
     BANDWIDTHS,
     bootstrap_correlation_ratios,
     correlation_ratio,
+    divergence_by_level,
     importance_tables,
     local_linear,
     resampled_correlation_ratios,
@@ -136,3 +138,20 @@ def test_parts_whose_covariances_with_the_index_cancel_have_no_effective_share()
     shares = found.set_index("node").effective_share
     assert np.isnan(shares[["i0", "i1"]]).all() and shares["i2"] == 1.0
     assert np.isfinite(found.select_dtypes("number").fillna(0)).all().all()
+
+
+def test_a_level_without_any_defined_share_has_no_node_furthest_off():
+    """Scores so small that their variance underflows (a minmax_range of [0, 1e-300]) leave every
+    share of a level undefined: no node is named, where pandas' idxmax raised."""
+    importance = pd.DataFrame(
+        {
+            "level": [0, 0, 1],
+            "node": ["a", "b", "d"],
+            "importance_minus_nominal": [np.nan, np.nan, 0.1],
+            "importance_share": [np.nan, np.nan, 0.6],
+            "nominal_share": [0.5, 0.5, 0.5],
+        }
+    )
+    divergence = divergence_by_level(importance).set_index("level")
+    assert pd.isna(divergence.furthest[0]) and np.isnan(divergence.max_abs_difference[0])
+    assert divergence.furthest[1] == "d"

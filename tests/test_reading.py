@@ -755,3 +755,12 @@ def test_the_error_of_a_pooled_share_has_the_share_s_decimals_and_never_reads_ze
     assert "; 0.04% (+/- 0.004%) of all" in said(0.0004, 0.00002)
     assert "; 85% (+/- 0.8%) of all" in said(0.85, 0.004)
     assert "; 100% (+/- 0.0%) of all" in said(1.0, 0.0)
+
+
+def test_importance_undefined_for_every_part_is_said_not_a_crash():
+    from nqpf_sens.report.reading import _importance_line
+
+    importance = pd.DataFrame(
+        {"node": ["a", "b"], "importance_over_nominal": [np.nan, np.nan], "parent": ["d", "d"]}
+    )
+    assert "could be measured" in _importance_line(importance)

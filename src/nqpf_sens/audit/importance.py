@@ -263,15 +263,16 @@ def divergence_by_level(importance: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for level, group in importance.groupby("level"):
         gap = group.importance_minus_nominal.abs()
-        worst = group.loc[gap.idxmax()]
+        # no share defined at this level (no part varies measurably): no node is furthest off
+        worst = group.loc[gap.idxmax()] if gap.notna().any() else None
         rows.append(
             {
                 "level": level,
                 "mean_abs_difference": gap.mean(),
                 "max_abs_difference": gap.max(),
-                "furthest": worst.node,
-                "furthest_importance_share": worst.importance_share,
-                "furthest_nominal_share": worst.nominal_share,
+                "furthest": None if worst is None else worst.node,
+                "furthest_importance_share": np.nan if worst is None else worst.importance_share,
+                "furthest_nominal_share": np.nan if worst is None else worst.nominal_share,
             }
         )
     return pd.DataFrame(rows)

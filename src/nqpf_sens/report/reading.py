@@ -604,6 +604,11 @@ def _importance_line(importance: pd.DataFrame) -> str:
     interval that holds the nominal share does not show the part to matter more, or less, than
     its weight."""
     ratio = importance.importance_over_nominal
+    if ratio.isna().all():
+        return (
+            "Importance against weights: no part's first-order effect on the index could be "
+            "measured (the parts' importance shares are undefined)."
+        )
     over, under = importance.loc[ratio.idxmax()], importance.loc[ratio.idxmin()]
 
     def told(row: pd.Series) -> str:
