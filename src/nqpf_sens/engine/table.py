@@ -126,8 +126,9 @@ def _status_text(cell: object) -> str | None:
 
 
 def _check_numeric(
-    frame: pd.DataFrame, column: str, source: Path, row_offset: int = 2
+    frame: pd.DataFrame, column: str, source: Path, row_offset: int = 2, shown: str | None = None
 ) -> np.ndarray:
+    """The numbers of a column (``shown``: its name in the file, when renamed)."""
     numbers, bad = parse_numbers(frame[column])
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -136,7 +137,7 @@ def _check_numeric(
         raise UserError(
             f"{what}: {cell_text(frame[column], row)}",
             source,
-            f"row {row + row_offset} (unit {unit}), column '{column}'",
+            f"row {row + row_offset} (unit {unit}), column '{shown or column}'",
         )
     return numbers
 
@@ -153,6 +154,7 @@ def table_from_frame(
     source = Path(source)
     if frame.empty:
         raise UserError("no rows", source)
+    unit_shown, year_shown = unit_column, year_column  # the file's names, for its errors
     for given, standard in ((unit_column, UNIT_COLUMN), (year_column, YEAR_COLUMN)):
         if given != standard:
             if given not in frame.columns:
@@ -170,7 +172,7 @@ def table_from_frame(
         raise UserError(
             "empty unit name",
             source,
-            f"row {int(np.flatnonzero(empty)[0]) + 2}, column '{UNIT_COLUMN}'",
+            f"row {int(np.flatnonzero(empty)[0]) + 2}, column '{unit_shown}'",
         )
     frame = frame.assign(**{UNIT_COLUMN: frame[UNIT_COLUMN].astype(str).str.strip()})
     status_wide = None
@@ -189,16 +191,16 @@ def table_from_frame(
         frame = _tidy_to_wide(frame, source)
     has_year = YEAR_COLUMN in frame.columns
     if has_year:
-        years_raw = _check_numeric(frame, YEAR_COLUMN, source)
+        years_raw = _check_numeric(frame, YEAR_COLUMN, source, shown=year_shown)
         if np.isnan(years_raw).any() or np.any(years_raw != np.round(years_raw)):
-            raise UserError("years must be whole numbers", source, f"column '{YEAR_COLUMN}'")
+            raise UserError("years must be whole numbers", source, f"column '{year_shown}'")
         outside = np.flatnonzero((years_raw < 1) | (years_raw > MAX_YEAR))
         if outside.size:
             raise UserError(
                 f"year {cell_text(frame[YEAR_COLUMN], int(outside[0]))} is not a year "
                 f"(1 to {MAX_YEAR})",
                 source,
-                f"column '{YEAR_COLUMN}'",
+                f"column '{year_shown}'",
             )
         frame = frame.assign(**{YEAR_COLUMN: years_raw.astype(int)})
     keys = [UNIT_COLUMN] + ([YEAR_COLUMN] if has_year else [])
@@ -213,7 +215,7 @@ def table_from_frame(
         raise UserError(
             f"unit '{names.iloc[row]}' is listed twice{forms}",
             source,
-            f"row {row + 2}, column '{UNIT_COLUMN}'",
+            f"row {row + 2}, column '{unit_shown}'",
         )
     other = [c for c in frame.columns if c not in keys]
     missing = [c for c in spec.indicators if c not in frame.columns]
