@@ -269,10 +269,13 @@ def _base_index(pipeline: Pipeline, table: IndicatorTable) -> int:
     if pipeline.base_year is None:
         return 0
     if pipeline.base_year not in table.years:
+        held = (
+            "no year column: one cross-section"
+            if table.years == (None,)
+            else f"years {table.years[0]}-{table.years[-1]}"
+        )
         raise UserError(
-            f"base_year: {pipeline.base_year} is not in the data "
-            f"(years {table.years[0]}-{table.years[-1]})",
-            table.source,
+            f"base_year: {pipeline.base_year} is not in the data ({held})", table.source
         )
     return table.years.index(pipeline.base_year)
 
