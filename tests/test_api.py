@@ -142,6 +142,9 @@ def test_what_no_config_file_can_hold_is_a_user_error_not_a_traceback(folder):
         ns.config_from_dict(CONFIG, folder=3)
     with pytest.raises(ns.UserError):
         ns.run(123)
+    for path, out in ((123, None), (folder / "base.toml", 5)):
+        with pytest.raises(ns.UserError, match="must be a path"):
+            ns.run_config(path, out=out)
     config = ns.config_from_dict(CONFIG)
     for jobs in ("2", 2.5, True):
         with pytest.raises(ns.UserError, match="workers"):

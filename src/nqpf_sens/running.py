@@ -182,6 +182,12 @@ def run_config(
     system, such as a full disk, included); an interrupted run raises :class:`RunInterrupted`
     (a Ctrl-C while a kernel compiles, once it is compiled)."""
     started = time.perf_counter()
+    for name, value in (("path", path), ("out", out)):
+        if not isinstance(value, (str, os.PathLike)) and (name == "path" or value is not None):
+            what = type(value).__name__
+            raise UserError(
+                f"must be a path (text or a Path), got {what}", where=f"run_config {name}"
+            )
     retain_freed_memory()  # before any thread allocates (the audit's threads, the study's)
     config = load_config(Path(path))
     keeps_chunks = config.kind != "baseline"  # a baseline run evaluates no chunks
