@@ -2,12 +2,13 @@
 
 import json
 import re
+import time
 
 import pandas as pd
 import pytest
 from conftest import write_units_and_values
 
-from nqpf_sens.glossary import describe
+from nqpf_sens.glossary import describe, glossary_table
 from nqpf_sens.running import run_config
 
 FACTORS = """
@@ -211,3 +212,16 @@ def test_tricky_names_say_what_they_are():
     assert "more than 1 place " in meaning("share_moved_over_1")
     assert describe("no_such_column", aggregates, attributes, 0.9, 0.95) is None
     assert describe("p_within_3_low", aggregates, attributes, 0.9, 0.95) is None
+
+
+def test_thousands_of_attribute_columns_are_described_in_linear_time():
+    """A data file with 20,000 text columns (attributes of the units) took 17 s here, and a run
+    on it 75 s: each column's description rebuilt and searched the list of all of them."""
+    tables = {
+        "baseline_scores": pd.DataFrame(columns=["unit", "total", "d1", "rank", "tier"]),
+        "unit_attributes": pd.DataFrame(columns=["unit", *(f"t{k}" for k in range(20_000))]),
+    }
+    started = time.perf_counter()
+    glossary = glossary_table(tables, 0.9, 0.95)
+    assert time.perf_counter() - started < 3
+    assert glossary.meaning.str.startswith("An attribute of the unit").sum() == 20_000
