@@ -145,6 +145,11 @@ def test_what_no_config_file_can_hold_is_a_user_error_not_a_traceback(folder):
     for path, out in ((123, None), (folder / "base.toml", 5)):
         with pytest.raises(ns.UserError, match="must be a path"):
             ns.run_config(path, out=out)
+    with pytest.raises(ns.UserError, match="NUL"):  # ValueError before
+        ns.config_from_dict(CONFIG, folder="a\0b")
+    (folder / "base.toml").write_text('[data]\nvalues = "values.csv"\n')
+    with pytest.raises(ns.UserError, match="NUL"):
+        ns.run_config(folder / "base.toml", out=folder / "x\0y")
     config = ns.config_from_dict(CONFIG)
     for jobs in ("2", 2.5, True):
         with pytest.raises(ns.UserError, match="workers"):

@@ -456,8 +456,8 @@ def config_from_dict(raw: dict[str, Any], folder: str | Path = ".") -> RunConfig
     (lists for arrays), checked the same way; relative paths are relative to ``folder``."""
     if not isinstance(raw, dict):
         raise UserError("a config is a dict of sections", where="config_from_dict")
-    if not isinstance(folder, (str, os.PathLike)):
-        raise UserError("must be a path", where="config_from_dict folder")
+    if not isinstance(folder, (str, os.PathLike)) or "\0" in str(folder):
+        raise UserError("must be a path (without NUL characters)", where="config_from_dict folder")
     _check_plain(raw, Path(IN_MEMORY))
     return _config(copy.deepcopy(raw), Path(IN_MEMORY), Path(folder).resolve())
 

@@ -72,6 +72,8 @@ def _absolute(path: Path) -> Path:
     """The absolute path with the parents' links resolved but the last component kept as it is
     (a loop of links, a name too long for the system, or a link to nothing on the way, which
     resolving would follow to wherever it points, refused in one line)."""
+    if "\0" in str(path):  # from Python only: no command line can pass one
+        raise UserError("holds a NUL character, which no path can", path)
     path = Path(os.path.abspath(path))
     _refuse_link_to_nowhere(path)
     try:
