@@ -215,12 +215,13 @@ def _shape_problem(text: str, path: Path) -> str | None:
     )
 
 
-#: characters no XML document may hold (C0 controls but tab, line feed and carriage return), so
-#: that no figure (SVG) or report could show a name holding one
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+#: characters no XML document may hold (C0 controls but tab, line feed and carriage return, and
+#: the noncharacters U+FFFE and U+FFFF), so that no figure (SVG) or report could show a name
+#: holding one
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 #: what a cell of an input file may not hold: those, and a carriage return, which the tables'
 #: writer leaves unquoted (a name holding one would be read back as two rows)
-CELL_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f]")
+CELL_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\ufffe\uffff]")
 
 
 def control_character(text: str, pattern: re.Pattern[str] = CONTROL_CHARACTERS) -> str | None:
