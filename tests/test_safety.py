@@ -827,6 +827,9 @@ def damaged(folder: Path, how: str) -> None:
         manifest = json.loads((folder / "manifest.json").read_text())
         manifest["scenarios"] = -1
         (folder / "manifest.json").write_text(json.dumps(manifest))
+    elif how == "a control character in a unit's name, in every table":  # no SVG could hold it
+        for table in folder.glob("*.csv"):
+            table.write_text(table.read_text().replace("unit03", "unit\x0103"))
     elif how == "an interval of 500%":
         manifest = json.loads((folder / "manifest.json").read_text())
         manifest["design"]["interval"] = 5
@@ -903,6 +906,7 @@ def finished_run(tmp_path_factory) -> Path:
         "negative scenarios",
         "an interval of 500%",
         *ABOUT_EDITS,
+        "a control character in a unit's name, in every table",
         *EDITS,
     ],
 )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import is_numeric_dtype
 
 from nqpf_sens.errors import UserError
 
@@ -231,6 +232,8 @@ MANIFEST_KEYS: dict[str, type | tuple[type, ...]] = {
     "convergence": dict,
 }
 SHIFT_STATISTICS = ("rank_shift_mean", "share_within_3")
+#: what no input cell may hold, so no run writes (engine.cells refuses it in the input files)
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\ufffe\uffff]")
 
 
 def load_run(folder: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
@@ -441,6 +444,15 @@ def _read_table(path: Path) -> pd.DataFrame:
         ) from None
     if frame.empty:
         raise UserError("damaged table (no rows); run the config again", path)
+    for column in frame.columns:  # text no run writes: it would make every SVG invalid
+        cells = [] if is_numeric_dtype(frame[column]) else frame[column].dropna().astype(str)
+        found = next((m for t in (str(column), *cells) if (m := CONTROL.search(t))), None)
+        if found:
+            raise UserError(
+                f"edited table: a control character (U+{ord(found.group()):04X}) in column "
+                f"'{column}'; run the config again",
+                path,
+            )
     for column, kind in COLUMNS[path.stem].items():
         if column not in frame:
             raise UserError(f"damaged table: no column '{column}'; run the config again", path)
