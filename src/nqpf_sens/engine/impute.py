@@ -225,4 +225,6 @@ def _trend(series, observed, t):
     s_ty = (weight * (t - t_mean) * (np.nan_to_num(target) - y_mean)).sum(axis=1, keepdims=True)
     slope = np.where(s_tt > 0, s_ty / np.where(s_tt > 0, s_tt, 1), 0.0)
     fitted = y_mean + slope * (t - t_mean)
-    return np.where(positive, np.exp(np.where(positive, fitted, 0.0)), fitted)
+    with np.errstate(over="ignore"):  # a trend that overflows is refused where it is checked
+        grown = np.exp(np.where(positive, fitted, 0.0))
+    return np.where(positive, grown, fitted)
