@@ -14,7 +14,7 @@ from nqpf_sens.engine.impute import impute
 from nqpf_sens.engine.kernels import prepare_children
 from nqpf_sens.engine.normalise import ascending_ranks, domain_problem, normalise
 from nqpf_sens.engine.rank import TierRule, natural_breaks, rank_scores
-from nqpf_sens.engine.transform import transform
+from nqpf_sens.engine.transform import transform, treat_outliers
 from nqpf_sens.engine.weights import critic_weights, entropy_weights
 
 NAN = np.nan
@@ -434,3 +434,15 @@ def test_winsorisation_clips_at_numpys_nan_quantiles(values, limit):
         low, high = np.nanquantile(values, [limit, 1 - limit], axis=-2, keepdims=True)
     found = transform(values, "winsorise", limit=limit)
     np.testing.assert_array_equal(found, np.clip(values, low, high))
+
+
+@pytest.mark.parametrize("size", [1e250, 1e-250])
+def test_the_outlier_treatment_does_not_depend_on_the_size_of_the_values(size):
+    """Skewness and kurtosis are the same at any scale; computed on values of 1e250 their squares
+    overflowed (a numpy warning), the moments were undefined and the outlier was never treated."""
+    x = np.array([[1.0, 2, 3, 1, 2, 3, 1, 2, 2, 1000]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        treated = treat_outliers(x * size, winmax=5, fallback="none")
+    np.testing.assert_allclose(treated / size, treat_outliers(x, winmax=5, fallback="none"))
+    assert treated.max() == pytest.approx(3 * size)

@@ -140,9 +140,18 @@ def sample_moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(n >= 3, skewness, np.nan), np.where(n >= 4, kurtosis, np.nan)
 
 
+def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sample_moments` of the rows, those of values far from 1 in size divided by their
+    largest first (the moments do not change): the squares of 1e200 overflow, and of 1e-200
+    vanish, leaving the moments undefined, so that such an indicator was never treated."""
+    largest = np.max(np.where(np.isnan(x), 0.0, np.abs(x)), axis=-1, keepdims=True)
+    far = np.isfinite(largest) & ((largest > 1e100) | ((largest < 1e-100) & (largest > 0)))
+    return sample_moments(np.where(far, x / np.where(far, largest, 1.0), x))
+
+
 def _passes(x: np.ndarray, skew_threshold: float, kurtosis_threshold: float) -> np.ndarray:
     """Whether each row passes the outlier rule (an undefined moment passes)."""
-    skewness, kurtosis = sample_moments(x)
+    skewness, kurtosis = _moments(x)
     return ~((np.abs(skewness) >= skew_threshold) & (kurtosis >= kurtosis_threshold))
 
 
@@ -179,7 +188,7 @@ def treat_outliers(
         if rows.size == 0:
             break
         part, seen = x[rows], observed[rows]
-        high = ~(sample_moments(part)[0] < 0)  # an undefined skew counts as 0: the high side
+        high = ~(_moments(part)[0] < 0)  # an undefined skew counts as 0: the high side
         extreme = np.where(
             high,
             np.where(seen, part, -np.inf).max(axis=1),
@@ -215,7 +224,7 @@ def _fallback(x: np.ndarray, method: str, boxcox_lambda: np.ndarray) -> np.ndarr
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # reported later
             return np.where(power == 0, np.log(y), (y**power - 1.0) / power)
     if method == "log_CT_plus":
-        negative = sample_moments(x)[0][:, None] <= 0
+        negative = _moments(x)[0][:, None] <= 0
         with np.errstate(invalid="ignore", divide="ignore"):  # each row takes one branch
             return np.where(negative, -np.log(high + a - x), np.log(x - low + a))
     return np.log(x - low + a)
