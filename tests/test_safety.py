@@ -1420,3 +1420,18 @@ def test_aggregates_named_like_statistics_pass_the_report_s_checks(tmp_path):
     assert main(["run", str(tmp_path / "r.toml"), "--out", str(out), "--quiet"]) == 0
     assert "p_env_p95" in pd.read_csv(out / "tier_bands.csv")
     assert main(["report", str(out)]) == 0
+
+
+@pytest.mark.parametrize("key", ["[outputs] focus_unit", "[pipeline] reference_unit"])
+def test_an_unknown_unit_named_by_a_long_text_is_quoted_by_its_beginning(project, capsys, key):
+    """A unit name of 20,000 characters that names no unit: the line quotes its beginning and
+    its length, not the whole name."""
+    name = "x" * 20_000
+    section, option = key[1:].split("] ")
+    if section == "outputs":
+        config = BASE + f'{option} = "{name}"\n'
+    else:
+        config = BASE + f'[pipeline]\n{option} = "{name}"\n'
+    (project / "long.toml").write_text(config)
+    line = refused(capsys, "run", "long.toml")
+    assert "... (20,000 characters)" in line and len(line) < 500

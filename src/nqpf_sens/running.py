@@ -34,7 +34,7 @@ from nqpf_sens.engine.kernels import RANK_TOLERANCE
 from nqpf_sens.engine.pipeline import option_problem
 from nqpf_sens.engine.spec import IndexSpec
 from nqpf_sens.engine.table import IndicatorTable
-from nqpf_sens.errors import RunInterrupted, UserError, system_problem
+from nqpf_sens.errors import RunInterrupted, UserError, quoted, system_problem
 from nqpf_sens.glossary import glossary_table
 from nqpf_sens.indices.nqpf.paper import compare_with_table3, paper_problem, paper_summary
 from nqpf_sens.inputs import (
@@ -284,7 +284,9 @@ def _inputs(
     written = config.raw.get("outputs", {})  # the [outputs] keys the config sets
     focus = written.get("focus_unit")
     if focus and focus not in table.units:
-        raise UserError(f"{focus!r} is not a unit of the data", config.path, "[outputs] focus_unit")
+        raise UserError(
+            f"{quoted(focus)} is not a unit of the data", config.path, "[outputs] focus_unit"
+        )
     n_units = len(table.units)
     top_set = "top" in written  # the default, 5, suits any index
     if top_set and config.kind != "baseline" and 1 < n_units <= config.outputs.top:

@@ -285,7 +285,8 @@ def _reference_index(pipeline: Pipeline, table: IndicatorTable) -> int | None:
         return None
     if pipeline.reference_unit not in table.units:
         raise UserError(
-            f"reference_unit: {pipeline.reference_unit!r} is not a unit of the data", table.source
+            f"reference_unit: {quoted(pipeline.reference_unit)} is not a unit of the data",
+            table.source,
         )
     return table.units.index(pipeline.reference_unit)
 
