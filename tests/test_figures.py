@@ -230,11 +230,32 @@ def test_figures_of_many_units_draw_the_first_by_nominal_rank(tmp_path):
         assert height < (0.22 * figures.MAX_FIGURE_UNITS + 2) * plt.rcParams["savefig.dpi"], name
 
 
+def small_sobol_page(folder, years: int, sampling: str = "") -> str:
+    """The report page of a weights-only Sobol run of five units (of ``years`` years) on three
+    indicators of their own."""
+    from nqpf_sens.running import run_config
+
+    (folder / "meta.csv").write_text(
+        "code,dimension,weight,direction\na1,A,1,positive\na2,A,1,positive\nb1,B,1,positive\n"
+    )
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.uniform(1, 10, size=(5 * years, 3)), columns=["a1", "a2", "b1"])
+    frame = frame.assign(unit=[f"U{i}" for i in range(5)] * years)
+    if years > 1:
+        frame["year"] = np.repeat(np.arange(2022 - years, 2022), 5)
+    frame.to_csv(folder / "values.csv", index=False)
+    (folder / "s.toml").write_text(
+        '[run]\nname = "s"\nkind = "sobol"\nseed = 1\n[data]\nmetadata = "meta.csv"\n'
+        f'values = "values.csv"\n[sampling]\nn = 16\nbootstrap = 10\n{sampling}'
+        '[[factors]]\nname = "w"\nkind = "weights"\nlevel = 0\n'
+    )
+    result = run_config(folder / "s.toml", out=folder / "out", quiet=True)
+    return (result / "report.html").read_text(encoding="utf-8")
+
+
 def test_sobol_bars_and_their_caption_state_the_configured_confidence(tmp_path, monkeypatch):
     """At [sampling] confidence = 0.9 the intervals drawn are 90% ones: the axis and the caption
     said 95%."""
-    from nqpf_sens.running import run_config
-
     labels = []
     real = matplotlib.axes.Axes.set_xlabel
     monkeypatch.setattr(
@@ -244,20 +265,7 @@ def test_sobol_bars_and_their_caption_state_the_configured_confidence(tmp_path, 
     )
     plt.close(figures.sobol_bars(indices(), "rank:a", "Sobol indices of a", 0.9))
     assert labels == ["Sobol index (lines: 90% interval)"]
-    (tmp_path / "meta.csv").write_text(
-        "code,dimension,weight,direction\na1,A,1,positive\na2,A,1,positive\nb1,B,1,positive\n"
-    )
-    rng = np.random.default_rng(0)
-    pd.DataFrame(rng.uniform(1, 10, size=(5, 3)), columns=["a1", "a2", "b1"]).assign(
-        unit=[f"U{i}" for i in range(5)]
-    ).to_csv(tmp_path / "values.csv", index=False)
-    (tmp_path / "s.toml").write_text(
-        '[run]\nname = "s"\nkind = "sobol"\nseed = 1\n[data]\nmetadata = "meta.csv"\n'
-        'values = "values.csv"\n[sampling]\nn = 16\nbootstrap = 10\nconfidence = 0.9\n'
-        '[[factors]]\nname = "w"\nkind = "weights"\nlevel = 0\n'
-    )
-    folder = run_config(tmp_path / "s.toml", out=tmp_path / "out", quiet=True)
-    page = (folder / "report.html").read_text(encoding="utf-8")
+    page = small_sobol_page(tmp_path, years=1, sampling="confidence = 0.9\n")
     assert "rank shift, with 90% percentile bootstrap intervals." in page
     assert "with 95% percentile" not in page
 
@@ -265,23 +273,7 @@ def test_sobol_bars_and_their_caption_state_the_configured_confidence(tmp_path, 
 def test_a_panels_sobol_unit_figures_name_the_year_whose_ranks_they_are(tmp_path):
     """For data of several years a unit's Sobol outputs are its last year's rank: the captions of
     the focus unit's bars and of the heat map said nothing of the year."""
-    from nqpf_sens.running import run_config
-
-    (tmp_path / "meta.csv").write_text(
-        "code,dimension,weight,direction\na1,A,1,positive\na2,A,1,positive\nb1,B,1,positive\n"
-    )
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame(rng.uniform(1, 10, size=(10, 3)), columns=["a1", "a2", "b1"])
-    frame.assign(unit=[f"U{i}" for i in range(5)] * 2, year=[2020] * 5 + [2021] * 5).to_csv(
-        tmp_path / "values.csv", index=False
-    )
-    (tmp_path / "s.toml").write_text(
-        '[run]\nname = "s"\nkind = "sobol"\nseed = 1\n[data]\nmetadata = "meta.csv"\n'
-        'values = "values.csv"\n[sampling]\nn = 16\nbootstrap = 10\n'
-        '[[factors]]\nname = "w"\nkind = "weights"\nlevel = 0\n'
-    )
-    folder = run_config(tmp_path / "s.toml", out=tmp_path / "out", quiet=True)
-    page = (folder / "report.html").read_text(encoding="utf-8")
+    page = small_sobol_page(tmp_path, years=2)
     assert re.search(r"Sobol indices of the rank in 2021 of U\d\.", page)
     assert "Total-order index of each unit&#x27;s rank in 2021 for each factor." in page
 
