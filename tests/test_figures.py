@@ -33,12 +33,20 @@ def indices():
     return pd.DataFrame(rows)
 
 
-def test_the_heat_map_hatches_the_outputs_the_tables_set_aside(monkeypatch):
-    hatched = []
-    real = matplotlib.axes.Axes.add_patch
+def first_arguments(monkeypatch, method: str) -> list:
+    """The first argument of each call of ``matplotlib.axes.Axes.<method>``, recorded."""
+    seen: list = []
+    real = getattr(matplotlib.axes.Axes, method)
     monkeypatch.setattr(
-        matplotlib.axes.Axes, "add_patch", lambda self, p: hatched.append(p) or real(self, p)
+        matplotlib.axes.Axes,
+        method,
+        lambda self, t, *a, **k: seen.append(t) or real(self, t, *a, **k),
     )
+    return seen
+
+
+def test_the_heat_map_hatches_the_outputs_the_tables_set_aside(monkeypatch):
+    hatched = first_arguments(monkeypatch, "add_patch")
     labels = []
     real_ticks = matplotlib.axes.Axes.set_yticks
 
@@ -52,13 +60,7 @@ def test_the_heat_map_hatches_the_outputs_the_tables_set_aside(monkeypatch):
 
 
 def test_bars_of_an_unreliable_output_say_so(monkeypatch):
-    titles = []
-    real = matplotlib.axes.Axes.set_title
-    monkeypatch.setattr(
-        matplotlib.axes.Axes,
-        "set_title",
-        lambda self, t, *a, **k: titles.append(t) or real(self, t),
-    )
+    titles = first_arguments(monkeypatch, "set_title")
     plt.close(figures.sobol_bars(indices(), "rank:b", "Sobol indices of b"))
     plt.close(figures.sobol_bars(indices(), "rank:a", "Sobol indices of a"))
     assert titles == [
@@ -256,13 +258,7 @@ def small_sobol_page(folder, years: int, sampling: str = "") -> str:
 def test_sobol_bars_and_their_caption_state_the_configured_confidence(tmp_path, monkeypatch):
     """At [sampling] confidence = 0.9 the intervals drawn are 90% ones: the axis and the caption
     said 95%."""
-    labels = []
-    real = matplotlib.axes.Axes.set_xlabel
-    monkeypatch.setattr(
-        matplotlib.axes.Axes,
-        "set_xlabel",
-        lambda self, t, *a, **k: labels.append(t) or real(self, t),
-    )
+    labels = first_arguments(monkeypatch, "set_xlabel")
     plt.close(figures.sobol_bars(indices(), "rank:a", "Sobol indices of a", 0.9))
     assert labels == ["Sobol index (lines: 90% interval)"]
     page = small_sobol_page(tmp_path, years=1, sampling="confidence = 0.9\n")
