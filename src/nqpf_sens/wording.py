@@ -19,19 +19,19 @@ def sentence_start(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def fixed(value: float, decimals: int) -> str:
-    """``value`` with ``decimals`` decimals, or as many more (up to 6) as keep a value other than
-    0 from reading 0 and a share short of 1 from reading 1: a standard error of 0.0003 read
-    0.000, the certainty it is there to deny."""
-    text = f"{value:,.{decimals}f}"
-    while (
-        decimals
-        and decimals < 6
-        and (
-            (value != 0 and float(text.replace(",", "")) == 0)
-            or (abs(value) < 1 and abs(float(text.replace(",", ""))) == 1)
-        )
+def telling_decimals(value: float, decimals: int, whole: float = 1.0) -> int:
+    """``decimals``, or as many more (up to 6) as keep a value other than 0 from reading 0 and a
+    value short of ``whole`` in size from reading ``whole``: a standard error of 0.0003 read 0.000,
+    a share of 0.9996 read 1.000, the certainty they are there to deny."""
+    while decimals < 6 and (
+        (value != 0 and round(value, decimals) == 0)
+        or (abs(value) < whole and abs(round(value, decimals)) == whole)
     ):
         decimals += 1
-        text = f"{value:,.{decimals}f}"
-    return text
+    return decimals
+
+
+def fixed(value: float, decimals: int) -> str:
+    """``value`` with ``decimals`` decimals, more where :func:`telling_decimals` needs them (none
+    where ``decimals`` is 0)."""
+    return f"{value:,.{telling_decimals(value, decimals) if decimals else 0}f}"

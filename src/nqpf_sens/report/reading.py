@@ -6,11 +6,12 @@ unit and factor names are the user's text.
 
 from __future__ import annotations
 
+import math
 import re
 
 import pandas as pd
 
-from nqpf_sens.wording import agreeing, plural, sentence_start
+from nqpf_sens.wording import agreeing, plural, sentence_start, telling_decimals
 
 MOST_NAMED = 8  # units a sentence names at most (the least robust tiers)
 #: tables about ranks and tiers, which say nothing when there is a single unit
@@ -259,23 +260,15 @@ def _percent(share: float) -> str:
 
 def _percent_decimals(share: float) -> int:
     """The decimals of :func:`_percent`."""
-    percent, decimals = 100 * share, 0
-    while decimals < 6 and (
-        (share < 1 and round(percent, decimals) >= 100)
-        or (share > 0 and round(percent, decimals) <= 0)
-    ):
-        decimals += 1
-    return decimals
+    return telling_decimals(100 * share, 0, whole=100)
 
 
 def _error_percent(se: float, decimals: int) -> str:
     """The 95% Monte Carlo error of a share (standard error ``se``) as a percentage, with at least
     one decimal and the share's ``decimals``, and more (up to 6) as keep an error from reading 0:
     '99.96% (+/- 0.0%)' gave a share of scenarios the certainty of a count of all of them."""
-    error, decimals = 196 * se, max(1, decimals)
-    while decimals < 6 and error > 0 and round(error, decimals) <= 0:
-        decimals += 1
-    return f"{error:.{decimals}f}%"
+    error = 196 * se
+    return f"{error:.{telling_decimals(error, max(1, decimals), whole=math.inf)}f}%"
 
 
 def _edge_regions(regions: pd.DataFrame, rescaled: bool = False) -> list[str]:
