@@ -306,8 +306,8 @@ def _inputs(
         )
     tiers = config.pipeline.tiers
     bounds_set = "bounds" in config.raw.get("tiers", {})
-    fixed = tiers.scheme == "fixed_ranks" and tiers.bounds  # none: refused as not increasing
-    if bounds_set and fixed and 1 < n_units <= tiers.bounds[-1]:
+    by_rank = tiers.scheme == "fixed_ranks" and tiers.bounds  # none: refused as not increasing
+    if bounds_set and by_rank and 1 < n_units <= tiers.bounds[-1]:
         raise UserError(
             f"{tiers.bounds[-1]} is not fewer than the {n_units} units (tier "
             f"{tiers.n_tiers} would always be empty)",
